@@ -1,0 +1,43 @@
+"""POST /v1/events: validate, stamp received_at, publish to Kinesis."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from shopwise.dal.stream import KinesisPublisher
+from shopwise.ingestion.collect import BadBatch, collect, parse_batch
+from shopwise.observability import logger, metrics, tracer
+from shopwise.settings import get_settings
+
+app = APIGatewayHttpResolver()
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@app.post("/v1/events")
+@tracer.capture_method
+def post_events() -> Response:
+    raw = parse_batch(app.current_event.decoded_body)
+    result = collect(raw, datetime.now(UTC), KinesisPublisher(get_settings().events_stream))
+    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
+    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=result.rejected)
+    return _json(200 if result.accepted else 400, result.to_json())
+
+
+@app.exception_handler(BadBatch)
+def bad_batch(exc: BadBatch) -> Response:
+    return _json(exc.status, {"message": str(exc)})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,29 @@
+"""Step Functions task: load a batch-transform output into DynamoDB and activate its model version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from shopwise.loading import load
+from shopwise.observability import logger, metrics, tracer
+from shopwise.settings import get_settings
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    for name in ("output_uri", "model_version"):
+        if not event.get(name):
+            raise ValueError(f"load: the input needs {name!r}; got keys {sorted(event)}")
+    settings = get_settings()
+    result = load(
+        event["output_uri"],
+        event["model_version"],
+        settings.recommendations_table,
+        settings.config_table,
+        settings.recommendations_ttl_days,
+    )
+    logger.info("loaded", extra={"rows": result.rows, "model_version": result.model_version})
+    return {"model_version": result.model_version, "rows": result.rows, "objects": result.objects}

@@ -1,0 +1,69 @@
+"""The storefront read API: recommendations per shopper, similar items, health, OpenAPI."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from shopwise.observability import logger, metrics, tracer
+from shopwise.serving.recommend import MAX_N, NotFound, Tables, recommend_for_user, similar_items
+from shopwise.settings import get_settings
+
+app = APIGatewayHttpResolver(enable_validation=True)
+Id = Annotated[str, Path(min_length=1, max_length=128)]
+N = Annotated[int, Query(ge=1, le=MAX_N, description="how many items to return")]
+
+
+def _tables() -> Tables:
+    settings = get_settings()
+    return Tables(recommendations=settings.recommendations_table, profiles=settings.profiles_table)
+
+
+@app.get("/v1/health")
+def health() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@app.get("/v1/users/<user_id>/recommendations")
+@tracer.capture_method
+def user_recommendations(user_id: Id, n: N = 10) -> dict[str, Any]:
+    return recommend_for_user(user_id, n, _tables())
+
+
+@app.get("/v1/items/<item_id>/similar")
+@tracer.capture_method
+def item_similar(item_id: Id, n: N = 10) -> dict[str, Any]:
+    return similar_items(item_id, n, _tables())
+
+
+@app.get("/v1/openapi.json")
+def openapi() -> Response:
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=app.get_openapi_json_schema(title="shopwise", version="1"),
+    )
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(exc: RequestValidationError) -> Response:
+    problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    return Response(
+        status_code=400,
+        content_type=content_types.APPLICATION_JSON,
+        body={"message": "; ".join(problems), "errors": problems},
+    )
+
+
+@app.exception_handler(NotFound)
+def not_found(exc: NotFound) -> Response:
+    return Response(status_code=404, content_type=content_types.APPLICATION_JSON, body={"message": str(exc)})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

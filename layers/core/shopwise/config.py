@@ -1,0 +1,113 @@
+"""One configuration per environment, read by the CDK app and the local runtime alike.
+
+Everything that both the stack and the local stack must agree on lives here: table key schemas, the stream,
+the buckets, and the per-environment settings (shards, provisioned concurrency, schedule). The CDK app builds
+resources from these specs; ``shopwise_local.resources`` creates the same ones on the local endpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SERVICE = "shopwise"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A DynamoDB table: its logical name, keys and TTL attribute."""
+
+    name: str
+    partition_key: str
+    sort_key: str | None = None
+    ttl_attribute: str | None = None
+    env_var: str = ""
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    name: str
+    stream_shards: int
+    provisioned_concurrency: int
+    # EventBridge schedule expression for the retraining pipeline
+    retrain_schedule: str
+    recommendations_ttl_days: int
+    retain_data: bool
+    training_instance_type: str = "ml.m5.xlarge"
+    transform_instance_type: str = "ml.m5.xlarge"
+    log_retention_days: int = 30
+    api_throttle_rate: int = 500
+    api_throttle_burst: int = 1000
+    lambda_memory_mb: int = 1024
+    # Kinesis -> update_features event source
+    stream_batch_size: int = 100
+    stream_retry_attempts: int = 3
+    stream_max_record_age_s: int = 6 * 3600
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def physical_name(self, logical: str) -> str:
+        return f"{SERVICE}-{self.name}-{logical}"
+
+
+# Tables. `recommendations` holds precomputed lists keyed "user#<id>", "item#<id>", "popular#global";
+# `config` holds the active model version and (later) experiments.
+PROFILES = TableSpec("profiles", partition_key="profile_id", env_var="PROFILES_TABLE")
+ITEMS = TableSpec("items", partition_key="item_id", env_var="ITEMS_TABLE")
+RECOMMENDATIONS = TableSpec(
+    "recommendations", partition_key="pk", ttl_attribute="expires_at", env_var="RECOMMENDATIONS_TABLE"
+)
+CONFIG = TableSpec("config", partition_key="pk", env_var="CONFIG_TABLE")
+TABLES: tuple[TableSpec, ...] = (PROFILES, ITEMS, RECOMMENDATIONS, CONFIG)
+
+EVENTS_STREAM = "events"
+ARCHIVE_BUCKET = "archive"
+ARTIFACTS_BUCKET = "artifacts"
+FAILED_EVENTS_QUEUE = "update-features-failures"
+
+# S3 layout, shared by the archive writer (Firehose or the local poller), the importer and the training job.
+ARCHIVE_EVENTS_PREFIX = "events/"
+CATALOG_KEY = "catalog/items.jsonl.gz"
+MODELS_PREFIX = "models/"
+RECOMMENDATIONS_PREFIX = "recommendations/"
+TRANSFORM_REQUESTS_KEY = "transform/requests.jsonl"
+
+ENVIRONMENTS: dict[str, EnvironmentConfig] = {
+    "dev": EnvironmentConfig(
+        name="dev",
+        stream_shards=1,
+        provisioned_concurrency=1,
+        retrain_schedule="cron(0 3 * * ? *)",
+        recommendations_ttl_days=7,
+        retain_data=False,
+        log_retention_days=14,
+        api_throttle_rate=50,
+        api_throttle_burst=100,
+    ),
+    "prod": EnvironmentConfig(
+        name="prod",
+        stream_shards=4,
+        provisioned_concurrency=10,
+        retrain_schedule="cron(0 3 * * ? *)",
+        recommendations_ttl_days=7,
+        retain_data=True,
+        log_retention_days=90,
+        api_throttle_rate=1000,
+        api_throttle_burst=2000,
+    ),
+    "local": EnvironmentConfig(
+        name="local",
+        stream_shards=1,
+        provisioned_concurrency=0,
+        retrain_schedule="manual",
+        recommendations_ttl_days=7,
+        retain_data=False,
+        stream_batch_size=100,
+    ),
+}
+
+
+def environment(name: str) -> EnvironmentConfig:
+    try:
+        return ENVIRONMENTS[name]
+    except KeyError:
+        known = ", ".join(sorted(ENVIRONMENTS))
+        raise ValueError(f"unknown environment {name!r}: expected one of {known}") from None

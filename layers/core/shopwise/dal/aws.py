@@ -1,0 +1,28 @@
+"""boto3 clients, created once per process and reused (the endpoint comes from the standard AWS_ENDPOINT_URL*
+settings, so this code runs unchanged in AWS and against the local endpoint)."""
+
+from __future__ import annotations
+
+import random
+import time
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(retries={"max_attempts": 5, "mode": "adaptive"}, connect_timeout=2, read_timeout=10)
+
+
+@cache
+def client(service: str) -> Any:
+    return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+
+
+def reset_clients() -> None:
+    """Forget cached clients (the local runtime calls this after it points the process at a new endpoint)."""
+    client.cache_clear()
+
+
+def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> None:
+    time.sleep(min(cap, base * (2**attempt)) * (0.5 + random.random() / 2))

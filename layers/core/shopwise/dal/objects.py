@@ -1,0 +1,44 @@
+"""S3 objects: the event archive, catalog snapshots, batch-transform outputs."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from shopwise.dal.aws import client
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {uri!r}")
+    return bucket, key
+
+
+def list_keys(bucket: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(obj["Key"] for obj in page.get("Contents", []))
+    return keys
+
+
+def read_json_lines(bucket: str, key: str) -> Iterator[dict[str, Any]]:
+    body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    if key.endswith(".gz"):
+        body = gzip.decompress(body)
+    for line in body.splitlines():
+        if line.strip():
+            yield json.loads(line)
+
+
+def write_json_lines(bucket: str, key: str, rows: Iterable[dict[str, Any]]) -> int:
+    lines = [json.dumps(row, separators=(",", ":")) for row in rows]
+    body = ("\n".join(lines) + "\n").encode() if lines else b""
+    if key.endswith(".gz"):
+        body = gzip.compress(body, mtime=0)
+    client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    return len(lines)

@@ -1,0 +1,197 @@
+"""Storefront event schemas, defined once and imported by the Lambdas, the jobs and the local runtime.
+
+Every event carries event_id, occurred_at and at least one of anonymous_id / customer_id. The server stamps
+received_at. Timestamps are timezone-aware UTC; a naive timestamp is read as UTC.
+
+Clock rule (stated in the README): an event whose occurred_at lies more than ``MAX_FUTURE_SKEW`` after
+received_at, or more than ``MAX_PAST_AGE`` before it, is rejected by the live API; history goes through
+``shopwise import`` instead, which accepts any past time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+MAX_PAST_AGE = timedelta(days=90)
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+Market = Annotated[str, Field(min_length=2, max_length=8)]
+
+
+class EventBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: Id
+    occurred_at: datetime
+    received_at: datetime | None = None
+    anonymous_id: Id | None = None
+    customer_id: Id | None = None
+    session_id: Id | None = None
+    market: Market | None = None
+    referrer: Annotated[str, Field(max_length=2048)] | None = None
+    user_agent_class: Literal["desktop", "mobile", "tablet", "bot", "other"] | None = None
+
+    @field_validator("occurred_at", "received_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _someone(self) -> EventBase:
+        if not (self.anonymous_id or self.customer_id):
+            raise ValueError("anonymous_id or customer_id is required")
+        return self
+
+    @property
+    def profile_id(self) -> str:
+        """The profile the event belongs to: the customer if known, else the anonymous visitor."""
+        return self.customer_id or self.anonymous_id or ""
+
+
+class ProductView(EventBase):
+    event_type: Literal["product_view"]
+    item_id: Id
+    price: Annotated[float, Field(ge=0)] | None = None
+
+
+class AddToCart(EventBase):
+    event_type: Literal["add_to_cart"]
+    item_id: Id
+    quantity: Annotated[int, Field(ge=1, le=10_000)] = 1
+    unit_price: Annotated[float, Field(ge=0)] | None = None
+
+
+class RemoveFromCart(EventBase):
+    event_type: Literal["remove_from_cart"]
+    item_id: Id
+    quantity: Annotated[int, Field(ge=1, le=10_000)] = 1
+
+
+class LineItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item_id: Id
+    quantity: Annotated[int, Field(ge=1, le=10_000)] = 1
+    unit_price: Annotated[float, Field(ge=0)] = 0.0
+    currency: Annotated[str, Field(min_length=3, max_length=3)] = "USD"
+
+
+class Purchase(EventBase):
+    event_type: Literal["purchase"]
+    order_id: Id
+    items: Annotated[list[LineItem], Field(min_length=1, max_length=500)]
+    revenue: Annotated[float, Field(ge=0)] | None = None
+    currency: Annotated[str, Field(min_length=3, max_length=3)] = "USD"
+
+
+class Search(EventBase):
+    event_type: Literal["search"]
+    query: Annotated[str, Field(min_length=1, max_length=512)]
+    results: Annotated[list[Id], Field(max_length=500)] = []
+
+
+class Impression(EventBase):
+    event_type: Literal["impression"]
+    recommendation_id: Id
+    items: Annotated[list[Id], Field(min_length=1, max_length=500)]
+    placement: Annotated[str, Field(max_length=64)] = "home"
+
+
+class Click(EventBase):
+    event_type: Literal["click"]
+    item_id: Id
+    recommendation_id: Id | None = None
+    placement: Annotated[str, Field(max_length=64)] | None = None
+
+
+class Identify(EventBase):
+    event_type: Literal["identify"]
+    email: Annotated[str, Field(max_length=320)] | None = None
+    device_id: Id | None = None
+
+
+class Consent(EventBase):
+    event_type: Literal["consent"]
+    granted: list[Literal["personalisation", "marketing", "analytics"]] = []
+    revoked: list[Literal["personalisation", "marketing", "analytics"]] = []
+
+
+Event = Annotated[
+    ProductView | AddToCart | RemoveFromCart | Purchase | Search | Impression | Click | Identify | Consent,
+    Field(discriminator="event_type"),
+]
+EVENT_TYPES = (
+    "product_view",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "search",
+    "impression",
+    "click",
+    "identify",
+    "consent",
+)
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class EventRejected(ValueError):
+    """An event that can never be accepted, with the field at fault."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def parse_event(raw: Any) -> Event:
+    """Validate one event; raise EventRejected naming the first field at fault."""
+    try:
+        return EVENT_ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            raise EventRejected("event_type", f"expected one of {', '.join(EVENT_TYPES)}") from None
+        # the discriminator tag is the first element of loc for union members: drop it from the field path
+        loc = [str(part) for part in first["loc"]]
+        if loc and loc[0] in EVENT_TYPES:
+            loc = loc[1:]
+        raise EventRejected(".".join(loc) or "event", first["msg"]) from None
+
+
+def check_clock(event: Event, received_at: datetime) -> None:
+    if event.occurred_at > received_at + MAX_FUTURE_SKEW:
+        raise EventRejected("occurred_at", f"more than {MAX_FUTURE_SKEW} in the future")
+    if event.occurred_at < received_at - MAX_PAST_AGE:
+        raise EventRejected(
+            "occurred_at", f"older than {MAX_PAST_AGE.days} days: use `shopwise import events` for history"
+        )
+
+
+def interaction_items(event: Event) -> list[tuple[str, str]]:
+    """The (item_id, kind) pairs an event contributes to features and training: kind is view, cart or purchase."""
+    if isinstance(event, ProductView | Click):
+        return [(event.item_id, "view")]
+    if isinstance(event, AddToCart):
+        return [(event.item_id, "cart")]
+    if isinstance(event, Purchase):
+        return [(line.item_id, "purchase") for line in event.items]
+    return []
+
+
+def to_record(event: EventBase) -> dict[str, Any]:
+    """The JSON-ready form that travels on the stream and lands in the archive."""
+    return event.model_dump(mode="json", exclude_none=True)

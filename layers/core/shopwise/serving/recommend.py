@@ -1,0 +1,127 @@
+"""Serving: read precomputed lists and the shopper's live features in one BatchGetItem, blend, explain."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from shopwise.dal.recommendations import RecommendationRow, batch_get, decode_row
+from shopwise.features import ProfileFeatures
+from shopwise.keys import POPULAR_KEY, item_key, user_key
+
+MAX_N = 100
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Tables:
+    recommendations: str
+    profiles: str
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    text: str
+
+
+def _reason_for(because: str, profile: ProfileFeatures | None) -> Reason:
+    if not because:
+        return Reason("personalised", "Picked for you from your history")
+    if profile and because in profile.recent_items("purchase"):
+        return Reason("bought_together", f"Because you bought item {because}")
+    if profile and because in profile.recent_items("cart"):
+        return Reason("similar_to_cart", f"Because you added item {because} to your cart")
+    return Reason("similar_to_history", f"Because of your interest in item {because}")
+
+
+def _items(rows: list[list[Any]], n: int, exclude: set[str], reason: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for entry in rows:
+        item_id, score = str(entry[0]), float(entry[1])
+        if item_id in exclude:
+            continue
+        because = str(entry[2]) if len(entry) > 2 else ""
+        why: Reason = reason(because)
+        out.append({"item_id": item_id, "score": round(score, 6), "reason": {"code": why.code, "text": why.text}})
+        if len(out) == n:
+            break
+    return out
+
+
+def recommend_for_user(profile_id: str, n: int, tables: Tables) -> dict[str, Any]:
+    """Precomputed list for the shopper if there is one, else popular items; owned items are left out."""
+    found, trips = batch_get(
+        {
+            tables.recommendations: [{"pk": {"S": user_key(profile_id)}}, {"pk": {"S": POPULAR_KEY}}],
+            tables.profiles: [{"profile_id": {"S": profile_id}}],
+        }
+    )
+    rows: dict[str, RecommendationRow] = {}
+    for raw in found[tables.recommendations]:
+        row = decode_row(raw)
+        if row:
+            rows[row.key] = row
+    profile = None
+    if found[tables.profiles]:
+        features = found[tables.profiles][0].get("features", {}).get("S")
+        profile = ProfileFeatures.from_json(json.loads(features) if features else None)
+    exclude = set(profile.recent_items("purchase")) | set(profile.recent_items("cart")) if profile else set()
+
+    personal = rows.get(user_key(profile_id))
+    if personal:
+        items = _items(personal.items, n, exclude, lambda b: _reason_for(b, profile))
+        source, version = "personalised", personal.model_version
+        popular_fill = rows.get(POPULAR_KEY)
+        if len(items) < n and popular_fill:
+            taken = exclude | {i["item_id"] for i in items}
+            items += _items(popular_fill.items, n - len(items), taken, lambda _b: _POPULAR)
+    else:
+        popular = rows.get(POPULAR_KEY)
+        if popular is None:
+            raise NotFound("no recommendations are loaded yet: run the training pipeline (shopwise train)")
+        reason = _NEW_SHOPPER if profile is None else _POPULAR
+        items = _items(popular.items, n, exclude, lambda _b: reason)
+        source, version = "popular", popular.model_version
+    return {
+        "user_id": profile_id,
+        "recommendation_id": str(uuid.uuid4()),
+        "model_version": version,
+        "source": source,
+        "items": items,
+        "read_round_trips": trips,
+    }
+
+
+def similar_items(item_id: str, n: int, tables: Tables) -> dict[str, Any]:
+    found, trips = batch_get({tables.recommendations: [{"pk": {"S": item_key(item_id)}}, {"pk": {"S": POPULAR_KEY}}]})
+    rows = {r.key: r for r in (decode_row(raw) for raw in found[tables.recommendations]) if r}
+    similar = rows.get(item_key(item_id))
+    if similar:
+        reason = Reason("similar_item", f"Shoppers who liked item {item_id} also liked this")
+        items = _items(similar.items, n, {item_id}, lambda _b: reason)
+        source, version = "similar", similar.model_version
+    else:
+        popular = rows.get(POPULAR_KEY)
+        if popular is None:
+            raise NotFound("no recommendations are loaded yet: run the training pipeline (shopwise train)")
+        reason = Reason("popular_fallback", f"Item {item_id} is new to the model: showing popular items")
+        items = _items(popular.items, n, {item_id}, lambda _b: reason)
+        source, version = "popular", popular.model_version
+    return {
+        "item_id": item_id,
+        "recommendation_id": str(uuid.uuid4()),
+        "model_version": version,
+        "source": source,
+        "items": items,
+        "read_round_trips": trips,
+    }
+
+
+_POPULAR = Reason("popular", "Popular with shoppers right now")
+_NEW_SHOPPER = Reason("popular_new_shopper", "Popular with shoppers right now (we don't know you yet)")

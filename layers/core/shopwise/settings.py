@@ -1,0 +1,58 @@
+"""Environment variables parsed once into a typed settings object; logic never reads ``os.environ``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from shopwise import config
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    profiles_table: str
+    items_table: str
+    recommendations_table: str
+    config_table: str
+    events_stream: str
+    archive_bucket: str
+    artifacts_bucket: str
+    recommendations_ttl_days: int
+    max_batch_events: int = 500
+    max_batch_bytes: int = 1_000_000
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+
+        def need(name: str) -> str:
+            value = env.get(name, "")
+            if not value:
+                raise SettingsError(f"environment variable {name} is not set")
+            return value
+
+        return cls(
+            profiles_table=need(config.PROFILES.env_var),
+            items_table=need(config.ITEMS.env_var),
+            recommendations_table=need(config.RECOMMENDATIONS.env_var),
+            config_table=need(config.CONFIG.env_var),
+            events_stream=env.get("EVENTS_STREAM", ""),
+            archive_bucket=env.get("ARCHIVE_BUCKET", ""),
+            artifacts_bucket=env.get("ARTIFACTS_BUCKET", ""),
+            recommendations_ttl_days=int(env.get("RECOMMENDATIONS_TTL_DAYS", "7")),
+        )
+
+
+def environment_variables(names: dict[str, str], ttl_days: int) -> dict[str, str]:
+    """The variables a function gets, from resolved resource names (used by CDK and the local runtime)."""
+    return {**names, "RECOMMENDATIONS_TTL_DAYS": str(ttl_days)}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

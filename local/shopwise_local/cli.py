@@ -1,0 +1,148 @@
+"""`shopwise`: the command line for local runs and operations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from shopwise_local.paths import SHARED_DATA, state_dir
+
+
+def _attach() -> Any:
+    from shopwise_local.stack import StackInfo
+
+    return StackInfo.attach(state_dir())
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    from shopwise_local.demo import DemoOptions, run_demo
+
+    run_demo(
+        DemoOptions(
+            aws_port=args.aws_port,
+            api_port=args.port,
+            dataset=args.dataset,
+            replay_days=args.replay_days,
+            serve=not args.no_serve,
+            progress=not args.no_progress,
+        )
+    )
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from shopwise.settings import get_settings
+
+    from shopwise_local.importer import import_events, import_items
+
+    if not args.file.exists():
+        print(f"error: {args.file} does not exist", file=sys.stderr)
+        return 2
+    _attach()
+    settings = get_settings()
+    if args.kind == "items":
+        report = import_items(args.file, settings.items_table, settings.artifacts_bucket)
+    else:
+        report = import_events(args.file, settings.archive_bucket)
+    print(report.summary(limit=args.show_bad))
+    return 0 if report.imported else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from shopwise.settings import get_settings
+
+    from shopwise_local.pipeline import run_pipeline
+
+    _attach()
+    settings = get_settings()
+    hps = dict(kv.split("=", 1) for kv in args.hp)
+    result = run_pipeline(
+        settings.archive_bucket,
+        settings.artifacts_bucket,
+        state_dir() / "jobs",
+        hyperparameters=hps,
+        log=print,
+        stage=lambda name: print(f"== {name}", flush=True),
+    )
+    print(
+        json.dumps(
+            {
+                "model_version": result.model_version,
+                "rows_loaded": result.rows_loaded,
+                "metrics": result.metrics,
+                "seconds": result.seconds,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    """Ask the real serve handler (in this process, against the local stack) for one shopper's list."""
+    from shopwise_local.lambda_runtime import LocalFunction, http_api_event
+
+    _attach()
+    from urllib.parse import quote
+
+    path = f"/v1/users/{quote(args.user_id, safe='')}/recommendations"
+    response = LocalFunction("serve").invoke(http_api_event("GET", path, f"n={args.n}"))
+    body = json.loads(response["body"])
+    if response["statusCode"] != 200:
+        print(f"error {response['statusCode']}: {body.get('message', body)}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    print(f"{body['source']} recommendations for {args.user_id} (model {body['model_version']}):")
+    for rank, item in enumerate(body["items"], start=1):
+        print(f"{rank:3d}. item {item['item_id']:<10} score {item['score']:<10.4f} {item['reason']['text']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shopwise", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    local = sub.add_parser("local", help="the local stack").add_subparsers(dest="local_command", required=True)
+    up = local.add_parser("up", help="start the local stack, load MovieLens, train, serve (what `make demo` runs)")
+    up.add_argument("--port", type=int, default=8080, help="HTTP API port (default 8080)")
+    up.add_argument("--aws-port", type=int, default=4566, help="local AWS endpoint port (default 4566)")
+    up.add_argument("--dataset", type=Path, default=SHARED_DATA / "ml-latest-small")
+    up.add_argument("--replay-days", type=float, default=60.0, help="replay the newest N days through the API")
+    up.add_argument("--no-serve", action="store_true", help="stop after the checks instead of serving")
+    up.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    up.set_defaults(func=cmd_local_up)
+
+    imp = sub.add_parser("import", help="bulk import into the running local stack")
+    imp.add_argument("kind", choices=["events", "items"])
+    imp.add_argument("file", type=Path, help="CSV or JSON Lines (optionally .gz)")
+    imp.add_argument("--show-bad", type=int, default=20, help="how many bad rows to list")
+    imp.set_defaults(func=cmd_import)
+
+    train = sub.add_parser("train", help="run train -> batch transform -> load on the running local stack")
+    train.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="a hyperparameter")
+    train.set_defaults(func=cmd_train)
+
+    rec = sub.add_parser("recommend", help="recommendations for one shopper from the running local stack")
+    rec.add_argument("user_id")
+    rec.add_argument("-n", type=int, default=10)
+    rec.add_argument("--json", action="store_true")
+    rec.set_defaults(func=cmd_recommend)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""`make demo` / `shopwise local up`: the whole path on one machine, stage by stage, then serve until Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shopwise_local.importer import import_events, import_items
+from shopwise_local.movielens import convert
+from shopwise_local.paths import SHARED_DATA, state_dir
+from shopwise_local.pipeline import run_pipeline
+from shopwise_local.replay import replay
+from shopwise_local.stack import LocalStack
+
+STAGES = [
+    "start local AWS endpoint",
+    "create tables, stream, buckets, queue",
+    "convert MovieLens to import files",
+    "import catalog",
+    "import history into the event archive",
+    "start HTTP API and stream poller",
+    "replay recent events: POST /v1/events -> Kinesis -> update_features",
+    "train",
+    "batch transform",
+    "load",
+    "check the API",
+]
+
+
+@dataclass
+class DemoOptions:
+    aws_port: int = 4566
+    api_port: int = 8080
+    dataset: Path = SHARED_DATA / "ml-latest-small"
+    replay_days: float = 60.0
+    serve: bool = True
+    progress: bool = True
+
+
+class Stages:
+    """Numbered stages with their wall-clock time; ``begin`` ends the open stage, if any."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.number = 0
+        self._open: tuple[str, float] | None = None
+
+    def begin(self, name: str) -> None:
+        self.end()
+        self.number += 1
+        print(f"[{self.number:2d}/{len(STAGES)}] {name} ...", flush=True)
+        self._open = (name, time.perf_counter())
+
+    def end(self) -> None:
+        if self._open:
+            name, started = self._open
+            self.timings[name] = time.perf_counter() - started
+            print(f"        done in {self.timings[name]:.1f}s", flush=True)
+            self._open = None
+
+    @contextmanager
+    def run(self, name: str) -> Iterator[None]:
+        self.begin(name)
+        yield
+        self.end()
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def run_demo(options: DemoOptions) -> dict[str, Any]:
+    state = state_dir()
+    work = state / "demo"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    stack = LocalStack(state, options.aws_port, options.api_port)
+    stages = Stages()
+    # Ctrl-C arrives as KeyboardInterrupt in this thread; SIGTERM is treated the same way
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with stages.run(STAGES[0]):
+            stack.start_endpoint()
+            print(f"        AWS endpoint: {stack.endpoint.url} (moto server, log {stack.endpoint.log_path})")
+        with stages.run(STAGES[1]):
+            resources = stack.create_resources()
+            print(f"        tables: {', '.join(resources.tables.values())}; stream: {resources.stream}")
+        with stages.run(STAGES[2]):
+            data = convert(options.dataset, work / "data", replay_days=options.replay_days)
+            print(
+                f"        {data.items_count} items, {data.history_count} history events, "
+                f"{data.replay_count} recent events to replay"
+            )
+        with stages.run(STAGES[3]):
+            report = import_items(data.items, resources.tables["items"], resources.artifacts_bucket, options.progress)
+            print("        " + report.summary().replace("\n", "\n        "))
+        with stages.run(STAGES[4]):
+            report = import_events(data.history, resources.archive_bucket, options.progress)
+            print("        " + report.summary().replace("\n", "\n        "))
+        with stages.run(STAGES[5]):
+            api_url = stack.start_functions()
+            print(f"        API: {api_url}")
+        with stages.run(STAGES[6]):
+            sent = replay(api_url, data.replay, progress=options.progress)
+            assert stack.poller
+            if not stack.poller.wait_idle(timeout=300):
+                raise RuntimeError("the stream poller did not catch up within 5 minutes")
+            stats = stack.poller.stats
+            print(
+                f"        {sent.accepted} accepted, {sent.rejected} rejected in {sent.requests} requests; "
+                f"poller read {stats.records_read} records in {stats.invocations} invocations, "
+                f"{stats.records_failed_to_destination} to the failure queue, {stats.archived_objects} archive objects"
+            )
+            for reason in sent.reasons[:5]:
+                print(f"        rejected: {reason}")
+
+        result = run_pipeline(
+            resources.archive_bucket,
+            resources.artifacts_bucket,
+            work / "sagemaker",
+            load_function=stack.functions["load"],
+            log=_job_line,
+            stage=stages.begin,
+        )
+        print(f"        {result.rows_loaded} rows loaded as model version {result.model_version}")
+        stages.end()
+
+        with stages.run(STAGES[10]):
+            known_user = _first_user(data.replay)
+            personal = _get(f"{api_url}/v1/users/{known_user}/recommendations?n=5")
+            unknown = _get(f"{api_url}/v1/users/nobody-seen-before/recommendations?n=5")
+            print(f"        user {known_user}: {personal['source']}, first: {personal['items'][0]}")
+            print(f"        unknown user: {unknown['source']}, first: {unknown['items'][0]}")
+
+        summary = {
+            "timings_s": {k: round(v, 2) for k, v in stages.timings.items()},
+            "total_s": round(sum(stages.timings.values()), 2),
+            "model_version": result.model_version,
+            "metrics": {k: v for k, v in result.metrics.items() if k != "split"},
+            "api_url": api_url,
+            "known_user": known_user,
+        }
+        (state / "demo-summary.json").write_text(json.dumps(summary, indent=2))
+        _print_summary(summary, api_url, known_user)
+        if options.serve:
+            print("\nServing. Press Ctrl-C to stop everything this started.", flush=True)
+            while True:
+                time.sleep(3600)
+        return summary
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return {}
+    finally:
+        stack.close()
+
+
+def _job_line(line: str) -> None:
+    """Show the job log lines a person wants to see during the demo (the full logs are in the job folders)."""
+    if line.startswith(("data:", "validation", "metric recall", "channel", "transform input")) or "rows ->" in line:
+        print(f"        | {line}", flush=True)
+
+
+def _first_user(replay_csv: Path) -> str:
+    with replay_csv.open() as handle:
+        next(handle)
+        return handle.readline().split(",")[1]
+
+
+def _print_summary(summary: dict[str, Any], api_url: str, user: str) -> None:
+    print("\nStage timings:")
+    for name, seconds in summary["timings_s"].items():
+        print(f"  {seconds:7.1f}s  {name}")
+    print(f"  {summary['total_s']:7.1f}s  total")
+    print(f"\nModel {summary['model_version']}: held-out recall@10 {summary['metrics'].get('recall@10', 0):.4f}")
+    print("\nTry it:")
+    print(f"  curl -s '{api_url}/v1/users/{user}/recommendations?n=5'")
+    print(f"  curl -s '{api_url}/v1/users/somebody-new/recommendations?n=5'")
+    print(f"  curl -s '{api_url}/v1/items/1/similar?n=5'")
+    print(f"  curl -s '{api_url}/v1/health'")
+    print(f"  curl -s '{api_url}/v1/openapi.json'")
+    print(
+        f"  curl -s -X POST '{api_url}/v1/events' -H 'Content-Type: application/json' -d "
+        f'\'{{"events":[{{"event_id":"e1","event_type":"product_view","occurred_at":"{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}",'
+        f'"anonymous_id":"a1","item_id":"1"}}]}}\''
+    )

@@ -1,0 +1,114 @@
+"""The HTTP API on localhost: each request becomes an API Gateway HTTP API (payload v2) event for the same
+handler the stack routes it to (routes as in ``shopwise_cdk.serving`` / ``shopwise_cdk.ingestion``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from shopwise_local.lambda_runtime import LocalFunction, http_api_event
+
+MAX_BODY = 6 * 1024 * 1024  # API Gateway -> Lambda payload limit
+
+
+class Routes:
+    """POST /v1/events -> collect; any other /v1/... -> serve (the stack's route table)."""
+
+    def __init__(self, collect: LocalFunction, serve: LocalFunction) -> None:
+        self.collect = collect
+        self.serve = serve
+
+    def match(self, method: str, path: str) -> tuple[LocalFunction, str] | None:
+        if method == "POST" and path == "/v1/events":
+            return self.collect, "POST /v1/events"
+        if path.startswith("/v1/"):
+            return self.serve, f"{method} /v1/{{proxy+}}"
+        return None
+
+
+def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "shopwise-local"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: the demo prints its own progress
+            pass
+
+        def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _dispatch(self, method: str) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self._send(413, b'{"message":"Request too long"}', {"Content-Type": "application/json"})
+                return
+            body = self.rfile.read(length) if length else None
+            route = routes.match(method, url.path)
+            if route is None:
+                self._send(404, b'{"message":"Not Found"}', {"Content-Type": "application/json"})
+                return
+            function, route_key = route
+            event = http_api_event(
+                method,
+                url.path,
+                url.query,
+                dict(self.headers.items()),
+                body,
+                self.client_address[0],
+                route_key,
+            )
+            try:
+                result = function.invoke(event)
+            except Exception:  # what API Gateway answers when the integration fails
+                self._send(500, b'{"message":"Internal Server Error"}', {"Content-Type": "application/json"})
+                raise
+            if not isinstance(result, dict) or "statusCode" not in result:
+                payload = json.dumps(result).encode()
+                self._send(200, payload, {"Content-Type": "application/json"})
+                return
+            raw = result.get("body") or ""
+            data = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
+            headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
+            for key, values in (result.get("multiValueHeaders") or {}).items():
+                headers[key] = ",".join(str(v) for v in values)
+            self._send(int(result["statusCode"]), data, headers)
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def do_PUT(self) -> None:
+            self._dispatch("PUT")
+
+        def do_DELETE(self) -> None:
+            self._dispatch("DELETE")
+
+    return Handler
+
+
+class LocalHttpApi:
+    def __init__(self, routes: Routes, port: int, host: str = "127.0.0.1") -> None:
+        self.server = ThreadingHTTPServer((host, port), _handler_class(routes))
+        self.server.daemon_threads = True
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, name="http-api", daemon=True)
+
+    def start(self) -> LocalHttpApi:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

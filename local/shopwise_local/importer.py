@@ -1,0 +1,93 @@
+"""Bulk import into a stack: catalog rows into the items table (and a catalog snapshot for training), history
+rows into the event archive the training job reads. Bad rows are reported with line number and reason."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shopwise import config
+from shopwise.catalog import CatalogItem
+from shopwise.dal.aws import client
+from shopwise.dal.catalog import put_items
+from shopwise.events import to_record
+from shopwise.imports import BadRow, read_events, read_items
+from tqdm import tqdm
+
+ARCHIVE_CHUNK = 50_000
+T = TypeVar("T")
+
+
+@dataclass
+class ImportReport:
+    path: str
+    imported: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+
+    def summary(self, limit: int = 10) -> str:
+        lines = [f"{self.path}: {self.imported} rows imported, {len(self.bad)} rejected"]
+        lines += [f"  line {row.line}: {row.reason}" for row in self.bad[:limit]]
+        if len(self.bad) > limit:
+            lines.append(f"  ... and {len(self.bad) - limit} more")
+        return "\n".join(lines)
+
+
+def _good_rows(rows: Iterable[tuple[int, T | BadRow]], report: ImportReport, bar: tqdm[Any]) -> Iterator[T]:
+    for _line, row in rows:
+        bar.update(1)
+        if isinstance(row, BadRow):
+            report.bad.append(row)
+        else:
+            report.imported += 1
+            yield row
+
+
+def _count_lines(path: Path) -> int:
+    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        return sum(1 for _ in handle)
+
+
+def import_items(path: Path, items_table: str, artifacts_bucket: str, progress: bool = True) -> ImportReport:
+    report = ImportReport(str(path))
+    with tqdm(total=_count_lines(path), desc=f"import items {path.name}", unit="row", disable=not progress) as bar:
+        items: list[CatalogItem] = list(_good_rows(read_items(path), report, bar))
+        put_items(items_table, items)
+    snapshot = b"".join(json.dumps(i.model_dump(mode="json")).encode() + b"\n" for i in items)
+    client("s3").put_object(Bucket=artifacts_bucket, Key=config.CATALOG_KEY, Body=gzip.compress(snapshot, mtime=0))
+    return report
+
+
+def import_events(path: Path, archive_bucket: str, progress: bool = True) -> ImportReport:
+    """History lands in the archive partition of the day it was imported, as Firehose would have put it."""
+    report = ImportReport(str(path))
+    today = datetime.now(UTC)
+    batch_id = uuid.uuid4().hex[:8]
+    chunk: list[bytes] = []
+    part = 0
+
+    def flush() -> None:
+        nonlocal part, chunk
+        if not chunk:
+            return
+        key = (
+            f"{config.ARCHIVE_EVENTS_PREFIX}dt={today:%Y-%m-%d}/hour={today:%H}/"
+            f"import-{path.stem}-{batch_id}-{part:05d}.jsonl.gz"
+        )
+        client("s3").put_object(Bucket=archive_bucket, Key=key, Body=gzip.compress(b"".join(chunk), mtime=0))
+        part += 1
+        chunk = []
+
+    with tqdm(total=_count_lines(path), desc=f"import events {path.name}", unit="row", disable=not progress) as bar:
+        for event in _good_rows(read_events(path), report, bar):
+            chunk.append(json.dumps(to_record(event), separators=(",", ":")).encode() + b"\n")
+            if len(chunk) >= ARCHIVE_CHUNK:
+                flush()
+        flush()
+    return report

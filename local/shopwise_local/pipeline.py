@@ -1,0 +1,79 @@
+"""The retraining pipeline run locally: train -> batch transform -> load, the steps the Step Functions state
+machine runs in AWS, with the same entrypoints and the same S3 layout."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shopwise import config
+from shopwise.dal.aws import client
+
+from shopwise_local.lambda_runtime import LocalFunction
+from shopwise_local.paths import SAGEMAKER_DIR
+from shopwise_local.sagemaker import run_training_job, run_transform_job
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    model_version: str
+    metrics: dict[str, Any]
+    rows_loaded: int
+    seconds: dict[str, float]
+
+
+def run_pipeline(
+    archive_bucket: str,
+    artifacts_bucket: str,
+    work_dir: Path,
+    hyperparameters: dict[str, Any] | None = None,
+    load_function: LocalFunction | None = None,
+    log: Log = lambda _line: None,
+    stage: Callable[[str], None] = lambda _name: None,
+) -> PipelineResult:
+    seconds: dict[str, float] = {}
+    job = f"shopwise-{time.strftime('%Y%m%d-%H%M%S')}"
+    artifacts = f"s3://{artifacts_bucket}"
+
+    stage("train")
+    started = time.time()
+    training = run_training_job(
+        job,
+        channels={
+            "events": f"s3://{archive_bucket}/{config.ARCHIVE_EVENTS_PREFIX}",
+            "catalog": f"{artifacts}/{config.CATALOG_KEY.rsplit('/', 1)[0]}/",
+        },
+        hyperparameters=hyperparameters or {},
+        output_uri=f"{artifacts}/{config.MODELS_PREFIX.rstrip('/')}",
+        work_dir=work_dir,
+        log=log,
+    )
+    seconds["train"] = time.time() - started
+
+    stage("batch transform")
+    started = time.time()
+    client("s3").upload_file(
+        str(SAGEMAKER_DIR / "transform_requests.jsonl"), artifacts_bucket, config.TRANSFORM_REQUESTS_KEY
+    )
+    output_uri = f"{artifacts}/{config.RECOMMENDATIONS_PREFIX}{job}/"
+    run_transform_job(
+        f"{job}-transform",
+        training.model_uri,
+        f"{artifacts}/{config.TRANSFORM_REQUESTS_KEY}",
+        output_uri,
+        work_dir,
+        log=log,
+    )
+    seconds["batch_transform"] = time.time() - started
+
+    stage("load")
+    started = time.time()
+    function = load_function or LocalFunction("load")
+    loaded = function.invoke({"output_uri": output_uri, "model_version": job})
+    seconds["load"] = time.time() - started
+    return PipelineResult(model_version=job, metrics=training.metrics, rows_loaded=loaded["rows"], seconds=seconds)

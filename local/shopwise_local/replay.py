@@ -1,0 +1,62 @@
+"""Replay history through the public ingestion API, in request-sized batches, as a storefront would send it."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shopwise.events import to_record
+from shopwise.imports import BadRow, read_events
+from tqdm import tqdm
+
+
+@dataclass
+class ReplayReport:
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    requests: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
+def post_events(api_url: str, events: list[dict[str, object]]) -> dict[str, object]:
+    request = urllib.request.Request(
+        f"{api_url}/v1/events",
+        data=json.dumps({"events": events}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read())  # type: ignore[no-any-return]
+
+
+def replay(api_url: str, path: Path, batch_size: int = 100, progress: bool = True) -> ReplayReport:
+    report = ReplayReport()
+    events = []
+    for _line, row in read_events(path):
+        if isinstance(row, BadRow):
+            report.rejected += 1
+            report.reasons.append(f"line {row.line}: {row.reason}")
+        else:
+            events.append(to_record(row))
+    with tqdm(total=len(events), desc="POST /v1/events", unit="event", disable=not progress) as bar:
+        for start in range(0, len(events), batch_size):
+            batch = events[start : start + batch_size]
+            answer = post_events(api_url, batch)
+            report.requests += 1
+            report.sent += len(batch)
+            report.accepted += int(answer.get("accepted", 0))  # type: ignore[call-overload]
+            for result in answer.get("results", []):  # type: ignore[attr-defined]
+                if result["status"] == "rejected":
+                    report.rejected += 1
+                    report.reasons.append(f"{result.get('event_id')}: {result['field']}: {result['reason']}")
+            if "message" in answer:
+                report.reasons.append(str(answer["message"]))
+            bar.update(len(batch))
+    return report

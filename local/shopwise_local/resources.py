@@ -1,0 +1,77 @@
+"""Create on the local endpoint the tables, stream, buckets and queue the CDK stack defines, from the same
+configuration (``shopwise.config``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shopwise import config
+from shopwise.dal.aws import client
+from shopwise.settings import environment_variables
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    env: config.EnvironmentConfig
+    tables: dict[str, str]  # logical -> physical
+    stream: str
+    archive_bucket: str
+    artifacts_bucket: str
+    failure_queue_url: str
+
+    def function_environment(self) -> dict[str, str]:
+        """The same variables the CDK app gives the Lambda functions."""
+        names = {spec.env_var: self.tables[spec.name] for spec in config.TABLES}
+        names.update(
+            EVENTS_STREAM=self.stream,
+            ARCHIVE_BUCKET=self.archive_bucket,
+            ARTIFACTS_BUCKET=self.artifacts_bucket,
+        )
+        return environment_variables(names, self.env.recommendations_ttl_days)
+
+
+def create_resources(env_name: str = "local") -> LocalResources:
+    env = config.environment(env_name)
+    ddb = client("dynamodb")
+    tables: dict[str, str] = {}
+    existing = set(ddb.list_tables().get("TableNames", []))
+    for spec in config.TABLES:
+        name = env.physical_name(spec.name)
+        tables[spec.name] = name
+        if name in existing:
+            continue
+        keys = [{"AttributeName": spec.partition_key, "KeyType": "HASH"}]
+        attributes = [{"AttributeName": spec.partition_key, "AttributeType": "S"}]
+        if spec.sort_key:
+            keys.append({"AttributeName": spec.sort_key, "KeyType": "RANGE"})
+            attributes.append({"AttributeName": spec.sort_key, "AttributeType": "S"})
+        ddb.create_table(TableName=name, KeySchema=keys, AttributeDefinitions=attributes, BillingMode="PAY_PER_REQUEST")
+        ddb.update_continuous_backups(
+            TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+        )
+        if spec.ttl_attribute:
+            ddb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
+            )
+
+    stream = env.physical_name(config.EVENTS_STREAM)
+    kinesis = client("kinesis")
+    if stream not in kinesis.list_streams().get("StreamNames", []):
+        kinesis.create_stream(StreamName=stream, ShardCount=env.stream_shards)
+        kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+
+    s3 = client("s3")
+    buckets = {}
+    for logical in (config.ARCHIVE_BUCKET, config.ARTIFACTS_BUCKET):
+        name = env.physical_name(logical)
+        s3.create_bucket(Bucket=name)
+        buckets[logical] = name
+    queue_url = client("sqs").create_queue(QueueName=env.physical_name(config.FAILED_EVENTS_QUEUE))["QueueUrl"]
+    return LocalResources(
+        env=env,
+        tables=tables,
+        stream=stream,
+        archive_bucket=buckets[config.ARCHIVE_BUCKET],
+        artifacts_bucket=buckets[config.ARTIFACTS_BUCKET],
+        failure_queue_url=queue_url,
+    )

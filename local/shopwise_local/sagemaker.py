@@ -1,0 +1,194 @@
+"""SageMaker played locally: training and batch-transform jobs run the real entrypoints under the container
+contract, with inputs and outputs in (local) S3.
+
+Training: channels are copied from S3 into ``<job>/input/data/<channel>/``, hyperparameters written to
+``input/config/hyperparameters.json`` and passed as ``--name value``, SM_* variables set, then
+``sagemaker_jobs/train.py`` runs in a child process; ``model/`` is tarred to ``<output>/<job>/output/model.tar.gz``.
+Transform: the model is untarred, and ``shopwise_local.transform_container`` (the inference toolkit's role) feeds
+each input object's lines to ``sagemaker_jobs/inference.py`` and writes ``<input-name>.out`` back to S3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shopwise.dal.aws import client
+from shopwise.dal.objects import list_keys, parse_s3_uri
+
+from shopwise_local.paths import SAGEMAKER_DIR
+
+Log = Callable[[str], None]
+
+
+class JobFailed(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    job_name: str
+    model_uri: str
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def _download_prefix(uri: str, target: Path) -> int:
+    bucket, prefix = parse_s3_uri(uri)
+    keys = list_keys(bucket, prefix)
+    for key in keys:
+        relative = key[len(prefix) :].lstrip("/") or Path(key).name
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        client("s3").download_file(bucket, key, str(path))
+    return len(keys)
+
+
+def _upload_tar(source: Path, uri: str) -> None:
+    bucket, key = parse_s3_uri(uri)
+    archive = source.parent / Path(key).name
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(source.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(source)), recursive=False)
+    client("s3").upload_file(str(archive), bucket, key)
+
+
+def _run(command: list[str], env: dict[str, str], cwd: Path, log_path: Path, log: Log) -> int:
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert process.stdout
+        for line in process.stdout:
+            log_file.write(line)
+            log(line.rstrip())
+        return process.wait()
+
+
+def _child_env(extra: dict[str, str]) -> dict[str, str]:
+    # the job sees the repository's packages the way the container sees its source directory
+    pythonpath = os.pathsep.join([str(SAGEMAKER_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def run_training_job(
+    job_name: str,
+    channels: dict[str, str],
+    hyperparameters: dict[str, Any],
+    output_uri: str,
+    work_dir: Path,
+    log: Log = lambda _line: None,
+) -> TrainingResult:
+    started = time.time()
+    root = work_dir / job_name
+    config_dir, data_dir = root / "input/config", root / "input/data"
+    model_dir, output_dir = root / "model", root / "output"
+    for path in (config_dir, data_dir, model_dir, output_dir / "data"):
+        path.mkdir(parents=True, exist_ok=True)
+    hps = {k: str(v) for k, v in hyperparameters.items()}
+    (config_dir / "hyperparameters.json").write_text(json.dumps(hps))
+    (config_dir / "inputdataconfig.json").write_text(
+        json.dumps({name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"} for name in channels})
+    )
+    (config_dir / "resourceconfig.json").write_text(
+        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
+    )
+    env = {
+        "SM_OPT_ML": str(root),
+        "SM_MODEL_DIR": str(model_dir),
+        "SM_OUTPUT_DIR": str(output_dir),
+        "SM_OUTPUT_DATA_DIR": str(output_dir / "data"),
+        "SM_HPS": json.dumps(hps),
+        "SM_HOSTS": json.dumps(["algo-1"]),
+        "SM_CURRENT_HOST": "algo-1",
+        "SM_NUM_CPUS": str(os.cpu_count() or 1),
+        "SM_NUM_GPUS": "0",
+        "TRAINING_JOB_NAME": job_name,
+    }
+    for name, uri in channels.items():
+        target = data_dir / name
+        target.mkdir(parents=True, exist_ok=True)
+        count = _download_prefix(uri, target)
+        log(f"channel {name}: {count} objects from {uri}")
+        env[f"SM_CHANNEL_{name.upper()}"] = str(target)
+    for name, value in hps.items():
+        env[f"SM_HP_{name.upper()}"] = value
+    args = [a for name, value in hps.items() for a in (f"--{name}", value)]
+    code = _run(
+        [sys.executable, str(SAGEMAKER_DIR / "train.py"), *args],
+        _child_env(env),
+        SAGEMAKER_DIR,
+        root / "train.log",
+        log,
+    )
+    if code != 0:
+        failure = output_dir / "failure"
+        reason = failure.read_text() if failure.exists() else f"exit code {code}"
+        raise JobFailed(f"training job {job_name} failed: {reason.splitlines()[0]} (log: {root / 'train.log'})")
+    model_uri = f"{output_uri.rstrip('/')}/{job_name}/output/model.tar.gz"
+    _upload_tar(model_dir, model_uri)
+    _upload_tar(output_dir / "data", f"{output_uri.rstrip('/')}/{job_name}/output/output.tar.gz")
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    return TrainingResult(job_name=job_name, model_uri=model_uri, metrics=metrics, seconds=time.time() - started)
+
+
+def run_transform_job(
+    job_name: str,
+    model_uri: str,
+    input_uri: str,
+    output_uri: str,
+    work_dir: Path,
+    environment: dict[str, str] | None = None,
+    max_payload_mb: int = 6,
+    log: Log = lambda _line: None,
+) -> list[str]:
+    """Returns the S3 keys of the .out objects written."""
+    root = work_dir / job_name
+    model_dir, input_dir, output_dir = root / "model", root / "input", root / "output"
+    for path in (model_dir, input_dir, output_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    bucket, key = parse_s3_uri(model_uri)
+    archive = root / "model.tar.gz"
+    client("s3").download_file(bucket, key, str(archive))
+    with tarfile.open(archive) as tar:
+        tar.extractall(model_dir, filter="data")
+    count = _download_prefix(input_uri, input_dir)
+    log(f"transform input: {count} objects from {input_uri}")
+    env = {
+        "SAGEMAKER_BATCH": "true",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(max_payload_mb),
+        "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD",
+        "SAGEMAKER_PROGRAM": "inference.py",
+        **(environment or {}),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "shopwise_local.transform_container",
+        "--model-dir",
+        str(model_dir),
+        "--input-dir",
+        str(input_dir),
+        "--output-dir",
+        str(output_dir),
+        "--program",
+        str(SAGEMAKER_DIR / "inference.py"),
+    ]
+    code = _run(command, _child_env(env), SAGEMAKER_DIR, root / "transform.log", log)
+    if code != 0:
+        raise JobFailed(f"transform job {job_name} failed with exit code {code} (log: {root / 'transform.log'})")
+    out_bucket, out_prefix = parse_s3_uri(output_uri)
+    written = []
+    for path in sorted(output_dir.rglob("*.out")):
+        out_key = f"{out_prefix.rstrip('/')}/{path.relative_to(output_dir)}"
+        client("s3").upload_file(str(path), out_bucket, out_key)
+        written.append(out_key)
+    return written
