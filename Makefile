@@ -1,0 +1,59 @@
+# The README's two commands: `make demo` and `make test`. Both install what they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+ENV ?= dev
+CDK := node_modules/.bin/cdk
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help install build demo test lint typecheck pytest synth deploy bench clean
+
+help:
+	@echo "make demo             run the whole path locally and serve http://127.0.0.1:8080 (Ctrl-C stops it)"
+	@echo "make test             ruff, mypy, pytest (unit, infrastructure, local end-to-end)"
+	@echo "make synth ENV=dev    cdk synth with cdk-nag (ENV=dev|prod)"
+	@echo "make deploy ENV=dev   cdk deploy (needs AWS credentials)"
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(BIN)/.installed node_modules/.installed
+
+# Lambda layers and the SageMaker source tarball, built without Docker (layers/build.py)
+build: $(BIN)/.installed
+	$(BIN)/python layers/build.py
+
+demo: $(BIN)/.installed
+	$(BIN)/shopwise local up
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy layers/core lambdas local sagemaker_jobs cdk tests
+
+pytest: install build
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+synth: install build
+	$(CDK) synth --no-notices -c env=$(ENV) -o cdk.out/$(ENV) --quiet
+	@echo "synthesized shopwise-$(ENV) into cdk.out/$(ENV) (cdk-nag AwsSolutions: no unacknowledged findings)"
+
+deploy: install build
+	$(CDK) deploy --no-notices -c env=$(ENV) -o cdk.out/$(ENV) shopwise-$(ENV)
+
+clean:
+	rm -rf .build cdk.out .local .mypy_cache .ruff_cache .pytest_cache

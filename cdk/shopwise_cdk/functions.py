@@ -1,0 +1,109 @@
+"""Lambda functions packaged without Docker: the handler folder as code, the core package and the third-party
+dependencies as two layers built by ``make build`` (pip --platform ... --only-binary=:all: --target ...)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from shopwise.config import EnvironmentConfig
+from shopwise_cdk.constants import CORE_LAYER_DIR, DEPS_LAYER_DIR, LAMBDAS_DIR
+from shopwise_cdk.nag import XRAY, acknowledge
+
+
+def _require_build() -> None:
+    missing = [str(p) for p in (CORE_LAYER_DIR, DEPS_LAYER_DIR) if not (p / "python").is_dir()]
+    if missing:
+        raise FileNotFoundError(f"layer build output missing ({', '.join(missing)}): run `make build` first")
+
+
+class Layers(Construct):
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        _require_build()
+        self.core = lambda_.LayerVersion(
+            self,
+            "Core",
+            code=lambda_.Code.from_asset(str(CORE_LAYER_DIR)),
+            compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
+            description="shopwise core package: domain, features, serving logic, data access",
+        )
+        self.dependencies = lambda_.LayerVersion(
+            self,
+            "Dependencies",
+            code=lambda_.Code.from_asset(str(DEPS_LAYER_DIR)),
+            compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
+            compatible_architectures=[lambda_.Architecture.X86_64],
+            description="aws-lambda-powertools, pynamodb, pydantic (manylinux2014_x86_64 wheels)",
+        )
+
+
+def python_function(
+    scope: Construct,
+    construct_id: str,
+    *,
+    name: str,
+    env: EnvironmentConfig,
+    layers: Layers,
+    environment: dict[str, str],
+    timeout: Duration = Duration.seconds(30),
+    memory_mb: int | None = None,
+    description: str = "",
+) -> lambda_.Function:
+    """A function whose code is ``lambdas/<name>/``, with its own log group and X-Ray tracing."""
+    log_group = logs.LogGroup(
+        scope,
+        f"{construct_id}Logs",
+        retention=log_retention(env.log_retention_days),
+        removal_policy=RemovalPolicy.RETAIN if env.retain_data else RemovalPolicy.DESTROY,
+    )
+    # An explicit role instead of AWSLambdaBasicExecutionRole: it may write to this function's log group only.
+    role = iam.Role(
+        scope,
+        f"{construct_id}Role",
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=f"shopwise {name} function",
+    )
+    log_group.grant_write(role)
+    function = lambda_.Function(
+        scope,
+        construct_id,
+        role=role,
+        runtime=lambda_.Runtime.PYTHON_3_12,
+        architecture=lambda_.Architecture.X86_64,
+        handler="handler.lambda_handler",
+        code=lambda_.Code.from_asset(str(LAMBDAS_DIR / name), exclude=["__pycache__", "*.pyc"]),
+        layers=[layers.core, layers.dependencies],
+        timeout=timeout,
+        memory_size=memory_mb or env.lambda_memory_mb,
+        tracing=lambda_.Tracing.ACTIVE,
+        log_group=log_group,
+        description=description,
+        environment={
+            "POWERTOOLS_SERVICE_NAME": "shopwise",
+            "POWERTOOLS_METRICS_NAMESPACE": "shopwise",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            "SHOPWISE_ENV": env.name,
+            **environment,
+        },
+    )
+    acknowledge(role, {"AwsSolutions-IAM5[Resource::*]": XRAY})
+    return function
+
+
+_RETENTION = {
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+}
+
+
+def log_retention(days: int) -> logs.RetentionDays:
+    """The shortest CloudWatch retention that keeps logs at least ``days`` days."""
+    return _RETENTION[min((d for d in _RETENTION if d >= days), default=365)]

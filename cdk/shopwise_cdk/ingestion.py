@@ -1,0 +1,109 @@
+"""Ingestion and the feature updater: Kinesis stream, collect Lambda, Firehose to the archive, update_features
+Lambda on the stream with partial batch failures and an SQS on-failure destination."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Size
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kinesisfirehose as firehose
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from shopwise import config
+from shopwise.config import EnvironmentConfig
+from shopwise_cdk.functions import Layers, python_function
+from shopwise_cdk.nag import acknowledge, s3_grant_actions
+from shopwise_cdk.storage import Storage
+
+
+class Ingestion(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, env: EnvironmentConfig, storage: Storage, layers: Layers
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.stream = kinesis.Stream(
+            self,
+            "Events",
+            stream_name=env.physical_name(config.EVENTS_STREAM),
+            shard_count=env.stream_shards,
+            encryption=kinesis.StreamEncryption.MANAGED,
+            retention_period=Duration.hours(24),
+        )
+        function_env = {**storage.table_environment(), "EVENTS_STREAM": self.stream.stream_name}
+
+        self.collect = python_function(
+            self,
+            "Collect",
+            name="collect",
+            env=env,
+            layers=layers,
+            environment=function_env,
+            memory_mb=512,
+            timeout=Duration.seconds(10),
+            description="POST /v1/events: validate, stamp, publish to Kinesis",
+        )
+        self.stream.grant_write(self.collect)
+
+        # Firehose copies every record of the stream to the archive, partitioned by arrival date.
+        self.archive_delivery = firehose.DeliveryStream(
+            self,
+            "Archive",
+            source=firehose.KinesisStreamSource(self.stream),
+            destination=firehose.S3Bucket(
+                storage.archive,
+                data_output_prefix=f"{config.ARCHIVE_EVENTS_PREFIX}dt=!{{timestamp:yyyy-MM-dd}}/hour=!{{timestamp:HH}}/",
+                error_output_prefix="errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/",
+                compression=firehose.Compression.GZIP,
+                buffering_interval=Duration.seconds(60),
+                buffering_size=Size.mebibytes(64),
+                file_extension=".jsonl.gz",
+            ),
+        )
+
+        acknowledge(
+            self.archive_delivery,
+            {
+                **s3_grant_actions("the archive bucket (Firehose's S3 destination role, made by the L2 construct)"),
+                "AwsSolutions-IAM5[Resource::<StorageArchiveEF4C9845.Arn>/*]": "Firehose writes objects anywhere "
+                "under the archive bucket's prefixes it evaluates at run time (dt=/hour=, errors/).",
+                "AwsSolutions-KDF1": "A delivery stream whose source is a Kinesis stream takes its encryption from "
+                "that stream (KMS-managed here); Firehose SSE applies only to direct PUT sources.",
+            },
+        )
+
+        self.failures = sqs.Queue(
+            self,
+            "UpdateFeaturesFailures",
+            queue_name=env.physical_name(config.FAILED_EVENTS_QUEUE),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self.update_features = python_function(
+            self,
+            "UpdateFeatures",
+            name="update_features",
+            env=env,
+            layers=layers,
+            environment=function_env,
+            timeout=Duration.seconds(60),
+            description="Kinesis -> feature store, coalesced conditional writes",
+        )
+        storage.tables[config.PROFILES.name].grant_read_write_data(self.update_features)
+        storage.tables[config.ITEMS.name].grant_read_write_data(self.update_features)
+        self.update_features.add_event_source(
+            sources.KinesisEventSource(
+                self.stream,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=env.stream_batch_size,
+                max_batching_window=Duration.seconds(1),
+                report_batch_item_failures=True,
+                bisect_batch_on_error=True,
+                retry_attempts=env.stream_retry_attempts,
+                max_record_age=Duration.seconds(env.stream_max_record_age_s),
+                parallelization_factor=2,
+                on_failure=sources.SqsDlq(self.failures),
+            )
+        )

@@ -1,0 +1,61 @@
+"""One stack per environment: the constructs, composed; tags; the cdk-nag acknowledgements, each with a reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Acknowledgment, CfnOutput, Stack, Tags, Validations
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from constructs import Construct
+
+from shopwise import config
+from shopwise.config import EnvironmentConfig
+from shopwise_cdk.functions import Layers
+from shopwise_cdk.ingestion import Ingestion
+from shopwise_cdk.nag import acknowledge
+from shopwise_cdk.serving import ServingApi
+from shopwise_cdk.storage import Storage
+from shopwise_cdk.training import TrainingPipeline
+
+
+class ShopwiseStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, env_config: EnvironmentConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.env_config = env_config
+        Tags.of(self).add("service", config.SERVICE)
+        Tags.of(self).add("environment", env_config.name)
+
+        self.storage = Storage(self, "Storage", env=env_config)
+        layers = Layers(self, "Layers")
+        self.ingestion = Ingestion(self, "Ingestion", env=env_config, storage=self.storage, layers=layers)
+        self.training = TrainingPipeline(self, "Training", env=env_config, storage=self.storage, layers=layers)
+        self.serving = ServingApi(self, "Serving", env=env_config, storage=self.storage, layers=layers)
+        self.serving.add_route("/v1/events", apigwv2.HttpMethod.POST, self.ingestion.collect, "Collect")
+
+        CfnOutput(self, "ApiUrl", value=self.serving.url)
+        CfnOutput(self, "ArchiveBucket", value=self.storage.archive.bucket_name)
+        CfnOutput(self, "ArtifactsBucket", value=self.storage.artifacts.bucket_name)
+        CfnOutput(self, "RetrainStateMachine", value=self.training.state_machine.state_machine_arn)
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        """Stack-wide findings accepted on purpose; resource-specific ones sit beside their resource."""
+        acknowledge(
+            self,
+            {
+                "AwsSolutions-L1": "Functions run Python 3.12 to match the dependency layer built with "
+                "--python-version 3.12; moving the runtime is one setting plus a layer rebuild.",
+                "AwsSolutions-APIG4": "Storefront routes are public by design (shoppers are anonymous) and throttled "
+                "at the stage; admin routes, when added, carry IAM or JWT authorisers.",
+                "AwsSolutions-SQS3": "This queue is itself the on-failure destination of the stream consumer.",
+                "AwsSolutions-S1": "The access-log bucket receives the other buckets' server access logs; logging it "
+                "into itself would loop.",
+            },
+        )
+        Validations.of(self).acknowledge(
+            Acknowledgment(
+                id="CloudFormation-Validate::W7001",
+                reason="The Firehose L2 construct adds a CIDR-block mapping it only uses for Redshift/OpenSearch "
+                "destinations; unused here.",
+            )
+        )
