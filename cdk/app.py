@@ -8,11 +8,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import aws_cdk as cdk  # noqa: E402
-from cdk_nag import AwsSolutionsChecks  # noqa: E402
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
 
-from shopwise.config import environment  # noqa: E402
-from shopwise_cdk.stack import ShopwiseStack  # noqa: E402
+from shopwise.config import environment
+from shopwise_cdk.stack import ShopwiseStack
 
 
 def add_stack(app: cdk.App, env_name: str, nag: bool = True) -> ShopwiseStack:

@@ -55,7 +55,9 @@ def _fresh(target: Path, digest: str) -> bool:
 
 def lambda_requirements() -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    names = [req for req in project["dependencies"] if req.split("[")[0].split("=")[0].split(">")[0] not in RUNTIME_PROVIDED]
+    names = [
+        req for req in project["dependencies"] if req.split("[")[0].split("=")[0].split(">")[0] not in RUNTIME_PROVIDED
+    ]
     return names
 
 

@@ -49,7 +49,7 @@ def python_function(
     env: EnvironmentConfig,
     layers: Layers,
     environment: dict[str, str],
-    timeout: Duration = Duration.seconds(30),
+    timeout: Duration | None = None,
     memory_mb: int | None = None,
     description: str = "",
 ) -> lambda_.Function:
@@ -77,7 +77,7 @@ def python_function(
         handler="handler.lambda_handler",
         code=lambda_.Code.from_asset(str(LAMBDAS_DIR / name), exclude=["__pycache__", "*.pyc"]),
         layers=[layers.core, layers.dependencies],
-        timeout=timeout,
+        timeout=timeout or Duration.seconds(30),
         memory_size=memory_mb or env.lambda_memory_mb,
         tracing=lambda_.Tracing.ACTIVE,
         log_group=log_group,

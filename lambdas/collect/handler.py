@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from shopwise.dal.stream import KinesisPublisher
 from shopwise.ingestion.collect import BadBatch, collect, parse_batch
 from shopwise.observability import logger, metrics, tracer

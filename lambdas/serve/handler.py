@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from shopwise.observability import logger, metrics, tracer
 from shopwise.serving.recommend import MAX_N, NotFound, Tables, recommend_for_user, similar_items
 from shopwise.settings import get_settings

@@ -35,7 +35,6 @@ def cmd_local_up(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from shopwise.settings import get_settings
-
     from shopwise_local.importer import import_events, import_items
 
     if not args.file.exists():
@@ -53,7 +52,6 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from shopwise.settings import get_settings
-
     from shopwise_local.pipeline import run_pipeline
 
     _attach()

@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tqdm import tqdm
+
 from shopwise import config
 from shopwise.catalog import CatalogItem
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items
 from shopwise.events import to_record
 from shopwise.imports import BadRow, read_events, read_items
-from tqdm import tqdm
 
 ARCHIVE_CHUNK = 50_000
 T = TypeVar("T")

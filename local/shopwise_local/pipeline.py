@@ -11,7 +11,6 @@ from typing import Any
 
 from shopwise import config
 from shopwise.dal.aws import client
-
 from shopwise_local.lambda_runtime import LocalFunction
 from shopwise_local.paths import SAGEMAKER_DIR
 from shopwise_local.sagemaker import run_training_job, run_transform_job

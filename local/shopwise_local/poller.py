@@ -22,7 +22,6 @@ from typing import Any
 
 from shopwise import config
 from shopwise.dal.aws import client
-
 from shopwise_local.lambda_runtime import LocalFunction, kinesis_event
 
 

@@ -8,9 +8,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from shopwise.events import to_record
 from shopwise.imports import BadRow, read_events
-from tqdm import tqdm
 
 
 @dataclass

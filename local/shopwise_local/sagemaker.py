@@ -23,7 +23,6 @@ from typing import Any
 
 from shopwise.dal.aws import client
 from shopwise.dal.objects import list_keys, parse_s3_uri
-
 from shopwise_local.paths import SAGEMAKER_DIR
 
 Log = Callable[[str], None]

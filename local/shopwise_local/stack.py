@@ -12,7 +12,6 @@ from typing import Any
 
 from shopwise import config
 from shopwise.settings import get_settings
-
 from shopwise_local.endpoint import LocalEndpoint, use_endpoint
 from shopwise_local.http_api import LocalHttpApi, Routes
 from shopwise_local.lambda_runtime import LocalFunction

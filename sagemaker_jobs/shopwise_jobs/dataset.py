@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import sparse
+
 from shopwise.events import EVENT_ADAPTER, interaction_items
 from shopwise.features import KIND_WEIGHTS
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from shopwise.keys import POPULAR_KEY, item_key, user_key
 
+from shopwise.keys import POPULAR_KEY, item_key, user_key
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.models import top_k
 
