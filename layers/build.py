@@ -69,10 +69,23 @@ def build_deps_layer() -> Path:
         return target
     shutil.rmtree(target, ignore_errors=True)
     command = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--platform", PLATFORM, "--only-binary=:all:", "--python-version", LAMBDA_PYTHON,
-        "--implementation", "cp", "--target", str(target / "python"), *requirements,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--platform",
+        PLATFORM,
+        "--only-binary=:all:",
+        "--python-version",
+        LAMBDA_PYTHON,
+        "--implementation",
+        "cp",
+        "--target",
+        str(target / "python"),
+        *requirements,
+    ]
     subprocess.run(command, check=True)
     for cache in (target / "python").rglob("__pycache__"):
         shutil.rmtree(cache, ignore_errors=True)

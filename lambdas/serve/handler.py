@@ -13,6 +13,7 @@ from shopwise.serving.recommend import MAX_N, NotFound, Tables, recommend_for_us
 from shopwise.settings import get_settings
 
 app = APIGatewayHttpResolver(enable_validation=True)
+app.enable_swagger(path="/v1/docs", title="shopwise", version="1")  # a docs page, served from the package
 Id = Annotated[str, Path(min_length=1, max_length=128)]
 N = Annotated[int, Query(ge=1, le=MAX_N, description="how many items to return")]
 
@@ -39,12 +40,12 @@ def item_similar(item_id: Id, n: N = 10) -> dict[str, Any]:
     return similar_items(item_id, n, _tables())
 
 
-@app.get("/v1/openapi.json")
-def openapi() -> Response:
+@app.get("/v1/openapi.json", include_in_schema=False)
+def openapi() -> Any:  # not `Response`: the validation middleware would try to build a schema for it
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
-        body=app.get_openapi_json_schema(title="shopwise", version="1"),
+        body=app.get_openapi_json_schema(title="shopwise", version="1", description=__doc__),
     )
 
 

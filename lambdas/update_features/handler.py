@@ -32,13 +32,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     with processor(records, parse_record, lambda_context=context):
         processed = processor.process()
     failures = [{"itemIdentifier": f["itemIdentifier"]} for f in processor.response()["batchItemFailures"]]
+    # processed: (status, parsed event or error, the raw Lambda record) per record
     parsed = [(result, record) for status, result, record in processed if status == "success"]
     outcome = update_features(
         [event for event, _ in parsed], FeatureStore(settings.profiles_table, settings.items_table)
     )
     for event_, record in parsed:
         if event_.profile_id in outcome.failed_profiles:
-            failures.append({"itemIdentifier": record.kinesis.sequence_number})
+            failures.append({"itemIdentifier": record["kinesis"]["sequenceNumber"]})
     if outcome.failed_profiles:
         logger.warning("profile updates failed", extra={"failed": outcome.failed_profiles})
     metrics.add_metric(name="FeatureWrites", unit=MetricUnit.Count, value=outcome.writes)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 from scipy import sparse
 
 from shopwise.events import EVENT_ADAPTER, interaction_items
@@ -23,31 +24,48 @@ from shopwise.features import KIND_WEIGHTS
 INTERACTION_COLUMNS = ["event_id", "user_id", "item_id", "kind", "ts"]
 
 
-def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
+def _json_lines(path: Path) -> Iterator[Any]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:
         for line in handle:
             if line.strip():
-                yield json.loads(line)
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    yield None  # counted as skipped by the reader
 
 
-def read_event_files(directory: Path) -> pd.DataFrame:
+@dataclass(frozen=True)
+class EventData:
+    interactions: pd.DataFrame
+    records: int
+    skipped: int  # archive records that are not valid events (the archive copies the stream as it is)
+
+
+def read_event_files(directory: Path) -> EventData:
     """Every *.jsonl / *.jsonl.gz under a directory (archive layout events/dt=YYYY-MM-DD/...) as interactions."""
     rows: list[tuple[str, str, str, str, float]] = []
+    records = skipped = 0
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
     for path in files:
         for raw in _json_lines(path):
-            event = EVENT_ADAPTER.validate_python(raw)
+            records += 1
+            try:
+                event = EVENT_ADAPTER.validate_python(raw)
+            except ValidationError:
+                skipped += 1
+                continue
             at = event.occurred_at.timestamp()
             rows.extend((event.event_id, event.profile_id, item, kind, at) for item, kind in interaction_items(event))
     frame = pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
     # the archive is at-least-once: the same event may arrive twice
-    return frame.drop_duplicates(subset=["event_id", "item_id", "kind"]).reset_index(drop=True)
+    frame = frame.drop_duplicates(subset=["event_id", "item_id", "kind"]).reset_index(drop=True)
+    return EventData(interactions=frame, records=records, skipped=skipped)
 
 
 def read_catalog(directory: Path) -> pd.DataFrame:
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
-    rows = [row for path in files for row in _json_lines(path)]
+    rows = [row for path in files for row in _json_lines(path) if isinstance(row, dict)]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=["item_id", "title", "category"])

@@ -57,7 +57,10 @@ def train(contract: TrainingContract, log: Any = print) -> dict[str, Any]:
     started = time.time()
     hp = Hyperparameters.parse(contract.hyperparameters)
     version = hp.model_version or contract.job_name
-    interactions = read_event_files(contract.channel("events"))
+    data = read_event_files(contract.channel("events"))
+    interactions = data.interactions
+    if data.skipped:
+        log(f"skipped {data.skipped} of {data.records} archive records that are not valid events")
     catalog_dir = contract.optional_channel("catalog")
     catalog_items = len(read_catalog(catalog_dir)) if catalog_dir else 0
     log(
@@ -99,6 +102,8 @@ def train(contract: TrainingContract, log: Any = print) -> dict[str, Any]:
         f"recall@{hp.eval_k}": results[selected][f"recall@{hp.eval_k}"],
         "split": {"kind": "temporal", "cutoff": split.cutoff, "test_fraction": hp.test_fraction},
         "models": results,
+        "archive_records": data.records,
+        "skipped_records": data.skipped,
         "train_seconds": round(time.time() - started, 2),
     }
     for directory in (contract.model_dir, contract.output_data_dir):

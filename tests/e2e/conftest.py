@@ -1,0 +1,68 @@
+"""A local stack shared by the end-to-end tests of one module: moto server, resources, the real handlers, the
+stream poller and the HTTP API, on free loopback ports, with its state in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopwise_local.endpoint import free_port
+from shopwise_local.stack import LocalStack
+
+
+class Api:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self.call("GET", path)
+
+    def post(self, path: str, body: Any) -> tuple[int, Any]:
+        return self.call("POST", path, body)
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("shopwise-home")
+    previous = os.environ.get("SHOPWISE_HOME")
+    os.environ["SHOPWISE_HOME"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("SHOPWISE_HOME", None)
+    else:
+        os.environ["SHOPWISE_HOME"] = previous
+
+
+@pytest.fixture(scope="module")
+def stack(state_dir: Path) -> Iterator[LocalStack]:
+    local = LocalStack(state_dir, free_port(), free_port())
+    try:
+        local.start_endpoint()
+        local.create_resources()
+        local.start_functions()
+        yield local
+    finally:
+        local.close()
+
+
+@pytest.fixture(scope="module")
+def api(stack: LocalStack) -> Api:
+    assert stack.api
+    return Api(stack.api.url)

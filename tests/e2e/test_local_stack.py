@@ -1,0 +1,266 @@
+"""End to end on the local stack: HTTP -> collect -> Kinesis -> update_features -> DynamoDB and the archive;
+MovieLens history -> training -> batch transform -> load -> the serving API, all through the real handlers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopwise.dal.aws import client
+from shopwise_local import cli
+from shopwise_local.importer import import_events, import_items
+from shopwise_local.movielens import convert
+from shopwise_local.paths import SHARED_DATA
+from shopwise_local.pipeline import PipelineResult, run_pipeline
+from shopwise_local.replay import replay
+from shopwise_local.stack import LocalStack
+
+from .conftest import Api
+
+pytestmark = pytest.mark.e2e
+
+
+def now_iso(minutes_ago: int = 1) -> str:
+    return (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat()
+
+
+def view(event_id: str, who: str, item: str) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "event_type": "product_view",
+        "occurred_at": now_iso(),
+        "anonymous_id": who,
+        "item_id": item,
+    }
+
+
+def profile(stack: LocalStack, profile_id: str) -> dict[str, Any] | None:
+    assert stack.resources
+    row = (
+        client("dynamodb")
+        .get_item(
+            TableName=stack.resources.tables["profiles"], Key={"profile_id": {"S": profile_id}}, ConsistentRead=True
+        )
+        .get("Item")
+    )
+    return json.loads(row["features"]["S"]) if row else None
+
+
+def test_events_flow_from_the_api_to_the_feature_store_and_the_archive(stack: LocalStack, api: Api) -> None:
+    # Given a batch with two good events and one bad one
+    batch = [
+        view("flow-1", "visitor-a", "sku-1"),
+        {**view("flow-bad", "visitor-a", "sku-x"), "item_id": ""},
+        {
+            "event_id": "flow-2",
+            "event_type": "add_to_cart",
+            "occurred_at": now_iso(0),
+            "anonymous_id": "visitor-a",
+            "item_id": "sku-2",
+        },
+    ]
+    # When it is posted
+    status, body = api.post("/v1/events", {"events": batch})
+    # Then the good ones are accepted, the bad one named, and both good ones reach the profile
+    assert status == 200
+    assert (body["accepted"], body["rejected"]) == (2, 1)
+    assert body["results"][1] == {
+        "index": 1,
+        "event_id": "flow-bad",
+        "status": "rejected",
+        "field": "item_id",
+        "reason": "String should have at least 1 character",
+    }
+    assert stack.poller and stack.poller.wait_idle(60)
+    features = profile(stack, "visitor-a")
+    assert features is not None
+    assert [pair[0] for pair in features["recent"]["view"]] == ["sku-1"]
+    assert [pair[0] for pair in features["recent"]["cart"]] == ["sku-2"]
+    # and the archive holds the accepted events, gzip JSON Lines under events/dt=YYYY-MM-DD/
+    assert stack.resources
+    s3 = client("s3")
+    keys = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=stack.resources.archive_bucket, Prefix="events/dt=")["Contents"]
+    ]
+    archived = [
+        json.loads(line)
+        for key in keys
+        for line in gzip.decompress(
+            s3.get_object(Bucket=stack.resources.archive_bucket, Key=key)["Body"].read()
+        ).splitlines()
+    ]
+    assert {e["event_id"] for e in archived} >= {"flow-1", "flow-2"}
+    assert all("received_at" in e for e in archived)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        (b"{nope", 400, "not JSON"),
+        ({"events": [{"event_type": "product_view"}]}, 400, "event_id"),
+        ({"something": []}, 400, "expected a JSON object"),
+    ],
+)
+def test_bad_requests_get_a_json_4xx_saying_what_is_wrong(api: Api, body: Any, status: int, needle: str) -> None:
+    got_status, got = api.post("/v1/events", body)
+    assert got_status == status
+    assert needle in json.dumps(got)
+
+
+def test_a_poison_record_goes_to_the_failure_queue_and_the_rest_is_applied(stack: LocalStack) -> None:
+    assert stack.resources and stack.poller
+    kinesis = client("kinesis")
+    good = {**view("after-poison", "visitor-p", "sku-9"), "received_at": now_iso(0)}
+    # a record that bypassed validation: it can never be applied
+    kinesis.put_record(StreamName=stack.resources.stream, PartitionKey="x", Data=b'{"event_type": "garbage"}')
+    kinesis.put_record(StreamName=stack.resources.stream, PartitionKey="visitor-p", Data=json.dumps(good).encode())
+    assert stack.poller.wait_idle(60)
+
+    messages = client("sqs").receive_message(QueueUrl=stack.resources.failure_queue_url, MaxNumberOfMessages=10)
+    infos = [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+    assert any(i["requestContext"]["condition"] == "RetryAttemptsExhausted" for i in infos)
+    assert all(i["KinesisBatchInfo"]["batchSize"] >= 1 for i in infos)
+    features = profile(stack, "visitor-p")
+    assert features is not None and features["recent"]["view"][0][0] == "sku-9"
+
+
+def test_a_profile_that_cannot_be_written_fails_only_its_own_records(stack: LocalStack, api: Api) -> None:
+    # Given a corrupt profile row (features stored as a number) that the updater can never read
+    assert stack.resources and stack.poller
+    client("dynamodb").put_item(
+        TableName=stack.resources.tables["profiles"],
+        Item={"profile_id": {"S": "corrupt"}, "features": {"N": "1"}, "version": {"N": "1"}},
+    )
+    queue = stack.resources.failure_queue_url
+    client("sqs").purge_queue(QueueUrl=queue)
+    # When events for it and for a healthy profile arrive in one request
+    status, _ = api.post("/v1/events", {"events": [view("c-1", "corrupt", "sku-1"), view("h-1", "healthy", "sku-2")]})
+    assert status == 200
+    assert stack.poller.wait_idle(60)
+    # Then the healthy profile is updated and the corrupt one's record ends at the failure destination
+    assert profile(stack, "healthy") is not None
+    messages = client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"])["requestContext"]["condition"] for m in messages] == ["RetryAttemptsExhausted"]
+
+
+@pytest.fixture(scope="module")
+def trained(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
+    """MovieLens imported and replayed, then the pipeline run: the `make demo` path without the printing."""
+    assert stack.resources and stack.poller
+    work = tmp_path_factory.mktemp("movielens")
+    data = convert(SHARED_DATA / "ml-latest-small", work, replay_days=30)
+    assert (
+        import_items(data.items, stack.resources.tables["items"], stack.resources.artifacts_bucket, False).imported
+        == data.items_count
+    )
+    assert import_events(data.history, stack.resources.archive_bucket, False).imported == data.history_count
+    sent = replay(api.url, data.replay, progress=False)
+    assert sent.accepted == data.replay_count and sent.rejected == 0
+    assert stack.poller.wait_idle(120)
+    return run_pipeline(
+        stack.resources.archive_bucket,
+        stack.resources.artifacts_bucket,
+        work / "jobs",
+        load_function=stack.functions["load"],
+    )
+
+
+def test_pipeline_loads_recommendations_stamped_with_the_model_version(
+    stack: LocalStack, trained: PipelineResult
+) -> None:
+    assert trained.metrics["recall@10"] > 0.0
+    # a row for the popular list, one per user of the data set and one per item with neighbours
+    assert trained.rows_loaded > 610 + 1000
+    assert stack.resources
+    active = client("dynamodb").get_item(TableName=stack.resources.tables["config"], Key={"pk": {"S": "active_model"}})
+    assert active["Item"]["model_version"]["S"] == trained.model_version
+
+
+def test_a_known_shopper_gets_personal_picks_with_reasons(api: Api, trained: PipelineResult) -> None:
+    status, body = api.get("/v1/users/414/recommendations?n=7")
+    assert status == 200
+    assert body["source"] == "personalised"
+    assert body["model_version"] == trained.model_version
+    assert len(body["items"]) == 7
+    assert body["read_round_trips"] == 1
+    assert all(item["reason"]["code"] and item["reason"]["text"] for item in body["items"])
+    scores = [item["score"] for item in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_what_a_shopper_just_bought_is_not_recommended_again(
+    stack: LocalStack, api: Api, trained: PipelineResult
+) -> None:
+    status, before = api.get("/v1/users/414/recommendations?n=3")
+    top = before["items"][0]["item_id"]
+    purchase = {
+        "event_id": "buy-top",
+        "event_type": "purchase",
+        "occurred_at": now_iso(0),
+        "customer_id": "414",
+        "order_id": "o-414",
+        "items": [{"item_id": top, "quantity": 1, "unit_price": 9.0}],
+    }
+    assert api.post("/v1/events", {"events": [purchase]})[0] == 200
+    assert stack.poller and stack.poller.wait_idle(60)  # the feature store is updated asynchronously
+    status, after = api.get("/v1/users/414/recommendations?n=3")
+    assert status == 200
+    assert top not in [item["item_id"] for item in after["items"]]
+
+
+def test_an_unknown_shopper_gets_popular_items_and_is_told_so(api: Api, trained: PipelineResult) -> None:
+    status, body = api.get("/v1/users/never-seen-anywhere/recommendations")
+    assert status == 200
+    assert body["source"] == "popular"
+    assert len(body["items"]) == 10
+    assert {item["reason"]["code"] for item in body["items"]} == {"popular_new_shopper"}
+
+
+def test_similar_items_and_a_fallback_for_an_unknown_item(api: Api, trained: PipelineResult) -> None:
+    status, body = api.get("/v1/items/1/similar?n=5")
+    assert status == 200 and body["source"] == "similar" and len(body["items"]) == 5
+    assert "1" not in [item["item_id"] for item in body["items"]]
+    status, body = api.get("/v1/items/no-such-item/similar?n=5")
+    assert status == 200 and body["source"] == "popular"
+    assert body["items"][0]["reason"]["code"] == "popular_fallback"
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "needle"),
+    [
+        ("/v1/users/414/recommendations?n=0", 400, "n"),
+        ("/v1/users/414/recommendations?n=lots", 400, "integer"),
+        ("/v1/nowhere", 404, "Not found"),
+    ],
+)
+def test_serving_errors_are_json_with_a_message(api: Api, path: str, status: int, needle: str) -> None:
+    got_status, body = api.get(path)
+    assert got_status == status
+    assert needle.lower() in json.dumps(body).lower()
+
+
+def test_health_and_openapi(api: Api) -> None:
+    assert api.get("/v1/health") == (200, {"status": "ok"})
+    status, spec = api.get("/v1/openapi.json")
+    assert status == 200
+    assert "/v1/users/{user_id}/recommendations" in spec["paths"]
+    assert "/v1/items/{item_id}/similar" in spec["paths"]
+    request = urllib.request.Request(f"{api.url}/v1/docs")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/html")
+        assert b"swagger" in response.read().lower()
+
+
+def test_cli_recommend_reads_the_running_stack(
+    trained: PipelineResult, state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["recommend", "414", "-n", "3", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["model_version"] == trained.model_version
+    assert len(body["items"]) == 3

@@ -1,0 +1,185 @@
+"""Assertions on the synthesized templates (cdk-nag's AwsSolutions checks run in the same synth and fail it on any
+finding not acknowledged)."""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from shopwise import config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cdk"))
+from app import add_stack
+
+pytestmark = pytest.mark.infra
+
+
+def synth(env_name: str) -> Template:
+    from shopwise_cdk.constants import CORE_LAYER_DIR
+
+    if not (CORE_LAYER_DIR / "python").is_dir():
+        pytest.fail("layers are not built: run `make build` (make test does it)")
+    app = cdk.App()
+    stack = add_stack(app, env_name, nag=True)
+    app.synth()  # raises if cdk-nag reports an unacknowledged finding
+    return Template.from_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def dev() -> Template:
+    return synth("dev")
+
+
+@pytest.fixture(scope="module")
+def prod() -> Template:
+    return synth("prod")
+
+
+def resources(template: Template, kind: str) -> Any:
+    return template.find_resources(kind)
+
+
+def test_tables_come_from_the_shared_configuration(prod: Template) -> None:
+    tables = resources(prod, "AWS::DynamoDB::Table")
+    names = {t["Properties"]["TableName"] for t in tables.values()}
+    assert names == {f"shopwise-prod-{spec.name}" for spec in config.TABLES}
+    for table in tables.values():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+        assert table["DeletionPolicy"] == "Retain"
+    prod.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "TableName": "shopwise-prod-recommendations",
+            "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+        },
+    )
+
+
+def test_dev_data_is_disposable_and_prod_data_is_kept(dev: Template) -> None:
+    assert all(t["DeletionPolicy"] == "Delete" for t in resources(dev, "AWS::DynamoDB::Table").values())
+
+
+def test_buckets_are_private_encrypted_and_ssl_only(prod: Template) -> None:
+    buckets = resources(prod, "AWS::S3::Bucket")
+    assert len(buckets) == 3  # archive, artifacts, access logs
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+            "SSEAlgorithm": "AES256"
+        }
+    policies = resources(prod, "AWS::S3::BucketPolicy")
+    ssl_denials = [
+        s
+        for p in policies.values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+    ]
+    assert len(ssl_denials) == 3
+
+
+def test_stream_consumer_has_partial_failures_bisect_bounded_retries_and_a_destination(prod: Template) -> None:
+    env = config.environment("prod")
+    prod.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "BisectBatchOnFunctionError": True,
+            "MaximumRetryAttempts": env.stream_retry_attempts,
+            "MaximumRecordAgeInSeconds": env.stream_max_record_age_s,
+            "BatchSize": env.stream_batch_size,
+            "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
+        },
+    )
+    prod.has_resource_properties("AWS::Kinesis::Stream", {"ShardCount": env.stream_shards})
+
+
+def test_firehose_archives_the_stream_by_date_gzipped(prod: Template) -> None:
+    prod.has_resource_properties(
+        "AWS::KinesisFirehose::DeliveryStream",
+        {
+            "DeliveryStreamType": "KinesisStreamAsSource",
+            "ExtendedS3DestinationConfiguration": Match.object_like(
+                {"CompressionFormat": "GZIP", "Prefix": Match.string_like_regexp(r"^events/dt=")}
+            ),
+        },
+    )
+
+
+@pytest.mark.parametrize(("env_name", "expected"), [("dev", 1), ("prod", 10)])
+def test_serve_alias_has_the_environments_provisioned_concurrency(
+    env_name: str, expected: int, dev: Template, prod: Template
+) -> None:
+    template = {"dev": dev, "prod": prod}[env_name]
+    template.has_resource_properties(
+        "AWS::Lambda::Alias",
+        {"Name": "live", "ProvisionedConcurrencyConfig": {"ProvisionedConcurrentExecutions": expected}},
+    )
+
+
+def test_http_api_routes_go_to_the_right_functions_and_the_stage_is_throttled(prod: Template) -> None:
+    routes = {r["Properties"]["RouteKey"] for r in resources(prod, "AWS::ApiGatewayV2::Route").values()}
+    assert routes == {"GET /v1/{proxy+}", "POST /v1/events"}
+    env = config.environment("prod")
+    prod.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {
+            "StageName": "$default",
+            "DefaultRouteSettings": {
+                "ThrottlingRateLimit": env.api_throttle_rate,
+                "ThrottlingBurstLimit": env.api_throttle_burst,
+            },
+            "AccessLogSettings": Match.object_like({"DestinationArn": Match.any_value()}),
+        },
+    )
+    # the serve integration targets the alias (provisioned concurrency), not $LATEST
+    integrations = resources(prod, "AWS::ApiGatewayV2::Integration")
+    uris = [str(i["Properties"]["IntegrationUri"]) for i in integrations.values()]
+    assert any("ServingLive" in uri for uri in uris)
+
+
+def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Template) -> None:
+    functions = {
+        k: f
+        for k, f in resources(prod, "AWS::Lambda::Function").items()
+        if f["Properties"].get("Runtime") == "python3.12"
+    }
+    assert len(functions) == 4  # collect, update_features, load, serve
+    for function in functions.values():
+        props = function["Properties"]
+        assert props["Handler"] == "handler.lambda_handler"
+        assert len(props["Layers"]) == 2
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert "AWSLambdaBasicExecutionRole" not in str(prod.to_json()["Resources"][props["Role"]["Fn::GetAtt"][0]])
+
+
+def test_pipeline_trains_transforms_and_loads_with_native_sagemaker_tasks_on_a_schedule(prod: Template) -> None:
+    machines = resources(prod, "AWS::StepFunctions::StateMachine")
+    assert len(machines) == 1
+    definition = str(next(iter(machines.values()))["Properties"]["DefinitionString"])
+    for resource in ("createTrainingJob.sync", "createModel", "createTransformJob.sync", "Load recommendations"):
+        assert resource in definition
+    prod.has_resource_properties(
+        "AWS::Events::Rule", {"ScheduleExpression": config.environment("prod").retrain_schedule}
+    )
+
+
+def test_sagemaker_role_is_assumed_by_sagemaker_only_and_has_no_managed_policies(prod: Template) -> None:
+    roles = [
+        r
+        for r in resources(prod, "AWS::IAM::Role").values()
+        if "sagemaker.amazonaws.com" in str(r["Properties"]["AssumeRolePolicyDocument"])
+    ]
+    assert len(roles) == 1
+    assert "ManagedPolicyArns" not in roles[0]["Properties"]

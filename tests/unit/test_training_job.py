@@ -1,0 +1,177 @@
+"""The training and batch-transform entrypoints, run as SageMaker runs them: a child process, SM_* variables,
+channel folders in, a model folder out."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopwise_jobs.artifacts import TrainedModel
+from shopwise_jobs.contract import TrainingContract
+from shopwise_jobs.scoring import answer
+from shopwise_jobs.training import Hyperparameters
+from shopwise_local.paths import SAGEMAKER_DIR
+
+CLUSTER_ITEMS = {"a": [f"a{i}" for i in range(12)], "b": [f"b{i}" for i in range(12)]}
+
+
+def planted_events(path: Path, users: int = 60, seed: int = 7) -> None:
+    """Two tribes of shoppers, each interacting only with its own dozen items."""
+    rng = random.Random(seed)
+    lines = []
+    n = 0
+    for u in range(users):
+        tribe = "a" if u % 2 else "b"
+        for item in rng.sample(CLUSTER_ITEMS[tribe], 6):
+            n += 1
+            kind = rng.choice(["product_view", "purchase"])
+            event: dict[str, Any] = {
+                "event_id": f"e{n}",
+                "event_type": kind,
+                "occurred_at": f"2026-11-{1 + n % 20:02d}T10:00:00Z",
+                "customer_id": f"u{u}",
+            }
+            if kind == "purchase":
+                event.update(order_id=f"o{n}", items=[{"item_id": item}])
+            else:
+                event["item_id"] = item
+            lines.append(json.dumps(event))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the archive copies the stream as it is: a record that never was a valid event, and a torn line
+    lines += ['{"event_type": "garbage"}', '{"event_id": "torn']
+    path.write_text("\n".join(lines) + "\n")
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(SAGEMAKER_DIR), **extra}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("opt_ml")
+    planted_events(root / "input/data/events/dt=2026-11-20/part-0.jsonl")
+    (root / "input/config").mkdir(parents=True)
+    (root / "input/config/hyperparameters.json").write_text(json.dumps({"top_k": "5", "test_fraction": "0.2"}))
+    result = subprocess.run(
+        [sys.executable, str(SAGEMAKER_DIR / "train.py"), "--neighbours", "20"],
+        env=child_env({"SM_OPT_ML": str(root), "TRAINING_JOB_NAME": "job-1"}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "metric recall@10=" in result.stdout  # the line the job's metric definition matches
+    return root
+
+
+def test_training_writes_model_and_metrics(trained: Path) -> None:
+    metrics = json.loads((trained / "model/metrics.json").read_text())
+    assert metrics["model_version"] == "job-1"
+    assert 0.0 <= metrics["recall@10"] <= 1.0
+    assert set(metrics["models"]) == {"popularity", "itemknn"}
+    assert metrics["skipped_records"] == 2  # reported, not fatal
+    meta = json.loads((trained / "model/model.json").read_text())
+    # hyperparameters come from the file and from --name value arguments alike
+    assert meta["hyperparameters"]["top_k"] == 5
+    assert meta["hyperparameters"]["neighbours"] == 20
+    assert (trained / "output/data/metrics.json").exists()
+
+
+def test_itemknn_learns_the_planted_structure(trained: Path) -> None:
+    # On two disjoint tribes, neighbours of a tribe's item are its own tribe's items, so item-kNN must find held-out
+    # items better than global popularity does.
+    metrics = json.loads((trained / "model/metrics.json").read_text())
+    assert metrics["models"]["itemknn"]["recall@10"] > metrics["models"]["popularity"]["recall@10"]
+    model = TrainedModel.load(trained / "model")
+    rows = {row["key"]: row for row in answer(model, {"kind": "items"}, 5)}
+    for neighbour in rows["item#a0"]["items"]:
+        assert neighbour[0].startswith("a")
+
+
+def test_user_picks_exclude_owned_items_and_explain_themselves(trained: Path) -> None:
+    model = TrainedModel.load(trained / "model")
+    owned = {
+        str(model.users[u]): {str(model.items[i]) for i in model.history[u].indices} for u in range(len(model.users))
+    }
+    rows = list(answer(model, {"kind": "users", "shard": 0, "shards": 1}, 5))
+    assert len(rows) == len(model.users)
+    for row in rows:
+        user = row["key"].removeprefix("user#")
+        assert len(row["items"]) == 5
+        for item_id, _score, because in row["items"]:
+            assert item_id not in owned[user]
+            assert because == "" or because in owned[user]
+
+
+def test_shards_partition_the_users(trained: Path) -> None:
+    model = TrainedModel.load(trained / "model")
+    keys = [
+        row["key"] for shard in range(3) for row in answer(model, {"kind": "users", "shard": shard, "shards": 3}, 2)
+    ]
+    assert sorted(keys) == sorted(f"user#{u}" for u in model.users)
+
+
+def test_transform_container_answers_every_request_line(trained: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in/requests.jsonl").write_text('{"kind": "popular"}\n{"kind": "users", "shard": 0, "shards": 1}\n')
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shopwise_local.transform_container",
+            "--model-dir",
+            str(trained / "model"),
+            "--input-dir",
+            str(tmp_path / "in"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--program",
+            str(SAGEMAKER_DIR / "inference.py"),
+        ],
+        env=child_env({"SHOPWISE_TOP_K": "3"}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in (tmp_path / "out/requests.jsonl.out").read_text().splitlines()]
+    assert lines[0]["key"] == "popular#global"
+    assert len(lines) == 1 + 60
+    assert all(len(line["items"]) == 3 for line in lines)
+
+
+def test_a_failing_job_leaves_its_reason_where_sagemaker_reads_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SAGEMAKER_DIR / "train.py")],
+        env=child_env({"SM_OPT_ML": str(tmp_path)}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "input channel 'events' is missing" in (tmp_path / "output/failure").read_text()
+
+
+def test_unknown_hyperparameters_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown hyperparameters: topk"):
+        Hyperparameters.parse({"topk": "5"})
+
+
+def test_contract_reads_sm_variables_over_defaults(tmp_path: Path) -> None:
+    contract = TrainingContract.from_environment(
+        ["--top_k=7"],
+        {
+            "SM_OPT_ML": str(tmp_path),
+            "SM_HPS": json.dumps({"top_k": 3, "sagemaker_program": "train.py", "eval_k": '"10"'}),
+            "SM_CHANNEL_EVENTS": str(tmp_path / "ev"),
+            "SM_MODEL_DIR": str(tmp_path / "m"),
+        },
+    )
+    assert contract.hyperparameters == {"top_k": "7", "eval_k": "10"}  # sagemaker_* dropped, JSON decoded
+    assert contract.channels["events"] == tmp_path / "ev"
+    assert contract.model_dir == tmp_path / "m"
