@@ -85,7 +85,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     work.mkdir(parents=True)
     stack = LocalStack(state, options.aws_port, options.api_port)
     stages = Stages()
-    # Ctrl-C arrives as KeyboardInterrupt in this thread; SIGTERM is treated the same way
+    # Ctrl-C arrives as KeyboardInterrupt in this thread (even when started in the background, where SIGINT
+    # would otherwise be ignored); SIGTERM is treated the same way
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with stages.run(STAGES[0]):
