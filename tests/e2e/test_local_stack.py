@@ -149,6 +149,14 @@ def test_a_profile_that_cannot_be_written_fails_only_its_own_records(stack: Loca
     assert [json.loads(m["Body"])["requestContext"]["condition"] for m in messages] == ["RetryAttemptsExhausted"]
 
 
+def test_before_any_model_is_loaded_serving_says_what_to_do(api: Api) -> None:
+    # runs before the `trained` fixture below is first used: nothing is loaded yet
+    for path in ("/v1/users/anyone/recommendations", "/v1/items/1/similar"):
+        status, body = api.get(path)
+        assert status == 404
+        assert "run the training pipeline" in body["message"]
+
+
 @pytest.fixture(scope="module")
 def trained(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
     """MovieLens imported and replayed, then the pipeline run: the `make demo` path without the printing."""

@@ -62,11 +62,7 @@ def recommend_for_user(profile_id: str, n: int, tables: Tables) -> dict[str, Any
             tables.profiles: [{"profile_id": {"S": profile_id}}],
         }
     )
-    rows: dict[str, RecommendationRow] = {}
-    for raw in found[tables.recommendations]:
-        row = decode_row(raw)
-        if row:
-            rows[row.key] = row
+    rows = _live_rows(found[tables.recommendations])
     profile = None
     if found[tables.profiles]:
         features = found[tables.profiles][0].get("features", {}).get("S")
@@ -82,39 +78,46 @@ def recommend_for_user(profile_id: str, n: int, tables: Tables) -> dict[str, Any
             taken = exclude | {i["item_id"] for i in items}
             items += _items(popular_fill.items, n - len(items), taken, lambda _b: _POPULAR)
     else:
-        popular = rows.get(POPULAR_KEY)
-        if popular is None:
-            raise NotFound("no recommendations are loaded yet: run the training pipeline (shopwise train)")
+        popular = _popular(rows)
         reason = _NEW_SHOPPER if profile is None else _POPULAR
         items = _items(popular.items, n, exclude, lambda _b: reason)
         source, version = "popular", popular.model_version
-    return {
-        "user_id": profile_id,
-        "recommendation_id": str(uuid.uuid4()),
-        "model_version": version,
-        "source": source,
-        "items": items,
-        "read_round_trips": trips,
-    }
+    return _response({"user_id": profile_id}, version, source, items, trips)
 
 
 def similar_items(item_id: str, n: int, tables: Tables) -> dict[str, Any]:
     found, trips = batch_get({tables.recommendations: [{"pk": {"S": item_key(item_id)}}, {"pk": {"S": POPULAR_KEY}}]})
-    rows = {r.key: r for r in (decode_row(raw) for raw in found[tables.recommendations]) if r}
+    rows = _live_rows(found[tables.recommendations])
     similar = rows.get(item_key(item_id))
     if similar:
         reason = Reason("similar_item", f"Shoppers who liked item {item_id} also liked this")
         items = _items(similar.items, n, {item_id}, lambda _b: reason)
         source, version = "similar", similar.model_version
     else:
-        popular = rows.get(POPULAR_KEY)
-        if popular is None:
-            raise NotFound("no recommendations are loaded yet: run the training pipeline (shopwise train)")
+        popular = _popular(rows)
         reason = Reason("popular_fallback", f"Item {item_id} is new to the model: showing popular items")
         items = _items(popular.items, n, {item_id}, lambda _b: reason)
         source, version = "popular", popular.model_version
+    return _response({"item_id": item_id}, version, source, items, trips)
+
+
+def _live_rows(raw_rows: list[dict[str, Any]]) -> dict[str, RecommendationRow]:
+    """Stored rows by key, leaving out those past their TTL."""
+    return {row.key: row for row in (decode_row(raw) for raw in raw_rows) if row}
+
+
+def _popular(rows: dict[str, RecommendationRow]) -> RecommendationRow:
+    popular = rows.get(POPULAR_KEY)
+    if popular is None:
+        raise NotFound("no recommendations are loaded yet: run the training pipeline (shopwise train)")
+    return popular
+
+
+def _response(
+    subject: dict[str, str], version: str, source: str, items: list[dict[str, Any]], trips: int
+) -> dict[str, Any]:
     return {
-        "item_id": item_id,
+        **subject,
         "recommendation_id": str(uuid.uuid4()),
         "model_version": version,
         "source": source,
