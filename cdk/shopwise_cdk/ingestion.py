@@ -31,7 +31,7 @@ class Ingestion(Construct):
             encryption=kinesis.StreamEncryption.MANAGED,
             retention_period=Duration.hours(24),
         )
-        function_env = {**storage.table_environment(), "EVENTS_STREAM": self.stream.stream_name}
+        function_env = {**storage.function_environment(), "EVENTS_STREAM": self.stream.stream_name}
 
         self.collect = python_function(
             self,
@@ -45,6 +45,7 @@ class Ingestion(Construct):
             description="POST /v1/events: validate, stamp, publish to Kinesis",
         )
         self.stream.grant_write(self.collect)
+        storage.pseudonym_key.grant_read(self.collect)
 
         # Firehose copies every record of the stream to the archive, partitioned by arrival date.
         self.archive_delivery = firehose.DeliveryStream(
@@ -87,12 +88,13 @@ class Ingestion(Construct):
             name="update_features",
             env=env,
             layers=layers,
-            environment=function_env,
+            environment={**function_env, "FAILED_EVENTS_QUEUE_URL": self.failures.queue_url},
             timeout=Duration.seconds(60),
             description="Kinesis -> feature store, coalesced conditional writes",
         )
-        storage.tables[config.PROFILES.name].grant_read_write_data(self.update_features)
-        storage.tables[config.ITEMS.name].grant_read_write_data(self.update_features)
+        storage.tables[config.FEATURES.name].grant_read_write_data(self.update_features)
+        storage.tables[config.ITEMS.name].grant_read_data(self.update_features)  # item categories
+        self.failures.grant_send_messages(self.update_features)  # poison records, sent with their reason
         self.update_features.add_event_source(
             sources.KinesisEventSource(
                 self.stream,
@@ -103,7 +105,8 @@ class Ingestion(Construct):
                 bisect_batch_on_error=True,
                 retry_attempts=env.stream_retry_attempts,
                 max_record_age=Duration.seconds(env.stream_max_record_age_s),
-                parallelization_factor=2,
+                # one batch per shard at a time: the feature store's per-shard sequence high-water mark relies on it
+                parallelization_factor=1,
                 on_failure=sources.SqsDlq(self.failures),
             )
         )

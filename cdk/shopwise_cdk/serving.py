@@ -46,12 +46,13 @@ class ServingApi(Construct):
             name="serve",
             env=env,
             layers=layers,
-            environment=storage.table_environment(),
+            environment=storage.function_environment(),
             timeout=Duration.seconds(5),
             description="GET /v1/...: recommendations, similar items, health, OpenAPI",
         )
         storage.tables[config.RECOMMENDATIONS.name].grant_read_data(self.serve)
-        storage.tables[config.PROFILES.name].grant_read_data(self.serve)
+        storage.tables[config.FEATURES.name].grant_read_data(self.serve)
+        storage.pseudonym_key.grant_read(self.serve)  # customer ids are looked up by their pseudonym
         storage.tables[config.CONFIG.name].grant_read_data(self.serve)
         self.alias = lambda_.Alias(
             self,

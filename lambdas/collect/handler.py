@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shopwise.dal.stream import KinesisPublisher
 from shopwise.ingestion.collect import BadBatch, collect, parse_batch
 from shopwise.observability import logger, metrics, tracer
+from shopwise.privacy import load_pseudonymiser
 from shopwise.settings import get_settings
 
 app = APIGatewayHttpResolver()
@@ -26,7 +27,9 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 @tracer.capture_method
 def post_events() -> Response:
     raw = parse_batch(app.current_event.decoded_body)
-    result = collect(raw, datetime.now(UTC), KinesisPublisher(get_settings().events_stream))
+    settings = get_settings()
+    pseudonymiser = load_pseudonymiser(settings.pseudonym_key_secret)
+    result = collect(raw, datetime.now(UTC), KinesisPublisher(settings.events_stream), pseudonymiser)
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
     metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=result.rejected)
     return _json(200 if result.accepted else 400, result.to_json())

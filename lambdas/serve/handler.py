@@ -1,6 +1,6 @@
 """The storefront read API: recommendations per shopper, similar items, health, OpenAPI."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -9,6 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shopwise.observability import logger, metrics, tracer
+from shopwise.privacy import load_pseudonymiser
 from shopwise.serving.recommend import MAX_N, NotFound, Tables, recommend_for_user, similar_items
 from shopwise.settings import get_settings
 
@@ -16,11 +17,15 @@ app = APIGatewayHttpResolver(enable_validation=True)
 app.enable_swagger(path="/v1/docs", title="shopwise", version="1")  # a docs page, served from the package
 Id = Annotated[str, Path(min_length=1, max_length=128)]
 N = Annotated[int, Query(ge=1, le=MAX_N, description="how many items to return")]
+IdType = Annotated[
+    Literal["customer", "anonymous"],
+    Query(description="customer: the store's account id (pseudonymised here); anonymous: the visitor cookie id"),
+]
 
 
 def _tables() -> Tables:
     settings = get_settings()
-    return Tables(recommendations=settings.recommendations_table, profiles=settings.profiles_table)
+    return Tables(recommendations=settings.recommendations_table, features=settings.features_table)
 
 
 @app.get("/v1/health")
@@ -30,8 +35,12 @@ def health() -> dict[str, Any]:
 
 @app.get("/v1/users/<user_id>/recommendations")
 @tracer.capture_method
-def user_recommendations(user_id: Id, n: N = 10) -> dict[str, Any]:
-    return recommend_for_user(user_id, n, _tables())
+def user_recommendations(user_id: Id, n: N = 10, id_type: IdType = "customer") -> dict[str, Any]:
+    if id_type == "customer":
+        profile_id = load_pseudonymiser(get_settings().pseudonym_key_secret).customer_profile(user_id)
+    else:
+        profile_id = f"a:{user_id}"
+    return recommend_for_user(user_id, profile_id, n, _tables())
 
 
 @app.get("/v1/items/<item_id>/similar")

@@ -1,5 +1,11 @@
-"""Kinesis -> feature store. Records are parsed one by one (BatchProcessor), then applied coalesced per entity;
-records of an entity whose write failed are reported back as batch item failures."""
+"""Kinesis -> feature store.
+
+Records are parsed one by one (Powertools BatchProcessor); a record that can never be applied (not JSON, not a
+valid event, not pseudonymised) goes to the failure queue with its reason and data, and is not retried. The parsed
+events are applied coalesced per entity (shopwise.ingestion.update_features); the records that touch an entity
+whose write failed are reported back as batch item failures, so Lambda retries from there — re-applying what
+already landed is a no-op.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +16,23 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shopwise.dal.catalog import categories
+from shopwise.dal.failures import FailureQueue
 from shopwise.dal.feature_store import FeatureStore
-from shopwise.events import Event, parse_event
-from shopwise.ingestion.update_features import update_features
+from shopwise.events import Event, EventRejected, parse_event
+from shopwise.ingestion.update_features import Delivery, update_features
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
 
-processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+# a batch of nothing but poison is not an error: its records go to the failure queue like any other poison
+processor = BatchProcessor(event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False)
 
 
 def parse_record(record: KinesisStreamRecord) -> Event:
-    return parse_event(record.kinesis.data_as_json())
+    event = parse_event(record.kinesis.data_as_json())
+    if not event.pseudonymised:
+        raise EventRejected("pseudonymised", "the event did not come through the collector: ids are not pseudonymised")
+    return event
 
 
 @logger.inject_lambda_context
@@ -28,20 +40,25 @@ def parse_record(record: KinesisStreamRecord) -> Event:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
-    records = event.get("Records", [])
-    with processor(records, parse_record, lambda_context=context):
+    with processor(event.get("Records", []), parse_record, lambda_context=context):
         processed = processor.process()
-    failures = [{"itemIdentifier": f["itemIdentifier"]} for f in processor.response()["batchItemFailures"]]
-    # processed: (status, parsed event or error, the raw Lambda record) per record
-    parsed = [(result, record) for status, result, record in processed if status == "success"]
-    outcome = update_features(
-        [event for event, _ in parsed], FeatureStore(settings.profiles_table, settings.items_table)
-    )
-    for event_, record in parsed:
-        if event_.profile_id in outcome.failed_profiles:
-            failures.append({"itemIdentifier": record["kinesis"]["sequenceNumber"]})
-    if outcome.failed_profiles:
-        logger.warning("profile updates failed", extra={"failed": outcome.failed_profiles})
-    metrics.add_metric(name="FeatureWrites", unit=MetricUnit.Count, value=outcome.writes)
-    metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(failures))
-    return {"batchItemFailures": failures}
+    # processed: (status, parsed event or "ExceptionType: message", the raw Lambda record) per record
+    poison = [(str(result), record) for status, result, record in processed if status != "success"]
+    if poison:
+        FailureQueue(settings.failed_events_queue_url).send_poison(poison)
+    deliveries = [
+        Delivery(result, record["kinesis"]["sequenceNumber"], str(record.get("eventID", "")).split(":", 1)[0])
+        for status, result, record in processed
+        if status == "success"
+    ]
+    store = FeatureStore(settings.features_table)
+    outcome = update_features(deliveries, store, lambda items: categories(settings.items_table, items))
+    if outcome.failed:
+        logger.warning("entity updates failed; their records will be retried", extra={"failed": outcome.failed})
+    metrics.add_metric(name="RecordsPoison", unit=MetricUnit.Count, value=len(poison))
+    metrics.add_metric(name="RecordsRetried", unit=MetricUnit.Count, value=len(outcome.failed_records))
+    metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=outcome.applied)
+    metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=outcome.duplicates)
+    metrics.add_metric(name="FeatureWrites", unit=MetricUnit.Count, value=store.write_requests)
+    metrics.add_metric(name="WriteConflicts", unit=MetricUnit.Count, value=outcome.conflicts)
+    return {"batchItemFailures": [{"itemIdentifier": seq} for seq in sorted(outcome.failed_records, key=int)]}

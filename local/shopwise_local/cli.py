@@ -34,6 +34,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from shopwise.privacy import load_pseudonymiser
     from shopwise.settings import get_settings
     from shopwise_local.importer import import_events, import_items
 
@@ -45,7 +46,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.kind == "items":
         report = import_items(args.file, settings.items_table, settings.artifacts_bucket)
     else:
-        report = import_events(args.file, settings.archive_bucket)
+        report = import_events(args.file, settings.archive_bucket, load_pseudonymiser(settings.pseudonym_key_secret))
     print(report.summary(limit=args.show_bad))
     return 0 if report.imported else 1
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shopwise.privacy import load_pseudonymiser
 from shopwise_local.importer import import_events, import_items
 from shopwise_local.movielens import convert
 from shopwise_local.paths import SHARED_DATA, state_dir
@@ -106,13 +107,14 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             report = import_items(data.items, resources.tables["items"], resources.artifacts_bucket, options.progress)
             print("        " + report.summary().replace("\n", "\n        "))
         with stages.run(STAGES[4]):
-            report = import_events(data.history, resources.archive_bucket, options.progress)
+            pseudonymiser = load_pseudonymiser(resources.pseudonym_key_secret)
+            report = import_events(data.history, resources.archive_bucket, pseudonymiser, options.progress)
             print("        " + report.summary().replace("\n", "\n        "))
         with stages.run(STAGES[5]):
             api_url = stack.start_functions()
             print(f"        API: {api_url}")
         with stages.run(STAGES[6]):
-            sent = replay(api_url, data.replay, progress=options.progress)
+            sent = replay(api_url, data.replay, progress=options.progress, grant_consent=True)
             assert stack.poller
             if not stack.poller.wait_idle(timeout=300):
                 raise RuntimeError("the stream poller did not catch up within 5 minutes")

@@ -20,6 +20,7 @@ from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items
 from shopwise.events import to_record
 from shopwise.imports import BadRow, read_events, read_items
+from shopwise.privacy import Pseudonymiser
 
 ARCHIVE_CHUNK = 50_000
 T = TypeVar("T")
@@ -65,8 +66,9 @@ def import_items(path: Path, items_table: str, artifacts_bucket: str, progress: 
     return report
 
 
-def import_events(path: Path, archive_bucket: str, progress: bool = True) -> ImportReport:
-    """History lands in the archive partition of the day it was imported, as Firehose would have put it."""
+def import_events(path: Path, archive_bucket: str, pseudonymiser: Pseudonymiser, progress: bool = True) -> ImportReport:
+    """History lands in the archive partition of the day it was imported, as Firehose would have put it, with its
+    ids pseudonymised as the collector does it."""
     report = ImportReport(str(path))
     today = datetime.now(UTC)
     batch_id = uuid.uuid4().hex[:8]
@@ -87,7 +89,8 @@ def import_events(path: Path, archive_bucket: str, progress: bool = True) -> Imp
 
     with tqdm(total=_count_lines(path), desc=f"import events {path.name}", unit="row", disable=not progress) as bar:
         for event in _good_rows(read_events(path), report, bar):
-            chunk.append(json.dumps(to_record(event), separators=(",", ":")).encode() + b"\n")
+            record = to_record(pseudonymiser.apply(event))
+            chunk.append(json.dumps(record, separators=(",", ":")).encode() + b"\n")
             if len(chunk) >= ARCHIVE_CHUNK:
                 flush()
         flush()

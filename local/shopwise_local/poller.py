@@ -135,7 +135,9 @@ class KinesisPoller:
                 response = self.function.invoke(kinesis_event(batch, self.stream_arn, shard_id)) or {}
                 failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
                 crashed = False
-            except Exception as exc:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # anything that ends the invocation, as a crashed runtime would
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 failed, crashed = {r["SequenceNumber"] for r in batch}, True
             if not failed:

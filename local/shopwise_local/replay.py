@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
-from shopwise.events import to_record
+from shopwise.events import Event, to_record
 from shopwise.imports import BadRow, read_events
 
 
@@ -37,15 +40,35 @@ def post_events(api_url: str, events: list[dict[str, object]]) -> dict[str, obje
         return json.loads(exc.read())  # type: ignore[no-any-return]
 
 
-def replay(api_url: str, path: Path, batch_size: int = 100, progress: bool = True) -> ReplayReport:
+def consent_event(event: Event) -> dict[str, Any]:
+    """The personalisation grant a storefront's consent banner would have sent just before a shopper's first event
+    (the demo's data set, MovieLens, has no consent of its own)."""
+    return {
+        "event_id": f"consent-{uuid.uuid5(uuid.NAMESPACE_URL, event.profile_id)}",  # no raw id in the event id
+        "event_type": "consent",
+        "occurred_at": (event.occurred_at - timedelta(seconds=1)).isoformat(),
+        **({"customer_id": event.customer_id} if event.customer_id else {"anonymous_id": event.anonymous_id}),
+        "granted": ["personalisation"],
+    }
+
+
+def replay(
+    api_url: str, path: Path, batch_size: int = 100, progress: bool = True, grant_consent: bool = False
+) -> ReplayReport:
+    """POST the file's events in batches. ``grant_consent`` sends a personalisation consent before each shopper's
+    first event."""
     report = ReplayReport()
-    events = []
+    events: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for _line, row in read_events(path):
         if isinstance(row, BadRow):
             report.rejected += 1
             report.reasons.append(f"line {row.line}: {row.reason}")
-        else:
-            events.append(to_record(row))
+            continue
+        if grant_consent and row.profile_id not in seen:
+            seen.add(row.profile_id)
+            events.append(consent_event(row))
+        events.append(to_record(row))
     with tqdm(total=len(events), desc="POST /v1/events", unit="event", disable=not progress) as bar:
         for start in range(0, len(events), batch_size):
             batch = events[start : start + batch_size]

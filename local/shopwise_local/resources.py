@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from shopwise import config
 from shopwise.dal.aws import client
+from shopwise.privacy import new_key
 from shopwise.settings import environment_variables
 
 
@@ -18,6 +19,7 @@ class LocalResources:
     archive_bucket: str
     artifacts_bucket: str
     failure_queue_url: str
+    pseudonym_key_secret: str
 
     def function_environment(self) -> dict[str, str]:
         """The same variables the CDK app gives the Lambda functions."""
@@ -26,6 +28,8 @@ class LocalResources:
             EVENTS_STREAM=self.stream,
             ARCHIVE_BUCKET=self.archive_bucket,
             ARTIFACTS_BUCKET=self.artifacts_bucket,
+            FAILED_EVENTS_QUEUE_URL=self.failure_queue_url,
+            PSEUDONYM_KEY_SECRET=self.pseudonym_key_secret,
         )
         return environment_variables(names, self.env.recommendations_ttl_days)
 
@@ -67,6 +71,13 @@ def create_resources(env_name: str = "local") -> LocalResources:
         s3.create_bucket(Bucket=name)
         buckets[logical] = name
     queue_url = client("sqs").create_queue(QueueName=env.physical_name(config.FAILED_EVENTS_QUEUE))["QueueUrl"]
+    # the pseudonymisation key: generated here once per local stack, as the CDK stack has Secrets Manager generate it
+    secret_name = env.physical_name(config.PSEUDONYM_KEY_SECRET)
+    secrets = client("secretsmanager")
+    try:
+        secret_arn = secrets.describe_secret(SecretId=secret_name)["ARN"]
+    except secrets.exceptions.ResourceNotFoundException:
+        secret_arn = secrets.create_secret(Name=secret_name, SecretString=new_key())["ARN"]
     return LocalResources(
         env=env,
         tables=tables,
@@ -74,4 +85,5 @@ def create_resources(env_name: str = "local") -> LocalResources:
         archive_bucket=buckets[config.ARCHIVE_BUCKET],
         artifacts_bucket=buckets[config.ARTIFACTS_BUCKET],
         failure_queue_url=queue_url,
+        pseudonym_key_secret=secret_arn,
     )

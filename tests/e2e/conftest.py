@@ -66,3 +66,19 @@ def stack(state_dir: Path) -> Iterator[LocalStack]:
 def api(stack: LocalStack) -> Api:
     assert stack.api
     return Api(stack.api.url)
+
+
+def drain(queue_url: str) -> list[dict[str, Any]]:
+    """Every message waiting on a queue, as parsed JSON bodies, deleted as read (PurgeQueue allows one call a
+    minute)."""
+    from shopwise.dal.aws import client
+
+    sqs = client("sqs")
+    bodies: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        bodies += [json.loads(m["Body"]) for m in batch]
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+        )
+    return bodies

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from shopwise.dal.aws import client
+from shopwise.privacy import load_pseudonymiser
 from shopwise_local import cli
 from shopwise_local.importer import import_events, import_items
 from shopwise_local.movielens import convert
@@ -21,7 +22,7 @@ from shopwise_local.pipeline import PipelineResult, run_pipeline
 from shopwise_local.replay import replay
 from shopwise_local.stack import LocalStack
 
-from .conftest import Api
+from .conftest import Api, drain
 
 pytestmark = pytest.mark.e2e
 
@@ -40,21 +41,35 @@ def view(event_id: str, who: str, item: str) -> dict[str, Any]:
     }
 
 
-def profile(stack: LocalStack, profile_id: str) -> dict[str, Any] | None:
+def consent(event_id: str, who: str, minutes_ago: int = 2, **ids: str) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "event_type": "consent",
+        "occurred_at": now_iso(minutes_ago),
+        **(ids or {"anonymous_id": who}),
+        "granted": ["personalisation"],
+    }
+
+
+def feature_doc(stack: LocalStack, key: str) -> dict[str, Any] | None:
     assert stack.resources
     row = (
         client("dynamodb")
-        .get_item(
-            TableName=stack.resources.tables["profiles"], Key={"profile_id": {"S": profile_id}}, ConsistentRead=True
-        )
+        .get_item(TableName=stack.resources.tables["features"], Key={"pk": {"S": key}}, ConsistentRead=True)
         .get("Item")
     )
-    return json.loads(row["features"]["S"]) if row else None
+    return json.loads(row["doc"]["S"]) if row else None
+
+
+def profile(stack: LocalStack, profile_id: str) -> dict[str, Any] | None:
+    doc = feature_doc(stack, f"profile#{profile_id}")
+    return doc["features"] if doc and "features" in doc else None
 
 
 def test_events_flow_from_the_api_to_the_feature_store_and_the_archive(stack: LocalStack, api: Api) -> None:
     # Given a batch with two good events and one bad one
     batch = [
+        consent("flow-0", "visitor-a"),
         view("flow-1", "visitor-a", "sku-1"),
         {**view("flow-bad", "visitor-a", "sku-x"), "item_id": ""},
         {
@@ -69,16 +84,16 @@ def test_events_flow_from_the_api_to_the_feature_store_and_the_archive(stack: Lo
     status, body = api.post("/v1/events", {"events": batch})
     # Then the good ones are accepted, the bad one named, and both good ones reach the profile
     assert status == 200
-    assert (body["accepted"], body["rejected"]) == (2, 1)
-    assert body["results"][1] == {
-        "index": 1,
+    assert (body["accepted"], body["rejected"]) == (3, 1)
+    assert body["results"][2] == {
+        "index": 2,
         "event_id": "flow-bad",
         "status": "rejected",
         "field": "item_id",
         "reason": "String should have at least 1 character",
     }
     assert stack.poller and stack.poller.wait_idle(60)
-    features = profile(stack, "visitor-a")
+    features = profile(stack, "a:visitor-a")
     assert features is not None
     assert [pair[0] for pair in features["recent"]["view"]] == ["sku-1"]
     assert [pair[0] for pair in features["recent"]["cart"]] == ["sku-2"]
@@ -113,40 +128,49 @@ def test_bad_requests_get_a_json_4xx_saying_what_is_wrong(api: Api, body: Any, s
     assert needle in json.dumps(got)
 
 
-def test_a_poison_record_goes_to_the_failure_queue_and_the_rest_is_applied(stack: LocalStack) -> None:
+def test_a_poison_record_goes_to_the_failure_queue_with_its_reason_and_the_rest_is_applied(stack: LocalStack) -> None:
     assert stack.resources and stack.poller
+    queue = stack.resources.failure_queue_url
+    drain(queue)
     kinesis = client("kinesis")
-    good = {**view("after-poison", "visitor-p", "sku-9"), "received_at": now_iso(0)}
-    # a record that bypassed validation: it can never be applied
+    good = {**view("after-poison", "visitor-p", "sku-9"), "received_at": now_iso(0), "pseudonymised": True}
+    raw = {**view("raw-ids", "visitor-p", "sku-9"), "customer_id": "not-hashed"}
+    # records that bypassed the collector: never applicable, whatever the retries
     kinesis.put_record(StreamName=stack.resources.stream, PartitionKey="x", Data=b'{"event_type": "garbage"}')
+    kinesis.put_record(StreamName=stack.resources.stream, PartitionKey="y", Data=json.dumps(raw).encode())
     kinesis.put_record(StreamName=stack.resources.stream, PartitionKey="visitor-p", Data=json.dumps(good).encode())
     assert stack.poller.wait_idle(60)
 
-    messages = client("sqs").receive_message(QueueUrl=stack.resources.failure_queue_url, MaxNumberOfMessages=10)
-    infos = [json.loads(m["Body"]) for m in messages.get("Messages", [])]
-    assert any(i["requestContext"]["condition"] == "RetryAttemptsExhausted" for i in infos)
-    assert all(i["KinesisBatchInfo"]["batchSize"] >= 1 for i in infos)
-    features = profile(stack, "visitor-p")
-    assert features is not None and features["recent"]["view"][0][0] == "sku-9"
+    bodies = sorted(drain(queue), key=lambda b: b["sequenceNumber"])
+    assert [b["condition"] for b in bodies] == ["PoisonRecord", "PoisonRecord"]
+    assert "event_type" in bodies[0]["reason"] and bodies[0]["data"] == '{"event_type": "garbage"}'
+    assert "pseudonymised" in bodies[1]["reason"]
+    item = feature_doc(stack, "item#sku-9")  # the good event still counts (anonymous aggregates need no consent)
+    assert item is not None and sum(c[0] for c in item["buckets"].values()) == 1
 
 
 def test_a_profile_that_cannot_be_written_fails_only_its_own_records(stack: LocalStack, api: Api) -> None:
     # Given a corrupt profile row (features stored as a number) that the updater can never read
     assert stack.resources and stack.poller
     client("dynamodb").put_item(
-        TableName=stack.resources.tables["profiles"],
-        Item={"profile_id": {"S": "corrupt"}, "features": {"N": "1"}, "version": {"N": "1"}},
+        TableName=stack.resources.tables["features"],
+        Item={"pk": {"S": "profile#a:corrupt"}, "doc": {"N": "1"}, "v": {"N": "1"}},
     )
     queue = stack.resources.failure_queue_url
-    client("sqs").purge_queue(QueueUrl=queue)
+    drain(queue)
     # When events for it and for a healthy profile arrive in one request
-    status, _ = api.post("/v1/events", {"events": [view("c-1", "corrupt", "sku-1"), view("h-1", "healthy", "sku-2")]})
+    events = [
+        consent("h-0", "healthy"),
+        consent("c-0", "corrupt"),
+        view("c-1", "corrupt", "sku-1"),
+        view("h-1", "healthy", "sku-2"),
+    ]
+    status, _ = api.post("/v1/events", {"events": events})
     assert status == 200
     assert stack.poller.wait_idle(60)
     # Then the healthy profile is updated and the corrupt one's record ends at the failure destination
-    assert profile(stack, "healthy") is not None
-    messages = client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-    assert [json.loads(m["Body"])["requestContext"]["condition"] for m in messages] == ["RetryAttemptsExhausted"]
+    assert profile(stack, "a:healthy") is not None
+    assert [body["requestContext"]["condition"] for body in drain(queue)] == ["RetryAttemptsExhausted"]
 
 
 def test_before_any_model_is_loaded_serving_says_what_to_do(api: Api) -> None:
@@ -167,9 +191,12 @@ def trained(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactor
         import_items(data.items, stack.resources.tables["items"], stack.resources.artifacts_bucket, False).imported
         == data.items_count
     )
-    assert import_events(data.history, stack.resources.archive_bucket, False).imported == data.history_count
-    sent = replay(api.url, data.replay, progress=False)
-    assert sent.accepted == data.replay_count and sent.rejected == 0
+    pseudonymiser = load_pseudonymiser(stack.resources.pseudonym_key_secret)
+    assert import_events(data.history, stack.resources.archive_bucket, pseudonymiser, False).imported == (
+        data.history_count
+    )
+    sent = replay(api.url, data.replay, progress=False, grant_consent=True)
+    assert sent.rejected == 0 and sent.accepted > data.replay_count  # the events and a consent per shopper
     assert stack.poller.wait_idle(120)
     return run_pipeline(
         stack.resources.archive_bucket,
@@ -207,6 +234,7 @@ def test_what_a_shopper_just_bought_is_not_recommended_again(
 ) -> None:
     status, before = api.get("/v1/users/414/recommendations?n=3")
     top = before["items"][0]["item_id"]
+    assert api.post("/v1/events", {"events": [consent("c-414", "", customer_id="414")]})[0] == 200
     purchase = {
         "event_id": "buy-top",
         "event_type": "purchase",

@@ -5,8 +5,10 @@ from typing import Any
 import pytest
 
 from shopwise.ingestion.collect import MAX_EVENTS_PER_BATCH, BadBatch, collect, parse_batch
+from shopwise.privacy import Pseudonymiser
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+KEY = Pseudonymiser(b"k" * 32)
 
 
 class RecordingPublisher:
@@ -34,19 +36,22 @@ def test_valid_events_are_published_even_beside_invalid_ones() -> None:
     publisher = RecordingPublisher()
     batch = [event("ok-1"), event("bad", item_id=None), "not an object", event("ok-2", anonymous_id="a")]
 
-    result = collect(batch, NOW, publisher)
+    result = collect(batch, NOW, publisher, KEY)
 
     assert (result.accepted, result.rejected) == (2, 2)
     assert [r["status"] for r in result.results] == ["accepted", "rejected", "rejected", "accepted"]
     assert result.results[1]["field"] == "item_id"
-    assert [key for key, _ in publisher.published] == ["c1", "c1"]
+    # partitioned by profile, and the customer id is a pseudonym by the time it is published
+    assert [key for key, _ in publisher.published] == [f"c:{KEY.customer('c1')}"] * 2
+    assert all(record["customer_id"] == KEY.customer("c1") for _, record in publisher.published)
+    assert all(record["pseudonymised"] is True for _, record in publisher.published)
     # the server stamps received_at
     assert all(record["received_at"].startswith("2026-11-23T12:00") for _, record in publisher.published)
 
 
 def test_nothing_is_published_when_everything_is_rejected() -> None:
     publisher = RecordingPublisher()
-    result = collect([event("x", occurred_at="2027-01-01T00:00:00Z")], NOW, publisher)
+    result = collect([event("x", occurred_at="2027-01-01T00:00:00Z")], NOW, publisher, KEY)
     assert result.accepted == 0
     assert result.results[0]["field"] == "occurred_at"
     assert publisher.published == []
@@ -68,3 +73,46 @@ def test_unusable_batches_say_what_is_wrong(body: str, status: int, message: str
         parse_batch(body)
     assert caught.value.status == status
     assert message in str(caught.value)
+
+
+def test_identify_emails_and_devices_are_hashed_and_the_raw_email_is_gone() -> None:
+    publisher = RecordingPublisher()
+    identify = {
+        "event_id": "id-1",
+        "event_type": "identify",
+        "occurred_at": "2026-11-23T11:00:00Z",
+        "anonymous_id": "cookie-1",
+        "customer_id": "c1",
+        "email": " Ada@Example.COM ",
+        "device_id": "phone-1",
+    }
+    result = collect([identify], NOW, publisher, KEY)
+    assert result.accepted == 1
+    _, record = publisher.published[0]
+    assert "email" not in record
+    assert "ada" not in json.dumps(record).lower() and "example.com" not in json.dumps(record).lower()
+    assert record["email_hash"] == KEY.email("ada@example.com")  # normalised before hashing
+    assert record["device_id"] == KEY.device("phone-1") != "phone-1"
+    assert record["anonymous_id"] == "cookie-1"  # a random cookie id is already a pseudonym
+
+
+def test_a_client_cannot_claim_its_ids_are_already_hashed() -> None:
+    publisher = RecordingPublisher()
+    result = collect([event("x", pseudonymised=True), event("y", email_hash="abc")], NOW, publisher, KEY)
+    assert result.accepted == 1  # the flag is the server's: the event is hashed anyway
+    assert publisher.published[0][1]["customer_id"] == KEY.customer("c1")
+    assert result.results[1] == {
+        "index": 1,
+        "event_id": "y",
+        "status": "rejected",
+        "field": "email_hash",
+        "reason": "is set by the server, not by the client",
+    }
+
+
+def test_pseudonyms_depend_on_the_key() -> None:
+    other = Pseudonymiser(b"o" * 32)
+    assert KEY.customer("c1") == KEY.customer("c1") != other.customer("c1")
+    assert KEY.customer("c1") != KEY.device("c1")  # the kind is part of what is hashed
+    with pytest.raises(ValueError, match="16 bytes"):
+        Pseudonymiser(b"short")

@@ -41,12 +41,12 @@ def test_purchase_yields_one_interaction_per_line_item() -> None:
     assert isinstance(event, Purchase)
     assert event.occurred_at.tzinfo is not None  # a naive timestamp is read as UTC
     assert interaction_items(event) == [("a", "purchase"), ("b", "purchase")]
-    assert event.profile_id == "c1"
+    assert event.profile_id == "c:c1"  # the customer, keyed as a profile
 
 
 def test_customer_id_wins_over_anonymous_id_for_the_profile() -> None:
     event = parse_event(view(customer_id="c9"))
-    assert event.profile_id == "c9"
+    assert event.profile_id == "c:c9"
 
 
 @pytest.mark.parametrize(

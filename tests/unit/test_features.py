@@ -1,34 +1,165 @@
-from shopwise.features import RECENT_LIMIT, Interaction, ProfileFeatures, apply_interactions
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shopwise.events import Event, parse_event
+from shopwise.features import (
+    FEATURES,
+    RECENT_LIMIT,
+    Context,
+    ItemFeatures,
+    ProfileFeatures,
+    SegmentFeatures,
+    SessionFeatures,
+    apply_to_item,
+    apply_to_profile,
+    apply_to_segment,
+    apply_to_session,
+    merge_profiles,
+)
+
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
+CONTEXT = Context({f"sku-{n}": f"cat-{n % 3}" for n in range(40)})
+
+
+def ev(n: int, kind: str, minutes: float, **extra: Any) -> Event:
+    body: dict[str, Any] = {
+        "event_id": f"e{n}",
+        "event_type": kind,
+        "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(),
+        "anonymous_id": "v",
+        "session_id": "s1",
+        **extra,
+    }
+    if kind == "purchase":
+        body.setdefault("order_id", f"o{n}")
+        body.setdefault("items", [{"item_id": extra.pop("item_id", "sku-1"), "quantity": 2, "unit_price": 5.0}])
+        body.pop("item_id", None)
+    if kind == "consent":
+        body.setdefault("granted", ["personalisation"])
+    return parse_event(body)
+
+
+def history() -> list[Event]:
+    rng = random.Random(3)
+    events = [ev(0, "consent", 0)]
+    for n in range(1, 80):
+        kind = rng.choice(["product_view", "product_view", "add_to_cart", "remove_from_cart", "purchase"])
+        events.append(ev(n, kind, 1 + rng.random() * 5000, item_id=f"sku-{rng.randrange(30)}", market="DE"))
+    return events
+
+
+def normalised(doc: Any) -> Any:
+    """Floats to 9 significant digits: decayed sums re-based in another order differ in the last bits."""
+    if isinstance(doc, float):
+        return float(f"{doc:.9g}")
+    if isinstance(doc, dict):
+        return {k: normalised(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [normalised(v) for v in doc]
+    return doc
+
+
+def test_every_feature_is_declared_once() -> None:
+    names = [f.name for f in FEATURES]
+    assert len(names) == len(set(names))
+    assert {f.entity for f in FEATURES} == {"profile", "session", "item", "segment"}
+
+
+def test_profile_features_do_not_depend_on_arrival_order_or_batching() -> None:
+    events = history()
+    once = apply_to_profile(ProfileFeatures(), events, CONTEXT).to_json()
+    shuffled = events[:]
+    random.Random(9).shuffle(shuffled)
+    state = ProfileFeatures()
+    for start in range(1, len(shuffled), 7):  # consent first (a grant arriving later does not reach back)
+        state = apply_to_profile(state, [events[0], *shuffled[start : start + 7]], CONTEXT)
+    state = apply_to_profile(state, [e for e in shuffled[:1] if e.event_id != "e0"], CONTEXT)
+    assert normalised(state.to_json()) == normalised(once)
+    assert once["counts"]["view"] > 0 and once["orders"] > 0 and once["affinity"]
 
 
 def test_recent_lists_are_newest_first_deduplicated_and_bounded() -> None:
-    # Given more distinct viewed items than the bound, one of them seen twice
-    views = [Interaction(f"e{i}", f"item-{i}", "view", float(i)) for i in range(RECENT_LIMIT + 5)]
-    views.append(Interaction("again", "item-0", "view", 1000.0))
-
-    state = apply_interactions(ProfileFeatures(), views)
-
-    recent = state.recent_items("view")
-    assert len(recent) == RECENT_LIMIT
-    assert recent[0] == "item-0"  # re-viewed last, so first
-    assert len(set(recent)) == len(recent)
-    assert state.counts["view"] == RECENT_LIMIT + 6
-    assert state.last_event_at == 1000.0
+    events = [ev(0, "consent", 0)] + [ev(n, "product_view", n, item_id=f"sku-{n}") for n in range(1, 30)]
+    events.append(ev(99, "product_view", 100, item_id="sku-2"))
+    state = apply_to_profile(ProfileFeatures(), events, CONTEXT)
+    viewed = state.recent_items("view")
+    assert len(viewed) == RECENT_LIMIT
+    assert viewed[0] == "sku-2" and viewed.count("sku-2") == 1
+    assert viewed[1:4] == ["sku-29", "sku-28", "sku-27"]
 
 
-def test_order_of_arrival_does_not_change_the_result() -> None:
-    interactions = [
-        Interaction("a", "x", "cart", 5.0),
-        Interaction("b", "y", "purchase", 3.0),
-        Interaction("c", "x", "view", 9.0),
-        Interaction("d", "z", "view", 1.0),
+def test_without_consent_nothing_reaches_the_profile_and_a_revoke_stops_updates() -> None:
+    view = ev(1, "product_view", 10, item_id="sku-1")
+    assert apply_to_profile(ProfileFeatures(), [view], CONTEXT).counts["view"] == 0
+    revoke = parse_event({**ev(5, "consent", 20).model_dump(), "granted": [], "revoked": ["personalisation"]})
+    later = ev(2, "product_view", 30, item_id="sku-2")
+    state = apply_to_profile(ProfileFeatures(), [ev(0, "consent", 0), view, revoke, later], CONTEXT)
+    assert state.recent_items("view") == ["sku-1"]
+    assert state.consented((T0 + timedelta(minutes=15)).timestamp())
+    assert not state.consented((T0 + timedelta(minutes=25)).timestamp())
+
+
+def test_the_cart_follows_adds_removes_and_purchases_in_time_order() -> None:
+    events = [
+        ev(0, "consent", 0),
+        ev(1, "add_to_cart", 1, item_id="sku-1", quantity=2),
+        ev(2, "add_to_cart", 2, item_id="sku-2"),
+        ev(3, "remove_from_cart", 3, item_id="sku-1"),
+        ev(4, "purchase", 4, item_id="sku-2"),
+        ev(5, "add_to_cart", 5, item_id="sku-3"),
     ]
-    forward = apply_interactions(ProfileFeatures(), interactions)
-    backward = apply_interactions(ProfileFeatures(), list(reversed(interactions)))
-    assert forward.to_json() == backward.to_json()
+    state = apply_to_profile(ProfileFeatures(), list(reversed(events)), CONTEXT)
+    assert state.current_cart() == {"sku-1": 1, "sku-3": 1}
+    assert state.orders == 1 and state.revenue == pytest.approx(10.0)
+    assert state.last_purchase_at == (T0 + timedelta(minutes=4)).timestamp()
 
 
-def test_features_survive_their_json_form() -> None:
-    state = apply_interactions(ProfileFeatures(), [Interaction("a", "x", "purchase", 7.0)])
-    assert ProfileFeatures.from_json(state.to_json()).to_json() == state.to_json()
-    assert ProfileFeatures.from_json(None).counts == {"view": 0, "cart": 0, "purchase": 0}
+def test_merging_profiles_commutes_and_equals_one_profile_with_all_events() -> None:
+    events = history()
+    a = apply_to_profile(ProfileFeatures(), [events[0], *events[1:40]], CONTEXT)
+    b = apply_to_profile(ProfileFeatures(), [events[0], *events[40:]], CONTEXT)
+    ab, ba = merge_profiles(a, b).to_json(), merge_profiles(b, a).to_json()
+    assert normalised(ab) == normalised(ba)
+    whole = apply_to_profile(ProfileFeatures(), events, CONTEXT).to_json()
+    assert normalised(ab) == normalised(whole)
+
+
+def test_session_features() -> None:
+    events = [
+        ev(1, "product_view", 5, item_id="sku-1", referrer="https://search.example/?q=x"),
+        ev(2, "product_view", 1, item_id="sku-4"),
+        ev(3, "add_to_cart", 7, item_id="sku-1"),
+        ev(4, "product_view", 9, item_id="sku-5", referrer="https://later.example/"),
+        ev(5, "product_view", 11, item_id="sku-6"),
+    ]
+    state = apply_to_session(SessionFeatures(), events, CONTEXT)
+    again = apply_to_session(SessionFeatures(), events[::-1], CONTEXT)
+    assert state.to_json() == again.to_json()
+    assert state.referrer[1] == "https://search.example/?q=x"
+    assert [item for _at, item in state.first_views] == ["sku-4", "sku-1", "sku-5"]
+    assert state.page_views == 4 and state.categories == {"cat-1": 3, "cat-2": 1, "cat-0": 1}
+
+
+def test_item_windows_and_trend() -> None:
+    now = T0 + timedelta(days=8)
+    old = [ev(n, "product_view", -60 * 24 * 3 + 8 * 60 * 24 + n, item_id="sku-1") for n in range(10)]  # 3 days ago
+    fresh = [ev(100 + n, "product_view", 8 * 60 * 24 - 30, item_id="sku-1") for n in range(5)]  # 30 min ago
+    bought = ev(200, "purchase", 8 * 60 * 24 - 10, item_id="sku-1")
+    state = apply_to_item(ItemFeatures(), "sku-1", old + fresh + [bought])
+    windows = state.windows(now.timestamp())
+    assert (windows["views_1h"], windows["views_24h"], windows["views_7d"]) == (5, 5, 15)
+    assert windows["purchases_1h"] == 2  # units
+    assert windows["trending"] > 1.0  # the last day is busier than the week's mean
+    # buckets older than the window are dropped as newer ones arrive
+    ancient = apply_to_item(state, "sku-1", [ev(300, "product_view", -60 * 24 * 30, item_id="sku-1")])
+    assert len(ancient.buckets) == len(state.buckets)
+
+
+def test_segment_popularity_decays() -> None:
+    at = T0.timestamp()
+    state = apply_to_segment(SegmentFeatures(), [("old", "purchase", at), ("new", "view", at + 86400 * 9)])
+    top = state.top(at + 86400 * 9)
+    assert [item for item, _ in top] == ["new", "old"]  # 4 halved three times is below 1

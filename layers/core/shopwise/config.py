@@ -48,20 +48,23 @@ class EnvironmentConfig:
         return f"{SERVICE}-{self.name}-{logical}"
 
 
-# Tables. `recommendations` holds precomputed lists keyed "user#<id>", "item#<id>", "popular#global";
-# `config` holds the active model version and (later) experiments.
-PROFILES = TableSpec("profiles", partition_key="profile_id", env_var="PROFILES_TABLE")
+# Tables. `features` is the feature store: one document per profile, session, item, segment and alias (keys in
+# shopwise.keys; sessions expire by TTL). `recommendations` holds precomputed lists keyed "user#<id>", "item#<id>",
+# "popular#global"; `config` holds the active model version and (later) experiments.
+FEATURES = TableSpec("features", partition_key="pk", ttl_attribute="expires_at", env_var="FEATURES_TABLE")
 ITEMS = TableSpec("items", partition_key="item_id", env_var="ITEMS_TABLE")
 RECOMMENDATIONS = TableSpec(
     "recommendations", partition_key="pk", ttl_attribute="expires_at", env_var="RECOMMENDATIONS_TABLE"
 )
 CONFIG = TableSpec("config", partition_key="pk", env_var="CONFIG_TABLE")
-TABLES: tuple[TableSpec, ...] = (PROFILES, ITEMS, RECOMMENDATIONS, CONFIG)
+TABLES: tuple[TableSpec, ...] = (FEATURES, ITEMS, RECOMMENDATIONS, CONFIG)
 
 EVENTS_STREAM = "events"
 ARCHIVE_BUCKET = "archive"
 ARTIFACTS_BUCKET = "artifacts"
 FAILED_EVENTS_QUEUE = "update-features-failures"
+# the key that pseudonymises customer ids, emails and device ids (Secrets Manager)
+PSEUDONYM_KEY_SECRET = "pseudonym-key"
 
 # S3 layout, shared by the archive writer (Firehose or the local poller), the importer and the training job.
 ARCHIVE_EVENTS_PREFIX = "events/"

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -42,6 +43,8 @@ class EventBase(BaseModel):
     market: Market | None = None
     referrer: Annotated[str, Field(max_length=2048)] | None = None
     user_agent_class: Literal["desktop", "mobile", "tablet", "bot", "other"] | None = None
+    # set by the server once customer, email and device ids are keyed hashes (shopwise.privacy); never by a client
+    pseudonymised: bool = False
 
     @field_validator("occurred_at", "received_at")
     @classmethod
@@ -58,8 +61,9 @@ class EventBase(BaseModel):
 
     @property
     def profile_id(self) -> str:
-        """The profile the event belongs to: the customer if known, else the anonymous visitor."""
-        return self.customer_id or self.anonymous_id or ""
+        """The profile key the event names: "c:<customer>" if the customer is known, else "a:<anonymous id>".
+        Identity stitching (shopwise.identity) may have merged it into another profile since."""
+        return f"c:{self.customer_id}" if self.customer_id else f"a:{self.anonymous_id}"
 
 
 class ProductView(EventBase):
@@ -119,9 +123,28 @@ class Click(EventBase):
 
 
 class Identify(EventBase):
+    """Links the ids of one person: anonymous_id, customer_id, email, device_id. The email never goes past the
+    collector: it is replaced by email_hash there."""
+
     event_type: Literal["identify"]
-    email: Annotated[str, Field(max_length=320)] | None = None
+    email: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None
+    ) = None
+    email_hash: Id | None = None
     device_id: Id | None = None
+
+    def aliases(self) -> list[str]:
+        """Every alias key this event links, the event's own profile first."""
+        found = [self.profile_id]
+        if self.anonymous_id:
+            found.append(f"a:{self.anonymous_id}")
+        if self.customer_id:
+            found.append(f"c:{self.customer_id}")
+        if self.device_id:
+            found.append(f"d:{self.device_id}")
+        if self.email_hash:
+            found.append(f"e:{self.email_hash}")
+        return list(dict.fromkeys(found))
 
 
 class Consent(EventBase):

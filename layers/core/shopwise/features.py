@@ -1,67 +1,454 @@
-"""Feature definitions: each feature's name, update rule and bound, defined once.
+"""Feature definitions: every feature's name, entity, update rule and decay, defined once.
 
-The update rules are pure functions over plain data so that the stream updater, the training data set builder and
-the tests all apply exactly the same rule.
+The stream updater, the training data set builder, serving and monitoring all use these functions, so a feature
+means the same thing everywhere. Each entity's state is a plain JSON document; folding events into it is a pure
+function that does not depend on the order the events arrive in (they are applied in occurred_at order, and the
+stored forms — maxima, sums, decayed sums re-based to the newest time, logs bounded by time — commute), so a
+shuffled or re-batched stream converges on the same features.
+
+Entities and their keys in the feature store:
+  profile#<profile id>   a shopper (see ``shopwise.identity``): recency, frequency, monetary, affinity, cart, consent
+  session#<session id>   one visit: items, categories, referrer, the first page views
+  item#<item id>         views, cart adds and purchases in hourly buckets: 1 h / 24 h / 7 d windows and a trend
+  segment#category:<c>   popular items of a category (time-decayed)
+  segment#market:<m>     popular items of a market (time-decayed)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shopwise.events import (
+    AddToCart,
+    Click,
+    Consent,
+    Event,
+    ProductView,
+    Purchase,
+    RemoveFromCart,
+    interaction_items,
+)
+
 # Bounded recent-item lists per interaction kind, newest first.
 RECENT_LIMIT = 20
 INTERACTION_KINDS = ("view", "cart", "purchase")
-# Weight of each interaction kind in training and in real-time blending: purchase > cart > view.
+# Weight of each interaction kind in training, popularity and real-time blending: purchase > cart > view.
 KIND_WEIGHTS: dict[str, float] = {"view": 1.0, "cart": 2.0, "purchase": 4.0}
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+AFFINITY_HALF_LIFE = 14 * DAY
+POPULARITY_HALF_LIFE = 3 * DAY
+AFFINITY_LIMIT = 30
+CART_LOG_LIMIT = 100
+CONSENT_LOG_LIMIT = 32
+SESSION_FIRST_VIEWS = 3
+SEGMENT_LIMIT = 200
+ITEM_WINDOW_HOURS = 7 * 24
+WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY}
+PERSONALISATION = "personalisation"
 
 
 @dataclass(frozen=True)
-class Interaction:
-    """One (profile, item, kind, time) fact extracted from an event."""
-
-    event_id: str
-    item_id: str
-    kind: str
-    at: float  # epoch seconds
+class FeatureSpec:
+    name: str
+    entity: str
+    rule: str
+    decay: str = "none"
 
 
+# The catalogue of features: README, monitoring and the tests read it; the code below implements each rule.
+FEATURES: tuple[FeatureSpec, ...] = (
+    FeatureSpec("recent_viewed", "profile", f"newest {RECENT_LIMIT} distinct items viewed, with time", "bounded"),
+    FeatureSpec("recent_carted", "profile", f"newest {RECENT_LIMIT} distinct items added to cart", "bounded"),
+    FeatureSpec("recent_purchased", "profile", f"newest {RECENT_LIMIT} distinct items bought", "bounded"),
+    FeatureSpec(
+        "category_affinity", "profile", "sum of kind weights per category", f"half-life {AFFINITY_HALF_LIFE / DAY:g} d"
+    ),
+    FeatureSpec("cart", "profile", "adds minus removes per item, emptied by a purchase of the item", "none"),
+    FeatureSpec("last_purchase_at", "profile", "time of the newest purchase (recency)"),
+    FeatureSpec("orders", "profile", "purchase events (frequency)"),
+    FeatureSpec("revenue", "profile", "sum of purchase revenue (monetary)"),
+    FeatureSpec("market", "profile", "market of the newest event"),
+    FeatureSpec("consent", "profile", "grant/revoke history per scope; personalisation gates every profile feature"),
+    FeatureSpec("session_items", "session", f"newest {RECENT_LIMIT} items of the session", "bounded"),
+    FeatureSpec("session_categories", "session", "interactions per category in the session"),
+    FeatureSpec("session_referrer", "session", "referrer of the session's first event"),
+    FeatureSpec("first_page_views", "session", f"the first {SESSION_FIRST_VIEWS} items viewed in the session"),
+    FeatureSpec("views_1h/24h/7d", "item", "views in the window ending now (hourly buckets)", "window"),
+    FeatureSpec("carts_1h/24h/7d", "item", "cart adds in the window ending now", "window"),
+    FeatureSpec("purchases_1h/24h/7d", "item", "units bought in the window ending now", "window"),
+    FeatureSpec("trending", "item", "weighted 24 h activity over the 7 d daily mean (1 = steady)", "window"),
+    FeatureSpec(
+        "popular_items", "segment", "sum of kind weights per item", f"half-life {POPULARITY_HALF_LIFE / DAY:g} d"
+    ),
+)
+
+
+def _decay(value: float, elapsed: float, half_life: float) -> float:
+    return value * math.pow(2.0, -elapsed / half_life) if elapsed > 0 else value
+
+
+def _decayed_add(pair: list[float] | None, weight: float, at: float, half_life: float) -> list[float]:
+    """Add ``weight`` at time ``at`` to a decayed sum stored as [value, as_of]; the result is re-based to the newer
+    of the two times, so additions commute."""
+    if not pair:
+        return [weight, at]
+    value, as_of = float(pair[0]), float(pair[1])
+    if at >= as_of:
+        return [_decay(value, at - as_of, half_life) + weight, at]
+    return [value + _decay(weight, as_of - at, half_life), as_of]
+
+
+def decayed_value(pair: list[float], now: float, half_life: float) -> float:
+    return _decay(float(pair[0]), now - float(pair[1]), half_life)
+
+
+def _bounded_recent(pairs: dict[str, float], limit: int) -> list[list[Any]]:
+    return [[item, at] for item, at in sorted(pairs.items(), key=lambda p: (-p[1], p[0]))[:limit]]
+
+
+def _by_time(events: Iterable[Event]) -> list[Event]:
+    return sorted(events, key=lambda e: (e.occurred_at, e.event_id))
+
+
+@dataclass(frozen=True)
+class Context:
+    """What folding needs besides the events: the catalog category of each item touched."""
+
+    categories: dict[str, str] = field(default_factory=dict)
+
+    def category(self, item_id: str) -> str | None:
+        return self.categories.get(item_id)
+
+
+# ----------------------------------------------------------------------------------------------------------- profile
 @dataclass
 class ProfileFeatures:
     recent: dict[str, list[list[Any]]] = field(default_factory=lambda: {k: [] for k in INTERACTION_KINDS})
     counts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in INTERACTION_KINDS})
+    affinity: dict[str, list[float]] = field(default_factory=dict)  # category -> [decayed value, as_of]
+    cart_log: list[list[Any]] = field(default_factory=list)  # [at, event_id, item_id, quantity delta | None]
+    orders: int = 0
+    revenue: float = 0.0
+    last_purchase_at: float = 0.0
+    first_event_at: float = 0.0
     last_event_at: float = 0.0
+    market: list[Any] = field(default_factory=list)  # [market, at]
+    consent: list[list[Any]] = field(default_factory=list)  # [at, event_id, scope, granted]
 
     def to_json(self) -> dict[str, Any]:
-        return {"recent": self.recent, "counts": self.counts, "last_event_at": self.last_event_at}
+        return {
+            "recent": self.recent,
+            "counts": self.counts,
+            "affinity": self.affinity,
+            "cart_log": self.cart_log,
+            "orders": self.orders,
+            "revenue": round(self.revenue, 6),
+            "last_purchase_at": self.last_purchase_at,
+            "first_event_at": self.first_event_at,
+            "last_event_at": self.last_event_at,
+            "market": self.market,
+            "consent": self.consent,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> ProfileFeatures:
         if not data:
             return cls()
-        recent = {k: [list(p) for p in data.get("recent", {}).get(k, [])] for k in INTERACTION_KINDS}
-        counts = {k: int(data.get("counts", {}).get(k, 0)) for k in INTERACTION_KINDS}
-        return cls(recent=recent, counts=counts, last_event_at=float(data.get("last_event_at", 0.0)))
+        return cls(
+            recent={k: [list(p) for p in data.get("recent", {}).get(k, [])] for k in INTERACTION_KINDS},
+            counts={k: int(data.get("counts", {}).get(k, 0)) for k in INTERACTION_KINDS},
+            affinity={str(k): [float(v[0]), float(v[1])] for k, v in data.get("affinity", {}).items()},
+            cart_log=[list(e) for e in data.get("cart_log", [])],
+            orders=int(data.get("orders", 0)),
+            revenue=float(data.get("revenue", 0.0)),
+            last_purchase_at=float(data.get("last_purchase_at", 0.0)),
+            first_event_at=float(data.get("first_event_at", 0.0)),
+            last_event_at=float(data.get("last_event_at", 0.0)),
+            market=list(data.get("market", [])),
+            consent=[list(e) for e in data.get("consent", [])],
+        )
 
     def recent_items(self, kind: str) -> list[str]:
         return [str(pair[0]) for pair in self.recent.get(kind, [])]
 
+    def consented(self, at: float, scope: str = PERSONALISATION) -> bool:
+        """Whether ``scope`` was granted at time ``at``: the newest grant or revoke at or before it decides."""
+        state = False
+        for entry_at, _event_id, entry_scope, granted in sorted(self.consent, key=lambda e: (e[0], e[1])):
+            if entry_scope == scope and entry_at <= at:
+                state = bool(granted)
+        return state
 
-def apply_interactions(state: ProfileFeatures, interactions: Iterable[Interaction]) -> ProfileFeatures:
-    """Fold interactions into a profile: applied in time order, recent lists de-duplicated and bounded."""
+    def current_cart(self) -> dict[str, int]:
+        """Items in the cart now: the cart log replayed in time order; a purchase of an item empties its line."""
+        cart: dict[str, int] = {}
+        for _at, _event_id, item_id, delta in sorted(self.cart_log, key=lambda e: (e[0], e[1])):
+            cart[item_id] = 0 if delta is None else max(0, cart.get(item_id, 0) + int(delta))
+        return {item: quantity for item, quantity in cart.items() if quantity > 0}
+
+    def top_categories(self, now: float, n: int = 5) -> list[tuple[str, float]]:
+        scored = [(c, decayed_value(p, now, AFFINITY_HALF_LIFE)) for c, p in self.affinity.items()]
+        return sorted(scored, key=lambda p: (-p[1], p[0]))[:n]
+
+    def describe(self, now: float) -> dict[str, Any]:
+        """The named features of FEATURES as of ``now`` (what monitoring and training read)."""
+        return {
+            "recent_viewed": self.recent_items("view"),
+            "recent_carted": self.recent_items("cart"),
+            "recent_purchased": self.recent_items("purchase"),
+            "category_affinity": dict(self.top_categories(now, AFFINITY_LIMIT)),
+            "cart": self.current_cart(),
+            "last_purchase_at": self.last_purchase_at or None,
+            "days_since_purchase": (now - self.last_purchase_at) / DAY if self.last_purchase_at else None,
+            "orders": self.orders,
+            "revenue": round(self.revenue, 2),
+            "market": self.market[0] if self.market else None,
+            "personalisation": self.consented(now),
+        }
+
+
+def apply_consent(state: ProfileFeatures, events: Iterable[Event]) -> ProfileFeatures:
+    """Add the consent events to the consent history (kept apart so the gate can see a batch's consents first)."""
+    log = {(e[0], e[1], e[2]): e for e in state.consent}
+    for event in events:
+        if isinstance(event, Consent):
+            at = event.occurred_at.timestamp()
+            for scope in event.granted:
+                log[(at, event.event_id, scope)] = [at, event.event_id, scope, True]
+            for scope in event.revoked:
+                log[(at, event.event_id, scope)] = [at, event.event_id, scope, False]
+    state.consent = sorted(log.values(), key=lambda e: (e[0], e[1], e[2]))[-CONSENT_LOG_LIMIT:]
+    return state
+
+
+def apply_to_profile(state: ProfileFeatures, events: Iterable[Event], context: Context) -> ProfileFeatures:
+    """Fold events into a profile, in occurred_at order. Interactions count only where the shopper had granted
+    personalisation at the time they happened (consent events in the same batch included)."""
+    events = _by_time(events)
+    state = apply_consent(state, events)
     recent = {k: {str(p[0]): float(p[1]) for p in state.recent.get(k, [])} for k in INTERACTION_KINDS}
-    counts = dict(state.counts)
-    last = state.last_event_at
-    for it in sorted(interactions, key=lambda i: (i.at, i.event_id)):
-        if it.kind not in recent:
+    cart_log = {(e[0], e[1], e[2]): e for e in state.cart_log}
+    for event in events:
+        at = event.occurred_at.timestamp()
+        if isinstance(event, Consent) or not state.consented(at):
             continue
-        seen = recent[it.kind]
-        seen[it.item_id] = max(it.at, seen.get(it.item_id, 0.0))
-        counts[it.kind] = counts.get(it.kind, 0) + 1
-        last = max(last, it.at)
-    bounded = {
-        kind: [[item, at] for item, at in sorted(seen.items(), key=lambda p: (-p[1], p[0]))[:RECENT_LIMIT]]
-        for kind, seen in recent.items()
-    }
-    return ProfileFeatures(recent=bounded, counts=counts, last_event_at=last)
+        pairs = interaction_items(event)
+        if not pairs and not isinstance(event, RemoveFromCart):
+            continue
+        for item_id, kind in pairs:
+            recent[kind][item_id] = max(at, recent[kind].get(item_id, 0.0))
+            state.counts[kind] = state.counts.get(kind, 0) + 1
+            category = context.category(item_id)
+            if category:
+                state.affinity[category] = _decayed_add(
+                    state.affinity.get(category), KIND_WEIGHTS[kind], at, AFFINITY_HALF_LIFE
+                )
+        if isinstance(event, AddToCart):
+            cart_log[(at, event.event_id, event.item_id)] = [at, event.event_id, event.item_id, event.quantity]
+        elif isinstance(event, RemoveFromCart):
+            cart_log[(at, event.event_id, event.item_id)] = [at, event.event_id, event.item_id, -event.quantity]
+        elif isinstance(event, Purchase):
+            for line in event.items:
+                cart_log[(at, event.event_id, line.item_id)] = [at, event.event_id, line.item_id, None]
+            state.orders += 1
+            state.revenue += (
+                event.revenue if event.revenue is not None else sum(li.unit_price * li.quantity for li in event.items)
+            )
+            state.last_purchase_at = max(state.last_purchase_at, at)
+        state.first_event_at = min(state.first_event_at or at, at)
+        state.last_event_at = max(state.last_event_at, at)
+        if event.market and (not state.market or at >= float(state.market[1])):
+            state.market = [event.market, at]
+    state.recent = {kind: _bounded_recent(seen, RECENT_LIMIT) for kind, seen in recent.items()}
+    state.cart_log = sorted(cart_log.values(), key=lambda e: (e[0], e[1], e[2]))[-CART_LOG_LIMIT:]
+    state.affinity = _bounded_decayed(state.affinity, AFFINITY_LIMIT, AFFINITY_HALF_LIFE)
+    return state
+
+
+def _bounded_decayed(scores: dict[str, list[float]], limit: int, half_life: float) -> dict[str, list[float]]:
+    if len(scores) <= limit:
+        return scores
+    now = max(float(p[1]) for p in scores.values())
+    keep = sorted(scores, key=lambda k: (-decayed_value(scores[k], now, half_life), k))[:limit]
+    return {k: scores[k] for k in keep}
+
+
+def merge_profiles(a: ProfileFeatures, b: ProfileFeatures) -> ProfileFeatures:
+    """Two profiles of one person (identity stitching): a commutative merge, so merges in any order agree."""
+    recent = {}
+    for kind in INTERACTION_KINDS:
+        seen: dict[str, float] = {}
+        for item, at in a.recent.get(kind, []) + b.recent.get(kind, []):
+            seen[str(item)] = max(float(at), seen.get(str(item), 0.0))
+        recent[kind] = _bounded_recent(seen, RECENT_LIMIT)
+    affinity = dict(a.affinity)
+    for category, pair in b.affinity.items():
+        mine = affinity.get(category)
+        affinity[category] = _decayed_add(mine, float(pair[0]), float(pair[1]), AFFINITY_HALF_LIFE) if mine else pair
+    firsts = [t for t in (a.first_event_at, b.first_event_at) if t]
+    markets = [m for m in (a.market, b.market) if m]
+    return ProfileFeatures(
+        recent=recent,
+        counts={k: a.counts.get(k, 0) + b.counts.get(k, 0) for k in INTERACTION_KINDS},
+        affinity=_bounded_decayed(affinity, AFFINITY_LIMIT, AFFINITY_HALF_LIFE),
+        cart_log=sorted(
+            {(e[0], e[1], e[2]): e for e in a.cart_log + b.cart_log}.values(), key=lambda e: (e[0], e[1], e[2])
+        )[-CART_LOG_LIMIT:],
+        orders=a.orders + b.orders,
+        revenue=a.revenue + b.revenue,
+        last_purchase_at=max(a.last_purchase_at, b.last_purchase_at),
+        first_event_at=min(firsts) if firsts else 0.0,
+        last_event_at=max(a.last_event_at, b.last_event_at),
+        market=max(markets, key=lambda m: (float(m[1]), str(m[0]))) if markets else [],
+        consent=sorted(
+            {(e[0], e[1], e[2]): e for e in a.consent + b.consent}.values(), key=lambda e: (e[0], e[1], e[2])
+        )[-CONSENT_LOG_LIMIT:],
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------- session
+@dataclass
+class SessionFeatures:
+    profile_id: str = ""
+    started_at: float = 0.0
+    last_at: float = 0.0
+    referrer: list[Any] = field(default_factory=list)  # [at, referrer] of the first event that had one
+    page_views: int = 0
+    first_views: list[list[Any]] = field(default_factory=list)  # [at, item] the first views, oldest first
+    items: list[list[Any]] = field(default_factory=list)  # [item, at] newest first
+    categories: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "profile_id": self.profile_id,
+            "started_at": self.started_at,
+            "last_at": self.last_at,
+            "referrer": self.referrer,
+            "page_views": self.page_views,
+            "first_views": self.first_views,
+            "items": self.items,
+            "categories": self.categories,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> SessionFeatures:
+        if not data:
+            return cls()
+        return cls(
+            profile_id=str(data.get("profile_id", "")),
+            started_at=float(data.get("started_at", 0.0)),
+            last_at=float(data.get("last_at", 0.0)),
+            referrer=list(data.get("referrer", [])),
+            page_views=int(data.get("page_views", 0)),
+            first_views=[list(p) for p in data.get("first_views", [])],
+            items=[list(p) for p in data.get("items", [])],
+            categories={str(k): int(v) for k, v in data.get("categories", {}).items()},
+        )
+
+
+def apply_to_session(state: SessionFeatures, events: Iterable[Event], context: Context) -> SessionFeatures:
+    items = {str(p[0]): float(p[1]) for p in state.items}
+    first_views = {(float(p[0]), str(p[1])) for p in state.first_views}
+    for event in _by_time(events):
+        at = event.occurred_at.timestamp()
+        if not state.last_at or at >= state.last_at:
+            state.profile_id = event.profile_id
+        state.started_at = min(state.started_at or at, at)
+        state.last_at = max(state.last_at, at)
+        if event.referrer and (not state.referrer or at < float(state.referrer[0])):
+            state.referrer = [at, event.referrer]
+        for item_id, _kind in interaction_items(event):
+            items[item_id] = max(at, items.get(item_id, 0.0))
+            category = context.category(item_id)
+            if category:
+                state.categories[category] = state.categories.get(category, 0) + 1
+        if isinstance(event, ProductView | Click):
+            state.page_views += 1
+            first_views.add((at, event.item_id))
+    state.items = _bounded_recent(items, RECENT_LIMIT)
+    state.first_views = [[at, item] for at, item in sorted(first_views)[:SESSION_FIRST_VIEWS]]
+    return state
+
+
+# -------------------------------------------------------------------------------------------------------------- item
+@dataclass
+class ItemFeatures:
+    buckets: dict[int, list[int]] = field(default_factory=dict)  # hour start (epoch s) -> [views, carts, purchases]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"buckets": {str(h): c for h, c in sorted(self.buckets.items())}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> ItemFeatures:
+        if not data:
+            return cls()
+        return cls(buckets={int(h): [int(x) for x in c] for h, c in data.get("buckets", {}).items()})
+
+    def windows(self, now: float) -> dict[str, float]:
+        """views/carts/purchases in the 1 h, 24 h and 7 d windows ending at ``now``, and the trending score."""
+        out: dict[str, float] = {}
+        for name, span in WINDOWS.items():
+            totals = [0, 0, 0]
+            for hour, counts in self.buckets.items():
+                if now - span < hour + HOUR and hour <= now:
+                    totals = [t + c for t, c in zip(totals, counts, strict=True)]
+            for kind, total in zip(("views", "carts", "purchases"), totals, strict=True):
+                out[f"{kind}_{name}"] = total
+        weight = (KIND_WEIGHTS["view"], KIND_WEIGHTS["cart"], KIND_WEIGHTS["purchase"])
+        day = sum(w * out[f"{k}_24h"] for w, k in zip(weight, ("views", "carts", "purchases"), strict=True))
+        week = sum(w * out[f"{k}_7d"] for w, k in zip(weight, ("views", "carts", "purchases"), strict=True))
+        out["trending"] = round((day + 1.0) / (week / 7.0 + 1.0), 6)
+        return out
+
+
+def apply_to_item(state: ItemFeatures, item_id: str, events: Iterable[Event]) -> ItemFeatures:
+    for event in _by_time(events):
+        hour = int(event.occurred_at.timestamp() // HOUR * HOUR)
+        for touched, kind in interaction_items(event):
+            if touched != item_id:
+                continue
+            counts = state.buckets.setdefault(hour, [0, 0, 0])
+            index = INTERACTION_KINDS.index(kind)
+            counts[index] += _units(event, item_id) if kind == "purchase" else 1
+    if state.buckets:
+        newest = max(state.buckets)
+        state.buckets = {h: c for h, c in state.buckets.items() if h > newest - ITEM_WINDOW_HOURS * HOUR}
+    return state
+
+
+def _units(event: Event, item_id: str) -> int:
+    if isinstance(event, Purchase):
+        return sum(line.quantity for line in event.items if line.item_id == item_id)
+    return 1
+
+
+# ----------------------------------------------------------------------------------------------------------- segment
+@dataclass
+class SegmentFeatures:
+    scores: dict[str, list[float]] = field(default_factory=dict)  # item -> [decayed weight, as_of]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scores": self.scores}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> SegmentFeatures:
+        if not data:
+            return cls()
+        return cls(scores={str(k): [float(v[0]), float(v[1])] for k, v in data.get("scores", {}).items()})
+
+    def top(self, now: float, n: int = 20) -> list[tuple[str, float]]:
+        scored = [(i, decayed_value(p, now, POPULARITY_HALF_LIFE)) for i, p in self.scores.items()]
+        return sorted(scored, key=lambda p: (-p[1], p[0]))[:n]
+
+
+def apply_to_segment(state: SegmentFeatures, items: Iterable[tuple[str, str, float]]) -> SegmentFeatures:
+    """(item, kind, at) interactions of the segment's shoppers or items."""
+    for item_id, kind, at in sorted(items, key=lambda t: (t[2], t[0], t[1])):
+        state.scores[item_id] = _decayed_add(state.scores.get(item_id), KIND_WEIGHTS[kind], at, POPULARITY_HALF_LIFE)
+    state.scores = _bounded_decayed(state.scores, SEGMENT_LIMIT, POPULARITY_HALF_LIFE)
+    return state

@@ -1,4 +1,5 @@
-"""Key layout of the recommendations table, shared by the batch jobs (writers) and serving (reader)."""
+"""Key layouts shared by writers and readers: the recommendations table (batch jobs write, serving reads) and the
+feature store (the stream updater writes; serving, training and monitoring read)."""
 
 from __future__ import annotations
 
@@ -11,3 +12,37 @@ def user_key(profile_id: str) -> str:
 
 def item_key(item_id: str) -> str:
     return f"item#{item_id}"
+
+
+# Feature store entities (one table, one document per entity).
+def profile_key(profile_id: str) -> str:
+    return f"profile#{profile_id}"
+
+
+def session_key(session_id: str) -> str:
+    return f"session#{session_id}"
+
+
+def item_features_key(item_id: str) -> str:
+    return f"item#{item_id}"
+
+
+def category_key(category: str) -> str:
+    return f"segment#category:{category}"
+
+
+def market_key(market: str) -> str:
+    return f"segment#market:{market}"
+
+
+def alias_key(alias: str) -> str:
+    return f"alias#{alias}"
+
+
+def entity_of(key: str) -> str:
+    """'profile', 'session', 'item', 'segment' or 'alias'."""
+    return key.split("#", 1)[0]
+
+
+def key_id(key: str) -> str:
+    return key.split("#", 1)[1]

@@ -15,7 +15,7 @@ class SettingsError(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings:
-    profiles_table: str
+    features_table: str
     items_table: str
     recommendations_table: str
     config_table: str
@@ -23,6 +23,8 @@ class Settings:
     archive_bucket: str
     artifacts_bucket: str
     recommendations_ttl_days: int
+    failed_events_queue_url: str = ""
+    pseudonym_key_secret: str = ""
     max_batch_events: int = 500
     max_batch_bytes: int = 1_000_000
 
@@ -37,7 +39,7 @@ class Settings:
             return value
 
         return cls(
-            profiles_table=need(config.PROFILES.env_var),
+            features_table=need(config.FEATURES.env_var),
             items_table=need(config.ITEMS.env_var),
             recommendations_table=need(config.RECOMMENDATIONS.env_var),
             config_table=need(config.CONFIG.env_var),
@@ -45,6 +47,8 @@ class Settings:
             archive_bucket=env.get("ARCHIVE_BUCKET", ""),
             artifacts_bucket=env.get("ARTIFACTS_BUCKET", ""),
             recommendations_ttl_days=int(env.get("RECOMMENDATIONS_TTL_DAYS", "7")),
+            failed_events_queue_url=env.get("FAILED_EVENTS_QUEUE_URL", ""),
+            pseudonym_key_secret=env.get("PSEUDONYM_KEY_SECRET", ""),
         )
 
 

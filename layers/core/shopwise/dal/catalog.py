@@ -1,4 +1,4 @@
-"""The item catalog in DynamoDB (the items table also holds the item counters the feature updater keeps)."""
+"""The item catalog in DynamoDB: what the import and PUT /v1/items write and the feature updater reads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from shopwise.catalog import CatalogItem
-from shopwise.dal.recommendations import batch_write
+from shopwise.dal.recommendations import batch_get, batch_write
 
 
 def encode_item(item: CatalogItem) -> dict[str, Any]:
@@ -26,3 +26,16 @@ def encode_item(item: CatalogItem) -> dict[str, Any]:
 
 def put_items(table: str, items: Iterable[CatalogItem]) -> int:
     return batch_write(table, (encode_item(item) for item in items))
+
+
+def categories(table: str, item_ids: Iterable[str]) -> dict[str, str]:
+    """item id -> category for the items the catalog knows (one BatchGetItem per 100 items)."""
+    wanted = sorted(set(item_ids))
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 100):
+        keys = [{"item_id": {"S": i}} for i in wanted[start : start + 100]]
+        rows, _trips = batch_get({table: keys}, projections={table: "item_id, category"})
+        for row in rows[table]:
+            if "category" in row:
+                found[row["item_id"]["S"]] = row["category"]["S"]
+    return found

@@ -1,65 +1,130 @@
-"""The feature store: per-profile and per-item features in DynamoDB, written with conditional updates."""
+"""The feature store: one DynamoDB table, one versioned document per entity (see shopwise.features for the keys).
+
+A row is ``pk``, ``v`` (version), ``doc`` (the entity's features as compact JSON), ``ledger`` (digests of the
+events applied to it, newest last, bounded: what makes a re-delivered event a no-op), ``hwm`` (the highest stream
+sequence number applied per shard: what makes a retried batch a no-op however hot the entity), ``merged_into``
+(a profile stitched into another) and, for sessions, ``expires_at`` (TTL).
+
+Every write is conditional on the version read, so two writers never lose each other's updates: the loser gets
+``Conflict``, re-reads and re-applies. Reads are consistent BatchGetItem calls, 100 keys per round trip.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
+import json
+from dataclasses import dataclass, field
+from typing import Any
 
-import boto3
-from pynamodb.exceptions import UpdateError
-from pynamodb.expressions.update import Action
+from shopwise.dal.aws import backoff, client
 
-from shopwise.dal.aws import backoff
-from shopwise.dal.models import item_model, profile_model
-from shopwise.features import Interaction, ProfileFeatures, apply_interactions
+MAX_BATCH_RETRIES = 8
 
-MAX_CONFLICT_RETRIES = 8
+
+class Conflict(Exception):
+    """Somebody else wrote the document since it was read."""
+
+
+@dataclass
+class Doc:
+    key: str
+    data: dict[str, Any] = field(default_factory=dict)
+    version: int = 0  # 0: not stored yet
+    ledger: list[str] = field(default_factory=list)
+    hwm: dict[str, str] = field(default_factory=dict)
+    merged_into: str = ""
+    expires_at: int = 0
+    error: str = ""  # the stored row could not be read: this entity fails, the others go on
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": {"S": self.key},
+            "v": {"N": str(self.version + 1)},
+            "doc": {"S": json.dumps(self.data, separators=(",", ":"), sort_keys=True)},
+        }
+        if self.ledger:
+            item["ledger"] = {"S": " ".join(self.ledger)}
+        if self.hwm:
+            item["hwm"] = {"S": json.dumps(self.hwm, separators=(",", ":"), sort_keys=True)}
+        if self.merged_into:
+            item["merged_into"] = {"S": self.merged_into}
+        if self.expires_at:
+            item["expires_at"] = {"N": str(self.expires_at)}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Doc:
+        return cls(
+            key=item["pk"]["S"],
+            data=json.loads(item["doc"]["S"]) if "doc" in item else {},
+            version=int(item.get("v", {}).get("N", "0")),
+            ledger=item["ledger"]["S"].split() if "ledger" in item else [],
+            hwm=json.loads(item["hwm"]["S"]) if "hwm" in item else {},
+            merged_into=item.get("merged_into", {}).get("S", ""),
+            expires_at=int(item.get("expires_at", {}).get("N", "0")),
+        )
+
+    def condition(self) -> dict[str, Any]:
+        if self.version == 0:
+            return {"ConditionExpression": "attribute_not_exists(pk)"}
+        return {"ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": {"N": str(self.version)}}}
 
 
 class FeatureStore:
-    def __init__(self, profiles_table: str, items_table: str) -> None:
-        region = boto3.session.Session().region_name
-        self.Profile = profile_model(profiles_table, region)
-        self.Item = item_model(items_table, region)
+    """DynamoDB (or the local endpoint) behind the read / write / transact primitives the updater needs."""
 
-    def get_profile(self, profile_id: str) -> ProfileFeatures | None:
-        try:
-            row = self.Profile.get(profile_id, consistent_read=True)
-        except self.Profile.DoesNotExist:
-            return None
-        return ProfileFeatures.from_json(row.features)
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.write_requests = 0  # conditional writes sent (a transaction counts once per document)
+        self.read_requests = 0
 
-    def apply_to_profile(self, profile_id: str, interactions: list[Interaction]) -> ProfileFeatures:
-        """One conditional write per profile per batch: read, fold, write if nobody wrote in between."""
-        for attempt in range(MAX_CONFLICT_RETRIES):
-            try:
-                row = self.Profile.get(profile_id, consistent_read=True)
-            except self.Profile.DoesNotExist:
-                row = self.Profile(profile_id)
-            state = ProfileFeatures.from_json(getattr(row, "features", None))
-            merged = apply_interactions(state, interactions)
-            try:
-                # update() on a model with a VersionAttribute is conditional on the version read above.
-                row.update(actions=[self.Profile.features.set(merged.to_json())])
-                return merged
-            except UpdateError as exc:
-                if exc.cause_response_code != "ConditionalCheckFailedException":
-                    raise
+    def read(self, keys: list[str]) -> dict[str, Doc]:
+        """Consistent reads; a key with no row comes back as a new, empty document."""
+        ddb = client("dynamodb")
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, Doc] = {}
+        for start in range(0, len(unique), 100):
+            pending: dict[str, Any] = {
+                self.table: {"Keys": [{"pk": {"S": k}} for k in unique[start : start + 100]], "ConsistentRead": True}
+            }
+            for attempt in range(MAX_BATCH_RETRIES + 1):
+                response = ddb.batch_get_item(RequestItems=pending)
+                self.read_requests += 1
+                for item in response.get("Responses", {}).get(self.table, []):
+                    try:
+                        doc = Doc.from_item(item)
+                    except (KeyError, TypeError, ValueError) as exc:
+                        key = item.get("pk", {}).get("S", "?")
+                        doc = Doc(key, error=f"unreadable row {key}: {type(exc).__name__}: {exc}")
+                    found[doc.key] = doc
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
                 backoff(attempt)
-        raise RuntimeError(f"profile {profile_id}: gave up after {MAX_CONFLICT_RETRIES} write conflicts")
+            else:
+                raise RuntimeError(f"{self.table}: keys still unprocessed after {MAX_BATCH_RETRIES} retries")
+        return {k: found.get(k) or Doc(k) for k in unique}
 
-    def add_item_counts(self, interactions: Iterable[Interaction]) -> int:
-        """Coalesce item counters per item and apply each as one atomic ADD. Returns the number of writes."""
-        per_item: dict[str, Counter[str]] = {}
-        for it in interactions:
-            per_item.setdefault(it.item_id, Counter())[it.kind] += 1
-        for item_id, counts in per_item.items():
-            actions: list[Action] = []
-            if counts["view"]:
-                actions.append(self.Item.views.add(counts["view"]))
-            if counts["cart"]:
-                actions.append(self.Item.carts.add(counts["cart"]))
-            if counts["purchase"]:
-                actions.append(self.Item.purchases.add(counts["purchase"]))
-            self.Item(item_id).update(actions=actions)
-        return len(per_item)
+    def write(self, doc: Doc) -> None:
+        """Conditional put: raises Conflict if the document changed since it was read."""
+        ddb = client("dynamodb")
+        self.write_requests += 1
+        try:
+            ddb.put_item(TableName=self.table, Item=doc.to_item(), **doc.condition())
+        except ddb.exceptions.ConditionalCheckFailedException:
+            raise Conflict(doc.key) from None
+        doc.version += 1
+
+    def transact(self, docs: list[Doc]) -> None:
+        """All of the documents or none (identity merges); raises Conflict if any changed since it was read."""
+        ddb = client("dynamodb")
+        self.write_requests += len(docs)
+        items = [{"Put": {"TableName": self.table, "Item": d.to_item(), **d.condition()}} for d in docs]
+        try:
+            ddb.transact_write_items(TransactItems=items)
+        except ddb.exceptions.TransactionCanceledException as exc:
+            reasons = exc.response.get("CancellationReasons", [])
+            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+                raise Conflict(", ".join(d.key for d in docs)) from None
+            raise
+        for doc in docs:
+            doc.version += 1

@@ -55,11 +55,17 @@ def batch_write(table: str, items: Iterable[dict[str, Any]]) -> int:
     return written
 
 
-def batch_get(request: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list[dict[str, Any]]], int]:
-    """BatchGetItem over one or more tables, retrying UnprocessedKeys. Returns rows per table and round trips."""
+def batch_get(
+    request: dict[str, list[dict[str, Any]]], projections: dict[str, str] | None = None
+) -> tuple[dict[str, list[dict[str, Any]]], int]:
+    """BatchGetItem over one or more tables, retrying UnprocessedKeys. Returns rows per table and round trips.
+    ``projections`` names the attributes to read per table (a ProjectionExpression), where not all are needed."""
     ddb = client("dynamodb")
     found: dict[str, list[dict[str, Any]]] = {table: [] for table in request}
     pending: dict[str, Any] = {t: {"Keys": keys} for t, keys in request.items() if keys}
+    for table, projection in (projections or {}).items():
+        if table in pending:
+            pending[table]["ProjectionExpression"] = projection
     trips = 0
     while pending:
         response = ddb.batch_get_item(RequestItems=pending)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shopwise.events import EventRejected, check_clock, parse_event, to_record
+from shopwise.privacy import Pseudonymiser
 
 MAX_EVENTS_PER_BATCH = 500
 MAX_BATCH_BYTES = 1_000_000
@@ -60,8 +61,14 @@ def parse_batch(body: str | bytes | None) -> list[Any]:
     return events
 
 
-def collect(raw_events: list[Any], received_at: datetime, publisher: Publisher) -> CollectResult:
-    """Validate each event on its own: valid events are published even when others in the batch are not."""
+SERVER_FIELDS = ("email_hash",)
+
+
+def collect(
+    raw_events: list[Any], received_at: datetime, publisher: Publisher, pseudonymiser: Pseudonymiser
+) -> CollectResult:
+    """Validate each event on its own: valid events are pseudonymised and published even when others in the batch
+    are not. The server stamps received_at (a client's value is replaced)."""
     result = CollectResult()
     to_publish: list[tuple[str, dict[str, Any]]] = []
     for index, raw in enumerate(raw_events):
@@ -69,8 +76,12 @@ def collect(raw_events: list[Any], received_at: datetime, publisher: Publisher) 
         try:
             if not isinstance(raw, dict):
                 raise EventRejected("event", "expected a JSON object")
-            event = parse_event({**raw, "received_at": received_at})
+            for name in SERVER_FIELDS:
+                if name in raw:
+                    raise EventRejected(name, "is set by the server, not by the client")
+            event = parse_event({**raw, "received_at": received_at, "pseudonymised": False})
             check_clock(event, received_at)
+            event = pseudonymiser.apply(event)
         except EventRejected as exc:
             result.results.append(
                 {

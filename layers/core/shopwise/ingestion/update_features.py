@@ -1,49 +1,273 @@
-"""Update features: fold a batch of events into the feature store, one write per touched entity."""
+"""Update features: fold a batch of events into the feature store, exactly once, one write per touched entity.
+
+1. Identify events link aliases first (shopwise.identity); merges commute with everything else.
+2. Every event is resolved to its live profile; the profile's consent (with the batch's own consent events)
+   decides whether the event may feed the profile and the session, or only the anonymous aggregates.
+3. The events are grouped per entity — profile, session, item, category, market — and each group becomes one
+   read (batched) and one conditional write: events in occurred_at order, minus those the entity has applied
+   already (its ledger of event digests, and its per-shard sequence high-water mark).
+4. A conflicting write re-reads and re-applies that entity alone; an entity that still fails is reported with its
+   reason, and the records that touch it are retried by the stream (re-applying the others is a no-op).
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import threading
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from shopwise.events import Event, interaction_items
-from shopwise.features import Interaction, ProfileFeatures
+from shopwise.dal.aws import backoff
+from shopwise.dal.feature_store import Conflict, Doc
+from shopwise.events import Consent, Event, Identify, RemoveFromCart, interaction_items
+from shopwise.features import (
+    Context,
+    ItemFeatures,
+    ProfileFeatures,
+    SegmentFeatures,
+    SessionFeatures,
+    apply_consent,
+    apply_to_item,
+    apply_to_profile,
+    apply_to_segment,
+    apply_to_session,
+)
+from shopwise.identity import LEDGER_LIMIT_PROFILE, Store, link, resolve
+from shopwise.keys import category_key, entity_of, item_features_key, key_id, market_key, profile_key, session_key
+
+LEDGER_LIMITS = {"profile": LEDGER_LIMIT_PROFILE, "session": 256, "item": 2048, "segment": 4096}
+SESSION_TTL_SECONDS = 30 * 86400
+MAX_CONFLICT_RETRIES = 8
+WRITERS = 8
+
+Categories = Callable[[Iterable[str]], dict[str, str]]
 
 
-class Store(Protocol):
-    def apply_to_profile(self, profile_id: str, interactions: list[Interaction]) -> ProfileFeatures: ...
+def digest(event_id: str) -> str:
+    """A short stable id of an event (12 characters): what the ledgers hold."""
+    return base64.urlsafe_b64encode(hashlib.blake2b(event_id.encode(), digest_size=9).digest()).decode()
 
-    def add_item_counts(self, interactions: list[Interaction]) -> int: ...
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event as the stream delivered it: the record's sequence number and shard make a retry recognisable."""
+
+    event: Event
+    record_id: str = ""
+    shard: str = ""
+
+    @property
+    def sequence(self) -> int:
+        return int(self.record_id) if self.record_id.isdigit() else 0
 
 
 @dataclass
 class UpdateOutcome:
-    writes: int = 0
-    failed_profiles: dict[str, str] = field(default_factory=dict)  # profile id -> reason
+    deliveries: int = 0
+    applied: int = 0  # new to at least one entity
+    duplicates: int = 0  # every entity it goes to had applied it already
+    unrouted: int = 0  # feeds no entity (a search, an impression, an interaction without consent and without items)
+    entities: int = 0  # distinct entities the batch touched
+    entity_writes: int = 0  # conditional writes that landed
+    conflicts: int = 0
+    merges: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # entity key -> reason
+    failed_records: set[str] = field(default_factory=set)  # record ids to hand back to the stream for a retry
+    # event id -> applied / duplicate / unrouted / retry: what became of each delivery (tests and audits)
+    by_event: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "failed_records"} | {
+            "failed_records": sorted(self.failed_records)
+        }
 
 
-def interactions_of(event: Event) -> list[Interaction]:
-    at = event.occurred_at.timestamp()
-    return [Interaction(event.event_id, item, kind, at) for item, kind in interaction_items(event)]
+class Moved(Exception):
+    """The profile was merged into another while we were writing it: retry the records (they will re-resolve)."""
 
 
-def update_features(events: list[Event], store: Store) -> UpdateOutcome:
-    """Coalesce the batch per profile and per item; a failing profile does not stop the others."""
-    outcome = UpdateOutcome()
-    per_profile: dict[str, list[Interaction]] = defaultdict(list)
-    applied: list[Interaction] = []
-    for event in events:
-        per_profile[event.profile_id].extend(interactions_of(event))
-    for profile_id, interactions in per_profile.items():
-        if not interactions:
-            continue
+def update_features(
+    deliveries: list[Delivery], store: Store, categories: Categories, now: float | None = None
+) -> UpdateOutcome:
+    outcome = UpdateOutcome(deliveries=len(deliveries))
+    lock = threading.Lock()
+
+    def fail(key: str, reason: str, group: Iterable[Delivery]) -> None:
+        with lock:
+            outcome.failed[key] = reason
+            outcome.failed_records.update(d.record_id for d in group if d.record_id)
+
+    # 1. links
+    for d in sorted((d for d in deliveries if isinstance(d.event, Identify)), key=_order):
+        assert isinstance(d.event, Identify)
         try:
-            store.apply_to_profile(profile_id, interactions)
-        except Exception as exc:  # reported per record by the handler; the batch goes on
-            outcome.failed_profiles[profile_id] = f"{type(exc).__name__}: {exc}"
-            continue
-        outcome.writes += 1
-        applied.extend(interactions)
-    if applied:
-        outcome.writes += store.add_item_counts(applied)
+            link(store, d.event.aliases())
+            outcome.merges += 1
+        except Exception as exc:  # reported per record; the rest of the batch goes on
+            fail(f"alias#{d.event.profile_id}", _reason(exc), [d])
+
+    # 2. resolve and gate
+    resolved = resolve(store, sorted({d.event.profile_id for d in deliveries}))
+    profiles = store.read([profile_key(p) for p in set(resolved.values())])
+    context = Context(categories({item for d in deliveries for item, _ in interaction_items(d.event)}))
+    groups: dict[str, list[Delivery]] = defaultdict(list)
+    by_profile: dict[str, list[Delivery]] = defaultdict(list)
+    for d in deliveries:
+        by_profile[resolved[d.event.profile_id]].append(d)
+    for profile_id, mine in by_profile.items():
+        stored = ProfileFeatures.from_json(profiles[profile_key(profile_id)].data.get("features"))
+        gate = apply_consent(stored, [d.event for d in mine])
+        for d in mine:
+            for key in _route(d.event, profile_id, gate.consented(d.event.occurred_at.timestamp()), context):
+                if not groups[key] or groups[key][-1] is not d:
+                    groups[key].append(d)
+
+    # 3. one read per 100 entities, one conditional write per entity
+    docs = {**profiles, **store.read([k for k in groups if k not in profiles])}
+    outcome.entities = len(groups)
+    fresh_ids: set[int] = set()
+
+    def apply(key: str) -> None:
+        group = groups[key]
+        try:
+            fresh = _apply_entity(store, key, docs[key], group, context, outcome, lock)
+        except Exception as exc:
+            fail(key, _reason(exc), group)
+            return
+        with lock:
+            fresh_ids.update(id(d) for d in fresh)
+
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        list(pool.map(apply, list(groups)))
+
+    routed = {id(d) for group in groups.values() for d in group}
+    for d in deliveries:
+        if d.record_id in outcome.failed_records:
+            status = "retry"
+        elif id(d) in fresh_ids or isinstance(d.event, Identify):  # an identify event's work is the link
+            status = "applied"
+        elif id(d) in routed:
+            status = "duplicate"
+        else:
+            status = "unrouted"
+        if status == "applied":
+            outcome.applied += 1
+        elif status == "duplicate":
+            outcome.duplicates += 1
+        elif status == "unrouted":
+            outcome.unrouted += 1
+        if outcome.by_event.get(d.event.event_id) != "applied":
+            outcome.by_event[d.event.event_id] = status
     return outcome
+
+
+def _order(d: Delivery) -> tuple[Any, ...]:
+    return (d.event.occurred_at, d.event.event_id)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _route(event: Event, profile_id: str, consented: bool, context: Context) -> list[str]:
+    """The entities an event feeds. Without personalisation consent: only the anonymous aggregates."""
+    pairs = interaction_items(event)
+    keys: list[str] = []
+    if isinstance(event, Consent) or (consented and (pairs or isinstance(event, RemoveFromCart))):
+        keys.append(profile_key(profile_id))
+    if consented and event.session_id and (pairs or event.referrer):
+        keys.append(session_key(event.session_id))
+    for item_id, _kind in pairs:
+        keys.append(item_features_key(item_id))
+        category = context.category(item_id)
+        if category:
+            keys.append(category_key(category))
+    if event.market and pairs:
+        keys.append(market_key(event.market))
+    return list(dict.fromkeys(keys))
+
+
+def _fresh(doc: Doc, group: list[Delivery]) -> list[Delivery]:
+    """The deliveries this entity has not applied yet, each event once."""
+    seen = set(doc.ledger)
+    fresh = []
+    for d in group:
+        hwm = int(doc.hwm.get(d.shard, "0")) if d.shard else 0
+        if d.shard and d.sequence and d.sequence <= hwm:
+            continue
+        tag = digest(d.event.event_id)
+        if tag not in seen:
+            seen.add(tag)
+            fresh.append(d)
+    return fresh
+
+
+def _apply_entity(
+    store: Store,
+    key: str,
+    doc: Doc,
+    group: list[Delivery],
+    context: Context,
+    outcome: UpdateOutcome,
+    lock: threading.Lock,
+) -> list[Delivery]:
+    for attempt in range(MAX_CONFLICT_RETRIES):
+        if doc.error:
+            raise ValueError(doc.error)
+        if doc.merged_into:
+            raise Moved(f"{key} was merged into {doc.merged_into}")
+        fresh = _fresh(doc, group)
+        if not fresh:
+            return []
+        updated = _fold(doc, fresh, context)
+        try:
+            store.write(updated)
+        except Conflict:
+            with lock:
+                outcome.conflicts += 1
+            backoff(attempt)
+            doc = store.read([key])[key]
+            continue
+        with lock:
+            outcome.entity_writes += 1
+        return fresh
+    raise RuntimeError(f"{key}: gave up after {MAX_CONFLICT_RETRIES} write conflicts")
+
+
+def _fold(doc: Doc, fresh: list[Delivery], context: Context) -> Doc:
+    """The document with the fresh deliveries applied and remembered (a new Doc: the read one stays as read)."""
+    entity, name = entity_of(doc.key), key_id(doc.key)
+    events = [d.event for d in fresh]
+    data = dict(doc.data)
+    expires_at = doc.expires_at
+    if entity == "profile":
+        profile = apply_to_profile(ProfileFeatures.from_json(data.get("features")), events, context)
+        data["features"] = profile.to_json()
+        data.setdefault("aliases", [name])
+    elif entity == "session":
+        session = apply_to_session(SessionFeatures.from_json(data), events, context)
+        data = session.to_json()
+        expires_at = int(session.last_at + SESSION_TTL_SECONDS)
+    elif entity == "item":
+        data = apply_to_item(ItemFeatures.from_json(data), name, events).to_json()
+    elif entity == "segment":
+        dimension, value = name.split(":", 1)
+        triples = [
+            (item_id, kind, e.occurred_at.timestamp())
+            for e in events
+            for item_id, kind in interaction_items(e)
+            if dimension == "market" or context.category(item_id) == value
+        ]
+        data = apply_to_segment(SegmentFeatures.from_json(data), triples).to_json()
+    else:
+        raise ValueError(f"no fold for entity {entity!r} ({doc.key})")
+    ledger = (doc.ledger + [digest(e.event_id) for e in events])[-LEDGER_LIMITS[entity] :]
+    hwm = dict(doc.hwm)
+    for d in fresh:
+        if d.shard and d.sequence > int(hwm.get(d.shard, "0")):
+            hwm[d.shard] = str(d.sequence)
+    return replace(doc, data=data, ledger=ledger, hwm=hwm, expires_at=expires_at)

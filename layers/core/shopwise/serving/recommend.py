@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from shopwise.dal.feature_store import Doc
 from shopwise.dal.recommendations import RecommendationRow, batch_get, decode_row
 from shopwise.features import ProfileFeatures
-from shopwise.keys import POPULAR_KEY, item_key, user_key
+from shopwise.keys import POPULAR_KEY, alias_key, item_key, profile_key, user_key
 
 MAX_N = 100
 
@@ -21,7 +22,7 @@ class NotFound(LookupError):
 @dataclass(frozen=True)
 class Tables:
     recommendations: str
-    profiles: str
+    features: str
 
 
 @dataclass(frozen=True)
@@ -54,22 +55,48 @@ def _items(rows: list[list[Any]], n: int, exclude: set[str], reason: Any) -> lis
     return out
 
 
-def recommend_for_user(profile_id: str, n: int, tables: Tables) -> dict[str, Any]:
-    """Precomputed list for the shopper if there is one, else popular items; owned items are left out."""
+def _features_of(rows: list[dict[str, Any]]) -> dict[str, Doc]:
+    return {doc.key: doc for doc in (Doc.from_item(row) for row in rows)}
+
+
+def recommend_for_user(user_id: str, profile_id: str, n: int, tables: Tables) -> dict[str, Any]:
+    """Precomputed list for the shopper if there is one, else popular items; owned and carted items are left out.
+
+    ``profile_id`` is the alias the storefront knows the shopper by ("c:<customer pseudonym>" or "a:<anonymous
+    id>"). One BatchGetItem reads the alias, its profile, its list and the popular list; only a stitched shopper
+    (the alias points at another profile) costs a second one."""
     found, trips = batch_get(
         {
             tables.recommendations: [{"pk": {"S": user_key(profile_id)}}, {"pk": {"S": POPULAR_KEY}}],
-            tables.profiles: [{"profile_id": {"S": profile_id}}],
-        }
+            tables.features: [{"pk": {"S": alias_key(profile_id)}}, {"pk": {"S": profile_key(profile_id)}}],
+        },
+        projections={tables.features: "pk, v, doc, merged_into"},
     )
     rows = _live_rows(found[tables.recommendations])
+    docs = _features_of(found[tables.features])
+    alias, own = docs.get(alias_key(profile_id)), docs.get(profile_key(profile_id))
+    target = str(alias.data.get("profile", "")) if alias else ""
+    target = (own.merged_into if own and own.merged_into else target) or profile_id
+    doc = own
+    if target != profile_id:
+        more, extra = batch_get(
+            {
+                tables.recommendations: [{"pk": {"S": user_key(target)}}],
+                tables.features: [{"pk": {"S": profile_key(target)}}],
+            },
+            projections={tables.features: "pk, v, doc, merged_into"},
+        )
+        trips += extra
+        rows.update(_live_rows(more[tables.recommendations]))
+        doc = _features_of(more[tables.features]).get(profile_key(target))
     profile = None
-    if found[tables.profiles]:
-        features = found[tables.profiles][0].get("features", {}).get("S")
-        profile = ProfileFeatures.from_json(json.loads(features) if features else None)
-    exclude = set(profile.recent_items("purchase")) | set(profile.recent_items("cart")) if profile else set()
+    if doc and doc.data.get("features"):
+        candidate = ProfileFeatures.from_json(doc.data["features"])
+        # a shopper who revoked personalisation gets what a stranger gets
+        profile = candidate if candidate.consented(time.time()) else None
+    exclude = set(profile.recent_items("purchase")) | set(profile.current_cart()) if profile else set()
 
-    personal = rows.get(user_key(profile_id))
+    personal = rows.get(user_key(target)) or rows.get(user_key(profile_id))
     if personal:
         items = _items(personal.items, n, exclude, lambda b: _reason_for(b, profile))
         source, version = "personalised", personal.model_version
@@ -82,7 +109,7 @@ def recommend_for_user(profile_id: str, n: int, tables: Tables) -> dict[str, Any
         reason = _NEW_SHOPPER if profile is None else _POPULAR
         items = _items(popular.items, n, exclude, lambda _b: reason)
         source, version = "popular", popular.model_version
-    return _response({"user_id": profile_id}, version, source, items, trips)
+    return _response({"user_id": user_id, "profile_id": target}, version, source, items, trips)
 
 
 def similar_items(item_id: str, n: int, tables: Tables) -> dict[str, Any]:

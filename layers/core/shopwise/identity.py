@@ -1,0 +1,103 @@
+"""Identity stitching: the cookies, devices, emails and account logins of one person become one profile.
+
+Alias keys: "a:<anonymous id>", "c:<customer pseudonym>", "d:<device pseudonym>", "e:<email pseudonym>". Profiles
+are stored under the alias that created them ("c:" or "a:"). An identify event links its aliases: their profiles
+are merged into one survivor — the customer profile if there is one, else the smallest key — so whatever order
+the links arrive in, a person ends on the same profile with the same features (``merge_profiles`` commutes). The
+merged profile becomes a tombstone pointing at the survivor, and alias rows point every alias at it, so later
+events and reads under any alias land on the survivor.
+
+Two different customers are never merged (a shared device or email links to the first customer only): that is a
+household, not a person.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from shopwise.dal.aws import backoff
+from shopwise.dal.feature_store import Conflict, Doc
+from shopwise.features import ProfileFeatures, merge_profiles
+from shopwise.keys import alias_key, profile_key
+
+MAX_HOPS = 8
+MAX_CONFLICT_RETRIES = 8
+LEDGER_LIMIT_PROFILE = 512
+ALIAS_LIMIT = 32
+
+
+class Store(Protocol):
+    def read(self, keys: list[str]) -> dict[str, Doc]: ...
+
+    def write(self, doc: Doc) -> None: ...
+
+    def transact(self, docs: list[Doc]) -> None: ...
+
+
+def rank(profile_id: str) -> tuple[int, str]:
+    """The survivor of a merge is the smallest: customers first, then by key."""
+    return (0 if profile_id.startswith("c:") else 1, profile_id)
+
+
+def can_own_profile(alias: str) -> bool:
+    return alias.startswith(("a:", "c:"))
+
+
+def resolve(store: Store, aliases: list[str]) -> dict[str, str]:
+    """Alias -> the live profile id it belongs to now ("" for a device or email nobody has linked yet)."""
+    rows = store.read([alias_key(a) for a in aliases])
+    target = {a: str(rows[alias_key(a)].data.get("profile") or (a if can_own_profile(a) else "")) for a in aliases}
+    for _ in range(MAX_HOPS):
+        live = {t for t in target.values() if t}
+        profiles = store.read([profile_key(t) for t in live])
+        moved = {t: profiles[profile_key(t)].merged_into for t in live if profiles[profile_key(t)].merged_into}
+        if not moved:
+            return target
+        target = {a: moved.get(t, t) for a, t in target.items()}
+    raise RuntimeError(f"identity chain longer than {MAX_HOPS} hops for {sorted(aliases)}")
+
+
+def link(store: Store, aliases: list[str]) -> str:
+    """Merge the profiles of these aliases into one and point every alias at it. Idempotent; returns the survivor."""
+    for attempt in range(MAX_CONFLICT_RETRIES):
+        target = resolve(store, aliases)
+        live = sorted({t for t in target.values() if t}, key=rank)
+        survivor = live[0]
+        # never merge two customers: other customer profiles stay apart and keep their aliases
+        absorbed = [t for t in live[1:] if not t.startswith("c:")] if survivor.startswith("c:") else live[1:]
+        docs = store.read([profile_key(p) for p in [survivor, *absorbed]])
+        main = docs[profile_key(survivor)]
+        if any(d.merged_into for d in docs.values()):
+            backoff(attempt)  # a merge raced ours between resolve and read: resolve again
+            continue
+        features = ProfileFeatures.from_json(main.data.get("features"))
+        known = list(main.data.get("aliases", []))
+        writes = [main]
+        for other in absorbed:
+            doc = docs[profile_key(other)]
+            features = merge_profiles(features, ProfileFeatures.from_json(doc.data.get("features")))
+            main.ledger = (main.ledger + [d for d in doc.ledger if d not in set(main.ledger)])[-LEDGER_LIMIT_PROFILE:]
+            known += [*alias_ids(doc), other]
+            doc.data, doc.merged_into = {"aliases": alias_ids(doc)}, survivor  # a tombstone pointing onwards
+            writes.append(doc)
+        repoint = [
+            a for a in aliases if target[a] != survivor and (target[a] in absorbed or not target[a]) and a != survivor
+        ]
+        known = sorted(set(known + [a for a in aliases if target[a] in (survivor, "") or a in repoint]) - {""})
+        if not absorbed and not repoint and set(known) <= set(main.data.get("aliases", [])):
+            return survivor  # already linked: nothing to write
+        main.data = {**main.data, "features": features.to_json(), "aliases": known[-ALIAS_LIMIT:]}
+        alias_rows = store.read([alias_key(a) for a in repoint + absorbed])
+        for row in alias_rows.values():
+            row.data = {"profile": survivor}
+            writes.append(row)
+        try:
+            store.transact(writes)
+            return survivor
+        except Conflict:
+            backoff(attempt)
+    raise RuntimeError(f"gave up linking {sorted(aliases)} after {MAX_CONFLICT_RETRIES} write conflicts")
+
+
+def alias_ids(doc: Doc) -> list[str]:
+    return [str(a) for a in doc.data.get("aliases", [])]

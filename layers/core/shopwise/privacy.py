@@ -1,0 +1,94 @@
+"""Pseudonymisation: customer ids, emails and device ids become keyed hashes before they reach the stream.
+
+HMAC-SHA256 under a secret key (Secrets Manager in AWS, generated for the local stack), truncated to 128 bits and
+hex encoded. The same id always gives the same pseudonym under one key, so profiles join up, while nobody without
+the key can test a guessed email against the data. A raw email is never stored or logged: the collector drops it
+after hashing. Rotating the key splits every profile from its history, so the key is not rotated.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Any, TypeVar
+
+from shopwise.events import EventBase, Identify
+
+E = TypeVar("E", bound=EventBase)
+
+KEY_BYTES = 32
+
+
+class Pseudonymiser:
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("the pseudonymisation key must be at least 16 bytes")
+        self._key = key
+
+    def token(self, kind: str, value: str) -> str:
+        digest = hmac.new(self._key, f"{kind}\x00{value}".encode(), hashlib.sha256).digest()
+        return digest[:16].hex()
+
+    def customer(self, customer_id: str) -> str:
+        return self.token("customer", customer_id.strip())
+
+    def email(self, email: str) -> str:
+        return self.token("email", email.strip().lower())
+
+    def device(self, device_id: str) -> str:
+        return self.token("device", device_id.strip())
+
+    def customer_profile(self, customer_id: str) -> str:
+        """The profile key of a customer as the storefront knows them (serving looks shoppers up by this)."""
+        return f"c:{self.customer(customer_id)}"
+
+    def apply(self, event: E) -> E:
+        """The event with its personal ids replaced by pseudonyms (idempotent: a pseudonymised event is returned
+        as it is)."""
+        if event.pseudonymised:
+            return event
+        update: dict[str, Any] = {"pseudonymised": True}
+        if event.customer_id:
+            update["customer_id"] = self.customer(event.customer_id)
+        if isinstance(event, Identify):
+            if event.email:
+                update["email"] = None
+                update["email_hash"] = self.email(event.email)
+            if event.device_id:
+                update["device_id"] = self.device(event.device_id)
+        return event.model_copy(update=update)
+
+
+def new_key() -> str:
+    """A fresh key, as the secret string stored in Secrets Manager (base64)."""
+    return base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
+
+
+def decode_key(secret: str) -> bytes:
+    try:
+        key = base64.b64decode(secret, validate=True)
+    except ValueError:
+        key = secret.encode()
+    return key
+
+
+_CACHE: dict[str, tuple[float, Pseudonymiser]] = {}
+CACHE_SECONDS = 300.0
+
+
+def load_pseudonymiser(secret_id: str) -> Pseudonymiser:
+    """The key from Secrets Manager, fetched once per five minutes per process (a Lambda's cold start pays for it)."""
+    if not secret_id:
+        raise ValueError("no pseudonymisation key configured (PSEUDONYM_KEY_SECRET)")
+    cached = _CACHE.get(secret_id)
+    if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
+    from shopwise.dal.aws import client
+
+    secret = client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+    pseudonymiser = Pseudonymiser(decode_key(secret))
+    _CACHE[secret_id] = (time.monotonic(), pseudonymiser)
+    return pseudonymiser

@@ -1,0 +1,227 @@
+"""Benchmark: the feature updater, in-process against the local endpoint (moto server).
+
+The event mix is real: the OTTO sample's shopping sessions (clicks, cart adds, orders; ../shared/data/otto-sample,
+CC BY 4.0), each replayed by many shoppers, with a personalisation consent per shopper (90% of them), sessions,
+two markets, and a catalog that gives every item one of 40 categories. The events are cut into Kinesis-sized
+batches of 100 and sent through the real update_features Lambda handler. In the same run, on a fresh table, the
+same events go through a naive updater — one read-modify-write per event and entity, the same fold functions —
+as the baseline.
+
+    .venv/bin/python tests/bench/bench_update.py [--events 5000] [--batch 100]
+
+Prints a table, then one JSON line with events_per_s, writes_per_1000_events, distinct_entities_per_1000_events,
+naive_writes_per_1000_events (and more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import zlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from shopwise.catalog import CatalogItem
+from shopwise.dal.aws import client
+from shopwise.dal.catalog import categories, put_items
+from shopwise.dal.feature_store import FeatureStore
+from shopwise.events import parse_event
+from shopwise.ingestion import update_features as update_module
+from shopwise.ingestion.update_features import Delivery, update_features
+from shopwise_local.endpoint import free_port
+from shopwise_local.lambda_runtime import kinesis_event
+from shopwise_local.paths import SHARED_DATA
+from shopwise_local.stack import LocalStack
+
+OTTO = SHARED_DATA / "otto-sample" / "train.jsonl"
+KINDS = {"clicks": "product_view", "carts": "add_to_cart", "orders": "purchase"}
+
+
+def otto_sessions() -> list[list[dict[str, Any]]]:
+    with OTTO.open() as handle:
+        return [json.loads(line)["events"] for line in handle if line.strip()]
+
+
+def make_events(total: int) -> list[dict[str, Any]]:
+    """OTTO sessions replayed by shopper after shopper until ``total`` events, squeezed into the last 6 days."""
+    sessions = otto_sessions()
+    now = datetime.now(UTC)
+    out: list[dict[str, Any]] = []
+    shopper = 0
+    while len(out) < total:
+        for n, session in enumerate(sessions):
+            shopper += 1
+            who = {"customer_id": f"cust-{shopper}"} if shopper % 3 == 0 else {"anonymous_id": f"visitor-{shopper}"}
+            first = session[0]["ts"]
+            start = now - timedelta(days=6) + timedelta(seconds=(shopper * 379) % (5 * 86400))
+            market = "DE" if shopper % 4 else "AT"
+            if shopper % 10:
+                at = start - timedelta(seconds=1)
+                out.append(consent(f"consent-{shopper}", at, who))
+            for k, raw in enumerate(session):
+                # long OTTO sessions span weeks: keep their order, squeeze them into hours
+                at = start + timedelta(seconds=(raw["ts"] - first) / 1000 / 200)
+                event: dict[str, Any] = {
+                    "event_id": f"ev-{shopper}-{k}",
+                    "event_type": KINDS[raw["type"]],
+                    "occurred_at": at.isoformat(),
+                    "session_id": f"s-{shopper}-{n}",
+                    "market": market,
+                    "pseudonymised": True,
+                    **who,
+                }
+                if raw["type"] == "orders":
+                    event.update(order_id=f"o-{shopper}", items=[{"item_id": str(raw["aid"]), "unit_price": 20.0}])
+                else:
+                    event["item_id"] = str(raw["aid"])
+                out.append(event)
+                if len(out) >= total:
+                    return out
+    return out
+
+
+def consent(event_id: str, at: datetime, who: dict[str, str]) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "event_type": "consent",
+        "occurred_at": at.isoformat(),
+        "granted": ["personalisation"],
+        "pseudonymised": True,
+        **who,
+    }
+
+
+def kinesis_records(events: list[dict[str, Any]], first_sequence: int) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    return [
+        {
+            "PartitionKey": e.get("customer_id") or e["anonymous_id"],
+            "SequenceNumber": str(first_sequence + n),
+            "Data": json.dumps(e).encode(),
+            "ApproximateArrivalTimestamp": now,
+        }
+        for n, e in enumerate(events)
+    ]
+
+
+class Counting:
+    """Counts the real FeatureStore's conditional writes and the entities each batch touched (no behaviour
+    change: the real methods run)."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self.entities = 0
+        self._write = FeatureStore.write
+        self._update = update_module.update_features
+
+    def install(self, handler_module: Any) -> None:
+        counter = self
+
+        def write(store: FeatureStore, doc: Any) -> None:
+            counter.writes += 1
+            counter._write(store, doc)
+
+        def update(*args: Any, **kwargs: Any) -> Any:
+            outcome = counter._update(*args, **kwargs)
+            counter.entities += outcome.entities
+            return outcome
+
+        FeatureStore.write = write  # type: ignore[method-assign]
+        handler_module.update_features = update
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--naive-events", type=int, default=1000, help="the naive baseline is slow: a prefix")
+    args = parser.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="shopwise-bench-"))
+    os.environ["SHOPWISE_HOME"] = str(state)
+    stack = LocalStack(state, free_port(), free_port())
+    try:
+        stack.start_endpoint()
+        resources = stack.create_resources()
+        from shopwise_local.lambda_runtime import LocalFunction
+
+        handler = LocalFunction("update_features")
+        events = make_events(args.events)
+        items = sorted({e.get("item_id") or e["items"][0]["item_id"] for e in events if e["event_type"] != "consent"})
+        put_items(resources.tables["items"], [CatalogItem(item_id=i, category=f"cat-{zlib.crc32(i.encode()) % 40}") for i in items])
+        counting = Counting()
+        counting.install(handler.module)
+        arn = f"arn:aws:kinesis:us-east-1:000000000000:stream/{resources.stream}"
+
+        latencies: list[float] = []
+        started = time.perf_counter()
+        for start in tqdm(range(0, len(events), args.batch), desc="update_features handler", unit="batch"):
+            records = kinesis_records(events[start : start + args.batch], 10**20 + start)
+            t0 = time.perf_counter()
+            answer = handler.invoke(kinesis_event(records, arn, "shardId-000000000000"))
+            latencies.append(time.perf_counter() - t0)
+            if answer["batchItemFailures"]:
+                raise RuntimeError(f"batch at {start} had failures: {answer['batchItemFailures'][:3]}")
+        elapsed = time.perf_counter() - started
+        coalesced_writes = counting.writes
+
+        # the naive baseline on a fresh table: one event at a time (one write per event and entity)
+        naive_table = resources.tables["features"] + "-naive"
+        ddb = client("dynamodb")
+        ddb.create_table(
+            TableName=naive_table,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        naive_events = events[: args.naive_events]
+        store = FeatureStore(naive_table)
+        before = counting.writes
+        lookup = lambda ids: categories(resources.tables["items"], ids)  # noqa: E731
+        t0 = time.perf_counter()
+        for n, raw in enumerate(tqdm(naive_events, desc="naive updater", unit="event")):
+            update_features([Delivery(parse_event(raw), str(10**20 + n), "shardId-000000000000")], store, lookup)
+        naive_elapsed = time.perf_counter() - t0
+        naive_writes = counting.writes - before
+    finally:
+        stack.close()
+
+    per_k = 1000 / len(events)
+    result = {
+        "events": len(events),
+        "batch_size": args.batch,
+        "events_per_s": round(len(events) / elapsed, 1),
+        "batch_ms_p50": round(statistics.median(latencies) * 1000, 1),
+        "batch_ms_p99": round(percentile(latencies, 0.99) * 1000, 1),
+        "writes_per_1000_events": round(coalesced_writes * per_k, 1),
+        "distinct_entities_per_1000_events": round(counting.entities * per_k, 1),
+        "naive_events": len(naive_events),
+        "naive_events_per_s": round(len(naive_events) / naive_elapsed, 1),
+        "naive_writes_per_1000_events": round(naive_writes * 1000 / len(naive_events), 1),
+    }
+    result["write_reduction_vs_naive"] = round(
+        result["naive_writes_per_1000_events"] / max(result["writes_per_1000_events"], 1e-9), 2
+    )
+    result["speedup_vs_naive"] = round(result["events_per_s"] / max(result["naive_events_per_s"], 1e-9), 2)
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}", file=sys.stderr)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
