@@ -99,6 +99,22 @@ class ServingApi(Construct):
         )
         self.add_route("/v1/{proxy+}", apigwv2.HttpMethod.GET, self.alias, "Serve")
 
+        # the back office's catalog updates: their own function, allowed to write the items table and nothing else
+        self.catalog = python_function(
+            self,
+            "Catalog",
+            name="catalog",
+            env=env,
+            layers=layers,
+            environment=storage.function_environment(),
+            memory_mb=512,
+            timeout=Duration.seconds(10),
+            description="PUT /v1/items: catalog updates in place, bearer-token authorised",
+        )
+        storage.tables[config.ITEMS.name].grant(self.catalog, "dynamodb:UpdateItem")
+        storage.catalog_token.grant_read(self.catalog)
+        self.add_route("/v1/items", apigwv2.HttpMethod.PUT, self.catalog, "Catalog")
+
     def add_route(self, path: str, method: apigwv2.HttpMethod, target: lambda_.IFunction, name: str) -> None:
         self.api.add_routes(
             path=path, methods=[method], integration=integrations.HttpLambdaIntegration(f"{name}Integration", target)

@@ -96,9 +96,30 @@ class Storage(Construct):
             },
         )
 
+        # The catalog API's bearer token (PUT /v1/items): the store's back office reads it from here.
+        self.catalog_token = secretsmanager.Secret(
+            self,
+            "CatalogToken",
+            secret_name=env.physical_name(config.CATALOG_TOKEN_SECRET),
+            description="Bearer token of PUT /v1/items (shopwise.catalog_api)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=48, exclude_punctuation=True),
+            removal_policy=removal,
+        )
+        acknowledge(
+            self.catalog_token,
+            {
+                "AwsSolutions-SMG4": "Rotation needs the store's back office to re-read the token; rotate by "
+                "updating the secret when the store is ready (the function re-reads it within five minutes)."
+            },
+        )
+
     def table_environment(self) -> dict[str, str]:
         return {spec.env_var: self.tables[spec.name].table_name for spec in config.TABLES}
 
     def function_environment(self) -> dict[str, str]:
         """Tables and the pseudonymisation key's ARN (functions that read the key are granted it one by one)."""
-        return {**self.table_environment(), "PSEUDONYM_KEY_SECRET": self.pseudonym_key.secret_arn}
+        return {
+            **self.table_environment(),
+            "PSEUDONYM_KEY_SECRET": self.pseudonym_key.secret_arn,
+            "CATALOG_TOKEN_SECRET": self.catalog_token.secret_arn,
+        }

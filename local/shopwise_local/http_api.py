@@ -16,15 +16,18 @@ MAX_BODY = 6 * 1024 * 1024  # API Gateway -> Lambda payload limit
 
 
 class Routes:
-    """POST /v1/events -> collect; any other /v1/... -> serve (the stack's route table)."""
+    """POST /v1/events -> collect; PUT /v1/items -> catalog; GET /v1/... -> serve (the stack's route table)."""
 
-    def __init__(self, collect: LocalFunction, serve: LocalFunction) -> None:
+    def __init__(self, collect: LocalFunction, serve: LocalFunction, catalog: LocalFunction) -> None:
         self.collect = collect
         self.serve = serve
+        self.catalog = catalog
 
     def match(self, method: str, path: str) -> tuple[LocalFunction, str] | None:
         if method == "POST" and path == "/v1/events":
             return self.collect, "POST /v1/events"
+        if method == "PUT" and path == "/v1/items":
+            return self.catalog, "PUT /v1/items"
         if path.startswith("/v1/"):
             return self.serve, f"{method} /v1/{{proxy+}}"
         return None

@@ -83,7 +83,7 @@ class LocalStack:
 
     def start_functions(self) -> str:
         assert self.resources, "create resources first"
-        for name in ("collect", "update_features", "load", "serve"):
+        for name in ("collect", "update_features", "load", "serve", "catalog"):
             self.functions[name] = LocalFunction(name)
         self.poller = KinesisPoller(
             self.resources.stream,
@@ -92,7 +92,9 @@ class LocalStack:
             self.resources.failure_queue_url,
             config.environment("local"),
         ).start()
-        self.api = LocalHttpApi(Routes(self.functions["collect"], self.functions["serve"]), self.api_port).start()
+        self.api = LocalHttpApi(
+            Routes(self.functions["collect"], self.functions["serve"], self.functions["catalog"]), self.api_port
+        ).start()
         StackInfo(
             endpoint_url=self.endpoint.url,
             api_url=self.api.url,

@@ -134,13 +134,13 @@ class Counting:
             counter.entities += outcome.entities
             return outcome
 
-        FeatureStore.write = write  # type: ignore[method-assign]
+        FeatureStore.write = write  # type: ignore[method-assign,assignment]
         handler_module.update_features = update
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> int:
@@ -161,7 +161,10 @@ def main() -> int:
         handler = LocalFunction("update_features")
         events = make_events(args.events)
         items = sorted({e.get("item_id") or e["items"][0]["item_id"] for e in events if e["event_type"] != "consent"})
-        put_items(resources.tables["items"], [CatalogItem(item_id=i, category=f"cat-{zlib.crc32(i.encode()) % 40}") for i in items])
+        put_items(
+            resources.tables["items"],
+            [CatalogItem(item_id=i, category=f"cat-{zlib.crc32(i.encode()) % 40}") for i in items],
+        )
         counting = Counting()
         counting.install(handler.module)
         arn = f"arn:aws:kinesis:us-east-1:000000000000:stream/{resources.stream}"

@@ -181,6 +181,31 @@ def test_before_any_model_is_loaded_serving_says_what_to_do(api: Api) -> None:
         assert "run the training pipeline" in body["message"]
 
 
+def test_catalog_updates_need_the_token_and_change_items_in_place(stack: LocalStack, api: Api) -> None:
+    assert stack.resources
+    token = client("secretsmanager").get_secret_value(SecretId=stack.resources.catalog_token_secret)["SecretString"]
+    items = stack.resources.tables["items"]
+    client("dynamodb").put_item(
+        TableName=items, Item={"item_id": {"S": "sku-cat"}, "title": {"S": "Red shoe"}, "price": {"N": "50"}}
+    )
+    body = {
+        "items": [{"item_id": "sku-cat", "price": 39.5, "in_stock": False}, {"item_id": "sku-new", "category": "Shoes"}]
+    }
+    assert api.call("PUT", "/v1/items", body)[0] == 401
+    assert api.call("PUT", "/v1/items", body, {"Authorization": "Bearer wrong"})[0] == 403
+
+    bad = {"item_id": "sku-bad", "price": -1}
+    status, answer = api.call(
+        "PUT", "/v1/items", {"items": [*body["items"], bad]}, {"Authorization": f"Bearer {token}"}
+    )
+    assert status == 200
+    assert (answer["updated"], answer["created"], answer["rejected"]) == (1, 1, 1)
+    assert answer["results"][2]["field"] == "price"
+    row = client("dynamodb").get_item(TableName=items, Key={"item_id": {"S": "sku-cat"}}, ConsistentRead=True)["Item"]
+    assert (row["title"]["S"], float(row["price"]["N"]), row["in_stock"]["BOOL"]) == ("Red shoe", 39.5, False)
+    assert "sku-bad" not in json.dumps(client("dynamodb").scan(TableName=items, ProjectionExpression="item_id"))
+
+
 @pytest.fixture(scope="module")
 def trained(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactory) -> PipelineResult:
     """MovieLens imported and replayed, then the pipeline run: the `make demo` path without the printing."""
@@ -300,3 +325,33 @@ def test_cli_recommend_reads_the_running_stack(
     body = json.loads(capsys.readouterr().out)
     assert body["model_version"] == trained.model_version
     assert len(body["items"]) == 3
+
+
+def test_a_stitched_shopper_is_found_under_every_alias(stack: LocalStack, api: Api, trained: PipelineResult) -> None:
+    # Given an anonymous visitor who consents, carts the most popular item, then logs in on a phone
+    _, popular = api.get("/v1/users/nobody-at-all/recommendations?n=1&id_type=anonymous")
+    top = popular["items"][0]["item_id"]
+    cart = {**view("st-2", "visitor-st", top), "event_type": "add_to_cart"}
+    identify = {
+        "event_id": "st-3",
+        "event_type": "identify",
+        "occurred_at": now_iso(0),
+        "anonymous_id": "visitor-st",
+        "customer_id": "cust-st",
+        "email": "st@example.com",
+        "device_id": "phone-st",
+    }
+    status, _ = api.post("/v1/events", {"events": [consent("st-1", "visitor-st"), cart, identify]})
+    assert status == 200 and stack.poller and stack.poller.wait_idle(60)
+    # Then by customer id and by the old cookie the same profile answers, and the carted item is left out
+    _, by_customer = api.get("/v1/users/cust-st/recommendations?n=5")
+    _, by_cookie = api.get("/v1/users/visitor-st/recommendations?n=5&id_type=anonymous")
+    assert by_customer["profile_id"] == by_cookie["profile_id"]
+    assert by_customer["profile_id"].startswith("c:") and "cust-st" not in by_customer["profile_id"]
+    assert by_cookie["read_round_trips"] == 2  # the alias points on to the customer's profile
+    for body in (by_customer, by_cookie):
+        assert top not in [item["item_id"] for item in body["items"]]
+    # and no raw email or customer id is stored anywhere in the feature store
+    assert stack.resources
+    rows = json.dumps(client("dynamodb").scan(TableName=stack.resources.tables["features"])["Items"])
+    assert "st@example.com" not in rows and "cust-st" not in rows and "phone-st" not in rows

@@ -99,6 +99,8 @@ def test_stream_consumer_has_partial_failures_bisect_bounded_retries_and_a_desti
             "MaximumRetryAttempts": env.stream_retry_attempts,
             "MaximumRecordAgeInSeconds": env.stream_max_record_age_s,
             "BatchSize": env.stream_batch_size,
+            # one batch per shard at a time: the per-shard sequence high-water marks of the feature store need it
+            "ParallelizationFactor": 1,
             "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
         },
     )
@@ -130,7 +132,7 @@ def test_serve_alias_has_the_environments_provisioned_concurrency(
 
 def test_http_api_routes_go_to_the_right_functions_and_the_stage_is_throttled(prod: Template) -> None:
     routes = {r["Properties"]["RouteKey"] for r in resources(prod, "AWS::ApiGatewayV2::Route").values()}
-    assert routes == {"GET /v1/{proxy+}", "POST /v1/events"}
+    assert routes == {"GET /v1/{proxy+}", "POST /v1/events", "PUT /v1/items"}
     env = config.environment("prod")
     prod.has_resource_properties(
         "AWS::ApiGatewayV2::Stage",
@@ -155,7 +157,7 @@ def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Templa
         for k, f in resources(prod, "AWS::Lambda::Function").items()
         if f["Properties"].get("Runtime") == "python3.12"
     }
-    assert len(functions) == 4  # collect, update_features, load, serve
+    assert len(functions) == 5  # collect, update_features, load, serve, catalog
     for function in functions.values():
         props = function["Properties"]
         assert props["Handler"] == "handler.lambda_handler"
@@ -183,3 +185,37 @@ def test_sagemaker_role_is_assumed_by_sagemaker_only_and_has_no_managed_policies
     ]
     assert len(roles) == 1
     assert "ManagedPolicyArns" not in roles[0]["Properties"]
+
+
+def test_secrets_are_generated_and_each_is_readable_only_by_the_functions_that_need_it(prod: Template) -> None:
+    secrets = resources(prod, "AWS::SecretsManager::Secret")
+    names = {s["Properties"]["Name"]: key for key, s in secrets.items()}
+    assert set(names) == {"shopwise-prod-pseudonym-key", "shopwise-prod-catalog-token"}
+    assert all("GenerateSecretString" in s["Properties"] for s in secrets.values())
+    assert all(s["DeletionPolicy"] == "Retain" for s in secrets.values())  # losing the key splits every profile
+    policies = resources(prod, "AWS::IAM::Policy")
+
+    def readers(secret_key: str) -> set[str]:
+        found: set[str] = set()
+        for policy in policies.values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if "secretsmanager:GetSecretValue" in statement["Action"] and secret_key in str(statement["Resource"]):
+                    found.update(r["Ref"] for r in policy["Properties"]["Roles"])
+        return found
+
+    key_readers = readers(names["shopwise-prod-pseudonym-key"])
+    assert len(key_readers) == 2 and all(("Collect" in r or "Serve" in r) for r in key_readers)
+    token_readers = readers(names["shopwise-prod-catalog-token"])
+    assert len(token_readers) == 1 and "Catalog" in next(iter(token_readers))
+
+
+def test_the_catalog_function_may_update_items_and_nothing_else_in_dynamodb(prod: Template) -> None:
+    policies = resources(prod, "AWS::IAM::Policy")
+    actions = [
+        statement["Action"]
+        for policy in policies.values()
+        if any("Catalog" in r["Ref"] for r in policy["Properties"]["Roles"])
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    dynamodb = [a for a in actions if "dynamodb" in str(a)]
+    assert dynamodb == ["dynamodb:UpdateItem"]

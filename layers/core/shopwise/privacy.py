@@ -12,10 +12,10 @@ import base64
 import hashlib
 import hmac
 import secrets
-import time
 from typing import Any, TypeVar
 
 from shopwise.events import EventBase, Identify
+from shopwise.secrets import read_secret
 
 E = TypeVar("E", bound=EventBase)
 
@@ -75,20 +75,8 @@ def decode_key(secret: str) -> bytes:
     return key
 
 
-_CACHE: dict[str, tuple[float, Pseudonymiser]] = {}
-CACHE_SECONDS = 300.0
-
-
 def load_pseudonymiser(secret_id: str) -> Pseudonymiser:
-    """The key from Secrets Manager, fetched once per five minutes per process (a Lambda's cold start pays for it)."""
+    """The key from Secrets Manager (cached, see shopwise.secrets)."""
     if not secret_id:
         raise ValueError("no pseudonymisation key configured (PSEUDONYM_KEY_SECRET)")
-    cached = _CACHE.get(secret_id)
-    if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
-        return cached[1]
-    from shopwise.dal.aws import client
-
-    secret = client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
-    pseudonymiser = Pseudonymiser(decode_key(secret))
-    _CACHE[secret_id] = (time.monotonic(), pseudonymiser)
-    return pseudonymiser
+    return Pseudonymiser(decode_key(read_secret(secret_id)))

@@ -39,3 +39,27 @@ def categories(table: str, item_ids: Iterable[str]) -> dict[str, str]:
             if "category" in row:
                 found[row["item_id"]["S"]] = row["category"]["S"]
     return found
+
+
+def patch_item(table: str, item_id: str, changes: dict[str, Any]) -> bool:
+    """Set the given fields of one item in place (UpdateItem); returns True if the item did not exist before."""
+    from shopwise.dal.aws import client
+
+    names = {f"#f{n}": name for n, name in enumerate(changes)}
+    values: dict[str, Any] = {}
+    for n, value in enumerate(changes.values()):
+        if isinstance(value, bool):
+            values[f":v{n}"] = {"BOOL": value}
+        elif isinstance(value, int | float):
+            values[f":v{n}"] = {"N": repr(float(value))}
+        else:
+            values[f":v{n}"] = {"S": str(value)}
+    response = client("dynamodb").update_item(
+        TableName=table,
+        Key={"item_id": {"S": item_id}},
+        UpdateExpression="SET " + ", ".join(f"#f{n} = :v{n}" for n in range(len(changes))),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+        ReturnValues="UPDATED_OLD",
+    )
+    return not response.get("Attributes")

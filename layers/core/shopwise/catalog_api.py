@@ -1,0 +1,118 @@
+"""PUT /v1/items: the store's back office updates the catalog in place (price, stock, category, title ...).
+
+Authorised by a bearer token that lives in Secrets Manager (generated at deploy; the local stack generates its
+own): the store's backend reads it there and sends ``Authorization: Bearer <token>``. Each item is a partial
+update: only the fields given change, an unknown item is created. Answers per item, like POST /v1/events.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MAX_ITEMS_PER_REQUEST = 100
+MAX_BODY_BYTES = 1_000_000
+
+
+class Unauthorised(PermissionError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BadCatalogRequest(ValueError):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ItemPatch(BaseModel):
+    """The fields of a catalog item that can change; absent fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: Annotated[str, Field(min_length=1, max_length=128)]
+    title: Annotated[str, Field(max_length=512)] | None = None
+    category: Annotated[str, Field(max_length=512)] | None = None
+    price: Annotated[float, Field(ge=0)] | None = None
+    in_stock: bool | None = None
+    brand: Annotated[str, Field(max_length=128)] | None = None
+    market: Annotated[str, Field(max_length=8)] | None = None
+
+    @field_validator("item_id", mode="before")
+    @classmethod
+    def _str_id(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True, exclude={"item_id"})
+
+
+def check_token(header: str | None, token: str) -> None:
+    if not header:
+        raise Unauthorised("missing Authorization: Bearer <catalog token>", 401)
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Unauthorised("the catalog token is not valid", 403)
+
+
+def parse_items(body: str | bytes | None) -> list[Any]:
+    if not body:
+        raise BadCatalogRequest('empty body: expected {"items": [...]}')
+    if len(body) > MAX_BODY_BYTES:
+        raise BadCatalogRequest(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}", 413)
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise BadCatalogRequest(f"body is not JSON: {exc.msg}") from None
+    items = payload.get("items") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not items:
+        raise BadCatalogRequest('expected a JSON object {"items": [...]} with at least one item')
+    if len(items) > MAX_ITEMS_PER_REQUEST:
+        raise BadCatalogRequest(f"items: {len(items)} items; the limit is {MAX_ITEMS_PER_REQUEST} per request", 413)
+    return items
+
+
+@dataclass
+class CatalogResult:
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        counts = {s: sum(1 for r in self.results if r["status"] == s) for s in ("created", "updated", "rejected")}
+        return {**counts, "results": self.results}
+
+
+def update_catalog(raw_items: list[Any], table: str) -> CatalogResult:
+    from shopwise.dal.catalog import patch_item
+
+    result = CatalogResult()
+    for index, raw in enumerate(raw_items):
+        item_id = raw.get("item_id") if isinstance(raw, dict) else None
+        try:
+            patch = ItemPatch.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "item"
+            result.results.append(
+                {"index": index, "item_id": item_id, "status": "rejected", "field": where, "reason": first["msg"]}
+            )
+            continue
+        changes = patch.changes()
+        if not changes:
+            result.results.append(
+                {
+                    "index": index,
+                    "item_id": patch.item_id,
+                    "status": "rejected",
+                    "field": "item",
+                    "reason": "nothing to change: give at least one of title, category, price, in_stock, brand, market",
+                }
+            )
+            continue
+        created = patch_item(table, patch.item_id, changes)
+        result.results.append({"index": index, "item_id": patch.item_id, "status": "created" if created else "updated"})
+    return result
