@@ -88,7 +88,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from urllib.parse import quote
 
     path = f"/v1/users/{quote(args.user_id, safe='')}/recommendations"
-    response = LocalFunction("serve").invoke(http_api_event("GET", path, f"n={args.n}"))
+    query = f"n={args.n}&id_type={'anonymous' if args.anonymous else 'customer'}"
+    response = LocalFunction("serve").invoke(http_api_event("GET", path, query))
     body = json.loads(response["body"])
     if response["statusCode"] != 200:
         print(f"error {response['statusCode']}: {body.get('message', body)}", file=sys.stderr)
@@ -99,6 +100,57 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     print(f"{body['source']} recommendations for {args.user_id} (model {body['model_version']}):")
     for rank, item in enumerate(body["items"], start=1):
         print(f"{rank:3d}. item {item['item_id']:<10} score {item['score']:<10.4f} {item['reason']['text']}")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    """Show one entity's features as the feature store holds them now (profiles resolved through stitching)."""
+    import time
+
+    from shopwise import features as f
+    from shopwise.dal.feature_store import FeatureStore
+    from shopwise.identity import resolve
+    from shopwise.keys import category_key, item_features_key, market_key, profile_key, session_key
+    from shopwise.privacy import load_pseudonymiser
+    from shopwise.settings import get_settings
+
+    _attach()
+    settings = get_settings()
+    store, now = FeatureStore(settings.features_table), time.time()
+    out: dict[str, object]
+    if args.entity == "profile":
+        alias = (
+            f"a:{args.id}"
+            if args.anonymous
+            else load_pseudonymiser(settings.pseudonym_key_secret).customer_profile(args.id)
+        )
+        profile_id = resolve(store, [alias])[alias]
+        doc = store.read([profile_key(profile_id)])[profile_key(profile_id)]
+        if not doc.version:
+            print(f"no profile for {args.id} (no events with personalisation consent yet)", file=sys.stderr)
+            return 1
+        features = f.ProfileFeatures.from_json(doc.data.get("features"))
+        out = {"profile_id": profile_id, "aliases": doc.data.get("aliases", []), **features.describe(now)}
+    else:
+        key = {
+            "item": item_features_key,
+            "session": session_key,
+            "category": category_key,
+            "market": market_key,
+        }[args.entity](args.id)
+        doc = store.read([key])[key]
+        if not doc.version:
+            print(f"nothing stored under {key}", file=sys.stderr)
+            return 1
+        if args.entity == "item":
+            out = f.ItemFeatures.from_json(doc.data).windows(now)
+        elif args.entity == "session":
+            out = f.SessionFeatures.from_json(doc.data).to_json()
+        else:
+            out = {
+                "popular": [[item, round(score, 4)] for item, score in f.SegmentFeatures.from_json(doc.data).top(now)]
+            }
+    print(json.dumps(out, indent=2, default=str))
     return 0
 
 
@@ -130,7 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("user_id")
     rec.add_argument("-n", type=int, default=10)
     rec.add_argument("--json", action="store_true")
+    rec.add_argument("--anonymous", action="store_true", help="user_id is a visitor (cookie) id, not a customer id")
     rec.set_defaults(func=cmd_recommend)
+
+    feat = sub.add_parser("features", help="one entity's features in the running local stack's feature store")
+    feat.add_argument("entity", choices=["profile", "session", "item", "category", "market"])
+    feat.add_argument("id", help="customer id (or visitor id with --anonymous), session, item, category or market")
+    feat.add_argument("--anonymous", action="store_true", help="the profile id is a visitor (cookie) id")
+    feat.set_defaults(func=cmd_features)
     return parser
 
 

@@ -355,3 +355,24 @@ def test_a_stitched_shopper_is_found_under_every_alias(stack: LocalStack, api: A
     assert stack.resources
     rows = json.dumps(client("dynamodb").scan(TableName=stack.resources.tables["features"])["Items"])
     assert "st@example.com" not in rows and "cust-st" not in rows and "phone-st" not in rows
+
+
+def test_cli_features_shows_a_stitched_profile_and_an_items_windows(
+    trained: PipelineResult, state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # runs after the stitching test above: visitor-st became cust-st, with one item in the cart
+    assert cli.main(["features", "profile", "visitor-st", "--anonymous"]) == 0
+    by_cookie = json.loads(capsys.readouterr().out)
+    assert cli.main(["features", "profile", "cust-st"]) == 0
+    by_customer = json.loads(capsys.readouterr().out)
+    decayed = "category_affinity"  # decays between the two calls: compare which categories, not the values
+    assert by_cookie[decayed].keys() == by_customer[decayed].keys()
+    assert {k: v for k, v in by_cookie.items() if k != decayed} == {
+        k: v for k, v in by_customer.items() if k != decayed
+    }
+    assert by_customer["personalisation"] is True and len(by_customer["cart"]) == 1
+    item = next(iter(by_customer["cart"]))
+    assert cli.main(["features", "item", item]) == 0
+    windows = json.loads(capsys.readouterr().out)
+    assert windows["carts_1h"] >= 1 and windows["carts_7d"] >= windows["carts_1h"]
+    assert cli.main(["features", "profile", "never-seen"]) == 1
