@@ -117,7 +117,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     _attach()
     settings = get_settings()
     store, now = FeatureStore(settings.features_table), time.time()
-    out: dict[str, object]
+    out: dict[str, Any]
     if args.entity == "profile":
         alias = (
             f"a:{args.id}"
