@@ -5,22 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shopwise.dal.stream import KinesisPublisher
+from shopwise.http import json_response
 from shopwise.ingestion.collect import BadBatch, collect, parse_batch
 from shopwise.observability import logger, metrics, tracer
 from shopwise.privacy import load_pseudonymiser
 from shopwise.settings import get_settings
 
 app = APIGatewayHttpResolver()
-
-
-def _json(status: int, body: dict[str, Any]) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
 @app.post("/v1/events")
@@ -32,12 +29,12 @@ def post_events() -> Response:
     result = collect(raw, datetime.now(UTC), KinesisPublisher(settings.events_stream), pseudonymiser)
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
     metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=result.rejected)
-    return _json(200 if result.accepted else 400, result.to_json())
+    return json_response(200 if result.accepted else 400, result.to_json())
 
 
 @app.exception_handler(BadBatch)
 def bad_batch(exc: BadBatch) -> Response:
-    return _json(exc.status, {"message": str(exc)})
+    return json_response(exc.status, {"message": str(exc)})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -2,12 +2,13 @@
 
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shopwise.http import json_response
 from shopwise.observability import logger, metrics, tracer
 from shopwise.privacy import load_pseudonymiser
 from shopwise.serving.recommend import MAX_N, NotFound, Tables, recommend_for_user, similar_items
@@ -51,26 +52,24 @@ def item_similar(item_id: Id, n: N = 10) -> dict[str, Any]:
 
 @app.get("/v1/openapi.json", include_in_schema=False)
 def openapi() -> Any:  # not `Response`: the validation middleware would try to build a schema for it
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=app.get_openapi_json_schema(title="shopwise", version="1", description=__doc__),
+    return json_response(
+        200,
+        app.get_openapi_json_schema(title="shopwise", version="1", description=__doc__),
     )
 
 
 @app.exception_handler(RequestValidationError)
 def invalid_request(exc: RequestValidationError) -> Response:
     problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-    return Response(
-        status_code=400,
-        content_type=content_types.APPLICATION_JSON,
-        body={"message": "; ".join(problems), "errors": problems},
+    return json_response(
+        400,
+        {"message": "; ".join(problems), "errors": problems},
     )
 
 
 @app.exception_handler(NotFound)
 def not_found(exc: NotFound) -> Response:
-    return Response(status_code=404, content_type=content_types.APPLICATION_JSON, body={"message": str(exc)})
+    return json_response(404, {"message": str(exc)})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -110,7 +110,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     from shopwise import features as f
     from shopwise.dal.feature_store import FeatureStore
     from shopwise.identity import resolve
-    from shopwise.keys import category_key, item_features_key, market_key, profile_key, session_key
+    from shopwise.keys import category_key, item_key, market_key, profile_key, session_key
     from shopwise.privacy import load_pseudonymiser
     from shopwise.settings import get_settings
 
@@ -124,8 +124,9 @@ def cmd_features(args: argparse.Namespace) -> int:
             if args.anonymous
             else load_pseudonymiser(settings.pseudonym_key_secret).customer_profile(args.id)
         )
-        profile_id = resolve(store, [alias])[alias]
-        doc = store.read([profile_key(profile_id)])[profile_key(profile_id)]
+        target, profiles = resolve(store, [alias])
+        profile_id = target[alias]
+        doc = profiles[profile_key(profile_id)]
         if not doc.version:
             print(f"no profile for {args.id} (no events with personalisation consent yet)", file=sys.stderr)
             return 1
@@ -133,7 +134,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         out = {"profile_id": profile_id, "aliases": doc.data.get("aliases", []), **features.describe(now)}
     else:
         key = {
-            "item": item_features_key,
+            "item": item_key,
             "session": session_key,
             "category": category_key,
             "market": market_key,

@@ -19,6 +19,7 @@ from shopwise.features import (
     apply_to_session,
     merge_profiles,
 )
+from tests.compare import normalised
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 CONTEXT = Context({f"sku-{n}": f"cat-{n % 3}" for n in range(40)})
@@ -49,17 +50,6 @@ def history() -> list[Event]:
         kind = rng.choice(["product_view", "product_view", "add_to_cart", "remove_from_cart", "purchase"])
         events.append(ev(n, kind, 1 + rng.random() * 5000, item_id=f"sku-{rng.randrange(30)}", market="DE"))
     return events
-
-
-def normalised(doc: Any) -> Any:
-    """Floats to 9 significant digits: decayed sums re-based in another order differ in the last bits."""
-    if isinstance(doc, float):
-        return float(f"{doc:.9g}")
-    if isinstance(doc, dict):
-        return {k: normalised(v) for k, v in doc.items()}
-    if isinstance(doc, list):
-        return [normalised(v) for v in doc]
-    return doc
 
 
 def test_every_feature_is_declared_once() -> None:

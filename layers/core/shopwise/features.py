@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shopwise.events import (
@@ -141,19 +141,7 @@ class ProfileFeatures:
     consent: list[list[Any]] = field(default_factory=list)  # [at, event_id, scope, granted]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "recent": self.recent,
-            "counts": self.counts,
-            "affinity": self.affinity,
-            "cart_log": self.cart_log,
-            "orders": self.orders,
-            "revenue": round(self.revenue, 6),
-            "last_purchase_at": self.last_purchase_at,
-            "first_event_at": self.first_event_at,
-            "last_event_at": self.last_event_at,
-            "market": self.market,
-            "consent": self.consent,
-        }
+        return {**asdict(self), "revenue": round(self.revenue, 6)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> ProfileFeatures:
@@ -324,16 +312,7 @@ class SessionFeatures:
     categories: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "profile_id": self.profile_id,
-            "started_at": self.started_at,
-            "last_at": self.last_at,
-            "referrer": self.referrer,
-            "page_views": self.page_views,
-            "first_views": self.first_views,
-            "items": self.items,
-            "categories": self.categories,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> SessionFeatures:

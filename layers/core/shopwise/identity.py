@@ -18,7 +18,7 @@ from typing import Protocol
 from shopwise.dal.aws import backoff
 from shopwise.dal.feature_store import Conflict, Doc
 from shopwise.features import ProfileFeatures, merge_profiles
-from shopwise.keys import alias_key, profile_key
+from shopwise.keys import alias_key, key_id, profile_key
 
 MAX_HOPS = 8
 MAX_CONFLICT_RETRIES = 8
@@ -43,16 +43,16 @@ def can_own_profile(alias: str) -> bool:
     return alias.startswith(("a:", "c:"))
 
 
-def resolve(store: Store, aliases: list[str]) -> dict[str, str]:
-    """Alias -> the live profile id it belongs to now ("" for a device or email nobody has linked yet)."""
+def resolve(store: Store, aliases: list[str]) -> tuple[dict[str, str], dict[str, Doc]]:
+    """Alias -> the live profile id it belongs to now ("" for a device or email nobody has linked yet), and the
+    live profiles' documents as read on the way (keyed by profile key), so callers need not read them again."""
     rows = store.read([alias_key(a) for a in aliases])
     target = {a: str(rows[alias_key(a)].data.get("profile") or (a if can_own_profile(a) else "")) for a in aliases}
     for _ in range(MAX_HOPS):
-        live = {t for t in target.values() if t}
-        profiles = store.read([profile_key(t) for t in live])
-        moved = {t: profiles[profile_key(t)].merged_into for t in live if profiles[profile_key(t)].merged_into}
+        profiles = store.read([profile_key(t) for t in {t for t in target.values() if t}])
+        moved = {key_id(k): doc.merged_into for k, doc in profiles.items() if doc.merged_into}
         if not moved:
-            return target
+            return target, profiles
         target = {a: moved.get(t, t) for a, t in target.items()}
     raise RuntimeError(f"identity chain longer than {MAX_HOPS} hops for {sorted(aliases)}")
 
@@ -60,23 +60,20 @@ def resolve(store: Store, aliases: list[str]) -> dict[str, str]:
 def link(store: Store, aliases: list[str]) -> str:
     """Merge the profiles of these aliases into one and point every alias at it. Idempotent; returns the survivor."""
     for attempt in range(MAX_CONFLICT_RETRIES):
-        target = resolve(store, aliases)
+        target, docs = resolve(store, aliases)
         live = sorted({t for t in target.values() if t}, key=rank)
         survivor = live[0]
         # never merge two customers: other customer profiles stay apart and keep their aliases
         absorbed = [t for t in live[1:] if not t.startswith("c:")] if survivor.startswith("c:") else live[1:]
-        docs = store.read([profile_key(p) for p in [survivor, *absorbed]])
-        main = docs[profile_key(survivor)]
-        if any(d.merged_into for d in docs.values()):
-            backoff(attempt)  # a merge raced ours between resolve and read: resolve again
-            continue
+        main = docs[profile_key(survivor)]  # a merge racing ours fails the versions in the transaction below
         features = ProfileFeatures.from_json(main.data.get("features"))
         known = list(main.data.get("aliases", []))
         writes = [main]
         for other in absorbed:
             doc = docs[profile_key(other)]
             features = merge_profiles(features, ProfileFeatures.from_json(doc.data.get("features")))
-            main.ledger = (main.ledger + [d for d in doc.ledger if d not in set(main.ledger)])[-LEDGER_LIMIT_PROFILE:]
+            mine = set(main.ledger)
+            main.ledger = (main.ledger + [d for d in doc.ledger if d not in mine])[-LEDGER_LIMIT_PROFILE:]
             known += [*alias_ids(doc), other]
             doc.data, doc.merged_into = {"aliases": alias_ids(doc)}, survivor  # a tombstone pointing onwards
             writes.append(doc)

@@ -11,6 +11,7 @@ def user_key(profile_id: str) -> str:
 
 
 def item_key(item_id: str) -> str:
+    """An item's precomputed similar items (recommendations table) and its features (feature store)."""
     return f"item#{item_id}"
 
 
@@ -21,10 +22,6 @@ def profile_key(profile_id: str) -> str:
 
 def session_key(session_id: str) -> str:
     return f"session#{session_id}"
-
-
-def item_features_key(item_id: str) -> str:
-    return f"item#{item_id}"
 
 
 def category_key(category: str) -> str:

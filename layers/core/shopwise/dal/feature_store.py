@@ -75,7 +75,6 @@ class FeatureStore:
     def __init__(self, table: str) -> None:
         self.table = table
         self.write_requests = 0  # conditional writes sent (a transaction counts once per document)
-        self.read_requests = 0
 
     def read(self, keys: list[str]) -> dict[str, Doc]:
         """Consistent reads; a key with no row comes back as a new, empty document."""
@@ -88,7 +87,6 @@ class FeatureStore:
             }
             for attempt in range(MAX_BATCH_RETRIES + 1):
                 response = ddb.batch_get_item(RequestItems=pending)
-                self.read_requests += 1
                 for item in response.get("Responses", {}).get(self.table, []):
                     try:
                         doc = Doc.from_item(item)

@@ -37,7 +37,7 @@ from shopwise.features import (
     apply_to_session,
 )
 from shopwise.identity import LEDGER_LIMIT_PROFILE, Store, link, resolve
-from shopwise.keys import category_key, entity_of, item_features_key, key_id, market_key, profile_key, session_key
+from shopwise.keys import category_key, entity_of, item_key, key_id, market_key, profile_key, session_key
 
 LEDGER_LIMITS = {"profile": LEDGER_LIMIT_PROFILE, "session": 256, "item": 2048, "segment": 4096}
 SESSION_TTL_SECONDS = 30 * 86400
@@ -80,11 +80,6 @@ class UpdateOutcome:
     # event id -> applied / duplicate / unrouted / retry: what became of each delivery (tests and audits)
     by_event: dict[str, str] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "failed_records"} | {
-            "failed_records": sorted(self.failed_records)
-        }
-
 
 class Moved(Exception):
     """The profile was merged into another while we were writing it: retry the records (they will re-resolve)."""
@@ -111,8 +106,7 @@ def update_features(
             fail(f"alias#{d.event.profile_id}", _reason(exc), [d])
 
     # 2. resolve and gate
-    resolved = resolve(store, sorted({d.event.profile_id for d in deliveries}))
-    profiles = store.read([profile_key(p) for p in set(resolved.values())])
+    resolved, profiles = resolve(store, sorted({d.event.profile_id for d in deliveries}))
     context = Context(categories({item for d in deliveries for item, _ in interaction_items(d.event)}))
     groups: dict[str, list[Delivery]] = defaultdict(list)
     by_profile: dict[str, list[Delivery]] = defaultdict(list)
@@ -182,7 +176,7 @@ def _route(event: Event, profile_id: str, consented: bool, context: Context) -> 
     if consented and event.session_id and (pairs or event.referrer):
         keys.append(session_key(event.session_id))
     for item_id, _kind in pairs:
-        keys.append(item_features_key(item_id))
+        keys.append(item_key(item_id))
         category = context.category(item_id)
         if category:
             keys.append(category_key(category))
