@@ -51,13 +51,76 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0 if report.imported else 1
 
 
+def _hyperparameters(pairs: list[str]) -> dict[str, str]:
+    bad = [kv for kv in pairs if "=" not in kv]
+    if bad:
+        raise ValueError(f"hyperparameters come as NAME=VALUE, got {bad}")
+    return dict(kv.split("=", 1) for kv in pairs)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from shopwise_local.simulate import SimulationOptions, simulate
+
+    options = SimulationOptions(
+        shoppers=args.shoppers,
+        days=args.days,
+        seed=args.seed,
+        items=args.items,
+        start=args.start,
+        drift_day=args.drift_day,
+    )
+    truth = simulate(options, args.out, progress=not args.no_progress)
+    counts = truth["counts"]
+    print(
+        f"wrote {args.out}/items.csv ({options.items} items, {truth['launched_items']} launched during the period), "
+        f"{args.out}/events.csv ({counts['events']:,} events: {counts['product_view']:,} views, "
+        f"{counts['add_to_cart']:,} cart adds, {counts['purchase']:,} purchases; {counts['sessions']:,} sessions, "
+        f"{truth['anonymous_session_share']:.0%} anonymous), {args.out}/truth.json (taste drift on day "
+        f"{truth['drift_day']}: {', '.join(truth['in_season'])} in season)"
+    )
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train on files, as the SageMaker job does on its channels: no local stack needed."""
+    from shopwise_jobs.training import train_files
+
+    for path in (args.events, args.items):
+        if path is not None and not path.exists():
+            raise ValueError(f"{path} does not exist")
+    metrics = train_files(args.events, args.items, args.out, _hyperparameters(args.hp))
+    chosen = metrics["models"][metrics["selected"]]
+    test = chosen["test"] or {}
+    print(
+        f"model {metrics['model_version']} -> {args.out}: {metrics['selected']} {metrics['params']}; test "
+        + ", ".join(f"{k}={test[k]:.4f}" for k in ("ndcg@10", "recall@20", "hitrate@10", "coverage@10") if k in test)
+        + f" ({metrics['split']['protocol']}, {metrics['split']['test_users']} test users); {args.out}/metrics.json"
+    )
+    return 0
+
+
+def cmd_batch_recommend(args: argparse.Namespace) -> int:
+    from shopwise_jobs.scoring import write_user_lists
+
+    written = write_user_lists(args.model, args.k, args.out, progress=not args.no_progress)
+    print(f"wrote {written:,} users' top {args.k} to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from shopwise_jobs.report import evaluate_files
+
+    evaluate_files(args.events, args.items, args.out, _hyperparameters(args.hp), log=print)
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
     from shopwise.settings import get_settings
     from shopwise_local.pipeline import run_pipeline
 
     _attach()
     settings = get_settings()
-    hps = dict(kv.split("=", 1) for kv in args.hp)
+    hps = _hyperparameters(args.hp)
     result = run_pipeline(
         settings.archive_bucket,
         settings.artifacts_bucket,
@@ -175,9 +238,48 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--show-bad", type=int, default=20, help="how many bad rows to list")
     imp.set_defaults(func=cmd_import)
 
-    train = sub.add_parser("train", help="run train -> batch transform -> load on the running local stack")
-    train.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="a hyperparameter")
+    sim = sub.add_parser("simulate", help="write a synthetic store (items.csv, events.csv, truth.json)")
+    sim.add_argument("--shoppers", type=int, default=2000)
+    sim.add_argument("--days", type=int, default=60)
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--items", type=int, default=1500)
+    sim.add_argument("--start", default="2026-09-01", help="first day (ISO date)")
+    sim.add_argument("--drift-day", type=int, default=None, help="day of the taste drift (default: 2/3 through)")
+    sim.add_argument("--out", type=Path, default=Path("simulated"))
+    sim.add_argument("--no-progress", action="store_true")
+    sim.set_defaults(func=cmd_simulate)
+
+    hp_help = "a hyperparameter (repeatable), e.g. --hp budget=quick --hp models=ease,itemknn"
+    train = sub.add_parser("train", help="train on files as the SageMaker job does: events (+ items) -> model folder")
+    train.add_argument("--events", type=Path, required=True, help="events import file (CSV/JSON Lines) or archive")
+    train.add_argument("--items", type=Path, default=None, help="catalog import file (CSV/JSON Lines)")
+    train.add_argument("--out", type=Path, required=True, help="model folder to write")
+    train.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help=hp_help)
     train.set_defaults(func=cmd_train)
+
+    batch = sub.add_parser("batch-recommend", help="top-K for every user of a model folder, as JSON Lines")
+    batch.add_argument("--model", type=Path, required=True)
+    batch.add_argument("-k", type=int, default=20)
+    batch.add_argument("--out", type=Path, required=True, help="FILE.jsonl")
+    batch.add_argument("--no-progress", action="store_true")
+    batch.set_defaults(func=cmd_batch_recommend)
+
+    ev = sub.add_parser("evaluate", help="offline evaluation of every model family: table, JSON and HTML report")
+    ev.add_argument("--events", type=Path, required=True)
+    ev.add_argument("--items", type=Path, default=None)
+    ev.add_argument("--out", type=Path, default=Path("evaluation"), help="folder for evaluation.json/.html")
+    ev.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="protocol=temporal|leave_last_out, test_fraction, holdout, budget, models, metric",
+    )
+    ev.set_defaults(func=cmd_evaluate)
+
+    retrain = sub.add_parser("retrain", help="train -> batch transform -> load on the running local stack")
+    retrain.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help=hp_help)
+    retrain.set_defaults(func=cmd_retrain)
 
     rec = sub.add_parser("recommend", help="recommendations for one shopper from the running local stack")
     rec.add_argument("user_id")
@@ -198,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

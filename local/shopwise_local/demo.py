@@ -149,7 +149,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             "timings_s": {k: round(v, 2) for k, v in stages.timings.items()},
             "total_s": round(sum(stages.timings.values()), 2),
             "model_version": result.model_version,
-            "metrics": {k: v for k, v in result.metrics.items() if k != "split"},
+            "metrics": _headline(result.metrics),
             "api_url": api_url,
             "known_user": known_user,
         }
@@ -169,8 +169,21 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
 
 def _job_line(line: str) -> None:
     """Show the job log lines a person wants to see during the demo (the full logs are in the job folders)."""
-    if line.startswith(("data:", "validation", "metric recall", "channel", "transform input")) or "rows ->" in line:
+    if line.startswith(("data:", "selected", "metric ndcg@10", "metric recall@20", "channel", "transform input")) or (
+        "rows ->" in line
+    ):
         print(f"        | {line}", flush=True)
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The selected model and its test figures, from the training job's metrics.json."""
+    test = metrics["models"][metrics["selected"]]["test"] or {}
+    return {
+        "selected": metrics["selected"],
+        "params": metrics["params"],
+        "split": metrics["split"],
+        **{k: round(test[k], 4) for k in ("ndcg@10", "recall@10", "recall@20", "coverage@10") if k in test},
+    }
 
 
 def _first_user(replay_csv: Path) -> str:
@@ -184,7 +197,11 @@ def _print_summary(summary: dict[str, Any], api_url: str, user: str) -> None:
     for name, seconds in summary["timings_s"].items():
         print(f"  {seconds:7.1f}s  {name}")
     print(f"  {summary['total_s']:7.1f}s  total")
-    print(f"\nModel {summary['model_version']}: held-out recall@10 {summary['metrics'].get('recall@10', 0):.4f}")
+    m = summary["metrics"]
+    print(
+        f"\nModel {summary['model_version']}: {m['selected']} {m['params']}; test ({m['split']['protocol']}, "
+        f"{m['split']['test_users']} users) ndcg@10 {m.get('ndcg@10', 0):.4f}, recall@20 {m.get('recall@20', 0):.4f}"
+    )
     print("\nTry it:")
     print(f"  curl -s '{api_url}/v1/users/{user}/recommendations?n=5'")
     print(f"  curl -s '{api_url}/v1/users/somebody-new/recommendations?n=5'")

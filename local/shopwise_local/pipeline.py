@@ -47,7 +47,8 @@ def run_pipeline(
             "events": f"s3://{archive_bucket}/{config.ARCHIVE_EVENTS_PREFIX}",
             "catalog": f"{artifacts}/{config.CATALOG_KEY.rsplit('/', 1)[0]}/",
         },
-        hyperparameters=hyperparameters or {},
+        # locally one configuration per model family unless asked otherwise (SageMaker runs the full grid)
+        hyperparameters={"budget": "quick", **(hyperparameters or {})},
         output_uri=f"{artifacts}/{config.MODELS_PREFIX.rstrip('/')}",
         work_dir=work_dir,
         log=log,

@@ -1,7 +1,13 @@
-"""The model directory: what training writes and batch transform reads."""
+"""The model directory: what training writes and batch transform reads.
+
+Each model object is a dataclass of numpy arrays, sparse matrices and numbers; it is stored field by field
+(``<part>.<field>.npy`` / ``.npz``, numbers in ``model.json``) so a 1 GB EASE matrix is written and read without
+pickling, and the directory says what it holds.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,16 +16,55 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from shopwise_jobs.models import ItemKNN, Popularity
+from shopwise_jobs.models import EASE, IALS, ContentKNN, ItemKNN, Popularity, SequentialRules
+
+KINDS: dict[str, type] = {
+    "popularity": Popularity,
+    "itemknn": ItemKNN,
+    "ease": EASE,
+    "ials": IALS,
+    "sequential": SequentialRules,
+    "content": ContentKNN,
+}
+
+
+def save_part(obj: Any, model_dir: Path, part: str) -> dict[str, Any]:
+    """Arrays of a model dataclass to files; returns its scalar fields."""
+    scalars: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if sparse.issparse(value):
+            sparse.save_npz(model_dir / f"{part}.{f.name}.npz", value.tocsr())
+        elif isinstance(value, np.ndarray):
+            np.save(model_dir / f"{part}.{f.name}.npy", value, allow_pickle=False)
+        else:
+            scalars[f.name] = value
+    return scalars
+
+
+def load_part(cls: type, model_dir: Path, part: str, scalars: dict[str, Any]) -> Any:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in scalars:
+            values[f.name] = scalars[f.name]
+        elif (model_dir / f"{part}.{f.name}.npz").exists():
+            values[f.name] = sparse.load_npz(model_dir / f"{part}.{f.name}.npz").tocsr()
+        else:
+            values[f.name] = np.load(model_dir / f"{part}.{f.name}.npy", allow_pickle=False)
+    return cls(**values)
 
 
 @dataclass
 class TrainedModel:
     users: np.ndarray
     items: np.ndarray
-    history: sparse.csr_matrix  # users x items strength, used to score and to exclude owned items
-    knn: ItemKNN
+    history: sparse.csr_matrix  # users x items strength: scores the users, excludes what they own
+    kind: str  # the selected model family
+    model: Any  # one of KINDS
+    similar: ItemKNN  # item-item neighbours: similar items, and the item that explains a pick
     popularity: Popularity
+    content: ContentKNN | None  # neighbours for items nobody has touched yet
+    segments: dict[str, list[list[Any]]]  # "category:<c>" / "market:<m>" -> [[item_id, score], ...] best first
     meta: dict[str, Any]
 
     def save(self, model_dir: Path) -> None:
@@ -27,20 +72,39 @@ class TrainedModel:
         (model_dir / "users.json").write_text(json.dumps(self.users.tolist()))
         (model_dir / "items.json").write_text(json.dumps(self.items.tolist()))
         sparse.save_npz(model_dir / "history.npz", self.history)
-        sparse.save_npz(model_dir / "similarity.npz", self.knn.similarity)
-        np.save(model_dir / "popularity.npy", self.popularity.scores)
-        (model_dir / "model.json").write_text(json.dumps(self.meta, indent=2, sort_keys=True))
+        parts = {
+            "model": (self.kind, self.model),
+            "similar": ("itemknn", self.similar),
+            "popularity": ("popularity", self.popularity),
+        }
+        if self.content is not None:
+            parts["content"] = ("content", self.content)
+        stored = {
+            part: {"kind": kind, "scalars": save_part(obj, model_dir, part)} for part, (kind, obj) in parts.items()
+        }
+        (model_dir / "segments.json").write_text(json.dumps(self.segments))
+        doc = {**self.meta, "kind": self.kind, "parts": stored}
+        (model_dir / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
 
     @classmethod
     def load(cls, model_dir: Path) -> TrainedModel:
         missing = [n for n in ("users.json", "items.json", "model.json") if not (model_dir / n).exists()]
         if missing:
             raise FileNotFoundError(f"{model_dir} is not a shopwise model directory (missing {', '.join(missing)})")
+        meta = json.loads((model_dir / "model.json").read_text())
+        parts = {
+            part: load_part(KINDS[spec["kind"]], model_dir, part, spec["scalars"])
+            for part, spec in meta.pop("parts").items()
+        }
         return cls(
             users=np.array(json.loads((model_dir / "users.json").read_text()), dtype=str),
             items=np.array(json.loads((model_dir / "items.json").read_text()), dtype=str),
             history=sparse.load_npz(model_dir / "history.npz").tocsr(),
-            knn=ItemKNN(similarity=sparse.load_npz(model_dir / "similarity.npz").tocsr()),
-            popularity=Popularity(scores=np.load(model_dir / "popularity.npy")),
-            meta=json.loads((model_dir / "model.json").read_text()),
+            kind=meta["kind"],
+            model=parts["model"],
+            similar=parts["similar"],
+            popularity=parts["popularity"],
+            content=parts.get("content"),
+            segments=json.loads((model_dir / "segments.json").read_text()),
+            meta=meta,
         )

@@ -1,14 +1,20 @@
-"""Training data set: events (archive or import files) -> weighted user-item interactions, split in time.
+"""Training data set: events (the archive or a bulk-import file) -> weighted user-item interactions, split in time.
 
 Interactions come from ``shopwise.events.interaction_items``, the same rule the feature updater applies, so
-training sees exactly the signals serving sees.
+training sees exactly the signals serving sees. One row per (event, item, kind): event_id, user_id (the profile id,
+"c:<pseudonym>" or "a:<visitor>"), item_id, kind (view | cart | purchase), ts (epoch seconds), price, session_id,
+market.
+
+Protocols (``Split``): ``temporal_split`` trains before a cutoff time and tests on the window after it;
+``leave_last_out`` holds out each user's last n distinct items. Both apply again inside the training part to give
+the validation split on which models are selected and tuned; the test part is only reported.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +24,12 @@ import pandas as pd
 from pydantic import ValidationError
 from scipy import sparse
 
-from shopwise.events import EVENT_ADAPTER, interaction_items
+from shopwise.events import EVENT_ADAPTER, AddToCart, Event, ProductView, Purchase, interaction_items
 from shopwise.features import KIND_WEIGHTS
+from shopwise.imports import BadRow, read_events, read_items
 
-INTERACTION_COLUMNS = ["event_id", "user_id", "item_id", "kind", "ts"]
+INTERACTION_COLUMNS = ["event_id", "user_id", "item_id", "kind", "ts", "price", "session_id", "market"]
+SESSION_GAP_SECONDS = 30 * 60
 
 
 def _json_lines(path: Path) -> Iterator[Any]:
@@ -39,56 +47,153 @@ def _json_lines(path: Path) -> Iterator[Any]:
 class EventData:
     interactions: pd.DataFrame
     records: int
-    skipped: int  # archive records that are not valid events (the archive copies the stream as it is)
+    skipped: int  # records that are not valid events (the archive copies the stream as it is; import: bad rows)
+
+
+def _rows(event: Event) -> Iterator[tuple[Any, ...]]:
+    at = event.occurred_at.timestamp()
+    prices: dict[str, float] = {}
+    if isinstance(event, Purchase):
+        prices = {line.item_id: line.unit_price for line in event.items if line.unit_price}
+    elif isinstance(event, ProductView) and event.price:
+        prices = {event.item_id: event.price}
+    elif isinstance(event, AddToCart) and event.unit_price:
+        prices = {event.item_id: event.unit_price}
+    for item, kind in interaction_items(event):
+        yield (
+            event.event_id,
+            event.profile_id,
+            item,
+            kind,
+            at,
+            prices.get(item, np.nan),
+            event.session_id or "",
+            event.market or "",
+        )
+
+
+def interactions_from_events(events: Iterable[Event]) -> pd.DataFrame:
+    frame = pd.DataFrame([row for event in events for row in _rows(event)], columns=INTERACTION_COLUMNS)
+    frame["ts"] = frame["ts"].astype(np.float64)
+    frame["price"] = frame["price"].astype(np.float64)
+    # the archive is at-least-once and imports may overlap it: the same event may arrive twice
+    return frame.drop_duplicates(subset=["event_id", "item_id", "kind"]).reset_index(drop=True)
+
+
+def _archive_events(files: list[Path], counts: list[int]) -> Iterator[Event]:
+    for path in files:
+        for raw in _json_lines(path):
+            counts[0] += 1
+            try:
+                yield EVENT_ADAPTER.validate_python(raw)
+            except ValidationError:
+                counts[1] += 1
 
 
 def read_event_files(directory: Path) -> EventData:
     """Every *.jsonl / *.jsonl.gz under a directory (archive layout events/dt=YYYY-MM-DD/...) as interactions."""
-    rows: list[tuple[str, str, str, str, float]] = []
-    records = skipped = 0
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
-    for path in files:
-        for raw in _json_lines(path):
-            records += 1
-            try:
-                event = EVENT_ADAPTER.validate_python(raw)
-            except ValidationError:
-                skipped += 1
-                continue
-            at = event.occurred_at.timestamp()
-            rows.extend((event.event_id, event.profile_id, item, kind, at) for item, kind in interaction_items(event))
-    frame = pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
-    # the archive is at-least-once: the same event may arrive twice
-    frame = frame.drop_duplicates(subset=["event_id", "item_id", "kind"]).reset_index(drop=True)
-    return EventData(interactions=frame, records=records, skipped=skipped)
+    counts = [0, 0]
+    frame = interactions_from_events(_archive_events(files, counts))
+    return EventData(interactions=frame, records=counts[0], skipped=counts[1])
 
 
-def read_catalog(directory: Path) -> pd.DataFrame:
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
-    rows = [row for path in files for row in _json_lines(path) if isinstance(row, dict)]
+def read_event_import(path: Path) -> EventData:
+    """A bulk-import events file (CSV or JSON Lines, ``shopwise.imports``) as interactions; bad rows are skipped."""
+    counts = [0, 0]
+
+    def good() -> Iterator[Event]:
+        for _line, row in read_events(path):
+            counts[0] += 1
+            if isinstance(row, BadRow):
+                counts[1] += 1
+            else:
+                yield row
+
+    frame = interactions_from_events(good())
+    return EventData(interactions=frame, records=counts[0], skipped=counts[1])
+
+
+def read_events_any(path: Path) -> EventData:
+    """A directory is an archive (or a training channel); a file is a bulk-import file."""
+    return read_event_files(path) if path.is_dir() else read_event_import(path)
+
+
+def read_catalog(path: Path) -> pd.DataFrame:
+    """Catalog rows (item_id, title, category, price, brand, ...): a folder of JSON Lines or a bulk-import file."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
+        rows = [row for file in files for row in _json_lines(file) if isinstance(row, dict)]
+    else:
+        rows = [item.model_dump(mode="json") for _line, item in read_items(path) if not isinstance(item, BadRow)]
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=["item_id", "title", "category"])
+        return pd.DataFrame(columns=["item_id", "title", "category", "price"])
     frame["item_id"] = frame["item_id"].astype(str)
-    return frame
+    if "price" in frame:
+        frame["price"] = pd.to_numeric(frame["price"], errors="coerce")
+    return frame.drop_duplicates(subset=["item_id"], keep="last").reset_index(drop=True)
 
 
 @dataclass(frozen=True)
 class Split:
     train: pd.DataFrame
     test: pd.DataFrame
-    cutoff: float
+    protocol: str
+    cutoff: float | None = None  # temporal: the test window starts here
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "cutoff": self.cutoff,
+            "train_interactions": len(self.train),
+            "test_interactions": len(self.test),
+            "test_users": int(self.test["user_id"].nunique()),
+        }
 
 
-def temporal_split(interactions: pd.DataFrame, test_fraction: float) -> Split:
-    """Train on everything before the cutoff time, test on what came after (for users and items seen before)."""
+def temporal_split(interactions: pd.DataFrame, test_fraction: float = 0.1) -> Split:
+    """Train on everything before the cutoff, test on everything after it (the last ``test_fraction`` of time-ordered
+    interactions). Test users and items unseen before the cutoff stay in the test: they are the cold slices."""
     if interactions.empty:
-        raise ValueError("no interactions to train on")
+        raise ValueError("no interactions to split")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     cutoff = float(interactions["ts"].quantile(1.0 - test_fraction))
     train = interactions[interactions["ts"] < cutoff]
-    later = interactions[interactions["ts"] >= cutoff]
-    test = later[later["user_id"].isin(train["user_id"]) & later["item_id"].isin(train["item_id"])]
-    return Split(train=train, test=test, cutoff=cutoff)
+    test = interactions[interactions["ts"] >= cutoff]
+    if train.empty:
+        raise ValueError("temporal split left no training interactions: the events all share one timestamp")
+    return Split(train=train, test=test, protocol="temporal", cutoff=cutoff)
+
+
+def leave_last_out(interactions: pd.DataFrame, n: int = 1) -> Split:
+    """Per user, the last ``n`` distinct items (by their first interaction time) are the test; users with no more
+    than ``n`` distinct items stay wholly in training."""
+    if interactions.empty:
+        raise ValueError("no interactions to split")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    first = (
+        interactions.groupby(["user_id", "item_id"], sort=False)["ts"]
+        .min()
+        .reset_index()
+        .sort_values(["user_id", "ts"])
+    )
+    from_end = first.groupby("user_id").cumcount(ascending=False)
+    size = first.groupby("user_id")["item_id"].transform("size")
+    held = first[(from_end < n) & (size > n)][["user_id", "item_id"]]
+    marked = interactions.merge(held.assign(_test=True), on=["user_id", "item_id"], how="left")
+    is_test = marked["_test"].fillna(False).to_numpy(dtype=bool)
+    return Split(train=interactions[~is_test], test=interactions[is_test], protocol=f"leave_last_{n}_out")
+
+
+def split(interactions: pd.DataFrame, protocol: str, test_fraction: float = 0.1, holdout: int = 1) -> Split:
+    if protocol == "temporal":
+        return temporal_split(interactions, test_fraction)
+    if protocol in ("leave_last_out", "loo"):
+        return leave_last_out(interactions, holdout)
+    raise ValueError(f"unknown protocol {protocol!r}: expected temporal or leave_last_out")
 
 
 @dataclass
@@ -111,19 +216,52 @@ def interaction_matrix(
     weights: dict[str, float] | None = None,
     half_life_days: float = 0.0,
     now: float | None = None,
+    users: np.ndarray | None = None,
+    items: np.ndarray | None = None,
 ) -> Matrix:
-    """Strength = sum over interactions of kind weight x time decay (purchase > cart > view by default)."""
+    """Strength = sum over interactions of kind weight x time decay (purchase > cart > view by default), the
+    decay counted back from each user's newest interaction unless ``now`` is given.
+
+    ``users`` / ``items`` fix the index (e.g. to include cold test users or catalog items nobody touched yet);
+    interactions outside them are dropped. By default they are the sorted ids present.
+    """
     weights = weights or KIND_WEIGHTS
-    frame = interactions.copy()
-    frame["w"] = frame["kind"].map(weights).fillna(0.0)
-    if half_life_days > 0:
-        ref = now if now is not None else float(frame["ts"].max())
-        frame["w"] *= np.power(0.5, (ref - frame["ts"]) / (half_life_days * 86400.0))
-    grouped = frame.groupby(["user_id", "item_id"], sort=True)["w"].sum().reset_index()
-    grouped = grouped[grouped["w"] > 0]
-    users, user_codes = np.unique(grouped["user_id"].to_numpy(dtype=str), return_inverse=True)
-    items, item_codes = np.unique(grouped["item_id"].to_numpy(dtype=str), return_inverse=True)
+    w = interactions["kind"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
+    if half_life_days > 0 and len(interactions):
+        # decay from the user's own newest interaction (or from ``now``): what a shopper did last weighs most
+        ref = interactions.groupby("user_id")["ts"].transform("max").to_numpy() if now is None else now
+        w = w * np.power(0.5, (ref - interactions["ts"].to_numpy()) / (half_life_days * 86400.0))
+    user_ids = np.unique(interactions["user_id"].to_numpy(dtype=str)) if users is None else np.asarray(users, dtype=str)
+    item_ids = np.unique(interactions["item_id"].to_numpy(dtype=str)) if items is None else np.asarray(items, dtype=str)
+    u = pd.Index(user_ids).get_indexer(interactions["user_id"].astype(str))
+    i = pd.Index(item_ids).get_indexer(interactions["item_id"].astype(str))
+    keep = (u >= 0) & (i >= 0) & (w > 0)
     matrix = sparse.csr_matrix(
-        (grouped["w"].to_numpy(dtype=np.float32), (user_codes, item_codes)), shape=(len(users), len(items))
+        (w[keep].astype(np.float32), (u[keep], i[keep])), shape=(len(user_ids), len(item_ids)), dtype=np.float32
     )
-    return Matrix(matrix=matrix, users=users, items=items)
+    matrix.sum_duplicates()
+    return Matrix(matrix=matrix, users=user_ids, items=item_ids)
+
+
+def sequences(
+    interactions: pd.DataFrame, items: np.ndarray, gap_seconds: float = SESSION_GAP_SECONDS
+) -> list[list[int]]:
+    """Time-ordered item-index sequences per session: the event's session_id, else a new session after a gap of
+    inactivity per user. Consecutive repeats of one item collapse."""
+    index = pd.Index(np.asarray(items, dtype=str))
+    frame = interactions.assign(code=index.get_indexer(interactions["item_id"].astype(str)))
+    frame = frame[frame["code"] >= 0].sort_values(["user_id", "ts"], kind="stable")
+    new_gap = (frame["ts"].diff() > gap_seconds) | (frame["user_id"] != frame["user_id"].shift())
+    session = frame["session_id"].where(frame["session_id"] != "", None) if "session_id" in frame else None
+    key = (
+        frame["user_id"]
+        + "#"
+        + (session.fillna(new_gap.cumsum().astype(str)) if session is not None else new_gap.cumsum().astype(str))
+    )
+    out: list[list[int]] = []
+    for codes in frame.groupby(key, sort=False)["code"]:
+        seq = [int(c) for c in codes[1]]
+        collapsed = [c for n, c in enumerate(seq) if n == 0 or c != seq[n - 1]]
+        if len(collapsed) > 1:
+            out.append(collapsed)
+    return out

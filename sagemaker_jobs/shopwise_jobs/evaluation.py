@@ -1,8 +1,24 @@
-"""Offline evaluation on a temporal split: full ranking over the whole catalog, no sampled negatives."""
+"""Offline evaluation: full ranking over every item of the catalog, no sampled negatives.
+
+For each test user the model ranks all items; items the user already had in training are excluded, and the
+relevant set is the user's test items not seen in training. Ties, and users with no history at all, fall back to
+training popularity (as serving does), with a weight too small to reorder anything the model did score.
+
+Metrics at each K (default 5, 10, 20, 50):
+- ``recall@K`` = hits / min(K, |relevant|) (Steck 2019; 1.0 is reachable at every K);
+- ``ndcg@K`` binary-relevance DCG over the ideal DCG of min(K, |relevant|) hits;
+- ``hitrate@K``: share of users with at least one hit; ``mrr``: 1 / rank of the first hit within the largest K;
+- ``coverage@K``: share of the catalog that appears in somebody's top K;
+- ``popularity@K``: mean training-popularity percentile of recommended items (1.0 = only the most popular);
+- ``revenue_hitrate@K``: price of the hit items over price of the relevant items, where prices are known;
+- slices: ``cold_users/...`` (users with at most ``cold_threshold`` training items, none included) and
+  ``cold_items/recall@K`` (relevant items with at most ``cold_threshold`` training users).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -11,33 +27,130 @@ from scipy import sparse
 from shopwise_jobs.dataset import Matrix
 from shopwise_jobs.models import top_k
 
-Scorer = Callable[[sparse.csr_matrix], np.ndarray]
+# scores for a block of users (indices into the training matrix), users x items
+Scorer = Callable[[np.ndarray], np.ndarray]
+KS: tuple[int, ...] = (5, 10, 20, 50)
 
 
-def evaluate(scorer: Scorer, train: Matrix, test: pd.DataFrame, k: int = 10, chunk: int = 1024) -> dict[str, float]:
-    """Recall@k (hits / relevant items) and HitRate@k over test users, excluding items seen in training."""
-    user_index, item_index = train.user_index(), train.item_index()
-    relevant: dict[int, set[int]] = {}
-    for user, item in zip(test["user_id"], test["item_id"], strict=True):
-        if user in user_index and item in item_index:
-            relevant.setdefault(user_index[user], set()).add(item_index[item])
-    # items the user already had in training can't count as a hit
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    ks: tuple[int, ...]
+    users: int
+    skipped_users: int  # test users the matrix has no row for (the caller left them out)
+    slices: dict[str, int] = field(default_factory=dict)
+
+    def curve(self, metric: str) -> list[float]:
+        return [self.metrics[f"{metric}@{k}"] for k in self.ks]
+
+
+def relevance(train: Matrix, test: pd.DataFrame) -> sparse.csr_matrix:
+    """users x items: 1 where a test interaction names an item the user did not have in training."""
+    u = pd.Index(train.users).get_indexer(test["user_id"].astype(str))
+    i = pd.Index(train.items).get_indexer(test["item_id"].astype(str))
+    keep = (u >= 0) & (i >= 0)
+    rel = sparse.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (u[keep], i[keep])), shape=train.matrix.shape)
+    rel.sum_duplicates()
+    rel.data[:] = 1.0
+    seen = train.matrix.copy()
+    seen.data[:] = 1.0
+    rel = (rel - rel.multiply(seen)).tocsr()
+    rel.eliminate_zeros()
+    return rel
+
+
+def evaluate(
+    scorer: Scorer,
+    train: Matrix,
+    test: pd.DataFrame,
+    ks: Sequence[int] = KS,
+    prices: dict[str, float] | None = None,
+    cold_threshold: int = 5,
+    chunk: int = 1024,
+) -> Evaluation:
+    ks = tuple(sorted(set(ks)))
+    k_max = ks[-1]
+    rel = relevance(train, test)
+    known_users = pd.Index(train.users).get_indexer(test["user_id"].astype(str).unique())
+    skipped = int((known_users < 0).sum())
+    users = np.flatnonzero(np.diff(rel.indptr) > 0)
+    n_items = train.matrix.shape[1]
+
     seen = train.matrix
-    users = np.array(sorted(relevant))
-    recalls, hits = [], []
+    support = np.asarray((seen > 0).sum(axis=0)).ravel()
+    history = np.diff(seen.indptr)
+    popularity = np.asarray(seen.sum(axis=0)).ravel()
+    tiebreak = (popularity / max(float(popularity.max(initial=0.0)), 1e-9) * 1e-6).astype(np.float32)
+    percentile = pd.Series(popularity).rank(pct=True).to_numpy()
+    price = np.full(n_items, np.nan)
+    if prices:
+        price = pd.Series(prices).reindex(train.items).to_numpy(dtype=np.float64)
+    cold_item = support <= cold_threshold
+    discount = 1.0 / np.log2(np.arange(2, k_max + 2))
+
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    recommended = {k: np.zeros(n_items, dtype=bool) for k in ks}
+    revenue_hit = dict.fromkeys(ks, 0.0)
+    revenue_relevant = 0.0
+
+    def add(name: str, values: np.ndarray) -> None:
+        if not len(values):
+            return
+        sums[name] = sums.get(name, 0.0) + float(values.sum())
+        counts[name] = counts.get(name, 0) + len(values)
+
     for start in range(0, len(users), chunk):
         batch = users[start : start + chunk]
         rows = seen[batch]
-        idx, _ = top_k(scorer(rows), k, rows)
-        for user, ranked in zip(batch, idx, strict=True):
-            wanted = relevant[int(user)] - set(seen[int(user)].indices)
-            if not wanted:
-                continue
-            got = len(wanted.intersection(int(i) for i in ranked if i >= 0))
-            recalls.append(got / len(wanted))
-            hits.append(1.0 if got else 0.0)
-    return {
-        f"recall@{k}": float(np.mean(recalls)) if recalls else 0.0,
-        f"hitrate@{k}": float(np.mean(hits)) if hits else 0.0,
-        "test_users": float(len(recalls)),
-    }
+        scores = scorer(batch)
+        scores = np.where(np.isfinite(scores), scores, 0.0).astype(np.float32) + tiebreak
+        top, _ = top_k(scores, k_max, rows)
+        if top.shape[1] < k_max:  # a catalog smaller than K: the missing places are empty
+            top = np.pad(top, ((0, 0), (0, k_max - top.shape[1])), constant_values=-1)
+        valid = top >= 0
+        safe = np.where(valid, top, 0)
+        rel_dense = rel[batch].toarray() > 0
+        hit = np.take_along_axis(rel_dense, safe, axis=1) & valid
+        n_rel = rel_dense.sum(axis=1)
+        cold_user = history[batch] <= cold_threshold
+        first = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, np.inf)
+        add("mrr", 1.0 / first)
+        add("cold_users/mrr", (1.0 / first)[cold_user])
+        revenue_relevant += float(np.where(rel_dense, np.nan_to_num(price), 0.0).sum())
+        for k in ks:
+            h = hit[:, :k]
+            hits = h.sum(axis=1)
+            ideal = np.array([discount[: min(k, int(n))].sum() for n in n_rel])
+            ndcg = (h * discount[:k]).sum(axis=1) / ideal
+            recall = hits / np.minimum(n_rel, k)
+            hitrate = (hits > 0).astype(np.float64)
+            for prefix, mask in (("", slice(None)), ("cold_users/", cold_user)):
+                add(f"{prefix}recall@{k}", recall[mask])
+                add(f"{prefix}ndcg@{k}", ndcg[mask])
+                add(f"{prefix}hitrate@{k}", hitrate[mask])
+            recommended[k][top[:, :k][valid[:, :k]]] = True
+            add(f"popularity@{k}", percentile[safe[:, :k]][valid[:, :k]])
+            revenue_hit[k] += float(np.where(h, np.nan_to_num(price[safe[:, :k]]), 0.0).sum())
+            cold_rel = rel_dense & cold_item[None, :]
+            n_cold = cold_rel.sum(axis=1)
+            has_cold = n_cold > 0
+            cold_hits = (np.take_along_axis(cold_rel, safe[:, :k], axis=1) & valid[:, :k]).sum(axis=1)
+            add(f"cold_items/recall@{k}", cold_hits[has_cold] / np.minimum(n_cold[has_cold], k))
+
+    # a slice with no users has no metric (absent, not zero)
+    metrics = {name: sums[name] / counts[name] for name in sums}
+    if revenue_relevant > 0:
+        for k in ks:
+            metrics[f"revenue_hitrate@{k}"] = revenue_hit[k] / revenue_relevant
+    for k in ks:
+        metrics[f"coverage@{k}"] = float(recommended[k].sum()) / max(n_items, 1)
+    cold_users = int((history[users] <= cold_threshold).sum())
+    cold_item_users = int(((rel[users].multiply(cold_item[None, :].astype(np.float32))).sum(axis=1) > 0).sum())
+    return Evaluation(
+        metrics=dict(sorted(metrics.items())),
+        ks=ks,
+        users=len(users),
+        skipped_users=skipped,
+        slices={"cold_users": cold_users, "cold_item_users": cold_item_users},
+    )

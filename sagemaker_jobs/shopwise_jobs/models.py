@@ -1,11 +1,35 @@
-"""Models: windowed popularity and item-item collaborative filtering (cosine with shrinkage, top-k neighbours)."""
+"""The models. Each one scores a block of users' history rows against every item (full ranking, no sampling):
+
+- ``Popularity``: windowed interaction strength, the same list for everyone (and per category / market lists);
+- ``ItemKNN``: item-item cosine over users, shrunk by co-occurrence support, top-k neighbours per item;
+- ``EASE``: the closed-form linear item-item model of Steck (2019), for catalogs up to ``EASE_MAX_ITEMS``;
+- ``IALS``: implicit alternating least squares (Hu, Koren & Volinsky 2008), for catalogs beyond that;
+- ``SequentialRules``: next-item rules from ordered sessions, for anonymous shoppers with a few clicks;
+- ``ContentKNN``: TF-IDF over item attributes (category path, brand, price band, title tokens), so a new item has
+  neighbours, and can be recommended, from day one.
+
+A history row is a users x items CSR row of interaction strength (kind weight x time decay, ``dataset.py``).
+"""
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
-from scipy import sparse
+import pandas as pd
+from scipy import linalg, sparse
+
+# EASE inverts an items x items Gram matrix: 4 bytes x n^2 twice over (Gram + Cholesky in place) and O(n^3) time.
+# 20,000 items = 1.6 GB and about 2 minutes on 2 cores; beyond it the training job switches to iALS.
+EASE_MAX_ITEMS = 20_000
+
+
+class Scorer(Protocol):
+    def score(self, user_rows: sparse.csr_matrix) -> np.ndarray: ...
 
 
 @dataclass
@@ -21,10 +45,31 @@ class Popularity:
     def score(self, user_rows: sparse.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.scores, (user_rows.shape[0], len(self.scores))).copy()
 
-    def top(self, k: int) -> np.ndarray:
-        k = min(k, len(self.scores))
-        top = np.argpartition(-self.scores, k - 1)[:k]
-        return top[np.argsort(-self.scores[top], kind="stable")]
+    def top(self, k: int, among: np.ndarray | None = None) -> np.ndarray:
+        """Best k item indices, optionally only among the given indices."""
+        pool = np.arange(len(self.scores)) if among is None else np.asarray(among)
+        k = min(k, len(pool))
+        if k == 0:
+            return np.zeros(0, dtype=np.int64)
+        values = self.scores[pool]
+        top = np.argpartition(-values, k - 1)[:k]
+        return pool[top[np.argsort(-values[top], kind="stable")]]
+
+
+def windowed_popularity(
+    interactions: pd.DataFrame, items: np.ndarray, weights: dict[str, float], window_days: float
+) -> Popularity:
+    """Strength in the last ``window_days``; all-time strength (x 1e-3) breaks ties and ranks items quiet lately."""
+    if interactions.empty:
+        return Popularity(scores=np.zeros(len(items), dtype=np.float32))
+    index = pd.Index(items)
+    w = interactions["kind"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
+    codes = index.get_indexer(interactions["item_id"])
+    known = codes >= 0
+    recent = interactions["ts"].to_numpy() >= float(interactions["ts"].max()) - window_days * 86400.0
+    scores = np.bincount(codes[known], weights=w[known], minlength=len(items)) * 1e-3
+    scores += np.bincount(codes[known & recent], weights=w[known & recent], minlength=len(items))
+    return Popularity(scores=scores.astype(np.float32))
 
 
 @dataclass
@@ -47,14 +92,244 @@ class ItemKNN:
         # shrink similarities supported by few shared users towards zero
         values = cosine * coo.data / (coo.data + shrinkage)
         shrunk = sparse.csr_matrix((values, (coo.row, coo.col)), shape=cooc.shape)
-        return cls(similarity=_top_k_per_row(shrunk, neighbours))
+        return cls(similarity=top_k_per_row(shrunk, neighbours))
 
     def score(self, user_rows: sparse.csr_matrix) -> np.ndarray:
         # scores = history x similarity: items close to many of the user's items come first
         return np.asarray((user_rows @ self.similarity).todense(), dtype=np.float32)
 
 
-def _top_k_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
+@dataclass
+class EASE:
+    """Embarrassingly shallow autoencoder: B = argmin ||X - XB||^2 + l2 ||B||^2, diag(B) = 0, in closed form.
+
+    Items with fewer than ``min_support`` users are left out of B (they would get a near-zero column anyway), which
+    shrinks the O(n^3) inverse; ``kept`` maps B's rows and columns to item indices.
+    """
+
+    weights: np.ndarray  # len(kept) x len(kept), float32
+    kept: np.ndarray  # item indices
+    n_items: int
+
+    @classmethod
+    def fit(cls, matrix: sparse.csr_matrix, l2: float = 500.0, min_support: int = 2) -> EASE:
+        support = np.asarray((matrix > 0).sum(axis=0)).ravel()
+        kept = np.flatnonzero(support >= min_support)
+        if len(kept) > EASE_MAX_ITEMS:
+            raise ValueError(
+                f"EASE needs an items x items inverse: {len(kept)} items is above EASE_MAX_ITEMS={EASE_MAX_ITEMS}; "
+                "use IALS"
+            )
+        x = matrix[:, kept].astype(np.float32)
+        gram = np.asarray((x.T @ x).todense(), dtype=np.float32)
+        gram[np.diag_indices_from(gram)] += l2
+        # Cholesky inverse of the (positive definite) regularised Gram matrix, in place, lower triangle
+        factor, info = linalg.lapack.spotrf(gram, lower=1, overwrite_a=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"EASE: Gram matrix is not positive definite (potrf info {info})")
+        inverse, info = linalg.lapack.spotri(factor, lower=1, overwrite_c=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"EASE: inverse failed (potri info {info})")
+        inverse = np.tril(inverse) + np.tril(inverse, -1).T
+        weights = inverse / (-np.diag(inverse))[None, :]
+        weights[np.diag_indices_from(weights)] = 0.0
+        return cls(weights=weights.astype(np.float32), kept=kept, n_items=matrix.shape[1])
+
+    def score(self, user_rows: sparse.csr_matrix) -> np.ndarray:
+        out = np.zeros((user_rows.shape[0], self.n_items), dtype=np.float32)
+        out[:, self.kept] = user_rows[:, self.kept] @ self.weights
+        return out
+
+
+@dataclass
+class IALS:
+    """Implicit ALS: confidence 1 + alpha x strength on observed pairs, 1 on the rest; exact least-squares sweeps.
+
+    Scoring a user solves for the user's factors from the history row (the fold-in step of ALS), so a history
+    that changed after training, or a user the model never saw, is scored the same way as a training user.
+    """
+
+    item_factors: np.ndarray  # items x factors
+    alpha: float
+    regularization: float
+
+    @classmethod
+    def fit(
+        cls,
+        matrix: sparse.csr_matrix,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 10.0,
+        iterations: int = 12,
+        seed: int = 0,
+    ) -> IALS:
+        rng = np.random.default_rng(seed)
+        users, items = matrix.shape
+        user_factors = (rng.standard_normal((users, factors)) * 0.01).astype(np.float64)
+        item_factors = (rng.standard_normal((items, factors)) * 0.01).astype(np.float64)
+        by_user = matrix.tocsr().astype(np.float64)
+        by_item = by_user.T.tocsr()
+        for _ in range(iterations):
+            user_factors = _als_sweep(by_user, item_factors, alpha, regularization)
+            item_factors = _als_sweep(by_item, user_factors, alpha, regularization)
+        return cls(item_factors=item_factors.astype(np.float32), alpha=alpha, regularization=regularization)
+
+    def user_factors(self, user_rows: sparse.csr_matrix) -> np.ndarray:
+        return _als_sweep(
+            user_rows.tocsr().astype(np.float64), self.item_factors.astype(np.float64), self.alpha, self.regularization
+        ).astype(np.float32)
+
+    def score(self, user_rows: sparse.csr_matrix) -> np.ndarray:
+        return self.user_factors(user_rows) @ self.item_factors.T
+
+
+def _als_sweep(rows: sparse.csr_matrix, fixed: np.ndarray, alpha: float, regularization: float) -> np.ndarray:
+    """Solve every row's factors with the other side fixed: (YtY + Yu^T (Cu - I) Yu + reg I) x = Yu^T Cu 1."""
+    factors = fixed.shape[1]
+    gram = fixed.T @ fixed + regularization * np.eye(factors)
+    out = np.zeros((rows.shape[0], factors))
+    for r in range(rows.shape[0]):
+        start, end = rows.indptr[r], rows.indptr[r + 1]
+        if start == end:
+            continue
+        cols = rows.indices[start:end]
+        confidence = alpha * rows.data[start:end]  # C_u - I on the observed items
+        y = fixed[cols]
+        a = gram + (y.T * confidence) @ y
+        b = y.T @ (1.0 + confidence)
+        out[r] = linalg.solve(a, b, assume_a="pos", check_finite=False)
+    return out
+
+
+@dataclass
+class SequentialRules:
+    """rules[i, j]: how often j followed i within ``window`` steps of a session, weighted 1 / distance.
+
+    The next-item model for anonymous shoppers: score = the session's last items (most recent weighted most)
+    times the rules. Fitted from sequences of item indices in time order.
+    """
+
+    rules: sparse.csr_matrix
+
+    @classmethod
+    def fit(
+        cls, sequences: Iterable[Sequence[int]], n_items: int, window: int = 5, neighbours: int = 100
+    ) -> SequentialRules:
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        for seq in sequences:
+            for p, i in enumerate(seq):
+                for d in range(1, window + 1):
+                    if p + d >= len(seq):
+                        break
+                    j = seq[p + d]
+                    if j != i:
+                        rows.append(i)
+                        cols.append(j)
+                        vals.append(1.0 / d)
+        rules = sparse.csr_matrix((vals, (rows, cols)), shape=(n_items, n_items), dtype=np.float32)
+        rules.sum_duplicates()
+        return cls(rules=top_k_per_row(rules, neighbours))
+
+    def score_sessions(self, sessions: Sequence[Sequence[int]], recency: float = 0.5) -> np.ndarray:
+        """Scores for each session from its last items: the newest weighs 1, the one before ``recency``, ..."""
+        weights = sparse.lil_matrix((len(sessions), self.rules.shape[0]), dtype=np.float32)
+        for s, seq in enumerate(sessions):
+            for back, item in enumerate(reversed(seq[-5:])):
+                weights[s, item] += recency**back
+        return np.asarray((weights.tocsr() @ self.rules).todense(), dtype=np.float32)
+
+    def score(self, user_rows: sparse.csr_matrix) -> np.ndarray:
+        # without order, every item of the row counts as a recent one
+        return np.asarray((user_rows @ self.rules).todense(), dtype=np.float32)
+
+
+TOKEN = re.compile(r"[a-z0-9]{2,}")
+STOP_WORDS = frozenset(
+    ["the", "and", "for", "with", "of", "in", "on", "to", "from", "by", "an", "at", "is", "it", "this", "that"]
+)
+
+
+def item_tokens(row: Mapping[Any, Any], price_band: int | None) -> list[str]:
+    """The content tokens of one catalog item: category path prefixes, brand, price band, title words, tags."""
+    tokens: list[str] = []
+    path = [p.strip().lower() for p in str(row.get("category") or "").split(">") if p.strip()]
+    tokens += ["cat:" + ">".join(path[: d + 1]) for d in range(len(path))]
+    if row.get("brand"):
+        tokens.append("brand:" + str(row["brand"]).strip().lower())
+    if price_band is not None:
+        tokens.append(f"price:{path[0] if path else ''}:{price_band}")
+    tokens += ["w:" + t for t in TOKEN.findall(str(row.get("title") or "").lower()) if t not in STOP_WORDS]
+    attributes = row.get("attributes")
+    if isinstance(attributes, dict):
+        for name, value in attributes.items():
+            values = value if isinstance(value, list) else [value]
+            tokens += [f"a:{name}:{str(v).strip().lower()}" for v in values if isinstance(v, str | int | bool)]
+    return tokens
+
+
+def price_bands(catalog: pd.DataFrame, bands: int = 5) -> dict[str, int]:
+    """Price quantile band (0 = cheapest) of each priced item within its top-level category."""
+    if "price" not in catalog or catalog["price"].isna().all():
+        return {}
+    frame = catalog[["item_id", "price"]].copy()
+    frame["top"] = catalog.get("category", pd.Series("", index=catalog.index)).fillna("").str.split(">").str[0]
+    frame = frame.dropna(subset=["price"])
+    frame["band"] = frame.groupby("top")["price"].rank(pct=True).mul(bands).clip(upper=bands - 0.5).astype(int)
+    return dict(zip(frame["item_id"].astype(str), frame["band"], strict=True))
+
+
+@dataclass
+class ContentKNN:
+    """similarity[i, j]: cosine of the TF-IDF token vectors of items i and j, top-k per row."""
+
+    similarity: sparse.csr_matrix
+
+    @classmethod
+    def fit(cls, catalog: pd.DataFrame, items: np.ndarray, neighbours: int = 50) -> ContentKNN:
+        """``items`` fixes the index order; items missing from the catalog get no neighbours."""
+        bands = price_bands(catalog)
+        docs: dict[str, list[str]] = {}
+        for row in catalog.to_dict("records"):
+            docs[str(row["item_id"])] = item_tokens(row, bands.get(str(row["item_id"])))
+        vocabulary: dict[str, int] = {}
+        rows: list[int] = []
+        cols: list[int] = []
+        for index, item in enumerate(items):
+            for token in set(docs.get(str(item), [])):
+                rows.append(index)
+                cols.append(vocabulary.setdefault(token, len(vocabulary)))
+        n = len(items)
+        features = sparse.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, max(len(vocabulary), 1))
+        )
+        document_frequency = np.asarray((features > 0).sum(axis=0)).ravel()
+        idf = np.log((1.0 + n) / (1.0 + document_frequency)) + 1.0
+        weighted = features @ sparse.diags(idf.astype(np.float32))
+        norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+        normalised = sparse.diags(1.0 / np.maximum(norms, 1e-9)).astype(np.float32) @ weighted
+        blocks = []
+        for start in range(0, n, 2048):
+            block = (normalised[start : start + 2048] @ normalised.T).tocsr()
+            _zero_diagonal(block, start)
+            block.eliminate_zeros()
+            blocks.append(top_k_per_row(block, neighbours))
+        similarity = sparse.vstack(blocks).tocsr() if blocks else sparse.csr_matrix((n, n), dtype=np.float32)
+        return cls(similarity=similarity.astype(np.float32))
+
+    def score(self, user_rows: sparse.csr_matrix) -> np.ndarray:
+        return np.asarray((user_rows @ self.similarity).todense(), dtype=np.float32)
+
+
+def _zero_diagonal(block: sparse.csr_matrix, offset: int) -> None:
+    for r in range(block.shape[0]):
+        start, end = block.indptr[r], block.indptr[r + 1]
+        block.data[start:end][block.indices[start:end] == offset + r] = 0.0
+
+
+def top_k_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
+    matrix = matrix.tocsr()
     rows, cols, vals = [], [], []
     for r in range(matrix.shape[0]):
         start, end = matrix.indptr[r], matrix.indptr[r + 1]
@@ -91,3 +366,11 @@ def top_k(scores: np.ndarray, k: int, seen: sparse.csr_matrix | None = None) -> 
     best = np.take_along_axis(part_scores, order, axis=1)
     idx[~np.isfinite(best)] = -1
     return idx, best
+
+
+def log_spaced(low: float, high: float, count: int) -> list[float]:
+    """``count`` values from low to high, evenly spaced on a log scale (a tuning grid)."""
+    if count == 1:
+        return [low]
+    step = (math.log(high) - math.log(low)) / (count - 1)
+    return [round(math.exp(math.log(low) + i * step), 6) for i in range(count)]

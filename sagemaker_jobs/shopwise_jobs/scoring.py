@@ -1,13 +1,17 @@
-"""Batch scoring: top-K per user with the item that explains each pick, neighbours per item, a popular list."""
+"""Batch scoring: top-K per user with the item that explains each pick, neighbours per item (collaborative, filled
+from content for items with too few co-interactions, so a new item has neighbours), popular lists (global, per
+category, per market)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shopwise.keys import POPULAR_KEY, item_key, user_key
+from shopwise.keys import POPULAR_KEY, item_key, key_id, popular_key, user_key
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.models import top_k
 
@@ -29,14 +33,15 @@ def popular_row(model: TrainedModel, k: int) -> dict[str, Any]:
 
 
 def user_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> Iterator[dict[str, Any]]:
-    """Item-kNN picks, padded with popular items the user doesn't own when the neighbourhood runs dry."""
+    """The selected model's picks, padded with popular items the user doesn't own when it runs dry. The reason
+    for a pick is the owned item with the largest similarity-weighted contribution to it."""
     popular = model.popularity.top(min(len(model.items), k * 4))
-    sim = model.knn.similarity
+    sim = model.similar.similarity
     users = _shard(len(model.users), shard, shards)
     for start in range(0, len(users), USER_CHUNK):
         batch = users[start : start + USER_CHUNK]
         rows = model.history[batch]
-        idx, scores = top_k(model.knn.score(rows), k, rows)
+        idx, scores = top_k(model.model.score(rows), k, rows)
         for offset, user in enumerate(batch):
             owned_idx = rows[offset].indices
             owned_w = rows[offset].data
@@ -44,11 +49,15 @@ def user_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> I
             items: list[list[Any]] = []
             if picks:
                 pick_idx = np.array([p[0] for p in picks])
-                # contribution of each owned item to each pick; the largest one is the reason shown
                 contrib = sim[owned_idx][:, pick_idx].toarray() * owned_w[:, None]
-                because = owned_idx[np.argmax(contrib, axis=0)]
+                because = np.where(
+                    contrib.max(axis=0, initial=0.0) > 0,
+                    owned_idx[np.argmax(contrib, axis=0)] if len(owned_idx) else -1,
+                    -1,
+                )
                 items = [
-                    [model.items[i], round(s, 6), model.items[b]] for (i, s), b in zip(picks, because, strict=True)
+                    [model.items[i], round(s, 6), model.items[b] if b >= 0 else ""]
+                    for (i, s), b in zip(picks, because, strict=True)
                 ]
             if len(items) < k:
                 taken = set(owned_idx.tolist()) | {p[0] for p in picks}
@@ -60,18 +69,31 @@ def user_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> I
             yield {"key": user_key(str(model.users[user])), "items": items}
 
 
+def _neighbours(matrix: Any, item: int) -> list[tuple[int, float]]:
+    start, end = matrix.indptr[item], matrix.indptr[item + 1]
+    data, cols = matrix.data[start:end], matrix.indices[start:end]
+    order = np.argsort(-data, kind="stable")
+    return [(int(cols[o]), float(data[o])) for o in order if data[o] > 0]
+
+
 def item_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> Iterator[dict[str, Any]]:
-    sim = model.knn.similarity
+    """Collaborative neighbours first; content neighbours (scored below every collaborative one) fill the rest."""
     for item in _shard(len(model.items), shard, shards):
-        start, end = sim.indptr[item], sim.indptr[item + 1]
-        if start == end:
-            continue
-        data, cols = sim.data[start:end], sim.indices[start:end]
-        order = np.argsort(-data, kind="stable")[:k]
-        yield {
-            "key": item_key(str(model.items[item])),
-            "items": [[model.items[cols[o]], round(float(data[o]), 6)] for o in order],
-        }
+        picks = _neighbours(model.similar.similarity, int(item))[:k]
+        if len(picks) < k and model.content is not None:
+            taken = {i for i, _ in picks} | {int(item)}
+            floor = min((s for _, s in picks), default=1.0)
+            extra = [
+                (i, s * floor * 0.5) for i, s in _neighbours(model.content.similarity, int(item)) if i not in taken
+            ]
+            picks += extra[: k - len(picks)]
+        if picks:
+            yield {"key": item_key(str(model.items[item])), "items": [[model.items[i], round(s, 6)] for i, s in picks]}
+
+
+def segment_rows(model: TrainedModel, k: int) -> Iterator[dict[str, Any]]:
+    for segment, items in model.segments.items():
+        yield {"key": popular_key(segment), "items": items[:k]}
 
 
 def answer(model: TrainedModel, request: dict[str, Any], k: int) -> Iterator[dict[str, Any]]:
@@ -85,5 +107,25 @@ def answer(model: TrainedModel, request: dict[str, Any], k: int) -> Iterator[dic
         yield from item_rows(model, k, shard, shards)
     elif kind == "popular":
         yield popular_row(model, k)
+        yield from segment_rows(model, k)
     else:
         raise ValueError(f"unknown request kind {kind!r}: expected users, items or popular")
+
+
+def write_user_lists(model_dir: Path, k: int, out: Path, progress: bool = False) -> int:
+    """``shopwise batch-recommend``: one line per user known to the model, best first:
+    {"user_id": ..., "items": [{"item_id": ..., "score": ..., "because": ...}, ...]}."""
+    from tqdm import tqdm
+
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    model = TrainedModel.load(model_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with out.open("w") as handle, tqdm(total=len(model.users), unit="user", disable=not progress) as bar:
+        for row in user_rows(model, k):
+            items = [{"item_id": i, "score": s, **({"because": b} if b else {})} for i, s, b in row["items"]]
+            handle.write(json.dumps({"user_id": key_id(row["key"]), "items": items}, separators=(",", ":")) + "\n")
+            written += 1
+            bar.update()
+    return written

@@ -1,119 +1,219 @@
-"""The training job: build the data set, select and evaluate models on a temporal split, fit on everything,
-write the model and metrics.json. Runs under the SageMaker script-mode contract (see ``contract.py``)."""
+"""The training job: build the data set, tune and select a model on a validation split, report it on the test split,
+refit on everything, write the model directory and metrics.json. Runs under the SageMaker script-mode contract
+(``contract.py``) and, from the CLI, on plain folders and files (``shopwise train --events F --items F --out D``).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.contract import TrainingContract
-from shopwise_jobs.dataset import interaction_matrix, read_catalog, read_event_files, temporal_split
-from shopwise_jobs.evaluation import evaluate
-from shopwise_jobs.models import ItemKNN, Popularity
+from shopwise_jobs.dataset import read_catalog, read_events_any, split
+from shopwise_jobs.models import EASE_MAX_ITEMS, ItemKNN, Popularity, windowed_popularity
+from shopwise_jobs.selection import MODEL_KINDS, build_model, history_rows, select, shopwise_candidates, train_set
+
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
     top_k: int = 50
-    neighbours: int = 100
+    protocol: str = "temporal"  # or leave_last_out
+    test_fraction: float = 0.1  # temporal: the newest share of interactions is the test (and again: validation)
+    holdout: int = 1  # leave_last_out: items held out per user
+    budget: str = "full"  # quick: one configuration per model family (the demo)
+    models: str = ""  # comma-separated subset of the model families; empty = all that fit the catalog
+    metric: str = "ndcg@10"  # what selection maximises on the validation split
+    neighbours: int = 100  # similar items kept per item
     shrinkage: float = 10.0
-    test_fraction: float = 0.1
-    half_life_days: float = 0.0
     popular_window_days: float = 30.0
-    eval_k: int = 10
     model_version: str = ""
 
     @classmethod
     def parse(cls, values: dict[str, Any]) -> Hyperparameters:
-        known = {f: t for f, t in cls.__annotations__.items()}
+        known = {f.name: f.type for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"unknown hyperparameters: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         casts = {"int": int, "float": float, "str": str}
-        return cls(**{k: casts[known[k]](v) for k, v in values.items()})
+        hp = cls(**{k: casts[str(known[k])](v) for k, v in values.items()})
+        if hp.budget not in ("quick", "full"):
+            raise ValueError(f"budget must be quick or full, got {hp.budget!r}")
+        wrong = [m for m in hp.model_list() if m not in MODEL_KINDS]
+        if wrong:
+            raise ValueError(f"unknown model(s) {wrong}: choose from {', '.join(MODEL_KINDS)}")
+        return hp
+
+    def model_list(self) -> list[str]:
+        return [m.strip() for m in self.models.split(",") if m.strip()]
 
 
-def _popularity(matrix_interactions: Any, window_days: float, items: np.ndarray) -> Popularity:
-    """Popularity in the last window; all-time strength breaks ties and fills items quiet in the window."""
-    recent_cut = float(matrix_interactions["ts"].max()) - window_days * 86400.0
-    recent = matrix_interactions[matrix_interactions["ts"] >= recent_cut]
-    index = {item: i for i, item in enumerate(items)}
-    scores = np.zeros(len(items), dtype=np.float32)
-    for frame, scale in ((matrix_interactions, 1e-3), (recent, 1.0)):
-        counts = frame.groupby("item_id").size()
-        for item, count in counts.items():
-            if item in index:
-                scores[index[item]] += scale * float(count)
-    return Popularity(scores=scores)
+def segment_lists(
+    interactions: pd.DataFrame,
+    catalog: pd.DataFrame,
+    items: np.ndarray,
+    weights: dict[str, float],
+    window_days: float,
+    k: int,
+) -> dict[str, list[list[Any]]]:
+    """Popular items per category (every level of the category path) and per market, in the last window."""
+    out: dict[str, list[list[Any]]] = {}
+
+    def add(segment: str, frame: pd.DataFrame) -> None:
+        pop = windowed_popularity(frame, items, weights, window_days)
+        top = pop.top(k, among=np.flatnonzero(pop.scores > 0))
+        if len(top):
+            out[segment] = [[str(items[i]), round(float(pop.scores[i]), 4)] for i in top]
+
+    if len(catalog) and "category" in catalog:
+        paths = catalog.set_index("item_id")["category"].fillna("").astype(str)
+        category = interactions["item_id"].map(paths).fillna("").to_numpy()
+        positions: dict[str, list[np.ndarray]] = {}
+        for path, at in interactions.groupby(category).indices.items():
+            parts = [p.strip() for p in str(path).split(">") if p.strip()]
+            for depth in range(1, len(parts) + 1):
+                positions.setdefault(">".join(parts[:depth]), []).append(np.asarray(at))
+        for prefix, chunks in positions.items():
+            add(f"category:{prefix}", interactions.iloc[np.concatenate(chunks)])
+    if "market" in interactions:
+        for market, frame in interactions[interactions["market"].fillna("") != ""].groupby("market"):
+            add(f"market:{market}", frame)
+    return out
 
 
-def train(contract: TrainingContract, log: Any = print) -> dict[str, Any]:
+def fit_and_select(
+    interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters, version: str, log: Log = print
+) -> tuple[TrainedModel, dict[str, Any]]:
+    """Everything the job does between reading the data and writing files."""
     started = time.time()
-    hp = Hyperparameters.parse(contract.hyperparameters)
-    version = hp.model_version or contract.job_name
-    data = read_event_files(contract.channel("events"))
-    interactions = data.interactions
-    if data.skipped:
-        log(f"skipped {data.skipped} of {data.records} archive records that are not valid events")
-    catalog_dir = contract.optional_channel("catalog")
-    catalog_items = len(read_catalog(catalog_dir)) if catalog_dir else 0
-    log(
-        f"data: {len(interactions)} interactions, {interactions['user_id'].nunique()} users, "
-        f"{interactions['item_id'].nunique()} items, catalog {catalog_items} items"
-    )
+    users, items_seen = interactions["user_id"].nunique(), interactions["item_id"].nunique()
+    log(f"data: {len(interactions)} interactions, {users} users, {items_seen} items, catalog {len(catalog)} items")
+    test = split(interactions, hp.protocol, hp.test_fraction, hp.holdout)
+    validation = split(test.train, hp.protocol, hp.test_fraction, hp.holdout)
+    n_items = len(set(interactions["item_id"]) | set(catalog["item_id"] if len(catalog) else []))
+    candidates = shopwise_candidates(n_items, has_catalog=len(catalog) > 0, budget=hp.budget)
+    if hp.model_list():
+        candidates = [c for c in candidates if c.name in hp.model_list()]
+        if not candidates:
+            raise ValueError(
+                f"none of {hp.model_list()} can run here (EASE needs <= {EASE_MAX_ITEMS} items; content "
+                "needs a catalog)"
+            )
+    prices = None
+    if "price" in catalog and catalog["price"].notna().any():
+        prices = dict(zip(catalog["item_id"], catalog["price"].astype(float), strict=True))
+    log(f"validation: {validation.describe()}; test: {test.describe()}")
+    results = select(candidates, validation, test, catalog, metric=hp.metric, prices=prices, log=log)
+    chosen = results[0]
+    log(f"selected {chosen.name} {chosen.params} (validation {hp.metric}={chosen.validation[hp.metric]:.4f})")
 
-    split = temporal_split(interactions, hp.test_fraction)
-    train_matrix = interaction_matrix(split.train, half_life_days=hp.half_life_days)
-    candidates: dict[str, Popularity | ItemKNN] = {
-        "popularity": _popularity(split.train, hp.popular_window_days, train_matrix.items),
-        "itemknn": ItemKNN.fit(train_matrix.matrix, hp.neighbours, hp.shrinkage),
-    }
-    results = {name: evaluate(model.score, train_matrix, split.test, hp.eval_k) for name, model in candidates.items()}
-    selected = max(results, key=lambda name: results[name][f"recall@{hp.eval_k}"])
-    for name, metrics in results.items():
-        log(f"validation {name}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-
-    full = interaction_matrix(interactions, half_life_days=hp.half_life_days)
+    fit_started = time.time()
+    data = train_set(interactions, interactions.iloc[:0], catalog)
+    model_object = build_model(chosen.name, data, chosen.params)
+    history = data.matrix()
+    plain = data.matrix().matrix
+    content = build_model("content", data, {"neighbours": hp.neighbours}) if len(catalog) else None
     model = TrainedModel(
-        users=full.users,
-        items=full.items,
-        history=full.matrix,
-        knn=ItemKNN.fit(full.matrix, hp.neighbours, hp.shrinkage),
-        popularity=_popularity(interactions, hp.popular_window_days, full.items),
+        users=history.users,
+        items=history.items,
+        history=history_rows(data, chosen.params),
+        kind=chosen.name,
+        model=model_object,
+        similar=ItemKNN.fit(plain, hp.neighbours, hp.shrinkage),
+        popularity=windowed_popularity(interactions, data.items, data.weights, hp.popular_window_days)
+        if len(interactions)
+        else Popularity.fit(plain),
+        content=content,
+        segments=segment_lists(interactions, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k),
         meta={
             "model_version": version,
             "trained_at": int(time.time()),
-            "hyperparameters": hp.__dict__,
-            "users": len(full.users),
-            "items": len(full.items),
+            "hyperparameters": asdict(hp),
+            "selected": {"kind": chosen.name, "params": chosen.params},
+            "users": len(history.users),
+            "items": len(history.items),
             "interactions": len(interactions),
+            "data_window": [float(interactions["ts"].min()), float(interactions["ts"].max())],
         },
     )
-    model.save(contract.model_dir)
+    metric_k = hp.metric
     metrics_doc = {
         "model_version": version,
-        "selected": selected,
-        f"recall@{hp.eval_k}": results[selected][f"recall@{hp.eval_k}"],
-        "split": {"kind": "temporal", "cutoff": split.cutoff, "test_fraction": hp.test_fraction},
-        "models": results,
-        "archive_records": data.records,
-        "skipped_records": data.skipped,
+        "selected": chosen.name,
+        "params": chosen.params,
+        "metric": metric_k,
+        metric_k: chosen.test.metrics[metric_k] if chosen.test else None,
+        "validation": {metric_k: chosen.validation[metric_k]},
+        "split": test.describe(),
+        "validation_split": validation.describe(),
+        "models": {
+            r.name: {
+                "params": r.params,
+                "validation": r.validation,
+                "test": r.test.metrics if r.test else None,
+                "tried": r.tried,
+            }
+            for r in results
+        },
+        "fit_seconds": round(time.time() - fit_started, 2),
         "train_seconds": round(time.time() - started, 2),
     }
-    for directory in (contract.model_dir, contract.output_data_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "metrics.json").write_text(json.dumps(metrics_doc, indent=2))
-    # metric lines for the job's metric definitions (regex "recall@10=([0-9.]+)")
-    for name, metrics in results.items():
-        for key, value in metrics.items():
-            log(f"metric {name}:{key}={value:.6f}")
-    log(f"metric recall@{hp.eval_k}={metrics_doc[f'recall@{hp.eval_k}']:.6f}")
+    return model, metrics_doc
+
+
+def train_files(
+    events: Path,
+    items: Path | None,
+    out: Path,
+    hyperparameters: dict[str, Any] | None = None,
+    log: Log = print,
+    version: str = "",
+) -> dict[str, Any]:
+    """``shopwise train``: events (bulk-import file or archive folder), optional catalog, a model folder out."""
+    hp = Hyperparameters.parse(hyperparameters or {})
+    data = read_events_any(events)
+    if data.skipped:
+        log(f"skipped {data.skipped} of {data.records} records that are not valid events")
+    if data.interactions.empty:
+        raise ValueError(f"{events}: no interactions (views, cart adds, purchases) to train on")
+    catalog = read_catalog(items) if items else pd.DataFrame(columns=["item_id"])
+    model, metrics_doc = fit_and_select(
+        data.interactions, catalog, hp, hp.model_version or version or f"local-{time.strftime('%Y%m%dT%H%M%S')}", log
+    )
+    metrics_doc.update(records=data.records, skipped_records=data.skipped)
+    model.save(out)
+    (out / "metrics.json").write_text(json.dumps(metrics_doc, indent=2, default=str))
+    return metrics_doc
+
+
+def train(contract: TrainingContract, log: Log = print) -> dict[str, Any]:
+    hp = Hyperparameters.parse(contract.hyperparameters)
+    version = hp.model_version or contract.job_name
+    catalog_dir = contract.optional_channel("catalog")
+    metrics_doc = train_files(
+        contract.channel("events"), catalog_dir, contract.model_dir, contract.hyperparameters, log, version
+    )
+    contract.output_data_dir.mkdir(parents=True, exist_ok=True)
+    (contract.output_data_dir / "metrics.json").write_text(json.dumps(metrics_doc, indent=2, default=str))
+    # metric lines for the job's metric definitions (regex "<model>:<metric>=([0-9.]+)", "ndcg@10=([0-9.]+)")
+    for name, doc in metrics_doc["models"].items():
+        for key, value in (doc["test"] or {}).items():
+            if "/" not in key:
+                log(f"metric {name}:{key}={value:.6f}")
+    selected = metrics_doc["models"][metrics_doc["selected"]]["test"] or {}
+    for key in ("ndcg@10", "recall@10", "recall@20"):
+        if key in selected:
+            log(f"metric {key}={selected[key]:.6f}")
     return metrics_doc
 
 

@@ -19,7 +19,7 @@ def test_demo_runs_every_stage_and_reports_timings(state_dir: Path, capsys: pyte
 
     out = capsys.readouterr().out
     assert list(summary["timings_s"]) == STAGES
-    assert summary["metrics"]["recall@10"] > 0
+    assert summary["metrics"]["ndcg@10"] > 0
     assert "user " in out and ": personalised, first:" in out
     assert "unknown user: popular, first:" in out
     assert "curl -s 'http://127.0.0.1:" in out

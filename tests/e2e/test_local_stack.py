@@ -234,7 +234,7 @@ def trained(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactor
 def test_pipeline_loads_recommendations_stamped_with_the_model_version(
     stack: LocalStack, trained: PipelineResult
 ) -> None:
-    assert trained.metrics["recall@10"] > 0.0
+    assert trained.metrics["ndcg@10"] > 0.0
     # a row for the popular list, one per user of the data set and one per item with neighbours
     assert trained.rows_loaded > 610 + 1000
     assert stack.resources

@@ -56,7 +56,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("opt_ml")
     planted_events(root / "input/data/events/dt=2026-11-20/part-0.jsonl")
     (root / "input/config").mkdir(parents=True)
-    (root / "input/config/hyperparameters.json").write_text(json.dumps({"top_k": "5", "test_fraction": "0.2"}))
+    (root / "input/config/hyperparameters.json").write_text(
+        json.dumps({"top_k": "5", "test_fraction": "0.2", "budget": "quick"})
+    )
     result = subprocess.run(
         [sys.executable, str(SAGEMAKER_DIR / "train.py"), "--neighbours", "20"],
         env=child_env({"SM_OPT_ML": str(root), "TRAINING_JOB_NAME": "job-1"}),
@@ -72,8 +74,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_training_writes_model_and_metrics(trained: Path) -> None:
     metrics = json.loads((trained / "model/metrics.json").read_text())
     assert metrics["model_version"] == "job-1"
-    assert 0.0 <= metrics["recall@10"] <= 1.0
-    assert set(metrics["models"]) == {"popularity", "itemknn"}
+    assert 0.0 <= metrics["ndcg@10"] <= 1.0
+    # every family that fits a catalog-less data set was tuned and reported; the pick is the best on validation
+    assert set(metrics["models"]) == {"popularity", "itemknn", "sequential", "ease"}
+    best = max(metrics["models"].values(), key=lambda m: m["validation"]["ndcg@10"])
+    assert metrics["models"][metrics["selected"]]["validation"]["ndcg@10"] == best["validation"]["ndcg@10"]
     assert metrics["skipped_records"] == 2  # reported, not fatal
     meta = json.loads((trained / "model/model.json").read_text())
     # hyperparameters come from the file and from --name value arguments alike
@@ -86,7 +91,9 @@ def test_itemknn_learns_the_planted_structure(trained: Path) -> None:
     # On two disjoint tribes, neighbours of a tribe's item are its own tribe's items, so item-kNN must find held-out
     # items better than global popularity does.
     metrics = json.loads((trained / "model/metrics.json").read_text())
-    assert metrics["models"]["itemknn"]["recall@10"] > metrics["models"]["popularity"]["recall@10"]
+    models = metrics["models"]
+    assert models["itemknn"]["test"]["recall@10"] > models["popularity"]["test"]["recall@10"]
+    assert models["ease"]["test"]["recall@10"] > models["popularity"]["test"]["recall@10"]
     model = TrainedModel.load(trained / "model")
     rows = {row["key"]: row for row in answer(model, {"kind": "items"}, 5)}
     for neighbour in rows["item#a0"]["items"]:

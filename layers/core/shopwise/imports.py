@@ -1,7 +1,7 @@
 """Bulk import of history and catalogs: CSV or JSON Lines, one row at a time, bad rows reported with their line.
 
-Event rows: user_id, item_id, timestamp (ISO 8601 or epoch seconds), event_type, optional price, quantity,
-session_id, market, order_id. Item rows: item_id, title, category, price, brand, in_stock, created_at, market, and
+Event rows: user_id, item_id, timestamp (ISO 8601 or epoch seconds), event_type, optional id_type (customer, the
+default, or anonymous: user_id is then a visitor cookie id), price, quantity, session_id, market, order_id. Item rows: item_id, title, category, price, brand, in_stock, created_at, market, and
 any other column as a free attribute.
 """
 
@@ -91,11 +91,14 @@ def event_from_row(row: dict[str, Any], line: int, source: str = "import") -> Ev
     except ValueError as exc:
         raise EventRejected("timestamp", str(exc)) from None
     kind = str(row["event_type"])
+    id_type = str(row.get("id_type") or "customer")
+    if id_type not in ("customer", "anonymous"):
+        raise EventRejected("id_type", f"{id_type!r} is neither customer nor anonymous")
     base: dict[str, Any] = {
         "event_id": str(row.get("event_id") or f"{source}:{line}"),
         "event_type": kind,
         "occurred_at": occurred_at,
-        "customer_id": str(row["user_id"]),
+        f"{id_type}_id": str(row["user_id"]),
     }
     for optional in ("session_id", "market"):
         if row.get(optional):

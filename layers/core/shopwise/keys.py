@@ -6,6 +6,11 @@ from __future__ import annotations
 POPULAR_KEY = "popular#global"
 
 
+def popular_key(segment: str) -> str:
+    """A segment's popular list: "category:<category path>" or "market:<market>"."""
+    return f"popular#{segment}"
+
+
 def user_key(profile_id: str) -> str:
     return f"user#{profile_id}"
 

@@ -1,0 +1,223 @@
+"""Model selection: every candidate family is tuned on a validation split cut from the training part (the same
+protocol as the test split), the best configuration of each is refitted on the whole training part and reported
+on the test split. The test split never chooses anything.
+
+A candidate is a name, a grid of hyperparameters and a fit function ``(TrainSet, params) -> Scorer``; peers
+(other libraries, in the benchmark) are candidates like any other, so they get the same data, split, tuning
+budget and metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from shopwise.features import KIND_WEIGHTS
+from shopwise_jobs.dataset import Matrix, Split, interaction_matrix, sequences
+from shopwise_jobs.evaluation import KS, Evaluation, Scorer, evaluate
+from shopwise_jobs.models import (
+    EASE,
+    EASE_MAX_ITEMS,
+    IALS,
+    ContentKNN,
+    ItemKNN,
+    SequentialRules,
+    windowed_popularity,
+)
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainSet:
+    """The interactions a model may learn from, over a fixed user and item universe (test users and catalog items
+    included, with empty rows / columns), and the catalog for content features."""
+
+    interactions: pd.DataFrame
+    users: np.ndarray
+    items: np.ndarray
+    catalog: pd.DataFrame
+    weights: dict[str, float] = field(default_factory=lambda: dict(KIND_WEIGHTS))
+    _matrices: dict[float, Matrix] = field(default_factory=dict)
+    models: dict[Any, Any] = field(default_factory=dict)  # the last fitted model by (kind, fit parameters)
+
+    def matrix(self, half_life_days: float = 0.0) -> Matrix:
+        if half_life_days not in self._matrices:
+            self._matrices[half_life_days] = interaction_matrix(
+                self.interactions, self.weights, half_life_days, users=self.users, items=self.items
+            )
+        return self._matrices[half_life_days]
+
+
+def build_model(kind: str, data: TrainSet, p: dict[str, Any]) -> Any:
+    """Fit one shopwise model family with the given hyperparameters; the object scores history rows."""
+    half_life = float(p.get("half_life_days", 0.0))
+    if kind == "popularity":
+        return windowed_popularity(data.interactions, data.items, data.weights, float(p["window_days"]))
+    if kind == "itemknn":
+        return ItemKNN.fit(data.matrix(half_life).matrix, int(p["neighbours"]), float(p["shrinkage"]))
+    if kind == "ease":
+        return EASE.fit(data.matrix(half_life).matrix, float(p["l2"]))
+    if kind == "ials":
+        return IALS.fit(
+            data.matrix(half_life).matrix,
+            int(p["factors"]),
+            float(p["regularization"]),
+            float(p["alpha"]),
+            int(p["iterations"]),
+        )
+    if kind == "sequential":
+        return SequentialRules.fit(sequences(data.interactions, data.items), len(data.items), int(p["window"]))
+    if kind == "content":
+        return ContentKNN.fit(data.catalog, data.items, int(p["neighbours"]))
+    raise ValueError(f"unknown model {kind!r}: expected one of {', '.join(MODEL_KINDS)}")
+
+
+MODEL_KINDS = ("popularity", "itemknn", "ease", "ials", "sequential", "content")
+
+
+# parameters that change how a user's history row is built, not the fitted model: tuning them costs no refit
+ROW_PARAMS = ("half_life_days", "recent_boost", "recent_hours")
+
+
+def history_rows(data: TrainSet, p: dict[str, Any]) -> sparse.csr_matrix:
+    """The rows a model scores: the user's history (decayed by ``half_life_days``) plus ``recent_boost`` times the
+    same history decayed with a half-life of ``recent_hours``, which lifts what the shopper did in their last
+    session (the feature store's recent items) above what they did months ago."""
+    rows = data.matrix(float(p.get("half_life_days", 0.0))).matrix
+    boost = float(p.get("recent_boost", 0.0))
+    if boost > 0:
+        rows = (rows + boost * data.matrix(float(p.get("recent_hours", 0.25)) / 24.0).matrix).tocsr()
+    return rows
+
+
+def _model_fit(kind: str) -> Callable[[TrainSet, dict[str, Any]], Scorer]:
+    def fit(data: TrainSet, p: dict[str, Any]) -> Scorer:
+        key = (kind, tuple(sorted((k, v) for k, v in p.items() if k not in ROW_PARAMS[1:])))
+        if key not in data.models:
+            data.models.clear()  # grids vary the row parameters fastest: one model in memory is enough
+            data.models[key] = build_model(kind, data, p)
+        model = data.models[key]
+        rows = history_rows(data, p)
+        return lambda users: model.score(rows[users])
+
+    return fit
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    grid: list[dict[str, Any]]
+    fit: Callable[[TrainSet, dict[str, Any]], Scorer]
+    peer: bool = False
+
+
+def grid(**axes: list[Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{}]
+    for name, values in axes.items():
+        out = [{**row, name: value} for row in out for value in values]
+    return out
+
+
+def shopwise_candidates(n_items: int, has_catalog: bool, budget: str = "full") -> list[Candidate]:
+    """shopwise's model families with their tuning grids. EASE up to EASE_MAX_ITEMS items, iALS beyond (or both
+    when ``budget`` is "full" and the catalog is small enough). ``budget`` "quick" trims the grids (the demo)."""
+    quick = budget == "quick"
+    decay = [0.0] if quick else [0.0, 60.0]
+    boost = [2.0] if quick else [0.0, 2.0]
+    out = [
+        Candidate("popularity", grid(window_days=[30.0] if quick else [7.0, 30.0, 3650.0]), _model_fit("popularity")),
+        Candidate(
+            "itemknn",
+            grid(half_life_days=decay, neighbours=[100] if quick else [50, 200], shrinkage=[10.0], recent_boost=boost),
+            _model_fit("itemknn"),
+        ),
+        Candidate("sequential", grid(half_life_days=[7.0], window=[5]), _model_fit("sequential")),
+    ]
+    if n_items <= EASE_MAX_ITEMS:
+        l2 = [500.0] if quick else [300.0, 1000.0, 3000.0]
+        out.append(Candidate("ease", grid(half_life_days=decay, l2=l2, recent_boost=boost), _model_fit("ease")))
+    if n_items > EASE_MAX_ITEMS or not quick:
+        out.append(
+            Candidate(
+                "ials",
+                grid(
+                    half_life_days=decay[:1],
+                    factors=[64] if quick else [64, 128],
+                    regularization=[0.05],
+                    alpha=[5.0] if quick else [2.0, 10.0],
+                    iterations=[10],
+                    recent_boost=boost,
+                ),
+                _model_fit("ials"),
+            )
+        )
+    if has_catalog:
+        out.append(Candidate("content", grid(half_life_days=[30.0], neighbours=[50]), _model_fit("content")))
+    return out
+
+
+@dataclass
+class Result:
+    name: str
+    peer: bool
+    params: dict[str, Any]
+    validation: dict[str, float]
+    test: Evaluation | None = None
+    fit_seconds: float = 0.0
+    tried: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+
+
+def train_set(train: pd.DataFrame, test: pd.DataFrame, catalog: pd.DataFrame) -> TrainSet:
+    """The universe: every user of train and test, every item of train, test and the catalog."""
+    users = np.unique(np.concatenate([train["user_id"].to_numpy(dtype=str), test["user_id"].to_numpy(dtype=str)]))
+    item_sources = [train["item_id"], test["item_id"]] + ([catalog["item_id"]] if len(catalog) else [])
+    items = np.unique(np.concatenate([s.to_numpy(dtype=str) for s in item_sources]))
+    return TrainSet(interactions=train, users=users, items=items, catalog=catalog)
+
+
+def select(
+    candidates: list[Candidate],
+    validation: Split,
+    test: Split | None,
+    catalog: pd.DataFrame,
+    metric: str = "ndcg@10",
+    ks: tuple[int, ...] = KS,
+    prices: dict[str, float] | None = None,
+    log: Log = lambda _line: None,
+) -> list[Result]:
+    """Tune each candidate on ``validation`` (fit on its train part, score its test part), then refit the best
+    configuration on ``test.train`` and evaluate on ``test.test``. Results are sorted best first on the validation
+    metric: the test split reports, it never chooses."""
+    inner = train_set(validation.train, validation.test, catalog)
+    inner_matrix = inner.matrix()
+    outer = train_set(test.train, test.test, catalog) if test is not None else None
+    results = []
+    for candidate in candidates:
+        tried: list[tuple[dict[str, Any], float]] = []
+        best: tuple[float, dict[str, Any], dict[str, float]] | None = None
+        for params in candidate.grid:
+            started = time.perf_counter()
+            scorer = candidate.fit(inner, params)
+            evaluation = evaluate(scorer, inner_matrix, validation.test, ks, prices)
+            value = evaluation.metrics[metric]
+            tried.append((params, value))
+            log(f"  {candidate.name} {params}: validation {metric}={value:.4f} ({time.perf_counter() - started:.1f}s)")
+            if best is None or value > best[0]:
+                best = (value, params, evaluation.metrics)
+        assert best is not None, f"{candidate.name} has an empty grid"
+        result = Result(candidate.name, candidate.peer, best[1], best[2], tried=tried)
+        if outer is not None and test is not None:
+            started = time.perf_counter()
+            scorer = candidate.fit(outer, best[1])
+            result.fit_seconds = time.perf_counter() - started
+            result.test = evaluate(scorer, outer.matrix(), test.test, ks, prices)
+            log(f"{candidate.name}: test {metric}={result.test.metrics[metric]:.4f} with {best[1]}")
+        results.append(result)
+    return sorted(results, key=lambda r: r.validation[metric], reverse=True)

@@ -1,0 +1,288 @@
+"""Benchmark: shopwise's models against peer libraries, on one split per data set, in one run.
+
+Every model — shopwise's and the peers' (``implicit`` ALS and BPR, plain all-time popularity) — gets the same
+interactions, the same split, a tuning grid searched on a validation split cut from the training part by the same
+protocol, and the same full-ranking evaluation (``shopwise_jobs.evaluation``: all items ranked, seen items
+excluded, no sampled negatives). Only the test split is reported; it chooses nothing.
+
+Data sets (interactions: a rating >= 4 is a purchase, lower a view, as the demo maps MovieLens; protocol
+leave-last-5-out per user):
+- ``synthetic``: ``shopwise simulate`` (seed 7), temporal split (the last 10% of time);
+- ``ml-100k``: from the PyPI wheel recbole==1.2.1 (``pip download --no-deps`` into .local/cache; never committed);
+- ``ml-latest-small``: ../shared/data/ml-latest-small.
+
+    .venv/bin/python tests/bench/bench_models.py [--datasets synthetic,ml-100k,ml-latest-small] [--quick]
+
+Prints a table per data set, writes .local/bench/models-<dataset>.json, and ends each data set with one JSON line
+{"dataset", "k", "protocol", "models": {NAME: {"ndcg@10", "recall@20", "peer"}}, "best", "best_peer", "ratios"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit asks for it; numpy's BLAS then runs single-threaded
+import numpy as np
+import pandas as pd
+
+from shopwise_jobs.dataset import Split, leave_last_out, temporal_split
+from shopwise_jobs.evaluation import Scorer
+from shopwise_jobs.selection import Candidate, TrainSet, grid, select, shopwise_candidates
+from shopwise_local.paths import REPO_ROOT, SHARED_DATA
+
+CACHE = REPO_ROOT / ".local" / "cache"
+OUT = REPO_ROOT / ".local" / "bench"
+RECBOLE = "recbole==1.2.1"
+ML100K_MEMBER = "recbole/dataset_example/ml-100k/ml-100k.inter"
+
+
+def _ratings(frame: pd.DataFrame) -> pd.DataFrame:
+    """user, item, rating, ts -> interactions (purchase for rating >= 4, view otherwise)."""
+    kind = np.where(frame["rating"].to_numpy(dtype=float) >= 4.0, "purchase", "view")
+    return pd.DataFrame(
+        {
+            "event_id": np.arange(len(frame)).astype(str),
+            "user_id": frame["user"].astype(str).to_numpy(),
+            "item_id": frame["item"].astype(str).to_numpy(),
+            "kind": kind,
+            "ts": frame["ts"].astype(np.float64).to_numpy(),
+            "price": np.nan,
+            "session_id": "",
+            "market": "",
+        }
+    )
+
+
+def ml_latest_small() -> tuple[pd.DataFrame, pd.DataFrame]:
+    folder = SHARED_DATA / "ml-latest-small"
+    ratings = pd.read_csv(folder / "ratings.csv").rename(
+        columns={"userId": "user", "movieId": "item", "timestamp": "ts"}
+    )
+    movies = pd.read_csv(folder / "movies.csv")
+    catalog = pd.DataFrame(
+        {
+            "item_id": movies["movieId"].astype(str),
+            "title": movies["title"],
+            "category": "Movies>" + movies["genres"].str.split("|").str[0],
+            "attributes": [{"genres": g.split("|")} for g in movies["genres"]],
+        }
+    )
+    return _ratings(ratings), catalog
+
+
+def ml_100k() -> tuple[pd.DataFrame, pd.DataFrame]:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(CACHE.glob("recbole-1.2.1-*.whl"))
+    if not wheels:
+        print(f"fetching {RECBOLE} from PyPI into {CACHE} (pip download --no-deps) ...", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", RECBOLE, "-d", str(CACHE)], check=True
+        )
+        wheels = sorted(CACHE.glob("recbole-1.2.1-*.whl"))
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        text = wheel.read(ML100K_MEMBER).decode()
+        items_text = wheel.read(ML100K_MEMBER.replace(".inter", ".item")).decode("latin-1")
+    ratings = pd.read_csv(io.StringIO(text), sep="\t")
+    ratings.columns = ["user", "item", "rating", "ts"]
+    items = list(csv.reader(io.StringIO(items_text), delimiter="\t"))
+    header, rows = items[0], items[1:]
+    frame = pd.DataFrame(rows, columns=[h.split(":")[0] for h in header])
+    catalog = pd.DataFrame(
+        {
+            "item_id": frame["item_id"].astype(str),
+            "title": frame["movie_title"],
+            "category": "Movies>" + frame["class"].str.split(" ").str[0].fillna("Other"),
+            "attributes": [{"genres": str(c).split(" ")} for c in frame["class"]],
+        }
+    )
+    return _ratings(ratings), catalog
+
+
+def synthetic() -> tuple[pd.DataFrame, pd.DataFrame]:
+    from shopwise_jobs.dataset import read_catalog, read_event_import
+    from shopwise_local.simulate import SimulationOptions, simulate
+
+    folder = CACHE / "synthetic-seed7"
+    if not (folder / "events.csv").exists():
+        simulate(SimulationOptions(shoppers=3000, days=60, seed=7), folder, progress=False)
+    return read_event_import(folder / "events.csv").interactions, read_catalog(folder / "items.csv")
+
+
+DATASETS = {"synthetic": synthetic, "ml-100k": ml_100k, "ml-latest-small": ml_latest_small}
+
+
+def split_for(name: str, interactions: pd.DataFrame) -> tuple[Split, Split]:
+    """(validation, test): the test split of the whole, the validation split of its training part."""
+    if name == "synthetic":
+        test = temporal_split(interactions, 0.1)
+        return temporal_split(test.train, 0.1), test
+    test = leave_last_out(interactions, 5)
+    return leave_last_out(test.train, 5), test
+
+
+# ---- peers -----------------------------------------------------------------------------------------------------
+
+
+def fit_plain_popularity(data: TrainSet, p: dict[str, Any]) -> Scorer:
+    counts = np.bincount(
+        pd.Index(data.items).get_indexer(data.interactions["item_id"]), minlength=len(data.items)
+    ).astype(np.float32)
+    return lambda users: np.broadcast_to(counts, (len(users), len(counts))).copy()
+
+
+def _implicit_scorer(model: Any) -> Scorer:
+    user_factors = np.asarray(model.user_factors)
+    item_factors = np.asarray(model.item_factors)
+    if user_factors.shape[1] != item_factors.shape[1]:  # BPR keeps a bias column on the item side only
+        user_factors = user_factors[:, : item_factors.shape[1]]
+    return lambda users: user_factors[users] @ item_factors.T
+
+
+def fit_implicit_als(data: TrainSet, p: dict[str, Any]) -> Scorer:
+    from implicit.als import AlternatingLeastSquares
+
+    matrix = data.matrix().matrix.astype(np.float32) * float(p["alpha"])
+    model = AlternatingLeastSquares(
+        factors=int(p["factors"]), regularization=float(p["regularization"]), iterations=15, random_state=0
+    )
+    model.fit(matrix.tocsr(), show_progress=False)
+    return _implicit_scorer(model)
+
+
+def fit_implicit_bpr(data: TrainSet, p: dict[str, Any]) -> Scorer:
+    from implicit.bpr import BayesianPersonalizedRanking
+
+    matrix = data.matrix().matrix.astype(np.float32)
+    model = BayesianPersonalizedRanking(
+        factors=int(p["factors"]),
+        learning_rate=float(p["learning_rate"]),
+        regularization=0.01,
+        iterations=int(p["iterations"]),
+        random_state=0,
+    )
+    model.fit(matrix.tocsr(), show_progress=False)
+    return _implicit_scorer(model)
+
+
+def peers(quick: bool) -> list[Candidate]:
+    return [
+        Candidate("peer:popularity", [{}], fit_plain_popularity, peer=True),
+        Candidate(
+            "peer:implicit-als",
+            grid(
+                factors=[64] if quick else [64, 128],
+                regularization=[0.01, 0.1] if not quick else [0.05],
+                alpha=[1.0, 10.0] if not quick else [5.0],
+            ),
+            fit_implicit_als,
+            peer=True,
+        ),
+        Candidate(
+            "peer:implicit-bpr",
+            grid(
+                factors=[64] if quick else [64, 128],
+                learning_rate=[0.01, 0.05] if not quick else [0.05],
+                iterations=[100],
+            ),
+            fit_implicit_bpr,
+            peer=True,
+        ),
+    ]
+
+
+# ---- run -------------------------------------------------------------------------------------------------------
+
+
+def run(name: str, quick: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    interactions, catalog = DATASETS[name]()
+    validation, test = split_for(name, interactions)
+    print(
+        f"\n== {name}: {len(interactions):,} interactions, {interactions['user_id'].nunique():,} users, "
+        f"{interactions['item_id'].nunique():,} items; {test.protocol}: {len(test.test):,} test interactions of "
+        f"{test.test['user_id'].nunique():,} users",
+        flush=True,
+    )
+    n_items = len(set(interactions["item_id"]) | set(catalog["item_id"]))
+    candidates = shopwise_candidates(n_items, has_catalog=len(catalog) > 0, budget="quick" if quick else "full")
+    prices = None
+    if "price" in catalog and catalog["price"].notna().any():
+        prices = dict(zip(catalog["item_id"], catalog["price"], strict=True))
+    results = select(candidates + peers(quick), validation, test, catalog, prices=prices, log=print)
+    assert all(r.test is not None for r in results)
+    print(
+        f"\n{'model':<22}{'ndcg@10':>9}{'recall@20':>11}{'hit@10':>8}{'mrr':>7}{'cov@10':>8}{'pop@10':>8}"
+        f"{'coldU ndcg@10':>15}{'coldI rec@20':>14}{'fit s':>7}  params"
+    )
+    for r in results:
+        m = r.test.metrics  # type: ignore[union-attr]
+        print(
+            f"{r.name:<22}{m['ndcg@10']:>9.4f}{m['recall@20']:>11.4f}{m['hitrate@10']:>8.3f}{m['mrr']:>7.3f}"
+            f"{m['coverage@10']:>8.3f}{m['popularity@10']:>8.3f}{m.get('cold_users/ndcg@10', float('nan')):>15.4f}"
+            f"{m.get('cold_items/recall@20', float('nan')):>14.4f}{r.fit_seconds:>7.1f}  {r.params}"
+        )
+    ours = [r for r in results if not r.peer]
+    theirs = [r for r in results if r.peer]
+    summary: dict[str, Any] = {"dataset": name, "k": 10, "protocol": test.protocol, "models": {}}
+    for r in results:
+        m = r.test.metrics  # type: ignore[union-attr]
+        summary["models"][r.name] = {
+            "ndcg@10": round(m["ndcg@10"], 5),
+            "recall@20": round(m["recall@20"], 5),
+            "peer": r.peer,
+        }
+    ratios = {}
+    for metric in ("ndcg@10", "recall@20"):
+        best_ours = max(r.test.metrics[metric] for r in ours)  # type: ignore[union-attr]
+        best_peer = max(r.test.metrics[metric] for r in theirs)  # type: ignore[union-attr]
+        ratios[metric] = round(best_ours / best_peer, 4) if best_peer else None
+    summary["best"] = max(ours, key=lambda r: r.test.metrics["ndcg@10"]).name  # type: ignore[union-attr]
+    summary["best_peer"] = max(theirs, key=lambda r: r.test.metrics["ndcg@10"]).name  # type: ignore[union-attr]
+    summary["ratios"] = ratios
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    detail = {
+        **summary,
+        "split": test.describe(),
+        "results": [
+            {
+                "name": r.name,
+                "peer": r.peer,
+                "params": r.params,
+                "test": r.test.metrics,  # type: ignore[union-attr]
+                "validation": r.validation,
+                "tried": r.tried,
+            }
+            for r in results
+        ],
+    }
+    (OUT / f"models-{name}.json").write_text(json.dumps(detail, indent=2, default=str))
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default="synthetic,ml-100k,ml-latest-small")
+    parser.add_argument("--quick", action="store_true", help="one configuration per model (smoke run)")
+    args = parser.parse_args()
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        parser.error(f"unknown data set(s) {unknown}: choose from {', '.join(DATASETS)}")
+    for name in names:
+        summary = run(name, args.quick)
+        print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Benchmark: batch transform throughput — users scored per second per core.
+
+A synthetic store (``shopwise simulate``) is trained with each row-scoring model family; then, single-threaded
+(OPENBLAS_NUM_THREADS=1, so the figures are per core), every user's top-K is produced by:
+- ``shopwise``: the batch-transform path itself (``scoring.user_rows``: score, exclude owned items, top-K, the reason
+  item for every pick, popular padding), as the SageMaker transform container runs it;
+- ``baseline``: a bare numpy matmul of the same factors (iALS: fold-in user factors x item factors; EASE: history x
+  weights) and ``argpartition`` top-K, nothing else — the floor any implementation pays.
+
+    .venv/bin/python tests/bench/bench_transform.py [--shoppers 20000] [--k 50] [--repeats 3]
+
+Ends with one JSON line: {"users", "items", "k", "models": {NAME: {"users_per_s_per_core", "baseline_users_per_s",
+"ratio"}}}.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shopwise_jobs.artifacts import TrainedModel
+from shopwise_jobs.scoring import user_rows
+from shopwise_jobs.training import train_files
+from shopwise_local.paths import REPO_ROOT
+from shopwise_local.simulate import SimulationOptions, simulate
+
+CACHE = REPO_ROOT / ".local" / "cache"
+
+
+def baseline(model: TrainedModel, k: int) -> float:
+    """Seconds for numpy alone: the model's own user representation x item matrix, then argpartition top-K."""
+    started = time.perf_counter()
+    chunk = 512
+    for start in range(0, len(model.users), chunk):
+        rows = model.history[start : start + chunk]
+        if model.kind == "ials":
+            scores = model.model.user_factors(rows) @ model.model.item_factors.T
+        elif model.kind == "ease":
+            scores = rows[:, model.model.kept] @ model.model.weights
+        else:
+            scores = (rows @ model.model.similarity).toarray()
+        np.argpartition(-scores, k, axis=1)[:, :k]
+    return time.perf_counter() - started
+
+
+def shopwise(model: TrainedModel, k: int) -> float:
+    started = time.perf_counter()
+    for _row in user_rows(model, k):
+        pass
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shoppers", type=int, default=20000)
+    parser.add_argument("--k", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", default="ials,ease,itemknn")
+    args = parser.parse_args()
+    data = CACHE / f"transform-{args.shoppers}"
+    if not (data / "events.csv").exists():
+        simulate(SimulationOptions(shoppers=args.shoppers, days=60, seed=11), data, progress=True)
+    out: dict[str, Any] = {"k": args.k, "models": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in args.models.split(","):
+            model_dir = Path(tmp) / kind
+            train_files(
+                data / "events.csv",
+                data / "items.csv",
+                model_dir,
+                {"budget": "quick", "models": kind},
+                log=lambda _line: None,
+            )
+            model = TrainedModel.load(model_dir)
+            out["users"], out["items"] = len(model.users), len(model.items)
+            ours = [shopwise(model, args.k) for _ in range(args.repeats)]
+            floor = [baseline(model, args.k) for _ in range(args.repeats)]
+            users = len(model.users)
+            result: dict[str, float] = {
+                "users_per_s_per_core": round(users / statistics.median(ours)),
+                "baseline_users_per_s": round(users / statistics.median(floor)),
+            }
+            result["ratio"] = round(result["users_per_s_per_core"] / result["baseline_users_per_s"], 3)
+            out["models"][kind] = result
+            print(
+                f"{kind:<10} shopwise {result['users_per_s_per_core']:>9,} users/s/core   numpy floor "
+                f"{result['baseline_users_per_s']:>9,} users/s   ratio {result['ratio']:.3f}   "
+                f"({users:,} users x {len(model.items):,} items, median of {args.repeats})",
+                flush=True,
+            )
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,199 @@
+"""The models, the splits and the metrics, on data small enough to know the right answer."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from shopwise_jobs.dataset import Matrix, interaction_matrix, leave_last_out, sequences, temporal_split
+from shopwise_jobs.evaluation import evaluate
+from shopwise_jobs.models import EASE, IALS, ContentKNN, SequentialRules
+
+TRIBES = 2
+ITEMS_PER_TRIBE = 10
+
+
+def tribes(users: int = 40, seed: int = 3) -> sparse.csr_matrix:
+    """Users of tribe t touch 6 of tribe t's 10 items and nothing else."""
+    rng = np.random.default_rng(seed)
+    rows, cols = [], []
+    for u in range(users):
+        tribe = u % TRIBES
+        for item in rng.choice(ITEMS_PER_TRIBE, 6, replace=False):
+            rows.append(u)
+            cols.append(tribe * ITEMS_PER_TRIBE + int(item))
+    return sparse.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(users, TRIBES * ITEMS_PER_TRIBE)
+    )
+
+
+def frame(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [(f"e{n}", u, i, k, ts, np.nan, "", "") for n, (u, i, k, ts) in enumerate(rows)],
+        columns=["event_id", "user_id", "item_id", "kind", "ts", "price", "session_id", "market"],
+    )
+
+
+def test_ease_matches_the_closed_form_in_double_precision() -> None:
+    x = tribes()
+    model = EASE.fit(x, l2=5.0, min_support=1)
+    g = (x.T @ x).toarray().astype(np.float64) + 5.0 * np.eye(x.shape[1])
+    p = np.linalg.inv(g)
+    expected = -p / np.diag(p)[None, :]
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(model.weights, expected, atol=1e-4)
+    assert np.all(np.diag(model.weights) == 0.0)
+
+
+def test_ease_leaves_rare_items_out_and_refuses_catalogs_beyond_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = tribes().tolil()
+    x[0, 0] = 0
+    x[:, 0] = 0
+    x[0, 0] = 1.0  # item 0 now has one user: below min_support=2
+    model = EASE.fit(x.tocsr(), l2=5.0, min_support=2)
+    assert 0 not in model.kept
+    assert model.score(x.tocsr()[:3]).shape == (3, x.shape[1])
+    monkeypatch.setattr("shopwise_jobs.models.EASE_MAX_ITEMS", 5)
+    with pytest.raises(ValueError, match="use IALS"):
+        EASE.fit(tribes(), l2=5.0)
+
+
+@pytest.mark.parametrize("make", [lambda x: EASE.fit(x, l2=5.0), lambda x: IALS.fit(x, factors=2, regularization=0.1)])
+def test_factor_and_linear_models_rank_the_users_own_tribe_first(make) -> None:
+    x = tribes()
+    model = make(x)
+    scores = model.score(x)
+    seen = x.toarray() > 0
+    for u in range(x.shape[0]):
+        own = np.zeros(x.shape[1], dtype=bool)
+        own[(u % TRIBES) * ITEMS_PER_TRIBE : (u % TRIBES + 1) * ITEMS_PER_TRIBE] = True
+        # every unseen item of the user's own tribe outscores every item of the other tribe
+        assert scores[u][own & ~seen[u]].min() > scores[u][~own].max(), u
+
+
+def test_ials_folds_in_a_history_it_never_saw() -> None:
+    x = tribes()
+    model = IALS.fit(x, factors=2, regularization=0.1)  # the data's true rank
+    newcomer = sparse.csr_matrix(([1.0, 1.0], ([0, 0], [11, 12])), shape=(1, x.shape[1]))
+    top = np.argsort(-model.score(newcomer)[0])
+    assert set(top[:8]) <= set(range(10, 20))
+
+
+def test_sequential_rules_predict_what_followed_and_weigh_the_newest_item_most() -> None:
+    sessions = [[0, 1, 2]] * 5 + [[3, 4]] * 5
+    model = SequentialRules.fit(sessions, n_items=5, window=2)
+    scores = model.score_sessions([[0], [3], [0, 3]])
+    assert np.argmax(scores[0]) == 1
+    assert np.argmax(scores[1]) == 4
+    assert np.argmax(scores[2]) == 4  # 3 is newest: what follows 3 leads
+    assert scores[0][2] > 0 and scores[0][2] < scores[0][1]  # two steps ahead counts half
+
+
+def test_content_neighbours_come_from_category_brand_and_title() -> None:
+    catalog = pd.DataFrame(
+        [
+            {
+                "item_id": "old-boot",
+                "title": "Trail boot waterproof",
+                "category": "Shoes>Boots",
+                "brand": "Acme",
+                "price": 120.0,
+            },
+            {
+                "item_id": "new-boot",
+                "title": "Trail boot lite",
+                "category": "Shoes>Boots",
+                "brand": "Acme",
+                "price": 110.0,
+            },
+            {
+                "item_id": "sandal",
+                "title": "Beach sandal",
+                "category": "Shoes>Sandals",
+                "brand": "Sunny",
+                "price": 30.0,
+            },
+            {"item_id": "lamp", "title": "Desk lamp", "category": "Home>Lighting", "brand": "Glow", "price": 40.0},
+        ]
+    )
+    items = catalog["item_id"].to_numpy()
+    model = ContentKNN.fit(catalog, items, neighbours=3)
+    row = model.similarity[1].toarray()[0]  # new-boot: nobody has touched it
+    assert np.argmax(row) == 0
+    assert row[2] > row[3] == 0.0  # a sandal shares the department, a lamp shares nothing
+    assert row[1] == 0.0  # never its own neighbour
+
+
+def test_leave_last_out_holds_out_each_users_newest_items() -> None:
+    data = frame(
+        [
+            ("u1", "a", "view", 1),
+            ("u1", "b", "view", 2),
+            ("u1", "c", "purchase", 3),
+            ("u1", "a", "cart", 4),  # a again later: a was first seen at 1, so it stays in training
+            ("u2", "x", "view", 1),
+        ]
+    )
+    split = leave_last_out(data, n=1)
+    assert set(zip(split.test["user_id"], split.test["item_id"], strict=True)) == {("u1", "c")}
+    assert "u2" in set(split.train["user_id"])  # one item: stays in training
+    assert len(split.train) + len(split.test) == len(data)
+
+
+def test_temporal_split_cuts_at_one_time_for_everyone() -> None:
+    data = frame([(f"u{n % 3}", f"i{n}", "view", float(n)) for n in range(100)])
+    split = temporal_split(data, 0.2)
+    assert split.train["ts"].max() < split.cutoff <= split.test["ts"].min()
+    assert 15 <= len(split.test) <= 25
+
+
+def test_decay_counts_back_from_each_users_newest_interaction() -> None:
+    data = frame([("u1", "a", "view", 0.0), ("u1", "b", "view", 86400.0), ("u2", "a", "view", 50 * 86400.0)])
+    m = interaction_matrix(data, half_life_days=1.0)
+    u1, u2 = m.user_index()["u1"], m.user_index()["u2"]
+    a, b = m.item_index()["a"], m.item_index()["b"]
+    assert m.matrix[u1, a] == pytest.approx(0.5)
+    assert m.matrix[u1, b] == pytest.approx(1.0)
+    assert m.matrix[u2, a] == pytest.approx(1.0)  # u2's only interaction is its newest, however old globally
+
+
+def test_sessions_break_on_session_id_or_a_gap() -> None:
+    data = frame(
+        [
+            ("u1", "a", "view", 0),
+            ("u1", "b", "view", 60),
+            ("u1", "c", "view", 60 + 3600),
+            ("u1", "d", "view", 60 + 3660),
+        ]
+    )
+    items = np.array(["a", "b", "c", "d"])
+    assert sequences(data, items) == [[0, 1], [2, 3]]
+
+
+def test_metrics_by_hand() -> None:
+    # two users, four items; u0 had item 0, u1 had item 1; the test: u0 -> {2, 3}, u1 -> {3}
+    train = Matrix(
+        matrix=sparse.csr_matrix(([1.0, 1.0], ([0, 1], [0, 1])), shape=(2, 4)),
+        users=np.array(["u0", "u1"]),
+        items=np.array(["i0", "i1", "i2", "i3"]),
+    )
+    test = frame(
+        [("u0", "i2", "view", 9), ("u0", "i3", "view", 9), ("u1", "i3", "view", 9), ("u1", "i1", "view", 9)]
+    )  # u1 had i1 already: not relevant
+    # the scorer ranks i3 > i2 > i1 > i0 for u0 and i2 > i0 > i3 for u1 (seen items drop out)
+    fixed = np.array([[0.1, 0.2, 0.3, 0.4], [0.3, 0.9, 0.5, 0.1]], dtype=np.float32)
+    result = evaluate(lambda users: fixed[users], train, test, ks=(1, 2), prices={"i2": 10.0, "i3": 30.0})
+    m = result.metrics
+    assert result.users == 2
+    # u0: top1 i3 hit; top2 i3, i2 both hit. u1: top1 i2 miss; top2 i2, i0 miss (i3 is third)
+    assert m["recall@1"] == pytest.approx((1 / 1 + 0) / 2)
+    assert m["recall@2"] == pytest.approx((2 / 2 + 0) / 2)
+    assert m["hitrate@2"] == pytest.approx(0.5)
+    assert m["ndcg@2"] == pytest.approx((1.0 + 0.0) / 2)
+    assert m["mrr"] == pytest.approx((1.0 + 0.0) / 2)  # u1's first hit is beyond the largest K
+    assert m["coverage@1"] == pytest.approx(2 / 4)
+    # relevant value 10 + 30 (u0) + 30 (u1); hit at 1: i3 for u0 = 30
+    assert m["revenue_hitrate@1"] == pytest.approx(30 / 70)
+    # every training item has <= 5 users: all relevant items are cold, all users are cold
+    assert m["cold_items/recall@2"] == pytest.approx(m["recall@2"])
+    assert m["cold_users/ndcg@2"] == pytest.approx(m["ndcg@2"])

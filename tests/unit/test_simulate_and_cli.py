@@ -1,0 +1,139 @@
+"""The synthetic store and the file-based model commands, run as a user runs them: simulate -> train ->
+batch-recommend -> evaluate, through ``shopwise_local.cli.main``."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shopwise_local.cli import main
+from shopwise_local.simulate import SimulationOptions, simulate
+
+SMALL = SimulationOptions(shoppers=400, days=30, seed=5, items=300)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("store")
+    simulate(SMALL, out, progress=False)
+    return out
+
+
+def test_same_seed_same_files_other_seed_other_files(store: Path, tmp_path: Path) -> None:
+    simulate(SMALL, tmp_path / "again", progress=False)
+    for name in ("items.csv", "events.csv"):
+        assert (tmp_path / "again" / name).read_bytes() == (store / name).read_bytes()
+    simulate(SimulationOptions(shoppers=400, days=30, seed=6, items=300), tmp_path / "other", progress=False)
+    assert (tmp_path / "other/events.csv").read_bytes() != (store / "events.csv").read_bytes()
+
+
+def test_the_store_looks_like_a_store(store: Path) -> None:
+    truth = json.loads((store / "truth.json").read_text())
+    events = pd.read_csv(store / "events.csv", parse_dates=["timestamp"])
+    items = pd.read_csv(store / "items.csv", parse_dates=["created_at"])
+    assert 0.4 <= truth["anonymous_session_share"] <= 0.6
+    sessions = events.groupby("session_id")["id_type"].first()
+    assert 0.4 <= (sessions == "anonymous").mean() <= 0.6
+    kinds = events["event_type"].value_counts()
+    assert kinds["product_view"] > kinds["add_to_cart"] > kinds["purchase"] > 0  # a funnel
+    # every purchase was carted first in its session
+    carted = set(
+        zip(
+            events.loc[events.event_type == "add_to_cart", "session_id"],
+            events.loc[events.event_type == "add_to_cart", "item_id"],
+            strict=True,
+        )
+    )
+    bought = events[events.event_type == "purchase"]
+    assert all(pair in carted for pair in zip(bought["session_id"], bought["item_id"], strict=True))
+    # nobody touches a product before it launches
+    launched = events.merge(items[["item_id", "created_at"]], on="item_id")
+    assert (launched["timestamp"] >= launched["created_at"]).all()
+    assert truth["launched_items"] > 0
+
+
+def test_taste_drift_moves_demand_into_the_season(store: Path) -> None:
+    truth = json.loads((store / "truth.json").read_text())
+    events = pd.read_csv(store / "events.csv", parse_dates=["timestamp"])
+    items = pd.read_csv(store / "items.csv")
+    views = events[events.event_type == "product_view"].merge(items[["item_id", "category"]], on="item_id")
+    drift_at = pd.Timestamp(SMALL.start, tz="UTC") + pd.Timedelta(days=truth["drift_day"])
+    in_season = views["category"].isin(truth["in_season"])
+    before = in_season[views["timestamp"] < drift_at].mean()
+    after = in_season[views["timestamp"] >= drift_at].mean()
+    assert after > 1.5 * before
+
+
+def test_train_then_batch_recommend_then_evaluate(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    assert (
+        main(
+            [
+                "train",
+                "--events",
+                str(store / "events.csv"),
+                "--items",
+                str(store / "items.csv"),
+                "--out",
+                str(model),
+                "--hp",
+                "budget=quick",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert metrics["selected"] in metrics["models"]
+    assert "content" in metrics["models"]  # a catalog was given
+    out = tmp_path / "recs.jsonl"
+    assert main(["batch-recommend", "--model", str(model), "-k", "7", "--out", str(out), "--no-progress"]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    events = pd.read_csv(store / "events.csv", dtype=str)
+    profile = events["id_type"].map({"customer": "c:", "anonymous": "a:"}) + events["user_id"]
+    owned = events.groupby(profile)["item_id"].apply(set)
+    assert len(lines) == profile.nunique()
+    for line in lines:
+        ids = [item["item_id"] for item in line["items"]]
+        assert len(ids) == 7 == len(set(ids))
+        assert not set(ids) & owned[line["user_id"]]
+        scores = [item["score"] for item in line["items"] if item["score"] > 0]
+        assert scores == sorted(scores, reverse=True)
+    report = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--events",
+                str(store / "events.csv"),
+                "--items",
+                str(store / "items.csv"),
+                "--out",
+                str(report),
+                "--hp",
+                "budget=quick",
+                "--hp",
+                "models=popularity,itemknn,content",
+            ]
+        )
+        == 0
+    )
+    doc = json.loads((report / "evaluation.json").read_text())
+    assert {m["name"] for m in doc["models"]} == {"popularity", "itemknn", "content"}
+    assert "<img" in (report / "evaluation.html").read_text()
+    printed = capsys.readouterr().out
+    assert "ndcg@10" in printed and "itemknn" in printed
+
+
+def test_bad_input_gets_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--events", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "m")]) == 1
+    assert "nope.csv does not exist" in capsys.readouterr().err
+    assert main(["batch-recommend", "--model", str(tmp_path), "-k", "5", "--out", str(tmp_path / "o.jsonl")]) == 1
+    assert "is not a shopwise model directory" in capsys.readouterr().err
+    (tmp_path / "e.csv").write_text("user_id,item_id,timestamp,event_type\nu1,i1,2026-01-01T00:00:00Z,view\n")
+    assert (
+        main(["train", "--events", str(tmp_path / "e.csv"), "--out", str(tmp_path / "m"), "--hp", "budget=huge"]) == 1
+    )
+    assert "budget must be quick or full" in capsys.readouterr().err
