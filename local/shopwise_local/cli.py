@@ -92,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     chosen = metrics["models"][metrics["selected"]]
     test = chosen["test"] or {}
     print(
-        f"model {metrics['model_version']} -> {args.out}: {metrics['selected']} {metrics['params']}; test "
+        f"model {metrics['model_version']} -> {args.out}: {metrics['summary']}; test "
         + ", ".join(f"{k}={test[k]:.4f}" for k in ("ndcg@10", "recall@20", "hitrate@10", "coverage@10") if k in test)
         + f" ({metrics['split']['protocol']}, {metrics['split']['test_users']} test users); {args.out}/metrics.json"
     )
@@ -226,7 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     up = local.add_parser("up", help="start the local stack, load MovieLens, train, serve (what `make demo` runs)")
     up.add_argument("--port", type=int, default=8080, help="HTTP API port (default 8080)")
     up.add_argument("--aws-port", type=int, default=4566, help="local AWS endpoint port (default 4566)")
-    up.add_argument("--dataset", type=Path, default=SHARED_DATA / "ml-latest-small")
+    up.add_argument(
+        "--dataset",
+        type=Path,
+        default=None,
+        help=f"a MovieLens latest-small folder (e.g. {SHARED_DATA / 'ml-latest-small'}); default: a simulated store",
+    )
     up.add_argument("--replay-days", type=float, default=60.0, help="replay the newest N days through the API")
     up.add_argument("--no-serve", action="store_true", help="stop after the checks instead of serving")
     up.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")

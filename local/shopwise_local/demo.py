@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import signal
@@ -16,15 +17,16 @@ from typing import Any
 from shopwise.privacy import load_pseudonymiser
 from shopwise_local.importer import import_events, import_items
 from shopwise_local.movielens import convert
-from shopwise_local.paths import SHARED_DATA, state_dir
+from shopwise_local.paths import state_dir
 from shopwise_local.pipeline import run_pipeline
 from shopwise_local.replay import replay
+from shopwise_local.simulate import demo_dataset
 from shopwise_local.stack import LocalStack
 
 STAGES = [
     "start local AWS endpoint",
     "create tables, stream, buckets, queue",
-    "convert MovieLens to import files",
+    "prepare the data set (a simulated store, or MovieLens)",
     "import catalog",
     "import history into the event archive",
     "start HTTP API and stream poller",
@@ -40,7 +42,7 @@ STAGES = [
 class DemoOptions:
     aws_port: int = 4566
     api_port: int = 8080
-    dataset: Path = SHARED_DATA / "ml-latest-small"
+    dataset: Path | None = None  # None: the synthetic store; else a MovieLens latest-small folder
     replay_days: float = 60.0
     serve: bool = True
     progress: bool = True
@@ -98,7 +100,11 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             resources = stack.create_resources()
             print(f"        tables: {', '.join(resources.tables.values())}; stream: {resources.stream}")
         with stages.run(STAGES[2]):
-            data = convert(options.dataset, work / "data", replay_days=options.replay_days)
+            if options.dataset is None:
+                data = demo_dataset(work / "data", progress=options.progress)
+                print(f"        simulated store: {work / 'data'} (truth.json says how it was drawn)")
+            else:
+                data = convert(options.dataset, work / "data", replay_days=options.replay_days)
             print(
                 f"        {data.items_count} items, {data.history_count} history events, "
                 f"{data.replay_count} recent events to replay"
@@ -152,6 +158,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             "metrics": _headline(result.metrics),
             "api_url": api_url,
             "known_user": known_user,
+            "known_item": personal["items"][0]["item_id"],
         }
         (state / "demo-summary.json").write_text(json.dumps(summary, indent=2))
         _print_summary(summary, api_url, known_user)
@@ -180,16 +187,19 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     test = metrics["models"][metrics["selected"]]["test"] or {}
     return {
         "selected": metrics["selected"],
-        "params": metrics["params"],
+        "summary": metrics["summary"],
         "split": metrics["split"],
         **{k: round(test[k], 4) for k in ("ndcg@10", "recall@10", "recall@20", "coverage@10") if k in test},
     }
 
 
 def _first_user(replay_csv: Path) -> str:
-    with replay_csv.open() as handle:
-        next(handle)
-        return handle.readline().split(",")[1]
+    """The first logged-in shopper of the replay: the API's default id type is a customer id."""
+    with replay_csv.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("id_type", "customer") == "customer":
+                return row["user_id"]
+    raise RuntimeError(f"{replay_csv} has no logged-in shopper to show")
 
 
 def _print_summary(summary: dict[str, Any], api_url: str, user: str) -> None:
@@ -199,17 +209,17 @@ def _print_summary(summary: dict[str, Any], api_url: str, user: str) -> None:
     print(f"  {summary['total_s']:7.1f}s  total")
     m = summary["metrics"]
     print(
-        f"\nModel {summary['model_version']}: {m['selected']} {m['params']}; test ({m['split']['protocol']}, "
+        f"\nModel {summary['model_version']}: {m['summary']}; test ({m['split']['protocol']}, "
         f"{m['split']['test_users']} users) ndcg@10 {m.get('ndcg@10', 0):.4f}, recall@20 {m.get('recall@20', 0):.4f}"
     )
     print("\nTry it:")
     print(f"  curl -s '{api_url}/v1/users/{user}/recommendations?n=5'")
     print(f"  curl -s '{api_url}/v1/users/somebody-new/recommendations?n=5'")
-    print(f"  curl -s '{api_url}/v1/items/1/similar?n=5'")
+    print(f"  curl -s '{api_url}/v1/items/{summary['known_item']}/similar?n=5'")
     print(f"  curl -s '{api_url}/v1/health'")
     print(f"  curl -s '{api_url}/v1/openapi.json'")
     print(
         f"  curl -s -X POST '{api_url}/v1/events' -H 'Content-Type: application/json' -d "
         f'\'{{"events":[{{"event_id":"e1","event_type":"product_view","occurred_at":"{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}",'
-        f'"anonymous_id":"a1","item_id":"1"}}]}}\''
+        f'"anonymous_id":"a1","item_id":"{summary["known_item"]}"}}]}}\''
     )

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from shopwise_local.movielens import ConvertedDataset
+
 DEPARTMENTS = {
     "Shoes": ["Running", "Boots", "Sandals", "Sneakers"],
     "Apparel": ["Jackets", "Shirts", "Dresses", "Jeans"],
@@ -282,3 +284,32 @@ def _row(
         market,
         order_id,
     ]
+
+
+def demo_dataset(
+    target: Path, shoppers: int = 2000, days: int = 60, replay_max: int = 1500, progress: bool = True
+) -> ConvertedDataset:
+    """The demo's store: a simulation that ends at today's midnight (UTC), the newest ``replay_max`` events split
+    off for replay through the API, the rest as history for the bulk import."""
+    today = datetime.now(UTC).date()
+    options = SimulationOptions(shoppers=shoppers, days=days, seed=7, start=(today - timedelta(days=days)).isoformat())
+    simulate(options, target, progress=progress)
+    events = target / "events.csv"
+    with events.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        rows = sorted(reader, key=lambda r: r[header.index("timestamp")])
+    history, replay = rows[:-replay_max], rows[-replay_max:]
+    for name, chunk in (("history.csv", history), ("replay.csv", replay)):
+        with (target / name).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(chunk)
+    return ConvertedDataset(
+        items=target / "items.csv",
+        history=target / "history.csv",
+        replay=target / "replay.csv",
+        items_count=options.items,
+        history_count=len(history),
+        replay_count=len(replay),
+    )

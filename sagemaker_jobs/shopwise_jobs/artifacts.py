@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from shopwise_jobs.models import EASE, IALS, ContentKNN, ItemKNN, Popularity, SequentialRules
+from shopwise_jobs.models import EASE, IALS, ContentKNN, Hybrid, ItemKNN, Popularity, SequentialRules
 
 KINDS: dict[str, type] = {
     "popularity": Popularity,
@@ -72,11 +72,15 @@ class TrainedModel:
         (model_dir / "users.json").write_text(json.dumps(self.users.tolist()))
         (model_dir / "items.json").write_text(json.dumps(self.items.tolist()))
         sparse.save_npz(model_dir / "history.npz", self.history)
-        parts = {
-            "model": (self.kind, self.model),
+        parts: dict[str, tuple[str, Any]] = {
             "similar": ("itemknn", self.similar),
             "popularity": ("popularity", self.popularity),
         }
+        if isinstance(self.model, Hybrid):  # one part per blended model: model.0, model.1, ...
+            for n, (kind, part) in enumerate(zip(self.model.kinds, self.model.parts, strict=True)):
+                parts[f"model.{n}"] = (kind, part)
+        else:
+            parts["model"] = (self.kind, self.model)
         if self.content is not None:
             parts["content"] = ("content", self.content)
         stored = {
@@ -84,6 +88,8 @@ class TrainedModel:
         }
         (model_dir / "segments.json").write_text(json.dumps(self.segments))
         doc = {**self.meta, "kind": self.kind, "parts": stored}
+        if isinstance(self.model, Hybrid):
+            doc["hybrid_weights"] = self.model.weights
         (model_dir / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True, default=str))
 
     @classmethod
@@ -92,16 +98,24 @@ class TrainedModel:
         if missing:
             raise FileNotFoundError(f"{model_dir} is not a shopwise model directory (missing {', '.join(missing)})")
         meta = json.loads((model_dir / "model.json").read_text())
-        parts = {
-            part: load_part(KINDS[spec["kind"]], model_dir, part, spec["scalars"])
-            for part, spec in meta.pop("parts").items()
-        }
+        specs = meta.pop("parts")
+        parts = {part: load_part(KINDS[spec["kind"]], model_dir, part, spec["scalars"]) for part, spec in specs.items()}
+        kinds = {part: spec["kind"] for part, spec in specs.items()}
+        if meta["kind"] == "hybrid":
+            count = len(meta["hybrid_weights"])
+            model = Hybrid(
+                parts=[parts[f"model.{n}"] for n in range(count)],
+                kinds=[kinds[f"model.{n}"] for n in range(count)],
+                weights=meta["hybrid_weights"],
+            )
+        else:
+            model = parts["model"]
         return cls(
             users=np.array(json.loads((model_dir / "users.json").read_text()), dtype=str),
             items=np.array(json.loads((model_dir / "items.json").read_text()), dtype=str),
             history=sparse.load_npz(model_dir / "history.npz").tocsr(),
             kind=meta["kind"],
-            model=parts["model"],
+            model=model,
             similar=parts["similar"],
             popularity=parts["popularity"],
             content=parts.get("content"),

@@ -245,6 +245,34 @@ class SequentialRules:
         return np.asarray((user_rows @ self.rules).todense(), dtype=np.float32)
 
 
+@dataclass
+class Hybrid:
+    """A weighted blend of fitted models: score = sum of weight x (the model's scores / the row's largest |score|).
+
+    Each row is scaled to [-1, 1] per model before blending, so weights compare models whose scores live on
+    different scales (EASE regression weights, cosine sums, counts).
+    """
+
+    parts: list[Any]
+    kinds: list[str]
+    weights: list[float]
+
+    def score(self, user_rows: sparse.csr_matrix) -> np.ndarray:
+        total: np.ndarray | None = None
+        for weight, part in zip(self.weights, self.parts, strict=True):
+            if weight:
+                scores = weight * scale_rows(part.score(user_rows))
+                total = scores if total is None else total + scores
+        if total is None:
+            raise ValueError("a hybrid needs at least one part with a weight")
+        return total
+
+
+def scale_rows(scores: np.ndarray) -> np.ndarray:
+    peak = np.abs(scores).max(axis=1, keepdims=True)
+    return (scores / np.where(peak > 0, peak, 1.0)).astype(np.float32)
+
+
 TOKEN = re.compile(r"[a-z0-9]{2,}")
 STOP_WORDS = frozenset(
     ["the", "and", "for", "with", "of", "in", "on", "to", "from", "by", "an", "at", "is", "it", "this", "that"]

@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from shopwise_jobs.dataset import read_catalog, read_events_any, split
-from shopwise_jobs.selection import Result, select, shopwise_candidates
-from shopwise_jobs.training import Hyperparameters
+from shopwise_jobs.dataset import read_catalog, read_events_any
+from shopwise_jobs.selection import Result
+from shopwise_jobs.training import Hyperparameters, describe, tune
 
 Log = Callable[[str], None]
 TABLE_COLUMNS = [
@@ -127,26 +127,13 @@ def evaluate_files(
         raise ValueError(f"{events}: no interactions to evaluate on")
     interactions = data.interactions
     catalog = read_catalog(items) if items else pd.DataFrame(columns=["item_id"])
-    test = split(interactions, hp.protocol, hp.test_fraction, hp.holdout)
-    validation = split(test.train, hp.protocol, hp.test_fraction, hp.holdout)
-    n_items = len(set(interactions["item_id"]) | set(catalog["item_id"]))
-    candidates = shopwise_candidates(n_items, has_catalog=len(catalog) > 0, budget=hp.budget)
-    if hp.model_list():
-        candidates = [c for c in candidates if c.name in hp.model_list()]
-    prices = None
-    if "price" in catalog and catalog["price"].notna().any():
-        prices = dict(zip(catalog["item_id"], catalog["price"].astype(float), strict=True))
-    described = (
-        f"{len(interactions):,} interactions, {interactions['user_id'].nunique():,} users, "
-        f"{interactions['item_id'].nunique():,} items with interactions, {len(catalog):,} catalog items"
-    )
-    log(described)
-    results = select(candidates, validation, test, catalog, metric=hp.metric, prices=prices, log=log)
+    tuned = tune(interactions, catalog, hp, log)
+    results = tuned.results
     log("\n" + table(results))
     summary = {
-        "data": described,
-        "split": test.describe(),
-        "validation_split": validation.describe(),
+        "data": describe(interactions, catalog),
+        "split": tuned.test.describe(),
+        "validation_split": tuned.validation.describe(),
         "metric": hp.metric,
     }
     json_path, html_path = write_report(results, summary, out)

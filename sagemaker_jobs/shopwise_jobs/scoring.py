@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from shopwise.keys import POPULAR_KEY, item_key, key_id, popular_key, user_key
 from shopwise_jobs.artifacts import TrainedModel
@@ -32,35 +33,59 @@ def popular_row(model: TrainedModel, k: int) -> dict[str, Any]:
     }
 
 
+def explain(rows: sparse.csr_matrix, similarity: sparse.csr_matrix, picks: np.ndarray) -> np.ndarray:
+    """For each pick (rows x k item indices, -1 = none), the owned item with the largest weight x similarity to
+    it, or -1. Vectorised over the whole block: every (user, owned item, neighbour) triple is one array entry."""
+    owned = rows.tocoo()
+    starts = similarity.indptr[owned.col]
+    lengths = similarity.indptr[owned.col + 1] - starts
+    total = int(lengths.sum())
+    because = np.full(picks.shape, -1, dtype=np.int64)
+    if total == 0:
+        return because
+    first = np.cumsum(lengths) - lengths
+    positions = np.repeat(starts - first, lengths) + np.arange(total)
+    n_items = similarity.shape[1]
+    keys = np.repeat(owned.row.astype(np.int64), lengths) * n_items + similarity.indices[positions]
+    values = similarity.data[positions] * np.repeat(owned.data, lengths)
+    sources = np.repeat(owned.col, lengths)
+    valid = picks >= 0
+    wanted = (np.arange(picks.shape[0], dtype=np.int64)[:, None] * n_items + picks)[valid]
+    keep = np.isin(keys, wanted) & (values > 0)
+    keys, values, sources = keys[keep], values[keep], sources[keep]
+    order = np.lexsort((-values, keys))
+    unique, at = np.unique(keys[order], return_index=True)
+    best = sources[order][at]
+    where = np.searchsorted(unique, wanted)
+    found = where < len(unique)
+    found[found] = unique[where[found]] == wanted[found]
+    answer = np.full(len(wanted), -1, dtype=np.int64)
+    answer[found] = best[where[found]]
+    because[valid] = answer
+    return because
+
+
 def user_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> Iterator[dict[str, Any]]:
     """The selected model's picks, padded with popular items the user doesn't own when it runs dry. The reason
-    for a pick is the owned item with the largest similarity-weighted contribution to it."""
+    for a pick is the owned item with the largest similarity-weighted contribution to it (``explain``)."""
     popular = model.popularity.top(min(len(model.items), k * 4))
-    sim = model.similar.similarity
+    ids = np.append(model.items, "")  # index -1 -> "" (no reason)
     users = _shard(len(model.users), shard, shards)
     for start in range(0, len(users), USER_CHUNK):
         batch = users[start : start + USER_CHUNK]
         rows = model.history[batch]
         idx, scores = top_k(model.model.score(rows), k, rows)
+        idx[~(scores > 0)] = -1
+        because = explain(rows, model.similar.similarity, idx)
+        names, reasons, values = ids[idx].tolist(), ids[because].tolist(), np.round(scores, 6).tolist()
         for offset, user in enumerate(batch):
-            owned_idx = rows[offset].indices
-            owned_w = rows[offset].data
-            picks = [(int(i), float(s)) for i, s in zip(idx[offset], scores[offset], strict=True) if i >= 0 and s > 0]
-            items: list[list[Any]] = []
-            if picks:
-                pick_idx = np.array([p[0] for p in picks])
-                contrib = sim[owned_idx][:, pick_idx].toarray() * owned_w[:, None]
-                because = np.where(
-                    contrib.max(axis=0, initial=0.0) > 0,
-                    owned_idx[np.argmax(contrib, axis=0)] if len(owned_idx) else -1,
-                    -1,
-                )
-                items = [
-                    [model.items[i], round(s, 6), model.items[b] if b >= 0 else ""]
-                    for (i, s), b in zip(picks, because, strict=True)
-                ]
+            items = [
+                [n, v, r]
+                for n, v, r, i in zip(names[offset], values[offset], reasons[offset], idx[offset], strict=True)
+                if i >= 0
+            ]
             if len(items) < k:
-                taken = set(owned_idx.tolist()) | {p[0] for p in picks}
+                taken = set(rows[offset].indices.tolist()) | set(idx[offset][idx[offset] >= 0].tolist())
                 for i in popular:
                     if len(items) == k:
                         break

@@ -9,6 +9,7 @@ budget and metrics.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,14 +21,16 @@ from scipy import sparse
 
 from shopwise.features import KIND_WEIGHTS
 from shopwise_jobs.dataset import Matrix, Split, interaction_matrix, sequences
-from shopwise_jobs.evaluation import KS, Evaluation, Scorer, evaluate
+from shopwise_jobs.evaluation import KS, Evaluation, Scorer, evaluate, relevance
 from shopwise_jobs.models import (
     EASE,
     EASE_MAX_ITEMS,
     IALS,
     ContentKNN,
+    Hybrid,
     ItemKNN,
     SequentialRules,
+    scale_rows,
     windowed_popularity,
 )
 
@@ -76,10 +79,20 @@ def build_model(kind: str, data: TrainSet, p: dict[str, Any]) -> Any:
         return SequentialRules.fit(sequences(data.interactions, data.items), len(data.items), int(p["window"]))
     if kind == "content":
         return ContentKNN.fit(data.catalog, data.items, int(p["neighbours"]))
+    if kind == "hybrid":
+        used = [c for c in p["components"] if c["weight"]]
+        return Hybrid(
+            parts=[build_model(c["kind"], data, c["params"]) for c in used],
+            kinds=[c["kind"] for c in used],
+            weights=[float(c["weight"]) for c in used],
+        )
     raise ValueError(f"unknown model {kind!r}: expected one of {', '.join(MODEL_KINDS)}")
 
 
-MODEL_KINDS = ("popularity", "itemknn", "ease", "ials", "sequential", "content")
+MODEL_KINDS = ("popularity", "itemknn", "ease", "ials", "sequential", "content", "hybrid")
+HYBRID_WEIGHTS = (0.1, 0.25, 0.5, 1.0)
+HYBRID_BOOSTS = (0.0, 2.0)
+HYBRID_TUNING_USERS = 5000  # validation users the weight search scores (a deterministic sample beyond that)
 
 
 # parameters that change how a user's history row is built, not the fitted model: tuning them costs no refit
@@ -97,9 +110,17 @@ def history_rows(data: TrainSet, p: dict[str, Any]) -> sparse.csr_matrix:
     return rows
 
 
+def summary(kind: str, params: dict[str, Any]) -> str:
+    """One line for people: "ease l2=500 recent_boost=2" or "hybrid of itemknn x1, ease x1, content x0.5 (...)"."""
+    if kind == "hybrid":
+        blend = ", ".join(f"{c['kind']} x{c['weight']:g}" for c in params["components"] if c["weight"])
+        return f"hybrid of {blend} (recent_boost={params['recent_boost']:g})"
+    return " ".join([kind, *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())])
+
+
 def _model_fit(kind: str) -> Callable[[TrainSet, dict[str, Any]], Scorer]:
     def fit(data: TrainSet, p: dict[str, Any]) -> Scorer:
-        key = (kind, tuple(sorted((k, v) for k, v in p.items() if k not in ROW_PARAMS[1:])))
+        key = (kind, json.dumps({k: v for k, v in p.items() if k not in ROW_PARAMS[1:]}, sort_keys=True))
         if key not in data.models:
             data.models.clear()  # grids vary the row parameters fastest: one model in memory is enough
             data.models[key] = build_model(kind, data, p)
@@ -125,9 +146,12 @@ def grid(**axes: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def shopwise_candidates(n_items: int, has_catalog: bool, budget: str = "full") -> list[Candidate]:
+def shopwise_candidates(
+    n_items: int, has_catalog: bool, budget: str = "full", wanted: list[str] | None = None
+) -> list[Candidate]:
     """shopwise's model families with their tuning grids. EASE up to EASE_MAX_ITEMS items, iALS beyond (or both
-    when ``budget`` is "full" and the catalog is small enough). ``budget`` "quick" trims the grids (the demo)."""
+    when ``budget`` is "full" or iALS is ``wanted`` by name). ``budget`` "quick" trims the grids (the demo);
+    ``wanted`` keeps only the named families."""
     quick = budget == "quick"
     decay = [0.0] if quick else [0.0, 60.0]
     boost = [2.0] if quick else [0.0, 2.0]
@@ -143,7 +167,7 @@ def shopwise_candidates(n_items: int, has_catalog: bool, budget: str = "full") -
     if n_items <= EASE_MAX_ITEMS:
         l2 = [500.0] if quick else [300.0, 1000.0, 3000.0]
         out.append(Candidate("ease", grid(half_life_days=decay, l2=l2, recent_boost=boost), _model_fit("ease")))
-    if n_items > EASE_MAX_ITEMS or not quick:
+    if n_items > EASE_MAX_ITEMS or not quick or "ials" in (wanted or []):
         out.append(
             Candidate(
                 "ials",
@@ -160,7 +184,7 @@ def shopwise_candidates(n_items: int, has_catalog: bool, budget: str = "full") -
         )
     if has_catalog:
         out.append(Candidate("content", grid(half_life_days=[30.0], neighbours=[50]), _model_fit("content")))
-    return out
+    return [c for c in out if c.name in wanted] if wanted else out
 
 
 @dataclass
@@ -174,12 +198,77 @@ class Result:
     tried: list[tuple[dict[str, Any], float]] = field(default_factory=list)
 
 
-def train_set(train: pd.DataFrame, test: pd.DataFrame, catalog: pd.DataFrame) -> TrainSet:
+def train_set(
+    train: pd.DataFrame, test: pd.DataFrame, catalog: pd.DataFrame, weights: dict[str, float] | None = None
+) -> TrainSet:
     """The universe: every user of train and test, every item of train, test and the catalog."""
     users = np.unique(np.concatenate([train["user_id"].to_numpy(dtype=str), test["user_id"].to_numpy(dtype=str)]))
     item_sources = [train["item_id"], test["item_id"]] + ([catalog["item_id"]] if len(catalog) else [])
     items = np.unique(np.concatenate([s.to_numpy(dtype=str) for s in item_sources]))
-    return TrainSet(interactions=train, users=users, items=items, catalog=catalog)
+    return TrainSet(
+        interactions=train, users=users, items=items, catalog=catalog, weights=weights or dict(KIND_WEIGHTS)
+    )
+
+
+def tune_hybrid(
+    results: list[Result],
+    inner: TrainSet,
+    validation: Split,
+    metric: str,
+    ks: tuple[int, ...],
+    prices: dict[str, float] | None,
+    log: Log,
+) -> Result:
+    """A blend of the tuned families, searched greedily on the validation split: the best family is the anchor
+    (weight 1); each other family, best first, joins at the weight in HYBRID_WEIGHTS that raises the metric most,
+    or stays out. Every part scores the same history rows, with the recent-session boost searched too, so the
+    search scores exactly what the batch transform will serve."""
+    started = time.perf_counter()
+    families = sorted((r for r in results if not r.peer and r.name in MODEL_KINDS), key=lambda r: -r.validation[metric])
+    parts = [build_model(r.name, inner, r.params) for r in families]
+    matrix = inner.matrix()
+    rel = relevance(matrix, validation.test)
+    users = np.flatnonzero(np.diff(rel.indptr) > 0)
+    test = validation.test
+    if len(users) > HYBRID_TUNING_USERS:
+        users = np.sort(np.random.default_rng(0).choice(users, HYBRID_TUNING_USERS, replace=False))
+        test = test[test["user_id"].isin(set(matrix.users[users]))]
+    position = np.full(matrix.matrix.shape[0], -1)
+    position[users] = np.arange(len(users))
+    best: tuple[float, dict[str, Any], dict[str, float]] | None = None
+    tried: list[tuple[dict[str, Any], float]] = []
+    for boost in HYBRID_BOOSTS:
+        rows = history_rows(inner, {"recent_boost": boost})[users]
+        cached = [scale_rows(part.score(rows)) for part in parts]
+
+        def value(weights: list[float], cached: list[np.ndarray] = cached) -> tuple[float, dict[str, float]]:
+            blend = np.zeros_like(cached[0])
+            for w, c in zip(weights, cached, strict=True):
+                if w:
+                    blend += w * c
+            evaluation = evaluate(lambda u: blend[position[u]], matrix, test, ks, prices)
+            return evaluation.metrics[metric], evaluation.metrics
+
+        weights = [1.0] + [0.0] * (len(parts) - 1)
+        current, metrics = value(weights)
+        for i in range(1, len(parts)):
+            for w in HYBRID_WEIGHTS:
+                trial = [*weights[:i], w, *weights[i + 1 :]]
+                v, m = value(trial)
+                if v > current:
+                    current, metrics, weights = v, m, trial
+        params = {
+            "recent_boost": boost,
+            "components": [
+                {"kind": r.name, "params": r.params, "weight": w} for r, w in zip(families, weights, strict=True)
+            ],
+        }
+        tried.append((params, current))
+        if best is None or current > best[0]:
+            best = (current, params, metrics)
+    assert best is not None
+    log(f"  {summary('hybrid', best[1])}: validation {metric}={best[0]:.4f} ({time.perf_counter() - started:.1f}s)")
+    return Result("hybrid", False, best[1], best[2], tried=tried)
 
 
 def select(
@@ -191,13 +280,15 @@ def select(
     ks: tuple[int, ...] = KS,
     prices: dict[str, float] | None = None,
     log: Log = lambda _line: None,
+    hybrid: bool = True,
+    weights: dict[str, float] | None = None,
 ) -> list[Result]:
     """Tune each candidate on ``validation`` (fit on its train part, score its test part), then refit the best
     configuration on ``test.train`` and evaluate on ``test.test``. Results are sorted best first on the validation
     metric: the test split reports, it never chooses."""
-    inner = train_set(validation.train, validation.test, catalog)
+    inner = train_set(validation.train, validation.test, catalog, weights)
     inner_matrix = inner.matrix()
-    outer = train_set(test.train, test.test, catalog) if test is not None else None
+    outer = train_set(test.train, test.test, catalog, weights) if test is not None else None
     results = []
     for candidate in candidates:
         tried: list[tuple[dict[str, Any], float]] = []
@@ -220,4 +311,13 @@ def select(
             result.test = evaluate(scorer, outer.matrix(), test.test, ks, prices)
             log(f"{candidate.name}: test {metric}={result.test.metrics[metric]:.4f} with {best[1]}")
         results.append(result)
+    if hybrid and sum(1 for r in results if not r.peer) >= 2:
+        blended = tune_hybrid(results, inner, validation, metric, ks, prices, log)
+        if outer is not None and test is not None:
+            started = time.perf_counter()
+            scorer = _model_fit("hybrid")(outer, blended.params)
+            blended.fit_seconds = time.perf_counter() - started
+            blended.test = evaluate(scorer, outer.matrix(), test.test, ks, prices)
+            log(f"hybrid: test {metric}={blended.test.metrics[metric]:.4f}")
+        results.append(blended)  # last: on a tie with a single family, the simpler model is chosen
     return sorted(results, key=lambda r: r.validation[metric], reverse=True)

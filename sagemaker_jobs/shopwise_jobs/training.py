@@ -16,11 +16,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shopwise.features import KIND_WEIGHTS
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.contract import TrainingContract
-from shopwise_jobs.dataset import read_catalog, read_events_any, split
+from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
 from shopwise_jobs.models import EASE_MAX_ITEMS, ItemKNN, Popularity, windowed_popularity
-from shopwise_jobs.selection import MODEL_KINDS, build_model, history_rows, select, shopwise_candidates, train_set
+from shopwise_jobs.selection import (
+    MODEL_KINDS,
+    Result,
+    build_model,
+    history_rows,
+    select,
+    shopwise_candidates,
+    summary,
+    train_set,
+)
 
 Log = Callable[[str], None]
 
@@ -37,6 +47,7 @@ class Hyperparameters:
     neighbours: int = 100  # similar items kept per item
     shrinkage: float = 10.0
     popular_window_days: float = 30.0
+    weights: str = "view=1,cart=2,purchase=4"  # interaction strength per event kind (shopwise.features.KIND_WEIGHTS)
     model_version: str = ""
 
     @classmethod
@@ -47,6 +58,7 @@ class Hyperparameters:
             raise ValueError(f"unknown hyperparameters: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         casts = {"int": int, "float": float, "str": str}
         hp = cls(**{k: casts[str(known[k])](v) for k, v in values.items()})
+        hp.kind_weights()  # refuse bad weights before any data is read
         if hp.budget not in ("quick", "full"):
             raise ValueError(f"budget must be quick or full, got {hp.budget!r}")
         wrong = [m for m in hp.model_list() if m not in MODEL_KINDS]
@@ -54,8 +66,22 @@ class Hyperparameters:
             raise ValueError(f"unknown model(s) {wrong}: choose from {', '.join(MODEL_KINDS)}")
         return hp
 
+    def kind_weights(self) -> dict[str, float]:
+        pairs = [p.split("=", 1) for p in self.weights.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError(f"weights come as kind=number,...; got {self.weights!r}")
+        weights = {k.strip(): float(v) for k, v in pairs}
+        unknown = set(weights) - set(KIND_WEIGHTS)
+        if unknown or any(w < 0 for w in weights.values()):
+            raise ValueError(f"weights: kinds are {', '.join(KIND_WEIGHTS)} with weights >= 0; got {self.weights!r}")
+        return {**dict.fromkeys(KIND_WEIGHTS, 0.0), **weights}
+
     def model_list(self) -> list[str]:
         return [m.strip() for m in self.models.split(",") if m.strip()]
+
+    def wants_hybrid(self) -> bool:
+        """The blend is tried unless a list of models leaves it out ("hybrid" alone blends every family)."""
+        return not self.model_list() or "hybrid" in self.model_list()
 
 
 def segment_lists(
@@ -91,34 +117,63 @@ def segment_lists(
     return out
 
 
+@dataclass
+class Tuned:
+    validation: Split
+    test: Split
+    results: list[Result]  # best validation first
+
+
+def describe(interactions: pd.DataFrame, catalog: pd.DataFrame) -> str:
+    return (
+        f"{len(interactions):,} interactions, {interactions['user_id'].nunique():,} users, "
+        f"{interactions['item_id'].nunique():,} items with interactions, {len(catalog):,} catalog items"
+    )
+
+
+def tune(interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters, log: Log = print) -> Tuned:
+    """Split (test, then validation inside its training part) and tune every wanted model family: what both the
+    training job and ``shopwise evaluate`` do."""
+    log(f"data: {describe(interactions, catalog)}")
+    test = split(interactions, hp.protocol, hp.test_fraction, hp.holdout)
+    validation = split(test.train, hp.protocol, hp.test_fraction, hp.holdout)
+    n_items = len(set(interactions["item_id"]) | set(catalog["item_id"] if len(catalog) else []))
+    families = [m for m in hp.model_list() if m != "hybrid"] or None
+    candidates = shopwise_candidates(n_items, len(catalog) > 0, hp.budget, families)
+    if not candidates:
+        raise ValueError(
+            f"none of {hp.model_list()} can run here (EASE needs <= {EASE_MAX_ITEMS} items; content needs a catalog)"
+        )
+    prices = None
+    if "price" in catalog and catalog["price"].notna().any():
+        prices = dict(zip(catalog["item_id"], catalog["price"].astype(float), strict=True))
+    log(f"validation: {validation.describe()}; test: {test.describe()}")
+    results = select(
+        candidates,
+        validation,
+        test,
+        catalog,
+        metric=hp.metric,
+        prices=prices,
+        log=log,
+        hybrid=hp.wants_hybrid(),
+        weights=hp.kind_weights(),
+    )
+    return Tuned(validation, test, results)
+
+
 def fit_and_select(
     interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters, version: str, log: Log = print
 ) -> tuple[TrainedModel, dict[str, Any]]:
     """Everything the job does between reading the data and writing files."""
     started = time.time()
-    users, items_seen = interactions["user_id"].nunique(), interactions["item_id"].nunique()
-    log(f"data: {len(interactions)} interactions, {users} users, {items_seen} items, catalog {len(catalog)} items")
-    test = split(interactions, hp.protocol, hp.test_fraction, hp.holdout)
-    validation = split(test.train, hp.protocol, hp.test_fraction, hp.holdout)
-    n_items = len(set(interactions["item_id"]) | set(catalog["item_id"] if len(catalog) else []))
-    candidates = shopwise_candidates(n_items, has_catalog=len(catalog) > 0, budget=hp.budget)
-    if hp.model_list():
-        candidates = [c for c in candidates if c.name in hp.model_list()]
-        if not candidates:
-            raise ValueError(
-                f"none of {hp.model_list()} can run here (EASE needs <= {EASE_MAX_ITEMS} items; content "
-                "needs a catalog)"
-            )
-    prices = None
-    if "price" in catalog and catalog["price"].notna().any():
-        prices = dict(zip(catalog["item_id"], catalog["price"].astype(float), strict=True))
-    log(f"validation: {validation.describe()}; test: {test.describe()}")
-    results = select(candidates, validation, test, catalog, metric=hp.metric, prices=prices, log=log)
+    tuned = tune(interactions, catalog, hp, log)
+    test, validation, results = tuned.test, tuned.validation, tuned.results
     chosen = results[0]
-    log(f"selected {chosen.name} {chosen.params} (validation {hp.metric}={chosen.validation[hp.metric]:.4f})")
+    log(f"selected {summary(chosen.name, chosen.params)} (validation {hp.metric}={chosen.validation[hp.metric]:.4f})")
 
     fit_started = time.time()
-    data = train_set(interactions, interactions.iloc[:0], catalog)
+    data = train_set(interactions, interactions.iloc[:0], catalog, hp.kind_weights())
     model_object = build_model(chosen.name, data, chosen.params)
     history = data.matrix()
     plain = data.matrix().matrix
@@ -151,6 +206,7 @@ def fit_and_select(
         "model_version": version,
         "selected": chosen.name,
         "params": chosen.params,
+        "summary": summary(chosen.name, chosen.params),
         "metric": metric_k,
         metric_k: chosen.test.metrics[metric_k] if chosen.test else None,
         "validation": {metric_k: chosen.validation[metric_k]},

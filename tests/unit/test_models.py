@@ -197,3 +197,20 @@ def test_metrics_by_hand() -> None:
     # every training item has <= 5 users: all relevant items are cold, all users are cold
     assert m["cold_items/recall@2"] == pytest.approx(m["recall@2"])
     assert m["cold_users/ndcg@2"] == pytest.approx(m["ndcg@2"])
+
+
+def test_explain_finds_the_owned_item_that_contributes_most_to_each_pick() -> None:
+    from shopwise_jobs.scoring import explain
+
+    rng = np.random.default_rng(1)
+    similarity = sparse.random(60, 60, density=0.15, format="csr", random_state=2, dtype=np.float32)
+    rows = sparse.random(25, 60, density=0.1, format="csr", random_state=3, dtype=np.float32)
+    picks = rng.integers(-1, 60, size=(25, 8))
+    got = explain(rows, similarity, picks)
+    dense_sim = similarity.toarray()
+    for u in range(25):
+        owned, weights = rows[u].indices, rows[u].data
+        for j, pick in enumerate(picks[u]):
+            contrib = weights * dense_sim[owned, pick] if pick >= 0 and len(owned) else np.zeros(0)
+            expected = int(owned[np.argmax(contrib)]) if len(contrib) and contrib.max() > 0 else -1
+            assert got[u, j] == expected, (u, j)

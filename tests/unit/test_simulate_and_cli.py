@@ -4,9 +4,11 @@ batch-recommend -> evaluate, through ``shopwise_local.cli.main``."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from shopwise_jobs.models import scale_rows
 from shopwise_local.cli import main
 from shopwise_local.simulate import SimulationOptions, simulate
 
@@ -137,3 +139,68 @@ def test_bad_input_gets_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixt
         main(["train", "--events", str(tmp_path / "e.csv"), "--out", str(tmp_path / "m"), "--hp", "budget=huge"]) == 1
     )
     assert "budget must be quick or full" in capsys.readouterr().err
+
+
+def test_a_hybrid_model_survives_the_model_folder(store: Path, tmp_path: Path) -> None:
+    from shopwise_jobs.artifacts import TrainedModel
+    from shopwise_jobs.dataset import read_catalog, read_event_import
+    from shopwise_jobs.models import Hybrid
+    from shopwise_jobs.training import Hyperparameters, fit_and_select
+
+    interactions = read_event_import(store / "events.csv").interactions
+    catalog = read_catalog(store / "items.csv")
+    hp = Hyperparameters.parse({"budget": "quick", "models": "hybrid"})
+    model, metrics = fit_and_select(interactions, catalog, hp, "v1", log=lambda _line: None)
+    assert metrics["selected"] == "hybrid" and isinstance(model.model, Hybrid)
+    blended = [c for c in metrics["params"]["components"] if c["weight"]]
+    assert model.model.kinds == [c["kind"] for c in blended]
+    model.save(tmp_path / "m")
+    loaded = TrainedModel.load(tmp_path / "m")
+    assert isinstance(loaded.model, Hybrid) and loaded.model.weights == model.model.weights
+    rows = model.history[:50]
+    np.testing.assert_allclose(loaded.model.score(rows), model.model.score(rows), rtol=1e-6)
+    # the blend is the weighted sum of its parts, each scaled to its row's largest score
+    expected = sum(w * scale_rows(p.score(rows)) for w, p in zip(model.model.weights, model.model.parts, strict=True))
+    np.testing.assert_allclose(model.model.score(rows), expected, rtol=1e-5)
+
+
+def test_event_kind_weights_are_a_hyperparameter(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shopwise_jobs.artifacts import TrainedModel
+
+    model_dir = tmp_path / "m"
+    assert (
+        main(
+            [
+                "train",
+                "--events",
+                str(store / "events.csv"),
+                "--out",
+                str(model_dir),
+                "--hp",
+                "budget=quick",
+                "--hp",
+                "models=itemknn",
+                "--hp",
+                "weights=purchase=1,view=0,cart=0",
+            ]
+        )
+        == 0
+    )
+    model = TrainedModel.load(model_dir)
+    events = pd.read_csv(store / "events.csv", dtype=str)
+    bought = events[events.event_type == "purchase"]
+    expected = set(
+        zip(
+            bought["id_type"].map({"customer": "c:", "anonymous": "a:"}) + bought["user_id"],
+            bought["item_id"],
+            strict=True,
+        )
+    )
+    rows, cols = model.history.nonzero()
+    assert {(model.users[r], model.items[c]) for r, c in zip(rows, cols, strict=True)} == expected
+    assert (
+        main(["train", "--events", str(store / "events.csv"), "--out", str(model_dir), "--hp", "weights=like=3"]) == 1
+    )
+    assert "weights: kinds are view, cart, purchase" in capsys.readouterr().err

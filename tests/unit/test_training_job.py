@@ -76,7 +76,7 @@ def test_training_writes_model_and_metrics(trained: Path) -> None:
     assert metrics["model_version"] == "job-1"
     assert 0.0 <= metrics["ndcg@10"] <= 1.0
     # every family that fits a catalog-less data set was tuned and reported; the pick is the best on validation
-    assert set(metrics["models"]) == {"popularity", "itemknn", "sequential", "ease"}
+    assert set(metrics["models"]) == {"popularity", "itemknn", "sequential", "ease", "hybrid"}
     best = max(metrics["models"].values(), key=lambda m: m["validation"]["ndcg@10"])
     assert metrics["models"][metrics["selected"]]["validation"]["ndcg@10"] == best["validation"]["ndcg@10"]
     assert metrics["skipped_records"] == 2  # reported, not fatal
