@@ -232,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"a MovieLens latest-small folder (e.g. {SHARED_DATA / 'ml-latest-small'}); default: a simulated store",
     )
-    up.add_argument("--replay-days", type=float, default=60.0, help="replay the newest N days through the API")
+    up.add_argument(
+        "--replay-days", type=float, default=60.0, help="MovieLens: replay the newest N days through the API"
+    )
     up.add_argument("--no-serve", action="store_true", help="stop after the checks instead of serving")
     up.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     up.set_defaults(func=cmd_local_up)

@@ -14,7 +14,7 @@ from scipy import sparse
 
 from shopwise.keys import POPULAR_KEY, item_key, key_id, popular_key, user_key
 from shopwise_jobs.artifacts import TrainedModel
-from shopwise_jobs.models import top_k
+from shopwise_jobs.models import top_k, top_k_per_row
 
 USER_CHUNK = 512
 
@@ -33,36 +33,50 @@ def popular_row(model: TrainedModel, k: int) -> dict[str, Any]:
     }
 
 
+EXPLAIN_CELLS = 1 << 22  # users x items cells of the pick lookup per block (16 MB of int32)
+# a pick's reason is sought among the shopper's strongest owned items and their closest neighbours only
+REASON_OWNED = 10
+REASON_NEIGHBOURS = 50
+
+
 def explain(rows: sparse.csr_matrix, similarity: sparse.csr_matrix, picks: np.ndarray) -> np.ndarray:
-    """For each pick (rows x k item indices, -1 = none), the owned item with the largest weight x similarity to
-    it, or -1. Vectorised over the whole block: every (user, owned item, neighbour) triple is one array entry."""
+    """For each pick (rows x k item indices, unique per row, -1 = none), the owned item with the largest
+    weight x similarity to it, or -1. Vectorised: every (user, owned item, neighbour) triple is one array entry,
+    looked up in a dense users x items table of pick positions, in blocks of users that keep the table small."""
+    step = max(1, EXPLAIN_CELLS // max(similarity.shape[1], 1))
+    return (
+        np.vstack(
+            [_explain_block(rows[s : s + step], similarity, picks[s : s + step]) for s in range(0, rows.shape[0], step)]
+        )
+        if rows.shape[0]
+        else np.full(picks.shape, -1, dtype=np.int64)
+    )
+
+
+def _explain_block(rows: sparse.csr_matrix, similarity: sparse.csr_matrix, picks: np.ndarray) -> np.ndarray:
+    users, k = picks.shape
+    answer = np.full(users * k, -1, dtype=np.int64)
     owned = rows.tocoo()
     starts = similarity.indptr[owned.col]
     lengths = similarity.indptr[owned.col + 1] - starts
     total = int(lengths.sum())
-    because = np.full(picks.shape, -1, dtype=np.int64)
     if total == 0:
-        return because
-    first = np.cumsum(lengths) - lengths
-    positions = np.repeat(starts - first, lengths) + np.arange(total)
-    n_items = similarity.shape[1]
-    keys = np.repeat(owned.row.astype(np.int64), lengths) * n_items + similarity.indices[positions]
-    values = similarity.data[positions] * np.repeat(owned.data, lengths)
-    sources = np.repeat(owned.col, lengths)
-    valid = picks >= 0
-    wanted = (np.arange(picks.shape[0], dtype=np.int64)[:, None] * n_items + picks)[valid]
-    keep = np.isin(keys, wanted) & (values > 0)
-    keys, values, sources = keys[keep], values[keep], sources[keep]
-    order = np.lexsort((-values, keys))
-    unique, at = np.unique(keys[order], return_index=True)
-    best = sources[order][at]
-    where = np.searchsorted(unique, wanted)
-    found = where < len(unique)
-    found[found] = unique[where[found]] == wanted[found]
-    answer = np.full(len(wanted), -1, dtype=np.int64)
-    answer[found] = best[where[found]]
-    because[valid] = answer
-    return because
+        return answer.reshape(users, k)
+    positions = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
+    user_of = np.repeat(owned.row, lengths)
+    slot_of = np.full((users, similarity.shape[1]), -1, dtype=np.int32)
+    r, c = np.nonzero(picks >= 0)
+    slot_of[r, picks[r, c]] = c
+    slot = slot_of[user_of, similarity.indices[positions]]
+    hit = slot >= 0
+    values = similarity.data[positions[hit]] * np.repeat(owned.data, lengths)[hit]
+    sources = np.repeat(owned.col, lengths)[hit]
+    flat = user_of[hit].astype(np.int64) * k + slot[hit]
+    best = np.full(users * k, -np.inf, dtype=np.float64)
+    np.maximum.at(best, flat, values)
+    winner = (values == best[flat]) & (values > 0)
+    answer[flat[winner]] = sources[winner]
+    return answer.reshape(users, k)
 
 
 def user_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> Iterator[dict[str, Any]]:
@@ -70,13 +84,14 @@ def user_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> I
     for a pick is the owned item with the largest similarity-weighted contribution to it (``explain``)."""
     popular = model.popularity.top(min(len(model.items), k * 4))
     ids = np.append(model.items, "")  # index -1 -> "" (no reason)
+    closest = top_k_per_row(model.similar.similarity, REASON_NEIGHBOURS)
     users = _shard(len(model.users), shard, shards)
     for start in range(0, len(users), USER_CHUNK):
         batch = users[start : start + USER_CHUNK]
         rows = model.history[batch]
         idx, scores = top_k(model.model.score(rows), k, rows)
-        idx[~(scores > 0)] = -1
-        because = explain(rows, model.similar.similarity, idx)
+        idx[~(np.isfinite(scores) & (scores != 0))] = -1  # no evidence (or owned): popular items fill the place
+        because = explain(top_k_per_row(rows, REASON_OWNED), closest, idx)
         names, reasons, values = ids[idx].tolist(), ids[because].tolist(), np.round(scores, 6).tolist()
         for offset, user in enumerate(batch):
             items = [

@@ -205,7 +205,8 @@ def test_explain_finds_the_owned_item_that_contributes_most_to_each_pick() -> No
     rng = np.random.default_rng(1)
     similarity = sparse.random(60, 60, density=0.15, format="csr", random_state=2, dtype=np.float32)
     rows = sparse.random(25, 60, density=0.1, format="csr", random_state=3, dtype=np.float32)
-    picks = rng.integers(-1, 60, size=(25, 8))
+    picks = np.array([rng.permutation(60)[:8] for _ in range(25)])
+    picks[rng.random(picks.shape) < 0.2] = -1  # no pick in that place
     got = explain(rows, similarity, picks)
     dense_sim = similarity.toarray()
     for u in range(25):
@@ -214,3 +215,15 @@ def test_explain_finds_the_owned_item_that_contributes_most_to_each_pick() -> No
             contrib = weights * dense_sim[owned, pick] if pick >= 0 and len(owned) else np.zeros(0)
             expected = int(owned[np.argmax(contrib)]) if len(contrib) and contrib.max() > 0 else -1
             assert got[u, j] == expected, (u, j)
+
+
+def test_top_k_per_row_keeps_each_rows_largest_entries() -> None:
+    from shopwise_jobs.models import top_k_per_row
+
+    matrix = sparse.random(40, 30, density=0.4, format="csr", random_state=4, dtype=np.float32)
+    kept = top_k_per_row(matrix, 3).toarray()
+    dense = matrix.toarray()
+    for r in range(40):
+        expected = np.sort(dense[r][dense[r] > 0])[::-1][:3]
+        assert np.allclose(np.sort(kept[r][kept[r] > 0])[::-1], expected)
+        assert set(np.flatnonzero(kept[r])) <= set(np.flatnonzero(dense[r]))
