@@ -104,6 +104,26 @@ class TrainingPipeline(Construct):
             )
         )
 
+        self.export_catalog = python_function(
+            self,
+            "ExportCatalog",
+            name="export_catalog",
+            env=env,
+            layers=layers,
+            environment={**storage.table_environment(), "ARTIFACTS_BUCKET": storage.artifacts.bucket_name},
+            timeout=Duration.minutes(15),
+            description="items table -> the catalog snapshot the training job reads",
+        )
+        # a Scan of the items table and one object write: nothing else
+        self.export_catalog.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:Scan"], resources=[storage.tables[config.ITEMS.name].table_arn])
+        )
+        self.export_catalog.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"], resources=[storage.artifacts.arn_for_objects(config.CATALOG_KEY)]
+            )
+        )
+
         self.load = python_function(
             self,
             "Load",
@@ -230,7 +250,15 @@ class TrainingPipeline(Construct):
             retry_on_service_exceptions=True,
             result_path="$.load",
         )
-        definition = prepare.next(train).next(create_model).next(transform).next(load)
+        export = tasks.LambdaInvoke(
+            self,
+            "Export catalog",
+            lambda_function=self.export_catalog,
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+            result_path="$.catalog",
+        )
+        definition = prepare.next(export).next(train).next(create_model).next(transform).next(load)
         self.state_machine = sfn.StateMachine(
             self,
             "Retrain",
@@ -299,6 +327,8 @@ class TrainingPipeline(Construct):
                 ),
                 "AwsSolutions-IAM5[Resource::<TrainingLoad67E51E18.Arn>:*]": "Invoke any version of the load function "
                 "(LambdaInvoke's standard grant).",
+                "AwsSolutions-IAM5[Resource::<TrainingExportCatalog57C75C6C.Arn>:*]": "Invoke any version of the "
+                "export function (LambdaInvoke's standard grant).",
                 "AwsSolutions-IAM5[Resource::*]": "X-Ray tracing and CloudWatch Logs delivery for the state machine "
                 "have no resource-level permissions; EventBridge managed rules for .sync tasks are account-wide.",
             },

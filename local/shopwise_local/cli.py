@@ -44,7 +44,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     _attach()
     settings = get_settings()
     if args.kind == "items":
-        report = import_items(args.file, settings.items_table, settings.artifacts_bucket)
+        report = import_items(args.file, settings.items_table)
     else:
         report = import_events(args.file, settings.archive_bucket, load_pseudonymiser(settings.pseudonym_key_secret))
     print(report.summary(limit=args.show_bad))

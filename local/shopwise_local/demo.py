@@ -31,6 +31,7 @@ STAGES = [
     "import history into the event archive",
     "start HTTP API and stream poller",
     "replay recent events: POST /v1/events -> Kinesis -> update_features",
+    "export catalog",
     "train",
     "batch transform",
     "load",
@@ -110,7 +111,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
                 f"{data.replay_count} recent events to replay"
             )
         with stages.run(STAGES[3]):
-            report = import_items(data.items, resources.tables["items"], resources.artifacts_bucket, options.progress)
+            report = import_items(data.items, resources.tables["items"], options.progress)
             print("        " + report.summary().replace("\n", "\n        "))
         with stages.run(STAGES[4]):
             pseudonymiser = load_pseudonymiser(resources.pseudonym_key_secret)
@@ -138,13 +139,14 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             resources.artifacts_bucket,
             work / "sagemaker",
             load_function=stack.functions["load"],
+            export_function=stack.functions["export_catalog"],
             log=_job_line,
             stage=stages.begin,
         )
         print(f"        {result.rows_loaded} rows loaded as model version {result.model_version}")
         stages.end()
 
-        with stages.run(STAGES[10]):
+        with stages.run(STAGES[-1]):
             known_user = _first_user(data.replay)
             personal = _get(f"{api_url}/v1/users/{known_user}/recommendations?n=5")
             unknown = _get(f"{api_url}/v1/users/nobody-seen-before/recommendations?n=5")

@@ -56,13 +56,12 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in handle)
 
 
-def import_items(path: Path, items_table: str, artifacts_bucket: str, progress: bool = True) -> ImportReport:
+def import_items(path: Path, items_table: str, progress: bool = True) -> ImportReport:
+    """Catalog rows into the items table (the pipeline exports the table for training before each run)."""
     report = ImportReport(str(path))
     with tqdm(total=_count_lines(path), desc=f"import items {path.name}", unit="row", disable=not progress) as bar:
         items: list[CatalogItem] = list(_good_rows(read_items(path), report, bar))
         put_items(items_table, items)
-    snapshot = b"".join(json.dumps(i.model_dump(mode="json")).encode() + b"\n" for i in items)
-    client("s3").put_object(Bucket=artifacts_bucket, Key=config.CATALOG_KEY, Body=gzip.compress(snapshot, mtime=0))
     return report
 
 

@@ -1,5 +1,5 @@
-"""The retraining pipeline run locally: train -> batch transform -> load, the steps the Step Functions state
-machine runs in AWS, with the same entrypoints and the same S3 layout."""
+"""The retraining pipeline run locally: export catalog -> train -> batch transform -> load, the steps the Step
+Functions state machine runs in AWS, with the same entrypoints and the same S3 layout."""
 
 from __future__ import annotations
 
@@ -32,12 +32,19 @@ def run_pipeline(
     work_dir: Path,
     hyperparameters: dict[str, Any] | None = None,
     load_function: LocalFunction | None = None,
+    export_function: LocalFunction | None = None,
     log: Log = lambda _line: None,
     stage: Callable[[str], None] = lambda _name: None,
 ) -> PipelineResult:
     seconds: dict[str, float] = {}
     job = f"shopwise-{time.strftime('%Y%m%d-%H%M%S')}"
     artifacts = f"s3://{artifacts_bucket}"
+
+    stage("export catalog")
+    started = time.time()
+    exported = (export_function or LocalFunction("export_catalog")).invoke({})
+    log(f"catalog: {exported['items']} items -> {exported['uri']}")
+    seconds["export_catalog"] = time.time() - started
 
     stage("train")
     started = time.time()

@@ -83,7 +83,7 @@ class LocalStack:
 
     def start_functions(self) -> str:
         assert self.resources, "create resources first"
-        for name in ("collect", "update_features", "load", "serve", "catalog"):
+        for name in ("collect", "update_features", "export_catalog", "load", "serve", "catalog"):
             self.functions[name] = LocalFunction(name)
         self.poller = KinesisPoller(
             self.resources.stream,

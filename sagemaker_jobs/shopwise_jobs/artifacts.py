@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from shopwise_jobs.models import EASE, IALS, ContentKNN, Hybrid, ItemKNN, Popularity, SequentialRules
+from shopwise_jobs.models import EASE, IALS, Affinity, ContentKNN, Hybrid, ItemKNN, Popularity, SequentialRules
 
 KINDS: dict[str, type] = {
     "popularity": Popularity,
@@ -25,6 +25,7 @@ KINDS: dict[str, type] = {
     "ials": IALS,
     "sequential": SequentialRules,
     "content": ContentKNN,
+    "affinity": Affinity,
 }
 
 
@@ -62,6 +63,7 @@ class TrainedModel:
     kind: str  # the selected model family
     model: Any  # one of KINDS
     similar: ItemKNN  # item-item neighbours: similar items, and the item that explains a pick
+    next_items: SequentialRules  # what shoppers go on to after an item within a session
     popularity: Popularity
     content: ContentKNN | None  # neighbours for items nobody has touched yet
     segments: dict[str, list[list[Any]]]  # "category:<c>" / "market:<m>" -> [[item_id, score], ...] best first
@@ -74,6 +76,7 @@ class TrainedModel:
         sparse.save_npz(model_dir / "history.npz", self.history)
         parts: dict[str, tuple[str, Any]] = {
             "similar": ("itemknn", self.similar),
+            "next": ("sequential", self.next_items),
             "popularity": ("popularity", self.popularity),
         }
         if isinstance(self.model, Hybrid):  # one part per blended model: model.0, model.1, ...
@@ -117,6 +120,7 @@ class TrainedModel:
             kind=meta["kind"],
             model=model,
             similar=parts["similar"],
+            next_items=parts["next"],
             popularity=parts["popularity"],
             content=parts.get("content"),
             segments=json.loads((model_dir / "segments.json").read_text()),

@@ -12,7 +12,8 @@ Metrics at each K (default 5, 10, 20, 50):
 - ``popularity@K``: mean training-popularity percentile of recommended items (1.0 = only the most popular);
 - ``revenue_hitrate@K``: price of the hit items over price of the relevant items, where prices are known;
 - slices: ``cold_users/...`` (users with at most ``cold_threshold`` training items, none included) and
-  ``cold_items/recall@K`` (relevant items with at most ``cold_threshold`` training users).
+  ``cold_items/recall@K`` (relevant items with at most ``cold_threshold`` training users);
+- ``se/<metric>``: the standard error of NDCG, Recall and MRR over users.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def evaluate(
     discount = 1.0 / np.log2(np.arange(2, k_max + 2))
 
     sums: dict[str, float] = {}
+    squares: dict[str, float] = {}
     counts: dict[str, int] = {}
     recommended = {k: np.zeros(n_items, dtype=bool) for k in ks}
     revenue_hit = dict.fromkeys(ks, 0.0)
@@ -98,6 +100,7 @@ def evaluate(
         if not len(values):
             return
         sums[name] = sums.get(name, 0.0) + float(values.sum())
+        squares[name] = squares.get(name, 0.0) + float(np.square(values).sum())
         counts[name] = counts.get(name, 0) + len(values)
 
     for start in range(0, len(users), chunk):
@@ -140,6 +143,11 @@ def evaluate(
 
     # a slice with no users has no metric (absent, not zero)
     metrics = {name: sums[name] / counts[name] for name in sums}
+    # standard errors of the user-averaged metrics: differences within about two of them are noise
+    for name in [n for n in sums if "/" not in n and n.startswith(("ndcg@", "recall@", "mrr"))]:
+        mean, n = metrics[name], counts[name]
+        variance = max(squares[name] / n - mean * mean, 0.0)
+        metrics[f"se/{name}"] = (variance / max(n - 1, 1)) ** 0.5
     if revenue_relevant > 0:
         for k in ks:
             metrics[f"revenue_hitrate@{k}"] = revenue_hit[k] / revenue_relevant

@@ -314,6 +314,48 @@ def price_bands(catalog: pd.DataFrame, bands: int = 5) -> dict[str, int]:
 
 
 @dataclass
+class Affinity:
+    """Category and brand affinity x popularity: score(u, i) = sum over i's attributes a (department, category at
+    every level, brand, price band) of the share of u's history carrying a, times i's popularity among the items
+    carrying a. The profile's category affinity (the feature store's) made into a ranker."""
+
+    features: sparse.csr_matrix  # items x attributes, binary
+    weights: sparse.csr_matrix  # attributes x items: popularity share of each item within the attribute
+
+    @classmethod
+    def fit(cls, matrix: sparse.csr_matrix, catalog: pd.DataFrame, items: np.ndarray) -> Affinity:
+        bands = price_bands(catalog)
+        docs = {
+            str(row["item_id"]): [
+                t
+                for t in item_tokens(row, bands.get(str(row["item_id"])))
+                if t.startswith(("cat:", "brand:", "price:"))
+            ]
+            for row in catalog.to_dict("records")
+        }
+        vocabulary: dict[str, int] = {}
+        rows, cols = [], []
+        for index, item in enumerate(items):
+            for token in set(docs.get(str(item), [])):
+                rows.append(index)
+                cols.append(vocabulary.setdefault(token, len(vocabulary)))
+        features = sparse.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(items), max(len(vocabulary), 1))
+        )
+        popularity = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float32)
+        per_attribute = features.T.multiply(popularity[None, :]).tocsr()
+        totals = np.asarray(per_attribute.sum(axis=1)).ravel()
+        weights = sparse.diags(1.0 / np.maximum(totals, 1e-9)).astype(np.float32) @ per_attribute
+        return cls(features=features, weights=weights.tocsr().astype(np.float32))
+
+    def score(self, user_rows: sparse.csr_matrix) -> np.ndarray:
+        affinity = user_rows @ self.features
+        totals = np.asarray(user_rows.sum(axis=1)).ravel()
+        affinity = sparse.diags(1.0 / np.maximum(totals, 1e-9)).astype(np.float32) @ affinity
+        return np.asarray((affinity @ self.weights).todense(), dtype=np.float32)
+
+
+@dataclass
 class ContentKNN:
     """similarity[i, j]: cosine of the TF-IDF token vectors of items i and j, top-k per row."""
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from shopwise.keys import POPULAR_KEY, item_key, key_id, popular_key, user_key
+from shopwise.keys import POPULAR_KEY, item_key, key_id, next_key, popular_key, user_key
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.models import top_k, top_k_per_row
 
@@ -131,6 +131,15 @@ def item_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> I
             yield {"key": item_key(str(model.items[item])), "items": [[model.items[i], round(s, 6)] for i, s in picks]}
 
 
+def next_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> Iterator[dict[str, Any]]:
+    """Per item, what shoppers viewed, carted or bought next in the same session: the real-time candidates for a
+    shopper (anonymous ones above all) who just looked at it."""
+    for item in _shard(len(model.items), shard, shards):
+        picks = _neighbours(model.next_items.rules, int(item))[:k]
+        if picks:
+            yield {"key": next_key(str(model.items[item])), "items": [[model.items[i], round(s, 6)] for i, s in picks]}
+
+
 def segment_rows(model: TrainedModel, k: int) -> Iterator[dict[str, Any]]:
     for segment, items in model.segments.items():
         yield {"key": popular_key(segment), "items": items[:k]}
@@ -145,6 +154,7 @@ def answer(model: TrainedModel, request: dict[str, Any], k: int) -> Iterator[dic
         yield from user_rows(model, k, shard, shards)
     elif kind == "items":
         yield from item_rows(model, k, shard, shards)
+        yield from next_rows(model, k, shard, shards)
     elif kind == "popular":
         yield popular_row(model, k)
         yield from segment_rows(model, k)

@@ -26,6 +26,7 @@ from shopwise_jobs.models import (
     EASE,
     EASE_MAX_ITEMS,
     IALS,
+    Affinity,
     ContentKNN,
     Hybrid,
     ItemKNN,
@@ -79,6 +80,8 @@ def build_model(kind: str, data: TrainSet, p: dict[str, Any]) -> Any:
         return SequentialRules.fit(sequences(data.interactions, data.items), len(data.items), int(p["window"]))
     if kind == "content":
         return ContentKNN.fit(data.catalog, data.items, int(p["neighbours"]))
+    if kind == "affinity":
+        return Affinity.fit(data.matrix(half_life).matrix, data.catalog, data.items)
     if kind == "hybrid":
         used = [c for c in p["components"] if c["weight"]]
         return Hybrid(
@@ -89,9 +92,14 @@ def build_model(kind: str, data: TrainSet, p: dict[str, Any]) -> Any:
     raise ValueError(f"unknown model {kind!r}: expected one of {', '.join(MODEL_KINDS)}")
 
 
-MODEL_KINDS = ("popularity", "itemknn", "ease", "ials", "sequential", "content", "hybrid")
+MODEL_KINDS = ("popularity", "itemknn", "ease", "ials", "sequential", "content", "affinity", "hybrid")
 HYBRID_WEIGHTS = (0.1, 0.25, 0.5, 1.0)
-HYBRID_BOOSTS = (0.0, 2.0)
+# the history rows every part of the blend scores: plain, with the recent-session boost, and decayed (drift)
+HYBRID_ROWS = (
+    {"recent_boost": 0.0, "half_life_days": 0.0},
+    {"recent_boost": 2.0, "half_life_days": 0.0},
+    {"recent_boost": 2.0, "half_life_days": 14.0},
+)
 HYBRID_TUNING_USERS = 5000  # validation users the weight search scores (a deterministic sample beyond that)
 
 
@@ -114,7 +122,8 @@ def summary(kind: str, params: dict[str, Any]) -> str:
     """One line for people: "ease l2=500 recent_boost=2" or "hybrid of itemknn x1, ease x1, content x0.5 (...)"."""
     if kind == "hybrid":
         blend = ", ".join(f"{c['kind']} x{c['weight']:g}" for c in params["components"] if c["weight"])
-        return f"hybrid of {blend} (recent_boost={params['recent_boost']:g})"
+        rows = ", ".join(f"{k}={params.get(k, 0.0):g}" for k in ("recent_boost", "half_life_days"))
+        return f"hybrid of {blend} ({rows})"
     return " ".join([kind, *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())])
 
 
@@ -184,6 +193,7 @@ def shopwise_candidates(
         )
     if has_catalog:
         out.append(Candidate("content", grid(half_life_days=[30.0], neighbours=[50]), _model_fit("content")))
+        out.append(Candidate("affinity", grid(half_life_days=[0.0] if quick else [0.0, 14.0]), _model_fit("affinity")))
     return [c for c in out if c.name in wanted] if wanted else out
 
 
@@ -221,8 +231,8 @@ def tune_hybrid(
 ) -> Result:
     """A blend of the tuned families, searched greedily on the validation split: the best family is the anchor
     (weight 1); each other family, best first, joins at the weight in HYBRID_WEIGHTS that raises the metric most,
-    or stays out. Every part scores the same history rows, with the recent-session boost searched too, so the
-    search scores exactly what the batch transform will serve."""
+    or stays out. Every part scores the same history rows (one of HYBRID_ROWS: plain, with the recent-session
+    boost, decayed with a 14-day half-life), so the search scores exactly what the batch transform will serve."""
     started = time.perf_counter()
     families = sorted((r for r in results if not r.peer and r.name in MODEL_KINDS), key=lambda r: -r.validation[metric])
     parts = [build_model(r.name, inner, r.params) for r in families]
@@ -237,8 +247,8 @@ def tune_hybrid(
     position[users] = np.arange(len(users))
     best: tuple[float, dict[str, Any], dict[str, float]] | None = None
     tried: list[tuple[dict[str, Any], float]] = []
-    for boost in HYBRID_BOOSTS:
-        rows = history_rows(inner, {"recent_boost": boost})[users]
+    for row_params in HYBRID_ROWS:
+        rows = history_rows(inner, row_params)[users]
         cached = [scale_rows(part.score(rows)) for part in parts]
 
         def value(weights: list[float], cached: list[np.ndarray] = cached) -> tuple[float, dict[str, float]]:
@@ -258,7 +268,7 @@ def tune_hybrid(
                 if v > current:
                     current, metrics, weights = v, m, trial
         params = {
-            "recent_boost": boost,
+            **row_params,
             "components": [
                 {"kind": r.name, "params": r.params, "weight": w} for r, w in zip(families, weights, strict=True)
             ],

@@ -185,6 +185,7 @@ def fit_and_select(
         kind=chosen.name,
         model=model_object,
         similar=ItemKNN.fit(plain, hp.neighbours, hp.shrinkage),
+        next_items=build_model("sequential", data, {"window": 5}),
         popularity=windowed_popularity(interactions, data.items, data.weights, hp.popular_window_days)
         if len(interactions)
         else Popularity.fit(plain),

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from shopwise import config
 from shopwise.dal.aws import client
+from shopwise.dal.objects import read_json_lines
 from shopwise.privacy import load_pseudonymiser
 from shopwise_local import cli
 from shopwise_local.importer import import_events, import_items
@@ -212,10 +214,7 @@ def trained(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactor
     assert stack.resources and stack.poller
     work = tmp_path_factory.mktemp("movielens")
     data = convert(SHARED_DATA / "ml-latest-small", work, replay_days=30)
-    assert (
-        import_items(data.items, stack.resources.tables["items"], stack.resources.artifacts_bucket, False).imported
-        == data.items_count
-    )
+    assert import_items(data.items, stack.resources.tables["items"], False).imported == data.items_count
     pseudonymiser = load_pseudonymiser(stack.resources.pseudonym_key_secret)
     assert import_events(data.history, stack.resources.archive_bucket, pseudonymiser, False).imported == (
         data.history_count
@@ -240,6 +239,18 @@ def test_pipeline_loads_recommendations_stamped_with_the_model_version(
     assert stack.resources
     active = client("dynamodb").get_item(TableName=stack.resources.tables["config"], Key={"pk": {"S": "active_model"}})
     assert active["Item"]["model_version"]["S"] == trained.model_version
+
+
+def test_catalog_changes_through_the_api_reach_the_training_snapshot(
+    stack: LocalStack, trained: PipelineResult
+) -> None:
+    # the pipeline exported the items table before training: the items PUT /v1/items changed are in the snapshot
+    assert stack.resources
+    snapshot = {row["item_id"]: row for row in read_json_lines(stack.resources.artifacts_bucket, config.CATALOG_KEY)}
+    assert len(snapshot) >= 9742
+    assert (snapshot["sku-cat"]["price"], snapshot["sku-cat"]["in_stock"]) == (39.5, False)
+    assert snapshot["sku-new"]["category"] == "Shoes"
+    assert snapshot["1"]["attributes"]["genres"][0] == "Adventure"  # imported attributes travel with the item
 
 
 def test_a_known_shopper_gets_personal_picks_with_reasons(api: Api, trained: PipelineResult) -> None:

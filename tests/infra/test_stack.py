@@ -1,6 +1,7 @@
 """Assertions on the synthesized templates (cdk-nag's AwsSolutions checks run in the same synth and fail it on any
 finding not acknowledged)."""
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,7 @@ def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Templa
         for k, f in resources(prod, "AWS::Lambda::Function").items()
         if f["Properties"].get("Runtime") == "python3.12"
     }
-    assert len(functions) == 5  # collect, update_features, load, serve, catalog
+    assert len(functions) == 6  # collect, update_features, export_catalog, load, serve, catalog
     for function in functions.values():
         props = function["Properties"]
         assert props["Handler"] == "handler.lambda_handler"
@@ -172,6 +173,8 @@ def test_pipeline_trains_transforms_and_loads_with_native_sagemaker_tasks_on_a_s
     definition = str(next(iter(machines.values()))["Properties"]["DefinitionString"])
     for resource in ("createTrainingJob.sync", "createModel", "createTransformJob.sync", "Load recommendations"):
         assert resource in definition
+    # the catalog is exported from the items table before every training job
+    assert definition.index("Export catalog") < definition.index("createTrainingJob.sync")
     prod.has_resource_properties(
         "AWS::Events::Rule", {"ScheduleExpression": config.environment("prod").retrain_schedule}
     )
@@ -209,13 +212,25 @@ def test_secrets_are_generated_and_each_is_readable_only_by_the_functions_that_n
     assert len(token_readers) == 1 and "Catalog" in next(iter(token_readers))
 
 
-def test_the_catalog_function_may_update_items_and_nothing_else_in_dynamodb(prod: Template) -> None:
-    policies = resources(prod, "AWS::IAM::Policy")
-    actions = [
-        statement["Action"]
-        for policy in policies.values()
-        if any("Catalog" in r["Ref"] for r in policy["Properties"]["Roles"])
+def _statements(template: Template, role_prefix: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if any(r["Ref"].startswith(role_prefix) for r in policy["Properties"]["Roles"])
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
+
+
+def test_the_catalog_function_may_update_items_and_nothing_else_in_dynamodb(prod: Template) -> None:
+    actions = [statement["Action"] for statement in _statements(prod, "ServingCatalog")]
     dynamodb = [a for a in actions if "dynamodb" in str(a)]
     assert dynamodb == ["dynamodb:UpdateItem"]
+
+
+def test_the_export_function_may_scan_items_and_write_the_catalog_snapshot_only(prod: Template) -> None:
+    statements = _statements(prod, "TrainingExportCatalog")
+    granted = {(str(s["Action"]), json.dumps(s["Resource"])) for s in statements if "logs" not in str(s["Action"])}
+    actions = sorted(a for a, _ in granted if not a.startswith(("['xray", "xray")))
+    assert actions == ["dynamodb:Scan", "s3:PutObject"]
+    put = next(r for a, r in granted if a == "s3:PutObject")
+    assert config.CATALOG_KEY in put

@@ -188,6 +188,7 @@ def test_metrics_by_hand() -> None:
     # u0: top1 i3 hit; top2 i3, i2 both hit. u1: top1 i2 miss; top2 i2, i0 miss (i3 is third)
     assert m["recall@1"] == pytest.approx((1 / 1 + 0) / 2)
     assert m["recall@2"] == pytest.approx((2 / 2 + 0) / 2)
+    assert m["se/recall@1"] == pytest.approx(0.5)  # values 1 and 0: sample variance 0.5, over 2 users
     assert m["hitrate@2"] == pytest.approx(0.5)
     assert m["ndcg@2"] == pytest.approx((1.0 + 0.0) / 2)
     assert m["mrr"] == pytest.approx((1.0 + 0.0) / 2)  # u1's first hit is beyond the largest K
@@ -227,3 +228,22 @@ def test_top_k_per_row_keeps_each_rows_largest_entries() -> None:
         expected = np.sort(dense[r][dense[r] > 0])[::-1][:3]
         assert np.allclose(np.sort(kept[r][kept[r] > 0])[::-1], expected)
         assert set(np.flatnonzero(kept[r])) <= set(np.flatnonzero(dense[r]))
+
+
+def test_affinity_ranks_the_popular_items_of_the_shoppers_categories_and_brands() -> None:
+    from shopwise_jobs.models import Affinity
+
+    catalog = pd.DataFrame(
+        [
+            {"item_id": "boot-a", "category": "Shoes>Boots", "brand": "Acme"},
+            {"item_id": "boot-b", "category": "Shoes>Boots", "brand": "Zed"},
+            {"item_id": "boot-c", "category": "Shoes>Boots", "brand": "Zed"},
+            {"item_id": "lamp", "category": "Home>Lighting", "brand": "Glow"},
+        ]
+    )
+    items = catalog["item_id"].to_numpy()
+    # popularity: boot-b 5, boot-c 1, lamp 9; one shopper owns boot-a only
+    history = sparse.csr_matrix(([5.0, 1.0, 9.0, 1.0], ([0, 1, 2, 3], [1, 2, 3, 0])), shape=(4, 4), dtype=np.float32)
+    model = Affinity.fit(history, catalog, items)
+    scores = model.score(history[3])[0]
+    assert scores[1] > scores[2] > scores[3] == 0.0  # popular boot, then the other boot; the lamp shares nothing

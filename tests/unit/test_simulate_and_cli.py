@@ -204,3 +204,47 @@ def test_event_kind_weights_are_a_hyperparameter(
         main(["train", "--events", str(store / "events.csv"), "--out", str(model_dir), "--hp", "weights=like=3"]) == 1
     )
     assert "weights: kinds are view, cart, purchase" in capsys.readouterr().err
+
+
+def test_the_transform_writes_next_items_popular_segments_and_similar_items(store: Path, tmp_path: Path) -> None:
+    from shopwise_jobs.artifacts import TrainedModel
+    from shopwise_jobs.scoring import answer
+
+    assert (
+        main(
+            [
+                "train",
+                "--events",
+                str(store / "events.csv"),
+                "--items",
+                str(store / "items.csv"),
+                "--out",
+                str(tmp_path / "m"),
+                "--hp",
+                "budget=quick",
+                "--hp",
+                "models=itemknn",
+            ]
+        )
+        == 0
+    )
+    model = TrainedModel.load(tmp_path / "m")
+    rows = {row["key"]: row["items"] for kind in ("items", "popular") for row in answer(model, {"kind": kind}, 5)}
+    events = pd.read_csv(store / "events.csv", dtype=str).sort_values(["session_id", "timestamp"], kind="stable")
+    followed = set()
+    for _session, frame in events.groupby("session_id"):
+        raw = frame["item_id"].tolist()
+        seq = [item for n, item in enumerate(raw) if n == 0 or item != raw[n - 1]]  # a view-cart-buy run is one step
+        followed |= {(a, b) for n, a in enumerate(seq) for b in seq[n + 1 : n + 6] if a != b}
+    nexts = {k: v for k, v in rows.items() if k.startswith("next#")}
+    assert len(nexts) > 50
+    for key, items in nexts.items():
+        assert all((key.removeprefix("next#"), item) in followed for item, _score in items)
+    items = pd.read_csv(store / "items.csv", dtype=str)
+    markets = set(events["market"])
+    assert {f"popular#market:{m}" for m in markets} <= set(rows)
+    department = items["category"].str.split(">").str[0].iloc[0]
+    in_department = set(items.loc[items["category"].str.startswith(department), "item_id"])
+    assert {item for item, _ in rows[f"popular#category:{department}"]} <= in_department
+    # every item with a catalog entry has similar items (content fills in where co-views are thin)
+    assert sum(1 for k in rows if k.startswith("item#")) == len(items)

@@ -20,6 +20,11 @@ def item_key(item_id: str) -> str:
     return f"item#{item_id}"
 
 
+def next_key(item_id: str) -> str:
+    """What shoppers went on to after this item within a session (the sequential model's rules)."""
+    return f"next#{item_id}"
+
+
 # Feature store entities (one table, one document per entity).
 def profile_key(profile_id: str) -> str:
     return f"profile#{profile_id}"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from shopwise.catalog import CatalogItem
@@ -21,7 +22,33 @@ def encode_item(item: CatalogItem) -> dict[str, Any]:
         row["brand"] = {"S": item.brand}
     if item.market:
         row["market"] = {"S": item.market}
+    if item.created_at is not None:
+        row["created_at"] = {"S": item.created_at.isoformat()}
+    if item.attributes:
+        row["attributes"] = {"S": json.dumps(item.attributes, sort_keys=True, default=str)}
     return row
+
+
+def decode_item(row: dict[str, Any]) -> dict[str, Any]:
+    """A items-table row as the catalog's JSON form (what the training job reads)."""
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        if "S" in value:
+            out[name] = json.loads(value["S"]) if name == "attributes" else value["S"]
+        elif "N" in value:
+            out[name] = float(value["N"])
+        elif "BOOL" in value:
+            out[name] = value["BOOL"]
+    return out
+
+
+def scan_items(table: str) -> Iterator[dict[str, Any]]:
+    """Every catalog item (a paginated Scan; one read of the table)."""
+    from shopwise.dal.aws import client
+
+    for page in client("dynamodb").get_paginator("scan").paginate(TableName=table):
+        for row in page.get("Items", []):
+            yield decode_item(row)
 
 
 def put_items(table: str, items: Iterable[CatalogItem]) -> int:

@@ -21,7 +21,7 @@ ACTIVE_MODEL_KEY = "active_model"
 
 @dataclass(frozen=True)
 class RecommendationRow:
-    key: str  # "user#<id>", "item#<id>", "popular#global"
+    key: str  # "user#<id>", "item#<id>", "next#<id>", "popular#global", "popular#category:<c>", "popular#market:<m>"
     items: list[list[Any]]  # [[item_id, score, because_item_id or ""], ...] best first
     model_version: str
 
