@@ -253,7 +253,12 @@ def test_catalog_changes_through_the_api_reach_the_training_snapshot(
     assert snapshot["1"]["attributes"]["genres"][0] == "Adventure"  # imported attributes travel with the item
 
 
-def test_a_known_shopper_gets_personal_picks_with_reasons(api: Api, trained: PipelineResult) -> None:
+def test_a_known_shopper_gets_personal_picks_with_reasons(stack: LocalStack, api: Api, trained: PipelineResult) -> None:
+    # 414's ratings are all older than the replay: history without a consent is not personalised ...
+    assert api.get("/v1/users/414/recommendations?n=7")[1]["source"] == "popular"
+    # ... until the shopper grants it
+    assert api.post("/v1/events", {"events": [consent("c-414", "", customer_id="414")]})[0] == 200
+    assert stack.poller and stack.poller.wait_idle(60)
     status, body = api.get("/v1/users/414/recommendations?n=7")
     assert status == 200
     assert body["source"] == "personalised"
@@ -270,7 +275,7 @@ def test_what_a_shopper_just_bought_is_not_recommended_again(
 ) -> None:
     status, before = api.get("/v1/users/414/recommendations?n=3")
     top = before["items"][0]["item_id"]
-    assert api.post("/v1/events", {"events": [consent("c-414", "", customer_id="414")]})[0] == 200
+    assert api.post("/v1/events", {"events": [consent("c-414", "", customer_id="414")]})[0] == 200  # (again: alone)
     purchase = {
         "event_id": "buy-top",
         "event_type": "purchase",
@@ -284,6 +289,23 @@ def test_what_a_shopper_just_bought_is_not_recommended_again(
     status, after = api.get("/v1/users/414/recommendations?n=3")
     assert status == 200
     assert top not in [item["item_id"] for item in after["items"]]
+
+
+def test_a_shopper_who_revokes_personalisation_is_served_as_a_stranger_from_the_next_request(
+    stack: LocalStack, api: Api, trained: PipelineResult
+) -> None:
+    shopper = next(
+        str(u)
+        for u in range(1, 611)
+        if u != 414 and api.get(f"/v1/users/{u}/recommendations?n=1")[1]["source"] == "personalised"
+    )
+    revoke = {**consent(f"revoke-{shopper}", "", 0, customer_id=shopper), "granted": [], "revoked": ["personalisation"]}
+    assert api.post("/v1/events", {"events": [revoke]})[0] == 200
+    assert stack.poller and stack.poller.wait_idle(60)
+    status, body = api.get(f"/v1/users/{shopper}/recommendations?n=5")
+    assert status == 200
+    assert body["source"] == "popular"
+    assert {item["reason"]["code"] for item in body["items"]} == {"popular_new_shopper"}
 
 
 def test_an_unknown_shopper_gets_popular_items_and_is_told_so(api: Api, trained: PipelineResult) -> None:

@@ -60,7 +60,8 @@ def _features_of(rows: list[dict[str, Any]]) -> dict[str, Doc]:
 
 
 def recommend_for_user(user_id: str, profile_id: str, n: int, tables: Tables) -> dict[str, Any]:
-    """Precomputed list for the shopper if there is one, else popular items; owned and carted items are left out.
+    """Precomputed list for the shopper if there is one and the shopper's profile holds a personalisation consent
+    now, else popular items; owned and carted items are left out.
 
     ``profile_id`` is the alias the storefront knows the shopper by ("c:<customer pseudonym>" or "a:<anonymous
     id>"). One BatchGetItem reads the alias, its profile, its list and the popular list; only a stitched shopper
@@ -96,7 +97,8 @@ def recommend_for_user(user_id: str, profile_id: str, n: int, tables: Tables) ->
         profile = candidate if candidate.consented(time.time()) else None
     exclude = set(profile.recent_items("purchase")) | set(profile.current_cart()) if profile else set()
 
-    personal = rows.get(user_key(target)) or rows.get(user_key(profile_id))
+    # a precomputed list is personal data: only a shopper with personalisation consent now gets it
+    personal = (rows.get(user_key(target)) or rows.get(user_key(profile_id))) if profile is not None else None
     if personal:
         items = _items(personal.items, n, exclude, lambda b: _reason_for(b, profile))
         source, version = "personalised", personal.model_version
