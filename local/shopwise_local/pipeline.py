@@ -21,6 +21,7 @@ Log = Callable[[str], None]
 @dataclass(frozen=True)
 class PipelineResult:
     model_version: str
+    model_uri: str
     metrics: dict[str, Any]
     rows_loaded: int
     seconds: dict[str, float]
@@ -83,4 +84,10 @@ def run_pipeline(
     function = load_function or LocalFunction("load")
     loaded = function.invoke({"output_uri": output_uri, "model_version": job})
     seconds["load"] = time.time() - started
-    return PipelineResult(model_version=job, metrics=training.metrics, rows_loaded=loaded["rows"], seconds=seconds)
+    return PipelineResult(
+        model_version=job,
+        model_uri=training.model_uri,
+        metrics=training.metrics,
+        rows_loaded=loaded["rows"],
+        seconds=seconds,
+    )

@@ -27,6 +27,7 @@ from scipy import sparse
 from shopwise.events import EVENT_ADAPTER, AddToCart, Event, ProductView, Purchase, interaction_items
 from shopwise.features import KIND_WEIGHTS
 from shopwise.imports import BadRow, read_events, read_items
+from shopwise_jobs.feature_snapshot import FeatureSnapshot
 
 INTERACTION_COLUMNS = ["event_id", "user_id", "item_id", "kind", "ts", "price", "session_id", "market"]
 SESSION_GAP_SECONDS = 30 * 60
@@ -90,15 +91,17 @@ def _archive_events(files: list[Path], counts: list[int]) -> Iterator[Event]:
                 counts[1] += 1
 
 
-def read_event_files(directory: Path) -> EventData:
-    """Every *.jsonl / *.jsonl.gz under a directory (archive layout events/dt=YYYY-MM-DD/...) as interactions."""
+def read_event_files(directory: Path, snapshot: FeatureSnapshot | None = None) -> EventData:
+    """Every *.jsonl / *.jsonl.gz under a directory (archive layout events/dt=YYYY-MM-DD/...) as interactions;
+    ``snapshot`` folds the same events into the feature store's features on the way."""
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
     counts = [0, 0]
-    frame = interactions_from_events(_archive_events(files, counts))
+    events = _archive_events(files, counts)
+    frame = interactions_from_events(snapshot.folding(events) if snapshot else events)
     return EventData(interactions=frame, records=counts[0], skipped=counts[1])
 
 
-def read_event_import(path: Path) -> EventData:
+def read_event_import(path: Path, snapshot: FeatureSnapshot | None = None) -> EventData:
     """A bulk-import events file (CSV or JSON Lines, ``shopwise.imports``) as interactions; bad rows are skipped."""
     counts = [0, 0]
 
@@ -110,13 +113,13 @@ def read_event_import(path: Path) -> EventData:
             else:
                 yield row
 
-    frame = interactions_from_events(good())
+    frame = interactions_from_events(snapshot.folding(good()) if snapshot else good())
     return EventData(interactions=frame, records=counts[0], skipped=counts[1])
 
 
-def read_events_any(path: Path) -> EventData:
+def read_events_any(path: Path, snapshot: FeatureSnapshot | None = None) -> EventData:
     """A directory is an archive (or a training channel); a file is a bulk-import file."""
-    return read_event_files(path) if path.is_dir() else read_event_import(path)
+    return read_event_files(path, snapshot) if path.is_dir() else read_event_import(path, snapshot)
 
 
 def read_catalog(path: Path) -> pd.DataFrame:

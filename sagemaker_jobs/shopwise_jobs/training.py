@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shopwise.features import KIND_WEIGHTS
+from shopwise.features import KIND_WEIGHTS, Context
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.contract import TrainingContract
 from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
+from shopwise_jobs.feature_snapshot import FeatureSnapshot
 from shopwise_jobs.models import EASE_MAX_ITEMS, ItemKNN, Popularity, windowed_popularity
 from shopwise_jobs.selection import (
     MODEL_KINDS,
@@ -238,17 +239,24 @@ def train_files(
 ) -> dict[str, Any]:
     """``shopwise train``: events (bulk-import file or archive folder), optional catalog, a model folder out."""
     hp = Hyperparameters.parse(hyperparameters or {})
-    data = read_events_any(events)
+    catalog = read_catalog(items) if items else pd.DataFrame(columns=["item_id"])
+    categories = (
+        dict(zip(catalog["item_id"], catalog["category"].fillna(""), strict=True)) if "category" in catalog else {}
+    )
+    snapshot = FeatureSnapshot(Context(categories={k: v for k, v in categories.items() if v}))
+    data = read_events_any(events, snapshot)
     if data.skipped:
         log(f"skipped {data.skipped} of {data.records} records that are not valid events")
     if data.interactions.empty:
         raise ValueError(f"{events}: no interactions (views, cart adds, purchases) to train on")
-    catalog = read_catalog(items) if items else pd.DataFrame(columns=["item_id"])
     model, metrics_doc = fit_and_select(
         data.interactions, catalog, hp, hp.model_version or version or f"local-{time.strftime('%Y%m%dT%H%M%S')}", log
     )
-    metrics_doc.update(records=data.records, skipped_records=data.skipped)
     model.save(out)
+    # the features as of the newest training event, folded by the feature store's own code: monitoring's baseline
+    counts = snapshot.write(out / "features")
+    log(f"feature snapshot: {counts['profiles']} profiles, {counts['items']} items -> {out / 'features'}")
+    metrics_doc.update(records=data.records, skipped_records=data.skipped, feature_snapshot=counts)
     (out / "metrics.json").write_text(json.dumps(metrics_doc, indent=2, default=str))
     return metrics_doc
 
