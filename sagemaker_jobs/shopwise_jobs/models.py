@@ -13,11 +13,10 @@ A history row is a users x items CSR row of interaction strength (kind weight x 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,10 +27,6 @@ from scipy import linalg, sparse
 EASE_MAX_ITEMS = 20_000
 # item x item products are computed in dense blocks of this many cells (64 MB of float32), then cut to top k
 DENSE_BLOCK_CELLS = 1 << 24
-
-
-class Scorer(Protocol):
-    def score(self, user_rows: sparse.csr_matrix) -> np.ndarray: ...
 
 
 @dataclass
@@ -441,11 +436,3 @@ def top_k(scores: np.ndarray, k: int, seen: sparse.csr_matrix | None = None) -> 
     best = np.take_along_axis(part_scores, order, axis=1)
     idx[~np.isfinite(best)] = -1
     return idx, best
-
-
-def log_spaced(low: float, high: float, count: int) -> list[float]:
-    """``count`` values from low to high, evenly spaced on a log scale (a tuning grid)."""
-    if count == 1:
-        return [low]
-    step = (math.log(high) - math.log(low)) / (count - 1)
-    return [round(math.exp(math.log(low) + i * step), 6) for i in range(count)]
