@@ -308,6 +308,28 @@ def price_bands(catalog: pd.DataFrame, bands: int = 5) -> dict[str, int]:
     return dict(zip(frame["item_id"].astype(str), frame["band"], strict=True))
 
 
+def token_matrix(catalog: pd.DataFrame, items: np.ndarray, prefixes: tuple[str, ...] = ()) -> sparse.csr_matrix:
+    """items x tokens, binary: the ``item_tokens`` of each item (only those starting with ``prefixes`` if given),
+    in the order of ``items``; items missing from the catalog get an empty row."""
+    bands = price_bands(catalog)
+    docs = {
+        str(row["item_id"]): {
+            t for t in item_tokens(row, bands.get(str(row["item_id"]))) if not prefixes or t.startswith(prefixes)
+        }
+        for row in catalog.to_dict("records")
+    }
+    vocabulary: dict[str, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    for index, item in enumerate(items):
+        for token in docs.get(str(item), ()):
+            rows.append(index)
+            cols.append(vocabulary.setdefault(token, len(vocabulary)))
+    return sparse.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(items), max(len(vocabulary), 1))
+    )
+
+
 @dataclass
 class Affinity:
     """Category and brand affinity x popularity: score(u, i) = sum over i's attributes a (department, category at
@@ -319,24 +341,7 @@ class Affinity:
 
     @classmethod
     def fit(cls, matrix: sparse.csr_matrix, catalog: pd.DataFrame, items: np.ndarray) -> Affinity:
-        bands = price_bands(catalog)
-        docs = {
-            str(row["item_id"]): [
-                t
-                for t in item_tokens(row, bands.get(str(row["item_id"])))
-                if t.startswith(("cat:", "brand:", "price:"))
-            ]
-            for row in catalog.to_dict("records")
-        }
-        vocabulary: dict[str, int] = {}
-        rows, cols = [], []
-        for index, item in enumerate(items):
-            for token in set(docs.get(str(item), [])):
-                rows.append(index)
-                cols.append(vocabulary.setdefault(token, len(vocabulary)))
-        features = sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(items), max(len(vocabulary), 1))
-        )
+        features = token_matrix(catalog, items, prefixes=("cat:", "brand:", "price:"))
         popularity = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float32)
         per_attribute = features.T.multiply(popularity[None, :]).tocsr()
         totals = np.asarray(per_attribute.sum(axis=1)).ravel()
@@ -359,21 +364,8 @@ class ContentKNN:
     @classmethod
     def fit(cls, catalog: pd.DataFrame, items: np.ndarray, neighbours: int = 50) -> ContentKNN:
         """``items`` fixes the index order; items missing from the catalog get no neighbours."""
-        bands = price_bands(catalog)
-        docs: dict[str, list[str]] = {}
-        for row in catalog.to_dict("records"):
-            docs[str(row["item_id"])] = item_tokens(row, bands.get(str(row["item_id"])))
-        vocabulary: dict[str, int] = {}
-        rows: list[int] = []
-        cols: list[int] = []
-        for index, item in enumerate(items):
-            for token in set(docs.get(str(item), [])):
-                rows.append(index)
-                cols.append(vocabulary.setdefault(token, len(vocabulary)))
         n = len(items)
-        features = sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, max(len(vocabulary), 1))
-        )
+        features = token_matrix(catalog, items)
         document_frequency = np.asarray((features > 0).sum(axis=0)).ravel()
         idf = np.log((1.0 + n) / (1.0 + document_frequency)) + 1.0
         weighted = features @ sparse.diags(idf.astype(np.float32))

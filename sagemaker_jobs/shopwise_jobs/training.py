@@ -21,7 +21,7 @@ from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.contract import TrainingContract
 from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
-from shopwise_jobs.models import EASE_MAX_ITEMS, ItemKNN, Popularity, windowed_popularity
+from shopwise_jobs.models import EASE_MAX_ITEMS, Hybrid, ItemKNN, windowed_popularity
 from shopwise_jobs.selection import (
     MODEL_KINDS,
     Result,
@@ -176,20 +176,25 @@ def fit_and_select(
     fit_started = time.time()
     data = train_set(interactions, interactions.iloc[:0], catalog, hp.kind_weights())
     model_object = build_model(chosen.name, data, chosen.params)
+    # content neighbours and next-item rules the selected model already fitted on the same data are reused
+    fitted = (
+        dict(zip(model_object.kinds, model_object.parts, strict=True))
+        if isinstance(model_object, Hybrid)
+        else {chosen.name: model_object}
+    )
     history = data.matrix()
-    plain = data.matrix().matrix
-    content = build_model("content", data, {"neighbours": hp.neighbours}) if len(catalog) else None
+    content = fitted.get("content") or (
+        build_model("content", data, {"neighbours": hp.neighbours}) if len(catalog) else None
+    )
     model = TrainedModel(
         users=history.users,
         items=history.items,
         history=history_rows(data, chosen.params),
         kind=chosen.name,
         model=model_object,
-        similar=ItemKNN.fit(plain, hp.neighbours, hp.shrinkage),
-        next_items=build_model("sequential", data, {"window": 5}),
-        popularity=windowed_popularity(interactions, data.items, data.weights, hp.popular_window_days)
-        if len(interactions)
-        else Popularity.fit(plain),
+        similar=ItemKNN.fit(history.matrix, hp.neighbours, hp.shrinkage),
+        next_items=fitted.get("sequential") or build_model("sequential", data, {"window": 5}),
+        popularity=windowed_popularity(interactions, data.items, data.weights, hp.popular_window_days),
         content=content,
         segments=segment_lists(interactions, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k),
         meta={

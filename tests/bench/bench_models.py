@@ -12,6 +12,7 @@ leave-last-5-out per user):
 - ``ml-latest-small``: ../shared/data/ml-latest-small.
 
     .venv/bin/python tests/bench/bench_models.py [--datasets synthetic,ml-100k,ml-latest-small] [--quick]
+        [--synthetic-shoppers 8000]
 
 Prints a table per data set, writes .local/bench/models-<dataset>.json, and ends each data set with one JSON line
 {"dataset", "k", "protocol", "models": {NAME: {"ndcg@10", "recall@20", "peer"}}, "best", "best_peer", "ratios"}.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import os
@@ -108,13 +110,13 @@ def ml_100k() -> tuple[pd.DataFrame, pd.DataFrame]:
     return _ratings(ratings), catalog
 
 
-def synthetic() -> tuple[pd.DataFrame, pd.DataFrame]:
+def synthetic(shoppers: int = SYNTHETIC_SHOPPERS) -> tuple[pd.DataFrame, pd.DataFrame]:
     from shopwise_jobs.dataset import read_catalog, read_event_import
     from shopwise_local.simulate import SimulationOptions, simulate
 
-    folder = CACHE / f"synthetic-{SYNTHETIC_SHOPPERS}-seed7"
+    folder = CACHE / f"synthetic-{shoppers}-seed7"
     if not (folder / "events.csv").exists():
-        simulate(SimulationOptions(shoppers=SYNTHETIC_SHOPPERS, days=60, seed=7), folder, progress=False)
+        simulate(SimulationOptions(shoppers=shoppers, days=60, seed=7), folder, progress=False)
     return read_event_import(folder / "events.csv").interactions, read_catalog(folder / "items.csv")
 
 
@@ -282,7 +284,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="synthetic,ml-100k,ml-latest-small")
     parser.add_argument("--quick", action="store_true", help="one configuration per model (smoke run)")
+    parser.add_argument("--synthetic-shoppers", type=int, default=SYNTHETIC_SHOPPERS)
     args = parser.parse_args()
+    DATASETS["synthetic"] = functools.partial(synthetic, args.synthetic_shoppers)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = [n for n in names if n not in DATASETS]
     if unknown:

@@ -10,7 +10,7 @@ A synthetic store (``shopwise simulate``) is trained with each row-scoring model
     .venv/bin/python tests/bench/bench_transform.py [--shoppers 20000] [--k 50] [--repeats 3]
 
 Ends with one JSON line: {"users", "items", "k", "models": {NAME: {"users_per_s_per_core", "baseline_users_per_s",
-"ratio"}}}.
+"ratio"}}}; for EASE also the share of top-10 picks that get a reason, capped search vs exhaustive.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from shopwise_jobs.artifacts import TrainedModel
-from shopwise_jobs.scoring import user_rows
+from shopwise_jobs.models import top_k, top_k_per_row
+from shopwise_jobs.scoring import REASON_NEIGHBOURS, REASON_OWNED, explain, user_rows
 from shopwise_jobs.training import train_files
 from shopwise_local.paths import REPO_ROOT
 from shopwise_local.simulate import SimulationOptions, simulate
@@ -53,6 +54,23 @@ def baseline(model: TrainedModel, k: int) -> float:
             scores = (rows @ model.model.similarity).toarray()
         np.argpartition(-scores, k, axis=1)[:, :k]
     return time.perf_counter() - started
+
+
+def reason_coverage(model: TrainedModel, k: int, users: int = 4096) -> dict[str, float]:
+    """Share of top-10 picks that get a reason item: the capped search the transform runs, and an exhaustive one
+    (every owned item, every neighbour), with the seconds each took."""
+    rows = model.history[:users]
+    picks, _ = top_k(model.model.score(rows), k, rows)
+    out: dict[str, float] = {}
+    for name, owned, similarity in (
+        ("capped", top_k_per_row(rows, REASON_OWNED), top_k_per_row(model.similar.similarity, REASON_NEIGHBOURS)),
+        ("exhaustive", rows, model.similar.similarity),
+    ):
+        started = time.perf_counter()
+        because = explain(owned, similarity, picks)
+        out[f"reason_top10_{name}"] = round(float((because[:, :10] >= 0).mean()), 3)
+        out[f"reason_seconds_{name}"] = round(time.perf_counter() - started, 3)
+    return out
 
 
 def shopwise(model: TrainedModel, k: int) -> float:
@@ -93,6 +111,8 @@ def main() -> int:
                 "baseline_users_per_s": round(users / statistics.median(floor)),
             }
             result["ratio"] = round(result["users_per_s_per_core"] / result["baseline_users_per_s"], 3)
+            if kind == "ease":
+                result.update(reason_coverage(model, args.k))
             out["models"][kind] = result
             print(
                 f"{kind:<10} shopwise {result['users_per_s_per_core']:>9,} users/s/core   numpy floor "

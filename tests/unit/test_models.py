@@ -5,7 +5,14 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from shopwise_jobs.dataset import Matrix, interaction_matrix, leave_last_out, sequences, temporal_split
+from shopwise_jobs.dataset import (
+    INTERACTION_COLUMNS,
+    Matrix,
+    interaction_matrix,
+    leave_last_out,
+    sequences,
+    temporal_split,
+)
 from shopwise_jobs.evaluation import evaluate
 from shopwise_jobs.models import EASE, IALS, ContentKNN, SequentialRules
 
@@ -30,7 +37,7 @@ def tribes(users: int = 40, seed: int = 3) -> sparse.csr_matrix:
 def frame(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
     return pd.DataFrame(
         [(f"e{n}", u, i, k, ts, np.nan, "", "") for n, (u, i, k, ts) in enumerate(rows)],
-        columns=["event_id", "user_id", "item_id", "kind", "ts", "price", "session_id", "market"],
+        columns=INTERACTION_COLUMNS,
     )
 
 

@@ -15,6 +15,18 @@ from shopwise_local.simulate import SimulationOptions, simulate
 SMALL = SimulationOptions(shoppers=400, days=30, seed=5, items=300)
 
 
+def train(store: Path, out: Path, *hps: str, catalog: bool = True) -> int:
+    """``shopwise train`` on the simulated store, as a user types it (budget=quick, then the given --hp values)."""
+    items = ["--items", str(store / "items.csv")] if catalog else []
+    hp_args = [arg for hp in ("budget=quick", *hps) for arg in ("--hp", hp)]
+    return main(["train", "--events", str(store / "events.csv"), *items, "--out", str(out), *hp_args])
+
+
+def profile_ids(events: pd.DataFrame) -> pd.Series:
+    """The profile id training keys a simulated event by: c:<customer> or a:<visitor>."""
+    return events["id_type"].map({"customer": "c:", "anonymous": "a:"}) + events["user_id"]
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("store")
@@ -71,22 +83,7 @@ def test_train_then_batch_recommend_then_evaluate(
     store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = tmp_path / "model"
-    assert (
-        main(
-            [
-                "train",
-                "--events",
-                str(store / "events.csv"),
-                "--items",
-                str(store / "items.csv"),
-                "--out",
-                str(model),
-                "--hp",
-                "budget=quick",
-            ]
-        )
-        == 0
-    )
+    assert train(store, model) == 0
     metrics = json.loads((model / "metrics.json").read_text())
     assert metrics["selected"] in metrics["models"]
     assert "content" in metrics["models"]  # a catalog was given
@@ -94,7 +91,7 @@ def test_train_then_batch_recommend_then_evaluate(
     assert main(["batch-recommend", "--model", str(model), "-k", "7", "--out", str(out), "--no-progress"]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     events = pd.read_csv(store / "events.csv", dtype=str)
-    profile = events["id_type"].map({"customer": "c:", "anonymous": "a:"}) + events["user_id"]
+    profile = profile_ids(events)
     owned = events.groupby(profile)["item_id"].apply(set)
     assert len(lines) == profile.nunique()
     for line in lines:
@@ -170,39 +167,14 @@ def test_event_kind_weights_are_a_hyperparameter(
     from shopwise_jobs.artifacts import TrainedModel
 
     model_dir = tmp_path / "m"
-    assert (
-        main(
-            [
-                "train",
-                "--events",
-                str(store / "events.csv"),
-                "--out",
-                str(model_dir),
-                "--hp",
-                "budget=quick",
-                "--hp",
-                "models=itemknn",
-                "--hp",
-                "weights=purchase=1,view=0,cart=0",
-            ]
-        )
-        == 0
-    )
+    assert train(store, model_dir, "models=itemknn", "weights=purchase=1,view=0,cart=0", catalog=False) == 0
     model = TrainedModel.load(model_dir)
     events = pd.read_csv(store / "events.csv", dtype=str)
     bought = events[events.event_type == "purchase"]
-    expected = set(
-        zip(
-            bought["id_type"].map({"customer": "c:", "anonymous": "a:"}) + bought["user_id"],
-            bought["item_id"],
-            strict=True,
-        )
-    )
+    expected = set(zip(profile_ids(bought), bought["item_id"], strict=True))
     rows, cols = model.history.nonzero()
     assert {(model.users[r], model.items[c]) for r, c in zip(rows, cols, strict=True)} == expected
-    assert (
-        main(["train", "--events", str(store / "events.csv"), "--out", str(model_dir), "--hp", "weights=like=3"]) == 1
-    )
+    assert train(store, model_dir, "weights=like=3", catalog=False) == 1
     assert "weights: kinds are view, cart, purchase" in capsys.readouterr().err
 
 
@@ -210,24 +182,7 @@ def test_the_transform_writes_next_items_popular_segments_and_similar_items(stor
     from shopwise_jobs.artifacts import TrainedModel
     from shopwise_jobs.scoring import answer
 
-    assert (
-        main(
-            [
-                "train",
-                "--events",
-                str(store / "events.csv"),
-                "--items",
-                str(store / "items.csv"),
-                "--out",
-                str(tmp_path / "m"),
-                "--hp",
-                "budget=quick",
-                "--hp",
-                "models=itemknn",
-            ]
-        )
-        == 0
-    )
+    assert train(store, tmp_path / "m", "models=itemknn") == 0
     model = TrainedModel.load(tmp_path / "m")
     rows = {row["key"]: row["items"] for kind in ("items", "popular") for row in answer(model, {"kind": kind}, 5)}
     events = pd.read_csv(store / "events.csv", dtype=str).sort_values(["session_id", "timestamp"], kind="stable")

@@ -3,12 +3,13 @@ feature store (the stream updater writes; serving, training and monitoring read)
 
 from __future__ import annotations
 
-POPULAR_KEY = "popular#global"
-
 
 def popular_key(segment: str) -> str:
-    """A segment's popular list: "category:<category path>" or "market:<market>"."""
+    """A popular list: "global", "category:<category path>" or "market:<market>"."""
     return f"popular#{segment}"
+
+
+POPULAR_KEY = popular_key("global")
 
 
 def user_key(profile_id: str) -> str:
