@@ -94,6 +94,8 @@ class Ingestion(Construct):
         )
         storage.tables[config.FEATURES.name].grant_read_write_data(self.update_features)
         storage.tables[config.ITEMS.name].grant_read_data(self.update_features)  # item categories
+        # the rows a shopper's serving view is made of (shopwise.serving.view), read once per batch
+        storage.tables[config.RECOMMENDATIONS.name].grant(self.update_features, "dynamodb:BatchGetItem")
         self.failures.grant_send_messages(self.update_features)  # poison records, sent with their reason
         self.update_features.add_event_source(
             sources.KinesisEventSource(

@@ -4,17 +4,22 @@ provisioned concurrency (per environment)."""
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_logs_destinations as destinations
 from constructs import Construct
 
 from shopwise import config
 from shopwise.config import EnvironmentConfig
+from shopwise.keys import UNAVAILABLE_KEY
 from shopwise_cdk.functions import Layers, python_function
+from shopwise_cdk.nag import acknowledge, s3_grant_actions
 from shopwise_cdk.storage import Storage
 
 
@@ -48,12 +53,13 @@ class ServingApi(Construct):
             layers=layers,
             environment=storage.function_environment(),
             timeout=Duration.seconds(5),
-            description="GET /v1/...: recommendations, similar items, health, OpenAPI",
+            description="GET /v1/..., POST /v1/rank: recommendations, similar, popular, re-ranking, OpenAPI",
         )
-        storage.tables[config.RECOMMENDATIONS.name].grant_read_data(self.serve)
-        storage.tables[config.FEATURES.name].grant_read_data(self.serve)
+        # one BatchGetItem across tables per request: read only, nothing else
+        for table in (config.RECOMMENDATIONS, config.FEATURES, config.CONFIG, config.ITEMS):
+            storage.tables[table.name].grant(self.serve, "dynamodb:BatchGetItem")
         storage.pseudonym_key.grant_read(self.serve)  # customer ids are looked up by their pseudonym
-        storage.tables[config.CONFIG.name].grant_read_data(self.serve)
+        self._ship_impressions(storage)
         self.alias = lambda_.Alias(
             self,
             "Live",
@@ -98,6 +104,7 @@ class ServingApi(Construct):
             ),
         )
         self.add_route("/v1/{proxy+}", apigwv2.HttpMethod.GET, self.alias, "Serve")
+        self.add_route("/v1/rank", apigwv2.HttpMethod.POST, self.alias, "Rank")
 
         # the back office's catalog updates: their own function, allowed to write the items table and nothing else
         self.catalog = python_function(
@@ -112,8 +119,57 @@ class ServingApi(Construct):
             description="PUT /v1/items: catalog updates in place, bearer-token authorised",
         )
         storage.tables[config.ITEMS.name].grant(self.catalog, "dynamodb:UpdateItem")
+        # ... and the out-of-stock set serving reads: that one row of the feature store, nothing else in it
+        self.catalog.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:UpdateItem"],
+                resources=[storage.tables[config.FEATURES.name].table_arn],
+                conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [UNAVAILABLE_KEY]}},
+            )
+        )
         storage.catalog_token.grant_read(self.catalog)
         self.add_route("/v1/items", apigwv2.HttpMethod.PUT, self.catalog, "Catalog")
+
+    def _ship_impressions(self, storage: Storage) -> None:
+        """The serve function prints one impression event per response; a subscription filter hands those lines
+        to Firehose, which unwraps CloudWatch Logs' envelope and writes the events into the archive beside the
+        storefront's: what was shown reaches training and the readout with no call on the request path."""
+        log_group = self.serve.log_group
+        self.impressions = firehose.DeliveryStream(
+            self,
+            "Impressions",
+            destination=firehose.S3Bucket(
+                storage.archive,
+                data_output_prefix=f"{config.ARCHIVE_EVENTS_PREFIX}dt=!{{timestamp:yyyy-MM-dd}}/hour=!{{timestamp:HH}}/",
+                error_output_prefix="errors/impressions/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/",
+                compression=firehose.Compression.GZIP,
+                buffering_interval=Duration.seconds(300),
+                buffering_size=Size.mebibytes(64),
+                file_extension=".jsonl.gz",
+                processors=[
+                    firehose.DecompressionProcessor(),
+                    firehose.CloudWatchLogProcessor(data_message_extraction=True),
+                    firehose.AppendDelimiterToRecordProcessor(),
+                ],
+            ),
+            encryption=firehose.StreamEncryption.aws_owned_key(),
+        )
+        logs.SubscriptionFilter(
+            self,
+            "ImpressionLines",
+            log_group=log_group,
+            destination=destinations.FirehoseDestination(self.impressions),
+            filter_pattern=logs.FilterPattern.string_value("$.event_type", "=", "impression"),
+            filter_name="impressions",
+        )
+        acknowledge(
+            self.impressions,
+            {
+                **s3_grant_actions("the archive bucket (Firehose's S3 destination role, made by the L2 construct)"),
+                "AwsSolutions-IAM5[Resource::<StorageArchiveEF4C9845.Arn>/*]": "Firehose writes impression objects "
+                "under the archive's dt=/hour= prefixes it evaluates at run time.",
+            },
+        )
 
     def add_route(self, path: str, method: apigwv2.HttpMethod, target: lambda_.IFunction, name: str) -> None:
         self.api.add_routes(

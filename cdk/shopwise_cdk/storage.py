@@ -10,6 +10,7 @@ from constructs import Construct
 
 from shopwise import config
 from shopwise.config import EnvironmentConfig
+from shopwise.settings import environment_variables
 from shopwise_cdk.nag import acknowledge
 
 
@@ -116,8 +117,11 @@ class Storage(Construct):
 
     def function_environment(self) -> dict[str, str]:
         """Tables and the secrets' ARNs (a function that reads a secret is granted it one by one)."""
-        return {
-            **self.table_environment(),
-            "PSEUDONYM_KEY_SECRET": self.pseudonym_key.secret_arn,
-            "CATALOG_TOKEN_SECRET": self.catalog_token.secret_arn,
-        }
+        return environment_variables(
+            self.env_config,
+            {
+                **self.table_environment(),
+                "PSEUDONYM_KEY_SECRET": self.pseudonym_key.secret_arn,
+                "CATALOG_TOKEN_SECRET": self.catalog_token.secret_arn,
+            },
+        )

@@ -23,7 +23,9 @@ app = APIGatewayHttpResolver()
 def put_items() -> Response:
     settings = get_settings()
     check_token(app.current_event.headers.get("authorization"), read_secret(settings.catalog_token_secret))
-    result = update_catalog(parse_items(app.current_event.decoded_body), settings.items_table).to_json()
+    result = update_catalog(
+        parse_items(app.current_event.decoded_body), settings.items_table, settings.features_table
+    ).to_json()
     metrics.add_metric(name="CatalogItemsChanged", unit=MetricUnit.Count, value=result["created"] + result["updated"])
     return json_response(200 if result["created"] + result["updated"] else 400, result)
 

@@ -1,19 +1,40 @@
-"""The storefront read API: recommendations per shopper, similar items, health, OpenAPI."""
+"""The storefront read API: recommendations per shopper and placement, similar items, re-ranking, bestsellers,
+health, OpenAPI."""
 
+import base64
+import json
+import sys
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
 
 from shopwise.http import json_response
+from shopwise.keys import referrer_source
 from shopwise.observability import logger, metrics, tracer
-from shopwise.privacy import load_pseudonymiser
-from shopwise.serving.recommend import MAX_N, NotFound, Tables, recommend_for_user, similar_items
+from shopwise.serving.recommend import (
+    MAX_EXCLUDE,
+    MAX_N,
+    MAX_RANK_ITEMS,
+    NotFound,
+    Request,
+    Tables,
+    impression_line,
+    popular_items,
+    rank_items,
+    recommend_for_user,
+    similar_items,
+)
 from shopwise.settings import get_settings
 
+# impressions go where the function's logs go (stdout at import: CloudWatch Logs in Lambda, the function's log
+# file locally); a subscription filter ships them to the archive
+IMPRESSIONS = sys.stdout
 app = APIGatewayHttpResolver(enable_validation=True)
 app.enable_swagger(path="/v1/docs", title="shopwise", version="1")  # a docs page, served from the package
 Id = Annotated[str, Path(min_length=1, max_length=128)]
@@ -22,11 +43,49 @@ IdType = Annotated[
     Literal["customer", "anonymous"],
     Query(description="customer: the store's account id (pseudonymised here); anonymous: the visitor cookie id"),
 ]
+Placement = Literal["home", "product", "cart", "email"]
+Market = Annotated[str, Query(max_length=8, pattern=r"^([A-Za-z0-9_-]{2,8})?$", description="market, e.g. NZ")]
+Category = Annotated[
+    str, Query(max_length=512, description='category path, most general first ("Shoes>Running"): only items in it')
+]
+
+
+class RankRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Annotated[str, Field(min_length=1, max_length=128)]
+    id_type: Literal["customer", "anonymous"] = "customer"
+    item_ids: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=128)]], Field(min_length=1, max_length=MAX_RANK_ITEMS)
+    ]
+    placement: Placement = "home"
+    market: Annotated[str, Field(max_length=8)] = ""
 
 
 def _tables() -> Tables:
     settings = get_settings()
-    return Tables(recommendations=settings.recommendations_table, features=settings.features_table)
+    return Tables(
+        recommendations=settings.recommendations_table,
+        features=settings.features_table,
+        config=settings.config_table,
+        items=settings.items_table,
+    )
+
+
+def _profile_id(user_id: str, id_type: str) -> str:
+    if id_type == "anonymous":
+        return f"a:{user_id}"
+    from shopwise.privacy import load_pseudonymiser  # only customer ids need the key
+
+    return load_pseudonymiser(get_settings().pseudonym_key_secret).customer_profile(user_id)
+
+
+def _served(response: dict[str, Any], shown: bool = False) -> dict[str, Any]:
+    """Count the response by its first source (the fallback mix); a shopper's list is also an impression."""
+    metrics.add_metric(name=f"Served_{response['source']}", unit=MetricUnit.Count, value=1)
+    if shown:
+        impression_line(response, IMPRESSIONS)
+    return response
 
 
 @app.get("/v1/health")
@@ -36,18 +95,53 @@ def health() -> dict[str, Any]:
 
 @app.get("/v1/users/<user_id>/recommendations")
 @tracer.capture_method
-def user_recommendations(user_id: Id, n: N = 10, id_type: IdType = "customer") -> dict[str, Any]:
-    if id_type == "customer":
-        profile_id = load_pseudonymiser(get_settings().pseudonym_key_secret).customer_profile(user_id)
-    else:
-        profile_id = f"a:{user_id}"
-    return recommend_for_user(user_id, profile_id, n, _tables())
+def user_recommendations(
+    user_id: Id,
+    n: N = 10,
+    id_type: IdType = "customer",
+    placement: Annotated[Placement, Query(description="where the list is shown")] = "home",
+    category: Category = "",
+    market: Market = "",
+    exclude: Annotated[
+        str, Query(max_length=4096, description=f"comma-separated item ids to leave out (at most {MAX_EXCLUDE})")
+    ] = "",
+    referrer: Annotated[
+        str, Query(max_length=2048, description="where the visit came from (document.referrer or a source name)")
+    ] = "",
+) -> Any:
+    left_out = frozenset(i.strip() for i in exclude.split(",") if i.strip())
+    if len(left_out) > MAX_EXCLUDE:
+        return json_response(400, {"message": f"exclude: {len(left_out)} ids; the limit is {MAX_EXCLUDE}"})
+    request = Request(
+        user_id,
+        _profile_id(user_id, id_type),
+        placement,
+        n,
+        category.strip(),
+        market,
+        left_out,
+        referrer_source(referrer),
+    )
+    return _served(recommend_for_user(request, _tables(), get_settings().repeat_purchase_categories), shown=True)
+
+
+@app.post("/v1/rank")
+@tracer.capture_method
+def rank(body: Annotated[RankRequest, Body(description="a shopper and up to 500 item ids to order")]) -> Any:
+    request = Request(body.user_id, _profile_id(body.user_id, body.id_type), body.placement, market=body.market)
+    return _served(rank_items(request, body.item_ids, _tables()), shown=True)
+
+
+@app.get("/v1/popular")
+@tracer.capture_method
+def popular(n: N = 10, market: Market = "", category: Category = "") -> Any:
+    return _served(popular_items(n, market, category.strip(), _tables()))
 
 
 @app.get("/v1/items/<item_id>/similar")
 @tracer.capture_method
-def item_similar(item_id: Id, n: N = 10) -> dict[str, Any]:
-    return similar_items(item_id, n, _tables())
+def item_similar(item_id: Id, n: N = 10) -> Any:
+    return _served(similar_items(item_id, n, _tables()))
 
 
 @app.get("/v1/openapi.json", include_in_schema=False)
@@ -72,8 +166,35 @@ def not_found(exc: NotFound) -> Response:
     return json_response(404, {"message": str(exc)})
 
 
+def _unreadable_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A POST body the resolver cannot read (another media type, not UTF-8) gets a 4xx that says so, here, before
+    the resolver's own parsing would fail on it."""
+    if event.get("requestContext", {}).get("http", {}).get("method") != "POST" or not event.get("body"):
+        return None
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    media = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        problem = f"send the body as application/json, not {media or 'no Content-Type'}"
+        return {
+            "statusCode": 415,
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"message": problem}),
+        }
+    try:
+        body = event["body"]
+        (base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()).decode("utf-8")
+    except (ValueError, UnicodeError):
+        problem = "the body is not UTF-8 JSON"
+        return {
+            "statusCode": 400,
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"message": problem}),
+        }
+    return None
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return _unreadable_body(event) or app.resolve(event, context)

@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shopwise.dal.catalog import categories
 from shopwise.dal.failures import FailureQueue
 from shopwise.dal.feature_store import FeatureStore
+from shopwise.dal.recommendations import read_rows
 from shopwise.events import Event, EventRejected, parse_event
 from shopwise.ingestion.update_features import Delivery, update_features
 from shopwise.observability import logger, metrics, tracer
@@ -52,7 +53,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if status == "success"
     ]
     store = FeatureStore(settings.features_table)
-    outcome = update_features(deliveries, store, lambda items: categories(settings.items_table, items))
+    outcome = update_features(
+        deliveries,
+        store,
+        lambda items: categories(settings.items_table, items),
+        rows=lambda keys: {k: r.items for k, r in read_rows(settings.recommendations_table, keys).items()},
+    )
     if outcome.failed:
         logger.warning("entity updates failed; their records will be retried", extra={"failed": outcome.failed})
     metrics.add_metric(name="RecordsPoison", unit=MetricUnit.Count, value=len(poison))

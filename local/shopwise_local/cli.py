@@ -44,7 +44,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     _attach()
     settings = get_settings()
     if args.kind == "items":
-        report = import_items(args.file, settings.items_table)
+        report = import_items(args.file, settings.items_table, settings.features_table)
     else:
         report = import_events(args.file, settings.archive_bucket, load_pseudonymiser(settings.pseudonym_key_secret))
     print(report.summary(limit=args.show_bad))
@@ -148,11 +148,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from shopwise_local.lambda_runtime import LocalFunction, http_api_event
 
     _attach()
-    from urllib.parse import quote
+    from urllib.parse import quote, urlencode
 
     path = f"/v1/users/{quote(args.user_id, safe='')}/recommendations"
-    query = f"n={args.n}&id_type={'anonymous' if args.anonymous else 'customer'}"
-    response = LocalFunction("serve").invoke(http_api_event("GET", path, query))
+    params = {"n": args.n, "id_type": "anonymous" if args.anonymous else "customer", "placement": args.placement}
+    params.update({k: v for k, v in (("category", args.category), ("market", args.market)) if v})
+    response = LocalFunction("serve").invoke(http_api_event("GET", path, urlencode(params)))
     body = json.loads(response["body"])
     if response["statusCode"] != 200:
         print(f"error {response['statusCode']}: {body.get('message', body)}", file=sys.stderr)
@@ -160,9 +161,42 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(body, indent=2))
         return 0
-    print(f"{body['source']} recommendations for {args.user_id} (model {body['model_version']}):")
+    arm = f", {body['experiment']}/{body['variant']}" if body["experiment"] else ""
+    print(
+        f"{body['placement']} recommendations for {args.user_id} (model {body['model_version']}{arm}; "
+        f"sources {' > '.join(body['sources'])}; {body['read_round_trips']} read):"
+    )
     for rank, item in enumerate(body["items"], start=1):
         print(f"{rank:3d}. item {item['item_id']:<10} score {item['score']:<10.4f} {item['reason']['text']}")
+    return 0
+
+
+def cmd_experiments(args: argparse.Namespace) -> int:
+    """Show, set or clear the A/B experiments serving reads (the config table's ``experiments`` row)."""
+    from shopwise.dal.aws import client
+    from shopwise.serving.experiments import EXPERIMENTS_KEY, parse_experiments
+    from shopwise.settings import get_settings
+
+    _attach()
+    table = get_settings().config_table
+    ddb = client("dynamodb")
+    if args.action == "set":
+        if not args.file:
+            raise ValueError("experiments set needs a JSON file: shopwise experiments set FILE")
+        text = args.file.read_text()
+        experiments = parse_experiments(text)  # a bad file is refused with what is wrong, before anything changes
+        stored = json.dumps([e.to_json() for e in experiments], separators=(",", ":"))
+        ddb.put_item(TableName=table, Item={"pk": {"S": EXPERIMENTS_KEY}, "experiments": {"S": stored}})
+        print(
+            f"{len(experiments)} experiment(s) active from the next request: {', '.join(e.name for e in experiments)}"
+        )
+    elif args.action == "clear":
+        ddb.delete_item(TableName=table, Key={"pk": {"S": EXPERIMENTS_KEY}})
+        print("no experiments: every shopper gets the default blend")
+    else:
+        row = ddb.get_item(TableName=table, Key={"pk": {"S": EXPERIMENTS_KEY}}).get("Item")
+        text = row["experiments"]["S"] if row else "[]"
+        print(json.dumps([e.to_json() for e in parse_experiments(text)], indent=2))
     return 0
 
 
@@ -293,7 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("-n", type=int, default=10)
     rec.add_argument("--json", action="store_true")
     rec.add_argument("--anonymous", action="store_true", help="user_id is a visitor (cookie) id, not a customer id")
+    rec.add_argument("--placement", choices=["home", "product", "cart", "email"], default="home")
+    rec.add_argument("--category", default="", help='only items in this category path ("Shoes>Running")')
+    rec.add_argument("--market", default="", help="the storefront's market (its bestsellers fill the list)")
     rec.set_defaults(func=cmd_recommend)
+
+    exp = sub.add_parser("experiments", help="show, set or clear the A/B experiments of the running local stack")
+    exp.add_argument("action", choices=["show", "set", "clear"])
+    exp.add_argument("file", nargs="?", type=Path, help="for set: a JSON list of experiments (see README)")
+    exp.set_defaults(func=cmd_experiments)
 
     feat = sub.add_parser("features", help="one entity's features in the running local stack's feature store")
     feat.add_argument("entity", choices=["profile", "session", "item", "category", "market"])

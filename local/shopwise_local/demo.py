@@ -82,6 +82,28 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
+def _post(url: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _view_then_ask(api_url: str, user: str, item: str, wait_s: float = 15.0) -> dict[str, Any]:
+    """The real-time path: a product view through the API and the stream, then the shopper's product-page list,
+    asked until the view has reached the shopper's serving view."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    event = {"event_id": f"demo-view-{time.time_ns()}", "event_type": "product_view", "occurred_at": now}
+    _post(f"{api_url}/v1/events", {"events": [{**event, "customer_id": user, "item_id": item}]})
+    deadline = time.monotonic() + wait_s
+    while True:
+        answer = _get(f"{api_url}/v1/users/{user}/recommendations?n=5&placement=product")
+        if "realtime" in answer["sources"] or time.monotonic() > deadline:
+            return dict(answer)
+        time.sleep(0.2)
+
+
 def run_demo(options: DemoOptions) -> dict[str, Any]:
     state = state_dir()
     work = state / "demo"
@@ -111,7 +133,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
                 f"{data.replay_count} recent events to replay"
             )
         with stages.run(STAGES[3]):
-            report = import_items(data.items, resources.tables["items"], options.progress)
+            report = import_items(data.items, resources.tables["items"], resources.tables["features"], options.progress)
             print("        " + report.summary().replace("\n", "\n        "))
         with stages.run(STAGES[4]):
             pseudonymiser = load_pseudonymiser(resources.pseudonym_key_secret)
@@ -152,6 +174,14 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             unknown = _get(f"{api_url}/v1/users/nobody-seen-before/recommendations?n=5")
             print(f"        user {known_user}: {personal['source']}, first: {personal['items'][0]}")
             print(f"        unknown user: {unknown['source']}, first: {unknown['items'][0]}")
+            viewed = personal["items"][-1]["item_id"]
+            after = _view_then_ask(api_url, known_user, viewed)
+            live = [i for i in after["items"] if i["reason"]["code"] in ("because_viewed", "next_after_viewed")]
+            print(
+                f"        user {known_user} views item {viewed}, then on a product page: sources "
+                f"{' > '.join(after['sources'])}; {len(live)} of 5 items because of that view"
+                + (f' ("{live[0]["reason"]["text"]}")' if live else "")
+            )
 
         summary = {
             "timings_s": {k: round(v, 2) for k, v in stages.timings.items()},

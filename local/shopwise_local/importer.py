@@ -17,7 +17,7 @@ from tqdm import tqdm
 from shopwise import config
 from shopwise.catalog import CatalogItem
 from shopwise.dal.aws import client
-from shopwise.dal.catalog import put_items
+from shopwise.dal.catalog import put_items, set_availability
 from shopwise.events import to_record
 from shopwise.imports import BadRow, read_events, read_items
 from shopwise.privacy import Pseudonymiser
@@ -56,12 +56,14 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in handle)
 
 
-def import_items(path: Path, items_table: str, progress: bool = True) -> ImportReport:
-    """Catalog rows into the items table (the pipeline exports the table for training before each run)."""
+def import_items(path: Path, items_table: str, features_table: str, progress: bool = True) -> ImportReport:
+    """Catalog rows into the items table (the pipeline exports the table for training before each run), and their
+    stock into the out-of-stock set serving reads."""
     report = ImportReport(str(path))
     with tqdm(total=_count_lines(path), desc=f"import items {path.name}", unit="row", disable=not progress) as bar:
         items: list[CatalogItem] = list(_good_rows(read_items(path), report, bar))
         put_items(items_table, items)
+        set_availability(features_table, {item.item_id: item.in_stock for item in items})
     return report
 
 

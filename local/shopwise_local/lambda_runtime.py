@@ -72,9 +72,25 @@ def _function_output() -> _FunctionOutput:
     return sys.stdout
 
 
+class _Tee:
+    """A function's log file, and the log subscription that reads the same lines."""
+
+    def __init__(self, log: Any, subscription: Any) -> None:
+        self.log = log
+        self.subscription = subscription
+
+    def write(self, text: str) -> int:
+        self.subscription.feed(text)
+        return int(self.log.write(text))
+
+    def flush(self) -> None:
+        self.log.flush()
+
+
 class LocalFunction:
-    def __init__(self, name: str, log_dir: Path | None = None) -> None:
+    def __init__(self, name: str, log_dir: Path | None = None, subscription: Any = None) -> None:
         self.name = name
+        self.subscription = subscription  # a shopwise_local.logs.LogSubscription, or None
         self._output = _function_output()  # before the module loads, so its logger writes through it
         self.module = load_handler_module(name)
         self._lock = threading.Lock()
@@ -86,7 +102,7 @@ class LocalFunction:
             context = LambdaContext(
                 function_name=f"shopwise-local-{self.name}", log_group_name=f"/aws/lambda/{self.name}"
             )
-            self._output.current.log = log
+            self._output.current.log = _Tee(log, self.subscription) if self.subscription else log
             try:
                 return self.module.lambda_handler(event, context)
             finally:

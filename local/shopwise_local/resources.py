@@ -33,7 +33,7 @@ class LocalResources:
             PSEUDONYM_KEY_SECRET=self.pseudonym_key_secret,
             CATALOG_TOKEN_SECRET=self.catalog_token_secret,
         )
-        return environment_variables(names, self.env.recommendations_ttl_days)
+        return environment_variables(self.env, names)
 
 
 def create_resources(env_name: str = "local") -> LocalResources:

@@ -68,6 +68,14 @@ ADJECTIVES = [
     "signature",
 ]
 MARKETS = (["NZ", "AU", "US"], [0.5, 0.3, 0.2])
+# where a session comes from, by the department it is about (the rest: a search engine, or typed in)
+REFERRERS = {
+    "Beauty": "https://www.instagram.com/",
+    "Apparel": "https://www.instagram.com/",
+    "Home": "https://www.pinterest.com/",
+}
+REFERRED_SHARE = 0.5  # of sessions about such a department
+SEARCH_SHARE = 0.2  # of the other sessions: https://www.google.com/
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,7 @@ def simulate(options: SimulationOptions, out_dir: Path, progress: bool = True) -
     o = options
     o.validate()
     rng = np.random.default_rng(o.seed)
+    referrals = np.random.default_rng(o.seed + 1)  # its own stream: the shoppers' behaviour is the same with or without
     catalog, item_rows = _catalog(rng, o)
     drift_day = o.drift_day if o.drift_day is not None else (2 * o.days) // 3
     n_leaves = len(catalog.leaf_names)
@@ -178,6 +187,7 @@ def simulate(options: SimulationOptions, out_dir: Path, progress: bool = True) -
         "session_id",
         "market",
         "order_id",
+        "referrer",
     ]
     with (out_dir / "events.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -214,7 +224,17 @@ def simulate(options: SimulationOptions, out_dir: Path, progress: bool = True) -
                 counts["sessions"] += 1
                 counts["anonymous_sessions"] += not logged_in
                 cart: list[int] = []
-                for category in rng.choice(n_leaves, size=int(rng.integers(1, 3)), p=tastes):
+                chosen = rng.choice(n_leaves, size=int(rng.integers(1, 3)), p=tastes)
+                department = catalog.leaf_names[chosen[0]].split(">")[0]
+                draw = referrals.random()
+                referrer = (
+                    REFERRERS[department]
+                    if department in REFERRERS and draw < REFERRED_SHARE
+                    else "https://www.google.com/"
+                    if draw > 1.0 - SEARCH_SHARE
+                    else ""
+                )
+                for category in chosen:
                     pool = by_category[category]
                     pool = pool[catalog.launch_day[pool] <= day]
                     if not len(pool):
@@ -228,9 +248,10 @@ def simulate(options: SimulationOptions, out_dir: Path, progress: bool = True) -
                     for _ in range(min(int(rng.geometric(0.3)), len(pool))):
                         pick = int(pool[np.argmax(utility + rng.gumbel(size=len(pool)))])
                         now += timedelta(seconds=float(rng.uniform(20, 120)))
-                        writer.writerow(
-                            _row(counts, user_id, id_type, catalog, pick, now, "product_view", session_id, market)
-                        )
+                        row = _row(counts, user_id, id_type, catalog, pick, now, "product_view", session_id, market)
+                        row[-1] = referrer
+                        writer.writerow(row)
+                        referrer = ""  # the session's first event carries it
                         if rng.random() < 1.0 / (1.0 + np.exp(-(utility[pool == pick][0] - 3.0))):
                             now += timedelta(seconds=float(rng.uniform(5, 60)))
                             writer.writerow(
@@ -283,16 +304,24 @@ def _row(
         session_id,
         market,
         order_id,
+        "",  # referrer: the session's first event only
     ]
 
 
 def demo_dataset(
-    target: Path, shoppers: int = 2000, days: int = 60, replay_max: int = 1500, progress: bool = True
+    target: Path,
+    shoppers: int = 2000,
+    days: int = 60,
+    replay_max: int = 1500,
+    progress: bool = True,
+    items: int = 1500,
 ) -> ConvertedDataset:
     """The demo's store: a simulation that ends at today's midnight (UTC), the newest ``replay_max`` events split
     off for replay through the API, the rest as history for the bulk import."""
     today = datetime.now(UTC).date()
-    options = SimulationOptions(shoppers=shoppers, days=days, seed=7, start=(today - timedelta(days=days)).isoformat())
+    options = SimulationOptions(
+        shoppers=shoppers, days=days, seed=7, items=items, start=(today - timedelta(days=days)).isoformat()
+    )
     simulate(options, target, progress=progress)
     events = target / "events.csv"
     with events.open(newline="") as handle:

@@ -15,6 +15,7 @@ from shopwise.settings import get_settings
 from shopwise_local.endpoint import LocalEndpoint, use_endpoint
 from shopwise_local.http_api import LocalHttpApi, Routes
 from shopwise_local.lambda_runtime import LocalFunction
+from shopwise_local.logs import LogSubscription
 from shopwise_local.poller import KinesisPoller
 from shopwise_local.resources import LocalResources, create_resources
 
@@ -69,6 +70,7 @@ class LocalStack:
         self.functions: dict[str, LocalFunction] = {}
         self.poller: KinesisPoller | None = None
         self.api: LocalHttpApi | None = None
+        self.impressions: LogSubscription | None = None
 
     def start_endpoint(self) -> None:
         self.endpoint.start()
@@ -83,8 +85,9 @@ class LocalStack:
 
     def start_functions(self) -> str:
         assert self.resources, "create resources first"
+        self.impressions = LogSubscription(self.resources.archive_bucket)
         for name in ("collect", "update_features", "export_catalog", "load", "serve", "catalog"):
-            self.functions[name] = LocalFunction(name)
+            self.functions[name] = LocalFunction(name, subscription=self.impressions if name == "serve" else None)
         self.poller = KinesisPoller(
             self.resources.stream,
             self.functions["update_features"],
@@ -113,4 +116,8 @@ class LocalStack:
             self.api.close()
         if self.poller:
             self.poller.stop()
-        self.endpoint.close()
+        try:
+            if self.impressions:
+                self.impressions.flush()
+        finally:
+            self.endpoint.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,14 @@ class TrainedModel:
     content: ContentKNN | None  # neighbours for items nobody has touched yet
     segments: dict[str, list[list[Any]]]  # "category:<c>" / "market:<m>" -> [[item_id, score], ...] best first
     meta: dict[str, Any]
+    # item id -> [category path, title] for the model's items: serving's filters, diversity rule and reason texts
+    catalog: dict[str, list[str]] = field(default_factory=dict)
+
+    def category(self, item_id: str) -> str:
+        return self.catalog.get(item_id, ["", ""])[0]
+
+    def title(self, item_id: str) -> str:
+        return self.catalog.get(item_id, ["", ""])[1]
 
     def save(self, model_dir: Path) -> None:
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +98,7 @@ class TrainedModel:
             part: {"kind": kind, "scalars": save_part(obj, model_dir, part)} for part, (kind, obj) in parts.items()
         }
         (model_dir / "segments.json").write_text(json.dumps(self.segments))
+        (model_dir / "catalog.json").write_text(json.dumps(self.catalog))
         doc = {**self.meta, "kind": self.kind, "parts": stored}
         if isinstance(self.model, Hybrid):
             doc["hybrid_weights"] = self.model.weights
@@ -125,4 +134,7 @@ class TrainedModel:
             content=parts.get("content"),
             segments=json.loads((model_dir / "segments.json").read_text()),
             meta=meta,
+            catalog=json.loads((model_dir / "catalog.json").read_text())
+            if (model_dir / "catalog.json").exists()
+            else {},
         )

@@ -27,9 +27,10 @@ from scipy import sparse
 from shopwise.events import EVENT_ADAPTER, AddToCart, Event, ProductView, Purchase, interaction_items
 from shopwise.features import KIND_WEIGHTS
 from shopwise.imports import BadRow, read_events, read_items
+from shopwise.keys import referrer_source
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
 
-INTERACTION_COLUMNS = ["event_id", "user_id", "item_id", "kind", "ts", "price", "session_id", "market"]
+INTERACTION_COLUMNS = ["event_id", "user_id", "item_id", "kind", "ts", "price", "session_id", "market", "referrer"]
 SESSION_GAP_SECONDS = 30 * 60
 
 
@@ -70,6 +71,7 @@ def _rows(event: Event) -> Iterator[tuple[Any, ...]]:
             prices.get(item, np.nan),
             event.session_id or "",
             event.market or "",
+            referrer_source(event.referrer or ""),
         )
 
 

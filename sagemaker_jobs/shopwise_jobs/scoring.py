@@ -25,11 +25,17 @@ def _shard(count: int, shard: int, shards: int) -> np.ndarray:
     return np.arange(shard, count, shards)
 
 
+def entry(model: TrainedModel, item: str, score: float, because: str = "") -> list[Any]:
+    """One stored pick: [item id, score, the item that explains it or "", the pick's category path, the explaining
+    item's title] — what serving needs for filters, the diversity rule and a readable reason, with no lookup."""
+    return [item, score, because, model.category(item), model.title(because) if because else ""]
+
+
 def popular_row(model: TrainedModel, k: int) -> dict[str, Any]:
     top = model.popularity.top(k)
     return {
         "key": POPULAR_KEY,
-        "items": [[model.items[i], round(float(model.popularity.scores[i]), 6)] for i in top],
+        "items": [entry(model, str(model.items[i]), round(float(model.popularity.scores[i]), 6)) for i in top],
     }
 
 
@@ -95,7 +101,7 @@ def user_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> I
         names, reasons, values = ids[idx].tolist(), ids[because].tolist(), np.round(scores, 6).tolist()
         for offset, user in enumerate(batch):
             items = [
-                [n, v, r]
+                entry(model, n, v, r)
                 for n, v, r, i in zip(names[offset], values[offset], reasons[offset], idx[offset], strict=True)
                 if i >= 0
             ]
@@ -105,7 +111,7 @@ def user_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> I
                     if len(items) == k:
                         break
                     if int(i) not in taken:
-                        items.append([model.items[i], 0.0, ""])
+                        items.append(entry(model, str(model.items[i]), 0.0))
             yield {"key": user_key(str(model.users[user])), "items": items}
 
 
@@ -128,7 +134,11 @@ def item_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> I
             ]
             picks += extra[: k - len(picks)]
         if picks:
-            yield {"key": item_key(str(model.items[item])), "items": [[model.items[i], round(s, 6)] for i, s in picks]}
+            subject = str(model.items[item])
+            yield {
+                "key": item_key(subject),
+                "items": [entry(model, model.items[i], round(s, 6), subject) for i, s in picks],
+            }
 
 
 def next_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> Iterator[dict[str, Any]]:
@@ -137,12 +147,16 @@ def next_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> I
     for item in _shard(len(model.items), shard, shards):
         picks = _neighbours(model.next_items.rules, int(item))[:k]
         if picks:
-            yield {"key": next_key(str(model.items[item])), "items": [[model.items[i], round(s, 6)] for i, s in picks]}
+            subject = str(model.items[item])
+            yield {
+                "key": next_key(subject),
+                "items": [entry(model, model.items[i], round(s, 6), subject) for i, s in picks],
+            }
 
 
 def segment_rows(model: TrainedModel, k: int) -> Iterator[dict[str, Any]]:
     for segment, items in model.segments.items():
-        yield {"key": popular_key(segment), "items": items[:k]}
+        yield {"key": popular_key(segment), "items": [entry(model, str(i), float(v)) for i, v, *_ in items[:k]]}
 
 
 def answer(model: TrainedModel, request: dict[str, Any], k: int) -> Iterator[dict[str, Any]]:
@@ -174,7 +188,7 @@ def write_user_lists(model_dir: Path, k: int, out: Path, progress: bool = False)
     written = 0
     with out.open("w") as handle, tqdm(total=len(model.users), unit="user", disable=not progress) as bar:
         for row in user_rows(model, k):
-            items = [{"item_id": i, "score": s, **({"because": b} if b else {})} for i, s, b in row["items"]]
+            items = [{"item_id": i, "score": s, **({"because": b} if b else {})} for i, s, b, *_ in row["items"]]
             handle.write(json.dumps({"user_id": key_id(row["key"]), "items": items}, separators=(",", ":")) + "\n")
             written += 1
             bar.update()

@@ -93,7 +93,8 @@ def segment_lists(
     window_days: float,
     k: int,
 ) -> dict[str, list[list[Any]]]:
-    """Popular items per category (every level of the category path) and per market, in the last window."""
+    """Popular items per category (every level of the category path), per market and per referrer (the
+    interactions of sessions whose first referred event came from it), in the last window."""
     out: dict[str, list[list[Any]]] = {}
 
     def add(segment: str, frame: pd.DataFrame) -> None:
@@ -115,6 +116,13 @@ def segment_lists(
     if "market" in interactions:
         for market, frame in interactions[interactions["market"].fillna("") != ""].groupby("market"):
             add(f"market:{market}", frame)
+    if "referrer" in interactions and (interactions["referrer"].fillna("") != "").any():
+        referred = interactions[interactions["referrer"].fillna("") != ""]
+        first = referred.sort_values("ts", kind="stable").groupby("session_id")["referrer"].first()
+        source = interactions["session_id"].map(first).fillna("")
+        sessions = interactions[(interactions["session_id"] != "") & (source != "")]
+        for referrer, frame in sessions.groupby(source[sessions.index]):
+            add(f"referrer:{referrer}", frame)
     return out
 
 
@@ -197,6 +205,7 @@ def fit_and_select(
         popularity=windowed_popularity(interactions, data.items, data.weights, hp.popular_window_days),
         content=content,
         segments=segment_lists(interactions, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k),
+        catalog=catalog_facts(catalog, history.items),
         meta={
             "model_version": version,
             "trained_at": int(time.time()),
@@ -232,6 +241,19 @@ def fit_and_select(
         "train_seconds": round(time.time() - started, 2),
     }
     return model, metrics_doc
+
+
+def catalog_facts(catalog: pd.DataFrame, items: Any) -> dict[str, list[str]]:
+    """item id -> [category path, title] for the model's items (what serving shows in reasons and filters on)."""
+    if catalog.empty:
+        return {}
+    wanted = set(map(str, items))
+    frame = catalog[catalog["item_id"].isin(wanted)]
+    columns = [
+        frame[c].fillna("").astype(str) if c in frame else pd.Series("", index=frame.index)
+        for c in ("category", "title")
+    ]
+    return {str(i): [c, t] for i, c, t in zip(frame["item_id"], columns[0], columns[1], strict=True)}
 
 
 def train_files(

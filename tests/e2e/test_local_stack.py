@@ -185,7 +185,7 @@ def test_a_profile_that_cannot_be_written_fails_only_its_own_records(stack: Loca
 
 def test_before_any_model_is_loaded_serving_says_what_to_do(api: Api) -> None:
     # runs before the `trained` fixture below is first used: nothing is loaded yet
-    for path in ("/v1/users/anyone/recommendations", "/v1/items/1/similar"):
+    for path in ("/v1/users/anyone/recommendations", "/v1/popular"):
         status, body = api.get(path)
         assert status == 404
         assert "run the training pipeline" in body["message"]
@@ -222,7 +222,8 @@ def trained(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactor
     assert stack.resources and stack.poller
     work = tmp_path_factory.mktemp("movielens")
     data = convert(SHARED_DATA / "ml-latest-small", work, replay_days=30)
-    assert import_items(data.items, stack.resources.tables["items"], False).imported == data.items_count
+    tables = stack.resources.tables
+    assert import_items(data.items, tables["items"], tables["features"], False).imported == data.items_count
     pseudonymiser = load_pseudonymiser(stack.resources.pseudonym_key_secret)
     assert import_events(data.history, stack.resources.archive_bucket, pseudonymiser, False).imported == (
         data.history_count
@@ -310,7 +311,7 @@ def test_catalog_changes_through_the_api_reach_the_training_snapshot(
 
 def test_a_known_shopper_gets_personal_picks_with_reasons(stack: LocalStack, api: Api, trained: PipelineResult) -> None:
     # 414's ratings are all older than the replay: history without a consent is not personalised ...
-    assert api.get("/v1/users/414/recommendations?n=7")[1]["source"] == "popular"
+    assert api.get("/v1/users/414/recommendations?n=7")[1]["source"] == "global"
     # ... until the shopper grants it
     assert api.post("/v1/events", {"events": [consent("c-414", "", customer_id="414")]})[0] == 200
     assert stack.poller and stack.poller.wait_idle(60)
@@ -359,25 +360,25 @@ def test_a_shopper_who_revokes_personalisation_is_served_as_a_stranger_from_the_
     assert stack.poller and stack.poller.wait_idle(60)
     status, body = api.get(f"/v1/users/{shopper}/recommendations?n=5")
     assert status == 200
-    assert body["source"] == "popular"
-    assert {item["reason"]["code"] for item in body["items"]} == {"popular_new_shopper"}
+    assert body["sources"] == ["global"]
+    assert {item["reason"]["code"] for item in body["items"]} == {"popular"}
 
 
 def test_an_unknown_shopper_gets_popular_items_and_is_told_so(api: Api, trained: PipelineResult) -> None:
     status, body = api.get("/v1/users/never-seen-anywhere/recommendations")
     assert status == 200
-    assert body["source"] == "popular"
+    assert body["sources"] == ["global"]
     assert len(body["items"]) == 10
-    assert {item["reason"]["code"] for item in body["items"]} == {"popular_new_shopper"}
+    assert {item["reason"]["text"] for item in body["items"]} == {"Popular with shoppers right now"}
 
 
 def test_similar_items_and_a_fallback_for_an_unknown_item(api: Api, trained: PipelineResult) -> None:
     status, body = api.get("/v1/items/1/similar?n=5")
     assert status == 200 and body["source"] == "similar" and len(body["items"]) == 5
     assert "1" not in [item["item_id"] for item in body["items"]]
+    assert {item["reason"]["code"] for item in body["items"]} == {"similar_item"}
     status, body = api.get("/v1/items/no-such-item/similar?n=5")
-    assert status == 200 and body["source"] == "popular"
-    assert body["items"][0]["reason"]["code"] == "popular_fallback"
+    assert status == 404 and "no-such-item" in body["message"]
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,7 @@ def test_serve_alias_has_the_environments_provisioned_concurrency(
 
 def test_http_api_routes_go_to_the_right_functions_and_the_stage_is_throttled(prod: Template) -> None:
     routes = {r["Properties"]["RouteKey"] for r in resources(prod, "AWS::ApiGatewayV2::Route").values()}
-    assert routes == {"GET /v1/{proxy+}", "POST /v1/events", "PUT /v1/items"}
+    assert routes == {"GET /v1/{proxy+}", "POST /v1/rank", "POST /v1/events", "PUT /v1/items"}
     env = config.environment("prod")
     prod.has_resource_properties(
         "AWS::ApiGatewayV2::Stage",
@@ -221,10 +221,39 @@ def _statements(template: Template, role_prefix: str) -> list[dict[str, Any]]:
     ]
 
 
-def test_the_catalog_function_may_update_items_and_nothing_else_in_dynamodb(prod: Template) -> None:
-    actions = [statement["Action"] for statement in _statements(prod, "ServingCatalog")]
-    dynamodb = [a for a in actions if "dynamodb" in str(a)]
-    assert dynamodb == ["dynamodb:UpdateItem"]
+def test_the_catalog_function_may_update_items_and_the_out_of_stock_row_only(prod: Template) -> None:
+    statements = [s for s in _statements(prod, "ServingCatalog") if "dynamodb" in str(s["Action"])]
+    assert [s["Action"] for s in statements] == ["dynamodb:UpdateItem", "dynamodb:UpdateItem"]
+    items, features = sorted(statements, key=lambda s: "Condition" in s)
+    assert "Condition" not in items and "StorageItems" in json.dumps(items["Resource"])
+    # in the feature store: the one row serving reads stock from, by its partition key
+    assert "StorageFeatures" in json.dumps(features["Resource"])
+    assert features["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["catalog#unavailable"]}}
+
+
+def test_the_serve_function_only_reads_four_tables_with_batch_gets(prod: Template) -> None:
+    statements = [s for s in _statements(prod, "ServingServe") if "dynamodb" in str(s["Action"])]
+    assert {str(s["Action"]) for s in statements} == {"dynamodb:BatchGetItem"}
+    tables = {json.dumps(s["Resource"]).split('"')[3] for s in statements}
+    assert {t.removeprefix("Storage").rstrip("0123456789ABCDEF") for t in tables} == {
+        "Recommendations",
+        "Features",
+        "Config",
+        "Items",
+    }
+
+
+def test_impression_lines_of_the_serve_logs_reach_the_archive_through_firehose(prod: Template) -> None:
+    prod.has_resource_properties(
+        "AWS::Logs::SubscriptionFilter",
+        {"FilterPattern": '{ $.event_type = "impression" }', "DestinationArn": Match.any_value()},
+    )
+    streams = resources(prod, "AWS::KinesisFirehose::DeliveryStream")
+    impressions = next(s for k, s in streams.items() if k.startswith("ServingImpressions"))
+    destination = impressions["Properties"]["ExtendedS3DestinationConfiguration"]
+    assert destination["Prefix"].startswith(config.ARCHIVE_EVENTS_PREFIX + "dt=")
+    processors = [p["Type"] for p in destination["ProcessingConfiguration"]["Processors"]]
+    assert processors == ["Decompression", "CloudWatchLogProcessing", "AppendDelimiterToRecord"]
 
 
 def test_the_export_function_may_scan_items_and_write_the_catalog_snapshot_only(prod: Template) -> None:

@@ -36,7 +36,7 @@ def tribes(users: int = 40, seed: int = 3) -> sparse.csr_matrix:
 
 def frame(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
     return pd.DataFrame(
-        [(f"e{n}", u, i, k, ts, np.nan, "", "") for n, (u, i, k, ts) in enumerate(rows)],
+        [(f"e{n}", u, i, k, ts, np.nan, "", "", "") for n, (u, i, k, ts) in enumerate(rows)],
         columns=INTERACTION_COLUMNS,
     )
 

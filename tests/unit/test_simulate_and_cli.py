@@ -192,14 +192,23 @@ def test_the_transform_writes_next_items_popular_segments_and_similar_items(stor
         seq = [item for n, item in enumerate(raw) if n == 0 or item != raw[n - 1]]  # a view-cart-buy run is one step
         followed |= {(a, b) for n, a in enumerate(seq) for b in seq[n + 1 : n + 6] if a != b}
     nexts = {k: v for k, v in rows.items() if k.startswith("next#")}
+    titles: dict[str, str] = dict(
+        pd.read_csv(store / "items.csv", dtype=str)[["item_id", "title"]].itertuples(index=False)
+    )
     assert len(nexts) > 50
     for key, items in nexts.items():
-        assert all((key.removeprefix("next#"), item) in followed for item, _score in items)
+        assert all((key.removeprefix("next#"), item) in followed for item, _score, *_ in items)
+        # each pick carries the item it follows and that item's title, for the reason text
+        assert {(e[2], e[4]) for e in items} == {(key.removeprefix("next#"), titles[key.removeprefix("next#")])}
     items = pd.read_csv(store / "items.csv", dtype=str)
     markets = set(events["market"])
     assert {f"popular#market:{m}" for m in markets} <= set(rows)
     department = items["category"].str.split(">").str[0].iloc[0]
     in_department = set(items.loc[items["category"].str.startswith(department), "item_id"])
-    assert {item for item, _ in rows[f"popular#category:{department}"]} <= in_department
+    assert {item for item, *_ in rows[f"popular#category:{department}"]} <= in_department
+    assert all(e[3].startswith(department) for e in rows[f"popular#category:{department}"])
+    # sessions referred by instagram are about Beauty and Apparel (the simulator's rule): so is their list
+    referred = rows["popular#referrer:instagram.com"]
+    assert sum(e[3].split(">")[0] in ("Beauty", "Apparel") for e in referred) >= 4
     # every item with a catalog entry has similar items (content fills in where co-views are thin)
     assert sum(1 for k in rows if k.startswith("item#")) == len(items)

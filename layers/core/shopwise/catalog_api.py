@@ -86,10 +86,12 @@ class CatalogResult:
         return {**counts, "results": self.results}
 
 
-def update_catalog(raw_items: list[Any], table: str) -> CatalogResult:
-    from shopwise.dal.catalog import patch_item
+def update_catalog(raw_items: list[Any], table: str, features_table: str) -> CatalogResult:
+    """Patch each valid item in place; stock changes also reach the out-of-stock set serving reads."""
+    from shopwise.dal.catalog import patch_item, set_availability
 
     result = CatalogResult()
+    stock: dict[str, bool] = {}
     for index, raw in enumerate(raw_items):
         item_id = raw.get("item_id") if isinstance(raw, dict) else None
         try:
@@ -114,5 +116,8 @@ def update_catalog(raw_items: list[Any], table: str) -> CatalogResult:
             )
             continue
         created = patch_item(table, patch.item_id, changes)
+        if patch.in_stock is not None:
+            stock[patch.item_id] = patch.in_stock
         result.results.append({"index": index, "item_id": patch.item_id, "status": "created" if created else "updated"})
+    set_availability(features_table, stock)
     return result

@@ -42,6 +42,8 @@ class EnvironmentConfig:
     stream_batch_size: int = 100
     stream_retry_attempts: int = 3
     stream_max_record_age_s: int = 6 * 3600
+    # category paths whose items may be recommended again after a purchase (consumables: coffee, nappies ...)
+    repeat_purchase_categories: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
 
     def physical_name(self, logical: str) -> str:
@@ -50,7 +52,7 @@ class EnvironmentConfig:
 
 # Tables. `features` is the feature store: one document per profile, session, item, segment and alias (keys in
 # shopwise.keys; sessions expire by TTL). `recommendations` holds precomputed lists keyed "user#<id>", "item#<id>",
-# "popular#global"; `config` holds the active model version and (later) experiments.
+# "popular#global"; `config` holds the active model version and the experiments.
 FEATURES = TableSpec("features", partition_key="pk", ttl_attribute="expires_at", env_var="FEATURES_TABLE")
 ITEMS = TableSpec("items", partition_key="item_id", env_var="ITEMS_TABLE")
 RECOMMENDATIONS = TableSpec(

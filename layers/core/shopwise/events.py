@@ -113,6 +113,10 @@ class Impression(EventBase):
     recommendation_id: Id
     items: Annotated[list[Id], Field(min_length=1, max_length=500)]
     placement: Annotated[str, Field(max_length=64)] = "home"
+    # set by the serve API's own impression records: the A/B arm and the model that made the list
+    experiment: Annotated[str, Field(max_length=128)] | None = None
+    variant: Annotated[str, Field(max_length=128)] | None = None
+    model_version: Annotated[str, Field(max_length=128)] | None = None
 
 
 class Click(EventBase):

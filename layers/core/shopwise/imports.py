@@ -1,7 +1,7 @@
 """Bulk import of history and catalogs: CSV or JSON Lines, one row at a time, bad rows reported with their line.
 
 Event rows: user_id, item_id, timestamp (ISO 8601 or epoch seconds), event_type, optional id_type (customer, the
-default, or anonymous: user_id is then a visitor cookie id), price, quantity, session_id, market, order_id. Item rows: item_id, title, category, price, brand, in_stock, created_at, market, and
+default, or anonymous: user_id is then a visitor cookie id), price, quantity, session_id, market, order_id, referrer. Item rows: item_id, title, category, price, brand, in_stock, created_at, market, and
 any other column as a free attribute.
 """
 
@@ -100,7 +100,7 @@ def event_from_row(row: dict[str, Any], line: int, source: str = "import") -> Ev
         "occurred_at": occurred_at,
         f"{id_type}_id": str(row["user_id"]),
     }
-    for optional in ("session_id", "market"):
+    for optional in ("session_id", "market", "referrer"):
         if row.get(optional):
             base[optional] = str(row[optional])
     quantity = int(float(row.get("quantity", 1) or 1))

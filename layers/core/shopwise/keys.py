@@ -5,8 +5,18 @@ from __future__ import annotations
 
 
 def popular_key(segment: str) -> str:
-    """A popular list: "global", "category:<category path>" or "market:<market>"."""
+    """A popular list: "global", "category:<category path>", "market:<market>" or "referrer:<source>"."""
     return f"popular#{segment}"
+
+
+def referrer_source(referrer: str) -> str:
+    """Where a visit came from, as a segment name: the referring URL's host without "www." ("instagram.com"), or
+    the value itself lower-cased when it is not a URL ("newsletter"); "" for none."""
+    value = referrer.strip().lower()
+    if "://" in value:
+        value = value.split("://", 1)[1]
+    value = value.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].split(":", 1)[0]
+    return value.removeprefix("www.")[:128]
 
 
 POPULAR_KEY = popular_key("global")
@@ -45,6 +55,12 @@ def market_key(market: str) -> str:
 
 def alias_key(alias: str) -> str:
     return f"alias#{alias}"
+
+
+# the catalog's out-of-stock item ids, one string set kept by the catalog writers (so serving reads stock with the
+# shopper's features, in one round trip)
+UNAVAILABLE_KEY = "catalog#unavailable"
+OUT_OF_STOCK = "out_of_stock"
 
 
 def entity_of(key: str) -> str:

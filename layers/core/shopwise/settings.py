@@ -26,6 +26,7 @@ class Settings:
     failed_events_queue_url: str = ""
     pseudonym_key_secret: str = ""
     catalog_token_secret: str = ""
+    repeat_purchase_categories: tuple[str, ...] = ()
     max_batch_events: int = 500
     max_batch_bytes: int = 1_000_000
 
@@ -51,12 +52,19 @@ class Settings:
             failed_events_queue_url=env.get("FAILED_EVENTS_QUEUE_URL", ""),
             pseudonym_key_secret=env.get("PSEUDONYM_KEY_SECRET", ""),
             catalog_token_secret=env.get("CATALOG_TOKEN_SECRET", ""),
+            repeat_purchase_categories=tuple(
+                c.strip() for c in env.get("REPEAT_PURCHASE_CATEGORIES", "").split(",") if c.strip()
+            ),
         )
 
 
-def environment_variables(names: dict[str, str], ttl_days: int) -> dict[str, str]:
+def environment_variables(env: config.EnvironmentConfig, names: dict[str, str]) -> dict[str, str]:
     """The variables a function gets, from resolved resource names (used by CDK and the local runtime)."""
-    return {**names, "RECOMMENDATIONS_TTL_DAYS": str(ttl_days)}
+    return {
+        **names,
+        "RECOMMENDATIONS_TTL_DAYS": str(env.recommendations_ttl_days),
+        "REPEAT_PURCHASE_CATEGORIES": ",".join(env.repeat_purchase_categories),
+    }
 
 
 @lru_cache(maxsize=1)

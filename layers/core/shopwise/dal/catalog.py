@@ -8,6 +8,7 @@ from typing import Any
 
 from shopwise.catalog import CatalogItem
 from shopwise.dal.recommendations import batch_get, batch_write
+from shopwise.keys import OUT_OF_STOCK, UNAVAILABLE_KEY
 
 
 def encode_item(item: CatalogItem) -> dict[str, Any]:
@@ -53,6 +54,23 @@ def scan_items(table: str) -> Iterator[dict[str, Any]]:
 
 def put_items(table: str, items: Iterable[CatalogItem]) -> int:
     return batch_write(table, (encode_item(item) for item in items))
+
+
+def set_availability(features_table: str, in_stock: dict[str, bool]) -> None:
+    """Keep the out-of-stock set serving reads in its one round trip (``UNAVAILABLE_KEY`` in the feature store):
+    ADD the items out of stock, DELETE those back in stock. Set updates commute, so concurrent writers agree."""
+    from shopwise.dal.aws import client
+
+    gone = sorted(i for i, ok in in_stock.items() if not ok)
+    back = sorted(i for i, ok in in_stock.items() if ok)
+    for verb, ids in (("ADD", gone), ("DELETE", back)):  # one path may not be updated twice in one expression
+        for start in range(0, len(ids), 1000):
+            client("dynamodb").update_item(
+                TableName=features_table,
+                Key={"pk": {"S": UNAVAILABLE_KEY}},
+                UpdateExpression=f"{verb} {OUT_OF_STOCK} :ids",
+                ExpressionAttributeValues={":ids": {"SS": ids[start : start + 1000]}},
+            )
 
 
 def categories(table: str, item_ids: Iterable[str]) -> dict[str, str]:

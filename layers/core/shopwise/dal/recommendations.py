@@ -80,6 +80,18 @@ def batch_get(
     return found, trips
 
 
+def read_rows(table: str, keys: list[str], now: float | None = None) -> dict[str, RecommendationRow]:
+    """The live rows of these keys (100 per BatchGetItem); keys with no row, or an expired one, are left out."""
+    found: dict[str, RecommendationRow] = {}
+    for start in range(0, len(keys), 100):
+        got, _trips = batch_get({table: [{"pk": {"S": k}} for k in keys[start : start + 100]]})
+        for raw in got[table]:
+            row = decode_row(raw, now)
+            if row:
+                found[row.key] = row
+    return found
+
+
 def encode_row(row: RecommendationRow, ttl_days: int, now: float | None = None) -> dict[str, Any]:
     expires = int((now or time.time()) + ttl_days * 86400)
     return {

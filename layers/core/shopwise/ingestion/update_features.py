@@ -6,6 +6,8 @@
 3. The events are grouped per entity — profile, session, item, category, market — and each group becomes one
    read (batched) and one conditional write: events in occurred_at order, minus those the entity has applied
    already (its ledger of event digests, and its per-shard sequence high-water mark).
+   A consenting shopper's profile also gets its serving view (``shopwise.serving.view``): the real-time
+   candidates of what the shopper just did, read from the precomputed rows once per batch.
 4. A conflicting write re-reads and re-applies that entity alone; an entity that still fails is reported with its
    reason, and the records that touch it are retried by the stream (re-applying the others is a no-op).
 """
@@ -38,6 +40,7 @@ from shopwise.features import (
 )
 from shopwise.identity import LEDGER_LIMIT_PROFILE, Store, link, resolve
 from shopwise.keys import category_key, entity_of, item_key, key_id, market_key, profile_key, session_key
+from shopwise.serving.view import serving_view, view_keys
 
 LEDGER_LIMITS = {"profile": LEDGER_LIMIT_PROFILE, "session": 256, "item": 2048, "segment": 4096}
 SESSION_TTL_SECONDS = 30 * 86400
@@ -45,6 +48,8 @@ MAX_CONFLICT_RETRIES = 8
 WRITERS = 8
 
 Categories = Callable[[Iterable[str]], dict[str, str]]
+# recommendations-table keys -> their stored lists (absent keys left out): what the serving views are made of
+RowReader = Callable[[list[str]], dict[str, list[list[Any]]]]
 
 
 def digest(event_id: str) -> str:
@@ -86,7 +91,11 @@ class Moved(Exception):
 
 
 def update_features(
-    deliveries: list[Delivery], store: Store, categories: Categories, now: float | None = None
+    deliveries: list[Delivery],
+    store: Store,
+    categories: Categories,
+    now: float | None = None,
+    rows: RowReader | None = None,
 ) -> UpdateOutcome:
     outcome = UpdateOutcome(deliveries=len(deliveries))
     lock = threading.Lock()
@@ -123,12 +132,13 @@ def update_features(
     # 3. one read per 100 entities, one conditional write per entity
     docs = {**profiles, **store.read([k for k in groups if k not in profiles])}
     outcome.entities = len(groups)
+    view_rows = _view_rows(docs, groups, context, rows) if rows else None
     fresh_ids: set[int] = set()
 
     def apply(key: str) -> None:
         group = groups[key]
         try:
-            fresh = _apply_entity(store, key, docs[key], group, context, outcome, lock)
+            fresh = _apply_entity(store, key, docs[key], group, context, outcome, lock, view_rows)
         except Exception as exc:
             fail(key, _reason(exc), group)
             return
@@ -208,6 +218,7 @@ def _apply_entity(
     context: Context,
     outcome: UpdateOutcome,
     lock: threading.Lock,
+    view_rows: dict[str, list[list[Any]]] | None = None,
 ) -> list[Delivery]:
     for attempt in range(MAX_CONFLICT_RETRIES):
         if doc.error:
@@ -217,7 +228,7 @@ def _apply_entity(
         fresh = _fresh(doc, group)
         if not fresh:
             return []
-        updated = _fold(doc, fresh, context)
+        updated = _fold(doc, fresh, context, view_rows)
         try:
             store.write(updated)
         except Conflict:
@@ -232,7 +243,26 @@ def _apply_entity(
     raise RuntimeError(f"{key}: gave up after {MAX_CONFLICT_RETRIES} write conflicts")
 
 
-def _fold(doc: Doc, fresh: list[Delivery], context: Context) -> Doc:
+def _view_rows(
+    docs: dict[str, Doc], groups: dict[str, list[Delivery]], context: Context, rows: RowReader
+) -> dict[str, list[list[Any]]]:
+    """One read of every row the touched profiles' serving views need: those of the stored profile and of the
+    profile with this batch folded in (a preview; the fold is pure)."""
+    keys: list[str] = []
+    for key, group in groups.items():
+        if entity_of(key) != "profile" or docs[key].error:
+            continue
+        stored = ProfileFeatures.from_json(docs[key].data.get("features"))
+        preview = apply_to_profile(
+            ProfileFeatures.from_json(docs[key].data.get("features")), [d.event for d in group], context
+        )
+        keys += view_keys(stored) + view_keys(preview)
+    return rows(list(dict.fromkeys(keys))) if keys else {}
+
+
+def _fold(
+    doc: Doc, fresh: list[Delivery], context: Context, view_rows: dict[str, list[list[Any]]] | None = None
+) -> Doc:
     """The document with the fresh deliveries applied and remembered (a new Doc: the read one stays as read)."""
     entity, name = entity_of(doc.key), key_id(doc.key)
     events = [d.event for d in fresh]
@@ -242,6 +272,12 @@ def _fold(doc: Doc, fresh: list[Delivery], context: Context) -> Doc:
         profile = apply_to_profile(ProfileFeatures.from_json(data.get("features")), events, context)
         data["features"] = profile.to_json()
         data.setdefault("aliases", [name])
+        if view_rows is not None:
+            view = serving_view(profile, view_rows)
+            if view["items"]:
+                data["serving"] = view
+            else:
+                data.pop("serving", None)
     elif entity == "session":
         session = apply_to_session(SessionFeatures.from_json(data), events, context)
         data = session.to_json()

@@ -1,18 +1,66 @@
-"""Serving: read precomputed lists and the shopper's live features in one BatchGetItem, blend, explain."""
+"""Serving: one BatchGetItem reads what a request needs, the blend (``shopwise.serving.blend``) does the rest.
+
+The read of a recommendation request names every key it can know in advance, across tables, in one BatchGetItem:
+the alias and profile documents of the id the storefront sent (the profile holds the shopper's features and the
+serving view: real-time candidates resolved at write time), the out-of-stock set, the shopper's precomputed list,
+the popular lists of the requested market and category, the global list, and the experiments. Only a stitched
+shopper (the alias belongs to another profile) costs a second round trip, for that profile and its list. Nothing
+costs a third.
+
+Every response carries a recommendation_id, the experiment and variant, and the model version, and is written as
+one impression line to the function's log (``impression_line``): a log subscription ships those lines to the event
+archive, so what was shown reaches training and the experiment readout with no network call on the request path.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, TextIO
 
 from shopwise.dal.feature_store import Doc
 from shopwise.dal.recommendations import RecommendationRow, batch_get, decode_row
 from shopwise.features import ProfileFeatures
-from shopwise.keys import POPULAR_KEY, alias_key, item_key, profile_key, user_key
+from shopwise.keys import (
+    OUT_OF_STOCK,
+    POPULAR_KEY,
+    UNAVAILABLE_KEY,
+    alias_key,
+    item_key,
+    popular_key,
+    profile_key,
+    user_key,
+)
+from shopwise.serving.blend import (
+    Pick,
+    Selection,
+    combine,
+    params_for,
+    personal_picks,
+    popular_picks,
+    realtime_factor,
+    reason,
+    similar_picks,
+    view_picks,
+)
+from shopwise.serving.experiments import (
+    EXPERIMENTS_KEY,
+    NO_EXPERIMENT,
+    Assignment,
+    Experiment,
+    assign,
+    parse_experiments,
+)
 
 MAX_N = 100
+MAX_RANK_ITEMS = 500
+MAX_EXCLUDE = 100
+FEATURE_ATTRIBUTES = f"pk, v, doc, merged_into, {OUT_OF_STOCK}"
+POPULARITY_PRIOR = 0.1  # weight of global popularity when re-ranking given items (breaks ties among the unknown)
 
 
 class NotFound(LookupError):
@@ -23,111 +71,38 @@ class NotFound(LookupError):
 class Tables:
     recommendations: str
     features: str
+    config: str
+    items: str
 
 
 @dataclass(frozen=True)
-class Reason:
-    code: str
-    text: str
+class Request:
+    user_id: str
+    profile_id: str  # "c:<customer pseudonym>" or "a:<anonymous id>"
+    placement: str = "home"
+    n: int = 10
+    category: str = ""
+    market: str = ""
+    exclude: frozenset[str] = frozenset()
+    referrer: str = ""  # a referrer source (``shopwise.keys.referrer_source``)
 
 
-def _reason_for(because: str, profile: ProfileFeatures | None) -> Reason:
-    if not because:
-        return Reason("personalised", "Picked for you from your history")
-    if profile and because in profile.recent_items("purchase"):
-        return Reason("bought_together", f"Because you bought item {because}")
-    if profile and because in profile.recent_items("cart"):
-        return Reason("similar_to_cart", f"Because you added item {because} to your cart")
-    return Reason("similar_to_history", f"Because of your interest in item {because}")
+@dataclass
+class Shopper:
+    """What one request read: the live profile (None unless it holds a personalisation grant now), its rows."""
+
+    target: str
+    profile: ProfileFeatures | None
+    view: dict[str, Any]
+    rows: dict[str, RecommendationRow]
+    unavailable: set[str]
+    experiments: list[Experiment]
+    trips: int
 
 
-def _items(rows: list[list[Any]], n: int, exclude: set[str], reason: Any) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for entry in rows:
-        item_id, score = str(entry[0]), float(entry[1])
-        if item_id in exclude:
-            continue
-        because = str(entry[2]) if len(entry) > 2 else ""
-        why: Reason = reason(because)
-        out.append({"item_id": item_id, "score": round(score, 6), "reason": {"code": why.code, "text": why.text}})
-        if len(out) == n:
-            break
-    return out
-
-
-def _features_of(rows: list[dict[str, Any]]) -> dict[str, Doc]:
-    return {doc.key: doc for doc in (Doc.from_item(row) for row in rows)}
-
-
-def recommend_for_user(user_id: str, profile_id: str, n: int, tables: Tables) -> dict[str, Any]:
-    """Precomputed list for the shopper if there is one and the shopper's profile holds a personalisation consent
-    now, else popular items; owned and carted items are left out.
-
-    ``profile_id`` is the alias the storefront knows the shopper by ("c:<customer pseudonym>" or "a:<anonymous
-    id>"). One BatchGetItem reads the alias, its profile, its list and the popular list; only a stitched shopper
-    (the alias points at another profile) costs a second one."""
-    found, trips = batch_get(
-        {
-            tables.recommendations: [{"pk": {"S": user_key(profile_id)}}, {"pk": {"S": POPULAR_KEY}}],
-            tables.features: [{"pk": {"S": alias_key(profile_id)}}, {"pk": {"S": profile_key(profile_id)}}],
-        },
-        projections={tables.features: "pk, v, doc, merged_into"},
-    )
-    rows = _live_rows(found[tables.recommendations])
-    docs = _features_of(found[tables.features])
-    alias, own = docs.get(alias_key(profile_id)), docs.get(profile_key(profile_id))
-    target = str(alias.data.get("profile", "")) if alias else ""
-    target = (own.merged_into if own and own.merged_into else target) or profile_id
-    doc = own
-    if target != profile_id:
-        more, extra = batch_get(
-            {
-                tables.recommendations: [{"pk": {"S": user_key(target)}}],
-                tables.features: [{"pk": {"S": profile_key(target)}}],
-            },
-            projections={tables.features: "pk, v, doc, merged_into"},
-        )
-        trips += extra
-        rows.update(_live_rows(more[tables.recommendations]))
-        doc = _features_of(more[tables.features]).get(profile_key(target))
-    profile = None
-    if doc and doc.data.get("features"):
-        candidate = ProfileFeatures.from_json(doc.data["features"])
-        # a shopper who revoked personalisation gets what a stranger gets
-        profile = candidate if candidate.consented(time.time()) else None
-    exclude = set(profile.recent_items("purchase")) | set(profile.current_cart()) if profile else set()
-
-    # a precomputed list is personal data: only a shopper with personalisation consent now gets it
-    personal = (rows.get(user_key(target)) or rows.get(user_key(profile_id))) if profile is not None else None
-    if personal:
-        items = _items(personal.items, n, exclude, lambda b: _reason_for(b, profile))
-        source, version = "personalised", personal.model_version
-        popular_fill = rows.get(POPULAR_KEY)
-        if len(items) < n and popular_fill:
-            taken = exclude | {i["item_id"] for i in items}
-            items += _items(popular_fill.items, n - len(items), taken, lambda _b: _POPULAR)
-    else:
-        popular = _popular(rows)
-        reason = _NEW_SHOPPER if profile is None else _POPULAR
-        items = _items(popular.items, n, exclude, lambda _b: reason)
-        source, version = "popular", popular.model_version
-    return _response({"user_id": user_id, "profile_id": target}, version, source, items, trips)
-
-
-def similar_items(item_id: str, n: int, tables: Tables) -> dict[str, Any]:
-    found, trips = batch_get({tables.recommendations: [{"pk": {"S": item_key(item_id)}}, {"pk": {"S": POPULAR_KEY}}]})
-    rows = _live_rows(found[tables.recommendations])
-    similar = rows.get(item_key(item_id))
-    if similar:
-        reason = Reason("similar_item", f"Shoppers who liked item {item_id} also liked this")
-        items = _items(similar.items, n, {item_id}, lambda _b: reason)
-        source, version = "similar", similar.model_version
-    else:
-        popular = _popular(rows)
-        reason = Reason("popular_fallback", f"Item {item_id} is new to the model: showing popular items")
-        items = _items(popular.items, n, {item_id}, lambda _b: reason)
-        source, version = "popular", popular.model_version
-    return _response({"item_id": item_id}, version, source, items, trips)
+@lru_cache(maxsize=8)
+def _experiments(text: str) -> list[Experiment]:
+    return parse_experiments(text)
 
 
 def _live_rows(raw_rows: list[dict[str, Any]]) -> dict[str, RecommendationRow]:
@@ -135,25 +110,298 @@ def _live_rows(raw_rows: list[dict[str, Any]]) -> dict[str, RecommendationRow]:
     return {row.key: row for row in (decode_row(raw) for raw in raw_rows) if row}
 
 
-def _popular(rows: dict[str, RecommendationRow]) -> RecommendationRow:
-    popular = rows.get(POPULAR_KEY)
-    if popular is None:
-        raise NotFound("no recommendations are loaded yet: run the training pipeline (shopwise train)")
-    return popular
+def _docs(raw: list[dict[str, Any]]) -> tuple[dict[str, Doc], set[str]]:
+    docs: dict[str, Doc] = {}
+    unavailable: set[str] = set()
+    for item in raw:
+        if item["pk"]["S"] == UNAVAILABLE_KEY:
+            unavailable = set(item.get(OUT_OF_STOCK, {}).get("SS", []))
+        else:
+            docs[item["pk"]["S"]] = Doc.from_item(item)
+    return docs, unavailable
+
+
+def first_read(profile_id: str, row_keys: list[str], tables: Tables) -> dict[str, list[dict[str, Any]]]:
+    """The keys of a shopper request's one BatchGetItem: the alias, profile and out-of-stock set, the shopper's
+    list and ``row_keys`` (popular lists), the experiments."""
+    return {
+        tables.features: [{"pk": {"S": k}} for k in (alias_key(profile_id), profile_key(profile_id), UNAVAILABLE_KEY)],
+        tables.recommendations: [{"pk": {"S": k}} for k in dict.fromkeys([user_key(profile_id), *row_keys])],
+        tables.config: [{"pk": {"S": EXPERIMENTS_KEY}}],
+    }
+
+
+def read_shopper(profile_id: str, row_keys: list[str], tables: Tables, now: float) -> Shopper:
+    """Round trip 1: ``first_read``. Round trip 2, a stitched shopper only: the live profile and its list."""
+    found, trips = batch_get(
+        first_read(profile_id, row_keys, tables), projections={tables.features: FEATURE_ATTRIBUTES}
+    )
+    docs, unavailable = _docs(found[tables.features])
+    rows = _live_rows(found[tables.recommendations])
+    config = found[tables.config]
+    experiments = _experiments(config[0]["experiments"]["S"]) if config and "experiments" in config[0] else []
+
+    alias, own = docs.get(alias_key(profile_id)), docs.get(profile_key(profile_id))
+    target = str(alias.data.get("profile", "")) if alias else ""
+    target = (own.merged_into if own and own.merged_into else target) or profile_id
+    doc = own
+    if target != profile_id:
+        more, extra_trips = batch_get(
+            {
+                tables.recommendations: [{"pk": {"S": user_key(target)}}],
+                tables.features: [{"pk": {"S": profile_key(target)}}],
+            },
+            projections={tables.features: FEATURE_ATTRIBUTES},
+        )
+        trips += extra_trips
+        rows.update(_live_rows(more[tables.recommendations]))
+        doc = _docs(more[tables.features])[0].get(profile_key(target))
+    profile = None
+    view: dict[str, Any] = {}
+    if doc and doc.data.get("features"):
+        candidate = ProfileFeatures.from_json(doc.data["features"])
+        # a shopper who revoked personalisation (or never granted it) gets what a stranger gets
+        if candidate.consented(now):
+            profile, view = candidate, doc.data.get("serving") or {}
+    return Shopper(target, profile, view, rows, unavailable, experiments, trips)
+
+
+def recommend_for_user(req: Request, tables: Tables, repeat_categories: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The shopper's list for a placement: precomputed picks blended with real-time candidates (personalisation
+    consent required), then the fallback chain — market bestsellers, category bestsellers, global bestsellers —
+    with exclusions (owned unless a repeat-purchase category, in cart, out of stock, asked), the category filter
+    and the diversity rule applied throughout."""
+    now = time.time()
+    segment_keys = _segment_keys(req.market, req.category, req.referrer)
+    shopper = read_shopper(req.profile_id, [*segment_keys.values(), POPULAR_KEY], tables, now)
+    assignment = assign(shopper.experiments, req.placement, shopper.target)
+    params = params_for(req.placement, assignment.params)
+    profile = None if assignment.holdout else shopper.profile  # the holdout is served a non-personalised control
+    excluded = set(req.exclude) | shopper.unavailable
+    purchased: frozenset[str] = frozenset()
+    if profile is not None:
+        excluded |= set(profile.current_cart())
+        purchased = frozenset(profile.recent_items("purchase"))
+    selection = Selection(req.n, excluded, repeat_categories, purchased, req.category, params.max_per_category)
+
+    version = ""
+    if profile is not None:
+        personal_row = shopper.rows.get(user_key(shopper.target)) or shopper.rows.get(user_key(req.profile_id))
+        personal = personal_picks(personal_row.items, profile) if personal_row else []
+        realtime = view_picks(shopper.view.get("items", []))
+        weight = params.realtime_weight * realtime_factor(float(shopper.view.get("at", 0.0)), now)
+        selection.offer(combine([(personal, params.personal_weight), (realtime, weight)]))
+        if personal_row and personal:
+            version = personal_row.model_version
+    _fallbacks(selection, shopper.rows, segment_keys)
+    items = selection.finish()
+    version = version or _version(shopper.rows, segment_keys)
+    market = req.market or (profile.market[0] if profile and profile.market else "")
+    return _response(
+        {"user_id": req.user_id, "profile_id": shopper.target, "placement": req.placement, "market": market},
+        assignment,
+        version,
+        selection.levels,
+        items,
+        market,
+        shopper.trips,
+        req.referrer,
+    )
+
+
+def rank_items(req: Request, item_ids: list[str], tables: Tables) -> dict[str, Any]:
+    """Re-rank the given items for the shopper (a category page's sort order): the same blend, restricted to them,
+    a little popularity to order the rest; items out of stock go last; nothing is dropped."""
+    now = time.time()
+    shopper = read_shopper(req.profile_id, [POPULAR_KEY], tables, now)
+    assignment = assign(shopper.experiments, req.placement, shopper.target)
+    params = params_for(req.placement, assignment.params)
+    profile = None if assignment.holdout else shopper.profile
+    sources: list[tuple[list[Pick], float]] = []
+    version = ""
+    if profile is not None:
+        personal_row = shopper.rows.get(user_key(shopper.target)) or shopper.rows.get(user_key(req.profile_id))
+        if personal_row:
+            sources.append((personal_picks(personal_row.items, profile), params.personal_weight))
+            version = personal_row.model_version
+        weight = params.realtime_weight * realtime_factor(float(shopper.view.get("at", 0.0)), now)
+        sources.append((view_picks(shopper.view.get("items", [])), weight))
+    popular = shopper.rows.get(POPULAR_KEY)
+    if popular:
+        sources.append((popular_picks(popular.items, "popular", "global"), POPULARITY_PRIOR))
+    scored = {p.item_id: p for p in combine(sources)}
+    given = list(dict.fromkeys(item_ids))
+    position = {item: n for n, item in enumerate(given)}
+    ranked = sorted(
+        given,
+        key=lambda i: (i in shopper.unavailable, -(scored[i].score if i in scored else 0.0), position[i]),
+    )
+    picks = [scored.get(i) or Pick(i, 0.0, "store_order", source="store_order") for i in ranked]
+    levels = list(dict.fromkeys(p.source for p in picks))
+    response = _response(
+        {"user_id": req.user_id, "profile_id": shopper.target, "placement": req.placement, "market": req.market},
+        assignment,
+        version or (popular.model_version if popular else ""),
+        levels,
+        picks,
+        req.market,
+        shopper.trips,
+    )
+    for item in response["items"]:
+        item["in_stock"] = item["item_id"] not in shopper.unavailable
+    return response
+
+
+def popular_items(n: int, market: str, category: str, tables: Tables) -> dict[str, Any]:
+    """Bestsellers of a category and/or market (category first), then global ones; in stock only."""
+    segment_keys = _segment_keys(market, category)
+    found, trips = batch_get(
+        {
+            tables.recommendations: [{"pk": {"S": k}} for k in [*segment_keys.values(), POPULAR_KEY]],
+            tables.features: [{"pk": {"S": UNAVAILABLE_KEY}}],
+        },
+        projections={tables.features: f"pk, {OUT_OF_STOCK}"},
+    )
+    rows = _live_rows(found[tables.recommendations])
+    unavailable = _docs(found[tables.features])[1]
+    selection = Selection(n, unavailable, category=category, max_per_category=n)
+    order: dict[str, str] = {k: segment_keys[k] for k in ("category", "market") if k in segment_keys}
+    _fallbacks(selection, rows, order)
+    items = selection.finish()
+    response = _response(
+        {"market": market, "category": category},
+        NO_EXPERIMENT,
+        _version(rows, segment_keys),
+        selection.levels,
+        items,
+        market,
+        trips,
+    )
+    return response
+
+
+def similar_items(item_id: str, n: int, tables: Tables) -> dict[str, Any]:
+    """Items like this one: its precomputed neighbours (collaborative, content-filled for new products); a product
+    newer than the model gets its category's bestsellers; then global ones. In stock only, never itself."""
+    found, trips = batch_get(
+        {
+            tables.recommendations: [{"pk": {"S": item_key(item_id)}}, {"pk": {"S": POPULAR_KEY}}],
+            tables.features: [{"pk": {"S": UNAVAILABLE_KEY}}],
+            tables.items: [{"item_id": {"S": item_id}}],
+        },
+        projections={tables.features: f"pk, {OUT_OF_STOCK}", tables.items: "item_id, category, title"},
+    )
+    rows = _live_rows(found[tables.recommendations])
+    unavailable = _docs(found[tables.features])[1]
+    catalog = found[tables.items][0] if found[tables.items] else {}
+    similar = rows.get(item_key(item_id))
+    if similar is None and not catalog:
+        raise NotFound(f"item {item_id!r} is neither in the catalog nor in the model")
+    selection = Selection(n, unavailable | {item_id}, max_per_category=n)
+    if similar:
+        selection.offer(similar_picks(similar.items, item_id))
+    version = similar.model_version if similar else ""
+    category = catalog.get("category", {}).get("S", "")
+    if not selection.full and category:
+        more, extra = batch_get({tables.recommendations: [{"pk": {"S": popular_key(f"category:{category}")}}]})
+        trips += extra
+        row = next(iter(_live_rows(more[tables.recommendations]).values()), None)
+        if row:
+            title = catalog.get("title", {}).get("S", "") or f"item {item_id}"
+            selection.offer(
+                [
+                    Pick(p.item_id, p.score, "new_item_category", item_id, title, p.category or category, "category")
+                    for p in popular_picks(row.items, "new_item_category", "category")
+                ]
+            )
+            version = version or row.model_version
+    if POPULAR_KEY in rows:
+        selection.offer(popular_picks(rows[POPULAR_KEY].items, "popular", "global"))
+    items = selection.finish()
+    return _response(
+        {"item_id": item_id}, NO_EXPERIMENT, version or _version(rows, {}), selection.levels, items, "", trips
+    )
+
+
+def _segment_keys(market: str, category: str, referrer: str = "") -> dict[str, str]:
+    """The segments' popular lists, in the order of the fallback chain."""
+    keys = {}
+    if referrer:
+        keys["referrer"] = popular_key(f"referrer:{referrer}")
+    if market:
+        keys["market"] = popular_key(f"market:{market}")
+    if category:
+        keys["category"] = popular_key(f"category:{category}")
+    return keys
+
+
+def _fallbacks(selection: Selection, rows: dict[str, RecommendationRow], segment_keys: dict[str, str]) -> None:
+    """The chain after the shopper's own candidates: the requested segments in the order given, then global."""
+    codes = {"referrer": "popular_referrer", "market": "popular_market", "category": "popular_category"}
+    for level, key in segment_keys.items():
+        if selection.full:
+            return
+        row = rows.get(key)
+        if row:
+            selection.offer(popular_picks(row.items, codes[level], level))
+    if not selection.full:
+        popular = rows.get(POPULAR_KEY)
+        if popular is None:
+            raise NotFound("no recommendations are loaded yet: run the training pipeline (shopwise retrain)")
+        selection.offer(popular_picks(popular.items, "popular", "global"))
+
+
+def _version(rows: dict[str, RecommendationRow], segment_keys: dict[str, str]) -> str:
+    for key in [*segment_keys.values(), POPULAR_KEY]:
+        if key in rows:
+            return rows[key].model_version
+    return ""
 
 
 def _response(
-    subject: dict[str, str], version: str, source: str, items: list[dict[str, Any]], trips: int
+    subject: dict[str, str],
+    assignment: Assignment,
+    version: str,
+    levels: list[str],
+    items: list[Pick],
+    market: str,
+    trips: int,
+    referrer: str = "",
 ) -> dict[str, Any]:
     return {
         **subject,
         "recommendation_id": str(uuid.uuid4()),
+        "experiment": assignment.experiment,
+        "variant": assignment.variant,
         "model_version": version,
-        "source": source,
-        "items": items,
+        "source": levels[0] if levels else "none",
+        "sources": levels,
+        "items": [{"item_id": p.item_id, "score": p.score, "reason": reason(p, market, referrer)} for p in items],
         "read_round_trips": trips,
     }
 
 
-_POPULAR = Reason("popular", "Popular with shoppers right now")
-_NEW_SHOPPER = Reason("popular_new_shopper", "Popular with shoppers right now (we don't know you yet)")
+def impression_line(response: dict[str, Any], stream: TextIO, now: float | None = None) -> None:
+    """One log line that is exactly an ``impression`` event (shopwise.events.Impression) for a shopper's response:
+    the log subscription's filter picks it, Firehose puts it in the event archive beside the storefront's events."""
+    if not response["items"]:
+        return
+    at = datetime.fromtimestamp(now or time.time(), UTC).isoformat()
+    kind, _, ident = response["profile_id"].partition(":")
+    market = response.get("market", "")
+    event = {
+        "event_id": f"imp-{response['recommendation_id']}",
+        "event_type": "impression",
+        "occurred_at": at,
+        "received_at": at,
+        ("customer_id" if kind == "c" else "anonymous_id"): ident,
+        "pseudonymised": True,
+        "recommendation_id": response["recommendation_id"],
+        "items": [item["item_id"] for item in response["items"]],
+        "placement": response["placement"],
+        "experiment": response["experiment"],
+        "variant": response["variant"],
+        "model_version": response["model_version"],
+        **({"market": market} if 2 <= len(market) <= 8 else {}),
+    }
+    stream.write(json.dumps(event, separators=(",", ":")) + "\n")

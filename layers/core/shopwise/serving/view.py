@@ -1,0 +1,87 @@
+"""The shopper's serving view: real-time candidates resolved at write time, so a request reads them in its one round
+trip.
+
+The feature updater, when it folds a consenting shopper's events into the profile, also reads the precomputed rows
+of what the shopper just did — items similar to the newest views and cart lines (``item#``), what shoppers went on
+to after those views and after the newest purchases (``next#``), and the bestsellers of the shopper's strongest
+category (``popular#category:``) — and stores their blend in the profile document under ``serving``. Serving blends
+that view with the precomputed personal list; it never has to look up rows keyed by what the shopper did.
+
+A view is as fresh as the shopper's newest event: a new model's rows reach it with the shopper's next event (the
+precomputed personal list and the popular lists, read at request time, are always the active ones).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shopwise.features import KIND_WEIGHTS, ProfileFeatures
+from shopwise.keys import item_key, next_key, popular_key
+
+VIEW_LIMIT = 50
+RECENCY = (1.0, 0.7, 0.5)  # weight of the newest, second and third interaction of a kind
+# (kind, how many of the newest, [(row key function, source weight, reason code), ...])
+SOURCES: tuple[tuple[str, int, tuple[tuple[Any, float, str], ...]], ...] = (
+    ("view", 3, ((item_key, 1.0, "because_viewed"), (next_key, 0.8, "next_after_viewed"))),
+    ("cart", 3, ((item_key, 1.0, "because_carted"),)),
+    ("purchase", 2, ((next_key, 1.0, "complements"),)),
+)
+CATEGORY_WEIGHT = 0.3  # the strongest category's bestsellers: the session's category affinity
+
+
+def top_category(profile: ProfileFeatures) -> str:
+    if not profile.affinity:
+        return ""
+    newest = max(float(pair[1]) for pair in profile.affinity.values())
+    return profile.top_categories(newest, 1)[0][0]
+
+
+def view_keys(profile: ProfileFeatures) -> list[str]:
+    """The recommendations-table rows the view of this profile is made of."""
+    keys = [
+        key_of(item)
+        for kind, newest, sources in SOURCES
+        for item in profile.recent_items(kind)[:newest]
+        for key_of, _weight, _code in sources
+    ]
+    category = top_category(profile)
+    if category:
+        keys.append(popular_key(f"category:{category}"))
+    return list(dict.fromkeys(keys))
+
+
+def serving_view(profile: ProfileFeatures, rows: dict[str, list[list[Any]]]) -> dict[str, Any]:
+    """{"at": time of the newest interaction it reflects, "items": [[item, score, code, because, because title,
+    category], ...] best first}. Each source row is scaled to its best score, weighted by the interaction kind, its
+    recency rank and the source; an item's score sums its sources, its reason is the strongest one."""
+    scores: dict[str, float] = {}
+    best: dict[str, tuple[float, list[Any]]] = {}
+
+    def add(entries: list[list[Any]], weight: float, code: str) -> None:
+        top = max((float(e[1]) for e in entries), default=0.0)
+        for rank, e in enumerate(entries):
+            # a row of zero scores keeps its order
+            share = float(e[1]) / top if top > 0 else 1.0 / (rank + 1)
+            value = weight * share
+            item = str(e[0])
+            scores[item] = scores.get(item, 0.0) + value
+            if value > best.get(item, (-1.0, []))[0]:
+                because = str(e[2]) if len(e) > 2 else ""
+                title = str(e[4]) if len(e) > 4 else ""
+                category = str(e[3]) if len(e) > 3 else ""
+                best[item] = (value, [code, because, title, category])
+
+    newest_at = 0.0
+    for kind, newest, sources in SOURCES:
+        for rank, (item, at) in enumerate(profile.recent.get(kind, [])[:newest]):
+            newest_at = max(newest_at, float(at))
+            for key_of, weight, code in sources:
+                entries = rows.get(key_of(str(item)))
+                if entries:
+                    add(entries, KIND_WEIGHTS[kind] / KIND_WEIGHTS["purchase"] * RECENCY[rank] * weight, code)
+    category = top_category(profile)
+    entries = rows.get(popular_key(f"category:{category}")) if category else None
+    if entries:
+        add(entries, CATEGORY_WEIGHT, "session_category")
+    ranked = sorted(scores, key=lambda i: (-scores[i], i))[:VIEW_LIMIT]
+    return {"at": newest_at, "items": [[i, round(scores[i], 6), *best[i][1]] for i in ranked]}

@@ -1,0 +1,230 @@
+"""Serving benchmark: the serve handler's latency beside a bare read of the same keys, its cold import beside
+boto3 + Powertools' resolver alone, and the whole HTTP path under a fixed request rate.
+
+    .venv/bin/python tests/bench/bench_serve.py [--requests 10000] [--rate 200] [--seconds 20]
+
+1. A local stack stocked with the demo-sized simulated store (2,000 shoppers, 1,500 products; trained and loaded).
+2. Handler: ``--requests`` warm requests through the real serve handler in this process (the local Lambda runtime's
+   invoke, API Gateway payload v2 events), a mix of logged-in shoppers with precomputed lists (home and product
+   placements) and strangers with a market; after each, the bare BatchGetItem of the very keys that request's
+   first round trip reads (``first_read``), through the same boto3 client: the floor any handler pays. DynamoDB
+   calls are counted on the wire (botocore's before-call hook) to give round trips per request.
+3. Cold import: a fresh interpreter importing the serve handler module, beside one importing boto3 and
+   ``APIGatewayHttpResolver`` only (median of 5 each, alternating).
+4. End to end: an open-loop load generator sends ``--rate`` requests/s for ``--seconds`` to the local HTTP API (each
+   latency counted from the request's scheduled time, so a stall is not hidden), the same mix.
+
+Ends with one JSON line: handler_p50_ms, handler_p99_ms, bare_read_p50_ms, bare_read_p99_ms, p99_ratio,
+round_trips_per_request, cold_import_ms, baseline_import_ms, import_ratio, http_* figures, http_errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def figures(values: list[float]) -> dict[str, float]:
+    return {"p50": round(percentile(values, 50), 3), "p99": round(percentile(values, 99), 3)}
+
+
+def cold_imports(runs: int = 5) -> tuple[float, float]:
+    handler = ROOT / "lambdas" / "serve" / "handler.py"
+    serve = (
+        "import time; t = time.perf_counter()\n"
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('serve', {str(handler)!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "print((time.perf_counter() - t) * 1000)\n"
+    )
+    baseline = (
+        "import time; t = time.perf_counter()\n"
+        "import boto3\n"
+        "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver\n"
+        "print((time.perf_counter() - t) * 1000)\n"
+    )
+    env = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true", "PATH": "/usr/bin:/bin"}
+    serve_ms: list[float] = []
+    base_ms: list[float] = []
+    for _ in range(runs):
+        for code, sink in ((serve, serve_ms), (baseline, base_ms)):
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+            sink.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(serve_ms), statistics.median(base_ms)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=200.0, help="HTTP requests per second (open loop)")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--shoppers", type=int, default=2000)
+    parser.add_argument("--items", type=int, default=1500)
+    args = parser.parse_args()
+
+    from tqdm import tqdm
+
+    from shopwise.dal.aws import client
+    from shopwise.keys import POPULAR_KEY, popular_key
+    from shopwise.privacy import load_pseudonymiser
+    from shopwise.serving.recommend import FEATURE_ATTRIBUTES, Tables, first_read
+    from shopwise_local.endpoint import free_port
+    from shopwise_local.lambda_runtime import http_api_event
+    from shopwise_local.stack import LocalStack
+    from shopwise_local.store import stock
+
+    import_ms, base_ms = cold_imports()
+    print(f"cold import: serve handler {import_ms:.0f} ms, boto3 + resolver {base_ms:.0f} ms", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        import os
+
+        os.environ["SHOPWISE_HOME"] = tmp
+        stack = LocalStack(Path(tmp), free_port(), free_port())
+        try:
+            stack.start_endpoint()
+            resources = stack.create_resources()
+            stack.start_functions()
+            started = time.time()
+            store = stock(stack, Path(tmp), shoppers=args.shoppers, items=args.items, replay_max=1500)
+            print(f"store stocked and trained in {time.time() - started:.0f} s", flush=True)
+            tables = Tables(
+                recommendations=resources.tables["recommendations"],
+                features=resources.tables["features"],
+                config=resources.tables["config"],
+                items=resources.tables["items"],
+            )
+            pseudonymiser = load_pseudonymiser(resources.pseudonym_key_secret)
+            markets = ["NZ", "AU", "US", "GB"]
+
+            def request(n: int) -> tuple[str, str, str, list[str]]:
+                """path, query, profile id, row keys of the first read"""
+                if n % 2:
+                    customer = store.customers[n // 2 % len(store.customers)]
+                    placement = "product" if n % 4 == 1 else "home"
+                    query = urlencode({"n": 10, "placement": placement})
+                    return (
+                        f"/v1/users/{customer}/recommendations",
+                        query,
+                        pseudonymiser.customer_profile(customer),
+                        [POPULAR_KEY],
+                    )
+                market = markets[n % len(markets)]
+                query = urlencode({"n": 10, "id_type": "anonymous", "market": market})
+                row_keys = [popular_key(f"market:{market}"), POPULAR_KEY]
+                return f"/v1/users/visitor-{n}/recommendations", query, f"a:visitor-{n}", row_keys
+
+            serve = stack.functions["serve"]
+            ddb = client("dynamodb")
+            calls: list[str] = []
+            ddb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+            for n in range(200):  # warm: clients, caches, the secret
+                path, query, _profile, _rows = request(n)
+                serve.invoke(http_api_event("GET", path, query))
+            calls.clear()
+            handler_ms, bare_ms, statuses = [], [], []
+            handler_calls = 0
+            for n in tqdm(range(args.requests), desc="handler vs bare read", unit="req"):
+                path, query, profile_id, row_keys = request(n)
+                event = http_api_event("GET", path, query)
+                before = len(calls)
+                t = time.perf_counter()
+                response = serve.invoke(event)
+                handler_ms.append((time.perf_counter() - t) * 1000)
+                handler_calls += len(calls) - before
+                statuses.append(response["statusCode"])
+                keys = first_read(profile_id, row_keys, tables)
+                items = {
+                    table: {
+                        "Keys": k,
+                        **({"ProjectionExpression": FEATURE_ATTRIBUTES} if table == tables.features else {}),
+                    }
+                    for table, k in keys.items()
+                }
+                t = time.perf_counter()
+                ddb.batch_get_item(RequestItems=items)
+                bare_ms.append((time.perf_counter() - t) * 1000)
+            bad = sum(1 for s in statuses if s != 200)
+            if bad:
+                raise RuntimeError(f"{bad} handler requests did not answer 200")
+
+            # end to end through HTTP at a fixed rate
+            assert stack.api
+            url = stack.api.url
+            total = int(args.rate * args.seconds)
+            latencies: list[float] = []
+            errors: list[str] = []  # every failed request, with why
+            lock = threading.Lock()
+            t0 = time.perf_counter() + 0.5
+
+            def fire(n: int) -> None:
+                scheduled = t0 + n / args.rate
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                path, query, _p, _r = request(n)
+                problem = ""
+                try:
+                    with urllib.request.urlopen(f"{url}{path}?{query}", timeout=10) as answer:
+                        answer.read()
+                        if answer.status != 200:
+                            problem = f"{path}: {answer.status}"
+                except (urllib.error.URLError, OSError) as exc:
+                    problem = f"{path}: {exc}"
+                elapsed = (time.perf_counter() - scheduled) * 1000
+                with lock:
+                    latencies.append(elapsed)
+                    if problem:
+                        errors.append(problem)
+
+            print(f"HTTP: {total} requests at {args.rate:.0f}/s ...", flush=True)
+            with ThreadPoolExecutor(max_workers=64) as pool:
+                list(pool.map(fire, range(total)))
+        finally:
+            stack.close()
+
+    handler, bare, http = figures(handler_ms), figures(bare_ms), figures(latencies)
+    result = {
+        "requests": args.requests,
+        "handler_p50_ms": handler["p50"],
+        "handler_p99_ms": handler["p99"],
+        "bare_read_p50_ms": bare["p50"],
+        "bare_read_p99_ms": bare["p99"],
+        "p99_ratio": round(handler["p99"] / bare["p99"], 3),
+        "p50_ratio": round(handler["p50"] / bare["p50"], 3),
+        "round_trips_per_request": round(handler_calls / args.requests, 4),
+        "cold_import_ms": round(import_ms, 1),
+        "baseline_import_ms": round(base_ms, 1),
+        "import_ratio": round(import_ms / base_ms, 3),
+        "http_rate_per_s": args.rate,
+        "http_requests": total,
+        "http_p50_ms": http["p50"],
+        "http_p99_ms": http["p99"],
+        "http_errors": len(errors),
+    }
+    print(f"handler p50/p99 {handler['p50']}/{handler['p99']} ms vs bare read {bare['p50']}/{bare['p99']} ms")
+    for problem in errors[:5]:
+        print(f"HTTP error: {problem}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

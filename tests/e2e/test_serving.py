@@ -1,0 +1,403 @@
+"""The serving API end to end on a simulated store: the blend with real-time signals, exclusions, the diversity rule,
+the cold-start chain, A/B assignment with a holdout and impressions in the archive, re-ranking, bestsellers, and
+the read path's round trips counted on the wire (botocore's own event hooks on the client the handlers use)."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from shopwise import config
+from shopwise.dal.aws import client
+from shopwise.dal.recommendations import read_rows
+from shopwise.events import Impression, parse_event
+from shopwise.keys import POPULAR_KEY, item_key, user_key
+from shopwise.privacy import load_pseudonymiser
+from shopwise_local import cli
+from shopwise_local.paths import LAMBDAS_DIR
+from shopwise_local.stack import LocalStack
+from shopwise_local.store import StockedStore, stock
+
+from .conftest import Api
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def store(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactory) -> StockedStore:
+    """A small simulated store imported, replayed with consent, trained, transformed and loaded."""
+    return stock(stack, tmp_path_factory.mktemp("store"))
+
+
+@contextmanager
+def dynamodb_calls() -> Iterator[list[str]]:
+    """The DynamoDB operations this process sends while the block runs (the serve handler shares the client)."""
+    seen: list[str] = []
+
+    def count(model: Any, **_kwargs: Any) -> None:
+        seen.append(model.name)
+
+    events = client("dynamodb").meta.events
+    events.register("before-call.dynamodb", count)
+    try:
+        yield seen
+    finally:
+        events.unregister("before-call.dynamodb", count)
+
+
+def ask(api: Api, path: str) -> dict[str, Any]:
+    status, body = api.get(path)
+    assert status == 200, body
+    return dict(body)
+
+
+def settle(stack: LocalStack) -> None:
+    assert stack.poller and stack.poller.wait_idle(60)
+
+
+def send(stack: LocalStack, api: Api, *events: dict[str, Any]) -> None:
+    status, body = api.post("/v1/events", {"events": list(events)})
+    assert status == 200 and body["rejected"] == 0, body
+    settle(stack)
+
+
+def event(kind: str, customer: str, item: str = "", **more: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event_id": f"{kind}-{customer}-{item}-{time.time_ns()}",
+        "event_type": kind,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "customer_id": customer,
+        **more,
+    }
+    if item:
+        body["item_id"] = item
+    return body
+
+
+def personal_shopper(api: Api, store: StockedStore, skip: set[str] | None = None) -> tuple[str, dict[str, Any]]:
+    """A consenting customer with a precomputed list (and the list)."""
+    for customer in store.customers:
+        if customer in (skip or set()):
+            continue
+        body = ask(api, f"/v1/users/{customer}/recommendations?n=10")
+        if "personalised" in body["sources"]:
+            return customer, body
+    raise AssertionError("no customer of the replay has a personal list")
+
+
+def ids(body: dict[str, Any]) -> list[str]:
+    return [item["item_id"] for item in body["items"]]
+
+
+def test_each_request_costs_one_read_and_a_stitched_shopper_two(
+    stack: LocalStack, api: Api, store: StockedStore
+) -> None:
+    customer, _ = personal_shopper(api, store)
+    settle(stack)
+    for path in (
+        f"/v1/users/{customer}/recommendations?n=10",
+        f"/v1/users/{customer}/recommendations?n=10&placement=product&market=NZ&category=Shoes",
+        "/v1/users/never-seen/recommendations?n=10&id_type=anonymous&market=NZ",
+        "/v1/popular?n=5&market=NZ&category=Home",
+        f"/v1/items/{next(iter(store.catalog))}/similar?n=5",
+    ):
+        with dynamodb_calls() as calls:
+            body = ask(api, path)
+        assert calls == ["BatchGetItem"], path
+        assert body["read_round_trips"] == 1
+    with dynamodb_calls() as calls:
+        status, body = api.post("/v1/rank", {"user_id": customer, "item_ids": list(store.catalog)[:50]})
+    assert status == 200 and calls == ["BatchGetItem"]
+
+    # a visitor who logs in: asked by the old cookie, the alias points on to the customer's profile
+    send(stack, api, event("identify", customer, anonymous_id=f"cookie-{customer}"))
+    with dynamodb_calls() as calls:
+        body = ask(api, f"/v1/users/cookie-{customer}/recommendations?n=10&id_type=anonymous")
+    assert calls == ["BatchGetItem", "BatchGetItem"]
+    assert body["read_round_trips"] == 2 and "personalised" in body["sources"]
+
+
+def test_what_a_shopper_just_viewed_brings_similar_items_in_real_time(
+    stack: LocalStack, api: Api, store: StockedStore
+) -> None:
+    customer, before = personal_shopper(api, store)
+    assert stack.resources
+    # an item with stored neighbours that are not already on the shopper's list
+    rows = read_rows(stack.resources.tables["recommendations"], [item_key(i) for i in list(store.catalog)[:100]])
+    viewed, neighbours = next(
+        (row.key.split("#", 1)[1], [e[0] for e in row.items[:5]])
+        for row in rows.values()
+        if not set(e[0] for e in row.items[:5]) & set(ids(before))
+    )
+    send(stack, api, event("product_view", customer, viewed))
+    after = ask(api, f"/v1/users/{customer}/recommendations?n=10&placement=product")
+    live = [i for i in after["items"] if i["reason"]["code"] == "because_viewed" and i["item_id"] in neighbours]
+    assert live, after
+    title = store.catalog[viewed]["title"]
+    assert all(i["reason"]["text"] == f"Because you viewed {title}" for i in live)
+    assert after["sources"][0] == "realtime" and after["read_round_trips"] == 1
+
+
+def test_cart_purchases_out_of_stock_and_asked_exclusions(stack: LocalStack, api: Api, store: StockedStore) -> None:
+    assert stack.resources
+    customer, before = personal_shopper(api, store, skip={store.customers[0]})
+    carted, bought, gone, unwanted = ids(before)[:4]
+    purchase: dict[str, Any] = {
+        "order_id": f"o-{customer}",
+        "items": [{"item_id": bought, "quantity": 1, "unit_price": 5.0}],
+    }
+    send(stack, api, event("add_to_cart", customer, carted), event("purchase", customer, **purchase))
+    token = client("secretsmanager").get_secret_value(SecretId=stack.resources.catalog_token_secret)["SecretString"]
+    status, _ = api.call(
+        "PUT", "/v1/items", {"items": [{"item_id": gone, "in_stock": False}]}, {"Authorization": f"Bearer {token}"}
+    )
+    assert status == 200
+    after = ask(api, f"/v1/users/{customer}/recommendations?n=10&exclude={unwanted}")
+    assert not {carted, bought, gone, unwanted} & set(ids(after))
+    # out of stock is left out for everybody, strangers included, until it is back
+    assert gone not in ids(ask(api, "/v1/popular?n=100"))
+    api.call("PUT", "/v1/items", {"items": [{"item_id": gone, "in_stock": True}]}, {"Authorization": f"Bearer {token}"})
+    popular = read_rows(stack.resources.tables["recommendations"], [POPULAR_KEY])[POPULAR_KEY].items
+    if gone in [e[0] for e in popular]:
+        assert gone in ids(ask(api, "/v1/popular?n=100"))
+
+
+def test_no_department_takes_more_than_its_share_of_a_list(stack: LocalStack, api: Api, store: StockedStore) -> None:
+    assert stack.resources
+    pseudonymiser = load_pseudonymiser(stack.resources.pseudonym_key_secret)
+    profiles = {c: pseudonymiser.customer_profile(c) for c in store.customers}
+    rows = read_rows(stack.resources.tables["recommendations"], [user_key(p) for p in profiles.values()])
+
+    def department(item: str) -> str:
+        return store.catalog[item]["category"].split(">")[0]
+
+    # shoppers whose stored list alone would break the rule (more than 4 of one department in its top 10)
+    narrow = [
+        c
+        for c, p in profiles.items()
+        if user_key(p) in rows
+        and Counter(department(e[0]) for e in rows[user_key(p)].items[:10]).most_common(1)[0][1] > 4
+    ]
+    assert len(narrow) >= 3
+    for customer in narrow[:3]:
+        body = ask(api, f"/v1/users/{customer}/recommendations?n=10")
+        served = Counter(department(i) for i in ids(body) if i in store.catalog)
+        assert len(body["items"]) == 10 and served.most_common(1)[0][1] <= 4, served
+    # asked for one department, the list is all that department: the rule gives way to the filter
+    body = ask(api, f"/v1/users/{narrow[0]}/recommendations?n=10&category=Home")
+    assert len(body["items"]) == 10 and {department(i) for i in ids(body)} == {"Home"}
+
+
+def test_strangers_fall_back_from_referrer_to_market_to_category_to_global_bestsellers(
+    api: Api, store: StockedStore
+) -> None:
+    insta = "https://www.instagram.com/p/abc"
+    body = ask(api, "/v1/users/first-visit/recommendations?n=5&id_type=anonymous&market=NZ")
+    assert body["sources"] == ["market"]
+    assert {i["reason"]["text"] for i in body["items"]} == {"Popular in NZ"}
+    body = ask(api, "/v1/users/first-visit/recommendations?n=5&id_type=anonymous&category=Shoes")
+    assert all(store.catalog[i]["category"].startswith("Shoes>") for i in ids(body))
+    assert body["sources"] == ["category"] and body["items"][0]["reason"]["text"].startswith("Trending in ")
+    body = ask(api, "/v1/users/first-visit/recommendations?n=5&id_type=anonymous&market=XX")
+    assert body["sources"] == ["global"]  # no bestsellers for an unknown market: the global ones
+    body = ask(api, "/v1/users/first-visit/recommendations?n=5&id_type=anonymous&market=NZ&referrer=" + quote(insta))
+    assert body["sources"] == ["referrer"]  # the referrer's segment comes before the market's
+    assert body["items"][0]["reason"]["text"] == "Popular with shoppers coming from instagram.com"
+    assert sum(store.catalog[i]["category"].split(">")[0] in ("Beauty", "Apparel") for i in ids(body)) >= 3
+
+
+def test_an_anonymous_visitor_who_consents_gets_their_session_category(
+    stack: LocalStack, api: Api, store: StockedStore
+) -> None:
+    shoes = [i for i, row in store.catalog.items() if row["category"].startswith("Shoes>")][:3]
+    who = {"anonymous_id": "browsing-visitor"}
+    grant = {**event("consent", "x"), **who, "granted": ["personalisation"]}
+    grant.pop("customer_id")
+    views = [{**event("product_view", "x", item), **who} for item in shoes]
+    for v in views:
+        v.pop("customer_id")
+    send(stack, api, grant, *views)
+    body = ask(api, "/v1/users/browsing-visitor/recommendations?n=10&id_type=anonymous")
+    assert body["sources"][0] == "realtime"
+    codes = Counter(i["reason"]["code"] for i in body["items"])
+    assert codes["because_viewed"] + codes["next_after_viewed"] + codes["session_category"] >= 5
+
+
+def test_ab_variants_are_stable_the_holdout_is_not_personalised_and_impressions_reach_the_archive(
+    stack: LocalStack, api: Api, store: StockedStore, tmp_path: Path
+) -> None:
+    assert stack.resources and stack.impressions
+    experiment = [
+        {
+            "name": "blend-test",
+            "salt": "s1",
+            "holdout": 0.3,
+            "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1, "params": {"realtime_weight": 2}}],
+        }
+    ]
+    (tmp_path / "experiments.json").write_text(json.dumps(experiment))
+    assert cli.main(["experiments", "set", str(tmp_path / "experiments.json")]) == 0
+    stack.impressions.flush()
+    before = stack.impressions.delivered
+    try:
+        arms = {}
+        assert len(store.customers) >= 40
+        for customer in store.customers:
+            first = ask(api, f"/v1/users/{customer}/recommendations?n=5")
+            again = ask(api, f"/v1/users/{customer}/recommendations?n=5")
+            assert (first["experiment"], first["variant"]) == ("blend-test", again["variant"])
+            arms[customer] = first
+        share = Counter(body["variant"] for body in arms.values())
+        assert set(share) == {"holdout", "a", "b"} and 0.1 <= share["holdout"] / len(arms) <= 0.5
+        for body in arms.values():
+            if body["variant"] == "holdout":
+                assert not {"personalised", "realtime"} & set(body["sources"])
+        assert any("personalised" in b["sources"] for b in arms.values() if b["variant"] != "holdout")
+    finally:
+        assert cli.main(["experiments", "clear"]) == 0
+    assert ask(api, f"/v1/users/{store.customers[0]}/recommendations?n=5")["variant"] == "default"
+
+    stack.impressions.flush()
+    assert stack.impressions.delivered - before == 2 * len(arms) + 1
+    s3 = client("s3")
+    listing = s3.list_objects_v2(Bucket=stack.resources.archive_bucket, Prefix=config.ARCHIVE_EVENTS_PREFIX)
+    keys = [o["Key"] for o in listing["Contents"] if "/impressions-" in o["Key"]]
+    shown = {}
+    for key in keys:
+        lines = gzip.decompress(s3.get_object(Bucket=stack.resources.archive_bucket, Key=key)["Body"].read())
+        for line in lines.decode().splitlines():
+            impression = parse_event(json.loads(line))  # each line is a valid event of the archive
+            assert isinstance(impression, Impression) and impression.pseudonymised
+            shown[impression.recommendation_id] = impression
+    for body in arms.values():
+        record = shown[body["recommendation_id"]]
+        assert (record.variant, record.items, record.model_version) == (
+            body["variant"],
+            ids(body),
+            body["model_version"],
+        )
+
+
+def test_rank_orders_the_given_items_for_the_shopper_and_drops_none(
+    stack: LocalStack, api: Api, store: StockedStore
+) -> None:
+    customer, personal = personal_shopper(api, store)
+    assert stack.resources
+    mine = ids(personal)[:3]
+    others = [i for i in list(store.catalog)[:40] if i not in ids(personal)]
+    token = client("secretsmanager").get_secret_value(SecretId=stack.resources.catalog_token_secret)["SecretString"]
+    api.call(
+        "PUT", "/v1/items", {"items": [{"item_id": mine[2], "in_stock": False}]}, {"Authorization": f"Bearer {token}"}
+    )
+    try:
+        given = [*others[:20], mine[0], "not-an-item", mine[1], mine[2]]
+        status, body = api.post("/v1/rank", {"user_id": customer, "item_ids": given})
+        assert status == 200
+        order = ids(body)
+        assert sorted(order) == sorted(given)
+        unknown = [n for n, item in enumerate(body["items"]) if item["reason"]["code"] == "store_order"]
+        assert unknown and max(order.index(mine[0]), order.index(mine[1])) < min(unknown)  # own picks first
+        assert order[-1] == mine[2] and body["items"][-1]["in_stock"] is False  # out of stock last
+    finally:
+        api.call(
+            "PUT",
+            "/v1/items",
+            {"items": [{"item_id": mine[2], "in_stock": True}]},
+            {"Authorization": f"Bearer {token}"},
+        )
+
+
+def test_a_product_newer_than_the_model_gets_its_categorys_bestsellers(
+    stack: LocalStack, api: Api, store: StockedStore
+) -> None:
+    assert stack.resources
+    token = client("secretsmanager").get_secret_value(SecretId=stack.resources.catalog_token_secret)["SecretString"]
+    new = {"item_id": "brand-new-kettle", "title": "Brand new kettle", "category": "Home>Kitchen"}
+    assert api.call("PUT", "/v1/items", {"items": [new]}, {"Authorization": f"Bearer {token}"})[0] == 200
+    body = ask(api, "/v1/items/brand-new-kettle/similar?n=5")
+    assert body["sources"][0] == "category" and body["read_round_trips"] == 2
+    assert all(store.catalog[i]["category"] == "Home>Kitchen" for i in ids(body) if i in store.catalog)
+    assert body["items"][0]["reason"]["text"] == "Popular in Kitchen, like Brand new kettle"
+    status, body = api.get("/v1/items/no-such-item/similar")
+    assert status == 404 and "no-such-item" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "needle"),
+    [
+        ("GET", "/v1/users/u/recommendations?placement=checkout", None, "placement"),
+        ("GET", "/v1/users/u/recommendations?market=N%20Z", None, "market"),
+        ("GET", "/v1/users/u/recommendations?exclude=" + ",".join(map(str, range(101))), None, "exclude"),
+        ("POST", "/v1/rank", {"user_id": "u", "item_ids": [str(i) for i in range(501)]}, "item_ids"),
+        ("POST", "/v1/rank", {"user_id": "u", "item_ids": []}, "item_ids"),
+        ("POST", "/v1/rank", {"item_ids": ["1"]}, "user_id"),
+    ],
+)
+def test_bad_serving_input_gets_a_400_that_names_the_problem(
+    api: Api, store: StockedStore, method: str, path: str, body: Any, needle: str
+) -> None:
+    status, answer = api.call(method, path, body)
+    assert status == 400 and needle in answer["message"], answer
+
+
+def test_the_serve_module_imports_neither_pandas_nor_numpy() -> None:
+    probe = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('serve', {str(LAMBDAS_DIR / 'serve' / 'handler.py')!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'pandas', 'pynamodb', 'scipy'}))\n"
+    )
+    heavy = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert json.loads(heavy.stdout.replace("'", '"')) == []
+
+
+@pytest.fixture(scope="module")
+def served_schema(api: Api, store: StockedStore) -> Any:
+    """The serve API's own OpenAPI document, as the running stack serves it (the store is loaded first, so the
+    fuzzer reaches the blend, not only the "nothing loaded yet" answer)."""
+    return schemathesis.openapi.from_url(f"{api.url}/v1/openapi.json")
+
+
+def test_no_generated_request_makes_the_serve_api_fail(served_schema: Any) -> None:
+    """Property-based, per operation of the OpenAPI document: generated requests (schemathesis' hypothesis
+    strategies; its pytest plugin does not run under this pytest) never get a 5xx, and a 4xx is JSON with a
+    message."""
+    operations = [result.ok() for result in served_schema.get_all_operations()]
+    assert {f"{o.method.upper()} {o.path}" for o in operations} >= {
+        "GET /v1/users/{user_id}/recommendations",
+        "POST /v1/rank",
+        "GET /v1/popular",
+        "GET /v1/items/{item_id}/similar",
+    }
+    answered: Counter[int] = Counter()
+    for operation, mode in itertools.product(operations, schemathesis.GenerationMode):
+        if mode is schemathesis.GenerationMode.NEGATIVE and operation.path == "/v1/health":
+            continue  # no parameters: there is no invalid request to make
+
+        @given(case=operation.as_strategy(mode))
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def call(case: Any) -> None:
+            response = case.call(timeout=30)
+            answered[response.status_code] += 1
+            assert response.status_code < 500, (case.method, case.formatted_path, case.query, response.text[:300])
+            if 400 <= response.status_code < 500:
+                assert "message" in response.json()
+
+        call()
+    print(f"fuzzed answers by status: {dict(answered)}")
+    assert answered[200] > 0 and answered[400] > 0 and sum(answered.values()) >= 8 * 20

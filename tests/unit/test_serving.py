@@ -1,0 +1,174 @@
+"""The serving logic that needs no I/O: the blend, the selection rules, the serving view, experiments."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from shopwise.features import ProfileFeatures
+from shopwise.keys import item_key, next_key, popular_key, referrer_source
+from shopwise.serving.blend import (
+    Pick,
+    Selection,
+    combine,
+    in_category,
+    params_for,
+    personal_picks,
+    realtime_factor,
+    reason,
+)
+from shopwise.serving.experiments import ExperimentError, assign, bucket, parse_experiments
+from shopwise.serving.view import serving_view, view_keys
+
+
+def picks(*items: tuple[str, float, str]) -> list[Pick]:
+    return [Pick(i, s, "popular", category=c, source="global") for i, s, c in items]
+
+
+def test_combine_scales_each_source_sums_them_and_keeps_the_strongest_reason() -> None:
+    personal = [Pick("a", 10.0, "because_viewed", source="personalised"), Pick("b", 5.0, "personalised")]
+    realtime = [Pick("b", 0.2, "because_carted", source="realtime"), Pick("c", 0.1, "complements")]
+    out = combine([(personal, 1.0), (realtime, 2.0)])
+    scores = {p.item_id: p.score for p in out}
+    # a: 1.0 x 10/10; b: 1.0 x 5/10 + 2.0 x 0.2/0.2; c: 2.0 x 0.1/0.2
+    assert scores == {"a": 1.0, "b": 2.5, "c": 1.0}
+    assert [p.item_id for p in out] == ["b", "a", "c"]  # ties keep the first source's order
+    assert out[0].code == "because_carted"  # b's larger share came from the cart
+    assert combine([(personal, 0.0)]) == []
+
+
+def test_selection_excludes_filters_and_caps_a_department_unless_nothing_else_is_left() -> None:
+    candidates = picks(*[(f"s{i}", 10 - i, "Shoes>Running") for i in range(6)], ("h1", 1, "Home>Kitchen"))
+    selection = Selection(6, excluded={"s1"}, max_per_category=2)
+    selection.offer(candidates)
+    # s0, s2 (s1 excluded), then Shoes is capped: h1 next; the waiting shoes fill the rest in order
+    assert [p.item_id for p in selection.finish()] == ["s0", "s2", "h1", "s3", "s4", "s5"]
+    only_shoes = Selection(3, excluded=set(), category="shoes", max_per_category=1)
+    only_shoes.offer(candidates)
+    assert [p.item_id for p in only_shoes.finish()] == ["s0", "s1", "s2"]  # a category filter lifts the cap
+
+
+def test_a_purchased_item_comes_back_only_in_a_repeat_purchase_category() -> None:
+    candidates = picks(("coffee", 3, "Grocery>Coffee"), ("tv", 2, "Electronics>TV"), ("tea", 1, "Grocery>Tea"))
+    selection = Selection(3, set(), ("Grocery>Coffee",), frozenset({"coffee", "tv"}))
+    selection.offer(candidates)
+    assert [p.item_id for p in selection.finish()] == ["coffee", "tea"]
+
+
+def test_category_paths_match_at_separators_only() -> None:
+    assert in_category("Shoes>Running>Trail", "shoes > running")
+    assert not in_category("Shoes>Runningwear", "Shoes>Running")
+    assert not in_category("Shoestrings", "Shoes")
+
+
+def test_reasons_name_the_item_the_category_or_the_market() -> None:
+    assert reason(Pick("x", 1, "because_viewed", "p1", "Red Shoe"))["text"] == "Because you viewed Red Shoe"
+    assert reason(Pick("x", 1, "because_viewed", "p1"))["text"] == "Because you viewed item p1"
+    assert reason(Pick("x", 1, "popular_category", category="Shoes>Running"))["text"] == "Trending in Running"
+    assert reason(Pick("x", 1, "popular_market"), "NZ")["text"] == "Popular in NZ"
+
+
+def test_a_personal_pick_says_whether_it_follows_a_purchase_a_cart_or_a_view() -> None:
+    profile = ProfileFeatures()
+    profile.recent = {"view": [["v", 1.0]], "cart": [["c", 2.0]], "purchase": [["b", 3.0]]}
+    entries = [["1", 3.0, "b", "A", "Boots"], ["2", 2.0, "c", "A", "Cap"], ["3", 1.0, "v", "A", "Vest"], ["4", 0.5]]
+    codes = [p.code for p in personal_picks(entries, profile)]
+    assert codes == ["because_purchased", "because_carted", "because_viewed", "personalised"]
+
+
+def test_real_time_weight_halves_with_the_age_of_the_newest_action_down_to_a_floor() -> None:
+    assert realtime_factor(1000.0, 1000.0) == 1.0
+    assert realtime_factor(0.0, 6 * 3600.0) == pytest.approx(0.25)
+    assert realtime_factor(1.0, 1.0 + 6 * 3600.0) == pytest.approx(0.5)
+    assert realtime_factor(1.0, 1.0 + 60 * 3600.0) == 0.25
+
+
+def test_the_serving_view_blends_the_rows_of_what_the_shopper_just_did() -> None:
+    profile = ProfileFeatures()
+    profile.recent = {"view": [["v1", 100.0], ["v0", 50.0]], "cart": [["c1", 90.0]], "purchase": [["b1", 80.0]]}
+    profile.affinity = {"Shoes>Running": [3.0, 100.0]}
+    keys = view_keys(profile)
+    assert keys == [
+        item_key("v1"),
+        next_key("v1"),
+        item_key("v0"),
+        next_key("v0"),
+        item_key("c1"),
+        next_key("b1"),
+        popular_key("category:Shoes>Running"),
+    ]
+    rows = {
+        item_key("v1"): [["x", 0.9, "v1", "Shoes>Running", "Red shoe"], ["y", 0.3, "v1", "Home", "Red shoe"]],
+        item_key("c1"): [["y", 2.0, "c1", "Home", "Lamp"]],
+        next_key("b1"): [["z", 5.0, "b1", "Home", "Sofa"]],
+        popular_key("category:Shoes>Running"): [["w", 7.0, "", "Shoes>Running", ""]],
+    }
+    view = serving_view(profile, rows)
+    assert view["at"] == 100.0
+    items = {e[0]: e for e in view["items"]}
+    # x: the newest view's best neighbour (0.25 x 1); y: its second (0.25 x 1/3) + the cart's best (0.5 x 1)
+    assert items["x"][1] == pytest.approx(0.25) and items["x"][2:5] == ["because_viewed", "v1", "Red shoe"]
+    assert items["y"][1] == pytest.approx(0.25 / 3 + 0.5) and items["y"][2] == "because_carted"
+    assert items["z"][2] == "complements" and items["z"][1] == pytest.approx(1.0)
+    assert items["w"][2] == "session_category" and items["w"][1] == pytest.approx(0.3)
+    assert [e[0] for e in view["items"]] == ["z", "y", "w", "x"]
+    assert serving_view(ProfileFeatures(), rows) == {"at": 0.0, "items": []}
+
+
+EXPERIMENT = {
+    "name": "e1",
+    "salt": "s",
+    "holdout": 0.1,
+    "placements": ["home"],
+    "variants": [{"name": "a", "weight": 3}, {"name": "b", "weight": 1, "params": {"realtime_weight": 2}}],
+}
+
+
+def test_assignment_is_stable_and_splits_by_weight_after_the_holdout() -> None:
+    experiments = parse_experiments(json.dumps([EXPERIMENT]))
+    arms = Counter(assign(experiments, "home", f"a:{n}").variant for n in range(20000))
+    assert arms["holdout"] / 20000 == pytest.approx(0.1, abs=0.01)
+    assert arms["a"] / (arms["a"] + arms["b"]) == pytest.approx(0.75, abs=0.015)
+    assert assign(experiments, "home", "c:42") == assign(experiments, "home", "c:42")
+    assert assign(experiments, "email", "c:42").experiment == ""  # not a placement of the experiment
+    b = next(
+        assign(experiments, "home", f"a:{n}")
+        for n in range(100)
+        if assign(experiments, "home", f"a:{n}").variant == "b"
+    )
+    assert params_for("home", b.params).realtime_weight == 2.0
+    # another salt, another split: experiments are independent
+    assert bucket("s", "a:1") != bucket("t", "a:1")
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"holdout": 1.5}, "holdout"),
+        ({"variants": []}, "variants"),
+        ({"variants": [{"name": "a", "params": {"speed": 1}}]}, "unknown params"),
+        ({"variants": [{"name": "a"}, {"name": "a"}]}, "distinct"),
+        ({"placements": ["checkout"]}, "placements"),
+        ({"variants": [{"name": "a", "weight": 0}]}, "weight"),
+    ],
+)
+def test_a_bad_experiment_is_refused_with_what_is_wrong(change: dict[str, object], needle: str) -> None:
+    with pytest.raises(ExperimentError, match=needle):
+        parse_experiments(json.dumps([{**EXPERIMENT, **change}]))
+    with pytest.raises(ExperimentError, match="JSON"):
+        parse_experiments("{not json")
+
+
+@pytest.mark.parametrize(
+    ("given", "source"),
+    [
+        ("https://www.instagram.com/p/Cx9?utm=1", "instagram.com"),
+        ("http://news.example.org:8080/a", "news.example.org"),
+        ("Newsletter", "newsletter"),
+        ("", ""),
+    ],
+)
+def test_a_referrer_becomes_a_segment_name(given: str, source: str) -> None:
+    assert referrer_source(given) == source
