@@ -13,6 +13,7 @@ from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_logs_destinations as destinations
+from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer
 from constructs import Construct
 
 from shopwise import config
@@ -116,7 +117,7 @@ class ServingApi(Construct):
             environment=storage.function_environment(),
             memory_mb=512,
             timeout=Duration.seconds(10),
-            description="PUT /v1/items: catalog updates in place, bearer-token authorised",
+            description="PUT /v1/items: catalog updates in place (IAM-authorised at API Gateway)",
         )
         storage.tables[config.ITEMS.name].grant(self.catalog, "dynamodb:UpdateItem")
         # ... and the out-of-stock set serving reads: that one row of the feature store, nothing else in it
@@ -127,8 +128,20 @@ class ServingApi(Construct):
                 conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [UNAVAILABLE_KEY]}},
             )
         )
-        storage.catalog_token.grant_read(self.catalog)
-        self.add_route("/v1/items", apigwv2.HttpMethod.PUT, self.catalog, "Catalog")
+        # admin routes: API Gateway's IAM authoriser, so only signed requests by principals allowed to invoke them
+        # get through (the store attaches AdminApiPolicy to its back office's role)
+        self.add_route("/v1/items", apigwv2.HttpMethod.PUT, self.catalog, "Catalog", authorizer=HttpIamAuthorizer())
+        self.admin_policy = iam.ManagedPolicy(
+            self,
+            "AdminApiPolicy",
+            description="Invoke shopwise's admin routes (PUT /v1/items)",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["execute-api:Invoke"],
+                    resources=[self.api.arn_for_execute_api("PUT", "/v1/items", "$default")],
+                )
+            ],
+        )
 
     def _ship_impressions(self, storage: Storage) -> None:
         """The serve function prints one impression event per response; a subscription filter hands those lines
@@ -171,9 +184,19 @@ class ServingApi(Construct):
             },
         )
 
-    def add_route(self, path: str, method: apigwv2.HttpMethod, target: lambda_.IFunction, name: str) -> None:
+    def add_route(
+        self,
+        path: str,
+        method: apigwv2.HttpMethod,
+        target: lambda_.IFunction,
+        name: str,
+        authorizer: apigwv2.IHttpRouteAuthorizer | None = None,
+    ) -> None:
         self.api.add_routes(
-            path=path, methods=[method], integration=integrations.HttpLambdaIntegration(f"{name}Integration", target)
+            path=path,
+            methods=[method],
+            integration=integrations.HttpLambdaIntegration(f"{name}Integration", target),
+            authorizer=authorizer,
         )
 
     @property

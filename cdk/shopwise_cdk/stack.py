@@ -33,6 +33,7 @@ class ShopwiseStack(Stack):
         self.serving.add_route("/v1/events", apigwv2.HttpMethod.POST, self.ingestion.collect, "Collect")
 
         CfnOutput(self, "ApiUrl", value=self.serving.url)
+        CfnOutput(self, "AdminApiPolicy", value=self.serving.admin_policy.managed_policy_arn)
         CfnOutput(self, "ArchiveBucket", value=self.storage.archive.bucket_name)
         CfnOutput(self, "ArtifactsBucket", value=self.storage.artifacts.bucket_name)
         CfnOutput(self, "RetrainStateMachine", value=self.training.state_machine.state_machine_arn)
@@ -46,7 +47,7 @@ class ShopwiseStack(Stack):
                 "AwsSolutions-L1": "Functions run Python 3.12 to match the dependency layer built with "
                 "--python-version 3.12; moving the runtime is one setting plus a layer rebuild.",
                 "AwsSolutions-APIG4": "Storefront routes are public by design (shoppers are anonymous) and throttled "
-                "at the stage; PUT /v1/items checks a bearer token from Secrets Manager in its function.",
+                "at the stage; the admin route PUT /v1/items has the IAM authoriser.",
                 "AwsSolutions-SQS3": "This queue is itself the on-failure destination of the stream consumer.",
                 "AwsSolutions-S1": "The access-log bucket receives the other buckets' server access logs; logging it "
                 "into itself would loop.",

@@ -89,13 +89,6 @@ class Storage(Construct):
             not_rotated_because="A new pseudonymisation key would split every profile from its history and from "
             "the archive the models train on.",
         )
-        self.catalog_token = self._generated_secret(
-            "CatalogToken",
-            config.CATALOG_TOKEN_SECRET,
-            "Bearer token of PUT /v1/items (shopwise.catalog_api)",
-            not_rotated_because="Rotation needs the store's back office to re-read the token; rotate by updating the "
-            "secret when the store is ready (the function re-reads it within five minutes).",
-        )
 
     def _generated_secret(
         self, construct_id: str, logical: str, description: str, *, not_rotated_because: str
@@ -122,6 +115,5 @@ class Storage(Construct):
             {
                 **self.table_environment(),
                 "PSEUDONYM_KEY_SECRET": self.pseudonym_key.secret_arn,
-                "CATALOG_TOKEN_SECRET": self.catalog_token.secret_arn,
             },
         )

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from shopwise_local.lambda_runtime import LocalFunction, http_api_event
+from shopwise_local.sigv4 import verify
+
+# routes with API Gateway's IAM authoriser in the stack (shopwise_cdk.serving): signed requests only
+ADMIN_ROUTES = {("PUT", "/v1/items")}
 
 MAX_BODY = 6 * 1024 * 1024  # API Gateway -> Lambda payload limit
 
@@ -56,6 +61,15 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
                 self._send(413, b'{"message":"Request too long"}', {"Content-Type": "application/json"})
                 return
             body = self.rfile.read(length) if length else None
+            caller = ""
+            if (method, url.path) in ADMIN_ROUTES:
+                where = f"http://{self.headers.get('Host') or '127.0.0.1'}{self.path}"
+                problem = verify(method, where, dict(self.headers.items()), body)
+                if problem:  # API Gateway answers 403 {"message": "Forbidden"}; locally it says why
+                    payload = json.dumps({"message": f"Forbidden: {problem}"}).encode()
+                    self._send(403, payload, {"Content-Type": "application/json"})
+                    return
+                caller = os.environ.get("AWS_ACCESS_KEY_ID", "")
             route = routes.match(method, url.path)
             if route is None:
                 self._send(404, b'{"message":"Not Found"}', {"Content-Type": "application/json"})
@@ -69,6 +83,7 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
                 body,
                 self.client_address[0],
                 route_key,
+                caller,
             )
             try:
                 result = function.invoke(event)

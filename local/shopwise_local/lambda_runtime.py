@@ -128,8 +128,10 @@ def http_api_event(
     body: bytes | None = None,
     source_ip: str = "127.0.0.1",
     route_key: str = "$default",
+    iam_caller: str = "",
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API payload v2.0 event, as API Gateway builds it."""
+    """An API Gateway HTTP API payload v2.0 event, as API Gateway builds it (``iam_caller``: the access key of a
+    request the IAM authoriser let through)."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     query: dict[str, str] = {}
     for key, value in parse_qsl(raw_query, keep_blank_values=True):
@@ -161,6 +163,14 @@ def http_api_event(
         },
         "isBase64Encoded": False,
     }
+    if iam_caller:
+        event["requestContext"]["authorizer"] = {
+            "iam": {
+                "accessKey": iam_caller,
+                "accountId": ACCOUNT,
+                "userArn": f"arn:aws:iam::{ACCOUNT}:user/{iam_caller}",
+            }
+        }
     if query:
         event["queryStringParameters"] = query
     if "cookie" in headers:

@@ -20,7 +20,6 @@ class LocalResources:
     artifacts_bucket: str
     failure_queue_url: str
     pseudonym_key_secret: str
-    catalog_token_secret: str
 
     def function_environment(self) -> dict[str, str]:
         """The same variables the CDK app gives the Lambda functions."""
@@ -31,7 +30,6 @@ class LocalResources:
             ARTIFACTS_BUCKET=self.artifacts_bucket,
             FAILED_EVENTS_QUEUE_URL=self.failure_queue_url,
             PSEUDONYM_KEY_SECRET=self.pseudonym_key_secret,
-            CATALOG_TOKEN_SECRET=self.catalog_token_secret,
         )
         return environment_variables(self.env, names)
 
@@ -73,11 +71,8 @@ def create_resources(env_name: str = "local") -> LocalResources:
         s3.create_bucket(Bucket=name)
         buckets[logical] = name
     queue_url = client("sqs").create_queue(QueueName=env.physical_name(config.FAILED_EVENTS_QUEUE))["QueueUrl"]
-    # the pseudonymisation key and the catalog token: generated here once per local stack, as the CDK stack has
-    # Secrets Manager generate them
-    secret_arns = {
-        name: _secret(env.physical_name(name)) for name in (config.PSEUDONYM_KEY_SECRET, config.CATALOG_TOKEN_SECRET)
-    }
+    # the pseudonymisation key: generated here once per local stack, as the CDK stack has Secrets Manager generate it
+    pseudonym_key = _secret(env.physical_name(config.PSEUDONYM_KEY_SECRET))
     return LocalResources(
         env=env,
         tables=tables,
@@ -85,8 +80,7 @@ def create_resources(env_name: str = "local") -> LocalResources:
         archive_bucket=buckets[config.ARCHIVE_BUCKET],
         artifacts_bucket=buckets[config.ARTIFACTS_BUCKET],
         failure_queue_url=queue_url,
-        pseudonym_key_secret=secret_arns[config.PSEUDONYM_KEY_SECRET],
-        catalog_token_secret=secret_arns[config.CATALOG_TOKEN_SECRET],
+        pseudonym_key_secret=pseudonym_key,
     )
 
 

@@ -46,7 +46,7 @@ def figures(values: list[float]) -> dict[str, float]:
     return {"p50": round(percentile(values, 50), 3), "p99": round(percentile(values, 99), 3)}
 
 
-def cold_imports(runs: int = 5) -> tuple[float, float]:
+def cold_imports(runs: int = 7) -> tuple[float, float]:
     handler = ROOT / "lambdas" / "serve" / "handler.py"
     serve = (
         "import time; t = time.perf_counter()\n"
@@ -142,7 +142,7 @@ def main() -> None:
             calls.clear()
             handler_ms, bare_ms, statuses = [], [], []
             handler_calls = 0
-            for n in tqdm(range(args.requests), desc="handler vs bare read", unit="req"):
+            for n in tqdm(range(args.requests), desc="handler vs bare read", unit="req", disable=None):
                 path, query, profile_id, row_keys = request(n)
                 event = http_api_event("GET", path, query)
                 before = len(calls)

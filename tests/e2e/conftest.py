@@ -33,6 +33,14 @@ class Api:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
+    def admin(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        """An admin route, called as the store's back office does: signed with IAM credentials (SigV4)."""
+        from shopwise_local.sigv4 import signed_headers
+
+        data = json.dumps(body).encode()
+        headers = signed_headers(method, f"{self.url}{path}", data, {"Content-Type": "application/json"})
+        return self.call(method, path, data, headers)
+
     def get(self, path: str) -> tuple[int, Any]:
         return self.call("GET", path)
 

@@ -26,6 +26,7 @@ from shopwise_local.movielens import convert
 from shopwise_local.paths import SHARED_DATA
 from shopwise_local.pipeline import PipelineResult, run_pipeline
 from shopwise_local.replay import replay
+from shopwise_local.sigv4 import signed_headers
 from shopwise_local.stack import LocalStack
 from tests.compare import normalised
 
@@ -191,9 +192,8 @@ def test_before_any_model_is_loaded_serving_says_what_to_do(api: Api) -> None:
         assert "run the training pipeline" in body["message"]
 
 
-def test_catalog_updates_need_the_token_and_change_items_in_place(stack: LocalStack, api: Api) -> None:
+def test_catalog_updates_must_be_signed_and_change_items_in_place(stack: LocalStack, api: Api) -> None:
     assert stack.resources
-    token = client("secretsmanager").get_secret_value(SecretId=stack.resources.catalog_token_secret)["SecretString"]
     items = stack.resources.tables["items"]
     client("dynamodb").put_item(
         TableName=items, Item={"item_id": {"S": "sku-cat"}, "title": {"S": "Red shoe"}, "price": {"N": "50"}}
@@ -201,13 +201,20 @@ def test_catalog_updates_need_the_token_and_change_items_in_place(stack: LocalSt
     body = {
         "items": [{"item_id": "sku-cat", "price": 39.5, "in_stock": False}, {"item_id": "sku-new", "category": "Shoes"}]
     }
-    assert api.call("PUT", "/v1/items", body)[0] == 401
-    assert api.call("PUT", "/v1/items", body, {"Authorization": "Bearer wrong"})[0] == 403
+    status, answer = api.call("PUT", "/v1/items", body)
+    assert status == 403 and "not signed" in answer["message"]
+    # signed by somebody else's key, or signed for another body: refused alike
+    data = json.dumps(body).encode()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-key")
+        forged = signed_headers("PUT", f"{api.url}/v1/items", data, {"Content-Type": "application/json"})
+    assert api.call("PUT", "/v1/items", data, forged)[0] == 403
+    honest = signed_headers("PUT", f"{api.url}/v1/items", data, {"Content-Type": "application/json"})
+    status, answer = api.call("PUT", "/v1/items", json.dumps({"items": []}).encode(), honest)
+    assert status == 403 and "does not match" in answer["message"]
 
     bad = {"item_id": "sku-bad", "price": -1}
-    status, answer = api.call(
-        "PUT", "/v1/items", {"items": [*body["items"], bad]}, {"Authorization": f"Bearer {token}"}
-    )
+    status, answer = api.admin("PUT", "/v1/items", {"items": [*body["items"], bad]})
     assert status == 200
     assert (answer["updated"], answer["created"], answer["rejected"]) == (1, 1, 1)
     assert answer["results"][2]["field"] == "price"

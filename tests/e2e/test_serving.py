@@ -162,16 +162,13 @@ def test_cart_purchases_out_of_stock_and_asked_exclusions(stack: LocalStack, api
         "items": [{"item_id": bought, "quantity": 1, "unit_price": 5.0}],
     }
     send(stack, api, event("add_to_cart", customer, carted), event("purchase", customer, **purchase))
-    token = client("secretsmanager").get_secret_value(SecretId=stack.resources.catalog_token_secret)["SecretString"]
-    status, _ = api.call(
-        "PUT", "/v1/items", {"items": [{"item_id": gone, "in_stock": False}]}, {"Authorization": f"Bearer {token}"}
-    )
+    status, _ = api.admin("PUT", "/v1/items", {"items": [{"item_id": gone, "in_stock": False}]})
     assert status == 200
     after = ask(api, f"/v1/users/{customer}/recommendations?n=10&exclude={unwanted}")
     assert not {carted, bought, gone, unwanted} & set(ids(after))
     # out of stock is left out for everybody, strangers included, until it is back
     assert gone not in ids(ask(api, "/v1/popular?n=100"))
-    api.call("PUT", "/v1/items", {"items": [{"item_id": gone, "in_stock": True}]}, {"Authorization": f"Bearer {token}"})
+    api.admin("PUT", "/v1/items", {"items": [{"item_id": gone, "in_stock": True}]})
     popular = read_rows(stack.resources.tables["recommendations"], [POPULAR_KEY])[POPULAR_KEY].items
     if gone in [e[0] for e in popular]:
         assert gone in ids(ask(api, "/v1/popular?n=100"))
@@ -300,10 +297,7 @@ def test_rank_orders_the_given_items_for_the_shopper_and_drops_none(
     assert stack.resources
     mine = ids(personal)[:3]
     others = [i for i in list(store.catalog)[:40] if i not in ids(personal)]
-    token = client("secretsmanager").get_secret_value(SecretId=stack.resources.catalog_token_secret)["SecretString"]
-    api.call(
-        "PUT", "/v1/items", {"items": [{"item_id": mine[2], "in_stock": False}]}, {"Authorization": f"Bearer {token}"}
-    )
+    api.admin("PUT", "/v1/items", {"items": [{"item_id": mine[2], "in_stock": False}]})
     try:
         given = [*others[:20], mine[0], "not-an-item", mine[1], mine[2]]
         status, body = api.post("/v1/rank", {"user_id": customer, "item_ids": given})
@@ -314,21 +308,15 @@ def test_rank_orders_the_given_items_for_the_shopper_and_drops_none(
         assert unknown and max(order.index(mine[0]), order.index(mine[1])) < min(unknown)  # own picks first
         assert order[-1] == mine[2] and body["items"][-1]["in_stock"] is False  # out of stock last
     finally:
-        api.call(
-            "PUT",
-            "/v1/items",
-            {"items": [{"item_id": mine[2], "in_stock": True}]},
-            {"Authorization": f"Bearer {token}"},
-        )
+        api.admin("PUT", "/v1/items", {"items": [{"item_id": mine[2], "in_stock": True}]})
 
 
 def test_a_product_newer_than_the_model_gets_its_categorys_bestsellers(
     stack: LocalStack, api: Api, store: StockedStore
 ) -> None:
     assert stack.resources
-    token = client("secretsmanager").get_secret_value(SecretId=stack.resources.catalog_token_secret)["SecretString"]
     new = {"item_id": "brand-new-kettle", "title": "Brand new kettle", "category": "Home>Kitchen"}
-    assert api.call("PUT", "/v1/items", {"items": [new]}, {"Authorization": f"Bearer {token}"})[0] == 200
+    assert api.admin("PUT", "/v1/items", {"items": [new]})[0] == 200
     body = ask(api, "/v1/items/brand-new-kettle/similar?n=5")
     assert body["sources"][0] == "category" and body["read_round_trips"] == 2
     assert all(store.catalog[i]["category"] == "Home>Kitchen" for i in ids(body) if i in store.catalog)

@@ -193,7 +193,7 @@ def test_sagemaker_role_is_assumed_by_sagemaker_only_and_has_no_managed_policies
 def test_secrets_are_generated_and_each_is_readable_only_by_the_functions_that_need_it(prod: Template) -> None:
     secrets = resources(prod, "AWS::SecretsManager::Secret")
     names = {s["Properties"]["Name"]: key for key, s in secrets.items()}
-    assert set(names) == {"shopwise-prod-pseudonym-key", "shopwise-prod-catalog-token"}
+    assert set(names) == {"shopwise-prod-pseudonym-key"}
     assert all("GenerateSecretString" in s["Properties"] for s in secrets.values())
     assert all(s["DeletionPolicy"] == "Retain" for s in secrets.values())  # losing the key splits every profile
     policies = resources(prod, "AWS::IAM::Policy")
@@ -208,8 +208,18 @@ def test_secrets_are_generated_and_each_is_readable_only_by_the_functions_that_n
 
     key_readers = readers(names["shopwise-prod-pseudonym-key"])
     assert len(key_readers) == 2 and all(("Collect" in r or "Serve" in r) for r in key_readers)
-    token_readers = readers(names["shopwise-prod-catalog-token"])
-    assert len(token_readers) == 1 and "Catalog" in next(iter(token_readers))
+
+
+def test_admin_routes_need_iam_and_the_stack_offers_a_policy_to_call_them(prod: Template) -> None:
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"] for r in resources(prod, "AWS::ApiGatewayV2::Route").values()
+    }
+    assert routes["PUT /v1/items"]["AuthorizationType"] == "AWS_IAM"
+    assert all(r.get("AuthorizationType", "NONE") == "NONE" for k, r in routes.items() if k != "PUT /v1/items")
+    policies = resources(prod, "AWS::IAM::ManagedPolicy")
+    statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    invoke = [s for s in statements if s["Action"] == "execute-api:Invoke"]
+    assert len(invoke) == 1 and "/PUT/v1/items" in json.dumps(invoke[0]["Resource"])
 
 
 def _statements(template: Template, role_prefix: str) -> list[dict[str, Any]]:
@@ -222,6 +232,7 @@ def _statements(template: Template, role_prefix: str) -> list[dict[str, Any]]:
 
 
 def test_the_catalog_function_may_update_items_and_the_out_of_stock_row_only(prod: Template) -> None:
+    assert not [s for s in _statements(prod, "ServingCatalog") if "secretsmanager" in str(s["Action"])]
     statements = [s for s in _statements(prod, "ServingCatalog") if "dynamodb" in str(s["Action"])]
     assert [s["Action"] for s in statements] == ["dynamodb:UpdateItem", "dynamodb:UpdateItem"]
     items, features = sorted(statements, key=lambda s: "Condition" in s)

@@ -1,13 +1,12 @@
 """PUT /v1/items: the store's back office updates the catalog in place (price, stock, category, title ...).
 
-Authorised by a bearer token that lives in Secrets Manager (generated at deploy; the local stack generates its
-own): the store's backend reads it there and sends ``Authorization: Bearer <token>``. Each item is a partial
-update: only the fields given change, an unknown item is created. Answers per item, like POST /v1/events.
+Authorised by IAM at API Gateway (the store's back office signs its requests; see ``shopwise_cdk.serving``). Each
+item is a partial update: only the fields given change, an unknown item is created. Answers per item, like
+POST /v1/events.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -16,12 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 MAX_ITEMS_PER_REQUEST = 100
 MAX_BODY_BYTES = 1_000_000
-
-
-class Unauthorised(PermissionError):
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class BadCatalogRequest(ValueError):
@@ -50,14 +43,6 @@ class ItemPatch(BaseModel):
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True, exclude={"item_id"})
-
-
-def check_token(header: str | None, token: str) -> None:
-    if not header:
-        raise Unauthorised("missing Authorization: Bearer <catalog token>", 401)
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise Unauthorised("the catalog token is not valid", 403)
 
 
 def parse_items(body: str | bytes | None) -> list[Any]:

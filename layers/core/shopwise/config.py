@@ -67,8 +67,6 @@ ARTIFACTS_BUCKET = "artifacts"
 FAILED_EVENTS_QUEUE = "update-features-failures"
 # the key that pseudonymises customer ids, emails and device ids (Secrets Manager)
 PSEUDONYM_KEY_SECRET = "pseudonym-key"
-# the bearer token of the catalog API (PUT /v1/items)
-CATALOG_TOKEN_SECRET = "catalog-token"
 
 # S3 layout, shared by the archive writer (Firehose or the local poller), the importer and the training job.
 ARCHIVE_EVENTS_PREFIX = "events/"

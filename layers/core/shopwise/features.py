@@ -19,18 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shopwise.events import (
-    AddToCart,
-    Click,
-    Consent,
-    Event,
-    ProductView,
-    Purchase,
-    RemoveFromCart,
-    interaction_items,
-)
+if TYPE_CHECKING:
+    from shopwise.events import Event
+
+# The event schemas (pydantic) are imported by the folds that need them, not by readers of stored features:
+# serving reads profiles on every request and must not pay for building the schemas at cold start.
 
 # Bounded recent-item lists per interaction kind, newest first.
 RECENT_LIMIT = 20
@@ -202,6 +197,8 @@ class ProfileFeatures:
 
 def apply_consent(state: ProfileFeatures, events: Iterable[Event]) -> ProfileFeatures:
     """Add the consent events to the consent history (kept apart so the gate can see a batch's consents first)."""
+    from shopwise.events import Consent
+
     log = {(e[0], e[1], e[2]): e for e in state.consent}
     for event in events:
         if isinstance(event, Consent):
@@ -217,6 +214,8 @@ def apply_consent(state: ProfileFeatures, events: Iterable[Event]) -> ProfileFea
 def apply_to_profile(state: ProfileFeatures, events: Iterable[Event], context: Context) -> ProfileFeatures:
     """Fold events into a profile, in occurred_at order. Interactions count only where the shopper had granted
     personalisation at the time they happened (consent events in the same batch included)."""
+    from shopwise.events import AddToCart, Consent, Purchase, RemoveFromCart, interaction_items
+
     events = _by_time(events)
     state = apply_consent(state, events)
     recent = {k: {str(p[0]): float(p[1]) for p in state.recent.get(k, [])} for k in INTERACTION_KINDS}
@@ -331,6 +330,8 @@ class SessionFeatures:
 
 
 def apply_to_session(state: SessionFeatures, events: Iterable[Event], context: Context) -> SessionFeatures:
+    from shopwise.events import Click, ProductView, interaction_items
+
     items = {str(p[0]): float(p[1]) for p in state.items}
     first_views = {(float(p[0]), str(p[1])) for p in state.first_views}
     for event in _by_time(events):
@@ -386,6 +387,8 @@ class ItemFeatures:
 
 
 def apply_to_item(state: ItemFeatures, item_id: str, events: Iterable[Event]) -> ItemFeatures:
+    from shopwise.events import interaction_items
+
     for event in _by_time(events):
         hour = int(event.occurred_at.timestamp() // HOUR * HOUR)
         for touched, kind in interaction_items(event):
@@ -401,6 +404,8 @@ def apply_to_item(state: ItemFeatures, item_id: str, events: Iterable[Event]) ->
 
 
 def _units(event: Event, item_id: str) -> int:
+    from shopwise.events import Purchase
+
     if isinstance(event, Purchase):
         return sum(line.quantity for line in event.items if line.item_id == item_id)
     return 1

@@ -12,12 +12,14 @@ import base64
 import hashlib
 import hmac
 import secrets
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from shopwise.events import EventBase, Identify
 from shopwise.secrets import read_secret
 
-E = TypeVar("E", bound=EventBase)
+if TYPE_CHECKING:  # the event schemas are imported when an event is pseudonymised, not to look a shopper up
+    from shopwise.events import EventBase
+
+E = TypeVar("E", bound="EventBase")
 
 KEY_BYTES = 32
 
@@ -48,6 +50,8 @@ class Pseudonymiser:
     def apply(self, event: E) -> E:
         """The event with its personal ids replaced by pseudonyms (idempotent: a pseudonymised event is returned
         as it is)."""
+        from shopwise.events import Identify
+
         if event.pseudonymised:
             return event
         update: dict[str, Any] = {"pseudonymised": True}

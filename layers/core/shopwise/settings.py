@@ -25,7 +25,6 @@ class Settings:
     recommendations_ttl_days: int
     failed_events_queue_url: str = ""
     pseudonym_key_secret: str = ""
-    catalog_token_secret: str = ""
     repeat_purchase_categories: tuple[str, ...] = ()
     max_batch_events: int = 500
     max_batch_bytes: int = 1_000_000
@@ -51,7 +50,6 @@ class Settings:
             recommendations_ttl_days=int(env.get("RECOMMENDATIONS_TTL_DAYS", "7")),
             failed_events_queue_url=env.get("FAILED_EVENTS_QUEUE_URL", ""),
             pseudonym_key_secret=env.get("PSEUDONYM_KEY_SECRET", ""),
-            catalog_token_secret=env.get("CATALOG_TOKEN_SECRET", ""),
             repeat_purchase_categories=tuple(
                 c.strip() for c in env.get("REPEAT_PURCHASE_CATEGORIES", "").split(",") if c.strip()
             ),
