@@ -30,13 +30,13 @@ def picks(*items: tuple[str, float, str]) -> list[Pick]:
 def test_combine_scales_each_source_sums_them_and_keeps_the_strongest_reason() -> None:
     personal = [Pick("a", 10.0, "because_viewed", source="personalised"), Pick("b", 5.0, "personalised")]
     realtime = [Pick("b", 0.2, "because_carted", source="realtime"), Pick("c", 0.1, "complements")]
-    out = combine([(personal, 1.0), (realtime, 2.0)])
+    out = list(combine([(personal, 1.0), (realtime, 2.0)]))
     scores = {p.item_id: p.score for p in out}
     # a: 1.0 x 10/10; b: 1.0 x 5/10 + 2.0 x 0.2/0.2; c: 2.0 x 0.1/0.2
     assert scores == {"a": 1.0, "b": 2.5, "c": 1.0}
     assert [p.item_id for p in out] == ["b", "a", "c"]  # ties keep the first source's order
     assert out[0].code == "because_carted"  # b's larger share came from the cart
-    assert combine([(personal, 0.0)]) == []
+    assert list(combine([(personal, 0.0)])) == []
 
 
 def test_selection_excludes_filters_and_caps_a_department_unless_nothing_else_is_left() -> None:

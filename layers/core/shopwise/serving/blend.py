@@ -10,6 +10,7 @@ category path].
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,7 +47,7 @@ def params_for(placement: str, overrides: dict[str, float]) -> BlendParams:
     return replace(base, **values)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pick:
     item_id: str
     score: float
@@ -137,9 +138,10 @@ def realtime_factor(newest_at: float, now: float) -> float:
     return max(REALTIME_FLOOR, math.pow(2.0, -max(0.0, now - newest_at) / REALTIME_HALF_LIFE))
 
 
-def combine(sources: list[tuple[list[Pick], float]]) -> list[Pick]:
+def combine(sources: list[tuple[list[Pick], float]]) -> Iterator[Pick]:
     """Each source scaled to its best score and weighted; an item's score sums its sources, its reason is the one
-    that contributed most. Best first; ties keep the first source's order."""
+    that contributed most. Best first; ties keep the first source's order. Lazy: a list of 10 takes only the picks
+    it looks at."""
     scores: dict[str, float] = {}
     best: dict[str, tuple[float, Pick]] = {}
     order: dict[str, int] = {}
@@ -155,7 +157,7 @@ def combine(sources: list[tuple[list[Pick], float]]) -> list[Pick]:
             if pick.item_id not in best or value > best[pick.item_id][0]:
                 best[pick.item_id] = (value, pick)
     ranked = sorted(scores, key=lambda i: (-scores[i], order[i]))
-    return [replace(best[i][1], score=round(scores[i], 6)) for i in ranked]
+    return (replace(best[i][1], score=round(scores[i], 6)) for i in ranked)
 
 
 @dataclass
@@ -188,7 +190,7 @@ class Selection:
             return False
         return not self.category or in_category(pick.category, self.category)
 
-    def offer(self, picks: list[Pick]) -> None:
+    def offer(self, picks: Iterable[Pick]) -> None:
         for pick in picks:
             if self.full:
                 return

@@ -229,7 +229,7 @@ def rank_items(req: Request, item_ids: list[str], tables: Tables) -> dict[str, A
     popular = shopper.rows.get(POPULAR_KEY)
     if popular:
         sources.append((popular_picks(popular.items, "popular", "global"), POPULARITY_PRIOR))
-    scored = {p.item_id: p for p in combine(sources)}
+    scored = {p.item_id: p for p in combine(sources)}  # every candidate: the given items may be anywhere
     given = list(dict.fromkeys(item_ids))
     position = {item: n for n, item in enumerate(given)}
     ranked = sorted(
