@@ -17,7 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from shopwise.http import json_response
+from shopwise.http import invalid_request, json_response
 from shopwise.keys import referrer_source
 from shopwise.observability import logger, metrics
 from shopwise.serving.recommend import (
@@ -172,12 +172,8 @@ def docs() -> Any:
 
 
 @app.exception_handler(RequestValidationError)
-def invalid_request(exc: RequestValidationError) -> Response:
-    problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-    return json_response(
-        400,
-        {"message": "; ".join(problems), "errors": problems},
-    )
+def bad_input(exc: RequestValidationError) -> Response:
+    return invalid_request(list(exc.errors()))
 
 
 @app.exception_handler(NotFound)

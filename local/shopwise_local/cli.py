@@ -200,6 +200,41 @@ def cmd_experiments(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_campaigns(args: argparse.Namespace) -> int:
+    """List the configured campaigns, run one now on the running local stack, or page through its latest run."""
+    from dataclasses import asdict
+    from datetime import datetime
+
+    from shopwise.campaign_runs import recipients_page, run_campaign
+    from shopwise.campaigns import CAMPAIGNS, campaign
+    from shopwise.serving.recommend import Tables
+    from shopwise.settings import get_settings
+
+    if args.action == "list":
+        print(json.dumps([asdict(c) for c in CAMPAIGNS], indent=2))
+        return 0
+    if not args.name:
+        raise ValueError(
+            f"campaigns {args.action} needs a campaign name: one of {', '.join(c.name for c in CAMPAIGNS)}"
+        )
+    spec = campaign(args.name)
+    _attach()
+    settings = get_settings()
+    if args.action == "recipients":
+        print(json.dumps(recipients_page(settings.artifacts_bucket, spec.name, args.cursor, args.limit), indent=2))
+        return 0
+    now = datetime.fromisoformat(args.at).timestamp() if args.at else None
+    tables = Tables(
+        settings.recommendations_table, settings.features_table, settings.config_table, settings.items_table
+    )
+    report = run_campaign(spec, tables, settings.artifacts_bucket, now, settings.repeat_purchase_categories)
+    print(
+        f"{spec.name}: {report.profiles} profiles, {report.in_segment} in the segment, {report.held_out} held out, "
+        f"{report.capped} capped, {report.recipients} recipients -> s3://{settings.artifacts_bucket}/{report.keys['csv']}"
+    )
+    return 0
+
+
 def cmd_features(args: argparse.Namespace) -> int:
     """Show one entity's features as the feature store holds them now (profiles resolved through stitching)."""
     import time
@@ -336,6 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("action", choices=["show", "set", "clear"])
     exp.add_argument("file", nargs="?", type=Path, help="for set: a JSON list of experiments (see README)")
     exp.set_defaults(func=cmd_experiments)
+
+    camp = sub.add_parser("campaigns", help="email campaigns: list them, run one on the running stack, page its run")
+    camp.add_argument("action", choices=["list", "run", "recipients"])
+    camp.add_argument("name", nargs="?", default="", help="the campaign (see `shopwise campaigns list`)")
+    camp.add_argument("--at", default="", help="run as of this ISO time instead of now (what-if runs, tests)")
+    camp.add_argument("--cursor", default="", help="recipients: the `next` of the page before")
+    camp.add_argument("--limit", type=int, default=100, help="recipients: page size")
+    camp.set_defaults(func=cmd_campaigns)
 
     feat = sub.add_parser("features", help="one entity's features in the running local stack's feature store")
     feat.add_argument("entity", choices=["profile", "session", "item", "category", "market"])

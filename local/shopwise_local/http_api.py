@@ -16,23 +16,30 @@ from shopwise_local.sigv4 import verify
 
 # routes with API Gateway's IAM authoriser in the stack (shopwise_cdk.serving): signed requests only
 ADMIN_ROUTES = {("PUT", "/v1/items")}
+ADMIN_PREFIXES = ("/v1/campaigns/",)
 
 MAX_BODY = 6 * 1024 * 1024  # API Gateway -> Lambda payload limit
 
 
 class Routes:
-    """POST /v1/events -> collect; PUT /v1/items -> catalog; GET /v1/... -> serve (the stack's route table)."""
+    """POST /v1/events -> collect; PUT /v1/items -> catalog; GET /v1/campaigns/... -> campaigns; GET /v1/... and
+    POST /v1/rank -> serve (the stack's route table)."""
 
-    def __init__(self, collect: LocalFunction, serve: LocalFunction, catalog: LocalFunction) -> None:
+    def __init__(
+        self, collect: LocalFunction, serve: LocalFunction, catalog: LocalFunction, campaigns: LocalFunction
+    ) -> None:
         self.collect = collect
         self.serve = serve
         self.catalog = catalog
+        self.campaigns = campaigns
 
     def match(self, method: str, path: str) -> tuple[LocalFunction, str] | None:
         if method == "POST" and path == "/v1/events":
             return self.collect, "POST /v1/events"
         if method == "PUT" and path == "/v1/items":
             return self.catalog, "PUT /v1/items"
+        if method == "GET" and path.startswith("/v1/campaigns/"):
+            return self.campaigns, "GET /v1/campaigns/{name}/recipients"
         if path.startswith("/v1/"):
             return self.serve, f"{method} /v1/{{proxy+}}"
         return None
@@ -62,7 +69,7 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
                 return
             body = self.rfile.read(length) if length else None
             caller = ""
-            if (method, url.path) in ADMIN_ROUTES:
+            if (method, url.path) in ADMIN_ROUTES or url.path.startswith(ADMIN_PREFIXES):
                 where = f"http://{self.headers.get('Host') or '127.0.0.1'}{self.path}"
                 problem = verify(method, where, dict(self.headers.items()), body)
                 if problem:  # API Gateway answers 403 {"message": "Forbidden"}; locally it says why

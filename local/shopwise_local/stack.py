@@ -86,7 +86,7 @@ class LocalStack:
     def start_functions(self) -> str:
         assert self.resources, "create resources first"
         self.impressions = LogSubscription(self.resources.archive_bucket)
-        for name in ("collect", "update_features", "export_catalog", "load", "serve", "catalog"):
+        for name in ("collect", "update_features", "export_catalog", "load", "serve", "catalog", "campaigns"):
             self.functions[name] = LocalFunction(name, subscription=self.impressions if name == "serve" else None)
         self.poller = KinesisPoller(
             self.resources.stream,
@@ -96,7 +96,13 @@ class LocalStack:
             config.environment("local"),
         ).start()
         self.api = LocalHttpApi(
-            Routes(self.functions["collect"], self.functions["serve"], self.functions["catalog"]), self.api_port
+            Routes(
+                self.functions["collect"],
+                self.functions["serve"],
+                self.functions["catalog"],
+                self.functions["campaigns"],
+            ),
+            self.api_port,
         ).start()
         StackInfo(
             endpoint_url=self.endpoint.url,

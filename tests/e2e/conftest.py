@@ -37,7 +37,7 @@ class Api:
         """An admin route, called as the store's back office does: signed with IAM credentials (SigV4)."""
         from shopwise_local.sigv4 import signed_headers
 
-        data = json.dumps(body).encode()
+        data = json.dumps(body).encode() if body is not None else b""
         headers = signed_headers(method, f"{self.url}{path}", data, {"Content-Type": "application/json"})
         return self.call(method, path, data, headers)
 

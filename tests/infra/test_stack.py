@@ -133,7 +133,13 @@ def test_serve_alias_has_the_environments_provisioned_concurrency(
 
 def test_http_api_routes_go_to_the_right_functions_and_the_stage_is_throttled(prod: Template) -> None:
     routes = {r["Properties"]["RouteKey"] for r in resources(prod, "AWS::ApiGatewayV2::Route").values()}
-    assert routes == {"GET /v1/{proxy+}", "POST /v1/rank", "POST /v1/events", "PUT /v1/items"}
+    assert routes == {
+        "GET /v1/{proxy+}",
+        "POST /v1/rank",
+        "POST /v1/events",
+        "PUT /v1/items",
+        "GET /v1/campaigns/{name}/recipients",
+    }
     env = config.environment("prod")
     prod.has_resource_properties(
         "AWS::ApiGatewayV2::Stage",
@@ -158,7 +164,7 @@ def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Templa
         for k, f in resources(prod, "AWS::Lambda::Function").items()
         if f["Properties"].get("Runtime") == "python3.12"
     }
-    assert len(functions) == 6  # collect, update_features, export_catalog, load, serve, catalog
+    assert len(functions) == 7  # collect, update_features, export_catalog, load, serve, catalog, campaigns
     for function in functions.values():
         props = function["Properties"]
         assert props["Handler"] == "handler.lambda_handler"
@@ -214,12 +220,34 @@ def test_admin_routes_need_iam_and_the_stack_offers_a_policy_to_call_them(prod: 
     routes = {
         r["Properties"]["RouteKey"]: r["Properties"] for r in resources(prod, "AWS::ApiGatewayV2::Route").values()
     }
-    assert routes["PUT /v1/items"]["AuthorizationType"] == "AWS_IAM"
-    assert all(r.get("AuthorizationType", "NONE") == "NONE" for k, r in routes.items() if k != "PUT /v1/items")
+    admin = {"PUT /v1/items", "GET /v1/campaigns/{name}/recipients"}
+    assert all(routes[k]["AuthorizationType"] == "AWS_IAM" for k in admin)
+    assert all(r.get("AuthorizationType", "NONE") == "NONE" for k, r in routes.items() if k not in admin)
     policies = resources(prod, "AWS::IAM::ManagedPolicy")
     statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
     invoke = [s for s in statements if s["Action"] == "execute-api:Invoke"]
     assert len(invoke) == 1 and "/PUT/v1/items" in json.dumps(invoke[0]["Resource"])
+    assert "/GET/v1/campaigns/*/recipients" in json.dumps(invoke[0]["Resource"])
+
+
+def test_each_campaign_runs_on_its_schedule_one_run_at_a_time_writing_only_its_cap_rows(prod: Template) -> None:
+    from shopwise.campaigns import CAMPAIGNS
+
+    rules = [r["Properties"] for r in resources(prod, "AWS::Events::Rule").values()]
+    inputs = [json.loads(t["Input"]) for r in rules for t in r.get("Targets", []) if "Input" in t]
+    assert sorted(i["campaign"] for i in inputs if "campaign" in i) == sorted(c.name for c in CAMPAIGNS)
+    function = next(
+        f["Properties"]
+        for k, f in resources(prod, "AWS::Lambda::Function").items()
+        if k.startswith("ServingCampaigns") and "ReservedConcurrentExecutions" in f["Properties"]
+    )
+    assert function["ReservedConcurrentExecutions"] == 1
+    statements = _statements(prod, "ServingCampaignsRole")
+    writes = [s for s in statements if "dynamodb:BatchWriteItem" in str(s["Action"])]
+    assert len(writes) == 1 and writes[0]["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["sent#*"]}
+    }
+    assert not [s for s in statements if "dynamodb:PutItem" in str(s["Action"]) or "secretsmanager" in str(s["Action"])]
 
 
 def _statements(template: Template, role_prefix: str) -> list[dict[str, Any]]:

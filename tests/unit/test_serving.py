@@ -172,3 +172,19 @@ def test_a_bad_experiment_is_refused_with_what_is_wrong(change: dict[str, object
 )
 def test_a_referrer_becomes_a_segment_name(given: str, source: str) -> None:
     assert referrer_source(given) == source
+
+
+def test_campaign_rules_refuse_bad_settings_prefer_an_email_and_hold_out_a_stable_share() -> None:
+    from shopwise.campaigns import CampaignError, CampaignSpec, contact_id, held_out
+
+    with pytest.raises(CampaignError, match="kind"):
+        CampaignSpec("x", "newsletter")
+    with pytest.raises(CampaignError, match="holdout"):
+        CampaignSpec("x", "abandoned_cart", holdout=1.0)
+    assert contact_id(["a:cookie", "c:cust", "e:mail"]) == "e:mail"
+    assert contact_id(["a:cookie", "c:cust"]) == "c:cust"
+    assert contact_id(["a:cookie"]) == ""
+    spec = CampaignSpec("x", "abandoned_cart", holdout=0.2)
+    share = sum(held_out(spec, f"c:{n}") for n in range(10000)) / 10000
+    assert share == pytest.approx(0.2, abs=0.015)
+    assert held_out(spec, "c:1") == held_out(spec, "c:1")

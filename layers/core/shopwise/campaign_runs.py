@@ -1,0 +1,237 @@
+"""A campaign run: scan the live profiles, keep those in the segment, hold out the control share, apply the
+frequency cap, recommend for each recipient with the API's own blend (placement ``email``), export the run.
+
+Output (artifacts bucket): ``campaigns/<name>/<run id>/recipients.jsonl`` and ``recipients.csv`` (the send list),
+``holdout.jsonl`` (the control group, for the readout), and ``campaigns/<name>/latest.json`` pointing at the newest
+run; then an EventBridge event ``Campaign run completed``. The frequency cap is a row per campaign and recipient in
+the feature store (``sent#<campaign>#<recipient>``, expiring after ``cap_days``), written after the files: a run
+that fails before the end sends nobody twice, and one that fails between the files and the cap rows may list its
+recipients again next time (at least once, never lost). Runs of one campaign must not overlap (the stack gives the
+function a reserved concurrency of 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shopwise.campaigns import CampaignSpec, contact_id, held_out, trigger
+from shopwise.dal.aws import client
+from shopwise.dal.catalog import categories
+from shopwise.dal.feature_store import Doc
+from shopwise.dal.recommendations import batch_get, batch_write
+from shopwise.features import ProfileFeatures
+from shopwise.keys import key_id
+from shopwise.serving.recommend import NotFound, Request, Tables, recommend_for_user
+
+CAMPAIGNS_PREFIX = "campaigns/"
+EVENT_SOURCE = "shopwise.campaigns"
+EVENT_DETAIL_TYPE = "Campaign run completed"
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def sent_key(campaign: str, recipient: str) -> str:
+    return f"sent#{campaign}#{recipient}"
+
+
+@dataclass
+class RunReport:
+    campaign: str
+    run_id: str
+    generated_at: str
+    model_version: str = ""
+    profiles: int = 0
+    in_segment: int = 0
+    held_out: int = 0
+    capped: int = 0
+    recipients: int = 0
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def live_profiles(features_table: str) -> Iterator[Doc]:
+    """Every live profile document (merged ones are tombstones), one paginated Scan."""
+    paginator = client("dynamodb").get_paginator("scan")
+    pages = paginator.paginate(
+        TableName=features_table,
+        FilterExpression="begins_with(pk, :p) AND attribute_not_exists(merged_into)",
+        ExpressionAttributeValues={":p": {"S": "profile#"}},
+    )
+    for page in pages:
+        for item in page.get("Items", []):
+            yield Doc.from_item(item)
+
+
+def _already_sent(features_table: str, campaign: str, recipients: list[str], now: float) -> set[str]:
+    sent: set[str] = set()
+    for start in range(0, len(recipients), 100):
+        keys = [{"pk": {"S": sent_key(campaign, r)}} for r in recipients[start : start + 100]]
+        rows, _trips = batch_get({features_table: keys})
+        for row in rows[features_table]:
+            if int(row.get("expires_at", {}).get("N", "0")) > now:  # TTL deletion is lazy
+                sent.add(row["pk"]["S"].split("#", 2)[2])
+    return sent
+
+
+def run_campaign(
+    spec: CampaignSpec,
+    tables: Tables,
+    bucket: str,
+    now: float | None = None,
+    repeat_categories: tuple[str, ...] = (),
+    publish: bool = True,
+) -> RunReport:
+    now = time.time() if now is None else now
+    stamp = datetime.fromtimestamp(now, UTC)
+    report = RunReport(spec.name, f"{stamp:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}", stamp.isoformat())
+    known_categories: dict[str, str] = {}
+    candidates: list[tuple[str, str, Any]] = []  # (recipient, profile id, trigger)
+    holdout: list[dict[str, Any]] = []
+    for doc in live_profiles(tables.features):
+        if not doc.data.get("features"):
+            continue
+        report.profiles += 1
+        profile = ProfileFeatures.from_json(doc.data["features"])
+        profile_id = key_id(doc.key)
+        recipient = contact_id([str(a) for a in doc.data.get("aliases", [])] + [profile_id])
+        if not recipient:
+            continue
+        if spec.kind == "browse_abandonment":
+            missing = [i for i in profile.recent_items("view") if i not in known_categories]
+            missing += [i for k in ("cart", "purchase") for i in profile.recent_items(k) if i not in known_categories]
+            if missing:
+                found = categories(tables.items, missing)
+                known_categories.update({i: found.get(i, "") for i in missing})
+        found_trigger = trigger(spec, profile, now, known_categories)
+        if found_trigger is None:
+            continue
+        report.in_segment += 1
+        if held_out(spec, recipient):
+            holdout.append({"recipient_id": recipient, "campaign": spec.name, "about": found_trigger.about})
+            continue
+        candidates.append((recipient, profile_id, found_trigger))
+    report.held_out = len(holdout)
+
+    capped = _already_sent(tables.features, spec.name, [c[0] for c in candidates], now)
+    report.capped = len(capped)
+    rows: list[dict[str, Any]] = []
+    for recipient, profile_id, found_trigger in candidates:
+        if recipient in capped:
+            continue
+        request = Request(
+            recipient, profile_id, "email", spec.items, category="", exclude=frozenset(found_trigger.exclude)
+        )
+        try:
+            answer = recommend_for_user(request, tables, repeat_categories)
+        except NotFound:  # no model loaded yet: the email still has what it is about
+            answer = {"items": [], "model_version": "", "recommendation_id": ""}
+        report.model_version = report.model_version or answer["model_version"]
+        rows.append(
+            {
+                "recipient_id": recipient,
+                "campaign": spec.name,
+                "about": found_trigger.about,
+                "category": found_trigger.category,
+                "items": [{"item_id": i["item_id"], "reason": i["reason"]["text"]} for i in answer["items"]],
+                "recommendation_id": answer["recommendation_id"],
+                "generated_at": report.generated_at,
+                "model_version": answer["model_version"],
+            }
+        )
+    report.recipients = len(rows)
+    _export(report, rows, holdout, bucket)
+    expires = str(int(now + spec.cap_days * 86400))
+    batch_write(
+        tables.features,
+        ({"pk": {"S": sent_key(spec.name, r["recipient_id"])}, "expires_at": {"N": expires}} for r in rows),
+    )
+    if publish:
+        client("events").put_events(
+            Entries=[{"Source": EVENT_SOURCE, "DetailType": EVENT_DETAIL_TYPE, "Detail": json.dumps(report.to_json())}]
+        )
+    return report
+
+
+def _export(report: RunReport, rows: list[dict[str, Any]], holdout: list[dict[str, Any]], bucket: str) -> None:
+    s3 = client("s3")
+    base = f"{CAMPAIGNS_PREFIX}{report.campaign}/{report.run_id}/"
+    lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["recipient_id", "campaign", "about", "items", "reasons", "generated_at", "model_version"])
+    for r in rows:
+        writer.writerow(
+            [
+                r["recipient_id"],
+                r["campaign"],
+                " ".join(r["about"]),
+                " ".join(i["item_id"] for i in r["items"]),
+                " | ".join(i["reason"] for i in r["items"]),
+                r["generated_at"],
+                r["model_version"],
+            ]
+        )
+    report.keys = {
+        "jsonl": base + "recipients.jsonl",
+        "csv": base + "recipients.csv",
+        "holdout": base + "holdout.jsonl",
+    }
+    s3.put_object(Bucket=bucket, Key=report.keys["jsonl"], Body=lines.encode())
+    s3.put_object(Bucket=bucket, Key=report.keys["csv"], Body=table.getvalue().encode())
+    s3.put_object(
+        Bucket=bucket, Key=report.keys["holdout"], Body="".join(json.dumps(h) + "\n" for h in holdout).encode()
+    )
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{CAMPAIGNS_PREFIX}{report.campaign}/latest.json",
+        Body=json.dumps(report.to_json()).encode(),
+    )
+
+
+def latest_run(bucket: str, campaign: str) -> dict[str, Any] | None:
+    try:
+        body = client("s3").get_object(Bucket=bucket, Key=f"{CAMPAIGNS_PREFIX}{campaign}/latest.json")["Body"]
+    except client("s3").exceptions.NoSuchKey:
+        return None
+    return dict(json.loads(body.read()))
+
+
+def recipients_page(bucket: str, campaign: str, cursor: str = "", limit: int = 100) -> dict[str, Any]:
+    """One page of the latest run's recipients; ``cursor`` is the ``next`` of the page before ("" for the first).
+    A cursor names its run, so paging stays on one run even when a newer one lands meanwhile."""
+    run_id, _, offset_text = cursor.partition(":")
+    if not run_id:
+        latest = latest_run(bucket, campaign)
+        if latest is None:
+            raise LookupError(f"campaign {campaign!r} has no run yet")
+        run_id = latest["run_id"]
+    try:
+        offset = int(offset_text or 0)
+    except ValueError:
+        raise BadCursor(f"cursor {cursor!r} is not one this API gave out") from None
+    key = f"{CAMPAIGNS_PREFIX}{campaign}/{run_id}/recipients.jsonl"
+    try:
+        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    except client("s3").exceptions.NoSuchKey:
+        raise LookupError(f"run {run_id!r} of campaign {campaign!r} does not exist") from None
+    lines = body.splitlines()
+    page = [json.loads(line) for line in lines[offset : offset + limit]]
+    more = offset + limit < len(lines)
+    return {
+        "campaign": campaign,
+        "run_id": run_id,
+        "recipients": page,
+        "next": f"{run_id}:{offset + limit}" if more else "",
+    }
