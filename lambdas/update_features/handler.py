@@ -61,6 +61,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     if outcome.failed:
         logger.warning("entity updates failed; their records will be retried", extra={"failed": outcome.failed})
+    if outcome.views_skipped:
+        logger.warning("serving views not refreshed in this batch", extra={"reason": outcome.views_skipped})
     metrics.add_metric(name="RecordsPoison", unit=MetricUnit.Count, value=len(poison))
     metrics.add_metric(name="RecordsRetried", unit=MetricUnit.Count, value=len(outcome.failed_records))
     metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=outcome.applied)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
 
 from shopwise.features import DAY, HOUR, ProfileFeatures
 
@@ -153,7 +152,3 @@ def held_out(spec: CampaignSpec, recipient: str) -> bool:
     """A stable share of each segment is kept out of the send (the campaign's control group)."""
     digest = hashlib.blake2b(f"{spec.name}:{recipient}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0**64 < spec.holdout
-
-
-def describe(spec: CampaignSpec) -> dict[str, Any]:
-    return {k: v for k, v in spec.__dict__.items()}

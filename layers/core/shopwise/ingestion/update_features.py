@@ -81,6 +81,7 @@ class UpdateOutcome:
     conflicts: int = 0
     merges: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # entity key -> reason
+    views_skipped: str = ""  # why this batch left the serving views as they were (their rows could not be read)
     failed_records: set[str] = field(default_factory=set)  # record ids to hand back to the stream for a retry
     # event id -> applied / duplicate / unrouted / retry: what became of each delivery (tests and audits)
     by_event: dict[str, str] = field(default_factory=dict)
@@ -132,7 +133,12 @@ def update_features(
     # 3. one read per 100 entities, one conditional write per entity
     docs = {**profiles, **store.read([k for k in groups if k not in profiles])}
     outcome.entities = len(groups)
-    view_rows = _view_rows(docs, groups, context, rows) if rows else None
+    view_rows = None
+    if rows:
+        try:
+            view_rows = _view_rows(docs, groups, context, rows)
+        except Exception as exc:  # the views are a convenience: features land, the stored views stay as they were
+            outcome.views_skipped = _reason(exc)
     fresh_ids: set[int] = set()
 
     def apply(key: str) -> None:
