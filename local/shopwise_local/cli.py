@@ -116,19 +116,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from shopwise.settings import get_settings
-    from shopwise_local.pipeline import run_pipeline
+    from shopwise_local.pipeline import Rejected, run_pipeline
 
     _attach()
     settings = get_settings()
     hps = _hyperparameters(args.hp)
-    result = run_pipeline(
-        settings.archive_bucket,
-        settings.artifacts_bucket,
-        state_dir() / "jobs",
-        hyperparameters=hps,
-        log=print,
-        stage=lambda name: print(f"== {name}", flush=True),
-    )
+    try:
+        result = run_pipeline(
+            settings.archive_bucket,
+            settings.artifacts_bucket,
+            state_dir() / "jobs",
+            hyperparameters=hps,
+            log=print,
+            stage=lambda name: print(f"== {name}", flush=True),
+            margin=args.margin,
+        )
+    except Rejected as exc:
+        print(f"error: {exc}; the active model keeps serving", file=sys.stderr)
+        return 1
     print(
         json.dumps(
             {
@@ -140,6 +145,35 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """The model registry: every trained version, newest first, with its status and why."""
+    from datetime import UTC, datetime
+
+    from shopwise import registry
+    from shopwise.settings import get_settings
+
+    _attach()
+    found = registry.records(get_settings().config_table)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in found], indent=2))
+        return 0
+    if not found:
+        print("no models yet: run `shopwise retrain` (or `make demo`)")
+        return 0
+    print(
+        f"{'version':<28} {'status':<9} {'trained (UTC)':<17} {'data window':<23} {'val':>7} {'test':>7}  selected / reason"
+    )
+    for r in found:
+        day = lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")  # noqa: E731
+        window = f"{day(r.data_window[0])}..{day(r.data_window[1])}" if len(r.data_window) == 2 else ""
+        trained = datetime.fromtimestamp(r.trained_at, UTC).strftime("%Y-%m-%d %H:%M")
+        val, test = r.validation.get(r.metric, float("nan")), r.test.get(r.metric, float("nan"))
+        print(
+            f"{r.version:<28} {r.status:<9} {trained:<17} {window:<23} {val:>7.4f} {test:>7.4f}  {r.reason or r.selected}"
+        )
     return 0
 
 
@@ -355,7 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     retrain = sub.add_parser("retrain", help="train -> batch transform -> load on the running local stack")
     retrain.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help=hp_help)
+    retrain.add_argument(
+        "--margin", type=float, default=None, help="promotion gate: how much worse than the active model (0.02)"
+    )
     retrain.set_defaults(func=cmd_retrain)
+
+    models = sub.add_parser("models", help="the model registry of the running local stack")
+    models.add_argument("action", choices=["list"])
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=cmd_models)
 
     rec = sub.add_parser("recommend", help="recommendations for one shopper from the running local stack")
     rec.add_argument("user_id")

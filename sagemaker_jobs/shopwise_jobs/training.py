@@ -226,6 +226,8 @@ def fit_and_select(
         "metric": metric_k,
         metric_k: chosen.test.metrics[metric_k] if chosen.test else None,
         "validation": {metric_k: chosen.validation[metric_k]},
+        "data_window": model.meta["data_window"],
+        "hyperparameters": asdict(hp),
         "split": test.describe(),
         "validation_split": validation.describe(),
         "models": {

@@ -22,7 +22,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from shopwise import config
+from shopwise import config, registry
 from shopwise.dal.aws import client
 from shopwise.dal.recommendations import read_rows
 from shopwise.events import Impression, parse_event
@@ -30,6 +30,7 @@ from shopwise.keys import POPULAR_KEY, item_key, user_key
 from shopwise.privacy import load_pseudonymiser
 from shopwise_local import cli
 from shopwise_local.paths import LAMBDAS_DIR
+from shopwise_local.pipeline import Rejected, run_pipeline
 from shopwise_local.stack import LocalStack
 from shopwise_local.store import StockedStore, stock
 
@@ -389,3 +390,30 @@ def test_no_generated_request_makes_the_serve_api_fail(served_schema: Any) -> No
         call()
     print(f"fuzzed answers by status: {dict(answered)}")
     assert answered[200] > 0 and answered[400] > 0 and sum(answered.values()) >= 8 * 20
+
+
+def test_a_worse_model_is_rejected_by_the_gate_and_the_active_one_keeps_serving(
+    stack: LocalStack, api: Api, store: StockedStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stack.resources
+    config_table = stack.resources.tables["config"]
+    first = registry.active(config_table)
+    assert first is not None and first.version == store.result.model_version and first.status == "active"
+    assert first.data_window and first.hyperparameters and first.code_version and first.validation
+    with pytest.raises(Rejected, match="below the active version") as rejected:
+        run_pipeline(
+            stack.resources.archive_bucket,
+            stack.resources.artifacts_bucket,
+            tmp_path,
+            hyperparameters={"models": "popularity"},  # worse on purpose: bestsellers for everyone
+            load_function=stack.functions["load"],
+            export_function=stack.functions["export_catalog"],
+        )
+    record = registry.get(config_table, rejected.value.record.version)
+    assert record is not None and record.status == "rejected" and "below the active version" in record.reason
+    assert registry.active(config_table) == first
+    body = ask(api, f"/v1/users/{store.customers[0]}/recommendations?n=3")
+    assert body["model_version"] == first.version
+    assert cli.main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert f"{first.version}" in listing and "rejected" in listing and "active" in listing

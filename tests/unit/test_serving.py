@@ -188,3 +188,20 @@ def test_campaign_rules_refuse_bad_settings_prefer_an_email_and_hold_out_a_stabl
     share = sum(held_out(spec, f"c:{n}") for n in range(10000)) / 10000
     assert share == pytest.approx(0.2, abs=0.015)
     assert held_out(spec, "c:1") == held_out(spec, "c:1")
+
+
+def test_the_promotion_gate_refuses_a_worse_or_broken_candidate_and_says_why() -> None:
+    from shopwise.registry import ModelRecord, gate
+
+    active = ModelRecord("v1", status="active", validation={"ndcg@10": 0.100})
+    good = ModelRecord("v2", validation={"ndcg@10": 0.099}, test={"ndcg@10": 0.1, "coverage@10": 0.4})
+    assert gate(good, active).passed and gate(good, None).passed  # within 2%; or nothing to beat
+    worse = ModelRecord("v3", validation={"ndcg@10": 0.090}, test={"coverage@10": 0.4})
+    verdict = gate(worse, active)
+    assert not verdict.passed and "more than 2% below the active version v1's 0.1000" in verdict.reasons[0]
+    assert gate(worse, active, margin=0.15).passed
+    broken = ModelRecord(
+        "v4", validation={"ndcg@10": float("nan")}, test={"recall@20": float("inf"), "coverage@10": 0.001}
+    )
+    reasons = gate(broken, active).reasons
+    assert len(reasons) == 3 and "not a number" in reasons[0] and "recall@20" in reasons[1] and "coverage" in reasons[2]

@@ -42,6 +42,8 @@ class EnvironmentConfig:
     stream_batch_size: int = 100
     stream_retry_attempts: int = 3
     stream_max_record_age_s: int = 6 * 3600
+    # the promotion gate: a candidate may be at most this much worse than the active model (validation metric)
+    promotion_margin: float = 0.02
     # how often each email campaign (shopwise.campaigns) runs
     campaign_schedule: str = "rate(1 hour)"
     # category paths whose items may be recommended again after a purchase (consumables: coffee, nappies ...)
