@@ -148,6 +148,26 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    """The active model's baseline against the feature store now and the archive's newest events."""
+    from shopwise_local.monitor import drift_now
+
+    _attach()
+    report = drift_now(args.hours)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+    print(f"drift of the feature store and the last {args.hours:g} h of events against model {report.model_version}")
+    for name, value in sorted(report.features.items(), key=lambda kv: -kv[1] if kv[1] == kv[1] else 0):
+        flag = "  SHIFTED" if value > 0.2 else "  moving" if value > 0.1 else ""
+        print(f"  PSI {name:<32} {value:7.3f}{flag}")
+    print(f"  PSI event mix                        {report.event_mix_psi:7.3f}  {report.event_mix['recent']}")
+    print(f"  new items in recent interactions     {report.new_item_share:7.1%}")
+    print(f"  unknown shoppers among recent ones   {report.unknown_shopper_share:7.1%}")
+    print("alarms: " + ("; ".join(report.alarms) if report.alarms else "none"))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     """The model registry: every trained version, newest first, with its status and why."""
     from datetime import UTC, datetime
@@ -393,6 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--margin", type=float, default=None, help="promotion gate: how much worse than the active model (0.02)"
     )
     retrain.set_defaults(func=cmd_retrain)
+
+    drift = sub.add_parser("drift", help="PSI per feature, event mix, new items, unknown shoppers vs the active model")
+    drift.add_argument("--hours", type=float, default=24.0, help="how many hours of newest events (24)")
+    drift.add_argument("--json", action="store_true")
+    drift.set_defaults(func=cmd_drift)
 
     models = sub.add_parser("models", help="the model registry of the running local stack")
     models.add_argument("action", choices=["list"])

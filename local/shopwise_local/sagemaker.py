@@ -40,7 +40,7 @@ class TrainingResult:
     seconds: float
 
 
-def _download_prefix(uri: str, target: Path) -> int:
+def download_prefix(uri: str, target: Path) -> int:
     bucket, prefix = parse_s3_uri(uri)
     keys = list_keys(bucket, prefix)
     for key in keys:
@@ -115,7 +115,7 @@ def run_training_job(
     for name, uri in channels.items():
         target = data_dir / name
         target.mkdir(parents=True, exist_ok=True)
-        count = _download_prefix(uri, target)
+        count = download_prefix(uri, target)
         log(f"channel {name}: {count} objects from {uri}")
         env[f"SM_CHANNEL_{name.upper()}"] = str(target)
     for name, value in hps.items():
@@ -159,7 +159,7 @@ def run_transform_job(
     client("s3").download_file(bucket, key, str(archive))
     with tarfile.open(archive) as tar:
         tar.extractall(model_dir, filter="data")
-    count = _download_prefix(input_uri, input_dir)
+    count = download_prefix(input_uri, input_dir)
     log(f"transform input: {count} objects from {input_uri}")
     env = {
         "SAGEMAKER_BATCH": "true",

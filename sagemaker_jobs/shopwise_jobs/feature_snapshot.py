@@ -30,6 +30,28 @@ from shopwise.features import (
 CHUNK = 20_000
 
 
+def profile_row(profile_id: str, state: ProfileFeatures, now: float) -> dict[str, Any]:
+    """A profile as one row of named features as of ``now``: the training snapshot's rows, and the live feature
+    store's when monitoring compares the two (``shopwise_jobs.drift``)."""
+    described = state.describe(now)
+    top = next(iter(described["category_affinity"]), None)
+    return {
+        "profile_id": profile_id,
+        "recent_viewed": len(described["recent_viewed"]),
+        "recent_carted": len(described["recent_carted"]),
+        "recent_purchased": len(described["recent_purchased"]),
+        "top_category": top,
+        "top_category_affinity": described["category_affinity"].get(top) if top else None,
+        "cart_items": len(described["cart"]),
+        "days_since_purchase": described["days_since_purchase"],
+        "orders": described["orders"],
+        "revenue": described["revenue"],
+        "market": described["market"],
+        "personalisation": described["personalisation"],
+        "last_event_at": state.last_event_at or None,
+    }
+
+
 @dataclass
 class FeatureSnapshot:
     context: Context
@@ -78,28 +100,7 @@ class FeatureSnapshot:
         """One row per profile with a consent history (the feature store keeps no profile for anyone else): the named
         features of ``FEATURES`` as of ``now``."""
         now = self.newest if now is None else now
-        rows: list[dict[str, Any]] = []
-        for profile_id, state in sorted(self.profiles.items()):
-            described = state.describe(now)
-            if not state.consent:
-                continue
-            top = next(iter(described["category_affinity"]), None)
-            rows.append(
-                {
-                    "profile_id": profile_id,
-                    "recent_viewed": len(described["recent_viewed"]),
-                    "recent_carted": len(described["recent_carted"]),
-                    "recent_purchased": len(described["recent_purchased"]),
-                    "top_category": top,
-                    "top_category_affinity": described["category_affinity"].get(top) if top else None,
-                    "cart_items": len(described["cart"]),
-                    "days_since_purchase": described["days_since_purchase"],
-                    "orders": described["orders"],
-                    "revenue": described["revenue"],
-                    "market": described["market"],
-                    "personalisation": described["personalisation"],
-                }
-            )
+        rows = [profile_row(p, state, now) for p, state in sorted(self.profiles.items()) if state.consent]
         return pd.DataFrame(rows)
 
     def item_table(self, now: float | None = None) -> pd.DataFrame:

@@ -417,3 +417,30 @@ def test_a_worse_model_is_rejected_by_the_gate_and_the_active_one_keeps_serving(
     assert cli.main(["models", "list"]) == 0
     listing = capsys.readouterr().out
     assert f"{first.version}" in listing and "rejected" in listing and "active" in listing
+
+
+def test_drift_compares_the_store_with_the_active_models_snapshot_and_flags_new_items(
+    stack: LocalStack, api: Api, store: StockedStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def drift() -> dict[str, Any]:
+        assert cli.main(["drift", "--hours", "0.5", "--json"]) == 0
+        return dict(json.loads(capsys.readouterr().out))
+
+    before = drift()
+    assert before["model_version"] == store.result.model_version
+    assert {"profile.orders", "profile.recent_viewed", "item.views_24h"} <= set(before["features"])
+    assert all(v == v for v in before["features"].values())  # numbers, not NaN
+    # a burst of shoppers on products the model has never seen
+    burst = []
+    for n in range(40):
+        who = {"anonymous_id": f"newcomer-{n}"}
+        burst.append({**event("consent", "x"), **who, "granted": ["personalisation"]})
+        burst += [{**event("product_view", "x", f"fresh-{n}-{k}"), **who} for k in range(4)]
+    for e in burst:
+        e.pop("customer_id")
+    for start in range(0, len(burst), 100):
+        send(stack, api, *burst[start : start + 100])
+    after = drift()
+    assert after["new_item_share"] > max(0.5, before["new_item_share"])
+    assert after["unknown_shopper_share"] > before["unknown_shopper_share"]
+    assert any(alarm.startswith("new items") for alarm in after["alarms"])
