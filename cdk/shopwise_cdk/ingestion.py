@@ -3,7 +3,7 @@ Lambda on the stream with partial batch failures and an SQS on-failure destinati
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Size
+from aws_cdk import Duration
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
@@ -52,15 +52,7 @@ class Ingestion(Construct):
             self,
             "Archive",
             source=firehose.KinesisStreamSource(self.stream),
-            destination=firehose.S3Bucket(
-                storage.archive,
-                data_output_prefix=f"{config.ARCHIVE_EVENTS_PREFIX}dt=!{{timestamp:yyyy-MM-dd}}/hour=!{{timestamp:HH}}/",
-                error_output_prefix="errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/",
-                compression=firehose.Compression.GZIP,
-                buffering_interval=Duration.seconds(60),
-                buffering_size=Size.mebibytes(64),
-                file_extension=".jsonl.gz",
-            ),
+            destination=storage.archive_destination("errors/", Duration.seconds(60)),
         )
 
         acknowledge(

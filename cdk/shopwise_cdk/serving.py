@@ -4,7 +4,7 @@ provisioned concurrency (per environment)."""
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Duration, RemovalPolicy, Size, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
@@ -230,14 +230,9 @@ class ServingApi(Construct):
         self.impressions = firehose.DeliveryStream(
             self,
             "Impressions",
-            destination=firehose.S3Bucket(
-                storage.archive,
-                data_output_prefix=f"{config.ARCHIVE_EVENTS_PREFIX}dt=!{{timestamp:yyyy-MM-dd}}/hour=!{{timestamp:HH}}/",
-                error_output_prefix="errors/impressions/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/",
-                compression=firehose.Compression.GZIP,
-                buffering_interval=Duration.seconds(300),
-                buffering_size=Size.mebibytes(64),
-                file_extension=".jsonl.gz",
+            destination=storage.archive_destination(
+                "errors/impressions/",
+                Duration.seconds(300),
                 processors=[
                     firehose.DecompressionProcessor(),
                     firehose.CloudWatchLogProcessor(data_message_extraction=True),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -104,6 +105,22 @@ class Storage(Construct):
         )
         acknowledge(secret, {"AwsSolutions-SMG4": not_rotated_because})
         return secret
+
+    def archive_destination(
+        self, errors: str, interval: Duration, processors: list[firehose.IDataProcessor] | None = None
+    ) -> firehose.S3Bucket:
+        """A Firehose destination writing events into the archive's dt=/hour= partitions, gzip JSON Lines (the
+        stream's copy and the serve function's impressions alike); failures under ``errors``."""
+        return firehose.S3Bucket(
+            self.archive,
+            data_output_prefix=f"{config.ARCHIVE_EVENTS_PREFIX}dt=!{{timestamp:yyyy-MM-dd}}/hour=!{{timestamp:HH}}/",
+            error_output_prefix=f"{errors}!{{firehose:error-output-type}}/dt=!{{timestamp:yyyy-MM-dd}}/",
+            compression=firehose.Compression.GZIP,
+            buffering_interval=interval,
+            buffering_size=Size.mebibytes(64),
+            file_extension=".jsonl.gz",
+            processors=processors,
+        )
 
     def table_environment(self) -> dict[str, str]:
         return {spec.env_var: self.tables[spec.name].table_name for spec in config.TABLES}

@@ -53,9 +53,7 @@ def bad_cursor(exc: BadCursor) -> Response:
 
 def scheduled_run(name: str) -> dict[str, Any]:
     settings = get_settings()
-    tables = Tables(
-        settings.recommendations_table, settings.features_table, settings.config_table, settings.items_table
-    )
+    tables = Tables.from_settings(settings)
     report = run_campaign(campaign(name), tables, settings.artifacts_bucket, None, settings.repeat_purchase_categories)
     metrics.add_dimension(name="campaign", value=name)
     metrics.add_metric(name="CampaignRecipients", unit=MetricUnit.Count, value=report.recipients)

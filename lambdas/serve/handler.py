@@ -65,13 +65,7 @@ class RankRequest(BaseModel):
 
 
 def _tables() -> Tables:
-    settings = get_settings()
-    return Tables(
-        recommendations=settings.recommendations_table,
-        features=settings.features_table,
-        config=settings.config_table,
-        items=settings.items_table,
-    )
+    return Tables.from_settings(get_settings())
 
 
 def _profile_id(user_id: str, id_type: str) -> str:

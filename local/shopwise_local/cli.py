@@ -278,9 +278,7 @@ def cmd_campaigns(args: argparse.Namespace) -> int:
         print(json.dumps(recipients_page(settings.artifacts_bucket, spec.name, args.cursor, args.limit), indent=2))
         return 0
     now = datetime.fromisoformat(args.at).timestamp() if args.at else None
-    tables = Tables(
-        settings.recommendations_table, settings.features_table, settings.config_table, settings.items_table
-    )
+    tables = Tables.from_settings(settings)
     report = run_campaign(spec, tables, settings.artifacts_bucket, now, settings.repeat_purchase_categories)
     print(
         f"{spec.name}: {report.profiles} profiles, {report.in_segment} in the segment, {report.held_out} held out, "

@@ -14,16 +14,12 @@ from urllib.parse import urlsplit
 from shopwise_local.lambda_runtime import LocalFunction, http_api_event
 from shopwise_local.sigv4 import verify
 
-# routes with API Gateway's IAM authoriser in the stack (shopwise_cdk.serving): signed requests only
-ADMIN_ROUTES = {("PUT", "/v1/items")}
-ADMIN_PREFIXES = ("/v1/campaigns/",)
-
 MAX_BODY = 6 * 1024 * 1024  # API Gateway -> Lambda payload limit
 
 
 class Routes:
     """POST /v1/events -> collect; PUT /v1/items -> catalog; GET /v1/campaigns/... -> campaigns; GET /v1/... and
-    POST /v1/rank -> serve (the stack's route table)."""
+    POST /v1/rank -> serve (the stack's route table). Admin routes (IAM-authorised in the stack) say so."""
 
     def __init__(
         self, collect: LocalFunction, serve: LocalFunction, catalog: LocalFunction, campaigns: LocalFunction
@@ -33,15 +29,16 @@ class Routes:
         self.catalog = catalog
         self.campaigns = campaigns
 
-    def match(self, method: str, path: str) -> tuple[LocalFunction, str] | None:
+    def match(self, method: str, path: str) -> tuple[LocalFunction, str, bool] | None:
+        """The function, the route key and whether the route is an admin one (signed requests only)."""
         if method == "POST" and path == "/v1/events":
-            return self.collect, "POST /v1/events"
+            return self.collect, "POST /v1/events", False
         if method == "PUT" and path == "/v1/items":
-            return self.catalog, "PUT /v1/items"
+            return self.catalog, "PUT /v1/items", True
         if method == "GET" and path.startswith("/v1/campaigns/"):
-            return self.campaigns, "GET /v1/campaigns/{name}/recipients"
+            return self.campaigns, "GET /v1/campaigns/{name}/recipients", True
         if path.startswith("/v1/"):
-            return self.serve, f"{method} /v1/{{proxy+}}"
+            return self.serve, f"{method} /v1/{{proxy+}}", False
         return None
 
 
@@ -68,8 +65,13 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
                 self._send(413, b'{"message":"Request too long"}', {"Content-Type": "application/json"})
                 return
             body = self.rfile.read(length) if length else None
+            route = routes.match(method, url.path)
+            if route is None:
+                self._send(404, b'{"message":"Not Found"}', {"Content-Type": "application/json"})
+                return
+            function, route_key, admin = route
             caller = ""
-            if (method, url.path) in ADMIN_ROUTES or url.path.startswith(ADMIN_PREFIXES):
+            if admin:
                 where = f"http://{self.headers.get('Host') or '127.0.0.1'}{self.path}"
                 problem = verify(method, where, dict(self.headers.items()), body)
                 if problem:  # API Gateway answers 403 {"message": "Forbidden"}; locally it says why
@@ -77,11 +79,6 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
                     self._send(403, payload, {"Content-Type": "application/json"})
                     return
                 caller = os.environ.get("AWS_ACCESS_KEY_ID", "")
-            route = routes.match(method, url.path)
-            if route is None:
-                self._send(404, b'{"message":"Not Found"}', {"Content-Type": "application/json"})
-                return
-            function, route_key = route
             event = http_api_event(
                 method,
                 url.path,

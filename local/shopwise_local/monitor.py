@@ -16,7 +16,7 @@ import pandas as pd
 
 from shopwise import config, registry
 from shopwise.dal.aws import client
-from shopwise.dal.feature_store import Doc
+from shopwise.dal.feature_store import scan_docs
 from shopwise.dal.objects import parse_s3_uri
 from shopwise.features import ItemFeatures, ProfileFeatures
 from shopwise.keys import entity_of, key_id
@@ -30,18 +30,13 @@ from shopwise_local.sagemaker import download_prefix
 def live_tables(features_table: str, now: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The feature store's profiles and items as the snapshot's rows, as of ``now``."""
     profiles, items = [], []
-    for page in client("dynamodb").get_paginator("scan").paginate(TableName=features_table):
-        for raw in page.get("Items", []):
-            if "doc" not in raw:
-                continue
-            doc = Doc.from_item(raw)
-            kind = entity_of(doc.key)
-            if kind == "profile" and not doc.merged_into and doc.data.get("features"):
-                state = ProfileFeatures.from_json(doc.data["features"])
-                if state.consent:
-                    profiles.append(profile_row(key_id(doc.key), state, now))
-            elif kind == "item":
-                items.append({"item_id": key_id(doc.key), **ItemFeatures.from_json(doc.data).windows(now)})
+    for doc in scan_docs(features_table, "profile#", "item#"):
+        if entity_of(doc.key) == "item":
+            items.append({"item_id": key_id(doc.key), **ItemFeatures.from_json(doc.data).windows(now)})
+        elif not doc.merged_into and doc.data.get("features"):
+            state = ProfileFeatures.from_json(doc.data["features"])
+            if state.consent:
+                profiles.append(profile_row(key_id(doc.key), state, now))
     return pd.DataFrame(profiles), pd.DataFrame(items)
 
 

@@ -34,16 +34,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
 def figures(values: list[float]) -> dict[str, float]:
-    return {"p50": round(percentile(values, 50), 3), "p99": round(percentile(values, 99), 3)}
+    p50, p99 = np.percentile(values, [50, 99], method="nearest")
+    return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
 
 
 def cold_imports(runs: int = 7) -> tuple[float, float]:
@@ -86,6 +84,7 @@ def main() -> None:
     from shopwise.keys import POPULAR_KEY, popular_key
     from shopwise.privacy import load_pseudonymiser
     from shopwise.serving.recommend import FEATURE_ATTRIBUTES, Tables, first_read
+    from shopwise.settings import get_settings
     from shopwise_local.endpoint import free_port
     from shopwise_local.lambda_runtime import http_api_event
     from shopwise_local.stack import LocalStack
@@ -106,12 +105,7 @@ def main() -> None:
             started = time.time()
             store = stock(stack, Path(tmp), shoppers=args.shoppers, items=args.items, replay_max=1500)
             print(f"store stocked and trained in {time.time() - started:.0f} s", flush=True)
-            tables = Tables(
-                recommendations=resources.tables["recommendations"],
-                features=resources.tables["features"],
-                config=resources.tables["config"],
-                items=resources.tables["items"],
-            )
+            tables = Tables.from_settings(get_settings())
             pseudonymiser = load_pseudonymiser(resources.pseudonym_key_secret)
             markets = ["NZ", "AU", "US", "GB"]
 

@@ -17,7 +17,6 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,11 +24,12 @@ from typing import Any
 from shopwise.campaigns import CampaignSpec, contact_id, held_out, trigger
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import categories
-from shopwise.dal.feature_store import Doc
-from shopwise.dal.recommendations import batch_get, batch_write
+from shopwise.dal.feature_store import Doc, scan_docs
+from shopwise.dal.recommendations import batch_get, batch_write, read_rows
 from shopwise.features import ProfileFeatures
-from shopwise.keys import key_id
-from shopwise.serving.recommend import NotFound, Request, Tables, recommend_for_user
+from shopwise.keys import POPULAR_KEY, key_id, user_key
+from shopwise.serving.recommend import NotFound, Request, Shopper, Tables, personalisable, shared_rows
+from shopwise.serving.recommend import answer as blend_answer
 
 CAMPAIGNS_PREFIX = "campaigns/"
 EVENT_SOURCE = "shopwise.campaigns"
@@ -61,19 +61,6 @@ class RunReport:
         return asdict(self)
 
 
-def live_profiles(features_table: str) -> Iterator[Doc]:
-    """Every live profile document (merged ones are tombstones), one paginated Scan."""
-    paginator = client("dynamodb").get_paginator("scan")
-    pages = paginator.paginate(
-        TableName=features_table,
-        FilterExpression="begins_with(pk, :p) AND attribute_not_exists(merged_into)",
-        ExpressionAttributeValues={":p": {"S": "profile#"}},
-    )
-    for page in pages:
-        for item in page.get("Items", []):
-            yield Doc.from_item(item)
-
-
 def _already_sent(features_table: str, campaign: str, recipients: list[str], now: float) -> set[str]:
     sent: set[str] = set()
     for start in range(0, len(recipients), 100):
@@ -97,10 +84,10 @@ def run_campaign(
     stamp = datetime.fromtimestamp(now, UTC)
     report = RunReport(spec.name, f"{stamp:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}", stamp.isoformat())
     known_categories: dict[str, str] = {}
-    candidates: list[tuple[str, str, Any]] = []  # (recipient, profile id, trigger)
+    candidates: list[tuple[str, Doc, Any]] = []  # (recipient, the profile as scanned, trigger)
     holdout: list[dict[str, Any]] = []
-    for doc in live_profiles(tables.features):
-        if not doc.data.get("features"):
+    for doc in scan_docs(tables.features, "profile#"):
+        if doc.merged_into or not doc.data.get("features"):
             continue
         report.profiles += 1
         profile = ProfileFeatures.from_json(doc.data["features"])
@@ -121,20 +108,27 @@ def run_campaign(
         if held_out(spec, recipient):
             holdout.append({"recipient_id": recipient, "campaign": spec.name, "about": found_trigger.about})
             continue
-        candidates.append((recipient, profile_id, found_trigger))
+        candidates.append((recipient, doc, found_trigger))
     report.held_out = len(holdout)
 
     capped = _already_sent(tables.features, spec.name, [c[0] for c in candidates], now)
     report.capped = len(capped)
     rows: list[dict[str, Any]] = []
-    for recipient, profile_id, found_trigger in candidates:
-        if recipient in capped:
-            continue
+    sending = [(r, doc, t) for r, doc, t in candidates if r not in capped]
+    # the API's blend over what the scan already read: one read for the lists every email shares, one per 100
+    # recipients for their own lists
+    shared, unavailable, experiments = shared_rows(tables, [POPULAR_KEY])
+    personal = read_rows(tables.recommendations, [user_key(key_id(doc.key)) for _r, doc, _t in sending])
+    for recipient, doc, found_trigger in sending:
+        profile_id = key_id(doc.key)
+        consented, view = personalisable(doc, now)
+        own = {user_key(profile_id): personal[user_key(profile_id)]} if user_key(profile_id) in personal else {}
+        shopper = Shopper(profile_id, consented, view, {**shared, **own}, unavailable, experiments, 0)
         request = Request(
             recipient, profile_id, "email", spec.items, category="", exclude=frozenset(found_trigger.exclude)
         )
         try:
-            answer = recommend_for_user(request, tables, repeat_categories)
+            answer = blend_answer(request, shopper, repeat_categories, now)
         except NotFound:  # no model loaded yet: the email still has what it is about
             answer = {"items": [], "model_version": "", "recommendation_id": ""}
         report.model_version = report.model_version or answer["model_version"]

@@ -17,10 +17,10 @@ Kinds:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from shopwise.features import DAY, HOUR, ProfileFeatures
+from shopwise.serving.experiments import bucket
 
 MARKETING = "marketing"
 KINDS = ("abandoned_cart", "browse_abandonment", "post_purchase")
@@ -73,7 +73,6 @@ class Trigger:
     about: list[str]
     exclude: list[str] = field(default_factory=list)
     category: str = ""
-    since: float = 0.0  # when the triggering condition began
 
 
 def contact_id(aliases: list[str]) -> str:
@@ -106,7 +105,7 @@ def _abandoned_cart(spec: CampaignSpec, profile: ProfileFeatures, now: float) ->
         return None
     if profile.last_purchase_at >= added:  # they bought since: the cart was not abandoned
         return None
-    return Trigger(about=sorted(cart), exclude=sorted(cart), since=added)
+    return Trigger(about=sorted(cart), exclude=sorted(cart))
 
 
 def _browse_abandonment(
@@ -133,7 +132,7 @@ def _browse_abandonment(
             continue
         items = [i for i, _ in sorted(views, key=lambda v: -v[1]) if i not in acted]
         if items and (best is None or len(items) > len(best.about)):
-            best = Trigger(about=items, exclude=items, category=category, since=min(at for _, at in views))
+            best = Trigger(about=items, exclude=items, category=category)
     return best
 
 
@@ -145,10 +144,10 @@ def _post_purchase(spec: CampaignSpec, profile: ProfileFeatures, now: float) -> 
     if not (due <= now < due + spec.window_days * DAY):
         return None
     order = [str(p[0]) for p in profile.recent.get("purchase", []) if float(p[1]) == bought_at]
-    return Trigger(about=order, exclude=order, since=bought_at)
+    return Trigger(about=order, exclude=order)
 
 
 def held_out(spec: CampaignSpec, recipient: str) -> bool:
-    """A stable share of each segment is kept out of the send (the campaign's control group)."""
-    digest = hashlib.blake2b(f"{spec.name}:{recipient}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0**64 < spec.holdout
+    """A stable share of each segment is kept out of the send (the campaign's control group): the experiments'
+    assignment hash, salted with the campaign's name."""
+    return bucket(spec.name, recipient) < spec.holdout

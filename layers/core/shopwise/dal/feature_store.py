@@ -12,6 +12,7 @@ Every write is conditional on the version read, so two writers never lose each o
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,21 @@ class Doc:
         if self.version == 0:
             return {"ConditionExpression": "attribute_not_exists(pk)"}
         return {"ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": {"N": str(self.version)}}}
+
+
+def scan_docs(table: str, *prefixes: str) -> Iterator[Doc]:
+    """Every document whose key starts with one of ``prefixes``, one paginated Scan (what batch jobs read:
+    campaign runs, drift)."""
+    condition = " OR ".join(f"begins_with(pk, :p{n})" for n in range(len(prefixes)))
+    values = {f":p{n}": {"S": p} for n, p in enumerate(prefixes)}
+    pages = (
+        client("dynamodb")
+        .get_paginator("scan")
+        .paginate(TableName=table, FilterExpression=condition, ExpressionAttributeValues=values)
+    )
+    for page in pages:
+        for item in page.get("Items", []):
+            yield Doc.from_item(item)
 
 
 class FeatureStore:

@@ -40,7 +40,7 @@ from shopwise.features import (
 )
 from shopwise.identity import LEDGER_LIMIT_PROFILE, Store, link, resolve
 from shopwise.keys import category_key, entity_of, item_key, key_id, market_key, profile_key, session_key
-from shopwise.serving.view import serving_view, view_keys
+from shopwise.serving.view import batch_view_keys, serving_view
 
 LEDGER_LIMITS = {"profile": LEDGER_LIMIT_PROFILE, "session": 256, "item": 2048, "segment": 4096}
 SESSION_TTL_SECONDS = 30 * 86400
@@ -252,17 +252,14 @@ def _apply_entity(
 def _view_rows(
     docs: dict[str, Doc], groups: dict[str, list[Delivery]], context: Context, rows: RowReader
 ) -> dict[str, list[list[Any]]]:
-    """One read of every row the touched profiles' serving views need: those of the stored profile and of the
-    profile with this batch folded in (a preview; the fold is pure)."""
+    """One read of every row the touched profiles' serving views may need once their batch is folded in."""
     keys: list[str] = []
     for key, group in groups.items():
         if entity_of(key) != "profile" or docs[key].error:
             continue
-        stored = ProfileFeatures.from_json(docs[key].data.get("features"))
-        preview = apply_to_profile(
-            ProfileFeatures.from_json(docs[key].data.get("features")), [d.event for d in group], context
-        )
-        keys += view_keys(stored) + view_keys(preview)
+        items = [item for d in group for item, _kind in interaction_items(d.event)]
+        categories = {c for c in map(context.category, items) if c}
+        keys += batch_view_keys(ProfileFeatures.from_json(docs[key].data.get("features")), items, categories)
     return rows(list(dict.fromkeys(keys))) if keys else {}
 
 

@@ -55,6 +55,7 @@ from shopwise.serving.experiments import (
     assign,
     parse_experiments,
 )
+from shopwise.settings import Settings
 
 MAX_N = 100
 MAX_RANK_ITEMS = 500
@@ -73,6 +74,10 @@ class Tables:
     features: str
     config: str
     items: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Tables:
+        return cls(settings.recommendations_table, settings.features_table, settings.config_table, settings.items_table)
 
 
 @dataclass(frozen=True)
@@ -156,14 +161,33 @@ def read_shopper(profile_id: str, row_keys: list[str], tables: Tables, now: floa
         trips += extra_trips
         rows.update(_live_rows(more[tables.recommendations]))
         doc = _docs(more[tables.features])[0].get(profile_key(target))
-    profile = None
-    view: dict[str, Any] = {}
-    if doc and doc.data.get("features"):
-        candidate = ProfileFeatures.from_json(doc.data["features"])
-        # a shopper who revoked personalisation (or never granted it) gets what a stranger gets
-        if candidate.consented(now):
-            profile, view = candidate, doc.data.get("serving") or {}
+    profile, view = personalisable(doc, now)
     return Shopper(target, profile, view, rows, unavailable, experiments, trips)
+
+
+def personalisable(doc: Doc | None, now: float) -> tuple[ProfileFeatures | None, dict[str, Any]]:
+    """The profile's features and serving view if it holds a personalisation grant now; a shopper who revoked it
+    (or never granted it) gets what a stranger gets."""
+    if doc and doc.data.get("features"):
+        profile = ProfileFeatures.from_json(doc.data["features"])
+        if profile.consented(now):
+            return profile, doc.data.get("serving") or {}
+    return None, {}
+
+
+def shared_rows(tables: Tables, row_keys: list[str]) -> tuple[dict[str, RecommendationRow], set[str], list[Experiment]]:
+    """What every shopper's answer reads alike — lists, the out-of-stock set, the experiments — in one round trip,
+    for jobs that answer many shoppers (campaign runs)."""
+    found, _trips = batch_get(
+        {
+            tables.recommendations: [{"pk": {"S": k}} for k in row_keys],
+            tables.features: [{"pk": {"S": UNAVAILABLE_KEY}}],
+            tables.config: [{"pk": {"S": EXPERIMENTS_KEY}}],
+        }
+    )
+    config = found[tables.config]
+    experiments = _experiments(config[0]["experiments"]["S"]) if config and "experiments" in config[0] else []
+    return _live_rows(found[tables.recommendations]), _docs(found[tables.features])[1], experiments
 
 
 def recommend_for_user(req: Request, tables: Tables, repeat_categories: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -174,6 +198,12 @@ def recommend_for_user(req: Request, tables: Tables, repeat_categories: tuple[st
     now = time.time()
     segment_keys = _segment_keys(req.market, req.category, req.referrer)
     shopper = read_shopper(req.profile_id, [*segment_keys.values(), POPULAR_KEY], tables, now)
+    return answer(req, shopper, repeat_categories, now)
+
+
+def answer(req: Request, shopper: Shopper, repeat_categories: tuple[str, ...], now: float) -> dict[str, Any]:
+    """The blend and the fallback chain over what was read for the shopper (no I/O)."""
+    segment_keys = _segment_keys(req.market, req.category, req.referrer)
     assignment = assign(shopper.experiments, req.placement, shopper.target)
     params = params_for(req.placement, assignment.params)
     profile = None if assignment.holdout else shopper.profile  # the holdout is served a non-personalised control

@@ -13,6 +13,7 @@ precomputed personal list and the popular lists, read at request time, are alway
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from shopwise.features import KIND_WEIGHTS, ProfileFeatures
@@ -47,6 +48,17 @@ def view_keys(profile: ProfileFeatures) -> list[str]:
     category = top_category(profile)
     if category:
         keys.append(popular_key(f"category:{category}"))
+    return list(dict.fromkeys(keys))
+
+
+def batch_view_keys(stored: ProfileFeatures, items: Iterable[str], categories: Iterable[str]) -> list[str]:
+    """Every row the view may need once a batch is folded into ``stored``, without folding it: the newest items
+    after the fold are among the stored newest and the batch's items, the strongest category among the stored one
+    and the batch's categories."""
+    keys = view_keys(stored)
+    for item in items:
+        keys += [item_key(item), next_key(item)]
+    keys += [popular_key(f"category:{c}") for c in categories]
     return list(dict.fromkeys(keys))
 
 
