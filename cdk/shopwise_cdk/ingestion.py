@@ -4,6 +4,7 @@ Lambda on the stream with partial batch failures and an SQS on-failure destinati
 from __future__ import annotations
 
 from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
@@ -13,6 +14,7 @@ from constructs import Construct
 
 from shopwise import config
 from shopwise.config import EnvironmentConfig
+from shopwise.dal.recommendations import ACTIVE_MODEL_KEY
 from shopwise_cdk.functions import Layers, python_function
 from shopwise_cdk.nag import acknowledge, s3_grant_actions
 from shopwise_cdk.storage import Storage
@@ -88,6 +90,14 @@ class Ingestion(Construct):
         storage.tables[config.ITEMS.name].grant_read_data(self.update_features)  # item categories
         # the rows a shopper's serving view is made of (shopwise.serving.view), read once per batch
         storage.tables[config.RECOMMENDATIONS.name].grant(self.update_features, "dynamodb:BatchGetItem")
+        # ... of the serving slot: the active-model pointer, and nothing else of the config table
+        self.update_features.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem"],
+                resources=[storage.tables[config.CONFIG.name].table_arn],
+                conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [ACTIVE_MODEL_KEY]}},
+            )
+        )
         self.failures.grant_send_messages(self.update_features)  # poison records, sent with their reason
         self.update_features.add_event_source(
             sources.KinesisEventSource(

@@ -3,6 +3,8 @@ waited on with .sync) -> the load Lambda; EventBridge starts it on the environme
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import ArnFormat, Aws, CfnMapping, Duration, Fn, Size, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -16,7 +18,9 @@ from constructs import Construct
 
 from shopwise import config
 from shopwise.config import EnvironmentConfig
+from shopwise.registry import code_version
 from shopwise_cdk.constants import (
+    REPO_ROOT,
     SAGEMAKER_SOURCE_TARBALL,
     SKLEARN_IMAGE_ACCOUNTS,
     SKLEARN_IMAGE_TAG,
@@ -136,67 +140,124 @@ class TrainingPipeline(Construct):
                 "RECOMMENDATIONS_TTL_DAYS": str(env.recommendations_ttl_days),
             },
             timeout=Duration.minutes(15),
-            description="batch-transform output -> recommendations table, then activate the model version",
+            description="batch-transform output -> the recommendations table's standby slot",
         )
         storage.artifacts.grant_read(self.load, f"{config.RECOMMENDATIONS_PREFIX}*")
         storage.tables[config.RECOMMENDATIONS.name].grant_write_data(self.load)
-        storage.tables[config.CONFIG.name].grant_write_data(self.load)
+        # the active-model pointer only: which slot serves, and what each slot holds
+        storage.tables[config.CONFIG.name].grant(self.load, "dynamodb:GetItem", "dynamodb:PutItem")
+
+        self.models = python_function(
+            self,
+            "Models",
+            name="models",
+            env=env,
+            layers=layers,
+            environment=storage.table_environment(),
+            timeout=Duration.minutes(1),
+            description="the model registry's pipeline steps: champion, gate, promote",
+        )
+        # the registry rows and the pointer in the config table; the training job's output.tar.gz (metrics.json)
+        storage.tables[config.CONFIG.name].grant(self.models, "dynamodb:GetItem", "dynamodb:PutItem")
+        self.models.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[storage.artifacts.arn_for_objects(f"{config.MODELS_PREFIX}*/output/output.tar.gz")],
+            )
+        )
 
         job_name = sfn.JsonPath.format("shopwise-{}", sfn.JsonPath.string_at("$$.Execution.Name"))
         output_uri = sfn.JsonPath.format(
             f"s3://{storage.artifacts.bucket_name}/{config.RECOMMENDATIONS_PREFIX}{{}}/",
             sfn.JsonPath.string_at("$.job_name"),
         )
-        prepare = sfn.Pass(self, "Name the run", parameters={"job_name": job_name})
-        train = tasks.SageMakerCreateTrainingJob(
-            self,
-            "Train",
-            training_job_name=sfn.JsonPath.string_at("$.job_name"),
-            role=self.role,
-            algorithm_specification=tasks.AlgorithmSpecification(
-                training_image=image,
-                training_input_mode=tasks.InputMode.FILE,
-                metric_definitions=[tasks.MetricDefinition(name=n, regex=r) for n, r in TRAINING_METRICS.items()],
-            ),
-            hyperparameters={
-                "sagemaker_program": "train.py",
-                "sagemaker_submit_directory": source.s3_object_url,
-                "top_k": "50",
-            },
-            input_data_config=[
-                tasks.Channel(
-                    channel_name="events",
-                    data_source=tasks.DataSource(
-                        s3_data_source=tasks.S3DataSource(
-                            s3_location=tasks.S3Location.from_bucket(storage.archive, config.ARCHIVE_EVENTS_PREFIX),
-                            s3_data_type=tasks.S3DataType.S3_PREFIX,
-                        )
-                    ),
-                ),
-                tasks.Channel(
-                    channel_name="catalog",
-                    data_source=tasks.DataSource(
-                        s3_data_source=tasks.S3DataSource(
-                            s3_location=tasks.S3Location.from_bucket(
-                                storage.artifacts, config.CATALOG_KEY.rsplit("/", 1)[0] + "/"
-                            ),
-                            s3_data_type=tasks.S3DataType.S3_PREFIX,
-                        )
-                    ),
-                ),
-            ],
-            output_data_config=tasks.OutputDataConfig(
-                s3_output_location=tasks.S3Location.from_bucket(storage.artifacts, config.MODELS_PREFIX.rstrip("/"))
-            ),
-            resource_config=tasks.ResourceConfig(
-                instance_count=1,
-                instance_type=ec2.InstanceType(env.training_instance_type.removeprefix("ml.")),
-                volume_size=Size.gibibytes(50),
-            ),
-            stopping_condition=tasks.StoppingCondition(max_runtime=Duration.hours(4)),
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            result_path="$.training",
+        # the run's trigger: what started it (the schedule and the drift alarms say; a manual start may)
+        named = sfn.Pass(
+            self, "Name the run", parameters={"job_name": job_name, "trigger": sfn.JsonPath.string_at("$.trigger")}
         )
+        named_manual = sfn.Pass(self, "Name a manual run", parameters={"job_name": job_name, "trigger": "manual"})
+        prepare = (
+            sfn.Choice(self, "Trigger given?")
+            .when(sfn.Condition.is_present("$.trigger"), named)
+            .otherwise(named_manual)
+        )
+
+        def channel(name: str, location: tasks.S3Location) -> tasks.Channel:
+            return tasks.Channel(
+                channel_name=name,
+                data_source=tasks.DataSource(
+                    s3_data_source=tasks.S3DataSource(s3_location=location, s3_data_type=tasks.S3DataType.S3_PREFIX)
+                ),
+            )
+
+        channels = [
+            channel("events", tasks.S3Location.from_bucket(storage.archive, config.ARCHIVE_EVENTS_PREFIX)),
+            channel(
+                "catalog",
+                tasks.S3Location.from_bucket(storage.artifacts, config.CATALOG_KEY.rsplit("/", 1)[0] + "/"),
+            ),
+        ]
+
+        def training(construct_id: str, more: list[tasks.Channel]) -> tasks.SageMakerCreateTrainingJob:
+            return tasks.SageMakerCreateTrainingJob(
+                self,
+                construct_id,
+                training_job_name=sfn.JsonPath.string_at("$.job_name"),
+                role=self.role,
+                algorithm_specification=tasks.AlgorithmSpecification(
+                    training_image=image,
+                    training_input_mode=tasks.InputMode.FILE,
+                    metric_definitions=[tasks.MetricDefinition(name=n, regex=r) for n, r in TRAINING_METRICS.items()],
+                ),
+                hyperparameters={
+                    "sagemaker_program": "train.py",
+                    "sagemaker_submit_directory": source.s3_object_url,
+                    "top_k": "50",
+                },
+                input_data_config=[*channels, *more],
+                output_data_config=tasks.OutputDataConfig(
+                    s3_output_location=tasks.S3Location.from_bucket(storage.artifacts, config.MODELS_PREFIX.rstrip("/"))
+                ),
+                resource_config=tasks.ResourceConfig(
+                    instance_count=1,
+                    instance_type=ec2.InstanceType(env.training_instance_type.removeprefix("ml.")),
+                    volume_size=Size.gibibytes(50),
+                ),
+                stopping_condition=tasks.StoppingCondition(max_runtime=Duration.hours(4)),
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                result_path="$.training",
+            )
+
+        def registry_step(construct_id: str, payload: dict[str, Any], result_path: str) -> tasks.LambdaInvoke:
+            return tasks.LambdaInvoke(
+                self,
+                construct_id,
+                lambda_function=self.models,
+                payload=sfn.TaskInput.from_object(payload),
+                payload_response_only=True,
+                retry_on_service_exceptions=True,
+                result_path=result_path,
+            )
+
+        champion = registry_step("Find the champion", {"action": "champion"}, "$.champion")
+        # the active model, scored beside the candidate on what neither trained on (the gate's comparison)
+        train_against = training(
+            "Train against the champion",
+            [channel("champion", tasks.S3Location.from_json_expression("$.champion.model_uri"))],
+        )
+        train_first = training("Train the first model", [])
+        gate = registry_step(
+            "Gate",
+            {
+                "action": "gate",
+                "version": sfn.JsonPath.string_at("$.job_name"),
+                "model_uri": sfn.JsonPath.string_at("$.training.ModelArtifacts.S3ModelArtifacts"),
+                "code_version": code_version(REPO_ROOT),
+                "trigger": sfn.JsonPath.string_at("$.trigger"),
+            },
+            "$.gate",
+        )
+        rejected = sfn.Fail(self, "Rejected by the gate", error="Rejected", cause_path="$.gate.reason")
         create_model = tasks.SageMakerCreateModel(
             self,
             "Register model",
@@ -258,10 +319,33 @@ class TrainingPipeline(Construct):
             retry_on_service_exceptions=True,
             result_path="$.catalog",
         )
-        definition = prepare.next(export).next(train).next(create_model).next(transform).next(load)
+        promote = registry_step(
+            "Promote",
+            {"action": "promote", "version": sfn.JsonPath.string_at("$.job_name"), "output_uri": output_uri},
+            "$.promote",
+        )
+        named.next(export)
+        named_manual.next(export)
+        export.next(champion).next(
+            sfn.Choice(self, "A model serving?")
+            .when(sfn.Condition.boolean_equals("$.champion.present", True), train_against)
+            .otherwise(train_first)
+        )
+        train_against.next(gate)
+        train_first.next(gate)
+        gate.next(
+            sfn.Choice(self, "Passed?")
+            .when(
+                sfn.Condition.boolean_equals("$.gate.passed", True),
+                create_model.next(transform).next(load).next(promote),
+            )
+            .otherwise(rejected)
+        )
+        definition = prepare
         self.state_machine = sfn.StateMachine(
             self,
             "Retrain",
+            comment="export -> champion -> train -> gate -> model -> batch transform -> load (standby slot) -> promote",
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             timeout=Duration.hours(8),
             tracing_enabled=True,
@@ -277,7 +361,11 @@ class TrainingPipeline(Construct):
                 "Schedule",
                 description="retrain, batch-transform and load on a schedule",
                 schedule=events.Schedule.expression(env.retrain_schedule),
-                targets=[targets.SfnStateMachine(self.state_machine)],
+                targets=[
+                    targets.SfnStateMachine(
+                        self.state_machine, input=events.RuleTargetInput.from_object({"trigger": "schedule"})
+                    )
+                ],
             )
 
     def _acknowledge(self) -> None:
@@ -313,9 +401,20 @@ class TrainingPipeline(Construct):
                 "the run's batch-transform output, whose keys SageMaker creates.",
             },
         )
+        assert self.models.role is not None
+        acknowledge(
+            self.models.role,
+            {
+                "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/models/*/output/output.tar.gz]": (
+                    "The gate reads each run's metrics from its output.tar.gz; SageMaker names the run's folder."
+                ),
+            },
+        )
         acknowledge(
             self.state_machine,
             {
+                "AwsSolutions-IAM5[Resource::<TrainingModels11524ABC.Arn>:*]": "Invoke any version of the models "
+                "function (LambdaInvoke's standard grant).",
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:training-job/*]": (
                     "Each run names its training job after the execution; the names are not known at deploy time."
                 ),

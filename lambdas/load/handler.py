@@ -1,4 +1,5 @@
-"""Step Functions task: load a batch-transform output into DynamoDB and activate its model version."""
+"""Step Functions task: load a batch-transform output into the recommendations table's standby slot (the promote
+step serves it)."""
 
 from __future__ import annotations
 
@@ -26,5 +27,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         settings.config_table,
         settings.recommendations_ttl_days,
     )
-    logger.info("loaded", extra={"rows": result.rows, "model_version": result.model_version})
-    return {"model_version": result.model_version, "rows": result.rows, "objects": result.objects}
+    logger.info("loaded", extra={"rows": result.rows, "model_version": result.model_version, "slot": result.slot})
+    return {"model_version": result.model_version, "rows": result.rows, "objects": result.objects, "slot": result.slot}

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shopwise.dal.catalog import categories
 from shopwise.dal.failures import FailureQueue
 from shopwise.dal.feature_store import FeatureStore
-from shopwise.dal.recommendations import read_rows
+from shopwise.dal.recommendations import serving_rows
 from shopwise.events import Event, EventRejected, parse_event
 from shopwise.ingestion.update_features import Delivery, update_features
 from shopwise.observability import logger, metrics, tracer
@@ -57,7 +57,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         deliveries,
         store,
         lambda items: categories(settings.items_table, items),
-        rows=lambda keys: {k: r.items for k, r in read_rows(settings.recommendations_table, keys).items()},
+        rows=lambda keys: {
+            k: r.items for k, r in serving_rows(settings.recommendations_table, settings.config_table, keys).items()
+        },
     )
     if outcome.failed:
         logger.warning("entity updates failed; their records will be retried", extra={"failed": outcome.failed})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_retrain(args: argparse.Namespace) -> int:
+def cmd_retrain(args: argparse.Namespace, trigger: str = "manual") -> int:
     from shopwise.settings import get_settings
     from shopwise_local.pipeline import Rejected, run_pipeline
 
@@ -130,6 +131,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             log=print,
             stage=lambda name: print(f"== {name}", flush=True),
             margin=args.margin,
+            trigger=trigger,
         )
     except Rejected as exc:
         print(f"error: {exc}; the active model keeps serving", file=sys.stderr)
@@ -156,6 +158,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
     report = drift_now(args.hours)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
+        if args.retrain and report.alarms:
+            return cmd_retrain(args, trigger="drift: " + "; ".join(report.alarms))
         return 0
     print(f"drift of the feature store and the last {args.hours:g} h of events against model {report.model_version}")
     for name, value in sorted(report.features.items(), key=lambda kv: -kv[1] if kv[1] == kv[1] else 0):
@@ -165,6 +169,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
     print(f"  new items in recent interactions     {report.new_item_share:7.1%}")
     print(f"  unknown shoppers among recent ones   {report.unknown_shopper_share:7.1%}")
     print("alarms: " + ("; ".join(report.alarms) if report.alarms else "none"))
+    if args.retrain and report.alarms:
+        print("== drift above threshold: retraining", flush=True)
+        return cmd_retrain(args, trigger="drift: " + "; ".join(report.alarms))
     return 0
 
 
@@ -183,17 +190,71 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not found:
         print("no models yet: run `shopwise retrain` (or `make demo`)")
         return 0
+    from shopwise.dal.recommendations import get_pointer
+
+    pointer = get_pointer(get_settings().config_table)
     print(
-        f"{'version':<28} {'status':<9} {'trained (UTC)':<17} {'data window':<23} {'val':>7} {'test':>7}  selected / reason"
+        f"{'version':<28} {'status':<11} {'slot':<4} {'trained (UTC)':<17} {'data window':<23} {'val':>7} {'test':>7}"
+        "  selected / reason"
     )
     for r in found:
         day = lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")  # noqa: E731
         window = f"{day(r.data_window[0])}..{day(r.data_window[1])}" if len(r.data_window) == 2 else ""
         trained = datetime.fromtimestamp(r.trained_at, UTC).strftime("%Y-%m-%d %H:%M")
         val, test = r.validation.get(r.metric, float("nan")), r.test.get(r.metric, float("nan"))
+        slot = pointer.slot_of(r.version)
         print(
-            f"{r.version:<28} {r.status:<9} {trained:<17} {window:<23} {val:>7.4f} {test:>7.4f}  {r.reason or r.selected}"
+            f"{r.version:<28} {r.status:<11} {slot:<4} {trained:<17} {window:<23} {val:>7.4f} {test:>7.4f}"
+            f"  {r.reason or r.selected}"
         )
+    print(
+        f"serving: {pointer.version or 'nothing'}; a rollback restores {pointer.slots.get(pointer.standby, {}).get('version') or 'nothing'}"
+    )
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Serve a registered version from the next request on: a pointer flip when it is loaded in either slot, else
+    its batch-transform output is loaded again into the standby slot first (no training, no transform)."""
+    from shopwise import registry
+    from shopwise.loading import load
+    from shopwise.settings import get_settings
+
+    _attach()
+    settings = get_settings()
+
+    def reload(record: registry.ModelRecord) -> None:
+        print(f"loading {record.version} again from {record.output_uri} ...", flush=True)
+        result = load(
+            record.output_uri,
+            record.version,
+            settings.recommendations_table,
+            settings.config_table,
+            settings.recommendations_ttl_days,
+        )
+        print(f"  {result.rows} rows into slot {result.slot}")
+
+    try:
+        record = registry.promote(settings.config_table, args.version, reload=reload, reason=f"promoted by {args.by}")
+    except (registry.PromotionError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"serving {record.version} from the next request on")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Serve the version before the active one again (the standby slot): no recomputation, next request."""
+    from shopwise import registry
+    from shopwise.settings import get_settings
+
+    _attach()
+    try:
+        record = registry.rollback(get_settings().config_table, reason=f"rolled back by {args.by}")
+    except registry.PromotionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"rolled back: serving {record.version} from the next request on")
     return 0
 
 
@@ -415,12 +476,26 @@ def build_parser() -> argparse.ArgumentParser:
     drift = sub.add_parser("drift", help="PSI per feature, event mix, new items, unknown shoppers vs the active model")
     drift.add_argument("--hours", type=float, default=24.0, help="how many hours of newest events (24)")
     drift.add_argument("--json", action="store_true")
+    drift.add_argument(
+        "--retrain", action="store_true", help="start `shopwise retrain` when an alarm fires (what the AWS alarms do)"
+    )
+    drift.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help=hp_help)
+    drift.add_argument("--margin", type=float, default=None, help="the promotion gate's margin (default: the env's)")
     drift.set_defaults(func=cmd_drift)
 
     models = sub.add_parser("models", help="the model registry of the running local stack")
     models.add_argument("action", choices=["list"])
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
+
+    who = os.environ.get("USER", "the operator")
+    promote = sub.add_parser("promote", help="serve a registered model version (loads its output again if needed)")
+    promote.add_argument("version")
+    promote.add_argument("--by", default=who, help="who asked (recorded in the registry)")
+    promote.set_defaults(func=cmd_promote)
+    rollback = sub.add_parser("rollback", help="serve the version before the active one again, instantly")
+    rollback.add_argument("--by", default=who, help="who asked (recorded in the registry)")
+    rollback.set_defaults(func=cmd_rollback)
 
     rec = sub.add_parser("recommend", help="recommendations for one shopper from the running local stack")
     rec.add_argument("user_id")

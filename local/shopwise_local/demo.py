@@ -33,8 +33,10 @@ STAGES = [
     "replay recent events: POST /v1/events -> Kinesis -> update_features",
     "export catalog",
     "train",
+    "gate",
     "batch transform",
     "load",
+    "promote",
     "check the API",
 ]
 
@@ -161,6 +163,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             resources.artifacts_bucket,
             work / "sagemaker",
             load_function=stack.functions["load"],
+            models_function=stack.functions["models"],
             export_function=stack.functions["export_catalog"],
             log=_job_line,
             stage=stages.begin,

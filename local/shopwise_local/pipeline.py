@@ -5,7 +5,6 @@ run with its reasons and the active version keeps serving."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,15 +29,6 @@ class Rejected(RuntimeError):
         self.record = record
 
 
-def code_version() -> str:
-    """The commit the job ran from (what the registry records), or "unknown" outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
-
-
 @dataclass(frozen=True)
 class PipelineResult:
     model_version: str
@@ -55,13 +45,15 @@ def run_pipeline(
     hyperparameters: dict[str, Any] | None = None,
     load_function: LocalFunction | None = None,
     export_function: LocalFunction | None = None,
+    models_function: LocalFunction | None = None,
     log: Log = lambda _line: None,
     stage: Callable[[str], None] = lambda _name: None,
     margin: float | None = None,
+    trigger: str = "manual",
 ) -> PipelineResult:
     seconds: dict[str, float] = {}
     config_table = get_settings().config_table
-    margin = config.environment("local").promotion_margin if margin is None else margin
+    models = models_function or LocalFunction("models")
     job = f"shopwise-{time.strftime('%Y%m%d-%H%M%S')}"
     artifacts = f"s3://{artifacts_bucket}"
 
@@ -73,12 +65,16 @@ def run_pipeline(
 
     stage("train")
     started = time.time()
+    current = models.invoke({"action": "champion"})
+    channels = {
+        "events": f"s3://{archive_bucket}/{config.ARCHIVE_EVENTS_PREFIX}",
+        "catalog": f"{artifacts}/{config.CATALOG_KEY.rsplit('/', 1)[0]}/",
+    }
+    if current["present"]:  # scored beside the candidate on what neither trained on, for the gate
+        channels["champion"] = current["model_uri"]
     training = run_training_job(
         job,
-        channels={
-            "events": f"s3://{archive_bucket}/{config.ARCHIVE_EVENTS_PREFIX}",
-            "catalog": f"{artifacts}/{config.CATALOG_KEY.rsplit('/', 1)[0]}/",
-        },
+        channels=channels,
         # locally one configuration per model family unless asked otherwise (SageMaker runs the full grid)
         hyperparameters={"budget": "quick", **(hyperparameters or {})},
         output_uri=f"{artifacts}/{config.MODELS_PREFIX.rstrip('/')}",
@@ -87,16 +83,23 @@ def run_pipeline(
     )
     seconds["train"] = time.time() - started
 
-    current = registry.active(config_table)
-    candidate = registry.ModelRecord.from_metrics(job, training.metrics, training.model_uri, code_version())
-    verdict = registry.gate(candidate, current, margin)
-    if not verdict.passed:
-        candidate.status, candidate.reason = "rejected", "; ".join(verdict.reasons)
-        registry.save(config_table, candidate)
-        log(f"gate: rejected ({candidate.reason})")
-        raise Rejected(candidate)
-    registry.save(config_table, candidate)
-    log(f"gate: passed{f' against {verdict.compared_with}' if verdict.compared_with else ' (no active model yet)'}")
+    stage("gate")
+    verdict = models.invoke(
+        {
+            "action": "gate",
+            "version": job,
+            "model_uri": training.model_uri,
+            "code_version": registry.code_version(REPO_ROOT),
+            "trigger": trigger,
+            **({"margin": margin} if margin is not None else {}),
+        }
+    )
+    if not verdict["passed"]:
+        log(f"gate: rejected ({verdict['reason']})")
+        record = registry.get(config_table, job)
+        assert record is not None
+        raise Rejected(record)
+    log(f"gate: passed ({verdict['reason'] or 'no active model yet'})")
 
     stage("batch transform")
     started = time.time()
@@ -119,12 +122,12 @@ def run_pipeline(
     function = load_function or LocalFunction("load")
     loaded = function.invoke({"output_uri": output_uri, "model_version": job})
     seconds["load"] = time.time() - started
-    # promote: the load made the version active; the registry says so, and retires the one before
-    candidate.status, candidate.output_uri = "active", output_uri
-    registry.save(config_table, candidate)
-    if current is not None and current.version != job:
-        current.status = "retired"
-        registry.save(config_table, current)
+    stage("promote")
+    models.invoke({"action": "promote", "version": job, "output_uri": output_uri})
+    log(
+        f"promoted {job} (slot {loaded['slot']})"
+        + (f"; {current['version']} stays loaded for a rollback" if current["present"] else "")
+    )
     return PipelineResult(
         model_version=job,
         model_uri=training.model_uri,

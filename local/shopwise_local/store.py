@@ -41,6 +41,7 @@ def stock(stack: LocalStack, work: Path, shoppers: int = 500, items: int = 300, 
         work / "jobs",
         hyperparameters={"budget": "quick"},
         load_function=stack.functions["load"],
+        models_function=stack.functions["models"],
         export_function=stack.functions["export_catalog"],
     )
     with data.replay.open(newline="") as handle:

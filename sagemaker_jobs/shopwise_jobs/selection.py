@@ -127,7 +127,7 @@ def summary(kind: str, params: dict[str, Any]) -> str:
     return " ".join([kind, *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())])
 
 
-def _model_fit(kind: str) -> Callable[[TrainSet, dict[str, Any]], Scorer]:
+def model_fit(kind: str) -> Callable[[TrainSet, dict[str, Any]], Scorer]:
     def fit(data: TrainSet, p: dict[str, Any]) -> Scorer:
         key = (kind, json.dumps({k: v for k, v in p.items() if k not in ROW_PARAMS[1:]}, sort_keys=True))
         if key not in data.models:
@@ -138,6 +138,30 @@ def _model_fit(kind: str) -> Callable[[TrainSet, dict[str, Any]], Scorer]:
         return lambda users: model.score(rows[users])
 
     return fit
+
+
+def champion_scorer(champion: Any, data: TrainSet) -> Scorer:
+    """The serving model (a ``TrainedModel``) scoring ``data``'s users from their histories in ``data``: the
+    histories are mapped into the champion's item space (items it never saw are dropped), its scores mapped back;
+    items it cannot score rank below every item it can. What the promotion gate compares a candidate with, on the
+    candidate's own validation split."""
+    matrix = data.matrix()
+    rows = history_rows(data, dict(champion.meta.get("selected", {}).get("params", {})))
+    to_champion = pd.Index(champion.items).get_indexer(matrix.items)
+    known = np.flatnonzero(to_champion >= 0)
+    project = sparse.csr_matrix(
+        (np.ones(len(known)), (known, to_champion[known])), shape=(len(matrix.items), len(champion.items))
+    )
+
+    def score(users: np.ndarray) -> np.ndarray:
+        theirs = np.asarray(champion.model.score((rows[users] @ project).tocsr()), dtype=np.float64)
+        theirs = np.where(np.isfinite(theirs), theirs, np.nan)
+        floor = np.nan_to_num(np.nanmin(theirs, axis=1, initial=0.0), nan=0.0) - 1.0
+        out = np.repeat(floor[:, None], len(matrix.items), axis=1)
+        out[:, known] = np.where(np.isnan(theirs[:, to_champion[known]]), floor[:, None], theirs[:, to_champion[known]])
+        return out
+
+    return score
 
 
 @dataclass(frozen=True)
@@ -165,17 +189,17 @@ def shopwise_candidates(
     decay = [0.0] if quick else [0.0, 60.0]
     boost = [2.0] if quick else [0.0, 2.0]
     out = [
-        Candidate("popularity", grid(window_days=[30.0] if quick else [7.0, 30.0, 3650.0]), _model_fit("popularity")),
+        Candidate("popularity", grid(window_days=[30.0] if quick else [7.0, 30.0, 3650.0]), model_fit("popularity")),
         Candidate(
             "itemknn",
             grid(half_life_days=decay, neighbours=[100] if quick else [50, 200], shrinkage=[10.0], recent_boost=boost),
-            _model_fit("itemknn"),
+            model_fit("itemknn"),
         ),
-        Candidate("sequential", grid(half_life_days=[7.0], window=[5]), _model_fit("sequential")),
+        Candidate("sequential", grid(half_life_days=[7.0], window=[5]), model_fit("sequential")),
     ]
     if n_items <= EASE_MAX_ITEMS:
         l2 = [500.0] if quick else [300.0, 1000.0, 3000.0]
-        out.append(Candidate("ease", grid(half_life_days=decay, l2=l2, recent_boost=boost), _model_fit("ease")))
+        out.append(Candidate("ease", grid(half_life_days=decay, l2=l2, recent_boost=boost), model_fit("ease")))
     if n_items > EASE_MAX_ITEMS or not quick or "ials" in (wanted or []):
         out.append(
             Candidate(
@@ -188,12 +212,12 @@ def shopwise_candidates(
                     iterations=[10],
                     recent_boost=boost,
                 ),
-                _model_fit("ials"),
+                model_fit("ials"),
             )
         )
     if has_catalog:
-        out.append(Candidate("content", grid(half_life_days=[30.0], neighbours=[50]), _model_fit("content")))
-        out.append(Candidate("affinity", grid(half_life_days=[0.0] if quick else [0.0, 14.0]), _model_fit("affinity")))
+        out.append(Candidate("content", grid(half_life_days=[30.0], neighbours=[50]), model_fit("content")))
+        out.append(Candidate("affinity", grid(half_life_days=[0.0] if quick else [0.0, 14.0]), model_fit("affinity")))
     return [c for c in out if c.name in wanted] if wanted else out
 
 
@@ -325,7 +349,7 @@ def select(
         blended = tune_hybrid(results, inner, validation, metric, ks, prices, log)
         if outer is not None and test is not None:
             started = time.perf_counter()
-            scorer = _model_fit("hybrid")(outer, blended.params)
+            scorer = model_fit("hybrid")(outer, blended.params)
             blended.fit_seconds = time.perf_counter() - started
             blended.test = evaluate(scorer, outer.matrix(), test.test, ks, prices)
             log(f"hybrid: test {metric}={blended.test.metrics[metric]:.4f}")

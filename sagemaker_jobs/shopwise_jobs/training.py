@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -20,13 +21,16 @@ from shopwise.features import KIND_WEIGHTS, Context
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.contract import TrainingContract
 from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
+from shopwise_jobs.evaluation import KS, evaluate
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
 from shopwise_jobs.models import EASE_MAX_ITEMS, Hybrid, ItemKNN, windowed_popularity
 from shopwise_jobs.selection import (
     MODEL_KINDS,
     Result,
     build_model,
+    champion_scorer,
     history_rows,
+    model_fit,
     select,
     shopwise_candidates,
     summary,
@@ -171,8 +175,53 @@ def tune(interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters,
     return Tuned(validation, test, results)
 
 
+CHAMPION_MIN_USERS = 20  # fewer test shoppers after the champion's data window: no comparison (too noisy)
+
+
+def champion_comparison(
+    champion: TrainedModel, test: Split, catalog: pd.DataFrame, hp: Hyperparameters, chosen: Result
+) -> dict[str, Any]:
+    """The serving model against the selected candidate on what neither has trained on: the test split's
+    interactions after the champion's data window (both scored from the same histories, the candidate refitted
+    on the test split's training part). The champion saw everything before its window's end, the validation
+    window included, so only those newer interactions compare like for like. Too few of them (a retrain soon
+    after the last): no comparison, said so."""
+    end = float(champion.meta.get("data_window", [0.0, 0.0])[1])
+    unseen = test.test[test.test["ts"] > end]
+    doc: dict[str, Any] = {
+        "version": str(champion.meta.get("model_version", "")),
+        "kind": champion.kind,
+        "data_end": end,
+        "test_interactions": len(unseen),
+        "test_users": int(unseen["user_id"].nunique()),
+    }
+    if doc["test_users"] < CHAMPION_MIN_USERS:
+        doc["skipped"] = (
+            f"{doc['test_users']} test shoppers acted after the active model's data window "
+            f"(fewer than {CHAMPION_MIN_USERS}): nothing unseen by both to compare on"
+        )
+        return doc
+    weights = hp.kind_weights()
+    outer = train_set(test.train, unseen, catalog, weights)
+    prices = None
+    if "price" in catalog and catalog["price"].notna().any():
+        prices = dict(zip(catalog["item_id"], catalog["price"].astype(float), strict=True))
+    both = {
+        "champion": evaluate(champion_scorer(champion, outer), outer.matrix(), unseen, KS, prices),
+        "candidate": evaluate(model_fit(chosen.name)(outer, chosen.params), outer.matrix(), unseen, KS, prices),
+    }
+    for side, scored in both.items():
+        doc[side] = {k: float(v) for k, v in scored.metrics.items() if "/" not in k or k.startswith("se/")}
+    return doc
+
+
 def fit_and_select(
-    interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters, version: str, log: Log = print
+    interactions: pd.DataFrame,
+    catalog: pd.DataFrame,
+    hp: Hyperparameters,
+    version: str,
+    log: Log = print,
+    champion: TrainedModel | None = None,
 ) -> tuple[TrainedModel, dict[str, Any]]:
     """Everything the job does between reading the data and writing files."""
     started = time.time()
@@ -180,6 +229,16 @@ def fit_and_select(
     test, validation, results = tuned.test, tuned.validation, tuned.results
     chosen = results[0]
     log(f"selected {summary(chosen.name, chosen.params)} (validation {hp.metric}={chosen.validation[hp.metric]:.4f})")
+    incumbent = champion_comparison(champion, test, catalog, hp, chosen) if champion is not None else None
+    if incumbent is not None:
+        if "skipped" in incumbent:
+            log(f"champion {incumbent['version']}: {incumbent['skipped']}")
+        else:
+            log(
+                f"on {incumbent['test_users']} test shoppers after champion {incumbent['version']}'s data: "
+                f"{hp.metric} candidate {incumbent['candidate'][hp.metric]:.4f}, "
+                f"champion {incumbent['champion'][hp.metric]:.4f}"
+            )
 
     fit_started = time.time()
     data = train_set(interactions, interactions.iloc[:0], catalog, hp.kind_weights())
@@ -226,6 +285,7 @@ def fit_and_select(
         "metric": metric_k,
         metric_k: chosen.test.metrics[metric_k] if chosen.test else None,
         "validation": {metric_k: chosen.validation[metric_k]},
+        **({"champion": incumbent} if incumbent is not None else {}),
         "data_window": model.meta["data_window"],
         "hyperparameters": asdict(hp),
         "split": test.describe(),
@@ -265,8 +325,10 @@ def train_files(
     hyperparameters: dict[str, Any] | None = None,
     log: Log = print,
     version: str = "",
+    champion: Path | None = None,
 ) -> dict[str, Any]:
-    """``shopwise train``: events (bulk-import file or archive folder), optional catalog, a model folder out."""
+    """``shopwise train``: events (bulk-import file or archive folder), optional catalog, a model folder out;
+    ``champion``: the serving model's folder, scored on the same validation split for the promotion gate."""
     hp = Hyperparameters.parse(hyperparameters or {})
     catalog = read_catalog(items) if items else pd.DataFrame(columns=["item_id"])
     categories = (
@@ -279,7 +341,12 @@ def train_files(
     if data.interactions.empty:
         raise ValueError(f"{events}: no interactions (views, cart adds, purchases) to train on")
     model, metrics_doc = fit_and_select(
-        data.interactions, catalog, hp, hp.model_version or version or f"local-{time.strftime('%Y%m%dT%H%M%S')}", log
+        data.interactions,
+        catalog,
+        hp,
+        hp.model_version or version or f"local-{time.strftime('%Y%m%dT%H%M%S')}",
+        log,
+        TrainedModel.load(champion) if champion is not None else None,
     )
     model.save(out)
     # the features as of the newest training event, folded by the feature store's own code: monitoring's baseline
@@ -290,12 +357,26 @@ def train_files(
     return metrics_doc
 
 
+def unpack_champion(channel: Path | None, target: Path) -> Path | None:
+    """The ``champion`` channel holds the serving model's model.tar.gz (or is absent: no model serves yet)."""
+    if channel is None:
+        return None
+    tarballs = sorted(channel.rglob("*.tar.gz"))
+    if not tarballs:
+        return None
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarballs[0]) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
 def train(contract: TrainingContract, log: Log = print) -> dict[str, Any]:
     hp = Hyperparameters.parse(contract.hyperparameters)
     version = hp.model_version or contract.job_name
     catalog_dir = contract.optional_channel("catalog")
+    champion = unpack_champion(contract.optional_channel("champion"), contract.model_dir.parent / "champion")
     metrics_doc = train_files(
-        contract.channel("events"), catalog_dir, contract.model_dir, contract.hyperparameters, log, version
+        contract.channel("events"), catalog_dir, contract.model_dir, contract.hyperparameters, log, version, champion
     )
     contract.output_data_dir.mkdir(parents=True, exist_ok=True)
     (contract.output_data_dir / "metrics.json").write_text(json.dumps(metrics_doc, indent=2, default=str))

@@ -19,8 +19,9 @@ from shopwise.campaigns import CAMPAIGNS, campaign
 from shopwise.catalog import CatalogItem
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items
-from shopwise.dal.recommendations import RecommendationRow, write_recommendations
+from shopwise.dal.recommendations import RecommendationRow, activate
 from shopwise.keys import POPULAR_KEY
+from shopwise.loading import load_rows
 from shopwise.privacy import load_pseudonymiser
 from shopwise.serving.recommend import Tables
 from shopwise_local import cli
@@ -53,7 +54,14 @@ def shop(stack: LocalStack, api: Api) -> Tables:
     popular = [
         [i, 10.0 - n, "", "Home>Kitchen" if i in HOME else "Shoes>Running", ""] for n, i in enumerate(HOME + SHOES)
     ]
-    write_recommendations(tables["recommendations"], [RecommendationRow(POPULAR_KEY, popular, "test-model")], 7)
+    load_rows(
+        [RecommendationRow(POPULAR_KEY, popular, "test-model")],
+        "test-model",
+        tables["recommendations"],
+        tables["config"],
+        7,
+    )
+    activate(tables["config"], "test-model")
 
     def events(who: str, *steps: dict[str, Any], marketing: bool = True, customer: bool = True) -> list[dict[str, Any]]:
         ids = {"customer_id": who} if customer else {"anonymous_id": who}

@@ -243,6 +243,7 @@ def trained(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactor
         stack.resources.artifacts_bucket,
         work / "jobs",
         load_function=stack.functions["load"],
+        models_function=stack.functions["models"],
     )
 
 

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 
 from shopwise import config, registry
 from shopwise.dal.aws import client
-from shopwise.dal.recommendations import read_rows
+from shopwise.dal.recommendations import serving_rows
 from shopwise.events import Impression, parse_event
 from shopwise.keys import item_key, user_key
 from shopwise.privacy import load_pseudonymiser
@@ -139,7 +139,11 @@ def test_what_a_shopper_just_viewed_brings_similar_items_in_real_time(
     customer, before = personal_shopper(api, store)
     assert stack.resources
     # an item with stored neighbours that are not already on the shopper's list
-    rows = read_rows(stack.resources.tables["recommendations"], [item_key(i) for i in list(store.catalog)[:100]])
+    rows = serving_rows(
+        stack.resources.tables["recommendations"],
+        stack.resources.tables["config"],
+        [item_key(i) for i in list(store.catalog)[:100]],
+    )
     viewed, neighbours = next(
         (row.key.split("#", 1)[1], [e[0] for e in row.items[:5]])
         for row in rows.values()
@@ -180,7 +184,11 @@ def test_no_department_takes_more_than_its_share_of_a_list(stack: LocalStack, ap
     assert stack.resources
     pseudonymiser = load_pseudonymiser(stack.resources.pseudonym_key_secret)
     profiles = {c: pseudonymiser.customer_profile(c) for c in store.customers}
-    rows = read_rows(stack.resources.tables["recommendations"], [user_key(p) for p in profiles.values()])
+    rows = serving_rows(
+        stack.resources.tables["recommendations"],
+        stack.resources.tables["config"],
+        [user_key(p) for p in profiles.values()],
+    )
 
     def department(item: str) -> str:
         return store.catalog[item]["category"].split(">")[0]
@@ -408,6 +416,7 @@ def test_a_worse_model_is_rejected_by_the_gate_and_the_active_one_keeps_serving(
             tmp_path,
             hyperparameters={"models": "popularity"},  # worse on purpose: bestsellers for everyone
             load_function=stack.functions["load"],
+            models_function=stack.functions["models"],
             export_function=stack.functions["export_catalog"],
         )
     record = registry.get(config_table, rejected.value.record.version)
@@ -427,6 +436,8 @@ def test_drift_compares_the_store_with_the_active_models_snapshot_and_flags_new_
         assert cli.main(["drift", "--hours", "0.5", "--json"]) == 0
         return dict(json.loads(capsys.readouterr().out))
 
+    # shoppers active in the last 24 h on both sides (the replay's events may be older than that late in the day)
+    send(stack, api, *[event("product_view", c, next(iter(store.catalog))) for c in store.customers[:30]])
     before = drift()
     assert before["model_version"] == store.result.model_version
     assert {"profile.orders", "profile.recent_viewed", "item.views_24h"} <= set(before["features"])

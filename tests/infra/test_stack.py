@@ -164,7 +164,7 @@ def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Templa
         for k, f in resources(prod, "AWS::Lambda::Function").items()
         if f["Properties"].get("Runtime") == "python3.12"
     }
-    assert len(functions) == 7  # collect, update_features, export_catalog, load, serve, catalog, campaigns
+    assert len(functions) == 8  # collect, update_features, export_catalog, load, models, serve, catalog, campaigns
     for function in functions.values():
         props = function["Properties"]
         assert props["Handler"] == "handler.lambda_handler"
@@ -173,17 +173,48 @@ def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Templa
         assert "AWSLambdaBasicExecutionRole" not in str(prod.to_json()["Resources"][props["Role"]["Fn::GetAtt"][0]])
 
 
-def test_pipeline_trains_transforms_and_loads_with_native_sagemaker_tasks_on_a_schedule(prod: Template) -> None:
-    machines = resources(prod, "AWS::StepFunctions::StateMachine")
+def state_machine_definition(template: Template) -> dict[str, Any]:
+    """The retrain state machine's ASL, with CloudFormation references replaced by placeholders."""
+    machines = resources(template, "AWS::StepFunctions::StateMachine")
     assert len(machines) == 1
-    definition = str(next(iter(machines.values()))["Properties"]["DefinitionString"])
-    for resource in ("createTrainingJob.sync", "createModel", "createTransformJob.sync", "Load recommendations"):
-        assert resource in definition
-    # the catalog is exported from the items table before every training job
-    assert definition.index("Export catalog") < definition.index("createTrainingJob.sync")
-    prod.has_resource_properties(
-        "AWS::Events::Rule", {"ScheduleExpression": config.environment("prod").retrain_schedule}
+    body = next(iter(machines.values()))["Properties"]["DefinitionString"]
+    parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
+    return dict(json.loads("".join(p if isinstance(p, str) else "REF" for p in parts)))
+
+
+def test_pipeline_trains_gates_transforms_loads_and_promotes_with_native_sagemaker_tasks(prod: Template) -> None:
+    states = state_machine_definition(prod)["States"]
+
+    def after(name: str) -> str:
+        return str(states[name]["Next"])
+
+    assert after("Name the run") == after("Name a manual run") == "Export catalog"
+    assert after("Export catalog") == "Find the champion" and after("Find the champion") == "A model serving?"
+    choice = states["A model serving?"]
+    assert choice["Choices"][0]["Next"] == "Train against the champion" and choice["Default"] == "Train the first model"
+    for train in ("Train against the champion", "Train the first model"):
+        assert states[train]["Resource"].endswith("createTrainingJob.sync") and after(train) == "Gate"
+    channels = {
+        t: [c["ChannelName"] for c in states[t]["Parameters"]["InputDataConfig"]]
+        for t in ("Train against the champion", "Train the first model")
+    }
+    assert channels == {
+        "Train against the champion": ["events", "catalog", "champion"],
+        "Train the first model": ["events", "catalog"],
+    }
+    assert states["Gate"]["Parameters"]["action"] == "gate" and after("Gate") == "Passed?"
+    passed = states["Passed?"]
+    assert passed["Choices"][0] == {"Variable": "$.gate.passed", "BooleanEquals": True, "Next": "Register model"}
+    assert states[passed["Default"]] == {"Type": "Fail", "Error": "Rejected", "CausePath": "$.gate.reason"}
+    assert after("Register model") == "Batch transform" and after("Batch transform") == "Load recommendations"
+    assert after("Load recommendations") == "Promote" and states["Promote"]["End"] is True
+    assert states["Promote"]["Parameters"]["action"] == "promote"
+    rule = next(
+        r["Properties"]
+        for r in resources(prod, "AWS::Events::Rule").values()
+        if r["Properties"].get("ScheduleExpression") == config.environment("prod").retrain_schedule
     )
+    assert json.loads(rule["Targets"][0]["Input"]) == {"trigger": "schedule"}
 
 
 def test_sagemaker_role_is_assumed_by_sagemaker_only_and_has_no_managed_policies(prod: Template) -> None:

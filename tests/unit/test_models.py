@@ -254,3 +254,29 @@ def test_affinity_ranks_the_popular_items_of_the_shoppers_categories_and_brands(
     model = Affinity.fit(history, catalog, items)
     scores = model.score(history[3])[0]
     assert scores[1] > scores[2] > scores[3] == 0.0  # popular boot, then the other boot; the lamp shares nothing
+
+
+def test_the_champion_scores_a_new_split_through_its_own_item_index() -> None:
+    """A served model scores the histories of a split whose item universe differs from its own: items it knows are
+    mapped to its columns, items it never saw rank below every item it can score."""
+    from types import SimpleNamespace
+
+    from shopwise_jobs.selection import champion_scorer, train_set
+
+    class Echo:  # scores each item by how often the history holds the item before it (champion's own columns)
+        def score(self, rows: sparse.csr_matrix) -> np.ndarray:
+            dense = rows.toarray()
+            return np.roll(dense, 1, axis=1) + 0.01
+
+    champion = SimpleNamespace(
+        items=np.array(["c", "a", "b"]), model=Echo(), meta={"selected": {"params": {}}}, kind="echo"
+    )
+    train = frame([("u1", "a", "view", 1.0), ("u1", "a", "view", 2.0), ("u2", "b", "view", 1.0)])
+    test = frame([("u1", "new", "view", 3.0)])
+    data = train_set(train, test, pd.DataFrame({"item_id": ["new"]}))
+    assert list(data.matrix().items) == ["a", "b", "new"]
+    scores = champion_scorer(champion, data)(np.array([0, 1]))
+    # u1 holds a (champion column 1) twice: the echo puts 2 on column 2 = item b; u2 holds b: echo on column 0 = c
+    assert scores[0, 1] == pytest.approx(2.01) and scores[0, 0] == pytest.approx(0.01)
+    assert scores[1, 0] == pytest.approx(0.01) and scores[1, 1] == pytest.approx(0.01)
+    assert scores[0, 2] < scores[0].min(initial=np.inf, where=[True, True, False])  # the unknown item ranks last

@@ -205,3 +205,35 @@ def test_the_promotion_gate_refuses_a_worse_or_broken_candidate_and_says_why() -
     )
     reasons = gate(broken, active).reasons
     assert len(reasons) == 3 and "not a number" in reasons[0] and "recall@20" in reasons[1] and "coverage" in reasons[2]
+
+
+def test_the_gate_compares_like_for_like_when_the_job_scored_the_champion_and_ignores_noise() -> None:
+    from shopwise.registry import ModelRecord, gate
+
+    active = ModelRecord("v1", status="active", validation={"ndcg@10": 0.300})  # its own (easier) window
+
+    def candidate(mine: float, theirs: float, se: float, **champion: object) -> ModelRecord:
+        return ModelRecord(
+            "v2",
+            validation={"ndcg@10": 0.100},  # far below v1's own figure: not what the gate reads here
+            test={"coverage@10": 0.3},
+            champion={
+                "version": "v1",
+                "test_users": 150,
+                "candidate": {"ndcg@10": mine, "se/ndcg@10": se},
+                "champion": {"ndcg@10": theirs, "se/ndcg@10": se},
+                **champion,
+            },
+        )
+
+    assert gate(candidate(0.118, 0.124, 0.01), active).passed  # 5% worse, but within two standard errors
+    verdict = gate(candidate(0.080, 0.124, 0.005), active)
+    assert not verdict.passed and "on the 150 test shoppers after its data window" in verdict.reasons[0]
+    assert "beyond two standard errors" in verdict.reasons[0]
+    # nothing unseen by the champion: its own validation window is all there is (and 0.1 is far below 0.3)
+    skipped = candidate(0.0, 0.0, 0.0, skipped="3 test shoppers acted after the active model's data window")
+    verdict = gate(skipped, active)
+    assert not verdict.passed and "on validation windows of their own (3 test shoppers" in verdict.reasons[0]
+    # a comparison with another version than the active one does not count
+    other = candidate(0.2, 0.1, 0.0, version="v0")
+    assert "on validation windows of their own" in gate(other, active).basis

@@ -117,8 +117,8 @@ def run_campaign(
     sending = [(r, doc, t) for r, doc, t in candidates if r not in capped]
     # the API's blend over what the scan already read: one read for the lists every email shares, one per 100
     # recipients for their own lists
-    shared, unavailable, experiments = shared_rows(tables, [POPULAR_KEY])
-    personal = read_rows(tables.recommendations, [user_key(key_id(doc.key)) for _r, doc, _t in sending])
+    shared, unavailable, experiments, pointer = shared_rows(tables, [POPULAR_KEY])
+    personal = read_rows(tables.recommendations, [user_key(key_id(doc.key)) for _r, doc, _t in sending], pointer)
     for recipient, doc, found_trigger in sending:
         profile_id = key_id(doc.key)
         consented, view = personalisable(doc, now)

@@ -2,12 +2,14 @@
 
 Every trained version is recorded in the config table (row ``model#<version>``) with its data window, metrics
 (validation and test), hyperparameters, code version, artefact locations, status and the reason for it:
-``candidate`` → ``rejected`` (by the gate, with why) or ``active`` → ``retired`` when a newer one is promoted.
+``candidate`` → ``rejected`` (by the gate, with why) or ``active`` → ``retired`` when a newer one is promoted, or
+``rolled_back`` when a rollback restores the one before.
 A DynamoDB manifest rather than SageMaker Model Registry: the serve path already reads this table, the local stack
 runs the same code, and a version's record sits next to the ``active_model`` pointer that serving follows.
 
-The gate compares a candidate's validation metric with the active version's and refuses one worse by more than a
-margin, or one that fails a sanity check (a metric that is not a number, a catalog coverage below a floor, no test
+The gate compares the candidate with the active version on interactions neither trained on — the training job
+scores the active model (its champion channel) and the candidate on the test split's interactions after the active
+model's data window, from the same histories — and refuses one worse by more than a margin, or one that fails a sanity check (a metric that is not a number, a catalog coverage below a floor, no test
 users).
 """
 
@@ -15,12 +17,15 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from shopwise.dal.aws import client
-from shopwise.dal.recommendations import get_active_model
+from shopwise.dal.recommendations import activate, get_active_model, get_pointer
 
 PREFIX = "model#"
 DEFAULT_MARGIN = 0.02  # a candidate may be at most 2% worse than the active version on the validation metric
@@ -30,7 +35,7 @@ MIN_COVERAGE = 0.01  # of the catalog in someone's top 10, on the test split
 @dataclass
 class ModelRecord:
     version: str
-    status: str = "candidate"  # candidate | rejected | active | retired
+    status: str = "candidate"  # candidate | rejected | active | retired | rolled_back
     reason: str = ""
     trained_at: float = 0.0
     data_window: list[float] = field(default_factory=list)
@@ -42,9 +47,14 @@ class ModelRecord:
     code_version: str = ""
     model_uri: str = ""
     output_uri: str = ""
+    trigger: str = ""  # what started the run: schedule | drift: <alarms> | manual
+    # the serving model scored on this candidate's validation split: {"version", "kind", "validation": {...}}
+    champion: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_metrics(cls, version: str, metrics: dict[str, Any], model_uri: str, code_version: str) -> ModelRecord:
+    def from_metrics(
+        cls, version: str, metrics: dict[str, Any], model_uri: str, code_version: str, trigger: str = ""
+    ) -> ModelRecord:
         """A candidate from the training job's metrics.json."""
         metric = str(metrics.get("metric", "ndcg@10"))
         chosen = metrics.get("models", {}).get(metrics.get("selected", ""), {})
@@ -59,7 +69,18 @@ class ModelRecord:
             hyperparameters=dict(metrics.get("hyperparameters") or {}),
             code_version=code_version,
             model_uri=model_uri,
+            trigger=trigger,
+            champion=dict(metrics.get("champion") or {}),
         )
+
+
+def code_version(root: Path) -> str:
+    """The commit a checkout is at (what the registry records as a version's code), or "unknown"."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
 def save(config_table: str, record: ModelRecord) -> None:
@@ -100,6 +121,7 @@ class GateResult:
     passed: bool
     reasons: list[str]
     compared_with: str = ""
+    basis: str = ""  # how the comparison with the active version was made (or why it was not)
 
 
 def gate(candidate: ModelRecord, current: ModelRecord | None, margin: float = DEFAULT_MARGIN) -> GateResult:
@@ -114,11 +136,117 @@ def gate(candidate: ModelRecord, current: ModelRecord | None, margin: float = DE
     coverage = candidate.test.get("coverage@10")
     if coverage is not None and coverage < MIN_COVERAGE:
         reasons.append(f"coverage@10 {coverage:.4f} is below the floor {MIN_COVERAGE}")
+    basis = "no active model"
     if current is not None and value is not None and math.isfinite(value):
-        theirs = current.validation.get(candidate.metric)
-        if theirs is not None and value < theirs * (1.0 - margin):
+        basis, mine, theirs, noise = _comparison(candidate, current)
+        if mine is not None and theirs is not None and mine < theirs * (1.0 - margin) and theirs - mine > noise:
             reasons.append(
-                f"validation {candidate.metric} {value:.4f} is more than {margin:.0%} below the active version "
-                f"{current.version}'s {theirs:.4f}"
+                f"{candidate.metric} {mine:.4f} is more than {margin:.0%} below the active version "
+                f"{current.version}'s {theirs:.4f} {basis}"
+                + (f", beyond two standard errors of the difference ({noise:.4f})" if noise else "")
             )
-    return GateResult(not reasons, reasons, current.version if current else "")
+    return GateResult(not reasons, reasons, current.version if current else "", basis)
+
+
+def _comparison(candidate: ModelRecord, current: ModelRecord) -> tuple[str, float | None, float | None, float]:
+    """How the candidate compares with the active model, both figures and the noise a difference must exceed.
+    Like for like when the training job scored the active model (its champion channel) on interactions neither
+    trained on — then a difference within two standard errors is noise, not a reason to refuse; otherwise (a
+    retrain soon after the last, or no champion channel) the two validation metrics, each on its own window."""
+    champion = candidate.champion
+    metric = candidate.metric
+    if champion.get("version") == current.version and not champion.get("skipped"):
+        mine, theirs = champion.get("candidate") or {}, champion.get("champion") or {}
+        errors = [float(side.get(f"se/{metric}", 0.0)) for side in (mine, theirs)]
+        return (
+            f"on the {champion.get('test_users', 0)} test shoppers after its data window",
+            mine.get(metric),
+            theirs.get(metric),
+            2.0 * math.sqrt(errors[0] ** 2 + errors[1] ** 2),
+        )
+    why = f" ({champion['skipped']})" if champion.get("skipped") else ""
+    return (
+        f"on validation windows of their own{why}",
+        candidate.validation.get(metric),
+        current.validation.get(metric),
+        0.0,
+    )
+
+
+def gate_candidate(
+    config_table: str,
+    version: str,
+    metrics: dict[str, Any],
+    model_uri: str,
+    code_version: str,
+    trigger: str,
+    margin: float,
+) -> tuple[ModelRecord, GateResult]:
+    """Register a trained version and gate it against the active one: the record is saved as a candidate, or as
+    rejected with the reasons. The pipeline's gate step, in AWS and locally."""
+    current = active(config_table)
+    candidate = ModelRecord.from_metrics(version, metrics, model_uri, code_version, trigger)
+    verdict = gate(candidate, current, margin)
+    if not verdict.passed:
+        candidate.status, candidate.reason = "rejected", "; ".join(verdict.reasons)
+    else:
+        candidate.reason = f"gate passed against {verdict.compared_with} {verdict.basis}" if current else ""
+    save(config_table, candidate)
+    return candidate, verdict
+
+
+class PromotionError(RuntimeError):
+    pass
+
+
+def promote(
+    config_table: str,
+    version: str,
+    reload: Callable[[ModelRecord], None] | None = None,
+    replaced_status: str = "retired",
+    reason: str = "",
+) -> ModelRecord:
+    """Serve ``version`` from the next request on. A version in either slot is a pointer flip; an older one is
+    loaded again from its batch-transform output by ``reload`` first (no retraining, no transform). The registry
+    records the change: the version becomes active, the one it replaces ``replaced_status``."""
+    record = get(config_table, version)
+    if record is None:
+        raise PromotionError(f"no version {version!r} in the registry (shopwise models list)")
+    if record.status == "rejected":
+        raise PromotionError(f"version {version} was rejected by the gate ({record.reason}): it has no output to serve")
+    pointer = get_pointer(config_table)
+    if pointer.version == version:
+        return record
+    if not pointer.slot_of(version):
+        if reload is None or not record.output_uri:
+            raise PromotionError(f"version {version} is in neither slot and has no output to load again")
+        reload(record)
+    before = pointer.version
+    activate(config_table, version)
+    record.status, record.reason = "active", reason
+    save(config_table, record)
+    replaced = get(config_table, before) if before else None
+    if replaced is not None:
+        replaced.status, replaced.reason = replaced_status, f"{reason or 'replaced'} by {version}"
+        save(config_table, replaced)
+    return record
+
+
+def rollback(config_table: str, reason: str = "rollback") -> ModelRecord:
+    """Serve the version before the active one again, from the standby slot: takes effect on the next request."""
+    pointer = get_pointer(config_table)
+    if not pointer.version:
+        raise PromotionError("no model is serving: nothing to roll back")
+    target = pointer.slots.get(pointer.standby, {})
+    if target.get("state") != "ready" or not target.get("version") or target["version"] == pointer.version:
+        raise PromotionError(
+            f"the standby slot holds no earlier version ready to serve ({target or 'empty'}): "
+            "shopwise promote VERSION loads one again from its output"
+        )
+    held = get(config_table, str(target["version"]))
+    if held is not None and held.status == "rolled_back":
+        raise PromotionError(
+            f"the standby slot holds {held.version}, which was rolled back itself ({held.reason}): "
+            f"`shopwise promote {held.version}` serves it again on purpose"
+        )
+    return promote(config_table, str(target["version"]), replaced_status="rolled_back", reason=reason)

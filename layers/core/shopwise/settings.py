@@ -28,6 +28,7 @@ class Settings:
     repeat_purchase_categories: tuple[str, ...] = ()
     max_batch_events: int = 500
     max_batch_bytes: int = 1_000_000
+    promotion_margin: float = 0.02
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -53,6 +54,7 @@ class Settings:
             repeat_purchase_categories=tuple(
                 c.strip() for c in env.get("REPEAT_PURCHASE_CATEGORIES", "").split(",") if c.strip()
             ),
+            promotion_margin=float(env.get("PROMOTION_MARGIN", "0.02")),
         )
 
 
@@ -62,6 +64,7 @@ def environment_variables(env: config.EnvironmentConfig, names: dict[str, str]) 
         **names,
         "RECOMMENDATIONS_TTL_DAYS": str(env.recommendations_ttl_days),
         "REPEAT_PURCHASE_CATEGORIES": ",".join(env.repeat_purchase_categories),
+        "PROMOTION_MARGIN": str(env.promotion_margin),
     }
 
 

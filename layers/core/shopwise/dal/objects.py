@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import tarfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -42,3 +44,15 @@ def write_json_lines(bucket: str, key: str, rows: Iterable[dict[str, Any]]) -> i
         body = gzip.compress(body, mtime=0)
     client("s3").put_object(Bucket=bucket, Key=key, Body=body)
     return len(lines)
+
+
+def read_tar_member(bucket: str, key: str, name: str) -> bytes:
+    """One file of a .tar.gz object (a training job's output.tar.gz), by its name at any depth."""
+    body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.rsplit("/", 1)[-1] == name:
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    return handle.read()
+    raise FileNotFoundError(f"s3://{bucket}/{key} holds no {name}")

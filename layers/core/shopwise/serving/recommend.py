@@ -7,6 +7,11 @@ the popular lists of the requested market and category, the global list, and the
 shopper (the alias belongs to another profile) costs a second round trip, for that profile and its list. Nothing
 costs a third.
 
+Rows live in two slots (``shopwise.dal.recommendations``); the read names the rows in the slot that served the
+last request of this execution environment plus the ``active_model`` pointer, keeps what the pointer says is live,
+and only when a promotion or rollback moved the pointer since (once per environment) reads the other slot in the
+second round trip. A cold environment reads both slots once.
+
 Every response carries a recommendation_id, the experiment and variant, and the model version, and is written as
 one impression line to the function's log (``impression_line``): a log subscription ships those lines to the event
 archive, so what was shown reaches training and the experiment readout with no network call on the request path.
@@ -23,7 +28,14 @@ from functools import lru_cache
 from typing import Any, TextIO
 
 from shopwise.dal.feature_store import Doc
-from shopwise.dal.recommendations import RecommendationRow, batch_get, decode_row
+from shopwise.dal.recommendations import (
+    ACTIVE_MODEL_KEY,
+    SLOTS,
+    Pointer,
+    RecommendationRow,
+    batch_get,
+    slot_key,
+)
 from shopwise.features import ProfileFeatures
 from shopwise.keys import (
     OUT_OF_STOCK,
@@ -110,9 +122,23 @@ def _experiments(text: str) -> list[Experiment]:
     return parse_experiments(text)
 
 
-def _live_rows(raw_rows: list[dict[str, Any]]) -> dict[str, RecommendationRow]:
-    """Stored rows by key, leaving out those past their TTL."""
-    return {row.key: row for row in (decode_row(raw) for raw in raw_rows) if row}
+_serving_slot: dict[str, str] = {}  # recommendations table -> the slot the last read found serving
+
+
+def _slots(table: str) -> tuple[str, ...]:
+    hint = _serving_slot.get(table)
+    return (hint,) if hint else SLOTS
+
+
+def _row_keys(keys: list[str], slots: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [{"pk": {"S": slot_key(slot, k)}} for slot in slots for k in dict.fromkeys(keys)]
+
+
+def _config(raw: list[dict[str, Any]]) -> tuple[Pointer, list[Experiment]]:
+    by_key = {item["pk"]["S"]: item for item in raw}
+    experiments = by_key.get(EXPERIMENTS_KEY, {})
+    parsed = _experiments(experiments["experiments"]["S"]) if "experiments" in experiments else []
+    return Pointer.from_item(by_key.get(ACTIVE_MODEL_KEY)), parsed
 
 
 def _docs(raw: list[dict[str, Any]]) -> tuple[dict[str, Doc], set[str]]:
@@ -126,43 +152,92 @@ def _docs(raw: list[dict[str, Any]]) -> tuple[dict[str, Doc], set[str]]:
     return docs, unavailable
 
 
-def first_read(profile_id: str, row_keys: list[str], tables: Tables) -> dict[str, list[dict[str, Any]]]:
-    """The keys of a shopper request's one BatchGetItem: the alias, profile and out-of-stock set, the shopper's
-    list and ``row_keys`` (popular lists), the experiments."""
+def _first(request: dict[str, list[dict[str, Any]]], row_keys: list[str], tables: Tables) -> dict[str, Any]:
     return {
-        tables.features: [{"pk": {"S": k}} for k in (alias_key(profile_id), profile_key(profile_id), UNAVAILABLE_KEY)],
-        tables.recommendations: [{"pk": {"S": k}} for k in dict.fromkeys([user_key(profile_id), *row_keys])],
+        **request,
+        tables.recommendations: [
+            *request.get(tables.recommendations, []),
+            *_row_keys(row_keys, _slots(tables.recommendations)),
+        ],
+        tables.config: [*request.get(tables.config, []), {"pk": {"S": ACTIVE_MODEL_KEY}}],
+    }
+
+
+def _shopper_request(profile_id: str, tables: Tables) -> dict[str, list[dict[str, Any]]]:
+    keys = (alias_key(profile_id), profile_key(profile_id), UNAVAILABLE_KEY)
+    return {
+        tables.features: [{"pk": {"S": k}} for k in keys],
         tables.config: [{"pk": {"S": EXPERIMENTS_KEY}}],
     }
 
 
+def first_read(profile_id: str, row_keys: list[str], tables: Tables) -> dict[str, list[dict[str, Any]]]:
+    """The keys of a shopper request's first (usually only) BatchGetItem."""
+    return _first(_shopper_request(profile_id, tables), [user_key(profile_id), *row_keys], tables)
+
+
+def read_with_rows(
+    request: dict[str, list[dict[str, Any]]],
+    row_keys: list[str],
+    tables: Tables,
+    projections: dict[str, str] | None = None,
+    more: Any = None,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, RecommendationRow], Pointer, int]:
+    """``request`` plus the rows of ``row_keys`` and the pointer in one BatchGetItem; a second round trip only
+    for rows of a slot the first did not read (the pointer moved) and for what ``more(found, pointer)`` names
+    (a stitched shopper's profile and list). Returns what was read, the live rows by key, the pointer, trips."""
+    slots = _slots(tables.recommendations)
+    found, trips = batch_get(_first(request, row_keys, tables), projections)
+    pointer, _experiments_now = _config(found[tables.config])
+    second: dict[str, list[dict[str, Any]]] = more(found, pointer) if more else {}
+    if pointer.slot and pointer.slot not in slots:
+        second[tables.recommendations] = [
+            *second.get(tables.recommendations, []),
+            *_row_keys(row_keys, (pointer.slot,)),
+        ]
+    if second:
+        extra, extra_trips = batch_get(second, projections)
+        trips += extra_trips
+        for table, rows in extra.items():
+            found.setdefault(table, []).extend(rows)
+    if pointer.slot:
+        _serving_slot[tables.recommendations] = pointer.slot
+    return found, pointer.keep(found.get(tables.recommendations, [])), pointer, trips
+
+
 def read_shopper(profile_id: str, row_keys: list[str], tables: Tables, now: float) -> Shopper:
-    """Round trip 1: ``first_read``. Round trip 2, a stitched shopper only: the live profile and its list."""
-    found, trips = batch_get(
-        first_read(profile_id, row_keys, tables), projections={tables.features: FEATURE_ATTRIBUTES}
+    """Round trip 1: the alias, profile and out-of-stock set, the shopper's list and ``row_keys`` (popular lists),
+    the experiments and the pointer. Round trip 2, a stitched shopper (or a moved pointer) only."""
+
+    def stitched(found: dict[str, list[dict[str, Any]]], pointer: Pointer) -> dict[str, list[dict[str, Any]]]:
+        docs = _docs(found[tables.features])[0]
+        target = _target(profile_id, docs)
+        if target == profile_id:
+            return {}
+        return {
+            tables.recommendations: _row_keys([user_key(target)], (pointer.slot,) if pointer.slot else SLOTS),
+            tables.features: [{"pk": {"S": profile_key(target)}}],
+        }
+
+    found, rows, _pointer, trips = read_with_rows(
+        _shopper_request(profile_id, tables),
+        [user_key(profile_id), *row_keys],
+        tables,
+        projections={tables.features: FEATURE_ATTRIBUTES},
+        more=stitched,
     )
     docs, unavailable = _docs(found[tables.features])
-    rows = _live_rows(found[tables.recommendations])
-    config = found[tables.config]
-    experiments = _experiments(config[0]["experiments"]["S"]) if config and "experiments" in config[0] else []
+    experiments = _config(found[tables.config])[1]
+    target = _target(profile_id, docs)
+    profile, view = personalisable(docs.get(profile_key(target)), now)
+    return Shopper(target, profile, view, rows, unavailable, experiments, trips)
 
+
+def _target(profile_id: str, docs: dict[str, Doc]) -> str:
+    """The profile an id resolves to: the one its alias names, or the one its own profile was merged into."""
     alias, own = docs.get(alias_key(profile_id)), docs.get(profile_key(profile_id))
     target = str(alias.data.get("profile", "")) if alias else ""
-    target = (own.merged_into if own and own.merged_into else target) or profile_id
-    doc = own
-    if target != profile_id:
-        more, extra_trips = batch_get(
-            {
-                tables.recommendations: [{"pk": {"S": user_key(target)}}],
-                tables.features: [{"pk": {"S": profile_key(target)}}],
-            },
-            projections={tables.features: FEATURE_ATTRIBUTES},
-        )
-        trips += extra_trips
-        rows.update(_live_rows(more[tables.recommendations]))
-        doc = _docs(more[tables.features])[0].get(profile_key(target))
-    profile, view = personalisable(doc, now)
-    return Shopper(target, profile, view, rows, unavailable, experiments, trips)
+    return (own.merged_into if own and own.merged_into else target) or profile_id
 
 
 def personalisable(doc: Doc | None, now: float) -> tuple[ProfileFeatures | None, dict[str, Any]]:
@@ -175,19 +250,17 @@ def personalisable(doc: Doc | None, now: float) -> tuple[ProfileFeatures | None,
     return None, {}
 
 
-def shared_rows(tables: Tables, row_keys: list[str]) -> tuple[dict[str, RecommendationRow], set[str], list[Experiment]]:
-    """What every shopper's answer reads alike — lists, the out-of-stock set, the experiments — in one round trip,
-    for jobs that answer many shoppers (campaign runs)."""
-    found, _trips = batch_get(
-        {
-            tables.recommendations: [{"pk": {"S": k}} for k in row_keys],
-            tables.features: [{"pk": {"S": UNAVAILABLE_KEY}}],
-            tables.config: [{"pk": {"S": EXPERIMENTS_KEY}}],
-        }
+def shared_rows(
+    tables: Tables, row_keys: list[str]
+) -> tuple[dict[str, RecommendationRow], set[str], list[Experiment], Pointer]:
+    """What every shopper's answer reads alike — lists, the out-of-stock set, the experiments, the pointer — for
+    jobs that answer many shoppers (campaign runs)."""
+    found, rows, pointer, _trips = read_with_rows(
+        {tables.features: [{"pk": {"S": UNAVAILABLE_KEY}}], tables.config: [{"pk": {"S": EXPERIMENTS_KEY}}]},
+        row_keys,
+        tables,
     )
-    config = found[tables.config]
-    experiments = _experiments(config[0]["experiments"]["S"]) if config and "experiments" in config[0] else []
-    return _live_rows(found[tables.recommendations]), _docs(found[tables.features])[1], experiments
+    return rows, _docs(found[tables.features])[1], _config(found[tables.config])[1], pointer
 
 
 def recommend_for_user(req: Request, tables: Tables, repeat_categories: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -285,14 +358,12 @@ def rank_items(req: Request, item_ids: list[str], tables: Tables) -> dict[str, A
 def popular_items(n: int, market: str, category: str, tables: Tables) -> dict[str, Any]:
     """Bestsellers of a category and/or market (category first), then global ones; in stock only."""
     segment_keys = _segment_keys(market, category)
-    found, trips = batch_get(
-        {
-            tables.recommendations: [{"pk": {"S": k}} for k in [*segment_keys.values(), POPULAR_KEY]],
-            tables.features: [{"pk": {"S": UNAVAILABLE_KEY}}],
-        },
+    found, rows, _pointer, trips = read_with_rows(
+        {tables.features: [{"pk": {"S": UNAVAILABLE_KEY}}]},
+        [*segment_keys.values(), POPULAR_KEY],
+        tables,
         projections={tables.features: f"pk, {OUT_OF_STOCK}"},
     )
-    rows = _live_rows(found[tables.recommendations])
     unavailable = _docs(found[tables.features])[1]
     selection = Selection(n, unavailable, category=category, max_per_category=n)
     order: dict[str, str] = {k: segment_keys[k] for k in ("category", "market") if k in segment_keys}
@@ -312,16 +383,25 @@ def popular_items(n: int, market: str, category: str, tables: Tables) -> dict[st
 
 def similar_items(item_id: str, n: int, tables: Tables) -> dict[str, Any]:
     """Items like this one: its precomputed neighbours (collaborative, content-filled for new products); a product
-    newer than the model gets its category's bestsellers; then global ones. In stock only, never itself."""
-    found, trips = batch_get(
-        {
-            tables.recommendations: [{"pk": {"S": item_key(item_id)}}, {"pk": {"S": POPULAR_KEY}}],
-            tables.features: [{"pk": {"S": UNAVAILABLE_KEY}}],
-            tables.items: [{"item_id": {"S": item_id}}],
-        },
+    newer than the model (or with too few neighbours in stock) gets its category's bestsellers, read in a second
+    round trip; then global ones. In stock only, never itself."""
+
+    def category_row(found: dict[str, list[dict[str, Any]]], pointer: Pointer) -> dict[str, list[dict[str, Any]]]:
+        category = found[tables.items][0].get("category", {}).get("S", "") if found[tables.items] else ""
+        own = pointer.keep(found[tables.recommendations]).get(item_key(item_id))
+        gone = _docs(found[tables.features])[1] | {item_id}
+        if not category or (own and sum(1 for e in own.items if e[0] not in gone) >= n):
+            return {}
+        key = popular_key(f"category:{category}")
+        return {tables.recommendations: _row_keys([key], (pointer.slot,) if pointer.slot else SLOTS)}
+
+    found, rows, _pointer, trips = read_with_rows(
+        {tables.features: [{"pk": {"S": UNAVAILABLE_KEY}}], tables.items: [{"item_id": {"S": item_id}}]},
+        [item_key(item_id), POPULAR_KEY],
+        tables,
         projections={tables.features: f"pk, {OUT_OF_STOCK}", tables.items: "item_id, category, title"},
+        more=category_row,
     )
-    rows = _live_rows(found[tables.recommendations])
     unavailable = _docs(found[tables.features])[1]
     catalog = found[tables.items][0] if found[tables.items] else {}
     similar = rows.get(item_key(item_id))
@@ -332,19 +412,16 @@ def similar_items(item_id: str, n: int, tables: Tables) -> dict[str, Any]:
         selection.offer(similar_picks(similar.items, item_id))
     version = similar.model_version if similar else ""
     category = catalog.get("category", {}).get("S", "")
-    if not selection.full and category:
-        more, extra = batch_get({tables.recommendations: [{"pk": {"S": popular_key(f"category:{category}")}}]})
-        trips += extra
-        row = next(iter(_live_rows(more[tables.recommendations]).values()), None)
-        if row:
-            title = catalog.get("title", {}).get("S", "") or f"item {item_id}"
-            selection.offer(
-                [
-                    Pick(p.item_id, p.score, "new_item_category", item_id, title, p.category or category, "category")
-                    for p in popular_picks(row.items, "new_item_category", "category")
-                ]
-            )
-            version = version or row.model_version
+    row = rows.get(popular_key(f"category:{category}")) if category else None
+    if not selection.full and row:
+        title = catalog.get("title", {}).get("S", "") or f"item {item_id}"
+        selection.offer(
+            [
+                Pick(p.item_id, p.score, "new_item_category", item_id, title, p.category or category, "category")
+                for p in popular_picks(row.items, "new_item_category", "category")
+            ]
+        )
+        version = version or row.model_version
     if POPULAR_KEY in rows:
         selection.offer(popular_picks(rows[POPULAR_KEY].items, "popular", "global"))
     items = selection.finish()

@@ -1,0 +1,71 @@
+"""Step Functions tasks of the model registry: ``champion`` (the active model's artefact, for the training job's
+champion channel), ``gate`` (register the trained version and gate it), ``promote`` (serve the loaded version from
+the next request on). The local pipeline invokes the same tasks."""
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shopwise import registry
+from shopwise.dal.objects import parse_s3_uri, read_tar_member
+from shopwise.observability import logger, metrics, tracer
+from shopwise.settings import get_settings
+
+
+def _need(event: dict[str, Any], *names: str) -> list[str]:
+    missing = [n for n in names if not event.get(n)]
+    if missing:
+        raise ValueError(f"models/{event.get('action')}: the input needs {missing}; got keys {sorted(event)}")
+    return [str(event[n]) for n in names]
+
+
+def champion(event: dict[str, Any]) -> dict[str, Any]:
+    current = registry.active(get_settings().config_table)
+    uri = current.model_uri if current else ""
+    return {"version": current.version if current else "", "model_uri": uri, "present": bool(uri)}
+
+
+def gate(event: dict[str, Any]) -> dict[str, Any]:
+    """The training job's metrics.json is in its output.tar.gz, beside model.tar.gz."""
+    version, model_uri = _need(event, "version", "model_uri")
+    bucket, key = parse_s3_uri(model_uri)
+    output = key.rsplit("/", 1)[0] + "/output.tar.gz"
+    metrics_doc = json.loads(read_tar_member(bucket, output, "metrics.json"))
+    settings = get_settings()
+    record, verdict = registry.gate_candidate(
+        settings.config_table,
+        version,
+        metrics_doc,
+        model_uri,
+        str(event.get("code_version") or "unknown"),
+        str(event.get("trigger") or "manual"),
+        float(event.get("margin", settings.promotion_margin)),
+    )
+    logger.info("gate", extra={"version": version, "passed": verdict.passed, "reasons": verdict.reasons})
+    return {"version": version, "passed": verdict.passed, "reason": record.reason, "basis": verdict.basis}
+
+
+def promote(event: dict[str, Any]) -> dict[str, Any]:
+    version, output_uri = _need(event, "version", "output_uri")
+    table = get_settings().config_table
+    record = registry.get(table, version)
+    if record is None:
+        raise registry.PromotionError(f"no version {version!r} in the registry")
+    record.output_uri = output_uri
+    registry.save(table, record)
+    promoted = registry.promote(table, version, reason=str(event.get("reason") or "promoted by the pipeline"))
+    return {"version": promoted.version, "status": promoted.status}
+
+
+ACTIONS = {"champion": champion, "gate": gate, "promote": promote}
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    action = ACTIONS.get(str(event.get("action")))
+    if action is None:
+        raise ValueError(f"models: action must be one of {sorted(ACTIONS)}, got {event.get('action')!r}")
+    return action(event)
