@@ -258,6 +258,29 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """An experiment's readout per variant, or a campaign run's lift over its holdout: a table, JSON and a plot."""
+    from shopwise_jobs.readout import format_readout
+    from shopwise_local.reports import campaign_report, experiment_report
+
+    _attach()
+    out = args.out or state_dir() / "reports"
+    try:
+        if args.kind == "experiment":
+            written = experiment_report(args.name, out, args.attribution_hours)
+        else:
+            written = campaign_report(args.name, out, args.run, args.days)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(written.readout.to_json(), indent=2))
+    else:
+        print(format_readout(written.readout))
+        print(f"wrote {written.json_path} and {written.plot_path}")
+    return 2 if written.readout.sample_ratio_mismatch else 0
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     """Ask the real serve handler (in this process, against the local stack) for one shopper's list."""
     from shopwise_local.lambda_runtime import LocalFunction, http_api_event
@@ -487,6 +510,16 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("action", choices=["list"])
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
+
+    report = sub.add_parser("report", help="experiment readout per variant, or a campaign run's lift over its holdout")
+    report.add_argument("kind", choices=["experiment", "campaign"])
+    report.add_argument("name")
+    report.add_argument("--out", type=Path, default=None, help="where the JSON and the plot go (default: state dir)")
+    report.add_argument("--attribution-hours", type=float, default=24.0, help="click-to-purchase window (24)")
+    report.add_argument("--run", default="", help="campaign: the run id (default: the latest)")
+    report.add_argument("--days", type=float, default=7.0, help="campaign: purchases within N days of the run (7)")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=cmd_report)
 
     who = os.environ.get("USER", "the operator")
     promote = sub.add_parser("promote", help="serve a registered model version (loads its output again if needed)")

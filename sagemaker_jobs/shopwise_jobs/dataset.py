@@ -93,6 +93,12 @@ def _archive_events(files: list[Path], counts: list[int]) -> Iterator[Event]:
                 counts[1] += 1
 
 
+def archive_events(directory: Path) -> Iterator[Event]:
+    """Every valid event of the *.jsonl / *.jsonl.gz files under a directory (archive layout), file by file."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
+    return _archive_events(files, [0, 0])
+
+
 def read_event_files(directory: Path, snapshot: FeatureSnapshot | None = None) -> EventData:
     """Every *.jsonl / *.jsonl.gz under a directory (archive layout events/dt=YYYY-MM-DD/...) as interactions;
     ``snapshot`` folds the same events into the feature store's features on the way."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shopwise.campaign_runs import RunReport, recipients_page, run_campaign
+from shopwise.campaign_runs import RunReport, latest_run, recipients_page, run_campaign
 from shopwise.campaigns import CAMPAIGNS, campaign
 from shopwise.catalog import CatalogItem
 from shopwise.dal.aws import client
@@ -208,3 +208,59 @@ def test_marketing_tools_page_through_the_latest_run_over_signed_http(
     assert api.admin("GET", "/v1/campaigns/newsletter/recipients", None)[0] == 404
     assert api.admin("GET", "/v1/campaigns/post-purchase/recipients?cursor=zz:q", None)[0] == 400
     assert api.admin("GET", "/v1/campaigns/post-purchase/recipients?limit=0", None)[0] == 400
+
+
+def test_the_campaign_lift_compares_what_recipients_and_the_holdout_bought_after_the_run(
+    stack: LocalStack, api: Api, shop: Tables, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """40 shoppers carted and left 5 h ago; the run (the campaign's 10% holdout, by its own hash) emails the rest;
+    then every recipient buys and no held-out shopper does: the readout must say exactly that."""
+    assert stack.resources and stack.poller
+    earlier = (NOW - timedelta(hours=5)).isoformat()
+    batch: list[dict[str, Any]] = []
+    for n in range(40):
+        base = {"customer_id": f"lift-{n}", "occurred_at": earlier}
+        batch.append(
+            {"event_id": f"lift-{n}-c", "event_type": "consent", "granted": ["personalisation", "marketing"], **base}
+        )
+        batch.append({"event_id": f"lift-{n}-a", "event_type": "add_to_cart", "item_id": "pan-4", **base})
+    status, body = api.post("/v1/events", {"events": batch})
+    assert status == 200 and body["rejected"] == 0, body
+    assert stack.poller.wait_idle(60)
+    assert cli.main(["campaigns", "run", "abandoned-cart"]) == 0
+    latest = latest_run(stack.resources.artifacts_bucket, "abandoned-cart")
+    assert latest is not None
+    held = {customer(stack, f"lift-{n}") for n in range(40)} & {
+        json.loads(line)["profile_id"]
+        for line in client("s3")
+        .get_object(Bucket=stack.resources.artifacts_bucket, Key=latest["keys"]["holdout"])["Body"]
+        .read()
+        .decode()
+        .splitlines()
+    }
+    assert 0 < len(held) < 15  # about 10% of 40
+    buyers = [n for n in range(40) if customer(stack, f"lift-{n}") not in held]
+    purchases = [
+        {
+            "event_id": f"lift-{n}-p",
+            "event_type": "purchase",
+            "customer_id": f"lift-{n}",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "order_id": f"lift-{n}",
+            "items": [{"item_id": "pan-4", "unit_price": 25.0}],
+        }
+        for n in buyers
+    ]
+    status, body = api.post("/v1/events", {"events": purchases})
+    assert status == 200 and body["rejected"] == 0, body
+    assert stack.poller.wait_idle(60)
+    capsys.readouterr()
+    assert cli.main(["report", "campaign", "abandoned-cart", "--json", "--out", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    holdout, sent = report["arms"]
+    assert holdout["name"] == "holdout" and holdout["shoppers"] == len(held)
+    assert holdout["metrics"]["purchase_rate"]["value"] == 0.0
+    assert sent["shoppers"] == 40 - len(held) and sent["metrics"]["purchase_rate"]["value"] == 1.0
+    assert sent["metrics"]["revenue_per_member"]["value"] == pytest.approx(25.0)
+    assert sent["versus_control"]["purchase_rate"]["low"] > 0
+    assert (tmp_path / f"campaign-abandoned-cart-{latest['run_id']}.png").exists()

@@ -300,6 +300,53 @@ def test_ab_variants_are_stable_the_holdout_is_not_personalised_and_impressions_
         )
 
 
+def test_the_experiment_readout_joins_impressions_clicks_and_purchases_per_variant(
+    stack: LocalStack, api: Api, store: StockedStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Impressions reach the archive through the log subscription, the storefront's clicks and purchases through
+    the API and the stream; the report joins them by recommendation_id and shopper."""
+    assert stack.impressions
+    experiment = [{"name": "readout", "salt": "r1", "holdout": 0.2, "variants": [{"name": "a"}, {"name": "b"}]}]
+    (tmp_path / "experiments.json").write_text(json.dumps(experiment))
+    assert cli.main(["experiments", "set", str(tmp_path / "experiments.json")]) == 0
+    try:
+        answers = {c: ask(api, f"/v1/users/{c}/recommendations?n=5") for c in store.customers}
+        arms = Counter(body["variant"] for body in answers.values())
+        storefront: list[dict[str, Any]] = []
+        expected_clicks = Counter[str]()
+        bought = Counter[str]()
+        for n, (customer, body) in enumerate(answers.items()):
+            # arm b's shoppers all click the first item shown, arm a's every third, the holdout's none
+            if body["variant"] == "b" or (body["variant"] == "a" and n % 3 == 0):
+                item = ids(body)[0]
+                storefront.append(event("click", customer, item, recommendation_id=body["recommendation_id"]))
+                expected_clicks[body["variant"]] += 1
+                if n % 2 == 0:
+                    line = {"item_id": item, "quantity": 1, "unit_price": 10.0}
+                    storefront.append(event("purchase", customer, order_id=f"o-{n}", items=[line]))
+                    bought[body["variant"]] += 1
+        for start in range(0, len(storefront), 100):
+            send(stack, api, *storefront[start : start + 100])
+        stack.impressions.flush()
+        capsys.readouterr()
+        code = cli.main(["report", "experiment", "readout", "--json", "--out", str(tmp_path / "reports")])
+        report = json.loads(capsys.readouterr().out)
+    finally:
+        assert cli.main(["experiments", "clear"]) == 0
+    assert code == 0 and report["sample_ratio_mismatch"] is False and report["srm_p"] > 0.001
+    by_arm = {arm["name"]: arm for arm in report["arms"]}
+    assert set(by_arm) == {"a", "b", "holdout"}
+    for name, arm in by_arm.items():
+        assert arm["shoppers"] == arms[name]
+        assert arm["counts"]["impressions"] == arms[name] and arm["counts"]["clicks"] == expected_clicks[name]
+        assert arm["counts"]["attributed_purchases"] == bought[name]
+        assert arm["metrics"]["ctr"]["value"] == pytest.approx(expected_clicks[name] / arms[name])
+    assert by_arm["holdout"]["expected_share"] == pytest.approx(0.2)
+    lift = by_arm["b"]["versus_control"]["ctr"]
+    assert lift["low"] > 0 and lift["lift"] > 1.0  # b's click rate is about three times a's: clearly above
+    assert (tmp_path / "reports" / "experiment-readout.png").stat().st_size > 10_000
+
+
 def test_rank_orders_the_given_items_for_the_shopper_and_drops_none(
     stack: LocalStack, api: Api, store: StockedStore
 ) -> None:

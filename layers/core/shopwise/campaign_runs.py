@@ -106,7 +106,15 @@ def run_campaign(
             continue
         report.in_segment += 1
         if held_out(spec, recipient):
-            holdout.append({"recipient_id": recipient, "campaign": spec.name, "about": found_trigger.about})
+            holdout.append(
+                {
+                    "recipient_id": recipient,
+                    "profile_id": key_id(doc.key),
+                    "campaign": spec.name,
+                    "about": found_trigger.about,
+                    "generated_at": report.generated_at,
+                }
+            )
             continue
         candidates.append((recipient, doc, found_trigger))
     report.held_out = len(holdout)
@@ -135,6 +143,7 @@ def run_campaign(
         rows.append(
             {
                 "recipient_id": recipient,
+                "profile_id": profile_id,
                 "campaign": spec.name,
                 "about": found_trigger.about,
                 "category": found_trigger.category,
