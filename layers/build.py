@@ -4,7 +4,7 @@
   runtime has it), installed by ``pip install --platform manylinux2014_x86_64 --only-binary=:all:
   --python-version 3.12 --implementation cp --target``;
 - ``.build/layers/core/python/shopwise``: the core package;
-- ``.build/sagemaker/sourcedir.tar.gz``: the SageMaker script-mode source directory (train.py, inference.py,
+- ``.build/sagemaker/sourcedir.tar.gz``: the SageMaker script-mode source directory (train.py, inference.py, drift.py,
   requirements.txt, shopwise_jobs, shopwise).
 
 Each output is rebuilt only when its inputs changed (a hash of them is kept beside it).
@@ -109,6 +109,7 @@ def build_sagemaker_source() -> Path:
     members = {
         "train.py": JOBS_DIR / "train.py",
         "inference.py": JOBS_DIR / "inference.py",
+        "drift.py": JOBS_DIR / "drift.py",
         "requirements.txt": JOBS_DIR / "requirements.txt",
     }
     trees = {"shopwise_jobs": JOBS_DIR / "shopwise_jobs", "shopwise": CORE_SRC}

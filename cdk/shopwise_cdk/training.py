@@ -46,6 +46,51 @@ def sklearn_image_account(scope: Construct) -> str:
     return mapping.find_in_map(Aws.REGION, "account")
 
 
+def sagemaker_job_role(scope: Construct, construct_id: str, description: str, image_account: str) -> iam.Role:
+    """A role SageMaker jobs assume: pull the scikit-learn image, write their logs and metrics; nothing else yet."""
+    role = iam.Role(
+        scope, construct_id, assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description=description
+    )
+    stack = Stack.of(scope)
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["ecr:GetAuthorizationToken"],
+            resources=["*"],  # GetAuthorizationToken has no resource-level permissions
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+            resources=[
+                stack.format_arn(
+                    service="ecr", account=image_account, resource="repository", resource_name=SKLEARN_REPOSITORY
+                )
+            ],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[
+                stack.format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name="/aws/sagemaker/*",
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],  # PutMetricData has no resource-level permissions; limited by namespace below
+            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}},
+        )
+    )
+    return role
+
+
 class TrainingPipeline(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *, env: EnvironmentConfig, storage: Storage, layers: Layers
@@ -59,54 +104,17 @@ class TrainingPipeline(Construct):
         )
 
         source = s3_assets.Asset(self, "SourceDir", path=str(SAGEMAKER_SOURCE_TARBALL))
+        self.image, self.source = image, source
         requests = s3_assets.Asset(self, "TransformRequests", path=str(TRANSFORM_REQUESTS))
 
-        self.role = iam.Role(
-            self,
-            "SageMakerExecution",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description="shopwise training and batch-transform jobs",
+        self.image_account = image_account
+        self.role = sagemaker_job_role(
+            self, "SageMakerExecution", "shopwise training and batch-transform jobs", image_account
         )
         storage.archive.grant_read(self.role, f"{config.ARCHIVE_EVENTS_PREFIX}*")
         storage.artifacts.grant_read_write(self.role)
         source.grant_read(self.role)
         requests.grant_read(self.role)
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecr:GetAuthorizationToken"],
-                resources=["*"],  # GetAuthorizationToken has no resource-level permissions
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
-                resources=[
-                    Stack.of(self).format_arn(
-                        service="ecr", account=image_account, resource="repository", resource_name=SKLEARN_REPOSITORY
-                    )
-                ],
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[
-                    Stack.of(self).format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="/aws/sagemaker/*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],  # PutMetricData has no resource-level permissions; limited by namespace below
-                conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}},
-            )
-        )
 
         self.export_catalog = python_function(
             self,

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shopwise import registry
+import shopwise.registry as registry
 from shopwise.dal.objects import parse_s3_uri, read_tar_member
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
@@ -55,6 +55,7 @@ def promote(event: dict[str, Any]) -> dict[str, Any]:
     record.output_uri = output_uri
     registry.save(table, record)
     promoted = registry.promote(table, version, reason=str(event.get("reason") or "promoted by the pipeline"))
+    logger.info("promoted", extra={"version": promoted.version, "output_uri": output_uri})
     return {"version": promoted.version, "status": promoted.status}
 
 

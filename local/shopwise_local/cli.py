@@ -151,27 +151,39 @@ def cmd_retrain(args: argparse.Namespace, trigger: str = "manual") -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    """The active model's baseline against the feature store now and the archive's newest events."""
-    from shopwise_local.monitor import drift_now
+    """The monitor's steps on the running stack: the drift job against the active model, its figures published."""
+    from shopwise_local.monitor import run_monitor
 
     _attach()
-    report = drift_now(args.hours)
+    report = run_monitor(args.hours)
+    alarms = list(report.get("alarms") or [])
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-        if args.retrain and report.alarms:
-            return cmd_retrain(args, trigger="drift: " + "; ".join(report.alarms))
-        return 0
-    print(f"drift of the feature store and the last {args.hours:g} h of events against model {report.model_version}")
-    for name, value in sorted(report.features.items(), key=lambda kv: -kv[1] if kv[1] == kv[1] else 0):
-        flag = "  SHIFTED" if value > 0.2 else "  moving" if value > 0.1 else ""
-        print(f"  PSI {name:<32} {value:7.3f}{flag}")
-    print(f"  PSI event mix                        {report.event_mix_psi:7.3f}  {report.event_mix['recent']}")
-    print(f"  new items in recent interactions     {report.new_item_share:7.1%}")
-    print(f"  unknown shoppers among recent ones   {report.unknown_shopper_share:7.1%}")
-    print("alarms: " + ("; ".join(report.alarms) if report.alarms else "none"))
-    if args.retrain and report.alarms:
+        print(json.dumps(report, indent=2))
+    else:
+        print(
+            f"drift of the feature store and the last {args.hours:g} h of events against model {report['model_version']}"
+        )
+        features = report["features"]
+        for name, value in sorted(features.items(), key=lambda kv: -(kv[1] if kv[1] is not None else -1)):
+            value = float("nan") if value is None else value
+            flag = "  SHIFTED" if value > 0.2 else "  moving" if value > 0.1 else ""
+            print(f"  PSI {name:<32} {value:7.3f}{flag}")
+        mix = report["event_mix_psi"]
+        print(
+            f"  PSI event mix                        {float('nan') if mix is None else mix:7.3f}  {report['event_mix']['recent']}"
+        )
+        print(f"  new items in recent interactions     {report['new_item_share']:7.1%}")
+        print(f"  unknown shoppers among recent ones   {report['unknown_shopper_share']:7.1%}")
+        serving = report.get("serving") or {}
+        if serving.get("impressions"):
+            print(
+                f"  served: {serving['impressions']} answers, {serving['personalised_share']:.1%} personalised, "
+                f"catalog coverage {serving['coverage']:.1%}; first source {serving['sources']}"
+            )
+        print(f"published {len(report['published'])} metrics; alarms: " + ("; ".join(alarms) if alarms else "none"))
+    if args.retrain and alarms:
         print("== drift above threshold: retraining", flush=True)
-        return cmd_retrain(args, trigger="drift: " + "; ".join(report.alarms))
+        return cmd_retrain(args, trigger="drift: " + "; ".join(alarms))
     return 0
 
 

@@ -1,76 +1,55 @@
 """``shopwise drift``: the drift report (``shopwise_jobs.drift``) for the running local stack's active model.
 
-Baseline: the active model's artefact (its feature snapshot, users and items) from the registry's model URI.
-Current: the feature store now (one Scan) and the archive's newest events.
+Baseline: the active model's artefact (its feature snapshot, event mix, users and items) from the registry's
+model URI. Current: the feature store now (one Scan) and the archive's newest events and impressions.
+``run_monitor`` runs what the monitor state machine runs in AWS: the drift job's entrypoint and the monitor
+function that publishes its figures.
 """
 
 from __future__ import annotations
 
 import json
-import tarfile
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
-
-from shopwise import config, registry
-from shopwise.dal.aws import client
-from shopwise.dal.feature_store import scan_docs
-from shopwise.dal.objects import parse_s3_uri
-from shopwise.features import ItemFeatures, ProfileFeatures
-from shopwise.keys import entity_of, key_id
+from shopwise import config
+from shopwise.dal.objects import parse_s3_uri, read_tar_member
 from shopwise.settings import get_settings
-from shopwise_jobs.dataset import read_event_files
-from shopwise_jobs.drift import DriftReport, active_items, active_profiles, drift_report
-from shopwise_jobs.feature_snapshot import profile_row
-from shopwise_local.sagemaker import download_prefix
+from shopwise_local.lambda_runtime import LocalFunction
+from shopwise_local.sagemaker import run_training_job
 
 
-def live_tables(features_table: str, now: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The feature store's profiles and items as the snapshot's rows, as of ``now``."""
-    profiles, items = [], []
-    for doc in scan_docs(features_table, "profile#", "item#"):
-        if entity_of(doc.key) == "item":
-            items.append({"item_id": key_id(doc.key), **ItemFeatures.from_json(doc.data).windows(now)})
-        elif not doc.merged_into and doc.data.get("features"):
-            state = ProfileFeatures.from_json(doc.data["features"])
-            if state.consent:
-                profiles.append(profile_row(key_id(doc.key), state, now))
-    return pd.DataFrame(profiles), pd.DataFrame(items)
-
-
-def drift_now(hours: float = 24.0, now: float | None = None) -> DriftReport:
+def run_monitor(
+    hours: float = 24.0,
+    work_dir: Path | None = None,
+    models: LocalFunction | None = None,
+    monitor: LocalFunction | None = None,
+) -> dict[str, Any]:
+    """The monitor state machine's steps, locally: find the champion (models function) -> the drift job (the
+    SageMaker entrypoint ``drift.py`` under the container contract) -> publish (monitor function: EMF metrics).
+    Returns the job's drift.json with what was published."""
     settings = get_settings()
-    active = registry.active(settings.config_table)
-    if active is None or not active.model_uri:
+    champion = (models or LocalFunction("models")).invoke({"action": "champion"})
+    if not champion["present"]:
         raise RuntimeError("no active model in the registry: run `shopwise retrain` (or `make demo`) first")
-    now = time.time() if now is None else now
+    job = f"shopwise-drift-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        bucket, key = parse_s3_uri(active.model_uri)
-        client("s3").download_file(bucket, key, str(work / "model.tar.gz"))
-        with tarfile.open(work / "model.tar.gz") as tar:
-            tar.extractall(work / "model", filter="data")
-        model = work / "model"
-        if not (model / "features" / "profiles.parquet").exists():
-            raise FileNotFoundError(f"model {active.version} has no feature snapshot (trained before snapshots?)")
-        baseline_profiles = pd.read_parquet(model / "features" / "profiles.parquet")
-        baseline_items = pd.read_parquet(model / "features" / "items.parquet")
-        users = set(json.loads((model / "users.json").read_text()))
-        items = set(json.loads((model / "items.json").read_text()))
-        download_prefix(f"s3://{settings.archive_bucket}/{config.ARCHIVE_EVENTS_PREFIX}", work / "events")
-        interactions = read_event_files(work / "events").interactions
-    current_profiles, current_items = live_tables(settings.features_table, now)
-    end = active.data_window[1] if active.data_window else now  # the snapshot is as of the newest training event
-    return drift_report(
-        active.version,
-        active_profiles(baseline_profiles, end),
-        active_items(baseline_items),
-        active_profiles(current_profiles, now),
-        active_items(current_items),
-        interactions[interactions["ts"] <= end],
-        interactions[interactions["ts"] >= now - hours * 3600],
-        users,
-        items,
-    )
+        result = run_training_job(
+            job,
+            channels={"champion": champion["model_uri"]},
+            hyperparameters={
+                "features_table": settings.features_table,
+                "archive_bucket": settings.archive_bucket,
+                "hours": hours,
+            },
+            output_uri=f"s3://{settings.artifacts_bucket}/{config.MONITORING_PREFIX.rstrip('/')}",
+            work_dir=work_dir or Path(tmp),
+            entry="drift.py",
+        )
+        published = (monitor or LocalFunction("monitor")).invoke({"model_uri": result.model_uri})
+        bucket, key = parse_s3_uri(result.model_uri)
+        report = json.loads(read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", "drift.json"))
+    return {**report, "published": published["metrics"]}

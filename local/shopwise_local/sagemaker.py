@@ -85,6 +85,7 @@ def run_training_job(
     output_uri: str,
     work_dir: Path,
     log: Log = lambda _line: None,
+    entry: str = "train.py",
 ) -> TrainingResult:
     started = time.time()
     root = work_dir / job_name
@@ -122,7 +123,7 @@ def run_training_job(
         env[f"SM_HP_{name.upper()}"] = value
     args = [a for name, value in hps.items() for a in (f"--{name}", value)]
     code = _run(
-        [sys.executable, str(SAGEMAKER_DIR / "train.py"), *args],
+        [sys.executable, str(SAGEMAKER_DIR / entry), *args],
         _child_env(env),
         SAGEMAKER_DIR,
         root / "train.log",
@@ -135,7 +136,8 @@ def run_training_job(
     model_uri = f"{output_uri.rstrip('/')}/{job_name}/output/model.tar.gz"
     _upload_tar(model_dir, model_uri)
     _upload_tar(output_dir / "data", f"{output_uri.rstrip('/')}/{job_name}/output/output.tar.gz")
-    metrics = json.loads((model_dir / "metrics.json").read_text())
+    metrics_file = model_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     return TrainingResult(job_name=job_name, model_uri=model_uri, metrics=metrics, seconds=time.time() - started)
 
 

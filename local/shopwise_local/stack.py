@@ -86,7 +86,17 @@ class LocalStack:
     def start_functions(self) -> str:
         assert self.resources, "create resources first"
         self.impressions = LogSubscription(self.resources.archive_bucket)
-        for name in ("collect", "update_features", "export_catalog", "load", "models", "serve", "catalog", "campaigns"):
+        for name in (
+            "collect",
+            "update_features",
+            "export_catalog",
+            "load",
+            "models",
+            "monitor",
+            "serve",
+            "catalog",
+            "campaigns",
+        ):
             self.functions[name] = LocalFunction(name, subscription=self.impressions if name == "serve" else None)
         self.poller = KinesisPoller(
             self.resources.stream,

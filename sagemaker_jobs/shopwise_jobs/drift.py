@@ -9,17 +9,36 @@ as-of time, now) and the items with views in the 7 days before it — time-depen
 windowed counts) are each as of their own side's time.
 
 Figures: the population stability index (PSI) per numeric feature — quantile bins of the baseline, a small floor
-for empty bins; under 0.1 stable, 0.1 to 0.2 moving, over 0.2 shifted — the PSI of the event-type mix, the share of
-recent interactions on items the model does not know, and the share of recently active shoppers it does not know.
+for empty bins; under 0.1 stable, 0.1 to 0.2 moving, over 0.2 shifted — the PSI of the event-type mix (against
+the mix the training job recorded, ``features/event_mix.json``), the share of recent interactions on items the
+model does not know, and the share of recently active shoppers it does not know. The serving side, from the
+impressions the serve API wrote to the archive: the share of answers per first source (personalised, real-time,
+each fallback level) and the share of the model's items shown at all (catalog coverage).
+
+``drift_for_model`` is the whole computation, run by ``shopwise drift`` locally and by the scheduled drift job
+(``shopwise_jobs.monitoring``, a SageMaker job) in AWS, whose figures the monitor function publishes as CloudWatch
+metrics with alarms that start a retrain.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from shopwise.config import NEW_ITEM_ALARM, PSI_ALARM, UNKNOWN_SHOPPER_ALARM
+from shopwise.dal.feature_store import scan_docs
+from shopwise.events import Event, Impression
+from shopwise.features import ItemFeatures, ProfileFeatures
+from shopwise.keys import entity_of, key_id
+from shopwise_jobs.dataset import interactions_from_events
+from shopwise_jobs.feature_snapshot import profile_row
 
 PROFILE_FEATURES = (
     "recent_viewed",
@@ -32,9 +51,6 @@ PROFILE_FEATURES = (
     "top_category_affinity",
 )
 ITEM_FEATURES = ("views_24h", "carts_24h", "purchases_24h", "views_7d", "trending")
-PSI_ALARM = 0.2
-NEW_ITEM_ALARM = 0.3
-UNKNOWN_SHOPPER_ALARM = 0.6
 FLOOR = 1e-4
 ACTIVE_HOURS = 24.0
 
@@ -73,10 +89,21 @@ def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
 
 
 def categorical_psi(expected: pd.Series, actual: pd.Series) -> float:
-    shares = pd.concat([expected.value_counts(normalize=True), actual.value_counts(normalize=True)], axis=1)
-    shares = shares.fillna(0.0).clip(lower=FLOOR)
-    e, a = shares.iloc[:, 0].to_numpy(), shares.iloc[:, 1].to_numpy()
+    return share_psi(expected.value_counts(normalize=True).to_dict(), actual.value_counts(normalize=True).to_dict())
+
+
+def share_psi(expected: dict[Any, float], actual: dict[Any, float]) -> float:
+    """PSI of two categorical distributions given as shares (a category missing on one side counts as FLOOR)."""
+    if not expected or not actual:
+        return float("nan")
+    keys = sorted(set(expected) | set(actual), key=str)
+    e = np.maximum(np.array([expected.get(k, 0.0) for k in keys], dtype=float), FLOOR)
+    a = np.maximum(np.array([actual.get(k, 0.0) for k in keys], dtype=float), FLOOR)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+def event_mix(kinds: pd.Series) -> dict[str, float]:
+    return {str(k): round(float(v), 4) for k, v in kinds.value_counts(normalize=True).items()}
 
 
 @dataclass
@@ -89,9 +116,16 @@ class DriftReport:
     unknown_shopper_share: float
     recent_interactions: int
     alarms: list[str] = field(default_factory=list)
+    serving: dict[str, Any] = field(default_factory=dict)  # impressions, sources (shares), coverage
+
+    @property
+    def max_feature_psi(self) -> float:
+        finite = [v for v in self.features.values() if np.isfinite(v)]
+        return max(finite) if finite else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "serving": self.serving,
             "model_version": self.model_version,
             "features": {k: round(v, 4) for k, v in self.features.items()},
             "event_mix_psi": round(self.event_mix_psi, 4),
@@ -109,7 +143,7 @@ def drift_report(
     baseline_items: pd.DataFrame,
     current_profiles: pd.DataFrame,
     current_items: pd.DataFrame,
-    training_interactions: pd.DataFrame,
+    training_mix: dict[str, float],
     recent_interactions: pd.DataFrame,
     model_users: set[str],
     model_items: set[str],
@@ -125,13 +159,8 @@ def drift_report(
                     pd.to_numeric(base[name], errors="coerce").to_numpy(float),
                     pd.to_numeric(now[name], errors="coerce").to_numpy(float),
                 )
-    training_mix = training_interactions["kind"].value_counts(normalize=True)
-    recent_mix = recent_interactions["kind"].value_counts(normalize=True)
-    mix_psi = (
-        categorical_psi(training_interactions["kind"], recent_interactions["kind"])
-        if len(recent_interactions)
-        else float("nan")
-    )
+    recent_mix = event_mix(recent_interactions["kind"]) if len(recent_interactions) else {}
+    mix_psi = share_psi(training_mix, recent_mix)
     recent = len(recent_interactions)
     new_items = float((~recent_interactions["item_id"].isin(model_items)).mean()) if recent else 0.0
     shoppers = recent_interactions["user_id"].unique() if recent else np.array([])
@@ -140,10 +169,7 @@ def drift_report(
         model_version,
         features,
         mix_psi,
-        {
-            "training": {str(k): float(v) for k, v in training_mix.round(4).items()},
-            "recent": {str(k): float(v) for k, v in recent_mix.round(4).items()},
-        },
+        {"training": training_mix, "recent": recent_mix},
         new_items,
         unknown,
         recent,
@@ -155,4 +181,67 @@ def drift_report(
         report.alarms.append(f"new items: {new_items:.0%} of recent interactions > {NEW_ITEM_ALARM:.0%}")
     if unknown > UNKNOWN_SHOPPER_ALARM:
         report.alarms.append(f"unknown shoppers: {unknown:.0%} of recent shoppers > {UNKNOWN_SHOPPER_ALARM:.0%}")
+    return report
+
+
+def live_tables(features_table: str, now: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The feature store's profiles and items as the snapshot's rows, as of ``now`` (one Scan)."""
+    profiles, items = [], []
+    for doc in scan_docs(features_table, "profile#", "item#"):
+        if entity_of(doc.key) == "item":
+            items.append({"item_id": key_id(doc.key), **ItemFeatures.from_json(doc.data).windows(now)})
+        elif not doc.merged_into and doc.data.get("features"):
+            state = ProfileFeatures.from_json(doc.data["features"])
+            if state.consent:
+                profiles.append(profile_row(key_id(doc.key), state, now))
+    return pd.DataFrame(profiles), pd.DataFrame(items)
+
+
+def serving_side(impressions: list[Impression], model_items: set[str]) -> dict[str, Any]:
+    """What the serve API answered: the share of answers per first source, and the share of the model's items
+    shown at all."""
+    sources = Counter(i.source or "unknown" for i in impressions)
+    shown = {item for i in impressions for item in i.items}
+    total = max(sum(sources.values()), 1)
+    personal = sum(n for source, n in sources.items() if source in ("personalised", "realtime"))
+    return {
+        "impressions": len(impressions),
+        "sources": {k: round(v / total, 4) for k, v in sources.most_common()},
+        "personalised_share": round(personal / total, 4) if impressions else None,
+        "coverage": round(len(shown & model_items) / max(len(model_items), 1), 4) if impressions else None,
+    }
+
+
+def drift_for_model(
+    model_dir: Path,
+    version: str,
+    data_end: float,
+    features_table: str,
+    events: Iterable[Event],
+    now: float,
+    hours: float,
+) -> DriftReport:
+    """The drift report of the model in ``model_dir`` (its feature snapshot, users, items, training event mix)
+    against the feature store now and the ``events`` of the last ``hours`` (older ones are skipped)."""
+    needed = [model_dir / "features" / n for n in ("profiles.parquet", "items.parquet", "event_mix.json")]
+    missing = [str(p.relative_to(model_dir)) for p in needed if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"model {version} has no {', '.join(missing)} (trained before drift baselines)")
+    since = now - hours * 3600
+    recent = [e for e in events if since <= e.occurred_at.timestamp() <= now]
+    impressions = [e for e in recent if isinstance(e, Impression)]
+    model_items = set(json.loads((model_dir / "items.json").read_text()))
+    current_profiles, current_items = live_tables(features_table, now)
+    report = drift_report(
+        version,
+        active_profiles(pd.read_parquet(needed[0]), data_end),
+        active_items(pd.read_parquet(needed[1])),
+        active_profiles(current_profiles, now),
+        active_items(current_items),
+        json.loads(needed[2].read_text()),
+        interactions_from_events(e for e in recent if not isinstance(e, Impression)),
+        set(json.loads((model_dir / "users.json").read_text())),
+        model_items,
+    )
+    report.serving = serving_side(impressions, model_items)
     return report

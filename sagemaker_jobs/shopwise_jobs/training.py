@@ -21,6 +21,7 @@ from shopwise.features import KIND_WEIGHTS, Context
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.contract import TrainingContract
 from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
+from shopwise_jobs.drift import event_mix
 from shopwise_jobs.evaluation import KS, evaluate
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
 from shopwise_jobs.models import EASE_MAX_ITEMS, Hybrid, ItemKNN, windowed_popularity
@@ -351,6 +352,8 @@ def train_files(
     model.save(out)
     # the features as of the newest training event, folded by the feature store's own code: monitoring's baseline
     counts = snapshot.write(out / "features")
+    # and the event-type mix of the training interactions: the drift report's baseline for the recent mix
+    (out / "features" / "event_mix.json").write_text(json.dumps(event_mix(data.interactions["kind"])))
     log(f"feature snapshot: {counts['profiles']} profiles, {counts['items']} items -> {out / 'features'}")
     metrics_doc.update(records=data.records, skipped_records=data.skipped, feature_snapshot=counts)
     (out / "metrics.json").write_text(json.dumps(metrics_doc, indent=2, default=str))

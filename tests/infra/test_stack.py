@@ -164,7 +164,8 @@ def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Templa
         for k, f in resources(prod, "AWS::Lambda::Function").items()
         if f["Properties"].get("Runtime") == "python3.12"
     }
-    assert len(functions) == 8  # collect, update_features, export_catalog, load, models, serve, catalog, campaigns
+    assert len(functions) == 9  # collect, update_features, export_catalog, load, models, monitor, serve, catalog,
+    # campaigns
     for function in functions.values():
         props = function["Properties"]
         assert props["Handler"] == "handler.lambda_handler"
@@ -173,11 +174,11 @@ def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Templa
         assert "AWSLambdaBasicExecutionRole" not in str(prod.to_json()["Resources"][props["Role"]["Fn::GetAtt"][0]])
 
 
-def state_machine_definition(template: Template) -> dict[str, Any]:
-    """The retrain state machine's ASL, with CloudFormation references replaced by placeholders."""
+def state_machine_definition(template: Template, logical_prefix: str = "TrainingRetrain") -> dict[str, Any]:
+    """A state machine's ASL (by the start of its logical id), CloudFormation references replaced by placeholders."""
     machines = resources(template, "AWS::StepFunctions::StateMachine")
-    assert len(machines) == 1
-    body = next(iter(machines.values()))["Properties"]["DefinitionString"]
+    assert len(machines) == 2  # retrain, monitor
+    body = next(m for k, m in machines.items() if k.startswith(logical_prefix))["Properties"]["DefinitionString"]
     parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
     return dict(json.loads("".join(p if isinstance(p, str) else "REF" for p in parts)))
 
@@ -223,8 +224,8 @@ def test_sagemaker_role_is_assumed_by_sagemaker_only_and_has_no_managed_policies
         for r in resources(prod, "AWS::IAM::Role").values()
         if "sagemaker.amazonaws.com" in str(r["Properties"]["AssumeRolePolicyDocument"])
     ]
-    assert len(roles) == 1
-    assert "ManagedPolicyArns" not in roles[0]["Properties"]
+    assert len(roles) == 2  # training and transform jobs; drift jobs
+    assert all("ManagedPolicyArns" not in r["Properties"] for r in roles)
 
 
 def test_secrets_are_generated_and_each_is_readable_only_by_the_functions_that_need_it(prod: Template) -> None:
@@ -333,3 +334,73 @@ def test_the_export_function_may_scan_items_and_write_the_catalog_snapshot_only(
     assert actions == ["dynamodb:Scan", "s3:PutObject"]
     put = next(r for a, r in granted if a == "s3:PutObject")
     assert config.CATALOG_KEY in put
+
+
+def test_a_scheduled_drift_job_publishes_metrics_whose_alarms_start_a_retrain(prod: Template) -> None:
+    states = state_machine_definition(prod, "MonitoringMonitorStateMachine")["States"]
+    assert states["Find the champion"]["Parameters"] == {"action": "champion"}
+    assert states["A model serving?"]["Choices"][0]["Next"] == "Drift job"
+    job = states["Drift job"]
+    assert job["Resource"].endswith("createTrainingJob.sync") and job["Next"] == "Publish the figures"
+    assert job["Parameters"]["HyperParameters"]["sagemaker_program"] == "drift.py"
+    assert [c["ChannelName"] for c in job["Parameters"]["InputDataConfig"]] == ["champion"]
+    prod.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": config.environment("prod").drift_schedule})
+    alarms = {
+        a["Properties"]["MetricName"]: a["Properties"] for a in resources(prod, "AWS::CloudWatch::Alarm").values()
+    }
+    assert {n: a["Threshold"] for n, a in alarms.items()} == {
+        "DriftMaxFeaturePSI": config.PSI_ALARM,
+        "DriftEventMixPSI": config.PSI_ALARM,
+        "DriftNewItemShare": config.NEW_ITEM_ALARM,
+        "DriftUnknownShopperShare": config.UNKNOWN_SHOPPER_ALARM,
+    }
+    assert all(a["Namespace"] == "shopwise" and a["TreatMissingData"] == "notBreaching" for a in alarms.values())
+    rule = next(
+        r["Properties"]
+        for r in resources(prod, "AWS::Events::Rule").values()
+        if "EventPattern" in r["Properties"] and r["Properties"]["EventPattern"].get("source") == ["aws.cloudwatch"]
+    )
+    assert rule["EventPattern"]["detail"] == {"state": {"value": ["ALARM"]}}
+    assert len(rule["EventPattern"]["resources"]) == len(alarms)
+    target = rule["Targets"][0]
+    assert "TrainingRetrain" in str(target["Arn"])
+    assert target["InputTransformer"]["InputTemplate"] == '{"trigger":"drift: <detail-alarmName>"}'
+    # the drift job's role: scan the feature store, read the archive and models, write monitoring/ — no more
+    policies = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for k, p in resources(prod, "AWS::IAM::Policy").items()
+        if k.startswith("MonitoringDriftJobRole")
+    ]
+    actions = {
+        a
+        for statements in policies
+        for st in statements
+        for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    }
+    assert "dynamodb:Scan" in actions and not any(a.startswith("dynamodb:") and a != "dynamodb:Scan" for a in actions)
+    writes = [
+        st["Resource"]
+        for statements in policies
+        for st in statements
+        if "s3:PutObject" in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    ]
+    assert writes and all("/monitoring" in json.dumps(r) for r in writes)  # it writes under monitoring/ only
+
+
+def test_the_dashboard_shows_the_stream_the_queue_latency_fallbacks_model_drift_and_experiments(prod: Template) -> None:
+    dashboards = resources(prod, "AWS::CloudWatch::Dashboard")
+    assert len(dashboards) == 1
+    body = json.dumps(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
+    for needle in (
+        "IteratorAge",
+        "ApproximateNumberOfMessagesVisible",
+        "Latency",
+        "p99",
+        "Served_personalised",
+        "Served_global",
+        "DriftMaxFeaturePSI",
+        "ServedCatalogCoverage",
+        "answers by bin(1h), model_version",
+        "by experiment, variant, model_version",
+    ):
+        assert needle in body, needle

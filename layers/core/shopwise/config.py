@@ -46,6 +46,8 @@ class EnvironmentConfig:
     promotion_margin: float = 0.02
     # how often each email campaign (shopwise.campaigns) runs
     campaign_schedule: str = "rate(1 hour)"
+    # how often the drift job compares the last 24 h with the serving model's training snapshot ("manual": never)
+    drift_schedule: str = "rate(1 day)"
     # category paths whose items may be recommended again after a purchase (consumables: coffee, nappies ...)
     repeat_purchase_categories: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
@@ -76,6 +78,12 @@ PSEUDONYM_KEY_SECRET = "pseudonym-key"
 ARCHIVE_EVENTS_PREFIX = "events/"
 CATALOG_KEY = "catalog/items.jsonl.gz"
 MODELS_PREFIX = "models/"
+MONITORING_PREFIX = "monitoring/"  # the drift jobs' outputs (drift.json in output.tar.gz)
+
+# drift alarm thresholds (shopwise_jobs.drift's report and the CloudWatch alarms that start a retrain)
+PSI_ALARM = 0.2  # population stability index of a feature or of the event-type mix: over 0.2 it has shifted
+NEW_ITEM_ALARM = 0.3  # share of recent interactions on items the serving model does not know
+UNKNOWN_SHOPPER_ALARM = 0.6  # share of recently active shoppers it does not know
 RECOMMENDATIONS_PREFIX = "recommendations/"
 TRANSFORM_REQUESTS_KEY = "transform/requests.jsonl"
 
@@ -107,6 +115,7 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         stream_shards=1,
         provisioned_concurrency=0,
         retrain_schedule="manual",
+        drift_schedule="manual",
         recommendations_ttl_days=7,
         retain_data=False,
         stream_batch_size=100,

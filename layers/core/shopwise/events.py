@@ -117,6 +117,8 @@ class Impression(EventBase):
     experiment: Annotated[str, Field(max_length=128)] | None = None
     variant: Annotated[str, Field(max_length=128)] | None = None
     model_version: Annotated[str, Field(max_length=128)] | None = None
+    # where the answer's first item came from: personalised, realtime, popular_market, ... (drift's serving side)
+    source: Annotated[str, Field(max_length=64)] | None = None
 
 
 class Click(EventBase):

@@ -509,6 +509,7 @@ def impression_line(response: dict[str, Any], stream: TextIO, now: float | None 
         "experiment": response["experiment"],
         "variant": response["variant"],
         "model_version": response["model_version"],
+        "source": response["source"],
         **({"market": market} if 2 <= len(market) <= 8 else {}),
     }
     stream.write(json.dumps(event, separators=(",", ":")) + "\n")

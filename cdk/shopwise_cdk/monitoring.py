@@ -1,0 +1,358 @@
+"""Monitoring: the scheduled drift job, its figures as CloudWatch metrics, the alarms that start a retrain, and the
+dashboard.
+
+Monitor state machine (EventBridge schedule ``drift_schedule``): find the champion (models function) -> the drift
+job (a SageMaker job in the training image running ``drift.py`` against the champion's artefact, the feature store
+and the archive's last 24 h) -> the monitor function (drift.json -> EMF metrics in the ``shopwise`` namespace).
+Alarms on the drift metrics (thresholds from ``shopwise.config``) go to ALARM -> an EventBridge rule starts the
+retrain state machine with the alarm's name as its trigger.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Size
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from shopwise import config
+from shopwise.config import EnvironmentConfig
+from shopwise_cdk.functions import Layers, python_function
+from shopwise_cdk.ingestion import Ingestion
+from shopwise_cdk.nag import acknowledge
+from shopwise_cdk.serving import ServingApi
+from shopwise_cdk.storage import Storage
+from shopwise_cdk.training import TrainingPipeline, sagemaker_job_role
+
+NAMESPACE = "shopwise"
+# metric -> (threshold, what crossing it means); the monitor function publishes them (lambdas/monitor)
+DRIFT_ALARMS = {
+    "DriftMaxFeaturePSI": (config.PSI_ALARM, "a profile or item feature shifted (PSI)"),
+    "DriftEventMixPSI": (config.PSI_ALARM, "the event-type mix shifted (PSI)"),
+    "DriftNewItemShare": (config.NEW_ITEM_ALARM, "recent interactions on items the model does not know"),
+    "DriftUnknownShopperShare": (config.UNKNOWN_SHOPPER_ALARM, "recent shoppers the model does not know"),
+}
+SERVED_SOURCES = (
+    "personalised",
+    "realtime",
+    "popular_referrer",
+    "popular_market",
+    "popular_category",
+    "global",
+    "similar",
+)
+
+
+def shopwise_metric(name: str, statistic: str = "Maximum", period: Duration | None = None) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": "shopwise"},
+        statistic=statistic,
+        period=period or Duration.days(1),
+    )
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env: EnvironmentConfig,
+        storage: Storage,
+        layers: Layers,
+        training: TrainingPipeline,
+        ingestion: Ingestion,
+        serving: ServingApi,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.role = sagemaker_job_role(self, "DriftJobRole", "shopwise drift jobs", training.image_account)
+        storage.archive.grant_read(self.role, f"{config.ARCHIVE_EVENTS_PREFIX}*")
+        storage.artifacts.grant_read(self.role, f"{config.MODELS_PREFIX}*")
+        storage.artifacts.grant_write(self.role, f"{config.MONITORING_PREFIX}*")
+        training.source.grant_read(self.role)
+        storage.tables[config.FEATURES.name].grant(self.role, "dynamodb:Scan")
+
+        self.monitor = python_function(
+            self,
+            "Monitor",
+            name="monitor",
+            env=env,
+            layers=layers,
+            environment={},
+            timeout=Duration.minutes(1),
+            description="the drift job's figures -> CloudWatch metrics (EMF)",
+        )
+        self.monitor.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[storage.artifacts.arn_for_objects(f"{config.MONITORING_PREFIX}*/output/output.tar.gz")],
+            )
+        )
+
+        champion = tasks.LambdaInvoke(
+            self,
+            "Find the champion",
+            lambda_function=training.models,
+            payload=sfn.TaskInput.from_object({"action": "champion"}),
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+            result_path="$.champion",
+        )
+        drift_job = tasks.SageMakerCreateTrainingJob(
+            self,
+            "Drift job",
+            training_job_name=sfn.JsonPath.format("shopwise-drift-{}", sfn.JsonPath.string_at("$$.Execution.Name")),
+            role=self.role,
+            algorithm_specification=tasks.AlgorithmSpecification(
+                training_image=training.image,
+                training_input_mode=tasks.InputMode.FILE,
+                metric_definitions=[
+                    tasks.MetricDefinition(name=n, regex=f"metric {n}=([0-9.]+)")
+                    for n in ("drift_max_psi", "drift_new_item_share", "drift_unknown_shopper_share")
+                ],
+            ),
+            hyperparameters={
+                "sagemaker_program": "drift.py",
+                "sagemaker_submit_directory": training.source.s3_object_url,
+                "features_table": storage.tables[config.FEATURES.name].table_name,
+                "archive_bucket": storage.archive.bucket_name,
+                "hours": "24",
+            },
+            input_data_config=[
+                tasks.Channel(
+                    channel_name="champion",
+                    data_source=tasks.DataSource(
+                        s3_data_source=tasks.S3DataSource(
+                            s3_location=tasks.S3Location.from_json_expression("$.champion.model_uri"),
+                            s3_data_type=tasks.S3DataType.S3_PREFIX,
+                        )
+                    ),
+                )
+            ],
+            output_data_config=tasks.OutputDataConfig(
+                s3_output_location=tasks.S3Location.from_bucket(storage.artifacts, config.MONITORING_PREFIX.rstrip("/"))
+            ),
+            resource_config=tasks.ResourceConfig(
+                instance_count=1,
+                instance_type=ec2.InstanceType(env.training_instance_type.removeprefix("ml.")),
+                volume_size=Size.gibibytes(30),
+            ),
+            stopping_condition=tasks.StoppingCondition(max_runtime=Duration.hours(2)),
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            result_path="$.drift",
+        )
+        publish = tasks.LambdaInvoke(
+            self,
+            "Publish the figures",
+            lambda_function=self.monitor,
+            payload=sfn.TaskInput.from_object(
+                {"model_uri": sfn.JsonPath.string_at("$.drift.ModelArtifacts.S3ModelArtifacts")}
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+            result_path="$.published",
+        )
+        definition = champion.next(
+            sfn.Choice(self, "A model serving?")
+            .when(sfn.Condition.boolean_equals("$.champion.present", True), drift_job.next(publish))
+            .otherwise(sfn.Succeed(self, "No model serves yet"))
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "MonitorStateMachine",
+            comment="find the champion -> drift job -> publish its figures as CloudWatch metrics",
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=Duration.hours(3),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=logs.LogGroup(self, "MonitorStateMachineLogs", retention=logs.RetentionDays.ONE_MONTH),
+                level=sfn.LogLevel.ALL,
+            ),
+        )
+        if env.drift_schedule != "manual":
+            events.Rule(
+                self,
+                "Schedule",
+                description="the drift job against the serving model",
+                schedule=events.Schedule.expression(env.drift_schedule),
+                targets=[targets.SfnStateMachine(self.state_machine)],
+            )
+
+        # alarms on the drift figures start a retrain, named after the alarm
+        self.alarms = [
+            cloudwatch.Alarm(
+                self,
+                f"{name}Alarm",
+                alarm_name=env.physical_name(f"drift-{name}"),
+                alarm_description=f"{why} above {threshold}: retrain",
+                metric=shopwise_metric(name),
+                threshold=threshold,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            for name, (threshold, why) in DRIFT_ALARMS.items()
+        ]
+        events.Rule(
+            self,
+            "RetrainOnDrift",
+            description="a drift alarm in ALARM starts the retrain state machine",
+            event_pattern=events.EventPattern(
+                source=["aws.cloudwatch"],
+                detail_type=["CloudWatch Alarm State Change"],
+                resources=[a.alarm_arn for a in self.alarms],
+                detail={"state": {"value": ["ALARM"]}},
+            ),
+            targets=[
+                targets.SfnStateMachine(
+                    training.state_machine,
+                    input=events.RuleTargetInput.from_object(
+                        {"trigger": f"drift: {events.EventField.from_path('$.detail.alarmName')}"}
+                    ),
+                )
+            ],
+        )
+        self.dashboard = self._dashboard(env, ingestion, serving, training)
+        self._acknowledge(training)
+
+    def _dashboard(
+        self, env: EnvironmentConfig, ingestion: Ingestion, serving: ServingApi, training: TrainingPipeline
+    ) -> cloudwatch.Dashboard:
+        minute = Duration.minutes(5)
+        lambda_metric = lambda name, fn, stat: cloudwatch.Metric(  # noqa: E731
+            namespace="AWS/Lambda",
+            metric_name=name,
+            dimensions_map={"FunctionName": fn.function_name},
+            statistic=stat,
+            period=minute,
+        )
+        api_latency = lambda stat: cloudwatch.Metric(  # noqa: E731
+            namespace="AWS/ApiGateway",
+            metric_name="Latency",
+            dimensions_map={"ApiId": serving.api.api_id, "Stage": "$default"},
+            statistic=stat,
+            period=minute,
+            label=f"API {stat}",
+        )
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=env.physical_name("operations"))
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Stream: update_features iterator age (ms)",
+                left=[lambda_metric("IteratorAge", ingestion.update_features, "Maximum")],
+            ),
+            cloudwatch.GraphWidget(
+                title="On-failure queue depth",
+                left=[ingestion.failures.metric_approximate_number_of_messages_visible(period=minute)],
+            ),
+            cloudwatch.GraphWidget(
+                title="Serve latency (ms)",
+                left=[
+                    api_latency("p50"),
+                    api_latency("p99"),
+                    lambda_metric("Duration", serving.serve, "p50"),
+                    lambda_metric("Duration", serving.serve, "p99"),
+                ],
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Fallback mix: answers by first source",
+                stacked=True,
+                left=[shopwise_metric(f"Served_{s}", "Sum", Duration.hours(1)) for s in SERVED_SOURCES],
+            ),
+            cloudwatch.GraphWidget(
+                title="Drift (daily job)",
+                left=[shopwise_metric(n) for n in DRIFT_ALARMS],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(value=config.PSI_ALARM, label="PSI alarm"),
+                    cloudwatch.HorizontalAnnotation(value=config.NEW_ITEM_ALARM, label="new-item alarm"),
+                ],
+            ),
+            cloudwatch.GraphWidget(
+                title="Serving side (daily job)",
+                left=[shopwise_metric("ServedPersonalisedShare"), shopwise_metric("ServedCatalogCoverage")],
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.LogQueryWidget(
+                title="Model version serving (answers per hour: promotions and rollbacks show as a switch)",
+                log_group_names=[serving.serve.log_group.log_group_name],
+                query_lines=[
+                    'filter event_type = "impression"',
+                    "stats count(*) as answers by bin(1h), model_version",
+                ],
+                width=12,
+            ),
+            cloudwatch.LogQueryWidget(
+                title="Experiments: answers and shoppers per variant (CTR etc.: shopwise report experiment)",
+                log_group_names=[serving.serve.log_group.log_group_name],
+                query_lines=[
+                    'filter event_type = "impression"',
+                    "stats count(*) as answers, count_distinct(coalesce(customer_id, anonymous_id)) as shoppers"
+                    " by experiment, variant, model_version",
+                ],
+                width=12,
+            ),
+        )
+        return dashboard
+
+    def _acknowledge(self, training: TrainingPipeline) -> None:
+        acknowledge(
+            self.role,
+            {
+                "AwsSolutions-IAM5[Action::s3:GetObject*]": "Read-only S3 grants (CDK's grant_read action group).",
+                "AwsSolutions-IAM5[Action::s3:GetBucket*]": "Read-only S3 grants (CDK's grant_read action group).",
+                "AwsSolutions-IAM5[Action::s3:List*]": "Read-only S3 grants (CDK's grant_read action group).",
+                "AwsSolutions-IAM5[Action::s3:DeleteObject*]": "CDK's grant_write action group, limited to the "
+                "monitoring/ prefix of the artifacts bucket.",
+                "AwsSolutions-IAM5[Action::s3:Abort*]": "CDK's grant_write action group (multipart uploads), limited "
+                "to the monitoring/ prefix.",
+                "AwsSolutions-IAM5[Resource::<StorageArchiveEF4C9845.Arn>/events/*]": "The drift job reads the "
+                "archive's newest day prefixes; keys are created by Firehose at run time.",
+                "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/models/*]": "The champion's model.tar.gz, "
+                "under the run-specific folder SageMaker names.",
+                "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/monitoring/*]": "Each drift job writes "
+                "its output under a run-specific folder.",
+                "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/monitoring*]": "SageMaker writes each drift "
+                "job's output under monitoring/<job>/ (grant added by the native SageMaker task).",
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*]": (
+                    "Read access to the CDK asset object holding the job source directory."
+                ),
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/*]": (
+                    "SageMaker names the job log groups and streams (/aws/sagemaker/TrainingJobs, ...)."
+                ),
+                "AwsSolutions-IAM5[Resource::*]": "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no "
+                "resource-level permissions; PutMetricData is limited to the /aws/sagemaker/* namespaces.",
+            },
+        )
+        assert self.monitor.role is not None
+        acknowledge(
+            self.monitor.role,
+            {
+                "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/monitoring/*/output/output.tar.gz]": (
+                    "The monitor reads each drift job's output.tar.gz; SageMaker names the run's folder."
+                ),
+            },
+        )
+        acknowledge(
+            self.state_machine,
+            {
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:training-job/*]": (
+                    "Each run names its drift job after the execution; the names are not known at deploy time."
+                ),
+                "AwsSolutions-IAM5[Resource::<TrainingModels11524ABC.Arn>:*]": "Invoke any version of the models "
+                "function (LambdaInvoke's standard grant).",
+                "AwsSolutions-IAM5[Resource::<MonitoringMonitor8532ED89.Arn>:*]": "Invoke any version of the monitor "
+                "function (LambdaInvoke's standard grant).",
+                "AwsSolutions-IAM5[Resource::*]": "X-Ray tracing and CloudWatch Logs delivery for the state machine "
+                "have no resource-level permissions; EventBridge managed rules for .sync tasks are account-wide.",
+            },
+        )
