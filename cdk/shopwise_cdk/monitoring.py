@@ -278,7 +278,11 @@ class Monitoring(Construct):
             ),
             cloudwatch.GraphWidget(
                 title="Serving side (daily job)",
-                left=[shopwise_metric("ServedPersonalisedShare"), shopwise_metric("ServedCatalogCoverage")],
+                left=[
+                    shopwise_metric("ServedPersonalisedShare"),
+                    shopwise_metric("ServedCatalogCoverage"),
+                    shopwise_metric("ServedLastToFirstScoreP50"),
+                ],
             ),
         )
         dashboard.add_widgets(

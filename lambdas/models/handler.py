@@ -43,7 +43,7 @@ def gate(event: dict[str, Any]) -> dict[str, Any]:
         float(event.get("margin", settings.promotion_margin)),
     )
     logger.info("gate", extra={"version": version, "passed": verdict.passed, "reasons": verdict.reasons})
-    return {"version": version, "passed": verdict.passed, "reason": record.reason, "basis": verdict.basis}
+    return {"version": version, "passed": verdict.passed, "reason": record.gate, "basis": verdict.basis}
 
 
 def promote(event: dict[str, Any]) -> dict[str, Any]:

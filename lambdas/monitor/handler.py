@@ -18,6 +18,7 @@ DRIFT_METRICS = {
     "DriftUnknownShopperShare": ("unknown_shopper_share",),
     "ServedPersonalisedShare": ("serving", "personalised_share"),
     "ServedCatalogCoverage": ("serving", "coverage"),
+    "ServedLastToFirstScoreP50": ("serving", "last_to_first_score", "p50"),
 }
 
 

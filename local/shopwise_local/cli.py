@@ -180,6 +180,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
                 f"  served: {serving['impressions']} answers, {serving['personalised_share']:.1%} personalised, "
                 f"catalog coverage {serving['coverage']:.1%}; first source {serving['sources']}"
             )
+            if serving.get("last_to_first_score"):
+                print(f"  personalised lists, last item's score / first's: {serving['last_to_first_score']}")
         print(f"published {len(report['published'])} metrics; alarms: " + ("; ".join(alarms) if alarms else "none"))
     if args.retrain and alarms:
         print("== drift above threshold: retraining", flush=True)

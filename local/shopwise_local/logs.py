@@ -3,8 +3,8 @@
 In the stack, the serve function's log group has a subscription filter ``{ $.event_type = "impression" }`` to a
 Firehose delivery stream that decompresses the CloudWatch Logs records, extracts each message (a line that is
 exactly an event) and writes them to the event archive as gzip JSON Lines. Here, the lines a function prints are
-fed to a ``LogSubscription``, which keeps those that match and writes them the same way when its buffer fills or
-when flushed (the stack flushes on close).
+fed to a ``LogSubscription``, which keeps those that match and writes them the same way when its buffer fills, every
+``BUFFER_SECONDS`` (Firehose's buffering interval, once ``start``ed) and when flushed (the stack flushes on close).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from shopwise import config
 from shopwise.dal.aws import client
 
 BUFFER_RECORDS = 200
+BUFFER_SECONDS = 60.0
 
 
 class LogSubscription:
@@ -29,7 +30,26 @@ class LogSubscription:
         self._partial = ""
         self._records: list[bytes] = []
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
         self.delivered = 0
+
+    def start(self, interval: float = BUFFER_SECONDS) -> LogSubscription:
+        """Flush every ``interval`` seconds in a daemon thread, as Firehose's buffering interval does."""
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                self.flush()
+
+        self._timer = threading.Thread(target=loop, name="impressions-flush", daemon=True)
+        self._timer.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._timer:
+            self._timer.join(timeout=5)
+        self.flush()
 
     def feed(self, text: str) -> None:
         """Text as a function printed it (any chunking): complete lines are matched, the rest waits."""

@@ -95,11 +95,11 @@ def run_pipeline(
         }
     )
     if not verdict["passed"]:
-        log(f"gate: rejected ({verdict['reason']})")
+        log(f"gate: {verdict['reason']}")
         record = registry.get(config_table, job)
         assert record is not None
         raise Rejected(record)
-    log(f"gate: passed ({verdict['reason'] or 'no active model yet'})")
+    log(f"gate: {verdict['reason']}")
 
     stage("batch transform")
     started = time.time()

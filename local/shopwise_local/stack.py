@@ -85,7 +85,7 @@ class LocalStack:
 
     def start_functions(self) -> str:
         assert self.resources, "create resources first"
-        self.impressions = LogSubscription(self.resources.archive_bucket)
+        self.impressions = LogSubscription(self.resources.archive_bucket).start()
         for name in (
             "collect",
             "update_features",
@@ -134,6 +134,6 @@ class LocalStack:
             self.poller.stop()
         try:
             if self.impressions:
-                self.impressions.flush()
+                self.impressions.stop()
         finally:
             self.endpoint.close()

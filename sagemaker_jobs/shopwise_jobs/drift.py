@@ -198,17 +198,29 @@ def live_tables(features_table: str, now: float) -> tuple[pd.DataFrame, pd.DataF
 
 
 def serving_side(impressions: list[Impression], model_items: set[str]) -> dict[str, Any]:
-    """What the serve API answered: the share of answers per first source, and the share of the model's items
-    shown at all."""
+    """What the serve API answered: the share of answers per first source, the share of the model's items shown at
+    all, and the score distribution of personalised answers. Scores are scaled to the answer's best, so the
+    figure is the score of the last item shown relative to the first (quantiles): lists that flatten (near 1)
+    mean the model no longer tells items apart for these shoppers; lists that fall off fast mean one strong pick."""
+    personal_sources = ("personalised", "realtime")
     sources = Counter(i.source or "unknown" for i in impressions)
     shown = {item for i in impressions for item in i.items}
     total = max(sum(sources.values()), 1)
-    personal = sum(n for source, n in sources.items() if source in ("personalised", "realtime"))
+    personal = sum(n for source, n in sources.items() if source in personal_sources)
+    tails = np.array(
+        [
+            i.scores[-1] / i.scores[0]
+            for i in impressions
+            if i.source in personal_sources and i.scores and len(i.scores) > 1 and i.scores[0] > 0
+        ]
+    )
+    quantiles = np.quantile(tails, [0.1, 0.5, 0.9]).round(4).tolist() if len(tails) else None
     return {
         "impressions": len(impressions),
         "sources": {k: round(v / total, 4) for k, v in sources.most_common()},
         "personalised_share": round(personal / total, 4) if impressions else None,
         "coverage": round(len(shown & model_items) / max(len(model_items), 1), 4) if impressions else None,
+        "last_to_first_score": dict(zip(("p10", "p50", "p90"), quantiles, strict=True)) if quantiles else None,
     }
 
 

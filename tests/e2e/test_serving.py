@@ -515,6 +515,8 @@ def test_drift_compares_the_store_with_the_active_models_snapshot_and_flags_new_
     assert serving["impressions"] - before["serving"]["impressions"] == 20 and serving["sources"]["global"] > 0
     personal = sum(share for source, share in serving["sources"].items() if source in ("personalised", "realtime"))
     assert serving["personalised_share"] == pytest.approx(personal, abs=1e-3) and 0 < serving["coverage"] < 1
+    spread = serving["last_to_first_score"]
+    assert 0 < spread["p10"] <= spread["p50"] <= spread["p90"] <= 1
     # what the monitor function published as CloudWatch metrics (EMF) is the job's figures
     assert after["published"]["DriftNewItemShare"] == pytest.approx(after["new_item_share"])
     assert after["published"]["ServedPersonalisedShare"] == pytest.approx(serving["personalised_share"])

@@ -400,6 +400,7 @@ def test_the_dashboard_shows_the_stream_the_queue_latency_fallbacks_model_drift_
         "Served_global",
         "DriftMaxFeaturePSI",
         "ServedCatalogCoverage",
+        "ServedLastToFirstScoreP50",
         "answers by bin(1h), model_version",
         "by experiment, variant, model_version",
     ):

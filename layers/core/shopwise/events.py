@@ -119,6 +119,8 @@ class Impression(EventBase):
     model_version: Annotated[str, Field(max_length=128)] | None = None
     # where the answer's first item came from: personalised, realtime, popular_market, ... (drift's serving side)
     source: Annotated[str, Field(max_length=64)] | None = None
+    # the items' scores as served, in the order of ``items`` (drift's score distribution)
+    scores: Annotated[list[float], Field(max_length=500)] | None = None
 
 
 class Click(EventBase):

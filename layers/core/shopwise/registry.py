@@ -48,6 +48,7 @@ class ModelRecord:
     model_uri: str = ""
     output_uri: str = ""
     trigger: str = ""  # what started the run: schedule | drift: <alarms> | manual
+    gate: str = ""  # the promotion gate's verdict and how it compared
     # the serving model scored on this candidate's validation split: {"version", "kind", "validation": {...}}
     champion: dict[str, Any] = field(default_factory=dict)
 
@@ -189,8 +190,11 @@ def gate_candidate(
     verdict = gate(candidate, current, margin)
     if not verdict.passed:
         candidate.status, candidate.reason = "rejected", "; ".join(verdict.reasons)
+        candidate.gate = f"rejected: {candidate.reason}"
     else:
-        candidate.reason = f"gate passed against {verdict.compared_with} {verdict.basis}" if current else ""
+        candidate.gate = (
+            f"passed against {verdict.compared_with} {verdict.basis}" if current else "passed (no model served)"
+        )
     save(config_table, candidate)
     return candidate, verdict
 
@@ -227,7 +231,7 @@ def promote(
     save(config_table, record)
     replaced = get(config_table, before) if before else None
     if replaced is not None:
-        replaced.status, replaced.reason = replaced_status, f"{reason or 'replaced'} by {version}"
+        replaced.status, replaced.reason = replaced_status, f"replaced by {version}: {reason or 'promoted'}"
         save(config_table, replaced)
     return record
 

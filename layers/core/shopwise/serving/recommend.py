@@ -510,6 +510,7 @@ def impression_line(response: dict[str, Any], stream: TextIO, now: float | None 
         "variant": response["variant"],
         "model_version": response["model_version"],
         "source": response["source"],
+        "scores": [item["score"] for item in response["items"]],
         **({"market": market} if 2 <= len(market) <= 8 else {}),
     }
     stream.write(json.dumps(event, separators=(",", ":")) + "\n")
