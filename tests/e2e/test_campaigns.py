@@ -268,3 +268,52 @@ def test_the_campaign_lift_compares_what_recipients_and_the_holdout_bought_after
     else:  # one held-out shopper has no spread: the interval is undefined, and the JSON says so
         assert lift["low"] is None
     assert (tmp_path / f"campaign-abandoned-cart-{latest['run_id']}.png").exists()
+
+
+def test_repeated_views_of_one_item_are_browse_abandonment_unless_it_was_carted(
+    stack: LocalStack, api: Api, shop: Tables
+) -> None:
+    assert stack.poller
+    minutes = lambda m: (NOW - timedelta(minutes=m)).isoformat()  # noqa: E731
+    batch: list[dict[str, Any]] = []
+    for who, views, carts in (("looker", 3, False), ("glancer", 1, False), ("looker-carter", 3, True)):
+        base = {"customer_id": who}
+        batch.append(
+            {
+                "event_id": f"{who}-c",
+                "event_type": "consent",
+                "occurred_at": minutes(30),
+                "granted": ["personalisation", "marketing"],
+                **base,
+            }
+        )
+        batch += [
+            {
+                "event_id": f"{who}-v{n}",
+                "event_type": "product_view",
+                "item_id": "pan-2",
+                "occurred_at": minutes(20 - n),
+                **base,
+            }
+            for n in range(views)
+        ]
+        if carts:
+            batch.append(
+                {
+                    "event_id": f"{who}-a",
+                    "event_type": "add_to_cart",
+                    "item_id": "pan-2",
+                    "occurred_at": minutes(5),
+                    **base,
+                }
+            )
+    status, body = api.post("/v1/events", {"events": batch})
+    assert status == 200 and body["rejected"] == 0, body
+    assert stack.poller.wait_idle(60)
+    _, browse = run(stack, shop, "browse-abandonment", 7, cap=False)
+    looker = customer(stack, "looker")
+    assert looker in browse and browse[looker]["about"] == ["pan-2"] and browse[looker]["category"] == "Home>Kitchen"
+    assert "pan-2" not in [i["item_id"] for i in browse[looker]["items"]]
+    assert customer(stack, "glancer") not in browse  # one view is not a repeat
+    assert customer(stack, "looker-carter") not in browse  # carted it: abandoned cart's business, not browsing
+    assert run(stack, shop, "browse-abandonment", 3, cap=False)[1].get(looker) is None  # too soon after the views

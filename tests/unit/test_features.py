@@ -8,6 +8,7 @@ from shopwise.events import Event, parse_event
 from shopwise.features import (
     FEATURES,
     RECENT_LIMIT,
+    VIEW_LOG_LIMIT,
     Context,
     ItemFeatures,
     ProfileFeatures,
@@ -79,6 +80,11 @@ def test_recent_lists_are_newest_first_deduplicated_and_bounded() -> None:
     assert len(viewed) == RECENT_LIMIT
     assert viewed[0] == "sku-2" and viewed.count("sku-2") == 1
     assert viewed[1:4] == ["sku-29", "sku-28", "sku-27"]
+    # the view log keeps repeats, newest VIEW_LOG_LIMIT views: sku-2's first view (minute 2) has fallen out
+    assert len(state.view_log) == VIEW_LOG_LIMIT and state.view_log[-1][1] == "sku-2"
+    assert state.view_counts(T0.timestamp())["sku-2"] == 1
+    again = apply_to_profile(state, [ev(100 + n, "product_view", 200 + n, item_id="sku-5") for n in range(3)], CONTEXT)
+    assert again.view_counts((T0 + timedelta(minutes=150)).timestamp()) == {"sku-5": 3}
 
 
 def test_without_consent_nothing_reaches_the_profile_and_a_revoke_stops_updates() -> None:

@@ -10,7 +10,9 @@ Kinds:
   abandoned_cart       items in the cart, the newest added at least ``wait_hours`` and at most ``window_days``
                        ago, no purchase since
   browse_abandonment   at least ``min_views`` distinct items of one category viewed within ``window_days``, the
-                       newest at least ``wait_hours`` ago, none of that category carted or bought since
+                       newest at least ``wait_hours`` ago, none of that category carted or bought since — or, failing
+                       that, one item viewed at least ``min_views`` times (the profile's view log), the newest view
+                       at least ``wait_hours`` ago, not carted or bought since
   post_purchase        the newest order ``days_after`` days ago (within a ``window_days`` band): complements and
                        replenishment, never what was bought in it
 """
@@ -133,7 +135,26 @@ def _browse_abandonment(
         items = [i for i, _ in sorted(views, key=lambda v: -v[1]) if i not in acted]
         if items and (best is None or len(items) > len(best.about)):
             best = Trigger(about=items, exclude=items, category=category)
-    return best
+    return best or _viewed_again(spec, profile, now, categories)
+
+
+def _viewed_again(
+    spec: CampaignSpec, profile: ProfileFeatures, now: float, categories: dict[str, str]
+) -> Trigger | None:
+    """One item viewed ``min_views`` times or more in the window, left alone for ``wait_hours``, never carted or
+    bought since its first of those views: the item most viewed (then the most recently)."""
+    since = now - spec.window_days * DAY
+    counts = profile.view_counts(since)
+    views = {i: [float(at) for at, item in profile.view_log if item == i and float(at) >= since] for i in counts}
+    acted = {kind: {str(p[0]): float(p[1]) for p in profile.recent.get(kind, [])} for kind in ("cart", "purchase")}
+    ranked = sorted(counts, key=lambda i: (-counts[i], -max(views[i]), i))
+    for item in ranked:
+        if counts[item] < spec.min_views or max(views[item]) > now - spec.wait_hours * HOUR:
+            continue
+        if any(acted[kind].get(item, -1.0) >= min(views[item]) for kind in acted):
+            continue
+        return Trigger(about=[item], exclude=[item], category=categories.get(item, ""))
+    return None
 
 
 def _post_purchase(spec: CampaignSpec, profile: ProfileFeatures, now: float) -> Trigger | None:

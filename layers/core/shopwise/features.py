@@ -39,6 +39,8 @@ AFFINITY_HALF_LIFE = 14 * DAY
 POPULARITY_HALF_LIFE = 3 * DAY
 AFFINITY_LIMIT = 30
 CART_LOG_LIMIT = 100
+# the newest product views, repeats included ([at, item]): repeated views of one item (browse abandonment)
+VIEW_LOG_LIMIT = 20
 CONSENT_LOG_LIMIT = 32
 SESSION_FIRST_VIEWS = 3
 SEGMENT_LIMIT = 200
@@ -63,6 +65,7 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec(
         "category_affinity", "profile", "sum of kind weights per category", f"half-life {AFFINITY_HALF_LIFE / DAY:g} d"
     ),
+    FeatureSpec("view_log", "profile", f"newest {VIEW_LOG_LIMIT} product views, repeats kept", "bounded"),
     FeatureSpec("cart", "profile", "adds minus removes per item, emptied by a purchase of the item", "none"),
     FeatureSpec("last_purchase_at", "profile", "time of the newest purchase (recency)"),
     FeatureSpec("orders", "profile", "purchase events (frequency)"),
@@ -127,6 +130,7 @@ class ProfileFeatures:
     counts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in INTERACTION_KINDS})
     affinity: dict[str, list[float]] = field(default_factory=dict)  # category -> [decayed value, as_of]
     cart_log: list[list[Any]] = field(default_factory=list)  # [at, event_id, item_id, quantity delta | None]
+    view_log: list[list[Any]] = field(default_factory=list)  # [at, item_id], newest VIEW_LOG_LIMIT, repeats kept
     orders: int = 0
     revenue: float = 0.0
     last_purchase_at: float = 0.0
@@ -147,6 +151,7 @@ class ProfileFeatures:
             counts={k: int(data.get("counts", {}).get(k, 0)) for k in INTERACTION_KINDS},
             affinity={str(k): [float(v[0]), float(v[1])] for k, v in data.get("affinity", {}).items()},
             cart_log=[list(e) for e in data.get("cart_log", [])],
+            view_log=[list(e) for e in data.get("view_log", [])],
             orders=int(data.get("orders", 0)),
             revenue=float(data.get("revenue", 0.0)),
             last_purchase_at=float(data.get("last_purchase_at", 0.0)),
@@ -155,6 +160,14 @@ class ProfileFeatures:
             market=list(data.get("market", [])),
             consent=[list(e) for e in data.get("consent", [])],
         )
+
+    def view_counts(self, since: float) -> dict[str, int]:
+        """How often each item was viewed since ``since``, within the newest VIEW_LOG_LIMIT views."""
+        counts: dict[str, int] = {}
+        for at, item in self.view_log:
+            if float(at) >= since:
+                counts[str(item)] = counts.get(str(item), 0) + 1
+        return counts
 
     def recent_items(self, kind: str) -> list[str]:
         return [str(pair[0]) for pair in self.recent.get(kind, [])]
@@ -220,6 +233,7 @@ def apply_to_profile(state: ProfileFeatures, events: Iterable[Event], context: C
     state = apply_consent(state, events)
     recent = {k: {str(p[0]): float(p[1]) for p in state.recent.get(k, [])} for k in INTERACTION_KINDS}
     cart_log = {(e[0], e[1], e[2]): e for e in state.cart_log}
+    view_log = {(float(e[0]), str(e[1])): e for e in state.view_log}
     for event in events:
         at = event.occurred_at.timestamp()
         if isinstance(event, Consent) or not state.consented(at):
@@ -229,6 +243,8 @@ def apply_to_profile(state: ProfileFeatures, events: Iterable[Event], context: C
             continue
         for item_id, kind in pairs:
             recent[kind][item_id] = max(at, recent[kind].get(item_id, 0.0))
+            if kind == "view":
+                view_log[(at, item_id)] = [at, item_id]
             state.counts[kind] = state.counts.get(kind, 0) + 1
             category = context.category(item_id)
             if category:
@@ -253,8 +269,15 @@ def apply_to_profile(state: ProfileFeatures, events: Iterable[Event], context: C
             state.market = [event.market, at]
     state.recent = {kind: _bounded_recent(seen, RECENT_LIMIT) for kind, seen in recent.items()}
     state.cart_log = sorted(cart_log.values(), key=lambda e: (e[0], e[1], e[2]))[-CART_LOG_LIMIT:]
+    state.view_log = _newest_views(view_log.values())
     state.affinity = _bounded_decayed(state.affinity, AFFINITY_LIMIT, AFFINITY_HALF_LIFE)
     return state
+
+
+def _newest_views(entries: Iterable[list[Any]]) -> list[list[Any]]:
+    """The newest VIEW_LOG_LIMIT views: a union then a cut by time, so any order of folds and merges agrees."""
+    unique = {(float(e[0]), str(e[1])): [float(e[0]), str(e[1])] for e in entries}
+    return [unique[k] for k in sorted(unique)[-VIEW_LOG_LIMIT:]]
 
 
 def _bounded_decayed(scores: dict[str, list[float]], limit: int, half_life: float) -> dict[str, list[float]]:
@@ -286,6 +309,7 @@ def merge_profiles(a: ProfileFeatures, b: ProfileFeatures) -> ProfileFeatures:
         cart_log=sorted(
             {(e[0], e[1], e[2]): e for e in a.cart_log + b.cart_log}.values(), key=lambda e: (e[0], e[1], e[2])
         )[-CART_LOG_LIMIT:],
+        view_log=_newest_views(a.view_log + b.view_log),
         orders=a.orders + b.orders,
         revenue=a.revenue + b.revenue,
         last_purchase_at=max(a.last_purchase_at, b.last_purchase_at),
