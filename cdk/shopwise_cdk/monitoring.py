@@ -4,8 +4,9 @@ dashboard.
 Monitor state machine (EventBridge schedule ``drift_schedule``): find the champion (models function) -> the drift
 job (a SageMaker job in the training image running ``drift.py`` against the champion's artefact, the feature store
 and the archive's last 24 h) -> the monitor function (drift.json -> EMF metrics in the ``shopwise`` namespace).
-Alarms on the drift metrics (thresholds from ``shopwise.config``) go to ALARM -> an EventBridge rule starts the
-retrain state machine with the alarm's name as its trigger.
+Alarms on the drift metrics (thresholds from ``shopwise.config``) and a performance alarm (the personalised answers'
+click-through falling below its anomaly-detection band) go to ALARM -> an EventBridge rule starts the retrain state
+machine with the alarm's name as its trigger.
 """
 
 from __future__ import annotations
@@ -201,10 +202,24 @@ class Monitoring(Construct):
             )
             for name, (threshold, why) in DRIFT_ALARMS.items()
         ]
+        # performance: the personalised answers' click-through below what its own history makes expected
+        self.alarms.append(
+            cloudwatch.AnomalyDetectionAlarm(
+                self,
+                "PersonalisedCTRAlarm",
+                alarm_name=env.physical_name("performance-PersonalisedCTR"),
+                alarm_description="the click-through of personalised answers fell below its expected band: retrain",
+                metric=shopwise_metric("PersonalisedCTR", "Average"),
+                std_devs=2,
+                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_LOWER_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
         events.Rule(
             self,
             "RetrainOnDrift",
-            description="a drift alarm in ALARM starts the retrain state machine",
+            description="a drift or performance alarm in ALARM starts the retrain state machine",
             event_pattern=events.EventPattern(
                 source=["aws.cloudwatch"],
                 detail_type=["CloudWatch Alarm State Change"],
@@ -215,7 +230,7 @@ class Monitoring(Construct):
                 targets.SfnStateMachine(
                     training.state_machine,
                     input=events.RuleTargetInput.from_object(
-                        {"trigger": f"drift: {events.EventField.from_path('$.detail.alarmName')}"}
+                        {"trigger": f"alarm: {events.EventField.from_path('$.detail.alarmName')}"}
                     ),
                 )
             ],
@@ -283,6 +298,10 @@ class Monitoring(Construct):
                     shopwise_metric("ServedCatalogCoverage"),
                     shopwise_metric("ServedLastToFirstScoreP50"),
                 ],
+            ),
+            cloudwatch.GraphWidget(
+                title="Click-through of answers (daily job)",
+                left=[shopwise_metric("RecommendationCTR", "Average"), shopwise_metric("PersonalisedCTR", "Average")],
             ),
         )
         dashboard.add_widgets(

@@ -19,6 +19,8 @@ DRIFT_METRICS = {
     "ServedPersonalisedShare": ("serving", "personalised_share"),
     "ServedCatalogCoverage": ("serving", "coverage"),
     "ServedLastToFirstScoreP50": ("serving", "last_to_first_score", "p50"),
+    "RecommendationCTR": ("performance", "ctr"),
+    "PersonalisedCTR": ("performance", "personalised_ctr"),
 }
 
 

@@ -182,6 +182,13 @@ def cmd_drift(args: argparse.Namespace) -> int:
             )
             if serving.get("last_to_first_score"):
                 print(f"  personalised lists, last item's score / first's: {serving['last_to_first_score']}")
+        perf = report.get("performance") or {}
+        if perf.get("answers"):
+            personal = perf["personalised_ctr"]
+            print(
+                f"  click-through: {perf['clicks']} clicks on {perf['answers']} answers = {perf['ctr']:.2%}"
+                + (f"; personalised answers {personal:.2%}" if personal is not None else "")
+            )
         print(f"published {len(report['published'])} metrics; alarms: " + ("; ".join(alarms) if alarms else "none"))
     if args.retrain and alarms:
         print("== drift above threshold: retraining", flush=True)

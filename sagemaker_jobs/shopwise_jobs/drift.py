@@ -34,7 +34,7 @@ import pandas as pd
 
 from shopwise.config import NEW_ITEM_ALARM, PSI_ALARM, UNKNOWN_SHOPPER_ALARM
 from shopwise.dal.feature_store import scan_docs
-from shopwise.events import Event, Impression
+from shopwise.events import Click, Event, Impression
 from shopwise.features import ItemFeatures, ProfileFeatures
 from shopwise.keys import entity_of, key_id
 from shopwise_jobs.dataset import interactions_from_events
@@ -117,6 +117,7 @@ class DriftReport:
     recent_interactions: int
     alarms: list[str] = field(default_factory=list)
     serving: dict[str, Any] = field(default_factory=dict)  # impressions, sources (shares), coverage
+    performance: dict[str, Any] = field(default_factory=dict)  # click-through of the answers, overall and personal
 
     @property
     def max_feature_psi(self) -> float:
@@ -126,6 +127,7 @@ class DriftReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "serving": self.serving,
+            "performance": self.performance,
             "model_version": self.model_version,
             "features": {k: round(v, 4) for k, v in self.features.items()},
             "event_mix_psi": round(self.event_mix_psi, 4),
@@ -224,6 +226,20 @@ def serving_side(impressions: list[Impression], model_items: set[str]) -> dict[s
     }
 
 
+def performance(impressions: list[Impression], clicks: list[Click]) -> dict[str, Any]:
+    """Online performance of the answers in the window: clicks carrying an answer's recommendation_id per answer,
+    overall and for personalised answers (a falling personalised CTR is what the performance alarm watches)."""
+    personal = {i.recommendation_id for i in impressions if i.source in ("personalised", "realtime")}
+    shown = {i.recommendation_id for i in impressions}
+    clicked = [c.recommendation_id for c in clicks if c.recommendation_id in shown]
+    return {
+        "answers": len(shown),
+        "clicks": len(clicked),
+        "ctr": round(len(clicked) / len(shown), 6) if shown else None,
+        "personalised_ctr": round(sum(1 for r in clicked if r in personal) / len(personal), 6) if personal else None,
+    }
+
+
 def drift_for_model(
     model_dir: Path,
     version: str,
@@ -256,4 +272,5 @@ def drift_for_model(
         model_items,
     )
     report.serving = serving_side(impressions, model_items)
+    report.performance = performance(impressions, [e for e in recent if isinstance(e, Click)])
     return report

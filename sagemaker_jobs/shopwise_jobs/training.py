@@ -22,7 +22,7 @@ from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.contract import TrainingContract
 from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
 from shopwise_jobs.drift import event_mix
-from shopwise_jobs.evaluation import KS, evaluate
+from shopwise_jobs.evaluation import KS, Evaluation, evaluate
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
 from shopwise_jobs.models import EASE_MAX_ITEMS, Hybrid, ItemKNN, windowed_popularity
 from shopwise_jobs.selection import (
@@ -179,19 +179,47 @@ def tune(interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters,
 CHAMPION_MIN_USERS = 20  # fewer test shoppers after the champion's data window: no comparison (too noisy)
 
 
+def _figures(scored: Evaluation) -> dict[str, float]:
+    return {k: float(v) for k, v in scored.metrics.items() if "/" not in k or k.startswith("se/")}
+
+
 def champion_comparison(
-    champion: TrainedModel, test: Split, catalog: pd.DataFrame, hp: Hyperparameters, chosen: Result
+    champion: TrainedModel,
+    validation: Split,
+    test: Split,
+    catalog: pd.DataFrame,
+    hp: Hyperparameters,
+    chosen: Result,
 ) -> dict[str, Any]:
-    """The serving model against the selected candidate on what neither has trained on: the test split's
-    interactions after the champion's data window (both scored from the same histories, the candidate refitted
-    on the test split's training part). The champion saw everything before its window's end, the validation
-    window included, so only those newer interactions compare like for like. Too few of them (a retrain soon
-    after the last): no comparison, said so."""
+    """The serving model against the selected candidate, two ways.
+
+    ``recipe``: the champion's configuration (family and hyperparameters) refitted on the candidate's validation
+    split and scored there, beside the candidate's own validation figure — same data, no leak; it catches a worse
+    recipe (a forced family, broken hyperparameters) whatever the data.
+
+    The artefact itself, on what neither has trained on: the test split's interactions after the champion's data
+    window (both scored from the same histories, the candidate refitted on the test split's training part). The
+    champion saw everything before its window's end, the validation window included, so only those newer
+    interactions compare like for like. Too few of them (a retrain soon after the last): skipped, said so."""
     end = float(champion.meta.get("data_window", [0.0, 0.0])[1])
     unseen = test.test[test.test["ts"] > end]
+    weights = hp.kind_weights()
+    prices = None
+    if "price" in catalog and catalog["price"].notna().any():
+        prices = dict(zip(catalog["item_id"], catalog["price"].astype(float), strict=True))
+    selected = champion.meta.get("selected") or {}
+    inner = train_set(validation.train, validation.test, catalog, weights)
+    recipe = evaluate(
+        model_fit(str(selected.get("kind", champion.kind)))(inner, dict(selected.get("params", {}))),
+        inner.matrix(),
+        validation.test,
+        KS,
+        prices,
+    )
     doc: dict[str, Any] = {
         "version": str(champion.meta.get("model_version", "")),
         "kind": champion.kind,
+        "recipe": _figures(recipe),
         "data_end": end,
         "test_interactions": len(unseen),
         "test_users": int(unseen["user_id"].nunique()),
@@ -202,17 +230,13 @@ def champion_comparison(
             f"(fewer than {CHAMPION_MIN_USERS}): nothing unseen by both to compare on"
         )
         return doc
-    weights = hp.kind_weights()
     outer = train_set(test.train, unseen, catalog, weights)
-    prices = None
-    if "price" in catalog and catalog["price"].notna().any():
-        prices = dict(zip(catalog["item_id"], catalog["price"].astype(float), strict=True))
     both = {
         "champion": evaluate(champion_scorer(champion, outer), outer.matrix(), unseen, KS, prices),
         "candidate": evaluate(model_fit(chosen.name)(outer, chosen.params), outer.matrix(), unseen, KS, prices),
     }
     for side, scored in both.items():
-        doc[side] = {k: float(v) for k, v in scored.metrics.items() if "/" not in k or k.startswith("se/")}
+        doc[side] = _figures(scored)
     return doc
 
 
@@ -230,8 +254,12 @@ def fit_and_select(
     test, validation, results = tuned.test, tuned.validation, tuned.results
     chosen = results[0]
     log(f"selected {summary(chosen.name, chosen.params)} (validation {hp.metric}={chosen.validation[hp.metric]:.4f})")
-    incumbent = champion_comparison(champion, test, catalog, hp, chosen) if champion is not None else None
+    incumbent = champion_comparison(champion, validation, test, catalog, hp, chosen) if champion is not None else None
     if incumbent is not None:
+        log(
+            f"champion {incumbent['version']}'s recipe refitted on this validation split: "
+            f"{hp.metric}={incumbent['recipe'][hp.metric]:.4f} (the candidate: {chosen.validation[hp.metric]:.4f})"
+        )
         if "skipped" in incumbent:
             log(f"champion {incumbent['version']}: {incumbent['skipped']}")
         else:
@@ -285,7 +313,12 @@ def fit_and_select(
         "summary": summary(chosen.name, chosen.params),
         "metric": metric_k,
         metric_k: chosen.test.metrics[metric_k] if chosen.test else None,
-        "validation": {metric_k: chosen.validation[metric_k]},
+        "validation": {
+            metric_k: chosen.validation[metric_k],
+            **(
+                {f"se/{metric_k}": chosen.validation[f"se/{metric_k}"]} if f"se/{metric_k}" in chosen.validation else {}
+            ),
+        },
         **({"champion": incumbent} if incumbent is not None else {}),
         "data_window": model.meta["data_window"],
         "hyperparameters": asdict(hp),

@@ -503,9 +503,12 @@ def test_drift_compares_the_store_with_the_active_models_snapshot_and_flags_new_
         send(stack, api, *burst[start : start + 100])
     # and the serving side: answers to 10 known shoppers and 10 strangers, shipped as impressions
     assert stack.impressions
+    answers = []
     for n, customer in enumerate(store.customers[:10]):
-        ask(api, f"/v1/users/{customer}/recommendations?n=5")
+        answers.append(ask(api, f"/v1/users/{customer}/recommendations?n=5"))
         ask(api, f"/v1/users/stranger-{n}/recommendations?n=5")
+    first = answers[0]  # and the first shopper clicks the first item of their answer
+    send(stack, api, event("click", store.customers[0], ids(first)[0], recommendation_id=first["recommendation_id"]))
     stack.impressions.flush()
     after = drift()
     assert after["new_item_share"] > max(0.5, before["new_item_share"])
@@ -515,6 +518,10 @@ def test_drift_compares_the_store_with_the_active_models_snapshot_and_flags_new_
     assert serving["impressions"] - before["serving"]["impressions"] == 20 and serving["sources"]["global"] > 0
     personal = sum(share for source, share in serving["sources"].items() if source in ("personalised", "realtime"))
     assert serving["personalised_share"] == pytest.approx(personal, abs=1e-3) and 0 < serving["coverage"] < 1
+    performance = after["performance"]
+    assert performance["answers"] - before["performance"]["answers"] == 20
+    assert performance["clicks"] - before["performance"]["clicks"] == 1
+    assert after["published"]["RecommendationCTR"] == pytest.approx(performance["ctr"])
     spread = serving["last_to_first_score"]
     assert 0 < spread["p10"] <= spread["p50"] <= spread["p90"] <= 1
     # what the monitor function published as CloudWatch metrics (EMF) is the job's figures

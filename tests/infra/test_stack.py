@@ -345,9 +345,8 @@ def test_a_scheduled_drift_job_publishes_metrics_whose_alarms_start_a_retrain(pr
     assert job["Parameters"]["HyperParameters"]["sagemaker_program"] == "drift.py"
     assert [c["ChannelName"] for c in job["Parameters"]["InputDataConfig"]] == ["champion"]
     prod.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": config.environment("prod").drift_schedule})
-    alarms = {
-        a["Properties"]["MetricName"]: a["Properties"] for a in resources(prod, "AWS::CloudWatch::Alarm").values()
-    }
+    every = [a["Properties"] for a in resources(prod, "AWS::CloudWatch::Alarm").values()]
+    alarms = {a["MetricName"]: a for a in every if "MetricName" in a}
     assert {n: a["Threshold"] for n, a in alarms.items()} == {
         "DriftMaxFeaturePSI": config.PSI_ALARM,
         "DriftEventMixPSI": config.PSI_ALARM,
@@ -355,16 +354,20 @@ def test_a_scheduled_drift_job_publishes_metrics_whose_alarms_start_a_retrain(pr
         "DriftUnknownShopperShare": config.UNKNOWN_SHOPPER_ALARM,
     }
     assert all(a["Namespace"] == "shopwise" and a["TreatMissingData"] == "notBreaching" for a in alarms.values())
+    # and performance: the personalised click-through below its anomaly band
+    (band,) = [a for a in every if "MetricName" not in a]
+    assert band["ComparisonOperator"] == "LessThanLowerThreshold"
+    assert "PersonalisedCTR" in json.dumps(band["Metrics"]) and "ANOMALY_DETECTION_BAND" in json.dumps(band["Metrics"])
     rule = next(
         r["Properties"]
         for r in resources(prod, "AWS::Events::Rule").values()
         if "EventPattern" in r["Properties"] and r["Properties"]["EventPattern"].get("source") == ["aws.cloudwatch"]
     )
     assert rule["EventPattern"]["detail"] == {"state": {"value": ["ALARM"]}}
-    assert len(rule["EventPattern"]["resources"]) == len(alarms)
+    assert len(rule["EventPattern"]["resources"]) == len(every) == 5
     target = rule["Targets"][0]
     assert "TrainingRetrain" in str(target["Arn"])
-    assert target["InputTransformer"]["InputTemplate"] == '{"trigger":"drift: <detail-alarmName>"}'
+    assert target["InputTransformer"]["InputTemplate"] == '{"trigger":"alarm: <detail-alarmName>"}'
     # the drift job's role: scan the feature store, read the archive and models, write monitoring/ — no more
     policies = [
         p["Properties"]["PolicyDocument"]["Statement"]

@@ -212,13 +212,14 @@ def test_the_gate_compares_like_for_like_when_the_job_scored_the_champion_and_ig
 
     active = ModelRecord("v1", status="active", validation={"ndcg@10": 0.300})  # its own (easier) window
 
-    def candidate(mine: float, theirs: float, se: float, **champion: object) -> ModelRecord:
+    def candidate(mine: float, theirs: float, se: float, recipe: float = 0.1, **champion: object) -> ModelRecord:
         return ModelRecord(
             "v2",
-            validation={"ndcg@10": 0.100},  # far below v1's own figure: not what the gate reads here
+            validation={"ndcg@10": 0.100, "se/ndcg@10": 0.005},  # far below v1's own figure: not what counts
             test={"coverage@10": 0.3},
             champion={
                 "version": "v1",
+                "recipe": {"ndcg@10": recipe, "se/ndcg@10": 0.005},
                 "test_users": 150,
                 "candidate": {"ndcg@10": mine, "se/ndcg@10": se},
                 "champion": {"ndcg@10": theirs, "se/ndcg@10": se},
@@ -226,14 +227,21 @@ def test_the_gate_compares_like_for_like_when_the_job_scored_the_champion_and_ig
             },
         )
 
-    assert gate(candidate(0.118, 0.124, 0.01), active).passed  # 5% worse, but within two standard errors
+    passed = gate(candidate(0.118, 0.124, 0.01), active)
+    assert passed.passed  # 5% worse on the unseen shoppers, but within two standard errors; the recipe ties
+    assert "recipe refitted on the same validation split" in passed.basis and "150 test shoppers" in passed.basis
     verdict = gate(candidate(0.080, 0.124, 0.005), active)
-    assert not verdict.passed and "on the 150 test shoppers after its data window" in verdict.reasons[0]
+    assert not verdict.passed and len(verdict.reasons) == 1
+    assert "on the 150 test shoppers after its data window" in verdict.reasons[0]
     assert "beyond two standard errors" in verdict.reasons[0]
-    # nothing unseen by the champion: its own validation window is all there is (and 0.1 is far below 0.3)
-    skipped = candidate(0.0, 0.0, 0.0, skipped="3 test shoppers acted after the active model's data window")
-    verdict = gate(skipped, active)
-    assert not verdict.passed and "on validation windows of their own (3 test shoppers" in verdict.reasons[0]
-    # a comparison with another version than the active one does not count
+    # a worse recipe is refused on the validation split even when no shopper is unseen by the champion yet
+    skipped = "3 test shoppers acted after the active model's data window"
+    worse_recipe = gate(candidate(0.0, 0.0, 0.0, recipe=0.2, skipped=skipped), active)
+    assert (
+        not worse_recipe.passed and "with its recipe refitted on the same validation split" in worse_recipe.reasons[0]
+    )
+    assert skipped in worse_recipe.basis
+    assert gate(candidate(0.0, 0.0, 0.0, recipe=0.101, skipped=skipped), active).passed
+    # a comparison with another version than the active one does not count: each model's own window, margin only
     other = candidate(0.2, 0.1, 0.0, version="v0")
-    assert "on validation windows of their own" in gate(other, active).basis
+    assert "on validation windows of their own" in gate(other, active).basis and not gate(other, active).passed
