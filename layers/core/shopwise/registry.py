@@ -7,10 +7,12 @@ Every trained version is recorded in the config table (row ``model#<version>``) 
 A DynamoDB manifest rather than SageMaker Model Registry: the serve path already reads this table, the local stack
 runs the same code, and a version's record sits next to the ``active_model`` pointer that serving follows.
 
-The gate compares the candidate with the active version on interactions neither trained on — the training job
-scores the active model (its champion channel) and the candidate on the test split's interactions after the active
-model's data window, from the same histories — and refuses one worse by more than a margin, or one that fails a sanity check (a metric that is not a number, a catalog coverage below a floor, no test
-users).
+The gate compares the candidate with the active version without the active one's advantage of having trained on
+the data it is judged on: the training job (the active model as its champion channel) refits the active model's
+recipe on the candidate's validation split, and scores the active artefact beside the candidate on the test
+interactions after the active model's data window. A candidate worse by more than a margin, and by more than two
+standard errors, in either comparison is refused; so is one that fails a sanity check (a metric that is not a
+number, a catalog coverage below a floor).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from shopwise.dal.aws import client
 from shopwise.dal.recommendations import activate, get_active_model, get_pointer
 
 PREFIX = "model#"
-DEFAULT_MARGIN = 0.02  # a candidate may be at most 2% worse than the active version on the validation metric
+DEFAULT_MARGIN = 0.02  # a candidate may be at most 2% worse than the active version (and within the noise)
 MIN_COVERAGE = 0.01  # of the catalog in someone's top 10, on the test split
 
 
@@ -49,7 +51,8 @@ class ModelRecord:
     output_uri: str = ""
     trigger: str = ""  # what started the run: schedule | drift: <alarms> | manual
     gate: str = ""  # the promotion gate's verdict and how it compared
-    # the serving model scored on this candidate's validation split: {"version", "kind", "validation": {...}}
+    # the training job's comparison with the model serving then: {"version", "kind", "recipe": {...},
+    # "candidate": {...}, "champion": {...}, "test_users", "skipped"} (shopwise_jobs.training.champion_comparison)
     champion: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -181,7 +182,7 @@ def read_with_rows(
     row_keys: list[str],
     tables: Tables,
     projections: dict[str, str] | None = None,
-    more: Any = None,
+    more: Callable[[dict[str, list[dict[str, Any]]], Pointer], dict[str, list[dict[str, Any]]]] | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, RecommendationRow], Pointer, int]:
     """``request`` plus the rows of ``row_keys`` and the pointer in one BatchGetItem; a second round trip only
     for rows of a slot the first did not read (the pointer moved) and for what ``more(found, pointer)`` names
