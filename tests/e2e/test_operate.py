@@ -18,7 +18,9 @@ import pytest
 
 from shopwise import registry
 from shopwise.dal.aws import client
-from shopwise.dal.recommendations import get_pointer
+from shopwise.dal.recommendations import RecommendationRow, activate, get_pointer
+from shopwise.keys import POPULAR_KEY, user_key
+from shopwise.loading import Unservable, load_rows
 from shopwise.privacy import load_pseudonymiser
 from shopwise_local import cli
 from shopwise_local.importer import import_events, import_items
@@ -223,3 +225,22 @@ def test_a_drift_above_threshold_starts_a_retrain_and_an_old_version_can_be_prom
     listing = capsys.readouterr().out
     assert f"serving: {cycles.first.model_version}; a rollback restores {third.version}" in listing
     assert registry.get(config_table, third.version).status == "retired"  # type: ignore[union-attr]
+
+
+def test_a_load_whose_lists_are_empty_is_never_made_ready_nor_promotable(stack: LocalStack, cycles: Cycles) -> None:
+    assert stack.resources
+    tables = stack.resources.tables
+    rows = [RecommendationRow(POPULAR_KEY, [["p1", 1.0, "", "", ""]], "hollow")]
+    rows += [
+        RecommendationRow(user_key(f"c:u{n}"), [] if n % 2 else [["p1", 1.0, "", "", ""]], "hollow") for n in range(40)
+    ]
+    before = get_pointer(tables["config"])
+    with pytest.raises(Unservable, match="20 of 40 shoppers' lists are empty"):
+        load_rows(rows, "hollow", tables["recommendations"], tables["config"], 7)
+    after = get_pointer(tables["config"])
+    assert after.version == before.version and after.slots[after.standby]["state"] == "loading"
+    with pytest.raises(LookupError, match="not loaded in either slot"):
+        activate(tables["config"], "hollow")
+    no_bestsellers = [r for r in rows if r.key != POPULAR_KEY and r.items]
+    with pytest.raises(Unservable, match="no global bestseller list"):
+        load_rows(no_bestsellers, "hollow", tables["recommendations"], tables["config"], 7)

@@ -2,7 +2,11 @@
 
 The serving slot is never written: shoppers keep getting the active version while a load runs, and the version it
 replaces stays whole in its slot until the next load, for an instant rollback. Promotion (``activate``) is a
-separate step, after the load, so a failed load never serves half a version."""
+separate step, after the load, so a failed load never serves half a version.
+
+The load is also the pipeline's last sanity check, on what will actually be served: a version whose output has no
+global bestseller list (strangers would get nothing) or more than ``MAX_EMPTY_SHARE`` of shoppers with an empty list
+is left in its slot marked ``loading``, never ``ready``, so it cannot be promoted; the step fails with the reason."""
 
 from __future__ import annotations
 
@@ -11,6 +15,35 @@ from dataclasses import dataclass
 
 from shopwise.dal.objects import list_keys, parse_s3_uri, read_json_lines
 from shopwise.dal.recommendations import RecommendationRow, get_pointer, mark_slot, write_recommendations
+from shopwise.keys import POPULAR_KEY
+
+MAX_EMPTY_SHARE = 0.05  # of the shoppers' lists
+
+
+class Unservable(ValueError):
+    """The output loaded, but serving it would answer shoppers with nothing."""
+
+
+@dataclass
+class _Tally:
+    users: int = 0
+    empty: int = 0
+    popular: bool = False
+
+    def count(self, rows: Iterable[RecommendationRow]) -> Iterator[RecommendationRow]:
+        for row in rows:
+            if row.key.startswith("user#"):
+                self.users += 1
+                self.empty += not row.items
+            elif row.key == POPULAR_KEY:
+                self.popular = bool(row.items)
+            yield row
+
+    def problems(self) -> list[str]:
+        found = [] if self.popular else ["no global bestseller list: strangers would get nothing"]
+        if self.users and self.empty / self.users > MAX_EMPTY_SHARE:
+            found.append(f"{self.empty} of {self.users} shoppers' lists are empty (more than {MAX_EMPTY_SHARE:.0%})")
+        return found
 
 
 @dataclass(frozen=True)
@@ -48,9 +81,14 @@ def load(
 def load_rows(
     rows: Iterable[RecommendationRow], model_version: str, recommendations_table: str, config_table: str, ttl_days: int
 ) -> tuple[str, int]:
-    """Rows of one version into the standby slot, the slot marked loading while they are written: (slot, rows)."""
+    """Rows of one version into the standby slot, the slot marked loading while they are written and ready only
+    when what was written can be served: (slot, rows)."""
     slot = get_pointer(config_table).standby
     mark_slot(config_table, slot, model_version, "loading")
-    written = write_recommendations(recommendations_table, rows, slot, ttl_days)
+    tally = _Tally()
+    written = write_recommendations(recommendations_table, tally.count(rows), slot, ttl_days)
+    problems = tally.problems()
+    if problems:
+        raise Unservable(f"version {model_version} loaded into slot {slot} but not made ready: {'; '.join(problems)}")
     mark_slot(config_table, slot, model_version, "ready")
     return slot, written
