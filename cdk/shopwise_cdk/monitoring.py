@@ -11,9 +11,8 @@ machine with the alarm's name as its trigger.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Size
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -29,7 +28,7 @@ from shopwise_cdk.ingestion import Ingestion
 from shopwise_cdk.nag import acknowledge
 from shopwise_cdk.serving import ServingApi
 from shopwise_cdk.storage import Storage
-from shopwise_cdk.training import TrainingPipeline, sagemaker_job_role
+from shopwise_cdk.training import TrainingPipeline, channel, sagemaker_job_role, script_job
 
 NAMESPACE = "shopwise"
 # metric -> (threshold, what crossing it means); the monitor function publishes them (lambdas/monitor)
@@ -107,47 +106,28 @@ class Monitoring(Construct):
             retry_on_service_exceptions=True,
             result_path="$.champion",
         )
-        drift_job = tasks.SageMakerCreateTrainingJob(
+        drift_job = script_job(
             self,
             "Drift job",
-            training_job_name=sfn.JsonPath.format("shopwise-drift-{}", sfn.JsonPath.string_at("$$.Execution.Name")),
+            job_name=sfn.JsonPath.format("shopwise-drift-{}", sfn.JsonPath.string_at("$$.Execution.Name")),
+            image=training.image,
             role=self.role,
-            algorithm_specification=tasks.AlgorithmSpecification(
-                training_image=training.image,
-                training_input_mode=tasks.InputMode.FILE,
-                metric_definitions=[
-                    tasks.MetricDefinition(name=n, regex=f"metric {n}=([0-9.]+)")
-                    for n in ("drift_max_psi", "drift_new_item_share", "drift_unknown_shopper_share")
-                ],
-            ),
+            source=training.source,
+            program="drift.py",
             hyperparameters={
-                "sagemaker_program": "drift.py",
-                "sagemaker_submit_directory": training.source.s3_object_url,
                 "features_table": storage.tables[config.FEATURES.name].table_name,
                 "archive_bucket": storage.archive.bucket_name,
                 "hours": "24",
             },
-            input_data_config=[
-                tasks.Channel(
-                    channel_name="champion",
-                    data_source=tasks.DataSource(
-                        s3_data_source=tasks.S3DataSource(
-                            s3_location=tasks.S3Location.from_json_expression("$.champion.model_uri"),
-                            s3_data_type=tasks.S3DataType.S3_PREFIX,
-                        )
-                    ),
-                )
-            ],
-            output_data_config=tasks.OutputDataConfig(
-                s3_output_location=tasks.S3Location.from_bucket(storage.artifacts, config.MONITORING_PREFIX.rstrip("/"))
-            ),
-            resource_config=tasks.ResourceConfig(
-                instance_count=1,
-                instance_type=ec2.InstanceType(env.training_instance_type.removeprefix("ml.")),
-                volume_size=Size.gibibytes(30),
-            ),
-            stopping_condition=tasks.StoppingCondition(max_runtime=Duration.hours(2)),
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            metrics={
+                n: f"metric {n}=([0-9.]+)"
+                for n in ("drift_max_psi", "drift_new_item_share", "drift_unknown_shopper_share")
+            },
+            channels=[channel("champion", tasks.S3Location.from_json_expression("$.champion.model_uri"))],
+            output=tasks.S3Location.from_bucket(storage.artifacts, config.MONITORING_PREFIX.rstrip("/")),
+            instance_type=env.training_instance_type,
+            volume_gib=30,
+            max_runtime=Duration.hours(2),
             result_path="$.drift",
         )
         publish = tasks.LambdaInvoke(

@@ -91,6 +91,64 @@ def sagemaker_job_role(scope: Construct, construct_id: str, description: str, im
     return role
 
 
+def channel(name: str, location: tasks.S3Location) -> tasks.Channel:
+    """A File-mode input channel of a SageMaker job: every object under the location."""
+    return tasks.Channel(
+        channel_name=name,
+        data_source=tasks.DataSource(
+            s3_data_source=tasks.S3DataSource(s3_location=location, s3_data_type=tasks.S3DataType.S3_PREFIX)
+        ),
+    )
+
+
+def script_job(
+    scope: Construct,
+    construct_id: str,
+    *,
+    job_name: str,
+    image: tasks.DockerImage,
+    role: iam.IRole,
+    source: s3_assets.Asset,
+    program: str,
+    hyperparameters: dict[str, str],
+    metrics: dict[str, str],
+    channels: list[tasks.Channel],
+    output: tasks.S3Location,
+    instance_type: str,
+    volume_gib: int,
+    max_runtime: Duration,
+    result_path: str,
+) -> tasks.SageMakerCreateTrainingJob:
+    """A script-mode SageMaker job in the scikit-learn image running ``program`` from the source asset, waited on
+    (.sync): the training job and the drift job."""
+    return tasks.SageMakerCreateTrainingJob(
+        scope,
+        construct_id,
+        training_job_name=job_name,
+        role=role,
+        algorithm_specification=tasks.AlgorithmSpecification(
+            training_image=image,
+            training_input_mode=tasks.InputMode.FILE,
+            metric_definitions=[tasks.MetricDefinition(name=n, regex=r) for n, r in metrics.items()],
+        ),
+        hyperparameters={
+            "sagemaker_program": program,
+            "sagemaker_submit_directory": source.s3_object_url,
+            **hyperparameters,
+        },
+        input_data_config=channels,
+        output_data_config=tasks.OutputDataConfig(s3_output_location=output),
+        resource_config=tasks.ResourceConfig(
+            instance_count=1,
+            instance_type=ec2.InstanceType(instance_type.removeprefix("ml.")),
+            volume_size=Size.gibibytes(volume_gib),
+        ),
+        stopping_condition=tasks.StoppingCondition(max_runtime=max_runtime),
+        integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+        result_path=result_path,
+    )
+
+
 class TrainingPipeline(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *, env: EnvironmentConfig, storage: Storage, layers: Layers
@@ -190,14 +248,6 @@ class TrainingPipeline(Construct):
             .otherwise(named_manual)
         )
 
-        def channel(name: str, location: tasks.S3Location) -> tasks.Channel:
-            return tasks.Channel(
-                channel_name=name,
-                data_source=tasks.DataSource(
-                    s3_data_source=tasks.S3DataSource(s3_location=location, s3_data_type=tasks.S3DataType.S3_PREFIX)
-                ),
-            )
-
         channels = [
             channel("events", tasks.S3Location.from_bucket(storage.archive, config.ARCHIVE_EVENTS_PREFIX)),
             channel(
@@ -207,32 +257,21 @@ class TrainingPipeline(Construct):
         ]
 
         def training(construct_id: str, more: list[tasks.Channel]) -> tasks.SageMakerCreateTrainingJob:
-            return tasks.SageMakerCreateTrainingJob(
+            return script_job(
                 self,
                 construct_id,
-                training_job_name=sfn.JsonPath.string_at("$.job_name"),
+                job_name=sfn.JsonPath.string_at("$.job_name"),
+                image=image,
                 role=self.role,
-                algorithm_specification=tasks.AlgorithmSpecification(
-                    training_image=image,
-                    training_input_mode=tasks.InputMode.FILE,
-                    metric_definitions=[tasks.MetricDefinition(name=n, regex=r) for n, r in TRAINING_METRICS.items()],
-                ),
-                hyperparameters={
-                    "sagemaker_program": "train.py",
-                    "sagemaker_submit_directory": source.s3_object_url,
-                    "top_k": "50",
-                },
-                input_data_config=[*channels, *more],
-                output_data_config=tasks.OutputDataConfig(
-                    s3_output_location=tasks.S3Location.from_bucket(storage.artifacts, config.MODELS_PREFIX.rstrip("/"))
-                ),
-                resource_config=tasks.ResourceConfig(
-                    instance_count=1,
-                    instance_type=ec2.InstanceType(env.training_instance_type.removeprefix("ml.")),
-                    volume_size=Size.gibibytes(50),
-                ),
-                stopping_condition=tasks.StoppingCondition(max_runtime=Duration.hours(4)),
-                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                source=source,
+                program="train.py",
+                hyperparameters={"top_k": "50"},
+                metrics=TRAINING_METRICS,
+                channels=[*channels, *more],
+                output=tasks.S3Location.from_bucket(storage.artifacts, config.MODELS_PREFIX.rstrip("/")),
+                instance_type=env.training_instance_type,
+                volume_gib=50,
+                max_runtime=Duration.hours(4),
                 result_path="$.training",
             )
 

@@ -8,11 +8,13 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shopwise.dal.aws import client
 from shopwise_local.endpoint import free_port
 from shopwise_local.stack import LocalStack
 
@@ -92,3 +94,19 @@ def drain(queue_url: str) -> list[dict[str, Any]]:
             Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
         )
     return bodies
+
+
+@contextmanager
+def dynamodb_calls() -> Iterator[list[str]]:
+    """The DynamoDB operations this process sends while the block runs (the serve handler shares the client)."""
+    seen: list[str] = []
+
+    def count(model: Any, **_kwargs: Any) -> None:
+        seen.append(model.name)
+
+    events = client("dynamodb").meta.events
+    events.register("before-call.dynamodb", count)
+    try:
+        yield seen
+    finally:
+        events.unregister("before-call.dynamodb", count)

@@ -7,8 +7,6 @@ test_serving.py."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +15,6 @@ from typing import Any
 import pytest
 
 from shopwise import registry
-from shopwise.dal.aws import client
 from shopwise.dal.recommendations import RecommendationRow, activate, get_pointer
 from shopwise.keys import POPULAR_KEY, user_key
 from shopwise.loading import Unservable, load_rows
@@ -29,7 +26,7 @@ from shopwise_local.replay import replay
 from shopwise_local.simulate import demo_dataset
 from shopwise_local.stack import LocalStack
 
-from .conftest import Api
+from .conftest import Api, dynamodb_calls
 
 pytestmark = pytest.mark.e2e
 
@@ -43,22 +40,6 @@ class Cycles:
     second: PipelineResult
     first_lists: dict[str, dict[str, Any]]  # path -> response while the first model served
     paths: list[str]
-
-
-@contextmanager
-def batch_gets() -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(model: Any, **_kwargs: Any) -> None:
-        if model.name == "BatchGetItem":
-            seen.append(model.name)
-
-    events = client("dynamodb").meta.events
-    events.register("before-call.dynamodb", count)
-    try:
-        yield seen
-    finally:
-        events.unregister("before-call.dynamodb", count)
 
 
 def split_at_drift(history: Path, out: Path) -> tuple[Path, Path]:
@@ -157,13 +138,13 @@ def test_a_rollback_restores_the_first_models_lists_on_the_very_next_request(
     ask(api, cycles.paths[0])  # this process's serve function has read the serving slot
     assert cli.main(["rollback", "--by", "the test"]) == 0
     assert f"serving {cycles.first.model_version}" in capsys.readouterr().out
-    with batch_gets() as calls:
+    with dynamodb_calls() as calls:
         first_after = ask(api, cycles.paths[0])
-    assert len(calls) == 2  # the slot it read last is not serving any more: the other slot, once
+    assert calls == ["BatchGetItem"] * 2  # the slot it read last is not serving any more: the other slot, once
     assert first_after["model_version"] == cycles.first.model_version
-    with batch_gets() as calls:
+    with dynamodb_calls() as calls:
         ask(api, cycles.paths[0])
-    assert len(calls) == 1  # and from then on one again
+    assert calls == ["BatchGetItem"]  # and from then on one again
     now = {path: ask(api, path) for path in cycles.paths}
     for path in cycles.paths:
         assert now[path]["model_version"] == cycles.first.model_version

@@ -11,8 +11,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ from shopwise_local.pipeline import Rejected, run_pipeline
 from shopwise_local.stack import LocalStack
 from shopwise_local.store import StockedStore, stock
 
-from .conftest import Api
+from .conftest import Api, dynamodb_calls
 
 pytestmark = pytest.mark.e2e
 
@@ -43,22 +41,6 @@ pytestmark = pytest.mark.e2e
 def store(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactory) -> StockedStore:
     """A small simulated store imported, replayed with consent, trained, transformed and loaded."""
     return stock(stack, tmp_path_factory.mktemp("store"))
-
-
-@contextmanager
-def dynamodb_calls() -> Iterator[list[str]]:
-    """The DynamoDB operations this process sends while the block runs (the serve handler shares the client)."""
-    seen: list[str] = []
-
-    def count(model: Any, **_kwargs: Any) -> None:
-        seen.append(model.name)
-
-    events = client("dynamodb").meta.events
-    events.register("before-call.dynamodb", count)
-    try:
-        yield seen
-    finally:
-        events.unregister("before-call.dynamodb", count)
 
 
 def ask(api: Api, path: str) -> dict[str, Any]:
