@@ -449,7 +449,11 @@ def test_a_worse_model_is_rejected_by_the_gate_and_the_active_one_keeps_serving(
             export_function=stack.functions["export_catalog"],
         )
     record = registry.get(config_table, rejected.value.record.version)
-    assert record is not None and record.status == "rejected" and "below the active version" in record.reason
+    assert (
+        record is not None
+        and record.status == "rejected"
+        and "with its recipe refitted on the same validation split" in record.reason
+    )
     assert registry.active(config_table) == first
     body = ask(api, f"/v1/users/{store.customers[0]}/recommendations?n=3")
     assert body["model_version"] == first.version

@@ -210,9 +210,12 @@ def read_shopper(profile_id: str, row_keys: list[str], tables: Tables, now: floa
     """Round trip 1: the alias, profile and out-of-stock set, the shopper's list and ``row_keys`` (popular lists),
     the experiments and the pointer. Round trip 2, a stitched shopper (or a moved pointer) only."""
 
+    first: dict[str, Any] = {}  # the first round trip's documents, parsed once (the profile is the big one)
+
     def stitched(found: dict[str, list[dict[str, Any]]], pointer: Pointer) -> dict[str, list[dict[str, Any]]]:
-        docs = _docs(found[tables.features])[0]
-        target = _target(profile_id, docs)
+        first["count"] = len(found[tables.features])
+        first["docs"], first["unavailable"] = _docs(found[tables.features])
+        target = _target(profile_id, first["docs"])
         if target == profile_id:
             return {}
         return {
@@ -227,7 +230,8 @@ def read_shopper(profile_id: str, row_keys: list[str], tables: Tables, now: floa
         projections={tables.features: FEATURE_ATTRIBUTES},
         more=stitched,
     )
-    docs, unavailable = _docs(found[tables.features])
+    docs, unavailable = first["docs"], first["unavailable"]
+    docs.update(_docs(found[tables.features][first["count"] :])[0])  # the stitched profile, if a second trip read it
     experiments = _config(found[tables.config])[1]
     target = _target(profile_id, docs)
     profile, view = personalisable(docs.get(profile_key(target)), now)
