@@ -2,7 +2,7 @@
 
 import sys
 
-from shopwise_jobs.monitoring import main
+from shopwise_jobs.drift_job import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -83,7 +83,7 @@ class Monitoring(Construct):
         self.monitor = python_function(
             self,
             "Monitor",
-            name="monitor",
+            name="drift",
             env=env,
             layers=layers,
             environment={},

@@ -19,7 +19,7 @@ from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer
 from constructs import Construct
 
 from shopwise import config
-from shopwise.campaigns import CAMPAIGNS
+from shopwise.campaigns.rules import CAMPAIGNS
 from shopwise.config import EnvironmentConfig
 from shopwise.keys import UNAVAILABLE_KEY
 from shopwise_cdk.functions import Layers, python_function
@@ -159,7 +159,7 @@ class ServingApi(Construct):
         )
 
     def _campaigns(self, env: EnvironmentConfig, storage: Storage, layers: Layers) -> None:
-        """Email campaigns (shopwise.campaigns): one schedule per campaign runs the function; marketing tools page
+        """Email campaigns (shopwise.campaigns.rules): one schedule per campaign runs the function; marketing tools page
         through the latest run on an IAM-authorised route."""
         self.campaigns = python_function(
             self,

@@ -86,7 +86,7 @@ class Storage(Construct):
         self.pseudonym_key = self._generated_secret(
             "PseudonymKey",
             config.PSEUDONYM_KEY_SECRET,
-            "HMAC key for pseudonymising shopper ids (shopwise.privacy); never rotate",
+            "HMAC key for pseudonymising shopper ids (shopwise.privacy.pseudonyms); never rotate",
             not_rotated_because="A new pseudonymisation key would split every profile from its history and from "
             "the archive the models train on.",
         )

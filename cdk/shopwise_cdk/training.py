@@ -18,7 +18,7 @@ from constructs import Construct
 
 from shopwise import config
 from shopwise.config import EnvironmentConfig
-from shopwise.registry import code_version
+from shopwise.lifecycle.registry import code_version
 from shopwise_cdk.constants import (
     REPO_ROOT,
     SAGEMAKER_SOURCE_TARBALL,
@@ -216,7 +216,7 @@ class TrainingPipeline(Construct):
         self.models = python_function(
             self,
             "Models",
-            name="models",
+            name="registry",
             env=env,
             layers=layers,
             environment=storage.table_environment(),

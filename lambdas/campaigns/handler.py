@@ -10,8 +10,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shopwise.campaign_runs import BadCursor, recipients_page, run_campaign
-from shopwise.campaigns import CampaignError, campaign
+from shopwise.campaigns.rules import CampaignError, campaign
+from shopwise.campaigns.runs import BadCursor, recipients_page, run_campaign
 from shopwise.http import invalid_request, json_response
 from shopwise.observability import logger, metrics, tracer
 from shopwise.serving.recommend import Tables

@@ -1,4 +1,4 @@
-"""PUT /v1/items: catalog updates in place (shopwise.catalog_api). API Gateway's IAM authoriser lets only signed
+"""PUT /v1/items: catalog updates in place (shopwise.catalog.api). API Gateway's IAM authoriser lets only signed
 requests by principals allowed ``execute-api:Invoke`` on the route reach this function; the caller is logged."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shopwise.catalog_api import BadCatalogRequest, parse_items, update_catalog
+from shopwise.catalog.api import BadCatalogRequest, parse_items, update_catalog
 from shopwise.http import json_response
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings

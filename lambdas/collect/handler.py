@@ -14,7 +14,7 @@ from shopwise.dal.stream import KinesisPublisher
 from shopwise.http import json_response
 from shopwise.ingestion.collect import BadBatch, collect, parse_batch
 from shopwise.observability import logger, metrics, tracer
-from shopwise.privacy import load_pseudonymiser
+from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise.settings import get_settings
 
 app = APIGatewayHttpResolver()

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shopwise import config
-from shopwise.exporting import export_catalog
+from shopwise.catalog.export import export_catalog
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shopwise.loading import load
+from shopwise.lifecycle.loading import load
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
 

@@ -71,7 +71,7 @@ def _tables() -> Tables:
 def _profile_id(user_id: str, id_type: str) -> str:
     if id_type == "anonymous":
         return f"a:{user_id}"
-    from shopwise.privacy import load_pseudonymiser  # only customer ids need the key
+    from shopwise.privacy.pseudonyms import load_pseudonymiser  # only customer ids need the key
 
     return load_pseudonymiser(get_settings().pseudonym_key_secret).customer_profile(user_id)
 

@@ -35,7 +35,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from shopwise.privacy import load_pseudonymiser
+    from shopwise.privacy.pseudonyms import load_pseudonymiser
     from shopwise.settings import get_settings
     from shopwise_local.importer import import_events, import_items
 
@@ -151,11 +151,11 @@ def cmd_retrain(args: argparse.Namespace, trigger: str = "manual") -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    """The monitor's steps on the running stack: the drift job against the active model, its figures published."""
-    from shopwise_local.monitor import run_monitor
+    """The drift state machine's steps on the running stack: the drift job against the active model, its figures published."""
+    from shopwise_local.drift import run_drift
 
     _attach()
-    report = run_monitor(args.hours)
+    report = run_drift(args.hours)
     alarms = list(report.get("alarms") or [])
     if args.json:
         print(json.dumps(report, indent=2))
@@ -200,7 +200,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     """The model registry: every trained version, newest first, with its status and why."""
     from datetime import UTC, datetime
 
-    from shopwise import registry
+    from shopwise.lifecycle import registry
     from shopwise.settings import get_settings
 
     _attach()
@@ -237,8 +237,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     """Serve a registered version from the next request on: a pointer flip when it is loaded in either slot, else
     its batch-transform output is loaded again into the standby slot first (no training, no transform)."""
-    from shopwise import registry
-    from shopwise.loading import load
+    from shopwise.lifecycle import registry
+    from shopwise.lifecycle.loading import load
     from shopwise.settings import get_settings
 
     _attach()
@@ -266,7 +266,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Serve the version before the active one again (the standby slot): no recomputation, next request."""
-    from shopwise import registry
+    from shopwise.lifecycle import registry
     from shopwise.settings import get_settings
 
     _attach()
@@ -364,8 +364,8 @@ def cmd_campaigns(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from datetime import datetime
 
-    from shopwise.campaign_runs import recipients_page, run_campaign
-    from shopwise.campaigns import CAMPAIGNS, campaign
+    from shopwise.campaigns.rules import CAMPAIGNS, campaign
+    from shopwise.campaigns.runs import recipients_page, run_campaign
     from shopwise.serving.recommend import Tables
     from shopwise.settings import get_settings
 
@@ -396,11 +396,11 @@ def cmd_features(args: argparse.Namespace) -> int:
     """Show one entity's features as the feature store holds them now (profiles resolved through stitching)."""
     import time
 
-    from shopwise import features as f
     from shopwise.dal.feature_store import FeatureStore
-    from shopwise.identity import resolve
+    from shopwise.features import definitions as f
+    from shopwise.features.identity import resolve
     from shopwise.keys import category_key, item_key, market_key, profile_key, session_key
-    from shopwise.privacy import load_pseudonymiser
+    from shopwise.privacy.pseudonyms import load_pseudonymiser
     from shopwise.settings import get_settings
 
     _attach()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shopwise.privacy import load_pseudonymiser
+from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_local.importer import import_events, import_items
 from shopwise_local.movielens import convert
 from shopwise_local.paths import state_dir
@@ -163,7 +163,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             resources.artifacts_bucket,
             work / "sagemaker",
             load_function=stack.functions["load"],
-            models_function=stack.functions["models"],
+            registry_function=stack.functions["registry"],
             export_function=stack.functions["export_catalog"],
             log=_job_line,
             stage=stages.begin,

@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from shopwise import config
-from shopwise.catalog import CatalogItem
+from shopwise.catalog.items import CatalogItem
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items, set_availability
 from shopwise.events import to_record
-from shopwise.imports import BadRow, read_events, read_items
-from shopwise.privacy import Pseudonymiser
+from shopwise.ingestion.imports import BadRow, read_events, read_items
+from shopwise.privacy.pseudonyms import Pseudonymiser
 
 ARCHIVE_CHUNK = 50_000
 T = TypeVar("T")

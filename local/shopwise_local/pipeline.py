@@ -1,6 +1,6 @@
 """The retraining pipeline run locally: export catalog -> train -> gate -> batch transform -> load -> promote,
 the steps the Step Functions state machine runs in AWS, with the same entrypoints and the same S3 layout. Every
-trained version is recorded in the model registry (``shopwise.registry``); a candidate the gate refuses stops the
+trained version is recorded in the model registry (``shopwise.lifecycle.registry``); a candidate the gate refuses stops the
 run with its reasons and the active version keeps serving."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shopwise import config, registry
+from shopwise import config
 from shopwise.dal.aws import client
+from shopwise.lifecycle import registry
 from shopwise.settings import get_settings
 from shopwise_local.lambda_runtime import LocalFunction
 from shopwise_local.paths import REPO_ROOT, SAGEMAKER_DIR
@@ -45,7 +46,7 @@ def run_pipeline(
     hyperparameters: dict[str, Any] | None = None,
     load_function: LocalFunction | None = None,
     export_function: LocalFunction | None = None,
-    models_function: LocalFunction | None = None,
+    registry_function: LocalFunction | None = None,
     log: Log = lambda _line: None,
     stage: Callable[[str], None] = lambda _name: None,
     margin: float | None = None,
@@ -53,7 +54,7 @@ def run_pipeline(
 ) -> PipelineResult:
     seconds: dict[str, float] = {}
     config_table = get_settings().config_table
-    models = models_function or LocalFunction("models")
+    models = registry_function or LocalFunction("registry")
     job = f"shopwise-{time.strftime('%Y%m%d-%H%M%S')}"
     artifacts = f"s3://{artifacts_bucket}"
 

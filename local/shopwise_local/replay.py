@@ -14,7 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from shopwise.events import Event, to_record
-from shopwise.imports import BadRow, read_events
+from shopwise.ingestion.imports import BadRow, read_events
 
 
 @dataclass

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from shopwise import config
-from shopwise.campaign_runs import CAMPAIGNS_PREFIX, latest_run
+from shopwise.campaigns.runs import CAMPAIGNS_PREFIX, latest_run
 from shopwise.dal.aws import client
 from shopwise.serving.experiments import EXPERIMENTS_KEY, HOLDOUT, parse_experiments
 from shopwise.settings import get_settings

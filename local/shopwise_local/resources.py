@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from shopwise import config
 from shopwise.dal.aws import client
-from shopwise.privacy import new_key
+from shopwise.privacy.pseudonyms import new_key
 from shopwise.settings import environment_variables
 
 

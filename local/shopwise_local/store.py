@@ -8,7 +8,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from shopwise.privacy import load_pseudonymiser
+from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_local.importer import import_events, import_items
 from shopwise_local.pipeline import PipelineResult, run_pipeline
 from shopwise_local.replay import replay
@@ -41,7 +41,7 @@ def stock(stack: LocalStack, work: Path, shoppers: int = 500, items: int = 300, 
         work / "jobs",
         hyperparameters={"budget": "quick"},
         load_function=stack.functions["load"],
-        models_function=stack.functions["models"],
+        registry_function=stack.functions["registry"],
         export_function=stack.functions["export_catalog"],
     )
     with data.replay.open(newline="") as handle:

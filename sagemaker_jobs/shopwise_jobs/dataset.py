@@ -25,8 +25,8 @@ from pydantic import ValidationError
 from scipy import sparse
 
 from shopwise.events import EVENT_ADAPTER, AddToCart, Event, ProductView, Purchase, interaction_items
-from shopwise.features import KIND_WEIGHTS
-from shopwise.imports import BadRow, read_events, read_items
+from shopwise.features.definitions import KIND_WEIGHTS
+from shopwise.ingestion.imports import BadRow, read_events, read_items
 from shopwise.keys import referrer_source
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
 
@@ -110,7 +110,7 @@ def read_event_files(directory: Path, snapshot: FeatureSnapshot | None = None) -
 
 
 def read_event_import(path: Path, snapshot: FeatureSnapshot | None = None) -> EventData:
-    """A bulk-import events file (CSV or JSON Lines, ``shopwise.imports``) as interactions; bad rows are skipped."""
+    """A bulk-import events file (CSV or JSON Lines, ``shopwise.ingestion.imports``) as interactions; bad rows are skipped."""
     counts = [0, 0]
 
     def good() -> Iterator[Event]:

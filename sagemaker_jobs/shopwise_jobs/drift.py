@@ -16,7 +16,7 @@ impressions the serve API wrote to the archive: the share of answers per first s
 each fallback level) and the share of the model's items shown at all (catalog coverage).
 
 ``drift_for_model`` is the whole computation, run by ``shopwise drift`` locally and by the scheduled drift job
-(``shopwise_jobs.monitoring``, a SageMaker job) in AWS, whose figures the monitor function publishes as CloudWatch
+(``shopwise_jobs.drift_job``, a SageMaker job) in AWS, whose figures the monitor function publishes as CloudWatch
 metrics with alarms that start a retrain.
 """
 
@@ -35,7 +35,7 @@ import pandas as pd
 from shopwise.config import NEW_ITEM_ALARM, PSI_ALARM, UNKNOWN_SHOPPER_ALARM
 from shopwise.dal.feature_store import scan_docs
 from shopwise.events import Click, Event, Impression
-from shopwise.features import ItemFeatures, ProfileFeatures
+from shopwise.features.definitions import ItemFeatures, ProfileFeatures
 from shopwise.keys import entity_of, key_id
 from shopwise_jobs.dataset import interactions_from_events
 from shopwise_jobs.feature_snapshot import profile_row

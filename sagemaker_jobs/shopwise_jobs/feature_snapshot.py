@@ -1,5 +1,5 @@
 """The feature snapshot of a training run: every profile's and item's features as of the newest training event,
-folded by the feature store's own functions (``shopwise.features``: consent gate, decay, windows) from the same
+folded by the feature store's own functions (``shopwise.features.definitions``: consent gate, decay, windows) from the same
 events the model learns from. It is the baseline monitoring compares live features against, and the check that
 training and serving see the same features: for the same events it equals what the feature store holds.
 
@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from shopwise.events import Consent, Event, interaction_items
-from shopwise.features import (
+from shopwise.features.definitions import (
     Context,
     ItemFeatures,
     ProfileFeatures,

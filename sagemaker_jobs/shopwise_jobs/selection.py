@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from shopwise.features import KIND_WEIGHTS
+from shopwise.features.definitions import KIND_WEIGHTS
 from shopwise_jobs.dataset import Matrix, Split, interaction_matrix, sequences
 from shopwise_jobs.evaluation import KS, Evaluation, Scorer, evaluate, relevance
 from shopwise_jobs.models import (

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shopwise.features import KIND_WEIGHTS, Context
+from shopwise.features.definitions import KIND_WEIGHTS, Context
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.contract import TrainingContract
 from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
@@ -53,7 +53,9 @@ class Hyperparameters:
     neighbours: int = 100  # similar items kept per item
     shrinkage: float = 10.0
     popular_window_days: float = 30.0
-    weights: str = "view=1,cart=2,purchase=4"  # interaction strength per event kind (shopwise.features.KIND_WEIGHTS)
+    weights: str = (
+        "view=1,cart=2,purchase=4"  # interaction strength per event kind (shopwise.features.definitions.KIND_WEIGHTS)
+    )
     model_version: str = ""
 
     @classmethod

@@ -82,7 +82,7 @@ def main() -> None:
 
     from shopwise.dal.aws import client
     from shopwise.keys import POPULAR_KEY, popular_key
-    from shopwise.privacy import load_pseudonymiser
+    from shopwise.privacy.pseudonyms import load_pseudonymiser
     from shopwise.serving.recommend import FEATURE_ATTRIBUTES, Tables, first_read
     from shopwise.settings import get_settings
     from shopwise_local.endpoint import free_port

@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from shopwise.catalog import CatalogItem
+from shopwise.catalog.items import CatalogItem
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import categories, put_items
 from shopwise.dal.feature_store import FeatureStore

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from shopwise.campaign_runs import RunReport, latest_run, recipients_page, run_campaign
-from shopwise.campaigns import CAMPAIGNS, campaign
-from shopwise.catalog import CatalogItem
+from shopwise.campaigns.rules import CAMPAIGNS, campaign
+from shopwise.campaigns.runs import RunReport, latest_run, recipients_page, run_campaign
+from shopwise.catalog.items import CatalogItem
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items
 from shopwise.dal.recommendations import RecommendationRow, activate
 from shopwise.keys import POPULAR_KEY
-from shopwise.loading import load_rows
-from shopwise.privacy import load_pseudonymiser
+from shopwise.lifecycle.loading import load_rows
+from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise.serving.recommend import Tables
 from shopwise_local import cli
 from shopwise_local.stack import LocalStack

@@ -17,8 +17,8 @@ import pytest
 from shopwise import config
 from shopwise.dal.aws import client
 from shopwise.dal.objects import parse_s3_uri, read_json_lines
-from shopwise.features import Context, ItemFeatures, ProfileFeatures
-from shopwise.privacy import load_pseudonymiser
+from shopwise.features.definitions import Context, ItemFeatures, ProfileFeatures
+from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
 from shopwise_local import cli
 from shopwise_local.importer import import_events, import_items
@@ -243,7 +243,7 @@ def trained(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactor
         stack.resources.artifacts_bucket,
         work / "jobs",
         load_function=stack.functions["load"],
-        models_function=stack.functions["models"],
+        registry_function=stack.functions["registry"],
     )
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from shopwise import registry
 from shopwise.dal.recommendations import RecommendationRow, activate, get_pointer
 from shopwise.keys import POPULAR_KEY, user_key
-from shopwise.loading import Unservable, load_rows
-from shopwise.privacy import load_pseudonymiser
+from shopwise.lifecycle import registry
+from shopwise.lifecycle.loading import Unservable, load_rows
+from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_local import cli
 from shopwise_local.importer import import_events, import_items
 from shopwise_local.pipeline import PipelineResult, run_pipeline
@@ -68,7 +68,7 @@ def pipeline(stack: LocalStack, work: Path, **more: Any) -> PipelineResult:
         work,
         hyperparameters={"budget": "quick"},
         load_function=stack.functions["load"],
-        models_function=stack.functions["models"],
+        registry_function=stack.functions["registry"],
         export_function=stack.functions["export_catalog"],
         **more,
     )

@@ -20,12 +20,13 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from shopwise import config, registry
+from shopwise import config
 from shopwise.dal.aws import client
 from shopwise.dal.recommendations import serving_rows
 from shopwise.events import Impression, parse_event
 from shopwise.keys import item_key, user_key
-from shopwise.privacy import load_pseudonymiser
+from shopwise.lifecycle import registry
+from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_local import cli
 from shopwise_local.paths import LAMBDAS_DIR
 from shopwise_local.pipeline import Rejected, run_pipeline
@@ -445,7 +446,7 @@ def test_a_worse_model_is_rejected_by_the_gate_and_the_active_one_keeps_serving(
             tmp_path,
             hyperparameters={"models": "popularity"},  # worse on purpose: bestsellers for everyone
             load_function=stack.functions["load"],
-            models_function=stack.functions["models"],
+            registry_function=stack.functions["registry"],
             export_function=stack.functions["export_catalog"],
         )
     record = registry.get(config_table, rejected.value.record.version)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shopwise.catalog import CatalogItem
+from shopwise.catalog.items import CatalogItem
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items
 from shopwise.dal.feature_store import FeatureStore

@@ -263,7 +263,7 @@ def test_admin_routes_need_iam_and_the_stack_offers_a_policy_to_call_them(prod: 
 
 
 def test_each_campaign_runs_on_its_schedule_one_run_at_a_time_writing_only_its_cap_rows(prod: Template) -> None:
-    from shopwise.campaigns import CAMPAIGNS
+    from shopwise.campaigns.rules import CAMPAIGNS
 
     rules = [r["Properties"] for r in resources(prod, "AWS::Events::Rule").values()]
     inputs = [json.loads(t["Input"]) for r in rules for t in r.get("Targets", []) if "Input" in t]

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from shopwise.ingestion.collect import MAX_EVENTS_PER_BATCH, BadBatch, collect, parse_batch
-from shopwise.privacy import Pseudonymiser
+from shopwise.privacy.pseudonyms import Pseudonymiser
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 KEY = Pseudonymiser(b"k" * 32)

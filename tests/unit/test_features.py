@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from shopwise.events import Event, parse_event
-from shopwise.features import (
+from shopwise.features.definitions import (
     FEATURES,
     RECENT_LIMIT,
     VIEW_LOG_LIMIT,

@@ -1,9 +1,9 @@
 import json
 from pathlib import Path
 
-from shopwise.catalog import CatalogItem
+from shopwise.catalog.items import CatalogItem
 from shopwise.events import Purchase
-from shopwise.imports import BadRow, read_events, read_items
+from shopwise.ingestion.imports import BadRow, read_events, read_items
 
 
 def test_event_rows_from_csv_with_bad_rows_reported_by_line(tmp_path: Path) -> None:

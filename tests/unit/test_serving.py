@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from shopwise.features import ProfileFeatures
+from shopwise.features.definitions import ProfileFeatures
 from shopwise.keys import item_key, next_key, popular_key, referrer_source
 from shopwise.serving.blend import (
     Pick,
@@ -175,7 +175,7 @@ def test_a_referrer_becomes_a_segment_name(given: str, source: str) -> None:
 
 
 def test_campaign_rules_refuse_bad_settings_prefer_an_email_and_hold_out_a_stable_share() -> None:
-    from shopwise.campaigns import CampaignError, CampaignSpec, contact_id, held_out
+    from shopwise.campaigns.rules import CampaignError, CampaignSpec, contact_id, held_out
 
     with pytest.raises(CampaignError, match="kind"):
         CampaignSpec("x", "newsletter")
@@ -191,7 +191,7 @@ def test_campaign_rules_refuse_bad_settings_prefer_an_email_and_hold_out_a_stabl
 
 
 def test_the_promotion_gate_refuses_a_worse_or_broken_candidate_and_says_why() -> None:
-    from shopwise.registry import ModelRecord, gate
+    from shopwise.lifecycle.registry import ModelRecord, gate
 
     active = ModelRecord("v1", status="active", validation={"ndcg@10": 0.100})
     good = ModelRecord("v2", validation={"ndcg@10": 0.099}, test={"ndcg@10": 0.1, "coverage@10": 0.4})
@@ -208,7 +208,7 @@ def test_the_promotion_gate_refuses_a_worse_or_broken_candidate_and_says_why() -
 
 
 def test_the_gate_compares_like_for_like_when_the_job_scored_the_champion_and_ignores_noise() -> None:
-    from shopwise.registry import ModelRecord, gate
+    from shopwise.lifecycle.registry import ModelRecord, gate
 
     active = ModelRecord("v1", status="active", validation={"ndcg@10": 0.300})  # its own (easier) window
 

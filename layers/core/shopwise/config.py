@@ -44,7 +44,7 @@ class EnvironmentConfig:
     stream_max_record_age_s: int = 6 * 3600
     # the promotion gate: a candidate may be at most this much worse than the active model (validation metric)
     promotion_margin: float = 0.02
-    # how often each email campaign (shopwise.campaigns) runs
+    # how often each email campaign (shopwise.campaigns.rules) runs
     campaign_schedule: str = "rate(1 hour)"
     # how often the drift job compares the last 24 h with the serving model's training snapshot ("manual": never)
     drift_schedule: str = "rate(1 day)"

@@ -43,7 +43,7 @@ class EventBase(BaseModel):
     market: Market | None = None
     referrer: Annotated[str, Field(max_length=2048)] | None = None
     user_agent_class: Literal["desktop", "mobile", "tablet", "bot", "other"] | None = None
-    # set by the server once customer, email and device ids are keyed hashes (shopwise.privacy); never by a client
+    # set by the server once customer, email and device ids are keyed hashes (shopwise.privacy.pseudonyms); never by a client
     pseudonymised: bool = False
 
     @field_validator("occurred_at", "received_at")
@@ -62,7 +62,7 @@ class EventBase(BaseModel):
     @property
     def profile_id(self) -> str:
         """The profile key the event names: "c:<customer>" if the customer is known, else "a:<anonymous id>".
-        Identity stitching (shopwise.identity) may have merged it into another profile since."""
+        Identity stitching (shopwise.features.identity) may have merged it into another profile since."""
         return f"c:{self.customer_id}" if self.customer_id else f"a:{self.anonymous_id}"
 
 

@@ -20,13 +20,9 @@ def client(service: str) -> Any:
 
 
 def reset_clients() -> None:
-    """Forget cached clients and PynamoDB models, whose connections hold the endpoint they were made with (the
-    local runtime calls this after it points the process at a new endpoint)."""
-    from shopwise.dal import models
-
+    """Forget cached clients, whose connections hold the endpoint they were made with (the local runtime calls this
+    after it points the process at a new endpoint)."""
     client.cache_clear()
-    models.profile_model.cache_clear()
-    models.item_model.cache_clear()
 
 
 def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from shopwise.catalog import CatalogItem
+from shopwise.catalog.items import CatalogItem
 from shopwise.dal.recommendations import batch_get, batch_write
 from shopwise.keys import OUT_OF_STOCK, UNAVAILABLE_KEY
 

@@ -1,4 +1,4 @@
-"""The feature store: one DynamoDB table, one versioned document per entity (see shopwise.features for the keys).
+"""The feature store: one DynamoDB table, one versioned document per entity (see shopwise.features.definitions for the keys).
 
 A row is ``pk``, ``v`` (version), ``doc`` (the entity's features as compact JSON), ``ledger`` (digests of the
 events applied to it, newest last, bounded: what makes a re-delivered event a no-op), ``hwm`` (the highest stream

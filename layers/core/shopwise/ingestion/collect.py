@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shopwise.events import EventRejected, check_clock, parse_event, to_record
-from shopwise.privacy import Pseudonymiser
+from shopwise.privacy.pseudonyms import Pseudonymiser
 
 MAX_EVENTS_PER_BATCH = 500
 MAX_BATCH_BYTES = 1_000_000

@@ -1,6 +1,6 @@
 """Update features: fold a batch of events into the feature store, exactly once, one write per touched entity.
 
-1. Identify events link aliases first (shopwise.identity); merges commute with everything else.
+1. Identify events link aliases first (shopwise.features.identity); merges commute with everything else.
 2. Every event is resolved to its live profile; the profile's consent (with the batch's own consent events)
    decides whether the event may feed the profile and the session, or only the anonymous aggregates.
 3. The events are grouped per entity — profile, session, item, category, market — and each group becomes one
@@ -26,7 +26,7 @@ from typing import Any
 from shopwise.dal.aws import backoff
 from shopwise.dal.feature_store import Conflict, Doc
 from shopwise.events import Consent, Event, Identify, RemoveFromCart, interaction_items
-from shopwise.features import (
+from shopwise.features.definitions import (
     Context,
     ItemFeatures,
     ProfileFeatures,
@@ -38,7 +38,7 @@ from shopwise.features import (
     apply_to_segment,
     apply_to_session,
 )
-from shopwise.identity import LEDGER_LIMIT_PROFILE, Store, link, resolve
+from shopwise.features.identity import LEDGER_LIMIT_PROFILE, Store, link, resolve
 from shopwise.keys import category_key, entity_of, item_key, key_id, market_key, profile_key, session_key
 from shopwise.serving.view import batch_view_keys, serving_view
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shopwise.features import ProfileFeatures
+from shopwise.features.definitions import ProfileFeatures
 
 CATEGORY_SEPARATOR = ">"
 

@@ -37,7 +37,7 @@ from shopwise.dal.recommendations import (
     batch_get,
     slot_key,
 )
-from shopwise.features import ProfileFeatures
+from shopwise.features.definitions import ProfileFeatures
 from shopwise.keys import (
     OUT_OF_STOCK,
     POPULAR_KEY,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shopwise.features import KIND_WEIGHTS, ProfileFeatures
+from shopwise.features.definitions import KIND_WEIGHTS, ProfileFeatures
 from shopwise.keys import item_key, next_key, popular_key
 
 VIEW_LIMIT = 50

@@ -21,18 +21,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shopwise.campaigns import CampaignSpec, contact_id, held_out, trigger
+from shopwise.campaigns.rules import CampaignSpec, contact_id, held_out, trigger
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import categories
 from shopwise.dal.feature_store import Doc, scan_docs
 from shopwise.dal.recommendations import batch_get, batch_write, read_rows
-from shopwise.features import ProfileFeatures
+from shopwise.features.definitions import ProfileFeatures
 from shopwise.keys import POPULAR_KEY, key_id, user_key
 from shopwise.serving.recommend import NotFound, Request, Shopper, Tables, personalisable, shared_rows
 from shopwise.serving.recommend import answer as blend_answer
 
 CAMPAIGNS_PREFIX = "campaigns/"
-EVENT_SOURCE = "shopwise.campaigns"
+EVENT_SOURCE = "shopwise.campaigns.rules"
 EVENT_DETAIL_TYPE = "Campaign run completed"
 
 

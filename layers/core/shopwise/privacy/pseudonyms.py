@@ -14,7 +14,7 @@ import hmac
 import secrets
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from shopwise.secrets import read_secret
+from shopwise.dal.secrets import read_secret
 
 if TYPE_CHECKING:  # the event schemas are imported when an event is pseudonymised, not to look a shopper up
     from shopwise.events import EventBase
@@ -80,7 +80,7 @@ def decode_key(secret: str) -> bytes:
 
 
 def load_pseudonymiser(secret_id: str) -> Pseudonymiser:
-    """The key from Secrets Manager (cached, see shopwise.secrets)."""
+    """The key from Secrets Manager (cached, see shopwise.dal.secrets)."""
     if not secret_id:
         raise ValueError("no pseudonymisation key configured (PSEUDONYM_KEY_SECRET)")
     return Pseudonymiser(decode_key(read_secret(secret_id)))

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from shopwise.dal.aws import backoff
 from shopwise.dal.feature_store import Conflict, Doc
-from shopwise.features import ProfileFeatures, merge_profiles
+from shopwise.features.definitions import ProfileFeatures, merge_profiles
 from shopwise.keys import alias_key, key_id, profile_key
 
 MAX_HOPS = 8

@@ -2,8 +2,8 @@
 
 Baseline: the active model's artefact (its feature snapshot, event mix, users and items) from the registry's
 model URI. Current: the feature store now (one Scan) and the archive's newest events and impressions.
-``run_monitor`` runs what the monitor state machine runs in AWS: the drift job's entrypoint and the monitor
-function that publishes its figures.
+``run_drift`` runs what the drift state machine runs in AWS: the drift job's entrypoint and the drift function
+that publishes its figures.
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ from shopwise_local.lambda_runtime import LocalFunction
 from shopwise_local.sagemaker import run_training_job
 
 
-def run_monitor(
+def run_drift(
     hours: float = 24.0,
     work_dir: Path | None = None,
-    models: LocalFunction | None = None,
-    monitor: LocalFunction | None = None,
+    registry: LocalFunction | None = None,
+    publisher: LocalFunction | None = None,
 ) -> dict[str, Any]:
-    """The monitor state machine's steps, locally: find the champion (models function) -> the drift job (the
-    SageMaker entrypoint ``drift.py`` under the container contract) -> publish (monitor function: EMF metrics).
+    """The drift state machine's steps, locally: find the champion (registry function) -> the drift job (the
+    SageMaker entrypoint ``drift.py`` under the container contract) -> publish (drift function: EMF metrics).
     Returns the job's drift.json with what was published."""
     settings = get_settings()
-    champion = (models or LocalFunction("models")).invoke({"action": "champion"})
+    champion = (registry or LocalFunction("registry")).invoke({"action": "champion"})
     if not champion["present"]:
         raise RuntimeError("no active model in the registry: run `shopwise retrain` (or `make demo`) first")
     job = f"shopwise-drift-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
@@ -49,7 +49,7 @@ def run_monitor(
             work_dir=work_dir or Path(tmp),
             entry="drift.py",
         )
-        published = (monitor or LocalFunction("monitor")).invoke({"model_uri": result.model_uri})
+        published = (publisher or LocalFunction("drift")).invoke({"model_uri": result.model_uri})
         bucket, key = parse_s3_uri(result.model_uri)
         report = json.loads(read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", "drift.json"))
     return {**report, "published": published["metrics"]}

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-import shopwise.registry as registry
+import shopwise.lifecycle.registry as registry
 from shopwise.dal.objects import parse_s3_uri, read_tar_member
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings

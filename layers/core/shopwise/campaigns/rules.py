@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shopwise.features import DAY, HOUR, ProfileFeatures
+from shopwise.features.definitions import DAY, HOUR, ProfileFeatures
 from shopwise.serving.experiments import bucket
 
 MARKETING = "marketing"

@@ -7,7 +7,7 @@ stored forms — maxima, sums, decayed sums re-based to the newest time, logs bo
 shuffled or re-batched stream converges on the same features.
 
 Entities and their keys in the feature store:
-  profile#<profile id>   a shopper (see ``shopwise.identity``): recency, frequency, monetary, affinity, cart, consent
+  profile#<profile id>   a shopper (see ``shopwise.features.identity``): recency, frequency, monetary, affinity, cart, consent
   session#<session id>   one visit: items, categories, referrer, the first page views
   item#<item id>         views, cart adds and purchases in hourly buckets: 1 h / 24 h / 7 d windows and a trend
   segment#category:<c>   popular items of a category (time-decayed)

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from shopwise.catalog import CatalogItem
+from shopwise.catalog.items import CatalogItem
 from shopwise.events import Event, EventRejected, parse_event
 
 ITEM_FIELDS = set(CatalogItem.model_fields) - {"attributes"}
