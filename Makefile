@@ -48,12 +48,14 @@ pytest: install build
 
 test: lint typecheck pytest
 
+CODE_VERSION := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+
 synth: install build
-	$(CDK) synth --no-notices -c env=$(ENV) -o cdk.out/$(ENV) --quiet
+	$(CDK) synth --no-notices -c env=$(ENV) -c code_version=$(CODE_VERSION) -o cdk.out/$(ENV) --quiet
 	@echo "synthesized shopwise-$(ENV) into cdk.out/$(ENV) (cdk-nag AwsSolutions: no unacknowledged findings)"
 
 deploy: install build
-	$(CDK) deploy --no-notices -c env=$(ENV) -o cdk.out/$(ENV) shopwise-$(ENV)
+	$(CDK) deploy --no-notices -c env=$(ENV) -c code_version=$(CODE_VERSION) -o cdk.out/$(ENV) shopwise-$(ENV)
 
 clean:
 	rm -rf .build cdk.out .local .mypy_cache .ruff_cache .pytest_cache

@@ -15,7 +15,7 @@ from shopwise.config import environment
 from shopwise_cdk.stack import ShopwiseStack
 
 
-def add_stack(app: cdk.App, env_name: str, nag: bool = True) -> ShopwiseStack:
+def add_stack(app: cdk.App, env_name: str, nag: bool = True, code_version: str = "unknown") -> ShopwiseStack:
     # Environment-agnostic on purpose: the same template deploys to any account and region the deployer's
     # credentials point at (region-specific values, such as the SageMaker image registry, are mappings).
     env_config = environment(env_name)
@@ -23,6 +23,7 @@ def add_stack(app: cdk.App, env_name: str, nag: bool = True) -> ShopwiseStack:
         app,
         f"shopwise-{env_config.name}",
         env_config=env_config,
+        code_version=code_version,
         description=f"shopwise recommendation backend ({env_config.name})",
     )
     if nag:
@@ -32,7 +33,12 @@ def add_stack(app: cdk.App, env_name: str, nag: bool = True) -> ShopwiseStack:
 
 def main() -> None:
     app = cdk.App()
-    add_stack(app, app.node.try_get_context("env") or "dev")
+    # the commit the stack is synthesized from, recorded with every model version it trains (make synth passes it)
+    add_stack(
+        app,
+        app.node.try_get_context("env") or "dev",
+        code_version=app.node.try_get_context("code_version") or "unknown",
+    )
     app.synth()
 
 

@@ -26,5 +26,3 @@ SKLEARN_IMAGE_ACCOUNTS = {
 }
 SKLEARN_REPOSITORY = "sagemaker-scikit-learn"
 SKLEARN_IMAGE_TAG = "1.4-2-cpu-py3"
-# the selected model's test figures, as the training job prints them ("metric ndcg@10=0.061234")
-TRAINING_METRICS = {name: rf"metric {name}=([0-9.]+)" for name in ("ndcg@10", "recall@10", "recall@20")}

@@ -23,6 +23,8 @@ from constructs import Construct
 
 from shopwise import config
 from shopwise.config import EnvironmentConfig
+from shopwise.lifecycle.figures import DriftFigures
+from shopwise.picks import SOURCES, served_metric
 from shopwise_cdk.functions import Layers, python_function
 from shopwise_cdk.ingestion import Ingestion
 from shopwise_cdk.nag import acknowledge
@@ -31,22 +33,6 @@ from shopwise_cdk.storage import Storage
 from shopwise_cdk.training import TrainingPipeline, channel, sagemaker_job_role, script_job
 
 NAMESPACE = "shopwise"
-# metric -> (threshold, what crossing it means); the monitor function publishes them (lambdas/monitor)
-DRIFT_ALARMS = {
-    "DriftMaxFeaturePSI": (config.PSI_ALARM, "a profile or item feature shifted (PSI)"),
-    "DriftEventMixPSI": (config.PSI_ALARM, "the event-type mix shifted (PSI)"),
-    "DriftNewItemShare": (config.NEW_ITEM_ALARM, "recent interactions on items the model does not know"),
-    "DriftUnknownShopperShare": (config.UNKNOWN_SHOPPER_ALARM, "recent shoppers the model does not know"),
-}
-SERVED_SOURCES = (
-    "personalised",
-    "realtime",
-    "popular_referrer",
-    "popular_market",
-    "popular_category",
-    "global",
-    "similar",
-)
 
 
 def shopwise_metric(name: str, statistic: str = "Maximum", period: Duration | None = None) -> cloudwatch.Metric:
@@ -57,6 +43,12 @@ def shopwise_metric(name: str, statistic: str = "Maximum", period: Duration | No
         statistic=statistic,
         period=period or Duration.days(1),
     )
+
+
+def drift_metric(name: str) -> cloudwatch.Metric:
+    """A figure of the drift report, as the drift function publishes it."""
+    figure = DriftFigures.figure(name)
+    return shopwise_metric(figure.metric, figure.statistic)
 
 
 class Monitoring(Construct):
@@ -119,10 +111,7 @@ class Monitoring(Construct):
                 "archive_bucket": storage.archive.bucket_name,
                 "hours": "24",
             },
-            metrics={
-                n: f"metric {n}=([0-9.]+)"
-                for n in ("drift_max_psi", "drift_new_item_share", "drift_unknown_shopper_share")
-            },
+            metrics=DriftFigures.logged(),
             channels=[channel("champion", tasks.S3Location.from_json_expression("$.champion.model_uri"))],
             output=tasks.S3Location.from_bucket(storage.artifacts, config.MONITORING_PREFIX.rstrip("/")),
             instance_type=env.training_instance_type,
@@ -171,16 +160,17 @@ class Monitoring(Construct):
         self.alarms = [
             cloudwatch.Alarm(
                 self,
-                f"{name}Alarm",
-                alarm_name=env.physical_name(f"drift-{name}"),
-                alarm_description=f"{why} above {threshold}: retrain",
-                metric=shopwise_metric(name),
-                threshold=threshold,
+                f"{figure.metric}Alarm",
+                alarm_name=env.physical_name(f"drift-{figure.metric}"),
+                alarm_description=f"{figure.means} above {figure.alarm}: retrain",
+                metric=shopwise_metric(figure.metric),
+                threshold=figure.alarm,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 evaluation_periods=1,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
-            for name, (threshold, why) in DRIFT_ALARMS.items()
+            for figure in DriftFigures.alarmed()
+            if figure.alarm is not None
         ]
         # performance: the personalised answers' click-through below what its own history makes expected
         self.alarms.append(
@@ -189,7 +179,7 @@ class Monitoring(Construct):
                 "PersonalisedCTRAlarm",
                 alarm_name=env.physical_name("performance-PersonalisedCTR"),
                 alarm_description="the click-through of personalised answers fell below its expected band: retrain",
-                metric=shopwise_metric("PersonalisedCTR", "Average"),
+                metric=drift_metric("personalised_ctr"),
                 std_devs=2,
                 comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_LOWER_THRESHOLD,
                 evaluation_periods=1,
@@ -261,11 +251,11 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Fallback mix: answers by first source",
                 stacked=True,
-                left=[shopwise_metric(f"Served_{s}", "Sum", Duration.hours(1)) for s in SERVED_SOURCES],
+                left=[shopwise_metric(served_metric(s), "Sum", Duration.hours(1)) for s in SOURCES],
             ),
             cloudwatch.GraphWidget(
                 title="Drift (daily job)",
-                left=[shopwise_metric(n) for n in DRIFT_ALARMS],
+                left=[shopwise_metric(f.metric) for f in DriftFigures.alarmed()],
                 left_annotations=[
                     cloudwatch.HorizontalAnnotation(value=config.PSI_ALARM, label="PSI alarm"),
                     cloudwatch.HorizontalAnnotation(value=config.NEW_ITEM_ALARM, label="new-item alarm"),
@@ -274,14 +264,14 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Serving side (daily job)",
                 left=[
-                    shopwise_metric("ServedPersonalisedShare"),
-                    shopwise_metric("ServedCatalogCoverage"),
-                    shopwise_metric("ServedLastToFirstScoreP50"),
+                    drift_metric("personalised_share"),
+                    drift_metric("coverage"),
+                    drift_metric("last_to_first_score_p50"),
                 ],
             ),
             cloudwatch.GraphWidget(
                 title="Click-through of answers (daily job)",
-                left=[shopwise_metric("RecommendationCTR", "Average"), shopwise_metric("PersonalisedCTR", "Average")],
+                left=[drift_metric("ctr"), drift_metric("personalised_ctr")],
             ),
         )
         dashboard.add_widgets(

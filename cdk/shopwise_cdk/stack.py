@@ -20,7 +20,15 @@ from shopwise_cdk.training import TrainingPipeline
 
 
 class ShopwiseStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, env_config: EnvironmentConfig, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_config: EnvironmentConfig,
+        code_version: str = "unknown",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.env_config = env_config
         Tags.of(self).add("service", config.SERVICE)
@@ -29,7 +37,9 @@ class ShopwiseStack(Stack):
         self.storage = Storage(self, "Storage", env=env_config)
         layers = Layers(self, "Layers")
         self.ingestion = Ingestion(self, "Ingestion", env=env_config, storage=self.storage, layers=layers)
-        self.training = TrainingPipeline(self, "Training", env=env_config, storage=self.storage, layers=layers)
+        self.training = TrainingPipeline(
+            self, "Training", env=env_config, storage=self.storage, layers=layers, code_version=code_version
+        )
         self.serving = ServingApi(self, "Serving", env=env_config, storage=self.storage, layers=layers)
         self.serving.add_route("/v1/events", apigwv2.HttpMethod.POST, self.ingestion.collect, "Collect")
         self.monitoring = Monitoring(

@@ -18,14 +18,12 @@ from constructs import Construct
 
 from shopwise import config
 from shopwise.config import EnvironmentConfig
-from shopwise.lifecycle.registry import code_version
+from shopwise.lifecycle.figures import TrainingMetrics, metric_pattern
 from shopwise_cdk.constants import (
-    REPO_ROOT,
     SAGEMAKER_SOURCE_TARBALL,
     SKLEARN_IMAGE_ACCOUNTS,
     SKLEARN_IMAGE_TAG,
     SKLEARN_REPOSITORY,
-    TRAINING_METRICS,
     TRANSFORM_REQUESTS,
 )
 from shopwise_cdk.functions import Layers, python_function
@@ -151,7 +149,14 @@ def script_job(
 
 class TrainingPipeline(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, env: EnvironmentConfig, storage: Storage, layers: Layers
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env: EnvironmentConfig,
+        storage: Storage,
+        layers: Layers,
+        code_version: str,
     ) -> None:
         super().__init__(scope, construct_id)
         image_account = sklearn_image_account(self)
@@ -266,7 +271,7 @@ class TrainingPipeline(Construct):
                 source=source,
                 program="train.py",
                 hyperparameters={"top_k": "50"},
-                metrics=TRAINING_METRICS,
+                metrics={name: metric_pattern(name) for name in TrainingMetrics.LOGGED},
                 channels=[*channels, *more],
                 output=tasks.S3Location.from_bucket(storage.artifacts, config.MODELS_PREFIX.rstrip("/")),
                 instance_type=env.training_instance_type,
@@ -299,7 +304,7 @@ class TrainingPipeline(Construct):
                 "action": "gate",
                 "version": sfn.JsonPath.string_at("$.job_name"),
                 "model_uri": sfn.JsonPath.string_at("$.training.ModelArtifacts.S3ModelArtifacts"),
-                "code_version": code_version(REPO_ROOT),
+                "code_version": code_version,
                 "trigger": sfn.JsonPath.string_at("$.trigger"),
             },
             "$.gate",

@@ -12,9 +12,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shopwise.campaigns.rules import CampaignError, campaign
 from shopwise.campaigns.runs import BadCursor, recipients_page, run_campaign
+from shopwise.dal.serving_read import Tables
 from shopwise.http import invalid_request, json_response
 from shopwise.observability import logger, metrics, tracer
-from shopwise.serving.recommend import Tables
 from shopwise.settings import get_settings
 
 app = APIGatewayHttpResolver(enable_validation=True)

@@ -1,4 +1,4 @@
-"""Step Functions tasks of the model registry: ``champion`` (the active model's artefact, for the training job's
+"""Step Functions tasks of the model registry (``shopwise.lifecycle.registry``): ``champion`` (the active model's artefact, for the training job's
 champion channel), ``gate`` (register the trained version and gate it), ``promote`` (serve the loaded version from
 the next request on). The local pipeline invokes the same tasks."""
 
@@ -53,7 +53,7 @@ def promote(event: dict[str, Any]) -> dict[str, Any]:
     if record is None:
         raise registry.PromotionError(f"no version {version!r} in the registry")
     record.output_uri = output_uri
-    registry.save(table, record)
+    registry.update(table, record)
     promoted = registry.promote(table, version, reason=str(event.get("reason") or "promoted by the pipeline"))
     logger.info("promoted", extra={"version": promoted.version, "output_uri": output_uri})
     return {"version": promoted.version, "status": promoted.status}

@@ -17,22 +17,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from shopwise.dal.serving_read import ServingReader, Tables
 from shopwise.http import invalid_request, json_response
-from shopwise.keys import referrer_source
+from shopwise.keys import anonymous_alias, referrer_source
 from shopwise.observability import logger, metrics
-from shopwise.serving.recommend import (
-    MAX_EXCLUDE,
-    MAX_N,
-    MAX_RANK_ITEMS,
-    NotFound,
-    Request,
-    Tables,
-    impression_line,
-    popular_items,
-    rank_items,
-    recommend_for_user,
-    similar_items,
-)
+from shopwise.picks import served_metric
+from shopwise.serving import recommend as serving
+from shopwise.serving.recommend import MAX_EXCLUDE, MAX_N, MAX_RANK_ITEMS, NotFound, Request, impression_line
 from shopwise.settings import get_settings
 
 # impressions go where the function's logs go (stdout at import: CloudWatch Logs in Lambda, the function's log
@@ -64,13 +55,13 @@ class RankRequest(BaseModel):
     market: Annotated[str, Field(max_length=8)] = ""
 
 
-def _tables() -> Tables:
-    return Tables.from_settings(get_settings())
+def _reader() -> ServingReader:
+    return ServingReader(Tables.from_settings(get_settings()))
 
 
 def _profile_id(user_id: str, id_type: str) -> str:
     if id_type == "anonymous":
-        return f"a:{user_id}"
+        return anonymous_alias(user_id)
     from shopwise.privacy.pseudonyms import load_pseudonymiser  # only customer ids need the key
 
     return load_pseudonymiser(get_settings().pseudonym_key_secret).customer_profile(user_id)
@@ -78,7 +69,7 @@ def _profile_id(user_id: str, id_type: str) -> str:
 
 def _served(response: dict[str, Any], shown: bool = False) -> dict[str, Any]:
     """Count the response by its first source (the fallback mix); a shopper's list is also an impression."""
-    metrics.add_metric(name=f"Served_{response['source']}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=served_metric(response["source"]), unit=MetricUnit.Count, value=1)
     if shown:
         impression_line(response, IMPRESSIONS)
     return response
@@ -117,23 +108,23 @@ def user_recommendations(
         left_out,
         referrer_source(referrer),
     )
-    return _served(recommend_for_user(request, _tables(), get_settings().repeat_purchase_categories), shown=True)
+    return _served(serving.recommend(request, _reader(), get_settings().repeat_purchase_categories), shown=True)
 
 
 @app.post("/v1/rank")
 def rank(body: Annotated[RankRequest, Body(description="a shopper and up to 500 item ids to order")]) -> Any:
     request = Request(body.user_id, _profile_id(body.user_id, body.id_type), body.placement, market=body.market)
-    return _served(rank_items(request, body.item_ids, _tables()), shown=True)
+    return _served(serving.rank(request, body.item_ids, _reader()), shown=True)
 
 
 @app.get("/v1/popular")
 def popular(n: N = 10, market: Market = "", category: Category = "") -> Any:
-    return _served(popular_items(n, market, category.strip(), _tables()))
+    return _served(serving.popular(n, market, category.strip(), _reader()))
 
 
 @app.get("/v1/items/<item_id>/similar")
 def item_similar(item_id: Id, n: N = 10) -> Any:
-    return _served(similar_items(item_id, n, _tables()))
+    return _served(serving.similar(item_id, n, _reader()))
 
 
 def _openapi() -> str:

@@ -332,29 +332,26 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_experiments(args: argparse.Namespace) -> int:
     """Show, set or clear the A/B experiments serving reads (the config table's ``experiments`` row)."""
-    from shopwise.dal.aws import client
-    from shopwise.serving.experiments import EXPERIMENTS_KEY, parse_experiments
+    from shopwise.dal.experiments import clear_experiments, get_experiments, put_experiments
+    from shopwise.serving.experiments import parse_experiments
     from shopwise.settings import get_settings
 
     _attach()
     table = get_settings().config_table
-    ddb = client("dynamodb")
     if args.action == "set":
         if not args.file:
             raise ValueError("experiments set needs a JSON file: shopwise experiments set FILE")
         text = args.file.read_text()
         experiments = parse_experiments(text)  # a bad file is refused with what is wrong, before anything changes
-        stored = json.dumps([e.to_json() for e in experiments], separators=(",", ":"))
-        ddb.put_item(TableName=table, Item={"pk": {"S": EXPERIMENTS_KEY}, "experiments": {"S": stored}})
+        put_experiments(table, json.dumps([e.to_json() for e in experiments], separators=(",", ":")))
         print(
             f"{len(experiments)} experiment(s) active from the next request: {', '.join(e.name for e in experiments)}"
         )
     elif args.action == "clear":
-        ddb.delete_item(TableName=table, Key={"pk": {"S": EXPERIMENTS_KEY}})
+        clear_experiments(table)
         print("no experiments: every shopper gets the default blend")
     else:
-        row = ddb.get_item(TableName=table, Key={"pk": {"S": EXPERIMENTS_KEY}}).get("Item")
-        text = row["experiments"]["S"] if row else "[]"
+        text = get_experiments(table) or "[]"
         print(json.dumps([e.to_json() for e in parse_experiments(text)], indent=2))
     return 0
 
@@ -366,7 +363,7 @@ def cmd_campaigns(args: argparse.Namespace) -> int:
 
     from shopwise.campaigns.rules import CAMPAIGNS, campaign
     from shopwise.campaigns.runs import recipients_page, run_campaign
-    from shopwise.serving.recommend import Tables
+    from shopwise.dal.serving_read import Tables
     from shopwise.settings import get_settings
 
     if args.action == "list":
@@ -399,7 +396,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     from shopwise.dal.feature_store import FeatureStore
     from shopwise.features import definitions as f
     from shopwise.features.identity import resolve
-    from shopwise.keys import category_key, item_key, market_key, profile_key, session_key
+    from shopwise.keys import anonymous_alias, category_key, item_key, market_key, profile_key, session_key
     from shopwise.privacy.pseudonyms import load_pseudonymiser
     from shopwise.settings import get_settings
 
@@ -409,7 +406,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     out: dict[str, Any]
     if args.entity == "profile":
         alias = (
-            f"a:{args.id}"
+            anonymous_alias(args.id)
             if args.anonymous
             else load_pseudonymiser(settings.pseudonym_key_secret).customer_profile(args.id)
         )

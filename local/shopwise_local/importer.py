@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from shopwise import config
 from shopwise.catalog.items import CatalogItem
-from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items, set_availability
+from shopwise.dal.objects import put_bytes
 from shopwise.events import to_record
 from shopwise.ingestion.imports import BadRow, read_events, read_items
 from shopwise.privacy.pseudonyms import Pseudonymiser
@@ -84,7 +84,7 @@ def import_events(path: Path, archive_bucket: str, pseudonymiser: Pseudonymiser,
             f"{config.ARCHIVE_EVENTS_PREFIX}dt={today:%Y-%m-%d}/hour={today:%H}/"
             f"import-{path.stem}-{batch_id}-{part:05d}.jsonl.gz"
         )
-        client("s3").put_object(Bucket=archive_bucket, Key=key, Body=gzip.compress(b"".join(chunk), mtime=0))
+        put_bytes(archive_bucket, key, gzip.compress(b"".join(chunk), mtime=0))
         part += 1
         chunk = []
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from shopwise import config
-from shopwise.dal.aws import client
+from shopwise.dal.objects import upload_file
 from shopwise.lifecycle import registry
 from shopwise.settings import get_settings
 from shopwise_local.lambda_runtime import LocalFunction
-from shopwise_local.paths import REPO_ROOT, SAGEMAKER_DIR
+from shopwise_local.paths import SAGEMAKER_DIR, code_version
 from shopwise_local.sagemaker import run_training_job, run_transform_job
 
 Log = Callable[[str], None]
@@ -90,7 +90,7 @@ def run_pipeline(
             "action": "gate",
             "version": job,
             "model_uri": training.model_uri,
-            "code_version": registry.code_version(REPO_ROOT),
+            "code_version": code_version(),
             "trigger": trigger,
             **({"margin": margin} if margin is not None else {}),
         }
@@ -104,9 +104,7 @@ def run_pipeline(
 
     stage("batch transform")
     started = time.time()
-    client("s3").upload_file(
-        str(SAGEMAKER_DIR / "transform_requests.jsonl"), artifacts_bucket, config.TRANSFORM_REQUESTS_KEY
-    )
+    upload_file(SAGEMAKER_DIR / "transform_requests.jsonl", artifacts_bucket, config.TRANSFORM_REQUESTS_KEY)
     output_uri = f"{artifacts}/{config.RECOMMENDATIONS_PREFIX}{job}/"
     run_transform_job(
         f"{job}-transform",

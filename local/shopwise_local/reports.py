@@ -10,13 +10,13 @@ from datetime import datetime
 from pathlib import Path
 
 from shopwise import config
-from shopwise.campaigns.runs import CAMPAIGNS_PREFIX, latest_run
-from shopwise.dal.aws import client
-from shopwise.serving.experiments import EXPERIMENTS_KEY, HOLDOUT, parse_experiments
+from shopwise.campaigns.runs import latest_run, run_lines
+from shopwise.dal.experiments import get_experiments
+from shopwise.dal.objects import download_prefix
+from shopwise.serving.experiments import HOLDOUT, parse_experiments
 from shopwise.settings import get_settings
 from shopwise_jobs.dataset import archive_events
 from shopwise_jobs.readout import Readout, campaign_readout, experiment_readout, plot_readout
-from shopwise_local.sagemaker import download_prefix
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,7 @@ class Written:
 
 def configured_shares(name: str) -> dict[str, float] | None:
     """The share of shoppers each arm of a configured experiment should get (holdout first taken), or None."""
-    item = (
-        client("dynamodb")
-        .get_item(TableName=get_settings().config_table, Key={"pk": {"S": EXPERIMENTS_KEY}})
-        .get("Item")
-    )
-    experiments = parse_experiments(item["experiments"]["S"]) if item and "experiments" in item else []
+    experiments = parse_experiments(get_experiments(get_settings().config_table) or "[]")
     found = next((e for e in experiments if e.name == name), None)
     if found is None:
         return None
@@ -64,17 +59,14 @@ def experiment_report(name: str, out: Path, attribution_hours: float = 24.0) -> 
 
 def campaign_report(name: str, out: Path, run_id: str = "", days: float = 7.0) -> Written:
     settings = get_settings()
-    s3 = client("s3")
     if not run_id:
         latest = latest_run(settings.artifacts_bucket, name)
         if latest is None:
             raise LookupError(f"campaign {name!r} has no run yet")
         run_id = str(latest["run_id"])
-    base = f"{CAMPAIGNS_PREFIX}{name}/{run_id}/"
 
     def rows(file: str) -> list[dict[str, object]]:
-        body = s3.get_object(Bucket=settings.artifacts_bucket, Key=base + file)["Body"].read().decode()
-        return [json.loads(line) for line in body.splitlines() if line.strip()]
+        return [json.loads(line) for line in run_lines(settings.artifacts_bucket, name, run_id, file)]
 
     sent, held = rows("recipients.jsonl"), rows("holdout.jsonl")
     if not sent and not held:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from shopwise.dal.aws import client
-from shopwise.dal.objects import list_keys, parse_s3_uri
+from shopwise.dal.objects import download_prefix, parse_s3_uri
 from shopwise_local.paths import SAGEMAKER_DIR
 
 Log = Callable[[str], None]
@@ -38,17 +38,6 @@ class TrainingResult:
     model_uri: str
     metrics: dict[str, Any]
     seconds: float
-
-
-def download_prefix(uri: str, target: Path) -> int:
-    bucket, prefix = parse_s3_uri(uri)
-    keys = list_keys(bucket, prefix)
-    for key in keys:
-        relative = key[len(prefix) :].lstrip("/") or Path(key).name
-        path = target / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        client("s3").download_file(bucket, key, str(path))
-    return len(keys)
 
 
 def _upload_tar(source: Path, uri: str) -> None:

@@ -37,6 +37,7 @@ from shopwise.dal.feature_store import scan_docs
 from shopwise.events import Click, Event, Impression
 from shopwise.features.definitions import ItemFeatures, ProfileFeatures
 from shopwise.keys import entity_of, key_id
+from shopwise.picks import PERSONAL_SOURCES
 from shopwise_jobs.dataset import interactions_from_events
 from shopwise_jobs.feature_snapshot import profile_row
 
@@ -204,16 +205,15 @@ def serving_side(impressions: list[Impression], model_items: set[str]) -> dict[s
     all, and the score distribution of personalised answers. Scores are scaled to the answer's best, so the
     figure is the score of the last item shown relative to the first (quantiles): lists that flatten (near 1)
     mean the model no longer tells items apart for these shoppers; lists that fall off fast mean one strong pick."""
-    personal_sources = ("personalised", "realtime")
     sources = Counter(i.source or "unknown" for i in impressions)
     shown = {item for i in impressions for item in i.items}
     total = max(sum(sources.values()), 1)
-    personal = sum(n for source, n in sources.items() if source in personal_sources)
+    personal = sum(n for source, n in sources.items() if source in PERSONAL_SOURCES)
     tails = np.array(
         [
             i.scores[-1] / i.scores[0]
             for i in impressions
-            if i.source in personal_sources and i.scores and len(i.scores) > 1 and i.scores[0] > 0
+            if i.source in PERSONAL_SOURCES and i.scores and len(i.scores) > 1 and i.scores[0] > 0
         ]
     )
     quantiles = np.quantile(tails, [0.1, 0.5, 0.9]).round(4).tolist() if len(tails) else None
@@ -229,7 +229,7 @@ def serving_side(impressions: list[Impression], model_items: set[str]) -> dict[s
 def performance(impressions: list[Impression], clicks: list[Click]) -> dict[str, Any]:
     """Online performance of the answers in the window: clicks carrying an answer's recommendation_id per answer,
     overall and for personalised answers (a falling personalised CTR is what the performance alarm watches)."""
-    personal = {i.recommendation_id for i in impressions if i.source in ("personalised", "realtime")}
+    personal = {i.recommendation_id for i in impressions if i.source in PERSONAL_SOURCES}
     shown = {i.recommendation_id for i in impressions}
     clicked = [c.recommendation_id for c in clicks if c.recommendation_id in shown]
     return {

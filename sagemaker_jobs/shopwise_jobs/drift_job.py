@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from shopwise import config
 from shopwise.dal.objects import list_keys, read_json_lines
 from shopwise.events import Event, parse_event
+from shopwise.lifecycle.figures import DriftFigures
 from shopwise_jobs.contract import TrainingContract
 from shopwise_jobs.drift import DriftReport, drift_for_model
 from shopwise_jobs.training import unpack_champion
@@ -60,16 +61,12 @@ def run(contract: TrainingContract, now: float | None = None) -> DriftReport:
         now,
         hours,
     )
-    document = json.dumps({**report.to_json(), "max_feature_psi": report.max_feature_psi, "hours": hours})
+    document = {**report.to_json(), "max_feature_psi": report.max_feature_psi, "hours": hours}
     for target in (contract.output_data_dir, contract.model_dir):
         target.mkdir(parents=True, exist_ok=True)
-        (target / "drift.json").write_text(document)
-    for name, value in (
-        ("drift_max_psi", report.max_feature_psi),
-        ("drift_new_item_share", report.new_item_share),
-        ("drift_unknown_shopper_share", report.unknown_shopper_share),
-    ):
-        print(f"metric {name}={value:.6f}", flush=True)
+        (target / "drift.json").write_text(json.dumps(document))
+    for line in DriftFigures.from_report(document).log_lines():
+        print(line, flush=True)
     return report
 
 

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, sparse
 
+from shopwise.catalog import categories
+
 # EASE inverts an items x items Gram matrix: 4 bytes x n^2 twice over (Gram + Cholesky in place) and O(n^3) time.
 # 20,000 items = 1.6 GB and about 2 minutes on 2 cores; beyond it the training job switches to iALS.
 EASE_MAX_ITEMS = 20_000
@@ -282,8 +284,8 @@ STOP_WORDS = frozenset(
 def item_tokens(row: Mapping[Any, Any], price_band: int | None) -> list[str]:
     """The content tokens of one catalog item: category path prefixes, brand, price band, title words, tags."""
     tokens: list[str] = []
-    path = [p.strip().lower() for p in str(row.get("category") or "").split(">") if p.strip()]
-    tokens += ["cat:" + ">".join(path[: d + 1]) for d in range(len(path))]
+    path = categories.parts(str(row.get("category") or "").lower())
+    tokens += ["cat:" + categories.join(path[: d + 1]) for d in range(len(path))]
     if row.get("brand"):
         tokens.append("brand:" + str(row["brand"]).strip().lower())
     if price_band is not None:
@@ -302,7 +304,7 @@ def price_bands(catalog: pd.DataFrame, bands: int = 5) -> dict[str, int]:
     if "price" not in catalog or catalog["price"].isna().all():
         return {}
     frame = catalog[["item_id", "price"]].copy()
-    frame["top"] = catalog.get("category", pd.Series("", index=catalog.index)).fillna("").str.split(">").str[0]
+    frame["top"] = catalog.get("category", pd.Series("", index=catalog.index)).fillna("").map(categories.top_level)
     frame = frame.dropna(subset=["price"])
     frame["band"] = frame.groupby("top")["price"].rank(pct=True).mul(bands).clip(upper=bands - 0.5).astype(int)
     return dict(zip(frame["item_id"].astype(str), frame["band"], strict=True))

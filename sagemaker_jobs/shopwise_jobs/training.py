@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shopwise.catalog import categories
 from shopwise.features.definitions import KIND_WEIGHTS, Context
+from shopwise.lifecycle.figures import TrainingMetrics
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.contract import TrainingContract
 from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
@@ -115,9 +117,8 @@ def segment_lists(
         category = interactions["item_id"].map(paths).fillna("").to_numpy()
         positions: dict[str, list[np.ndarray]] = {}
         for path, at in interactions.groupby(category).indices.items():
-            parts = [p.strip() for p in str(path).split(">") if p.strip()]
-            for depth in range(1, len(parts) + 1):
-                positions.setdefault(">".join(parts[:depth]), []).append(np.asarray(at))
+            for prefix in categories.prefixes(str(path)):
+                positions.setdefault(prefix, []).append(np.asarray(at))
         for prefix, chunks in positions.items():
             add(f"category:{prefix}", interactions.iloc[np.concatenate(chunks)])
     if "market" in interactions:
@@ -308,22 +309,21 @@ def fit_and_select(
         },
     )
     metric_k = hp.metric
+    reported = TrainingMetrics(
+        model_version=version,
+        metric=metric_k,
+        selected=chosen.name,
+        summary=summary(chosen.name, chosen.params),
+        validation={k: chosen.validation[k] for k in (metric_k, f"se/{metric_k}") if k in chosen.validation},
+        test=dict(chosen.test.metrics) if chosen.test else {},
+        data_window=list(model.meta["data_window"]),
+        hyperparameters=asdict(hp),
+        champion=incumbent or {},
+    )
     metrics_doc = {
-        "model_version": version,
-        "selected": chosen.name,
+        **reported.to_json(),
         "params": chosen.params,
-        "summary": summary(chosen.name, chosen.params),
-        "metric": metric_k,
         metric_k: chosen.test.metrics[metric_k] if chosen.test else None,
-        "validation": {
-            metric_k: chosen.validation[metric_k],
-            **(
-                {f"se/{metric_k}": chosen.validation[f"se/{metric_k}"]} if f"se/{metric_k}" in chosen.validation else {}
-            ),
-        },
-        **({"champion": incumbent} if incumbent is not None else {}),
-        "data_window": model.meta["data_window"],
-        "hyperparameters": asdict(hp),
         "split": test.describe(),
         "validation_split": validation.describe(),
         "models": {
@@ -367,10 +367,8 @@ def train_files(
     ``champion``: the serving model's folder, scored on the same validation split for the promotion gate."""
     hp = Hyperparameters.parse(hyperparameters or {})
     catalog = read_catalog(items) if items else pd.DataFrame(columns=["item_id"])
-    categories = (
-        dict(zip(catalog["item_id"], catalog["category"].fillna(""), strict=True)) if "category" in catalog else {}
-    )
-    snapshot = FeatureSnapshot(Context(categories={k: v for k, v in categories.items() if v}))
+    paths = dict(zip(catalog["item_id"], catalog["category"].fillna(""), strict=True)) if "category" in catalog else {}
+    snapshot = FeatureSnapshot(Context(categories={k: v for k, v in paths.items() if v}))
     data = read_events_any(events, snapshot)
     if data.skipped:
         log(f"skipped {data.skipped} of {data.records} records that are not valid events")
@@ -423,10 +421,8 @@ def train(contract: TrainingContract, log: Log = print) -> dict[str, Any]:
         for key, value in (doc["test"] or {}).items():
             if "/" not in key:
                 log(f"metric {name}:{key}={value:.6f}")
-    selected = metrics_doc["models"][metrics_doc["selected"]]["test"] or {}
-    for key in ("ndcg@10", "recall@10", "recall@20"):
-        if key in selected:
-            log(f"metric {key}={selected[key]:.6f}")
+    for line in TrainingMetrics.from_json(metrics_doc).log_lines():
+        log(line)
     return metrics_doc
 
 

@@ -81,9 +81,9 @@ def main() -> None:
     from tqdm import tqdm
 
     from shopwise.dal.aws import client
+    from shopwise.dal.serving_read import ServingReader, Tables
     from shopwise.keys import POPULAR_KEY, popular_key
     from shopwise.privacy.pseudonyms import load_pseudonymiser
-    from shopwise.serving.recommend import FEATURE_ATTRIBUTES, Tables, first_read
     from shopwise.settings import get_settings
     from shopwise_local.endpoint import free_port
     from shopwise_local.lambda_runtime import http_api_event
@@ -105,7 +105,7 @@ def main() -> None:
             started = time.time()
             store = stock(stack, Path(tmp), shoppers=args.shoppers, items=args.items, replay_max=1500)
             print(f"store stocked and trained in {time.time() - started:.0f} s", flush=True)
-            tables = Tables.from_settings(get_settings())
+            reader = ServingReader(Tables.from_settings(get_settings()))
             pseudonymiser = load_pseudonymiser(resources.pseudonym_key_secret)
             markets = ["NZ", "AU", "US", "GB"]
 
@@ -145,14 +145,7 @@ def main() -> None:
                 handler_ms.append((time.perf_counter() - t) * 1000)
                 handler_calls += len(calls) - before
                 statuses.append(response["statusCode"])
-                keys = first_read(profile_id, row_keys, tables)
-                items = {
-                    table: {
-                        "Keys": k,
-                        **({"ProjectionExpression": FEATURE_ATTRIBUTES} if table == tables.features else {}),
-                    }
-                    for table, k in keys.items()
-                }
+                items = reader.shopper_request(profile_id, row_keys)
                 t = time.perf_counter()
                 ddb.batch_get_item(RequestItems=items)
                 bare_ms.append((time.perf_counter() - t) * 1000)

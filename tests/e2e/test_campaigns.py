@@ -20,10 +20,11 @@ from shopwise.catalog.items import CatalogItem
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items
 from shopwise.dal.recommendations import RecommendationRow, activate
+from shopwise.dal.serving_read import Tables
 from shopwise.keys import POPULAR_KEY
 from shopwise.lifecycle.loading import load_rows
+from shopwise.picks import StoredPick
 from shopwise.privacy.pseudonyms import load_pseudonymiser
-from shopwise.serving.recommend import Tables
 from shopwise_local import cli
 from shopwise_local.stack import LocalStack
 
@@ -52,7 +53,8 @@ def shop(stack: LocalStack, api: Api) -> Tables:
     )
     # the item shopper "buyer" will buy tops the popular list: the post-purchase email must still leave it out
     popular = [
-        [i, 10.0 - n, "", "Home>Kitchen" if i in HOME else "Shoes>Running", ""] for n, i in enumerate(HOME + SHOES)
+        StoredPick(i, 10.0 - n, category="Home>Kitchen" if i in HOME else "Shoes>Running")
+        for n, i in enumerate(HOME + SHOES)
     ]
     load_rows(
         [RecommendationRow(POPULAR_KEY, popular, "test-model")],

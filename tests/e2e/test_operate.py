@@ -18,6 +18,7 @@ from shopwise.dal.recommendations import RecommendationRow, activate, get_pointe
 from shopwise.keys import POPULAR_KEY, user_key
 from shopwise.lifecycle import registry
 from shopwise.lifecycle.loading import Unservable, load_rows
+from shopwise.picks import StoredPick
 from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_local import cli
 from shopwise_local.importer import import_events, import_items
@@ -211,9 +212,9 @@ def test_a_drift_above_threshold_starts_a_retrain_and_an_old_version_can_be_prom
 def test_a_load_whose_lists_are_empty_is_never_made_ready_nor_promotable(stack: LocalStack, cycles: Cycles) -> None:
     assert stack.resources
     tables = stack.resources.tables
-    rows = [RecommendationRow(POPULAR_KEY, [["p1", 1.0, "", "", ""]], "hollow")]
+    rows = [RecommendationRow(POPULAR_KEY, [StoredPick("p1", 1.0)], "hollow")]
     rows += [
-        RecommendationRow(user_key(f"c:u{n}"), [] if n % 2 else [["p1", 1.0, "", "", ""]], "hollow") for n in range(40)
+        RecommendationRow(user_key(f"c:u{n}"), [] if n % 2 else [StoredPick("p1", 1.0)], "hollow") for n in range(40)
     ]
     before = get_pointer(tables["config"])
     with pytest.raises(Unservable, match="20 of 40 shoppers' lists are empty"):

@@ -383,7 +383,7 @@ def test_bad_serving_input_gets_a_400_that_names_the_problem(
     assert status == 400 and needle in answer["message"], answer
 
 
-def test_the_serve_module_imports_neither_pandas_nor_numpy() -> None:
+def test_the_serve_module_imports_neither_pandas_numpy_nor_pynamodb() -> None:
     probe = (
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('serve', {str(LAMBDAS_DIR / 'serve' / 'handler.py')!r})\n"

@@ -408,3 +408,38 @@ def test_the_dashboard_shows_the_stream_the_queue_latency_fallbacks_model_drift_
         "by experiment, variant, model_version",
     ):
         assert needle in body, needle
+
+
+def emitted_metrics() -> set[str]:
+    """Every metric the code publishes in the ``shopwise`` namespace: answers by first source (serve), the drift
+    figures (the drift function), and each literal ``add_metric(name=...)`` of a handler."""
+    import ast
+
+    from shopwise.lifecycle.figures import DriftFigures
+    from shopwise.picks import SOURCES, served_metric
+
+    found = {served_metric(s) for s in SOURCES} | {f.metric for f in DriftFigures.FIGURES}
+    found.add(DriftFigures.ALARMS_METRIC)
+    for handler in (Path(__file__).resolve().parents[2] / "lambdas").glob("*/handler.py"):
+        for node in ast.walk(ast.parse(handler.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_metric":
+                found |= {k.value.value for k in node.keywords if k.arg == "name" and isinstance(k.value, ast.Constant)}
+    return found
+
+
+def test_every_metric_the_dashboard_and_the_alarms_plot_is_one_the_code_emits(prod: Template) -> None:
+    import re
+
+    from shopwise.picks import SOURCES, served_metric
+
+    body = json.dumps(next(iter(resources(prod, "AWS::CloudWatch::Dashboard").values()))["Properties"])
+    plotted = set(re.findall(r'\[\\"shopwise\\",\\"([A-Za-z0-9_]+)\\"', body))
+    alarmed = {
+        a["Properties"]["MetricName"]
+        for a in resources(prod, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == "shopwise"
+    }
+    assert len(plotted) >= 15 and alarmed  # the patterns found what they look for
+    assert plotted - emitted_metrics() == set()
+    assert alarmed - emitted_metrics() == set()
+    assert {served_metric(s) for s in SOURCES} <= plotted  # every answer source has its line in the fallback mix

@@ -20,6 +20,7 @@ from shopwise.features.definitions import (
     apply_to_session,
     merge_profiles,
 )
+from shopwise.picks import StoredPick
 from tests.compare import normalised
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -181,7 +182,7 @@ def test_a_failed_read_of_the_serving_rows_leaves_the_views_and_lands_the_featur
             for doc in docs:
                 self.write(doc)
 
-    def broken(keys: list[str]) -> dict[str, list[list[Any]]]:
+    def broken(keys: list[str]) -> dict[str, list[StoredPick]]:
         raise TimeoutError("recommendations table throttled")
 
     store = Memory()

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 SERVICE = "shopwise"
+# the promotion gate: a candidate may be at most this much worse than the active version (and within the noise)
+PROMOTION_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,7 @@ class EnvironmentConfig:
     stream_batch_size: int = 100
     stream_retry_attempts: int = 3
     stream_max_record_age_s: int = 6 * 3600
-    # the promotion gate: a candidate may be at most this much worse than the active model (validation metric)
-    promotion_margin: float = 0.02
+    promotion_margin: float = PROMOTION_MARGIN
     # how often each email campaign (shopwise.campaigns.rules) runs
     campaign_schedule: str = "rate(1 hour)"
     # how often the drift job compares the last 24 h with the serving model's training snapshot ("manual": never)

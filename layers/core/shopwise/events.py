@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from shopwise.keys import anonymous_alias, customer_alias, device_alias, email_alias
+
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_PAST_AGE = timedelta(days=90)
 
@@ -63,7 +65,7 @@ class EventBase(BaseModel):
     def profile_id(self) -> str:
         """The profile key the event names: "c:<customer>" if the customer is known, else "a:<anonymous id>".
         Identity stitching (shopwise.features.identity) may have merged it into another profile since."""
-        return f"c:{self.customer_id}" if self.customer_id else f"a:{self.anonymous_id}"
+        return customer_alias(self.customer_id) if self.customer_id else anonymous_alias(str(self.anonymous_id))
 
 
 class ProductView(EventBase):
@@ -145,13 +147,13 @@ class Identify(EventBase):
         """Every alias key this event links, the event's own profile first."""
         found = [self.profile_id]
         if self.anonymous_id:
-            found.append(f"a:{self.anonymous_id}")
+            found.append(anonymous_alias(self.anonymous_id))
         if self.customer_id:
-            found.append(f"c:{self.customer_id}")
+            found.append(customer_alias(self.customer_id))
         if self.device_id:
-            found.append(f"d:{self.device_id}")
+            found.append(device_alias(self.device_id))
         if self.email_hash:
-            found.append(f"e:{self.email_hash}")
+            found.append(email_alias(self.email_hash))
         return list(dict.fromkeys(found))
 
 

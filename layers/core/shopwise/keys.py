@@ -1,44 +1,56 @@
-"""Key layouts shared by writers and readers: the recommendations table (batch jobs write, serving reads) and the
-feature store (the stream updater writes; serving, training and monitoring read)."""
+"""Every key layout, in one place: profile ids and aliases, the feature store's entities, the recommendations
+table's rows, the config table's rows and the campaign cap rows. Writers and readers (the stream updater, serving,
+the batch jobs, the CDK app's IAM conditions) all build keys here."""
 
 from __future__ import annotations
 
-
-def popular_key(segment: str) -> str:
-    """A popular list: "global", "category:<category path>", "market:<market>" or "referrer:<source>"."""
-    return f"popular#{segment}"
-
-
-def referrer_source(referrer: str) -> str:
-    """Where a visit came from, as a segment name: the referring URL's host without "www." ("instagram.com"), or
-    the value itself lower-cased when it is not a URL ("newsletter"); "" for none."""
-    value = referrer.strip().lower()
-    if "://" in value:
-        value = value.split("://", 1)[1]
-    value = value.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].split(":", 1)[0]
-    return value.removeprefix("www.")[:128]
+# --------------------------------------------------------------------------------------------- profile ids, aliases
+# A profile id (and an alias) is "<kind>:<id>": a customer pseudonym, an anonymous visitor id (a cookie), a device
+# pseudonym or an email pseudonym. Profiles are owned by customer and anonymous ids (``shopwise.features.identity``).
+CUSTOMER = "c"
+ANONYMOUS = "a"
+DEVICE = "d"
+EMAIL = "e"
 
 
-POPULAR_KEY = popular_key("global")
+def customer_alias(pseudonym: str) -> str:
+    return f"{CUSTOMER}:{pseudonym}"
 
 
-def user_key(profile_id: str) -> str:
-    return f"user#{profile_id}"
+def anonymous_alias(visitor: str) -> str:
+    return f"{ANONYMOUS}:{visitor}"
 
 
-def item_key(item_id: str) -> str:
-    """An item's precomputed similar items (recommendations table) and its features (feature store)."""
-    return f"item#{item_id}"
+def device_alias(pseudonym: str) -> str:
+    return f"{DEVICE}:{pseudonym}"
 
 
-def next_key(item_id: str) -> str:
-    """What shoppers went on to after this item within a session (the sequential model's rules)."""
-    return f"next#{item_id}"
+def email_alias(pseudonym: str) -> str:
+    return f"{EMAIL}:{pseudonym}"
 
 
-# Feature store entities (one table, one document per entity).
-def profile_key(profile_id: str) -> str:
-    return f"profile#{profile_id}"
+def id_kind(profile: str) -> str:
+    """ "c", "a", "d" or "e"."""
+    return profile.partition(":")[0]
+
+
+def id_value(profile: str) -> str:
+    return profile.partition(":")[2]
+
+
+def is_customer(profile: str) -> bool:
+    return id_kind(profile) == CUSTOMER
+
+
+def can_own_profile(alias: str) -> bool:
+    """Customer and anonymous ids own profiles; devices and emails only point at one."""
+    return id_kind(alias) in (CUSTOMER, ANONYMOUS)
+
+
+# ---------------------------------------------------------------------------------------------------- feature store
+# One table, one document per entity (``shopwise.features.definitions``).
+def profile_key(profile: str) -> str:
+    return f"profile#{profile}"
 
 
 def session_key(session_id: str) -> str:
@@ -57,16 +69,81 @@ def alias_key(alias: str) -> str:
     return f"alias#{alias}"
 
 
+PROFILE_PREFIX = profile_key("")
+
 # the catalog's out-of-stock item ids, one string set kept by the catalog writers (so serving reads stock with the
 # shopper's features, in one round trip)
 UNAVAILABLE_KEY = "catalog#unavailable"
 OUT_OF_STOCK = "out_of_stock"
 
 
+def sent_key(campaign: str, recipient: str) -> str:
+    """A campaign's frequency-cap row for one recipient (feature store, expires after the campaign's cap)."""
+    return f"{SENT_PREFIX}{campaign}#{recipient}"
+
+
+SENT_PREFIX = "sent#"
+
+
 def entity_of(key: str) -> str:
-    """'profile', 'session', 'item', 'segment' or 'alias'."""
+    """'profile', 'session', 'item', 'segment', 'alias' or 'sent'."""
     return key.split("#", 1)[0]
 
 
 def key_id(key: str) -> str:
     return key.split("#", 1)[1]
+
+
+# -------------------------------------------------------------------------------------------- recommendations table
+def popular_key(segment: str) -> str:
+    """A popular list: "global", "category:<category path>", "market:<market>" or "referrer:<source>"."""
+    return f"popular#{segment}"
+
+
+POPULAR_KEY = popular_key("global")
+
+
+def referrer_source(referrer: str) -> str:
+    """Where a visit came from, as a segment name: the referring URL's host without "www." ("instagram.com"), or
+    the value itself lower-cased when it is not a URL ("newsletter"); "" for none."""
+    value = referrer.strip().lower()
+    if "://" in value:
+        value = value.split("://", 1)[1]
+    value = value.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].split(":", 1)[0]
+    return value.removeprefix("www.")[:128]
+
+
+def user_key(profile: str) -> str:
+    return f"user#{profile}"
+
+
+USER_PREFIX = user_key("")
+
+
+def item_key(item_id: str) -> str:
+    """An item's precomputed similar items (recommendations table) and its features (feature store)."""
+    return f"item#{item_id}"
+
+
+def next_key(item_id: str) -> str:
+    """What shoppers went on to after this item within a session (the sequential model's rules)."""
+    return f"next#{item_id}"
+
+
+SLOTS = ("a", "b")
+
+
+def slot_key(slot: str, key: str) -> str:
+    """A recommendations row in one of the two slots (``shopwise.dal.recommendations``)."""
+    return f"{slot}/{key}"
+
+
+# ----------------------------------------------------------------------------------------------------- config table
+ACTIVE_MODEL_KEY = "active_model"  # which version serves from which slot (the pointer)
+EXPERIMENTS_KEY = "experiments"  # the A/B experiments, one JSON list
+MODEL_PREFIX = "model#"
+
+
+def model_key(version: str) -> str:
+    """A model version's registry record."""
+    return f"{MODEL_PREFIX}{version}"

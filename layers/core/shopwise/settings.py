@@ -26,9 +26,7 @@ class Settings:
     failed_events_queue_url: str = ""
     pseudonym_key_secret: str = ""
     repeat_purchase_categories: tuple[str, ...] = ()
-    max_batch_events: int = 500
-    max_batch_bytes: int = 1_000_000
-    promotion_margin: float = 0.02
+    promotion_margin: float = config.PROMOTION_MARGIN
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -54,7 +52,7 @@ class Settings:
             repeat_purchase_categories=tuple(
                 c.strip() for c in env.get("REPEAT_PURCHASE_CATEGORIES", "").split(",") if c.strip()
             ),
-            promotion_margin=float(env.get("PROMOTION_MARGIN", "0.02")),
+            promotion_margin=float(env.get("PROMOTION_MARGIN", str(config.PROMOTION_MARGIN))),
         )
 
 

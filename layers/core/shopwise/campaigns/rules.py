@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from shopwise.features.definitions import DAY, HOUR, ProfileFeatures
+from shopwise.keys import CUSTOMER, EMAIL, id_kind
 from shopwise.serving.experiments import bucket
 
 MARKETING = "marketing"
@@ -79,8 +80,8 @@ class Trigger:
 
 def contact_id(aliases: list[str]) -> str:
     """The pseudonymised contact a marketing tool can address: an email if one is linked, else the customer."""
-    emails = sorted(a for a in aliases if a.startswith("e:"))
-    customers = sorted(a for a in aliases if a.startswith("c:"))
+    emails = sorted(a for a in aliases if id_kind(a) == EMAIL)
+    customers = sorted(a for a in aliases if id_kind(a) == CUSTOMER)
     return (emails or customers or [""])[0]
 
 

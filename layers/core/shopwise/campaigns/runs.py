@@ -1,13 +1,14 @@
-"""A campaign run: scan the live profiles, keep those in the segment, hold out the control share, apply the
-frequency cap, recommend for each recipient with the API's own blend (placement ``email``), export the run.
+"""A campaign run: scan the live profiles, keep those in the segment (``shopwise.campaigns.rules``), hold out the
+control share, apply the frequency cap, recommend for each recipient with the API's own blend (placement ``email``),
+export the run.
 
 Output (artifacts bucket): ``campaigns/<name>/<run id>/recipients.jsonl`` and ``recipients.csv`` (the send list),
 ``holdout.jsonl`` (the control group, for the readout), and ``campaigns/<name>/latest.json`` pointing at the newest
 run; then an EventBridge event ``Campaign run completed``. The frequency cap is a row per campaign and recipient in
-the feature store (``sent#<campaign>#<recipient>``, expiring after ``cap_days``), written after the files: a run
-that fails before the end sends nobody twice, and one that fails between the files and the cap rows may list its
-recipients again next time (at least once, never lost). Runs of one campaign must not overlap (the stack gives the
-function a reserved concurrency of 1).
+the feature store (``shopwise.dal.caps``, expiring after ``cap_days``), written after the files: a run that fails
+before the end sends nobody twice, and one that fails between the files and the cap rows may list its recipients
+again next time (at least once, never lost). Runs of one campaign must not overlap (the stack gives the function a
+reserved concurrency of 1).
 """
 
 from __future__ import annotations
@@ -17,31 +18,28 @@ import io
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shopwise.campaigns.rules import CampaignSpec, contact_id, held_out, trigger
-from shopwise.dal.aws import client
+from shopwise.campaigns.rules import CampaignSpec, Trigger, contact_id, held_out, trigger
+from shopwise.dal import bus, caps
 from shopwise.dal.catalog import categories
 from shopwise.dal.feature_store import Doc, scan_docs
-from shopwise.dal.recommendations import batch_get, batch_write, read_rows
+from shopwise.dal.objects import get_bytes, put_bytes
+from shopwise.dal.recommendations import read_rows
+from shopwise.dal.serving_read import ServingReader, Tables
 from shopwise.features.definitions import ProfileFeatures
-from shopwise.keys import POPULAR_KEY, key_id, user_key
-from shopwise.serving.recommend import NotFound, Request, Shopper, Tables, personalisable, shared_rows
-from shopwise.serving.recommend import answer as blend_answer
+from shopwise.keys import POPULAR_KEY, PROFILE_PREFIX, key_id, user_key
+from shopwise.serving.recommend import NotFound, Request, Shopper, answer
 
 CAMPAIGNS_PREFIX = "campaigns/"
-EVENT_SOURCE = "shopwise.campaigns.rules"
+EVENT_SOURCE = "shopwise.campaigns"
 EVENT_DETAIL_TYPE = "Campaign run completed"
 
 
 class BadCursor(ValueError):
     pass
-
-
-def sent_key(campaign: str, recipient: str) -> str:
-    return f"sent#{campaign}#{recipient}"
 
 
 @dataclass
@@ -61,15 +59,17 @@ class RunReport:
         return asdict(self)
 
 
-def _already_sent(features_table: str, campaign: str, recipients: list[str], now: float) -> set[str]:
-    sent: set[str] = set()
-    for start in range(0, len(recipients), 100):
-        keys = [{"pk": {"S": sent_key(campaign, r)}} for r in recipients[start : start + 100]]
-        rows, _trips = batch_get({features_table: keys})
-        for row in rows[features_table]:
-            if int(row.get("expires_at", {}).get("N", "0")) > now:  # TTL deletion is lazy
-                sent.add(row["pk"]["S"].split("#", 2)[2])
-    return sent
+@dataclass(frozen=True)
+class Member:
+    """A shopper in the segment: who to address, their profile as scanned, and why they are in it."""
+
+    recipient: str
+    doc: Doc
+    reason: Trigger
+
+    @property
+    def profile_id(self) -> str:
+        return key_id(self.doc.key)
 
 
 def run_campaign(
@@ -83,94 +83,93 @@ def run_campaign(
     now = time.time() if now is None else now
     stamp = datetime.fromtimestamp(now, UTC)
     report = RunReport(spec.name, f"{stamp:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}", stamp.isoformat())
+    members = segment(spec, tables, now, report)
+    holdout = [m for m in members if held_out(spec, m.recipient)]
+    sending = [m for m in members if not held_out(spec, m.recipient)]
+    capped = caps.already_sent(tables.features, spec.name, [m.recipient for m in sending], now)
+    report.held_out, report.capped = len(holdout), len(capped)
+    rows = recommend(spec, tables, [m for m in sending if m.recipient not in capped], report, now, repeat_categories)
+    report.recipients = len(rows)
+    _export(report, rows, [_member_row(m, report) for m in holdout], bucket)
+    caps.record_sent(tables.features, spec.name, [r["recipient_id"] for r in rows], now + spec.cap_days * 86400)
+    if publish:
+        bus.publish(EVENT_SOURCE, EVENT_DETAIL_TYPE, report.to_json())
+    return report
+
+
+def segment(spec: CampaignSpec, tables: Tables, now: float, report: RunReport) -> list[Member]:
+    """The live profiles in the campaign's segment now (one paginated Scan; item categories looked up as needed)."""
     known_categories: dict[str, str] = {}
-    candidates: list[tuple[str, Doc, Any]] = []  # (recipient, the profile as scanned, trigger)
-    holdout: list[dict[str, Any]] = []
-    for doc in scan_docs(tables.features, "profile#"):
+    members: list[Member] = []
+    for doc in scan_docs(tables.features, PROFILE_PREFIX):
         if doc.merged_into or not doc.data.get("features"):
             continue
         report.profiles += 1
         profile = ProfileFeatures.from_json(doc.data["features"])
-        profile_id = key_id(doc.key)
-        recipient = contact_id([str(a) for a in doc.data.get("aliases", [])] + [profile_id])
+        recipient = contact_id([str(a) for a in doc.data.get("aliases", [])] + [key_id(doc.key)])
         if not recipient:
             continue
         if spec.kind == "browse_abandonment":
-            missing = [i for i in profile.recent_items("view") if i not in known_categories]
-            missing += [i for k in ("cart", "purchase") for i in profile.recent_items(k) if i not in known_categories]
+            seen = [i for k in ("view", "cart", "purchase") for i in profile.recent_items(k)]
+            missing = [i for i in seen if i not in known_categories]
             if missing:
                 found = categories(tables.items, missing)
                 known_categories.update({i: found.get(i, "") for i in missing})
-        found_trigger = trigger(spec, profile, now, known_categories)
-        if found_trigger is None:
-            continue
-        report.in_segment += 1
-        if held_out(spec, recipient):
-            holdout.append(
-                {
-                    "recipient_id": recipient,
-                    "profile_id": key_id(doc.key),
-                    "campaign": spec.name,
-                    "about": found_trigger.about,
-                    "generated_at": report.generated_at,
-                }
-            )
-            continue
-        candidates.append((recipient, doc, found_trigger))
-    report.held_out = len(holdout)
+        reason = trigger(spec, profile, now, known_categories)
+        if reason is not None:
+            members.append(Member(recipient, doc, reason))
+    report.in_segment = len(members)
+    return members
 
-    capped = _already_sent(tables.features, spec.name, [c[0] for c in candidates], now)
-    report.capped = len(capped)
-    rows: list[dict[str, Any]] = []
-    sending = [(r, doc, t) for r, doc, t in candidates if r not in capped]
-    # the API's blend over what the scan already read: one read for the lists every email shares, one per 100
-    # recipients for their own lists
-    shared, unavailable, experiments, pointer = shared_rows(tables, [POPULAR_KEY])
-    personal = read_rows(tables.recommendations, [user_key(key_id(doc.key)) for _r, doc, _t in sending], pointer)
-    for recipient, doc, found_trigger in sending:
-        profile_id = key_id(doc.key)
-        consented, view = personalisable(doc, now)
-        own = {user_key(profile_id): personal[user_key(profile_id)]} if user_key(profile_id) in personal else {}
-        shopper = Shopper(profile_id, consented, view, {**shared, **own}, unavailable, experiments, 0)
+
+def recommend(
+    spec: CampaignSpec,
+    tables: Tables,
+    sending: list[Member],
+    report: RunReport,
+    now: float,
+    repeat_categories: tuple[str, ...],
+) -> list[dict[str, Any]]:
+    """The API's blend over what the scan already read: one read for the lists every email shares, one per 100
+    recipients for their own lists."""
+    shared = ServingReader(tables).lists([POPULAR_KEY], experiments=True)
+    personal = read_rows(tables.recommendations, [user_key(m.profile_id) for m in sending], shared.pointer)
+    rows = []
+    for member in sending:
+        own = {k: personal[k] for k in (user_key(member.profile_id),) if k in personal}
+        shopper = Shopper.of(member.profile_id, member.doc, replace(shared, rows={**shared.rows, **own}, trips=0), now)
         request = Request(
-            recipient, profile_id, "email", spec.items, category="", exclude=frozenset(found_trigger.exclude)
+            member.recipient, member.profile_id, "email", spec.items, exclude=frozenset(member.reason.exclude)
         )
         try:
-            answer = blend_answer(request, shopper, repeat_categories, now)
+            found = answer(request, shopper, repeat_categories, now)
         except NotFound:  # no model loaded yet: the email still has what it is about
-            answer = {"items": [], "model_version": "", "recommendation_id": ""}
-        report.model_version = report.model_version or answer["model_version"]
+            found = {"items": [], "model_version": "", "recommendation_id": ""}
+        report.model_version = report.model_version or found["model_version"]
         rows.append(
             {
-                "recipient_id": recipient,
-                "profile_id": profile_id,
-                "campaign": spec.name,
-                "about": found_trigger.about,
-                "category": found_trigger.category,
-                "items": [{"item_id": i["item_id"], "reason": i["reason"]["text"]} for i in answer["items"]],
-                "recommendation_id": answer["recommendation_id"],
-                "generated_at": report.generated_at,
-                "model_version": answer["model_version"],
+                **_member_row(member, report),
+                "category": member.reason.category,
+                "items": [{"item_id": i["item_id"], "reason": i["reason"]["text"]} for i in found["items"]],
+                "recommendation_id": found["recommendation_id"],
+                "model_version": found["model_version"],
             }
         )
-    report.recipients = len(rows)
-    _export(report, rows, holdout, bucket)
-    expires = str(int(now + spec.cap_days * 86400))
-    batch_write(
-        tables.features,
-        ({"pk": {"S": sent_key(spec.name, r["recipient_id"])}, "expires_at": {"N": expires}} for r in rows),
-    )
-    if publish:
-        client("events").put_events(
-            Entries=[{"Source": EVENT_SOURCE, "DetailType": EVENT_DETAIL_TYPE, "Detail": json.dumps(report.to_json())}]
-        )
-    return report
+    return rows
+
+
+def _member_row(member: Member, report: RunReport) -> dict[str, Any]:
+    return {
+        "recipient_id": member.recipient,
+        "profile_id": member.profile_id,
+        "campaign": report.campaign,
+        "about": member.reason.about,
+        "generated_at": report.generated_at,
+    }
 
 
 def _export(report: RunReport, rows: list[dict[str, Any]], holdout: list[dict[str, Any]], bucket: str) -> None:
-    s3 = client("s3")
     base = f"{CAMPAIGNS_PREFIX}{report.campaign}/{report.run_id}/"
-    lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["recipient_id", "campaign", "about", "items", "reasons", "generated_at", "model_version"])
@@ -191,24 +190,23 @@ def _export(report: RunReport, rows: list[dict[str, Any]], holdout: list[dict[st
         "csv": base + "recipients.csv",
         "holdout": base + "holdout.jsonl",
     }
-    s3.put_object(Bucket=bucket, Key=report.keys["jsonl"], Body=lines.encode())
-    s3.put_object(Bucket=bucket, Key=report.keys["csv"], Body=table.getvalue().encode())
-    s3.put_object(
-        Bucket=bucket, Key=report.keys["holdout"], Body="".join(json.dumps(h) + "\n" for h in holdout).encode()
-    )
-    s3.put_object(
-        Bucket=bucket,
-        Key=f"{CAMPAIGNS_PREFIX}{report.campaign}/latest.json",
-        Body=json.dumps(report.to_json()).encode(),
-    )
+    put_bytes(bucket, report.keys["jsonl"], "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode())
+    put_bytes(bucket, report.keys["csv"], table.getvalue().encode())
+    put_bytes(bucket, report.keys["holdout"], "".join(json.dumps(h) + "\n" for h in holdout).encode())
+    put_bytes(bucket, f"{CAMPAIGNS_PREFIX}{report.campaign}/latest.json", json.dumps(report.to_json()).encode())
 
 
 def latest_run(bucket: str, campaign: str) -> dict[str, Any] | None:
-    try:
-        body = client("s3").get_object(Bucket=bucket, Key=f"{CAMPAIGNS_PREFIX}{campaign}/latest.json")["Body"]
-    except client("s3").exceptions.NoSuchKey:
-        return None
-    return dict(json.loads(body.read()))
+    body = get_bytes(bucket, f"{CAMPAIGNS_PREFIX}{campaign}/latest.json")
+    return dict(json.loads(body)) if body is not None else None
+
+
+def run_lines(bucket: str, campaign: str, run_id: str, name: str) -> list[str]:
+    """The lines of one of a run's JSON Lines files (recipients.jsonl, holdout.jsonl); LookupError if none."""
+    body = get_bytes(bucket, f"{CAMPAIGNS_PREFIX}{campaign}/{run_id}/{name}")
+    if body is None:
+        raise LookupError(f"run {run_id!r} of campaign {campaign!r} does not exist")
+    return [line for line in body.decode().splitlines() if line.strip()]
 
 
 def recipients_page(bucket: str, campaign: str, cursor: str = "", limit: int = 100) -> dict[str, Any]:
@@ -224,17 +222,11 @@ def recipients_page(bucket: str, campaign: str, cursor: str = "", limit: int = 1
         offset = int(offset_text or 0)
     except ValueError:
         raise BadCursor(f"cursor {cursor!r} is not one this API gave out") from None
-    key = f"{CAMPAIGNS_PREFIX}{campaign}/{run_id}/recipients.jsonl"
-    try:
-        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-    except client("s3").exceptions.NoSuchKey:
-        raise LookupError(f"run {run_id!r} of campaign {campaign!r} does not exist") from None
-    lines = body.splitlines()
-    page = [json.loads(line) for line in lines[offset : offset + limit]]
+    lines = run_lines(bucket, campaign, run_id, "recipients.jsonl")
     more = offset + limit < len(lines)
     return {
         "campaign": campaign,
         "run_id": run_id,
-        "recipients": page,
+        "recipients": [json.loads(line) for line in lines[offset : offset + limit]],
         "next": f"{run_id}:{offset + limit}" if more else "",
     }

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-CATEGORY_SEPARATOR = ">"
+from shopwise.catalog import categories
 
 
 class CatalogItem(BaseModel):
@@ -31,4 +31,4 @@ class CatalogItem(BaseModel):
 
     @property
     def category_path(self) -> list[str]:
-        return [part.strip() for part in self.category.split(CATEGORY_SEPARATOR) if part.strip()]
+        return categories.parts(self.category)

@@ -3,8 +3,7 @@ settings, so this code runs unchanged in AWS and against the local endpoint)."""
 
 from __future__ import annotations
 
-import random
-import time
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -12,6 +11,10 @@ import boto3
 from botocore.config import Config
 
 _CONFIG = Config(retries={"max_attempts": 5, "mode": "adaptive"}, connect_timeout=2, read_timeout=10)
+
+
+# what else caches a connection to the endpoint (PynamoDB models bound to a table: ``shopwise.dal.pynamo``)
+_RESETS: list[Callable[[], None]] = []
 
 
 @cache
@@ -23,7 +26,9 @@ def reset_clients() -> None:
     """Forget cached clients, whose connections hold the endpoint they were made with (the local runtime calls this
     after it points the process at a new endpoint)."""
     client.cache_clear()
+    for reset in _RESETS:
+        reset()
 
 
-def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> None:
-    time.sleep(min(cap, base * (2**attempt)) * (0.5 + random.random() / 2))
+def on_reset(reset: Callable[[], None]) -> None:
+    _RESETS.append(reset)

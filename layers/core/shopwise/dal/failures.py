@@ -6,7 +6,8 @@ import base64
 import json
 from typing import Any
 
-from shopwise.dal.aws import backoff, client
+from shopwise.dal.aws import client
+from shopwise.retry import backoff
 
 MAX_SEND_RETRIES = 5
 

@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from shopwise.dal.aws import backoff, client
-
-MAX_BATCH_RETRIES = 8
+from shopwise.dal.aws import client
+from shopwise.dal.batch import get_many, pk
 
 
 class Conflict(Exception):
@@ -93,29 +92,16 @@ class FeatureStore:
         self.write_requests = 0  # conditional writes sent (a transaction counts once per document)
 
     def read(self, keys: list[str]) -> dict[str, Doc]:
-        """Consistent reads; a key with no row comes back as a new, empty document."""
-        ddb = client("dynamodb")
+        """Consistent reads, 100 keys a call; a key with no row comes back as a new, empty document."""
         unique = list(dict.fromkeys(keys))
         found: dict[str, Doc] = {}
-        for start in range(0, len(unique), 100):
-            pending: dict[str, Any] = {
-                self.table: {"Keys": [{"pk": {"S": k}} for k in unique[start : start + 100]], "ConsistentRead": True}
-            }
-            for attempt in range(MAX_BATCH_RETRIES + 1):
-                response = ddb.batch_get_item(RequestItems=pending)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    try:
-                        doc = Doc.from_item(item)
-                    except (KeyError, TypeError, ValueError) as exc:
-                        key = item.get("pk", {}).get("S", "?")
-                        doc = Doc(key, error=f"unreadable row {key}: {type(exc).__name__}: {exc}")
-                    found[doc.key] = doc
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                backoff(attempt)
-            else:
-                raise RuntimeError(f"{self.table}: keys still unprocessed after {MAX_BATCH_RETRIES} retries")
+        for item in get_many(self.table, [pk(k) for k in unique], consistent=True):
+            try:
+                doc = Doc.from_item(item)
+            except (KeyError, TypeError, ValueError) as exc:
+                key = item.get("pk", {}).get("S", "?")
+                doc = Doc(key, error=f"unreadable row {key}: {type(exc).__name__}: {exc}")
+            found[doc.key] = doc
         return {k: found.get(k) or Doc(k) for k in unique}
 
     def write(self, doc: Doc) -> None:

@@ -7,6 +7,7 @@ import io
 import json
 import tarfile
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from shopwise.dal.aws import client
@@ -26,6 +27,34 @@ def list_keys(bucket: str, prefix: str) -> list[str]:
     for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys.extend(obj["Key"] for obj in page.get("Contents", []))
     return keys
+
+
+def put_bytes(bucket: str, key: str, body: bytes) -> None:
+    client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def get_bytes(bucket: str, key: str) -> bytes | None:
+    """The object's body, or None when there is no such object."""
+    try:
+        return bytes(client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    except client("s3").exceptions.NoSuchKey:
+        return None
+
+
+def upload_file(path: Path, bucket: str, key: str) -> None:
+    client("s3").upload_file(str(path), bucket, key)
+
+
+def download_prefix(uri: str, target: Path) -> int:
+    """Every object under an s3:// prefix into ``target``, keeping the key's path below the prefix; how many."""
+    bucket, prefix = parse_s3_uri(uri)
+    keys = list_keys(bucket, prefix)
+    for key in keys:
+        relative = key[len(prefix) :].lstrip("/") or Path(key).name
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        client("s3").download_file(bucket, key, str(path))
+    return len(keys)
 
 
 def read_json_lines(bucket: str, key: str) -> Iterator[dict[str, Any]]:

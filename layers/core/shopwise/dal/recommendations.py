@@ -1,8 +1,8 @@
-"""Precomputed recommendation lists and the active model version (thin boto3 layer: batch reads and writes
-across tables are what PynamoDB can't do in one call).
+"""Precomputed recommendation rows and the active-model pointer (thin boto3 layer: the serve path's cross-table
+BatchGetItem is what PynamoDB can't do in one call).
 
-A list is stored as one compact JSON string attribute: cheaper to read than a list of maps, in DynamoDB and in the
-local endpoint alike.
+A row's picks are stored as one compact JSON string attribute (``shopwise.picks.StoredPick`` lists): cheaper to
+read than a list of maps, in DynamoDB and in the local endpoint alike.
 
 Two slots: every row is stored under ``<slot>/<key>`` for slot ``a`` or ``b``. A load writes the slot that is not
 serving; promotion flips the pointer (config row ``active_model``: version, slot, what each slot holds). Readers
@@ -16,19 +16,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shopwise.dal.aws import backoff, client
-
-MAX_BATCH_RETRIES = 8
-ACTIVE_MODEL_KEY = "active_model"
-SLOTS = ("a", "b")
-
-
-def slot_key(slot: str, key: str) -> str:
-    return f"{slot}/{key}"
+from shopwise.dal.aws import client
+from shopwise.dal.batch import batch_write, get_many, pk
+from shopwise.keys import ACTIVE_MODEL_KEY, SLOTS, slot_key
+from shopwise.picks import StoredPick
 
 
 @dataclass(frozen=True)
@@ -82,74 +77,22 @@ class Pointer:
 @dataclass(frozen=True)
 class RecommendationRow:
     key: str  # "user#<id>", "item#<id>", "next#<id>", "popular#global", "popular#category:<c>", "popular#market:<m>"
-    items: list[list[Any]]  # [[item_id, score, because_item_id or ""], ...] best first
+    items: list[StoredPick]  # best first
     model_version: str
 
 
-def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def batch_write(table: str, items: Iterable[dict[str, Any]]) -> int:
-    """BatchWriteItem in chunks of 25, retrying UnprocessedItems with backoff. Returns the number written."""
-    ddb = client("dynamodb")
-    written = 0
-    for chunk in _chunks(items, 25):
-        request: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for item in chunk]}
-        for attempt in range(MAX_BATCH_RETRIES):
-            unprocessed = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-            if not unprocessed:
-                break
-            request = unprocessed
-            backoff(attempt)
-        else:
-            raise RuntimeError(f"{table}: items still unprocessed after {MAX_BATCH_RETRIES} retries")
-        written += len(chunk)
-    return written
-
-
-def batch_get(
-    request: dict[str, list[dict[str, Any]]], projections: dict[str, str] | None = None
-) -> tuple[dict[str, list[dict[str, Any]]], int]:
-    """BatchGetItem over one or more tables, retrying UnprocessedKeys. Returns rows per table and round trips.
-    ``projections`` names the attributes to read per table (a ProjectionExpression), where not all are needed."""
-    ddb = client("dynamodb")
-    found: dict[str, list[dict[str, Any]]] = {table: [] for table in request}
-    pending: dict[str, Any] = {t: {"Keys": keys} for t, keys in request.items() if keys}
-    for table, projection in (projections or {}).items():
-        if table in pending:
-            pending[table]["ProjectionExpression"] = projection
-    trips = 0
-    while pending:
-        response = ddb.batch_get_item(RequestItems=pending)
-        trips += 1
-        for table, rows in response.get("Responses", {}).items():
-            found[table].extend(rows)
-        pending = response.get("UnprocessedKeys") or {}
-        if pending:
-            if trips > MAX_BATCH_RETRIES:
-                raise RuntimeError("BatchGetItem: keys still unprocessed after retries")
-            backoff(trips)
-    return found, trips
+def row_keys(keys: Iterable[str], slots: Iterable[str]) -> list[dict[str, Any]]:
+    """The key maps of these rows in these slots (each key once)."""
+    unique = list(dict.fromkeys(keys))
+    return [pk(slot_key(slot, k)) for slot in slots for k in unique]
 
 
 def read_rows(table: str, keys: list[str], pointer: Pointer, now: float | None = None) -> dict[str, RecommendationRow]:
     """The serving rows of these keys (100 per BatchGetItem) in the pointer's slot; keys with no row, an expired
     one or one of another version are left out."""
-    found: dict[str, RecommendationRow] = {}
-    if not pointer.slot:
-        return found
-    for start in range(0, len(keys), 100):
-        got, _trips = batch_get({table: [{"pk": {"S": slot_key(pointer.slot, k)}} for k in keys[start : start + 100]]})
-        found.update(pointer.keep(got[table], now))
-    return found
+    if not pointer.slot or not keys:
+        return {}
+    return pointer.keep(get_many(table, row_keys(keys, (pointer.slot,))), now)
 
 
 def serving_rows(recommendations_table: str, config_table: str, keys: list[str]) -> dict[str, RecommendationRow]:
@@ -161,7 +104,7 @@ def encode_row(row: RecommendationRow, slot: str, ttl_days: int, now: float | No
     expires = int((now or time.time()) + ttl_days * 86400)
     return {
         "pk": {"S": slot_key(slot, row.key)},
-        "items": {"S": json.dumps(row.items, separators=(",", ":"))},
+        "items": {"S": json.dumps([p.encode() for p in row.items], separators=(",", ":"))},
         "model_version": {"S": row.model_version},
         "expires_at": {"N": str(expires)},
     }
@@ -173,7 +116,7 @@ def decode_row(item: dict[str, Any], now: float | None = None) -> Recommendation
         return None
     return RecommendationRow(
         key=item["pk"]["S"].partition("/")[2],
-        items=json.loads(item["items"]["S"]),
+        items=[StoredPick.decode(e) for e in json.loads(item["items"]["S"])],
         model_version=item["model_version"]["S"],
     )
 
@@ -191,9 +134,7 @@ class PointerMoved(RuntimeError):
 
 def get_pointer(config_table: str) -> Pointer:
     item = (
-        client("dynamodb")
-        .get_item(TableName=config_table, Key={"pk": {"S": ACTIVE_MODEL_KEY}}, ConsistentRead=True)
-        .get("Item")
+        client("dynamodb").get_item(TableName=config_table, Key=pk(ACTIVE_MODEL_KEY), ConsistentRead=True).get("Item")
     )
     return Pointer.from_item(item)
 

@@ -6,7 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from shopwise.dal.aws import backoff, client
+from shopwise.dal.aws import client
+from shopwise.retry import backoff
 
 MAX_PUT_RETRIES = 6
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from shopwise.dal.aws import backoff
 from shopwise.dal.feature_store import Conflict, Doc
 from shopwise.features.definitions import ProfileFeatures, merge_profiles
-from shopwise.keys import alias_key, key_id, profile_key
+from shopwise.keys import alias_key, can_own_profile, is_customer, key_id, profile_key
+from shopwise.retry import backoff
 
 MAX_HOPS = 8
 MAX_CONFLICT_RETRIES = 8
@@ -36,11 +36,7 @@ class Store(Protocol):
 
 def rank(profile_id: str) -> tuple[int, str]:
     """The survivor of a merge is the smallest: customers first, then by key."""
-    return (0 if profile_id.startswith("c:") else 1, profile_id)
-
-
-def can_own_profile(alias: str) -> bool:
-    return alias.startswith(("a:", "c:"))
+    return (0 if is_customer(profile_id) else 1, profile_id)
 
 
 def resolve(store: Store, aliases: list[str]) -> tuple[dict[str, str], dict[str, Doc]]:
@@ -64,7 +60,7 @@ def link(store: Store, aliases: list[str]) -> str:
         live = sorted({t for t in target.values() if t}, key=rank)
         survivor = live[0]
         # never merge two customers: other customer profiles stay apart and keep their aliases
-        absorbed = [t for t in live[1:] if not t.startswith("c:")] if survivor.startswith("c:") else live[1:]
+        absorbed = [t for t in live[1:] if not is_customer(t)] if is_customer(survivor) else live[1:]
         main = docs[profile_key(survivor)]  # a merge racing ours fails the versions in the transaction below
         features = ProfileFeatures.from_json(main.data.get("features"))
         known = list(main.data.get("aliases", []))

@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shopwise.dal.aws import backoff
 from shopwise.dal.feature_store import Conflict, Doc
 from shopwise.events import Consent, Event, Identify, RemoveFromCart, interaction_items
 from shopwise.features.definitions import (
@@ -40,6 +39,8 @@ from shopwise.features.definitions import (
 )
 from shopwise.features.identity import LEDGER_LIMIT_PROFILE, Store, link, resolve
 from shopwise.keys import category_key, entity_of, item_key, key_id, market_key, profile_key, session_key
+from shopwise.picks import StoredPick
+from shopwise.retry import backoff
 from shopwise.serving.view import batch_view_keys, serving_view
 
 LEDGER_LIMITS = {"profile": LEDGER_LIMIT_PROFILE, "session": 256, "item": 2048, "segment": 4096}
@@ -49,7 +50,7 @@ WRITERS = 8
 
 Categories = Callable[[Iterable[str]], dict[str, str]]
 # recommendations-table keys -> their stored lists (absent keys left out): what the serving views are made of
-RowReader = Callable[[list[str]], dict[str, list[list[Any]]]]
+RowReader = Callable[[list[str]], dict[str, list[StoredPick]]]
 
 
 def digest(event_id: str) -> str:
@@ -224,7 +225,7 @@ def _apply_entity(
     context: Context,
     outcome: UpdateOutcome,
     lock: threading.Lock,
-    view_rows: dict[str, list[list[Any]]] | None = None,
+    view_rows: dict[str, list[StoredPick]] | None = None,
 ) -> list[Delivery]:
     for attempt in range(MAX_CONFLICT_RETRIES):
         if doc.error:
@@ -251,7 +252,7 @@ def _apply_entity(
 
 def _view_rows(
     docs: dict[str, Doc], groups: dict[str, list[Delivery]], context: Context, rows: RowReader
-) -> dict[str, list[list[Any]]]:
+) -> dict[str, list[StoredPick]]:
     """One read of every row the touched profiles' serving views may need once their batch is folded in."""
     keys: list[str] = []
     for key, group in groups.items():
@@ -264,7 +265,7 @@ def _view_rows(
 
 
 def _fold(
-    doc: Doc, fresh: list[Delivery], context: Context, view_rows: dict[str, list[list[Any]]] | None = None
+    doc: Doc, fresh: list[Delivery], context: Context, view_rows: dict[str, list[StoredPick]] | None = None
 ) -> Doc:
     """The document with the fresh deliveries applied and remembered (a new Doc: the read one stays as read)."""
     entity, name = entity_of(doc.key), key_id(doc.key)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from shopwise.dal.objects import list_keys, parse_s3_uri, read_json_lines
 from shopwise.dal.recommendations import RecommendationRow, get_pointer, mark_slot, write_recommendations
-from shopwise.keys import POPULAR_KEY
+from shopwise.keys import POPULAR_KEY, USER_PREFIX
+from shopwise.picks import StoredPick
 
 MAX_EMPTY_SHARE = 0.05  # of the shoppers' lists
 
@@ -32,7 +33,7 @@ class _Tally:
 
     def count(self, rows: Iterable[RecommendationRow]) -> Iterator[RecommendationRow]:
         for row in rows:
-            if row.key.startswith("user#"):
+            if row.key.startswith(USER_PREFIX):
                 self.users += 1
                 self.empty += not row.items
             elif row.key == POPULAR_KEY:
@@ -61,7 +62,7 @@ def rows_from(output_uri: str, model_version: str) -> Iterator[RecommendationRow
         raise FileNotFoundError(f"no batch-transform output (*.out) under {output_uri}")
     for key in keys:
         for line in read_json_lines(bucket, key):
-            yield RecommendationRow(key=line["key"], items=line["items"], model_version=model_version)
+            yield RecommendationRow(line["key"], [StoredPick.decode(e) for e in line["items"]], model_version)
 
 
 def load(

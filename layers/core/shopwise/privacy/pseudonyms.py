@@ -15,6 +15,7 @@ import secrets
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shopwise.dal.secrets import read_secret
+from shopwise.keys import customer_alias
 
 if TYPE_CHECKING:  # the event schemas are imported when an event is pseudonymised, not to look a shopper up
     from shopwise.events import EventBase
@@ -45,7 +46,7 @@ class Pseudonymiser:
 
     def customer_profile(self, customer_id: str) -> str:
         """The profile key of a customer as the storefront knows them (serving looks shoppers up by this)."""
-        return f"c:{self.customer(customer_id)}"
+        return customer_alias(self.customer(customer_id))
 
     def apply(self, event: E) -> E:
         """The event with its personal ids replaced by pseudonyms (idempotent: a pseudonymised event is returned

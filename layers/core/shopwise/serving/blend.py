@@ -2,9 +2,10 @@
 reason for every item. Pure functions over stored rows and the shopper's features: no I/O, so they are cheap to
 test and the serve Lambda stays noise inside its latency budget.
 
-Stored entries (``shopwise_jobs.scoring.entry``): [item, score, because item, category path, because title].
-Serving-view entries (``shopwise.serving.view``): [item, score, reason code, because item, because title,
-category path].
+Its inputs are the typed picks of ``shopwise.picks``: stored (the batch jobs' rows) and view (the shopper's real-time
+candidates). The four lists serving answers with are built at the end of this module: a shopper's (``shopper_list``),
+given items re-ranked for a shopper (``ranked``), bestsellers (``bestsellers``) and an item's neighbours
+(``neighbours``); each returns a ``Blended`` list that says which sources filled it and which model made it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,23 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from shopwise.catalog.categories import contains, leaf, top_level
+from shopwise.dal.recommendations import RecommendationRow
 from shopwise.features.definitions import ProfileFeatures
-
-CATEGORY_SEPARATOR = ">"
+from shopwise.keys import POPULAR_KEY, item_key, popular_key, user_key
+from shopwise.picks import (
+    CATEGORY,
+    GLOBAL,
+    MARKET,
+    PERSONALISED,
+    REALTIME,
+    REFERRER,
+    SIMILAR,
+    STORE_ORDER,
+    StoredPick,
+    ViewPick,
+)
+from shopwise.serving.shopper import NotFound, Request, Shopper
 
 
 @dataclass(frozen=True)
@@ -58,15 +73,6 @@ class Pick:
     source: str = ""
 
 
-def leaf(category: str) -> str:
-    parts = [p.strip() for p in category.split(CATEGORY_SEPARATOR) if p.strip()]
-    return parts[-1] if parts else category
-
-
-def top_level(category: str) -> str:
-    return category.split(CATEGORY_SEPARATOR, 1)[0].strip()
-
-
 REASON_TEXT = {
     "because_viewed": "Because you viewed {title}",
     "because_carted": "Goes with {title} in your cart",
@@ -92,42 +98,35 @@ def reason(pick: Pick, market: str = "", referrer: str = "") -> dict[str, str]:
     return {"code": pick.code, "text": text}
 
 
-def _entry(entry: list[Any], index: int) -> str:
-    return str(entry[index]) if len(entry) > index and entry[index] is not None else ""
-
-
-def personal_picks(entries: list[list[Any]], profile: ProfileFeatures | None) -> list[Pick]:
+def personal_picks(entries: list[StoredPick], profile: ProfileFeatures | None) -> list[Pick]:
     """The precomputed list; a pick explained by an item the shopper bought, carted or viewed says which."""
     bought = set(profile.recent_items("purchase")) if profile else set()
     carted = set(profile.recent_items("cart")) if profile else set()
     picks = []
     for e in entries:
-        because = _entry(e, 2)
-        if not because:
+        if not e.because:
             code = "personalised"
-        elif because in bought:
+        elif e.because in bought:
             code = "because_purchased"
-        elif because in carted:
+        elif e.because in carted:
             code = "because_carted"
         else:
             code = "because_viewed"
-        picks.append(Pick(str(e[0]), float(e[1]), code, because, _entry(e, 4), _entry(e, 3), "personalised"))
+        picks.append(Pick(e.item_id, float(e.score), code, e.because, e.because_title, e.category, PERSONALISED))
     return picks
 
 
-def view_picks(entries: list[list[Any]]) -> list[Pick]:
+def view_picks(entries: list[ViewPick]) -> list[Pick]:
+    return [Pick(e.item_id, float(e.score), e.code, e.because, e.because_title, e.category, REALTIME) for e in entries]
+
+
+def popular_picks(entries: list[StoredPick], code: str, source: str) -> list[Pick]:
+    return [Pick(e.item_id, float(e.score), code, category=e.category, source=source) for e in entries]
+
+
+def similar_picks(entries: list[StoredPick], item_id: str) -> list[Pick]:
     return [
-        Pick(str(e[0]), float(e[1]), str(e[2]), _entry(e, 3), _entry(e, 4), _entry(e, 5), "realtime") for e in entries
-    ]
-
-
-def popular_picks(entries: list[list[Any]], code: str, source: str) -> list[Pick]:
-    return [Pick(str(e[0]), float(e[1]), code, category=_entry(e, 3), source=source) for e in entries]
-
-
-def similar_picks(entries: list[list[Any]], item_id: str) -> list[Pick]:
-    return [
-        Pick(str(e[0]), float(e[1]), "similar_item", item_id, _entry(e, 4), _entry(e, 3), "similar") for e in entries
+        Pick(e.item_id, float(e.score), "similar_item", item_id, e.because_title, e.category, SIMILAR) for e in entries
     ]
 
 
@@ -186,9 +185,9 @@ class Selection:
     def allowed(self, pick: Pick) -> bool:
         if pick.item_id in self.taken or pick.item_id in self.excluded:
             return False
-        if pick.item_id in self.purchased and not any(in_category(pick.category, c) for c in self.repeat_categories):
+        if pick.item_id in self.purchased and not any(contains(pick.category, c) for c in self.repeat_categories):
             return False
-        return not self.category or in_category(pick.category, self.category)
+        return not self.category or contains(pick.category, self.category)
 
     def offer(self, picks: Iterable[Pick]) -> None:
         for pick in picks:
@@ -219,8 +218,155 @@ class Selection:
         return self.items
 
 
-def in_category(path: str, wanted: str) -> bool:
-    """Whether an item's category path lies in ``wanted`` (a path prefix at a separator, case-insensitive)."""
-    have = [p.strip().lower() for p in path.split(CATEGORY_SEPARATOR)]
-    want = [p.strip().lower() for p in wanted.split(CATEGORY_SEPARATOR)]
-    return have[: len(want)] == want
+# ------------------------------------------------------------------------------------------------ the lists served
+POPULARITY_PRIOR = 0.1  # weight of global popularity when re-ranking given items (breaks ties among the unknown)
+POPULAR_CODES = {REFERRER: "popular_referrer", MARKET: "popular_market", CATEGORY: "popular_category"}
+
+
+@dataclass(frozen=True)
+class Blended:
+    items: list[Pick]
+    sources: list[str]  # which links of the chain filled the list, first first
+    model_version: str
+
+    def to_json(self, market: str = "", referrer: str = "") -> list[dict[str, Any]]:
+        return [{"item_id": p.item_id, "score": p.score, "reason": reason(p, market, referrer)} for p in self.items]
+
+
+def segment_keys(market: str, category: str, referrer: str = "") -> dict[str, str]:
+    """The segments' popular lists a request falls back on, in the order of the chain."""
+    keys = {}
+    if referrer:
+        keys[REFERRER] = popular_key(f"referrer:{referrer}")
+    if market:
+        keys[MARKET] = popular_key(f"market:{market}")
+    if category:
+        keys[CATEGORY] = popular_key(f"category:{category}")
+    return keys
+
+
+def shopper_list(
+    req: Request,
+    shopper: Shopper,
+    profile: ProfileFeatures | None,
+    params: BlendParams,
+    repeat_categories: tuple[str, ...],
+    now: float,
+) -> Blended:
+    """The shopper's own candidates (``profile``: None for a stranger or the holdout), then the fallback chain —
+    referrer, market, category, global bestsellers — with exclusions (owned unless a repeat-purchase category, in
+    cart, out of stock, asked), the category filter and the diversity rule applied throughout."""
+    excluded = set(req.exclude) | shopper.unavailable
+    purchased: frozenset[str] = frozenset()
+    if profile is not None:
+        excluded |= set(profile.current_cart())
+        purchased = frozenset(profile.recent_items("purchase"))
+    selection = Selection(req.n, excluded, repeat_categories, purchased, req.category, params.max_per_category)
+    sources, version = _own_candidates(req, shopper, profile, params, now)
+    if sources:
+        selection.offer(combine(sources))
+    segments = segment_keys(req.market, req.category, req.referrer)
+    _fallbacks(selection, shopper.rows, segments)
+    return Blended(selection.finish(), selection.levels, version or _version(shopper.rows, segments))
+
+
+def ranked(
+    req: Request,
+    shopper: Shopper,
+    profile: ProfileFeatures | None,
+    params: BlendParams,
+    item_ids: list[str],
+    now: float,
+) -> Blended:
+    """The given items in the shopper's order (a category page's sort): the same blend restricted to them, a little
+    global popularity to order the rest; items out of stock last; nothing dropped."""
+    sources, version = _own_candidates(req, shopper, profile, params, now, personal_required=False)
+    popular = shopper.rows.get(POPULAR_KEY)
+    if popular:
+        sources.append((popular_picks(popular.items, "popular", GLOBAL), POPULARITY_PRIOR))
+    scored = {p.item_id: p for p in combine(sources)}  # every candidate: the given items may be anywhere
+    given = list(dict.fromkeys(item_ids))
+    position = {item: n for n, item in enumerate(given)}
+    order = sorted(
+        given,
+        key=lambda i: (i in shopper.unavailable, -(scored[i].score if i in scored else 0.0), position[i]),
+    )
+    picks = [scored.get(i) or Pick(i, 0.0, "store_order", source=STORE_ORDER) for i in order]
+    return Blended(
+        picks, list(dict.fromkeys(p.source for p in picks)), version or (popular.model_version if popular else "")
+    )
+
+
+def bestsellers(
+    n: int, market: str, category: str, rows: dict[str, RecommendationRow], gone: frozenset[str]
+) -> Blended:
+    """Bestsellers of a category and/or market (category first), then global ones; ``gone`` (out of stock) left out."""
+    segments = segment_keys(market, category)
+    selection = Selection(n, set(gone), category=category, max_per_category=n)
+    _fallbacks(selection, rows, {k: segments[k] for k in (CATEGORY, MARKET) if k in segments})
+    return Blended(selection.finish(), selection.levels, _version(rows, segments))
+
+
+def neighbours(
+    item_id: str, n: int, rows: dict[str, RecommendationRow], gone: frozenset[str], category: str, title: str
+) -> Blended:
+    """Items like this one: its precomputed neighbours, then (a product newer than the model, or too few neighbours
+    in stock) its category's bestsellers, then global ones. ``gone`` (out of stock) and the item itself left out."""
+    own = rows.get(item_key(item_id))
+    selection = Selection(n, set(gone) | {item_id}, max_per_category=n)
+    if own:
+        selection.offer(similar_picks(own.items, item_id))
+    version = own.model_version if own else ""
+    row = rows.get(popular_key(f"category:{category}")) if category else None
+    if not selection.full and row:
+        selection.offer(
+            Pick(p.item_id, p.score, "new_item_category", item_id, title, p.category or category, CATEGORY)
+            for p in popular_picks(row.items, "new_item_category", CATEGORY)
+        )
+        version = version or row.model_version
+    if POPULAR_KEY in rows:
+        selection.offer(popular_picks(rows[POPULAR_KEY].items, "popular", GLOBAL))
+    return Blended(selection.finish(), selection.levels, version or _version(rows, {}))
+
+
+def _own_candidates(
+    req: Request,
+    shopper: Shopper,
+    profile: ProfileFeatures | None,
+    params: BlendParams,
+    now: float,
+    personal_required: bool = True,
+) -> tuple[list[tuple[list[Pick], float]], str]:
+    """The shopper's own candidates, each with its weight: the precomputed list and the real-time candidates of the
+    serving view (the view's weight decays with the age of the shopper's newest action); and the model version
+    behind the list. Nothing without a profile that may be personalised."""
+    if profile is None:
+        return [], ""
+    row = shopper.rows.get(user_key(shopper.target)) or shopper.rows.get(user_key(req.profile_id))
+    personal = personal_picks(row.items, profile) if row else []
+    used = row is not None and (bool(personal) or not personal_required)
+    sources: list[tuple[list[Pick], float]] = [(personal, params.personal_weight)] if used else []
+    sources.append((view_picks(shopper.view), params.realtime_weight * realtime_factor(shopper.view_at, now)))
+    return sources, row.model_version if row is not None and used else ""
+
+
+def _fallbacks(selection: Selection, rows: dict[str, RecommendationRow], segments: dict[str, str]) -> None:
+    """The chain after the shopper's own candidates: the requested segments in the order given, then global."""
+    for level, key in segments.items():
+        if selection.full:
+            return
+        row = rows.get(key)
+        if row:
+            selection.offer(popular_picks(row.items, POPULAR_CODES[level], level))
+    if not selection.full:
+        global_row = rows.get(POPULAR_KEY)
+        if global_row is None:
+            raise NotFound("no recommendations are loaded yet: run the training pipeline (shopwise retrain)")
+        selection.offer(popular_picks(global_row.items, "popular", GLOBAL))
+
+
+def _version(rows: dict[str, RecommendationRow], segments: dict[str, str]) -> str:
+    for key in [*segments.values(), POPULAR_KEY]:
+        if key in rows:
+            return rows[key].model_version
+    return ""

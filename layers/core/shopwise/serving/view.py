@@ -18,6 +18,7 @@ from typing import Any
 
 from shopwise.features.definitions import KIND_WEIGHTS, ProfileFeatures
 from shopwise.keys import item_key, next_key, popular_key
+from shopwise.picks import StoredPick, ViewPick
 
 VIEW_LIMIT = 50
 RECENCY = (1.0, 0.7, 0.5)  # weight of the newest, second and third interaction of a kind
@@ -62,26 +63,22 @@ def batch_view_keys(stored: ProfileFeatures, items: Iterable[str], categories: I
     return list(dict.fromkeys(keys))
 
 
-def serving_view(profile: ProfileFeatures, rows: dict[str, list[list[Any]]]) -> dict[str, Any]:
-    """{"at": time of the newest interaction it reflects, "items": [[item, score, code, because, because title,
-    category], ...] best first}. Each source row is scaled to its best score, weighted by the interaction kind, its
-    recency rank and the source; an item's score sums its sources, its reason is the strongest one."""
+def serving_view(profile: ProfileFeatures, rows: dict[str, list[StoredPick]]) -> dict[str, Any]:
+    """{"at": time of the newest interaction it reflects, "items": [ViewPick as a list, ...] best first}. Each source
+    row is scaled to its best score, weighted by the interaction kind, its recency rank and the source; an item's
+    score sums its sources, its reason is the strongest one."""
     scores: dict[str, float] = {}
-    best: dict[str, tuple[float, list[Any]]] = {}
+    best: dict[str, tuple[float, str, StoredPick]] = {}
 
-    def add(entries: list[list[Any]], weight: float, code: str) -> None:
-        top = max((float(e[1]) for e in entries), default=0.0)
+    def add(entries: list[StoredPick], weight: float, code: str) -> None:
+        top = max((float(e.score) for e in entries), default=0.0)
         for rank, e in enumerate(entries):
             # a row of zero scores keeps its order
-            share = float(e[1]) / top if top > 0 else 1.0 / (rank + 1)
+            share = float(e.score) / top if top > 0 else 1.0 / (rank + 1)
             value = weight * share
-            item = str(e[0])
-            scores[item] = scores.get(item, 0.0) + value
-            if value > best.get(item, (-1.0, []))[0]:
-                because = str(e[2]) if len(e) > 2 else ""
-                title = str(e[4]) if len(e) > 4 else ""
-                category = str(e[3]) if len(e) > 3 else ""
-                best[item] = (value, [code, because, title, category])
+            scores[e.item_id] = scores.get(e.item_id, 0.0) + value
+            if e.item_id not in best or value > best[e.item_id][0]:
+                best[e.item_id] = (value, code, e)
 
     newest_at = 0.0
     for kind, newest, sources in SOURCES:
@@ -96,4 +93,8 @@ def serving_view(profile: ProfileFeatures, rows: dict[str, list[list[Any]]]) -> 
     if entries:
         add(entries, CATEGORY_WEIGHT, "session_category")
     ranked = sorted(scores, key=lambda i: (-scores[i], i))[:VIEW_LIMIT]
-    return {"at": newest_at, "items": [[i, round(scores[i], 6), *best[i][1]] for i in ranked]}
+    picks = [
+        ViewPick(i, round(scores[i], 6), best[i][1], best[i][2].because, best[i][2].because_title, best[i][2].category)
+        for i in ranked
+    ]
+    return {"at": newest_at, "items": [p.encode() for p in picks]}

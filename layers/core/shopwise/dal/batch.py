@@ -1,0 +1,86 @@
+"""BatchGetItem and BatchWriteItem, in DynamoDB's chunks, retrying unprocessed keys and items with backoff: the
+generic part of every batch read and write (the feature store, the serving reads, the recommendation rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from shopwise.dal.aws import client
+from shopwise.retry import backoff
+
+MAX_BATCH_RETRIES = 8
+GET_CHUNK = 100  # BatchGetItem: keys per call
+WRITE_CHUNK = 25  # BatchWriteItem: items per call
+
+Keys = dict[str, list[dict[str, Any]]]  # table -> key maps
+Rows = dict[str, list[dict[str, Any]]]  # table -> items as DynamoDB returns them
+
+
+def pk(key: str, name: str = "pk") -> dict[str, Any]:
+    """A key map for a table whose partition key is one string attribute."""
+    return {name: {"S": key}}
+
+
+def chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def batch_get(request: Keys, projections: dict[str, str] | None = None, consistent: bool = False) -> tuple[Rows, int]:
+    """One BatchGetItem over one or more tables (at most 100 keys in all), retrying UnprocessedKeys. Returns rows per
+    table and the round trips it took. ``projections`` names the attributes to read per table, where not all are
+    needed; ``consistent`` asks for strongly consistent reads."""
+    ddb = client("dynamodb")
+    found: Rows = {table: [] for table in request}
+    pending: dict[str, Any] = {t: {"Keys": keys} for t, keys in request.items() if keys}
+    for table, spec in pending.items():
+        if projections and table in projections:
+            spec["ProjectionExpression"] = projections[table]
+        if consistent:
+            spec["ConsistentRead"] = True
+    trips = 0
+    while pending:
+        response = ddb.batch_get_item(RequestItems=pending)
+        trips += 1
+        for table, rows in response.get("Responses", {}).items():
+            found[table].extend(rows)
+        pending = response.get("UnprocessedKeys") or {}
+        if pending:
+            if trips > MAX_BATCH_RETRIES:
+                raise RuntimeError("BatchGetItem: keys still unprocessed after retries")
+            backoff(trips)
+    return found, trips
+
+
+def get_many(table: str, keys: list[dict[str, Any]], projection: str = "", consistent: bool = False) -> list[Any]:
+    """Every row of ``keys`` in one table, GET_CHUNK keys per BatchGetItem."""
+    rows: list[Any] = []
+    for chunk in chunks(keys, GET_CHUNK):
+        got, _trips = batch_get({table: chunk}, {table: projection} if projection else None, consistent)
+        rows += got[table]
+    return rows
+
+
+def batch_write(table: str, items: Iterable[dict[str, Any]]) -> int:
+    """BatchWriteItem in chunks of 25, retrying UnprocessedItems with backoff. Returns the number written."""
+    ddb = client("dynamodb")
+    written = 0
+    for chunk in chunks(items, WRITE_CHUNK):
+        request: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for item in chunk]}
+        for attempt in range(MAX_BATCH_RETRIES):
+            unprocessed = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+            if not unprocessed:
+                break
+            request = unprocessed
+            backoff(attempt)
+        else:
+            raise RuntimeError(f"{table}: items still unprocessed after {MAX_BATCH_RETRIES} retries")
+        written += len(chunk)
+    return written

@@ -1,0 +1,248 @@
+"""What a serving request reads: one BatchGetItem across the feature store, the recommendations, the config and the
+items tables, returned as a typed value (thin boto3 layer: PynamoDB can't read several tables in one call, and the
+serve function imports no PynamoDB).
+
+A shopper's read names every key it can know in advance: the alias and profile documents of the id the storefront
+sent (the profile holds the shopper's features and the serving view: real-time candidates resolved at write time),
+the out-of-stock set, the shopper's precomputed list and the lists the request asks for (popular lists), the
+experiments and the active-model pointer. Only a stitched shopper (the alias belongs to another profile) costs a
+second round trip, for that profile and its list. Nothing costs a third.
+
+Rows live in two slots (``shopwise.dal.recommendations``); a read names the rows in the slot that served the last
+request of this execution environment (the slot cache below) plus the pointer, keeps what the pointer says is live,
+and only when a promotion or rollback moved the pointer since (once per environment) reads the other slot in the
+second round trip. A cold environment reads both slots once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shopwise.dal.batch import Keys, Rows, batch_get, pk
+from shopwise.dal.feature_store import Doc
+from shopwise.dal.recommendations import Pointer, RecommendationRow, row_keys
+from shopwise.keys import (
+    ACTIVE_MODEL_KEY,
+    EXPERIMENTS_KEY,
+    OUT_OF_STOCK,
+    SLOTS,
+    UNAVAILABLE_KEY,
+    alias_key,
+    popular_key,
+    profile_key,
+    user_key,
+)
+from shopwise.settings import Settings
+
+PROFILE_ATTRIBUTES = f"pk, v, doc, merged_into, {OUT_OF_STOCK}"
+STOCK_ATTRIBUTES = f"pk, {OUT_OF_STOCK}"
+ITEM_ATTRIBUTES = "item_id, category, title"
+
+
+@dataclass(frozen=True)
+class Tables:
+    recommendations: str
+    features: str
+    config: str
+    items: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Tables:
+        return cls(settings.recommendations_table, settings.features_table, settings.config_table, settings.items_table)
+
+
+@dataclass(frozen=True)
+class ListsRead:
+    """Lists every answer reads alike: the live rows asked for by key, the out-of-stock set, the experiments (their
+    stored JSON, "" for none), the pointer, and the round trips it took."""
+
+    rows: dict[str, RecommendationRow]
+    unavailable: frozenset[str]
+    experiments: str
+    pointer: Pointer
+    trips: int
+
+
+@dataclass(frozen=True)
+class ShopperRead(ListsRead):
+    """A shopper's read: the lists, and the profile the asked id resolves to now (through stitching)."""
+
+    target: str  # the live profile id: the asked one, or the profile its alias was merged into
+    profile: Doc | None  # that profile's document, None when there is none
+
+
+@dataclass(frozen=True)
+class ItemRead(ListsRead):
+    """An item's read: its neighbours' row (in ``rows``), its catalog entry, and its category's bestsellers when the
+    neighbours in stock are too few."""
+
+    known: bool  # the catalog has the item
+    title: str
+    category: str
+
+
+_serving_slot: dict[str, str] = {}  # recommendations table -> the slot the last read found serving
+
+
+class ServingReader:
+    """The reads of the serve function (and of campaign runs, which answer many shoppers with the same blend)."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+
+    def shopper(self, profile_id: str, keys: list[str]) -> ShopperRead:
+        """Round trip 1: the alias, profile and out-of-stock set, the shopper's list and ``keys``, the experiments and
+        the pointer. Round trip 2, a stitched shopper (or a moved pointer) only."""
+        t = self.tables
+        keys = [user_key(profile_id), *keys]
+        first, slots = self._first(self._shopper_keys(profile_id), keys)
+        found, trips = batch_get(first, {t.features: PROFILE_ATTRIBUTES})
+        docs = {item["pk"]["S"]: item for item in found[t.features]}
+        pointer = _pointer(found[t.config])
+        target = _target(profile_id, docs)
+        second: Keys = {}
+        if target != profile_id:
+            second[t.features] = [pk(profile_key(target))]
+            second[t.recommendations] = row_keys([user_key(target)], _slots_of(pointer))
+        trips += self._second(found, second, pointer, slots, keys, {t.features: PROFILE_ATTRIBUTES})
+        docs.update({item["pk"]["S"]: item for item in found[t.features]})
+        profile = docs.get(profile_key(target))
+        return ShopperRead(
+            rows=pointer.keep(found[t.recommendations]),
+            unavailable=_unavailable(docs.get(UNAVAILABLE_KEY)),
+            experiments=_experiments(found[t.config]),
+            pointer=pointer,
+            trips=trips,
+            target=target,
+            profile=Doc.from_item(profile) if profile else None,
+        )
+
+    def shopper_request(self, profile_id: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The RequestItems of a shopper read's first (usually only) BatchGetItem: what the serving benchmark
+        replays as the bare read the handler is measured against."""
+        first, _slots = self._first(self._shopper_keys(profile_id), [user_key(profile_id), *keys])
+        t = self.tables
+        return {
+            table: {"Keys": k, **({"ProjectionExpression": PROFILE_ATTRIBUTES} if table == t.features else {})}
+            for table, k in first.items()
+        }
+
+    def _shopper_keys(self, profile_id: str) -> Keys:
+        t = self.tables
+        return {
+            t.features: [pk(alias_key(profile_id)), pk(profile_key(profile_id)), pk(UNAVAILABLE_KEY)],
+            t.config: [pk(EXPERIMENTS_KEY)],
+        }
+
+    def lists(self, keys: list[str], experiments: bool = False) -> ListsRead:
+        """The live rows of ``keys``, the out-of-stock set (and the experiments): one round trip, two after a
+        promotion or rollback moved the pointer."""
+        t = self.tables
+        first, slots = self._first(
+            {t.features: [pk(UNAVAILABLE_KEY)], t.config: [pk(EXPERIMENTS_KEY)] if experiments else []}, keys
+        )
+        found, trips = batch_get(first, {t.features: STOCK_ATTRIBUTES})
+        pointer = _pointer(found[t.config])
+        trips += self._second(found, {}, pointer, slots, keys, {t.features: STOCK_ATTRIBUTES})
+        return ListsRead(
+            rows=pointer.keep(found[t.recommendations]),
+            unavailable=_unavailable(next(iter(found[t.features]), None)),
+            experiments=_experiments(found[t.config]),
+            pointer=pointer,
+            trips=trips,
+        )
+
+    def item(self, item_id: str, n: int, keys: list[str]) -> ItemRead:
+        """An item's catalog entry, the out-of-stock set and the rows of ``keys`` (its neighbours first); a second
+        round trip for its category's bestsellers when it has fewer than ``n`` neighbours in stock (a product newer
+        than the model)."""
+        t = self.tables
+        first, slots = self._first(
+            {t.features: [pk(UNAVAILABLE_KEY)], t.items: [pk(item_id, "item_id")], t.config: []}, keys
+        )
+        projections = {t.features: STOCK_ATTRIBUTES, t.items: ITEM_ATTRIBUTES}
+        found, trips = batch_get(first, projections)
+        pointer = _pointer(found[t.config])
+        unavailable = _unavailable(next(iter(found[t.features]), None))
+        catalog = found[t.items][0] if found[t.items] else {}
+        category = catalog.get("category", {}).get("S", "")
+        own = pointer.keep(found[t.recommendations]).get(keys[0]) if keys else None
+        gone = unavailable | {item_id}
+        second: Keys = {}
+        if category and not (own and sum(1 for p in own.items if p.item_id not in gone) >= n):
+            second[t.recommendations] = row_keys([popular_key(f"category:{category}")], _slots_of(pointer))
+        trips += self._second(found, second, pointer, slots, keys, projections)
+        return ItemRead(
+            rows=pointer.keep(found[t.recommendations]),
+            unavailable=unavailable,
+            experiments="",
+            pointer=pointer,
+            trips=trips,
+            known=bool(catalog),
+            title=catalog.get("title", {}).get("S", ""),
+            category=category,
+        )
+
+    # -- the two round trips ----------------------------------------------------------------------------------
+    def _first(self, request: Keys, keys: list[str]) -> tuple[Keys, tuple[str, ...]]:
+        """``request`` plus the rows of ``keys`` in the slot(s) to read, and the pointer."""
+        t = self.tables
+        hint = _serving_slot.get(t.recommendations)
+        slots = (hint,) if hint else SLOTS
+        return {
+            **request,
+            t.recommendations: row_keys(keys, slots),
+            t.config: [*request.get(t.config, []), pk(ACTIVE_MODEL_KEY)],
+        }, slots
+
+    def _second(
+        self,
+        found: Rows,
+        second: Keys,
+        pointer: Pointer,
+        slots: tuple[str, ...],
+        keys: list[str],
+        projections: dict[str, str],
+    ) -> int:
+        """The second round trip, if anything needs one: ``second``, plus the rows of ``keys`` in the serving slot
+        when the first read the other one. Adds what it read to ``found``; returns the trips it took."""
+        t = self.tables
+        if pointer.slot and pointer.slot not in slots:
+            second[t.recommendations] = [*second.get(t.recommendations, []), *row_keys(keys, (pointer.slot,))]
+        if pointer.slot:
+            _serving_slot[t.recommendations] = pointer.slot
+        if not second:
+            return 0
+        extra, trips = batch_get(second, projections)
+        for table, rows in extra.items():
+            found.setdefault(table, []).extend(rows)
+        return trips
+
+
+def _slots_of(pointer: Pointer) -> tuple[str, ...]:
+    return (pointer.slot,) if pointer.slot else SLOTS
+
+
+def _pointer(config_rows: list[dict[str, Any]]) -> Pointer:
+    return Pointer.from_item(next((r for r in config_rows if r["pk"]["S"] == ACTIVE_MODEL_KEY), None))
+
+
+def _experiments(config_rows: list[dict[str, Any]]) -> str:
+    row = next((r for r in config_rows if r["pk"]["S"] == EXPERIMENTS_KEY), None)
+    return str(row["experiments"]["S"]) if row and "experiments" in row else ""
+
+
+def _unavailable(row: dict[str, Any] | None) -> frozenset[str]:
+    return frozenset(row.get(OUT_OF_STOCK, {}).get("SS", [])) if row else frozenset()
+
+
+def _target(profile_id: str, docs: dict[str, dict[str, Any]]) -> str:
+    """The profile an id resolves to: the one its own profile was merged into, or the one its alias names."""
+    own = docs.get(profile_key(profile_id))
+    if own and own.get("merged_into", {}).get("S"):
+        return str(own["merged_into"]["S"])
+    alias = docs.get(alias_key(profile_id))
+    if alias and "doc" in alias:
+        return str(Doc.from_item(alias).data.get("profile") or profile_id)
+    return profile_id
