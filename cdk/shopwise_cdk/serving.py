@@ -4,26 +4,21 @@ provisioned concurrency (per environment)."""
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_logs_destinations as destinations
 from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer
 from constructs import Construct
 
 from shopwise import config
-from shopwise.campaigns.rules import CAMPAIGNS
 from shopwise.config import EnvironmentConfig
 from shopwise.keys import UNAVAILABLE_KEY
 from shopwise_cdk.functions import Layers, python_function
-from shopwise_cdk.nag import acknowledge, s3_grant_actions
+from shopwise_cdk.nag import acknowledge
 from shopwise_cdk.storage import Storage
 
 
@@ -63,7 +58,6 @@ class ServingApi(Construct):
         for table in (config.RECOMMENDATIONS, config.FEATURES, config.CONFIG, config.ITEMS):
             storage.tables[table.name].grant(self.serve, "dynamodb:BatchGetItem")
         storage.pseudonym_key.grant_read(self.serve)  # customer ids are looked up by their pseudonym
-        self._ship_impressions(storage)
         self.alias = lambda_.Alias(
             self,
             "Live",
@@ -134,7 +128,6 @@ class ServingApi(Construct):
         # admin routes: API Gateway's IAM authoriser, so only signed requests by principals allowed to invoke them
         # get through (the store attaches AdminApiPolicy to its back office's role)
         self.add_route("/v1/items", apigwv2.HttpMethod.PUT, self.catalog, "Catalog", authorizer=HttpIamAuthorizer())
-        self._campaigns(env, storage, layers)
         self.admin_policy = iam.ManagedPolicy(
             self,
             "AdminApiPolicy",
@@ -155,106 +148,6 @@ class ServingApi(Construct):
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
                 "<ServingApi486100ED>/$default/GET/v1/campaigns/*/recipients]": "Any campaign's recipients: the "
                 "campaign name is a path parameter.",
-            },
-        )
-
-    def _campaigns(self, env: EnvironmentConfig, storage: Storage, layers: Layers) -> None:
-        """Email campaigns (shopwise.campaigns.rules): one schedule per campaign runs the function; marketing tools page
-        through the latest run on an IAM-authorised route."""
-        self.campaigns = python_function(
-            self,
-            "Campaigns",
-            name="campaigns",
-            env=env,
-            layers=layers,
-            environment=storage.function_environment(),
-            timeout=Duration.minutes(15),
-            description="email campaign runs (scheduled) and GET /v1/campaigns/{name}/recipients",
-        )
-        # runs of a campaign must not overlap: the frequency cap rows are written after the export
-        function = self.campaigns.node.default_child
-        assert isinstance(function, lambda_.CfnFunction)
-        function.reserved_concurrent_executions = 1
-        features = storage.tables[config.FEATURES.name]
-        features.grant(self.campaigns, "dynamodb:Scan", "dynamodb:BatchGetItem")
-        self.campaigns.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:BatchWriteItem"],
-                resources=[features.table_arn],
-                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["sent#*"]}},
-            )
-        )
-        for table in (config.RECOMMENDATIONS, config.CONFIG, config.ITEMS):
-            storage.tables[table.name].grant(self.campaigns, "dynamodb:BatchGetItem")
-        storage.artifacts.grant_read_write(self.campaigns, "campaigns/*")
-        self.campaigns.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["events:PutEvents"],
-                resources=[Stack.of(self).format_arn(service="events", resource="event-bus", resource_name="default")],
-            )
-        )
-        assert self.campaigns.role is not None
-        acknowledge(
-            self.campaigns.role,
-            {
-                **s3_grant_actions("the campaigns/ prefix of the artifacts bucket"),
-                "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/campaigns/*]": "Each run writes its "
-                "files under campaigns/<name>/<run id>/.",
-            },
-        )
-        for spec in CAMPAIGNS:
-            events.Rule(
-                self,
-                f"Campaign{''.join(part.title() for part in spec.name.split('-'))}",
-                schedule=events.Schedule.expression(env.campaign_schedule),
-                description=f"run the {spec.name} campaign",
-                targets=[
-                    targets.LambdaFunction(
-                        self.campaigns, event=events.RuleTargetInput.from_object({"campaign": spec.name})
-                    )
-                ],
-            )
-        self.add_route(
-            "/v1/campaigns/{name}/recipients",
-            apigwv2.HttpMethod.GET,
-            self.campaigns,
-            "Campaigns",
-            authorizer=HttpIamAuthorizer(),
-        )
-
-    def _ship_impressions(self, storage: Storage) -> None:
-        """The serve function prints one impression event per response; a subscription filter hands those lines
-        to Firehose, which unwraps CloudWatch Logs' envelope and writes the events into the archive beside the
-        storefront's: what was shown reaches training and the readout with no call on the request path."""
-        log_group = self.serve.log_group
-        self.impressions = firehose.DeliveryStream(
-            self,
-            "Impressions",
-            destination=storage.archive_destination(
-                "errors/impressions/",
-                Duration.seconds(300),
-                processors=[
-                    firehose.DecompressionProcessor(),
-                    firehose.CloudWatchLogProcessor(data_message_extraction=True),
-                    firehose.AppendDelimiterToRecordProcessor(),
-                ],
-            ),
-            encryption=firehose.StreamEncryption.aws_owned_key(),
-        )
-        logs.SubscriptionFilter(
-            self,
-            "ImpressionLines",
-            log_group=log_group,
-            destination=destinations.FirehoseDestination(self.impressions),
-            filter_pattern=logs.FilterPattern.string_value("$.event_type", "=", "impression"),
-            filter_name="impressions",
-        )
-        acknowledge(
-            self.impressions,
-            {
-                **s3_grant_actions("the archive bucket (Firehose's S3 destination role, made by the L2 construct)"),
-                "AwsSolutions-IAM5[Resource::<StorageArchiveEF4C9845.Arn>/*]": "Firehose writes impression objects "
-                "under the archive's dt=/hour= prefixes it evaluates at run time.",
             },
         )
 

@@ -10,9 +10,12 @@ from constructs import Construct
 
 from shopwise import config
 from shopwise.config import EnvironmentConfig
+from shopwise_cdk.campaigns import Campaigns
+from shopwise_cdk.dashboard import Dashboard
+from shopwise_cdk.drift import DriftMonitor
 from shopwise_cdk.functions import Layers
+from shopwise_cdk.impressions import Impressions
 from shopwise_cdk.ingestion import Ingestion
-from shopwise_cdk.monitoring import Monitoring
 from shopwise_cdk.nag import acknowledge
 from shopwise_cdk.serving import ServingApi
 from shopwise_cdk.storage import Storage
@@ -42,23 +45,21 @@ class ShopwiseStack(Stack):
         )
         self.serving = ServingApi(self, "Serving", env=env_config, storage=self.storage, layers=layers)
         self.serving.add_route("/v1/events", apigwv2.HttpMethod.POST, self.ingestion.collect, "Collect")
-        self.monitoring = Monitoring(
-            self,
-            "Monitoring",
-            env=env_config,
-            storage=self.storage,
-            layers=layers,
-            training=self.training,
-            ingestion=self.ingestion,
-            serving=self.serving,
+        self.impressions = Impressions(self, "Impressions", storage=self.storage, serve=self.serving.serve)
+        self.campaigns = Campaigns(
+            self, "Campaigns", env=env_config, storage=self.storage, layers=layers, api=self.serving
         )
+        self.drift = DriftMonitor(
+            self, "Drift", env=env_config, storage=self.storage, layers=layers, training=self.training
+        )
+        self.dashboard = Dashboard(self, "Operations", env=env_config, ingestion=self.ingestion, serving=self.serving)
 
         CfnOutput(self, "ApiUrl", value=self.serving.url)
         CfnOutput(self, "AdminApiPolicy", value=self.serving.admin_policy.managed_policy_arn)
         CfnOutput(self, "ArchiveBucket", value=self.storage.archive.bucket_name)
         CfnOutput(self, "ArtifactsBucket", value=self.storage.artifacts.bucket_name)
         CfnOutput(self, "RetrainStateMachine", value=self.training.state_machine.state_machine_arn)
-        CfnOutput(self, "MonitorStateMachine", value=self.monitoring.state_machine.state_machine_arn)
+        CfnOutput(self, "DriftStateMachine", value=self.drift.state_machine.state_machine_arn)
         self._acknowledge()
 
     def _acknowledge(self) -> None:

@@ -1,11 +1,12 @@
-"""The retraining pipeline: Step Functions runs SageMaker training -> model -> batch transform (native tasks,
-waited on with .sync) -> the load Lambda; EventBridge starts it on the environment's schedule."""
+"""The retraining pipeline: Step Functions runs export catalog -> champion -> SageMaker training -> gate -> model ->
+batch transform (native tasks, waited on with .sync) -> load -> promote; EventBridge starts it on the environment's
+schedule (and the drift alarms, ``shopwise_cdk.drift``, start it too)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import ArnFormat, Aws, CfnMapping, Duration, Fn, Size, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -19,132 +20,11 @@ from constructs import Construct
 from shopwise import config
 from shopwise.config import EnvironmentConfig
 from shopwise.lifecycle.figures import TrainingMetrics, metric_pattern
-from shopwise_cdk.constants import (
-    SAGEMAKER_SOURCE_TARBALL,
-    SKLEARN_IMAGE_ACCOUNTS,
-    SKLEARN_IMAGE_TAG,
-    SKLEARN_REPOSITORY,
-    TRANSFORM_REQUESTS,
-)
+from shopwise_cdk.constants import SAGEMAKER_SOURCE_TARBALL, TRANSFORM_REQUESTS
 from shopwise_cdk.functions import Layers, python_function
-from shopwise_cdk.nag import acknowledge, s3_grant_actions
+from shopwise_cdk.nag import acknowledge, invokes_any_version, s3_grant_actions
+from shopwise_cdk.sagemaker import JSON_LINES, channel, framework_image, sagemaker_job_role, script_job
 from shopwise_cdk.storage import Storage
-
-JSON_LINES = "application/jsonlines"
-
-
-def sklearn_image_account(scope: Construct) -> str:
-    """The registry account of the SageMaker scikit-learn image in the stack's region (a region mapping, so the
-    stack stays environment-agnostic; a region not in the mapping fails at deploy time, by name)."""
-    mapping = CfnMapping(
-        scope,
-        "SklearnImageAccount",
-        mapping={region: {"account": account} for region, account in SKLEARN_IMAGE_ACCOUNTS.items()},
-    )
-    return mapping.find_in_map(Aws.REGION, "account")
-
-
-def sagemaker_job_role(scope: Construct, construct_id: str, description: str, image_account: str) -> iam.Role:
-    """A role SageMaker jobs assume: pull the scikit-learn image, write their logs and metrics; nothing else yet."""
-    role = iam.Role(
-        scope, construct_id, assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description=description
-    )
-    stack = Stack.of(scope)
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["ecr:GetAuthorizationToken"],
-            resources=["*"],  # GetAuthorizationToken has no resource-level permissions
-        )
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
-            resources=[
-                stack.format_arn(
-                    service="ecr", account=image_account, resource="repository", resource_name=SKLEARN_REPOSITORY
-                )
-            ],
-        )
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            resources=[
-                stack.format_arn(
-                    service="logs",
-                    resource="log-group",
-                    resource_name="/aws/sagemaker/*",
-                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                )
-            ],
-        )
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["cloudwatch:PutMetricData"],
-            resources=["*"],  # PutMetricData has no resource-level permissions; limited by namespace below
-            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}},
-        )
-    )
-    return role
-
-
-def channel(name: str, location: tasks.S3Location) -> tasks.Channel:
-    """A File-mode input channel of a SageMaker job: every object under the location."""
-    return tasks.Channel(
-        channel_name=name,
-        data_source=tasks.DataSource(
-            s3_data_source=tasks.S3DataSource(s3_location=location, s3_data_type=tasks.S3DataType.S3_PREFIX)
-        ),
-    )
-
-
-def script_job(
-    scope: Construct,
-    construct_id: str,
-    *,
-    job_name: str,
-    image: tasks.DockerImage,
-    role: iam.IRole,
-    source: s3_assets.Asset,
-    program: str,
-    hyperparameters: dict[str, str],
-    metrics: dict[str, str],
-    channels: list[tasks.Channel],
-    output: tasks.S3Location,
-    instance_type: str,
-    volume_gib: int,
-    max_runtime: Duration,
-    result_path: str,
-) -> tasks.SageMakerCreateTrainingJob:
-    """A script-mode SageMaker job in the scikit-learn image running ``program`` from the source asset, waited on
-    (.sync): the training job and the drift job."""
-    return tasks.SageMakerCreateTrainingJob(
-        scope,
-        construct_id,
-        training_job_name=job_name,
-        role=role,
-        algorithm_specification=tasks.AlgorithmSpecification(
-            training_image=image,
-            training_input_mode=tasks.InputMode.FILE,
-            metric_definitions=[tasks.MetricDefinition(name=n, regex=r) for n, r in metrics.items()],
-        ),
-        hyperparameters={
-            "sagemaker_program": program,
-            "sagemaker_submit_directory": source.s3_object_url,
-            **hyperparameters,
-        },
-        input_data_config=channels,
-        output_data_config=tasks.OutputDataConfig(s3_output_location=output),
-        resource_config=tasks.ResourceConfig(
-            instance_count=1,
-            instance_type=ec2.InstanceType(instance_type.removeprefix("ml.")),
-            volume_size=Size.gibibytes(volume_gib),
-        ),
-        stopping_condition=tasks.StoppingCondition(max_runtime=max_runtime),
-        integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-        result_path=result_path,
-    )
 
 
 class TrainingPipeline(Construct):
@@ -159,26 +39,29 @@ class TrainingPipeline(Construct):
         code_version: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        image_account = sklearn_image_account(self)
-        image = tasks.DockerImage.from_registry(
-            Fn.join(
-                "", [image_account, ".dkr.ecr.", Aws.REGION, f".amazonaws.com/{SKLEARN_REPOSITORY}:{SKLEARN_IMAGE_TAG}"]
-            )
-        )
+        self.image_account, self.image = framework_image(self)
+        self.source = s3_assets.Asset(self, "SourceDir", path=str(SAGEMAKER_SOURCE_TARBALL))
+        self._build_job_role(storage)
+        self._build_functions(env, storage, layers)
+        self.state_machine = self._build_state_machine(env, storage, code_version)
+        self._acknowledge()
+        if env.retrain_schedule != "manual":
+            self._build_schedule(env)
 
-        source = s3_assets.Asset(self, "SourceDir", path=str(SAGEMAKER_SOURCE_TARBALL))
-        self.image, self.source = image, source
-        requests = s3_assets.Asset(self, "TransformRequests", path=str(TRANSFORM_REQUESTS))
-
-        self.image_account = image_account
+    def _build_job_role(self, storage: Storage) -> None:
+        """The role the training and transform jobs assume: read the archive's events, read and write artifacts."""
+        self.requests = s3_assets.Asset(self, "TransformRequests", path=str(TRANSFORM_REQUESTS))
         self.role = sagemaker_job_role(
-            self, "SageMakerExecution", "shopwise training and batch-transform jobs", image_account
+            self, "SageMakerExecution", "shopwise training and batch-transform jobs", self.image_account
         )
         storage.archive.grant_read(self.role, f"{config.ARCHIVE_EVENTS_PREFIX}*")
         storage.artifacts.grant_read_write(self.role)
-        source.grant_read(self.role)
-        requests.grant_read(self.role)
+        self.source.grant_read(self.role)
+        self.requests.grant_read(self.role)
 
+    def _build_functions(self, env: EnvironmentConfig, storage: Storage, layers: Layers) -> None:
+        """The pipeline's Lambda steps, each with exactly the access it uses: export the catalog, load a version's
+        rows, the registry's steps (champion, gate, promote)."""
         self.export_catalog = python_function(
             self,
             "ExportCatalog",
@@ -218,9 +101,9 @@ class TrainingPipeline(Construct):
         # the active-model pointer only: which slot serves, and what each slot holds
         storage.tables[config.CONFIG.name].grant(self.load, "dynamodb:GetItem", "dynamodb:PutItem")
 
-        self.models = python_function(
+        self.registry = python_function(
             self,
-            "Models",
+            "Registry",
             name="registry",
             env=env,
             layers=layers,
@@ -229,14 +112,19 @@ class TrainingPipeline(Construct):
             description="the model registry's pipeline steps: champion, gate, promote",
         )
         # the registry rows and the pointer in the config table; the training job's output.tar.gz (metrics.json)
-        storage.tables[config.CONFIG.name].grant(self.models, "dynamodb:GetItem", "dynamodb:PutItem")
-        self.models.add_to_role_policy(
+        storage.tables[config.CONFIG.name].grant(
+            self.registry, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"
+        )
+        self.registry.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
                 resources=[storage.artifacts.arn_for_objects(f"{config.MODELS_PREFIX}*/output/output.tar.gz")],
             )
         )
 
+    def _build_state_machine(self, env: EnvironmentConfig, storage: Storage, code_version: str) -> sfn.StateMachine:
+        """Name the run (and its trigger) -> export the catalog -> find the champion -> train (against it, when one
+        serves) -> gate -> register the model -> batch transform -> load into the standby slot -> promote."""
         job_name = sfn.JsonPath.format("shopwise-{}", sfn.JsonPath.string_at("$$.Execution.Name"))
         output_uri = sfn.JsonPath.format(
             f"s3://{storage.artifacts.bucket_name}/{config.RECOMMENDATIONS_PREFIX}{{}}/",
@@ -252,54 +140,19 @@ class TrainingPipeline(Construct):
             .when(sfn.Condition.is_present("$.trigger"), named)
             .otherwise(named_manual)
         )
-
-        channels = [
-            channel("events", tasks.S3Location.from_bucket(storage.archive, config.ARCHIVE_EVENTS_PREFIX)),
-            channel(
-                "catalog",
-                tasks.S3Location.from_bucket(storage.artifacts, config.CATALOG_KEY.rsplit("/", 1)[0] + "/"),
-            ),
-        ]
-
-        def training(construct_id: str, more: list[tasks.Channel]) -> tasks.SageMakerCreateTrainingJob:
-            return script_job(
-                self,
-                construct_id,
-                job_name=sfn.JsonPath.string_at("$.job_name"),
-                image=image,
-                role=self.role,
-                source=source,
-                program="train.py",
-                hyperparameters={"top_k": "50"},
-                metrics={name: metric_pattern(name) for name in TrainingMetrics.LOGGED},
-                channels=[*channels, *more],
-                output=tasks.S3Location.from_bucket(storage.artifacts, config.MODELS_PREFIX.rstrip("/")),
-                instance_type=env.training_instance_type,
-                volume_gib=50,
-                max_runtime=Duration.hours(4),
-                result_path="$.training",
-            )
-
-        def registry_step(construct_id: str, payload: dict[str, Any], result_path: str) -> tasks.LambdaInvoke:
-            return tasks.LambdaInvoke(
-                self,
-                construct_id,
-                lambda_function=self.models,
-                payload=sfn.TaskInput.from_object(payload),
-                payload_response_only=True,
-                retry_on_service_exceptions=True,
-                result_path=result_path,
-            )
-
-        champion = registry_step("Find the champion", {"action": "champion"}, "$.champion")
+        export = self._lambda_step("Export catalog", self.export_catalog, None, "$.catalog")
+        champion = self._lambda_step("Find the champion", self.registry, {"action": "champion"}, "$.champion")
         # the active model, scored beside the candidate on what neither trained on (the gate's comparison)
-        train_against = training(
+        train_against = self._training_job(
             "Train against the champion",
+            env,
+            storage,
             [channel("champion", tasks.S3Location.from_json_expression("$.champion.model_uri"))],
         )
-        train_first = training("Train the first model", [])
-        gate = registry_step(
+        train_first = self._training_job("Train the first model", env, storage, [])
+        gate = self._lambda_step(
             "Gate",
+            self.registry,
             {
                 "action": "gate",
                 "version": sfn.JsonPath.string_at("$.job_name"),
@@ -310,17 +163,97 @@ class TrainingPipeline(Construct):
             "$.gate",
         )
         rejected = sfn.Fail(self, "Rejected by the gate", error="Rejected", cause_path="$.gate.reason")
+        promote = self._lambda_step(
+            "Promote",
+            self.registry,
+            {"action": "promote", "version": sfn.JsonPath.string_at("$.job_name"), "output_uri": output_uri},
+            "$.promote",
+        )
+        named.next(export)
+        named_manual.next(export)
+        export.next(champion).next(
+            sfn.Choice(self, "A model serving?")
+            .when(sfn.Condition.boolean_equals("$.champion.present", True), train_against)
+            .otherwise(train_first)
+        )
+        train_against.next(gate)
+        train_first.next(gate)
+        gate.next(
+            sfn.Choice(self, "Passed?")
+            .when(
+                sfn.Condition.boolean_equals("$.gate.passed", True),
+                self._transform_and_load(env, output_uri).next(promote),
+            )
+            .otherwise(rejected)
+        )
+        return sfn.StateMachine(
+            self,
+            "Retrain",
+            comment="export -> champion -> train -> gate -> model -> batch transform -> load (standby slot) -> promote",
+            definition_body=sfn.DefinitionBody.from_chainable(prepare),
+            timeout=Duration.hours(8),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=logs.LogGroup(self, "RetrainLogs", retention=logs.RetentionDays.ONE_MONTH),
+                level=sfn.LogLevel.ALL,
+            ),
+        )
+
+    def _training_job(
+        self, construct_id: str, env: EnvironmentConfig, storage: Storage, more: list[tasks.Channel]
+    ) -> tasks.SageMakerCreateTrainingJob:
+        """The training job on the archive's events and the catalog snapshot (and ``more`` channels)."""
+        channels = [
+            channel("events", tasks.S3Location.from_bucket(storage.archive, config.ARCHIVE_EVENTS_PREFIX)),
+            channel(
+                "catalog",
+                tasks.S3Location.from_bucket(storage.artifacts, config.CATALOG_KEY.rsplit("/", 1)[0] + "/"),
+            ),
+        ]
+        return script_job(
+            self,
+            construct_id,
+            job_name=sfn.JsonPath.string_at("$.job_name"),
+            image=self.image,
+            role=self.role,
+            source=self.source,
+            program="train.py",
+            hyperparameters={"top_k": "50"},
+            metrics={name: metric_pattern(name) for name in TrainingMetrics.LOGGED},
+            channels=[*channels, *more],
+            output=tasks.S3Location.from_bucket(storage.artifacts, config.MODELS_PREFIX.rstrip("/")),
+            instance_type=env.training_instance_type,
+            volume_gib=50,
+            max_runtime=Duration.hours(4),
+            result_path="$.training",
+        )
+
+    def _lambda_step(
+        self, construct_id: str, function: Any, payload: dict[str, Any] | None, result_path: str
+    ) -> tasks.LambdaInvoke:
+        return tasks.LambdaInvoke(
+            self,
+            construct_id,
+            lambda_function=function,
+            payload=sfn.TaskInput.from_object(payload) if payload is not None else None,
+            payload_response_only=True,
+            retry_on_service_exceptions=True,
+            result_path=result_path,
+        )
+
+    def _transform_and_load(self, env: EnvironmentConfig, output_uri: str) -> sfn.Chain:
+        """Register the model, the batch transform over the request manifest, the load into the standby slot."""
         create_model = tasks.SageMakerCreateModel(
             self,
             "Register model",
             model_name=sfn.JsonPath.string_at("$.job_name"),
             role=self.role,
             primary_container=tasks.ContainerDefinition(
-                image=image,
+                image=self.image,
                 mode=tasks.Mode.SINGLE_MODEL,
                 model_s3_location=tasks.S3Location.from_json_expression("$.training.ModelArtifacts.S3ModelArtifacts"),
                 environment_variables=sfn.TaskInput.from_object(
-                    {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": source.s3_object_url}
+                    {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": self.source.s3_object_url}
                 ),
             ),
             result_path=sfn.JsonPath.DISCARD,
@@ -334,7 +267,7 @@ class TrainingPipeline(Construct):
             transform_input=tasks.TransformInput(
                 transform_data_source=tasks.TransformDataSource(
                     s3_data_source=tasks.TransformS3DataSource(
-                        s3_uri=requests.s3_object_url, s3_data_type=tasks.S3DataType.S3_PREFIX
+                        s3_uri=self.requests.s3_object_url, s3_data_type=tasks.S3DataType.S3_PREFIX
                     )
                 ),
                 content_type=JSON_LINES,
@@ -352,73 +285,26 @@ class TrainingPipeline(Construct):
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             result_path=sfn.JsonPath.DISCARD,
         )
-        load = tasks.LambdaInvoke(
-            self,
+        load = self._lambda_step(
             "Load recommendations",
-            lambda_function=self.load,
-            payload=sfn.TaskInput.from_object(
-                {"output_uri": output_uri, "model_version": sfn.JsonPath.string_at("$.job_name")}
-            ),
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            result_path="$.load",
+            self.load,
+            {"output_uri": output_uri, "model_version": sfn.JsonPath.string_at("$.job_name")},
+            "$.load",
         )
-        export = tasks.LambdaInvoke(
+        return create_model.next(transform).next(load)
+
+    def _build_schedule(self, env: EnvironmentConfig) -> None:
+        events.Rule(
             self,
-            "Export catalog",
-            lambda_function=self.export_catalog,
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            result_path="$.catalog",
+            "Schedule",
+            description="retrain, batch-transform and load on a schedule",
+            schedule=events.Schedule.expression(env.retrain_schedule),
+            targets=[
+                targets.SfnStateMachine(
+                    self.state_machine, input=events.RuleTargetInput.from_object({"trigger": "schedule"})
+                )
+            ],
         )
-        promote = registry_step(
-            "Promote",
-            {"action": "promote", "version": sfn.JsonPath.string_at("$.job_name"), "output_uri": output_uri},
-            "$.promote",
-        )
-        named.next(export)
-        named_manual.next(export)
-        export.next(champion).next(
-            sfn.Choice(self, "A model serving?")
-            .when(sfn.Condition.boolean_equals("$.champion.present", True), train_against)
-            .otherwise(train_first)
-        )
-        train_against.next(gate)
-        train_first.next(gate)
-        gate.next(
-            sfn.Choice(self, "Passed?")
-            .when(
-                sfn.Condition.boolean_equals("$.gate.passed", True),
-                create_model.next(transform).next(load).next(promote),
-            )
-            .otherwise(rejected)
-        )
-        definition = prepare
-        self.state_machine = sfn.StateMachine(
-            self,
-            "Retrain",
-            comment="export -> champion -> train -> gate -> model -> batch transform -> load (standby slot) -> promote",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            timeout=Duration.hours(8),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=logs.LogGroup(self, "RetrainLogs", retention=logs.RetentionDays.ONE_MONTH),
-                level=sfn.LogLevel.ALL,
-            ),
-        )
-        self._acknowledge()
-        if env.retrain_schedule != "manual":
-            events.Rule(
-                self,
-                "Schedule",
-                description="retrain, batch-transform and load on a schedule",
-                schedule=events.Schedule.expression(env.retrain_schedule),
-                targets=[
-                    targets.SfnStateMachine(
-                        self.state_machine, input=events.RuleTargetInput.from_object({"trigger": "schedule"})
-                    )
-                ],
-            )
 
     def _acknowledge(self) -> None:
         acknowledge(
@@ -453,9 +339,9 @@ class TrainingPipeline(Construct):
                 "the run's batch-transform output, whose keys SageMaker creates.",
             },
         )
-        assert self.models.role is not None
+        assert self.registry.role is not None
         acknowledge(
-            self.models.role,
+            self.registry.role,
             {
                 "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/models/*/output/output.tar.gz]": (
                     "The gate reads each run's metrics from its output.tar.gz; SageMaker names the run's folder."
@@ -465,8 +351,6 @@ class TrainingPipeline(Construct):
         acknowledge(
             self.state_machine,
             {
-                "AwsSolutions-IAM5[Resource::<TrainingModels11524ABC.Arn>:*]": "Invoke any version of the models "
-                "function (LambdaInvoke's standard grant).",
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:training-job/*]": (
                     "Each run names its training job after the execution; the names are not known at deploy time."
                 ),
@@ -476,10 +360,7 @@ class TrainingPipeline(Construct):
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:transform-job/*]": (
                     "Each run names its transform job after the execution."
                 ),
-                "AwsSolutions-IAM5[Resource::<TrainingLoad67E51E18.Arn>:*]": "Invoke any version of the load function "
-                "(LambdaInvoke's standard grant).",
-                "AwsSolutions-IAM5[Resource::<TrainingExportCatalog57C75C6C.Arn>:*]": "Invoke any version of the "
-                "export function (LambdaInvoke's standard grant).",
+                **invokes_any_version(self.registry, self.load, self.export_catalog),
                 "AwsSolutions-IAM5[Resource::*]": "X-Ray tracing and CloudWatch Logs delivery for the state machine "
                 "have no resource-level permissions; EventBridge managed rules for .sync tasks are account-wide.",
             },

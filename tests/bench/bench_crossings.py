@@ -3,8 +3,10 @@ real handlers against the running local stack (`make demo` in another terminal).
 
 A crossing is a call from a function of one first-party module (``shopwise``, ``shopwise_jobs``, a Lambda handler)
 into a function of another; ``distinct`` counts each (caller module, callee module, callee) edge once, ``calls``
-every such call, ``modules`` the first-party modules the path touches, ``reentries`` how often the path comes back
-into a module it had left. Lambdas' decorators (Powertools) and the standard library are not counted.
+every such call, ``modules`` the first-party modules the path touches. ``control`` and ``control_calls`` count only
+the crossings a reader has to follow: into a function that itself goes on into another module. A call into a leaf
+(a key layout, a pick's codec, a profile's accessor: work that stays in its module) is looked up, not followed.
+Lambdas' decorators (Powertools) and the standard library are not counted.
 
     .venv/bin/python tests/bench/bench_crossings.py
 """
@@ -36,7 +38,8 @@ def _module(filename: str) -> str | None:
 class Tracer:
     def __init__(self) -> None:
         self.edges: dict[tuple[str, str, str], int] = {}
-        self.sequence: list[str] = []
+        self.modules: set[str] = set()
+        self.followed: set[tuple[str, str]] = set()  # (module, function) that went on into another module
 
     def __call__(self, frame: Any, event: str, arg: Any) -> None:
         if event != "call":
@@ -44,6 +47,7 @@ class Tracer:
         callee = _module(frame.f_code.co_filename)
         if callee is None or frame.f_code.co_name.startswith("<"):
             return
+        self.modules.add(callee)
         caller_frame = frame.f_back
         while caller_frame is not None and _module(caller_frame.f_code.co_filename) is None:
             caller_frame = caller_frame.f_back
@@ -51,21 +55,22 @@ class Tracer:
         if caller != callee:
             key = (str(caller), callee, frame.f_code.co_name)
             self.edges[key] = self.edges.get(key, 0) + 1
-        if not self.sequence or self.sequence[-1] != callee:
-            self.sequence.append(callee)
+            # the caller (and every first-party frame above it in its module chain) goes on into another module
+            outer = caller_frame
+            while outer is not None:
+                module = _module(outer.f_code.co_filename)
+                if module is not None:
+                    self.followed.add((module, outer.f_code.co_name))
+                outer = outer.f_back
 
     def figures(self) -> dict[str, Any]:
-        seen: set[str] = set()
-        reentries = 0
-        for n, module in enumerate(self.sequence):
-            if module in seen and self.sequence[n - 1] != module:
-                reentries += 1
-            seen.add(module)
+        control = {k: n for k, n in self.edges.items() if (k[1], k[2]) in self.followed}
         return {
             "distinct": len(self.edges),
             "calls": sum(self.edges.values()),
-            "modules": len(seen),
-            "reentries": reentries,
+            "control": len(control),
+            "control_calls": sum(control.values()),
+            "modules": len(self.modules),
         }
 
 
@@ -123,9 +128,10 @@ def main() -> int:
     _result, event = traced(update, _visit())
     figures = {"request": request.figures(), "event": event.figures()}
     for name, tracer in (("request", request), ("event", event)):
-        print(f"{name}: {figures[name]}")
+        print(f"{name}: {figures[name]} (* a crossing the reader follows)")
         for (caller, callee, function), count in sorted(tracer.edges.items()):
-            print(f"  {caller:<40} -> {callee}.{function}" + (f"  x{count}" if count > 1 else ""))
+            mark = "*" if (callee, function) in tracer.followed else " "
+            print(f" {mark}{caller:<40} -> {callee}.{function}" + (f"  x{count}" if count > 1 else ""))
     print(json.dumps(figures))
     return 0
 

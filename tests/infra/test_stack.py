@@ -271,10 +271,10 @@ def test_each_campaign_runs_on_its_schedule_one_run_at_a_time_writing_only_its_c
     function = next(
         f["Properties"]
         for k, f in resources(prod, "AWS::Lambda::Function").items()
-        if k.startswith("ServingCampaigns") and "ReservedConcurrentExecutions" in f["Properties"]
+        if k.startswith("CampaignsFunction") and "ReservedConcurrentExecutions" in f["Properties"]
     )
     assert function["ReservedConcurrentExecutions"] == 1
-    statements = _statements(prod, "ServingCampaignsRole")
+    statements = _statements(prod, "CampaignsFunctionRole")
     writes = [s for s in statements if "dynamodb:BatchWriteItem" in str(s["Action"])]
     assert len(writes) == 1 and writes[0]["Condition"] == {
         "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["sent#*"]}
@@ -320,7 +320,7 @@ def test_impression_lines_of_the_serve_logs_reach_the_archive_through_firehose(p
         {"FilterPattern": '{ $.event_type = "impression" }', "DestinationArn": Match.any_value()},
     )
     streams = resources(prod, "AWS::KinesisFirehose::DeliveryStream")
-    impressions = next(s for k, s in streams.items() if k.startswith("ServingImpressions"))
+    impressions = next(s for k, s in streams.items() if k.startswith("ImpressionsDelivery"))
     destination = impressions["Properties"]["ExtendedS3DestinationConfiguration"]
     assert destination["Prefix"].startswith(config.ARCHIVE_EVENTS_PREFIX + "dt=")
     processors = [p["Type"] for p in destination["ProcessingConfiguration"]["Processors"]]
@@ -337,7 +337,7 @@ def test_the_export_function_may_scan_items_and_write_the_catalog_snapshot_only(
 
 
 def test_a_scheduled_drift_job_publishes_metrics_whose_alarms_start_a_retrain(prod: Template) -> None:
-    states = state_machine_definition(prod, "MonitoringMonitorStateMachine")["States"]
+    states = state_machine_definition(prod, "DriftStateMachine")["States"]
     assert states["Find the champion"]["Parameters"] == {"action": "champion"}
     assert states["A model serving?"]["Choices"][0]["Next"] == "Drift job"
     job = states["Drift job"]
@@ -372,7 +372,7 @@ def test_a_scheduled_drift_job_publishes_metrics_whose_alarms_start_a_retrain(pr
     policies = [
         p["Properties"]["PolicyDocument"]["Statement"]
         for k, p in resources(prod, "AWS::IAM::Policy").items()
-        if k.startswith("MonitoringDriftJobRole")
+        if k.startswith("DriftJobRole")
     ]
     actions = {
         a
@@ -423,7 +423,9 @@ def emitted_metrics() -> set[str]:
     for handler in (Path(__file__).resolve().parents[2] / "lambdas").glob("*/handler.py"):
         for node in ast.walk(ast.parse(handler.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_metric":
-                found |= {k.value.value for k in node.keywords if k.arg == "name" and isinstance(k.value, ast.Constant)}
+                found |= {
+                    str(k.value.value) for k in node.keywords if k.arg == "name" and isinstance(k.value, ast.Constant)
+                }
     return found
 
 

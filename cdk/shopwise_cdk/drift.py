@@ -1,12 +1,11 @@
-"""Monitoring: the scheduled drift job, its figures as CloudWatch metrics, the alarms that start a retrain, and the
-dashboard.
+"""Drift: the scheduled drift job, its figures as CloudWatch metrics, and the alarms that start a retrain.
 
-Monitor state machine (EventBridge schedule ``drift_schedule``): find the champion (models function) -> the drift
-job (a SageMaker job in the training image running ``drift.py`` against the champion's artefact, the feature store
-and the archive's last 24 h) -> the monitor function (drift.json -> EMF metrics in the ``shopwise`` namespace).
-Alarms on the drift metrics (thresholds from ``shopwise.config``) and a performance alarm (the personalised answers'
-click-through falling below its anomaly-detection band) go to ALARM -> an EventBridge rule starts the retrain state
-machine with the alarm's name as its trigger.
+Drift state machine (EventBridge schedule ``drift_schedule``): find the champion (registry function) -> the drift job
+(a SageMaker job in the training image running ``drift.py`` against the champion's artefact, the feature store and
+the archive's last 24 h) -> the drift function (drift.json -> EMF metrics in the ``shopwise`` namespace, named by
+``shopwise.lifecycle.figures.DriftFigures``). Alarms on the drift metrics (thresholds from ``shopwise.config``) and a
+performance alarm (the personalised answers' click-through falling below its anomaly-detection band) go to ALARM ->
+an EventBridge rule starts the retrain state machine with the alarm's name as its trigger.
 """
 
 from __future__ import annotations
@@ -24,13 +23,11 @@ from constructs import Construct
 from shopwise import config
 from shopwise.config import EnvironmentConfig
 from shopwise.lifecycle.figures import DriftFigures
-from shopwise.picks import SOURCES, served_metric
 from shopwise_cdk.functions import Layers, python_function
-from shopwise_cdk.ingestion import Ingestion
-from shopwise_cdk.nag import acknowledge
-from shopwise_cdk.serving import ServingApi
+from shopwise_cdk.nag import acknowledge, invokes_any_version
+from shopwise_cdk.sagemaker import channel, sagemaker_job_role, script_job
 from shopwise_cdk.storage import Storage
-from shopwise_cdk.training import TrainingPipeline, channel, sagemaker_job_role, script_job
+from shopwise_cdk.training import TrainingPipeline
 
 NAMESPACE = "shopwise"
 
@@ -51,7 +48,7 @@ def drift_metric(name: str) -> cloudwatch.Metric:
     return shopwise_metric(figure.metric, figure.statistic)
 
 
-class Monitoring(Construct):
+class DriftMonitor(Construct):
     def __init__(
         self,
         scope: Construct,
@@ -61,20 +58,36 @@ class Monitoring(Construct):
         storage: Storage,
         layers: Layers,
         training: TrainingPipeline,
-        ingestion: Ingestion,
-        serving: ServingApi,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.role = sagemaker_job_role(self, "DriftJobRole", "shopwise drift jobs", training.image_account)
+        self._build_job_and_function(env, storage, layers, training)
+        self.state_machine = self._build_state_machine(env, storage, training)
+        if env.drift_schedule != "manual":
+            events.Rule(
+                self,
+                "Schedule",
+                description="the drift job against the serving model",
+                schedule=events.Schedule.expression(env.drift_schedule),
+                targets=[targets.SfnStateMachine(self.state_machine)],
+            )
+        self.alarms = self._build_alarms(env, training)
+        self._acknowledge(training)
+
+    def _build_job_and_function(
+        self, env: EnvironmentConfig, storage: Storage, layers: Layers, training: TrainingPipeline
+    ) -> None:
+        """The drift job's role (scan the feature store, read the archive and the models, write monitoring/) and the
+        function that publishes its figures."""
+        self.role = sagemaker_job_role(self, "JobRole", "shopwise drift jobs", training.image_account)
         storage.archive.grant_read(self.role, f"{config.ARCHIVE_EVENTS_PREFIX}*")
         storage.artifacts.grant_read(self.role, f"{config.MODELS_PREFIX}*")
         storage.artifacts.grant_write(self.role, f"{config.MONITORING_PREFIX}*")
         training.source.grant_read(self.role)
         storage.tables[config.FEATURES.name].grant(self.role, "dynamodb:Scan")
 
-        self.monitor = python_function(
+        self.publisher = python_function(
             self,
-            "Monitor",
+            "Publish",
             name="drift",
             env=env,
             layers=layers,
@@ -82,17 +95,20 @@ class Monitoring(Construct):
             timeout=Duration.minutes(1),
             description="the drift job's figures -> CloudWatch metrics (EMF)",
         )
-        self.monitor.add_to_role_policy(
+        self.publisher.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
                 resources=[storage.artifacts.arn_for_objects(f"{config.MONITORING_PREFIX}*/output/output.tar.gz")],
             )
         )
 
+    def _build_state_machine(
+        self, env: EnvironmentConfig, storage: Storage, training: TrainingPipeline
+    ) -> sfn.StateMachine:
         champion = tasks.LambdaInvoke(
             self,
             "Find the champion",
-            lambda_function=training.models,
+            lambda_function=training.registry,
             payload=sfn.TaskInput.from_object({"action": "champion"}),
             payload_response_only=True,
             retry_on_service_exceptions=True,
@@ -122,7 +138,7 @@ class Monitoring(Construct):
         publish = tasks.LambdaInvoke(
             self,
             "Publish the figures",
-            lambda_function=self.monitor,
+            lambda_function=self.publisher,
             payload=sfn.TaskInput.from_object(
                 {"model_uri": sfn.JsonPath.string_at("$.drift.ModelArtifacts.S3ModelArtifacts")}
             ),
@@ -135,29 +151,23 @@ class Monitoring(Construct):
             .when(sfn.Condition.boolean_equals("$.champion.present", True), drift_job.next(publish))
             .otherwise(sfn.Succeed(self, "No model serves yet"))
         )
-        self.state_machine = sfn.StateMachine(
+        return sfn.StateMachine(
             self,
-            "MonitorStateMachine",
+            "StateMachine",
             comment="find the champion -> drift job -> publish its figures as CloudWatch metrics",
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             timeout=Duration.hours(3),
             tracing_enabled=True,
             logs=sfn.LogOptions(
-                destination=logs.LogGroup(self, "MonitorStateMachineLogs", retention=logs.RetentionDays.ONE_MONTH),
+                destination=logs.LogGroup(self, "StateMachineLogs", retention=logs.RetentionDays.ONE_MONTH),
                 level=sfn.LogLevel.ALL,
             ),
         )
-        if env.drift_schedule != "manual":
-            events.Rule(
-                self,
-                "Schedule",
-                description="the drift job against the serving model",
-                schedule=events.Schedule.expression(env.drift_schedule),
-                targets=[targets.SfnStateMachine(self.state_machine)],
-            )
 
-        # alarms on the drift figures start a retrain, named after the alarm
-        self.alarms = [
+    def _build_alarms(self, env: EnvironmentConfig, training: TrainingPipeline) -> list[cloudwatch.Alarm]:
+        """Alarms on the drift figures and on the personalised click-through; any in ALARM starts a retrain, its
+        name as the trigger."""
+        alarms: list[cloudwatch.Alarm] = [
             cloudwatch.Alarm(
                 self,
                 f"{figure.metric}Alarm",
@@ -173,7 +183,7 @@ class Monitoring(Construct):
             if figure.alarm is not None
         ]
         # performance: the personalised answers' click-through below what its own history makes expected
-        self.alarms.append(
+        alarms.append(
             cloudwatch.AnomalyDetectionAlarm(
                 self,
                 "PersonalisedCTRAlarm",
@@ -193,7 +203,7 @@ class Monitoring(Construct):
             event_pattern=events.EventPattern(
                 source=["aws.cloudwatch"],
                 detail_type=["CloudWatch Alarm State Change"],
-                resources=[a.alarm_arn for a in self.alarms],
+                resources=[a.alarm_arn for a in alarms],
                 detail={"state": {"value": ["ALARM"]}},
             ),
             targets=[
@@ -205,97 +215,7 @@ class Monitoring(Construct):
                 )
             ],
         )
-        self.dashboard = self._dashboard(env, ingestion, serving, training)
-        self._acknowledge(training)
-
-    def _dashboard(
-        self, env: EnvironmentConfig, ingestion: Ingestion, serving: ServingApi, training: TrainingPipeline
-    ) -> cloudwatch.Dashboard:
-        minute = Duration.minutes(5)
-        lambda_metric = lambda name, fn, stat: cloudwatch.Metric(  # noqa: E731
-            namespace="AWS/Lambda",
-            metric_name=name,
-            dimensions_map={"FunctionName": fn.function_name},
-            statistic=stat,
-            period=minute,
-        )
-        api_latency = lambda stat: cloudwatch.Metric(  # noqa: E731
-            namespace="AWS/ApiGateway",
-            metric_name="Latency",
-            dimensions_map={"ApiId": serving.api.api_id, "Stage": "$default"},
-            statistic=stat,
-            period=minute,
-            label=f"API {stat}",
-        )
-        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=env.physical_name("operations"))
-        dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Stream: update_features iterator age (ms)",
-                left=[lambda_metric("IteratorAge", ingestion.update_features, "Maximum")],
-            ),
-            cloudwatch.GraphWidget(
-                title="On-failure queue depth",
-                left=[ingestion.failures.metric_approximate_number_of_messages_visible(period=minute)],
-            ),
-            cloudwatch.GraphWidget(
-                title="Serve latency (ms)",
-                left=[
-                    api_latency("p50"),
-                    api_latency("p99"),
-                    lambda_metric("Duration", serving.serve, "p50"),
-                    lambda_metric("Duration", serving.serve, "p99"),
-                ],
-            ),
-        )
-        dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Fallback mix: answers by first source",
-                stacked=True,
-                left=[shopwise_metric(served_metric(s), "Sum", Duration.hours(1)) for s in SOURCES],
-            ),
-            cloudwatch.GraphWidget(
-                title="Drift (daily job)",
-                left=[shopwise_metric(f.metric) for f in DriftFigures.alarmed()],
-                left_annotations=[
-                    cloudwatch.HorizontalAnnotation(value=config.PSI_ALARM, label="PSI alarm"),
-                    cloudwatch.HorizontalAnnotation(value=config.NEW_ITEM_ALARM, label="new-item alarm"),
-                ],
-            ),
-            cloudwatch.GraphWidget(
-                title="Serving side (daily job)",
-                left=[
-                    drift_metric("personalised_share"),
-                    drift_metric("coverage"),
-                    drift_metric("last_to_first_score_p50"),
-                ],
-            ),
-            cloudwatch.GraphWidget(
-                title="Click-through of answers (daily job)",
-                left=[drift_metric("ctr"), drift_metric("personalised_ctr")],
-            ),
-        )
-        dashboard.add_widgets(
-            cloudwatch.LogQueryWidget(
-                title="Model version serving (answers per hour: promotions and rollbacks show as a switch)",
-                log_group_names=[serving.serve.log_group.log_group_name],
-                query_lines=[
-                    'filter event_type = "impression"',
-                    "stats count(*) as answers by bin(1h), model_version",
-                ],
-                width=12,
-            ),
-            cloudwatch.LogQueryWidget(
-                title="Experiments: answers and shoppers per variant (CTR etc.: shopwise report experiment)",
-                log_group_names=[serving.serve.log_group.log_group_name],
-                query_lines=[
-                    'filter event_type = "impression"',
-                    "stats count(*) as answers, count_distinct(coalesce(customer_id, anonymous_id)) as shoppers"
-                    " by experiment, variant, model_version",
-                ],
-                width=12,
-            ),
-        )
-        return dashboard
+        return alarms
 
     def _acknowledge(self, training: TrainingPipeline) -> None:
         acknowledge(
@@ -326,12 +246,12 @@ class Monitoring(Construct):
                 "resource-level permissions; PutMetricData is limited to the /aws/sagemaker/* namespaces.",
             },
         )
-        assert self.monitor.role is not None
+        assert self.publisher.role is not None
         acknowledge(
-            self.monitor.role,
+            self.publisher.role,
             {
                 "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/monitoring/*/output/output.tar.gz]": (
-                    "The monitor reads each drift job's output.tar.gz; SageMaker names the run's folder."
+                    "The drift function reads each drift job's output.tar.gz; SageMaker names the run's folder."
                 ),
             },
         )
@@ -341,10 +261,7 @@ class Monitoring(Construct):
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:training-job/*]": (
                     "Each run names its drift job after the execution; the names are not known at deploy time."
                 ),
-                "AwsSolutions-IAM5[Resource::<TrainingModels11524ABC.Arn>:*]": "Invoke any version of the models "
-                "function (LambdaInvoke's standard grant).",
-                "AwsSolutions-IAM5[Resource::<MonitoringMonitor8532ED89.Arn>:*]": "Invoke any version of the monitor "
-                "function (LambdaInvoke's standard grant).",
+                **invokes_any_version(training.registry, self.publisher),
                 "AwsSolutions-IAM5[Resource::*]": "X-Ray tracing and CloudWatch Logs delivery for the state machine "
                 "have no resource-level permissions; EventBridge managed rules for .sync tasks are account-wide.",
             },
