@@ -9,7 +9,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer
 from constructs import Construct
 
 from shopwise import config
@@ -19,7 +18,7 @@ from shopwise.config import EnvironmentConfig
 from shopwise.keys import SENT_PREFIX
 from shopwise_cdk.functions import Layers, python_function
 from shopwise_cdk.nag import acknowledge, s3_grant_actions
-from shopwise_cdk.serving import ServingApi
+from shopwise_cdk.serving import ADMIN, ServingApi
 from shopwise_cdk.storage import Storage
 
 
@@ -88,10 +87,4 @@ class Campaigns(Construct):
                     )
                 ],
             )
-        api.add_route(
-            "/v1/campaigns/{name}/recipients",
-            apigwv2.HttpMethod.GET,
-            self.function,
-            "Campaigns",
-            authorizer=HttpIamAuthorizer(),
-        )
+        api.add_route("/v1/campaigns/{name}/recipients", apigwv2.HttpMethod.GET, self.function, "Campaigns", ADMIN)

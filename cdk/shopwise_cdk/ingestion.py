@@ -48,6 +48,7 @@ class Ingestion(Construct):
         )
         self.stream.grant_write(self.collect)
         storage.pseudonym_key.grant_read(self.collect)
+        storage.token_key.grant_read(self.collect)  # browsers' shopper tokens are verified with it
 
         # Firehose copies every record of the stream to the archive, partitioned by arrival date.
         self.archive_delivery = firehose.DeliveryStream(

@@ -1,5 +1,16 @@
-"""The HTTP API: storefront routes, throttled, with access logs; the serve Lambda behind an alias with
-provisioned concurrency (per environment)."""
+"""The HTTP API: the serve Lambda behind an alias with provisioned concurrency (per environment), the catalog
+function, the routes with who may call each (``shopwise.access``), CORS for the store's origins, throttles per kind of
+route, access logs, and the managed policies a store attaches to its servers' and back office's roles.
+
+Who may call what (the README's threat model):
+- browser routes (``POST /v1/events``, ``GET /v1/users/...``, ``POST /v1/rank``): no API Gateway authoriser; the
+  function verifies the shopper token (HMAC, no network call) and lets a browser act only for its own shopper;
+- public routes (``POST /v1/visitors``, ``GET /v1/popular``, ``GET /v1/items/{id}/similar``, health, the API
+  document): no credential, nothing personal;
+- server routes (``/v1/server/...``) and admin routes (``PUT /v1/items``, ``GET /v1/campaigns/...``): API Gateway's
+  IAM authoriser — only requests signed by principals allowed ``execute-api:Invoke`` on them (``ServerApiPolicy``,
+  ``AdminApiPolicy``).
+"""
 
 from __future__ import annotations
 
@@ -15,11 +26,15 @@ from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer
 from constructs import Construct
 
 from shopwise import config
-from shopwise.config import EnvironmentConfig
+from shopwise.config import CORS_HEADERS, CORS_MAX_AGE, EnvironmentConfig
 from shopwise.keys import UNAVAILABLE_KEY
 from shopwise_cdk.functions import Layers, python_function
-from shopwise_cdk.nag import acknowledge
+from shopwise_cdk.nag import acknowledge, logical_id
 from shopwise_cdk.storage import Storage
+
+# the kinds of route, each throttled on its own (EnvironmentConfig.throttles), and whether IAM authorises it
+READS, EVENTS, VISITORS, SERVER, ADMIN = "reads", "events", "visitors", "server", "admin"
+IAM_KINDS = (SERVER, ADMIN)
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)
@@ -44,6 +59,19 @@ class ServingApi(Construct):
         self, scope: Construct, construct_id: str, *, env: EnvironmentConfig, storage: Storage, layers: Layers
     ) -> None:
         super().__init__(scope, construct_id)
+        self.env_config = env
+        self.routes: dict[str, str] = {}  # route key -> kind (the throttles, the policies and the tests read it)
+        self._build_serve(env, storage, layers)
+        self._build_api(env)
+        self.add_route("/v1/{proxy+}", apigwv2.HttpMethod.GET, self.alias, "Serve", READS)
+        self.add_route("/v1/rank", apigwv2.HttpMethod.POST, self.alias, "Rank", READS)
+        self.add_route("/v1/visitors", apigwv2.HttpMethod.POST, self.alias, "Visitors", VISITORS)
+        self.add_route("/v1/server/{proxy+}", apigwv2.HttpMethod.GET, self.alias, "ServerServe", SERVER)
+        self.add_route("/v1/server/rank", apigwv2.HttpMethod.POST, self.alias, "ServerRank", SERVER)
+        self._build_catalog(env, storage, layers)
+        self._build_policies(storage)
+
+    def _build_serve(self, env: EnvironmentConfig, storage: Storage, layers: Layers) -> None:
         self.serve = python_function(
             self,
             "Serve",
@@ -52,12 +80,13 @@ class ServingApi(Construct):
             layers=layers,
             environment=storage.function_environment(),
             timeout=Duration.seconds(5),
-            description="GET /v1/..., POST /v1/rank: recommendations, similar, popular, re-ranking, OpenAPI",
+            description="GET /v1/..., POST /v1/rank, POST /v1/visitors: recommendations, similar, popular, re-ranking",
         )
         # one BatchGetItem across tables per request: read only, nothing else
         for table in (config.RECOMMENDATIONS, config.FEATURES, config.CONFIG, config.ITEMS):
             storage.tables[table.name].grant(self.serve, "dynamodb:BatchGetItem")
         storage.pseudonym_key.grant_read(self.serve)  # customer ids are looked up by their pseudonym
+        storage.token_key.grant_read(self.serve)  # shopper tokens are verified (and visitor tokens minted) with it
         self.alias = lambda_.Alias(
             self,
             "Live",
@@ -66,12 +95,26 @@ class ServingApi(Construct):
             provisioned_concurrent_executions=env.provisioned_concurrency or None,
         )
 
+    def _build_api(self, env: EnvironmentConfig) -> None:
+        """The HTTP API, CORS for the environment's storefront origins, the stage with its default throttle (each
+        route also gets its kind's throttle) and access logs."""
+        cors = (
+            apigwv2.CorsPreflightOptions(
+                allow_origins=list(env.allowed_origins),
+                allow_methods=[apigwv2.CorsHttpMethod.GET, apigwv2.CorsHttpMethod.POST, apigwv2.CorsHttpMethod.OPTIONS],
+                allow_headers=list(CORS_HEADERS),
+                max_age=Duration.seconds(CORS_MAX_AGE),
+            )
+            if env.allowed_origins
+            else None
+        )
         self.api = apigwv2.HttpApi(
             self,
             "Api",
             api_name=env.physical_name("api"),
             description="shopwise storefront API",
             create_default_stage=False,
+            cors_preflight=cors,
         )
         access_logs = logs.LogGroup(
             self,
@@ -101,10 +144,10 @@ class ServingApi(Construct):
                 ),
             ),
         )
-        self.add_route("/v1/{proxy+}", apigwv2.HttpMethod.GET, self.alias, "Serve")
-        self.add_route("/v1/rank", apigwv2.HttpMethod.POST, self.alias, "Rank")
 
-        # the back office's catalog updates: their own function, allowed to write the items table and nothing else
+    def _build_catalog(self, env: EnvironmentConfig, storage: Storage, layers: Layers) -> None:
+        """The back office's catalog updates: their own function, allowed to write the items table and nothing
+        else; an admin route."""
         self.catalog = python_function(
             self,
             "Catalog",
@@ -125,9 +168,31 @@ class ServingApi(Construct):
                 conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [UNAVAILABLE_KEY]}},
             )
         )
-        # admin routes: API Gateway's IAM authoriser, so only signed requests by principals allowed to invoke them
-        # get through (the store attaches AdminApiPolicy to its back office's role)
-        self.add_route("/v1/items", apigwv2.HttpMethod.PUT, self.catalog, "Catalog", authorizer=HttpIamAuthorizer())
+        self.add_route("/v1/items", apigwv2.HttpMethod.PUT, self.catalog, "Catalog", ADMIN)
+
+    def _build_policies(self, storage: Storage) -> None:
+        """What a store attaches to its own roles: its servers may invoke the server routes and read the token key
+        (to mint shopper tokens); its back office may invoke the admin routes."""
+        invoke = lambda method, path: self.api.arn_for_execute_api(method, path, "$default")  # noqa: E731
+        self.server_policy = iam.ManagedPolicy(
+            self,
+            "ServerApiPolicy",
+            description="The store's servers: shopwise's /v1/server/ routes, and the key shopper tokens are minted with",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["execute-api:Invoke"],
+                    resources=[
+                        invoke("POST", "/v1/server/events"),
+                        invoke("GET", "/v1/server/*"),
+                        invoke("POST", "/v1/server/rank"),
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    resources=[storage.token_key.secret_arn],
+                ),
+            ],
+        )
         self.admin_policy = iam.ManagedPolicy(
             self,
             "AdminApiPolicy",
@@ -135,19 +200,24 @@ class ServingApi(Construct):
             statements=[
                 iam.PolicyStatement(
                     actions=["execute-api:Invoke"],
-                    resources=[
-                        self.api.arn_for_execute_api("PUT", "/v1/items", "$default"),
-                        self.api.arn_for_execute_api("GET", "/v1/campaigns/*/recipients", "$default"),
-                    ],
+                    resources=[invoke("PUT", "/v1/items"), invoke("GET", "/v1/campaigns/*/recipients")],
                 )
             ],
         )
+        api = logical_id(self.api)
+        arn = f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{api}>/$default"
         acknowledge(
             self.admin_policy,
             {
-                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
-                "<ServingApi486100ED>/$default/GET/v1/campaigns/*/recipients]": "Any campaign's recipients: the "
+                f"AwsSolutions-IAM5[Resource::{arn}/GET/v1/campaigns/*/recipients]": "Any campaign's recipients: the "
                 "campaign name is a path parameter.",
+            },
+        )
+        acknowledge(
+            self.server_policy,
+            {
+                f"AwsSolutions-IAM5[Resource::{arn}/GET/v1/server/*]": "Every server read route "
+                "(/v1/server/users/{id}/recommendations and what serving adds under /v1/server/).",
             },
         )
 
@@ -157,14 +227,25 @@ class ServingApi(Construct):
         method: apigwv2.HttpMethod,
         target: lambda_.IFunction,
         name: str,
-        authorizer: apigwv2.IHttpRouteAuthorizer | None = None,
+        kind: str,
     ) -> None:
-        self.api.add_routes(
+        """A route of one kind: IAM-authorised if it is a server or admin route, throttled as its kind."""
+        routes = self.api.add_routes(
             path=path,
             methods=[method],
             integration=integrations.HttpLambdaIntegration(f"{name}Integration", target),
-            authorizer=authorizer,
+            authorizer=HttpIamAuthorizer() if kind in IAM_KINDS else None,
         )
+        key = f"{method.value} {path}"
+        self.routes[key] = kind
+        rate, burst = self.env_config.throttles[kind]
+        stage = self.stage.node.default_child
+        assert isinstance(stage, apigwv2.CfnStage)
+        stage.add_property_override(
+            f"RouteSettings.{key}", {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
+        )
+        for route in routes:
+            stage.node.add_dependency(route)  # a stage's route settings name routes that must exist first
 
     @property
     def url(self) -> str:

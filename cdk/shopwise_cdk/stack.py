@@ -17,7 +17,7 @@ from shopwise_cdk.functions import Layers
 from shopwise_cdk.impressions import Impressions
 from shopwise_cdk.ingestion import Ingestion
 from shopwise_cdk.nag import acknowledge
-from shopwise_cdk.serving import ServingApi
+from shopwise_cdk.serving import EVENTS, SERVER, ServingApi
 from shopwise_cdk.storage import Storage
 from shopwise_cdk.training import TrainingPipeline
 
@@ -44,7 +44,10 @@ class ShopwiseStack(Stack):
             self, "Training", env=env_config, storage=self.storage, layers=layers, code_version=code_version
         )
         self.serving = ServingApi(self, "Serving", env=env_config, storage=self.storage, layers=layers)
-        self.serving.add_route("/v1/events", apigwv2.HttpMethod.POST, self.ingestion.collect, "Collect")
+        self.serving.add_route("/v1/events", apigwv2.HttpMethod.POST, self.ingestion.collect, "Collect", EVENTS)
+        self.serving.add_route(
+            "/v1/server/events", apigwv2.HttpMethod.POST, self.ingestion.collect, "ServerCollect", SERVER
+        )
         self.impressions = Impressions(self, "Impressions", storage=self.storage, serve=self.serving.serve)
         self.campaigns = Campaigns(
             self, "Campaigns", env=env_config, storage=self.storage, layers=layers, api=self.serving
@@ -56,6 +59,8 @@ class ShopwiseStack(Stack):
 
         CfnOutput(self, "ApiUrl", value=self.serving.url)
         CfnOutput(self, "AdminApiPolicy", value=self.serving.admin_policy.managed_policy_arn)
+        CfnOutput(self, "ServerApiPolicy", value=self.serving.server_policy.managed_policy_arn)
+        CfnOutput(self, "ShopperTokenKey", value=self.storage.token_key.secret_arn)
         CfnOutput(self, "ArchiveBucket", value=self.storage.archive.bucket_name)
         CfnOutput(self, "ArtifactsBucket", value=self.storage.artifacts.bucket_name)
         CfnOutput(self, "RetrainStateMachine", value=self.training.state_machine.state_machine_arn)
@@ -69,8 +74,11 @@ class ShopwiseStack(Stack):
             {
                 "AwsSolutions-L1": "Functions run Python 3.12 to match the dependency layer built with "
                 "--python-version 3.12; moving the runtime is one setting plus a layer rebuild.",
-                "AwsSolutions-APIG4": "Storefront routes are public by design (shoppers are anonymous) and throttled "
-                "at the stage; the admin route PUT /v1/items has the IAM authoriser.",
+                "AwsSolutions-APIG4": "Browser routes (POST /v1/events, GET /v1/users/..., POST /v1/rank) are "
+                "authorised in the function: a shopper token HMAC-signed by the store's key, verified with no network "
+                "call, acting only for its own shopper; the public routes (visitor ids, bestsellers, similar items, "
+                "health, the API document) return nothing personal. Every route is throttled by kind; server and "
+                "admin routes have the IAM authoriser.",
                 "AwsSolutions-SQS3": "This queue is itself the on-failure destination of the stream consumer.",
                 "AwsSolutions-S1": "The access-log bucket receives the other buckets' server access logs; logging it "
                 "into itself would loop.",

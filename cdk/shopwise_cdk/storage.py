@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kinesisfirehose as firehose
@@ -90,17 +92,41 @@ class Storage(Construct):
             not_rotated_because="A new pseudonymisation key would split every profile from its history and from "
             "the archive the models train on.",
         )
+        # The keys shopper tokens are signed with ({"current": "k1", "k1": <key>}, shopwise.access.tokens): the store's
+        # backend reads it to mint tokens (ServerApiPolicy), collect and serve to verify them.
+        self.token_key = self._generated_secret(
+            "ShopperTokenKey",
+            config.SHOPPER_TOKEN_SECRET,
+            "Keys shopper tokens are signed with (shopwise.access.tokens); rotate by adding a key and making it current",
+            not_rotated_because="Rotated by the operator without downtime: add a key, make it current, remove the "
+            "old one once the tokens it signed (an hour; visitors' 30 days) have expired — no Lambda rotator needed.",
+            template={"current": "k1"},
+            key="k1",
+        )
 
     def _generated_secret(
-        self, construct_id: str, logical: str, description: str, *, not_rotated_because: str
+        self,
+        construct_id: str,
+        logical: str,
+        description: str,
+        *,
+        not_rotated_because: str,
+        template: dict[str, str] | None = None,
+        key: str = "",
     ) -> secretsmanager.Secret:
-        """A secret Secrets Manager generates at deploy time, kept (in prod) like the data it protects."""
+        """A secret Secrets Manager generates at deploy time, kept (in prod) like the data it protects: a plain
+        random string, or a JSON ``template`` with the random string under ``key``."""
         secret = secretsmanager.Secret(
             self,
             construct_id,
             secret_name=self.env_config.physical_name(logical),
             description=description,
-            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=48, exclude_punctuation=True),
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=48,
+                exclude_punctuation=True,
+                secret_string_template=json.dumps(template) if template is not None else None,
+                generate_string_key=key or None,
+            ),
             removal_policy=self.removal,
         )
         acknowledge(secret, {"AwsSolutions-SMG4": not_rotated_because})
@@ -132,5 +158,6 @@ class Storage(Construct):
             {
                 **self.table_environment(),
                 "PSEUDONYM_KEY_SECRET": self.pseudonym_key.secret_arn,
+                "SHOPPER_TOKEN_SECRET": self.token_key.secret_arn,
             },
         )

@@ -17,13 +17,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from shopwise.access.callers import BROWSER, Caller, Forbidden, Unauthorized
+from shopwise.access.keys import key_source
+from shopwise.access.tokens import VISITOR_TTL_SECONDS, mint, new_visitor_id
 from shopwise.dal.serving_read import ServingReader, Tables
-from shopwise.http import invalid_request, json_response
+from shopwise.http import invalid_request, json_response, refused, request_caller
 from shopwise.keys import anonymous_alias, referrer_source
 from shopwise.observability import logger, metrics
 from shopwise.picks import served_metric
 from shopwise.serving import recommend as serving
-from shopwise.serving.recommend import MAX_EXCLUDE, MAX_N, MAX_RANK_ITEMS, NotFound, Request, impression_line
+from shopwise.serving.recommend import MAX_EXCLUDE, MAX_N, MAX_RANK_ITEMS, NotFound, Request, Served, impression_line
 from shopwise.settings import get_settings
 
 # impressions go where the function's logs go (stdout at import: CloudWatch Logs in Lambda, the function's log
@@ -67,12 +70,17 @@ def _profile_id(user_id: str, id_type: str) -> str:
     return load_pseudonymiser(get_settings().pseudonym_key_secret).customer_profile(user_id)
 
 
-def _served(response: dict[str, Any], shown: bool = False) -> dict[str, Any]:
-    """Count the response by its first source (the fallback mix); a shopper's list is also an impression."""
+def _served(answer: dict[str, Any] | Served) -> dict[str, Any]:
+    """Count the answer by its first source (the fallback mix); a shopper's list is also an impression."""
+    response = answer.response if isinstance(answer, Served) else answer
     metrics.add_metric(name=served_metric(response["source"]), unit=MetricUnit.Count, value=1)
-    if shown:
-        impression_line(response, IMPRESSIONS)
+    if isinstance(answer, Served):
+        impression_line(answer, IMPRESSIONS)
     return response
+
+
+def _caller() -> Caller:
+    return request_caller(app.current_event)
 
 
 @app.get("/v1/health")
@@ -81,6 +89,7 @@ def health() -> dict[str, Any]:
 
 
 @app.get("/v1/users/<user_id>/recommendations")
+@app.get("/v1/server/users/<user_id>/recommendations")
 def user_recommendations(
     user_id: Id,
     n: N = 10,
@@ -95,6 +104,7 @@ def user_recommendations(
         str, Query(max_length=2048, description="where the visit came from (document.referrer or a source name)")
     ] = "",
 ) -> Any:
+    _caller().may_read(user_id, id_type)
     left_out = frozenset(i.strip() for i in exclude.split(",") if i.strip())
     if len(left_out) > MAX_EXCLUDE:
         return json_response(400, {"message": f"exclude: {len(left_out)} ids; the limit is {MAX_EXCLUDE}"})
@@ -108,13 +118,26 @@ def user_recommendations(
         left_out,
         referrer_source(referrer),
     )
-    return _served(serving.recommend(request, _reader(), get_settings().repeat_purchase_categories), shown=True)
+    return _served(serving.recommend(request, _reader(), get_settings().repeat_purchase_categories))
 
 
 @app.post("/v1/rank")
+@app.post("/v1/server/rank")
 def rank(body: Annotated[RankRequest, Body(description="a shopper and up to 500 item ids to order")]) -> Any:
+    _caller().may_read(body.user_id, body.id_type)
     request = Request(body.user_id, _profile_id(body.user_id, body.id_type), body.placement, market=body.market)
-    return _served(serving.rank(request, body.item_ids, _reader()), shown=True)
+    return _served(serving.rank(request, body.item_ids, _reader()))
+
+
+@app.post("/v1/visitors")
+def visitors() -> Any:
+    """A new visitor's id and token (a browser with no shopper token of the store's calls it once and keeps both);
+    with a visitor token, the same visitor's token renewed."""
+    caller = _caller()
+    visitor = caller.visitor if caller.kind == BROWSER and caller.visitor and not caller.customer else new_visitor_id()
+    keys = key_source(get_settings().shopper_token_secret).keys()
+    token = mint(keys, visitor=visitor, ttl=VISITOR_TTL_SECONDS)
+    return {"visitor_id": visitor, "token": token, "expires_in": VISITOR_TTL_SECONDS}
 
 
 @app.get("/v1/popular")
@@ -164,6 +187,12 @@ def bad_input(exc: RequestValidationError) -> Response:
 @app.exception_handler(NotFound)
 def not_found(exc: NotFound) -> Response:
     return json_response(404, {"message": str(exc)})
+
+
+@app.exception_handler(Unauthorized)
+@app.exception_handler(Forbidden)
+def not_allowed(exc: Unauthorized | Forbidden) -> Response:
+    return refused(exc)
 
 
 def _unreadable_body(event: dict[str, Any]) -> dict[str, Any] | None:

@@ -309,10 +309,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     _attach()
     from urllib.parse import quote, urlencode
 
-    path = f"/v1/users/{quote(args.user_id, safe='')}/recommendations"
+    path = f"/v1/server/users/{quote(args.user_id, safe='')}/recommendations"
     params = {"n": args.n, "id_type": "anonymous" if args.anonymous else "customer", "placement": args.placement}
     params.update({k: v for k, v in (("category", args.category), ("market", args.market)) if v})
-    response = LocalFunction("serve").invoke(http_api_event("GET", path, urlencode(params)))
+    # as the store's servers ask (the operator's credentials, through the IAM-authorised server route)
+    event = http_api_event("GET", path, urlencode(params), iam_caller=os.environ.get("AWS_ACCESS_KEY_ID", "operator"))
+    response = LocalFunction("serve").invoke(event)
     body = json.loads(response["body"])
     if response["statusCode"] != 200:
         print(f"error {response['statusCode']}: {body.get('message', body)}", file=sys.stderr)
@@ -327,6 +329,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     )
     for rank, item in enumerate(body["items"], start=1):
         print(f"{rank:3d}. item {item['item_id']:<10} score {item['score']:<10.4f} {item['reason']['text']}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Mint a shopper token with the stack's key, as the store's backend does for a shopper's browser."""
+    from shopwise_local.store_backend import shopper_token
+
+    if not args.customer and not args.visitor:
+        raise ValueError("a token acts for a customer (--customer) and/or a visitor (--visitor)")
+    _attach()
+    print(shopper_token(customer=args.customer, visitor=args.visitor, ttl=args.ttl))
     return 0
 
 
@@ -557,6 +570,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--category", default="", help='only items in this category path ("Shoes>Running")')
     rec.add_argument("--market", default="", help="the storefront's market (its bestsellers fill the list)")
     rec.set_defaults(func=cmd_recommend)
+
+    tok = sub.add_parser("token", help="mint a shopper token (what the store's backend hands a shopper's browser)")
+    tok.add_argument("--customer", default="", help="the store's customer id the browser acts for")
+    tok.add_argument("--visitor", default="", help="the anonymous visitor id the browser acts for")
+    tok.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid (default 3600)")
+    tok.set_defaults(func=cmd_token)
 
     exp = sub.add_parser("experiments", help="show, set or clear the A/B experiments of the running local stack")
     exp.add_argument("action", choices=["show", "set", "clear"])

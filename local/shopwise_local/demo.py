@@ -7,7 +7,6 @@ import json
 import shutil
 import signal
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from shopwise_local.pipeline import run_pipeline
 from shopwise_local.replay import replay
 from shopwise_local.simulate import demo_dataset
 from shopwise_local.stack import LocalStack
+from shopwise_local.store_backend import call, shopper_token
 
 STAGES = [
     "start local AWS endpoint",
@@ -79,28 +79,23 @@ class Stages:
         self.end()
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
+def _browser(api_url: str, method: str, path: str, token: str, body: Any = None) -> Any:
+    """A call as the shopper's browser does it, with its token; the answer, or an error saying what went wrong."""
+    status, answer = call(api_url, method, path, body, token=token, timeout=10)
+    if status >= 300:
+        raise RuntimeError(f"{method} {path} answered {status}: {answer}")
+    return answer
 
 
-def _post(url: str, body: Any) -> Any:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def _view_then_ask(api_url: str, user: str, item: str, wait_s: float = 15.0) -> dict[str, Any]:
-    """The real-time path: a product view through the API and the stream, then the shopper's product-page list,
-    asked until the view has reached the shopper's serving view."""
+def _view_then_ask(api_url: str, user: str, token: str, item: str, wait_s: float = 15.0) -> dict[str, Any]:
+    """The real-time path: a product view from the shopper's browser through the API and the stream, then the
+    shopper's product-page list, asked until the view has reached the shopper's serving view."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     event = {"event_id": f"demo-view-{time.time_ns()}", "event_type": "product_view", "occurred_at": now}
-    _post(f"{api_url}/v1/events", {"events": [{**event, "customer_id": user, "item_id": item}]})
+    _browser(api_url, "POST", "/v1/events", token, {"events": [{**event, "customer_id": user, "item_id": item}]})
     deadline = time.monotonic() + wait_s
     while True:
-        answer = _get(f"{api_url}/v1/users/{user}/recommendations?n=5&placement=product")
+        answer = _browser(api_url, "GET", f"/v1/users/{user}/recommendations?n=5&placement=product", token)
         if "realtime" in answer["sources"] or time.monotonic() > deadline:
             return dict(answer)
         time.sleep(0.2)
@@ -173,12 +168,15 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
 
         with stages.run(STAGES[-1]):
             known_user = _first_user(data.replay)
-            personal = _get(f"{api_url}/v1/users/{known_user}/recommendations?n=5")
-            unknown = _get(f"{api_url}/v1/users/nobody-seen-before/recommendations?n=5")
+            token = shopper_token(customer=known_user)  # what the store's backend hands the shopper's browser
+            personal = _browser(api_url, "GET", f"/v1/users/{known_user}/recommendations?n=5", token)
+            visitor = _browser(api_url, "POST", "/v1/visitors", "")  # a new visitor: an id and a token from the API
+            path = f"/v1/users/{visitor['visitor_id']}/recommendations?n=5&id_type=anonymous"
+            unknown = _browser(api_url, "GET", path, visitor["token"])
             print(f"        user {known_user}: {personal['source']}, first: {personal['items'][0]}")
             print(f"        unknown user: {unknown['source']}, first: {unknown['items'][0]}")
             viewed = personal["items"][-1]["item_id"]
-            after = _view_then_ask(api_url, known_user, viewed)
+            after = _view_then_ask(api_url, known_user, token, viewed)
             live = [i for i in after["items"] if i["reason"]["code"] in ("because_viewed", "next_after_viewed")]
             print(
                 f"        user {known_user} views item {viewed}, then on a product page: sources "
@@ -247,14 +245,19 @@ def _print_summary(summary: dict[str, Any], api_url: str, user: str) -> None:
         f"\nModel {summary['model_version']}: {m['summary']}; test ({m['split']['protocol']}, "
         f"{m['split']['test_users']} users) ndcg@10 {m.get('ndcg@10', 0):.4f}, recall@20 {m.get('recall@20', 0):.4f}"
     )
-    print("\nTry it:")
-    print(f"  curl -s '{api_url}/v1/users/{user}/recommendations?n=5'")
-    print(f"  curl -s '{api_url}/v1/users/somebody-new/recommendations?n=5'")
-    print(f"  curl -s '{api_url}/v1/items/{summary['known_item']}/similar?n=5'")
-    print(f"  curl -s '{api_url}/v1/health'")
-    print(f"  curl -s '{api_url}/v1/openapi.json'")
+    print("\nTry it (a shopper's browser carries a token its store's backend minted; the store's servers sign):")
+    print(f"  TOKEN=$(.venv/bin/shopwise token --customer {user})")
+    print(f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{api_url}/v1/users/{user}/recommendations?n=5'")
     print(
-        f"  curl -s -X POST '{api_url}/v1/events' -H 'Content-Type: application/json' -d "
+        f"  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" '{api_url}/v1/events' "
+        "-H 'Content-Type: application/json' -d "
         f'\'{{"events":[{{"event_id":"e1","event_type":"product_view","occurred_at":"{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}",'
-        f'"anonymous_id":"a1","item_id":"{summary["known_item"]}"}}]}}\''
+        f'"customer_id":"{user}","item_id":"{summary["known_item"]}"}}]}}\''
     )
+    print(f"  curl -s -X POST '{api_url}/v1/visitors'   # a new visitor's id and token")
+    print(
+        f"  curl -s --aws-sigv4 'aws:amz:us-east-1:execute-api' --user local:local "
+        f"'{api_url}/v1/server/users/{user}/recommendations?n=5'   # as the store's servers"
+    )
+    print(f"  curl -s '{api_url}/v1/items/{summary['known_item']}/similar?n=5'")
+    print(f"  curl -s '{api_url}/v1/openapi.json'")

@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from shopwise.access.callers import origin_allowed
+from shopwise.config import CORS_HEADERS, CORS_MAX_AGE, CORS_METHODS
 from shopwise_local.lambda_runtime import LocalFunction, http_api_event
 from shopwise_local.sigv4 import verify
 
@@ -18,8 +20,10 @@ MAX_BODY = 6 * 1024 * 1024  # API Gateway -> Lambda payload limit
 
 
 class Routes:
-    """POST /v1/events -> collect; PUT /v1/items -> catalog; GET /v1/campaigns/... -> campaigns; GET /v1/... and
-    POST /v1/rank -> serve (the stack's route table). Admin routes (IAM-authorised in the stack) say so."""
+    """The stack's route table (``shopwise_cdk.serving``): POST /v1/events and POST /v1/server/events -> collect;
+    PUT /v1/items -> catalog; GET /v1/campaigns/... -> campaigns; GET /v1/..., POST /v1/rank, POST /v1/visitors and
+    the /v1/server/ reads -> serve. The server and admin routes are IAM-authorised (in the stack by API Gateway, here
+    by the same signature check), and say so."""
 
     def __init__(
         self, collect: LocalFunction, serve: LocalFunction, catalog: LocalFunction, campaigns: LocalFunction
@@ -33,16 +37,31 @@ class Routes:
         """The function, the route key and whether the route is an admin one (signed requests only)."""
         if method == "POST" and path == "/v1/events":
             return self.collect, "POST /v1/events", False
+        if method == "POST" and path == "/v1/server/events":
+            return self.collect, "POST /v1/server/events", True
         if method == "PUT" and path == "/v1/items":
             return self.catalog, "PUT /v1/items", True
         if method == "GET" and path.startswith("/v1/campaigns/"):
             return self.campaigns, "GET /v1/campaigns/{name}/recipients", True
-        if path.startswith("/v1/"):
-            return self.serve, f"{method} /v1/{{proxy+}}", False
+        if method == "POST" and path in ("/v1/rank", "/v1/visitors"):
+            return self.serve, f"POST {path}", False
+        if method == "POST" and path == "/v1/server/rank":
+            return self.serve, "POST /v1/server/rank", True
+        if method == "GET" and path.startswith("/v1/server/"):
+            return self.serve, "GET /v1/server/{proxy+}", True
+        if method == "GET" and path.startswith("/v1/"):
+            return self.serve, "GET /v1/{proxy+}", False
         return None
 
 
-def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
+def _cors_headers(origin: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """What API Gateway's CORS configuration adds for an allowed origin (nothing for another one)."""
+    if not origin or not origin_allowed(origin, allowed):
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+def _handler_class(routes: Routes, allowed_origins: tuple[str, ...]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "shopwise-local"
@@ -52,6 +71,7 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)
+            headers = {**headers, **_cors_headers(self.headers.get("Origin", ""), allowed_origins)}
             for key, value in headers.items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
@@ -117,12 +137,28 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
         def do_DELETE(self) -> None:
             self._dispatch("DELETE")
 
+        def do_OPTIONS(self) -> None:
+            """A CORS preflight, answered as API Gateway does from the CORS configuration (the functions never see
+            it): the methods and headers a browser may use, for an allowed origin."""
+            headers = {"Content-Type": "application/json"}
+            if _cors_headers(self.headers.get("Origin", ""), allowed_origins):
+                headers.update(
+                    {
+                        "Access-Control-Allow-Methods": ", ".join(CORS_METHODS),
+                        "Access-Control-Allow-Headers": ", ".join(CORS_HEADERS),
+                        "Access-Control-Max-Age": str(CORS_MAX_AGE),
+                    }
+                )
+            self._send(204, b"", headers)
+
     return Handler
 
 
 class LocalHttpApi:
-    def __init__(self, routes: Routes, port: int, host: str = "127.0.0.1") -> None:
-        self.server = ThreadingHTTPServer((host, port), _handler_class(routes))
+    def __init__(
+        self, routes: Routes, port: int, host: str = "127.0.0.1", allowed_origins: tuple[str, ...] = ()
+    ) -> None:
+        self.server = ThreadingHTTPServer((host, port), _handler_class(routes, allowed_origins))
         self.server.daemon_threads = True
         self.url = f"http://{host}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, name="http-api", daemon=True)

@@ -54,22 +54,34 @@ class _FunctionOutput(io.TextIOBase):
         self.terminal = terminal
         self.current = threading.local()
 
-    def write(self, text: str) -> int:
+    def _target(self) -> Any:
         target = getattr(self.current, "log", None) or self.terminal
-        return int(target.write(text))
+        return sys.__stdout__ if getattr(target, "closed", False) else target  # a capture that ended since
+
+    def write(self, text: str) -> int:
+        return int(self._target().write(text))
 
     def flush(self) -> None:
-        target = getattr(self.current, "log", None) or self.terminal
-        target.flush()
+        self._target().flush()
 
     def isatty(self) -> bool:
         return bool(self.terminal.isatty())
 
 
+_OUTPUT: _FunctionOutput | None = None
+
+
 def _function_output() -> _FunctionOutput:
-    if not isinstance(sys.stdout, _FunctionOutput):
-        sys.stdout = _FunctionOutput(sys.stdout)
-    return sys.stdout
+    """The one stdout every local function writes through (one, because a function's logger binds the stream it
+    saw first: a second wrapper would leave that logger writing to the terminal). When something replaced stdout
+    since (pytest's capture), what is not a function's goes there from now on."""
+    global _OUTPUT
+    if _OUTPUT is None:
+        _OUTPUT = _FunctionOutput(sys.stdout)
+    if sys.stdout is not _OUTPUT:
+        _OUTPUT.terminal = sys.stdout
+        sys.stdout = _OUTPUT
+    return _OUTPUT
 
 
 class _Tee:

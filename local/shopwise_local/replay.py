@@ -1,10 +1,8 @@
-"""Replay history through the public ingestion API, in request-sized batches, as a storefront would send it."""
+"""Replay history through the ingestion API, in request-sized batches, as a store's servers would send it (signed,
+``POST /v1/server/events``)."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,6 +13,7 @@ from tqdm import tqdm
 
 from shopwise.events import Event, to_record
 from shopwise.ingestion.imports import BadRow, read_events
+from shopwise_local.store_backend import call
 
 
 @dataclass
@@ -27,17 +26,8 @@ class ReplayReport:
 
 
 def post_events(api_url: str, events: list[dict[str, object]]) -> dict[str, object]:
-    request = urllib.request.Request(
-        f"{api_url}/v1/events",
-        data=json.dumps({"events": events}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())  # type: ignore[no-any-return]
-    except urllib.error.HTTPError as exc:
-        return json.loads(exc.read())  # type: ignore[no-any-return]
+    _status, answer = call(api_url, "POST", "/v1/server/events", {"events": events}, signed=True)
+    return answer  # type: ignore[no-any-return]
 
 
 def consent_event(event: Event) -> dict[str, Any]:
@@ -68,8 +58,9 @@ def replay(
         if grant_consent and row.profile_id not in seen:
             seen.add(row.profile_id)
             events.append(consent_event(row))
-        events.append(to_record(row))
-    with tqdm(total=len(events), desc="POST /v1/events", unit="event", disable=not progress) as bar:
+        # as the storefront sends it: what the server stamps (origin, the pseudonymised flag) is the server's
+        events.append({k: v for k, v in to_record(row).items() if k not in ("origin", "pseudonymised")})
+    with tqdm(total=len(events), desc="POST /v1/server/events", unit="event", disable=not progress) as bar:
         for start in range(0, len(events), batch_size):
             batch = events[start : start + batch_size]
             answer = post_events(api_url, batch)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shopwise import config
+from shopwise.access.tokens import TokenKeys
 from shopwise.dal.aws import client
 from shopwise.privacy.pseudonyms import new_key
 from shopwise.settings import environment_variables
@@ -20,6 +21,7 @@ class LocalResources:
     artifacts_bucket: str
     failure_queue_url: str
     pseudonym_key_secret: str
+    shopper_token_secret: str
 
     def function_environment(self) -> dict[str, str]:
         """The same variables the CDK app gives the Lambda functions."""
@@ -30,6 +32,7 @@ class LocalResources:
             ARTIFACTS_BUCKET=self.artifacts_bucket,
             FAILED_EVENTS_QUEUE_URL=self.failure_queue_url,
             PSEUDONYM_KEY_SECRET=self.pseudonym_key_secret,
+            SHOPPER_TOKEN_SECRET=self.shopper_token_secret,
         )
         return environment_variables(self.env, names)
 
@@ -72,7 +75,9 @@ def create_resources(env_name: str = "local") -> LocalResources:
         buckets[logical] = name
     queue_url = client("sqs").create_queue(QueueName=env.physical_name(config.FAILED_EVENTS_QUEUE))["QueueUrl"]
     # the pseudonymisation key: generated here once per local stack, as the CDK stack has Secrets Manager generate it
-    pseudonym_key = _secret(env.physical_name(config.PSEUDONYM_KEY_SECRET))
+    pseudonym_key = _secret(env.physical_name(config.PSEUDONYM_KEY_SECRET), new_key())
+    # the keys shopper tokens are signed with, likewise
+    token_key = _secret(env.physical_name(config.SHOPPER_TOKEN_SECRET), TokenKeys.generate())
     return LocalResources(
         env=env,
         tables=tables,
@@ -81,12 +86,13 @@ def create_resources(env_name: str = "local") -> LocalResources:
         artifacts_bucket=buckets[config.ARTIFACTS_BUCKET],
         failure_queue_url=queue_url,
         pseudonym_key_secret=pseudonym_key,
+        shopper_token_secret=token_key,
     )
 
 
-def _secret(name: str) -> str:
+def _secret(name: str, value: str) -> str:
     secrets = client("secretsmanager")
     try:
         return str(secrets.describe_secret(SecretId=name)["ARN"])
     except secrets.exceptions.ResourceNotFoundException:
-        return str(secrets.create_secret(Name=name, SecretString=new_key())["ARN"])
+        return str(secrets.create_secret(Name=name, SecretString=value)["ARN"])

@@ -8,6 +8,7 @@ sign exactly as they would in AWS (``curl --aws-sigv4 "aws:amz:<region>:execute-
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -62,6 +63,14 @@ def verify(method: str, url: str, headers: dict[str, str], body: bytes | None) -
         return "the host header must be signed"
     if "host" not in lower:
         lower["host"] = urlsplit(url).netloc
+    # the signature covers the body through its hash: the hash of the body received, never one the client states
+    # (a captured request must not carry another body), and never UNSIGNED-PAYLOAD
+    received = hashlib.sha256(body or b"").hexdigest()
+    stated = lower.get("x-amz-content-sha256")
+    if stated is not None and stated != received:
+        return "the body is not the one signed (x-amz-content-sha256 differs from the body's hash)"
+    if "x-amz-content-sha256" in names:
+        lower["x-amz-content-sha256"] = received
     request = AWSRequest(method=method, url=url, data=body or b"", headers={n: lower.get(n, "") for n in names})
     request.context["timestamp"] = stamp
     signer = SigV4Auth(credentials, SERVICE, scope[2])

@@ -113,6 +113,7 @@ class LocalStack:
                 self.functions["campaigns"],
             ),
             self.api_port,
+            allowed_origins=self.resources.env.allowed_origins,
         ).start()
         StackInfo(
             endpoint_url=self.endpoint.url,

@@ -24,7 +24,7 @@ import pandas as pd
 from pydantic import ValidationError
 from scipy import sparse
 
-from shopwise.events import EVENT_ADAPTER, AddToCart, Event, ProductView, Purchase, interaction_items
+from shopwise.events import EVENT_ADAPTER, AddToCart, Event, ProductView, Purchase, interaction_items, trusted
 from shopwise.features.definitions import KIND_WEIGHTS
 from shopwise.ingestion.imports import BadRow, read_events, read_items
 from shopwise.keys import referrer_source
@@ -49,7 +49,7 @@ def _json_lines(path: Path) -> Iterator[Any]:
 class EventData:
     interactions: pd.DataFrame
     records: int
-    skipped: int  # records that are not valid events (the archive copies the stream as it is; import: bad rows)
+    skipped: int  # records that are not valid (or not trusted) events; import: bad rows
 
 
 def _rows(event: Event) -> Iterator[tuple[Any, ...]]:
@@ -84,12 +84,19 @@ def interactions_from_events(events: Iterable[Event]) -> pd.DataFrame:
 
 
 def _archive_events(files: list[Path], counts: list[int]) -> Iterator[Event]:
+    """The valid events the jobs may count (``shopwise.events.trusted``: impressions the serve API recorded,
+    purchases the store vouched for); the rest are counted as skipped."""
     for path in files:
         for raw in _json_lines(path):
             counts[0] += 1
             try:
-                yield EVENT_ADAPTER.validate_python(raw)
+                event = EVENT_ADAPTER.validate_python(raw)
             except ValidationError:
+                counts[1] += 1
+                continue
+            if trusted(event):
+                yield event
+            else:
                 counts[1] += 1
 
 

@@ -228,10 +228,15 @@ def serving_side(impressions: list[Impression], model_items: set[str]) -> dict[s
 
 def performance(impressions: list[Impression], clicks: list[Click]) -> dict[str, Any]:
     """Online performance of the answers in the window: clicks carrying an answer's recommendation_id per answer,
-    overall and for personalised answers (a falling personalised CTR is what the performance alarm watches)."""
+    overall and for personalised answers (a falling personalised CTR is what the performance alarm watches). A
+    click counts only from the shopper the answer was served to (a click is the browser's word)."""
     personal = {i.recommendation_id for i in impressions if i.source in PERSONAL_SOURCES}
-    shown = {i.recommendation_id for i in impressions}
-    clicked = [c.recommendation_id for c in clicks if c.recommendation_id in shown]
+    shown = {i.recommendation_id: i.profile_id for i in impressions}
+    clicked = [
+        c.recommendation_id
+        for c in clicks
+        if c.recommendation_id in shown and shown[c.recommendation_id] == c.profile_id
+    ]
     return {
         "answers": len(shown),
         "clicks": len(clicked),

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from shopwise import config
 from shopwise.dal.objects import list_keys, read_json_lines
-from shopwise.events import Event, parse_event
+from shopwise.events import Event, parse_event, trusted
 from shopwise.lifecycle.figures import DriftFigures
 from shopwise_jobs.contract import TrainingContract
 from shopwise_jobs.drift import DriftReport, drift_for_model
@@ -35,9 +35,11 @@ def recent_archive_events(bucket: str, hours: float, now: float) -> Iterator[Eve
         for key in list_keys(bucket, f"{config.ARCHIVE_EVENTS_PREFIX}dt={day:%Y-%m-%d}/"):
             for raw in read_json_lines(bucket, key):
                 try:
-                    yield parse_event(raw)
+                    event = parse_event(raw)
                 except (ValidationError, ValueError):
                     continue
+                if trusted(event):  # impressions the serve API recorded, purchases the store vouched for
+                    yield event
         day += timedelta(days=1)
 
 

@@ -188,7 +188,8 @@ def experiment_readout(
         who, at = event.profile_id, event.occurred_at.timestamp()
         if who not in exposed or at < exposed[who][0]:
             continue
-        if isinstance(event, Click) and event.recommendation_id in listed:
+        # a click counts only on a list served to the same shopper (a click is the browser's word)
+        if isinstance(event, Click) and event.recommendation_id in listed and listed[event.recommendation_id][1] == who:
             clicks[who] += 1
             clicked_at[(who, event.item_id)] = at
         session = event.session_id

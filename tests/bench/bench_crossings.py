@@ -119,9 +119,12 @@ def main() -> int:
 
     StackInfo.attach(state_dir())
     serve, update = LocalFunction("serve"), LocalFunction("update_features")
+    from shopwise_local.store_backend import shopper_token
+
     path = "/v1/users/cust-001170/recommendations"
-    serve.invoke(http_api_event("GET", path, "n=10&placement=product"))  # warm: imports and caches
-    response, request = traced(serve, http_api_event("GET", path, "n=10&placement=product"))
+    headers = {"Authorization": f"Bearer {shopper_token(customer='cust-001170')}"}  # the shopper's browser
+    serve.invoke(http_api_event("GET", path, "n=10&placement=product", headers))  # warm: imports and caches
+    response, request = traced(serve, http_api_event("GET", path, "n=10&placement=product", headers))
     assert response["statusCode"] == 200, response
 
     update.invoke(_visit())  # warm

@@ -14,8 +14,13 @@ boto3 + Powertools' resolver alone, and the whole HTTP path under a fixed reques
 4. End to end: an open-loop load generator sends ``--rate`` requests/s for ``--seconds`` to the local HTTP API (each
    latency counted from the request's scheduled time, so a stall is not hidden), the same mix.
 
+Every request carries the shopper's token, as a browser sends it (the store's backend minted it for a logged-in
+shopper; ``POST /v1/visitors`` would for a stranger): authentication is on in every figure. ``auth_verify_us`` is
+the median time of telling the caller from the request (the token's HMAC and claims), measured alone in-process.
+
 Ends with one JSON line: handler_p50_ms, handler_p99_ms, bare_read_p50_ms, bare_read_p99_ms, p99_ratio,
-round_trips_per_request, cold_import_ms, baseline_import_ms, import_ratio, http_* figures, http_errors.
+round_trips_per_request, auth_verify_us, cold_import_ms, baseline_import_ms, import_ratio, http_* figures,
+http_errors.
 """
 
 from __future__ import annotations
@@ -42,6 +47,24 @@ ROOT = Path(__file__).resolve().parents[2]
 def figures(values: list[float]) -> dict[str, float]:
     p50, p99 = np.percentile(values, [50, 99], method="nearest")
     return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+
+
+def auth_verify_us(keys: object, token: str, runs: int = 20_000) -> float:
+    """The median microseconds of telling the caller from a browser request's headers (what every browser request
+    pays on top of the read), in batches of 100."""
+    from shopwise.access.callers import caller_of
+    from shopwise.access.keys import FixedKeys
+
+    source = FixedKeys(keys)  # type: ignore[arg-type]
+    headers = {"authorization": f"Bearer {token}", "origin": "http://127.0.0.1:8080"}
+    allowed = ("http://127.0.0.1:*",)
+    batches = []
+    for _ in range(runs // 100):
+        t = time.perf_counter()
+        for _ in range(100):
+            caller_of({}, headers, "/v1/users/x/recommendations", source, allowed)
+        batches.append((time.perf_counter() - t) / 100 * 1e6)
+    return round(statistics.median(batches), 1)
 
 
 def cold_imports(runs: int = 7) -> tuple[float, float]:
@@ -80,6 +103,7 @@ def main() -> None:
 
     from tqdm import tqdm
 
+    from shopwise.access.tokens import mint
     from shopwise.dal.aws import client
     from shopwise.dal.serving_read import ServingReader, Tables
     from shopwise.keys import POPULAR_KEY, popular_key
@@ -89,6 +113,7 @@ def main() -> None:
     from shopwise_local.lambda_runtime import http_api_event
     from shopwise_local.stack import LocalStack
     from shopwise_local.store import stock
+    from shopwise_local.store_backend import token_keys
 
     import_ms, base_ms = cold_imports()
     print(f"cold import: serve handler {import_ms:.0f} ms, boto3 + resolver {base_ms:.0f} ms", flush=True)
@@ -109,8 +134,16 @@ def main() -> None:
             pseudonymiser = load_pseudonymiser(resources.pseudonym_key_secret)
             markets = ["NZ", "AU", "US", "GB"]
 
-            def request(n: int) -> tuple[str, str, str, list[str]]:
-                """path, query, profile id, row keys of the first read"""
+            keys = token_keys()
+            tokens: dict[tuple[str, str], str] = {}
+
+            def token(customer: str = "", visitor: str = "") -> str:
+                if (customer, visitor) not in tokens:
+                    tokens[(customer, visitor)] = mint(keys, customer=customer, visitor=visitor)
+                return tokens[(customer, visitor)]
+
+            def request(n: int) -> tuple[str, str, str, list[str], dict[str, str]]:
+                """path, query, profile id, row keys of the first read, the browser's headers"""
                 if n % 2:
                     customer = store.customers[n // 2 % len(store.customers)]
                     placement = "product" if n % 4 == 1 else "home"
@@ -120,25 +153,28 @@ def main() -> None:
                         query,
                         pseudonymiser.customer_profile(customer),
                         [POPULAR_KEY],
+                        {"Authorization": f"Bearer {token(customer=customer)}"},
                     )
                 market = markets[n % len(markets)]
+                visitor = f"visitor-{n % 997}"
                 query = urlencode({"n": 10, "id_type": "anonymous", "market": market})
                 row_keys = [popular_key(f"market:{market}"), POPULAR_KEY]
-                return f"/v1/users/visitor-{n}/recommendations", query, f"a:visitor-{n}", row_keys
+                headers = {"Authorization": f"Bearer {token(visitor=visitor)}"}
+                return f"/v1/users/{visitor}/recommendations", query, f"a:{visitor}", row_keys, headers
 
             serve = stack.functions["serve"]
             ddb = client("dynamodb")
             calls: list[str] = []
             ddb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
-            for n in range(200):  # warm: clients, caches, the secret
-                path, query, _profile, _rows = request(n)
-                serve.invoke(http_api_event("GET", path, query))
+            for n in range(200):  # warm: clients, caches, the secrets
+                path, query, _profile, _rows, headers = request(n)
+                serve.invoke(http_api_event("GET", path, query, headers))
             calls.clear()
             handler_ms, bare_ms, statuses = [], [], []
             handler_calls = 0
             for n in tqdm(range(args.requests), desc="handler vs bare read", unit="req", disable=None):
-                path, query, profile_id, row_keys = request(n)
-                event = http_api_event("GET", path, query)
+                path, query, profile_id, row_keys, headers = request(n)
+                event = http_api_event("GET", path, query, headers)
                 before = len(calls)
                 t = time.perf_counter()
                 response = serve.invoke(event)
@@ -152,6 +188,7 @@ def main() -> None:
             bad = sum(1 for s in statuses if s != 200)
             if bad:
                 raise RuntimeError(f"{bad} handler requests did not answer 200")
+            auth_us = auth_verify_us(keys, token(customer=store.customers[0]))
 
             # end to end through HTTP at a fixed rate
             assert stack.api
@@ -167,10 +204,11 @@ def main() -> None:
                 delay = scheduled - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-                path, query, _p, _r = request(n)
+                path, query, _p, _r, headers = request(n)
                 problem = ""
                 try:
-                    with urllib.request.urlopen(f"{url}{path}?{query}", timeout=10) as answer:
+                    asked = urllib.request.Request(f"{url}{path}?{query}", headers=headers)
+                    with urllib.request.urlopen(asked, timeout=10) as answer:
                         answer.read()
                         if answer.status != 200:
                             problem = f"{path}: {answer.status}"
@@ -198,6 +236,7 @@ def main() -> None:
         "p99_ratio": round(handler["p99"] / bare["p99"], 3),
         "p50_ratio": round(handler["p50"] / bare["p50"], 3),
         "round_trips_per_request": round(handler_calls / args.requests, 4),
+        "auth_verify_us": auth_us,
         "cold_import_ms": round(import_ms, 1),
         "baseline_import_ms": round(base_ms, 1),
         "import_ratio": round(import_ms / base_ms, 3),

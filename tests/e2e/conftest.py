@@ -18,8 +18,18 @@ from shopwise.dal.aws import client
 from shopwise_local.endpoint import free_port
 from shopwise_local.stack import LocalStack
 
+SERVER_ROUTES = ("/v1/events", "/v1/users/", "/v1/rank")
+
+
+def server_path(path: str) -> str:
+    """The store's servers' route for a storefront path: /v1/events -> /v1/server/events, and likewise."""
+    return path.replace("/v1/", "/v1/server/", 1) if path.startswith(SERVER_ROUTES) else path
+
 
 class Api:
+    """The local HTTP API, called as the store's servers do (``get``/``post``: IAM-signed, through the
+    /v1/server/ routes), as a shopper's browser does (``browser``: a token), or with no credential (``call``)."""
+
     def __init__(self, url: str) -> None:
         self.url = url
 
@@ -36,18 +46,25 @@ class Api:
             return exc.code, json.loads(exc.read())
 
     def admin(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        """An admin route, called as the store's back office does: signed with IAM credentials (SigV4)."""
+        """A server or admin route, called as the store's servers do: signed with IAM credentials (SigV4)."""
         from shopwise_local.sigv4 import signed_headers
 
-        data = json.dumps(body).encode() if body is not None else b""
+        data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
         headers = signed_headers(method, f"{self.url}{path}", data, {"Content-Type": "application/json"})
         return self.call(method, path, data, headers)
 
     def get(self, path: str) -> tuple[int, Any]:
-        return self.call("GET", path)
+        return self.admin("GET", server_path(path), None)
 
     def post(self, path: str, body: Any) -> tuple[int, Any]:
-        return self.call("POST", path, body)
+        return self.admin("POST", server_path(path), body)
+
+    def browser(self, method: str, path: str, token: str, body: Any = None, origin: str = "") -> tuple[int, Any]:
+        """As a shopper's browser calls it: with the token the store's backend minted (and its page's origin)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if origin:
+            headers["Origin"] = origin
+        return self.call(method, path, body, headers)
 
 
 @pytest.fixture(scope="module")

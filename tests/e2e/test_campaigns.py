@@ -199,7 +199,7 @@ def test_marketing_tools_page_through_the_latest_run_over_signed_http(
     # the buyers, and the leaver who bought in the test before: three in the post-purchase segment a week on
     report, _ = run(stack, shop, "post-purchase", 7 * 24 + 2, cap=False)
     assert report.recipients == 3
-    status, body = api.get("/v1/campaigns/post-purchase/recipients?limit=2")
+    status, body = api.call("GET", "/v1/campaigns/post-purchase/recipients?limit=2")
     assert status == 403 and "not signed" in body["message"]
     status, first = api.admin("GET", "/v1/campaigns/post-purchase/recipients?limit=2", None)
     assert status == 200 and first["run_id"] == report.run_id and len(first["recipients"]) == 2 and first["next"]

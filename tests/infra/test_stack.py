@@ -131,29 +131,47 @@ def test_serve_alias_has_the_environments_provisioned_concurrency(
     )
 
 
-def test_http_api_routes_go_to_the_right_functions_and_the_stage_is_throttled(prod: Template) -> None:
-    routes = {r["Properties"]["RouteKey"] for r in resources(prod, "AWS::ApiGatewayV2::Route").values()}
-    assert routes == {
-        "GET /v1/{proxy+}",
-        "POST /v1/rank",
-        "POST /v1/events",
-        "PUT /v1/items",
-        "GET /v1/campaigns/{name}/recipients",
+# every route, who may call it and with which credential (the README's threat model), and its throttle kind
+ROUTES = {
+    "POST /v1/events": ("NONE", "events"),  # a browser: its shopper token, verified in the function
+    "GET /v1/{proxy+}": ("NONE", "reads"),  # a browser's own lists (token); bestsellers, similar items (public)
+    "POST /v1/rank": ("NONE", "reads"),  # a browser, its own shopper (token)
+    "POST /v1/visitors": ("NONE", "visitors"),  # anyone: a new anonymous visitor's id and token
+    "POST /v1/server/events": ("AWS_IAM", "server"),  # the store's servers
+    "GET /v1/server/{proxy+}": ("AWS_IAM", "server"),
+    "POST /v1/server/rank": ("AWS_IAM", "server"),
+    "PUT /v1/items": ("AWS_IAM", "admin"),  # the back office
+    "GET /v1/campaigns/{name}/recipients": ("AWS_IAM", "admin"),  # marketing tools
+}
+
+
+@pytest.mark.parametrize("name", ["dev", "prod"])
+def test_every_route_says_who_may_call_it_and_is_throttled_by_its_kind(
+    name: str, dev: Template, prod: Template
+) -> None:
+    template = {"dev": dev, "prod": prod}[name]
+    env = config.environment(name)
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"] for r in resources(template, "AWS::ApiGatewayV2::Route").values()
     }
-    env = config.environment("prod")
-    prod.has_resource_properties(
-        "AWS::ApiGatewayV2::Stage",
-        {
-            "StageName": "$default",
-            "DefaultRouteSettings": {
-                "ThrottlingRateLimit": env.api_throttle_rate,
-                "ThrottlingBurstLimit": env.api_throttle_burst,
-            },
-            "AccessLogSettings": Match.object_like({"DestinationArn": Match.any_value()}),
-        },
-    )
+    assert {k: r.get("AuthorizationType", "NONE") for k, r in routes.items()} == {k: a for k, (a, _) in ROUTES.items()}
+    (stage,) = resources(template, "AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["RouteSettings"]
+    assert {k: (v["ThrottlingRateLimit"], v["ThrottlingBurstLimit"]) for k, v in settings.items()} == {
+        k: env.throttles[kind] for k, (_, kind) in ROUTES.items()
+    }
+    assert stage["Properties"]["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": env.api_throttle_rate,
+        "ThrottlingBurstLimit": env.api_throttle_burst,
+    }
+    (api,) = resources(template, "AWS::ApiGatewayV2::Api").values()
+    cors = api["Properties"].get("CorsConfiguration")
+    if env.allowed_origins:  # browsers of the store's own origins only, with the two headers they need
+        assert cors["AllowOrigins"] == list(env.allowed_origins) and cors["AllowHeaders"] == list(config.CORS_HEADERS)
+    else:  # no origin configured: no browser may call the API until the store sets its origins
+        assert cors is None
     # the serve integration targets the alias (provisioned concurrency), not $LATEST
-    integrations = resources(prod, "AWS::ApiGatewayV2::Integration")
+    integrations = resources(template, "AWS::ApiGatewayV2::Integration")
     uris = [str(i["Properties"]["IntegrationUri"]) for i in integrations.values()]
     assert any("ServingLive" in uri for uri in uris)
 
@@ -231,35 +249,49 @@ def test_sagemaker_role_is_assumed_by_sagemaker_only_and_has_no_managed_policies
 def test_secrets_are_generated_and_each_is_readable_only_by_the_functions_that_need_it(prod: Template) -> None:
     secrets = resources(prod, "AWS::SecretsManager::Secret")
     names = {s["Properties"]["Name"]: key for key, s in secrets.items()}
-    assert set(names) == {"shopwise-prod-pseudonym-key"}
+    assert set(names) == {"shopwise-prod-pseudonym-key", "shopwise-prod-shopper-token-key"}
     assert all("GenerateSecretString" in s["Properties"] for s in secrets.values())
     assert all(s["DeletionPolicy"] == "Retain" for s in secrets.values())  # losing the key splits every profile
-    policies = resources(prod, "AWS::IAM::Policy")
+    token = secrets[names["shopwise-prod-shopper-token-key"]]["Properties"]["GenerateSecretString"]
+    assert json.loads(token["SecretStringTemplate"]) == {"current": "k1"} and token["GenerateStringKey"] == "k1"
 
-    def readers(secret_key: str) -> set[str]:
+    def readers(secret_key: str, kind: str) -> set[str]:
+        """The roles (for inline policies) or the managed policies whose statements may read the secret."""
         found: set[str] = set()
-        for policy in policies.values():
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-                if "secretsmanager:GetSecretValue" in statement["Action"] and secret_key in str(statement["Resource"]):
-                    found.update(r["Ref"] for r in policy["Properties"]["Roles"])
+        for key, policy in resources(prod, kind).items():
+            statements = policy["Properties"]["PolicyDocument"]["Statement"]
+            if any(
+                "secretsmanager:GetSecretValue" in s["Action"] and secret_key in str(s["Resource"]) for s in statements
+            ):
+                roles = policy["Properties"].get("Roles")
+                found |= {r["Ref"] for r in roles} if roles else {key}
         return found
 
-    key_readers = readers(names["shopwise-prod-pseudonym-key"])
+    key_readers = readers(names["shopwise-prod-pseudonym-key"], "AWS::IAM::Policy")
     assert len(key_readers) == 2 and all(("Collect" in r or "Serve" in r) for r in key_readers)
+    token_readers = readers(names["shopwise-prod-shopper-token-key"], "AWS::IAM::Policy")
+    assert len(token_readers) == 2 and all(("Collect" in r or "Serve" in r) for r in token_readers)
+    # ... and the store's servers, which mint shopper tokens: the managed policy the store attaches to their role
+    minting = readers(names["shopwise-prod-shopper-token-key"], "AWS::IAM::ManagedPolicy")
+    assert len(minting) == 1 and "ServerApiPolicy" in next(iter(minting))
 
 
-def test_admin_routes_need_iam_and_the_stack_offers_a_policy_to_call_them(prod: Template) -> None:
-    routes = {
-        r["Properties"]["RouteKey"]: r["Properties"] for r in resources(prod, "AWS::ApiGatewayV2::Route").values()
+def test_server_and_admin_routes_need_iam_and_the_stack_offers_a_policy_for_each(prod: Template) -> None:
+    policies = {
+        k: p["Properties"]["PolicyDocument"]["Statement"] for k, p in resources(prod, "AWS::IAM::ManagedPolicy").items()
     }
-    admin = {"PUT /v1/items", "GET /v1/campaigns/{name}/recipients"}
-    assert all(routes[k]["AuthorizationType"] == "AWS_IAM" for k in admin)
-    assert all(r.get("AuthorizationType", "NONE") == "NONE" for k, r in routes.items() if k not in admin)
-    policies = resources(prod, "AWS::IAM::ManagedPolicy")
-    statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
-    invoke = [s for s in statements if s["Action"] == "execute-api:Invoke"]
-    assert len(invoke) == 1 and "/PUT/v1/items" in json.dumps(invoke[0]["Resource"])
-    assert "/GET/v1/campaigns/*/recipients" in json.dumps(invoke[0]["Resource"])
+    invoke = {
+        k.split("Policy")[0]: json.dumps([s["Resource"] for s in statements if s["Action"] == "execute-api:Invoke"])
+        for k, statements in policies.items()
+    }
+    server = next(v for k, v in invoke.items() if "ServerApi" in k)
+    admin = next(v for k, v in invoke.items() if "AdminApi" in k)
+    for route in ("/POST/v1/server/events", "/GET/v1/server/*", "/POST/v1/server/rank"):
+        assert route in server and route not in admin
+    for route in ("/PUT/v1/items", "/GET/v1/campaigns/*/recipients"):
+        assert route in admin and route not in server
+    outputs = prod.find_outputs("*")
+    assert {"ServerApiPolicy", "AdminApiPolicy", "ShopperTokenKey"} <= set(outputs)
 
 
 def test_each_campaign_runs_on_its_schedule_one_run_at_a_time_writing_only_its_cap_rows(prod: Template) -> None:

@@ -4,11 +4,14 @@ from typing import Any
 
 import pytest
 
+from shopwise.access.callers import BROWSER, Caller
 from shopwise.ingestion.collect import MAX_EVENTS_PER_BATCH, BadBatch, collect, parse_batch
 from shopwise.privacy.pseudonyms import Pseudonymiser
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 KEY = Pseudonymiser(b"k" * 32)
+SERVER = Caller("server", principal="arn:aws:iam::123456789012:role/store-backend")
+EVENTS = frozenset({"events"})
 
 
 class RecordingPublisher:
@@ -36,7 +39,7 @@ def test_valid_events_are_published_even_beside_invalid_ones() -> None:
     publisher = RecordingPublisher()
     batch = [event("ok-1"), event("bad", item_id=None), "not an object", event("ok-2", anonymous_id="a")]
 
-    result = collect(batch, NOW, publisher, KEY)
+    result = collect(batch, NOW, publisher, KEY, SERVER)
 
     assert (result.accepted, result.rejected) == (2, 2)
     assert [r["status"] for r in result.results] == ["accepted", "rejected", "rejected", "accepted"]
@@ -51,7 +54,7 @@ def test_valid_events_are_published_even_beside_invalid_ones() -> None:
 
 def test_nothing_is_published_when_everything_is_rejected() -> None:
     publisher = RecordingPublisher()
-    result = collect([event("x", occurred_at="2027-01-01T00:00:00Z")], NOW, publisher, KEY)
+    result = collect([event("x", occurred_at="2027-01-01T00:00:00Z")], NOW, publisher, KEY, SERVER)
     assert result.accepted == 0
     assert result.results[0]["field"] == "occurred_at"
     assert publisher.published == []
@@ -86,7 +89,7 @@ def test_identify_emails_and_devices_are_hashed_and_the_raw_email_is_gone() -> N
         "email": " Ada@Example.COM ",
         "device_id": "phone-1",
     }
-    result = collect([identify], NOW, publisher, KEY)
+    result = collect([identify], NOW, publisher, KEY, SERVER)
     assert result.accepted == 1
     _, record = publisher.published[0]
     assert "email" not in record
@@ -98,9 +101,10 @@ def test_identify_emails_and_devices_are_hashed_and_the_raw_email_is_gone() -> N
 
 def test_a_client_cannot_claim_its_ids_are_already_hashed() -> None:
     publisher = RecordingPublisher()
-    result = collect([event("x", pseudonymised=True), event("y", email_hash="abc")], NOW, publisher, KEY)
-    assert result.accepted == 1  # the flag is the server's: the event is hashed anyway
-    assert publisher.published[0][1]["customer_id"] == KEY.customer("c1")
+    batch = [event("x", pseudonymised=True), event("y", email_hash="abc"), event("z", origin="server")]
+    result = collect(batch, NOW, publisher, KEY, SERVER)
+    assert result.accepted == 0 and publisher.published == []
+    assert [r["field"] for r in result.results] == ["pseudonymised", "email_hash", "origin"]
     assert result.results[1] == {
         "index": 1,
         "event_id": "y",
@@ -116,3 +120,48 @@ def test_pseudonyms_depend_on_the_key() -> None:
     assert KEY.customer("c1") != KEY.device("c1")  # the kind is part of what is hashed
     with pytest.raises(ValueError, match="16 bytes"):
         Pseudonymiser(b"short")
+
+
+def test_a_browser_sends_events_only_for_its_own_visitor_and_customer() -> None:
+    """Given a browser whose token names visitor v1 (and, with a shopper token, customer c1), when it sends events
+    that name other shoppers, claim purchases or link emails, then those events alone are refused, the field named."""
+    visitor = Caller(BROWSER, visitor="v1", scopes=EVENTS)
+    shopper = Caller(BROWSER, visitor="v1", customer="c1", scopes=EVENTS)
+    purchase: dict[str, Any] = {
+        "event_type": "purchase",
+        "order_id": "o1",
+        "items": [{"item_id": "sku", "unit_price": 9.5}],
+        "item_id": None,
+    }
+    del_customer = {"customer_id": None}
+    batch = [
+        event("own", **del_customer),  # names nobody: the token's visitor is filled in
+        event("other-visitor", **del_customer, anonymous_id="v2"),
+        event("other-customer", customer_id="c2"),
+        event("guest-purchase", **del_customer, anonymous_id="v1", **purchase),
+        event("link-email", event_type="identify", **del_customer, item_id=None, anonymous_id="v1", email="x@y.z"),
+        event("impression", event_type="impression", recommendation_id="r", items=["a"], item_id=None),
+    ]
+    publisher = RecordingPublisher()
+    result = collect([{k: v for k, v in e.items() if v is not None} for e in batch], NOW, publisher, KEY, visitor)
+    assert [(r["event_id"], r.get("field")) for r in result.results] == [
+        ("own", None),
+        ("other-visitor", "anonymous_id"),
+        ("other-customer", "customer_id"),
+        ("guest-purchase", "customer_id"),
+        ("link-email", "email"),
+        ("impression", "event_type"),
+    ]
+    assert [(r["anonymous_id"], r["origin"]) for _, r in publisher.published] == [("v1", "visitor")]
+    # the store vouched for customer c1: its purchase and its link to the visitor are accepted
+    publisher = RecordingPublisher()
+    mine = [event("buy", **purchase), event("link", event_type="identify", item_id=None, anonymous_id="v1")]
+    result = collect([{k: v for k, v in e.items() if v is not None} for e in mine], NOW, publisher, KEY, shopper)
+    assert result.accepted == 2 and {r["origin"] for _, r in publisher.published} == {"shopper"}
+
+
+def test_impressions_come_from_no_client_not_even_the_stores_servers() -> None:
+    publisher = RecordingPublisher()
+    fake = event("imp", event_type="impression", recommendation_id="r1", items=["a", "b"], item_id=None)
+    result = collect([fake], NOW, publisher, KEY, SERVER)
+    assert result.results[0]["field"] == "event_type" and publisher.published == []

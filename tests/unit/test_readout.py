@@ -69,6 +69,7 @@ def test_clicks_sessions_conversion_and_attribution_per_variant() -> None:
         ev("product_view", "u3", -10, item_id="i1"),  # before u3's exposure: not counted
         impression("u3", 0, "b", "r4"),
         ev("click", "u3", 2, item_id="i2", recommendation_id="not-ours"),  # another list's click
+        ev("click", "u3", 3, item_id="i1", recommendation_id="r3"),  # u2's list, clicked by u3: not u3's click
         impression("u4", 0, "b", "r5", experiment="other"),  # another experiment
     ]
     readout = experiment_readout(events, "x", {"a": 0.5, "b": 0.5})

@@ -103,7 +103,7 @@ def store() -> FakeReader:
 
 def test_a_stranger_gets_the_market_then_the_global_bestsellers() -> None:
     reader = store()
-    answer = recommend(Request("nobody", "a:nobody", n=5, market="NZ"), reader)
+    answer = recommend(Request("nobody", "a:nobody", n=5, market="NZ"), reader).response
     assert [i["item_id"] for i in answer["items"]] == ["nz1", "nz2", "h1", "h2", "h3"]
     assert answer["sources"] == ["market", "global"] and answer["source"] == "market"
     assert answer["items"][0]["reason"] == {"code": "popular_market", "text": "Popular in NZ"}
@@ -122,7 +122,7 @@ def test_a_consenting_shopper_gets_their_list_blended_with_what_they_just_did_mi
         "serving": {"at": NOW, "items": [ViewPick("r1", 0.9, "because_viewed", "v9", "Red lamp", "Home").encode()]},
     }
     reader.unavailable = frozenset({"p3"})
-    answer = recommend(Request("alice", "c:alice", placement="product", n=4), reader)
+    answer = recommend(Request("alice", "c:alice", placement="product", n=4), reader).response
     items = [i["item_id"] for i in answer["items"]]
     assert items[:2] == ["r1", "p1"]  # product page: real-time weight 1.0 against the personal list's 0.5
     assert "p2" not in items and "h1" not in items and "p3" not in items  # in cart, bought, out of stock
@@ -134,17 +134,18 @@ def test_a_consenting_shopper_gets_their_list_blended_with_what_they_just_did_mi
 def test_without_a_personalisation_grant_now_the_list_is_a_strangers() -> None:
     reader = store()
     reader.profiles["c:alice"] = profile({"event_type": "product_view", "item_id": "h2"}, consent=False)
-    answer = recommend(Request("alice", "c:alice", n=3), reader)
-    assert answer["sources"] == ["global"] and answer["profile_id"] == "c:alice"
+    served = recommend(Request("alice", "c:alice", n=3), reader)
+    assert served.response["sources"] == ["global"] and served.profile_id == "c:alice"
 
 
 def test_a_stitched_id_is_answered_from_the_profile_it_belongs_to() -> None:
     reader = store()
     reader.aliases["a:cookie"] = "c:alice"
     reader.profiles["c:alice"] = profile()
-    answer = recommend(Request("cookie", "a:cookie", n=2), reader)
-    assert answer["profile_id"] == "c:alice" and answer["read_round_trips"] == 2
-    assert [i["item_id"] for i in answer["items"]] == ["p1", "p2"]
+    served = recommend(Request("cookie", "a:cookie", n=2), reader)
+    assert served.profile_id == "c:alice" and served.response["read_round_trips"] == 2
+    assert [i["item_id"] for i in served.response["items"]] == ["p1", "p2"]
+    assert "c:alice" not in json.dumps(served.response)  # no profile key, no pseudonym leaves the API
 
 
 def test_the_holdout_of_an_experiment_is_never_personalised() -> None:
@@ -152,7 +153,7 @@ def test_the_holdout_of_an_experiment_is_never_personalised() -> None:
     reader.profiles["c:alice"] = profile()
     salt = next(f"s{n}" for n in range(1000) if bucket(f"s{n}", "c:alice") < 0.5)  # alice lands in the holdout
     reader.experiments = json.dumps([{"name": "e", "salt": salt, "holdout": 0.5, "variants": [{"name": "a"}]}])
-    answer = recommend(Request("alice", "c:alice", n=3), reader)
+    answer = recommend(Request("alice", "c:alice", n=3), reader).response
     assert (answer["experiment"], answer["variant"]) == ("e", "holdout")
     assert answer["sources"] == ["global"]
 
@@ -165,7 +166,7 @@ def test_nothing_loaded_is_a_not_found_that_says_what_to_do() -> None:
 def test_rank_returns_every_given_item_once_out_of_stock_last() -> None:
     reader = store()
     reader.unavailable = frozenset({"h1"})
-    answer = rank(Request("nobody", "a:nobody"), ["zz", "h1", "h3", "h2", "h3"], reader)
+    answer = rank(Request("nobody", "a:nobody"), ["zz", "h1", "h3", "h2", "h3"], reader).response
     assert [i["item_id"] for i in answer["items"]] == ["h2", "h3", "zz", "h1"]
     assert [i["in_stock"] for i in answer["items"]] == [True, True, True, False]
     assert answer["sources"] == ["global", "store_order"]
@@ -188,9 +189,9 @@ def test_popular_and_similar_items() -> None:
 
 
 def test_a_shoppers_answer_is_logged_as_an_impression_event() -> None:
-    answer = recommend(Request("nobody", "a:nobody", n=2, market="NZ"), store())
+    served = recommend(Request("nobody", "a:nobody", n=2, market="NZ"), store())
     line = io.StringIO()
-    impression_line(answer, line, now=NOW)
+    impression_line(served, line, now=NOW)
     event = parse_event(json.loads(line.getvalue()))
-    assert event.event_type == "impression" and event.anonymous_id == "nobody"
-    assert event.items == ["nz1", "nz2"] and event.recommendation_id == answer["recommendation_id"]
+    assert event.event_type == "impression" and event.anonymous_id == "nobody" and event.origin == "serve"
+    assert event.items == ["nz1", "nz2"] and event.recommendation_id == served.response["recommendation_id"]

@@ -35,6 +35,7 @@ def planted_events(path: Path, users: int = 60, seed: int = 7) -> None:
                 "event_type": kind,
                 "occurred_at": f"2026-11-{1 + n % 20:02d}T10:00:00Z",
                 "customer_id": f"u{u}",
+                "origin": "server",  # as the collector stamps what the store's servers sent
             }
             if kind == "purchase":
                 event.update(order_id=f"o{n}", items=[{"item_id": item}])

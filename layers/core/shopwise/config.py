@@ -51,6 +51,20 @@ class EnvironmentConfig:
     drift_schedule: str = "rate(1 day)"
     # category paths whose items may be recommended again after a purchase (consumables: coffee, nappies ...)
     repeat_purchase_categories: tuple[str, ...] = ()
+    # the storefront origins whose browsers may call the API (CORS, and the functions refuse any other Origin);
+    # exact origins, or patterns with * (none: no browser may call it — set the store's origins before go-live)
+    allowed_origins: tuple[str, ...] = ()
+    # per-route throttles (requests/s, burst): browser and public reads, event ingestion, minting visitor ids,
+    # the store's server routes, admin routes
+    throttles: dict[str, tuple[int, int]] = field(
+        default_factory=lambda: {
+            "reads": (500, 1000),
+            "events": (500, 1000),
+            "visitors": (50, 100),
+            "server": (500, 1000),
+            "admin": (10, 20),
+        }
+    )
     tags: dict[str, str] = field(default_factory=dict)
 
     def physical_name(self, logical: str) -> str:
@@ -74,6 +88,8 @@ ARTIFACTS_BUCKET = "artifacts"
 FAILED_EVENTS_QUEUE = "update-features-failures"
 # the key that pseudonymises customer ids, emails and device ids (Secrets Manager)
 PSEUDONYM_KEY_SECRET = "pseudonym-key"
+# the keys shopper tokens are signed with (Secrets Manager; the store's backend reads it to mint tokens)
+SHOPPER_TOKEN_SECRET = "shopper-token-key"
 
 # S3 layout, shared by the archive writer (Firehose or the local poller), the importer and the training job.
 ARCHIVE_EVENTS_PREFIX = "events/"
@@ -88,6 +104,11 @@ UNKNOWN_SHOPPER_ALARM = 0.6  # share of recently active shoppers it does not kno
 RECOMMENDATIONS_PREFIX = "recommendations/"
 TRANSFORM_REQUESTS_KEY = "transform/requests.jsonl"
 
+# CORS: what a browser on an allowed origin may send (the stack's HTTP API and the local one agree)
+CORS_METHODS = ("GET", "POST", "OPTIONS")
+CORS_HEADERS = ("authorization", "content-type")
+CORS_MAX_AGE = 7200  # seconds a browser may reuse a preflight answer (Chrome's cap)
+
 ENVIRONMENTS: dict[str, EnvironmentConfig] = {
     "dev": EnvironmentConfig(
         name="dev",
@@ -99,6 +120,14 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         log_retention_days=14,
         api_throttle_rate=50,
         api_throttle_burst=100,
+        allowed_origins=("http://localhost:3000", "http://localhost:8080"),
+        throttles={
+            "reads": (50, 100),
+            "events": (50, 100),
+            "visitors": (10, 20),
+            "server": (50, 100),
+            "admin": (5, 10),
+        },
     ),
     "prod": EnvironmentConfig(
         name="prod",
@@ -110,6 +139,13 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         log_retention_days=90,
         api_throttle_rate=1000,
         api_throttle_burst=2000,
+        throttles={
+            "reads": (1000, 2000),
+            "events": (1500, 3000),
+            "visitors": (100, 200),
+            "server": (1000, 2000),
+            "admin": (20, 40),
+        },
     ),
     "local": EnvironmentConfig(
         name="local",
@@ -120,6 +156,7 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         recommendations_ttl_days=7,
         retain_data=False,
         stream_batch_size=100,
+        allowed_origins=("http://127.0.0.1:*", "http://localhost:*"),
     ),
 }
 

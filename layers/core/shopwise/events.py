@@ -47,6 +47,9 @@ class EventBase(BaseModel):
     user_agent_class: Literal["desktop", "mobile", "tablet", "bot", "other"] | None = None
     # set by the server once customer, email and device ids are keyed hashes (shopwise.privacy.pseudonyms); never by a client
     pseudonymised: bool = False
+    # set by the server: who vouched for the event (shopwise.access.callers) — the store's servers, a browser whose
+    # token names the customer, a browser for its visitor only, the serve API (impressions), a bulk import
+    origin: Literal["server", "shopper", "visitor", "serve", "import"] | None = None
 
     @field_validator("occurred_at", "received_at")
     @classmethod
@@ -212,6 +215,21 @@ def check_clock(event: Event, received_at: datetime) -> None:
         raise EventRejected(
             "occurred_at", f"older than {MAX_PAST_AGE.days} days: use `shopwise import events` for history"
         )
+
+
+TRUSTED_PURCHASE_ORIGINS = ("server", "shopper", "import")
+
+
+def trusted(event: Event) -> bool:
+    """Whether the readouts, the drift job and training may count the event: an impression only as the serve API
+    recorded it, a purchase only as the store's servers, a shopper's token or a bulk import vouched for it (the
+    collector refuses client impressions and guests' purchases from browsers; this also keeps out anything in the
+    archive from before those rules)."""
+    if isinstance(event, Impression):
+        return event.origin == "serve"
+    if isinstance(event, Purchase):
+        return event.origin in TRUSTED_PURCHASE_ORIGINS
+    return True
 
 
 def interaction_items(event: Event) -> list[tuple[str, str]]:

@@ -25,6 +25,8 @@ class Settings:
     recommendations_ttl_days: int
     failed_events_queue_url: str = ""
     pseudonym_key_secret: str = ""
+    shopper_token_secret: str = ""
+    allowed_origins: tuple[str, ...] = ()
     repeat_purchase_categories: tuple[str, ...] = ()
     promotion_margin: float = config.PROMOTION_MARGIN
 
@@ -49,6 +51,8 @@ class Settings:
             recommendations_ttl_days=int(env.get("RECOMMENDATIONS_TTL_DAYS", "7")),
             failed_events_queue_url=env.get("FAILED_EVENTS_QUEUE_URL", ""),
             pseudonym_key_secret=env.get("PSEUDONYM_KEY_SECRET", ""),
+            shopper_token_secret=env.get("SHOPPER_TOKEN_SECRET", ""),
+            allowed_origins=tuple(o.strip() for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip()),
             repeat_purchase_categories=tuple(
                 c.strip() for c in env.get("REPEAT_PURCHASE_CATEGORIES", "").split(",") if c.strip()
             ),
@@ -63,6 +67,7 @@ def environment_variables(env: config.EnvironmentConfig, names: dict[str, str]) 
         "RECOMMENDATIONS_TTL_DAYS": str(env.recommendations_ttl_days),
         "REPEAT_PURCHASE_CATEGORIES": ",".join(env.repeat_purchase_categories),
         "PROMOTION_MARGIN": str(env.promotion_margin),
+        "ALLOWED_ORIGINS": ",".join(env.allowed_origins),
     }
 
 

@@ -142,7 +142,7 @@ def recommend(
             member.recipient, member.profile_id, "email", spec.items, exclude=frozenset(member.reason.exclude)
         )
         try:
-            found = answer(request, shopper, repeat_categories, now)
+            found = answer(request, shopper, repeat_categories, now).response
         except NotFound:  # no model loaded yet: the email still has what it is about
             found = {"items": [], "model_version": "", "recommendation_id": ""}
         report.model_version = report.model_version or found["model_version"]

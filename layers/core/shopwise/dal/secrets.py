@@ -8,11 +8,12 @@ CACHE_SECONDS = 300.0
 _CACHE: dict[str, tuple[float, str]] = {}
 
 
-def read_secret(secret_id: str) -> str:
+def read_secret(secret_id: str, fresh: bool = False) -> str:
+    """The secret's string, cached for five minutes (``fresh``: read it now)."""
     if not secret_id:
         raise ValueError("no secret configured: the function's environment names none")
     cached = _CACHE.get(secret_id)
-    if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+    if cached and not fresh and time.monotonic() - cached[0] < CACHE_SECONDS:
         return cached[1]
     from shopwise.dal.aws import client
 

@@ -1,4 +1,5 @@
-"""Collect: validate a batch of storefront events, stamp received_at, publish the valid ones to the stream."""
+"""Collect: validate a batch of storefront events, each against what its caller may send (``shopwise.access``),
+stamp received_at and origin, pseudonymise, publish the valid ones to the stream."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from shopwise.access.callers import SERVER, Caller
 from shopwise.events import EventRejected, check_clock, parse_event, to_record
 from shopwise.privacy.pseudonyms import Pseudonymiser
 
@@ -61,14 +63,18 @@ def parse_batch(body: str | bytes | None) -> list[Any]:
     return events
 
 
-SERVER_FIELDS = ("email_hash",)
+SERVER_FIELDS = ("email_hash", "origin")
 
 
 def collect(
-    raw_events: list[Any], received_at: datetime, publisher: Publisher, pseudonymiser: Pseudonymiser
+    raw_events: list[Any],
+    received_at: datetime,
+    publisher: Publisher,
+    pseudonymiser: Pseudonymiser,
+    caller: Caller,
 ) -> CollectResult:
     """Validate each event on its own: valid events are pseudonymised and published even when others in the batch
-    are not. The server stamps received_at (a client's value is replaced)."""
+    are not. The server stamps received_at (a client's value is replaced) and the event's origin: who vouched."""
     result = CollectResult()
     to_publish: list[tuple[str, dict[str, Any]]] = []
     for index, raw in enumerate(raw_events):
@@ -79,7 +85,10 @@ def collect(
             for name in SERVER_FIELDS:
                 if name in raw:
                     raise EventRejected(name, "is set by the server, not by the client")
-            event = parse_event({**raw, "received_at": received_at, "pseudonymised": False})
+            if raw.get("pseudonymised"):  # false, the default, may be echoed back; the claim itself may not
+                raise EventRejected("pseudonymised", "is set by the server, not by the client")
+            raw = admit(caller, raw)
+            event = parse_event({**raw, "received_at": received_at, "pseudonymised": False, "origin": caller.origin})
             check_clock(event, received_at)
             event = pseudonymiser.apply(event)
         except EventRejected as exc:
@@ -98,3 +107,30 @@ def collect(
     if to_publish:
         publisher.publish(to_publish)
     return result
+
+
+def admit(caller: Caller, raw: dict[str, Any]) -> dict[str, Any]:
+    """The event as this caller may send it, or EventRejected naming the field at fault. Impressions are the serve
+    API's own records and come from no client. A browser sends events for its own visitor (filled in when the event
+    names nobody) and the customer its token names; links to emails and devices, and purchases of a guest, come from
+    the store's servers."""
+    kind = raw.get("event_type")
+    if kind == "impression":
+        raise EventRejected("event_type", "impressions are recorded by the serve API itself, not sent by clients")
+    if caller.kind == SERVER:
+        return raw
+    if not raw.get("anonymous_id") and not raw.get("customer_id"):
+        if not caller.visitor:
+            raise EventRejected("anonymous_id", "the token names no visitor: name the shopper in the event")
+        raw = {**raw, "anonymous_id": caller.visitor}
+    if raw.get("anonymous_id") and raw["anonymous_id"] != caller.visitor:
+        raise EventRejected("anonymous_id", "a browser sends events only for the visitor its token names")
+    if raw.get("customer_id") and raw["customer_id"] != caller.customer:
+        raise EventRejected("customer_id", "a browser sends events only for the customer its token names")
+    if kind == "identify" and (raw.get("email") or raw.get("device_id")):
+        raise EventRejected("email", "emails and devices are linked by the store's servers (/v1/server/events)")
+    if kind == "purchase" and not raw.get("customer_id"):
+        raise EventRejected(
+            "customer_id", "a purchase from a browser needs its shopper token; a guest's comes from the store's servers"
+        )
+    return raw

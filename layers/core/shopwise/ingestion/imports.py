@@ -95,6 +95,7 @@ def event_from_row(row: dict[str, Any], line: int, source: str = "import") -> Ev
     if id_type not in ("customer", "anonymous"):
         raise EventRejected("id_type", f"{id_type!r} is neither customer nor anonymous")
     base: dict[str, Any] = {
+        "origin": "import",
         "event_id": str(row.get("event_id") or f"{source}:{line}"),
         "event_type": kind,
         "occurred_at": occurred_at,

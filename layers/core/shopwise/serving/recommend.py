@@ -18,7 +18,7 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Protocol, TextIO
+from typing import Any, NamedTuple, Protocol, TextIO
 
 from shopwise.dal.serving_read import ItemRead, ListsRead, ShopperRead
 from shopwise.features.definitions import ProfileFeatures
@@ -36,6 +36,14 @@ MAX_EXCLUDE = 100
 __all__ = ["MAX_EXCLUDE", "MAX_N", "MAX_RANK_ITEMS", "NotFound", "Reader", "Request", "Shopper"]
 
 
+class Served(NamedTuple):
+    """An answer for a shopper, and the live profile it was made for: the impression line names the profile; the
+    response never does (a pseudonym or a profile key must not leave the API)."""
+
+    response: dict[str, Any]
+    profile_id: str
+
+
 class Reader(Protocol):
     """The reads serving makes (``shopwise.dal.serving_read.ServingReader``; a fake in the unit tests)."""
 
@@ -46,7 +54,7 @@ class Reader(Protocol):
     def item(self, item_id: str, n: int, keys: list[str]) -> ItemRead: ...
 
 
-def recommend(req: Request, reader: Reader, repeat_categories: tuple[str, ...] = ()) -> dict[str, Any]:
+def recommend(req: Request, reader: Reader, repeat_categories: tuple[str, ...] = ()) -> Served:
     """The shopper's list for a placement (``blend.shopper_list``)."""
     now = time.time()
     keys = [*blend.segment_keys(req.market, req.category, req.referrer).values(), POPULAR_KEY]
@@ -54,26 +62,26 @@ def recommend(req: Request, reader: Reader, repeat_categories: tuple[str, ...] =
     return answer(req, shopper, repeat_categories, now)
 
 
-def answer(req: Request, shopper: Shopper, repeat_categories: tuple[str, ...], now: float) -> dict[str, Any]:
+def answer(req: Request, shopper: Shopper, repeat_categories: tuple[str, ...], now: float) -> Served:
     """The answer for a shopper already read (no I/O; campaign runs call it for every recipient)."""
     assignment, params, profile = _decide(req, shopper)
     made = blend.shopper_list(req, shopper, profile, params, repeat_categories, now)
     market = req.market or (profile.market[0] if profile and profile.market else "")
-    subject = {"user_id": req.user_id, "profile_id": shopper.target, "placement": req.placement, "market": market}
-    return _response(subject, assignment, made, market, shopper.trips, req.referrer)
+    subject = {"user_id": req.user_id, "placement": req.placement, "market": market}
+    return Served(_response(subject, assignment, made, market, shopper.trips, req.referrer), shopper.target)
 
 
-def rank(req: Request, item_ids: list[str], reader: Reader) -> dict[str, Any]:
+def rank(req: Request, item_ids: list[str], reader: Reader) -> Served:
     """The given items re-ranked for the shopper (``blend.ranked``), each with whether it is in stock."""
     now = time.time()
     shopper = Shopper.read(reader.shopper(req.profile_id, [POPULAR_KEY]), now)
     assignment, params, profile = _decide(req, shopper)
     made = blend.ranked(req, shopper, profile, params, item_ids, now)
-    subject = {"user_id": req.user_id, "profile_id": shopper.target, "placement": req.placement, "market": req.market}
+    subject = {"user_id": req.user_id, "placement": req.placement, "market": req.market}
     response = _response(subject, assignment, made, req.market, shopper.trips)
     for item in response["items"]:
         item["in_stock"] = item["item_id"] not in shopper.unavailable
-    return response
+    return Served(response, shopper.target)
 
 
 def popular(n: int, market: str, category: str, reader: Reader) -> dict[str, Any]:
@@ -117,13 +125,14 @@ def _response(
     }
 
 
-def impression_line(response: dict[str, Any], stream: TextIO, now: float | None = None) -> None:
-    """One log line that is exactly an ``impression`` event (shopwise.events.Impression) for a shopper's response:
-    the log subscription's filter picks it, Firehose puts it in the event archive beside the storefront's events."""
+def impression_line(served: Served, stream: TextIO, now: float | None = None) -> None:
+    """One log line that is exactly an ``impression`` event (shopwise.events.Impression, origin ``serve``) for a
+    shopper's answer: the log subscription's filter picks it, Firehose puts it in the event archive beside the
+    storefront's events."""
+    response, profile = served
     if not response["items"]:
         return
     at = datetime.fromtimestamp(now or time.time(), UTC).isoformat()
-    profile = response["profile_id"]
     market = response.get("market", "")
     event = {
         "event_id": f"imp-{response['recommendation_id']}",
@@ -132,6 +141,7 @@ def impression_line(response: dict[str, Any], stream: TextIO, now: float | None 
         "received_at": at,
         ("customer_id" if is_customer(profile) else "anonymous_id"): id_value(profile),
         "pseudonymised": True,
+        "origin": "serve",
         "recommendation_id": response["recommendation_id"],
         "items": [item["item_id"] for item in response["items"]],
         "placement": response["placement"],
