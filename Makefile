@@ -9,13 +9,14 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install build demo test lint typecheck pytest synth deploy bench clean
+.PHONY: help install build demo test lint typecheck pytest synth deploy bench clean openapi
 
 help:
 	@echo "make demo             run the whole path locally and serve http://127.0.0.1:8080 (Ctrl-C stops it)"
 	@echo "make test             ruff, mypy, pytest (unit, infrastructure, local end-to-end)"
 	@echo "make synth ENV=dev    cdk synth with cdk-nag (ENV=dev|prod)"
 	@echo "make deploy ENV=dev   cdk deploy (needs AWS credentials)"
+	@echo "make openapi          write the API document from the HTTP functions' resolvers"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,3 +60,7 @@ deploy: install build
 
 clean:
 	rm -rf .build cdk.out .local .mypy_cache .ruff_cache .pytest_cache
+
+# the API document (layers/core/shopwise/openapi.json) from the HTTP functions' resolvers; a unit test checks it is current
+openapi: $(BIN)/.installed
+	$(BIN)/python -m shopwise_local.openapi

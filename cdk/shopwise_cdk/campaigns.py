@@ -18,7 +18,7 @@ from shopwise.config import EnvironmentConfig
 from shopwise.keys import SENT_PREFIX
 from shopwise_cdk.functions import Layers, python_function
 from shopwise_cdk.nag import acknowledge, s3_grant_actions
-from shopwise_cdk.serving import ADMIN, ServingApi
+from shopwise_cdk.serving import ServingApi
 from shopwise_cdk.storage import Storage
 
 
@@ -87,4 +87,4 @@ class Campaigns(Construct):
                     )
                 ],
             )
-        api.add_route("/v1/campaigns/{name}/recipients", apigwv2.HttpMethod.GET, self.function, "Campaigns", ADMIN)
+        api.add_route("/v1/campaigns/{name}/recipients", apigwv2.HttpMethod.GET, self.function, "Campaigns")

@@ -26,15 +26,12 @@ from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer
 from constructs import Construct
 
 from shopwise import config
+from shopwise.access.routes import ROUTES
 from shopwise.config import CORS_HEADERS, CORS_MAX_AGE, EnvironmentConfig
 from shopwise.keys import UNAVAILABLE_KEY
 from shopwise_cdk.functions import Layers, python_function
 from shopwise_cdk.nag import acknowledge, logical_id
 from shopwise_cdk.storage import Storage
-
-# the kinds of route, each throttled on its own (EnvironmentConfig.throttles), and whether IAM authorises it
-READS, EVENTS, VISITORS, SERVER, ADMIN = "reads", "events", "visitors", "server", "admin"
-IAM_KINDS = (SERVER, ADMIN)
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)
@@ -63,11 +60,11 @@ class ServingApi(Construct):
         self.routes: dict[str, str] = {}  # route key -> kind (the throttles, the policies and the tests read it)
         self._build_serve(env, storage, layers)
         self._build_api(env)
-        self.add_route("/v1/{proxy+}", apigwv2.HttpMethod.GET, self.alias, "Serve", READS)
-        self.add_route("/v1/rank", apigwv2.HttpMethod.POST, self.alias, "Rank", READS)
-        self.add_route("/v1/visitors", apigwv2.HttpMethod.POST, self.alias, "Visitors", VISITORS)
-        self.add_route("/v1/server/{proxy+}", apigwv2.HttpMethod.GET, self.alias, "ServerServe", SERVER)
-        self.add_route("/v1/server/rank", apigwv2.HttpMethod.POST, self.alias, "ServerRank", SERVER)
+        self.add_route("/v1/{proxy+}", apigwv2.HttpMethod.GET, self.alias, "Serve")
+        self.add_route("/v1/rank", apigwv2.HttpMethod.POST, self.alias, "Rank")
+        self.add_route("/v1/visitors", apigwv2.HttpMethod.POST, self.alias, "Visitors")
+        self.add_route("/v1/server/{proxy+}", apigwv2.HttpMethod.GET, self.alias, "ServerServe")
+        self.add_route("/v1/server/rank", apigwv2.HttpMethod.POST, self.alias, "ServerRank")
         self._build_catalog(env, storage, layers)
         self._build_policies(storage)
 
@@ -168,7 +165,7 @@ class ServingApi(Construct):
                 conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [UNAVAILABLE_KEY]}},
             )
         )
-        self.add_route("/v1/items", apigwv2.HttpMethod.PUT, self.catalog, "Catalog", ADMIN)
+        self.add_route("/v1/items", apigwv2.HttpMethod.PUT, self.catalog, "Catalog")
 
     def _build_policies(self, storage: Storage) -> None:
         """What a store attaches to its own roles: its servers may invoke the server routes and read the token key
@@ -221,31 +218,28 @@ class ServingApi(Construct):
             },
         )
 
-    def add_route(
-        self,
-        path: str,
-        method: apigwv2.HttpMethod,
-        target: lambda_.IFunction,
-        name: str,
-        kind: str,
-    ) -> None:
-        """A route of one kind: IAM-authorised if it is a server or admin route, throttled as its kind."""
-        routes = self.api.add_routes(
+    def add_route(self, path: str, method: apigwv2.HttpMethod, target: lambda_.IFunction, name: str) -> None:
+        """A route of the route table (``shopwise.access.routes``): IAM-authorised if it is a server or admin route,
+        throttled as its kind."""
+        key = f"{method.value} {path}"
+        route = next((r for r in ROUTES if r.key == key), None)
+        if route is None:
+            raise ValueError(f"{key} is not in the route table (shopwise.access.routes.ROUTES)")
+        created = self.api.add_routes(
             path=path,
             methods=[method],
             integration=integrations.HttpLambdaIntegration(f"{name}Integration", target),
-            authorizer=HttpIamAuthorizer() if kind in IAM_KINDS else None,
+            authorizer=HttpIamAuthorizer() if route.iam else None,
         )
-        key = f"{method.value} {path}"
-        self.routes[key] = kind
-        rate, burst = self.env_config.throttles[kind]
+        self.routes[key] = route.kind
+        rate, burst = self.env_config.throttles[route.kind]
         stage = self.stage.node.default_child
         assert isinstance(stage, apigwv2.CfnStage)
         stage.add_property_override(
             f"RouteSettings.{key}", {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
         )
-        for route in routes:
-            stage.node.add_dependency(route)  # a stage's route settings name routes that must exist first
+        for http_route in created:
+            stage.node.add_dependency(http_route)  # a stage's route settings name routes that must exist first
 
     @property
     def url(self) -> str:

@@ -17,7 +17,7 @@ from shopwise_cdk.functions import Layers
 from shopwise_cdk.impressions import Impressions
 from shopwise_cdk.ingestion import Ingestion
 from shopwise_cdk.nag import acknowledge
-from shopwise_cdk.serving import EVENTS, SERVER, ServingApi
+from shopwise_cdk.serving import ServingApi
 from shopwise_cdk.storage import Storage
 from shopwise_cdk.training import TrainingPipeline
 
@@ -44,10 +44,8 @@ class ShopwiseStack(Stack):
             self, "Training", env=env_config, storage=self.storage, layers=layers, code_version=code_version
         )
         self.serving = ServingApi(self, "Serving", env=env_config, storage=self.storage, layers=layers)
-        self.serving.add_route("/v1/events", apigwv2.HttpMethod.POST, self.ingestion.collect, "Collect", EVENTS)
-        self.serving.add_route(
-            "/v1/server/events", apigwv2.HttpMethod.POST, self.ingestion.collect, "ServerCollect", SERVER
-        )
+        self.serving.add_route("/v1/events", apigwv2.HttpMethod.POST, self.ingestion.collect, "Collect")
+        self.serving.add_route("/v1/server/events", apigwv2.HttpMethod.POST, self.ingestion.collect, "ServerCollect")
         self.impressions = Impressions(self, "Impressions", storage=self.storage, serve=self.serving.serve)
         self.campaigns = Campaigns(
             self, "Campaigns", env=env_config, storage=self.storage, layers=layers, api=self.serving

@@ -20,7 +20,13 @@ from shopwise.settings import get_settings
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
-@app.get("/v1/campaigns/<name>/recipients")
+@app.get(
+    "/v1/campaigns/<name>/recipients",
+    summary="A page of the latest run's recipients of an email campaign",
+    description="IAM-signed (AdminApiPolicy). Pass `next` back as `cursor` until it is empty; a cursor stays on its run.",
+    tags=["admin"],
+    responses={404: {"description": "an unknown campaign, or one that has not run"}},
+)
 @tracer.capture_method
 def recipients(
     name: Annotated[str, Path(min_length=1, max_length=64)],

@@ -4,8 +4,6 @@ health, OpenAPI.
 Latency-bound: it imports no event schemas and no X-Ray SDK (the function is traced by Lambda's active tracing,
 without subsegments), so a cold start costs little more than boto3 and the resolver."""
 
-import base64
-import json
 import sys
 from typing import Annotated, Any, Literal
 
@@ -17,11 +15,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+import shopwise
 from shopwise.access.callers import BROWSER, Caller, Forbidden, Unauthorized
 from shopwise.access.keys import key_source
 from shopwise.access.tokens import VISITOR_TTL_SECONDS, mint, new_visitor_id
 from shopwise.dal.serving_read import ServingReader, Tables
-from shopwise.http import invalid_request, json_response, refused, request_caller
+from shopwise.http import invalid_request, json_response, refused, request_caller, too_deep, unreadable_body
 from shopwise.keys import anonymous_alias, referrer_source
 from shopwise.observability import logger, metrics
 from shopwise.picks import served_metric
@@ -32,6 +31,13 @@ from shopwise.settings import get_settings
 # impressions go where the function's logs go (stdout at import: CloudWatch Logs in Lambda, the function's log
 # file locally); a subscription filter ships them to the archive
 IMPRESSIONS = sys.stdout
+READ_ERRORS: dict[int, Any] = {
+    400: {"description": "a parameter out of range: the message names it"},
+    401: {"description": "no usable credential (a browser route needs a shopper token)"},
+    403: {"description": "the credential does not act for this shopper (or an origin not allowed)"},
+    404: {"description": "no model loaded yet"},
+}
+MAX_BODY_BYTES = 1_000_000
 app = APIGatewayHttpResolver(enable_validation=True)
 Id = Annotated[str, Path(min_length=1, max_length=128)]
 N = Annotated[int, Query(ge=1, le=MAX_N, description="how many items to return")]
@@ -83,13 +89,27 @@ def _caller() -> Caller:
     return request_caller(app.current_event)
 
 
-@app.get("/v1/health")
+@app.get("/v1/health", summary="Is the API up", tags=["public"])
 def health() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@app.get("/v1/users/<user_id>/recommendations")
-@app.get("/v1/server/users/<user_id>/recommendations")
+@app.get(
+    "/v1/users/<user_id>/recommendations",
+    summary="A shopper's recommendations, for their browser",
+    description="Only for the customer (id_type=customer) or visitor (id_type=anonymous) the shopper token names: "
+    "another id is a 403. The precomputed list blended with what the shopper just did, then the fallback chain; "
+    "every item with a reason.",
+    tags=["recommendations"],
+    responses=READ_ERRORS,
+)
+@app.get(
+    "/v1/server/users/<user_id>/recommendations",
+    summary="A shopper's recommendations, for the store's servers",
+    description="IAM-signed (SigV4): any shopper, e.g. for server-side rendering.",
+    tags=["recommendations", "server"],
+    responses=READ_ERRORS,
+)
 def user_recommendations(
     user_id: Id,
     n: N = 10,
@@ -121,15 +141,32 @@ def user_recommendations(
     return _served(serving.recommend(request, _reader(), get_settings().repeat_purchase_categories))
 
 
-@app.post("/v1/rank")
-@app.post("/v1/server/rank")
+@app.post(
+    "/v1/rank",
+    summary="Re-rank given items for a shopper, from their browser",
+    description="A category page's sort order: every given item back once, by the shopper's blend; out of stock last.",
+    tags=["recommendations"],
+    responses=READ_ERRORS,
+)
+@app.post(
+    "/v1/server/rank",
+    summary="Re-rank given items for a shopper, for the store's servers",
+    tags=["recommendations", "server"],
+    responses=READ_ERRORS,
+)
 def rank(body: Annotated[RankRequest, Body(description="a shopper and up to 500 item ids to order")]) -> Any:
     _caller().may_read(body.user_id, body.id_type)
     request = Request(body.user_id, _profile_id(body.user_id, body.id_type), body.placement, market=body.market)
     return _served(serving.rank(request, body.item_ids, _reader()))
 
 
-@app.post("/v1/visitors")
+@app.post(
+    "/v1/visitors",
+    summary="A new anonymous visitor's id and token",
+    description="For a browser that has no shopper token from the store: keep both (30 days); with a visitor token, "
+    "the same visitor's token renewed.",
+    tags=["public"],
+)
 def visitors() -> Any:
     """A new visitor's id and token (a browser with no shopper token of the store's calls it once and keeps both);
     with a visitor token, the same visitor's token renewed."""
@@ -140,18 +177,27 @@ def visitors() -> Any:
     return {"visitor_id": visitor, "token": token, "expires_in": VISITOR_TTL_SECONDS}
 
 
-@app.get("/v1/popular")
+@app.get("/v1/popular", summary="Bestsellers of a category and/or market, then global ones", tags=["public"])
 def popular(n: N = 10, market: Market = "", category: Category = "") -> Any:
     return _served(serving.popular(n, market, category.strip(), _reader()))
 
 
-@app.get("/v1/items/<item_id>/similar")
+@app.get(
+    "/v1/items/<item_id>/similar",
+    summary="Items like this one",
+    description="Its precomputed neighbours; a product newer than the model gets its category's bestsellers.",
+    tags=["public"],
+    responses={404: {"description": "an id neither the catalog nor the model knows"}},
+)
 def item_similar(item_id: Id, n: N = 10) -> Any:
     return _served(serving.similar(item_id, n, _reader()))
 
 
 def _openapi() -> str:
-    return app.get_openapi_json_schema(title="shopwise", version="1", description=__doc__)
+    """The API document of every route (``make openapi`` makes it from the HTTP functions' resolvers)."""
+    from pathlib import Path
+
+    return (Path(shopwise.__file__).parent / "openapi.json").read_text(encoding="utf-8")
 
 
 @app.get("/v1/openapi.json", include_in_schema=False)
@@ -184,6 +230,11 @@ def bad_input(exc: RequestValidationError) -> Response:
     return invalid_request(list(exc.errors()))
 
 
+@app.exception_handler(RecursionError)
+def nested(exc: RecursionError) -> Response:
+    return too_deep(exc)
+
+
 @app.exception_handler(NotFound)
 def not_found(exc: NotFound) -> Response:
     return json_response(404, {"message": str(exc)})
@@ -195,34 +246,7 @@ def not_allowed(exc: Unauthorized | Forbidden) -> Response:
     return refused(exc)
 
 
-def _unreadable_body(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A POST body the resolver cannot read (another media type, not UTF-8) gets a 4xx that says so, here, before
-    the resolver's own parsing would fail on it."""
-    if event.get("requestContext", {}).get("http", {}).get("method") != "POST" or not event.get("body"):
-        return None
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    media = headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "application/json":
-        problem = f"send the body as application/json, not {media or 'no Content-Type'}"
-        return {
-            "statusCode": 415,
-            "headers": {"Content-Type": "application/json"},
-            "body": json.dumps({"message": problem}),
-        }
-    try:
-        body = event["body"]
-        (base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()).decode("utf-8")
-    except (ValueError, UnicodeError):
-        problem = "the body is not UTF-8 JSON"
-        return {
-            "statusCode": 400,
-            "headers": {"Content-Type": "application/json"},
-            "body": json.dumps({"message": problem}),
-        }
-    return None
-
-
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _unreadable_body(event) or app.resolve(event, context)
+    return unreadable_body(event, MAX_BODY_BYTES) or app.resolve(event, context)

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shopwise.access.callers import origin_allowed
+from shopwise.access.routes import match
 from shopwise.config import CORS_HEADERS, CORS_MAX_AGE, CORS_METHODS
 from shopwise_local.lambda_runtime import LocalFunction, http_api_event
 from shopwise_local.sigv4 import verify
@@ -34,24 +35,12 @@ class Routes:
         self.campaigns = campaigns
 
     def match(self, method: str, path: str) -> tuple[LocalFunction, str, bool] | None:
-        """The function, the route key and whether the route is an admin one (signed requests only)."""
-        if method == "POST" and path == "/v1/events":
-            return self.collect, "POST /v1/events", False
-        if method == "POST" and path == "/v1/server/events":
-            return self.collect, "POST /v1/server/events", True
-        if method == "PUT" and path == "/v1/items":
-            return self.catalog, "PUT /v1/items", True
-        if method == "GET" and path.startswith("/v1/campaigns/"):
-            return self.campaigns, "GET /v1/campaigns/{name}/recipients", True
-        if method == "POST" and path in ("/v1/rank", "/v1/visitors"):
-            return self.serve, f"POST {path}", False
-        if method == "POST" and path == "/v1/server/rank":
-            return self.serve, "POST /v1/server/rank", True
-        if method == "GET" and path.startswith("/v1/server/"):
-            return self.serve, "GET /v1/server/{proxy+}", True
-        if method == "GET" and path.startswith("/v1/"):
-            return self.serve, "GET /v1/{proxy+}", False
-        return None
+        """The function, the route key and whether IAM authorises the route (signed requests only)."""
+        route = match(method, path)
+        if route is None:
+            return None
+        function = {"collect": self.collect, "serve": self.serve, "catalog": self.catalog, "campaigns": self.campaigns}
+        return function[route.function], route.key, route.iam
 
 
 def _cors_headers(origin: str, allowed: tuple[str, ...]) -> dict[str, str]:

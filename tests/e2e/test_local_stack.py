@@ -128,9 +128,14 @@ def test_events_flow_from_the_api_to_the_feature_store_and_the_archive(stack: Lo
 @pytest.mark.parametrize(
     ("body", "status", "needle"),
     [
-        (b"{nope", 400, "not JSON"),
+        (b"{nope", 400, "JSON"),
         ({"events": [{"event_type": "product_view"}]}, 400, "event_id"),
-        ({"something": []}, 400, "expected a JSON object"),
+        ({"something": []}, 400, "body.events: Field required"),
+        ({"events": []}, 400, "body.events"),
+        ({"events": [{}] * 501}, 400, "at most 500"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+        ("café".encode("latin-1"), 400, "not UTF-8"),
+        (b"x" * 1_000_001, 413, "limit"),
     ],
 )
 def test_bad_requests_get_a_json_4xx_saying_what_is_wrong(api: Api, body: Any, status: int, needle: str) -> None:

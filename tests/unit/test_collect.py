@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from shopwise.access.callers import BROWSER, Caller
-from shopwise.ingestion.collect import MAX_EVENTS_PER_BATCH, BadBatch, collect, parse_batch
+from shopwise.ingestion.collect import collect
 from shopwise.privacy.pseudonyms import Pseudonymiser
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -58,24 +58,6 @@ def test_nothing_is_published_when_everything_is_rejected() -> None:
     assert result.accepted == 0
     assert result.results[0]["field"] == "occurred_at"
     assert publisher.published == []
-
-
-@pytest.mark.parametrize(
-    ("body", "status", "message"),
-    [
-        ("", 400, "empty body"),
-        ("{not json", 400, "not JSON"),
-        (json.dumps([1, 2]), 400, "expected a JSON object"),
-        (json.dumps({"events": []}), 400, "empty"),
-        (json.dumps({"events": [{}] * (MAX_EVENTS_PER_BATCH + 1)}), 413, "limit"),
-        ("x" * 1_000_001, 413, "bytes"),
-    ],
-)
-def test_unusable_batches_say_what_is_wrong(body: str, status: int, message: str) -> None:
-    with pytest.raises(BadBatch) as caught:
-        parse_batch(body)
-    assert caught.value.status == status
-    assert message in str(caught.value)
 
 
 def test_identify_emails_and_devices_are_hashed_and_the_raw_email_is_gone() -> None:

@@ -7,7 +7,6 @@ POST /v1/events.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -15,12 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 MAX_ITEMS_PER_REQUEST = 100
 MAX_BODY_BYTES = 1_000_000
-
-
-class BadCatalogRequest(ValueError):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class ItemPatch(BaseModel):
@@ -45,30 +38,17 @@ class ItemPatch(BaseModel):
         return self.model_dump(exclude_none=True, exclude={"item_id"})
 
 
-def parse_items(body: str | bytes | None) -> list[Any]:
-    if not body:
-        raise BadCatalogRequest('empty body: expected {"items": [...]}')
-    if len(body) > MAX_BODY_BYTES:
-        raise BadCatalogRequest(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}", 413)
-    try:
-        payload = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise BadCatalogRequest(f"body is not JSON: {exc.msg}") from None
-    items = payload.get("items") if isinstance(payload, dict) else None
-    if not isinstance(items, list) or not items:
-        raise BadCatalogRequest('expected a JSON object {"items": [...]} with at least one item')
-    if len(items) > MAX_ITEMS_PER_REQUEST:
-        raise BadCatalogRequest(f"items: {len(items)} items; the limit is {MAX_ITEMS_PER_REQUEST} per request", 413)
-    return items
-
-
 @dataclass
 class CatalogResult:
     results: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         counts = {s: sum(1 for r in self.results if r["status"] == s) for s in ("created", "updated", "rejected")}
-        return {**counts, "results": self.results}
+        answer: dict[str, Any] = {**counts, "results": self.results}
+        if not counts["created"] + counts["updated"]:  # every error answer says what was wrong
+            first = next((r for r in self.results if r["status"] == "rejected"), {})
+            answer["message"] = f"no item changed: the first rejected at {first.get('field')}: {first.get('reason')}"
+        return answer
 
 
 def update_catalog(raw_items: list[Any], table: str, features_table: str) -> CatalogResult:

@@ -3,7 +3,6 @@ stamp received_at and origin, pseudonymise, publish the valid ones to the stream
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -20,14 +19,6 @@ class Publisher(Protocol):
     def publish(self, records: list[tuple[str, dict[str, Any]]]) -> None: ...
 
 
-class BadBatch(ValueError):
-    """The request as a whole is unusable (not a batch, too many events, too large)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 @dataclass
 class CollectResult:
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -41,26 +32,11 @@ class CollectResult:
         return len(self.results) - self.accepted
 
     def to_json(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "rejected": self.rejected, "results": self.results}
-
-
-def parse_batch(body: str | bytes | None) -> list[Any]:
-    if body is None or not body:
-        raise BadBatch('empty body: expected {"events": [...]}')
-    if len(body) > MAX_BATCH_BYTES:
-        raise BadBatch(f"body is {len(body)} bytes; the limit is {MAX_BATCH_BYTES}", status=413)
-    try:
-        payload = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise BadBatch(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    events = payload.get("events") if isinstance(payload, dict) else None
-    if not isinstance(events, list):
-        raise BadBatch('expected a JSON object {"events": [...]}')
-    if not events:
-        raise BadBatch("events: the batch is empty")
-    if len(events) > MAX_EVENTS_PER_BATCH:
-        raise BadBatch(f"events: {len(events)} events; the limit is {MAX_EVENTS_PER_BATCH} per request", 413)
-    return events
+        answer: dict[str, Any] = {"accepted": self.accepted, "rejected": self.rejected, "results": self.results}
+        if not self.accepted:  # every error answer says what was wrong; the results say it per event
+            first = next((r for r in self.results if r["status"] == "rejected"), {})
+            answer["message"] = f"no event accepted: the first rejected at {first.get('field')}: {first.get('reason')}"
+        return answer
 
 
 SERVER_FIELDS = ("email_hash", "origin")
