@@ -421,9 +421,8 @@ def send_generated(case: Any, token: str) -> Any:
     request = prepared.prepare()
     needs = credential(case.method.upper(), case.operation.path)
     if needs == SIGV4:
-        request.headers.update(
-            signed_headers(request.method or "GET", request.url or "", body or b"", dict(request.headers))
-        )
+        current = {k: str(v) for k, v in request.headers.items()}
+        request.headers.update(signed_headers(request.method or "GET", request.url or "", body or b"", current))
     elif needs == SHOPPER_TOKEN:
         request.headers["Authorization"] = f"Bearer {token}"
     with requests.Session() as session:
