@@ -157,6 +157,8 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             resources.archive_bucket,
             resources.artifacts_bucket,
             work / "sagemaker",
+            # MovieLens has no consent records: its ratings count as consenting (the simulated store has them)
+            hyperparameters={"consent": "assumed"} if options.dataset else None,
             load_function=stack.functions["load"],
             registry_function=stack.functions["registry"],
             export_function=stack.functions["export_catalog"],

@@ -2,6 +2,10 @@
 
 Mapping (also in the README): a rating >= 4 is a purchase, anything lower a product_view. Timestamps are shifted
 so the newest rating happened an hour ago, which keeps recency features and the live API's clock rule meaningful.
+MovieLens has no consent records: the replay grants personalisation before each user's first replayed rating (what
+a consent banner would send), so the personal models learn from the replay window's ratings and the bestsellers from
+all of them (training's consent rule); ``convert(..., consent=True)`` puts a grant before each user's first rating in
+the history instead.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ class ConvertedDataset:
     replay_count: int
 
 
-def convert(source: Path, target: Path, replay_days: float = 60.0, replay_max: int = 5000) -> ConvertedDataset:
+def convert(
+    source: Path, target: Path, replay_days: float = 60.0, replay_max: int = 5000, consent: bool = False
+) -> ConvertedDataset:
     movies, ratings = source / "movies.csv", source / "ratings.csv"
     for path in (movies, ratings):
         if not path.exists():
@@ -58,23 +64,33 @@ def convert(source: Path, target: Path, replay_days: float = 60.0, replay_max: i
     replay_rows = [r for r in rows if int(r["timestamp"]) >= window_start][-replay_max:]
     replay_first = len(rows) - len(replay_rows)
 
-    def write(path: Path, selected: list[dict[str, str]], offset: int) -> None:
+    def write(path: Path, selected: list[dict[str, str]], offset: int, consent: bool) -> int:
+        seen: set[str] = set()
+        written = 0
         with path.open("w", newline="") as out:
             writer = csv.writer(out)
-            writer.writerow(["event_id", "user_id", "item_id", "timestamp", "event_type"])
+            writer.writerow(["event_id", "user_id", "item_id", "timestamp", "event_type", "granted"])
             for n, r in enumerate(selected):
                 kind = "purchase" if float(r["rating"]) >= PURCHASE_RATING else "product_view"
                 ts = int(r["timestamp"]) + shift
-                writer.writerow([f"ml-{offset + n}", r["userId"], r["movieId"], ts, kind])
+                if consent and r["userId"] not in seen:
+                    seen.add(r["userId"])
+                    writer.writerow(
+                        [f"ml-consent-{r['userId']}", r["userId"], "", ts - 1, "consent", "personalisation"]
+                    )
+                    written += 1
+                writer.writerow([f"ml-{offset + n}", r["userId"], r["movieId"], ts, kind, ""])
+                written += 1
+        return written
 
     history_path, replay_path = target / "history.csv", target / "replay.csv"
-    write(history_path, rows[:replay_first], 0)
-    write(replay_path, replay_rows, replay_first)
+    history_count = write(history_path, rows[:replay_first], 0, consent=consent)
+    write(replay_path, replay_rows, replay_first, consent=False)
     return ConvertedDataset(
         items=items_path,
         history=history_path,
         replay=replay_path,
         items_count=items_count,
-        history_count=replay_first,
+        history_count=history_count,
         replay_count=len(replay_rows),
     )

@@ -76,6 +76,9 @@ REFERRERS = {
 }
 REFERRED_SHARE = 0.5  # of sessions about such a department
 SEARCH_SHARE = 0.2  # of the other sessions: https://www.google.com/
+REFERRER_COLUMN = 11  # of the events.csv row
+CONSENT_SHARE = 0.85  # of shoppers grant personalisation at the consent banner
+MARKETING_SHARE = 0.6  # of those also grant marketing (the emails)
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ def simulate(options: SimulationOptions, out_dir: Path, progress: bool = True) -
     o.validate()
     rng = np.random.default_rng(o.seed)
     referrals = np.random.default_rng(o.seed + 1)  # its own stream: the shoppers' behaviour is the same with or without
+    consents = np.random.default_rng(o.seed + 2)  # likewise: who grants what at the consent banner
     catalog, item_rows = _catalog(rng, o)
     drift_day = o.drift_day if o.drift_day is not None else (2 * o.days) // 3
     n_leaves = len(catalog.leaf_names)
@@ -173,7 +177,9 @@ def simulate(options: SimulationOptions, out_dir: Path, progress: bool = True) -
         "product_view": 0,
         "add_to_cart": 0,
         "purchase": 0,
+        "consent": 0,
         "drifted_shoppers": 0,
+        "consenting_shoppers": 0,
     }
     fields = [
         "event_id",
@@ -188,10 +194,12 @@ def simulate(options: SimulationOptions, out_dir: Path, progress: bool = True) -
         "market",
         "order_id",
         "referrer",
+        "granted",
     ]
     with (out_dir / "events.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(fields)
+        assert fields[REFERRER_COLUMN] == "referrer"
         for shopper in tqdm(range(o.shoppers), desc="simulate shoppers", unit="shopper", disable=not progress):
             taste = rng.dirichlet(np.full(n_leaves, 0.15))
             later_taste = taste
@@ -210,6 +218,12 @@ def simulate(options: SimulationOptions, out_dir: Path, progress: bool = True) -
             login_share = rng.uniform(0.6, 1.0) if has_account else 0.0
             devices = int(rng.integers(1, 3))
             n_sessions = rng.poisson(rate * o.days)
+            # the consent banner: most shoppers grant personalisation (some marketing too), on each id's first visit
+            grants = ["personalisation"] if consents.random() < CONSENT_SHARE else []
+            if grants and consents.random() < MARKETING_SHARE:
+                grants.append("marketing")
+            counts["consenting_shoppers"] += bool(grants)
+            first_seen: dict[tuple[str, str], datetime] = {}  # each id's first visit: when it meets the banner
             for s in range(n_sessions):
                 day = float(rng.uniform(0, o.days))
                 now = start + timedelta(days=day)
@@ -221,6 +235,8 @@ def simulate(options: SimulationOptions, out_dir: Path, progress: bool = True) -
                     else (f"anon-{shopper:06d}-{rng.integers(devices)}", "anonymous")
                 )
                 session_id = f"s-{shopper:06d}-{s}"
+                if grants:
+                    first_seen[(user_id, id_type)] = min(first_seen.get((user_id, id_type), now), now)
                 counts["sessions"] += 1
                 counts["anonymous_sessions"] += not logged_in
                 cart: list[int] = []
@@ -249,7 +265,7 @@ def simulate(options: SimulationOptions, out_dir: Path, progress: bool = True) -
                         pick = int(pool[np.argmax(utility + rng.gumbel(size=len(pool)))])
                         now += timedelta(seconds=float(rng.uniform(20, 120)))
                         row = _row(counts, user_id, id_type, catalog, pick, now, "product_view", session_id, market)
-                        row[-1] = referrer
+                        row[REFERRER_COLUMN] = referrer
                         writer.writerow(row)
                         referrer = ""  # the session's first event carries it
                         if rng.random() < 1.0 / (1.0 + np.exp(-(utility[pool == pick][0] - 3.0))):
@@ -265,6 +281,8 @@ def simulate(options: SimulationOptions, out_dir: Path, progress: bool = True) -
                         writer.writerow(
                             _row(counts, user_id, id_type, catalog, pick, now, "purchase", session_id, market, order)
                         )
+            for (user_id, id_type), at in sorted(first_seen.items()):
+                writer.writerow(_consent_row(counts, user_id, id_type, at - timedelta(seconds=1), grants))
     truth = {
         "options": asdict(o),
         "drift_day": drift_day,
@@ -276,6 +294,27 @@ def simulate(options: SimulationOptions, out_dir: Path, progress: bool = True) -
     }
     (out_dir / "truth.json").write_text(json.dumps(truth, indent=2))
     return truth
+
+
+def _consent_row(counts: dict[str, int], user_id: str, id_type: str, at: datetime, grants: list[str]) -> list[Any]:
+    counts["events"] += 1
+    counts["consent"] += 1
+    at_text = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [
+        f"sim-{counts['events']}",
+        user_id,
+        id_type,
+        "",
+        at_text,
+        "consent",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        " ".join(grants),
+    ]
 
 
 def _row(
@@ -305,6 +344,7 @@ def _row(
         market,
         order_id,
         "",  # referrer: the session's first event only
+        "",  # granted: consent rows only
     ]
 
 

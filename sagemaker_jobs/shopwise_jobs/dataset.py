@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,8 @@ import pandas as pd
 from pydantic import ValidationError
 from scipy import sparse
 
-from shopwise.events import EVENT_ADAPTER, AddToCart, Event, ProductView, Purchase, interaction_items, trusted
-from shopwise.features.definitions import KIND_WEIGHTS
+from shopwise.events import EVENT_ADAPTER, AddToCart, Consent, Event, ProductView, Purchase, interaction_items, trusted
+from shopwise.features.definitions import KIND_WEIGHTS, PERSONALISATION, consented_at
 from shopwise.ingestion.imports import BadRow, read_events, read_items
 from shopwise.keys import referrer_source
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
@@ -76,11 +77,44 @@ def _rows(event: Event) -> Iterator[tuple[Any, ...]]:
 
 
 def interactions_from_events(events: Iterable[Event]) -> pd.DataFrame:
-    frame = pd.DataFrame([row for event in events for row in _rows(event)], columns=INTERACTION_COLUMNS)
+    """One row per (event, item, kind); ``consented``: whether the shopper had granted personalisation when the event
+    happened and still has at the newest event read (the feature store's own rule, ``consented_at``)."""
+    rows: list[tuple[Any, ...]] = []
+    consents: dict[str, list[list[Any]]] = defaultdict(list)  # profile -> consent log entries
+    for event in events:
+        if isinstance(event, Consent):
+            at = event.occurred_at.timestamp()
+            consents[event.profile_id] += [[at, event.event_id, s, True] for s in event.granted]
+            consents[event.profile_id] += [[at, event.event_id, s, False] for s in event.revoked]
+        else:
+            rows.extend(_rows(event))
+    frame = pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
     frame["ts"] = frame["ts"].astype(np.float64)
     frame["price"] = frame["price"].astype(np.float64)
     # the archive is at-least-once and imports may overlap it: the same event may arrive twice
-    return frame.drop_duplicates(subset=["event_id", "item_id", "kind"]).reset_index(drop=True)
+    frame = frame.drop_duplicates(subset=["event_id", "item_id", "kind"]).reset_index(drop=True)
+    frame["consented"] = _consented(frame, consents)
+    return frame
+
+
+def _consented(frame: pd.DataFrame, consents: dict[str, list[list[Any]]]) -> np.ndarray:
+    """Per row: personalisation granted at the row's time and at the newest time read (a shopper who revoked it is
+    not modelled at all). ``consented_at`` per row, vectorised: the log sorted as it sorts it, the newest entry at or
+    before each time decides."""
+    out = np.zeros(len(frame), dtype=bool)
+    if frame.empty or not consents:
+        return out
+    end = float(frame["ts"].max())
+    for user, positions in frame.groupby("user_id").indices.items():
+        log = [e for e in consents.get(str(user), []) if e[2] == PERSONALISATION]
+        if not log or not consented_at(log, max(end, max(float(e[0]) for e in log))):
+            continue
+        log.sort(key=lambda e: (e[0], e[1]))
+        times = np.array([float(e[0]) for e in log])
+        granted = np.array([bool(e[3]) for e in log])
+        index = np.searchsorted(times, frame["ts"].to_numpy()[positions], side="right") - 1
+        out[positions] = np.where(index >= 0, granted[np.maximum(index, 0)], False)
+    return out
 
 
 def _archive_events(files: list[Path], counts: list[int]) -> Iterator[Event]:

@@ -59,6 +59,10 @@ class Hyperparameters:
         "view=1,cart=2,purchase=4"  # interaction strength per event kind (shopwise.features.definitions.KIND_WEIGHTS)
     )
     model_version: str = ""
+    # required: only what a shopper did while they had granted personalisation (and still have) trains the personal
+    # models — the feature store's own consent rule; assumed: every shopper counts as consenting (offline evaluation
+    # of data sets with no consent records, such as MovieLens — never a store's own data)
+    consent: str = "required"
 
     @classmethod
     def parse(cls, values: dict[str, Any]) -> Hyperparameters:
@@ -71,6 +75,8 @@ class Hyperparameters:
         hp.kind_weights()  # refuse bad weights before any data is read
         if hp.budget not in ("quick", "full"):
             raise ValueError(f"budget must be quick or full, got {hp.budget!r}")
+        if hp.consent not in ("required", "assumed"):
+            raise ValueError(f"consent must be required or assumed, got {hp.consent!r}")
         wrong = [m for m in hp.model_list() if m not in MODEL_KINDS]
         if wrong:
             raise ValueError(f"unknown model(s) {wrong}: choose from {', '.join(MODEL_KINDS)}")
@@ -243,6 +249,14 @@ def champion_comparison(
     return doc
 
 
+def personal_interactions(interactions: pd.DataFrame, hp: Hyperparameters) -> pd.DataFrame:
+    """What the personal models may learn from: the interactions of shoppers while they had granted personalisation
+    (and still have), unless the data set has no consent records and says so (``consent=assumed``)."""
+    if hp.consent == "assumed" or "consented" not in interactions:
+        return interactions
+    return interactions[interactions["consented"].to_numpy(dtype=bool)].reset_index(drop=True)
+
+
 def fit_and_select(
     interactions: pd.DataFrame,
     catalog: pd.DataFrame,
@@ -251,8 +265,13 @@ def fit_and_select(
     log: Log = print,
     champion: TrainedModel | None = None,
 ) -> tuple[TrainedModel, dict[str, Any]]:
-    """Everything the job does between reading the data and writing files."""
+    """Everything the job does between reading the data and writing files: the personal models from the consented
+    interactions; the bestseller lists (anonymous aggregates, as the feature store's) from all of them."""
     started = time.time()
+    everyone, interactions = interactions, personal_interactions(interactions, hp)
+    if interactions.empty:
+        raise ValueError("no interactions of shoppers who granted personalisation: nothing to personalise with")
+    log(f"consent: {len(interactions):,} of {len(everyone):,} interactions from shoppers who granted personalisation")
     tuned = tune(interactions, catalog, hp, log)
     test, validation, results = tuned.test, tuned.validation, tuned.results
     chosen = results[0]
@@ -293,9 +312,9 @@ def fit_and_select(
         model=model_object,
         similar=ItemKNN.fit(history.matrix, hp.neighbours, hp.shrinkage),
         next_items=fitted.get("sequential") or build_model("sequential", data, {"window": 5}),
-        popularity=windowed_popularity(interactions, data.items, data.weights, hp.popular_window_days),
+        popularity=windowed_popularity(everyone, data.items, data.weights, hp.popular_window_days),
         content=content,
-        segments=segment_lists(interactions, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k),
+        segments=segment_lists(everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k),
         catalog=catalog_facts(catalog, history.items),
         meta={
             "model_version": version,

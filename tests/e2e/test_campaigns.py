@@ -319,3 +319,33 @@ def test_repeated_views_of_one_item_are_browse_abandonment_unless_it_was_carted(
     assert customer(stack, "glancer") not in browse  # one view is not a repeat
     assert customer(stack, "looker-carter") not in browse  # carted it: abandoned cart's business, not browsing
     assert run(stack, shop, "browse-abandonment", 3, cap=False)[1].get(looker) is None  # too soon after the views
+
+
+def test_a_shopper_who_revokes_personalisation_gets_no_email_about_what_they_then_bought(
+    stack: LocalStack, api: Api, shop: Tables
+) -> None:
+    """Given a shopper who carts an item, revokes personalisation, then buys it (a purchase the frozen profile never
+    records), when the abandoned-cart campaign runs six hours later, then they get no email; and neither does one who
+    revoked marketing."""
+    assert stack.poller
+    base = {"customer_id": "revoker"}
+    step = lambda minutes, **e: {"occurred_at": (NOW - timedelta(minutes=minutes)).isoformat(), **base, **e}  # noqa: E731
+    story = [
+        step(10, event_id="rv-c", event_type="consent", granted=["personalisation", "marketing"]),
+        step(9, event_id="rv-a", event_type="add_to_cart", item_id="pan-4"),
+        step(8, event_id="rv-r", event_type="consent", revoked=["personalisation"]),
+        step(
+            7, event_id="rv-b", event_type="purchase", order_id="o-rv", items=[{"item_id": "pan-4", "unit_price": 9.0}]
+        ),
+        {
+            **step(10, event_id="qm-c", event_type="consent", granted=["personalisation", "marketing"]),
+            "customer_id": "quitter",
+        },
+        {**step(9, event_id="qm-a", event_type="add_to_cart", item_id="pan-4"), "customer_id": "quitter"},
+        {**step(8, event_id="qm-r", event_type="consent", revoked=["marketing"]), "customer_id": "quitter"},
+    ]
+    status, body = api.post("/v1/events", {"events": story})
+    assert status == 200 and body["rejected"] == 0, body
+    assert stack.poller.wait_idle(60)
+    _, emails = run(stack, shop, "abandoned-cart", 6, cap=False)
+    assert customer(stack, "revoker") not in emails and customer(stack, "quitter") not in emails

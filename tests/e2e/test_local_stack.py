@@ -247,6 +247,8 @@ def trained(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactor
         stack.resources.archive_bucket,
         stack.resources.artifacts_bucket,
         work / "jobs",
+        # MovieLens has no consent records: its ratings count as consenting (never a store's own data)
+        hyperparameters={"consent": "assumed"},
         load_function=stack.functions["load"],
         registry_function=stack.functions["registry"],
     )

@@ -93,7 +93,11 @@ def test_train_then_batch_recommend_then_evaluate(
     events = pd.read_csv(store / "events.csv", dtype=str)
     profile = profile_ids(events)
     owned = events.groupby(profile)["item_id"].apply(set)
-    assert len(lines) == profile.nunique()
+    # only shoppers who granted personalisation are modelled and get a list (the simulator's consent banner)
+    granted = events["granted"].fillna("").str.contains("personalisation")
+    consenting = set(profile[granted])
+    assert {line["user_id"] for line in lines} == consenting & set(profile[~granted])
+    assert 0.7 < len(consenting) / profile.nunique() < 0.95
     for line in lines:
         ids = [item["item_id"] for item in line["items"]]
         assert len(ids) == 7 == len(set(ids))
@@ -170,7 +174,8 @@ def test_event_kind_weights_are_a_hyperparameter(
     assert train(store, model_dir, "models=itemknn", "weights=purchase=1,view=0,cart=0", catalog=False) == 0
     model = TrainedModel.load(model_dir)
     events = pd.read_csv(store / "events.csv", dtype=str)
-    bought = events[events.event_type == "purchase"]
+    consenting = set(profile_ids(events)[events["granted"].fillna("").str.contains("personalisation")])
+    bought = events[(events.event_type == "purchase") & profile_ids(events).isin(consenting)]
     expected = set(zip(profile_ids(bought), bought["item_id"], strict=True))
     rows, cols = model.history.nonzero()
     assert {(model.users[r], model.items[c]) for r, c in zip(rows, cols, strict=True)} == expected
@@ -201,7 +206,7 @@ def test_the_transform_writes_next_items_popular_segments_and_similar_items(stor
         # each pick carries the item it follows and that item's title, for the reason text
         assert {(e[2], e[4]) for e in items} == {(key.removeprefix("next#"), titles[key.removeprefix("next#")])}
     items = pd.read_csv(store / "items.csv", dtype=str)
-    markets = set(events["market"])
+    markets = set(events["market"].dropna())  # consent rows carry none
     assert {f"popular#market:{m}" for m in markets} <= set(rows)
     department = items["category"].str.split(">").str[0].iloc[0]
     in_department = set(items.loc[items["category"].str.startswith(department), "item_id"])

@@ -27,6 +27,9 @@ def planted_events(path: Path, users: int = 60, seed: int = 7) -> None:
     n = 0
     for u in range(users):
         tribe = "a" if u % 2 else "b"
+        # every shopper granted personalisation before their first event (training models only those who did)
+        grant = {"event_id": f"consent-{u}", "event_type": "consent", "occurred_at": "2026-10-31T10:00:00Z"}
+        lines.append(json.dumps({**grant, "customer_id": f"u{u}", "granted": ["personalisation"], "origin": "server"}))
         for item in rng.sample(CLUSTER_ITEMS[tribe], 6):
             n += 1
             kind = rng.choice(["product_view", "purchase"])

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shopwise.features.definitions import DAY, HOUR, ProfileFeatures
+from shopwise.features.definitions import DAY, HOUR, PERSONALISATION, ProfileFeatures
 from shopwise.keys import CUSTOMER, EMAIL, id_kind
 from shopwise.serving.experiments import bucket
 
@@ -90,8 +90,8 @@ def trigger(
 ) -> Trigger | None:
     """The shopper's trigger for this campaign now, or None (not in the segment). ``categories``: item -> category
     path for the items the shopper viewed (browse abandonment needs them)."""
-    if not profile.consented(now, MARKETING):
-        return None
+    if not (profile.consented(now, MARKETING) and profile.consented(now, PERSONALISATION)):
+        return None  # the email is made of what the profile knows: both grants, now (a revoke freezes the profile)
     if spec.kind == "abandoned_cart":
         return _abandoned_cart(spec, profile, now)
     if spec.kind == "browse_abandonment":

@@ -113,6 +113,17 @@ def _by_time(events: Iterable[Event]) -> list[Event]:
     return sorted(events, key=lambda e: (e.occurred_at, e.event_id))
 
 
+def consented_at(log: Iterable[list[Any]], at: float, scope: str = PERSONALISATION) -> bool:
+    """The consent rule, defined once (the feature store, serving, campaigns and training use it): ``scope`` is
+    granted at time ``at`` when the newest grant or revoke of it at or before ``at`` is a grant — entries
+    ``[at, event_id, scope, granted]`` ordered by time, then event id; nothing before ``at``: not granted."""
+    state = False
+    for entry_at, _event_id, entry_scope, granted in sorted(log, key=lambda e: (e[0], e[1])):
+        if entry_scope == scope and entry_at <= at:
+            state = bool(granted)
+    return state
+
+
 @dataclass(frozen=True)
 class Context:
     """What folding needs besides the events: the catalog category of each item touched."""
@@ -173,12 +184,8 @@ class ProfileFeatures:
         return [str(pair[0]) for pair in self.recent.get(kind, [])]
 
     def consented(self, at: float, scope: str = PERSONALISATION) -> bool:
-        """Whether ``scope`` was granted at time ``at``: the newest grant or revoke at or before it decides."""
-        state = False
-        for entry_at, _event_id, entry_scope, granted in sorted(self.consent, key=lambda e: (e[0], e[1])):
-            if entry_scope == scope and entry_at <= at:
-                state = bool(granted)
-        return state
+        """Whether ``scope`` was granted at time ``at`` (``consented_at``)."""
+        return consented_at(self.consent, at, scope)
 
     def current_cart(self) -> dict[str, int]:
         """Items in the cart now: the cart log replayed in time order; a purchase of an item empties its line."""

@@ -1,8 +1,9 @@
 """Bulk import of history and catalogs: CSV or JSON Lines, one row at a time, bad rows reported with their line.
 
 Event rows: user_id, item_id, timestamp (ISO 8601 or epoch seconds), event_type, optional id_type (customer, the
-default, or anonymous: user_id is then a visitor cookie id), price, quantity, session_id, market, order_id, referrer. Item rows: item_id, title, category, price, brand, in_stock, created_at, market, and
-any other column as a free attribute.
+default, or anonymous: user_id is then a visitor cookie id), price, quantity, session_id, market, order_id, referrer;
+consent rows (event_type consent, no item) list the scopes granted and revoked. Item rows: item_id, title, category,
+price, brand, in_stock, created_at, market, and any other column as a free attribute.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 import gzip
 import io
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +25,7 @@ from shopwise.catalog.items import CatalogItem
 from shopwise.events import Event, EventRejected, parse_event
 
 ITEM_FIELDS = set(CatalogItem.model_fields) - {"attributes"}
+ITEM_ROW = ("user_id", "item_id", "timestamp", "event_type")
 
 
 @dataclass(frozen=True)
@@ -81,15 +84,34 @@ def parse_timestamp(value: Any) -> datetime:
     raise ValueError(f"not a timestamp: {value!r}")
 
 
+def _number(row: dict[str, Any], name: str, default: float | None, whole: bool = False) -> Any:
+    """A finite, non-negative number from a row's column (``default`` when empty); EventRejected naming the column
+    otherwise ("12,50", "two", "nan", "inf", -1)."""
+    value = row.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise EventRejected(name, f"{str(value)[:40]!r} is not a number (use a point for decimals)") from None
+    if not math.isfinite(number) or number < 0 or (whole and (number != int(number) or number > 10_000)):
+        kind = "a whole number from 0 to 10,000" if whole else "a finite number >= 0"
+        raise EventRejected(name, f"{str(value)[:40]!r} is not {kind}")
+    return number
+
+
 def event_from_row(row: dict[str, Any], line: int, source: str = "import") -> Event:
-    """An import row as an event. The event id is derived from source and line so a re-import is idempotent."""
-    for name in ("user_id", "item_id", "timestamp", "event_type"):
+    """An import row as an event. The event id is derived from source and line so a re-import is idempotent. A
+    ``consent`` row needs no item: its ``granted`` / ``revoked`` columns list scopes (personalisation, marketing,
+    analytics) separated by spaces or commas."""
+    required = ("user_id", "timestamp", "event_type") if row.get("event_type") == "consent" else ITEM_ROW
+    for name in required:
         if name not in row:
             raise EventRejected(name, "missing")
     try:
         occurred_at = parse_timestamp(row["timestamp"])
-    except ValueError as exc:
-        raise EventRejected("timestamp", str(exc)) from None
+    except (ValueError, OverflowError, OSError) as exc:  # not a time, or one no calendar holds
+        raise EventRejected("timestamp", f"not a usable timestamp: {str(exc)[:100]}") from None
     kind = str(row["event_type"])
     id_type = str(row.get("id_type") or "customer")
     if id_type not in ("customer", "anonymous"):
@@ -104,8 +126,8 @@ def event_from_row(row: dict[str, Any], line: int, source: str = "import") -> Ev
     for optional in ("session_id", "market", "referrer"):
         if row.get(optional):
             base[optional] = str(row[optional])
-    quantity = int(float(row.get("quantity", 1) or 1))
-    price = float(row["price"]) if row.get("price") not in (None, "") else None
+    quantity = int(_number(row, "quantity", 1.0, whole=True))
+    price = _number(row, "price", None)
     if kind == "purchase":
         unit = price or 0.0
         base["order_id"] = str(row.get("order_id") or base["event_id"])
@@ -118,6 +140,9 @@ def event_from_row(row: dict[str, Any], line: int, source: str = "import") -> Ev
         base["item_id"] = str(row["item_id"])
         if price is not None and kind == "product_view":
             base["price"] = price
+    elif kind == "consent":
+        for column in ("granted", "revoked"):
+            base[column] = str(row.get(column) or "").replace(",", " ").split()
     else:
         raise EventRejected("event_type", f"{kind!r} can't be imported as history")
     return parse_event(base)
