@@ -13,8 +13,7 @@ from constructs import Construct
 
 from shopwise import config
 from shopwise.campaigns.rules import CAMPAIGNS
-from shopwise.campaigns.runs import CAMPAIGNS_PREFIX
-from shopwise.config import EnvironmentConfig
+from shopwise.config import CAMPAIGNS_PREFIX, EnvironmentConfig
 from shopwise.keys import SENT_PREFIX
 from shopwise_cdk.functions import Layers, python_function
 from shopwise_cdk.nag import acknowledge, s3_grant_actions

@@ -52,12 +52,14 @@ def python_function(
     timeout: Duration | None = None,
     memory_mb: int | None = None,
     description: str = "",
+    log_days: int | None = None,
 ) -> lambda_.Function:
-    """A function whose code is ``lambdas/<name>/``, with its own log group and X-Ray tracing."""
+    """A function whose code is ``lambdas/<name>/``, with its own log group and X-Ray tracing. ``log_days``: for a
+    function whose log lines can name a shopper, kept shorter than the erasure bound (``shopper_log_days``)."""
     log_group = logs.LogGroup(
         scope,
         f"{construct_id}Logs",
-        retention=log_retention(env.log_retention_days),
+        retention=log_retention(log_days or env.log_retention_days),
         removal_policy=RemovalPolicy.RETAIN if env.retain_data else RemovalPolicy.DESTROY,
     )
     # An explicit role instead of AWSLambdaBasicExecutionRole: it may write to this function's log group only.
@@ -95,6 +97,9 @@ def python_function(
 
 
 _RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
     7: logs.RetentionDays.ONE_WEEK,
     14: logs.RetentionDays.TWO_WEEKS,
     30: logs.RetentionDays.ONE_MONTH,

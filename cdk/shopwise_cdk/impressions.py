@@ -12,6 +12,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_logs_destinations as destinations
 from constructs import Construct
 
+from shopwise import config
 from shopwise_cdk.nag import acknowledge, s3_grant_actions
 from shopwise_cdk.storage import Storage
 
@@ -24,7 +25,7 @@ class Impressions(Construct):
             self,
             "Delivery",
             destination=storage.archive_destination(
-                "errors/impressions/",
+                f"{config.ARCHIVE_ERRORS_PREFIX}impressions/",
                 Duration.seconds(300),
                 processors=[
                     firehose.DecompressionProcessor(),

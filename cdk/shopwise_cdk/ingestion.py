@@ -45,6 +45,7 @@ class Ingestion(Construct):
             memory_mb=512,
             timeout=Duration.seconds(10),
             description="POST /v1/events: validate, stamp, publish to Kinesis",
+            log_days=env.shopper_log_days,  # a rejected event's reason can quote its ids
         )
         self.stream.grant_write(self.collect)
         storage.pseudonym_key.grant_read(self.collect)
@@ -55,7 +56,7 @@ class Ingestion(Construct):
             self,
             "Archive",
             source=firehose.KinesisStreamSource(self.stream),
-            destination=storage.archive_destination("errors/", Duration.seconds(60)),
+            destination=storage.archive_destination(config.ARCHIVE_ERRORS_PREFIX, Duration.seconds(60)),
         )
 
         acknowledge(
@@ -86,6 +87,7 @@ class Ingestion(Construct):
             environment={**function_env, "FAILED_EVENTS_QUEUE_URL": self.failures.queue_url},
             timeout=Duration.seconds(60),
             description="Kinesis -> feature store, coalesced conditional writes",
+            log_days=env.shopper_log_days,  # a failed entity is logged by its key (profile#c:...)
         )
         storage.tables[config.FEATURES.name].grant_read_write_data(self.update_features)
         storage.tables[config.ITEMS.name].grant_read_data(self.update_features)  # item categories

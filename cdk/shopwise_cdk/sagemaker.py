@@ -109,9 +109,10 @@ def script_job(
     volume_gib: int,
     max_runtime: Duration,
     result_path: str,
+    instance_count: int = 1,
 ) -> tasks.SageMakerCreateTrainingJob:
     """A script-mode SageMaker job in the scikit-learn image running ``program`` from the source asset, waited on
-    (.sync): the training job and the drift job."""
+    (.sync): the training job, the drift job and the purge job."""
     return tasks.SageMakerCreateTrainingJob(
         scope,
         construct_id,
@@ -130,7 +131,7 @@ def script_job(
         input_data_config=channels,
         output_data_config=tasks.OutputDataConfig(s3_output_location=output),
         resource_config=tasks.ResourceConfig(
-            instance_count=1,
+            instance_count=instance_count,
             instance_type=ec2.InstanceType(instance_type.removeprefix("ml.")),
             volume_size=Size.gibibytes(volume_gib),
         ),

@@ -14,6 +14,9 @@ Who may call what (the README's threat model):
 
 from __future__ import annotations
 
+import json
+import re
+
 import jsii
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
@@ -26,7 +29,7 @@ from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer
 from constructs import Construct
 
 from shopwise import config
-from shopwise.access.routes import ROUTES
+from shopwise.access.routes import ADMIN, ROUTES, SERVER
 from shopwise.config import CORS_HEADERS, CORS_MAX_AGE, EnvironmentConfig
 from shopwise.keys import UNAVAILABLE_KEY
 from shopwise_cdk.functions import Layers, python_function
@@ -49,6 +52,20 @@ class AccessLogSettings:
     @property
     def format(self) -> apigw.AccessLogFormat:
         return self._format
+
+
+# API Gateway access-log fields ($context variables of HTTP APIs)
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "requestTime": "$context.requestTime",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "authorizerError": "$context.authorizer.error",
+}
 
 
 class ServingApi(Construct):
@@ -78,6 +95,7 @@ class ServingApi(Construct):
             environment=storage.function_environment(),
             timeout=Duration.seconds(5),
             description="GET /v1/..., POST /v1/rank, POST /v1/visitors: recommendations, similar, popular, re-ranking",
+            log_days=env.shopper_log_days,  # its impression lines name the shopper (the archive keeps them)
         )
         # one BatchGetItem across tables per request: read only, nothing else
         for table in (config.RECOMMENDATIONS, config.FEATURES, config.CONFIG, config.ITEMS):
@@ -126,19 +144,10 @@ class ServingApi(Construct):
             stage_name="$default",
             auto_deploy=True,
             throttle=apigwv2.ThrottleSettings(rate_limit=env.api_throttle_rate, burst_limit=env.api_throttle_burst),
+            # the route template, never the path (it holds shopper ids) nor the caller's IP: no shopper key in logs
             access_log_settings=AccessLogSettings(
                 apigwv2.LogGroupLogDestination(access_logs),
-                apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
+                apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":"))),
             ),
         )
 
@@ -170,20 +179,21 @@ class ServingApi(Construct):
     def _build_policies(self, storage: Storage) -> None:
         """What a store attaches to its own roles: its servers may invoke the server routes and read the token key
         (to mint shopper tokens); its back office may invoke the admin routes."""
-        invoke = lambda method, path: self.api.arn_for_execute_api(method, path, "$default")  # noqa: E731
+
+        def invoke(kind: str) -> list[str]:
+            """The execute-api ARNs of every route of a kind in the route table (a path parameter: any value)."""
+            return [
+                self.api.arn_for_execute_api(r.method, re.sub(r"\{[^}]+\}", "*", r.path), "$default")
+                for r in ROUTES
+                if r.kind == kind
+            ]
+
         self.server_policy = iam.ManagedPolicy(
             self,
             "ServerApiPolicy",
             description="The store's servers: shopwise's /v1/server/ routes, and the key shopper tokens are minted with",
             statements=[
-                iam.PolicyStatement(
-                    actions=["execute-api:Invoke"],
-                    resources=[
-                        invoke("POST", "/v1/server/events"),
-                        invoke("GET", "/v1/server/*"),
-                        invoke("POST", "/v1/server/rank"),
-                    ],
-                ),
+                iam.PolicyStatement(actions=["execute-api:Invoke"], resources=invoke(SERVER)),
                 iam.PolicyStatement(
                     actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
                     resources=[storage.token_key.secret_arn],
@@ -193,30 +203,22 @@ class ServingApi(Construct):
         self.admin_policy = iam.ManagedPolicy(
             self,
             "AdminApiPolicy",
-            description="Invoke shopwise's admin routes (PUT /v1/items, GET /v1/campaigns/{name}/recipients)",
-            statements=[
-                iam.PolicyStatement(
-                    actions=["execute-api:Invoke"],
-                    resources=[invoke("PUT", "/v1/items"), invoke("GET", "/v1/campaigns/*/recipients")],
-                )
-            ],
+            description="The store's back office: shopwise's admin routes (catalog updates, campaign recipients, "
+            "erasures and their receipts)",
+            statements=[iam.PolicyStatement(actions=["execute-api:Invoke"], resources=invoke(ADMIN))],
         )
         api = logical_id(self.api)
         arn = f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{api}>/$default"
-        acknowledge(
-            self.admin_policy,
-            {
-                f"AwsSolutions-IAM5[Resource::{arn}/GET/v1/campaigns/*/recipients]": "Any campaign's recipients: the "
-                "campaign name is a path parameter.",
-            },
-        )
-        acknowledge(
-            self.server_policy,
-            {
-                f"AwsSolutions-IAM5[Resource::{arn}/GET/v1/server/*]": "Every server read route "
-                "(/v1/server/users/{id}/recommendations and what serving adds under /v1/server/).",
-            },
-        )
+        for policy, kind in ((self.server_policy, SERVER), (self.admin_policy, ADMIN)):
+            acknowledge(
+                policy,
+                {
+                    f"AwsSolutions-IAM5[Resource::{arn}/{r.method}{re.sub(r'{[^}]+}', '*', r.path)}]": f"{r.key}: "
+                    "any value of its path parameter (a campaign, a shopper, an erasure, a server read route)."
+                    for r in ROUTES
+                    if r.kind == kind and "{" in r.path
+                },
+            )
 
     def add_route(self, path: str, method: apigwv2.HttpMethod, target: lambda_.IFunction, name: str) -> None:
         """A route of the route table (``shopwise.access.routes``): IAM-authorised if it is a server or admin route,

@@ -17,6 +17,7 @@ from shopwise_cdk.functions import Layers
 from shopwise_cdk.impressions import Impressions
 from shopwise_cdk.ingestion import Ingestion
 from shopwise_cdk.nag import acknowledge
+from shopwise_cdk.privacy import Privacy
 from shopwise_cdk.serving import ServingApi
 from shopwise_cdk.storage import Storage
 from shopwise_cdk.training import TrainingPipeline
@@ -50,6 +51,16 @@ class ShopwiseStack(Stack):
         self.campaigns = Campaigns(
             self, "Campaigns", env=env_config, storage=self.storage, layers=layers, api=self.serving
         )
+        self.privacy = Privacy(
+            self,
+            "Privacy",
+            env=env_config,
+            storage=self.storage,
+            layers=layers,
+            api=self.serving,
+            training=self.training,
+            failure_queue=self.ingestion.failures,
+        )
         self.drift = DriftMonitor(
             self, "Drift", env=env_config, storage=self.storage, layers=layers, training=self.training
         )
@@ -63,6 +74,7 @@ class ShopwiseStack(Stack):
         CfnOutput(self, "ArtifactsBucket", value=self.storage.artifacts.bucket_name)
         CfnOutput(self, "RetrainStateMachine", value=self.training.state_machine.state_machine_arn)
         CfnOutput(self, "DriftStateMachine", value=self.drift.state_machine.state_machine_arn)
+        CfnOutput(self, "PurgeStateMachine", value=self.privacy.state_machine.state_machine_arn)
         self._acknowledge()
 
     def _acknowledge(self) -> None:

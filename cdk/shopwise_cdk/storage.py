@@ -17,6 +17,26 @@ from shopwise.settings import environment_variables
 from shopwise_cdk.nag import acknowledge
 
 
+def lifecycle_rules(env: EnvironmentConfig, bucket: str) -> list[s3.LifecycleRule]:
+    """A bucket's lifecycle (``shopwise.config.lifecycle_rules``, which the local stack applies too)."""
+    return [
+        s3.LifecycleRule(
+            prefix=rule.prefix or None,
+            expiration=Duration.days(rule.expire_days) if rule.expire_days else None,
+            noncurrent_version_expiration=Duration.days(rule.noncurrent_days) if rule.noncurrent_days else None,
+            transitions=[
+                s3.Transition(
+                    storage_class=s3.StorageClass.INTELLIGENT_TIERING,
+                    transition_after=Duration.days(rule.intelligent_tiering_days),
+                )
+            ]
+            if rule.intelligent_tiering_days
+            else None,
+        )
+        for rule in config.lifecycle_rules(env, bucket)
+    ]
+
+
 class Storage(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, env: EnvironmentConfig) -> None:
         super().__init__(scope, construct_id)
@@ -42,16 +62,8 @@ class Storage(Construct):
             "Archive",
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="archive/",
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    prefix=config.ARCHIVE_EVENTS_PREFIX,
-                    transitions=[
-                        s3.Transition(
-                            storage_class=s3.StorageClass.INTELLIGENT_TIERING, transition_after=Duration.days(30)
-                        )
-                    ],
-                )
-            ],
+            lifecycle_rules=lifecycle_rules(env, config.ARCHIVE_BUCKET),
+            versioned=config.ARCHIVE_BUCKET in config.VERSIONED_BUCKETS,
             **common,  # type: ignore[arg-type]
         )
         self.artifacts = s3.Bucket(
@@ -59,7 +71,8 @@ class Storage(Construct):
             "Artifacts",
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="artifacts/",
-            versioned=True,
+            lifecycle_rules=lifecycle_rules(env, config.ARTIFACTS_BUCKET),
+            versioned=config.ARTIFACTS_BUCKET in config.VERSIONED_BUCKETS,
             **common,  # type: ignore[arg-type]
         )
         self.tables: dict[str, dynamodb.Table] = {}
@@ -75,8 +88,9 @@ class Storage(Construct):
                     else None
                 ),
                 billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+                # a restore (into a new table) could bring an erased shopper back: kept within the erasure bound
                 point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                    point_in_time_recovery_enabled=True
+                    point_in_time_recovery_enabled=True, recovery_period_in_days=env.backup_days
                 ),
                 encryption=dynamodb.TableEncryption.AWS_MANAGED,
                 time_to_live_attribute=spec.ttl_attribute,

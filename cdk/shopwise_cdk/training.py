@@ -54,6 +54,8 @@ class TrainingPipeline(Construct):
         self.role = sagemaker_job_role(
             self, "SageMakerExecution", "shopwise training and batch-transform jobs", self.image_account
         )
+        # the pending erasures: training and the transform leave their shoppers out (the role reads the bucket)
+        self.erasures_uri = storage.artifacts.s3_url_for_object(config.ERASURES_PREFIX)
         storage.archive.grant_read(self.role, f"{config.ARCHIVE_EVENTS_PREFIX}*")
         storage.artifacts.grant_read_write(self.role)
         self.source.grant_read(self.role)
@@ -97,6 +99,7 @@ class TrainingPipeline(Construct):
             description="batch-transform output -> the recommendations table's standby slot",
         )
         storage.artifacts.grant_read(self.load, f"{config.RECOMMENDATIONS_PREFIX}*")
+        storage.artifacts.grant_read(self.load, f"{config.ERASURES_PREFIX}*")  # the lists of erased shoppers stay out
         storage.tables[config.RECOMMENDATIONS.name].grant_write_data(self.load)
         # the active-model pointer only: which slot serves, and what each slot holds
         storage.tables[config.CONFIG.name].grant(self.load, "dynamodb:GetItem", "dynamodb:PutItem")
@@ -218,7 +221,7 @@ class TrainingPipeline(Construct):
             role=self.role,
             source=self.source,
             program="train.py",
-            hyperparameters={"top_k": "50"},
+            hyperparameters={"top_k": "50", "erasures": self.erasures_uri},
             metrics={name: metric_pattern(name) for name in TrainingMetrics.LOGGED},
             channels=[*channels, *more],
             output=tasks.S3Location.from_bucket(storage.artifacts, config.MODELS_PREFIX.rstrip("/")),
@@ -280,7 +283,7 @@ class TrainingPipeline(Construct):
                 instance_count=1,
                 instance_type=ec2.InstanceType(env.transform_instance_type.removeprefix("ml.")),
             ),
-            environment={"SHOPWISE_TOP_K": "50"},
+            environment={"SHOPWISE_TOP_K": "50", "SHOPWISE_ERASURES": self.erasures_uri},
             role=self.role,
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             result_path=sfn.JsonPath.DISCARD,
@@ -337,6 +340,8 @@ class TrainingPipeline(Construct):
                 **s3_grant_actions("the artifacts bucket's recommendations/ prefix (read)"),
                 "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/recommendations/*]": "The load step reads "
                 "the run's batch-transform output, whose keys SageMaker creates.",
+                "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/privacy/erasures/*]": "The load reads the "
+                "pending erasures (one object per erasure, named at run time) to leave their shoppers' lists out.",
             },
         )
         assert self.registry.role is not None

@@ -1,5 +1,5 @@
 """Step Functions task: load a batch-transform output into the recommendations table's standby slot (the promote
-step serves it)."""
+step serves it), without the lists of shoppers erased since the model was trained."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shopwise.config import ERASURES_PREFIX
+from shopwise.dal.erasures import pending_targets
 from shopwise.lifecycle.loading import load
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
@@ -26,6 +28,21 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         settings.recommendations_table,
         settings.config_table,
         settings.recommendations_ttl_days,
+        pending_targets(f"s3://{settings.artifacts_bucket}/{ERASURES_PREFIX}"),
     )
-    logger.info("loaded", extra={"rows": result.rows, "model_version": result.model_version, "slot": result.slot})
-    return {"model_version": result.model_version, "rows": result.rows, "objects": result.objects, "slot": result.slot}
+    logger.info(
+        "loaded",
+        extra={
+            "rows": result.rows,
+            "model_version": result.model_version,
+            "slot": result.slot,
+            "erased": result.erased,
+        },
+    )
+    return {
+        "model_version": result.model_version,
+        "rows": result.rows,
+        "objects": result.objects,
+        "slot": result.slot,
+        "erased": result.erased,
+    }

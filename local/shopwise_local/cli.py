@@ -11,6 +11,8 @@ from typing import Any
 
 from shopwise_local.paths import SHARED_DATA, state_dir
 
+ERASURE_ID_TYPES = ("customer", "anonymous", "email", "device")  # shopwise.privacy.erasure.ID_TYPES
+
 
 def _attach() -> Any:
     from shopwise_local.stack import StackInfo
@@ -402,6 +404,79 @@ def cmd_campaigns(args: argparse.Namespace) -> int:
     return 0
 
 
+def _erasure_ids(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(id type, id) pairs from the arguments and the bulk file: one id per line, or "type,id" (a # starts a
+    comment)."""
+    found = [(args.type, i) for i in args.ids]
+    if args.file:
+        for number, line in enumerate(args.file.read_text().splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            kind, comma, value = line.partition(",")
+            if comma and kind.strip() in ERASURE_ID_TYPES:
+                found.append((kind.strip(), value.strip()))
+            elif comma:
+                raise ValueError(
+                    f"{args.file}:{number}: unknown id type {kind.strip()!r} ({', '.join(ERASURE_ID_TYPES)})"
+                )
+            else:
+                found.append((args.type, line))
+    if not found:
+        raise ValueError("name the shoppers to erase: shopwise erase ID... or --file FILE")
+    return found
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """Erase shoppers through the API's DELETE /v1/users/{id} (signed, as the store's back office calls it)."""
+    from urllib.parse import quote
+
+    from tqdm import tqdm
+
+    from shopwise_local.store_backend import call
+
+    info = _attach()
+    failed = 0
+    pairs = _erasure_ids(args)
+    for kind, value in tqdm(pairs, unit="shopper", disable=len(pairs) < 10, file=sys.stderr):
+        status, body = call(info.api_url, "DELETE", f"/v1/users/{quote(value, safe='')}?id_type={kind}", signed=True)
+        if status != 200:
+            failed += 1
+            print(
+                f"error: {kind} #{pairs.index((kind, value)) + 1}: {status} {body.get('message', '')}", file=sys.stderr
+            )
+            continue
+        print(
+            json.dumps({k: body[k] for k in ("erasure_id", "aliases", "profiles", "sessions", "rows_deleted")})
+            if not args.quiet
+            else body["erasure_id"]
+        )
+    return 1 if failed else 0
+
+
+def cmd_erasures(args: argparse.Namespace) -> int:
+    """The erasure receipts (GET /v1/erasures, signed), or a purge run now."""
+    from shopwise_local.store_backend import call
+
+    info = _attach()
+    if args.action == "purge":
+        from shopwise_local.purge import run_purge
+
+        done = run_purge(
+            state_dir() / "jobs", [state_dir() / "logs", state_dir() / "jobs"], args.min_age_hours, log=print
+        )
+        print(json.dumps(done, indent=2))
+        return 0
+    if args.action == "show":
+        if not args.id:
+            raise ValueError("erasures show needs an erasure id (see `shopwise erasures list`)")
+        status, body = call(info.api_url, "GET", f"/v1/erasures/{args.id}", signed=True)
+    else:
+        status, body = call(info.api_url, "GET", f"/v1/erasures?limit={args.limit}", signed=True)
+    print(json.dumps(body, indent=2))
+    return 0 if status == 200 else 1
+
+
 def cmd_features(args: argparse.Namespace) -> int:
     """Show one entity's features as the feature store holds them now (profiles resolved through stitching)."""
     import time
@@ -589,6 +664,25 @@ def build_parser() -> argparse.ArgumentParser:
     camp.add_argument("--cursor", default="", help="recipients: the `next` of the page before")
     camp.add_argument("--limit", type=int, default=100, help="recipients: page size")
     camp.set_defaults(func=cmd_campaigns)
+
+    erase = sub.add_parser("erase", help="erase shoppers everywhere (DELETE /v1/users/{id}); prints each receipt")
+    erase.add_argument("ids", nargs="*", help="the shoppers' ids (of --type)")
+    erase.add_argument("--type", choices=ERASURE_ID_TYPES, default="customer", help="what the ids are")
+    erase.add_argument("--file", type=Path, help='a bulk file: one id per line, or "type,id" lines')
+    erase.add_argument("--quiet", action="store_true", help="print only the erasure ids")
+    erase.set_defaults(func=cmd_erase)
+
+    ers = sub.add_parser("erasures", help="the erasure receipts; purge: run the purge now (locally)")
+    ers.add_argument("action", choices=["list", "show", "purge"])
+    ers.add_argument("id", nargs="?", default="", help="show: the erasure id")
+    ers.add_argument("--limit", type=int, default=100, help="list: how many, newest first")
+    ers.add_argument(
+        "--min-age-hours",
+        type=float,
+        default=25.0,
+        help="purge: erasures at least this old (25: nothing of them can still be in the stream; 0: all, now)",
+    )
+    ers.set_defaults(func=cmd_erasures)
 
     feat = sub.add_parser("features", help="one entity's features in the running local stack's feature store")
     feat.add_argument("entity", choices=["profile", "session", "item", "category", "market"])

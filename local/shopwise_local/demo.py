@@ -7,7 +7,7 @@ import json
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +49,8 @@ class DemoOptions:
     replay_days: float = 60.0
     serve: bool = True
     progress: bool = True
+    # run against the demo's stack once every stage is done, before serving or stopping (tests build on a full demo)
+    after: Callable[[LocalStack, dict[str, Any]], None] | None = None
 
 
 class Stages:
@@ -197,6 +199,8 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         }
         (state / "demo-summary.json").write_text(json.dumps(summary, indent=2))
         _print_summary(summary, api_url, known_user)
+        if options.after is not None:
+            options.after(stack, summary)
         if options.serve:
             print("\nServing. Press Ctrl-C to stop everything this started.", flush=True)
             while True:

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import threading
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,26 +22,19 @@ MAX_BODY = 6 * 1024 * 1024  # API Gateway -> Lambda payload limit
 
 
 class Routes:
-    """The stack's route table (``shopwise_cdk.serving``): POST /v1/events and POST /v1/server/events -> collect;
-    PUT /v1/items -> catalog; GET /v1/campaigns/... -> campaigns; GET /v1/..., POST /v1/rank, POST /v1/visitors and
-    the /v1/server/ reads -> serve. The server and admin routes are IAM-authorised (in the stack by API Gateway, here
-    by the same signature check), and say so."""
+    """The stack's route table (``shopwise.access.routes``, which ``shopwise_cdk.serving`` builds the HTTP API from):
+    each route goes to its function. The server and admin routes are IAM-authorised (in the stack by API Gateway,
+    here by the same signature check), and say so."""
 
-    def __init__(
-        self, collect: LocalFunction, serve: LocalFunction, catalog: LocalFunction, campaigns: LocalFunction
-    ) -> None:
-        self.collect = collect
-        self.serve = serve
-        self.catalog = catalog
-        self.campaigns = campaigns
+    def __init__(self, functions: Mapping[str, LocalFunction]) -> None:
+        self.functions = dict(functions)
 
     def match(self, method: str, path: str) -> tuple[LocalFunction, str, bool] | None:
         """The function, the route key and whether IAM authorises the route (signed requests only)."""
         route = match(method, path)
         if route is None:
             return None
-        function = {"collect": self.collect, "serve": self.serve, "catalog": self.catalog, "campaigns": self.campaigns}
-        return function[route.function], route.key, route.iam
+        return self.functions[route.function], route.key, route.iam
 
 
 def _cors_headers(origin: str, allowed: tuple[str, ...]) -> dict[str, str]:

@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shopwise.access.routes import NONE, SHOPPER_TOKEN, SIGV4, credential
+from shopwise.access.routes import NONE, ROUTES, SHOPPER_TOKEN, SIGV4, credential
 from shopwise_local.lambda_runtime import load_handler_module
 from shopwise_local.paths import REPO_ROOT
 
 DOCUMENT = REPO_ROOT / "layers" / "core" / "shopwise" / "openapi.json"
-FUNCTIONS = ("serve", "collect", "catalog", "campaigns")
+FUNCTIONS = tuple(dict.fromkeys(r.function for r in ROUTES))  # every function that answers a route
 DESCRIPTION = """Product recommendations for an online store: storefront events in, ranked lists with a reason for
 every item out.
 

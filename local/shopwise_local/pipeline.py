@@ -67,6 +67,7 @@ def run_pipeline(
     stage("train")
     started = time.time()
     current = models.invoke({"action": "champion"})
+    erasures = f"{artifacts}/{config.ERASURES_PREFIX}"  # training and the transform skip the pending erasures
     channels = {
         "events": f"s3://{archive_bucket}/{config.ARCHIVE_EVENTS_PREFIX}",
         "catalog": f"{artifacts}/{config.CATALOG_KEY.rsplit('/', 1)[0]}/",
@@ -77,7 +78,7 @@ def run_pipeline(
         job,
         channels=channels,
         # locally one configuration per model family unless asked otherwise (SageMaker runs the full grid)
-        hyperparameters={"budget": "quick", **(hyperparameters or {})},
+        hyperparameters={"budget": "quick", "erasures": erasures, **(hyperparameters or {})},
         output_uri=f"{artifacts}/{config.MODELS_PREFIX.rstrip('/')}",
         work_dir=work_dir,
         log=log,
@@ -112,6 +113,7 @@ def run_pipeline(
         f"{artifacts}/{config.TRANSFORM_REQUESTS_KEY}",
         output_uri,
         work_dir,
+        environment={"SHOPWISE_ERASURES": erasures},
         log=log,
     )
     seconds["batch_transform"] = time.time() - started

@@ -72,6 +72,12 @@ def create_resources(env_name: str = "local") -> LocalResources:
     for logical in (config.ARCHIVE_BUCKET, config.ARTIFACTS_BUCKET):
         name = env.physical_name(logical)
         s3.create_bucket(Bucket=name)
+        if logical in config.VERSIONED_BUCKETS:
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        # kept as the stack keeps them (the local endpoint stores the rules; it does not expire objects)
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration=config.s3_lifecycle(config.lifecycle_rules(env, logical))
+        )
         buckets[logical] = name
     queue_url = client("sqs").create_queue(QueueName=env.physical_name(config.FAILED_EVENTS_QUEUE))["QueueUrl"]
     # the pseudonymisation key: generated here once per local stack, as the CDK stack has Secrets Manager generate it

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -47,6 +48,16 @@ def _upload_tar(source: Path, uri: str) -> None:
         for path in sorted(source.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(source)), recursive=False)
     client("s3").upload_file(str(archive), bucket, key)
+
+
+def _discard_instance_disk(root: Path) -> None:
+    """What a finished job leaves on its instance goes with the instance, as in SageMaker: the data it read and
+    wrote are in S3 (where the purge reaches them), only its log stays here."""
+    for path in root.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif not path.name.endswith(".log"):
+            path.unlink(missing_ok=True)
 
 
 def _run(command: list[str], env: dict[str, str], cwd: Path, log_path: Path, log: Log) -> int:
@@ -127,6 +138,7 @@ def run_training_job(
     _upload_tar(output_dir / "data", f"{output_uri.rstrip('/')}/{job_name}/output/output.tar.gz")
     metrics_file = model_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    _discard_instance_disk(root)
     return TrainingResult(job_name=job_name, model_uri=model_uri, metrics=metrics, seconds=time.time() - started)
 
 
@@ -181,4 +193,5 @@ def run_transform_job(
         out_key = f"{out_prefix.rstrip('/')}/{path.relative_to(output_dir)}"
         client("s3").upload_file(str(path), out_bucket, out_key)
         written.append(out_key)
+    _discard_instance_disk(root)
     return written

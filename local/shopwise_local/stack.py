@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shopwise import config
+from shopwise.access.routes import ROUTES
 from shopwise.settings import get_settings
 from shopwise_local.endpoint import LocalEndpoint, use_endpoint
 from shopwise_local.http_api import LocalHttpApi, Routes
@@ -96,6 +97,8 @@ class LocalStack:
             "serve",
             "catalog",
             "campaigns",
+            "privacy",
+            "purge",
         ):
             self.functions[name] = LocalFunction(name, subscription=self.impressions if name == "serve" else None)
         self.poller = KinesisPoller(
@@ -106,12 +109,7 @@ class LocalStack:
             config.environment("local"),
         ).start()
         self.api = LocalHttpApi(
-            Routes(
-                self.functions["collect"],
-                self.functions["serve"],
-                self.functions["catalog"],
-                self.functions["campaigns"],
-            ),
+            Routes({route.function: self.functions[route.function] for route in ROUTES}),
             self.api_port,
             allowed_origins=self.resources.env.allowed_origins,
         ).start()

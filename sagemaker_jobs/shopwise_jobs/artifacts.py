@@ -77,6 +77,11 @@ class TrainedModel:
     def title(self, item_id: str) -> str:
         return self.catalog.get(item_id, ["", ""])[1]
 
+    def without_users(self, drop: np.ndarray) -> TrainedModel:
+        """The model without some users (a boolean mask over ``users``): their index entries and history rows."""
+        keep = np.flatnonzero(~drop)
+        return dataclasses.replace(self, users=self.users[keep], history=self.history[keep])
+
     def save(self, model_dir: Path) -> None:
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / "users.json").write_text(json.dumps(self.users.tolist()))

@@ -51,6 +51,8 @@ class TrainingContract:
     output_dir: Path
     channels: dict[str, Path]
     job_name: str
+    hosts: tuple[str, ...] = ("algo-1",)  # every instance of the job (SM_HOSTS)
+    current_host: str = "algo-1"  # this one (SM_CURRENT_HOST)
 
     @classmethod
     def from_environment(cls, argv: list[str], env: Mapping[str, str] | None = None) -> TrainingContract:
@@ -80,6 +82,8 @@ class TrainingContract:
             output_dir=Path(env.get("SM_OUTPUT_DIR", str(root / "output"))),
             channels=channels,
             job_name=env.get("TRAINING_JOB_NAME", f"local-{time.strftime('%Y%m%dT%H%M%S')}"),
+            hosts=tuple(json.loads(env.get("SM_HOSTS", '["algo-1"]'))),
+            current_host=env.get("SM_CURRENT_HOST", "algo-1"),
         )
 
     def channel(self, name: str) -> Path:

@@ -29,6 +29,7 @@ from shopwise.events import EVENT_ADAPTER, AddToCart, Consent, Event, ProductVie
 from shopwise.features.definitions import KIND_WEIGHTS, PERSONALISATION, consented_at
 from shopwise.ingestion.imports import BadRow, read_events, read_items
 from shopwise.keys import referrer_source
+from shopwise.privacy.tombstones import Targets
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
 
 INTERACTION_COLUMNS = ["event_id", "user_id", "item_id", "kind", "ts", "price", "session_id", "market", "referrer"]
@@ -51,6 +52,7 @@ class EventData:
     interactions: pd.DataFrame
     records: int
     skipped: int  # records that are not valid (or not trusted) events; import: bad rows
+    erased: int = 0  # events of erased shoppers from before their erasure (pending the purge): never read
 
 
 def _rows(event: Event) -> Iterator[tuple[Any, ...]]:
@@ -117,12 +119,16 @@ def _consented(frame: pd.DataFrame, consents: dict[str, list[list[Any]]]) -> np.
     return out
 
 
-def _archive_events(files: list[Path], counts: list[int]) -> Iterator[Event]:
+def _archive_events(files: list[Path], counts: list[int], erased: Targets | None = None) -> Iterator[Event]:
     """The valid events the jobs may count (``shopwise.events.trusted``: impressions the serve API recorded,
-    purchases the store vouched for); the rest are counted as skipped."""
+    purchases the store vouched for); the rest are counted as skipped. ``erased``: the pending erasures, whose
+    shoppers' events are left out (counts[2]) until the purge removes them from the archive."""
     for path in files:
         for raw in _json_lines(path):
             counts[0] += 1
+            if erased and isinstance(raw, dict) and erased.event(raw):
+                counts[2] += 1
+                continue
             try:
                 event = EVENT_ADAPTER.validate_python(raw)
             except ValidationError:
@@ -137,17 +143,20 @@ def _archive_events(files: list[Path], counts: list[int]) -> Iterator[Event]:
 def archive_events(directory: Path) -> Iterator[Event]:
     """Every valid event of the *.jsonl / *.jsonl.gz files under a directory (archive layout), file by file."""
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
-    return _archive_events(files, [0, 0])
+    return _archive_events(files, [0, 0, 0])
 
 
-def read_event_files(directory: Path, snapshot: FeatureSnapshot | None = None) -> EventData:
+def read_event_files(
+    directory: Path, snapshot: FeatureSnapshot | None = None, erased: Targets | None = None
+) -> EventData:
     """Every *.jsonl / *.jsonl.gz under a directory (archive layout events/dt=YYYY-MM-DD/...) as interactions;
-    ``snapshot`` folds the same events into the feature store's features on the way."""
+    ``snapshot`` folds the same events into the feature store's features on the way; ``erased`` leaves out what
+    erased shoppers sent."""
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
-    counts = [0, 0]
-    events = _archive_events(files, counts)
+    counts = [0, 0, 0]
+    events = _archive_events(files, counts, erased)
     frame = interactions_from_events(snapshot.folding(events) if snapshot else events)
-    return EventData(interactions=frame, records=counts[0], skipped=counts[1])
+    return EventData(interactions=frame, records=counts[0], skipped=counts[1], erased=counts[2])
 
 
 def read_event_import(path: Path, snapshot: FeatureSnapshot | None = None) -> EventData:
@@ -166,9 +175,10 @@ def read_event_import(path: Path, snapshot: FeatureSnapshot | None = None) -> Ev
     return EventData(interactions=frame, records=counts[0], skipped=counts[1])
 
 
-def read_events_any(path: Path, snapshot: FeatureSnapshot | None = None) -> EventData:
-    """A directory is an archive (or a training channel); a file is a bulk-import file."""
-    return read_event_files(path, snapshot) if path.is_dir() else read_event_import(path, snapshot)
+def read_events_any(path: Path, snapshot: FeatureSnapshot | None = None, erased: Targets | None = None) -> EventData:
+    """A directory is an archive (or a training channel); a file is a bulk-import file (a store's history from
+    before shopwise: nobody in it has been erased through shopwise yet)."""
+    return read_event_files(path, snapshot, erased) if path.is_dir() else read_event_import(path, snapshot)
 
 
 def read_catalog(path: Path) -> pd.DataFrame:

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.scoring import answer
 
@@ -15,7 +17,17 @@ JSON_LINES = "application/jsonlines"
 
 
 def model_fn(model_dir: str) -> TrainedModel:
-    return TrainedModel.load(Path(model_dir))
+    """The model, without the shoppers erased since it was trained (``SHOPWISE_ERASURES``: the s3:// prefix of the
+    pending erasures, set on the transform job): no list is computed for them."""
+    model = TrainedModel.load(Path(model_dir))
+    erasures = os.environ.get("SHOPWISE_ERASURES", "")
+    if erasures:
+        from shopwise.dal.erasures import pending_targets
+
+        targets = pending_targets(erasures)
+        if targets:
+            model = model.without_users(np.array([targets.alias(str(u)) for u in model.users], dtype=bool))
+    return model
 
 
 def input_fn(body: str | bytes, content_type: str = JSON_LINES) -> list[dict[str, Any]]:

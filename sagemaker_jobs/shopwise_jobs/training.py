@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from shopwise.catalog import categories
+from shopwise.dal.erasures import pending_targets
 from shopwise.features.definitions import KIND_WEIGHTS, Context
 from shopwise.lifecycle.figures import TrainingMetrics
 from shopwise_jobs.artifacts import TrainedModel
@@ -63,6 +64,8 @@ class Hyperparameters:
     # models — the feature store's own consent rule; assumed: every shopper counts as consenting (offline evaluation
     # of data sets with no consent records, such as MovieLens — never a store's own data)
     consent: str = "required"
+    # s3:// prefix of the pending erasures (shopwise.dal.erasures): their shoppers' events are not trained on
+    erasures: str = ""
 
     @classmethod
     def parse(cls, values: dict[str, Any]) -> Hyperparameters:
@@ -388,7 +391,10 @@ def train_files(
     catalog = read_catalog(items) if items else pd.DataFrame(columns=["item_id"])
     paths = dict(zip(catalog["item_id"], catalog["category"].fillna(""), strict=True)) if "category" in catalog else {}
     snapshot = FeatureSnapshot(Context(categories={k: v for k, v in paths.items() if v}))
-    data = read_events_any(events, snapshot)
+    erased = pending_targets(hp.erasures) if hp.erasures else None
+    data = read_events_any(events, snapshot, erased)
+    if erased:
+        log(f"erasures: {data.erased} events of {len(erased)} erased aliases left out (pending the purge)")
     if data.skipped:
         log(f"skipped {data.skipped} of {data.records} records that are not valid events")
     if data.interactions.empty:
@@ -407,7 +413,9 @@ def train_files(
     # and the event-type mix of the training interactions: the drift report's baseline for the recent mix
     (out / "features" / "event_mix.json").write_text(json.dumps(event_mix(data.interactions["kind"])))
     log(f"feature snapshot: {counts['profiles']} profiles, {counts['items']} items -> {out / 'features'}")
-    metrics_doc.update(records=data.records, skipped_records=data.skipped, feature_snapshot=counts)
+    metrics_doc.update(
+        records=data.records, skipped_records=data.skipped, erased_records=data.erased, feature_snapshot=counts
+    )
     (out / "metrics.json").write_text(json.dumps(metrics_doc, indent=2, default=str))
     return metrics_doc
 

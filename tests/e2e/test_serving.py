@@ -442,6 +442,9 @@ def test_no_generated_request_makes_the_api_fail(served_schema: Any, store: Stoc
         "POST /v1/server/events",
         "PUT /v1/items",
         "GET /v1/campaigns/{name}/recipients",
+        "DELETE /v1/users/{user_id}",
+        "GET /v1/erasures",
+        "GET /v1/erasures/{erasure_id}",
     }
     token = shopper_token(customer=store.customers[0], visitor="fuzzed-visitor")
     answered: Counter[int] = Counter()
@@ -460,7 +463,7 @@ def test_no_generated_request_makes_the_api_fail(served_schema: Any, store: Stoc
 
         call()
     print(f"fuzzed answers by status: {dict(answered)}")
-    assert answered[200] > 0 and answered[400] > 0 and sum(answered.values()) >= 12 * 20
+    assert answered[200] > 0 and answered[400] > 0 and sum(answered.values()) >= 15 * 20
 
 
 def test_a_worse_model_is_rejected_by_the_gate_and_the_active_one_keeps_serving(

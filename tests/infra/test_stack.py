@@ -50,7 +50,11 @@ def test_tables_come_from_the_shared_configuration(prod: Template) -> None:
     for table in tables.values():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
-        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        # a restore can bring an erased shopper back: the window is the environment's, within the erasure bound
+        assert props["PointInTimeRecoverySpecification"] == {
+            "PointInTimeRecoveryEnabled": True,
+            "RecoveryPeriodInDays": config.environment("prod").backup_days,
+        }
         assert props["SSESpecification"] == {"SSEEnabled": True}
         assert table["DeletionPolicy"] == "Retain"
     prod.has_resource_properties(
@@ -142,6 +146,9 @@ ROUTES = {
     "POST /v1/server/rank": ("AWS_IAM", "server"),
     "PUT /v1/items": ("AWS_IAM", "admin"),  # the back office
     "GET /v1/campaigns/{name}/recipients": ("AWS_IAM", "admin"),  # marketing tools
+    "DELETE /v1/users/{user_id}": ("AWS_IAM", "admin"),  # the back office: an erasure request
+    "GET /v1/erasures": ("AWS_IAM", "admin"),  # ... and the receipts
+    "GET /v1/erasures/{erasure_id}": ("AWS_IAM", "admin"),
 }
 
 
@@ -182,8 +189,8 @@ def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Templa
         for k, f in resources(prod, "AWS::Lambda::Function").items()
         if f["Properties"].get("Runtime") == "python3.12"
     }
-    assert len(functions) == 9  # collect, update_features, export_catalog, load, models, monitor, serve, catalog,
-    # campaigns
+    assert len(functions) == 11  # collect, update_features, export_catalog, load, registry, drift, serve, catalog,
+    # campaigns, privacy (erasures), purge
     for function in functions.values():
         props = function["Properties"]
         assert props["Handler"] == "handler.lambda_handler"
@@ -195,7 +202,7 @@ def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Templa
 def state_machine_definition(template: Template, logical_prefix: str = "TrainingRetrain") -> dict[str, Any]:
     """A state machine's ASL (by the start of its logical id), CloudFormation references replaced by placeholders."""
     machines = resources(template, "AWS::StepFunctions::StateMachine")
-    assert len(machines) == 2  # retrain, monitor
+    assert len(machines) == 3  # retrain, drift, purge
     body = next(m for k, m in machines.items() if k.startswith(logical_prefix))["Properties"]["DefinitionString"]
     parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
     return dict(json.loads("".join(p if isinstance(p, str) else "REF" for p in parts)))
@@ -242,7 +249,7 @@ def test_sagemaker_role_is_assumed_by_sagemaker_only_and_has_no_managed_policies
         for r in resources(prod, "AWS::IAM::Role").values()
         if "sagemaker.amazonaws.com" in str(r["Properties"]["AssumeRolePolicyDocument"])
     ]
-    assert len(roles) == 2  # training and transform jobs; drift jobs
+    assert len(roles) == 3  # training and transform jobs; drift jobs; purge jobs
     assert all("ManagedPolicyArns" not in r["Properties"] for r in roles)
 
 
@@ -268,7 +275,8 @@ def test_secrets_are_generated_and_each_is_readable_only_by_the_functions_that_n
         return found
 
     key_readers = readers(names["shopwise-prod-pseudonym-key"], "AWS::IAM::Policy")
-    assert len(key_readers) == 2 and all(("Collect" in r or "Serve" in r) for r in key_readers)
+    # pseudonymising events, looking customers up, finding a shopper to erase
+    assert len(key_readers) == 3 and all(("Collect" in r or "Serve" in r or "Erase" in r) for r in key_readers)
     token_readers = readers(names["shopwise-prod-shopper-token-key"], "AWS::IAM::Policy")
     assert len(token_readers) == 2 and all(("Collect" in r or "Serve" in r) for r in token_readers)
     # ... and the store's servers, which mint shopper tokens: the managed policy the store attaches to their role
@@ -288,7 +296,7 @@ def test_server_and_admin_routes_need_iam_and_the_stack_offers_a_policy_for_each
     admin = next(v for k, v in invoke.items() if "AdminApi" in k)
     for route in ("/POST/v1/server/events", "/GET/v1/server/*", "/POST/v1/server/rank"):
         assert route in server and route not in admin
-    for route in ("/PUT/v1/items", "/GET/v1/campaigns/*/recipients"):
+    for route in ("/PUT/v1/items", "/GET/v1/campaigns/*/recipients", "/DELETE/v1/users/*", "/GET/v1/erasures/*"):
         assert route in admin and route not in server
     outputs = prod.find_outputs("*")
     assert {"ServerApiPolicy", "AdminApiPolicy", "ShopperTokenKey"} <= set(outputs)
@@ -477,3 +485,56 @@ def test_every_metric_the_dashboard_and_the_alarms_plot_is_one_the_code_emits(pr
     assert plotted - emitted_metrics() == set()
     assert alarmed - emitted_metrics() == set()
     assert {served_metric(s) for s in SOURCES} <= plotted  # every answer source has its line in the fallback mix
+
+
+def test_erasures_purge_on_a_schedule_plan_then_job_then_finish(prod: Template) -> None:
+    env = config.environment("prod")
+    machines = resources(prod, "AWS::StepFunctions::StateMachine")
+    (purge,) = [m for k, m in machines.items() if k.startswith("Privacy")]
+    definition = json.dumps(purge["Properties"]["DefinitionString"])
+    for state in ("Plan", "Any erasure due?", "Purge job", "Finish", "Nothing to purge"):
+        assert state in definition
+    assert "purge.py" in definition and "createTrainingJob.sync" in definition
+    rules = [r["Properties"] for r in resources(prod, "AWS::Events::Rule").values()]
+    assert any(r.get("ScheduleExpression") == env.purge_schedule and "Privacy" in json.dumps(r) for r in rules)
+    # the jobs that build lists skip the pending erasures
+    training = json.dumps(state_machine_definition(prod))
+    assert "SHOPWISE_ERASURES" in training and '"erasures"' in training
+
+
+def test_the_erase_function_deletes_from_two_tables_and_writes_only_erasure_rows_of_the_config(prod: Template) -> None:
+    statements = _statements(prod, "PrivacyEraseRole")
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert "dynamodb:BatchWriteItem" in actions and "dynamodb:PutItem" in actions
+    assert not {"dynamodb:DeleteTable", "dynamodb:UpdateItem", "s3:DeleteObject*", "s3:GetObject*"} & actions
+    (put,) = [s for s in statements if s["Action"] == "dynamodb:PutItem"]
+    assert put["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["erasure#*"]}}
+    writes = [s for s in statements if "dynamodb:BatchWriteItem" in s["Action"]]
+    tables = json.dumps([s["Resource"] for s in writes])
+    assert "StorageFeatures" in tables and "StorageRecommendations" in tables and "StorageConfig" not in tables
+
+
+def test_buckets_keep_data_as_long_as_the_environment_says_and_no_longer(prod: Template) -> None:
+    env = config.environment("prod")
+    buckets = {k: b["Properties"] for k, b in resources(prod, "AWS::S3::Bucket").items()}
+    archive = next(b for k, b in buckets.items() if k.startswith("StorageArchive"))
+    artifacts = next(b for k, b in buckets.items() if k.startswith("StorageArtifacts"))
+    rules = {r.get("Prefix", ""): r for r in archive["LifecycleConfiguration"]["Rules"]}
+    assert rules["events/"]["ExpirationInDays"] == env.archive_events_days
+    assert rules["errors/"]["ExpirationInDays"] == env.archive_errors_days
+    (rule,) = artifacts["LifecycleConfiguration"]["Rules"]
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": env.artifacts_noncurrent_days}
+    assert artifacts["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_logs_that_can_name_a_shopper_are_kept_less_than_the_erasure_bound(prod: Template) -> None:
+    env = config.environment("prod")
+    groups = {k: g["Properties"].get("RetentionInDays") for k, g in resources(prod, "AWS::Logs::LogGroup").items()}
+    for function in ("ServingServeLogs", "IngestionCollectLogs", "IngestionUpdateFeaturesLogs", "PrivacyEraseLogs"):
+        (days,) = [d for k, d in groups.items() if k.startswith(function)]
+        assert days == env.shopper_log_days and days * 24 <= env.erasure_bound_hours()
+    # the API's access log names the route, never the path (shopper ids) or the caller's address
+    (stage,) = resources(prod, "AWS::ApiGatewayV2::Stage").values()
+    log_format = stage["Properties"]["AccessLogSettings"]["Format"]
+    assert "$context.routeKey" in log_format
+    assert "$context.path" not in log_format and "$context.identity.sourceIp" not in log_format

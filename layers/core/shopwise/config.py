@@ -8,6 +8,7 @@ resources from these specs; ``shopwise_local.resources`` creates the same ones o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 SERVICE = "shopwise"
 # the promotion gate: a candidate may be at most this much worse than the active version (and within the noise)
@@ -66,9 +67,41 @@ class EnvironmentConfig:
         }
     )
     tags: dict[str, str] = field(default_factory=dict)
+    # privacy: the purge runs this often and takes the erasures at least PURGE_MIN_AGE_HOURS old, so an erasure
+    # reaches every store within ERASURE_BOUND_HOURS (see erasure_bound_hours)
+    purge_schedule: str = "rate(6 hours)"
+    purge_instance_count: int = 1  # the purge job's instances (each rewrites 1/N of the objects)
+    # retention: archived events, Firehose's delivery-failure records, the artifacts bucket's replaced versions,
+    # the logs of the functions whose lines can name a shopper (the serve impressions, the updater's failures)
+    archive_events_days: int = 400
+    archive_errors_days: int = 1
+    artifacts_noncurrent_days: int = 1
+    shopper_log_days: int = 1
+    # DynamoDB point-in-time recovery window: a restore into a new table can bring an erased row back for this long
+    backup_days: int = 1
+
+    def erasure_bound_hours(self) -> float:
+        """How long after a DELETE the last store forgets the shopper: the purge's wait for the stream, its schedule
+        interval and the job's own run (PURGE_RUN_HOURS), or the longest retention of a copy nobody rewrites
+        (shopper logs, replaced versions, backups), whichever is later."""
+        interval = _rate_hours(self.purge_schedule)
+        purged = PURGE_MIN_AGE_HOURS + interval + PURGE_RUN_HOURS
+        # S3 lifecycle expiry runs once a day after the age is reached: up to a day late
+        expired = 24.0 * max(self.shopper_log_days, self.backup_days, self.artifacts_noncurrent_days + 1)
+        return max(purged, expired)
 
     def physical_name(self, logical: str) -> str:
         return f"{SERVICE}-{self.name}-{logical}"
+
+
+PURGE_MIN_AGE_HOURS = 25.0  # the stream keeps records 24 hours; an hour more for Firehose's buffers
+PURGE_RUN_HOURS = 2.0  # the purge job's time limit (MaxRuntime): a run that takes longer fails and is retried
+
+
+def _rate_hours(expression: str) -> float:
+    """The interval of an EventBridge rate expression in hours ("rate(6 hours)" -> 6.0)."""
+    number, unit = expression.removeprefix("rate(").removesuffix(")").split()
+    return float(number) * {"minute": 1 / 60, "minutes": 1 / 60, "hour": 1, "hours": 1, "day": 24, "days": 24}[unit]
 
 
 # Tables. `features` is the feature store: one document per profile, session, item, segment and alias (keys in
@@ -85,6 +118,7 @@ TABLES: tuple[TableSpec, ...] = (FEATURES, ITEMS, RECOMMENDATIONS, CONFIG)
 EVENTS_STREAM = "events"
 ARCHIVE_BUCKET = "archive"
 ARTIFACTS_BUCKET = "artifacts"
+VERSIONED_BUCKETS = (ARTIFACTS_BUCKET,)  # a replaced model, export or snapshot can be recovered (for a day)
 FAILED_EVENTS_QUEUE = "update-features-failures"
 # the key that pseudonymises customer ids, emails and device ids (Secrets Manager)
 PSEUDONYM_KEY_SECRET = "pseudonym-key"
@@ -93,6 +127,7 @@ SHOPPER_TOKEN_SECRET = "shopper-token-key"
 
 # S3 layout, shared by the archive writer (Firehose or the local poller), the importer and the training job.
 ARCHIVE_EVENTS_PREFIX = "events/"
+ARCHIVE_ERRORS_PREFIX = "errors/"  # Firehose's records it could not deliver (processing and format failures)
 CATALOG_KEY = "catalog/items.jsonl.gz"
 MODELS_PREFIX = "models/"
 MONITORING_PREFIX = "monitoring/"  # the drift jobs' outputs (drift.json in output.tar.gz)
@@ -102,6 +137,8 @@ PSI_ALARM = 0.2  # population stability index of a feature or of the event-type 
 NEW_ITEM_ALARM = 0.3  # share of recent interactions on items the serving model does not know
 UNKNOWN_SHOPPER_ALARM = 0.6  # share of recently active shoppers it does not know
 RECOMMENDATIONS_PREFIX = "recommendations/"
+CAMPAIGNS_PREFIX = "campaigns/"  # campaign runs' exports
+ERASURES_PREFIX = "privacy/erasures/"  # erasures not purged yet: what training, the load and the purge job skip
 TRANSFORM_REQUESTS_KEY = "transform/requests.jsonl"
 
 # CORS: what a browser on an allowed origin may send (the stack's HTTP API and the local one agree)
@@ -159,6 +196,46 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         allowed_origins=("http://127.0.0.1:*", "http://localhost:*"),
     ),
 }
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """One S3 lifecycle rule of a bucket (the stack's, and the local buckets' alike)."""
+
+    prefix: str
+    expire_days: int = 0  # current objects expire (0: never)
+    noncurrent_days: int = 0  # replaced versions expire (versioned buckets)
+    intelligent_tiering_days: int = 0  # objects move to Intelligent-Tiering
+
+
+def lifecycle_rules(env: EnvironmentConfig, bucket: str) -> tuple[Lifecycle, ...]:
+    """What each bucket keeps and for how long: archived events ``archive_events_days`` (Intelligent-Tiering after
+    30 days), Firehose's failure records ``archive_errors_days`` (they hold whole events, and nothing rewrites
+    them), the artifacts' replaced versions ``artifacts_noncurrent_days`` (the current ones live as long as the
+    registry needs them)."""
+    if bucket == ARCHIVE_BUCKET:
+        return (
+            Lifecycle(ARCHIVE_EVENTS_PREFIX, expire_days=env.archive_events_days, intelligent_tiering_days=30),
+            Lifecycle(ARCHIVE_ERRORS_PREFIX, expire_days=env.archive_errors_days),
+        )
+    if bucket == ARTIFACTS_BUCKET:
+        return (Lifecycle("", noncurrent_days=env.artifacts_noncurrent_days),)
+    raise ValueError(f"no lifecycle for bucket {bucket!r}")
+
+
+def s3_lifecycle(rules: tuple[Lifecycle, ...]) -> dict[str, Any]:
+    """The rules as PutBucketLifecycleConfiguration takes them (the local stack applies them this way)."""
+    out = []
+    for n, rule in enumerate(rules):
+        doc: dict[str, Any] = {"ID": f"rule-{n}", "Status": "Enabled", "Filter": {"Prefix": rule.prefix}}
+        if rule.expire_days:
+            doc["Expiration"] = {"Days": rule.expire_days}
+        if rule.noncurrent_days:
+            doc["NoncurrentVersionExpiration"] = {"NoncurrentDays": rule.noncurrent_days}
+        if rule.intelligent_tiering_days:
+            doc["Transitions"] = [{"Days": rule.intelligent_tiering_days, "StorageClass": "INTELLIGENT_TIERING"}]
+        out.append(doc)
+    return {"Rules": out}
 
 
 def environment(name: str) -> EnvironmentConfig:

@@ -85,6 +85,11 @@ def sent_key(campaign: str, recipient: str) -> str:
 SENT_PREFIX = "sent#"
 
 
+def tombstone_key(blinded: str) -> str:
+    """An erased alias (blinded: ``shopwise.privacy.erasure.blind``): events it sent before its erasure are dropped."""
+    return f"erased#{blinded}"
+
+
 def entity_of(key: str) -> str:
     """'profile', 'session', 'item', 'segment', 'alias' or 'sent'."""
     return key.split("#", 1)[0]
@@ -142,6 +147,12 @@ def slot_key(slot: str, key: str) -> str:
 ACTIVE_MODEL_KEY = "active_model"  # which version serves from which slot (the pointer)
 EXPERIMENTS_KEY = "experiments"  # the A/B experiments, one JSON list
 MODEL_PREFIX = "model#"
+ERASURE_PREFIX = "erasure#"
+
+
+def erasure_key(erasure_id: str) -> str:
+    """An erasure's receipt: what was removed where and when, without the identity."""
+    return f"{ERASURE_PREFIX}{erasure_id}"
 
 
 def model_key(version: str) -> str:

@@ -59,6 +59,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST /v1/server/rank", "serve", SERVER),
     Route("PUT /v1/items", "catalog", ADMIN),
     Route("GET /v1/campaigns/{name}/recipients", "campaigns", ADMIN),
+    Route("DELETE /v1/users/{user_id}", "privacy", ADMIN),
+    Route("GET /v1/erasures", "privacy", ADMIN),
+    Route("GET /v1/erasures/{erasure_id}", "privacy", ADMIN),
 )
 
 

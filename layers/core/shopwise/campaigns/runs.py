@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shopwise.campaigns.rules import CampaignSpec, Trigger, contact_id, held_out, trigger
-from shopwise.dal import bus, caps
+from shopwise.config import CAMPAIGNS_PREFIX
+from shopwise.dal import bus, caps, erasures
 from shopwise.dal.catalog import categories
 from shopwise.dal.feature_store import Doc, scan_docs
 from shopwise.dal.objects import get_bytes, put_bytes
@@ -31,9 +32,9 @@ from shopwise.dal.recommendations import read_rows
 from shopwise.dal.serving_read import ServingReader, Tables
 from shopwise.features.definitions import ProfileFeatures
 from shopwise.keys import POPULAR_KEY, PROFILE_PREFIX, key_id, user_key
+from shopwise.privacy.tombstones import targets_of
 from shopwise.serving.recommend import NotFound, Request, Shopper, answer
 
-CAMPAIGNS_PREFIX = "campaigns/"
 EVENT_SOURCE = "shopwise.campaigns"
 EVENT_DETAIL_TYPE = "Campaign run completed"
 
@@ -224,9 +225,10 @@ def recipients_page(bucket: str, campaign: str, cursor: str = "", limit: int = 1
         raise BadCursor(f"cursor {cursor!r} is not one this API gave out") from None
     lines = run_lines(bucket, campaign, run_id, "recipients.jsonl")
     more = offset + limit < len(lines)
+    erased = targets_of(erasures.pending(bucket))  # erased since the run: out of the list at once, before the purge
     return {
         "campaign": campaign,
         "run_id": run_id,
-        "recipients": [json.loads(line) for line in lines[offset : offset + limit]],
+        "recipients": [json.loads(line) for line in lines[offset : offset + limit] if not erased.line(line)],
         "next": f"{run_id}:{offset + limit}" if more else "",
     }

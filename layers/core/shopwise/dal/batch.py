@@ -69,11 +69,20 @@ def get_many(table: str, keys: list[dict[str, Any]], projection: str = "", consi
 
 
 def batch_write(table: str, items: Iterable[dict[str, Any]]) -> int:
-    """BatchWriteItem in chunks of 25, retrying UnprocessedItems with backoff. Returns the number written."""
+    """BatchWriteItem (puts) in chunks of 25, retrying UnprocessedItems with backoff. Returns the number written."""
+    return _batch(table, ({"PutRequest": {"Item": item}} for item in items))
+
+
+def batch_delete(table: str, keys: Iterable[dict[str, Any]]) -> int:
+    """BatchWriteItem (deletes of these key maps; absent items are no error). Returns the number of keys sent."""
+    return _batch(table, ({"DeleteRequest": {"Key": key}} for key in keys))
+
+
+def _batch(table: str, requests: Iterable[dict[str, Any]]) -> int:
     ddb = client("dynamodb")
     written = 0
-    for chunk in chunks(items, WRITE_CHUNK):
-        request: dict[str, Any] = {table: [{"PutRequest": {"Item": item}} for item in chunk]}
+    for chunk in chunks(requests, WRITE_CHUNK):
+        request: dict[str, Any] = {table: chunk}
         for attempt in range(MAX_BATCH_RETRIES):
             unprocessed = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
             if not unprocessed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 from shopwise.dal.aws import client
@@ -44,3 +45,37 @@ class FailureQueue:
                 backoff(attempt)
             else:
                 raise RuntimeError(f"failure queue refused {len(pending)} messages after {MAX_SEND_RETRIES} tries")
+
+    def remove_matching(self, matches: Callable[[str], bool], visibility: int = 120) -> dict[str, int]:
+        """Delete the messages whose body ``matches``. SQS cannot edit a message: each is received (hidden for
+        ``visibility`` seconds), the matching ones deleted, and once the queue shows nothing new the others are made
+        visible again. A message seen twice (the pass outlasted its visibility) ends the pass: all were looked at."""
+        sqs = client("sqs")
+        seen: set[str] = set()
+        keep: list[dict[str, Any]] = []
+        removed = 0
+        while True:
+            got = sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=visibility, WaitTimeSeconds=1
+            ).get("Messages", [])
+            fresh = [m for m in got if m["MessageId"] not in seen]
+            seen.update(m["MessageId"] for m in got)
+            hits = [m for m in fresh if matches(m.get("Body", ""))]
+            keep += [m for m in got if m not in hits]
+            if hits:
+                removed += len(hits)
+                sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(hits)],
+                )
+            if not fresh:
+                break
+        for start in range(0, len(keep), 10):
+            sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for n, m in enumerate(keep[start : start + 10])
+                ],
+            )
+        return {"messages_seen": len(seen), "messages_removed": removed}

@@ -41,6 +41,10 @@ def get_bytes(bucket: str, key: str) -> bytes | None:
         return None
 
 
+def delete_key(bucket: str, key: str) -> None:
+    client("s3").delete_object(Bucket=bucket, Key=key)
+
+
 def upload_file(path: Path, bucket: str, key: str) -> None:
     client("s3").upload_file(str(path), bucket, key)
 
@@ -85,3 +89,22 @@ def read_tar_member(bucket: str, key: str, name: str) -> bytes:
                 if handle is not None:
                     return handle.read()
     raise FileNotFoundError(f"s3://{bucket}/{key} holds no {name}")
+
+
+def list_versions(bucket: str) -> Iterator[tuple[str, str, bool]]:
+    """(key, version id, is latest) of every object version in the bucket ("null" versions in an unversioned one)."""
+    for page in client("s3").get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for v in page.get("Versions", []):
+            yield str(v["Key"]), str(v.get("VersionId") or "null"), bool(v.get("IsLatest", True))
+
+
+def get_version(bucket: str, key: str, version_id: str) -> bytes:
+    ask: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id != "null":
+        ask["VersionId"] = version_id
+    return bytes(client("s3").get_object(**ask)["Body"].read())
+
+
+def delete_version(bucket: str, key: str, version_id: str) -> None:
+    """Delete one version for good (a delete without a version only hides it behind a marker)."""
+    client("s3").delete_object(Bucket=bucket, Key=key, VersionId=version_id)

@@ -42,6 +42,8 @@ CART_LOG_LIMIT = 100
 # the newest product views, repeats included ([at, item]): repeated views of one item (browse abandonment)
 VIEW_LOG_LIMIT = 20
 CONSENT_LOG_LIMIT = 32
+# the shopper's newest sessions (ids): what an erasure deletes with the profile (sessions expire after 30 days)
+SESSION_LOG_LIMIT = 64
 SESSION_FIRST_VIEWS = 3
 SEGMENT_LIMIT = 200
 ITEM_WINDOW_HOURS = 7 * 24
@@ -72,6 +74,7 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("revenue", "profile", "sum of purchase revenue (monetary)"),
     FeatureSpec("market", "profile", "market of the newest event"),
     FeatureSpec("consent", "profile", "grant/revoke history per scope; personalisation gates every profile feature"),
+    FeatureSpec("sessions", "profile", f"newest {SESSION_LOG_LIMIT} session ids (what an erasure deletes)", "bounded"),
     FeatureSpec("session_items", "session", f"newest {RECENT_LIMIT} items of the session", "bounded"),
     FeatureSpec("session_categories", "session", "interactions per category in the session"),
     FeatureSpec("session_referrer", "session", "referrer of the session's first event"),
@@ -103,6 +106,14 @@ def _decayed_add(pair: list[float] | None, weight: float, at: float, half_life: 
 
 def decayed_value(pair: list[float], now: float, half_life: float) -> float:
     return _decay(float(pair[0]), now - float(pair[1]), half_life)
+
+
+def _newest_at(pairs: Iterable[list[Any]]) -> dict[str, float]:
+    """[key, at] pairs -> key: its newest time."""
+    newest: dict[str, float] = {}
+    for key, at in pairs:
+        newest[str(key)] = max(float(at), newest.get(str(key), 0.0))
+    return newest
 
 
 def _bounded_recent(pairs: dict[str, float], limit: int) -> list[list[Any]]:
@@ -149,6 +160,7 @@ class ProfileFeatures:
     last_event_at: float = 0.0
     market: list[Any] = field(default_factory=list)  # [market, at]
     consent: list[list[Any]] = field(default_factory=list)  # [at, event_id, scope, granted]
+    sessions: list[list[Any]] = field(default_factory=list)  # [session id, newest at], newest SESSION_LOG_LIMIT
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "revenue": round(self.revenue, 6)}
@@ -170,6 +182,7 @@ class ProfileFeatures:
             last_event_at=float(data.get("last_event_at", 0.0)),
             market=list(data.get("market", [])),
             consent=[list(e) for e in data.get("consent", [])],
+            sessions=[list(e) for e in data.get("sessions", [])],
         )
 
     def view_counts(self, since: float) -> dict[str, int]:
@@ -241,6 +254,7 @@ def apply_to_profile(state: ProfileFeatures, events: Iterable[Event], context: C
     recent = {k: {str(p[0]): float(p[1]) for p in state.recent.get(k, [])} for k in INTERACTION_KINDS}
     cart_log = {(e[0], e[1], e[2]): e for e in state.cart_log}
     view_log = {(float(e[0]), str(e[1])): e for e in state.view_log}
+    sessions = {str(s): float(at) for s, at in state.sessions}
     for event in events:
         at = event.occurred_at.timestamp()
         if isinstance(event, Consent) or not state.consented(at):
@@ -272,11 +286,14 @@ def apply_to_profile(state: ProfileFeatures, events: Iterable[Event], context: C
             state.last_purchase_at = max(state.last_purchase_at, at)
         state.first_event_at = min(state.first_event_at or at, at)
         state.last_event_at = max(state.last_event_at, at)
+        if event.session_id:
+            sessions[event.session_id] = max(at, sessions.get(event.session_id, 0.0))
         if event.market and (not state.market or at >= float(state.market[1])):
             state.market = [event.market, at]
     state.recent = {kind: _bounded_recent(seen, RECENT_LIMIT) for kind, seen in recent.items()}
     state.cart_log = sorted(cart_log.values(), key=lambda e: (e[0], e[1], e[2]))[-CART_LOG_LIMIT:]
     state.view_log = _newest_views(view_log.values())
+    state.sessions = _bounded_recent(sessions, SESSION_LOG_LIMIT)
     state.affinity = _bounded_decayed(state.affinity, AFFINITY_LIMIT, AFFINITY_HALF_LIFE)
     return state
 
@@ -297,12 +314,10 @@ def _bounded_decayed(scores: dict[str, list[float]], limit: int, half_life: floa
 
 def merge_profiles(a: ProfileFeatures, b: ProfileFeatures) -> ProfileFeatures:
     """Two profiles of one person (identity stitching): a commutative merge, so merges in any order agree."""
-    recent = {}
-    for kind in INTERACTION_KINDS:
-        seen: dict[str, float] = {}
-        for item, at in a.recent.get(kind, []) + b.recent.get(kind, []):
-            seen[str(item)] = max(float(at), seen.get(str(item), 0.0))
-        recent[kind] = _bounded_recent(seen, RECENT_LIMIT)
+    recent = {
+        kind: _bounded_recent(_newest_at(a.recent.get(kind, []) + b.recent.get(kind, [])), RECENT_LIMIT)
+        for kind in INTERACTION_KINDS
+    }
     affinity = dict(a.affinity)
     for category, pair in b.affinity.items():
         mine = affinity.get(category)
@@ -326,6 +341,7 @@ def merge_profiles(a: ProfileFeatures, b: ProfileFeatures) -> ProfileFeatures:
         consent=sorted(
             {(e[0], e[1], e[2]): e for e in a.consent + b.consent}.values(), key=lambda e: (e[0], e[1], e[2])
         )[-CONSENT_LOG_LIMIT:],
+        sessions=_bounded_recent(_newest_at(a.sessions + b.sessions), SESSION_LOG_LIMIT),
     )
 
 

@@ -1,5 +1,8 @@
 """Update features: fold a batch of events into the feature store, exactly once, one write per touched entity.
 
+0. Events of an erased alias (``shopwise.privacy.tombstones``) from before its erasure are dropped: they were in
+   flight, or retried, when the shopper was erased. What the alias sends afterwards starts a new profile, which
+   holds nothing personal until the shopper consents again (the consent history was erased with the rest).
 1. Identify events link aliases first (shopwise.features.identity); merges commute with everything else.
 2. Every event is resolved to its live profile; the profile's consent (with the batch's own consent events)
    decides whether the event may feed the profile and the session, or only the anonymous aggregates.
@@ -38,8 +41,18 @@ from shopwise.features.definitions import (
     apply_to_session,
 )
 from shopwise.features.identity import LEDGER_LIMIT_PROFILE, Store, link, resolve
-from shopwise.keys import category_key, entity_of, item_key, key_id, market_key, profile_key, session_key
+from shopwise.keys import (
+    anonymous_alias,
+    category_key,
+    entity_of,
+    item_key,
+    key_id,
+    market_key,
+    profile_key,
+    session_key,
+)
 from shopwise.picks import StoredPick
+from shopwise.privacy.tombstones import tombstones
 from shopwise.retry import backoff
 from shopwise.serving.view import batch_view_keys, serving_view
 
@@ -77,6 +90,7 @@ class UpdateOutcome:
     applied: int = 0  # new to at least one entity
     duplicates: int = 0  # every entity it goes to had applied it already
     unrouted: int = 0  # feeds no entity (a search, an impression, an interaction without consent and without items)
+    erased: int = 0  # sent by an erased alias before its erasure: dropped
     entities: int = 0  # distinct entities the batch touched
     entity_writes: int = 0  # conditional writes that landed
     conflicts: int = 0
@@ -106,6 +120,19 @@ def update_features(
         with lock:
             outcome.failed[key] = reason
             outcome.failed_records.update(d.record_id for d in group if d.record_id)
+
+    # 0. what erased shoppers sent before their erasure (one read of the batch's aliases' tombstones)
+    erased_at = tombstones(store, sorted({a for d in deliveries for a in _aliases(d.event)}))
+    if erased_at:
+        kept = []
+        for d in deliveries:
+            at = d.event.occurred_at.timestamp()
+            if any(at <= erased_at.get(a, -1.0) for a in _aliases(d.event)):
+                outcome.erased += 1
+                outcome.by_event[d.event.event_id] = "erased"
+            else:
+                kept.append(d)
+        deliveries = kept
 
     # 1. links
     for d in sorted((d for d in deliveries if isinstance(d.event, Identify)), key=_order):
@@ -174,6 +201,15 @@ def update_features(
         if outcome.by_event.get(d.event.event_id) != "applied":
             outcome.by_event[d.event.event_id] = status
     return outcome
+
+
+def _aliases(event: Event) -> list[str]:
+    """Every alias of the person an event names: its profile, its visitor cookie beside a customer id, what an
+    identify event links."""
+    found = event.aliases() if isinstance(event, Identify) else [event.profile_id]
+    if event.anonymous_id:
+        found.append(anonymous_alias(str(event.anonymous_id)))
+    return list(dict.fromkeys(found))
 
 
 def _order(d: Delivery) -> tuple[Any, ...]:

@@ -17,6 +17,7 @@ from shopwise.dal.objects import list_keys, parse_s3_uri, read_json_lines
 from shopwise.dal.recommendations import RecommendationRow, get_pointer, mark_slot, write_recommendations
 from shopwise.keys import POPULAR_KEY, USER_PREFIX
 from shopwise.picks import StoredPick
+from shopwise.privacy.tombstones import Targets
 
 MAX_EMPTY_SHARE = 0.05  # of the shoppers' lists
 
@@ -53,6 +54,7 @@ class LoadResult:
     rows: int
     objects: int
     slot: str
+    erased: int = 0  # shoppers' lists left out: erased since the model was trained (pending the purge)
 
 
 def rows_from(output_uri: str, model_version: str) -> Iterator[RecommendationRow]:
@@ -65,18 +67,40 @@ def rows_from(output_uri: str, model_version: str) -> Iterator[RecommendationRow
             yield RecommendationRow(line["key"], [StoredPick.decode(e) for e in line["items"]], model_version)
 
 
+def without_erased(
+    rows: Iterable[RecommendationRow], erased: Targets | None, left_out: list[int]
+) -> Iterator[RecommendationRow]:
+    """The rows but the lists of erased shoppers (counted in ``left_out[0]``)."""
+    for row in rows:
+        if erased and row.key.startswith(USER_PREFIX) and erased.alias(row.key[len(USER_PREFIX) :]):
+            left_out[0] += 1
+            continue
+        yield row
+
+
 def load(
-    output_uri: str, model_version: str, recommendations_table: str, config_table: str, ttl_days: int
+    output_uri: str,
+    model_version: str,
+    recommendations_table: str,
+    config_table: str,
+    ttl_days: int,
+    erased: Targets | None = None,
 ) -> LoadResult:
-    """Write every row into the standby slot and record the slot as holding the version (not serving it)."""
+    """Write every row into the standby slot and record the slot as holding the version (not serving it); the
+    lists of shoppers erased meanwhile (``erased``: the pending erasures) are left out."""
     bucket, prefix = parse_s3_uri(output_uri)
     objects = len([k for k in list_keys(bucket, prefix) if k.endswith(".out")])
     if not objects:  # before touching the standby slot: it holds the version a rollback would restore
         raise FileNotFoundError(f"no batch-transform output (*.out) under {output_uri}")
+    left_out = [0]
     slot, written = load_rows(
-        rows_from(output_uri, model_version), model_version, recommendations_table, config_table, ttl_days
+        without_erased(rows_from(output_uri, model_version), erased, left_out),
+        model_version,
+        recommendations_table,
+        config_table,
+        ttl_days,
     )
-    return LoadResult(model_version=model_version, rows=written, objects=objects, slot=slot)
+    return LoadResult(model_version=model_version, rows=written, objects=objects, slot=slot, erased=left_out[0])
 
 
 def load_rows(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -80,8 +81,33 @@ def decode_key(secret: str) -> bytes:
     return key
 
 
+def key_versions(secret: str) -> tuple[str, dict[str, bytes]]:
+    """The secret's keys by version and the current one. A versioned secret is JSON,
+    ``{"current": "k2", "keys": {"k1": "<base64>", "k2": "<base64>"}}``; a bare key (every stack made before keys
+    were versioned) is version "k1"."""
+    text = secret.strip()
+    if text.startswith("{"):
+        doc = json.loads(text)
+        keys = {str(v): decode_key(str(k)) for v, k in dict(doc["keys"]).items()}
+        current = str(doc["current"])
+        if current not in keys:
+            raise ValueError(f"the pseudonymisation secret's current key {current!r} is not among its keys")
+        return current, keys
+    return "k1", {"k1": decode_key(text)}
+
+
 def load_pseudonymiser(secret_id: str) -> Pseudonymiser:
-    """The key from Secrets Manager (cached, see shopwise.dal.secrets)."""
+    """The current key from Secrets Manager (cached, see shopwise.dal.secrets): what new events are keyed with."""
     if not secret_id:
         raise ValueError("no pseudonymisation key configured (PSEUDONYM_KEY_SECRET)")
-    return Pseudonymiser(decode_key(read_secret(secret_id)))
+    current, keys = key_versions(read_secret(secret_id))
+    return Pseudonymiser(keys[current])
+
+
+def load_pseudonymisers(secret_id: str) -> list[Pseudonymiser]:
+    """Every key version the secret still holds, the current first: what finds a shopper by id (an erasure) when
+    some of their data was keyed before a rotation."""
+    if not secret_id:
+        raise ValueError("no pseudonymisation key configured (PSEUDONYM_KEY_SECRET)")
+    current, keys = key_versions(read_secret(secret_id))
+    return [Pseudonymiser(keys[current]), *(Pseudonymiser(k) for v, k in sorted(keys.items()) if v != current)]

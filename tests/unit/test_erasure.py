@@ -1,0 +1,156 @@
+"""The parts of an erasure that need no stack: how a record is recognised as an erased shopper's, what the stream
+updater drops, how the purge rewrites text and model folders, and which keys find a shopper."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from shopwise import config
+from shopwise.dal.feature_store import Doc
+from shopwise.events import parse_event
+from shopwise.ingestion.update_features import Delivery, update_features
+from shopwise.keys import tombstone_key
+from shopwise.privacy.erasure import aliases_of
+from shopwise.privacy.pseudonyms import Pseudonymiser, key_versions
+from shopwise.privacy.purge import scrub_lines
+from shopwise.privacy.tombstones import Targets, blind, targets_of
+from shopwise_jobs.purge import Tally, scrub_model_dir
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+CUSTOMER = "c" * 32  # a pseudonym
+ERASED_AT = (T0 + timedelta(hours=1)).timestamp()
+
+
+def at(minutes: float) -> str:
+    return (T0 + timedelta(minutes=minutes)).isoformat()
+
+
+def targets() -> Targets:
+    return targets_of([{"erased_at": ERASED_AT, "targets": [blind(f"c:{CUSTOMER}"), blind("a:visitor-1")]}])
+
+
+class Memory:
+    def __init__(self) -> None:
+        self.docs: dict[str, Doc] = {}
+
+    def read(self, keys: list[str]) -> dict[str, Doc]:
+        return {k: replace(self.docs[k]) if k in self.docs else Doc(k) for k in keys}
+
+    def write(self, doc: Doc) -> None:
+        self.docs[doc.key] = replace(doc, version=doc.version + 1)
+
+    def transact(self, docs: list[Doc]) -> None:
+        for doc in docs:
+            self.write(doc)
+
+
+def event(n: int, kind: str, minutes: float, **fields: Any) -> Delivery:
+    raw = {"event_id": f"e{n}", "event_type": kind, "occurred_at": at(minutes), "pseudonymised": True, **fields}
+    return Delivery(parse_event(raw))
+
+
+def test_an_event_is_the_erased_shoppers_only_if_it_came_before_the_erasure() -> None:
+    erased = targets()
+    assert erased.event({"customer_id": CUSTOMER, "occurred_at": at(59)})
+    assert not erased.event({"customer_id": CUSTOMER, "occurred_at": at(61)})  # a new shopper's, after it
+    assert erased.event({"anonymous_id": "visitor-1", "customer_id": "someone", "occurred_at": at(0)})
+    assert not erased.event({"customer_id": "d" * 32, "occurred_at": at(0)})
+    assert erased.event({"customer_id": CUSTOMER, "occurred_at": "not a time"})  # unreadable: assume the worst
+
+
+def test_free_text_keys_and_failure_records_are_recognised() -> None:
+    erased = targets()
+    assert erased.text(f"entity update failed: profile#c:{CUSTOMER} ConditionalCheckFailed")
+    assert erased.line(json.dumps({"key": f"user#c:{CUSTOMER}", "items": []}))  # a transform output row
+    assert erased.line(f"e:{'e' * 32},c:{CUSTOMER},abandoned-cart")  # a CSV export row
+    failure = {"rawData": base64.b64encode(json.dumps({"customer_id": CUSTOMER, "occurred_at": at(0)}).encode())}
+    assert erased.line(json.dumps({**failure, "rawData": failure["rawData"].decode()}))  # Firehose's error record
+    assert not erased.line(json.dumps({"key": "user#c:" + "f" * 32}))
+    assert not Targets({}).text(f"c:{CUSTOMER}")
+
+
+def test_the_updater_drops_what_an_erased_alias_sent_before_its_erasure() -> None:
+    store = Memory()
+    store.write(Doc(tombstone_key(blind("a:visitor-1")), {"erased_at": ERASED_AT}))
+    before = [
+        event(1, "consent", 10, anonymous_id="visitor-1", granted=["personalisation"]),
+        event(2, "product_view", 11, anonymous_id="visitor-1", item_id="i1", session_id="s1"),
+        # a login from before the erasure would link the erased cookie to a customer again
+        event(3, "identify", 12, anonymous_id="visitor-1", customer_id="k" * 32),
+    ]
+    outcome = update_features(before, store, lambda items: {})
+    assert outcome.erased == 3 and outcome.applied == 0
+    assert set(outcome.by_event.values()) == {"erased"}
+    assert not [k for k in store.docs if not k.startswith("erased#")]  # nothing written: no profile, alias, item
+
+    # after the erasure the cookie is a stranger: a view without fresh consent feeds the item, never a profile
+    after = [event(4, "product_view", 90, anonymous_id="visitor-1", item_id="i1", session_id="s2")]
+    outcome = update_features(after, store, lambda items: {})
+    assert outcome.erased == 0 and outcome.applied == 1
+    assert "item#i1" in store.docs and "profile#a:visitor-1" not in store.docs
+
+
+def test_scrub_lines_keeps_everyone_else_and_the_compression() -> None:
+    lines = [
+        {"event_id": "1", "customer_id": CUSTOMER, "occurred_at": at(0)},
+        {"event_id": "2", "customer_id": "d" * 32, "occurred_at": at(0)},
+        {"event_id": "3", "customer_id": CUSTOMER, "occurred_at": at(120)},  # after the erasure: stays
+    ]
+    body = gzip.compress(("\n".join(json.dumps(x) for x in lines) + "\n").encode())
+    new, removed = scrub_lines(body, targets())
+    assert removed == 1 and new is not None
+    assert [json.loads(x)["event_id"] for x in gzip.decompress(new).splitlines()] == ["2", "3"]
+    assert scrub_lines(b'{"customer_id": "x"}\n', targets()) == (None, 0)
+
+
+def test_a_model_folder_loses_the_shoppers_rows_and_keeps_the_others_aligned(tmp_path: Path) -> None:
+    users = ["c:" + "a" * 32, f"c:{CUSTOMER}", "a:visitor-2"]
+    (tmp_path / "users.json").write_text(json.dumps(users))
+    history = sparse.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]]))
+    sparse.save_npz(tmp_path / "history.npz", history)
+    (tmp_path / "features").mkdir()
+    pd.DataFrame({"profile_id": users, "orders": [1, 2, 3]}).to_parquet(tmp_path / "features/profiles.parquet")
+    tally = Tally()
+
+    assert scrub_model_dir(tmp_path, targets(), tally)
+
+    assert json.loads((tmp_path / "users.json").read_text()) == [users[0], users[2]]
+    kept = sparse.load_npz(tmp_path / "history.npz").toarray()
+    assert kept.tolist() == [[1.0, 0.0], [3.0, 0.0]]  # row i is still user i's
+    assert pd.read_parquet(tmp_path / "features/profiles.parquet")["orders"].tolist() == [1, 3]
+    assert tally.rows_removed == 2
+    assert not scrub_model_dir(tmp_path, targets(), Tally())  # nothing more to remove
+
+
+def test_a_shopper_is_found_under_every_pseudonymisation_key_still_held() -> None:
+    old, new = base64.b64encode(b"o" * 32).decode(), base64.b64encode(b"n" * 32).decode()
+    current, keys = key_versions(json.dumps({"current": "k2", "keys": {"k1": old, "k2": new}}))
+    assert current == "k2" and set(keys) == {"k1", "k2"}
+    keyed = [Pseudonymiser(keys["k2"]), Pseudonymiser(keys["k1"])]
+    found = aliases_of("email", " Ann@Example.com ", keyed)
+    assert found == [f"e:{keyed[0].email('ann@example.com')}", f"e:{keyed[1].email('ann@example.com')}"]
+    assert aliases_of("anonymous", "visitor-1", keyed) == ["a:visitor-1"]  # cookies are never keyed
+    assert key_versions(old) == ("k1", {"k1": b"o" * 32})  # a stack from before versioned keys
+    with pytest.raises(ValueError, match="unknown id type"):
+        aliases_of("phone", "123", keyed)
+    with pytest.raises(ValueError, match="not among its keys"):
+        key_versions(json.dumps({"current": "k3", "keys": {"k1": old}}))
+
+
+def test_the_erasure_bound_follows_the_schedule_and_the_retentions() -> None:
+    env = config.environment("prod")
+    assert env.erasure_bound_hours() == 48.0  # the replaced versions' expiry (a day, plus S3's daily sweep)
+    slow = replace(env, purge_schedule="rate(1 day)")
+    assert slow.erasure_bound_hours() == config.PURGE_MIN_AGE_HOURS + 24 + config.PURGE_RUN_HOURS
+    assert replace(env, backup_days=7).erasure_bound_hours() == 7 * 24
