@@ -102,9 +102,10 @@ class Storage(Construct):
         self.pseudonym_key = self._generated_secret(
             "PseudonymKey",
             config.PSEUDONYM_KEY_SECRET,
-            "HMAC key for pseudonymising shopper ids (shopwise.privacy.pseudonyms); never rotate",
-            not_rotated_because="A new pseudonymisation key would split every profile from its history and from "
-            "the archive the models train on.",
+            "HMAC key for pseudonymising shopper ids (shopwise.privacy.pseudonyms); rotate with `shopwise keys rotate`",
+            not_rotated_because="Rotated by the operator (`shopwise keys rotate`: a new current key beside the older "
+            "ones, profiles moved to the new pseudonyms as shoppers return) — a Lambda rotator replacing the key "
+            "would split every profile from its history.",
         )
         # The keys shopper tokens are signed with ({"current": "k1", "k1": <key>}, shopwise.access.tokens): the store's
         # backend reads it to mint tokens (ServerApiPolicy), collect and serve to verify them.

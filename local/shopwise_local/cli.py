@@ -477,6 +477,24 @@ def cmd_erasures(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """The pseudonymisation key's versions, or a rotation (a new current key; the older ones stay)."""
+    from shopwise.dal.secrets import read_secret, write_secret
+    from shopwise.privacy.pseudonyms import key_versions, rotated
+    from shopwise.settings import get_settings
+
+    _attach()
+    secret = get_settings().pseudonym_key_secret
+    text = read_secret(secret, fresh=True)
+    if args.action == "rotate":
+        text, version = rotated(text)
+        write_secret(secret, text)
+        print(f"key {version} is current; events are keyed with it from the functions' next secret read (<= 5 min)")
+    current, keys = key_versions(text)
+    print(json.dumps({"current": current, "versions": sorted(keys)}))
+    return 0
+
+
 def cmd_features(args: argparse.Namespace) -> int:
     """Show one entity's features as the feature store holds them now (profiles resolved through stitching)."""
     import time
@@ -683,6 +701,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="purge: erasures at least this old (25: nothing of them can still be in the stream; 0: all, now)",
     )
     ers.set_defaults(func=cmd_erasures)
+
+    keys = sub.add_parser("keys", help="the pseudonymisation key: its versions, or rotate it (profiles stay linked)")
+    keys.add_argument("action", choices=["show", "rotate"])
+    keys.set_defaults(func=cmd_keys)
 
     feat = sub.add_parser("features", help="one entity's features in the running local stack's feature store")
     feat.add_argument("entity", choices=["profile", "session", "item", "category", "market"])

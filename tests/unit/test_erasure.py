@@ -154,3 +154,76 @@ def test_the_erasure_bound_follows_the_schedule_and_the_retentions() -> None:
     slow = replace(env, purge_schedule="rate(1 day)")
     assert slow.erasure_bound_hours() == config.PURGE_MIN_AGE_HOURS + 24 + config.PURGE_RUN_HOURS
     assert replace(env, backup_days=7).erasure_bound_hours() == 7 * 24
+
+
+# ------------------------------------------------------------------------------------------------ key rotation
+def test_a_rotation_keeps_a_customers_profile_and_an_erasure_finds_both_pseudonyms() -> None:
+    from shopwise.access.callers import Caller
+    from shopwise.ingestion.collect import collect
+    from shopwise.privacy.pseudonyms import Pseudonymiser, key_versions, rotated
+
+    class Publisher:
+        def __init__(self) -> None:
+            self.published: list[tuple[str, dict[str, Any]]] = []
+
+        def publish(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+            self.published.extend(records)
+
+    server = Caller("server", principal="arn:aws:iam::123456789012:role/store-backend")
+    old_secret = base64.b64encode(b"o" * 32).decode()
+    secret, version = rotated(old_secret)
+    current, keys = key_versions(secret)
+    assert (current, version, sorted(keys)) == ("k2", "k2", ["k1", "k2"])
+    old = Pseudonymiser(keys["k1"])
+    new = Pseudonymiser(keys["k2"], (old,))
+    now = T0 + timedelta(days=1)
+
+    def send(key: Pseudonymiser, *raws: dict[str, Any]) -> list[dict[str, Any]]:
+        publisher = Publisher()
+        result = collect(list(raws), now, publisher, key, server)
+        assert result.rejected == 0, result.results
+        return [record for _key, record in publisher.published]
+
+    def view(n: int, item: str, **ids: Any) -> dict[str, Any]:
+        when = (now - timedelta(minutes=60 - n)).isoformat()
+        return {"event_id": f"v{n}", "event_type": "product_view", "occurred_at": when, "item_id": item, **ids}
+
+    consent = {"event_type": "consent", "granted": ["personalisation"], "customer_id": "ann"}
+    before = send(
+        old,
+        {**consent, "event_id": "c0", "occurred_at": (now - timedelta(minutes=59)).isoformat()},
+        view(2, "i1", customer_id="ann"),
+    )
+    assert not [r for r in before if r["event_type"] == "rekey"]  # no older key: nothing to move
+    after = send(
+        new, view(10, "i2", customer_id="ann"), view(11, "i3", customer_id="ann"), view(12, "i4", customer_id="bob")
+    )
+    rekeys = [r for r in after if r["event_type"] == "rekey"]
+    # once per customer per batch, ahead of the customer's events, naming the older alias only
+    assert [r["previous"] for r in rekeys] == [[f"c:{old.customer('ann')}"], [f"c:{old.customer('bob')}"]]
+    assert after[0]["event_type"] == "rekey" and after[0]["customer_id"] == new.customer("ann")
+    forged = {
+        "event_id": "forged",
+        "event_type": "rekey",
+        "occurred_at": now.isoformat(),
+        "customer_id": "eve",
+        "previous": [f"c:{old.customer('ann')}"],
+    }  # eve taking over ann's history
+    refused = collect([forged], now, Publisher(), new, server).results[0]
+    assert (refused["status"], refused["field"]) == ("rejected", "event_type")  # only the collector writes one
+
+    store = Memory()
+    for batch in (before, after):
+        update_features([Delivery(parse_event(r)) for r in batch], store, lambda items: {})
+    ann_new, ann_old = f"profile#c:{new.customer('ann')}", f"profile#c:{old.customer('ann')}"
+    profile = store.docs[ann_new].data["features"]
+    assert {i for i, _at in profile["recent"]["view"]} == {"i1", "i2", "i3"}  # the history came along
+    assert profile["consent"]  # ... and the consent with it: the shopper stays personalised
+    assert store.docs[ann_old].merged_into == f"c:{new.customer('ann')}"
+    assert f"c:{old.customer('bob')}" not in str(store.docs[ann_new].data)  # two customers are still two
+
+    # an erasure by the store's id finds the shopper under both keys
+    assert aliases_of("customer", "ann", [new, *new.previous]) == [
+        f"c:{new.customer('ann')}",
+        f"c:{old.customer('ann')}",
+    ]

@@ -160,6 +160,23 @@ class Identify(EventBase):
         return list(dict.fromkeys(found))
 
 
+class Rekey(EventBase):
+    """Written by the collector, never sent by a client, while the pseudonymisation key is being rotated: the
+    aliases the event's ids had under the keys before the current one. The updater moves what those aliases hold
+    to the current ones (``shopwise.features.identity.link`` with ``rekeyed``), so a shopper keeps their profile
+    across a rotation."""
+
+    event_type: Literal["rekey"]
+    previous: Annotated[list[Annotated[str, Field(min_length=3, max_length=140)]], Field(min_length=1, max_length=16)]
+
+    def aliases(self) -> list[str]:
+        """The current aliases first (the survivors), then the previous ones."""
+        current = [self.profile_id]
+        if self.anonymous_id:
+            current.append(anonymous_alias(self.anonymous_id))
+        return list(dict.fromkeys([*current, *self.previous]))
+
+
 class Consent(EventBase):
     event_type: Literal["consent"]
     granted: list[Literal["personalisation", "marketing", "analytics"]] = []
@@ -167,7 +184,7 @@ class Consent(EventBase):
 
 
 Event = Annotated[
-    ProductView | AddToCart | RemoveFromCart | Purchase | Search | Impression | Click | Identify | Consent,
+    ProductView | AddToCart | RemoveFromCart | Purchase | Search | Impression | Click | Identify | Consent | Rekey,
     Field(discriminator="event_type"),
 ]
 EVENT_TYPES = (
@@ -180,6 +197,7 @@ EVENT_TYPES = (
     "click",
     "identify",
     "consent",
+    "rekey",
 )
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 

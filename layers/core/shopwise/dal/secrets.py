@@ -20,3 +20,11 @@ def read_secret(secret_id: str, fresh: bool = False) -> str:
     value = str(client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
     _CACHE[secret_id] = (time.monotonic(), value)
     return value
+
+
+def write_secret(secret_id: str, value: str) -> None:
+    """A new version of the secret, current from now on (functions pick it up within ``CACHE_SECONDS``)."""
+    from shopwise.dal.aws import client
+
+    client("secretsmanager").put_secret_value(SecretId=secret_id, SecretString=value)
+    _CACHE.pop(secret_id, None)

@@ -53,14 +53,18 @@ def resolve(store: Store, aliases: list[str]) -> tuple[dict[str, str], dict[str,
     raise RuntimeError(f"identity chain longer than {MAX_HOPS} hops for {sorted(aliases)}")
 
 
-def link(store: Store, aliases: list[str]) -> str:
-    """Merge the profiles of these aliases into one and point every alias at it. Idempotent; returns the survivor."""
+def link(store: Store, aliases: list[str], rekeyed: frozenset[str] = frozenset()) -> str:
+    """Merge the profiles of these aliases into one and point every alias at it. Idempotent; returns the survivor.
+    ``rekeyed``: aliases of the same ids under an older pseudonymisation key (a rotation) — never the survivor, and
+    merged even when they are customers (they are the same customer)."""
     for attempt in range(MAX_CONFLICT_RETRIES):
         target, docs = resolve(store, aliases)
-        live = sorted({t for t in target.values() if t}, key=rank)
+        old = {target[a] for a in rekeyed if target.get(a)}
+        live = sorted({t for t in target.values() if t}, key=lambda t: (t in old, *rank(t)))
         survivor = live[0]
-        # never merge two customers: other customer profiles stay apart and keep their aliases
-        absorbed = [t for t in live[1:] if not is_customer(t)] if is_customer(survivor) else live[1:]
+        # never merge two customers (other customer profiles stay apart and keep their aliases) — unless one is the
+        # other under an older key
+        absorbed = [t for t in live[1:] if not is_customer(t) or t in old] if is_customer(survivor) else live[1:]
         main = docs[profile_key(survivor)]  # a merge racing ours fails the versions in the transaction below
         features = ProfileFeatures.from_json(main.data.get("features"))
         known = list(main.data.get("aliases", []))

@@ -53,6 +53,7 @@ def collect(
     are not. The server stamps received_at (a client's value is replaced) and the event's origin: who vouched."""
     result = CollectResult()
     to_publish: list[tuple[str, dict[str, Any]]] = []
+    rekeyed: set[tuple[str, ...]] = set()
     for index, raw in enumerate(raw_events):
         event_id = raw.get("event_id") if isinstance(raw, dict) else None
         try:
@@ -66,6 +67,10 @@ def collect(
             raw = admit(caller, raw)
             event = parse_event({**raw, "received_at": received_at, "pseudonymised": False, "origin": caller.origin})
             check_clock(event, received_at)
+            rekey = pseudonymiser.rekey(event)  # a key rotation is running: the ids' older aliases, once a batch
+            if rekey is not None and tuple(rekey.previous) not in rekeyed:
+                rekeyed.add(tuple(rekey.previous))
+                to_publish.append((rekey.profile_id, to_record(rekey)))
             event = pseudonymiser.apply(event)
         except EventRejected as exc:
             result.results.append(
@@ -93,6 +98,8 @@ def admit(caller: Caller, raw: dict[str, Any]) -> dict[str, Any]:
     kind = raw.get("event_type")
     if kind == "impression":
         raise EventRejected("event_type", "impressions are recorded by the serve API itself, not sent by clients")
+    if kind == "rekey":
+        raise EventRejected("event_type", "rekey events are written by the collector during a key rotation")
     if caller.kind == SERVER:
         return raw
     if not raw.get("anonymous_id") and not raw.get("customer_id"):

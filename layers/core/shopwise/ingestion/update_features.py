@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shopwise.dal.feature_store import Conflict, Doc
-from shopwise.events import Consent, Event, Identify, RemoveFromCart, interaction_items
+from shopwise.events import Consent, Event, Identify, Rekey, RemoveFromCart, interaction_items
 from shopwise.features.definitions import (
     Context,
     ItemFeatures,
@@ -134,11 +134,12 @@ def update_features(
                 kept.append(d)
         deliveries = kept
 
-    # 1. links
-    for d in sorted((d for d in deliveries if isinstance(d.event, Identify)), key=_order):
-        assert isinstance(d.event, Identify)
+    # 1. links: logins, and during a key rotation the move from the older keys' aliases to the current ones
+    for d in sorted((d for d in deliveries if isinstance(d.event, Identify | Rekey)), key=_order):
+        assert isinstance(d.event, Identify | Rekey)
         try:
-            link(store, d.event.aliases())
+            rekeyed = frozenset(d.event.previous) if isinstance(d.event, Rekey) else frozenset()
+            link(store, d.event.aliases(), rekeyed)
             outcome.merges += 1
         except Exception as exc:  # reported per record; the rest of the batch goes on
             fail(f"alias#{d.event.profile_id}", _reason(exc), [d])
@@ -186,7 +187,7 @@ def update_features(
     for d in deliveries:
         if d.record_id in outcome.failed_records:
             status = "retry"
-        elif id(d) in fresh_ids or isinstance(d.event, Identify):  # an identify event's work is the link
+        elif id(d) in fresh_ids or isinstance(d.event, Identify | Rekey):  # their work is the link
             status = "applied"
         elif id(d) in routed:
             status = "duplicate"
@@ -206,7 +207,7 @@ def update_features(
 def _aliases(event: Event) -> list[str]:
     """Every alias of the person an event names: its profile, its visitor cookie beside a customer id, what an
     identify event links."""
-    found = event.aliases() if isinstance(event, Identify) else [event.profile_id]
+    found = event.aliases() if isinstance(event, Identify | Rekey) else [event.profile_id]
     if event.anonymous_id:
         found.append(anonymous_alias(str(event.anonymous_id)))
     return list(dict.fromkeys(found))

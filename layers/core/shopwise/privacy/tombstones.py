@@ -39,8 +39,10 @@ def blind(alias: str) -> str:
 
 
 def event_aliases(event: Mapping[str, Any]) -> list[str]:
-    """Every alias an event (a JSON object, as archived or queued) names."""
-    return [f"{kind}:{event[name]}" for name, kind in ALIAS_FIELDS.items() if event.get(name)]
+    """Every alias an event (a JSON object, as archived or queued) names (a rekey event's older ones too)."""
+    found = [f"{kind}:{event[name]}" for name, kind in ALIAS_FIELDS.items() if event.get(name)]
+    previous = event.get("previous")
+    return found + [str(a) for a in previous] if isinstance(previous, list) else found
 
 
 class Targets:
@@ -88,6 +90,7 @@ class Targets:
         if (
             fields
             and "rawData" not in text
+            and '"previous"' not in text
             and not any(blind(f"{ALIAS_FIELDS[name]}:{value}") in self.erased_at for name, value in fields)
         ):
             return False
