@@ -69,9 +69,16 @@ class ShopwiseStack(Stack):
         CfnOutput(self, "ApiUrl", value=self.serving.url)
         CfnOutput(self, "AdminApiPolicy", value=self.serving.admin_policy.managed_policy_arn)
         CfnOutput(self, "ServerApiPolicy", value=self.serving.server_policy.managed_policy_arn)
-        CfnOutput(self, "ShopperTokenKey", value=self.storage.token_key.secret_arn)
-        CfnOutput(self, "ArchiveBucket", value=self.storage.archive.bucket_name)
-        CfnOutput(self, "ArtifactsBucket", value=self.storage.artifacts.bucket_name)
+        # what `shopwise --stack NAME` resolves the stack by (shopwise.config.STACK_OUTPUTS)
+        resolved = {
+            **self.storage.function_environment(),
+            "EVENTS_STREAM": self.ingestion.stream.stream_name,
+            "ARCHIVE_BUCKET": self.storage.archive.bucket_name,
+            "ARTIFACTS_BUCKET": self.storage.artifacts.bucket_name,
+            "FAILED_EVENTS_QUEUE_URL": self.ingestion.failures.queue_url,
+        }
+        for output, variable in config.STACK_OUTPUTS.items():
+            CfnOutput(self, output, value=resolved[variable])
         CfnOutput(self, "RetrainStateMachine", value=self.training.state_machine.state_machine_arn)
         CfnOutput(self, "DriftStateMachine", value=self.drift.state_machine.state_machine_arn)
         CfnOutput(self, "PurgeStateMachine", value=self.privacy.state_machine.state_machine_arn)

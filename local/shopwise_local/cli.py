@@ -1,4 +1,5 @@
-"""`shopwise`: the command line for local runs and operations."""
+"""`shopwise`: the command line for local runs and operations — of the running local stack, or with `--stack NAME`
+of a deployed one (``shopwise_local.target``)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,26 @@ from shopwise_local.paths import SHARED_DATA, state_dir
 ERASURE_ID_TYPES = ("customer", "anonymous", "email", "device")  # shopwise.privacy.erasure.ID_TYPES
 
 
-def _attach() -> Any:
-    from shopwise_local.stack import StackInfo
+_STACK: str | None = None  # --stack: a deployed stack's name; None: the running local stack
 
-    return StackInfo.attach(state_dir())
+
+def _attach() -> Any:
+    """The stack the command acts on (``shopwise_local.target``): the running local one, or ``--stack NAME``."""
+    from shopwise_local.target import attach
+
+    return attach(_STACK, state_dir())
+
+
+def _deployed(target: Any, kind: str, payload: dict[str, Any]) -> int:
+    """Start one of a deployed stack's state machines and follow it to the end, printing each state as it goes."""
+    from shopwise.dal.stacks import run_state_machine
+
+    arn = target.state_machines.get(kind)
+    if not arn:
+        raise RuntimeError(f"stack {target.name} has no {kind} state machine output")
+    status, output = run_state_machine(arn, payload, lambda line: print(line, flush=True))
+    print(json.dumps({"status": status, "output": output}, indent=2, default=str))
+    return 0 if status == "SUCCEEDED" else 1
 
 
 def cmd_local_up(args: argparse.Namespace) -> int:
@@ -121,9 +138,11 @@ def cmd_retrain(args: argparse.Namespace, trigger: str = "manual") -> int:
     from shopwise.settings import get_settings
     from shopwise_local.pipeline import Rejected, run_pipeline
 
-    _attach()
-    settings = get_settings()
+    target = _attach()
     hps = _hyperparameters(args.hp)
+    if target.deployed:  # the retrain state machine in the account, followed from here
+        return _deployed(target, "retrain", {"trigger": trigger})
+    settings = get_settings()
     try:
         result = run_pipeline(
             settings.archive_bucket,
@@ -156,7 +175,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
     """The drift state machine's steps on the running stack: the drift job against the active model, its figures published."""
     from shopwise_local.drift import run_drift
 
-    _attach()
+    target = _attach()
+    if target.deployed:
+        return _deployed(target, "drift", {})
     report = run_drift(args.hours)
     alarms = list(report.get("alarms") or [])
     if args.json:
@@ -459,6 +480,8 @@ def cmd_erasures(args: argparse.Namespace) -> int:
     from shopwise_local.store_backend import call
 
     info = _attach()
+    if args.action == "purge" and info.deployed:
+        return _deployed(info, "purge", {})
     if args.action == "purge":
         from shopwise_local.purge import run_purge
 
@@ -549,6 +572,13 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shopwise", description=__doc__)
+    parser.add_argument(
+        "--stack",
+        default="",
+        help="operate a deployed stack (its CloudFormation name, e.g. shopwise-prod) instead of the running local one",
+    )
+    parser.add_argument("--profile", default="", help="with --stack: the AWS profile whose credentials to use")
+    parser.add_argument("--region", default="", help="with --stack: the stack's region")
     sub = parser.add_subparsers(dest="command", required=True)
 
     local = sub.add_parser("local", help="the local stack").add_subparsers(dest="local_command", required=True)
@@ -715,7 +745,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _STACK
     args = build_parser().parse_args(argv)
+    _STACK = args.stack or None
+    if args.profile:
+        os.environ["AWS_PROFILE"] = args.profile
+    if args.region:
+        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
     try:
         return int(args.func(args))
     except (RuntimeError, ValueError, FileNotFoundError) as exc:

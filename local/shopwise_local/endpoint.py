@@ -39,6 +39,11 @@ def aws_environment(endpoint_url: str) -> dict[str, str]:
     }
 
 
+def reconnect() -> None:
+    """Make new clients from this process's settings as they are now (after the target changed them)."""
+    reset_clients()
+
+
 def use_endpoint(endpoint_url: str) -> None:
     """Point this process at the endpoint (boto3 reads AWS_ENDPOINT_URL when a client is created)."""
     os.environ.update(aws_environment(endpoint_url))

@@ -22,17 +22,37 @@ MAX_SKEW_SECONDS = 15 * 60
 
 
 def _credentials() -> Credentials:
-    return Credentials(os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
+    """This process's credentials: the environment's keys (the local stack's), else the AWS settings' (a profile,
+    SSO, a role) — what an operator signs a deployed stack's admin routes with."""
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        return Credentials(
+            os.environ["AWS_ACCESS_KEY_ID"],
+            os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+            os.environ.get("AWS_SESSION_TOKEN") or None,
+        )
+    import boto3
+
+    found = boto3.session.Session().get_credentials()
+    if found is None:
+        raise RuntimeError("no AWS credentials to sign with: set a profile (--profile) or the AWS_* variables")
+    frozen = found.get_frozen_credentials()
+    return Credentials(str(frozen.access_key), str(frozen.secret_key), frozen.token)
 
 
-def _region() -> str:
+def _region(url: str = "") -> str:
+    """The region a request is signed for: the API's own (``<id>.execute-api.<region>.amazonaws.com``), else the
+    process's."""
+    host = url.split("://", 1)[-1].split("/", 1)[0]
+    parts = host.split(".")
+    if len(parts) >= 4 and parts[1] == "execute-api":
+        return parts[2]
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
 def signed_headers(method: str, url: str, body: bytes | None, headers: dict[str, str] | None = None) -> dict[str, str]:
     """The headers of a request signed with this process's credentials (what an IAM-authorised client sends)."""
     request = AWSRequest(method=method, url=url, data=body or b"", headers=dict(headers or {}))
-    SigV4Auth(_credentials(), SERVICE, _region()).add_auth(request)
+    SigV4Auth(_credentials(), SERVICE, _region(url)).add_auth(request)
     return dict(request.headers.items())
 
 

@@ -19,6 +19,7 @@ from shopwise_local.lambda_runtime import LocalFunction
 from shopwise_local.logs import LogSubscription
 from shopwise_local.poller import KinesisPoller
 from shopwise_local.resources import LocalResources, create_resources
+from shopwise_local.target import register_local
 
 QUIET_POWERTOOLS = {
     "POWERTOOLS_SERVICE_NAME": "shopwise",
@@ -113,6 +114,14 @@ class LocalStack:
             self.api_port,
             allowed_origins=self.resources.env.allowed_origins,
         ).start()
+        # the same coordinates as a CloudFormation stack: `shopwise --stack shopwise-local` resolves them as it
+        # resolves a deployed stack
+        register_local(
+            self.resources.env.physical_name("").rstrip("-"),
+            self.resources.env.name,
+            self.resources.function_environment(),
+            self.api.url,
+        )
         StackInfo(
             endpoint_url=self.endpoint.url,
             api_url=self.api.url,

@@ -300,6 +300,8 @@ def test_server_and_admin_routes_need_iam_and_the_stack_offers_a_policy_for_each
         assert route in admin and route not in server
     outputs = prod.find_outputs("*")
     assert {"ServerApiPolicy", "AdminApiPolicy", "ShopperTokenKey"} <= set(outputs)
+    # ... and everything `shopwise --stack` resolves the stack by
+    assert set(config.STACK_OUTPUTS) | set(config.OTHER_OUTPUTS) <= set(outputs)
 
 
 def test_each_campaign_runs_on_its_schedule_one_run_at_a_time_writing_only_its_cap_rows(prod: Template) -> None:

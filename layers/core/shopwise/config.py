@@ -141,6 +141,23 @@ CAMPAIGNS_PREFIX = "campaigns/"  # campaign runs' exports
 ERASURES_PREFIX = "privacy/erasures/"  # erasures not purged yet: what training, the load and the purge job skip
 TRANSFORM_REQUESTS_KEY = "transform/requests.jsonl"
 
+# What the stack tells an operator's CLI (``shopwise --stack NAME``), as CloudFormation outputs: output key -> the
+# function environment variable it fills (the CLI runs the same data-access code the functions run); and the rest.
+STACK_OUTPUTS = {
+    "FeaturesTable": FEATURES.env_var,
+    "ItemsTable": ITEMS.env_var,
+    "RecommendationsTable": RECOMMENDATIONS.env_var,
+    "ConfigTable": CONFIG.env_var,
+    "EventsStream": "EVENTS_STREAM",
+    "ArchiveBucket": "ARCHIVE_BUCKET",
+    "ArtifactsBucket": "ARTIFACTS_BUCKET",
+    "FailureQueueUrl": "FAILED_EVENTS_QUEUE_URL",
+    "PseudonymKey": "PSEUDONYM_KEY_SECRET",
+    "ShopperTokenKey": "SHOPPER_TOKEN_SECRET",
+}
+OTHER_OUTPUTS = ("ApiUrl", "RetrainStateMachine", "DriftStateMachine", "PurgeStateMachine")
+ENVIRONMENT_TAG = "environment"  # the stack's tag naming its environment (its settings in ENVIRONMENTS)
+
 # CORS: what a browser on an allowed origin may send (the stack's HTTP API and the local one agree)
 CORS_METHODS = ("GET", "POST", "OPTIONS")
 CORS_HEADERS = ("authorization", "content-type")

@@ -1,0 +1,101 @@
+"""Which stack the CLI operates: the running local stack (the default), or a deployed one named with ``--stack``.
+
+A deployed stack is resolved from its CloudFormation outputs (``shopwise.config.STACK_OUTPUTS``: tables, stream,
+buckets, failure queue, secrets; the API URL; the state machines) and its ``environment`` tag, with the operator's
+own credentials (``--profile``, ``--region`` or the usual AWS settings). The CLI then runs the same data-access
+code the functions run, against that stack. The local stack registers the same outputs in the local endpoint's
+CloudFormation when it starts, so ``--stack shopwise-local`` (with ``AWS_ENDPOINT_URL`` pointing at the local
+endpoint) goes through exactly this path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shopwise import config
+from shopwise.dal.stacks import StackMissing, put_stack, stack_outputs
+from shopwise.settings import get_settings
+from shopwise_local.endpoint import reconnect
+
+
+class StackNotFound(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # "local" (the running local stack) or the CloudFormation stack's name
+    environment: str  # its settings in shopwise.config.ENVIRONMENTS
+    api_url: str
+    function_environment: dict[str, str]
+    state_machines: dict[str, str] = field(default_factory=dict)  # retrain, drift, purge -> ARN (deployed only)
+    deployed: bool = False
+
+    def activate(self) -> Target:
+        """Point this process at the target: the functions' environment, fresh clients and settings."""
+        os.environ.update(self.function_environment)
+        os.environ["SHOPWISE_ENV"] = self.environment
+        reconnect()  # clients made before hold the old settings
+        get_settings.cache_clear()
+        return self
+
+
+def stack_template(outputs: dict[str, str], environment: str) -> dict[str, Any]:
+    """A CloudFormation template whose only content is the outputs (what the local stack registers)."""
+    return {
+        "Description": "shopwise local stack: its resources live in the local endpoint; these are its coordinates",
+        "Resources": {"Coordinates": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items() if value},
+    }
+
+
+def register_local(name: str, environment: str, function_environment: dict[str, str], api_url: str) -> None:
+    """Record the local stack's coordinates as a CloudFormation stack in the local endpoint (replacing an older
+    registration of the same name)."""
+    by_variable = {variable: output for output, variable in config.STACK_OUTPUTS.items()}
+    outputs = {by_variable[k]: v for k, v in function_environment.items() if k in by_variable}
+    outputs["ApiUrl"] = api_url
+    put_stack(name, stack_template(outputs, environment), {config.ENVIRONMENT_TAG: environment})
+
+
+def resolve_stack(name: str) -> Target:
+    """A deployed stack's coordinates from CloudFormation (the operator's credentials and region)."""
+    try:
+        outputs, tags = stack_outputs(name)
+    except StackMissing as exc:
+        raise StackNotFound(f"no stack {name!r} in this account and region: {exc}") from None
+    missing = sorted(set(config.STACK_OUTPUTS) - set(outputs))
+    if missing:
+        raise StackNotFound(
+            f"stack {name!r} lacks the outputs {', '.join(missing)}: is it a shopwise stack, deployed by this version?"
+        )
+    environment = tags.get(config.ENVIRONMENT_TAG) or name.removeprefix(f"{config.SERVICE}-")
+    env = config.environment(environment)
+    names = {variable: outputs[output] for output, variable in config.STACK_OUTPUTS.items()}
+    from shopwise.settings import environment_variables
+
+    return Target(
+        name=name,
+        environment=env.name,
+        api_url=outputs.get("ApiUrl", "").rstrip("/"),
+        function_environment=environment_variables(env, names),
+        state_machines={
+            kind: outputs[f"{kind.title()}StateMachine"]
+            for kind in ("retrain", "drift", "purge")
+            if f"{kind.title()}StateMachine" in outputs
+        },
+        deployed=True,
+    )
+
+
+def attach(stack: str | None, state: Path) -> Target:
+    """The target the CLI's operations commands act on."""
+    if stack:
+        return resolve_stack(stack).activate()
+    from shopwise_local.stack import StackInfo
+
+    info = StackInfo.attach(state)
+    return Target("local", "local", info.api_url.rstrip("/"), dict(info.function_environment))
