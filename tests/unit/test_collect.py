@@ -147,3 +147,43 @@ def test_impressions_come_from_no_client_not_even_the_stores_servers() -> None:
     fake = event("imp", event_type="impression", recommendation_id="r1", items=["a", "b"], item_id=None)
     result = collect([fake], NOW, publisher, KEY, SERVER)
     assert result.results[0]["field"] == "event_type" and publisher.published == []
+
+
+def test_numbers_no_store_charges_and_times_no_calendar_holds_are_rejected_alone() -> None:
+    publisher = RecordingPublisher()
+    buy = {"event_type": "purchase", "order_id": "o1", "item_id": None}
+    batch = [
+        event("inf-price", **buy, items=[{"item_id": "i", "unit_price": float("inf")}]),
+        event("nan-revenue", **buy, items=[{"item_id": "i", "unit_price": 1.0}], revenue=float("nan")),
+        event("huge", **buy, items=[{"item_id": "i", "unit_price": 1e13}]),
+        event("year-one", occurred_at="0001-01-01T00:00:00+01:00"),
+        event("tiny", **buy, items=[{"item_id": "i", "unit_price": 1e-200}]),  # a price of 0 after rounding
+        event("fine"),
+    ]
+    batch = [{k: v for k, v in e.items() if v is not None} for e in batch]
+
+    result = collect(batch, NOW, publisher, KEY, SERVER)
+
+    fields = {r["event_id"]: r.get("field") for r in result.results if r["status"] == "rejected"}
+    assert fields == {
+        "inf-price": "items.0.unit_price",
+        "nan-revenue": "revenue",
+        "huge": "items.0.unit_price",
+        "year-one": "occurred_at",
+    }
+    published = {record["event_id"]: record for _, record in publisher.published}
+    assert set(published) == {"tiny", "fine"}
+    assert published["tiny"]["items"][0]["unit_price"] == 0.0
+    assert "Infinity" not in json.dumps(published) and "NaN" not in json.dumps(published)
+
+
+def test_a_catalog_price_is_a_finite_amount_too() -> None:
+    from pydantic import ValidationError
+
+    from shopwise.catalog.api import ItemPatch
+
+    for bad in (float("nan"), float("inf"), -1.0, 1e13):
+        with pytest.raises(ValidationError, match="price"):
+            ItemPatch(item_id="x", price=bad)
+    assert ItemPatch(item_id="x", price=1e-200).price == 0.0  # DynamoDB holds no number that small
+    assert ItemPatch(item_id="x", price=12.3456789).price == 12.345679

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,6 +31,10 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_PAST_AGE = timedelta(days=90)
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
+# an amount of money: finite (JSON's Infinity, NaN and 1e999 are refused), within what any store charges, and
+# rounded to micro-units (so a DynamoDB number, whose smallest magnitude is 1e-130, always holds it)
+MAX_AMOUNT = 1e12
+Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False), AfterValidator(lambda v: round(v, 6))]
 Market = Annotated[str, Field(min_length=2, max_length=8)]
 
 
@@ -56,7 +61,10 @@ class EventBase(BaseModel):
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first moment UTC can hold
+            raise ValueError("a time no calendar holds in UTC") from None
 
     @model_validator(mode="after")
     def _someone(self) -> EventBase:
@@ -95,7 +103,7 @@ class LineItem(BaseModel):
 
     item_id: Id
     quantity: Annotated[int, Field(ge=1, le=10_000)] = 1
-    unit_price: Annotated[float, Field(ge=0)] = 0.0
+    unit_price: Amount = 0.0
     currency: Annotated[str, Field(min_length=3, max_length=3)] = "USD"
 
 
@@ -103,7 +111,7 @@ class Purchase(EventBase):
     event_type: Literal["purchase"]
     order_id: Id
     items: Annotated[list[LineItem], Field(min_length=1, max_length=500)]
-    revenue: Annotated[float, Field(ge=0)] | None = None
+    revenue: Amount | None = None
     currency: Annotated[str, Field(min_length=3, max_length=3)] = "USD"
 
 

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shopwise.events import Amount
+
 MAX_ITEMS_PER_REQUEST = 100
 MAX_BODY_BYTES = 1_000_000
 
@@ -24,7 +26,7 @@ class ItemPatch(BaseModel):
     item_id: Annotated[str, Field(min_length=1, max_length=128)]
     title: Annotated[str, Field(max_length=512)] | None = None
     category: Annotated[str, Field(max_length=512)] | None = None
-    price: Annotated[float, Field(ge=0)] | None = None
+    price: Amount | None = None
     in_stock: bool | None = None
     brand: Annotated[str, Field(max_length=128)] | None = None
     market: Annotated[str, Field(max_length=8)] | None = None
