@@ -752,14 +752,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["AWS_PROFILE"] = args.profile
     if args.region:
         os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
-    from botocore.exceptions import BotoCoreError, ClientError
+    from shopwise.dal.errors import AWS_ERRORS
 
     try:
         return int(args.func(args))
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (BotoCoreError, ClientError) as exc:  # no region, no credentials, access denied: say which, briefly
+    except AWS_ERRORS as exc:  # no region, no credentials, access denied: say which, briefly
         where = f" (stack {_STACK}: set --region and --profile, or the AWS_* settings)" if _STACK else ""
         print(f"error: AWS said: {exc}{where}", file=sys.stderr)
         return 1
