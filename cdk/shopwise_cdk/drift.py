@@ -15,7 +15,6 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -28,6 +27,7 @@ from shopwise_cdk.nag import acknowledge, invokes_any_version
 from shopwise_cdk.sagemaker import channel, sagemaker_job_role, script_job
 from shopwise_cdk.storage import Storage
 from shopwise_cdk.training import TrainingPipeline
+from shopwise_cdk.workflows import lambda_step, state_machine
 
 NAMESPACE = "shopwise"
 
@@ -105,15 +105,7 @@ class DriftMonitor(Construct):
     def _build_state_machine(
         self, env: EnvironmentConfig, storage: Storage, training: TrainingPipeline
     ) -> sfn.StateMachine:
-        champion = tasks.LambdaInvoke(
-            self,
-            "Find the champion",
-            lambda_function=training.registry,
-            payload=sfn.TaskInput.from_object({"action": "champion"}),
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            result_path="$.champion",
-        )
+        champion = lambda_step(self, "Find the champion", training.registry, {"action": "champion"}, "$.champion")
         drift_job = script_job(
             self,
             "Drift job",
@@ -135,33 +127,25 @@ class DriftMonitor(Construct):
             max_runtime=Duration.hours(2),
             result_path="$.drift",
         )
-        publish = tasks.LambdaInvoke(
+        publish = lambda_step(
             self,
             "Publish the figures",
-            lambda_function=self.publisher,
-            payload=sfn.TaskInput.from_object(
-                {"model_uri": sfn.JsonPath.string_at("$.drift.ModelArtifacts.S3ModelArtifacts")}
-            ),
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            result_path="$.published",
+            self.publisher,
+            {"model_uri": sfn.JsonPath.string_at("$.drift.ModelArtifacts.S3ModelArtifacts")},
+            "$.published",
         )
         definition = champion.next(
             sfn.Choice(self, "A model serving?")
             .when(sfn.Condition.boolean_equals("$.champion.present", True), drift_job.next(publish))
             .otherwise(sfn.Succeed(self, "No model serves yet"))
         )
-        return sfn.StateMachine(
+        return state_machine(
             self,
             "StateMachine",
             comment="find the champion -> drift job -> publish its figures as CloudWatch metrics",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            definition=definition,
             timeout=Duration.hours(3),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=logs.LogGroup(self, "StateMachineLogs", retention=logs.RetentionDays.ONE_MONTH),
-                level=sfn.LogLevel.ALL,
-            ),
+            logs_id="StateMachineLogs",
         )
 
     def _build_alarms(self, env: EnvironmentConfig, training: TrainingPipeline) -> list[cloudwatch.Alarm]:

@@ -16,7 +16,6 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -32,6 +31,7 @@ from shopwise_cdk.sagemaker import sagemaker_job_role, script_job
 from shopwise_cdk.serving import ServingApi
 from shopwise_cdk.storage import Storage
 from shopwise_cdk.training import TrainingPipeline
+from shopwise_cdk.workflows import lambda_step, state_machine
 
 
 class Privacy(Construct):
@@ -183,15 +183,7 @@ class Privacy(Construct):
     def _build_state_machine(
         self, env: EnvironmentConfig, storage: Storage, training: TrainingPipeline
     ) -> sfn.StateMachine:
-        plan = tasks.LambdaInvoke(
-            self,
-            "Plan",
-            lambda_function=self.purge,
-            payload=sfn.TaskInput.from_object({"action": "plan"}),
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            result_path="$.plan",
-        )
+        plan = lambda_step(self, "Plan", self.purge, {"action": "plan"}, "$.plan")
         job = script_job(
             self,
             "Purge job",
@@ -215,33 +207,25 @@ class Privacy(Construct):
             result_path=sfn.JsonPath.DISCARD,
         )
         job.add_retry(errors=["States.TaskFailed"], max_attempts=1, interval=Duration.minutes(5))
-        finish = tasks.LambdaInvoke(
+        finish = lambda_step(
             self,
             "Finish",
-            lambda_function=self.purge,
-            payload=sfn.TaskInput.from_object(
-                {"action": "finish", "plan_key": sfn.JsonPath.string_at("$.plan.plan_key")}
-            ),
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            result_path="$.done",
+            self.purge,
+            {"action": "finish", "plan_key": sfn.JsonPath.string_at("$.plan.plan_key")},
+            "$.done",
         )
         definition = plan.next(
             sfn.Choice(self, "Any erasure due?")
             .when(sfn.Condition.number_greater_than("$.plan.erasures", 0), job.next(finish))
             .otherwise(sfn.Succeed(self, "Nothing to purge"))
         )
-        machine = sfn.StateMachine(
+        machine = state_machine(
             self,
             "StateMachine",
             comment="plan -> purge job (rewrite S3) -> finish (failure queue, receipts)",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            definition=definition,
             timeout=Duration.hours(config.PURGE_RUN_HOURS * 2 + 1),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=logs.LogGroup(self, "StateMachineLogs", retention=logs.RetentionDays.ONE_MONTH),
-                level=sfn.LogLevel.ALL,
-            ),
+            logs_id="StateMachineLogs",
         )
         acknowledge(
             machine,

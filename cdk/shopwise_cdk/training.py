@@ -4,14 +4,11 @@ schedule (and the drift alarms, ``shopwise_cdk.drift``, start it too)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_cdk import Duration
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -25,6 +22,7 @@ from shopwise_cdk.functions import Layers, python_function
 from shopwise_cdk.nag import acknowledge, invokes_any_version, s3_grant_actions
 from shopwise_cdk.sagemaker import JSON_LINES, channel, framework_image, sagemaker_job_role, script_job
 from shopwise_cdk.storage import Storage
+from shopwise_cdk.workflows import lambda_step, state_machine
 
 
 class TrainingPipeline(Construct):
@@ -143,8 +141,8 @@ class TrainingPipeline(Construct):
             .when(sfn.Condition.is_present("$.trigger"), named)
             .otherwise(named_manual)
         )
-        export = self._lambda_step("Export catalog", self.export_catalog, None, "$.catalog")
-        champion = self._lambda_step("Find the champion", self.registry, {"action": "champion"}, "$.champion")
+        export = lambda_step(self, "Export catalog", self.export_catalog, None, "$.catalog")
+        champion = lambda_step(self, "Find the champion", self.registry, {"action": "champion"}, "$.champion")
         # the active model, scored beside the candidate on what neither trained on (the gate's comparison)
         train_against = self._training_job(
             "Train against the champion",
@@ -153,7 +151,8 @@ class TrainingPipeline(Construct):
             [channel("champion", tasks.S3Location.from_json_expression("$.champion.model_uri"))],
         )
         train_first = self._training_job("Train the first model", env, storage, [])
-        gate = self._lambda_step(
+        gate = lambda_step(
+            self,
             "Gate",
             self.registry,
             {
@@ -166,7 +165,8 @@ class TrainingPipeline(Construct):
             "$.gate",
         )
         rejected = sfn.Fail(self, "Rejected by the gate", error="Rejected", cause_path="$.gate.reason")
-        promote = self._lambda_step(
+        promote = lambda_step(
+            self,
             "Promote",
             self.registry,
             {"action": "promote", "version": sfn.JsonPath.string_at("$.job_name"), "output_uri": output_uri},
@@ -189,17 +189,13 @@ class TrainingPipeline(Construct):
             )
             .otherwise(rejected)
         )
-        return sfn.StateMachine(
+        return state_machine(
             self,
             "Retrain",
             comment="export -> champion -> train -> gate -> model -> batch transform -> load (standby slot) -> promote",
-            definition_body=sfn.DefinitionBody.from_chainable(prepare),
+            definition=prepare,
             timeout=Duration.hours(8),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=logs.LogGroup(self, "RetrainLogs", retention=logs.RetentionDays.ONE_MONTH),
-                level=sfn.LogLevel.ALL,
-            ),
+            logs_id="RetrainLogs",
         )
 
     def _training_job(
@@ -229,19 +225,6 @@ class TrainingPipeline(Construct):
             volume_gib=50,
             max_runtime=Duration.hours(4),
             result_path="$.training",
-        )
-
-    def _lambda_step(
-        self, construct_id: str, function: Any, payload: dict[str, Any] | None, result_path: str
-    ) -> tasks.LambdaInvoke:
-        return tasks.LambdaInvoke(
-            self,
-            construct_id,
-            lambda_function=function,
-            payload=sfn.TaskInput.from_object(payload) if payload is not None else None,
-            payload_response_only=True,
-            retry_on_service_exceptions=True,
-            result_path=result_path,
         )
 
     def _transform_and_load(self, env: EnvironmentConfig, output_uri: str) -> sfn.Chain:
@@ -288,7 +271,8 @@ class TrainingPipeline(Construct):
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             result_path=sfn.JsonPath.DISCARD,
         )
-        load = self._lambda_step(
+        load = lambda_step(
+            self,
             "Load recommendations",
             self.load,
             {"output_uri": output_uri, "model_version": sfn.JsonPath.string_at("$.job_name")},

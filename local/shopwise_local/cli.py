@@ -10,10 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shopwise.keys import ID_TYPES
 from shopwise_local.paths import SHARED_DATA, state_dir
-
-ERASURE_ID_TYPES = ("customer", "anonymous", "email", "device")  # shopwise.privacy.erasure.ID_TYPES
-
 
 _STACK: str | None = None  # --stack: a deployed stack's name; None: the running local stack
 
@@ -435,12 +433,10 @@ def _erasure_ids(args: argparse.Namespace) -> list[tuple[str, str]]:
             if not line:
                 continue
             kind, comma, value = line.partition(",")
-            if comma and kind.strip() in ERASURE_ID_TYPES:
+            if comma and kind.strip() in ID_TYPES:
                 found.append((kind.strip(), value.strip()))
             elif comma:
-                raise ValueError(
-                    f"{args.file}:{number}: unknown id type {kind.strip()!r} ({', '.join(ERASURE_ID_TYPES)})"
-                )
+                raise ValueError(f"{args.file}:{number}: unknown id type {kind.strip()!r} ({', '.join(ID_TYPES)})")
             else:
                 found.append((args.type, line))
     if not found:
@@ -715,7 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     erase = sub.add_parser("erase", help="erase shoppers everywhere (DELETE /v1/users/{id}); prints each receipt")
     erase.add_argument("ids", nargs="*", help="the shoppers' ids (of --type)")
-    erase.add_argument("--type", choices=ERASURE_ID_TYPES, default="customer", help="what the ids are")
+    erase.add_argument("--type", choices=ID_TYPES, default="customer", help="what the ids are")
     erase.add_argument("--file", type=Path, help='a bulk file: one id per line, or "type,id" lines')
     erase.add_argument("--quiet", action="store_true", help="print only the erasure ids")
     erase.set_defaults(func=cmd_erase)

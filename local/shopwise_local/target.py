@@ -43,7 +43,7 @@ class Target:
         return self
 
 
-def stack_template(outputs: dict[str, str], environment: str) -> dict[str, Any]:
+def stack_template(outputs: dict[str, str]) -> dict[str, Any]:
     """A CloudFormation template whose only content is the outputs (what the local stack registers)."""
     return {
         "Description": "shopwise local stack: its resources live in the local endpoint; these are its coordinates",
@@ -58,7 +58,7 @@ def register_local(name: str, environment: str, function_environment: dict[str, 
     by_variable = {variable: output for output, variable in config.STACK_OUTPUTS.items()}
     outputs = {by_variable[k]: v for k, v in function_environment.items() if k in by_variable}
     outputs["ApiUrl"] = api_url
-    put_stack(name, stack_template(outputs, environment), {config.ENVIRONMENT_TAG: environment})
+    put_stack(name, stack_template(outputs), {config.ENVIRONMENT_TAG: environment})
 
 
 def resolve_stack(name: str) -> Target:

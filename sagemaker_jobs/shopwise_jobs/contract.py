@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,15 @@ class TrainingContract:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         reason = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
         (self.output_dir / "failure").write_text(reason[:1024])
+
+
+def run_job(job: Callable[[TrainingContract], Any], argv: list[str] | None = None) -> int:
+    """A script-mode entrypoint: the contract from the environment and the arguments, the job run on it, and a
+    failure's reason written where SageMaker reads it before the exception ends the process."""
+    contract = TrainingContract.from_environment(sys.argv[1:] if argv is None else argv)
+    try:
+        job(contract)
+    except Exception as exc:
+        contract.fail(exc)
+        raise
+    return 0

@@ -11,7 +11,6 @@ for the job's metric definitions.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from shopwise import config
 from shopwise.dal.objects import list_keys, read_json_lines
 from shopwise.events import Event, parse_event, trusted
 from shopwise.lifecycle.figures import DriftFigures
-from shopwise_jobs.contract import TrainingContract
+from shopwise_jobs.contract import TrainingContract, run_job
 from shopwise_jobs.drift import DriftReport, drift_for_model
 from shopwise_jobs.training import unpack_champion
 
@@ -73,10 +72,4 @@ def run(contract: TrainingContract, now: float | None = None) -> DriftReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    contract = TrainingContract.from_environment(sys.argv[1:] if argv is None else argv)
-    try:
-        run(contract)
-    except Exception as exc:
-        contract.fail(exc)
-        raise
-    return 0
+    return run_job(run, argv)

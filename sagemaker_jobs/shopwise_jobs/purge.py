@@ -38,7 +38,7 @@ from shopwise.config import ARCHIVE_EVENTS_PREFIX, ERASURES_PREFIX
 from shopwise.dal.objects import delete_version, get_version, list_versions, put_bytes
 from shopwise.privacy.purge import load_plan, plan_targets, scrub_lines, tally_key
 from shopwise.privacy.tombstones import ALIAS_FIELDS, Targets
-from shopwise_jobs.contract import TrainingContract
+from shopwise_jobs.contract import TrainingContract, run_job
 
 BINARY = (".npy", ".npz")  # arrays: no ids in them (the user index beside them says whose rows they are)
 _DAY = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/")
@@ -197,10 +197,4 @@ def run(contract: TrainingContract) -> Tally:
 
 
 def main(argv: list[str] | None = None) -> int:
-    contract = TrainingContract.from_environment(sys.argv[1:] if argv is None else argv)
-    try:
-        run(contract)
-    except Exception as exc:
-        contract.fail(exc)
-        raise
-    return 0
+    return run_job(run, argv)

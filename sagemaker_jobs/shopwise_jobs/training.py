@@ -6,7 +6,6 @@ refit on everything, write the model directory and metrics.json. Runs under the 
 from __future__ import annotations
 
 import json
-import sys
 import tarfile
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from shopwise.dal.erasures import pending_targets
 from shopwise.features.definitions import KIND_WEIGHTS, Context
 from shopwise.lifecycle.figures import TrainingMetrics
 from shopwise_jobs.artifacts import TrainedModel
-from shopwise_jobs.contract import TrainingContract
+from shopwise_jobs.contract import TrainingContract, run_job
 from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
 from shopwise_jobs.drift import event_mix
 from shopwise_jobs.evaluation import KS, Evaluation, evaluate
@@ -454,10 +453,4 @@ def train(contract: TrainingContract, log: Log = print) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    contract = TrainingContract.from_environment(sys.argv[1:] if argv is None else argv)
-    try:
-        train(contract)
-    except Exception as exc:
-        contract.fail(exc)
-        raise
-    return 0
+    return run_job(train, argv)

@@ -26,6 +26,7 @@ from shopwise.privacy.pseudonyms import Pseudonymiser, key_versions
 from shopwise.privacy.purge import scrub_lines
 from shopwise.privacy.tombstones import Targets, blind, targets_of
 from shopwise_jobs.purge import Tally, scrub_model_dir
+from tests.fakes import MemoryStore
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 CUSTOMER = "c" * 32  # a pseudonym
@@ -38,21 +39,6 @@ def at(minutes: float) -> str:
 
 def targets() -> Targets:
     return targets_of([{"erased_at": ERASED_AT, "targets": [blind(f"c:{CUSTOMER}"), blind("a:visitor-1")]}])
-
-
-class Memory:
-    def __init__(self) -> None:
-        self.docs: dict[str, Doc] = {}
-
-    def read(self, keys: list[str]) -> dict[str, Doc]:
-        return {k: replace(self.docs[k]) if k in self.docs else Doc(k) for k in keys}
-
-    def write(self, doc: Doc) -> None:
-        self.docs[doc.key] = replace(doc, version=doc.version + 1)
-
-    def transact(self, docs: list[Doc]) -> None:
-        for doc in docs:
-            self.write(doc)
 
 
 def event(n: int, kind: str, minutes: float, **fields: Any) -> Delivery:
@@ -81,7 +67,7 @@ def test_free_text_keys_and_failure_records_are_recognised() -> None:
 
 
 def test_the_updater_drops_what_an_erased_alias_sent_before_its_erasure() -> None:
-    store = Memory()
+    store = MemoryStore()
     store.write(Doc(tombstone_key(blind("a:visitor-1")), {"erased_at": ERASED_AT}))
     before = [
         event(1, "consent", 10, anonymous_id="visitor-1", granted=["personalisation"]),
@@ -212,7 +198,7 @@ def test_a_rotation_keeps_a_customers_profile_and_an_erasure_finds_both_pseudony
     refused = collect([forged], now, Publisher(), new, server).results[0]
     assert (refused["status"], refused["field"]) == ("rejected", "event_type")  # only the collector writes one
 
-    store = Memory()
+    store = MemoryStore()
     for batch in (before, after):
         update_features([Delivery(parse_event(r)) for r in batch], store, lambda items: {})
     ann_new, ann_old = f"profile#c:{new.customer('ann')}", f"profile#c:{old.customer('ann')}"

@@ -163,29 +163,13 @@ def test_segment_popularity_decays() -> None:
 
 
 def test_a_failed_read_of_the_serving_rows_leaves_the_views_and_lands_the_features() -> None:
-    from dataclasses import replace
-
-    from shopwise.dal.feature_store import Doc
     from shopwise.ingestion.update_features import Delivery, update_features
-
-    class Memory:
-        def __init__(self) -> None:
-            self.docs: dict[str, Doc] = {}
-
-        def read(self, keys: list[str]) -> dict[str, Doc]:
-            return {k: replace(self.docs[k]) if k in self.docs else Doc(k) for k in keys}
-
-        def write(self, doc: Doc) -> None:
-            self.docs[doc.key] = replace(doc, version=doc.version + 1)
-
-        def transact(self, docs: list[Doc]) -> None:
-            for doc in docs:
-                self.write(doc)
+    from tests.fakes import MemoryStore
 
     def broken(keys: list[str]) -> dict[str, list[StoredPick]]:
         raise TimeoutError("recommendations table throttled")
 
-    store = Memory()
+    store = MemoryStore()
     events = [ev(0, "consent", 0), ev(1, "product_view", 1, item_id="i1")]
     outcome = update_features([Delivery(e) for e in events], store, lambda items: {}, rows=broken)
     assert outcome.views_skipped.startswith("TimeoutError") and not outcome.failed

@@ -13,6 +13,11 @@ DEVICE = "d"
 EMAIL = "e"
 
 
+# what a store names a shopper by (an erasure request, the API's id_type): its account id, a visitor cookie id, an
+# email address, a device id
+ID_TYPES = ("customer", "anonymous", "email", "device")
+
+
 def customer_alias(pseudonym: str) -> str:
     return f"{CUSTOMER}:{pseudonym}"
 

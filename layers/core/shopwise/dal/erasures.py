@@ -20,14 +20,13 @@ from shopwise.privacy.tombstones import Targets, targets_of
 
 class ErasureRow(Model):
     pk = UnicodeAttribute(hash_key=True)
-    record = UnicodeAttribute()  # the receipt, JSON (shopwise.privacy.erasure.Erasure)
-    status = UnicodeAttribute()  # purging | complete
+    record = (
+        UnicodeAttribute()
+    )  # the receipt, JSON (shopwise.privacy.erasure.Erasure): its stores say when each finished
 
 
-def put(config_table: str, erasure_id: str, record: dict[str, Any], status: str) -> None:
-    bound(ErasureRow, config_table)(
-        erasure_key(erasure_id), record=json.dumps(record, sort_keys=True), status=status
-    ).save()
+def put(config_table: str, erasure_id: str, record: dict[str, Any]) -> None:
+    bound(ErasureRow, config_table)(erasure_key(erasure_id), record=json.dumps(record, sort_keys=True)).save()
 
 
 def get(config_table: str, erasure_id: str) -> dict[str, Any] | None:

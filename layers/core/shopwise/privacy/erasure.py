@@ -34,6 +34,7 @@ from shopwise.features.identity import resolve
 from shopwise.keys import (
     CUSTOMER,
     EMAIL,
+    ID_TYPES,
     SLOTS,
     alias_key,
     anonymous_alias,
@@ -52,8 +53,6 @@ from shopwise.keys import (
 from shopwise.privacy.pseudonyms import Pseudonymiser
 from shopwise.privacy.tombstones import TOMBSTONE_DAYS, blind
 
-PURGE_AFTER_HOURS = 25.0  # the stream keeps records 24 hours: after that nothing of an erasure can still land
-ID_TYPES = ("customer", "anonymous", "email", "device")  # what a store names a shopper by in an erasure request
 STORES = ("feature_store", "recommendations", "campaign_caps", "archive", "artifacts", "failure_queue")
 
 
@@ -64,24 +63,16 @@ class Erasure:
     erasure_id: str
     requested_at: float
     requested_by: str
-    aliases: int = 0
-    profiles: int = 0
-    sessions: int = 0
+    aliases: int = 0  # aliases of the person found through stitching
+    profiles: int = 0  # profile rows deleted (the live one and those merged into it)
+    sessions: int = 0  # session rows deleted
     rows_deleted: dict[str, int] = field(default_factory=dict)
     stores: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(STORES))  # store -> finished at
     purge: dict[str, int] = field(default_factory=dict)  # what the purge job removed: events, objects, messages
     targets: list[str] = field(default_factory=list)  # blinded aliases, until the purge is done
 
-    @property
-    def complete(self) -> bool:
-        return all(self.stores.get(s) for s in STORES)
-
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Erasure:
-        return cls(**data)
 
 
 def aliases_of(id_type: str, raw_id: str, pseudonymisers: list[Pseudonymiser]) -> list[str]:
@@ -119,13 +110,14 @@ def person(store: FeatureStore, aliases: list[str]) -> Person:
     for doc in docs.values():
         found |= {str(a) for a in doc.data.get("aliases", [])}
     profiles = {a for a in found if can_own_profile(a)}
-    stored = store.read([profile_key(p) for p in profiles])
-    for doc in stored.values():  # a merged profile's tombstone lists its own aliases too
+    # the merged profiles resolve did not read (a merged profile's tombstone lists its own aliases too)
+    stored = {**docs, **store.read([profile_key(p) for p in profiles if profile_key(p) not in docs])}
+    for doc in stored.values():
         found |= {str(a) for a in doc.data.get("aliases", [])}
     profiles = {a for a in found if can_own_profile(a)}
     sessions: set[str] = set()
     firsts = []
-    for doc in [*stored.values(), *docs.values()]:
+    for doc in stored.values():
         features = ProfileFeatures.from_json(doc.data.get("features"))
         sessions |= {str(s) for s, _at in features.sessions}
         firsts.append(features.first_event_at)
@@ -140,7 +132,7 @@ def erase(aliases: list[str], tables: Tables, bucket: str, requested_by: str, no
     now = time.time() if now is None else now
     who = person(FeatureStore(tables.features), aliases)
     receipt = Erasure(f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{uuid.uuid4().hex[:8]}", now, requested_by)
-    receipt.aliases, receipt.profiles, receipt.sessions = len(who.aliases), len(who.profiles), len(who.sessions)
+    receipt.aliases = len(who.aliases)
     # first what the jobs and the updater need (a failure later leaves the person findable, and a retry finishes)
     receipt.targets = sorted({blind(a) for a in who.aliases})
     expires = int(now + TOMBSTONE_DAYS * 86400)
@@ -166,5 +158,8 @@ def erase(aliases: list[str], tables: Tables, bucket: str, requested_by: str, no
         present = {item["pk"]["S"] for item in get_many(table, [pk(k) for k in keys], projection="pk", consistent=True)}
         receipt.rows_deleted[store] = batch_delete(table, [pk(k) for k in keys if k in present])
         receipt.stores[store] = time.time()
-    records.put(tables.config, receipt.erasure_id, receipt.to_json(), "purging")
+        if store == "feature_store":
+            receipt.profiles = sum(profile_key(p) in present for p in who.profiles)
+            receipt.sessions = sum(session_key(s) in present for s in who.sessions)
+    records.put(tables.config, receipt.erasure_id, receipt.to_json())
     return receipt

@@ -128,7 +128,7 @@ def finish(
         receipt["stores"] = {**receipt.get("stores", {}), "archive": done, "artifacts": done, "failure_queue": done}
         receipt["purge"] = {**total, "run": run}
         receipt["targets"] = []
-        records.put(config_table, erasure_id, receipt, "complete")
+        records.put(config_table, erasure_id, receipt)
         records.done(bucket, erasure_id)
     for key in [*leftovers, plan_object]:
         delete_key(bucket, key)
