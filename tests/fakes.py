@@ -1,11 +1,15 @@
-"""An in-memory feature store for unit tests of the updater: the read / write / transact primitives of
-``shopwise.features.identity.Store``, with versions, and no conflicts."""
+"""In-memory stand-ins for unit tests of the updater: the feature store's read / write / transact primitives
+(``shopwise.features.identity.Store``, with versions, and no conflicts) and the event ledger's
+(``shopwise.ingestion.update_features.Ledger``)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from dataclasses import replace
 
 from shopwise.dal.feature_store import Doc
+from shopwise.dal.ledger import Claim
 
 
 class MemoryStore:
@@ -21,3 +25,19 @@ class MemoryStore:
     def transact(self, docs: list[Doc]) -> None:
         for doc in docs:
             self.write(doc)
+
+
+class MemoryLedger:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Claim] = {}
+
+    def read(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Claim]:
+        return {k: self.rows[k] for k in keys if k in self.rows}
+
+    def record(self, claims: list[Claim]) -> None:
+        self.rows.update({c.key: c for c in claims})
+
+    def held(self, sources: Iterable[str], now: float | None = None) -> list[Claim]:
+        now = time.time() if now is None else now
+        wanted = set(sources)
+        return [c for c in self.rows.values() if c.source in wanted and c.held is not None and c.expires_at > now]

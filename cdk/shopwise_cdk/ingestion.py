@@ -91,6 +91,10 @@ class Ingestion(Construct):
         )
         storage.tables[config.FEATURES.name].grant_read_write_data(self.update_features)
         storage.tables[config.ITEMS.name].grant_read_data(self.update_features)  # item categories
+        # the event ledger: which events each source sent (batched reads and writes), held events (a Query)
+        storage.tables[config.LEDGER.name].grant(
+            self.update_features, "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:Query"
+        )
         # the rows a shopper's serving view is made of (shopwise.serving.view), read once per batch
         storage.tables[config.RECOMMENDATIONS.name].grant(self.update_features, "dynamodb:BatchGetItem")
         # ... of the serving slot: the active-model pointer, and nothing else of the config table

@@ -73,6 +73,8 @@ class Privacy(Construct):
         )
         for table in (config.FEATURES, config.RECOMMENDATIONS):  # find the rows, delete them (and write tombstones)
             storage.tables[table.name].grant(self.erase, "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")
+        # the person's rows in the event ledger: found by source (a Query), deleted in batches
+        storage.tables[config.LEDGER.name].grant(self.erase, "dynamodb:Query", "dynamodb:BatchWriteItem")
         config_table = storage.tables[config.CONFIG.name]
         config_table.grant(self.erase, "dynamodb:GetItem", "dynamodb:Scan")
         self.erase.add_to_role_policy(

@@ -4,7 +4,7 @@ Records are parsed one by one (Powertools BatchProcessor); a record that can nev
 valid event, not pseudonymised) goes to the failure queue with its reason and data, and is not retried. The parsed
 events are applied coalesced per entity (shopwise.ingestion.update_features); the records that touch an entity
 whose write failed are reported back as batch item failures, so Lambda retries from there — re-applying what
-already landed is a no-op.
+already landed is a no-op. Each event's row in the event ledger makes a client's repeat of it a duplicate.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shopwise.dal.catalog import categories
 from shopwise.dal.failures import FailureQueue
 from shopwise.dal.feature_store import FeatureStore
+from shopwise.dal.ledger import EventLedger
 from shopwise.dal.recommendations import serving_rows
 from shopwise.events import Event, EventRejected, parse_event
 from shopwise.ingestion.update_features import Delivery, update_features
@@ -52,10 +53,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         for status, result, record in processed
         if status == "success"
     ]
-    store = FeatureStore(settings.features_table)
+    store, ledger = FeatureStore(settings.features_table), EventLedger(settings.ledger_table)
     outcome = update_features(
         deliveries,
         store,
+        ledger,
         lambda items: categories(settings.items_table, items),
         rows=lambda keys: {
             k: r.items for k, r in serving_rows(settings.recommendations_table, settings.config_table, keys).items()
@@ -69,6 +71,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric(name="RecordsRetried", unit=MetricUnit.Count, value=len(outcome.failed_records))
     metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=outcome.applied)
     metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=outcome.duplicates)
+    metrics.add_metric(name="EventsHeld", unit=MetricUnit.Count, value=outcome.held)
+    metrics.add_metric(name="EventsReleased", unit=MetricUnit.Count, value=outcome.released)
     metrics.add_metric(name="FeatureWrites", unit=MetricUnit.Count, value=store.write_requests)
+    metrics.add_metric(name="WriteUnits", unit=MetricUnit.Count, value=store.write_units + ledger.write_units)
     metrics.add_metric(name="WriteConflicts", unit=MetricUnit.Count, value=outcome.conflicts)
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in sorted(outcome.failed_records, key=int)]}

@@ -519,9 +519,10 @@ def cmd_features(args: argparse.Namespace) -> int:
     import time
 
     from shopwise.dal.feature_store import FeatureStore
+    from shopwise.dal.recommendations import serving_rows
     from shopwise.features import definitions as f
     from shopwise.features.identity import resolve
-    from shopwise.keys import anonymous_alias, category_key, item_key, market_key, profile_key, session_key
+    from shopwise.keys import anonymous_alias, item_key, popular_key, profile_key, session_key
     from shopwise.privacy.pseudonyms import load_pseudonymiser
     from shopwise.settings import get_settings
 
@@ -543,25 +544,23 @@ def cmd_features(args: argparse.Namespace) -> int:
             return 1
         features = f.ProfileFeatures.from_json(doc.data.get("features"))
         out = {"profile_id": profile_id, "aliases": doc.data.get("aliases", []), **features.describe(now)}
+    elif args.entity in ("category", "market"):  # computed by the batch jobs, not per event: the served list
+        key = popular_key(f"{args.entity}:{args.id}")
+        row = serving_rows(settings.recommendations_table, settings.config_table, [key]).get(key)
+        if row is None:
+            print(f"no popular list for {args.entity} {args.id} in the serving model", file=sys.stderr)
+            return 1
+        out = {"model_version": row.model_version, "popular": [[p.item_id, round(p.score, 4)] for p in row.items]}
     else:
-        key = {
-            "item": item_key,
-            "session": session_key,
-            "category": category_key,
-            "market": market_key,
-        }[args.entity](args.id)
+        key = item_key(args.id) if args.entity == "item" else session_key(args.id)
         doc = store.read([key])[key]
         if not doc.version:
             print(f"nothing stored under {key}", file=sys.stderr)
             return 1
         if args.entity == "item":
             out = f.ItemFeatures.from_json(doc.data).windows(now)
-        elif args.entity == "session":
-            out = f.SessionFeatures.from_json(doc.data).to_json()
         else:
-            out = {
-                "popular": [[item, round(score, 4)] for item, score in f.SegmentFeatures.from_json(doc.data).top(now)]
-            }
+            out = f.SessionFeatures.from_json(doc.data).to_json()
     print(json.dumps(out, indent=2, default=str))
     return 0
 

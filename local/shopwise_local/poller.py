@@ -108,14 +108,14 @@ class KinesisPoller:
         total = 0
         for shard_id, iterator in list(self._iterators.items()):
             response = client("kinesis").get_records(ShardIterator=iterator, Limit=self.batch_size)
-            self._iterators[shard_id] = response["NextShardIterator"]
             records = response.get("Records", [])
-            if not records:
-                continue
-            total += len(records)
-            self.stats.records_read += len(records)
-            self._archive(records)
-            self._deliver(shard_id, records)
+            if records:
+                total += len(records)
+                self.stats.records_read += len(records)
+                # archived and delivered before the iterator moves on: an S3 or queue error re-reads the records
+                self._archive(records)
+                self._deliver(shard_id, records)
+            self._iterators[shard_id] = response["NextShardIterator"]
         return total
 
     # -- Lambda's side ----------------------------------------------------------------------------------------

@@ -93,8 +93,9 @@ def interactions_from_events(events: Iterable[Event]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
     frame["ts"] = frame["ts"].astype(np.float64)
     frame["price"] = frame["price"].astype(np.float64)
-    # the archive is at-least-once and imports may overlap it: the same event may arrive twice
-    frame = frame.drop_duplicates(subset=["event_id", "item_id", "kind"]).reset_index(drop=True)
+    # the archive is at-least-once and imports may overlap it: the same event may arrive twice. An event is its
+    # source and its id (user_id is still the sending alias here): two shoppers' "e1" are two events
+    frame = frame.drop_duplicates(subset=["user_id", "event_id", "item_id", "kind"]).reset_index(drop=True)
     frame["consented"] = _consented(frame, consents)
     return frame
 

@@ -38,6 +38,7 @@ from shopwise.dal import erasures as records
 from shopwise.dal.aws import client
 from shopwise.dal.batch import batch_write
 from shopwise.dal.feature_store import FeatureStore
+from shopwise.dal.ledger import EventLedger
 from shopwise.dal.objects import get_bytes, list_keys, put_bytes
 from shopwise.dal.serving_read import Tables
 from shopwise.events import parse_event
@@ -116,10 +117,10 @@ def shopper_events(n: int) -> list[dict[str, Any]]:
 
 def online(tables: Tables, bucket: str, shoppers: int) -> dict[str, Any]:
     """Build shoppers through the updater, give each a list in both slots, then erase them one by one."""
-    store = FeatureStore(tables.features)
+    store, ledger = FeatureStore(tables.features), EventLedger(tables.ledger)
     deliveries = [Delivery(parse_event(e)) for n in range(shoppers) for e in shopper_events(n)]
     for start in range(0, len(deliveries), 100):
-        update_features(deliveries[start : start + 100], store, lambda items: {})
+        update_features(deliveries[start : start + 100], store, ledger, lambda items: {})
     rows = [
         {"pk": {"S": slot_key(slot, user_key(f"c:{n:032x}"))}, "items": {"S": "[]"}}
         for n in range(shoppers)
@@ -218,7 +219,11 @@ def main() -> int:
         stack.start_endpoint()
         res = stack.create_resources()
         tables = Tables(
-            res.tables["recommendations"], res.tables["features"], res.tables["config"], res.tables["items"]
+            res.tables["recommendations"],
+            res.tables["features"],
+            res.tables["config"],
+            res.tables["items"],
+            res.tables["ledger"],
         )
         figures = online(tables, res.artifacts_bucket, args.shoppers)
         for erasure in records.pending(res.artifacts_bucket):

@@ -9,8 +9,10 @@ as the baseline.
 
     .venv/bin/python tests/bench/bench_update.py [--events 5000] [--batch 100]
 
-Prints a table, then one JSON line with events_per_s, writes_per_1000_events, distinct_entities_per_1000_events,
-naive_writes_per_1000_events (and more).
+Prints a table, then one JSON line with events_per_s, writes_per_1000_events, wru_per_event (write units by
+DynamoDB's size rules, per entity kind beside it), max_doc_kb, hot_row_writes_per_batch (the most writes one row got
+in one invocation), handler_cpu_us_per_event (this process's CPU time: the local endpoint runs in its own process),
+distinct_entities_per_1000_events, naive_writes_per_1000_events (and more).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from shopwise.catalog.items import CatalogItem
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import categories, put_items
 from shopwise.dal.feature_store import FeatureStore
+from shopwise.dal.ledger import EventLedger
 from shopwise.events import parse_event
 from shopwise.ingestion import update_features as update_module
 from shopwise.ingestion.update_features import Delivery, update_features
@@ -113,28 +116,38 @@ def kinesis_records(events: list[dict[str, Any]], first_sequence: int) -> list[d
 
 
 class Counting:
-    """Counts the real FeatureStore's conditional writes and the entities each batch touched (no behaviour
-    change: the real methods run)."""
+    """Reads what each invocation's real FeatureStore counted (writes, write units by DynamoDB's size rules, the
+    largest document, writes per row) and the entities each batch touched (no behaviour change: the real
+    update_features runs)."""
 
     def __init__(self) -> None:
         self.writes = 0
+        self.units = 0
+        self.units_by_entity: dict[str, int] = {}
+        self.largest = 0
+        self.hot_row_writes = 0  # the most writes one row got in one invocation
         self.entities = 0
-        self._write = FeatureStore.write
         self._update = update_module.update_features
+
+    def count(self, store: FeatureStore) -> None:
+        self.writes += store.write_requests
+        self.units += store.write_units
+        self.largest = max(self.largest, store.largest_item)
+        self.hot_row_writes = max([self.hot_row_writes, *store.writes_by_key.values()])
+        for kind, units in store.units_by_entity.items():
+            self.units_by_entity[kind] = self.units_by_entity.get(kind, 0) + units
 
     def install(self, handler_module: Any) -> None:
         counter = self
 
-        def write(store: FeatureStore, doc: Any) -> None:
-            counter.writes += 1
-            counter._write(store, doc)
-
-        def update(*args: Any, **kwargs: Any) -> Any:
-            outcome = counter._update(*args, **kwargs)
+        def update(deliveries: Any, store: FeatureStore, ledger: EventLedger, *args: Any, **kwargs: Any) -> Any:
+            outcome = counter._update(deliveries, store, ledger, *args, **kwargs)
             counter.entities += outcome.entities
+            counter.count(store)
+            counter.units += ledger.write_units
+            counter.units_by_entity["ledger"] = counter.units_by_entity.get("ledger", 0) + ledger.write_units
             return outcome
 
-        FeatureStore.write = write  # type: ignore[method-assign,assignment]
         handler_module.update_features = update
 
 
@@ -170,12 +183,14 @@ def main() -> int:
         arn = f"arn:aws:kinesis:us-east-1:000000000000:stream/{resources.stream}"
 
         latencies: list[float] = []
+        cpu = 0.0
         started = time.perf_counter()
         for start in tqdm(range(0, len(events), args.batch), desc="update_features handler", unit="batch"):
             records = kinesis_records(events[start : start + args.batch], 10**20 + start)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             answer = handler.invoke(kinesis_event(records, arn, "shardId-000000000000"))
             latencies.append(time.perf_counter() - t0)
+            cpu += time.process_time() - c0
             if answer["batchItemFailures"]:
                 raise RuntimeError(f"batch at {start} had failures: {answer['batchItemFailures'][:3]}")
         elapsed = time.perf_counter() - started
@@ -190,15 +205,25 @@ def main() -> int:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        naive_ledger = resources.tables["ledger"] + "-naive"
+        ddb.create_table(
+            TableName=naive_ledger,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
         naive_events = events[: args.naive_events]
-        store = FeatureStore(naive_table)
-        before = counting.writes
+        store, ledger = FeatureStore(naive_table), EventLedger(naive_ledger)
         lookup = lambda ids: categories(resources.tables["items"], ids)  # noqa: E731
         t0 = time.perf_counter()
         for n, raw in enumerate(tqdm(naive_events, desc="naive updater", unit="event")):
-            update_features([Delivery(parse_event(raw), str(10**20 + n), "shardId-000000000000")], store, lookup)
+            one = [Delivery(parse_event(raw), str(10**20 + n), "shardId-000000000000")]
+            update_features(one, store, ledger, lookup)
         naive_elapsed = time.perf_counter() - t0
-        naive_writes = counting.writes - before
+        naive_writes, naive_units = store.write_requests, store.write_units + ledger.write_units
     finally:
         stack.close()
 
@@ -210,10 +235,16 @@ def main() -> int:
         "batch_ms_p50": round(statistics.median(latencies) * 1000, 1),
         "batch_ms_p99": round(percentile(latencies, 0.99) * 1000, 1),
         "writes_per_1000_events": round(coalesced_writes * per_k, 1),
+        "wru_per_event": round(counting.units / len(events), 2),
+        "wru_per_event_by_entity": {k: round(v / len(events), 2) for k, v in sorted(counting.units_by_entity.items())},
+        "max_doc_kb": round(counting.largest / 1024, 1),
+        "hot_row_writes_per_batch": counting.hot_row_writes,
+        "handler_cpu_us_per_event": round(cpu / len(events) * 1e6, 1),
         "distinct_entities_per_1000_events": round(counting.entities * per_k, 1),
         "naive_events": len(naive_events),
         "naive_events_per_s": round(len(naive_events) / naive_elapsed, 1),
         "naive_writes_per_1000_events": round(naive_writes * 1000 / len(naive_events), 1),
+        "naive_wru_per_event": round(naive_units / len(naive_events), 2),
     }
     result["write_reduction_vs_naive"] = round(
         result["naive_writes_per_1000_events"] / max(result["writes_per_1000_events"], 1e-9), 2

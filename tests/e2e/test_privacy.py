@@ -177,7 +177,13 @@ def _story(stack: LocalStack, summary: dict[str, Any], state: Path) -> dict[str,
     assert stack.resources and stack.api and stack.poller and stack.impressions
     res = stack.resources
     api = Api(stack.api.url)
-    tables = Tables(res.tables["recommendations"], res.tables["features"], res.tables["config"], res.tables["items"])
+    tables = Tables(
+        res.tables["recommendations"],
+        res.tables["features"],
+        res.tables["config"],
+        res.tables["items"],
+        res.tables["ledger"],
+    )
     customer = str(summary["known_user"])
     tag = uuid.uuid4().hex[:10]
     visitor, email, device = f"visitor-{tag}", f"shopper-{tag}@example.com", f"device-{tag}"

@@ -187,8 +187,8 @@ def test_faults_leave_the_same_features_as_a_clean_run(
     assert faults["throttled"] == 1 and faults["died"] == 1  # both faults really happened
     assert stack.poller.stats.invocations > invocations_before + len(records) // 100 + 1  # and were retried
     noisy = snapshot(stack, "noisy")
-    assert len(clean) > 60  # profiles, sessions, items, segments and aliases: a real comparison
-    assert {k.split("#")[0] for k in clean} == {"profile", "session", "item", "segment", "alias"}
+    assert len(clean) > 50  # profiles, sessions, items and aliases: a real comparison
+    assert {k.split("#")[0] for k in clean} == {"profile", "session", "item", "alias"}
     assert noisy == clean
 
     # stitching: visitor 1's history is on customer 1's profile; visitor 5 joined customer 0 through a device
@@ -202,7 +202,7 @@ def test_faults_leave_the_same_features_as_a_clean_run(
         ["not json at all", '{"event_id": "bad", "event_type": "product_view"}']
     )
     assert all(p["reason"] and p["condition"] == "PoisonRecord" for p in poison.values())
-    sent = {e["event_id"] for e in consents + rest}
+    sent = {event_key(e) for e in consents + rest}
     settled = set().union(*(outcomes.get(k, set()) for k in ("applied", "duplicate", "unrouted")))
     # every good event settled: applied, or found applied already (a re-delivery, or a retry of a batch whose
     # invocation died after writing it), or feeding no entity (a search); none was left waiting for a retry
@@ -211,7 +211,75 @@ def test_faults_leave_the_same_features_as_a_clean_run(
     assert outcomes["retry"] <= settled  # ... and settled
     assert len(outcomes["duplicate"] & sent) >= len(rest) // 3 - 5  # the re-deliveries were recognised
     assert outcomes["unrouted"] & sent == {
-        e["event_id"]
+        event_key(e)
         for e in rest
         if e["event_type"] == "search" and "referrer" not in e  # (a referrer: session)
     }
+
+
+def event_key(raw: dict[str, Any]) -> str:
+    """How the updater's outcome names an event: its source (the profile id it was sent under) and its id."""
+    source = f"c:{raw['customer_id']}" if raw.get("customer_id") else f"a:{raw['anonymous_id']}"
+    return f"{source} {raw['event_id']}"
+
+
+def test_same_ids_client_retries_and_a_late_consent_through_the_stream(
+    stack: LocalStack, outcomes: dict[str, set[str]]
+) -> None:
+    """Through the real stream (two shards), poller and handler: two shoppers who both send "e1"; a client that
+    re-sends its whole request after 5,200 other shoppers' events of the same market and item; a consent that
+    PutRecords retried behind the events it covers."""
+    assert stack.resources and stack.poller
+    features = FeatureStore(stack.resources.tables["features"])
+    start = START + timedelta(hours=1)
+
+    def raw(event_id: str, kind: str, who: str, minutes: float, **extra: Any) -> dict[str, Any]:
+        body = {
+            "event_id": event_id,
+            "event_type": kind,
+            "occurred_at": (start + timedelta(minutes=minutes)).isoformat(),
+            "pseudonymised": True,
+            "anonymous_id": who,
+            "market": "retry-m",
+            **extra,
+        }
+        if kind == "consent":
+            body["granted"] = ["personalisation"]
+        return body
+
+    def profile(who: str) -> dict[str, Any]:
+        doc = features.read([f"profile#a:{who}"])[f"profile#a:{who}"]
+        return dict(doc.data.get("features", {}))
+
+    def views(item: str) -> int:
+        doc = features.read([f"item#{item}"])[f"item#{item}"]
+        return sum(c[0] for c in doc.data.get("buckets", {}).values())
+
+    twins = []
+    for who in ("retry-ann", "retry-bob"):  # the same event ids
+        twins += [raw("e0", "consent", who, 0), raw("e1", "product_view", who, 1, item_id="retry-i1")]
+    request = [
+        raw("c", "consent", "retry-cat", 0),
+        raw("v", "product_view", "retry-cat", 1, item_id="retry-i2"),
+        raw("p", "purchase", "retry-cat", 2, order_id="o1", items=[{"item_id": "retry-i2", "unit_price": 7.5}]),
+    ]
+    late = [raw(f"l{n}", "product_view", "retry-newcomer", 5 + n, item_id=f"retry-n{n}") for n in range(3)]
+    put(stack, as_records(twins + request + late))
+    assert stack.poller.wait_idle(60)
+    put(stack, as_records([raw("lc", "consent", "retry-newcomer", 1)]))  # granted at minute 1, arrives last
+    others = [raw(f"o{n}", "product_view", f"retry-o{n % 400}", 3, item_id="retry-i2") for n in range(5200)]
+    put(stack, as_records(others))
+    assert stack.poller.wait_idle(180)
+    put(stack, as_records(request))  # the client's retry: same ids, new sequence numbers, 5,200 events later
+    assert stack.poller.wait_idle(60)
+
+    assert profile("retry-ann")["recent"]["view"][0][0] == "retry-i1"  # both "e1"s are events
+    assert profile("retry-bob")["recent"]["view"][0][0] == "retry-i1" and views("retry-i1") == 2
+    cat = profile("retry-cat")
+    assert (cat["orders"], cat["revenue"], cat["counts"]["view"]) == (1, 7.5, 1)  # the retry counted once
+    assert views("retry-i2") == 5201
+    newcomer = profile("retry-newcomer")
+    assert {i for i, _at in newcomer["recent"]["view"]} == {"retry-n0", "retry-n1", "retry-n2"}
+    duplicates = {f"a:retry-cat {e['event_id']}" for e in request}
+    assert duplicates <= outcomes["duplicate"]  # the retry was recognised, event by event
+    assert not outcomes.get("retry", set()) & duplicates

@@ -26,7 +26,7 @@ from shopwise.privacy.pseudonyms import Pseudonymiser, key_versions
 from shopwise.privacy.purge import scrub_lines
 from shopwise.privacy.tombstones import Targets, blind, targets_of
 from shopwise_jobs.purge import Tally, scrub_model_dir
-from tests.fakes import MemoryStore
+from tests.fakes import MemoryLedger, MemoryStore
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 CUSTOMER = "c" * 32  # a pseudonym
@@ -75,14 +75,15 @@ def test_the_updater_drops_what_an_erased_alias_sent_before_its_erasure() -> Non
         # a login from before the erasure would link the erased cookie to a customer again
         event(3, "identify", 12, anonymous_id="visitor-1", customer_id="k" * 32),
     ]
-    outcome = update_features(before, store, lambda items: {})
+    ledger = MemoryLedger()
+    outcome = update_features(before, store, ledger, lambda items: {})
     assert outcome.erased == 3 and outcome.applied == 0
     assert set(outcome.by_event.values()) == {"erased"}
     assert not [k for k in store.docs if not k.startswith("erased#")]  # nothing written: no profile, alias, item
 
     # after the erasure the cookie is a stranger: a view without fresh consent feeds the item, never a profile
     after = [event(4, "product_view", 90, anonymous_id="visitor-1", item_id="i1", session_id="s2")]
-    outcome = update_features(after, store, lambda items: {})
+    outcome = update_features(after, store, ledger, lambda items: {})
     assert outcome.erased == 0 and outcome.applied == 1
     assert "item#i1" in store.docs and "profile#a:visitor-1" not in store.docs
 
@@ -198,9 +199,9 @@ def test_a_rotation_keeps_a_customers_profile_and_an_erasure_finds_both_pseudony
     refused = collect([forged], now, Publisher(), new, server).results[0]
     assert (refused["status"], refused["field"]) == ("rejected", "event_type")  # only the collector writes one
 
-    store = MemoryStore()
+    store, ledger = MemoryStore(), MemoryLedger()
     for batch in (before, after):
-        update_features([Delivery(parse_event(r)) for r in batch], store, lambda items: {})
+        update_features([Delivery(parse_event(r)) for r in batch], store, ledger, lambda items: {})
     ann_new, ann_old = f"profile#c:{new.customer('ann')}", f"profile#c:{old.customer('ann')}"
     profile = store.docs[ann_new].data["features"]
     assert {i for i, _at in profile["recent"]["view"]} == {"i1", "i2", "i3"}  # the history came along

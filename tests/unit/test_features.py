@@ -1,3 +1,4 @@
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -7,16 +8,15 @@ import pytest
 from shopwise.events import Event, parse_event
 from shopwise.features.definitions import (
     FEATURES,
+    ITEM_HOURLY_HOURS,
     RECENT_LIMIT,
     VIEW_LOG_LIMIT,
     Context,
     ItemFeatures,
     ProfileFeatures,
-    SegmentFeatures,
     SessionFeatures,
     apply_to_item,
     apply_to_profile,
-    apply_to_segment,
     apply_to_session,
     merge_profiles,
 )
@@ -155,23 +155,39 @@ def test_item_windows_and_trend() -> None:
     assert len(ancient.buckets) == len(state.buckets)
 
 
-def test_segment_popularity_decays() -> None:
-    at = T0.timestamp()
-    state = apply_to_segment(SegmentFeatures(), [("old", "purchase", at), ("new", "view", at + 86400 * 9)])
-    top = state.top(at + 86400 * 9)
-    assert [item for item, _ in top] == ["new", "old"]  # 4 halved three times is below 1
+def test_item_buckets_fold_into_days_in_any_order_and_stay_small() -> None:
+    """A week of hourly activity: the hours older than a day are days, the document is under 1 KB, and the same
+    events folded in another order and other batches give the same buckets."""
+    events = [ev(n, "product_view", n * 37, item_id="sku-1") for n in range(7 * 24 * 60 // 37)]
+    one = apply_to_item(ItemFeatures(), "sku-1", events)
+    shuffled = events[:]
+    random.Random(3).shuffle(shuffled)
+    other = ItemFeatures()
+    for start in range(0, len(shuffled), 17):
+        other = apply_to_item(other, "sku-1", shuffled[start : start + 17])
+    assert other.buckets == one.buckets
+    assert len(one.buckets) <= ITEM_HOURLY_HOURS + 7  # two days of hours and the days before them
+    assert len(json.dumps(one.to_json(), separators=(",", ":"))) < 1024
+    assert ItemFeatures.from_json(one.to_json()).buckets == one.buckets
+    newest = max(e.occurred_at.timestamp() for e in events)
+    for now in (newest, newest + 6 * 3600):  # the 24 h window is exact: hours whose end is inside it
+        hours = {int(e.occurred_at.timestamp() // 3600 * 3600) for e in events}
+        inside = {h for h in hours if h + 3600 > now - 86400 and h <= now}
+        expected = sum(1 for e in events if int(e.occurred_at.timestamp() // 3600 * 3600) in inside)
+        assert one.windows(now)["views_24h"] == expected
+    assert one.windows(newest)["views_7d"] == len(events)
 
 
 def test_a_failed_read_of_the_serving_rows_leaves_the_views_and_lands_the_features() -> None:
     from shopwise.ingestion.update_features import Delivery, update_features
-    from tests.fakes import MemoryStore
+    from tests.fakes import MemoryLedger, MemoryStore
 
     def broken(keys: list[str]) -> dict[str, list[StoredPick]]:
         raise TimeoutError("recommendations table throttled")
 
     store = MemoryStore()
     events = [ev(0, "consent", 0), ev(1, "product_view", 1, item_id="i1")]
-    outcome = update_features([Delivery(e) for e in events], store, lambda items: {}, rows=broken)
+    outcome = update_features([Delivery(e) for e in events], store, MemoryLedger(), lambda items: {}, rows=broken)
     assert outcome.views_skipped.startswith("TimeoutError") and not outcome.failed
     profile = next(d for k, d in store.docs.items() if k.startswith("profile#"))
     assert profile.data["features"]["recent"]["view"][0][0] == "i1" and "serving" not in profile.data

@@ -113,7 +113,12 @@ RECOMMENDATIONS = TableSpec(
     "recommendations", partition_key="pk", ttl_attribute="expires_at", env_var="RECOMMENDATIONS_TABLE"
 )
 CONFIG = TableSpec("config", partition_key="pk", env_var="CONFIG_TABLE")
-TABLES: tuple[TableSpec, ...] = (FEATURES, ITEMS, RECOMMENDATIONS, CONFIG)
+# `ledger`: one row per event a source sent, for DEDUP_HOURS (shopwise.dal.ledger): duplicates and held events
+LEDGER = TableSpec("ledger", partition_key="pk", sort_key="sk", ttl_attribute="expires_at", env_var="LEDGER_TABLE")
+TABLES: tuple[TableSpec, ...] = (FEATURES, ITEMS, RECOMMENDATIONS, CONFIG, LEDGER)
+# How long a source's event id stays known: a client's retry of an event within this window is a duplicate. Twice
+# the stream's retention (24 hours): a record the stream still holds is always recognised; within the erasure bound.
+DEDUP_HOURS = 48
 
 EVENTS_STREAM = "events"
 ARCHIVE_BUCKET = "archive"
@@ -203,7 +208,7 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
     ),
     "local": EnvironmentConfig(
         name="local",
-        stream_shards=1,
+        stream_shards=2,  # two, so the local stack (and every test) has cross-shard merges and retries
         provisioned_concurrency=0,
         retrain_schedule="manual",
         drift_schedule="manual",

@@ -62,14 +62,6 @@ def session_key(session_id: str) -> str:
     return f"session#{session_id}"
 
 
-def category_key(category: str) -> str:
-    return f"segment#category:{category}"
-
-
-def market_key(market: str) -> str:
-    return f"segment#market:{market}"
-
-
 def alias_key(alias: str) -> str:
     return f"alias#{alias}"
 

@@ -23,6 +23,7 @@ class Settings:
     archive_bucket: str
     artifacts_bucket: str
     recommendations_ttl_days: int
+    ledger_table: str = ""
     failed_events_queue_url: str = ""
     pseudonym_key_secret: str = ""
     shopper_token_secret: str = ""
@@ -49,6 +50,7 @@ class Settings:
             archive_bucket=env.get("ARCHIVE_BUCKET", ""),
             artifacts_bucket=env.get("ARTIFACTS_BUCKET", ""),
             recommendations_ttl_days=int(env.get("RECOMMENDATIONS_TTL_DAYS", "7")),
+            ledger_table=env.get(config.LEDGER.env_var, ""),
             failed_events_queue_url=env.get("FAILED_EVENTS_QUEUE_URL", ""),
             pseudonym_key_secret=env.get("PSEUDONYM_KEY_SECRET", ""),
             shopper_token_secret=env.get("SHOPPER_TOKEN_SECRET", ""),

@@ -1,9 +1,10 @@
 """The feature store: one DynamoDB table, one versioned document per entity (see shopwise.features.definitions for the keys).
 
-A row is ``pk``, ``v`` (version), ``doc`` (the entity's features as compact JSON), ``ledger`` (digests of the
-events applied to it, newest last, bounded: what makes a re-delivered event a no-op), ``hwm`` (the highest stream
-sequence number applied per shard: what makes a retried batch a no-op however hot the entity), ``merged_into``
-(a profile stitched into another) and, for sessions, ``expires_at`` (TTL).
+A row is ``pk``, ``v`` (version), ``doc`` (the entity's features as compact JSON, UTF-8), ``hwm`` (the highest
+stream sequence number applied per shard — per shard and source on profiles: what makes a retried batch a no-op
+however hot the entity; a client's repeated event is caught earlier, by the event ledger), ``merged_into`` (a
+profile stitched into another) and, for sessions, ``expires_at`` (TTL). A document's size is checked before it is
+written (``TooLarge``): DynamoDB's 400 KB item limit is never met as a write error.
 
 Every write is conditional on the version read, so two writers never lose each other's updates: the loser gets
 ``Conflict``, re-reads and re-applies. Reads are consistent BatchGetItem calls, 100 keys per round trip.
@@ -12,16 +13,23 @@ Every write is conditional on the version read, so two writers never lose each o
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from shopwise.dal.aws import client
 from shopwise.dal.batch import get_many, pk
+from shopwise.dal.capacity import ITEM_LIMIT_BYTES, item_bytes, write_units
 
 
 class Conflict(Exception):
     """Somebody else wrote the document since it was read."""
+
+
+class TooLarge(ValueError):
+    """The document would pass DynamoDB's 400 KB item limit: refused before the write (the bounds in
+    ``shopwise.features.definitions`` keep every entity well below it; this is the guard if one does not)."""
 
 
 @dataclass
@@ -29,7 +37,6 @@ class Doc:
     key: str
     data: dict[str, Any] = field(default_factory=dict)
     version: int = 0  # 0: not stored yet
-    ledger: list[str] = field(default_factory=list)
     hwm: dict[str, str] = field(default_factory=dict)
     merged_into: str = ""
     expires_at: int = 0
@@ -39,10 +46,8 @@ class Doc:
         item: dict[str, Any] = {
             "pk": {"S": self.key},
             "v": {"N": str(self.version + 1)},
-            "doc": {"S": json.dumps(self.data, separators=(",", ":"), sort_keys=True)},
+            "doc": {"S": json.dumps(self.data, separators=(",", ":"), sort_keys=True, ensure_ascii=False)},
         }
-        if self.ledger:
-            item["ledger"] = {"S": " ".join(self.ledger)}
         if self.hwm:
             item["hwm"] = {"S": json.dumps(self.hwm, separators=(",", ":"), sort_keys=True)}
         if self.merged_into:
@@ -57,7 +62,6 @@ class Doc:
             key=item["pk"]["S"],
             data=json.loads(item["doc"]["S"]) if "doc" in item else {},
             version=int(item.get("v", {}).get("N", "0")),
-            ledger=item["ledger"]["S"].split() if "ledger" in item else [],
             hwm=json.loads(item["hwm"]["S"]) if "hwm" in item else {},
             merged_into=item.get("merged_into", {}).get("S", ""),
             expires_at=int(item.get("expires_at", {}).get("N", "0")),
@@ -90,6 +94,23 @@ class FeatureStore:
     def __init__(self, table: str) -> None:
         self.table = table
         self.write_requests = 0  # conditional writes sent (a transaction counts once per document)
+        self.write_units = 0  # what they cost, by DynamoDB's size rules (shopwise.dal.capacity)
+        self.largest_item = 0  # bytes of the largest document written
+        self.writes_by_key: Counter[str] = Counter()  # how often each row was written (hot rows)
+        self.units_by_entity: Counter[str] = Counter()  # write units per entity kind (the key's prefix)
+
+    def _item(self, doc: Doc, transactional: bool = False) -> dict[str, Any]:
+        item = doc.to_item()
+        size = item_bytes(item)
+        if size > ITEM_LIMIT_BYTES:
+            raise TooLarge(f"{doc.key}: {size} bytes, over DynamoDB's {ITEM_LIMIT_BYTES} byte item limit")
+        self.write_requests += 1
+        units = write_units(item, transactional)
+        self.write_units += units
+        self.units_by_entity[doc.key.split("#", 1)[0]] += units
+        self.largest_item = max(self.largest_item, size)
+        self.writes_by_key[doc.key] += 1
+        return item
 
     def read(self, keys: list[str]) -> dict[str, Doc]:
         """Consistent reads, 100 keys a call; a key with no row comes back as a new, empty document."""
@@ -107,9 +128,9 @@ class FeatureStore:
     def write(self, doc: Doc) -> None:
         """Conditional put: raises Conflict if the document changed since it was read."""
         ddb = client("dynamodb")
-        self.write_requests += 1
+        item = self._item(doc)
         try:
-            ddb.put_item(TableName=self.table, Item=doc.to_item(), **doc.condition())
+            ddb.put_item(TableName=self.table, Item=item, **doc.condition())
         except ddb.exceptions.ConditionalCheckFailedException:
             raise Conflict(doc.key) from None
         doc.version += 1
@@ -117,8 +138,7 @@ class FeatureStore:
     def transact(self, docs: list[Doc]) -> None:
         """All of the documents or none (identity merges); raises Conflict if any changed since it was read."""
         ddb = client("dynamodb")
-        self.write_requests += len(docs)
-        items = [{"Put": {"TableName": self.table, "Item": d.to_item(), **d.condition()}} for d in docs]
+        items = [{"Put": {"TableName": self.table, "Item": self._item(d, True), **d.condition()}} for d in docs]
         try:
             ddb.transact_write_items(TransactItems=items)
         except ddb.exceptions.TransactionCanceledException as exc:

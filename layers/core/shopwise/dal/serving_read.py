@@ -46,10 +46,17 @@ class Tables:
     features: str
     config: str
     items: str
+    ledger: str = ""  # the event ledger (the updater's, and an erasure's): serving never reads it
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tables:
-        return cls(settings.recommendations_table, settings.features_table, settings.config_table, settings.items_table)
+        return cls(
+            settings.recommendations_table,
+            settings.features_table,
+            settings.config_table,
+            settings.items_table,
+            settings.ledger_table,
+        )
 
 
 @dataclass(frozen=True)

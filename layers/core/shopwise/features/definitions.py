@@ -9,9 +9,12 @@ shuffled or re-batched stream converges on the same features.
 Entities and their keys in the feature store:
   profile#<profile id>   a shopper (see ``shopwise.features.identity``): recency, frequency, monetary, affinity, cart, consent
   session#<session id>   one visit: items, categories, referrer, the first page views
-  item#<item id>         views, cart adds and purchases in hourly buckets: 1 h / 24 h / 7 d windows and a trend
-  segment#category:<c>   popular items of a category (time-decayed)
-  segment#market:<m>     popular items of a market (time-decayed)
+  item#<item id>         views, cart adds and purchases in hourly buckets (daily past 24 h): 1 h / 24 h / 7 d windows
+                         and a trend
+
+Popularity per category and market is not kept per event: the batch jobs compute it from the archive into the
+recommendations table (``popular#category:<c>``, ``popular#market:<m>``), which is what serving falls back on. A
+per-event segment row was written by every batch of every shard (a hot row) and read by nobody.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ KIND_WEIGHTS: dict[str, float] = {"view": 1.0, "cart": 2.0, "purchase": 4.0}
 HOUR = 3600.0
 DAY = 24 * HOUR
 AFFINITY_HALF_LIFE = 14 * DAY
-POPULARITY_HALF_LIFE = 3 * DAY
 AFFINITY_LIMIT = 30
 CART_LOG_LIMIT = 100
 # the newest product views, repeats included ([at, item]): repeated views of one item (browse abandonment)
@@ -45,8 +47,10 @@ CONSENT_LOG_LIMIT = 32
 # the shopper's newest sessions (ids): what an erasure deletes with the profile (sessions expire after 30 days)
 SESSION_LOG_LIMIT = 64
 SESSION_FIRST_VIEWS = 3
-SEGMENT_LIMIT = 200
 ITEM_WINDOW_HOURS = 7 * 24
+# hourly buckets this far behind the item's newest event, daily before that: the 24 h window stays exact for a day
+# after the newest event; the 7 d window counts its oldest day whole
+ITEM_HOURLY_HOURS = 48
 WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY}
 PERSONALISATION = "personalisation"
 
@@ -84,7 +88,10 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("purchases_1h/24h/7d", "item", "units bought in the window ending now", "window"),
     FeatureSpec("trending", "item", "weighted 24 h activity over the 7 d daily mean (1 = steady)", "window"),
     FeatureSpec(
-        "popular_items", "segment", "sum of kind weights per item", f"half-life {POPULARITY_HALF_LIFE / DAY:g} d"
+        "popular_items",
+        "segment",
+        "sum of kind weights per item, per category and market: computed by the batch jobs, not per event",
+        "the trained popularity's half-life",
     ),
 )
 
@@ -405,24 +412,41 @@ def apply_to_session(state: SessionFeatures, events: Iterable[Event], context: C
 # -------------------------------------------------------------------------------------------------------------- item
 @dataclass
 class ItemFeatures:
-    buckets: dict[int, list[int]] = field(default_factory=dict)  # hour start (epoch s) -> [views, carts, purchases]
+    """Counts per time bucket: hourly for the ITEM_HOURLY_HOURS before the newest event, daily before that, nothing
+    older than ITEM_WINDOW_HOURS. A bucket starts on the hour (a daily one at midnight UTC); stored by its hour number
+    since the epoch, its counts without trailing zeros. An hour falls into its day once it is more than
+    ITEM_HOURLY_HOURS behind the newest event, whatever the order the events came in, so folds still commute; the
+    document stays about 1 KB however busy the item (at most 48 + 6 buckets)."""
+
+    buckets: dict[int, list[int]] = field(default_factory=dict)  # bucket start (epoch s) -> [views, carts, purchases]
 
     def to_json(self) -> dict[str, Any]:
-        return {"buckets": {str(h): c for h, c in sorted(self.buckets.items())}}
+        return {"buckets": {str(start // int(HOUR)): _trimmed(c) for start, c in sorted(self.buckets.items())}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> ItemFeatures:
         if not data:
             return cls()
-        return cls(buckets={int(h): [int(x) for x in c] for h, c in data.get("buckets", {}).items()})
+        buckets = {}
+        for key, counts in data.get("buckets", {}).items():
+            number = int(key)
+            start = number * int(HOUR) if number < 10**8 else number  # hour numbers; epoch seconds (older rows)
+            buckets[start] = [*(int(x) for x in counts), 0, 0, 0][:3]
+        return cls(buckets=buckets)
+
+    def _span(self, start: int) -> float:
+        """How long the bucket starting at ``start`` is: a day, once its hours have been folded into it."""
+        newest = max(self.buckets) if self.buckets else start
+        return DAY if start % DAY == 0 and start <= newest - ITEM_HOURLY_HOURS * HOUR else HOUR
 
     def windows(self, now: float) -> dict[str, float]:
-        """views/carts/purchases in the 1 h, 24 h and 7 d windows ending at ``now``, and the trending score."""
+        """views/carts/purchases in the 1 h, 24 h and 7 d windows ending at ``now`` (a daily bucket counts when it
+        overlaps the window), and the trending score."""
         out: dict[str, float] = {}
         for name, span in WINDOWS.items():
             totals = [0, 0, 0]
-            for hour, counts in self.buckets.items():
-                if now - span < hour + HOUR and hour <= now:
+            for start, counts in self.buckets.items():
+                if now - span < start + self._span(start) and start <= now:
                     totals = [t + c for t, c in zip(totals, counts, strict=True)]
             for kind, total in zip(("views", "carts", "purchases"), totals, strict=True):
                 out[f"{kind}_{name}"] = total
@@ -436,18 +460,33 @@ class ItemFeatures:
 def apply_to_item(state: ItemFeatures, item_id: str, events: Iterable[Event]) -> ItemFeatures:
     from shopwise.events import interaction_items
 
+    hourly: dict[int, list[int]] = {}
     for event in _by_time(events):
         hour = int(event.occurred_at.timestamp() // HOUR * HOUR)
         for touched, kind in interaction_items(event):
             if touched != item_id:
                 continue
-            counts = state.buckets.setdefault(hour, [0, 0, 0])
-            index = INTERACTION_KINDS.index(kind)
-            counts[index] += _units(event, item_id) if kind == "purchase" else 1
-    if state.buckets:
-        newest = max(state.buckets)
-        state.buckets = {h: c for h, c in state.buckets.items() if h > newest - ITEM_WINDOW_HOURS * HOUR}
+            counts = hourly.setdefault(hour, [0, 0, 0])
+            counts[INTERACTION_KINDS.index(kind)] += _units(event, item_id) if kind == "purchase" else 1
+    if not hourly and not state.buckets:
+        return state
+    newest = max([*hourly, *state.buckets])
+    merged: dict[int, list[int]] = {}
+    for start, counts in [*state.buckets.items(), *hourly.items()]:
+        if start <= newest - ITEM_HOURLY_HOURS * HOUR:
+            start = int(start // DAY * DAY)
+        if start <= newest - ITEM_WINDOW_HOURS * HOUR:
+            continue
+        merged[start] = [a + b for a, b in zip(merged.get(start, [0, 0, 0]), counts, strict=True)]
+    state.buckets = merged
     return state
+
+
+def _trimmed(counts: list[int]) -> list[int]:
+    out = list(counts)
+    while out and out[-1] == 0:
+        out.pop()
+    return out
 
 
 def _units(event: Event, item_id: str) -> int:
@@ -456,30 +495,3 @@ def _units(event: Event, item_id: str) -> int:
     if isinstance(event, Purchase):
         return sum(line.quantity for line in event.items if line.item_id == item_id)
     return 1
-
-
-# ----------------------------------------------------------------------------------------------------------- segment
-@dataclass
-class SegmentFeatures:
-    scores: dict[str, list[float]] = field(default_factory=dict)  # item -> [decayed weight, as_of]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"scores": self.scores}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> SegmentFeatures:
-        if not data:
-            return cls()
-        return cls(scores={str(k): [float(v[0]), float(v[1])] for k, v in data.get("scores", {}).items()})
-
-    def top(self, now: float, n: int = 20) -> list[tuple[str, float]]:
-        scored = [(i, decayed_value(p, now, POPULARITY_HALF_LIFE)) for i, p in self.scores.items()]
-        return sorted(scored, key=lambda p: (-p[1], p[0]))[:n]
-
-
-def apply_to_segment(state: SegmentFeatures, items: Iterable[tuple[str, str, float]]) -> SegmentFeatures:
-    """(item, kind, at) interactions of the segment's shoppers or items."""
-    for item_id, kind, at in sorted(items, key=lambda t: (t[2], t[0], t[1])):
-        state.scores[item_id] = _decayed_add(state.scores.get(item_id), KIND_WEIGHTS[kind], at, POPULARITY_HALF_LIFE)
-    state.scores = _bounded_decayed(state.scores, SEGMENT_LIMIT, POPULARITY_HALF_LIFE)
-    return state

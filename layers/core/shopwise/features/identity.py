@@ -4,8 +4,10 @@ Alias keys: "a:<anonymous id>", "c:<customer pseudonym>", "d:<device pseudonym>"
 are stored under the alias that created them ("c:" or "a:"). An identify event links its aliases: their profiles
 are merged into one survivor — the customer profile if there is one, else the smallest key — so whatever order
 the links arrive in, a person ends on the same profile with the same features (``merge_profiles`` commutes). The
-merged profile becomes a tombstone pointing at the survivor, and alias rows point every alias at it, so later
-events and reads under any alias land on the survivor.
+merged profile becomes a tombstone pointing at the survivor, and alias rows point every alias at it — the aliases
+the merged profile had gathered too, so chains stay one hop long — and later events and reads under any alias land
+on the survivor. The survivor keeps the merged profile's high-water marks (per shard and source), so a retried
+record that a merge re-routes is judged by the mark of the source that sent it.
 
 Two different customers are never merged (a shared device or email links to the first customer only): that is a
 household, not a person.
@@ -20,9 +22,8 @@ from shopwise.features.definitions import ProfileFeatures, merge_profiles
 from shopwise.keys import alias_key, can_own_profile, is_customer, key_id, profile_key
 from shopwise.retry import backoff
 
-MAX_HOPS = 8
+MAX_HOPS = 64  # a longer chain (or a cycle) leaves its aliases unresolved: only their events are retried
 MAX_CONFLICT_RETRIES = 8
-LEDGER_LIMIT_PROFILE = 512
 ALIAS_LIMIT = 32
 
 
@@ -40,17 +41,21 @@ def rank(profile_id: str) -> tuple[int, str]:
 
 
 def resolve(store: Store, aliases: list[str]) -> tuple[dict[str, str], dict[str, Doc]]:
-    """Alias -> the live profile id it belongs to now ("" for a device or email nobody has linked yet), and the
-    live profiles' documents as read on the way (keyed by profile key), so callers need not read them again."""
+    """Alias -> the live profile id it belongs to now ("" for a device or email nobody has linked yet, or a chain
+    that does not end within MAX_HOPS), and the live profiles' documents as read on the way (keyed by profile key),
+    so callers need not read them again."""
     rows = store.read([alias_key(a) for a in aliases])
     target = {a: str(rows[alias_key(a)].data.get("profile") or (a if can_own_profile(a) else "")) for a in aliases}
+    live: dict[str, Doc] = {}
     for _ in range(MAX_HOPS):
         profiles = store.read([profile_key(t) for t in {t for t in target.values() if t}])
+        live.update({k: doc for k, doc in profiles.items() if not doc.merged_into})
         moved = {key_id(k): doc.merged_into for k, doc in profiles.items() if doc.merged_into}
         if not moved:
-            return target, profiles
+            return target, live
         target = {a: moved.get(t, t) for a, t in target.items()}
-    raise RuntimeError(f"identity chain longer than {MAX_HOPS} hops for {sorted(aliases)}")
+    stuck = {a for a, t in target.items() if profile_key(t) not in live}
+    return {a: "" if a in stuck else t for a, t in target.items()}, live
 
 
 def link(store: Store, aliases: list[str], rekeyed: frozenset[str] = frozenset()) -> str:
@@ -72,10 +77,10 @@ def link(store: Store, aliases: list[str], rekeyed: frozenset[str] = frozenset()
         for other in absorbed:
             doc = docs[profile_key(other)]
             features = merge_profiles(features, ProfileFeatures.from_json(doc.data.get("features")))
-            mine = set(main.ledger)
-            main.ledger = (main.ledger + [d for d in doc.ledger if d not in mine])[-LEDGER_LIMIT_PROFILE:]
+            main.hwm = merge_marks(main.hwm, doc.hwm)
             known += [*alias_ids(doc), other]
-            doc.data, doc.merged_into = {"aliases": alias_ids(doc)}, survivor  # a tombstone pointing onwards
+            # a tombstone pointing onwards (it lists itself whether or not it had been written before the merge)
+            doc.data, doc.merged_into = {"aliases": sorted({*alias_ids(doc), other})}, survivor
             writes.append(doc)
         repoint = [
             a for a in aliases if target[a] != survivor and (target[a] in absorbed or not target[a]) and a != survivor
@@ -84,7 +89,9 @@ def link(store: Store, aliases: list[str], rekeyed: frozenset[str] = frozenset()
         if not absorbed and not repoint and set(known) <= set(main.data.get("aliases", [])):
             return survivor  # already linked: nothing to write
         main.data = {**main.data, "features": features.to_json(), "aliases": known[-ALIAS_LIMIT:]}
-        alias_rows = store.read([alias_key(a) for a in repoint + absorbed])
+        # every alias the merged profiles had gathered points at the survivor directly: no chains
+        gathered = [a for other in absorbed for a in alias_ids(docs[profile_key(other)]) if a not in (survivor, "")]
+        alias_rows = store.read([alias_key(a) for a in dict.fromkeys(repoint + absorbed + gathered)])
         for row in alias_rows.values():
             row.data = {"profile": survivor}
             writes.append(row)
@@ -94,6 +101,11 @@ def link(store: Store, aliases: list[str], rekeyed: frozenset[str] = frozenset()
         except Conflict:
             backoff(attempt)
     raise RuntimeError(f"gave up linking {sorted(aliases)} after {MAX_CONFLICT_RETRIES} write conflicts")
+
+
+def merge_marks(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
+    """High-water marks of two documents of one person: per mark, the higher sequence number."""
+    return {k: max(a.get(k, "0"), b.get(k, "0"), key=int) for k in {*a, *b}}
 
 
 def alias_ids(doc: Doc) -> list[str]:

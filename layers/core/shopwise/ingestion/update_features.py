@@ -1,62 +1,64 @@
 """Update features: fold a batch of events into the feature store, exactly once, one write per touched entity.
 
+An event is its source (the alias that sent it) and its id. Exactly once rests on two marks, neither bounded by a
+count of other shoppers' events:
+- the event ledger (``shopwise.dal.ledger``): one row per source and event id for ``config.DEDUP_HOURS``. A client's
+  retry of an event (a new stream record with the same id) finds the row and is a duplicate, however many events came
+  between; the stream retrying the same record (same shard and sequence number) is not.
+- per-entity high-water marks: the highest sequence number each document has applied per shard (per shard and
+  source for profiles, so that marks survive identity merges). A batch the stream retries after some of its writes
+  landed re-applies nothing.
+
 0. Events of an erased alias (``shopwise.privacy.tombstones``) from before its erasure are dropped: they were in
    flight, or retried, when the shopper was erased. What the alias sends afterwards starts a new profile, which
    holds nothing personal until the shopper consents again (the consent history was erased with the rest).
-1. Identify events link aliases first (shopwise.features.identity); merges commute with everything else.
-2. Every event is resolved to its live profile; the profile's consent (with the batch's own consent events)
-   decides whether the event may feed the profile and the session, or only the anonymous aggregates.
-3. The events are grouped per entity — profile, session, item, category, market — and each group becomes one
-   read (batched) and one conditional write: events in occurred_at order, minus those the entity has applied
-   already (its ledger of event digests, and its per-shard sequence high-water mark).
+1. Each event is looked up in the ledger (one batched read): duplicates stop here; new events get their row.
+2. Identify events link aliases (shopwise.features.identity); merges commute with everything else.
+3. Every event is resolved to its live profile; the profile's consent (with the batch's own consent events) decides,
+   by the event's time, whether it may feed the profile and the session, or only the item aggregates. An event not
+   covered yet waits in its ledger row (``held``): a consent that arrives later and covers it by time folds it in.
+   The ledger rows are written (one batched write) before any feature.
+4. The events are grouped per entity — profile, session, item — and each group becomes one read (batched) and one
+   conditional write: events in occurred_at order, minus those the entity has applied already (its marks).
    A consenting shopper's profile also gets its serving view (``shopwise.serving.view``): the real-time
    candidates of what the shopper just did, read from the precomputed rows once per batch.
-4. A conflicting write re-reads and re-applies that entity alone; an entity that still fails is reported with its
+5. A conflicting write re-reads and re-applies that entity alone; an entity that still fails is reported with its
    reason, and the records that touch it are retried by the stream (re-applying the others is a no-op).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
+from shopwise import config
 from shopwise.dal.feature_store import Conflict, Doc
-from shopwise.events import Consent, Event, Identify, Rekey, RemoveFromCart, interaction_items
+from shopwise.dal.ledger import Claim, event_digest
+from shopwise.events import Consent, Event, Identify, Rekey, RemoveFromCart, interaction_items, parse_event, to_record
 from shopwise.features.definitions import (
+    PERSONALISATION,
     Context,
     ItemFeatures,
     ProfileFeatures,
-    SegmentFeatures,
     SessionFeatures,
     apply_consent,
     apply_to_item,
     apply_to_profile,
-    apply_to_segment,
     apply_to_session,
+    consented_at,
 )
-from shopwise.features.identity import LEDGER_LIMIT_PROFILE, Store, link, resolve
-from shopwise.keys import (
-    anonymous_alias,
-    category_key,
-    entity_of,
-    item_key,
-    key_id,
-    market_key,
-    profile_key,
-    session_key,
-)
+from shopwise.features.identity import Store, link, resolve
+from shopwise.keys import anonymous_alias, entity_of, item_key, key_id, profile_key, session_key
 from shopwise.picks import StoredPick
 from shopwise.privacy.tombstones import tombstones
 from shopwise.retry import backoff
 from shopwise.serving.view import batch_view_keys, serving_view
 
-LEDGER_LIMITS = {"profile": LEDGER_LIMIT_PROFILE, "session": 256, "item": 2048, "segment": 4096}
 SESSION_TTL_SECONDS = 30 * 86400
 MAX_CONFLICT_RETRIES = 8
 WRITERS = 8
@@ -66,22 +68,38 @@ Categories = Callable[[Iterable[str]], dict[str, str]]
 RowReader = Callable[[list[str]], dict[str, list[StoredPick]]]
 
 
-def digest(event_id: str) -> str:
-    """A short stable id of an event (12 characters): what the ledgers hold."""
-    return base64.urlsafe_b64encode(hashlib.blake2b(event_id.encode(), digest_size=9).digest()).decode()
+class Ledger(Protocol):
+    """The event ledger's operations (``shopwise.dal.ledger.EventLedger``)."""
+
+    def read(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Claim]: ...
+
+    def record(self, claims: list[Claim]) -> None: ...
+
+    def held(self, sources: Iterable[str], now: float | None = None) -> list[Claim]: ...
+
+
+def event_key(event: Event) -> str:
+    """An event's identity, as the outcome reports it: its source and its id."""
+    return f"{event.profile_id} {event.event_id}"
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """One event as the stream delivered it: the record's sequence number and shard make a retry recognisable."""
+    """One event as the stream delivered it: the record's sequence number and shard make a retry recognisable.
+    ``riders``: events that waited for a consent this delivery carries (they are folded with it, exactly when it is)."""
 
     event: Event
     record_id: str = ""
     shard: str = ""
+    riders: tuple[Event, ...] = ()
 
     @property
     def sequence(self) -> int:
         return int(self.record_id) if self.record_id.isdigit() else 0
+
+    @property
+    def claim_key(self) -> tuple[str, str]:
+        return (self.event.profile_id, event_digest(self.event.event_id))
 
 
 @dataclass
@@ -90,6 +108,8 @@ class UpdateOutcome:
     applied: int = 0  # new to at least one entity
     duplicates: int = 0  # every entity it goes to had applied it already
     unrouted: int = 0  # feeds no entity (a search, an impression, an interaction without consent and without items)
+    held: int = 0  # not covered by a consent at its time: waits in the ledger (it fed the item aggregates)
+    released: int = 0  # held events a consent of this batch covers: folded into their profiles and sessions
     erased: int = 0  # sent by an erased alias before its erasure: dropped
     entities: int = 0  # distinct entities the batch touched
     entity_writes: int = 0  # conditional writes that landed
@@ -98,7 +118,7 @@ class UpdateOutcome:
     failed: dict[str, str] = field(default_factory=dict)  # entity key -> reason
     views_skipped: str = ""  # why this batch left the serving views as they were (their rows could not be read)
     failed_records: set[str] = field(default_factory=set)  # record ids to hand back to the stream for a retry
-    # event id -> applied / duplicate / unrouted / retry: what became of each delivery (tests and audits)
+    # event_key -> applied / duplicate / unrouted / retry / erased: what became of each delivery (tests and audits)
     by_event: dict[str, str] = field(default_factory=dict)
 
 
@@ -109,10 +129,12 @@ class Moved(Exception):
 def update_features(
     deliveries: list[Delivery],
     store: Store,
+    ledger: Ledger,
     categories: Categories,
     now: float | None = None,
     rows: RowReader | None = None,
 ) -> UpdateOutcome:
+    now = time.time() if now is None else now
     outcome = UpdateOutcome(deliveries=len(deliveries))
     lock = threading.Lock()
 
@@ -129,12 +151,15 @@ def update_features(
             at = d.event.occurred_at.timestamp()
             if any(at <= erased_at.get(a, -1.0) for a in _aliases(d.event)):
                 outcome.erased += 1
-                outcome.by_event[d.event.event_id] = "erased"
+                outcome.by_event[event_key(d.event)] = "erased"
             else:
                 kept.append(d)
         deliveries = kept
 
-    # 1. links: logins, and during a key rotation the move from the older keys' aliases to the current ones
+    # 1. the ledger: a client's repeat of an event is a duplicate; the stream's retry of a record is not
+    deliveries, claims = _claim(deliveries, ledger, now, outcome)
+
+    # 2. links: logins, and during a key rotation the move from the older keys' aliases to the current ones
     for d in sorted((d for d in deliveries if isinstance(d.event, Identify | Rekey)), key=_order):
         assert isinstance(d.event, Identify | Rekey)
         try:
@@ -144,22 +169,41 @@ def update_features(
         except Exception as exc:  # reported per record; the rest of the batch goes on
             fail(f"alias#{d.event.profile_id}", _reason(exc), [d])
 
-    # 2. resolve and gate
+    # 3. resolve and gate by the events' times; hold what no consent covers yet, release what a consent now covers
     resolved, profiles = resolve(store, sorted({d.event.profile_id for d in deliveries}))
     context = Context(categories({item for d in deliveries for item, _ in interaction_items(d.event)}))
     groups: dict[str, list[Delivery]] = defaultdict(list)
     by_profile: dict[str, list[Delivery]] = defaultdict(list)
     for d in deliveries:
-        by_profile[resolved[d.event.profile_id]].append(d)
+        profile_id = resolved.get(d.event.profile_id, "")
+        if not profile_id:  # its alias chain could not be followed: this record alone is retried
+            fail(f"alias#{d.event.profile_id}", "identity chain could not be resolved", [d])
+            continue
+        by_profile[profile_id].append(d)
+    in_batch = {d.claim_key for d in deliveries}
     for profile_id, mine in by_profile.items():
-        stored = ProfileFeatures.from_json(profiles[profile_key(profile_id)].data.get("features"))
+        doc = profiles[profile_key(profile_id)]
+        stored = ProfileFeatures.from_json(doc.data.get("features"))
+        before = [list(e) for e in stored.consent]
         gate = apply_consent(stored, [d.event for d in mine])
+        mine = _with_riders(mine, ledger, doc, before, gate.consent, in_batch, now, outcome)
         for d in mine:
-            for key in _route(d.event, profile_id, gate.consented(d.event.occurred_at.timestamp()), context):
+            consented = gate.consented(d.event.occurred_at.timestamp())
+            keys = _route(d.event, profile_id, consented, context)
+            if not consented and d.claim_key in claims and _route(d.event, profile_id, True, context) != keys:
+                claims[d.claim_key] = replace(claims[d.claim_key], held=to_record(d.event))
+                outcome.held += 1
+            keys += [session_key(s) for s in sorted({r.session_id for r in d.riders if r.session_id})]
+            for key in dict.fromkeys(keys):
                 if not groups[key] or groups[key][-1] is not d:
                     groups[key].append(d)
+    if claims:  # before any feature: a retry of these records finds them as the same records
+        ledger.record(list(claims.values()))
+    riders = {i for group in groups.values() for d in group for r in d.riders for i, _ in interaction_items(r)}
+    if riders - set(context.categories):  # the released events' items need their categories too
+        context = Context({**context.categories, **categories(riders - set(context.categories))})
 
-    # 3. one read per 100 entities, one conditional write per entity
+    # 4. one read per 100 entities, one conditional write per entity
     docs = {**profiles, **store.read([k for k in groups if k not in profiles])}
     outcome.entities = len(groups)
     view_rows = None
@@ -199,9 +243,63 @@ def update_features(
             outcome.duplicates += 1
         elif status == "unrouted":
             outcome.unrouted += 1
-        if outcome.by_event.get(d.event.event_id) != "applied":
-            outcome.by_event[d.event.event_id] = status
+        if outcome.by_event.get(event_key(d.event)) != "applied":
+            outcome.by_event[event_key(d.event)] = status
     return outcome
+
+
+def _claim(
+    deliveries: list[Delivery], ledger: Ledger, now: float, outcome: UpdateOutcome
+) -> tuple[list[Delivery], dict[tuple[str, str], Claim]]:
+    """The deliveries to go on with (new events, and the stream's retries of records seen before) and the ledger rows
+    to write for the new ones. A repeat of a known event — by the client, with a new record — stops here."""
+    known = ledger.read([d.claim_key for d in deliveries])
+    expires_at = int(now + config.DEDUP_HOURS * 3600)
+    claims: dict[tuple[str, str], Claim] = {}
+    kept = []
+    for d in deliveries:
+        key = d.claim_key
+        if key in known and known[key].same_record(d.shard, d.record_id):
+            kept.append(d)  # the stream retrying this record: the entities' marks say what it applied
+        elif key in known or key in claims:
+            outcome.duplicates += 1
+            outcome.by_event.setdefault(event_key(d.event), "duplicate")
+        else:
+            claims[key] = Claim(key[0], key[1], d.shard, d.record_id, expires_at)
+            kept.append(d)
+    return kept, claims
+
+
+def _with_riders(
+    mine: list[Delivery],
+    ledger: Ledger,
+    doc: Doc,
+    before: list[list[Any]],
+    after: list[list[Any]],
+    in_batch: set[tuple[str, str]],
+    now: float,
+    outcome: UpdateOutcome,
+) -> list[Delivery]:
+    """A profile's deliveries, its consent deliveries carrying the held events the batch's consents now cover (by
+    time) and the stored consent did not: read from the ledger only when the batch grants personalisation."""
+    consents = [d for d in mine if isinstance(d.event, Consent) and PERSONALISATION in d.event.granted]
+    if not consents:
+        return mine
+    sources = {*map(str, doc.data.get("aliases", [])), *(d.event.profile_id for d in mine)}
+    riders = []
+    for claim in ledger.held(sorted(sources), now):
+        if claim.key in in_batch or claim.held is None:
+            continue
+        event = parse_event(claim.held)
+        at = event.occurred_at.timestamp()
+        if consented_at(after, at) and not consented_at(before, at):
+            riders.append(event)
+    if not riders:
+        return mine
+    outcome.released += len(riders)
+    carried = tuple(sorted(riders, key=lambda e: (e.occurred_at, e.event_id)))
+    carriers = {id(d) for d in consents}
+    return [replace(d, riders=carried) if id(d) in carriers else d for d in mine]
 
 
 def _aliases(event: Event) -> list[str]:
@@ -222,7 +320,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def _route(event: Event, profile_id: str, consented: bool, context: Context) -> list[str]:
-    """The entities an event feeds. Without personalisation consent: only the anonymous aggregates."""
+    """The entities an event feeds. Without personalisation consent: only the item aggregates. (Popularity per
+    category and market is computed by the batch jobs from the archive, not per event: see FEATURES.)"""
     pairs = interaction_items(event)
     keys: list[str] = []
     if isinstance(event, Consent) or (consented and (pairs or isinstance(event, RemoveFromCart))):
@@ -231,27 +330,20 @@ def _route(event: Event, profile_id: str, consented: bool, context: Context) -> 
         keys.append(session_key(event.session_id))
     for item_id, _kind in pairs:
         keys.append(item_key(item_id))
-        category = context.category(item_id)
-        if category:
-            keys.append(category_key(category))
-    if event.market and pairs:
-        keys.append(market_key(event.market))
     return list(dict.fromkeys(keys))
 
 
+def _mark(entity: str, d: Delivery) -> str:
+    """The high-water mark a delivery counts against: per shard, and per source on profiles — a merged profile
+    keeps each source's mark, so a record re-routed by a merge is judged by the mark of the source that sent it."""
+    shard = d.shard.removeprefix("shardId-").lstrip("0") or "0"
+    return f"{shard}/{d.event.profile_id}" if entity == "profile" else shard
+
+
 def _fresh(doc: Doc, group: list[Delivery]) -> list[Delivery]:
-    """The deliveries this entity has not applied yet, each event once."""
-    seen = set(doc.ledger)
-    fresh = []
-    for d in group:
-        hwm = int(doc.hwm.get(d.shard, "0")) if d.shard else 0
-        if d.shard and d.sequence and d.sequence <= hwm:
-            continue
-        tag = digest(d.event.event_id)
-        if tag not in seen:
-            seen.add(tag)
-            fresh.append(d)
-    return fresh
+    """The deliveries this entity has not applied yet."""
+    entity = entity_of(doc.key)
+    return [d for d in group if not (d.shard and d.sequence and d.sequence <= int(doc.hwm.get(_mark(entity, d), "0")))]
 
 
 def _apply_entity(
@@ -295,22 +387,37 @@ def _view_rows(
     for key, group in groups.items():
         if entity_of(key) != "profile" or docs[key].error:
             continue
-        items = [item for d in group for item, _kind in interaction_items(d.event)]
+        items = [item for d in group for e in (d.event, *d.riders) for item, _kind in interaction_items(e)]
         categories = {c for c in map(context.category, items) if c}
         keys += batch_view_keys(ProfileFeatures.from_json(docs[key].data.get("features")), items, categories)
     return rows(list(dict.fromkeys(keys))) if keys else {}
 
 
+def _released(stored: ProfileFeatures, fresh: list[Delivery]) -> list[Event]:
+    """The held events the fresh consents cover by time that the stored consent did not: judged against the
+    document as read, so a conflict's re-read, or a retried batch, folds each of them once."""
+    events = [d.event for d in fresh]
+    after = apply_consent(ProfileFeatures(consent=list(stored.consent)), events).consent
+    riders = {event_key(r): r for d in fresh for r in d.riders}
+    return [
+        r
+        for r in riders.values()
+        if consented_at(after, r.occurred_at.timestamp()) and not stored.consented(r.occurred_at.timestamp())
+    ]
+
+
 def _fold(
     doc: Doc, fresh: list[Delivery], context: Context, view_rows: dict[str, list[StoredPick]] | None = None
 ) -> Doc:
-    """The document with the fresh deliveries applied and remembered (a new Doc: the read one stays as read)."""
+    """The document with the fresh deliveries applied and their marks raised (a new Doc: the read one stays)."""
     entity, name = entity_of(doc.key), key_id(doc.key)
     events = [d.event for d in fresh]
     data = dict(doc.data)
     expires_at = doc.expires_at
     if entity == "profile":
-        profile = apply_to_profile(ProfileFeatures.from_json(data.get("features")), events, context)
+        stored = ProfileFeatures.from_json(data.get("features"))
+        released = _released(ProfileFeatures.from_json(data.get("features")), fresh)
+        profile = apply_to_profile(stored, events + released, context)
         data["features"] = profile.to_json()
         data.setdefault("aliases", [name])
         if view_rows is not None:
@@ -320,25 +427,18 @@ def _fold(
             else:
                 data.pop("serving", None)
     elif entity == "session":
-        session = apply_to_session(SessionFeatures.from_json(data), events, context)
+        riders = list({event_key(r): r for d in fresh for r in d.riders if r.session_id == name}.values())
+        mine = [e for e in events if not isinstance(e, Consent)] + riders
+        session = apply_to_session(SessionFeatures.from_json(data), mine, context)
         data = session.to_json()
         expires_at = int(session.last_at + SESSION_TTL_SECONDS)
     elif entity == "item":
         data = apply_to_item(ItemFeatures.from_json(data), name, events).to_json()
-    elif entity == "segment":
-        dimension, value = name.split(":", 1)
-        triples = [
-            (item_id, kind, e.occurred_at.timestamp())
-            for e in events
-            for item_id, kind in interaction_items(e)
-            if dimension == "market" or context.category(item_id) == value
-        ]
-        data = apply_to_segment(SegmentFeatures.from_json(data), triples).to_json()
     else:
         raise ValueError(f"no fold for entity {entity!r} ({doc.key})")
-    ledger = (doc.ledger + [digest(e.event_id) for e in events])[-LEDGER_LIMITS[entity] :]
     hwm = dict(doc.hwm)
     for d in fresh:
-        if d.shard and d.sequence > int(hwm.get(d.shard, "0")):
-            hwm[d.shard] = str(d.sequence)
-    return replace(doc, data=data, ledger=ledger, hwm=hwm, expires_at=expires_at)
+        mark = _mark(entity, d)
+        if d.shard and d.sequence > int(hwm.get(mark, "0")):
+            hwm[mark] = str(d.sequence)
+    return replace(doc, data=data, hwm=hwm, expires_at=expires_at)

@@ -3,7 +3,7 @@
 At once (``erase``, the erase function behind ``DELETE /v1/users/{id}`` and ``shopwise erase``): every alias of the
 person is found through stitching (the profile lists them: cookies, customer, email, device, and the profiles merged
 into it); the profiles, alias rows, sessions, the recommendation rows of both slots and the campaign cap rows are
-deleted; a tombstone per alias (blinded) makes the stream updater drop any event of it from before the erasure that
+deleted, and the person's rows in the event ledger; a tombstone per alias (blinded) makes the stream updater drop any event of it from before the erasure that
 is still in flight, and records the erasure for the jobs (``privacy/erasures/<id>.json``): training and the load skip
 the person from this moment.
 
@@ -28,6 +28,7 @@ from shopwise.campaigns.rules import CAMPAIGNS
 from shopwise.dal import erasures as records
 from shopwise.dal.batch import batch_delete, batch_write, get_many, pk
 from shopwise.dal.feature_store import Doc, FeatureStore
+from shopwise.dal.ledger import EventLedger
 from shopwise.dal.serving_read import Tables
 from shopwise.features.definitions import ProfileFeatures
 from shopwise.features.identity import resolve
@@ -53,7 +54,15 @@ from shopwise.keys import (
 from shopwise.privacy.pseudonyms import Pseudonymiser
 from shopwise.privacy.tombstones import TOMBSTONE_DAYS, blind
 
-STORES = ("feature_store", "recommendations", "campaign_caps", "archive", "artifacts", "failure_queue")
+STORES = (
+    "feature_store",
+    "event_ledger",
+    "recommendations",
+    "campaign_caps",
+    "archive",
+    "artifacts",
+    "failure_queue",
+)
 
 
 @dataclass
@@ -161,5 +170,8 @@ def erase(aliases: list[str], tables: Tables, bucket: str, requested_by: str, no
         if store == "feature_store":
             receipt.profiles = sum(profile_key(p) in present for p in who.profiles)
             receipt.sessions = sum(session_key(s) in present for s in who.sessions)
+    if tables.ledger:  # the person's event ids, and the events that wait there for a consent
+        receipt.rows_deleted["event_ledger"] = EventLedger(tables.ledger).forget(who.aliases)
+        receipt.stores["event_ledger"] = time.time()
     records.put(tables.config, receipt.erasure_id, receipt.to_json())
     return receipt

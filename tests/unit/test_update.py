@@ -1,0 +1,236 @@
+"""The updater's exactly-once rules, each against the in-memory store and ledger: an event is its source and its id;
+a client's repeat is caught however many other events came between; marks survive merges; long alias chains; a
+consent that arrives after the events it covers still applies to them; documents are bounded in bytes."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shopwise.dal.capacity import ITEM_LIMIT_BYTES, item_bytes, write_units
+from shopwise.dal.feature_store import Doc
+from shopwise.events import parse_event
+from shopwise.features.definitions import (
+    CART_LOG_LIMIT,
+    CONSENT_LOG_LIMIT,
+    RECENT_LIMIT,
+    SESSION_LOG_LIMIT,
+    VIEW_LOG_LIMIT,
+    ProfileFeatures,
+)
+from shopwise.features.identity import link, resolve
+from shopwise.ingestion.update_features import Delivery, UpdateOutcome, update_features
+from shopwise.keys import alias_key, profile_key
+from tests.compare import normalised
+from tests.fakes import MemoryLedger, MemoryStore
+
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+SHARD = "shardId-000000000000"
+
+
+class Stream:
+    """Records as a shard hands them out: increasing sequence numbers; ``send`` is one PutRecords."""
+
+    def __init__(self) -> None:
+        self.next = 10**20
+        self.store, self.ledger = MemoryStore(), MemoryLedger()
+
+    def send(self, raws: list[dict[str, Any]]) -> list[Delivery]:
+        out = []
+        for raw in raws:
+            self.next += 1
+            out.append(Delivery(parse_event(raw), str(self.next), SHARD))
+        return out
+
+    def apply(self, deliveries: list[Delivery]) -> UpdateOutcome:
+        return update_features(deliveries, self.store, self.ledger, lambda items: {i: "shoes" for i in items})
+
+    def profile(self, alias: str) -> ProfileFeatures:
+        target, docs = resolve(self.store, [alias])
+        return ProfileFeatures.from_json(docs[profile_key(target[alias])].data.get("features"))
+
+    def item_views(self, item: str) -> int:
+        return sum(c[0] for c in self.store.docs[f"item#{item}"].data["buckets"].values())
+
+
+def ev(event_id: str, kind: str, minutes: float, who: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event_id": event_id,
+        "event_type": kind,
+        "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(),
+        "pseudonymised": True,
+        "session_id": f"s-{who}",
+        **({"customer_id": who[2:]} if who.startswith("c:") else {"anonymous_id": who[2:]}),
+        **extra,
+    }
+    if kind == "consent":
+        body.setdefault("granted", ["personalisation"])
+        body.pop("session_id")
+    if kind == "purchase":
+        body.update(order_id=f"o-{event_id}", items=[{"item_id": extra.pop("item_id", "i1"), "unit_price": 10.0}])
+        body.pop("item_id", None)
+    return body
+
+
+def test_two_shoppers_with_the_same_event_ids_are_two_shoppers_events() -> None:
+    s = Stream()
+    for who in ("a:ann", "a:bob"):
+        s.apply(s.send([ev("consent-1", "consent", 0, who), ev("e1", "product_view", 1, who, item_id="i1")]))
+    assert s.profile("a:ann").recent_items("view") == ["i1"] and s.profile("a:bob").recent_items("view") == ["i1"]
+    assert s.item_views("i1") == 2
+
+
+def test_a_clients_retry_after_thousands_of_other_events_is_a_duplicate() -> None:
+    s = Stream()
+    mine = [ev("c", "consent", 0, "c:ann"), ev("v", "product_view", 1, "c:ann", item_id="i1")]
+    mine.append(ev("p", "purchase", 2, "c:ann", item_id="i1", market="DE"))
+    s.apply(s.send(mine))
+    # 5,200 other shoppers' views of the same market and item: no count of them pushes ann's events out
+    others = [ev(f"x{n}", "product_view", 3, f"a:v{n}", item_id="i1", market="DE") for n in range(5200)]
+    for start in range(0, len(others), 500):
+        s.apply(s.send(others[start : start + 500]))
+    retried = s.apply(s.send(mine))  # the whole request again: same ids, new sequence numbers
+    assert retried.duplicates == 3 and retried.applied == 0 and retried.entity_writes == 0
+    profile = s.profile("c:ann")
+    assert (profile.orders, profile.revenue, profile.counts["view"]) == (1, 10.0, 1)
+    assert s.item_views("i1") == 5201
+
+
+def test_the_streams_retry_of_a_record_is_not_a_duplicate_and_applies_once() -> None:
+    s = Stream()
+    batch = s.send([ev("c", "consent", 0, "a:ann"), ev("v", "product_view", 1, "a:ann", item_id="i1")])
+    s.apply(batch)
+    again = s.apply(batch)  # the same records (same sequence numbers): the entities' marks say they are applied
+    assert again.duplicates == 2 and again.entity_writes == 0
+    assert s.item_views("i1") == 1 and s.profile("a:ann").counts["view"] == 1
+
+
+def test_a_consent_that_arrives_after_the_events_it_covers_still_applies_to_them() -> None:
+    """PutRecords throttled the consent and retried it behind the shopper's first events (a later batch)."""
+    s = Stream()
+    who = "a:newcomer"
+    views = [ev(f"v{n}", "product_view", 5 + n, who, item_id=f"i{n}") for n in range(3)]
+    cart = ev("cart", "add_to_cart", 9, who, item_id="i1")
+    first = s.apply(s.send([*views, cart]))
+    assert first.held == 4 and profile_key(who) not in s.store.docs  # waiting, not in a profile
+    assert s.item_views("i0") == 1  # the item aggregates took them at once
+
+    late = s.apply(s.send([ev("consent", "consent", 1, who)]))  # granted at minute 1, covers minutes 5-9
+    assert late.released == 4
+    profile = s.profile(who)
+    assert set(profile.recent_items("view")) == {"i0", "i1", "i2"} and profile.current_cart() == {"i1": 1}
+    assert s.store.docs[f"session#s-{who}"].data["page_views"] == 3
+    assert s.item_views("i0") == 1  # not counted twice
+
+    s.apply(s.send([ev("consent", "consent", 1, who)]))  # the client re-sends the consent: nothing more
+    again = s.profile(who)
+    assert again.counts == profile.counts and s.store.docs[f"session#s-{who}"].data["page_views"] == 3
+
+
+def test_a_consent_reordered_inside_a_batch_or_granted_after_the_events_does_not_cover_them() -> None:
+    s = Stream()
+    who = "a:later"
+    # granted at minute 10: the views at minutes 1-2 happened without consent and stay out of the profile
+    s.apply(s.send([ev("v1", "product_view", 1, who, item_id="i1"), ev("v2", "product_view", 2, who, item_id="i2")]))
+    s.apply(s.send([ev("c", "consent", 10, who), ev("v3", "product_view", 11, who, item_id="i3")]))
+    assert s.profile(who).recent_items("view") == ["i3"]
+
+
+def test_same_result_whatever_the_batches_and_order() -> None:
+    """Consents, views, carts, purchases of 30 shoppers, each event twice, shuffled into batches: the features equal
+    those of one clean pass."""
+    raws = []
+    for n in range(30):
+        who = f"a:s{n}"
+        raws.append(ev(f"c{n}", "consent", 0, who))
+        raws += [ev(f"v{n}-{k}", "product_view", 1 + k, who, item_id=f"i{k % 7}") for k in range(6)]
+        raws.append(ev(f"p{n}", "purchase", 9, who, item_id=f"i{n % 7}"))
+    clean = Stream()
+    clean.apply(clean.send(raws))
+    noisy = Stream()
+    twice = raws + raws
+    random.Random(4).shuffle(twice)
+    for start in range(0, len(twice), 37):
+        noisy.apply(noisy.send(twice[start : start + 37]))
+
+    def features(stream: Stream) -> dict[str, Any]:
+        return normalised({k: d.data for k, d in stream.store.docs.items()})
+
+    assert features(noisy) == features(clean) and len(clean.store.docs) > 60
+
+
+def test_marks_survive_a_merge_so_a_rerouted_retry_is_neither_lost_nor_counted_twice() -> None:
+    s = Stream()
+    visitor, customer = "a:cookie", "c:acct"
+    batch = s.send([ev("cv", "consent", 0, visitor), ev("v1", "product_view", 1, visitor, item_id="i1")])
+    s.apply(batch)
+    s.apply(s.send([ev("cc", "consent", 0, customer), ev("v2", "product_view", 2, customer, item_id="i2")]))
+    s.apply(s.send([ev("login", "identify", 3, customer, anonymous_id="cookie")]))
+    assert s.store.docs[profile_key(visitor)].merged_into == customer
+    s.apply(batch)  # the stream retries the visitor's batch: re-routed to the customer, already applied there
+    profile = s.profile(customer)
+    assert profile.counts["view"] == 2 and set(profile.recent_items("view")) == {"i1", "i2"}
+    # and a record of the visitor's that had not landed before the merge lands after it, on the customer
+    s.apply(s.send([ev("v3", "product_view", 4, visitor, item_id="i3")]))
+    assert s.profile(customer).counts["view"] == 3
+
+
+def test_alias_chains_are_compressed_and_a_long_one_fails_only_its_own_events() -> None:
+    store = MemoryStore()
+    aliases = [f"a:hop{n}" for n in range(12)]
+    for n in range(len(aliases) - 1):  # each cookie logs in beside the next: profile 0 ends on the last survivor
+        link(store, [aliases[n], aliases[n + 1]])
+    target, _ = resolve(store, [aliases[-1]])
+    survivor = target[aliases[-1]]
+    rows = [store.docs[alias_key(a)].data.get("profile") for a in aliases if alias_key(a) in store.docs]
+    assert rows and all(r == survivor for r in rows)  # every alias row points at the survivor: one hop
+
+    # a chain written by an older version (tombstones 70 deep, no alias rows): that alias alone is unresolved
+    for n in range(70):
+        store.write(Doc(profile_key(f"a:old{n}"), {"aliases": []}, merged_into=f"a:old{n + 1}"))
+    target, _ = resolve(store, ["a:old0", "a:fine"])
+    assert target == {"a:old0": "", "a:fine": "a:fine"}
+    s = Stream()
+    s.store = store
+    outcome = s.apply(s.send([ev("x", "consent", 0, "a:old0"), ev("y", "consent", 0, "a:fine")]))
+    assert set(outcome.failed) == {"alias#a:old0"} and profile_key("a:fine") in store.docs
+
+
+def test_a_profile_at_every_bound_with_long_non_ascii_ids_fits_an_item() -> None:
+    """Every list at its limit, every id 128 characters of a 3-byte script: the document and its marks stay far
+    below DynamoDB's 400 KB, and the store refuses a document over it before writing."""
+    at = T0.timestamp()
+    item = "商" * 128
+    profile = ProfileFeatures(
+        recent={k: [[f"{item}{n}", at + n] for n in range(RECENT_LIMIT)] for k in ("view", "cart", "purchase")},
+        affinity={f"{item}{n}": [1.5, at] for n in range(30)},
+        cart_log=[[at + n, f"{item}{n}", f"{item}{n}", 1] for n in range(CART_LOG_LIMIT)],
+        view_log=[[at + n, f"{item}{n}"] for n in range(VIEW_LOG_LIMIT)],
+        consent=[[at + n, f"{item}{n}", "personalisation", True] for n in range(CONSENT_LOG_LIMIT)],
+        sessions=[[f"{item}{n}", at + n] for n in range(SESSION_LOG_LIMIT)],
+        market=["DE", at],
+    )
+    marks = {f"{n}/c:{'p' * 43}{n}": "4" * 56 for n in range(64)}
+    aliases = [f"a:{item}{n}" for n in range(32)]
+    doc = Doc(profile_key("c:" + "p" * 43), {"features": profile.to_json(), "aliases": aliases}, hwm=marks)
+    size = item_bytes(doc.to_item())
+    assert 100 * 1024 < size < ITEM_LIMIT_BYTES / 2  # a real worst case, and half the limit to spare
+    assert json.dumps(doc.to_item()).count("\\u") > 0 and "商" in doc.to_item()["doc"]["S"]  # UTF-8, not escapes
+
+    from shopwise.dal.feature_store import FeatureStore, TooLarge
+
+    huge = Doc("profile#c:x", {"features": {"blob": "x" * ITEM_LIMIT_BYTES}})
+    with pytest.raises(TooLarge):
+        FeatureStore("unused")._item(huge)
+
+
+def test_write_units_follow_dynamodbs_size_rules() -> None:
+    assert item_bytes({"pk": {"S": "abc"}}) == 5
+    assert item_bytes({"n": {"N": "12345"}}) == 1 + 4  # 5 significant digits: 3 + 1 bytes
+    assert item_bytes({"m": {"M": {"a": {"S": "xy"}}}}) == 1 + 3 + 1 + 1 + 2
+    assert write_units({"pk": {"S": "x" * 1000}}) == 1 and write_units({"pk": {"S": "x" * 1030}}) == 2
+    assert write_units({"pk": {"S": "x"}}, transactional=True) == 2
