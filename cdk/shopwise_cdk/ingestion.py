@@ -1,14 +1,19 @@
 """Ingestion and the feature updater: Kinesis stream, collect Lambda, Firehose to the archive, update_features
-Lambda on the stream with partial batch failures and an SQS on-failure destination."""
+Lambda on the stream with partial batch failures and an SQS on-failure destination, and the alarms that say when
+events are late or lost (to the alarms topic the store subscribes its on-call to)."""
 
 from __future__ import annotations
 
 from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kinesisfirehose as firehose
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -121,3 +126,60 @@ class Ingestion(Construct):
                 on_failure=sources.SqsDlq(self.failures),
             )
         )
+        self.alarm_topic, self.alarms = self._build_alarms(env)
+
+    def _build_alarms(self, env: EnvironmentConfig) -> tuple[sns.Topic, list[cloudwatch.Alarm]]:
+        """Events late (the updater's iterator age), records given up on (the failure queue), records that can never
+        apply (poison): each an alarm to the alarms topic."""
+        topic = sns.Topic(
+            self,
+            "Alarms",
+            topic_name=env.physical_name("alarms"),
+            enforce_ssl=True,
+            master_key=kms.Alias.from_alias_name(self, "AlarmsKey", "alias/aws/sns"),
+        )
+        five = Duration.minutes(5)
+        alarms = [
+            cloudwatch.Alarm(
+                self,
+                "IteratorAgeAlarm",
+                alarm_name=env.physical_name("ingestion-iterator-age"),
+                alarm_description="the feature updater is behind the stream: features and serving views are late",
+                metric=self.update_features.metric("IteratorAge", statistic="Maximum", period=Duration.minutes(1)),
+                threshold=config.ITERATOR_AGE_ALARM_S * 1000,
+                evaluation_periods=5,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                "FailureQueueAlarm",
+                alarm_name=env.physical_name("ingestion-failures"),
+                alarm_description="records the feature updater gave up on: see shopwise failures list, then replay",
+                metric=self.failures.metric_approximate_number_of_messages_visible(period=five, statistic="Maximum"),
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                "PoisonAlarm",
+                alarm_name=env.physical_name("ingestion-poison"),
+                alarm_description="records that can never apply (not JSON, not valid, not pseudonymised) reached the stream",
+                metric=cloudwatch.Metric(
+                    namespace="shopwise",
+                    metric_name="RecordsPoison",
+                    dimensions_map={"service": "shopwise"},
+                    statistic="Sum",
+                    period=five,
+                ),
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+        for alarm in alarms:
+            alarm.add_alarm_action(cw_actions.SnsAction(topic))
+        return topic, alarms

@@ -388,7 +388,7 @@ def test_a_scheduled_drift_job_publishes_metrics_whose_alarms_start_a_retrain(pr
     assert [c["ChannelName"] for c in job["Parameters"]["InputDataConfig"]] == ["champion"]
     prod.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": config.environment("prod").drift_schedule})
     every = [a["Properties"] for a in resources(prod, "AWS::CloudWatch::Alarm").values()]
-    alarms = {a["MetricName"]: a for a in every if "MetricName" in a}
+    alarms = {a["MetricName"]: a for a in every if a.get("MetricName", "").startswith("Drift")}
     assert {n: a["Threshold"] for n, a in alarms.items()} == {
         "DriftMaxFeaturePSI": config.PSI_ALARM,
         "DriftEventMixPSI": config.PSI_ALARM,
@@ -406,7 +406,8 @@ def test_a_scheduled_drift_job_publishes_metrics_whose_alarms_start_a_retrain(pr
         if "EventPattern" in r["Properties"] and r["Properties"]["EventPattern"].get("source") == ["aws.cloudwatch"]
     )
     assert rule["EventPattern"]["detail"] == {"state": {"value": ["ALARM"]}}
-    assert len(rule["EventPattern"]["resources"]) == len(every) == 5
+    # the drift and performance alarms start a retrain; the ingestion alarms page (the alarms topic), they do not
+    assert len(rule["EventPattern"]["resources"]) == len(alarms) + 1 == 5
     target = rule["Targets"][0]
     assert "TrainingRetrain" in str(target["Arn"])
     assert target["InputTransformer"]["InputTemplate"] == '{"trigger":"alarm: <detail-alarmName>"}'
@@ -540,3 +541,20 @@ def test_logs_that_can_name_a_shopper_are_kept_less_than_the_erasure_bound(prod:
     log_format = stage["Properties"]["AccessLogSettings"]["Format"]
     assert "$context.routeKey" in log_format
     assert "$context.path" not in log_format and "$context.identity.sourceIp" not in log_format
+
+
+def test_late_and_lost_events_alarm_to_the_alarms_topic(prod: Template) -> None:
+    every = [a["Properties"] for a in resources(prod, "AWS::CloudWatch::Alarm").values()]
+    ingestion = {
+        a["MetricName"]: a
+        for a in every
+        if a.get("MetricName") in ("IteratorAge", "ApproximateNumberOfMessagesVisible", "RecordsPoison")
+    }
+    assert set(ingestion) == {"IteratorAge", "ApproximateNumberOfMessagesVisible", "RecordsPoison"}
+    assert ingestion["IteratorAge"]["Threshold"] == config.ITERATOR_AGE_ALARM_S * 1000
+    assert ingestion["ApproximateNumberOfMessagesVisible"]["Threshold"] == 0
+    assert ingestion["RecordsPoison"]["Namespace"] == "shopwise" and ingestion["RecordsPoison"]["Statistic"] == "Sum"
+    (topic,) = resources(prod, "AWS::SNS::Topic")
+    for alarm in ingestion.values():
+        assert alarm["AlarmActions"] == [{"Ref": topic}]
+    assert resources(prod, "AWS::SNS::Topic")[topic]["Properties"]["KmsMasterKeyId"]

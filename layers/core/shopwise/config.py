@@ -138,6 +138,7 @@ MODELS_PREFIX = "models/"
 MONITORING_PREFIX = "monitoring/"  # the drift jobs' outputs (drift.json in output.tar.gz)
 
 # drift alarm thresholds (shopwise_jobs.drift's report and the CloudWatch alarms that start a retrain)
+ITERATOR_AGE_ALARM_S = 300  # the updater this far behind the stream for 5 minutes: an alarm
 PSI_ALARM = 0.2  # population stability index of a feature or of the event-type mix: over 0.2 it has shifted
 NEW_ITEM_ALARM = 0.3  # share of recent interactions on items the serving model does not know
 UNKNOWN_SHOPPER_ALARM = 0.6  # share of recently active shoppers it does not know
