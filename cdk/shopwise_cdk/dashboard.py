@@ -11,7 +11,8 @@ from shopwise import config
 from shopwise.config import EnvironmentConfig
 from shopwise.lifecycle.figures import DriftFigures
 from shopwise.picks import SOURCES, served_metric
-from shopwise_cdk.drift import drift_metric, shopwise_metric
+from shopwise_cdk.drift import drift_metric
+from shopwise_cdk.functions import shopwise_metric
 from shopwise_cdk.ingestion import Ingestion
 from shopwise_cdk.serving import ServingApi
 

@@ -22,24 +22,12 @@ from constructs import Construct
 from shopwise import config
 from shopwise.config import EnvironmentConfig
 from shopwise.lifecycle.figures import DriftFigures
-from shopwise_cdk.functions import Layers, python_function
+from shopwise_cdk.functions import Layers, python_function, shopwise_metric
 from shopwise_cdk.nag import acknowledge, invokes_any_version
 from shopwise_cdk.sagemaker import channel, sagemaker_job_role, script_job
 from shopwise_cdk.storage import Storage
 from shopwise_cdk.training import TrainingPipeline
 from shopwise_cdk.workflows import lambda_step, state_machine
-
-NAMESPACE = "shopwise"
-
-
-def shopwise_metric(name: str, statistic: str = "Maximum", period: Duration | None = None) -> cloudwatch.Metric:
-    return cloudwatch.Metric(
-        namespace=NAMESPACE,
-        metric_name=name,
-        dimensions_map={"service": "shopwise"},
-        statistic=statistic,
-        period=period or Duration.days(1),
-    )
 
 
 def drift_metric(name: str) -> cloudwatch.Metric:

@@ -4,6 +4,7 @@ dependencies as two layers built by ``make build`` (pip --platform ... --only-bi
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -12,6 +13,21 @@ from constructs import Construct
 from shopwise.config import EnvironmentConfig
 from shopwise_cdk.constants import CORE_LAYER_DIR, DEPS_LAYER_DIR, LAMBDAS_DIR
 from shopwise_cdk.nag import XRAY, acknowledge
+
+# what the functions' Powertools metrics are published under (namespace, and the service as their one dimension)
+NAMESPACE = "shopwise"
+SERVICE = "shopwise"
+
+
+def shopwise_metric(name: str, statistic: str = "Maximum", period: Duration | None = None) -> cloudwatch.Metric:
+    """A metric the functions (or the drift function) publish, as CloudWatch names it."""
+    return cloudwatch.Metric(
+        namespace=NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": SERVICE},
+        statistic=statistic,
+        period=period or Duration.days(1),
+    )
 
 
 def _require_build() -> None:
@@ -85,8 +101,8 @@ def python_function(
         log_group=log_group,
         description=description,
         environment={
-            "POWERTOOLS_SERVICE_NAME": "shopwise",
-            "POWERTOOLS_METRICS_NAMESPACE": "shopwise",
+            "POWERTOOLS_SERVICE_NAME": SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "SHOPWISE_ENV": env.name,
             **environment,

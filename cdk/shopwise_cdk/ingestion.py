@@ -20,7 +20,7 @@ from constructs import Construct
 from shopwise import config
 from shopwise.config import EnvironmentConfig
 from shopwise.dal.recommendations import ACTIVE_MODEL_KEY
-from shopwise_cdk.functions import Layers, python_function
+from shopwise_cdk.functions import Layers, python_function, shopwise_metric
 from shopwise_cdk.nag import acknowledge, s3_grant_actions
 from shopwise_cdk.storage import Storage
 
@@ -139,47 +139,36 @@ class Ingestion(Construct):
             master_key=kms.Alias.from_alias_name(self, "AlarmsKey", "alias/aws/sns"),
         )
         five = Duration.minutes(5)
+        late = self.update_features.metric("IteratorAge", statistic="Maximum", period=Duration.minutes(1))
         alarms = [
-            cloudwatch.Alarm(
-                self,
-                "IteratorAgeAlarm",
-                alarm_name=env.physical_name("ingestion-iterator-age"),
-                alarm_description="the feature updater is behind the stream: features and serving views are late",
-                metric=self.update_features.metric("IteratorAge", statistic="Maximum", period=Duration.minutes(1)),
-                threshold=config.ITERATOR_AGE_ALARM_S * 1000,
-                evaluation_periods=5,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            self._alarm(
+                env, "IteratorAge", "the feature updater is behind the stream: features and serving views are late",
+                late, config.ITERATOR_AGE_ALARM_S * 1000, periods=5,
             ),
-            cloudwatch.Alarm(
-                self,
-                "FailureQueueAlarm",
-                alarm_name=env.physical_name("ingestion-failures"),
-                alarm_description="records the feature updater gave up on: see shopwise failures list, then replay",
-                metric=self.failures.metric_approximate_number_of_messages_visible(period=five, statistic="Maximum"),
-                threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            self._alarm(
+                env, "Failures", "records the feature updater gave up on: they wait in the failure queue",
+                self.failures.metric_approximate_number_of_messages_visible(period=five, statistic="Maximum"), 0,
             ),
-            cloudwatch.Alarm(
-                self,
-                "PoisonAlarm",
-                alarm_name=env.physical_name("ingestion-poison"),
-                alarm_description="records that can never apply (not JSON, not valid, not pseudonymised) reached the stream",
-                metric=cloudwatch.Metric(
-                    namespace="shopwise",
-                    metric_name="RecordsPoison",
-                    dimensions_map={"service": "shopwise"},
-                    statistic="Sum",
-                    period=five,
-                ),
-                threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            self._alarm(
+                env, "Poison", "records that can never apply (not JSON, not valid, not pseudonymised) reached the stream",
+                shopwise_metric("RecordsPoison", "Sum", five), 0,
             ),
-        ]
+        ]  # fmt: skip
         for alarm in alarms:
             alarm.add_alarm_action(cw_actions.SnsAction(topic))
         return topic, alarms
+
+    def _alarm(
+        self, env: EnvironmentConfig, name: str, means: str, metric: cloudwatch.Metric, above: float, periods: int = 1
+    ) -> cloudwatch.Alarm:
+        return cloudwatch.Alarm(
+            self,
+            f"{name}Alarm",
+            alarm_name=env.physical_name(f"ingestion-{name.lower()}"),
+            alarm_description=means,
+            metric=metric,
+            threshold=above,
+            evaluation_periods=periods,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )

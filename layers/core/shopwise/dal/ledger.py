@@ -21,7 +21,7 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,30 +101,25 @@ class EventLedger:
     def held(self, sources: Iterable[str], now: float | None = None) -> list[Claim]:
         """The events these sources sent that are waiting for a consent (unexpired rows with a held record)."""
         now = time.time() if now is None else now
-        ddb = client("dynamodb")
-        found: list[Claim] = []
-        for source in dict.fromkeys(sources):
-            pages = ddb.get_paginator("query").paginate(
-                TableName=self.table,
-                KeyConditionExpression="pk = :s",
-                FilterExpression="attribute_exists(held) AND expires_at > :now",
-                ExpressionAttributeValues={":s": {"S": source}, ":now": {"N": str(int(now))}},
-                ConsistentRead=True,
-            )
-            found += [Claim.from_item(row) for page in pages for row in page.get("Items", [])]
-        return found
+        alive = {"FilterExpression": "attribute_exists(held) AND expires_at > :now"}
+        return [Claim.from_item(r) for r in self._rows(sources, {":now": {"N": str(int(now))}}, **alive)]
 
     def forget(self, sources: Iterable[str]) -> int:
         """Delete every row of these sources (an erasure). Returns the number of rows deleted."""
-        ddb = client("dynamodb")
-        keys: list[dict[str, Any]] = []
-        for source in dict.fromkeys(sources):
-            pages = ddb.get_paginator("query").paginate(
-                TableName=self.table,
-                KeyConditionExpression="pk = :s",
-                ExpressionAttributeValues={":s": {"S": source}},
-                ProjectionExpression="pk, sk",
-            )
-            keys += [row for page in pages for row in page.get("Items", [])]
+        keys = list(self._rows(sources, ProjectionExpression="pk, sk"))
         batch_delete(self.table, keys)
         return len(keys)
+
+    def _rows(self, sources: Iterable[str], values: dict[str, Any] | None = None, **query: str) -> Iterator[Any]:
+        """The rows of each source (one paginated Query per source), narrowed by ``query``."""
+        paginator = client("dynamodb").get_paginator("query")
+        for source in dict.fromkeys(sources):
+            pages = paginator.paginate(
+                TableName=self.table,
+                KeyConditionExpression="pk = :s",
+                ExpressionAttributeValues={":s": {"S": source}, **(values or {})},
+                ConsistentRead=True,
+                **query,
+            )
+            for page in pages:
+                yield from page.get("Items", [])

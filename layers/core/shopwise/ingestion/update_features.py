@@ -34,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Protocol
 
 from shopwise import config
@@ -97,8 +98,9 @@ class Delivery:
     def sequence(self) -> int:
         return int(self.record_id) if self.record_id.isdigit() else 0
 
-    @property
+    @cached_property
     def claim_key(self) -> tuple[str, str]:
+        """The event's row in the ledger: (source, digest of its id)."""
         return (self.event.profile_id, event_digest(self.event.event_id))
 
 
@@ -291,8 +293,7 @@ def _with_riders(
         if claim.key in in_batch or claim.held is None:
             continue
         event = parse_event(claim.held)
-        at = event.occurred_at.timestamp()
-        if consented_at(after, at) and not consented_at(before, at):
+        if _newly_covered(before, after, event):
             riders.append(event)
     if not riders:
         return mine
@@ -393,17 +394,20 @@ def _view_rows(
     return rows(list(dict.fromkeys(keys))) if keys else {}
 
 
+def _newly_covered(before: list[list[Any]], after: list[list[Any]], event: Event) -> bool:
+    """A held event that the consent log ``after`` covers at its time and ``before`` did not: it has not been folded
+    yet, and now may be. (At the gate, against the profile as read for the batch: which riders a consent carries,
+    to the sessions too; at the fold, against the document as read for the write: which of them the profile takes.)"""
+    at = event.occurred_at.timestamp()
+    return consented_at(after, at) and not consented_at(before, at)
+
+
 def _released(stored: ProfileFeatures, fresh: list[Delivery]) -> list[Event]:
-    """The held events the fresh consents cover by time that the stored consent did not: judged against the
-    document as read, so a conflict's re-read, or a retried batch, folds each of them once."""
-    events = [d.event for d in fresh]
-    after = apply_consent(ProfileFeatures(consent=list(stored.consent)), events).consent
+    """The riders of the fresh deliveries the profile takes: judged against the document as read, so a conflict's
+    re-read, or a retried batch, folds each of them once."""
+    after = apply_consent(ProfileFeatures(consent=list(stored.consent)), [d.event for d in fresh]).consent
     riders = {event_key(r): r for d in fresh for r in d.riders}
-    return [
-        r
-        for r in riders.values()
-        if consented_at(after, r.occurred_at.timestamp()) and not stored.consented(r.occurred_at.timestamp())
-    ]
+    return [r for r in riders.values() if _newly_covered(stored.consent, after, r)]
 
 
 def _fold(
@@ -416,7 +420,7 @@ def _fold(
     expires_at = doc.expires_at
     if entity == "profile":
         stored = ProfileFeatures.from_json(data.get("features"))
-        released = _released(ProfileFeatures.from_json(data.get("features")), fresh)
+        released = _released(stored, fresh)  # before the fold below changes ``stored``
         profile = apply_to_profile(stored, events + released, context)
         data["features"] = profile.to_json()
         data.setdefault("aliases", [name])
