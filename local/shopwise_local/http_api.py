@@ -8,6 +8,7 @@ import json
 import os
 import threading
 from collections.abc import Mapping
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,9 +53,22 @@ def _handler_class(routes: Routes, allowed_origins: tuple[str, ...]) -> type[Bas
         def log_message(self, format: str, *args: Any) -> None:  # quiet: the demo prints its own progress
             pass
 
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """The server's own refusals, before any route (a request line over 64 KB: 414, a malformed request:
+            400), answered as API Gateway answers: JSON with a message, not the standard library's HTML page."""
+            self.close_connection = True
+            body = json.dumps({"message": message or HTTPStatus(code).phrase}).encode()
+            self.send_response(code, message)
+            self.send_header("Connection", "close")
+            self._send_body(body, {"Content-Type": "application/json"})
+
         def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)
-            headers = {**headers, **_cors_headers(self.headers.get("Origin", ""), allowed_origins)}
+            self._send_body(body, headers)
+
+        def _send_body(self, body: bytes, headers: dict[str, str]) -> None:
+            origin = self.headers.get("Origin", "") if getattr(self, "headers", None) else ""
+            headers = {**headers, **_cors_headers(origin, allowed_origins)}
             for key, value in headers.items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))

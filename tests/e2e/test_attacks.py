@@ -179,3 +179,11 @@ def test_impressions_in_the_archive_are_the_serve_apis_own(api: Api, stack: Loca
         if b'"impression"' in line
     ]
     assert impressions and all(i["origin"] == "serve" for i in impressions)
+
+
+def test_what_the_server_refuses_before_any_route_is_json_too(api: Api) -> None:
+    """A request line over 64 KB is refused by the HTTP server itself (414): as API Gateway does, with a JSON
+    message a client can read, not an HTML page (found by the property-based test's generated ids)."""
+    status, body = api.call("GET", "/v1/popular?n=1&category=" + "x" * 70_000)
+    assert status == 414 and "too long" in body["message"].lower()
+    assert api.call("GET", "/v1/health")[0] == 200  # the server goes on answering
