@@ -81,7 +81,7 @@ class Ingestion(Construct):
             queue_name=env.physical_name(config.FAILED_EVENTS_QUEUE),
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention_period=Duration.days(config.FAILURE_QUEUE_DAYS),
         )
         self.update_features = python_function(
             self,

@@ -16,13 +16,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shopwise.dal.catalog import categories
 from shopwise.dal.failures import FailureQueue
-from shopwise.dal.feature_store import FeatureStore
-from shopwise.dal.ledger import EventLedger
-from shopwise.dal.recommendations import serving_rows
-from shopwise.events import Event, EventRejected, parse_event
-from shopwise.ingestion.update_features import Delivery, update_features
+from shopwise.events import Event
+from shopwise.ingestion.update_features import Delivery
+from shopwise.ingestion.updater import Updater, event_of
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
 
@@ -31,10 +28,7 @@ processor = BatchProcessor(event_type=EventType.KinesisDataStreams, raise_on_ent
 
 
 def parse_record(record: KinesisStreamRecord) -> Event:
-    event = parse_event(record.kinesis.data_as_json())
-    if not event.pseudonymised:
-        raise EventRejected("pseudonymised", "the event did not come through the collector: ids are not pseudonymised")
-    return event
+    return event_of(record.kinesis.data_as_bytes())
 
 
 @logger.inject_lambda_context
@@ -53,16 +47,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         for status, result, record in processed
         if status == "success"
     ]
-    store, ledger = FeatureStore(settings.features_table), EventLedger(settings.ledger_table)
-    outcome = update_features(
-        deliveries,
-        store,
-        ledger,
-        lambda items: categories(settings.items_table, items),
-        rows=lambda keys: {
-            k: r.items for k, r in serving_rows(settings.recommendations_table, settings.config_table, keys).items()
-        },
-    )
+    updater = Updater(settings)
+    outcome = updater.apply(deliveries)
     if outcome.failed:
         logger.warning("entity updates failed; their records will be retried", extra={"failed": outcome.failed})
     if outcome.views_skipped:
@@ -73,7 +59,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=outcome.duplicates)
     metrics.add_metric(name="EventsHeld", unit=MetricUnit.Count, value=outcome.held)
     metrics.add_metric(name="EventsReleased", unit=MetricUnit.Count, value=outcome.released)
-    metrics.add_metric(name="FeatureWrites", unit=MetricUnit.Count, value=store.write_requests)
-    metrics.add_metric(name="WriteUnits", unit=MetricUnit.Count, value=store.write_units + ledger.write_units)
+    metrics.add_metric(name="FeatureWrites", unit=MetricUnit.Count, value=updater.store.write_requests)
+    metrics.add_metric(name="WriteUnits", unit=MetricUnit.Count, value=updater.write_units)
     metrics.add_metric(name="WriteConflicts", unit=MetricUnit.Count, value=outcome.conflicts)
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in sorted(outcome.failed_records, key=int)]}

@@ -496,6 +496,30 @@ def cmd_erasures(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
+def cmd_failures(args: argparse.Namespace) -> int:
+    """The failure queue: list its messages (coordinates and reasons), or replay them into the feature store."""
+    from shopwise.ingestion.failures import list_failures, replay_failures
+    from shopwise.settings import get_settings
+
+    _attach()
+    settings = get_settings()
+    if args.action == "replay":
+        report = replay_failures(settings, progress=not args.no_progress)
+        print(report.summary())
+        return 0 if not report.kept else 1
+    rows = [f.row() for f in list_failures(settings.failed_events_queue_url)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("the failure queue is empty")
+    else:
+        print(f"{'kind':7} {'reason':40} {'shard':22} {'records':>7}  sent at              sequence numbers")
+        for r in rows:
+            span = r["first"] if r["first"] == r["last"] else f"{r['first']}..{r['last']}"
+            print(f"{r['kind']:7} {r['reason'][:40]:40} {r['shard']:22} {r['records']:>7}  {r['sent_at']}  {span}")
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     """The pseudonymisation key's versions, or a rotation (a new current key; the older ones stay)."""
     from shopwise.dal.secrets import read_secret, write_secret
@@ -726,6 +750,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="purge: erasures at least this old (25: nothing of them can still be in the stream; 0: all, now)",
     )
     ers.set_defaults(func=cmd_erasures)
+
+    fail = sub.add_parser("failures", help="the updater's failure queue: list it, or replay it into the feature store")
+    fail.add_argument("action", choices=["list", "replay"])
+    fail.add_argument("--json", action="store_true", help="list: one JSON document")
+    fail.add_argument("--no-progress", action="store_true", help="replay: no progress bar")
+    fail.set_defaults(func=cmd_failures)
 
     keys = sub.add_parser("keys", help="the pseudonymisation key: its versions, or rotate it (profiles stay linked)")
     keys.add_argument("action", choices=["show", "rotate"])

@@ -165,6 +165,8 @@ class KinesisPoller:
                 "shardId": shard_id,
                 "startSequenceNumber": records[0]["SequenceNumber"],
                 "endSequenceNumber": records[-1]["SequenceNumber"],
+                "approximateArrivalOfFirstRecord": _iso(records[0]["ApproximateArrivalTimestamp"]),
+                "approximateArrivalOfLastRecord": _iso(records[-1]["ApproximateArrivalTimestamp"]),
                 "batchSize": len(records),
                 "streamArn": self.stream_arn,
             },
@@ -184,3 +186,8 @@ class KinesisPoller:
         body = b"".join(r["Data"].rstrip(b"\n") + b"\n" for r in records)
         client("s3").put_object(Bucket=self.archive_bucket, Key=key, Body=gzip.compress(body, mtime=0))
         self.stats.archived_objects += 1
+
+
+def _iso(at: datetime) -> str:
+    """A time as Lambda writes it in an on-failure message: ISO 8601, UTC, milliseconds, Z."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

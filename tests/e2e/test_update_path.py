@@ -6,8 +6,11 @@ the only fault source is a wrapper around the real FeatureStore.write."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import random
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +21,10 @@ from shopwise.catalog.items import CatalogItem
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items
 from shopwise.dal.feature_store import FeatureStore
+from shopwise.events import EventRejected
 from shopwise.ingestion import update_features as update_module
+from shopwise.ingestion import updater as updater_module
+from shopwise_local import cli
 from shopwise_local.stack import LocalStack
 from tests.compare import normalised
 
@@ -147,7 +153,7 @@ def outcomes(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[dic
             seen.setdefault(status, set()).add(event_id)
         return outcome
 
-    monkeypatch.setattr(stack.functions["update_features"].module, "update_features", recording)
+    monkeypatch.setattr(updater_module, "update_features", recording)
     yield seen
 
 
@@ -283,3 +289,126 @@ def test_same_ids_client_retries_and_a_late_consent_through_the_stream(
     duplicates = {f"a:retry-cat {e['event_id']}" for e in request}
     assert duplicates <= outcomes["duplicate"]  # the retry was recognised, event by event
     assert not outcomes.get("retry", set()) & duplicates
+
+
+@pytest.fixture
+def broken(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """While set: writes of the ``keys`` documents fail (a partition throttled for longer than the stream retries),
+    and the handler rejects events of ``bad_type`` (a validation bug, fixed before the replay). Both wrap the real
+    code: the store's conditional write, the handler's parse."""
+    state: dict[str, Any] = {"keys": set(), "bad_type": ""}
+    real_write = FeatureStore.write
+
+    def write(self: FeatureStore, doc: Any) -> None:
+        if doc.key in state["keys"]:
+            raise RuntimeError(f"ProvisionedThroughputExceededException on {doc.key} (injected)")
+        real_write(self, doc)
+
+    handler = stack.functions["update_features"].module
+    real_parse = handler.event_of
+
+    def parse(data: Any) -> Any:
+        event = real_parse(data)
+        if event.event_type == state["bad_type"]:
+            raise EventRejected("event_type", "rejected by a validation bug (injected)")
+        return event
+
+    monkeypatch.setattr(FeatureStore, "write", write)
+    monkeypatch.setattr(handler, "event_of", parse)
+    yield state
+
+
+def test_what_the_stream_gave_up_on_is_replayed_from_the_cli_once_and_completely(
+    stack: LocalStack, broken: dict[str, Any]
+) -> None:
+    """An item and a customer's profile whose writes fail through every retry, and a validation bug that sends every
+    cart removal to the failure queue as poison; the stream moves on, and later records raise the entities' marks
+    past the failed ones. ``shopwise failures replay`` (through the CloudFormation-resolved target) then leaves the
+    features a clean run has, a second replay changes nothing, and only a record that is still poison stays queued."""
+    assert stack.resources and stack.poller
+    queue = stack.resources.failure_queue_url
+    drain(queue)
+    for prefix in ("calm", "lost"):
+        put_items(
+            stack.resources.tables["items"],
+            [CatalogItem(item_id=f"{prefix}-item-{i}", category=f"{prefix}-cat-{i % 4}") for i in range(ITEMS)],
+        )
+    consents, rest = make_events("calm")
+    put(stack, as_records(consents + sorted(rest, key=lambda e: e["occurred_at"])))
+    assert stack.poller.wait_idle(120)
+    clean = snapshot(stack, "calm")
+
+    consents, rest = make_events("lost")
+    rest.sort(key=lambda e: e["occurred_at"])
+    put(stack, as_records(consents))
+    assert stack.poller.wait_idle(60)
+    given_up = stack.poller.stats.records_failed_to_destination
+    broken.update(keys={"item#lost-item-3", "profile#c:lost-cust-2"}, bad_type="remove_from_cart")
+    put(stack, as_records(rest[: len(rest) // 2]))
+    assert stack.poller.wait_idle(180)
+    broken.update(keys=set(), bad_type="")
+    put(stack, [*as_records(rest[len(rest) // 2 :]), ("x", b"not json at all")])  # the stream moved on
+    assert stack.poller.wait_idle(120)
+    assert stack.poller.stats.records_failed_to_destination > given_up  # the stream really gave up on records
+    before = snapshot(stack, "lost")
+    assert before != clean and before["item#item-3"] != clean["item#item-3"]
+
+    code, listed = run_cli("failures", "list", "--json")
+    rows = json.loads(listed)
+    kinds = Counter(r["kind"] for r in rows)
+    assert code == 0 and kinds["batch"] >= 1 and kinds["poison"] >= 2
+    assert {r["reason"] for r in rows if r["kind"] == "batch"} == {"RetryAttemptsExhausted"}
+    assert "lost-" not in listed  # coordinates and reasons: no record's data, no shopper's id
+
+    code, out = run_cli("--stack", "shopwise-local", "failures", "replay", "--no-progress")
+    assert code == 1 and "still poison" in out  # the record that is not JSON stays
+    assert snapshot(stack, "lost") == clean
+    code, out = run_cli("failures", "replay", "--no-progress")
+    assert "0 events applied" in out and snapshot(stack, "lost") == clean  # a second replay: nothing twice
+    left = drain(queue)
+    assert [m.get("data") for m in left] == ["not json at all"]
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(list(argv))
+    return code, out.getvalue()
+
+
+def test_records_the_stream_no_longer_holds_are_replayed_from_the_archive(
+    stack: LocalStack, broken: dict[str, Any]
+) -> None:
+    """A batch given up on whose records have left the stream (its shard is gone: past retention, or resharded):
+    the replay reads the archive's copies of the hours the batch arrived in; only the events whose ledger rows say
+    they failed act, so the thousands of other archived events change nothing."""
+    assert stack.resources and stack.poller
+    queue = stack.resources.failure_queue_url
+    drain(queue)
+    for prefix in ("still", "aged"):
+        put_items(
+            stack.resources.tables["items"],
+            [CatalogItem(item_id=f"{prefix}-item-{i}", category=f"{prefix}-cat-{i % 4}") for i in range(ITEMS)],
+        )
+    consents, rest = make_events("still")
+    put(stack, as_records(consents + sorted(rest, key=lambda e: e["occurred_at"])))
+    assert stack.poller.wait_idle(120)
+    clean = snapshot(stack, "still")
+
+    consents, rest = make_events("aged")
+    put(stack, as_records(consents))
+    assert stack.poller.wait_idle(60)
+    broken.update(keys={"item#aged-item-5"})
+    put(stack, as_records(rest))
+    assert stack.poller.wait_idle(180)
+    broken.update(keys=set())
+    assert snapshot(stack, "aged") != clean
+    sqs = client("sqs")
+    for body in drain(queue):  # the same messages, as if their shard had expired
+        body["KinesisBatchInfo"]["shardId"] = "shardId-000000000099"
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body))
+
+    code, out = run_cli("failures", "replay", "--no-progress")
+    assert code == 0 and "0 records re-read from the stream" in out
+    assert int(out.split(" records re-read from the stream, ")[1].split(" ")[0]) > len(rest)  # archive copies
+    assert snapshot(stack, "aged") == clean and not drain(queue)

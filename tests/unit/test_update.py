@@ -5,6 +5,7 @@ consent that arrives after the events it covers still applies to them; documents
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -235,3 +236,108 @@ def test_write_units_follow_dynamodbs_size_rules() -> None:
     assert item_bytes({"m": {"M": {"a": {"S": "xy"}}}}) == 1 + 3 + 1 + 1 + 2
     assert write_units({"pk": {"S": "x" * 1000}}) == 1 and write_units({"pk": {"S": "x" * 1030}}) == 2
     assert write_units({"pk": {"S": "x"}}, transactional=True) == 2
+
+
+class Broken(MemoryStore):
+    """A store whose writes of some documents fail (a throttled or broken partition) until mended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken: set[str] = set()
+
+    def write(self, doc: Doc) -> None:
+        if doc.key in self.broken:
+            raise RuntimeError(f"ProvisionedThroughputExceededException on {doc.key} (injected)")
+        super().write(doc)
+
+
+def shoppers_events(n: int) -> list[dict[str, Any]]:
+    raws = []
+    for k in range(n):
+        who = f"a:r{k}"
+        raws += [ev(f"c{k}", "consent", 0, who), ev(f"v{k}", "product_view", 1 + k, who, item_id="hot")]
+        raws.append(ev(f"p{k}", "purchase", 2 + k, who, item_id="cold" if k == 0 else "hot"))
+    return raws
+
+
+def test_a_failed_record_replayed_after_the_stream_moved_on_lands_once_everywhere() -> None:
+    """The stream gives up on a batch whose ``item#cold`` write keeps failing and goes on: later records raise the
+    marks of the other entities past it. The replay (the same records, via "failed") applies the failed event to
+    the entity that missed it and to nothing twice; a second replay, or the archive's copy, applies nothing."""
+    raws = shoppers_events(4)
+    clean = Stream()
+    clean.apply(clean.send(raws))
+
+    s = Stream()
+    s.store = Broken()
+    s.store.broken.add("item#cold")
+    first = s.send(raws[:3])  # shopper 0: consent, a view of "hot", a purchase of "cold"
+    for _attempt in range(3):  # the stream's retries, all failing on the cold item
+        outcome = s.apply(first)
+        assert set(outcome.failed) == {"item#cold"} and outcome.failed_records == {first[2].record_id}
+    purchase = s.ledger.rows[first[2].claim_key]
+    assert purchase.done == frozenset({"profile", "session#s-a:r0"})  # what has it: not the cold item
+    assert s.ledger.rows[first[1].claim_key].done is None  # a clean event's row carries no account
+    s.apply(s.send(raws[3:]))  # the stream moved on: later records of the shard
+    s.store.broken.clear()
+
+    replay = s.apply([replace(d, via="failed") for d in first])
+    assert replay.applied == 1 and not replay.failed  # only the purchase, only on the cold item
+    assert s.ledger.rows[first[2].claim_key].done == frozenset({"profile", "session#s-a:r0", "item#cold"})
+    again = s.apply([replace(d, via="failed") for d in first])
+    archived = s.apply([Delivery(d.event, via="archive") for d in s.send(raws)])  # copies: no shard, no sequence
+    assert again.entity_writes == 0 and archived.entity_writes == 0 and archived.duplicates == len(raws)
+
+    def features(stream: Stream) -> dict[str, Any]:
+        return normalised({k: d.data for k, d in stream.store.docs.items()})
+
+    assert features(s) == features(clean)
+
+
+def test_a_poison_record_replayed_after_a_fix_is_applied_everywhere_though_the_marks_are_past_it() -> None:
+    raws = shoppers_events(3)
+    clean = Stream()
+    clean.apply(clean.send(raws))
+    s = Stream()
+    deliveries = s.send(raws)
+    poisoned = deliveries[4]  # shopper 1's view of "hot": never parsed, so never claimed
+    s.apply([d for d in deliveries if d is not poisoned])
+    assert s.item_views("hot") == 2 and s.profile("a:r1").counts.get("view", 0) == 0
+    s.apply([replace(poisoned, via="failed")])  # "hot" and the profile hold marks beyond its sequence number
+    assert s.item_views("hot") == 3 and s.profile("a:r1").counts["view"] == 1
+    s.apply([replace(poisoned, via="failed")])
+    assert normalised({k: d.data for k, d in s.store.docs.items()}) == normalised(
+        {k: d.data for k, d in clean.store.docs.items()}
+    )
+
+
+def test_an_archive_copy_of_a_failed_event_replays_it_when_the_stream_no_longer_holds_the_record() -> None:
+    raws = shoppers_events(2)
+    s = Stream()
+    s.store = Broken()
+    s.store.broken.add("profile#a:r1")
+    batch = s.send(raws)
+    s.apply(batch)
+    failed = {k for k, c in s.ledger.rows.items() if c.done is not None}
+    assert failed == {d.claim_key for d in batch[3:]}  # shopper 1's consent, view and purchase
+    s.store.broken.clear()
+    copies = [Delivery(parse_event(r), via="archive") for r in raws]  # from the archive: no coordinates
+    outcome = s.apply(copies)
+    assert outcome.duplicates == 3 and outcome.applied == 3  # shopper 0's clean events are left alone
+    profile = s.profile("a:r1")
+    assert (profile.orders, profile.counts["view"]) == (1, 1) and s.item_views("hot") == 2
+
+
+def test_a_replay_after_the_shopper_merged_does_not_fold_the_event_into_the_profile_again() -> None:
+    """The failed purchase had reached the visitor's profile; the visitor then logged in, and the profile was merged
+    into the customer's. The replay routes it to the customer's profile, which holds it already (by the merge)."""
+    s = Stream()
+    s.store = Broken()
+    s.store.broken.add("item#cold")
+    first = s.send([ev("cv", "consent", 0, "a:v"), ev("pv", "purchase", 1, "a:v", item_id="cold")])
+    s.apply(first)
+    s.store.broken.clear()
+    s.apply(s.send([ev("cc", "consent", 0, "c:acct"), ev("login", "identify", 3, "c:acct", anonymous_id="v")]))
+    assert s.store.docs[profile_key("a:v")].merged_into == "c:acct" and s.profile("c:acct").orders == 1
+    s.apply([replace(d, via="failed") for d in first])
+    assert s.profile("c:acct").orders == 1 and s.store.docs["item#cold"].data  # the item took it; the profile not again

@@ -125,6 +125,7 @@ ARCHIVE_BUCKET = "archive"
 ARTIFACTS_BUCKET = "artifacts"
 VERSIONED_BUCKETS = (ARTIFACTS_BUCKET,)  # a replaced model, export or snapshot can be recovered (for a day)
 FAILED_EVENTS_QUEUE = "update-features-failures"
+FAILURE_QUEUE_DAYS = 14  # what the failure queue keeps (SQS's maximum), and the ledger rows of failed events
 # the key that pseudonymises customer ids, emails and device ids (Secrets Manager)
 PSEUDONYM_KEY_SECRET = "pseudonym-key"
 # the keys shopper tokens are signed with (Secrets Manager; the store's backend reads it to mint tokens)
@@ -154,6 +155,7 @@ STACK_OUTPUTS = {
     "ItemsTable": ITEMS.env_var,
     "RecommendationsTable": RECOMMENDATIONS.env_var,
     "ConfigTable": CONFIG.env_var,
+    "LedgerTable": LEDGER.env_var,
     "EventsStream": "EVENTS_STREAM",
     "ArchiveBucket": "ARCHIVE_BUCKET",
     "ArtifactsBucket": "ARTIFACTS_BUCKET",

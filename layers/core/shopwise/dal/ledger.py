@@ -6,6 +6,11 @@ shoppers' "e1" are two rows; a client's retry of the same event, however many ot
 row and is a duplicate. The row also names the stream record that first carried the event (``shard``, ``seq``): the
 stream retrying that same record is not a duplicate (the entities' high-water marks decide what they applied).
 
+``done``: only on the row of an event whose record failed (an entity write gave up, the stream moved on, the record
+went to the failure queue): the entities that have applied it. Written on the failure path alone, it makes a replay
+(``shopwise.ingestion.replay``) apply the event to the others and to nothing twice, however far the entities'
+high-water marks have moved since; such a row lives as long as the failure queue keeps records (``config.FAILURE_QUEUE_DAYS``).
+
 ``held``: while the shopper has not granted personalisation at the event's time, the event's record waits here for a
 consent that may arrive later than the events it covers (a throttled PutRecords retried behind them, another shard);
 when one arrives, the updater folds the held events it covers. Nothing else reads ``held``; it goes with the row.
@@ -43,6 +48,7 @@ class Claim:
     sequence: str = ""
     expires_at: int = 0
     held: dict[str, Any] | None = None  # the event's record, while it waits for a consent
+    done: frozenset[str] | None = None  # after a failure: the entity keys that have applied the event
 
     @property
     def key(self) -> tuple[str, str]:
@@ -63,6 +69,8 @@ class Claim:
             item["seq"] = {"S": self.sequence}
         if self.held is not None:
             item["held"] = {"S": json.dumps(self.held, separators=(",", ":"), ensure_ascii=False)}
+        if self.done is not None:
+            item["done"] = {"S": json.dumps(sorted(self.done), separators=(",", ":"), ensure_ascii=False)}
         return item
 
     @classmethod
@@ -74,6 +82,7 @@ class Claim:
             sequence=item.get("seq", {}).get("S", ""),
             expires_at=int(item.get("expires_at", {}).get("N", "0")),
             held=json.loads(item["held"]["S"]) if "held" in item else None,
+            done=frozenset(json.loads(item["done"]["S"])) if "done" in item else None,
         )
 
 

@@ -1,9 +1,9 @@
-"""Publishing accepted events to the Kinesis stream."""
+"""The Kinesis stream: publishing accepted events, and re-reading a range of one shard's records (a replay)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from shopwise.dal.aws import client
@@ -32,3 +32,32 @@ class KinesisPublisher:
             ]
             backoff(attempt)
         raise RuntimeError(f"{len(pending)} records still refused by Kinesis after {MAX_PUT_RETRIES} tries")
+
+
+def read_range(stream_name: str, shard_id: str, first: str, last: str, limit: int = 1000) -> Iterator[dict[str, Any]]:
+    """The records of one shard from sequence number ``first`` to ``last``, in order, as GetRecords hands them out.
+    Yields nothing if the stream no longer holds ``first`` (past its retention, or the shard is gone): the caller
+    compares what it got with what it asked for."""
+    kinesis = client("kinesis")
+    try:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream_name,
+            ShardId=shard_id,
+            ShardIteratorType="AT_SEQUENCE_NUMBER",
+            StartingSequenceNumber=first,
+        )["ShardIterator"]
+    except (kinesis.exceptions.ResourceNotFoundException, kinesis.exceptions.InvalidArgumentException):
+        return
+    started = False
+    while iterator:
+        response = kinesis.get_records(ShardIterator=iterator, Limit=limit)
+        for record in response.get("Records", []):
+            if not started and record["SequenceNumber"] != first:
+                return  # the first record was trimmed: the stream starts later than asked
+            started = True
+            if int(record["SequenceNumber"]) > int(last):
+                return
+            yield record
+        if not response.get("Records") and not response.get("MillisBehindLatest"):
+            return  # at the shard's tip
+        iterator = response.get("NextShardIterator")

@@ -24,6 +24,17 @@ count of other shoppers' events:
    candidates of what the shopper just did, read from the precomputed rows once per batch.
 5. A conflicting write re-reads and re-applies that entity alone; an entity that still fails is reported with its
    reason, and the records that touch it are retried by the stream (re-applying the others is a no-op).
+6. The ledger row of an event whose record failed gets ``done``: the entities that have applied it (exact, since the
+   shard waits while the stream retries the batch). Written on the failure path alone (and when a retry or a replay
+   then succeeds): the cost of a clean event stays one ledger row.
+
+REPLAYS. Once the stream gives up on a record (its retries or its age exhausted) and moves on, the entities it
+touches apply later records of the shard, and their high-water marks no longer say whether they have this one.
+A replay (``shopwise failures replay``: ``via`` "failed" or "archive") is therefore judged by the ledger row's
+``done`` instead, and raises no mark: it is applied to the entities not in ``done``, which then grows to all of
+them, so a second replay applies nothing. A replayed record the ledger has no row for was never claimed (a poison
+record, a batch that died before its claims) and is applied everywhere; an archive copy without a failed row is
+left alone (it was applied, or its row expired long after it was).
 """
 
 from __future__ import annotations
@@ -87,12 +98,17 @@ def event_key(event: Event) -> str:
 @dataclass(frozen=True)
 class Delivery:
     """One event as the stream delivered it: the record's sequence number and shard make a retry recognisable.
-    ``riders``: events that waited for a consent this delivery carries (they are folded with it, exactly when it is)."""
+    ``riders``: events that waited for a consent this delivery carries (they are folded with it, exactly when it is).
+    ``via``: how it came — "" the stream; "failed" a replay of a record that failed (re-read from the stream by its
+    coordinates, or a poison record's data: see REPLAYS); "archive" the archive's copy of an event, applied only
+    if its ledger row says it failed. ``done``: for replays, the entities that have applied it (its ledger row)."""
 
     event: Event
     record_id: str = ""
     shard: str = ""
     riders: tuple[Event, ...] = ()
+    via: str = ""
+    done: frozenset[str] | None = None
 
     @property
     def sequence(self) -> int:
@@ -139,11 +155,13 @@ def update_features(
     now = time.time() if now is None else now
     outcome = UpdateOutcome(deliveries=len(deliveries))
     lock = threading.Lock()
+    failed: set[tuple[str, str]] = set()  # the claim keys of the deliveries that failed somewhere
 
     def fail(key: str, reason: str, group: Iterable[Delivery]) -> None:
         with lock:
             outcome.failed[key] = reason
             outcome.failed_records.update(d.record_id for d in group if d.record_id)
+            failed.update(d.claim_key for d in group)
 
     # 0. what erased shoppers sent before their erasure (one read of the batch's aliases' tombstones)
     erased_at = tombstones(store, sorted({a for d in deliveries for a in _aliases(d.event)}))
@@ -159,7 +177,7 @@ def update_features(
         deliveries = kept
 
     # 1. the ledger: a client's repeat of an event is a duplicate; the stream's retry of a record is not
-    deliveries, claims = _claim(deliveries, ledger, now, outcome)
+    deliveries, claims, known = _claim(deliveries, ledger, now, outcome)
 
     # 2. links: logins, and during a key rotation the move from the older keys' aliases to the current ones
     for d in sorted((d for d in deliveries if isinstance(d.event, Identify | Rekey)), key=_order):
@@ -215,19 +233,25 @@ def update_features(
         except Exception as exc:  # the views are a convenience: features land, the stored views stay as they were
             outcome.views_skipped = _reason(exc)
     fresh_ids: set[int] = set()
+    applied: dict[str, set[tuple[str, str]]] = {}  # entity key -> the claim keys it applied in this batch
 
     def apply(key: str) -> None:
         group = groups[key]
         try:
-            fresh = _apply_entity(store, key, docs[key], group, context, outcome, lock, view_rows)
+            fresh, docs[key] = _apply_entity(store, key, docs[key], group, context, outcome, lock, view_rows)
         except Exception as exc:
             fail(key, _reason(exc), group)
             return
         with lock:
             fresh_ids.update(id(d) for d in fresh)
+            applied[key] = {d.claim_key for d in fresh}
 
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
         list(pool.map(apply, list(groups)))
+    # 6. what failed (or was replayed, or failed before) is accounted for per entity in its ledger row
+    accounts = _accounts(deliveries, groups, {**known, **claims}, docs, applied, failed, now)
+    if accounts:
+        ledger.record(accounts)
 
     routed = {id(d) for group in groups.values() for d in group}
     for d in deliveries:
@@ -252,24 +276,62 @@ def update_features(
 
 def _claim(
     deliveries: list[Delivery], ledger: Ledger, now: float, outcome: UpdateOutcome
-) -> tuple[list[Delivery], dict[tuple[str, str], Claim]]:
-    """The deliveries to go on with (new events, and the stream's retries of records seen before) and the ledger rows
-    to write for the new ones. A repeat of a known event — by the client, with a new record — stops here."""
+) -> tuple[list[Delivery], dict[tuple[str, str], Claim], dict[tuple[str, str], Claim]]:
+    """The deliveries to go on with (new events, the stream's retries of records seen before, replays of failed
+    ones), the ledger rows to write for the new ones, and the rows found. A repeat of a known event — by the client,
+    with a new record — stops here, and so does the archive's copy of an event that did not fail."""
     known = ledger.read([d.claim_key for d in deliveries])
     expires_at = int(now + config.DEDUP_HOURS * 3600)
     claims: dict[tuple[str, str], Claim] = {}
-    kept = []
+    kept: list[Delivery] = []
+    taken: set[tuple[str, str]] = set()
     for d in deliveries:
-        key = d.claim_key
-        if key in known and known[key].same_record(d.shard, d.record_id):
-            kept.append(d)  # the stream retrying this record: the entities' marks say what it applied
-        elif key in known or key in claims:
+        key, row = d.claim_key, known.get(d.claim_key)
+        if key in taken:
+            go = None
+        elif d.via and row is not None and row.done is not None:
+            go = replace(d, done=row.done)  # a replay of a failed event: its row says where it is applied
+        elif row is not None and row.same_record(d.shard, d.record_id):
+            go = d  # the stream retrying this record: the entities' marks say what it applied
+        elif row is None and d.via != "archive":
+            claims[key] = Claim(key[0], key[1], d.shard, d.record_id, expires_at)
+            go = replace(d, done=frozenset()) if d.via else d  # a replay never claimed: applied nowhere yet
+        else:
+            go = None
+        if go is None:
             outcome.duplicates += 1
             outcome.by_event.setdefault(event_key(d.event), "duplicate")
         else:
-            claims[key] = Claim(key[0], key[1], d.shard, d.record_id, expires_at)
-            kept.append(d)
-    return kept, claims
+            kept.append(go)
+            taken.add(key)
+    return kept, claims, known
+
+
+def _accounts(
+    deliveries: list[Delivery],
+    groups: dict[str, list[Delivery]],
+    rows: dict[tuple[str, str], Claim],
+    docs: dict[str, Doc],
+    applied: dict[str, set[tuple[str, str]]],
+    failed: set[tuple[str, str]],
+    now: float,
+) -> list[Claim]:
+    """Step 6: the ledger rows to rewrite with ``done`` — of the events that failed in this batch, were replayed, or
+    had failed before — each kept while the failure queue keeps records. ``docs``: each entity as written, or as
+    read if its write failed."""
+    routes: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for key, group in groups.items():
+        for d in group:
+            routes[d.claim_key].append(key)
+    keep_until = int(now + config.FAILURE_QUEUE_DAYS * 86400)
+    accounts = []
+    for d in deliveries:
+        row = rows.get(d.claim_key)
+        if row is None or not (d.claim_key in failed or d.via or row.done is not None):
+            continue
+        done = {_done_as(k) for k in routes[d.claim_key] if d.claim_key in applied.get(k, ()) or _has(docs[k], d)}
+        accounts.append(replace(row, done=frozenset(done), expires_at=max(row.expires_at, keep_until)))
+    return accounts
 
 
 def _with_riders(
@@ -341,10 +403,22 @@ def _mark(entity: str, d: Delivery) -> str:
     return f"{shard}/{d.event.profile_id}" if entity == "profile" else shard
 
 
+def _done_as(key: str) -> str:
+    """How ``done`` names an entity: the profile as "profile" — whichever key the shopper's profile has now, it
+    holds what the profiles merged into it held — the others by their keys."""
+    return "profile" if entity_of(key) == "profile" else key
+
+
+def _has(doc: Doc, d: Delivery) -> bool:
+    """Whether this entity has applied the delivery: a replay by its ledger row, a stream record by the marks."""
+    if d.done is not None:
+        return _done_as(doc.key) in d.done
+    return bool(d.shard and d.sequence and d.sequence <= int(doc.hwm.get(_mark(entity_of(doc.key), d), "0")))
+
+
 def _fresh(doc: Doc, group: list[Delivery]) -> list[Delivery]:
     """The deliveries this entity has not applied yet."""
-    entity = entity_of(doc.key)
-    return [d for d in group if not (d.shard and d.sequence and d.sequence <= int(doc.hwm.get(_mark(entity, d), "0")))]
+    return [d for d in group if not _has(doc, d)]
 
 
 def _apply_entity(
@@ -356,7 +430,9 @@ def _apply_entity(
     outcome: UpdateOutcome,
     lock: threading.Lock,
     view_rows: dict[str, list[StoredPick]] | None = None,
-) -> list[Delivery]:
+) -> tuple[list[Delivery], Doc]:
+    """Fold the group's fresh deliveries into the entity: the ones applied, and the document as written (or as read,
+    if nothing was new)."""
     for attempt in range(MAX_CONFLICT_RETRIES):
         if doc.error:
             raise ValueError(doc.error)
@@ -364,7 +440,7 @@ def _apply_entity(
             raise Moved(f"{key} was merged into {doc.merged_into}")
         fresh = _fresh(doc, group)
         if not fresh:
-            return []
+            return [], doc
         updated = _fold(doc, fresh, context, view_rows)
         try:
             store.write(updated)
@@ -376,7 +452,7 @@ def _apply_entity(
             continue
         with lock:
             outcome.entity_writes += 1
-        return fresh
+        return fresh, updated
     raise RuntimeError(f"{key}: gave up after {MAX_CONFLICT_RETRIES} write conflicts")
 
 
@@ -443,6 +519,6 @@ def _fold(
     hwm = dict(doc.hwm)
     for d in fresh:
         mark = _mark(entity, d)
-        if d.shard and d.sequence > int(hwm.get(mark, "0")):
+        if not d.via and d.shard and d.sequence > int(hwm.get(mark, "0")):  # a replay raises no mark: see REPLAYS
             hwm[mark] = str(d.sequence)
     return replace(doc, data=data, hwm=hwm, expires_at=expires_at)
