@@ -62,11 +62,29 @@ def cmd_import(args: argparse.Namespace) -> int:
     _attach()
     settings = get_settings()
     if args.kind == "items":
-        report = import_items(args.file, settings.items_table, settings.features_table)
+        report = import_items(args.file, settings.items_table, settings.features_table, progress=not args.no_progress)
     else:
-        report = import_events(args.file, settings.archive_bucket, load_pseudonymiser(settings.pseudonym_key_secret))
+        pseudonymiser = load_pseudonymiser(settings.pseudonym_key_secret)
+        report = import_events(args.file, settings.archive_bucket, pseudonymiser, progress=not args.no_progress)
     print(report.summary(limit=args.show_bad))
+    if args.kind == "events" and report.keys and not args.no_backfill:
+        from shopwise.ingestion.backfill import backfill
+
+        print(backfill(settings, report.keys, progress=not args.no_progress).summary())
     return 0 if report.imported else 1
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Fold imported history (the importer's archive objects) into the feature store, the objects not done before."""
+    from shopwise.ingestion.backfill import backfill, imported_objects
+    from shopwise.settings import get_settings
+
+    _attach()
+    settings = get_settings()
+    keys = imported_objects(settings.archive_bucket, args.days or None)
+    report = backfill(settings, keys, progress=not args.no_progress)
+    print(report.summary())
+    return 0 if not report.failed else 1
 
 
 def _hyperparameters(pairs: list[str]) -> dict[str, str]:
@@ -621,6 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("kind", choices=["events", "items"])
     imp.add_argument("file", type=Path, help="CSV or JSON Lines (optionally .gz)")
     imp.add_argument("--show-bad", type=int, default=20, help="how many bad rows to list")
+    imp.add_argument("--no-backfill", action="store_true", help="events: archive only (`shopwise backfill` later)")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bars")
     imp.set_defaults(func=cmd_import)
 
     sim = sub.add_parser("simulate", help="write a synthetic store (items.csv, events.csv, truth.json)")
@@ -750,6 +770,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="purge: erasures at least this old (25: nothing of them can still be in the stream; 0: all, now)",
     )
     ers.set_defaults(func=cmd_erasures)
+
+    back = sub.add_parser("backfill", help="fold imported history from the archive into the feature store")
+    back.add_argument("--days", nargs="*", default=[], help="only these archive days (YYYY-MM-DD: the import day)")
+    back.add_argument("--no-progress", action="store_true", help="no progress bar")
+    back.set_defaults(func=cmd_backfill)
 
     fail = sub.add_parser("failures", help="the updater's failure queue: list it, or replay it into the feature store")
     fail.add_argument("action", choices=["list", "replay"])

@@ -4,8 +4,8 @@ rows into the event archive the training job reads. Bad rows are reported with l
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ class ImportReport:
     path: str
     imported: int = 0
     bad: list[BadRow] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)  # the archive objects written (events)
 
     def summary(self, limit: int = 10) -> str:
         lines = [f"{self.path}: {self.imported} rows imported, {len(self.bad)} rejected"]
@@ -51,9 +52,19 @@ def _good_rows(rows: Iterable[tuple[int, T | BadRow]], report: ImportReport, bar
 
 
 def _count_lines(path: Path) -> int:
+    return _scan(path)[0]
+
+
+def _scan(path: Path) -> tuple[int, str]:
+    """The file's line count (for the progress bar) and a digest of its content, in one streaming pass."""
     opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
+    digest = hashlib.blake2b(digest_size=6)
+    lines = 0
     with opener(path, "rb") as handle:
-        return sum(1 for _ in handle)
+        for line in handle:
+            digest.update(line)
+            lines += 1
+    return lines, digest.hexdigest()
 
 
 def import_items(path: Path, items_table: str, features_table: str, progress: bool = True) -> ImportReport:
@@ -69,10 +80,14 @@ def import_items(path: Path, items_table: str, features_table: str, progress: bo
 
 def import_events(path: Path, archive_bucket: str, pseudonymiser: Pseudonymiser, progress: bool = True) -> ImportReport:
     """History lands in the archive partition of the day it was imported, as Firehose would have put it, with its
-    ids pseudonymised as the collector does it."""
+    ids pseudonymised as the collector does it. Objects are named by the file's content: importing the same file
+    again the same day replaces them (on another day it adds a copy: training de-duplicates events by source and
+    id, and the backfill's ledger within 48 hours)."""
     report = ImportReport(str(path))
     today = datetime.now(UTC)
-    batch_id = uuid.uuid4().hex[:8]
+    # named by the file's content: the same file imported again the same day writes the same objects (no duplicate
+    # in the archive), which the backfill finds done
+    lines, batch_id = _scan(path)
     chunk: list[bytes] = []
     part = 0
 
@@ -85,10 +100,11 @@ def import_events(path: Path, archive_bucket: str, pseudonymiser: Pseudonymiser,
             f"import-{path.stem}-{batch_id}-{part:05d}.jsonl.gz"
         )
         put_bytes(archive_bucket, key, gzip.compress(b"".join(chunk), mtime=0))
+        report.keys.append(key)
         part += 1
         chunk = []
 
-    with tqdm(total=_count_lines(path), desc=f"import events {path.name}", unit="row", disable=not progress) as bar:
+    with tqdm(total=lines, desc=f"import events {path.name}", unit="row", disable=not progress) as bar:
         for event in _good_rows(read_events(path), report, bar):
             record = to_record(pseudonymiser.apply(event))
             chunk.append(json.dumps(record, separators=(",", ":")).encode() + b"\n")

@@ -13,6 +13,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from shopwise.dal.feature_store import FeatureStore
 from shopwise.events import EventRejected
 from shopwise.ingestion import update_features as update_module
 from shopwise.ingestion import updater as updater_module
+from shopwise.ingestion.backfill import imported_objects
 from shopwise_local import cli
 from shopwise_local.stack import LocalStack
 from tests.compare import normalised
@@ -412,3 +414,43 @@ def test_records_the_stream_no_longer_holds_are_replayed_from_the_archive(
     assert code == 0 and "0 records re-read from the stream" in out
     assert int(out.split(" records re-read from the stream, ")[1].split(" ")[0]) > len(rest)  # archive copies
     assert snapshot(stack, "aged") == clean and not drain(queue)
+
+
+def test_imported_history_reaches_the_feature_store_once(stack: LocalStack, tmp_path: Path) -> None:
+    """`shopwise import events` archives the history and backfills it into the feature store; a second backfill
+    skips what is done, and importing the same file again (same event ids) applies nothing twice."""
+    day = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    lines = ["user_id,item_id,timestamp,event_type,granted,price,quantity,session_id"]
+    for u in range(4):
+        at = day + timedelta(hours=u)
+        lines.append(f"hist-u{u},,{at.isoformat()},consent,personalisation,,,")
+        for n in range(3):
+            lines.append(
+                f"hist-u{u},hist-item-{u % 2},{(at + timedelta(minutes=n + 1)).isoformat()},product_view,,,,s{u}"
+            )
+        lines.append(f"hist-u{u},hist-item-0,{(at + timedelta(minutes=9)).isoformat()},purchase,,12.5,2,s{u}")
+    history = tmp_path / "history.csv"
+    history.write_text("\n".join(lines) + "\n")
+
+    code, out = run_cli("import", "events", str(history), "--no-progress")
+    assert code == 0 and "20 rows imported" in out and "backfill: 1 archive objects applied" in out
+    code, shown = run_cli("features", "profile", "hist-u1")
+    profile = json.loads(shown)
+    assert code == 0 and (profile["orders"], profile["revenue"]) == (1, 25.0)
+    assert profile["recent_viewed"] == ["hist-item-1"] and profile["recent_purchased"] == ["hist-item-0"]
+    assert stack.resources
+    features = FeatureStore(stack.resources.tables["features"])
+    item = features.read(["item#hist-item-0"])["item#hist-item-0"].data
+    assert sum(counts[0] for counts in item["buckets"].values()) == 6  # shoppers 0 and 2 viewed it 3 times
+
+    code, out = run_cli("backfill", "--no-progress")
+    assert code == 0 and "0 archive objects applied" in out and "done before" in out
+    code, out = run_cli("import", "events", str(history), "--no-progress")  # the same file again, the same day
+    assert code == 0 and "backfill: 0 archive objects applied, 1 done before" in out
+    assert len([k for k in imported_objects(stack.resources.archive_bucket) if "/import-history-" in k]) == 1
+    history.write_text(history.read_text() + "\n")  # another file (another day's objects) with the same events
+    code, out = run_cli("import", "events", str(history), "--no-progress")
+    assert code == 0 and "backfill: 1 archive objects applied" in out and " 0 applied" in out
+    again = json.loads(run_cli("features", "profile", "hist-u1")[1])
+    assert (again["orders"], again["revenue"], again["recent_viewed"]) == (1, 25.0, ["hist-item-1"])
+    assert features.read(["item#hist-item-0"])["item#hist-item-0"].data == item
