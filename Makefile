@@ -9,11 +9,12 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install build demo test lint typecheck pytest synth deploy bench clean openapi
+.PHONY: help install build demo test test-faults lint typecheck pytest synth deploy bench clean openapi
 
 help:
 	@echo "make demo             run the whole path locally and serve http://127.0.0.1:8080 (Ctrl-C stops it)"
 	@echo "make test             ruff, mypy, pytest (unit, infrastructure, local end-to-end)"
+	@echo "make test-faults      the update path's fault run at 10,080 events on two shards (~8 min)"
 	@echo "make synth ENV=dev    cdk synth with cdk-nag (ENV=dev|prod)"
 	@echo "make deploy ENV=dev   cdk deploy (needs AWS credentials)"
 	@echo "make openapi          write the API document from the HTTP functions' resolvers"
@@ -48,6 +49,10 @@ pytest: install build
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# the update path's fault run at 10,080 events (make test runs it at 1,920): ~8 minutes on 2 cores
+test-faults: install build
+	SHOPWISE_FAULT_SCALE=42 $(BIN)/pytest -q tests/e2e/test_update_path.py -k faults
 
 CODE_VERSION := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 

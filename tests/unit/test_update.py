@@ -341,3 +341,20 @@ def test_a_replay_after_the_shopper_merged_does_not_fold_the_event_into_the_prof
     assert s.store.docs[profile_key("a:v")].merged_into == "c:acct" and s.profile("c:acct").orders == 1
     s.apply([replace(d, via="failed") for d in first])
     assert s.profile("c:acct").orders == 1 and s.store.docs["item#cold"].data  # the item took it; the profile not again
+
+
+def test_events_held_for_a_consent_are_released_by_a_merge_that_brings_one() -> None:
+    """The customer's consent is late; meanwhile the customer logs in beside a cookie whose visitor had consented.
+    The merged profile's consent covers the customer's held events: they are folded in then (once), not lost."""
+    s = Stream()
+    s.apply(s.send([ev("cv", "consent", 0, "a:cookie"), ev("vv", "product_view", 1, "a:cookie", item_id="i1")]))
+    held = s.apply(s.send([ev("vc", "product_view", 2, "c:acct", item_id="i2"), ev("pc", "purchase", 3, "c:acct")]))
+    assert held.held == 2 and held.by_event["c:acct vc"] == "held"
+    merged = s.apply(s.send([ev("login", "identify", 4, "c:acct", anonymous_id="cookie")]))  # the login carries them
+    assert merged.by_event["c:acct pc"] == "released" and merged.by_event["c:acct vc"] == "released"
+    s.apply(s.send([ev("later", "product_view", 5, "c:acct", item_id="i3")]))
+    profile = s.profile("c:acct")
+    assert profile.orders == 1 and set(profile.recent_items("view")) == {"i1", "i2", "i3"}
+    s.apply(s.send([ev("cc", "consent", 0, "c:acct"), ev("more", "product_view", 6, "c:acct", item_id="i4")]))
+    again = s.profile("c:acct")  # the customer's own late consent releases nothing twice
+    assert again.orders == 1 and again.counts["view"] == 4

@@ -61,13 +61,19 @@ def download_prefix(uri: str, target: Path) -> int:
     return len(keys)
 
 
-def read_json_lines(bucket: str, key: str) -> Iterator[dict[str, Any]]:
+def read_lines(bucket: str, key: str) -> Iterator[bytes]:
+    """An object's non-blank lines, as bytes (gunzipped if the key ends in .gz)."""
     body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     if key.endswith(".gz"):
         body = gzip.decompress(body)
     for line in body.splitlines():
         if line.strip():
-            yield json.loads(line)
+            yield line
+
+
+def read_json_lines(bucket: str, key: str) -> Iterator[dict[str, Any]]:
+    for line in read_lines(bucket, key):
+        yield json.loads(line)
 
 
 def write_json_lines(bucket: str, key: str, rows: Iterable[dict[str, Any]]) -> int:

@@ -7,7 +7,8 @@ the links arrive in, a person ends on the same profile with the same features (`
 merged profile becomes a tombstone pointing at the survivor, and alias rows point every alias at it — the aliases
 the merged profile had gathered too, so chains stay one hop long — and later events and reads under any alias land
 on the survivor. The survivor keeps the merged profile's high-water marks (per shard and source), so a retried
-record that a merge re-routes is judged by the mark of the source that sent it.
+record that a merge re-routes is judged by the mark of the source that sent it; and each source's ``released``
+marks (which consents its held events were checked against), so the merged consents release what they now cover.
 
 Two different customers are never merged (a shared device or email links to the first customer only): that is a
 household, not a person.
@@ -73,11 +74,13 @@ def link(store: Store, aliases: list[str], rekeyed: frozenset[str] = frozenset()
         main = docs[profile_key(survivor)]  # a merge racing ours fails the versions in the transaction below
         features = ProfileFeatures.from_json(main.data.get("features"))
         known = list(main.data.get("aliases", []))
+        released = dict(main.data.get("released") or {})
         writes = [main]
         for other in absorbed:
             doc = docs[profile_key(other)]
             features = merge_profiles(features, ProfileFeatures.from_json(doc.data.get("features")))
             main.hwm = merge_marks(main.hwm, doc.hwm)
+            released.update(doc.data.get("released") or {})  # per source: one source is on one profile at a time
             known += [*alias_ids(doc), other]
             # a tombstone pointing onwards (it lists itself whether or not it had been written before the merge)
             doc.data, doc.merged_into = {"aliases": sorted({*alias_ids(doc), other})}, survivor
@@ -89,6 +92,8 @@ def link(store: Store, aliases: list[str], rekeyed: frozenset[str] = frozenset()
         if not absorbed and not repoint and set(known) <= set(main.data.get("aliases", [])):
             return survivor  # already linked: nothing to write
         main.data = {**main.data, "features": features.to_json(), "aliases": known[-ALIAS_LIMIT:]}
+        if released:
+            main.data["released"] = released
         # every alias the merged profiles had gathered points at the survivor directly: no chains
         gathered = [a for other in absorbed for a in alias_ids(docs[profile_key(other)]) if a not in (survivor, "")]
         alias_rows = store.read([alias_key(a) for a in dict.fromkeys(repoint + absorbed + gathered)])

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from shopwise import config
-from shopwise.dal.objects import get_bytes, list_keys, put_bytes, read_json_lines
+from shopwise.dal.objects import get_bytes, list_keys, put_bytes, read_lines
 from shopwise.events import EventRejected
 from shopwise.ingestion.update_features import Delivery
 from shopwise.ingestion.updater import Updater, event_of
@@ -85,7 +85,7 @@ def backfill(settings: Settings, keys: list[str] | None = None, progress: bool =
 def _apply_object(bucket: str, key: str, updater: Updater, report: BackfillReport) -> bool:
     """One archive object's events, in time order; whether all of them settled (applied, held or found applied)."""
     events = []
-    for line in read_json_lines(bucket, key):
+    for line in read_lines(bucket, key):
         try:
             events.append(event_of(line))
         except EventRejected:

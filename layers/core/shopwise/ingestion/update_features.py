@@ -16,7 +16,9 @@ count of other shoppers' events:
 2. Identify events link aliases (shopwise.features.identity); merges commute with everything else.
 3. Every event is resolved to its live profile; the profile's consent (with the batch's own consent events) decides,
    by the event's time, whether it may feed the profile and the session, or only the item aggregates. An event not
-   covered yet waits in its ledger row (``held``): a consent that arrives later and covers it by time folds it in.
+   covered yet waits in its ledger row (``held``): a consent that arrives later, or a merge that brings one, and
+   covers it by time folds it in — once: the profile's ``released`` marks say, per source, which consent entries
+   its held events were checked against.
    The ledger rows are written (one batched write) before any feature.
 4. The events are grouped per entity — profile, session, item — and each group becomes one read (batched) and one
    conditional write: events in occurred_at order, minus those the entity has applied already (its marks).
@@ -53,7 +55,6 @@ from shopwise.dal.feature_store import Conflict, Doc
 from shopwise.dal.ledger import Claim, event_digest
 from shopwise.events import Consent, Event, Identify, Rekey, RemoveFromCart, interaction_items, parse_event, to_record
 from shopwise.features.definitions import (
-    PERSONALISATION,
     Context,
     ItemFeatures,
     ProfileFeatures,
@@ -98,7 +99,8 @@ def event_key(event: Event) -> str:
 @dataclass(frozen=True)
 class Delivery:
     """One event as the stream delivered it: the record's sequence number and shard make a retry recognisable.
-    ``riders``: events that waited for a consent this delivery carries (they are folded with it, exactly when it is).
+    ``riders``: held events that a consent now covers, carried by this delivery (folded with it, exactly when it is),
+    gathered for the sources ``checked``.
     ``via``: how it came — "" the stream; "failed" a replay of a record that failed (re-read from the stream by its
     coordinates, or a poison record's data: see REPLAYS); "archive" the archive's copy of an event, applied only
     if its ledger row says it failed. ``done``: for replays, the entities that have applied it (its ledger row)."""
@@ -107,6 +109,7 @@ class Delivery:
     record_id: str = ""
     shard: str = ""
     riders: tuple[Event, ...] = ()
+    checked: tuple[str, ...] = ()
     via: str = ""
     done: frozenset[str] | None = None
 
@@ -136,7 +139,8 @@ class UpdateOutcome:
     failed: dict[str, str] = field(default_factory=dict)  # entity key -> reason
     views_skipped: str = ""  # why this batch left the serving views as they were (their rows could not be read)
     failed_records: set[str] = field(default_factory=set)  # record ids to hand back to the stream for a retry
-    # event_key -> applied / duplicate / unrouted / retry / erased: what became of each delivery (tests and audits)
+    # event_key -> applied / duplicate / unrouted / held / released / retry / erased: what became of each delivery,
+    # and of each held event a consent released (tests and audits)
     by_event: dict[str, str] = field(default_factory=dict)
 
 
@@ -201,27 +205,36 @@ def update_features(
             continue
         by_profile[profile_id].append(d)
     in_batch = {d.claim_key for d in deliveries}
+    held: set[tuple[str, str]] = set()
+    carriers: list[Delivery] = []
     for profile_id, mine in by_profile.items():
         doc = profiles[profile_key(profile_id)]
-        stored = ProfileFeatures.from_json(doc.data.get("features"))
-        before = [list(e) for e in stored.consent]
-        gate = apply_consent(stored, [d.event for d in mine])
-        mine = _with_riders(mine, ledger, doc, before, gate.consent, in_batch, now, outcome)
+        gate = apply_consent(ProfileFeatures.from_json(doc.data.get("features")), [d.event for d in mine])
+        riders, checked = _riders(mine, ledger, doc, gate.consent, in_batch, now)
         for d in mine:
             consented = gate.consented(d.event.occurred_at.timestamp())
             keys = _route(d.event, profile_id, consented, context)
-            if not consented and d.claim_key in claims and _route(d.event, profile_id, True, context) != keys:
-                claims[d.claim_key] = replace(claims[d.claim_key], held=to_record(d.event))
-                outcome.held += 1
-            keys += [session_key(s) for s in sorted({r.session_id for r in d.riders if r.session_id})]
+            if not consented and _route(d.event, profile_id, True, context) != keys:
+                held.add(d.claim_key)  # (a stream retry's row holds it already)
+                if d.claim_key in claims:
+                    claims[d.claim_key] = replace(claims[d.claim_key], held=to_record(d.event))
+                    outcome.held += 1
+            # the first delivery the profile takes carries them (or the last one, a login say, taken for them)
+            if checked and (profile_key(profile_id) in keys or d is mine[-1]):
+                keys = list(dict.fromkeys([*keys, profile_key(profile_id)]))
+                d = replace(d, riders=riders, checked=checked)
+                outcome.released += len(riders)
+                carriers.append(d)
+                keys += [session_key(s) for s in sorted({str(r.session_id) for r in riders if _feeds_session(r)})]
+                checked = ()
             for key in dict.fromkeys(keys):
                 if not groups[key] or groups[key][-1] is not d:
                     groups[key].append(d)
     if claims:  # before any feature: a retry of these records finds them as the same records
         ledger.record(list(claims.values()))
-    riders = {i for group in groups.values() for d in group for r in d.riders for i, _ in interaction_items(r)}
-    if riders - set(context.categories):  # the released events' items need their categories too
-        context = Context({**context.categories, **categories(riders - set(context.categories))})
+    carried = {i for group in groups.values() for d in group for r in d.riders for i, _ in interaction_items(r)}
+    if carried - set(context.categories):  # the released events' items need their categories too
+        context = Context({**context.categories, **categories(carried - set(context.categories))})
 
     # 4. one read per 100 entities, one conditional write per entity
     docs = {**profiles, **store.read([k for k in groups if k not in profiles])}
@@ -232,7 +245,7 @@ def update_features(
             view_rows = _view_rows(docs, groups, context, rows)
         except Exception as exc:  # the views are a convenience: features land, the stored views stay as they were
             outcome.views_skipped = _reason(exc)
-    fresh_ids: set[int] = set()
+    fresh_keys: set[tuple[str, str]] = set()  # (a delivery may be replaced by its rider-carrying copy: by claim)
     applied: dict[str, set[tuple[str, str]]] = {}  # entity key -> the claim keys it applied in this batch
 
     def apply(key: str) -> None:
@@ -243,7 +256,7 @@ def update_features(
             fail(key, _reason(exc), group)
             return
         with lock:
-            fresh_ids.update(id(d) for d in fresh)
+            fresh_keys.update(d.claim_key for d in fresh)
             applied[key] = {d.claim_key for d in fresh}
 
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
@@ -253,13 +266,13 @@ def update_features(
     if accounts:
         ledger.record(accounts)
 
-    routed = {id(d) for group in groups.values() for d in group}
+    routed = {d.claim_key for group in groups.values() for d in group}
     for d in deliveries:
         if d.record_id in outcome.failed_records:
             status = "retry"
-        elif id(d) in fresh_ids or isinstance(d.event, Identify | Rekey):  # their work is the link
+        elif d.claim_key in fresh_keys or isinstance(d.event, Identify | Rekey):  # their work is the link
             status = "applied"
-        elif id(d) in routed:
+        elif d.claim_key in routed:
             status = "duplicate"
         else:
             status = "unrouted"
@@ -269,8 +282,13 @@ def update_features(
             outcome.duplicates += 1
         elif status == "unrouted":
             outcome.unrouted += 1
+        if d.claim_key in held and status in ("applied", "unrouted"):
+            status = "held"  # (it fed the item aggregates): waiting in the ledger for a consent
         if outcome.by_event.get(event_key(d.event)) != "applied":
             outcome.by_event[event_key(d.event)] = status
+    for carrier in carriers:
+        if carrier.claim_key in fresh_keys:
+            outcome.by_event.update(dict.fromkeys(map(event_key, carrier.riders), "released"))
     return outcome
 
 
@@ -334,35 +352,49 @@ def _accounts(
     return accounts
 
 
-def _with_riders(
+def _riders(
     mine: list[Delivery],
     ledger: Ledger,
     doc: Doc,
-    before: list[list[Any]],
     after: list[list[Any]],
     in_batch: set[tuple[str, str]],
     now: float,
-    outcome: UpdateOutcome,
-) -> list[Delivery]:
-    """A profile's deliveries, its consent deliveries carrying the held events the batch's consents now cover (by
-    time) and the stored consent did not: read from the ledger only when the batch grants personalisation."""
-    consents = [d for d in mine if isinstance(d.event, Consent) and PERSONALISATION in d.event.granted]
-    if not consents:
-        return mine
-    sources = {*map(str, doc.data.get("aliases", [])), *(d.event.profile_id for d in mine)}
+) -> tuple[tuple[Event, ...], tuple[str, ...]]:
+    """The held events a profile's consent log ``after`` (with the batch's consents) newly covers, and the sources
+    looked at. A source is looked at when the log has entries its held events were not yet checked against
+    (``released`` in the profile: per source, the log entries seen) — a consent of the batch, or a merge that
+    brought another alias's consents: one ledger Query per such source, once."""
+    if not any(entry[3] for entry in after):  # nothing granted: nothing can be covered
+        return (), ()
+    seen, ids = _seen(doc), {_entry_id(e) for e in after}
+    sources = sorted({*map(str, doc.data.get("aliases", [])), *(d.event.profile_id for d in mine)})
+    stale = tuple(s for s in sources if not ids <= set(seen.get(s, ())))
+    if not stale:
+        return (), ()
     riders = []
-    for claim in ledger.held(sorted(sources), now):
+    for claim in ledger.held(stale, now):
         if claim.key in in_batch or claim.held is None:
             continue
         event = parse_event(claim.held)
-        if _newly_covered(before, after, event):
+        if _newly_covered(_seen_log(after, seen.get(claim.source, ())), after, event):
             riders.append(event)
-    if not riders:
-        return mine
-    outcome.released += len(riders)
-    carried = tuple(sorted(riders, key=lambda e: (e.occurred_at, e.event_id)))
-    carriers = {id(d) for d in consents}
-    return [replace(d, riders=carried) if id(d) in carriers else d for d in mine]
+    return tuple(sorted(riders, key=lambda e: (e.occurred_at, e.event_id))), stale
+
+
+def _entry_id(entry: list[Any]) -> str:
+    """A consent log entry's identity (its time, event id and scope), short."""
+    return event_digest(f"{entry[0]}|{entry[1]}|{entry[2]}")
+
+
+def _seen(doc: Doc) -> dict[str, list[str]]:
+    """Per source, the consent log entries its held events have been checked against (``_riders``)."""
+    return {str(k): list(v) for k, v in dict(doc.data.get("released") or {}).items()}
+
+
+def _seen_log(log: list[list[Any]], seen: Iterable[str]) -> list[list[Any]]:
+    """The part of a consent log a source's held events were checked against: what already covered them."""
+    ids = set(seen)
+    return [e for e in log if _entry_id(e) in ids]
 
 
 def _aliases(event: Event) -> list[str]:
@@ -389,11 +421,16 @@ def _route(event: Event, profile_id: str, consented: bool, context: Context) -> 
     keys: list[str] = []
     if isinstance(event, Consent) or (consented and (pairs or isinstance(event, RemoveFromCart))):
         keys.append(profile_key(profile_id))
-    if consented and event.session_id and (pairs or event.referrer):
-        keys.append(session_key(event.session_id))
+    if consented and _feeds_session(event):
+        keys.append(session_key(str(event.session_id)))
     for item_id, _kind in pairs:
         keys.append(item_key(item_id))
     return list(dict.fromkeys(keys))
+
+
+def _feeds_session(event: Event) -> bool:
+    """Whether an event (consented) feeds its session: one with items, or the session's referrer."""
+    return bool(event.session_id and (interaction_items(event) or event.referrer))
 
 
 def _mark(entity: str, d: Delivery) -> str:
@@ -478,12 +515,19 @@ def _newly_covered(before: list[list[Any]], after: list[list[Any]], event: Event
     return consented_at(after, at) and not consented_at(before, at)
 
 
-def _released(stored: ProfileFeatures, fresh: list[Delivery]) -> list[Event]:
-    """The riders of the fresh deliveries the profile takes: judged against the document as read, so a conflict's
-    re-read, or a retried batch, folds each of them once."""
+def _released(doc: Doc, stored: ProfileFeatures, fresh: list[Delivery]) -> tuple[list[Event], dict[str, list[str]]]:
+    """The riders of the fresh deliveries the profile takes, and its ``released`` marks after them: judged against
+    the document as read, so a conflict's re-read, or a retried batch, folds each of them once."""
     after = apply_consent(ProfileFeatures(consent=list(stored.consent)), [d.event for d in fresh]).consent
+    seen = _seen(doc)
     riders = {event_key(r): r for d in fresh for r in d.riders}
-    return [r for r in riders.values() if _newly_covered(stored.consent, after, r)]
+    taken = [r for r in riders.values() if _newly_covered(_seen_log(after, seen.get(r.profile_id, ())), after, r)]
+    ids = sorted(_entry_id(e) for e in after)
+    checked = {s for d in fresh for s in d.checked}
+    aliases = {*map(str, doc.data.get("aliases", [])), *checked}
+    marks = {s: v for s, v in seen.items() if s in aliases}  # aliases a merge or an erasure took away drop out
+    marks.update(dict.fromkeys(checked, ids))
+    return taken, marks
 
 
 def _fold(
@@ -496,9 +540,11 @@ def _fold(
     expires_at = doc.expires_at
     if entity == "profile":
         stored = ProfileFeatures.from_json(data.get("features"))
-        released = _released(stored, fresh)  # before the fold below changes ``stored``
+        released, seen = _released(doc, stored, fresh)  # before the fold below changes ``stored``
         profile = apply_to_profile(stored, events + released, context)
         data["features"] = profile.to_json()
+        if seen:
+            data["released"] = seen
         data.setdefault("aliases", [name])
         if view_rows is not None:
             view = serving_view(profile, view_rows)
@@ -507,8 +553,10 @@ def _fold(
             else:
                 data.pop("serving", None)
     elif entity == "session":
-        riders = list({event_key(r): r for d in fresh for r in d.riders if r.session_id == name}.values())
-        mine = [e for e in events if not isinstance(e, Consent)] + riders
+        riders = [r for d in fresh for r in d.riders if r.session_id == name and _feeds_session(r)]
+        riders = list({event_key(r): r for r in riders}.values())
+        # a delivery carrying riders is in their sessions too: its own event goes to its own session only
+        mine = [e for e in events if e.session_id == name and not isinstance(e, Consent)] + riders
         session = apply_to_session(SessionFeatures.from_json(data), mine, context)
         data = session.to_json()
         expires_at = int(session.last_at + SESSION_TTL_SECONDS)
