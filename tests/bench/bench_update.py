@@ -38,6 +38,7 @@ from shopwise.dal.feature_store import FeatureStore
 from shopwise.dal.ledger import EventLedger
 from shopwise.events import parse_event
 from shopwise.ingestion import update_features as update_module
+from shopwise.ingestion import updater as updater_module
 from shopwise.ingestion.update_features import Delivery, update_features
 from shopwise_local.endpoint import free_port
 from shopwise_local.lambda_runtime import kinesis_event
@@ -137,7 +138,8 @@ class Counting:
         for kind, units in store.units_by_entity.items():
             self.units_by_entity[kind] = self.units_by_entity.get(kind, 0) + units
 
-    def install(self, handler_module: Any) -> None:
+    def install(self, updater_module: Any) -> None:
+        """Wrap update_features where the handler's Updater calls it (``shopwise.ingestion.updater``)."""
         counter = self
 
         def update(deliveries: Any, store: FeatureStore, ledger: EventLedger, *args: Any, **kwargs: Any) -> Any:
@@ -148,7 +150,7 @@ class Counting:
             counter.units_by_entity["ledger"] = counter.units_by_entity.get("ledger", 0) + ledger.write_units
             return outcome
 
-        handler_module.update_features = update
+        updater_module.update_features = update
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -179,7 +181,7 @@ def main() -> int:
             [CatalogItem(item_id=i, category=f"cat-{zlib.crc32(i.encode()) % 40}") for i in items],
         )
         counting = Counting()
-        counting.install(handler.module)
+        counting.install(updater_module)
         arn = f"arn:aws:kinesis:us-east-1:000000000000:stream/{resources.stream}"
 
         latencies: list[float] = []
