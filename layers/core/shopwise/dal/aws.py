@@ -10,7 +10,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-_CONFIG = Config(retries={"max_attempts": 5, "mode": "adaptive"}, connect_timeout=2, read_timeout=10)
+# parameter_validation: our requests are built by code under test, and DynamoDB validates them anyway; botocore's
+# client-side walk over every nested attribute value was a tenth of the updater's CPU (tests/bench/bench_update.py)
+_CONFIG = Config(
+    retries={"max_attempts": 5, "mode": "adaptive"}, connect_timeout=2, read_timeout=10, parameter_validation=False
+)
 
 
 # what else caches a connection to the endpoint (PynamoDB models bound to a table: ``shopwise.dal.pynamo``)
