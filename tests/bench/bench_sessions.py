@@ -16,7 +16,10 @@ item as candidates, the 100 most similar as neighbours, an item scored by the si
 it).
 
     .venv/bin/python tests/bench/bench_sessions.py [--shoppers 1500] [--items 600] [--days 30] [--test-days 2]
-        [--sessions 200] [--think 1.0] [--visitors 8]
+        [--sessions 200] [--think 1.0] [--visitors 8] [--variants max_per_category=20 ...]
+
+``--variants``: blend knobs (an A/B experiment's params, one arm at a time on the product placement) replayed on the
+same sessions beside the defaults, so the knobs are chosen by what the replay measures.
 
 Prints a table, then one JSON line with served_hr20, served_mrr20, transitions_hr20, transitions_mrr20, sknn_hr20,
 sknn_mrr20, popularity_hr20, popularity_mrr20, predictions, sessions, next_click_seen_share (next clicks back on an
@@ -48,6 +51,7 @@ from urllib.parse import quote
 
 from tqdm import tqdm
 
+from shopwise.dal.experiments import put_experiments
 from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_local.endpoint import free_port
 from shopwise_local.importer import import_events, import_items
@@ -77,6 +81,14 @@ def sessions_of(rows: Iterable[dict[str, str]]) -> dict[str, list[str]]:
         if row["event_type"] == "product_view" and row.get("session_id"):
             clicks[row["session_id"]].append((at(row), row["item_id"]))
     return {s: [item for _at, item in sorted(c)] for s, c in clicks.items()}
+
+
+def knobs(text: str) -> dict[str, float]:
+    """ "max_per_category=20,realtime_weight=2" -> {"max_per_category": 20.0, "realtime_weight": 2.0}"""
+    pairs = [part.split("=", 1) for part in text.split(",") if part]
+    if any(len(p) != 2 for p in pairs):
+        raise SystemExit(f"--variants: expected KNOB=VALUE[,KNOB=VALUE], got {text!r}")
+    return {k.strip(): float(v) for k, v in pairs}
 
 
 # -- baselines -----------------------------------------------------------------------------------------------------
@@ -160,16 +172,24 @@ class Scores:
 @dataclass
 class Replay:
     served: Scores = field(default_factory=Scores)
+    departments: list[int] = field(default_factory=list)  # distinct top-level categories per served list
     sources: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def replay_session(
-    api_url: str, stack: LocalStack, session: str, items: list[str], think: float, out: Replay
+    api_url: str,
+    stack: LocalStack,
+    session: str,
+    items: list[str],
+    think: float,
+    out: Replay,
+    arm: str = "",
+    department: dict[str, str] | None = None,
 ) -> list[tuple[list[str], list[str], str]]:
     """One held-out session as a consenting visitor: (prefix, served list, next click) per prediction."""
-    visitor = f"replay-{session}"
+    visitor = f"replay-{arm}-{session}" if arm else f"replay-{session}"
     now = datetime.now(UTC)
 
     def post(event: dict[str, Any]) -> None:
@@ -214,6 +234,7 @@ def replay_session(
             out.latencies_ms.append(elapsed)
             out.sources.update({str(body.get("source", "?")): 1})
             out.served.add(served, items[t + 1])
+            out.departments.append(len({(department or {}).get(i, "") for i in served}))
         predictions.append((items[: t + 1], served, items[t + 1]))
     return predictions
 
@@ -228,7 +249,16 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=1.0, help="seconds between a view and the request (0: applied)")
     parser.add_argument("--visitors", type=int, default=8, help="sessions replayed at once")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        metavar="KNOB=VALUE[,KNOB=VALUE]",
+        help="blend knobs for the product placement (shopwise.serving.experiments PARAMS), each replayed on its own "
+        "beside the defaults: e.g. max_per_category=20 realtime_weight=2,personal_weight=0",
+    )
     args = parser.parse_args()
+    variants = {"default": {}, **{v: knobs(v) for v in args.variants}}
     started = time.time()
 
     work = Path(tempfile.mkdtemp(prefix="shopwise-sessions-"))
@@ -240,6 +270,7 @@ def main() -> int:
         progress=False,
     )
     header, rows = read_rows(work / "store" / "events.csv")
+    department = {r["item_id"]: r["category"].split(">")[0] for r in read_rows(work / "store" / "items.csv")[1]}
     cutoff = max(at(r) for r in rows) - args.test_days * 86400
     train_rows = [r for r in rows if at(r) < cutoff]
     held_out = {s: items for s, items in sessions_of(r for r in rows if at(r) >= cutoff).items() if len(items) >= 2}
@@ -274,16 +305,28 @@ def main() -> int:
         )
         print(f"trained and loaded {result.model_version}", file=sys.stderr)
 
-        out = Replay()
+        arms: dict[str, Replay] = {}
         predictions: list[tuple[list[str], list[str], str]] = []
-        with ThreadPoolExecutor(max_workers=args.visitors) as pool:
-            jobs = [
-                pool.submit(replay_session, api_url, stack, s, items, args.think, out) for s, items in replayed.items()
-            ]
-            for job in tqdm(jobs, desc="replay sessions", unit="session"):
-                predictions += job.result()
+        for n, (name, params) in enumerate(variants.items()):
+            # every visitor in one arm: an experiment of one variant on the product placement, no holdout
+            experiment = {"name": "replay", "salt": "replay", "holdout": 0, "placements": ["product"]}
+            put_experiments(
+                resources.tables["config"],
+                json.dumps([{**experiment, "variants": [{"name": f"v{n}", "weight": 1, "params": params}]}]),
+            )
+            arms[name] = out = Replay()
+            with ThreadPoolExecutor(max_workers=args.visitors) as pool:
+                jobs = [
+                    pool.submit(replay_session, api_url, stack, s, items, args.think, out, f"v{n}", department)
+                    for s, items in replayed.items()
+                ]
+                for job in tqdm(jobs, desc=f"replay {name}", unit="session"):
+                    done = job.result()
+                    if n == 0:
+                        predictions += done
     finally:
         stack.close()
+    out = arms["default"]
 
     ends = {s: 0.0 for s in train_sessions}
     for row in train_rows:
@@ -306,10 +349,14 @@ def main() -> int:
             if target not in prefix:
                 fresh[name].add(ranked, target)
 
-    table = [("shopwise as served", out.served), *((name, s) for name, s in scores.items())]
-    print(f"\n{'what is served':28} {'HR@20':>7} {'MRR@20':>7}   ({out.served.count} predictions)")
+    table = [
+        ("shopwise as served", out.served),
+        *((f"  served, {name}", arm.served) for name, arm in arms.items() if name != "default"),
+        *((name, s) for name, s in scores.items()),
+    ]
+    print(f"\n{'what is served':30} {'HR@20':>7} {'MRR@20':>7}   ({out.served.count} predictions)")
     for name, s in table:
-        print(f"{name:28} {s.hr:7.3f} {s.mrr:7.3f}")
+        print(f"{name:30} {s.hr:7.3f} {s.mrr:7.3f}")
     latencies = sorted(out.latencies_ms)
     figures = {
         "served_hr20": round(out.served.hr, 4),
@@ -324,6 +371,15 @@ def main() -> int:
         **{f"{name}_hr20_unseen": round(s.hr, 4) for name, s in fresh.items()},
         "sessions": len(replayed),
         "served_sources": dict(out.sources),
+        # relevance and diversity of each arm: a diversity that costs relevance must earn it
+        "variants": {
+            name: {
+                "hr20": round(a.served.hr, 4),
+                "mrr20": round(a.served.mrr, 4),
+                "departments_per_list": round(sum(a.departments) / max(len(a.departments), 1), 2),
+            }
+            for name, a in arms.items()
+        },
         "serve_p50_ms": round(latencies[len(latencies) // 2], 1) if latencies else None,
         "think_s": args.think,
         "seconds": round(time.time() - started, 1),
