@@ -7,7 +7,7 @@ batches of 100 and sent through the real update_features Lambda handler. In the 
 same events go through a naive updater — one read-modify-write per event and entity, the same fold functions —
 as the baseline.
 
-    .venv/bin/python tests/bench/bench_update.py [--events 5000] [--batch 100]
+    .venv/bin/python tests/bench/bench_update.py [--events 5000] [--batch 100] [--profile]
 
 Prints a table, then one JSON line with events_per_s, writes_per_1000_events, wru_per_event (write units by
 DynamoDB's size rules, per entity kind beside it), max_doc_kb, hot_row_writes_per_batch (the most writes one row got
@@ -153,6 +153,27 @@ class Counting:
         updater_module.update_features = update
 
 
+def print_profile(stats: Any) -> None:
+    """The handler's CPU (its own time per function, summed per package) as shares: where a goal per event goes.
+    The profiler slows what it measures (several times): the shares, not the seconds, are the figure."""
+    by: dict[str, float] = {}
+    for stat in stats:
+        path = str(stat.module)
+        if "site-packages/" in path:
+            package = path.split("site-packages/")[1].split("/")[0]
+        elif "/layers/core/shopwise/" in path:
+            package = "shopwise"
+        elif "/lib/python3" in path:
+            package = "stdlib: " + path.split("/lib/python3")[1].split("/")[1].removesuffix(".py")
+        else:
+            package = "other"
+        by[package] = by.get(package, 0.0) + float(stat.tsub)
+    total = sum(by.values()) or 1.0
+    print("handler CPU by package (yappi, every thread):", file=sys.stderr)
+    for package, seconds in sorted(by.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {package:32} {100 * seconds / total:5.1f}%", file=sys.stderr)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -163,7 +184,14 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--naive-events", type=int, default=1000, help="the naive baseline is slow: a prefix")
+    parser.add_argument(
+        "--profile", action="store_true", help="also print the handler's CPU per package, over every thread (yappi)"
+    )
     args = parser.parse_args()
+    if args.profile:
+        import yappi
+
+        yappi.set_clock_type("cpu")
 
     state = Path(tempfile.mkdtemp(prefix="shopwise-bench-"))
     os.environ["SHOPWISE_HOME"] = str(state)
@@ -187,6 +215,8 @@ def main() -> int:
         latencies: list[float] = []
         cpu = 0.0
         started = time.perf_counter()
+        if args.profile:
+            yappi.start()
         for start in tqdm(range(0, len(events), args.batch), desc="update_features handler", unit="batch"):
             records = kinesis_records(events[start : start + args.batch], 10**20 + start)
             t0, c0 = time.perf_counter(), time.process_time()
@@ -197,6 +227,9 @@ def main() -> int:
                 raise RuntimeError(f"batch at {start} had failures: {answer['batchItemFailures'][:3]}")
         elapsed = time.perf_counter() - started
         coalesced_writes = counting.writes
+        if args.profile:
+            yappi.stop()
+            print_profile(yappi.get_func_stats())
 
         # the naive baseline on a fresh table: one event at a time (one write per event and entity)
         naive_table = resources.tables["features"] + "-naive"

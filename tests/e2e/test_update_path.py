@@ -94,6 +94,21 @@ def make_events(prefix: str, scale: int = 1) -> tuple[list[dict[str, Any]], list
     return consents, rest
 
 
+def clean_run(stack: LocalStack, prefix: str, other: str, scale: int = 1, wait: float = 120) -> dict[str, Any]:
+    """The catalog of two runs' items, and the fault-free run of ``prefix``'s events (each once, in order): its
+    snapshot, which the faulty run of ``other`` must end equal to."""
+    assert stack.resources and stack.poller
+    for run in (prefix, other):
+        put_items(
+            stack.resources.tables["items"],
+            [CatalogItem(item_id=f"{run}-item-{i}", category=f"{run}-cat-{i % 4}") for i in range(ITEMS * scale)],
+        )
+    consents, rest = make_events(prefix, scale)
+    put(stack, as_records(consents + sorted(rest, key=lambda e: e["occurred_at"])))
+    assert stack.poller.wait_idle(wait)
+    return snapshot(stack, prefix)
+
+
 def put(stack: LocalStack, records: list[tuple[str, bytes]]) -> None:
     assert stack.resources
     for start in range(0, len(records), 50):
@@ -175,20 +190,7 @@ def test_faults_leave_the_same_features_as_a_clean_run(
     assert stack.resources and stack.poller
     queue = stack.resources.failure_queue_url
     drain(queue)
-    for prefix in ("clean", "noisy"):
-        put_items(
-            stack.resources.tables["items"],
-            [
-                CatalogItem(item_id=f"{prefix}-item-{i}", category=f"{prefix}-cat-{i % 4}")
-                for i in range(ITEMS * FAULT_SCALE)
-            ],
-        )
-
-    # the clean run: each event once, in order, no faults
-    consents, rest = make_events("clean", FAULT_SCALE)
-    put(stack, as_records(consents + sorted(rest, key=lambda e: e["occurred_at"])))
-    assert stack.poller.wait_idle(600)
-    clean = snapshot(stack, "clean")
+    clean = clean_run(stack, "clean", "noisy", FAULT_SCALE, wait=600)  # each event once, in order, no faults
 
     # the faulty run: the same events, a third delivered twice, shuffled, two poison records, and the faults; a
     # third of the consents arrive after the events they cover (a throttled PutRecords retried behind them), and
@@ -349,15 +351,7 @@ def test_what_the_stream_gave_up_on_is_replayed_from_the_cli_once_and_completely
     assert stack.resources and stack.poller
     queue = stack.resources.failure_queue_url
     drain(queue)
-    for prefix in ("calm", "lost"):
-        put_items(
-            stack.resources.tables["items"],
-            [CatalogItem(item_id=f"{prefix}-item-{i}", category=f"{prefix}-cat-{i % 4}") for i in range(ITEMS)],
-        )
-    consents, rest = make_events("calm")
-    put(stack, as_records(consents + sorted(rest, key=lambda e: e["occurred_at"])))
-    assert stack.poller.wait_idle(120)
-    clean = snapshot(stack, "calm")
+    clean = clean_run(stack, "calm", "lost")
 
     consents, rest = make_events("lost")
     rest.sort(key=lambda e: e["occurred_at"])
@@ -406,15 +400,7 @@ def test_records_the_stream_no_longer_holds_are_replayed_from_the_archive(
     assert stack.resources and stack.poller
     queue = stack.resources.failure_queue_url
     drain(queue)
-    for prefix in ("still", "aged"):
-        put_items(
-            stack.resources.tables["items"],
-            [CatalogItem(item_id=f"{prefix}-item-{i}", category=f"{prefix}-cat-{i % 4}") for i in range(ITEMS)],
-        )
-    consents, rest = make_events("still")
-    put(stack, as_records(consents + sorted(rest, key=lambda e: e["occurred_at"])))
-    assert stack.poller.wait_idle(120)
-    clean = snapshot(stack, "still")
+    clean = clean_run(stack, "still", "aged")
 
     consents, rest = make_events("aged")
     put(stack, as_records(consents))

@@ -56,8 +56,8 @@ class Failure:
         body = message.body
         if body.get("condition") == "PoisonRecord":
             seq = str(body.get("sequenceNumber") or "")
-            return cls(message, "poison", str(body.get("reason", "")), str(body.get("shardId") or ""), seq, seq, 1,
-                       data=str(body.get("data", "")))  # fmt: skip
+            reason, shard = str(body.get("reason", "")), str(body.get("shardId") or "")
+            return cls(message, "poison", reason, shard, seq, seq, 1, data=str(body.get("data", "")))
         info = body.get("KinesisBatchInfo")
         if isinstance(info, dict):
             condition = str(body.get("requestContext", {}).get("condition", ""))
