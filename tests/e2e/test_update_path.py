@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from shopwise.catalog.items import CatalogItem
+from shopwise.dal import stream as stream_module
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items
 from shopwise.dal.feature_store import FeatureStore
@@ -462,14 +463,13 @@ def test_imported_history_reaches_the_feature_store_once(stack: LocalStack, tmp_
 
 
 def test_a_consent_putrecords_refused_reaches_the_updater_after_the_events_and_still_covers_them(
-    stack: LocalStack, api: Api
+    stack: LocalStack, api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Kinesis refuses the consent's record in the collector's PutRecords (a throttled shard) and takes the views;
     the collector retries the consent, which reaches the stream — and the updater, in a later batch — after the
     events it covers. The views still reach the shopper's profile. The fault is in Kinesis's answer on the wire
-    (botocore's events): the collector's retry is the real one."""
+    (botocore's events, on the client the collector publishes with): the collector's retry is the real one."""
     assert stack.poller
-    kinesis = client("kinesis")
     state: dict[str, Any] = {"held_back": [], "refused": 0}
 
     def hold_back_consents(params: dict[str, Any], **_: Any) -> None:
@@ -490,9 +490,17 @@ def test_a_consent_putrecords_refused_reaches_the_updater_after_the_events_and_s
         parsed.update(Records=results, FailedRecordCount=len(held))
         assert stack.poller and stack.poller.wait_idle(30)  # the views are applied before the consent is retried
 
-    events = kinesis.meta.events
-    events.register("provide-client-params.kinesis.PutRecords", hold_back_consents)
-    events.register("after-call.kinesis.PutRecords", answer_throttled)
+    hooked: list[Any] = []
+
+    def publishers_client(service: str) -> Any:
+        made = client(service)  # whichever client the process holds now (a reconnect makes new ones)
+        if service == "kinesis" and made not in hooked:
+            made.meta.events.register("provide-client-params.kinesis.PutRecords", hold_back_consents)
+            made.meta.events.register("after-call.kinesis.PutRecords", answer_throttled)
+            hooked.append(made)
+        return made
+
+    monkeypatch.setattr(stream_module, "client", publishers_client)
     try:
         status, body = api.post(
             "/v1/events",
@@ -519,8 +527,9 @@ def test_a_consent_putrecords_refused_reaches_the_updater_after_the_events_and_s
             },
         )
     finally:
-        events.unregister("provide-client-params.kinesis.PutRecords", hold_back_consents)
-        events.unregister("after-call.kinesis.PutRecords", answer_throttled)
+        for made in hooked:
+            made.meta.events.unregister("provide-client-params.kinesis.PutRecords", hold_back_consents)
+            made.meta.events.unregister("after-call.kinesis.PutRecords", answer_throttled)
     assert status == 200 and body["accepted"] == 4 and state["refused"] == 1  # refused once, then retried
     assert stack.poller.wait_idle(60)
     code, shown = run_cli("features", "profile", "throttled-visitor", "--anonymous")
