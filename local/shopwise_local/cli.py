@@ -607,6 +607,71 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cost(args: argparse.Namespace) -> int:
+    """Price the synthesized stack under one or more loads, beside Amazon Personalize (``shopwise_local.costs``)."""
+    from dataclasses import replace
+
+    from shopwise_local import costs
+
+    shape = costs.StackShape.from_template(_template(args.env, args.template), f"shopwise-{args.env}")
+    prices_path = Path(args.prices) if args.prices else costs.latest_prices(args.region or "us-east-1")
+    units_path = Path(args.units) if args.units else costs.HERE / "units.json"
+    prices, units = costs.load_json(prices_path), costs.load_json(units_path)
+    assume = costs.Assumptions()
+    for pair in args.assume:
+        key, _, value = pair.partition("=")
+        known = costs.Assumptions.__dataclass_fields__
+        if key not in known or not value:
+            raise ValueError(f"--assume {pair!r}: expected NAME=NUMBER, NAME one of {', '.join(known)}")
+        changed: dict[str, Any] = {key: float(value)}
+        assume = replace(assume, **changed)
+    rates = args.requests_per_s
+    events = args.events_per_s or [2.0 * r for r in rates]  # the design envelope's 1,000 events/s at 500 requests/s
+    if len(events) == 1:
+        events = events * len(rates)
+    if len(events) != len(rates):
+        raise ValueError("--events-per-s takes one value, or one per --requests-per-s value")
+    retrains = {"schedule": None, "daily": 30.4, "weekly": 4.35, "none": 0.0}[args.retrain]
+    estimates = [
+        costs.estimate(
+            shape,
+            costs.Load(e, r, args.shoppers, args.items, retrains),
+            units,
+            prices,
+            assume,
+            as_configured=args.as_configured,
+        )
+        for e, r in zip(events, rates, strict=True)
+    ]
+    if args.json:
+        print(json.dumps([costs.as_json(e) for e in estimates], indent=2))
+    else:
+        print(costs.render(estimates, shape, units_path, prices_path, units, prices, assume, detail=not args.summary))
+    return 0
+
+
+def _template(env: str, path: str) -> dict[str, Any]:
+    """The stack's template: the file given, what `make synth ENV=<env>` wrote, or a synth in this process."""
+    from shopwise_local.paths import REPO_ROOT
+
+    chosen = Path(path) if path else REPO_ROOT / "cdk.out" / env / f"shopwise-{env}.template.json"
+    if chosen.is_file():
+        return dict(json.loads(chosen.read_text()))
+    if path:
+        raise FileNotFoundError(f"no template at {chosen}")
+    print(f"no {chosen.relative_to(REPO_ROOT)}: synthesizing shopwise-{env} (about 10 s) ...", file=sys.stderr)
+    try:
+        sys.path.insert(0, str(REPO_ROOT / "cdk"))
+        import aws_cdk as cdk
+        from app import add_stack  # type: ignore[import-not-found]
+
+        app = cdk.App()
+        stack = add_stack(app, env, nag=False)
+        return dict(app.synth().get_stack_by_name(stack.stack_name).template)
+    except Exception as exc:  # a missing layer build or CDK install: say what to run
+        raise RuntimeError(f"could not synthesize the stack ({exc}): run `make synth ENV={env}` first") from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shopwise", description=__doc__)
     parser.add_argument(
@@ -791,6 +856,28 @@ def build_parser() -> argparse.ArgumentParser:
     feat.add_argument("id", help="customer id (or visitor id with --anonymous), session, item, category or market")
     feat.add_argument("--anonymous", action="store_true", help="the profile id is a visitor (cookie) id")
     feat.set_defaults(func=cmd_features)
+
+    cost = sub.add_parser(
+        "cost", help="what the deployed stack costs a month under a load, beside Amazon Personalize for the same load"
+    )
+    cost.add_argument("--requests-per-s", type=float, nargs="+", default=[1.0, 10.0, 100.0, 500.0])
+    cost.add_argument("--events-per-s", type=float, nargs="*", default=[], help="default: twice the request rate")
+    cost.add_argument("--shoppers", type=int, default=500_000, help="shoppers with a profile and a precomputed list")
+    cost.add_argument("--items", type=int, default=20_000)
+    cost.add_argument("--retrain", choices=["schedule", "daily", "weekly", "none"], default="schedule")
+    cost.add_argument("--env", default="prod", help="the environment whose synthesized template is priced")
+    cost.add_argument("--template", default="", help="a template file (default: cdk.out/<env>/, else synthesized)")
+    cost.add_argument(
+        "--as-configured",
+        action="store_true",
+        help="the template's shards and provisioned concurrency, not sized for the load",
+    )
+    cost.add_argument("--prices", default="", help="a price table (default: the newest for --region, us-east-1)")
+    cost.add_argument("--units", default="", help="measured units (default: the ones shipped, see their sources)")
+    cost.add_argument("--assume", nargs="*", default=[], metavar="NAME=NUMBER", help="override an assumption")
+    cost.add_argument("--summary", action="store_true", help="only the summary table")
+    cost.add_argument("--json", action="store_true", help="every line item as JSON")
+    cost.set_defaults(func=cmd_cost)
     return parser
 
 

@@ -8,7 +8,9 @@ boto3 + Powertools' resolver alone, and the whole HTTP path under a fixed reques
    invoke, API Gateway payload v2 events), a mix of logged-in shoppers with precomputed lists (home and product
    placements) and strangers with a market; after each, the bare BatchGetItem of the very keys that request's
    first round trip reads (``first_read``), through the same boto3 client: the floor any handler pays. DynamoDB
-   calls are counted on the wire (botocore's before-call hook) to give round trips per request.
+   calls are counted on the wire (botocore's before-call hook) to give round trips per request, and the read units
+   of what each read returned by DynamoDB's rules (``shopwise.dal.capacity.ReadMeter``) to give read units per
+   request.
 3. Cold import: a fresh interpreter importing the serve handler module, beside one importing boto3 and
    ``APIGatewayHttpResolver`` only (median of 5 each, alternating).
 4. End to end: an open-loop load generator sends ``--rate`` requests/s for ``--seconds`` to the local HTTP API (each
@@ -18,8 +20,13 @@ Every request carries the shopper's token, as a browser sends it (the store's ba
 shopper; ``POST /v1/visitors`` would for a stranger): authentication is on in every figure. ``auth_verify_us`` is
 the median time of telling the caller from the request (the token's HMAC and claims), measured alone in-process.
 
+5. Storage: the stocked tables scanned, average bytes and write units of a row per kind (a shopper's precomputed
+   list, an item's neighbours, a profile document, an item document): what the load writes per shopper and item on
+   every retrain and what the tables hold (``shopwise cost`` prices both).
+
 Ends with one JSON line: handler_p50_ms, handler_p99_ms, bare_read_p50_ms, bare_read_p99_ms, p99_ratio,
-round_trips_per_request, auth_verify_us, cold_import_ms, baseline_import_ms, import_ratio, http_* figures,
+round_trips_per_request, read_units_per_request, storage (per kind: rows, bytes, write_units), record_bytes_per_event
+and archive_bytes_per_event (an event as Kinesis carries it, and gzip-compressed in the archive), auth_verify_us, cold_import_ms, baseline_import_ms, import_ratio, http_* figures,
 http_errors.
 """
 
@@ -67,6 +74,54 @@ def auth_verify_us(keys: object, token: str, runs: int = 20_000) -> float:
     return round(statistics.median(batches), 1)
 
 
+def table_rows(table: str, label: str) -> dict[str, dict[str, float]]:
+    """Rows per kind (the key's prefix: user, item, popular, profile ...) with their average bytes and write units,
+    by DynamoDB's size rules, from a scan of the whole table."""
+    from shopwise.dal.aws import client
+    from shopwise.dal.capacity import item_bytes, write_units
+
+    kinds: dict[str, list[tuple[int, int]]] = {}
+    for page in client("dynamodb").get_paginator("scan").paginate(TableName=table):
+        for item in page["Items"]:
+            key = item["pk"]["S"] if "pk" in item else "item"  # the items table: one kind, keyed by item_id
+            kind = f"{label}:{key.split('#', 1)[0].split('/')[-1]}"  # without the serving slot (a/, b/)
+            kinds.setdefault(kind, []).append((item_bytes(item), write_units(item)))
+    return {
+        kind: {
+            "rows": len(sizes),
+            "bytes": round(statistics.mean(b for b, _ in sizes)),
+            "write_units": round(statistics.mean(w for _, w in sizes), 2),
+        }
+        for kind, sizes in kinds.items()
+    }
+
+
+def archive_bytes(bucket: str) -> dict[str, float]:
+    """What an event weighs once collected (pseudonymised ids, the collector's fields): the archive's JSON lines,
+    as Kinesis and Firehose carry them, and gzip-compressed as S3 holds them."""
+    import gzip
+
+    from shopwise import config
+    from shopwise.dal.aws import client
+
+    s3 = client("s3")
+    lines = raw = packed = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=config.ARCHIVE_EVENTS_PREFIX):
+        for entry in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
+            text = gzip.decompress(body)
+            lines += text.count(b"\n") + (0 if text.endswith(b"\n") else 1)
+            raw += len(text)
+            packed += len(body)
+    if not lines:
+        raise RuntimeError("the archive holds no events")
+    return {
+        "archived_events": lines,
+        "record_bytes_per_event": round(raw / lines, 1),
+        "archive_bytes_per_event": round(packed / lines, 1),
+    }
+
+
 def cold_imports(runs: int = 7) -> tuple[float, float]:
     handler = ROOT / "lambdas" / "serve" / "handler.py"
     serve = (
@@ -105,6 +160,7 @@ def main() -> None:
 
     from shopwise.access.tokens import mint
     from shopwise.dal.aws import client
+    from shopwise.dal.capacity import ReadMeter
     from shopwise.dal.serving_read import ServingReader, Tables
     from shopwise.keys import POPULAR_KEY, popular_key
     from shopwise.privacy.pseudonyms import load_pseudonymiser
@@ -166,20 +222,23 @@ def main() -> None:
             ddb = client("dynamodb")
             calls: list[str] = []
             ddb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+            meter = ReadMeter().attach(ddb)
             for n in range(200):  # warm: clients, caches, the secrets
                 path, query, _profile, _rows, headers = request(n)
                 serve.invoke(http_api_event("GET", path, query, headers))
             calls.clear()
             handler_ms, bare_ms, statuses = [], [], []
             handler_calls = 0
+            handler_units = 0.0
             for n in tqdm(range(args.requests), desc="handler vs bare read", unit="req", disable=None):
                 path, query, profile_id, row_keys, headers = request(n)
                 event = http_api_event("GET", path, query, headers)
-                before = len(calls)
+                before, units_before = len(calls), meter.units
                 t = time.perf_counter()
                 response = serve.invoke(event)
                 handler_ms.append((time.perf_counter() - t) * 1000)
                 handler_calls += len(calls) - before
+                handler_units += meter.units - units_before
                 statuses.append(response["statusCode"])
                 items = reader.shopper_request(profile_id, row_keys)
                 t = time.perf_counter()
@@ -189,6 +248,13 @@ def main() -> None:
             if bad:
                 raise RuntimeError(f"{bad} handler requests did not answer 200")
             auth_us = auth_verify_us(keys, token(customer=store.customers[0]))
+            meter.detach(ddb)
+            archive = archive_bytes(resources.archive_bucket)
+            storage = (
+                table_rows(resources.tables["recommendations"], "recommendations")
+                | table_rows(resources.tables["features"], "features")
+                | table_rows(resources.tables["items"], "items")
+            )
 
             # end to end through HTTP at a fixed rate
             assert stack.api
@@ -236,6 +302,9 @@ def main() -> None:
         "p99_ratio": round(handler["p99"] / bare["p99"], 3),
         "p50_ratio": round(handler["p50"] / bare["p50"], 3),
         "round_trips_per_request": round(handler_calls / args.requests, 4),
+        "read_units_per_request": round(handler_units / args.requests, 3),
+        "storage": storage,
+        **archive,
         "auth_verify_us": auth_us,
         "cold_import_ms": round(import_ms, 1),
         "baseline_import_ms": round(base_ms, 1),
@@ -247,6 +316,7 @@ def main() -> None:
         "http_errors": len(errors),
     }
     print(f"handler p50/p99 {handler['p50']}/{handler['p99']} ms vs bare read {bare['p50']}/{bare['p99']} ms")
+    print(f"read units per request {result['read_units_per_request']}; rows by kind: {storage}")
     for problem in errors[:5]:
         print(f"HTTP error: {problem}")
     print(json.dumps(result))

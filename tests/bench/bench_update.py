@@ -10,7 +10,8 @@ as the baseline.
     .venv/bin/python tests/bench/bench_update.py [--events 5000] [--batch 100] [--profile]
 
 Prints a table, then one JSON line with events_per_s, writes_per_1000_events, wru_per_event (write units by
-DynamoDB's size rules, per entity kind beside it), max_doc_kb, hot_row_writes_per_batch (the most writes one row got
+DynamoDB's size rules, per entity kind beside it), rru_per_event (read units of what the handler's reads returned,
+counted on the wire), max_doc_kb, hot_row_writes_per_batch (the most writes one row got
 in one invocation), handler_cpu_us_per_event (this process's CPU time: the local endpoint runs in its own process),
 distinct_entities_per_1000_events, naive_writes_per_1000_events (and more).
 """
@@ -33,6 +34,7 @@ from tqdm import tqdm
 
 from shopwise.catalog.items import CatalogItem
 from shopwise.dal.aws import client
+from shopwise.dal.capacity import ReadMeter
 from shopwise.dal.catalog import categories, put_items
 from shopwise.dal.feature_store import FeatureStore
 from shopwise.dal.ledger import EventLedger
@@ -212,6 +214,7 @@ def main() -> int:
         counting.install(updater_module)
         arn = f"arn:aws:kinesis:us-east-1:000000000000:stream/{resources.stream}"
 
+        meter = ReadMeter().attach(client("dynamodb"))  # the handler's own client: what it reads, in read units
         latencies: list[float] = []
         cpu = 0.0
         started = time.perf_counter()
@@ -227,6 +230,7 @@ def main() -> int:
                 raise RuntimeError(f"batch at {start} had failures: {answer['batchItemFailures'][:3]}")
         elapsed = time.perf_counter() - started
         coalesced_writes = counting.writes
+        meter.detach(client("dynamodb"))
         if args.profile:
             yappi.stop()
             print_profile(yappi.get_func_stats())
@@ -272,6 +276,8 @@ def main() -> int:
         "writes_per_1000_events": round(coalesced_writes * per_k, 1),
         "wru_per_event": round(counting.units / len(events), 2),
         "wru_per_event_by_entity": {k: round(v / len(events), 2) for k, v in sorted(counting.units_by_entity.items())},
+        "rru_per_event": round(meter.units / len(events), 3),
+        "read_calls_per_event": round(meter.calls / len(events), 3),
         "max_doc_kb": round(counting.largest / 1024, 1),
         "hot_row_writes_per_batch": counting.hot_row_writes,
         "handler_cpu_us_per_event": round(cpu / len(events) * 1e6, 1),

@@ -16,6 +16,7 @@ import pytest
 
 from shopwise import config
 from shopwise.dal.aws import client
+from shopwise.dal.capacity import ReadMeter
 from shopwise.dal.objects import parse_s3_uri, read_json_lines
 from shopwise.features.definitions import Context, ItemFeatures, ProfileFeatures
 from shopwise.privacy.pseudonyms import load_pseudonymiser
@@ -481,3 +482,25 @@ def test_cli_features_shows_a_stitched_profile_and_an_items_windows(
     windows = json.loads(capsys.readouterr().out)
     assert windows["carts_1h"] >= 1 and windows["carts_7d"] >= windows["carts_1h"]
     assert cli.main(["features", "profile", "never-seen"]) == 1
+
+
+def test_read_units_are_counted_on_the_wire_by_dynamodbs_rules(stack: LocalStack) -> None:
+    """What the benchmarks' read units per request and per event rest on: each item of a read rounded up to 4 KB,
+    half a unit eventually consistent, a whole one strongly consistent, a key that found nothing at the minimum."""
+    assert stack.resources
+    table = stack.resources.tables["config"]
+    ddb = client("dynamodb")
+    big, small, missing = ({"pk": {"S": f"meter#{name}"}} for name in ("big", "small", "missing"))
+    ddb.put_item(TableName=table, Item={**big, "blob": {"S": "x" * 5000}})  # two started 4 KB blocks
+    ddb.put_item(TableName=table, Item={**small, "v": {"S": "y"}})
+    meter = ReadMeter().attach(ddb)
+    try:
+        ddb.batch_get_item(RequestItems={table: {"Keys": [big, small, missing]}})  # 1.0 + 0.5 + 0.5
+        ddb.get_item(TableName=table, Key=big, ConsistentRead=True)  # 2.0
+        # a projection returns less but is charged for the whole item
+        ddb.batch_get_item(RequestItems={table: {"Keys": [big], "ProjectionExpression": "pk"}})  # 1.0
+        ddb.put_item(TableName=table, Item={**small, "v": {"S": "z"}})  # a write: not a read
+    finally:
+        meter.detach(ddb)
+    ddb.get_item(TableName=table, Key=big)  # detached: not counted
+    assert (meter.units, meter.calls) == (5.0, 3)

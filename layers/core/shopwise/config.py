@@ -175,7 +175,9 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
     "dev": EnvironmentConfig(
         name="dev",
         stream_shards=1,
-        provisioned_concurrency=1,
+        # none: a dev stack's first request after a quiet spell waits for a cold start (~0.4 s) rather than paying
+        # $11 a month for one warm environment, its largest standing charge but the stream shard (`shopwise cost`)
+        provisioned_concurrency=0,
         retrain_schedule="cron(0 3 * * ? *)",
         recommendations_ttl_days=7,
         retain_data=False,

@@ -7,6 +7,11 @@ write unit per started KB of the item (the larger of the old and new item for an
 replaces its previous version costs the new item's size), a transactional write twice that. The updater counts
 what it writes with these rules, the benchmark reports them, and the 400 KB item limit is checked before a write
 rather than discovered from DynamoDB's error.
+
+Reads: an eventually consistent read costs half a read unit per started 4 KB, a strongly consistent one a whole
+unit, a transactional one two; GetItem and BatchGetItem round each item on its own, Query the total of the items it
+returns. ``ReadMeter`` counts them on the wire (botocore's after-call hook) from the items a response carries, so
+the benchmarks report read units per request and per event the way they report write units.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 ITEM_LIMIT_BYTES = 400 * 1024  # DynamoDB's maximum item size
 WRITE_UNIT_BYTES = 1024
+READ_UNIT_BYTES = 4096
 
 
 def _number_bytes(text: str) -> int:
@@ -56,3 +62,75 @@ def write_units(item: dict[str, Any], transactional: bool = False) -> int:
     """Write capacity units of one put of ``item``."""
     units = max(1, math.ceil(item_bytes(item) / WRITE_UNIT_BYTES))
     return 2 * units if transactional else units
+
+
+def read_units(item: dict[str, Any] | None, consistent: bool = False) -> float:
+    """Read units of one GetItem (or one key of a BatchGetItem) that returned ``item``. A key that found nothing is
+    counted at the minimum, which DynamoDB charges for GetItem (a conservative count for BatchGetItem)."""
+    size = item_bytes(item) if item else 0
+    units = max(1, math.ceil(size / READ_UNIT_BYTES))
+    return float(units) if consistent else units / 2
+
+
+class ReadMeter:
+    """Read units and calls of every DynamoDB read a boto3 client makes, counted from the responses.
+
+    ``attach(client)`` registers botocore hooks on that client (the handler's own client, so what is counted is what
+    the code under measurement read). GetItem, BatchGetItem and Query are counted; a BatchGetItem's unprocessed
+    keys are counted when their retry returns them. DynamoDB charges a projected read for the whole item, so a read
+    with a ``ProjectionExpression`` is sized by reading the same keys again, whole, through a second client the hooks
+    are not on."""
+
+    def __init__(self) -> None:
+        self.units = 0.0
+        self.calls = 0
+        self._whole: Any = None
+
+    def attach(self, ddb: Any) -> ReadMeter:
+        import boto3
+
+        self._whole = boto3.client("dynamodb", endpoint_url=ddb.meta.endpoint_url, region_name=ddb.meta.region_name)
+        ddb.meta.events.register("provide-client-params.dynamodb", self._remember)
+        ddb.meta.events.register("after-call.dynamodb", self._count)
+        return self
+
+    def detach(self, ddb: Any) -> None:
+        ddb.meta.events.unregister("provide-client-params.dynamodb", self._remember)
+        ddb.meta.events.unregister("after-call.dynamodb", self._count)
+
+    def _remember(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        if model.name in ("GetItem", "BatchGetItem", "Query"):
+            context["shopwise_read_params"] = dict(params)
+
+    def _count(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        params = context.get("shopwise_read_params")
+        if params is None or http_response.status_code != 200:
+            return
+        self.calls += 1
+        consistent = bool(params.get("ConsistentRead"))
+        if model.name == "GetItem":
+            item = parsed.get("Item")
+            if item and "ProjectionExpression" in params:
+                whole = {k: v for k, v in params.items() if k in ("TableName", "Key")}
+                item = self._whole.get_item(**whole).get("Item")
+            self.units += read_units(item, consistent)
+        elif model.name == "Query":
+            items = parsed.get("Items", [])
+            if "ProjectionExpression" in params:
+                again = {k: v for k, v in params.items() if k not in ("ProjectionExpression", "Select")}
+                items = self._whole.query(**again).get("Items", [])
+            units = max(1, math.ceil(sum(item_bytes(i) for i in items) / READ_UNIT_BYTES))
+            self.units += units if consistent else units / 2
+        else:  # BatchGetItem
+            unprocessed = parsed.get("UnprocessedKeys", {})
+            for table, spec in params["RequestItems"].items():
+                consistent = bool(spec.get("ConsistentRead"))
+                found = parsed.get("Responses", {}).get(table, [])
+                retried = len(unprocessed.get(table, {}).get("Keys", []))
+                if "ProjectionExpression" in spec and found:
+                    keys = [k for k in spec["Keys"] if k not in unprocessed.get(table, {}).get("Keys", [])]
+                    again = self._whole.batch_get_item(RequestItems={table: {"Keys": keys}})
+                    found = again.get("Responses", {}).get(table, [])
+                self.units += sum(read_units(item, consistent) for item in found)
+                missing = len(spec["Keys"]) - len(found) - retried
+                self.units += max(0, missing) * read_units(None, consistent)

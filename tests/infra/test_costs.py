@@ -1,0 +1,187 @@
+"""`shopwise cost` on the synthesized templates: what it reads from a stack, how each line follows the load, the
+sizing of shards and provisioned concurrency, Personalize's tiers, and the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+
+from shopwise import config
+from shopwise_local import cli, costs
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cdk"))
+from app import add_stack
+
+pytestmark = pytest.mark.infra
+
+
+def template(env_name: str) -> dict[str, Any]:
+    from shopwise_cdk.constants import CORE_LAYER_DIR
+
+    if not (CORE_LAYER_DIR / "python").is_dir():
+        pytest.fail("layers are not built: run `make build` (make test does it)")
+    app = cdk.App()
+    stack = add_stack(app, env_name, nag=False)
+    return dict(app.synth().get_stack_by_name(stack.stack_name).template)
+
+
+@pytest.fixture(scope="module")
+def prod_template() -> dict[str, Any]:
+    return template("prod")
+
+
+@pytest.fixture(scope="module")
+def dev_template() -> dict[str, Any]:
+    return template("dev")
+
+
+@pytest.fixture(scope="module")
+def inputs() -> tuple[dict[str, Any], dict[str, Any]]:
+    return costs.load_json(costs.HERE / "units.json"), costs.load_json(costs.latest_prices())
+
+
+def lines(estimate: costs.Estimate, what: str) -> list[costs.Line]:
+    found = [line for line in estimate.lines if what in line.what]
+    assert found, what
+    return found
+
+
+def test_the_shape_read_from_the_template_is_what_the_environment_configures(prod_template: dict[str, Any]) -> None:
+    env = config.environment("prod")
+    shape = costs.StackShape.from_template(prod_template, "shopwise-prod")
+    assert shape.provisioned_concurrency == env.provisioned_concurrency
+    assert shape.stream_shards == env.stream_shards
+    assert shape.training_instance == env.training_instance_type
+    assert shape.transform_instance == env.transform_instance_type
+    assert shape.functions["serve"].memory_mb == env.lambda_memory_mb and shape.functions["serve"].traced
+    assert shape.tables == len(config.TABLES) and shape.pitr
+    assert shape.retrains_per_month == pytest.approx(30.4, abs=0.1)  # cron(0 3 * * ? *): once a day
+    assert shape.drift_runs_per_month == pytest.approx(30.4, abs=0.1)
+    # three campaigns, each on the hourly schedule
+    assert shape.campaign_runs_per_month == pytest.approx(3 * costs.HOURS_PER_MONTH)
+    assert shape.archive_days == env.archive_events_days
+    assert shape.log_retention_days == env.shopper_log_days
+
+
+def test_traffic_lines_follow_the_load_and_standing_charges_do_not(
+    prod_template: dict[str, Any], inputs: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    units, prices = inputs
+    shape = costs.StackShape.from_template(prod_template)
+    one = costs.estimate(shape, costs.Load(100, 50, 100_000, 5_000), units, prices)
+    two = costs.estimate(shape, costs.Load(200, 100, 100_000, 5_000), units, prices)
+    (writes_1,), (writes_2,) = lines(one, "feature store + ledger writes"), lines(two, "feature store + ledger writes")
+    assert writes_2.dollars == pytest.approx(2 * writes_1.dollars) and writes_1.dollars > 0
+    # the measured write units per event, at the table's price
+    events = 100 * costs.SECONDS_PER_MONTH
+    expected = events * units["per_event"]["write_units"] / 1e6 * prices["dynamodb"]["write_unit_per_million"]
+    assert writes_1.dollars == pytest.approx(expected)
+    (reads_1,), (reads_2,) = lines(one, "profile and list reads"), lines(two, "profile and list reads")
+    assert reads_2.dollars == pytest.approx(2 * reads_1.dollars)
+    for fixed in ("dashboard", "alarms", "secrets", "training job"):
+        assert sum(x.dollars for x in lines(one, fixed)) == sum(x.dollars for x in lines(two, fixed)) > 0
+    # the load's writes follow the shoppers with lists, not the traffic
+    bigger = costs.estimate(shape, costs.Load(100, 50, 200_000, 5_000), units, prices)
+    (load_1,), (load_2,) = lines(one, "load: precomputed lists"), lines(bigger, "load: precomputed lists")
+    assert load_2.dollars > load_1.dollars and lines(bigger, "feature store + ledger")[0].dollars == writes_1.dollars
+
+
+def test_shards_and_warm_environments_are_sized_for_the_load(
+    prod_template: dict[str, Any], inputs: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    units, prices = inputs
+    shape = costs.StackShape.from_template(prod_template)
+    quiet = costs.estimate(shape, costs.Load(2, 1, 1000, 100), units, prices)
+    assert quiet.sized["stream_shards"][0] == 1 and quiet.sized["provisioned_concurrency"][0] == 1
+    sale = costs.estimate(shape, costs.Load(10_000, 5_000, 1000, 100), units, prices)
+    shards, configured = sale.sized["stream_shards"]
+    assert configured == config.environment("prod").stream_shards
+    assert shards >= 10_000 / 1000 * 1.25  # 1,000 records a second per shard, with the headroom
+    serve_s = (units["per_request"]["serve_ms"] + costs.Assumptions().dynamodb_ms) / 1000
+    assert sale.sized["provisioned_concurrency"][0] == math.ceil(5_000 * serve_s * 2)
+    # as configured: the template's own counts are priced
+    kept = costs.estimate(shape, costs.Load(2, 1, 1000, 100), units, prices, as_configured=True)
+    (shard_line,) = [x for x in kept.lines if "provisioned shard" in x.what]
+    assert shard_line.quantity == configured * costs.HOURS_PER_MONTH
+
+
+def test_personalize_is_billed_for_its_minimum_tps_and_in_tiers(
+    prod_template: dict[str, Any], inputs: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    units, prices = inputs
+    shape = costs.StackShape.from_template(prod_template)
+
+    def tps_dollars(rps: float) -> float:
+        est = costs.estimate(shape, costs.Load(2 * rps, rps, 1000, 100), units, prices)
+        return next(x.dollars for x in est.personalize if x.unit == "TPS-hours")
+
+    assert tps_dollars(0.1) == tps_dollars(1) == pytest.approx(730 * 0.20)  # the minimum provisioned TPS: 1
+    # 100 TPS all month: 73,000 TPS-hours, 20,000 of them at the first tier's price and the rest at the second's
+    assert tps_dollars(100) == pytest.approx(20_000 * 0.20 + 53_000 * 0.10)
+    assert costs.tiered(500_000, prices["personalize"]["tps_hour_tiers"]) == pytest.approx(
+        20_000 * 0.20 + 180_000 * 0.10 + 300_000 * 0.05
+    )
+
+
+def test_an_idle_dev_stack_pays_only_its_standing_charges(
+    dev_template: dict[str, Any], inputs: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    units, prices = inputs
+    shape = costs.StackShape.from_template(dev_template)
+    for as_configured in (False, True):  # dev keeps no warm environment, and no traffic needs one
+        idle = costs.estimate(shape, costs.Load(0, 0, 0, 0, 0), units, prices, as_configured=as_configured)
+        charged = {x.what for x in idle.lines if x.dollars > 0}
+        assert charged == {
+            "1 provisioned shard(s)",
+            f"{shape.dashboards} dashboard(s)",
+            f"{shape.alarms} alarms",
+            f"{shape.secrets} secrets",
+            f"drift job ({shape.drift_instance})",  # daily, once a model serves
+        }
+        drift = costs.Assumptions().drift_hours * shape.drift_runs_per_month
+        assert idle.total == pytest.approx(
+            costs.HOURS_PER_MONTH * prices["kinesis"]["shard_hour"]
+            + shape.dashboards * prices["cloudwatch"]["dashboard_month"]
+            + shape.alarms * prices["cloudwatch"]["alarm_month"]
+            + shape.secrets * prices["secretsmanager"]["secret_month"]
+            + drift * prices["sagemaker"]["instance_hour"][shape.drift_instance]
+        )
+
+
+def test_schedules_are_counted_and_what_cannot_be_is_refused() -> None:
+    assert costs.runs_per_month("rate(1 hour)") == pytest.approx(730)
+    assert costs.runs_per_month("rate(6 hours)") == pytest.approx(730 / 6)
+    assert costs.runs_per_month("cron(0 3 * * ? *)") == pytest.approx(730 / 24)
+    assert costs.runs_per_month("cron(0/15 * * * ? *)") == pytest.approx(4 * 730)
+    with pytest.raises(ValueError, match="only daily crons"):
+        costs.runs_per_month("cron(0 3 ? * MON *)")
+    with pytest.raises(ValueError, match="finite"):
+        costs.Load(float("inf"), 1, 1, 1)
+
+
+def test_the_command_prices_a_template_file_at_several_loads(
+    prod_template: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "prod.template.json"
+    path.write_text(json.dumps(prod_template))
+    code = cli.main(["cost", "--template", str(path), "--requests-per-s", "1", "100", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [e["load"]["requests_per_s"] for e in out] == [1, 100]
+    assert [e["load"]["events_per_s"] for e in out] == [2, 200]  # twice the request rate unless given
+    assert out[0]["total"] < out[1]["total"] and out[0]["personalize_total"] < out[1]["personalize_total"]
+    assert all(e["total"] == pytest.approx(sum(x["dollars"] for x in e["lines"]), abs=0.01) for e in out)
+
+    assert cli.main(["cost", "--template", str(path), "--requests-per-s", "10", "--summary"]) == 0
+    table = capsys.readouterr().out
+    assert "| requests/s |" in table and "assumptions:" in table and "units.json" in table
+
+    assert cli.main(["cost", "--template", str(path), "--assume", "bogus=1"]) == 1
+    assert "--assume 'bogus=1'" in capsys.readouterr().err
+    assert cli.main(["cost", "--template", str(tmp_path / "missing.json")]) == 1
