@@ -48,7 +48,15 @@ class Campaigns(Construct):
         assert isinstance(function, lambda_.CfnFunction)
         function.reserved_concurrent_executions = 1
         features = storage.tables[config.FEATURES.name]
-        features.grant(self.function, "dynamodb:Scan", "dynamodb:BatchGetItem")
+        # members come from the activity index (Query, keys only) and the profiles it names (BatchGetItem): no Scan
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"], resources=[f"{features.table_arn}/index/{config.ACTIVITY_INDEX.name}"]
+            )
+        )
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:BatchGetItem"], resources=[features.table_arn])
+        )
         self.function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:BatchWriteItem"],

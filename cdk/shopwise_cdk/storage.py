@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import Duration, RemovalPolicy, Size, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_s3 as s3
@@ -14,7 +14,7 @@ from constructs import Construct
 from shopwise import config
 from shopwise.config import EnvironmentConfig
 from shopwise.settings import environment_variables
-from shopwise_cdk.nag import acknowledge
+from shopwise_cdk.nag import acknowledge, logical_id
 
 
 def lifecycle_rules(env: EnvironmentConfig, bucket: str) -> list[s3.LifecycleRule]:
@@ -96,6 +96,23 @@ class Storage(Construct):
                 time_to_live_attribute=spec.ttl_attribute,
                 removal_policy=removal,
             )
+            for index in spec.indexes:
+                self.tables[spec.name].add_global_secondary_index(
+                    index_name=index.name,
+                    partition_key=dynamodb.Attribute(name=index.partition_key, type=dynamodb.AttributeType.STRING),
+                    projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+                )
+            if spec.indexes:
+                # a table grant covers its indexes too (CDK adds <table>/index/*): keys-only indexes, so reading one
+                # gives a grantee nothing the table grant does not; only the campaigns function Queries one
+                acknowledge(
+                    Stack.of(self),
+                    {
+                        f"AwsSolutions-IAM5[Resource::<{logical_id(self.tables[spec.name])}.Arn>/index/*]": (
+                            f"The {spec.name} table's indexes are keys-only ({', '.join(i.name for i in spec.indexes)})."
+                        )
+                    },
+                )
 
         # The key that pseudonymises customer ids, emails and device ids before they reach the stream; nobody needs
         # to read it. The catalog API's bearer token (PUT /v1/items), which the store's back office reads.

@@ -28,7 +28,7 @@ from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_local import cli
 from shopwise_local.stack import LocalStack
 
-from .conftest import Api
+from .conftest import Api, dynamodb_calls
 
 pytestmark = pytest.mark.e2e
 
@@ -134,6 +134,20 @@ def test_each_shopper_lands_in_exactly_the_segments_it_should(stack: LocalStack,
     assert items and "pan-1" not in items  # the top seller, and just bought: never in the email
     assert all(i["reason"] for i in after_purchase[buyer]["items"])
     assert run(stack, shop, "post-purchase", 3 * 24)[1] == {}  # too early
+
+
+def test_a_run_reads_the_shoppers_active_in_its_window_from_the_index_not_the_table(
+    stack: LocalStack, shop: Tables
+) -> None:
+    with dynamodb_calls() as calls:
+        report, _ = run(stack, shop, "abandoned-cart", 5, cap=False)
+    assert report.in_segment == 1 and report.profiles >= 6  # the leaver (capped by now: the test above sent)
+    assert "Scan" not in calls and "Query" in calls  # the activity index, then the profiles it names
+    # three weeks on, nobody here was active within the abandoned cart's week: no profile is even read
+    later, nobody = run(stack, shop, "abandoned-cart", 21 * 24)
+    assert later.profiles == 0 and nobody == {}
+    # ... and one day past the post-purchase band's start the buyers are still found (lookback: 7 + 1 days)
+    assert customer(stack, "buyer") in run(stack, shop, "post-purchase", 7 * 24 + 1, cap=False)[1]
 
 
 def test_a_send_is_capped_and_a_shopper_leaves_the_segment_when_they_buy(

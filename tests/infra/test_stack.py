@@ -321,6 +321,23 @@ def test_each_campaign_runs_on_its_schedule_one_run_at_a_time_writing_only_its_c
         "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["sent#*"]}
     }
     assert not [s for s in statements if "dynamodb:PutItem" in str(s["Action"]) or "secretsmanager" in str(s["Action"])]
+    # members come from the activity index (keys only) and the profiles it names: the function may not Scan
+    assert not [s for s in statements if "dynamodb:Scan" in str(s["Action"])]
+    (query,) = [s for s in statements if "dynamodb:Query" in str(s["Action"])]
+    assert query["Action"] == "dynamodb:Query"
+    assert json.dumps(query["Resource"]).endswith(f'/index/{config.ACTIVITY_INDEX.name}"]]}}')
+    (features,) = [
+        t["Properties"]
+        for t in resources(prod, "AWS::DynamoDB::Table").values()
+        if t["Properties"]["TableName"].endswith("-features")
+    ]
+    assert features["GlobalSecondaryIndexes"] == [
+        {
+            "IndexName": config.ACTIVITY_INDEX.name,
+            "KeySchema": [{"AttributeName": config.ACTIVITY_INDEX.partition_key, "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+    ]
 
 
 def _statements(template: Template, role_prefix: str) -> list[dict[str, Any]]:

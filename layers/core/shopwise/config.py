@@ -16,14 +16,23 @@ PROMOTION_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
+class IndexSpec:
+    """A global secondary index: its name and string partition key; it projects the table's keys only."""
+
+    name: str
+    partition_key: str
+
+
+@dataclass(frozen=True)
 class TableSpec:
-    """A DynamoDB table: its logical name, keys and TTL attribute."""
+    """A DynamoDB table: its logical name, keys, TTL attribute and global secondary indexes."""
 
     name: str
     partition_key: str
     sort_key: str | None = None
     ttl_attribute: str | None = None
     env_var: str = ""
+    indexes: tuple[IndexSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,13 @@ def _rate_hours(expression: str) -> float:
 # Tables. `features` is the feature store: one document per profile, session, item, segment and alias (keys in
 # shopwise.keys; sessions expire by TTL). `recommendations` holds precomputed lists keyed "user#<id>", "item#<id>",
 # "popular#global"; `config` holds the active model version and the experiments.
-FEATURES = TableSpec("features", partition_key="pk", ttl_attribute="expires_at", env_var="FEATURES_TABLE")
+# `by-activity`: a sparse index of live profiles by the day of their newest event (``active``, written with the
+# profile: shopwise.keys.activity_key), so campaign runs read the shoppers active in their window, not the table
+ACTIVITY_INDEX = IndexSpec("by-activity", partition_key="active")
+ACTIVITY_SHARDS = 8  # each day's index partition split this many ways: a busy day is not one hot index partition
+FEATURES = TableSpec(
+    "features", partition_key="pk", ttl_attribute="expires_at", env_var="FEATURES_TABLE", indexes=(ACTIVITY_INDEX,)
+)
 ITEMS = TableSpec("items", partition_key="item_id", env_var="ITEMS_TABLE")
 RECOMMENDATIONS = TableSpec(
     "recommendations", partition_key="pk", ttl_attribute="expires_at", env_var="RECOMMENDATIONS_TABLE"

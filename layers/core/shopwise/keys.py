@@ -4,6 +4,11 @@ the batch jobs, the CDK app's IAM conditions) all build keys here."""
 
 from __future__ import annotations
 
+import zlib
+from datetime import UTC, datetime, timedelta
+
+from shopwise.config import ACTIVITY_SHARDS
+
 # --------------------------------------------------------------------------------------------- profile ids, aliases
 # A profile id (and an alias) is "<kind>:<id>": a customer pseudonym, an anonymous visitor id (a cookie), a device
 # pseudonym or an email pseudonym. Profiles are owned by customer and anonymous ids (``shopwise.features.identity``).
@@ -67,6 +72,21 @@ def alias_key(alias: str) -> str:
 
 
 PROFILE_PREFIX = profile_key("")
+
+
+def activity_key(profile_doc_key: str, at: float) -> str:
+    """A live profile's entry in the activity index: the UTC day of its newest event and a shard of the profile."""
+    day = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+    return f"{day}#{zlib.crc32(profile_doc_key.encode()) % ACTIVITY_SHARDS}"
+
+
+def activity_keys(since: float, until: float) -> list[str]:
+    """Every activity-index partition of the days from ``since`` to ``until`` (UTC), all shards."""
+    first = datetime.fromtimestamp(since, UTC).date()
+    last = datetime.fromtimestamp(until, UTC).date()
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return [f"{day:%Y-%m-%d}#{shard}" for day in days for shard in range(ACTIVITY_SHARDS)]
+
 
 # the catalog's out-of-stock item ids, one string set kept by the catalog writers (so serving reads stock with the
 # shopper's features, in one round trip)

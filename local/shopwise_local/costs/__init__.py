@@ -76,6 +76,8 @@ class Assumptions:
     concurrency_headroom: float = 2.0  # provisioned concurrency: Little's law (rate x duration) times this
     xray_reservoir_per_s: float = 1.0  # Lambda active tracing: the first request each second ...
     xray_rate: float = 0.05  # ... and 5% of the rest are traced
+    active_share_window: float = 0.2  # shoppers active within a campaign's window (about a week)
+    active_share_daily: float = 0.05  # shoppers active on a given day
     personalize_training_hours: float | None = None  # None: the same compute as shopwise's training (4 vCPU units)
 
     def describe(self) -> dict[str, Any]:
@@ -488,14 +490,29 @@ def estimate(
     features_bytes = load.shoppers * float(per_shopper["profile_bytes"]) + load.items * float(
         per_item["features_bytes"]
     )
-    campaign_units = shape.campaign_runs_per_month * scan_units(features_bytes)
+    # campaign runs read the profiles active in their window: the activity index (keys only) and those documents
+    window_profiles = load.shoppers * assume.active_share_window
+    per_run = window_profiles * read_units_of(float(per_shopper["profile_bytes"])) + scan_units(
+        window_profiles * ACTIVITY_ENTRY_BYTES
+    )
+    campaign_units = shape.campaign_runs_per_month * per_run
     add(
         "operate",
         "DynamoDB",
-        f"campaigns: a Scan of the feature store per run ({shape.campaign_runs_per_month:.0f} runs)",
+        f"campaigns: active profiles read per run ({shape.campaign_runs_per_month:.0f} runs)",
         campaign_units,
         "read units",
         campaign_units / 1e6 * ddb["read_unit_per_million"],
+    )
+    # a profile's index entry moves when its newest event's day changes: a delete and a put, once per active day
+    index_units = 2 * load.shoppers * assume.active_share_daily * 30.4 if ev else 0.0
+    add(
+        "features",
+        "DynamoDB",
+        "activity index: a profile's entry moves once per active day",
+        index_units,
+        "write units",
+        index_units / 1e6 * ddb["write_unit_per_million"],
     )
     stored = (
         features_bytes
@@ -605,6 +622,14 @@ def traces_per_month(invocations: float, assume: Assumptions) -> float:
     rate = invocations / SECONDS_PER_MONTH
     per_s = min(rate, assume.xray_reservoir_per_s) + assume.xray_rate * max(0.0, rate - assume.xray_reservoir_per_s)
     return per_s * SECONDS_PER_MONTH
+
+
+ACTIVITY_ENTRY_BYTES = 60  # an activity-index entry: the profile key and the index key
+
+
+def read_units_of(item_bytes: float) -> float:
+    """Read units of one eventually consistent read of an item this size (half a unit per started 4 KB)."""
+    return max(1, math.ceil(item_bytes / (4 * KIB))) / 2
 
 
 def scan_units(table_bytes: float) -> float:

@@ -45,6 +45,11 @@ class CampaignSpec:
     cap_days: float = 7.0  # at most one email of this campaign per shopper in this many days
     items: int = 6  # recommendations per email
 
+    def lookback_days(self) -> float:
+        """How far back a member's newest event can lie: every trigger needs a view, cart add or order within the
+        window (an order ``days_after`` plus the window ago for post-purchase), and the newest event is no older."""
+        return self.window_days + (self.days_after if self.kind == "post_purchase" else 0.0)
+
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise CampaignError(f"{self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}")

@@ -1,6 +1,6 @@
-"""A campaign run: scan the live profiles, keep those in the segment (``shopwise.campaigns.rules``), hold out the
-control share, apply the frequency cap, recommend for each recipient with the API's own blend (placement ``email``),
-export the run.
+"""A campaign run: read the profiles active in its window (the activity index, no Scan), keep those in the segment
+(``shopwise.campaigns.rules``), hold out the control share, apply the frequency cap, recommend for each recipient
+with the API's own blend (placement ``email``), export the run.
 
 Output (artifacts bucket): ``campaigns/<name>/<run id>/recipients.jsonl`` and ``recipients.csv`` (the send list),
 ``holdout.jsonl`` (the control group, for the readout), and ``campaigns/<name>/latest.json`` pointing at the newest
@@ -26,12 +26,12 @@ from shopwise.campaigns.rules import CampaignSpec, Trigger, contact_id, held_out
 from shopwise.config import CAMPAIGNS_PREFIX
 from shopwise.dal import bus, caps, erasures
 from shopwise.dal.catalog import categories
-from shopwise.dal.feature_store import Doc, scan_docs
+from shopwise.dal.feature_store import Doc, active_profiles
 from shopwise.dal.objects import get_bytes, put_bytes
 from shopwise.dal.recommendations import read_rows
 from shopwise.dal.serving_read import ServingReader, Tables
 from shopwise.features.definitions import ProfileFeatures
-from shopwise.keys import POPULAR_KEY, PROFILE_PREFIX, key_id, user_key
+from shopwise.keys import POPULAR_KEY, key_id, user_key
 from shopwise.privacy.tombstones import targets_of
 from shopwise.serving.recommend import NotFound, Request, Shopper, answer
 
@@ -99,10 +99,12 @@ def run_campaign(
 
 
 def segment(spec: CampaignSpec, tables: Tables, now: float, report: RunReport) -> list[Member]:
-    """The live profiles in the campaign's segment now (one paginated Scan; item categories looked up as needed)."""
+    """The live profiles in the campaign's segment now: those the activity index has active within the campaign's
+    lookback (up to today, for a run as of an earlier time), read 100 a call; item categories looked up as needed."""
     known_categories: dict[str, str] = {}
     members: list[Member] = []
-    for doc in scan_docs(tables.features, PROFILE_PREFIX):
+    since = now - spec.lookback_days() * 86400
+    for doc in active_profiles(tables.features, since, max(now, time.time())):
         if doc.merged_into or not doc.data.get("features"):
             continue
         report.profiles += 1

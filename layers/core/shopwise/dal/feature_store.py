@@ -3,7 +3,8 @@
 A row is ``pk``, ``v`` (version), ``doc`` (the entity's features as compact JSON, UTF-8), ``hwm`` (the highest
 stream sequence number applied per shard — per shard and source on profiles: what makes a retried batch a no-op
 however hot the entity; a client's repeated event is caught earlier, by the event ledger), ``merged_into`` (a
-profile stitched into another) and, for sessions, ``expires_at`` (TTL). A document's size is checked before it is
+profile stitched into another), for sessions ``expires_at`` (TTL), and for a live profile ``active``: its entry in
+the activity index (the day of its newest event, ``shopwise.keys.activity_key``; a merged profile leaves it). A document's size is checked before it is
 written (``TooLarge``): DynamoDB's 400 KB item limit is never met as a write error.
 
 Every write is conditional on the version read, so two writers never lose each other's updates: the loser gets
@@ -18,9 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from shopwise.config import ACTIVITY_INDEX
 from shopwise.dal.aws import client
-from shopwise.dal.batch import get_many, pk
+from shopwise.dal.batch import GET_CHUNK, batch_get, chunks, get_many, pk
 from shopwise.dal.capacity import ITEM_LIMIT_BYTES, item_bytes, write_units
+from shopwise.keys import PROFILE_PREFIX, activity_key, activity_keys
 
 
 class Conflict(Exception):
@@ -52,6 +55,8 @@ class Doc:
             item["hwm"] = {"S": json.dumps(self.hwm, separators=(",", ":"), sort_keys=True)}
         if self.merged_into:
             item["merged_into"] = {"S": self.merged_into}
+        elif self.key.startswith(PROFILE_PREFIX) and (at := self.data.get("features", {}).get("last_event_at")):
+            item["active"] = {"S": activity_key(self.key, float(at))}
         if self.expires_at:
             item["expires_at"] = {"N": str(self.expires_at)}
         return item
@@ -85,6 +90,27 @@ def scan_docs(table: str, *prefixes: str) -> Iterator[Doc]:
     )
     for page in pages:
         for item in page.get("Items", []):
+            yield Doc.from_item(item)
+
+
+def active_profiles(table: str, since: float, until: float) -> Iterator[Doc]:
+    """The live profiles whose newest event falls between ``since`` and ``until`` (whole UTC days, so a superset),
+    from the activity index: one Query per day and shard for the keys, then the documents 100 a call. What a campaign
+    run reads instead of a Scan of the table: the cost follows the shoppers active in its window."""
+    ddb = client("dynamodb")
+    keys: list[str] = []
+    for partition in activity_keys(since, until):
+        pages = ddb.get_paginator("query").paginate(
+            TableName=table,
+            IndexName=ACTIVITY_INDEX.name,
+            KeyConditionExpression="#k = :k",
+            ExpressionAttributeNames={"#k": ACTIVITY_INDEX.partition_key},
+            ExpressionAttributeValues={":k": {"S": partition}},
+        )
+        keys += [item["pk"]["S"] for page in pages for item in page.get("Items", [])]
+    for chunk in chunks([pk(k) for k in dict.fromkeys(keys)], GET_CHUNK):  # streamed: a chunk in memory at a time
+        got, _trips = batch_get({table: chunk})
+        for item in got[table]:
             yield Doc.from_item(item)
 
 
