@@ -65,7 +65,8 @@ class RankRequest(BaseModel):
 
 
 def _reader() -> ServingReader:
-    return ServingReader(Tables.from_settings(get_settings()))
+    settings = get_settings()
+    return ServingReader(Tables.from_settings(settings), settings.stock_cache_seconds)
 
 
 def _profile_id(user_id: str, id_type: str) -> str:

@@ -25,7 +25,7 @@ from shopwise.access.routes import SHOPPER_TOKEN, SIGV4, credential
 from shopwise.dal.aws import client
 from shopwise.dal.recommendations import serving_rows
 from shopwise.events import Impression, parse_event
-from shopwise.keys import item_key, user_key
+from shopwise.keys import POPULAR_KEY, item_key, user_key
 from shopwise.lifecycle import registry
 from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_local import cli
@@ -166,6 +166,34 @@ def test_cart_purchases_out_of_stock_and_asked_exclusions(stack: LocalStack, api
     assert api.admin("PUT", "/v1/items", {"items": [{"item_id": top, "in_stock": True}]})[0] == 200
     assert ids(ask(api, "/v1/popular?n=1")) == [top]
     api.admin("PUT", "/v1/items", {"items": [{"item_id": gone, "in_stock": True}]})
+
+
+def test_a_warm_environment_reads_the_out_of_stock_set_once_per_its_cache_age(
+    stack: LocalStack, api: Api, store: StockedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the deployed serve function does (``stock_cache_seconds``, 30 in dev and prod): the set is read with an
+    environment's first request and again once the copy is that old; in between a request does not name its row."""
+    from shopwise.dal import serving_read
+    from shopwise.dal.serving_read import ServingReader, Tables
+
+    assert stack.resources
+    t = stack.resources.tables
+    reader = ServingReader(Tables(t["recommendations"], t["features"], t["config"], t["items"]), stock_ttl=30.0)
+    clock = [1000.0]
+    monkeypatch.setattr(serving_read.time, "monotonic", lambda: clock[0])
+    monkeypatch.setitem(serving_read._stock, t["features"], (0.0, frozenset()))  # an old copy: read at once
+    top = ids(ask(api, "/v1/popular?n=1"))[0]
+    assert top not in reader.lists([POPULAR_KEY]).unavailable
+    assert api.admin("PUT", "/v1/items", {"items": [{"item_id": top, "in_stock": False}]})[0] == 200
+    try:
+        clock[0] += 29.0  # within the age: the copy answers, and the request names no stock row
+        assert reader._stock_keys() == [] and top not in reader.lists([POPULAR_KEY]).unavailable
+        assert top not in reader.shopper(f"a:nobody-{time.time_ns()}", [POPULAR_KEY]).unavailable
+        clock[0] += 2.0  # older than 30 s: read again with the next request
+        assert reader._stock_keys() and top in reader.lists([POPULAR_KEY]).unavailable
+        assert top in reader.item(top, 5, [item_key(top)]).unavailable
+    finally:
+        assert api.admin("PUT", "/v1/items", {"items": [{"item_id": top, "in_stock": True}]})[0] == 200
 
 
 def test_no_department_takes_more_than_its_share_of_a_list(stack: LocalStack, api: Api, store: StockedStore) -> None:

@@ -88,6 +88,9 @@ class EnvironmentConfig:
     shopper_log_days: int = 1
     # DynamoDB point-in-time recovery window: a restore into a new table can bring an erased row back for this long
     backup_days: int = 1
+    # how old a serve execution environment's copy of the out-of-stock set may get before it reads the set again
+    # (shopwise.dal.serving_read): a stock change reaches every answer within this many seconds
+    stock_cache_seconds: float = 30.0
 
     def erasure_bound_hours(self) -> float:
         """How long after a DELETE the last store forgets the shopper: the purge's wait for the stream, its schedule
@@ -236,6 +239,9 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         retain_data=False,
         stream_batch_size=100,
         allowed_origins=("http://127.0.0.1:*", "http://localhost:*"),
+        # a stock change shows on the next answer: the demo and the end-to-end tests mark items out of stock and ask
+        # at once (the cache itself is tested with its own reader)
+        stock_cache_seconds=0.0,
     ),
 }
 

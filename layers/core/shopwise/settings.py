@@ -30,6 +30,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     repeat_purchase_categories: tuple[str, ...] = ()
     promotion_margin: float = config.PROMOTION_MARGIN
+    stock_cache_seconds: float = 0.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -59,6 +60,7 @@ class Settings:
                 c.strip() for c in env.get("REPEAT_PURCHASE_CATEGORIES", "").split(",") if c.strip()
             ),
             promotion_margin=float(env.get("PROMOTION_MARGIN", str(config.PROMOTION_MARGIN))),
+            stock_cache_seconds=float(env.get("STOCK_CACHE_SECONDS", "0")),
         )
 
 
@@ -70,6 +72,7 @@ def environment_variables(env: config.EnvironmentConfig, names: dict[str, str]) 
         "REPEAT_PURCHASE_CATEGORIES": ",".join(env.repeat_purchase_categories),
         "PROMOTION_MARGIN": str(env.promotion_margin),
         "ALLOWED_ORIGINS": ",".join(env.allowed_origins),
+        "STOCK_CACHE_SECONDS": f"{env.stock_cache_seconds:g}",
     }
 
 
