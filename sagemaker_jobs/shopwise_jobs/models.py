@@ -3,7 +3,8 @@
 - ``Popularity``: windowed interaction strength, the same list for everyone (and per category / market lists);
 - ``ItemKNN``: item-item cosine over users, shrunk by co-occurrence support, top-k neighbours per item;
 - ``EASE``: the closed-form linear item-item model of Steck (2019), for catalogs up to ``EASE_MAX_ITEMS``;
-- ``IALS``: implicit alternating least squares (Hu, Koren & Volinsky 2008), for catalogs beyond that;
+- ``IALS``: implicit alternating least squares (Hu, Koren & Volinsky 2008; fitted by ``implicit``'s compiled
+  solver), for catalogs beyond that;
 - ``SequentialRules``: next-item rules from ordered sessions, for anonymous shoppers with a few clicks;
 - ``ContentKNN``: TF-IDF over item attributes (category path, brand, price band, title tokens), so a new item has
   neighbours, and can be recommended, from day one.
@@ -27,8 +28,10 @@ from shopwise.catalog import categories
 # EASE inverts an items x items Gram matrix: 4 bytes x n^2 twice over (Gram + Cholesky in place) and O(n^3) time.
 # 20,000 items = 1.6 GB and about 2 minutes on 2 cores; beyond it the training job switches to iALS.
 EASE_MAX_ITEMS = 20_000
-# item x item products are computed in dense blocks of this many cells (64 MB of float32), then cut to top k
+# content similarity is computed in dense blocks of this many cells (64 MB of float32), then cut to top k
 DENSE_BLOCK_CELLS = 1 << 24
+# item-kNN's co-occurrences are computed in sparse blocks of about this many item pairs (~200 MB in COO form)
+SPARSE_BLOCK_PAIRS = 1 << 24
 
 
 @dataclass
@@ -84,15 +87,20 @@ class ItemKNN:
         by_item = binary.T.tocsr()
         norms = np.sqrt(np.asarray(binary.sum(axis=0)).ravel()).astype(np.float32)
         n = matrix.shape[1]
-        # co-occurrence in blocks of items, dense within the block: rows of popular items are dense anyway
-        block_rows = max(1, DENSE_BLOCK_CELLS // max(n, 1))
+        # co-occurrence in sparse blocks of items, cut to the top k per row before the next block: the memory is
+        # the block's pairs (at most SPARSE_BLOCK_PAIRS products), the result n x k; the work is the pairs that
+        # co-occur at all (the sum over users of their history length squared), never n x n
+        pairs = by_item @ np.asarray(binary.sum(axis=1)).ravel()  # products each item's row takes
         blocks = []
-        for start in range(0, n, block_rows):
-            cooc = np.asarray((by_item[start : start + block_rows] @ binary).todense(), dtype=np.float32)
-            cooc[np.arange(cooc.shape[0]), np.arange(start, start + cooc.shape[0])] = 0.0
-            cosine = cooc / (norms[start : start + cooc.shape[0], None] * norms[None, :] + 1e-9)
+        for start, end in _blocks(pairs, SPARSE_BLOCK_PAIRS):
+            cooc = (by_item[start:end] @ binary).tocoo()
+            other = cooc.col != cooc.row + start  # not its own neighbour
+            rows, cols, shared = cooc.row[other], cooc.col[other], cooc.data[other]
+            cosine = shared / (norms[rows + start] * norms[cols] + 1e-9)
             # shrink similarities supported by few shared users towards zero
-            blocks.append(dense_top_k(cosine * cooc / (cooc + shrinkage), neighbours))
+            values = (cosine * shared / (shared + shrinkage)).astype(np.float32)
+            block = sparse.csr_matrix((values, (rows, cols)), shape=(end - start, n))
+            blocks.append(top_k_per_row(block, neighbours))
         similarity = sparse.vstack(blocks).tocsr() if blocks else sparse.csr_matrix((n, n), dtype=np.float32)
         return cls(similarity=similarity)
 
@@ -145,10 +153,13 @@ class EASE:
 
 @dataclass
 class IALS:
-    """Implicit ALS: confidence 1 + alpha x strength on observed pairs, 1 on the rest; exact least-squares sweeps.
+    """Implicit ALS: confidence 1 + alpha x strength on observed pairs, 1 on the rest.
 
-    Scoring a user solves for the user's factors from the history row (the fold-in step of ALS), so a history
-    that changed after training, or a user the model never saw, is scored the same way as a training user.
+    Fitted by ``implicit``'s compiled solver (conjugate-gradient steps, every core; its GPU build on a GPU instance),
+    given the confidences themselves: implicit weighs an observed pair by the value it is given, so passing
+    1 + alpha x strength makes its model exactly this one. Scoring a user solves for the user's factors from the
+    history row (the fold-in step of ALS, exact), so a history that changed after training, or a user the model
+    never saw, is scored the same way as a training user.
     """
 
     item_factors: np.ndarray  # items x factors
@@ -165,16 +176,27 @@ class IALS:
         iterations: int = 12,
         seed: int = 0,
     ) -> IALS:
-        rng = np.random.default_rng(seed)
-        users, items = matrix.shape
-        user_factors = (rng.standard_normal((users, factors)) * 0.01).astype(np.float64)
-        item_factors = (rng.standard_normal((items, factors)) * 0.01).astype(np.float64)
-        by_user = matrix.tocsr().astype(np.float64)
-        by_item = by_user.T.tocsr()
-        for _ in range(iterations):
-            user_factors = _als_sweep(by_user, item_factors, alpha, regularization)
-            item_factors = _als_sweep(by_item, user_factors, alpha, regularization)
-        return cls(item_factors=item_factors.astype(np.float32), alpha=alpha, regularization=regularization)
+        import implicit.gpu
+        from implicit.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
+        confidence = matrix.tocsr().astype(np.float32, copy=True)
+        confidence.data = 1.0 + alpha * confidence.data
+        # implicit parallelises over rows itself: BLAS threads inside would only contend with its own
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=factors,
+                regularization=regularization,
+                alpha=1.0,  # the confidences above already carry alpha
+                iterations=iterations,
+                random_state=seed,
+                use_gpu=implicit.gpu.HAS_CUDA,
+            )
+            model.fit(confidence, show_progress=False)
+        item_factors = model.item_factors
+        if hasattr(item_factors, "to_numpy"):  # the GPU model's factors live on the device
+            item_factors = item_factors.to_numpy()
+        return cls(item_factors=np.asarray(item_factors, dtype=np.float32), alpha=alpha, regularization=regularization)
 
     def user_factors(self, user_rows: sparse.csr_matrix) -> np.ndarray:
         return _als_sweep(
@@ -399,6 +421,21 @@ def dense_top_k(block: np.ndarray, k: int) -> sparse.csr_matrix:
     return sparse.csr_matrix(
         (values.ravel()[keep], (rows[keep], cols.ravel()[keep])), shape=block.shape, dtype=np.float32
     )
+
+
+def _blocks(work: np.ndarray, budget: float) -> list[tuple[int, int]]:
+    """Consecutive [start, end) ranges of rows whose summed ``work`` stays within ``budget`` (a row above the budget
+    alone is a block of its own)."""
+    out: list[tuple[int, int]] = []
+    start, total = 0, 0.0
+    for row, cost in enumerate(work):
+        if row > start and total + cost > budget:
+            out.append((start, row))
+            start, total = row, 0.0
+        total += float(cost)
+    if start < len(work):
+        out.append((start, len(work)))
+    return out
 
 
 def top_k_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:

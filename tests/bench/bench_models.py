@@ -168,7 +168,7 @@ def fit_implicit_bpr(data: TrainSet, p: dict[str, Any]) -> Scorer:
     model = BayesianPersonalizedRanking(
         factors=int(p["factors"]),
         learning_rate=float(p["learning_rate"]),
-        regularization=0.01,
+        regularization=float(p["regularization"]),
         iterations=int(p["iterations"]),
         random_state=0,
     )
@@ -177,14 +177,16 @@ def fit_implicit_bpr(data: TrainSet, p: dict[str, Any]) -> Scorer:
 
 
 def peers(quick: bool) -> list[Candidate]:
+    """The peers, tuned as widely as shopwise's own families (issue 20): implicit ALS over regularization 0.1-100,
+    alpha 1-40 and 64-256 factors; BPR over learning rate, regularization and factors."""
     return [
         Candidate("peer:popularity", [{}], fit_plain_popularity, peer=True),
         Candidate(
             "peer:implicit-als",
             grid(
-                factors=[64] if quick else [64, 128],
-                regularization=[0.01, 0.1] if not quick else [0.05],
-                alpha=[1.0, 10.0] if not quick else [5.0],
+                factors=[64] if quick else [64, 128, 256],
+                regularization=[0.05] if quick else [0.1, 1.0, 10.0, 100.0],
+                alpha=[5.0] if quick else [1.0, 10.0, 40.0],
             ),
             fit_implicit_als,
             peer=True,
@@ -192,8 +194,9 @@ def peers(quick: bool) -> list[Candidate]:
         Candidate(
             "peer:implicit-bpr",
             grid(
-                factors=[64] if quick else [64, 128],
-                learning_rate=[0.01, 0.05] if not quick else [0.05],
+                factors=[64] if quick else [64, 128, 256],
+                learning_rate=[0.05] if quick else [0.01, 0.05, 0.1],
+                regularization=[0.01] if quick else [0.001, 0.01, 0.1],
                 iterations=[100],
             ),
             fit_implicit_bpr,

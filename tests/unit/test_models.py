@@ -14,7 +14,7 @@ from shopwise_jobs.dataset import (
     temporal_split,
 )
 from shopwise_jobs.evaluation import evaluate
-from shopwise_jobs.models import EASE, IALS, ContentKNN, SequentialRules
+from shopwise_jobs.models import EASE, IALS, ContentKNN, ItemKNN, SequentialRules
 
 TRIBES = 2
 ITEMS_PER_TRIBE = 10
@@ -84,6 +84,50 @@ def test_ials_folds_in_a_history_it_never_saw() -> None:
     newcomer = sparse.csr_matrix(([1.0, 1.0], ([0, 0], [11, 12])), shape=(1, x.shape[1]))
     top = np.argsort(-model.score(newcomer)[0])
     assert set(top[:8]) <= set(range(10, 20))
+
+
+def test_the_compiled_ials_fit_minimises_the_same_objective_as_exact_sweeps() -> None:
+    """The compiled solver (conjugate-gradient steps) reaches what exact least-squares sweeps (the fold-in's own
+    solver) reach under shopwise's objective: confidence 1 + alpha x strength, L2 on both sides."""
+    from shopwise_jobs.models import _als_sweep
+
+    rng = np.random.default_rng(3)
+    x = sparse.random(300, 120, density=0.05, random_state=4, format="csr", dtype=np.float64)
+    x.data = rng.choice([1.0, 2.0, 4.0], size=len(x.data))
+    alpha, reg, factors = 10.0, 1.0, 8
+
+    def loss(items: np.ndarray) -> float:
+        users = _als_sweep(x, items.astype(np.float64), alpha, reg)  # the best users for these items
+        prediction = users @ items.T
+        confidence = 1.0 + alpha * x.toarray()
+        preference = (x.toarray() > 0).astype(float)
+        fit = (confidence * (preference - prediction) ** 2).sum()
+        return float(fit + reg * ((users**2).sum() + (items**2).sum()))
+
+    exact = rng.standard_normal((120, factors)) * 0.01
+    for _ in range(15):
+        exact = _als_sweep(x.T.tocsr(), _als_sweep(x, exact, alpha, reg), alpha, reg)
+    compiled = IALS.fit(x, factors=factors, regularization=reg, alpha=alpha, iterations=15).item_factors
+    assert loss(compiled) < 1.05 * loss(exact)
+
+
+@pytest.mark.parametrize("block_pairs", [1 << 24, 50])  # one block, and many (a row's pairs alone exceed 50)
+def test_item_knn_keeps_each_items_top_k_of_the_shrunk_cosine(block_pairs: int, monkeypatch) -> None:
+    monkeypatch.setattr("shopwise_jobs.models.SPARSE_BLOCK_PAIRS", block_pairs)
+    x = sparse.random(200, 60, density=0.08, random_state=5, format="csr", dtype=np.float32)
+    model = ItemKNN.fit(x, neighbours=7, shrinkage=3.0)
+    # the oracle: every pair, dense
+    binary = (x.toarray() > 0).astype(np.float64)
+    shared = binary.T @ binary
+    np.fill_diagonal(shared, 0.0)
+    norms = np.sqrt(binary.sum(axis=0))
+    full = shared / (np.outer(norms, norms) + 1e-9) * shared / (shared + 3.0)
+    kept = model.similarity.toarray()
+    for i in range(60):
+        row = kept[i][kept[i] > 0]
+        assert len(row) == min(7, int((full[i] > 0).sum()))
+        np.testing.assert_allclose(kept[i][kept[i] > 0], full[i][kept[i] > 0], rtol=1e-5)  # the right values
+        np.testing.assert_allclose(np.sort(row), np.sort(full[i])[-len(row) :], rtol=1e-5)  # and the largest
 
 
 def test_sequential_rules_predict_what_followed_and_weigh_the_newest_item_most() -> None:
@@ -280,3 +324,13 @@ def test_the_champion_scores_a_new_split_through_its_own_item_index() -> None:
     assert scores[0, 1] == pytest.approx(2.01) and scores[0, 0] == pytest.approx(0.01)
     assert scores[1, 0] == pytest.approx(0.01) and scores[1, 1] == pytest.approx(0.01)
     assert scores[0, 2] < scores[0].min(initial=np.inf, where=[True, True, False])  # the unknown item ranks last
+
+
+def test_tuning_scores_a_fixed_sample_of_validation_users_and_all_of_a_small_split() -> None:
+    from shopwise_jobs.selection import tuning_sample
+
+    rows = pd.DataFrame({"user_id": [f"u{n % 30}" for n in range(90)], "item_id": "i"})
+    sample = tuning_sample(rows, limit=10)
+    assert sample["user_id"].nunique() == 10 and len(sample) == 30  # every row of each sampled user
+    assert sample.equals(tuning_sample(rows, limit=10))  # the same users every time: configurations compare
+    assert tuning_sample(rows, limit=30) is rows

@@ -1,0 +1,126 @@
+"""Fit time and memory of the collaborative families as a store grows, beside the implementations they replaced.
+
+    .venv/bin/python tests/bench/bench_fit.py [--sizes 20000x5000,100000x20000,300000x50000] [--baseline-max 20000]
+
+For each size (users x items), a power-law store (item popularity Zipf 1.1, 8 interactions per user on average,
+strengths 1/2/4) is fitted with:
+- item-kNN (100 neighbours): sparse blocks of co-occurring pairs cut to the top k (``ItemKNN.fit``), and, as the
+  baseline in the same run, the dense blocks it replaced (every item pair of a block, then the top k);
+- iALS (64 factors, 10 iterations): ``implicit``'s compiled solver (``IALS.fit``), and, as the baseline, the exact
+  Python-loop sweeps it replaced (``_als_sweep`` per side).
+Baselines run only up to ``--baseline-max`` items (they take minutes beyond). Peak memory is Python's own
+allocations during the fit (tracemalloc: numpy and scipy arrays; not implicit's native buffers).
+
+Ends with one JSON line: {"sizes": [{"users", "items", "interactions", "itemknn_s", "itemknn_peak_mb",
+"itemknn_dense_s", "itemknn_dense_peak_mb", "ials_s", "ials_loop_s", ...}], "itemknn_exponent", "ials_exponent"}:
+the growth exponent of fit time in interactions, fitted over the sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np
+from scipy import sparse
+
+from shopwise_jobs.models import DENSE_BLOCK_CELLS, IALS, ItemKNN, _als_sweep, dense_top_k
+
+
+def store(users: int, items: int, per_user: float = 8.0, seed: int = 0) -> sparse.csr_matrix:
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, items + 1) ** 1.1
+    popularity /= popularity.sum()
+    counts = np.maximum(1, rng.poisson(per_user, users))
+    rows = np.repeat(np.arange(users), counts)
+    cols = rng.choice(items, size=len(rows), p=popularity)
+    values = rng.choice(np.array([1.0, 2.0, 4.0], dtype=np.float32), size=len(rows), p=[0.7, 0.2, 0.1])
+    matrix = sparse.csr_matrix((values, (rows, cols)), shape=(users, items), dtype=np.float32)
+    matrix.sum_duplicates()
+    return matrix
+
+
+def dense_item_knn(matrix: sparse.csr_matrix, neighbours: int = 100, shrinkage: float = 10.0) -> sparse.csr_matrix:
+    """The previous ItemKNN.fit (commit 3e220a9): every pair of a block of items, dense, then the top k."""
+    binary = matrix.tocsr().astype(np.float32)
+    binary.data = np.ones_like(binary.data)
+    by_item = binary.T.tocsr()
+    norms = np.sqrt(np.asarray(binary.sum(axis=0)).ravel()).astype(np.float32)
+    n = matrix.shape[1]
+    block_rows = max(1, DENSE_BLOCK_CELLS // max(n, 1))
+    blocks = []
+    for start in range(0, n, block_rows):
+        cooc = np.asarray((by_item[start : start + block_rows] @ binary).todense(), dtype=np.float32)
+        cooc[np.arange(cooc.shape[0]), np.arange(start, start + cooc.shape[0])] = 0.0
+        cosine = cooc / (norms[start : start + cooc.shape[0], None] * norms[None, :] + 1e-9)
+        blocks.append(dense_top_k(cosine * cooc / (cooc + shrinkage), neighbours))
+    return sparse.vstack(blocks).tocsr()
+
+
+def loop_ials(matrix: sparse.csr_matrix, factors: int = 64, iterations: int = 10) -> np.ndarray:
+    """The previous IALS.fit (commit 3e220a9): exact sweeps, a Python loop over rows."""
+    rng = np.random.default_rng(0)
+    item_factors = rng.standard_normal((matrix.shape[1], factors)) * 0.01
+    by_user = matrix.astype(np.float64)
+    by_item = by_user.T.tocsr()
+    for _ in range(iterations):
+        user_factors = _als_sweep(by_user, item_factors, 10.0, 1.0)
+        item_factors = _als_sweep(by_item, user_factors, 10.0, 1.0)
+    return item_factors
+
+
+def measure(fit: Callable[[sparse.csr_matrix], Any], matrix: sparse.csr_matrix) -> tuple[float, float]:
+    """Seconds and peak MB of Python allocations of one fit."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    fit(matrix)
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return round(seconds, 2), round(peak / 1e6, 1)
+
+
+def exponent(xs: list[float], ys: list[float]) -> float | None:
+    """The slope of log y on log x: 1 is linear growth."""
+    if len(xs) < 2:
+        return None
+    return round(float(np.polyfit(np.log(xs), np.log(ys), 1)[0]), 2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="20000x5000,100000x20000,300000x50000", help="USERSxITEMS,...")
+    parser.add_argument("--baseline-max", type=int, default=20000, help="baselines up to this many items")
+    args = parser.parse_args()
+    rows = []
+    for size in args.sizes.split(","):
+        users, items = (int(v) for v in size.lower().split("x"))
+        matrix = store(users, items)
+        row: dict[str, Any] = {"users": users, "items": items, "interactions": int(matrix.nnz)}
+        row["itemknn_s"], row["itemknn_peak_mb"] = measure(ItemKNN.fit, matrix)
+        row["ials_s"], row["ials_peak_mb"] = measure(lambda m: IALS.fit(m, factors=64, iterations=10), matrix)
+        if items <= args.baseline_max:
+            row["itemknn_dense_s"], row["itemknn_dense_peak_mb"] = measure(dense_item_knn, matrix)
+            row["ials_loop_s"], _ = measure(loop_ials, matrix)
+            row["itemknn_speedup"] = round(row["itemknn_dense_s"] / row["itemknn_s"], 1)
+            row["ials_speedup"] = round(row["ials_loop_s"] / row["ials_s"], 1)
+        print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        rows.append(row)
+    interactions = [float(r["interactions"]) for r in rows]
+    result = {
+        "sizes": rows,
+        "itemknn_exponent": exponent(interactions, [r["itemknn_s"] for r in rows]),
+        "ials_exponent": exponent(interactions, [r["ials_s"] for r in rows]),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
