@@ -504,3 +504,23 @@ def test_read_units_are_counted_on_the_wire_by_dynamodbs_rules(stack: LocalStack
         meter.detach(ddb)
     ddb.get_item(TableName=table, Key=big)  # detached: not counted
     assert (meter.units, meter.calls) == (5.0, 3)
+
+
+def test_objects_are_read_line_by_line_across_chunk_boundaries(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load, the importer and the jobs read S3 objects a chunk at a time: a line cut by a chunk boundary, blank
+    lines, CRLF endings and a gzip object of two members all come back as the lines written."""
+    from shopwise.dal import objects
+
+    assert stack.resources
+    bucket = stack.resources.artifacts_bucket
+    lines = [json.dumps({"n": n, "pad": "x" * (n % 97)}).encode() for n in range(3000)]
+    monkeypatch.setattr(objects, "READ_CHUNK", 1000)  # lines of up to 120 bytes: many cut by a boundary
+    body = b"\n".join(lines[:1500]) + b"\n\n" + b"\r\n".join(lines[1500:]) + b"\r\n"
+    client("s3").put_object(Bucket=bucket, Key="test/lines.jsonl", Body=body)
+    assert list(objects.read_lines(bucket, "test/lines.jsonl")) == lines
+    two_members = gzip.compress(b"\n".join(lines[:10]) + b"\n") + gzip.compress(b"\n".join(lines[10:]))
+    client("s3").put_object(Bucket=bucket, Key="test/lines.jsonl.gz", Body=two_members)
+    assert list(objects.read_lines(bucket, "test/lines.jsonl.gz")) == lines
+    assert [r["n"] for r in objects.read_json_lines(bucket, "test/lines.jsonl.gz")] == list(range(3000))

@@ -61,14 +61,23 @@ def download_prefix(uri: str, target: Path) -> int:
     return len(keys)
 
 
+READ_CHUNK = 1 << 20  # bytes read from S3 at a time
+
+
 def read_lines(bucket: str, key: str) -> Iterator[bytes]:
-    """An object's non-blank lines, as bytes (gunzipped if the key ends in .gz)."""
-    body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    if key.endswith(".gz"):
-        body = gzip.decompress(body)
-    for line in body.splitlines():
-        if line.strip():
-            yield line
+    """An object's non-blank lines, as bytes (gunzipped if the key ends in .gz), streamed: a chunk of the object
+    in memory at a time, never the whole of it (a batch-transform output object is hundreds of MB)."""
+    body = client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        lines: Iterable[bytes] = (
+            gzip.GzipFile(fileobj=body, mode="rb") if key.endswith(".gz") else body.iter_lines(READ_CHUNK)
+        )
+        for line in lines:
+            line = line.rstrip(b"\r\n")
+            if line.strip():
+                yield line
+    finally:
+        body.close()
 
 
 def read_json_lines(bucket: str, key: str) -> Iterator[dict[str, Any]]:
