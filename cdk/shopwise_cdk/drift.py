@@ -64,14 +64,21 @@ class DriftMonitor(Construct):
     def _build_job_and_function(
         self, env: EnvironmentConfig, storage: Storage, layers: Layers, training: TrainingPipeline
     ) -> None:
-        """The drift job's role (scan the feature store, read the archive and the models, write monitoring/) and the
+        """The drift job's role (read the feature store's active rows, the archive and the models, write monitoring/) and the
         function that publishes its figures."""
         self.role = sagemaker_job_role(self, "JobRole", "shopwise drift jobs", training.image_account)
         storage.archive.grant_read(self.role, f"{config.ARCHIVE_EVENTS_PREFIX}*")
         storage.artifacts.grant_read(self.role, f"{config.MODELS_PREFIX}*")
         storage.artifacts.grant_write(self.role, f"{config.MONITORING_PREFIX}*")
         training.source.grant_read(self.role)
-        storage.tables[config.FEATURES.name].grant(self.role, "dynamodb:Scan")
+        # the active profiles and items: the feature store's activity index (keys only), then those rows; no Scan
+        features = storage.tables[config.FEATURES.name]
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"], resources=[f"{features.table_arn}/index/{config.ACTIVITY_INDEX.name}"]
+            )
+        )
+        self.role.add_to_policy(iam.PolicyStatement(actions=["dynamodb:BatchGetItem"], resources=[features.table_arn]))
 
         self.publisher = python_function(
             self,

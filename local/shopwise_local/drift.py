@@ -1,7 +1,7 @@
 """``shopwise drift``: the drift report (``shopwise_jobs.drift``) for the running local stack's active model.
 
 Baseline: the active model's artefact (its feature snapshot, event mix, users and items) from the registry's
-model URI. Current: the feature store now (one Scan) and the archive's newest events and impressions.
+model URI. Current: the feature store now (its active profiles and items, from the activity index) and the archive's newest events and impressions.
 ``run_drift`` runs what the drift state machine runs in AWS: the drift job's entrypoint and the drift function
 that publishes its figures.
 """

@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 
 from shopwise.config import NEW_ITEM_ALARM, PSI_ALARM, UNKNOWN_SHOPPER_ALARM
-from shopwise.dal.feature_store import scan_docs
+from shopwise.dal.feature_store import active_docs
 from shopwise.events import Click, Event, Impression
 from shopwise.features.definitions import ItemFeatures, ProfileFeatures
-from shopwise.keys import entity_of, key_id
+from shopwise.keys import key_id
 from shopwise.picks import PERSONAL_SOURCES
 from shopwise_jobs.dataset import interactions_from_events
 from shopwise_jobs.feature_snapshot import profile_row
@@ -188,12 +188,14 @@ def drift_report(
 
 
 def live_tables(features_table: str, now: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The feature store's profiles and items as the snapshot's rows, as of ``now`` (one Scan)."""
+    """The feature store's profiles and items as the snapshot's rows, as of ``now``: those the activity index has
+    active in the days the comparison looks at (profiles: ``ACTIVE_HOURS``; items: the 7 days of ``views_7d``), not
+    a Scan of every document ever written."""
     profiles, items = [], []
-    for doc in scan_docs(features_table, "profile#", "item#"):
-        if entity_of(doc.key) == "item":
-            items.append({"item_id": key_id(doc.key), **ItemFeatures.from_json(doc.data).windows(now)})
-        elif not doc.merged_into and doc.data.get("features"):
+    for doc in active_docs(features_table, "item", now - 7 * 86400, now):
+        items.append({"item_id": key_id(doc.key), **ItemFeatures.from_json(doc.data).windows(now)})
+    for doc in active_docs(features_table, "profile", now - ACTIVE_HOURS * 3600, now):
+        if not doc.merged_into and doc.data.get("features"):
             state = ProfileFeatures.from_json(doc.data["features"])
             if state.consent:
                 profiles.append(profile_row(key_id(doc.key), state, now))

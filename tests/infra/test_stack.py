@@ -439,7 +439,10 @@ def test_a_scheduled_drift_job_publishes_metrics_whose_alarms_start_a_retrain(pr
         for st in statements
         for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
     }
-    assert "dynamodb:Scan" in actions and not any(a.startswith("dynamodb:") and a != "dynamodb:Scan" for a in actions)
+    # the active rows through the activity index, then those rows: no Scan of the feature store
+    assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:Query", "dynamodb:BatchGetItem"}
+    (query,) = [st for statements in policies for st in statements if st["Action"] == "dynamodb:Query"]
+    assert json.dumps(query["Resource"]).endswith(f'/index/{config.ACTIVITY_INDEX.name}"]]}}')
     writes = [
         st["Resource"]
         for statements in policies

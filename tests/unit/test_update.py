@@ -358,3 +358,21 @@ def test_events_held_for_a_consent_are_released_by_a_merge_that_brings_one() -> 
     s.apply(s.send([ev("cc", "consent", 0, "c:acct"), ev("more", "product_view", 6, "c:acct", item_id="i4")]))
     again = s.profile("c:acct")  # the customer's own late consent releases nothing twice
     assert again.orders == 1 and again.counts["view"] == 4
+
+
+def test_live_profiles_and_items_carry_their_activity_index_entry_and_nothing_else_does() -> None:
+    from shopwise.dal.feature_store import Doc
+    from shopwise.keys import activity_key, activity_keys
+
+    at = datetime(2026, 12, 1, 15, 30, tzinfo=UTC).timestamp()
+    profile = Doc("profile#c:x", {"features": {"last_event_at": at}}).to_item()
+    assert profile["active"]["S"] == activity_key("profile#c:x", at) and profile["active"]["S"].startswith(
+        "profile#2026-12-01#"
+    )
+    item = Doc("item#i1", {"buckets": {str(int(at // 3600)): [1]}}).to_item()  # its newest hourly bucket
+    assert item["active"]["S"].startswith("item#2026-12-01#")
+    assert item["active"]["S"] in activity_keys("item", at - 86400, at)
+    assert profile["active"]["S"] not in activity_keys("profile", at + 86400, at + 2 * 86400)
+    merged = Doc("profile#a:y", {"features": {"last_event_at": at}}, merged_into="c:x").to_item()
+    session = Doc("session#s", {"last_event_at": at}).to_item()
+    assert "active" not in merged and "active" not in session  # a merged profile leaves the index

@@ -74,18 +74,19 @@ def alias_key(alias: str) -> str:
 PROFILE_PREFIX = profile_key("")
 
 
-def activity_key(profile_doc_key: str, at: float) -> str:
-    """A live profile's entry in the activity index: the UTC day of its newest event and a shard of the profile."""
+def activity_key(doc_key: str, at: float) -> str:
+    """A live document's entry in the activity index: its kind (profile, item), the UTC day of its newest event and
+    a shard of the document."""
     day = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
-    return f"{day}#{zlib.crc32(profile_doc_key.encode()) % ACTIVITY_SHARDS}"
+    return f"{entity_of(doc_key)}#{day}#{zlib.crc32(doc_key.encode()) % ACTIVITY_SHARDS}"
 
 
-def activity_keys(since: float, until: float) -> list[str]:
-    """Every activity-index partition of the days from ``since`` to ``until`` (UTC), all shards."""
+def activity_keys(entity: str, since: float, until: float) -> list[str]:
+    """Every activity-index partition of one kind of document for the days from ``since`` to ``until`` (UTC)."""
     first = datetime.fromtimestamp(since, UTC).date()
     last = datetime.fromtimestamp(until, UTC).date()
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    return [f"{day:%Y-%m-%d}#{shard}" for day in days for shard in range(ACTIVITY_SHARDS)]
+    return [f"{entity}#{day:%Y-%m-%d}#{shard}" for day in days for shard in range(ACTIVITY_SHARDS)]
 
 
 # the catalog's out-of-stock item ids, one string set kept by the catalog writers (so serving reads stock with the
@@ -145,6 +146,9 @@ USER_PREFIX = user_key("")
 def item_key(item_id: str) -> str:
     """An item's precomputed similar items (recommendations table) and its features (feature store)."""
     return f"item#{item_id}"
+
+
+ITEM_PREFIX = item_key("")
 
 
 def next_key(item_id: str) -> str:

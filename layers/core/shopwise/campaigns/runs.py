@@ -26,7 +26,7 @@ from shopwise.campaigns.rules import CampaignSpec, Trigger, contact_id, held_out
 from shopwise.config import CAMPAIGNS_PREFIX
 from shopwise.dal import bus, caps, erasures
 from shopwise.dal.catalog import categories
-from shopwise.dal.feature_store import Doc, active_profiles
+from shopwise.dal.feature_store import Doc, active_docs
 from shopwise.dal.objects import get_bytes, put_bytes
 from shopwise.dal.recommendations import read_rows
 from shopwise.dal.serving_read import ServingReader, Tables
@@ -104,7 +104,7 @@ def segment(spec: CampaignSpec, tables: Tables, now: float, report: RunReport) -
     known_categories: dict[str, str] = {}
     members: list[Member] = []
     since = now - spec.lookback_days() * 86400
-    for doc in active_profiles(tables.features, since, max(now, time.time())):
+    for doc in active_docs(tables.features, "profile", since, max(now, time.time())):
         if doc.merged_into or not doc.data.get("features"):
             continue
         report.profiles += 1

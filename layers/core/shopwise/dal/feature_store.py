@@ -3,8 +3,9 @@
 A row is ``pk``, ``v`` (version), ``doc`` (the entity's features as compact JSON, UTF-8), ``hwm`` (the highest
 stream sequence number applied per shard — per shard and source on profiles: what makes a retried batch a no-op
 however hot the entity; a client's repeated event is caught earlier, by the event ledger), ``merged_into`` (a
-profile stitched into another), for sessions ``expires_at`` (TTL), and for a live profile ``active``: its entry in
-the activity index (the day of its newest event, ``shopwise.keys.activity_key``; a merged profile leaves it). A document's size is checked before it is
+profile stitched into another), for sessions ``expires_at`` (TTL), and for a live profile or an item ``active``: its
+entry in the activity index (the day of its newest event, ``shopwise.keys.activity_key``; a merged profile leaves
+it), which campaign runs and the drift job read instead of scanning the table. A document's size is checked before it is
 written (``TooLarge``): DynamoDB's 400 KB item limit is never met as a write error.
 
 Every write is conditional on the version read, so two writers never lose each other's updates: the loser gets
@@ -23,7 +24,7 @@ from shopwise.config import ACTIVITY_INDEX
 from shopwise.dal.aws import client
 from shopwise.dal.batch import GET_CHUNK, batch_get, chunks, get_many, pk
 from shopwise.dal.capacity import ITEM_LIMIT_BYTES, item_bytes, write_units
-from shopwise.keys import PROFILE_PREFIX, activity_key, activity_keys
+from shopwise.keys import ITEM_PREFIX, PROFILE_PREFIX, activity_key, activity_keys
 
 
 class Conflict(Exception):
@@ -55,8 +56,8 @@ class Doc:
             item["hwm"] = {"S": json.dumps(self.hwm, separators=(",", ":"), sort_keys=True)}
         if self.merged_into:
             item["merged_into"] = {"S": self.merged_into}
-        elif self.key.startswith(PROFILE_PREFIX) and (at := self.data.get("features", {}).get("last_event_at")):
-            item["active"] = {"S": activity_key(self.key, float(at))}
+        elif at := newest_event(self.key, self.data):
+            item["active"] = {"S": activity_key(self.key, at)}
         if self.expires_at:
             item["expires_at"] = {"N": str(self.expires_at)}
         return item
@@ -78,28 +79,25 @@ class Doc:
         return {"ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": {"N": str(self.version)}}}
 
 
-def scan_docs(table: str, *prefixes: str) -> Iterator[Doc]:
-    """Every document whose key starts with one of ``prefixes``, one paginated Scan (what batch jobs read:
-    campaign runs, drift)."""
-    condition = " OR ".join(f"begins_with(pk, :p{n})" for n in range(len(prefixes)))
-    values = {f":p{n}": {"S": p} for n, p in enumerate(prefixes)}
-    pages = (
-        client("dynamodb")
-        .get_paginator("scan")
-        .paginate(TableName=table, FilterExpression=condition, ExpressionAttributeValues=values)
-    )
-    for page in pages:
-        for item in page.get("Items", []):
-            yield Doc.from_item(item)
+def newest_event(key: str, data: dict[str, Any]) -> float:
+    """When the newest event folded into a profile or item document happened (0: none, or another kind): the
+    profile's ``last_event_at``, the start of an item's newest hourly bucket (``ItemFeatures``' layout)."""
+    if key.startswith(PROFILE_PREFIX):
+        return float(data.get("features", {}).get("last_event_at") or 0.0)
+    if key.startswith(ITEM_PREFIX) and data.get("buckets"):
+        newest = max(int(k) for k in data["buckets"])
+        return float(newest * 3600 if newest < 10**8 else newest)  # hour numbers; epoch seconds in older rows
+    return 0.0
 
 
-def active_profiles(table: str, since: float, until: float) -> Iterator[Doc]:
-    """The live profiles whose newest event falls between ``since`` and ``until`` (whole UTC days, so a superset),
-    from the activity index: one Query per day and shard for the keys, then the documents 100 a call. What a campaign
-    run reads instead of a Scan of the table: the cost follows the shoppers active in its window."""
+def active_docs(table: str, entity: str, since: float, until: float) -> Iterator[Doc]:
+    """The live documents of one kind (``profile``, ``item``) whose newest event falls between ``since`` and
+    ``until`` (whole UTC days, so a superset), from the activity index: one Query per day and shard for the keys,
+    then the documents 100 a call, streamed. What campaign runs and the drift job read instead of a Scan: the cost
+    follows the active entities, not the table."""
     ddb = client("dynamodb")
     keys: list[str] = []
-    for partition in activity_keys(since, until):
+    for partition in activity_keys(entity, since, until):
         pages = ddb.get_paginator("query").paginate(
             TableName=table,
             IndexName=ACTIVITY_INDEX.name,
