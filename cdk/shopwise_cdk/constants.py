@@ -11,7 +11,6 @@ BUILD_DIR = REPO_ROOT / ".build"
 CORE_LAYER_DIR = BUILD_DIR / "layers" / "core"
 DEPS_LAYER_DIR = BUILD_DIR / "layers" / "deps"
 SAGEMAKER_SOURCE_TARBALL = BUILD_DIR / "sagemaker" / "sourcedir.tar.gz"
-TRANSFORM_REQUESTS = REPO_ROOT / "sagemaker_jobs" / "transform_requests.jsonl"
 
 LAMBDA_PYTHON = "python3.12"
 # The SageMaker framework image that runs the training and inference scripts (script mode). The account of the

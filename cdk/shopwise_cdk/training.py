@@ -15,9 +15,9 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from shopwise import config
-from shopwise.config import EnvironmentConfig
+from shopwise.config import EnvironmentConfig, instance_vcpus
 from shopwise.lifecycle.figures import TrainingMetrics, metric_pattern
-from shopwise_cdk.constants import SAGEMAKER_SOURCE_TARBALL, TRANSFORM_REQUESTS
+from shopwise_cdk.constants import SAGEMAKER_SOURCE_TARBALL
 from shopwise_cdk.functions import Layers, python_function
 from shopwise_cdk.nag import acknowledge, invokes_any_version, s3_grant_actions
 from shopwise_cdk.sagemaker import JSON_LINES, channel, framework_image, sagemaker_job_role, script_job
@@ -48,7 +48,6 @@ class TrainingPipeline(Construct):
 
     def _build_job_role(self, storage: Storage) -> None:
         """The role the training and transform jobs assume: read the archive's events, read and write artifacts."""
-        self.requests = s3_assets.Asset(self, "TransformRequests", path=str(TRANSFORM_REQUESTS))
         self.role = sagemaker_job_role(
             self, "SageMakerExecution", "shopwise training and batch-transform jobs", self.image_account
         )
@@ -57,7 +56,6 @@ class TrainingPipeline(Construct):
         storage.archive.grant_read(self.role, f"{config.ARCHIVE_EVENTS_PREFIX}*")
         storage.artifacts.grant_read_write(self.role)
         self.source.grant_read(self.role)
-        self.requests.grant_read(self.role)
 
     def _build_functions(self, env: EnvironmentConfig, storage: Storage, layers: Layers) -> None:
         """The pipeline's Lambda steps, each with exactly the access it uses: export the catalog, load a version's
@@ -108,9 +106,9 @@ class TrainingPipeline(Construct):
             name="registry",
             env=env,
             layers=layers,
-            environment=storage.table_environment(),
+            environment={**storage.table_environment(), "ARTIFACTS_BUCKET": storage.artifacts.bucket_name},
             timeout=Duration.minutes(1),
-            description="the model registry's pipeline steps: champion, gate, promote",
+            description="the model registry's pipeline steps: champion, gate, plan the transform, promote",
         )
         # the registry rows and the pointer in the config table; the training job's output.tar.gz (metrics.json)
         storage.tables[config.CONFIG.name].grant(
@@ -120,6 +118,12 @@ class TrainingPipeline(Construct):
             iam.PolicyStatement(
                 actions=["s3:GetObject"],
                 resources=[storage.artifacts.arn_for_objects(f"{config.MODELS_PREFIX}*/output/output.tar.gz")],
+            )
+        )
+        # the batch transform's request objects of each version (shopwise.lifecycle.transform)
+        self.registry.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"], resources=[storage.artifacts.arn_for_objects(f"{config.TRANSFORM_PREFIX}*")]
             )
         )
 
@@ -228,7 +232,8 @@ class TrainingPipeline(Construct):
         )
 
     def _transform_and_load(self, env: EnvironmentConfig, output_uri: str) -> sfn.Chain:
-        """Register the model, the batch transform over the request manifest, the load into the standby slot."""
+        """Register the model, plan the batch transform's requests, the transform (over the version's request
+        objects, on ``transform_instance_count`` instances), the load into the standby slot."""
         create_model = tasks.SageMakerCreateModel(
             self,
             "Register model",
@@ -244,16 +249,32 @@ class TrainingPipeline(Construct):
             ),
             result_path=sfn.JsonPath.DISCARD,
         )
+        # the request objects for this version's users and items, one per instance (shopwise.lifecycle.transform)
+        workers = instance_vcpus(env.transform_instance_type)
+        plan = lambda_step(
+            self,
+            "Plan batch transform",
+            self.registry,
+            {
+                "action": "plan_transform",
+                "version": sfn.JsonPath.string_at("$.job_name"),
+                "model_uri": sfn.JsonPath.string_at("$.training.ModelArtifacts.S3ModelArtifacts"),
+                "instances": env.transform_instance_count,
+                "workers": workers,
+            },
+            "$.plan",
+        )
         transform = tasks.SageMakerCreateTransformJob(
             self,
             "Batch transform",
             transform_job_name=sfn.JsonPath.string_at("$.job_name"),
             model_name=sfn.JsonPath.string_at("$.job_name"),
             batch_strategy=tasks.BatchStrategy.SINGLE_RECORD,
+            max_concurrent_transforms=workers,  # requests in flight per instance: one per model-server worker
             transform_input=tasks.TransformInput(
                 transform_data_source=tasks.TransformDataSource(
                     s3_data_source=tasks.TransformS3DataSource(
-                        s3_uri=self.requests.s3_object_url, s3_data_type=tasks.S3DataType.S3_PREFIX
+                        s3_uri=sfn.JsonPath.string_at("$.plan.input_uri"), s3_data_type=tasks.S3DataType.S3_PREFIX
                     )
                 ),
                 content_type=JSON_LINES,
@@ -263,10 +284,14 @@ class TrainingPipeline(Construct):
                 s3_output_path=output_uri, assemble_with=tasks.AssembleWith.LINE, accept=JSON_LINES
             ),
             transform_resources=tasks.TransformResources(
-                instance_count=1,
+                instance_count=env.transform_instance_count,
                 instance_type=ec2.InstanceType(env.transform_instance_type.removeprefix("ml.")),
             ),
-            environment={"SHOPWISE_TOP_K": "50", "SHOPWISE_ERASURES": self.erasures_uri},
+            environment={
+                "SHOPWISE_TOP_K": "50",
+                "SHOPWISE_ERASURES": self.erasures_uri,
+                "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+            },
             role=self.role,
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             result_path=sfn.JsonPath.DISCARD,
@@ -278,7 +303,7 @@ class TrainingPipeline(Construct):
             {"output_uri": output_uri, "model_version": sfn.JsonPath.string_at("$.job_name")},
             "$.load",
         )
-        return create_model.next(transform).next(load)
+        return create_model.next(plan).next(transform).next(load)
 
     def _build_schedule(self, env: EnvironmentConfig) -> None:
         events.Rule(
@@ -307,8 +332,7 @@ class TrainingPipeline(Construct):
                 "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/models*]": "SageMaker writes each run's "
                 "model.tar.gz under models/<job>/ (grant added by the native SageMaker task).",
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*]": (
-                    "Read access to the CDK asset objects (job source directory, transform requests) granted by the "
-                    "assets themselves."
+                    "Read access to the CDK asset object (the job source directory) granted by the assets themselves."
                 ),
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/*]": (
                     "SageMaker names the job log groups and streams (/aws/sagemaker/TrainingJobs, ...)."
@@ -334,6 +358,9 @@ class TrainingPipeline(Construct):
             {
                 "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/models/*/output/output.tar.gz]": (
                     "The gate reads each run's metrics from its output.tar.gz; SageMaker names the run's folder."
+                ),
+                "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/transform/*]": (
+                    "The transform plan writes each version's request objects under transform/<version>/."
                 ),
             },
         )

@@ -1,6 +1,8 @@
-"""Step Functions tasks of the model registry (``shopwise.lifecycle.registry``): ``champion`` (the active model's artefact, for the training job's
-champion channel), ``gate`` (register the trained version and gate it), ``promote`` (serve the loaded version from
-the next request on). The local pipeline invokes the same tasks."""
+"""Step Functions tasks of the model registry (``shopwise.lifecycle.registry``): ``champion`` (the active model's
+artefact, for the training job's champion channel), ``gate`` (register the trained version and gate it),
+``plan_transform`` (the batch transform's request objects, cut for the version's users and items:
+``shopwise.lifecycle.transform``), ``promote`` (serve the loaded version from the next request on). The local
+pipeline invokes the same tasks."""
 
 import json
 from typing import Any
@@ -9,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import shopwise.lifecycle.registry as registry
 from shopwise.dal.objects import parse_s3_uri, read_tar_member
+from shopwise.lifecycle import transform
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
 
@@ -29,9 +32,7 @@ def champion(event: dict[str, Any]) -> dict[str, Any]:
 def gate(event: dict[str, Any]) -> dict[str, Any]:
     """The training job's metrics.json is in its output.tar.gz, beside model.tar.gz."""
     version, model_uri = _need(event, "version", "model_uri")
-    bucket, key = parse_s3_uri(model_uri)
-    output = key.rsplit("/", 1)[0] + "/output.tar.gz"
-    metrics_doc = json.loads(read_tar_member(bucket, output, "metrics.json"))
+    metrics_doc = _metrics(model_uri)
     settings = get_settings()
     record, verdict = registry.gate_candidate(
         settings.config_table,
@@ -44,6 +45,26 @@ def gate(event: dict[str, Any]) -> dict[str, Any]:
     )
     logger.info("gate", extra={"version": version, "passed": verdict.passed, "reasons": verdict.reasons})
     return {"version": version, "passed": verdict.passed, "reason": record.gate, "basis": verdict.basis}
+
+
+def _metrics(model_uri: str) -> dict[str, Any]:
+    """The training job's metrics.json, in its output.tar.gz beside model.tar.gz."""
+    bucket, key = parse_s3_uri(model_uri)
+    return dict(json.loads(read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", "metrics.json")))
+
+
+def plan_transform(event: dict[str, Any]) -> dict[str, Any]:
+    version, model_uri = _need(event, "version", "model_uri")
+    metrics_doc = _metrics(model_uri)
+    if "users" not in metrics_doc or "items" not in metrics_doc:
+        raise ValueError(f"{version}: metrics.json has no users / items counts (trained before transform plans)")
+    instances, workers = int(event.get("instances") or 1), int(event.get("workers") or 1)
+    objects = transform.plan(int(metrics_doc["users"]), int(metrics_doc["items"]), instances, workers)
+    settings = get_settings()
+    uri = transform.write_plan(settings.artifacts_bucket, version, objects)
+    requests = sum(len(lines) for lines in objects)
+    logger.info("transform planned", extra={"version": version, "objects": len(objects), "requests": requests})
+    return {"input_uri": uri, "objects": len(objects), "requests": requests}
 
 
 def promote(event: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +80,7 @@ def promote(event: dict[str, Any]) -> dict[str, Any]:
     return {"version": promoted.version, "status": promoted.status}
 
 
-ACTIONS = {"champion": champion, "gate": gate, "promote": promote}
+ACTIONS = {"champion": champion, "gate": gate, "plan_transform": plan_transform, "promote": promote}
 
 
 @logger.inject_lambda_context

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from shopwise import config
-from shopwise.dal.objects import upload_file
 from shopwise.lifecycle import registry
 from shopwise.settings import get_settings
 from shopwise_local.lambda_runtime import LocalFunction
-from shopwise_local.paths import SAGEMAKER_DIR, code_version
+from shopwise_local.paths import code_version
 from shopwise_local.sagemaker import run_training_job, run_transform_job
 
 Log = Callable[[str], None]
@@ -105,15 +104,20 @@ def run_pipeline(
 
     stage("batch transform")
     started = time.time()
-    upload_file(SAGEMAKER_DIR / "transform_requests.jsonl", artifacts_bucket, config.TRANSFORM_REQUESTS_KEY)
+    instances = config.environment("local").transform_instance_count
+    plan = models.invoke(
+        {"action": "plan_transform", "version": job, "model_uri": training.model_uri, "instances": instances}
+    )
+    log(f"transform plan: {plan['requests']} requests in {plan['objects']} objects -> {plan['input_uri']}")
     output_uri = f"{artifacts}/{config.RECOMMENDATIONS_PREFIX}{job}/"
     run_transform_job(
         f"{job}-transform",
         training.model_uri,
-        f"{artifacts}/{config.TRANSFORM_REQUESTS_KEY}",
+        plan["input_uri"],
         output_uri,
         work_dir,
         environment={"SHOPWISE_ERASURES": erasures},
+        instances=instances,
         log=log,
     )
     seconds["batch_transform"] = time.time() - started

@@ -4,8 +4,10 @@ contract, with inputs and outputs in (local) S3.
 Training: channels are copied from S3 into ``<job>/input/data/<channel>/``, hyperparameters written to
 ``input/config/hyperparameters.json`` and passed as ``--name value``, SM_* variables set, then
 ``sagemaker_jobs/train.py`` runs in a child process; ``model/`` is tarred to ``<output>/<job>/output/model.tar.gz``.
-Transform: the model is untarred, and ``shopwise_local.transform_container`` (the inference toolkit's role) feeds
-each input object's lines to ``sagemaker_jobs/inference.py`` and writes ``<input-name>.out`` back to S3.
+Transform: the model is untarred; the input objects are dealt to ``instances`` by key, as SageMaker distributes a
+transform's S3 objects over its instances (each object whole to one); one ``shopwise_local.transform_container``
+per instance (the inference toolkit's role), all running at once, feeds its objects' lines to
+``sagemaker_jobs/inference.py`` and writes ``<input-name>.out``, which go back to S3.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ def run_transform_job(
     work_dir: Path,
     environment: dict[str, str] | None = None,
     max_payload_mb: int = 6,
+    instances: int = 1,
     log: Log = lambda _line: None,
 ) -> list[str]:
     """Returns the S3 keys of the .out objects written."""
@@ -163,7 +166,9 @@ def run_transform_job(
     with tarfile.open(archive) as tar:
         tar.extractall(model_dir, filter="data")
     count = download_prefix(input_uri, input_dir)
-    log(f"transform input: {count} objects from {input_uri}")
+    objects = sorted(p for p in input_dir.rglob("*") if p.is_file())
+    groups = [objects[n::instances] for n in range(instances)]
+    log(f"transform input: {count} objects from {input_uri} over {instances} instance(s)")
     env = {
         "SAGEMAKER_BATCH": "true",
         "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(max_payload_mb),
@@ -171,22 +176,39 @@ def run_transform_job(
         "SAGEMAKER_PROGRAM": "inference.py",
         **(environment or {}),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "shopwise_local.transform_container",
-        "--model-dir",
-        str(model_dir),
-        "--input-dir",
-        str(input_dir),
-        "--output-dir",
-        str(output_dir),
-        "--program",
-        str(SAGEMAKER_DIR / "inference.py"),
-    ]
-    code = _run(command, _child_env(env), SAGEMAKER_DIR, root / "transform.log", log)
-    if code != 0:
-        raise JobFailed(f"transform job {job_name} failed with exit code {code} (log: {root / 'transform.log'})")
+    running = []
+    for n, group in enumerate(g for g in groups if g):
+        instance_input = root / f"instance-{n}"
+        for path in group:  # this instance's objects, at their paths below the prefix
+            target = instance_input / path.relative_to(input_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
+        command = [
+            sys.executable,
+            "-m",
+            "shopwise_local.transform_container",
+            "--model-dir",
+            str(model_dir),
+            "--input-dir",
+            str(instance_input),
+            "--output-dir",
+            str(output_dir),
+            "--program",
+            str(SAGEMAKER_DIR / "inference.py"),
+        ]
+        log_path = root / f"transform-{n}.log"
+        with log_path.open("w") as log_file:
+            process = subprocess.Popen(
+                command, cwd=SAGEMAKER_DIR, env=_child_env(env), stdout=log_file, stderr=subprocess.STDOUT
+            )
+        running.append((n, process, log_path))
+    failed = [(n, path) for n, process, path in running if process.wait() != 0]
+    for _n, _process, path in running:
+        for line in path.read_text().splitlines():
+            log(line)
+    if failed:
+        n, path = failed[0]
+        raise JobFailed(f"transform job {job_name} failed on instance {n} (log: {path})")
     out_bucket, out_prefix = parse_s3_uri(output_uri)
     written = []
     for path in sorted(output_dir.rglob("*.out")):

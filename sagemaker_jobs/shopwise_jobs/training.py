@@ -356,6 +356,8 @@ def fit_and_select(
             }
             for r in results
         },
+        "users": int(model.meta["users"]),  # what the batch transform's plan is cut from
+        "items": int(model.meta["items"]),
         "fit_seconds": round(time.time() - fit_started, 2),
         "train_seconds": round(time.time() - started, 2),
     }

@@ -17,7 +17,7 @@ import pytest
 from shopwise import config
 from shopwise.dal.aws import client
 from shopwise.dal.capacity import ReadMeter
-from shopwise.dal.objects import parse_s3_uri, read_json_lines
+from shopwise.dal.objects import list_keys, parse_s3_uri, read_json_lines
 from shopwise.features.definitions import Context, ItemFeatures, ProfileFeatures
 from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
@@ -264,6 +264,19 @@ def test_pipeline_loads_recommendations_stamped_with_the_model_version(
     assert stack.resources
     active = client("dynamodb").get_item(TableName=stack.resources.tables["config"], Key={"pk": {"S": "active_model"}})
     assert active["Item"]["model_version"]["S"] == trained.model_version
+    # the transform's plan: one request object per instance (the local stack runs two), each instance's output
+    # object beside the other's, every user shard requested once across them
+    from shopwise.lifecycle.transform import prefix
+
+    bucket = stack.resources.artifacts_bucket
+    requests = list_keys(bucket, prefix(trained.model_version))
+    outputs = list_keys(bucket, f"{config.RECOMMENDATIONS_PREFIX}{trained.model_version}/")
+    instances = config.environment("local").transform_instance_count
+    assert len(requests) == instances == 2
+    assert sorted(k.rsplit("/", 1)[1] for k in outputs) == sorted(k.rsplit("/", 1)[1] + ".out" for k in requests)
+    lines = [line for key in requests for line in read_json_lines(bucket, key)]
+    users = [line for line in lines if line["kind"] == "users"]
+    assert sorted(line["shard"] for line in users) == list(range(users[0]["shards"])) and len(users) >= instances
 
 
 def present(row: dict[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,7 @@ def test_the_shape_read_from_the_template_is_what_the_environment_configures(pro
     assert shape.stream_shards == env.stream_shards
     assert shape.training_instance == env.training_instance_type
     assert shape.transform_instance == env.transform_instance_type
+    assert shape.transform_instances == env.transform_instance_count == 2
     assert shape.functions["serve"].memory_mb == env.lambda_memory_mb and shape.functions["serve"].traced
     assert shape.tables == len(config.TABLES) and shape.pitr
     assert shape.retrains_per_month == pytest.approx(30.4, abs=0.1)  # cron(0 3 * * ? *): once a day

@@ -231,7 +231,23 @@ def test_pipeline_trains_gates_transforms_loads_and_promotes_with_native_sagemak
     passed = states["Passed?"]
     assert passed["Choices"][0] == {"Variable": "$.gate.passed", "BooleanEquals": True, "Next": "Register model"}
     assert states[passed["Default"]] == {"Type": "Fail", "Error": "Rejected", "CausePath": "$.gate.reason"}
-    assert after("Register model") == "Batch transform" and after("Batch transform") == "Load recommendations"
+    assert after("Register model") == "Plan batch transform" and after("Plan batch transform") == "Batch transform"
+    assert after("Batch transform") == "Load recommendations"
+    # the registry writes the version's request objects; the transform reads them on every instance it has
+    env = config.environment("prod")
+    workers = config.instance_vcpus(env.transform_instance_type)
+    planned = states["Plan batch transform"]["Parameters"]
+    assert planned["action"] == "plan_transform" and (planned["instances"], planned["workers"]) == (
+        env.transform_instance_count,
+        workers,
+    )
+    transform = states["Batch transform"]["Parameters"]
+    assert transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.plan.input_uri"
+    assert transform["TransformResources"]["InstanceCount"] == env.transform_instance_count == 2
+    assert transform["MaxConcurrentTransforms"] == workers
+    assert transform["Environment"]["SAGEMAKER_MODEL_SERVER_WORKERS"] == str(workers)
+    registry_writes = [st for st in _statements(prod, "TrainingRegistry") if "s3:PutObject" in str(st["Action"])]
+    assert len(registry_writes) == 1 and json.dumps(registry_writes[0]["Resource"]).endswith('/transform/*"]]}')
     assert after("Load recommendations") == "Promote" and states["Promote"]["End"] is True
     assert states["Promote"]["Parameters"]["action"] == "promote"
     rule = next(

@@ -46,6 +46,9 @@ class EnvironmentConfig:
     retain_data: bool
     training_instance_type: str = "ml.m5.xlarge"
     transform_instance_type: str = "ml.m5.xlarge"
+    # the batch transform's instances (each takes whole request objects: shopwise.lifecycle.transform) and the
+    # requests each runs at once (one model-server worker per vCPU)
+    transform_instance_count: int = 1
     log_retention_days: int = 30
     api_throttle_rate: int = 500
     api_throttle_burst: int = 1000
@@ -164,7 +167,7 @@ UNKNOWN_SHOPPER_ALARM = 0.6  # share of recently active shoppers it does not kno
 RECOMMENDATIONS_PREFIX = "recommendations/"
 CAMPAIGNS_PREFIX = "campaigns/"  # campaign runs' exports
 ERASURES_PREFIX = "privacy/erasures/"  # erasures not purged yet: what training, the load and the purge job skip
-TRANSFORM_REQUESTS_KEY = "transform/requests.jsonl"
+TRANSFORM_PREFIX = "transform/"  # each version's batch-transform request objects (shopwise.lifecycle.transform)
 
 # What the stack tells an operator's CLI (``shopwise --stack NAME``), as CloudFormation outputs: output key -> the
 # function environment variable it fills (the CLI runs the same data-access code the functions run); and the rest.
@@ -215,6 +218,7 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         name="prod",
         stream_shards=4,
         provisioned_concurrency=10,
+        transform_instance_count=2,
         retrain_schedule="cron(0 3 * * ? *)",
         recommendations_ttl_days=7,
         retain_data=True,
@@ -232,6 +236,7 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
     "local": EnvironmentConfig(
         name="local",
         stream_shards=2,  # two, so the local stack (and every test) has cross-shard merges and retries
+        transform_instance_count=2,  # two containers, so every local retrain spreads its requests as AWS does
         provisioned_concurrency=0,
         retrain_schedule="manual",
         drift_schedule="manual",
@@ -284,6 +289,18 @@ def s3_lifecycle(rules: tuple[Lifecycle, ...]) -> dict[str, Any]:
             doc["Transitions"] = [{"Days": rule.intelligent_tiering_days, "StorageClass": "INTELLIGENT_TIERING"}]
         out.append(doc)
     return {"Rules": out}
+
+
+def instance_vcpus(instance_type: str) -> int:
+    """vCPUs of a SageMaker ml.* general-purpose or compute instance: large 2, xlarge 4, Nxlarge 4N."""
+    size = instance_type.rsplit(".", 1)[-1]
+    if size == "large":
+        return 2
+    if size == "xlarge":
+        return 4
+    if size.endswith("xlarge") and size.removesuffix("xlarge").isdigit():
+        return int(size.removesuffix("xlarge")) * 4
+    raise ValueError(f"cannot tell the vCPUs of instance type {instance_type!r}")
 
 
 def environment(name: str) -> EnvironmentConfig:

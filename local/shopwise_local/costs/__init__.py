@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from shopwise.config import instance_vcpus
+
 HERE = Path(__file__).resolve().parent
 HOURS_PER_MONTH = 730.0
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
@@ -70,7 +72,7 @@ class Assumptions:
     log_bytes_per_invocation: int = 300  # Lambda's START/END/REPORT lines
     impression_log_bytes: int = 600  # the serve function's impression line per request
     training_hours: float = 1.0  # per retrain, on the template's training instance (until `make scale` fits it)
-    transform_hours: float = 0.25  # per retrain, batch transform
+    transform_hours: float = 0.25  # per retrain, the batch transform's wall time (each of its instances)
     drift_hours: float = 0.1  # per drift run
     kinesis_headroom: float = 1.25  # shards sized for the rate times this
     concurrency_headroom: float = 2.0  # provisioned concurrency: Little's law (rate x duration) times this
@@ -109,6 +111,7 @@ class StackShape:
     state_machines: int
     training_instance: str
     transform_instance: str
+    transform_instances: int
     drift_instance: str
     retrains_per_month: float
     drift_runs_per_month: float
@@ -209,6 +212,7 @@ class StackShape:
             state_machines=len(machines),
             training_instance=retrain_types[0],
             transform_instance=retrain_types[-1],
+            transform_instances=int((re.findall(r"InstanceCount[^0-9]{0,8}(\d+)", retrain) or ["1"])[-1]),
             drift_instance=drift_types[0],
             retrains_per_month=runs("TrainingSchedule", ""),
             drift_runs_per_month=runs("DriftSchedule", ""),
@@ -458,7 +462,11 @@ def estimate(
     sm = prices["sagemaker"]["instance_hour"]
     for what, instance, hours in (
         ("training job", shape.training_instance, assume.training_hours * retrains),
-        ("batch transform", shape.transform_instance, assume.transform_hours * retrains),
+        (
+            f"batch transform ({shape.transform_instances} instances)",
+            shape.transform_instance,
+            assume.transform_hours * shape.transform_instances * retrains,
+        ),
         ("drift job", shape.drift_instance, assume.drift_hours * shape.drift_runs_per_month),
     ):
         if instance not in sm:
@@ -611,11 +619,6 @@ def tiered(quantity: float, tiers: list[list[Any]]) -> float:
         if left <= 0:
             break
     return dollars
-
-
-def instance_vcpus(instance: str) -> int:
-    size = instance.rsplit(".", 1)[-1]
-    return {"large": 2, "xlarge": 4}.get(size) or int(size.removesuffix("xlarge")) * 4
 
 
 def traces_per_month(invocations: float, assume: Assumptions) -> float:

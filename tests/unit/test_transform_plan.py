@@ -1,0 +1,49 @@
+"""The batch transform's plan: every user and item shard exactly once, the popular lists once, one object per
+instance, no request over the size bound, and at least a request per worker."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from shopwise import config
+from shopwise.lifecycle.transform import ITEMS_PER_REQUEST, USERS_PER_REQUEST, plan
+
+
+@pytest.mark.parametrize(
+    ("users", "items", "instances", "workers"),
+    [(0, 0, 1, 1), (2_000, 1_500, 2, 1), (10_000_000, 1_000_000, 4, 4), (45_000, 10, 3, 4)],
+)
+def test_every_shard_is_requested_once_and_no_request_is_too_big(
+    users: int, items: int, instances: int, workers: int
+) -> None:
+    objects = plan(users, items, instances, workers)
+    assert len(objects) == instances and all(objects)  # every instance gets an object with work in it
+    lines = [line for obj in objects for line in obj]
+    assert [line["kind"] for line in lines].count("popular") == 1
+    for kind, count, bound in (("users", users, USERS_PER_REQUEST), ("items", items, ITEMS_PER_REQUEST)):
+        shards = [line for line in lines if line["kind"] == kind]
+        total = shards[0]["shards"]
+        assert sorted(line["shard"] for line in shards) == list(range(total))  # each exactly once
+        assert all(line["shards"] == total for line in shards)
+        assert math.ceil(count / total) <= bound  # scoring.py deals item/user n to shard n % shards
+    users_lines = [line for line in lines if line["kind"] == "users"]
+    assert len(users_lines) >= instances * workers
+    # 10 M shoppers: 500 requests of 20,000, spread evenly over the instances
+    if users == 10_000_000:
+        assert len(users_lines) == 500 and max(map(len, objects)) - min(map(len, objects)) <= 1
+
+
+def test_a_plan_needs_an_instance_and_a_worker() -> None:
+    with pytest.raises(ValueError, match="instances"):
+        plan(10, 10, 0)
+
+
+def test_vcpus_of_the_instance_types_the_environments_use() -> None:
+    assert config.instance_vcpus("ml.m5.large") == 2
+    assert config.instance_vcpus("ml.m5.xlarge") == 4
+    assert config.instance_vcpus("ml.c5.4xlarge") == 16
+    assert config.instance_vcpus(config.environment("prod").transform_instance_type) == 4
+    with pytest.raises(ValueError, match="vCPUs"):
+        config.instance_vcpus("ml.p3.medium")
