@@ -64,8 +64,8 @@ class DriftMonitor(Construct):
     def _build_job_and_function(
         self, env: EnvironmentConfig, storage: Storage, layers: Layers, training: TrainingPipeline
     ) -> None:
-        """The drift job's role (read the feature store's active rows, the archive and the models, write monitoring/) and the
-        function that publishes its figures."""
+        """The drift job's role (read the feature store's active rows, the archive and the models, write
+        monitoring/) and the function that publishes its figures."""
         self.role = sagemaker_job_role(self, "JobRole", "shopwise drift jobs", training.image_account)
         storage.archive.grant_read(self.role, f"{config.ARCHIVE_EVENTS_PREFIX}*")
         storage.artifacts.grant_read(self.role, f"{config.MODELS_PREFIX}*")

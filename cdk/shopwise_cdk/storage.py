@@ -109,7 +109,8 @@ class Storage(Construct):
                     Stack.of(self),
                     {
                         f"AwsSolutions-IAM5[Resource::<{logical_id(self.tables[spec.name])}.Arn>/index/*]": (
-                            f"The {spec.name} table's indexes are keys-only ({', '.join(i.name for i in spec.indexes)})."
+                            f"The {spec.name} table's indexes are keys-only "
+                            f"({', '.join(i.name for i in spec.indexes)})."
                         )
                     },
                 )

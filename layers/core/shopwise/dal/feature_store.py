@@ -5,8 +5,8 @@ stream sequence number applied per shard — per shard and source on profiles: w
 however hot the entity; a client's repeated event is caught earlier, by the event ledger), ``merged_into`` (a
 profile stitched into another), for sessions ``expires_at`` (TTL), and for a live profile or an item ``active``: its
 entry in the activity index (the day of its newest event, ``shopwise.keys.activity_key``; a merged profile leaves
-it), which campaign runs and the drift job read instead of scanning the table. A document's size is checked before it is
-written (``TooLarge``): DynamoDB's 400 KB item limit is never met as a write error.
+it), which campaign runs and the drift job read instead of scanning the table. A document's size is checked before
+it is written (``TooLarge``): DynamoDB's 400 KB item limit is never met as a write error.
 
 Every write is conditional on the version read, so two writers never lose each other's updates: the loser gets
 ``Conflict``, re-reads and re-applies. Reads are consistent BatchGetItem calls, 100 keys per round trip.

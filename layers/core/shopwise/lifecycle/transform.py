@@ -12,12 +12,11 @@ instance. The popular and segment lists are one request. The registry function w
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from shopwise import config
-from shopwise.dal.aws import client
+from shopwise.dal.objects import write_json_lines
 
 USERS_PER_REQUEST = 20_000  # users a request scores: ~3 s of one core at the measured 7,600 users/s (bench_transform)
 ITEMS_PER_REQUEST = 20_000  # items whose neighbour and next-item rows a request writes
@@ -43,8 +42,6 @@ def prefix(version: str) -> str:
 def write_plan(bucket: str, version: str, objects: list[list[dict[str, Any]]]) -> str:
     """The plan's objects under ``transform/<version>/`` in the artifacts bucket; returns that prefix's URI (the
     transform job's S3Prefix input)."""
-    s3 = client("s3")
     for n, lines in enumerate(objects):
-        body = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
-        s3.put_object(Bucket=bucket, Key=f"{prefix(version)}part-{n:04d}.jsonl", Body=body.encode())
+        write_json_lines(bucket, f"{prefix(version)}part-{n:04d}.jsonl", lines)
     return f"s3://{bucket}/{prefix(version)}"
