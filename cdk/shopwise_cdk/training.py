@@ -258,7 +258,8 @@ class TrainingPipeline(Construct):
             {
                 "action": "plan_transform",
                 "version": sfn.JsonPath.string_at("$.job_name"),
-                "model_uri": sfn.JsonPath.string_at("$.training.ModelArtifacts.S3ModelArtifacts"),
+                "users": sfn.JsonPath.number_at("$.gate.users"),
+                "items": sfn.JsonPath.number_at("$.gate.items"),
                 "instances": env.transform_instance_count,
                 "workers": workers,
             },

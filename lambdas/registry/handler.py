@@ -32,7 +32,9 @@ def champion(event: dict[str, Any]) -> dict[str, Any]:
 def gate(event: dict[str, Any]) -> dict[str, Any]:
     """The training job's metrics.json is in its output.tar.gz, beside model.tar.gz."""
     version, model_uri = _need(event, "version", "model_uri")
-    metrics_doc = _metrics(model_uri)
+    bucket, key = parse_s3_uri(model_uri)
+    output = key.rsplit("/", 1)[0] + "/output.tar.gz"
+    metrics_doc = json.loads(read_tar_member(bucket, output, "metrics.json"))
     settings = get_settings()
     record, verdict = registry.gate_candidate(
         settings.config_table,
@@ -44,24 +46,26 @@ def gate(event: dict[str, Any]) -> dict[str, Any]:
         float(event.get("margin", settings.promotion_margin)),
     )
     logger.info("gate", extra={"version": version, "passed": verdict.passed, "reasons": verdict.reasons})
-    return {"version": version, "passed": verdict.passed, "reason": record.gate, "basis": verdict.basis}
-
-
-def _metrics(model_uri: str) -> dict[str, Any]:
-    """The training job's metrics.json, in its output.tar.gz beside model.tar.gz."""
-    bucket, key = parse_s3_uri(model_uri)
-    return dict(json.loads(read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", "metrics.json")))
+    # what the transform's plan is cut from (None for a model trained before the job reported them)
+    users, items = metrics_doc.get("users"), metrics_doc.get("items")
+    return {
+        "version": version,
+        "passed": verdict.passed,
+        "reason": record.gate,
+        "basis": verdict.basis,
+        "users": users,
+        "items": items,
+    }
 
 
 def plan_transform(event: dict[str, Any]) -> dict[str, Any]:
-    version, model_uri = _need(event, "version", "model_uri")
-    metrics_doc = _metrics(model_uri)
-    if "users" not in metrics_doc or "items" not in metrics_doc:
-        raise ValueError(f"{version}: metrics.json has no users / items counts (trained before transform plans)")
+    """The version's request objects, cut from the user and item counts the gate read from its metrics."""
+    (version,) = _need(event, "version")
+    if event.get("users") is None or event.get("items") is None:
+        raise ValueError(f"models/plan_transform: {version} needs users and items (the gate's answer carries them)")
     instances, workers = int(event.get("instances") or 1), int(event.get("workers") or 1)
-    objects = transform.plan(int(metrics_doc["users"]), int(metrics_doc["items"]), instances, workers)
-    settings = get_settings()
-    uri = transform.write_plan(settings.artifacts_bucket, version, objects)
+    objects = transform.plan(int(event["users"]), int(event["items"]), instances, workers)
+    uri = transform.write_plan(get_settings().artifacts_bucket, version, objects)
     requests = sum(len(lines) for lines in objects)
     logger.info("transform planned", extra={"version": version, "objects": len(objects), "requests": requests})
     return {"input_uri": uri, "objects": len(objects), "requests": requests}

@@ -106,7 +106,13 @@ def run_pipeline(
     started = time.time()
     instances = config.environment("local").transform_instance_count
     plan = models.invoke(
-        {"action": "plan_transform", "version": job, "model_uri": training.model_uri, "instances": instances}
+        {
+            "action": "plan_transform",
+            "version": job,
+            "users": verdict["users"],
+            "items": verdict["items"],
+            "instances": instances,
+        }
     )
     log(f"transform plan: {plan['requests']} requests in {plan['objects']} objects -> {plan['input_uri']}")
     output_uri = f"{artifacts}/{config.RECOMMENDATIONS_PREFIX}{job}/"

@@ -42,6 +42,12 @@ def dev_template() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def shape(prod_template: dict[str, Any]) -> costs.StackShape:
+    """The prod stack as the cost model reads it."""
+    return costs.StackShape.from_template(prod_template, "shopwise-prod")
+
+
+@pytest.fixture(scope="module")
 def inputs() -> tuple[dict[str, Any], dict[str, Any]]:
     return costs.load_json(costs.HERE / "units.json"), costs.load_json(costs.latest_prices())
 
@@ -52,9 +58,8 @@ def lines(estimate: costs.Estimate, what: str) -> list[costs.Line]:
     return found
 
 
-def test_the_shape_read_from_the_template_is_what_the_environment_configures(prod_template: dict[str, Any]) -> None:
+def test_the_shape_read_from_the_template_is_what_the_environment_configures(shape: costs.StackShape) -> None:
     env = config.environment("prod")
-    shape = costs.StackShape.from_template(prod_template, "shopwise-prod")
     assert shape.provisioned_concurrency == env.provisioned_concurrency
     assert shape.stream_shards == env.stream_shards
     assert shape.training_instance == env.training_instance_type
@@ -71,10 +76,9 @@ def test_the_shape_read_from_the_template_is_what_the_environment_configures(pro
 
 
 def test_traffic_lines_follow_the_load_and_standing_charges_do_not(
-    prod_template: dict[str, Any], inputs: tuple[dict[str, Any], dict[str, Any]]
+    shape: costs.StackShape, inputs: tuple[dict[str, Any], dict[str, Any]]
 ) -> None:
     units, prices = inputs
-    shape = costs.StackShape.from_template(prod_template)
     one = costs.estimate(shape, costs.Load(100, 50, 100_000, 5_000), units, prices)
     two = costs.estimate(shape, costs.Load(200, 100, 100_000, 5_000), units, prices)
     (writes_1,), (writes_2,) = lines(one, "feature store + ledger writes"), lines(two, "feature store + ledger writes")
@@ -94,10 +98,9 @@ def test_traffic_lines_follow_the_load_and_standing_charges_do_not(
 
 
 def test_shards_and_warm_environments_are_sized_for_the_load(
-    prod_template: dict[str, Any], inputs: tuple[dict[str, Any], dict[str, Any]]
+    shape: costs.StackShape, inputs: tuple[dict[str, Any], dict[str, Any]]
 ) -> None:
     units, prices = inputs
-    shape = costs.StackShape.from_template(prod_template)
     quiet = costs.estimate(shape, costs.Load(2, 1, 1000, 100), units, prices)
     assert quiet.sized["stream_shards"][0] == 1 and quiet.sized["provisioned_concurrency"][0] == 1
     sale = costs.estimate(shape, costs.Load(10_000, 5_000, 1000, 100), units, prices)
@@ -113,10 +116,9 @@ def test_shards_and_warm_environments_are_sized_for_the_load(
 
 
 def test_personalize_is_billed_for_its_minimum_tps_and_in_tiers(
-    prod_template: dict[str, Any], inputs: tuple[dict[str, Any], dict[str, Any]]
+    shape: costs.StackShape, inputs: tuple[dict[str, Any], dict[str, Any]]
 ) -> None:
     units, prices = inputs
-    shape = costs.StackShape.from_template(prod_template)
 
     def tps_dollars(rps: float) -> float:
         est = costs.estimate(shape, costs.Load(2 * rps, rps, 1000, 100), units, prices)
@@ -144,14 +146,19 @@ def test_an_idle_dev_stack_pays_only_its_standing_charges(
             f"{shape.alarms} alarms",
             f"{shape.secrets} secrets",
             f"drift job ({shape.drift_instance})",  # daily, once a model serves
+            # every index Query pays the minimum read even when it finds nobody
+            f"campaigns: active profiles read per run ({shape.campaign_runs_per_month:.0f} runs)",
         }
         drift = costs.Assumptions().drift_hours * shape.drift_runs_per_month
+        queries = shape.campaign_runs_per_month * costs.index_queries_per_run()
+        assert costs.index_queries_per_run() == 8 * (8 + 4 + 9) / 3  # 8 shards; lookbacks of 7, 3 and 8 days, + 1
         assert idle.total == pytest.approx(
             costs.HOURS_PER_MONTH * prices["kinesis"]["shard_hour"]
             + shape.dashboards * prices["cloudwatch"]["dashboard_month"]
             + shape.alarms * prices["cloudwatch"]["alarm_month"]
             + shape.secrets * prices["secretsmanager"]["secret_month"]
             + drift * prices["sagemaker"]["instance_hour"][shape.drift_instance]
+            + queries * 0.5 / 1e6 * prices["dynamodb"]["read_unit_per_million"]
         )
 
 

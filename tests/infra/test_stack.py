@@ -237,6 +237,7 @@ def test_pipeline_trains_gates_transforms_loads_and_promotes_with_native_sagemak
     env = config.environment("prod")
     workers = config.instance_vcpus(env.transform_instance_type)
     planned = states["Plan batch transform"]["Parameters"]
+    assert (planned["users.$"], planned["items.$"]) == ("$.gate.users", "$.gate.items")  # the gate read them
     assert planned["action"] == "plan_transform" and (planned["instances"], planned["workers"]) == (
         env.transform_instance_count,
         workers,

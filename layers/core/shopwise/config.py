@@ -99,7 +99,7 @@ class EnvironmentConfig:
         """How long after a DELETE the last store forgets the shopper: the purge's wait for the stream, its schedule
         interval and the job's own run (PURGE_RUN_HOURS), or the longest retention of a copy nobody rewrites
         (shopper logs, replaced versions, backups), whichever is later."""
-        interval = _rate_hours(self.purge_schedule)
+        interval = rate_hours(self.purge_schedule)
         purged = PURGE_MIN_AGE_HOURS + interval + PURGE_RUN_HOURS
         # S3 lifecycle expiry runs once a day after the age is reached: up to a day late
         expired = 24.0 * max(self.shopper_log_days, self.backup_days, self.artifacts_noncurrent_days + 1)
@@ -113,7 +113,7 @@ PURGE_MIN_AGE_HOURS = 25.0  # the stream keeps records 24 hours; an hour more fo
 PURGE_RUN_HOURS = 2.0  # the purge job's time limit (MaxRuntime): a run that takes longer fails and is retried
 
 
-def _rate_hours(expression: str) -> float:
+def rate_hours(expression: str) -> float:
     """The interval of an EventBridge rate expression in hours ("rate(6 hours)" -> 6.0)."""
     number, unit = expression.removeprefix("rate(").removesuffix(")").split()
     return float(number) * {"minute": 1 / 60, "minutes": 1 / 60, "hour": 1, "hours": 1, "day": 24, "days": 24}[unit]

@@ -20,11 +20,12 @@ import json
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from shopwise.config import instance_vcpus
+from shopwise.config import ACTIVITY_SHARDS, ARCHIVE_EVENTS_PREFIX, instance_vcpus, rate_hours
+from shopwise.dal.capacity import read_units_of_size
 
 HERE = Path(__file__).resolve().parent
 HOURS_PER_MONTH = 730.0
@@ -102,13 +103,11 @@ class StackShape:
     functions: dict[str, Function]  # role -> function
     provisioned_concurrency: int
     stream_shards: int
-    delivery_streams: int
     tables: int
     pitr: bool
     alarms: int
     dashboards: int
     secrets: int
-    state_machines: int
     training_instance: str
     transform_instance: str
     transform_instances: int
@@ -118,7 +117,6 @@ class StackShape:
     campaign_runs_per_month: float
     log_retention_days: int = 90
     archive_days: int = 400
-    roles: dict[str, str] = field(default_factory=dict)
 
     # a function's role from its logical id (the CDK construct path, hash-suffixed)
     ROLES = {
@@ -194,14 +192,13 @@ class StackShape:
             int(rule.get("ExpirationInDays", 0))
             for bucket in of("AWS::S3::Bucket").values()
             for rule in bucket.get("LifecycleConfiguration", {}).get("Rules", [])
-            if rule.get("Prefix") == "events/" and rule.get("ExpirationInDays")
+            if rule.get("Prefix") == ARCHIVE_EVENTS_PREFIX and rule.get("ExpirationInDays")
         ]
         return cls(
             name=name,
             functions=functions,
             provisioned_concurrency=concurrency,
             stream_shards=int(streams[0].get("ShardCount", 1)),
-            delivery_streams=len(of("AWS::KinesisFirehose::DeliveryStream")),
             tables=len(tables),
             pitr=any(
                 t.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") for t in tables.values()
@@ -209,7 +206,6 @@ class StackShape:
             alarms=len(of("AWS::CloudWatch::Alarm")),
             dashboards=len(of("AWS::CloudWatch::Dashboard")),
             secrets=len(of("AWS::SecretsManager::Secret")),
-            state_machines=len(machines),
             training_instance=retrain_types[0],
             transform_instance=retrain_types[-1],
             transform_instances=int((re.findall(r"InstanceCount[^0-9]{0,8}(\d+)", retrain) or ["1"])[-1]),
@@ -226,9 +222,7 @@ def runs_per_month(expression: str) -> float:
     """How often an EventBridge schedule fires in a month: rate(N unit), or a cron whose day fields are every day
     (its minute and hour fields say how often a day)."""
     if expression.startswith("rate("):
-        number, unit = expression[5:-1].split()
-        seconds = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}[unit]
-        return SECONDS_PER_MONTH / (float(number) * seconds)
+        return HOURS_PER_MONTH / rate_hours(expression)
     if expression.startswith("cron("):
         minute, hour, day, month, weekday, *_ = expression[5:-1].split()
         if month != "*" or day not in ("*", "?") or weekday not in ("*", "?"):
@@ -484,7 +478,7 @@ def estimate(
         "write units",
         load_units / 1e6 * ddb["write_unit_per_million"],
     )
-    export_units = retrains * scan_units(load.items * float(per_item["catalog_bytes"]))
+    export_units = retrains * read_units_of_size(load.items * float(per_item["catalog_bytes"]))
     add(
         "train",
         "DynamoDB",
@@ -500,9 +494,11 @@ def estimate(
     )
     # campaign runs read the profiles active in their window: the activity index (keys only) and those documents
     window_profiles = load.shoppers * assume.active_share_window
-    per_run = window_profiles * read_units_of(float(per_shopper["profile_bytes"])) + scan_units(
-        window_profiles * ACTIVITY_ENTRY_BYTES
+    # the index's entries, packed into 4 KB units, but each Query pays at least the minimum, found or not
+    index_reads = max(
+        index_queries_per_run() * read_units_of_size(0), read_units_of_size(window_profiles * ACTIVITY_ENTRY_BYTES)
     )
+    per_run = index_reads + window_profiles * read_units_of_size(float(per_shopper["profile_bytes"]))
     campaign_units = shape.campaign_runs_per_month * per_run
     add(
         "operate",
@@ -512,12 +508,13 @@ def estimate(
         "read units",
         campaign_units / 1e6 * ddb["read_unit_per_million"],
     )
-    # a profile's index entry moves when its newest event's day changes: a delete and a put, once per active day
-    index_units = 2 * load.shoppers * assume.active_share_daily * 30.4 if ev else 0.0
+    # an entry moves when its document's newest event changes day: a delete and a put, once per active day (profiles
+    # active that day; items: every item, at most)
+    index_units = 2 * 30.4 * (load.shoppers * assume.active_share_daily + load.items) if ev else 0.0
     add(
         "features",
         "DynamoDB",
-        "activity index: a profile's entry moves once per active day",
+        "activity index: an entry moves once per active day",
         index_units,
         "write units",
         index_units / 1e6 * ddb["write_unit_per_million"],
@@ -630,14 +627,13 @@ def traces_per_month(invocations: float, assume: Assumptions) -> float:
 ACTIVITY_ENTRY_BYTES = 60  # an activity-index entry: the profile key and the index key
 
 
-def read_units_of(item_bytes: float) -> float:
-    """Read units of one eventually consistent read of an item this size (half a unit per started 4 KB)."""
-    return max(1, math.ceil(item_bytes / (4 * KIB))) / 2
+def index_queries_per_run() -> float:
+    """Activity-index Queries a campaign run makes, on average over the campaigns: a shard of each day it looks
+    back over (``shopwise.dal.feature_store.active_docs``)."""
+    from shopwise.campaigns.rules import CAMPAIGNS
 
-
-def scan_units(table_bytes: float) -> float:
-    """Read units of one eventually consistent Scan of a table this size (half a unit per 4 KB)."""
-    return math.ceil(table_bytes / (4 * KIB)) / 2
+    days = [math.ceil(spec.lookback_days()) + 1 for spec in CAMPAIGNS]
+    return ACTIVITY_SHARDS * sum(days) / len(days)
 
 
 def stream_shards(events_per_s: float, record_bytes: float, headroom: float) -> int:

@@ -62,7 +62,7 @@ class RunReport:
 
 @dataclass(frozen=True)
 class Member:
-    """A shopper in the segment: who to address, their profile as scanned, and why they are in it."""
+    """A shopper in the segment: who to address, their profile as read, and why they are in it."""
 
     recipient: str
     doc: Doc

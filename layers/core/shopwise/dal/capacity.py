@@ -64,12 +64,17 @@ def write_units(item: dict[str, Any], transactional: bool = False) -> int:
     return 2 * units if transactional else units
 
 
+def read_units_of_size(size: float, consistent: bool = False) -> float:
+    """Read units of reading ``size`` bytes in one unit of rounding: an item (GetItem, a BatchGetItem key), or all
+    that a Query or Scan page returned; at least the minimum."""
+    units = max(1, math.ceil(size / READ_UNIT_BYTES))
+    return float(units) if consistent else units / 2
+
+
 def read_units(item: dict[str, Any] | None, consistent: bool = False) -> float:
     """Read units of one GetItem (or one key of a BatchGetItem) that returned ``item``. A key that found nothing is
     counted at the minimum, which DynamoDB charges for GetItem (a conservative count for BatchGetItem)."""
-    size = item_bytes(item) if item else 0
-    units = max(1, math.ceil(size / READ_UNIT_BYTES))
-    return float(units) if consistent else units / 2
+    return read_units_of_size(item_bytes(item) if item else 0, consistent)
 
 
 class ReadMeter:
@@ -119,8 +124,7 @@ class ReadMeter:
             if "ProjectionExpression" in params:
                 again = {k: v for k, v in params.items() if k not in ("ProjectionExpression", "Select")}
                 items = self._whole.query(**again).get("Items", [])
-            units = max(1, math.ceil(sum(item_bytes(i) for i in items) / READ_UNIT_BYTES))
-            self.units += units if consistent else units / 2
+            self.units += read_units_of_size(sum(item_bytes(i) for i in items), consistent)
         else:  # BatchGetItem
             unprocessed = parsed.get("UnprocessedKeys", {})
             for table, spec in params["RequestItems"].items():
