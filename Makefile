@@ -9,10 +9,10 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install build demo test test-faults lint typecheck pytest synth deploy bench clean openapi
+.PHONY: help install build browser demo test test-faults lint typecheck pytest synth deploy bench clean openapi
 
 help:
-	@echo "make demo             run the whole path locally and serve http://127.0.0.1:8080 (Ctrl-C stops it)"
+	@echo "make demo             run the whole path locally; serve the API and the console at http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	@echo "make test             ruff, mypy, pytest (unit, infrastructure, local end-to-end)"
 	@echo "make test-faults      the update path's fault run at 10,080 events on two shards (~8 min)"
 	@echo "make synth ENV=dev    cdk synth with cdk-nag (ENV=dev|prod)"
@@ -31,6 +31,12 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(BIN)/.installed node_modules/.installed
 
+# the console's browser test drives the OS's Chromium (Playwright's own download cannot run here)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || { echo "installing Chromium for the console's browser test ..."; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
 # Lambda layers and the SageMaker source tarball, built without Docker (layers/build.py)
 build: $(BIN)/.installed
 	$(BIN)/python layers/build.py
@@ -45,7 +51,7 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy layers/core lambdas local sagemaker_jobs cdk tests
 
-pytest: install build
+pytest: install build browser
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -563,29 +563,20 @@ def cmd_features(args: argparse.Namespace) -> int:
     from shopwise.dal.feature_store import FeatureStore
     from shopwise.dal.recommendations import serving_rows
     from shopwise.features import definitions as f
-    from shopwise.features.identity import resolve
-    from shopwise.keys import anonymous_alias, item_key, popular_key, profile_key, session_key
-    from shopwise.privacy.pseudonyms import load_pseudonymiser
+    from shopwise.keys import item_key, popular_key, session_key
     from shopwise.settings import get_settings
+    from shopwise_local.inspect import profile_features
 
     _attach()
     settings = get_settings()
     store, now = FeatureStore(settings.features_table), time.time()
     out: dict[str, Any]
     if args.entity == "profile":
-        alias = (
-            anonymous_alias(args.id)
-            if args.anonymous
-            else load_pseudonymiser(settings.pseudonym_key_secret).customer_profile(args.id)
-        )
-        target, profiles = resolve(store, [alias])
-        profile_id = target[alias]
-        doc = profiles[profile_key(profile_id)]
-        if not doc.version:
+        found = profile_features(args.id, args.anonymous, now)
+        if found is None:
             print(f"no profile for {args.id} (no events with personalisation consent yet)", file=sys.stderr)
             return 1
-        features = f.ProfileFeatures.from_json(doc.data.get("features"))
-        out = {"profile_id": profile_id, "aliases": doc.data.get("aliases", []), **features.describe(now)}
+        out = found
     elif args.entity in ("category", "market"):  # computed by the batch jobs, not per event: the served list
         key = popular_key(f"{args.entity}:{args.id}")
         row = serving_rows(settings.recommendations_table, settings.config_table, [key]).get(key)
@@ -604,6 +595,28 @@ def cmd_features(args: argparse.Namespace) -> int:
         else:
             out = f.SessionFeatures.from_json(doc.data).to_json()
     print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    """The operator's console on a loopback port, against the running local stack or ``--stack NAME`` (with this
+    process's AWS credentials): nothing of it is deployed."""
+    from shopwise_local.console import Console, ConsoleTarget, examples_from, serve_console
+
+    target = _attach()
+    examples = examples_from(args.examples) if args.examples else []
+    allow = not target.deployed or args.allow_events
+    console = Console(ConsoleTarget(target.name, target.environment, target.api_url, target.deployed, allow, examples))
+    server = serve_console(console, args.port)
+    print(f"console of {target.name}: http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops it)", flush=True)
+    if target.deployed and not allow:
+        print("events from the page are off (they would train the next model): --allow-events turns them on")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 
@@ -856,6 +869,17 @@ def build_parser() -> argparse.ArgumentParser:
     feat.add_argument("id", help="customer id (or visitor id with --anonymous), session, item, category or market")
     feat.add_argument("--anonymous", action="store_true", help="the profile id is a visitor (cookie) id")
     feat.set_defaults(func=cmd_features)
+
+    con = sub.add_parser(
+        "console",
+        help="the operator's console on this machine (shoppers' lists, similar items, models, drift, experiments)",
+    )
+    con.add_argument("--port", type=int, default=8090, help="the loopback port (default 8090)")
+    con.add_argument("--examples", type=Path, help="a CSV or JSON Lines export whose customer ids the picker offers")
+    con.add_argument(
+        "--allow-events", action="store_true", help="send views and cart adds from the page to a deployed stack"
+    )
+    con.set_defaults(func=cmd_console)
 
     cost = sub.add_parser(
         "cost", help="what the deployed stack costs a month under a load, beside Amazon Personalize for the same load"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shopwise.privacy.pseudonyms import load_pseudonymiser
+from shopwise_local.console import examples_from
 from shopwise_local.importer import import_events, import_items
 from shopwise_local.movielens import convert
 from shopwise_local.paths import state_dir
@@ -140,7 +141,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             print("        " + report.summary().replace("\n", "\n        "))
         with stages.run(STAGES[5]):
             api_url = stack.start_functions()
-            print(f"        API: {api_url}")
+            assert stack.api and stack.api.console
+            stack.api.console.target.examples = examples_from(data.replay)  # the store's ids: the stack has none
+            print(f"        API: {api_url}; console: {api_url}/")
         with stages.run(STAGES[6]):
             sent = replay(api_url, data.replay, progress=options.progress, grant_consent=True)
             assert stack.poller
@@ -267,3 +270,4 @@ def _print_summary(summary: dict[str, Any], api_url: str, user: str) -> None:
     )
     print(f"  curl -s '{api_url}/v1/items/{summary['known_item']}/similar?n=5'")
     print(f"  curl -s '{api_url}/v1/openapi.json'")
+    print(f"\nThe console (this machine only): open {api_url}/ and pick shopper {user}")

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from shopwise.access.callers import origin_allowed
 from shopwise.access.routes import match
 from shopwise.config import CORS_HEADERS, CORS_MAX_AGE, CORS_METHODS
+from shopwise_local.console import Console
 from shopwise_local.lambda_runtime import LocalFunction, http_api_event
 from shopwise_local.sigv4 import verify
 
@@ -45,7 +46,7 @@ def _cors_headers(origin: str, allowed: tuple[str, ...]) -> dict[str, str]:
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
 
-def _handler_class(routes: Routes, allowed_origins: tuple[str, ...]) -> type[BaseHTTPRequestHandler]:
+def _handler_class(routes: Routes, allowed_origins: tuple[str, ...], api: LocalHttpApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "shopwise-local"
@@ -82,6 +83,13 @@ def _handler_class(routes: Routes, allowed_origins: tuple[str, ...]) -> type[Bas
                 self._send(413, b'{"message":"Request too long"}', {"Content-Type": "application/json"})
                 return
             body = self.rfile.read(length) if length else None
+            if api.console is not None and (url.path == "/" or url.path.startswith("/console")):
+                # the operator's console (local only: no route of the stack's API serves it)
+                status, headers, page = api.console.handle(
+                    method, url.path, url.query, dict(self.headers.items()), body
+                )
+                self._send(status, page, headers)
+                return
             route = routes.match(method, url.path)
             if route is None:
                 self._send(404, b'{"message":"Not Found"}', {"Content-Type": "application/json"})
@@ -155,7 +163,8 @@ class LocalHttpApi:
     def __init__(
         self, routes: Routes, port: int, host: str = "127.0.0.1", allowed_origins: tuple[str, ...] = ()
     ) -> None:
-        self.server = ThreadingHTTPServer((host, port), _handler_class(routes, allowed_origins))
+        self.console: Console | None = None  # mounted at / by the local stack (shopwise_local.console)
+        self.server = ThreadingHTTPServer((host, port), _handler_class(routes, allowed_origins, self))
         self.server.daemon_threads = True
         self.url = f"http://{host}:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, name="http-api", daemon=True)

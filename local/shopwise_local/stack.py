@@ -13,6 +13,7 @@ from typing import Any
 from shopwise import config
 from shopwise.access.routes import ROUTES
 from shopwise.settings import get_settings
+from shopwise_local.console import Console, ConsoleTarget
 from shopwise_local.endpoint import LocalEndpoint, use_endpoint
 from shopwise_local.http_api import LocalHttpApi, Routes
 from shopwise_local.lambda_runtime import LocalFunction
@@ -114,10 +115,12 @@ class LocalStack:
             self.api_port,
             allowed_origins=self.resources.env.allowed_origins,
         ).start()
+        name = self.resources.env.physical_name("").rstrip("-")
+        self.api.console = Console(ConsoleTarget(name, self.resources.env.name, self.api.url))
         # the same coordinates as a CloudFormation stack: `shopwise --stack shopwise-local` resolves them as it
         # resolves a deployed stack
         register_local(
-            self.resources.env.physical_name("").rstrip("-"),
+            name,
             self.resources.env.name,
             self.resources.function_environment(),
             self.api.url,

@@ -44,6 +44,15 @@ def table(results: list[Result]) -> str:
 
 
 def plot_curves(results: list[Result]) -> bytes:
+    """Each metric against K per model (peers dashed): ``evaluation.png``."""
+    return plot_models(
+        {r.name: {"test": r.test.metrics, "peer": r.peer} for r in results if r.test is not None},
+    )
+
+
+def plot_models(models: dict[str, dict[str, Any]]) -> bytes:
+    """The same plot from a metrics document's ``models`` table (name -> {"test": {"ndcg@10": ..}, "peer"}): what
+    the training job writes beside metrics.json, so every registered version has its figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,13 +60,25 @@ def plot_curves(results: list[Result]) -> bytes:
 
     fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.6))
     for ax, metric in zip(axes, CURVES, strict=True):
-        for r in results:
-            if r.test is None:
+        ks: list[int] = []
+        for name, doc in models.items():
+            test = doc.get("test") or {}
+            points = sorted(
+                (int(key.split("@", 1)[1]), value) for key, value in test.items() if key.startswith(f"{metric}@")
+            )
+            if not points:
                 continue
-            ax.plot(r.test.ks, r.test.curve(metric), marker="o", label=r.name, linestyle="--" if r.peer else "-")
+            ks = ks or [k for k, _ in points]
+            ax.plot(
+                [k for k, _ in points],
+                [v for _, v in points],
+                marker="o",
+                label=name,
+                linestyle="--" if doc.get("peer") else "-",
+            )
         ax.set_title(f"{metric}@K")
         ax.set_xlabel("K")
-        ax.set_xticks(results[0].test.ks if results[0].test else [])
+        ax.set_xticks(ks)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()

@@ -444,6 +444,10 @@ def train(contract: TrainingContract, log: Log = print) -> dict[str, Any]:
     )
     contract.output_data_dir.mkdir(parents=True, exist_ok=True)
     (contract.output_data_dir / "metrics.json").write_text(json.dumps(metrics_doc, indent=2, default=str))
+    # each family's test metrics against K, beside metrics.json: the console shows it with the registry's verdicts
+    from shopwise_jobs.report import plot_models
+
+    (contract.output_data_dir / "evaluation.png").write_bytes(plot_models(metrics_doc["models"]))
     # metric lines for the job's metric definitions (regex "<model>:<metric>=([0-9.]+)", "ndcg@10=([0-9.]+)")
     for name, doc in metrics_doc["models"].items():
         for key, value in (doc["test"] or {}).items():

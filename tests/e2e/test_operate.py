@@ -1,12 +1,14 @@
 """Operating the model loop on the local stack: two full retrain cycles on a simulated store with a taste drift
 between them (the second model promoted), an instant rollback to the first model's recommendations on the very next
 request, a promotion back, a drift above threshold that starts a retrain, and a promotion of a version no slot
-holds any more (loaded again from its output, not recomputed). The gate's rejection of a worse model is tested in
-test_serving.py."""
+holds any more (loaded again from its output, not recomputed); then the same story in the operator's console, in a
+real browser. The gate's rejection of a worse model is tested in test_serving.py."""
 
 from __future__ import annotations
 
 import csv
+import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from shopwise.lifecycle.loading import Unservable, load_rows
 from shopwise.picks import StoredPick
 from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_local import cli
+from shopwise_local.console import examples_from
 from shopwise_local.importer import import_events, import_items
 from shopwise_local.pipeline import PipelineResult, run_pipeline
 from shopwise_local.replay import replay
@@ -41,6 +44,7 @@ class Cycles:
     second: PipelineResult
     first_lists: dict[str, dict[str, Any]]  # path -> response while the first model served
     paths: list[str]
+    customers: list[str]  # the replay's customers (each granted consent): what the console's picker offers
 
 
 def split_at_drift(history: Path, out: Path) -> tuple[Path, Path]:
@@ -108,7 +112,7 @@ def cycles(stack: LocalStack, api: Api, tmp_path_factory: pytest.TempPathFactory
     assert not sent.rejected, sent.reasons[:3]
     assert stack.poller.wait_idle(120)
     second = pipeline(stack, work / "jobs2")
-    return Cycles(first, second, first_lists, paths)
+    return Cycles(first, second, first_lists, paths, examples_from(data.replay))
 
 
 def test_the_second_cycle_after_the_taste_drift_is_gated_and_promoted(
@@ -226,3 +230,141 @@ def test_a_load_whose_lists_are_empty_is_never_made_ready_nor_promotable(stack: 
     no_bestsellers = [r for r in rows if r.key != POPULAR_KEY and r.items]
     with pytest.raises(Unservable, match="no global bestseller list"):
         load_rows(no_bestsellers, "hollow", tables["recommendations"], tables["config"], 7)
+
+
+CHROMIUM = "/usr/bin/chromium"  # the OS's browser (make test installs it): `playwright install` downloads, never
+
+
+def test_the_console_shows_lists_models_drift_and_experiments_in_a_real_browser(
+    stack: LocalStack, api: Api, cycles: Cycles, tmp_path: Path
+) -> None:
+    """Click through the console as an operator: pick a shopper, see the list the API serves with titles and
+    reasons, send a view from the page and watch the list change, similar items, the registry with the gate's
+    verdicts and a version's evaluation.png, the newest drift report, an experiment's readout. Screenshots go to
+    $SHOPWISE_SCREENSHOTS (docs/console for the README) or the test's folder."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from shopwise import config
+    from shopwise.dal.catalog import item_facts
+    from shopwise.dal.experiments import clear_experiments, put_experiments
+    from shopwise.dal.objects import newest_key
+
+    assert Path(CHROMIUM).exists(), "Chromium is missing: `make test` installs it (apt-get install chromium)"
+    assert stack.api and stack.api.console and stack.resources
+    tables = stack.resources.tables
+    stack.api.console.target.examples = cycles.customers
+    if newest_key(stack.resources.artifacts_bucket, config.MONITORING_PREFIX, "/output.tar.gz") is None:
+        assert cli.main(["drift", "--hours", "1"]) == 0  # this test alone: the drift test made one already
+    experiment = {
+        "name": "console-check",
+        "salt": "t",
+        "holdout": 0.1,
+        "placements": ["home"],
+        "variants": [{"name": "a", "weight": 1, "params": {}}, {"name": "b", "weight": 1, "params": {}}],
+    }
+    put_experiments(tables["config"], json.dumps([experiment]))
+    exposed = cycles.customers[:30]  # home lists served under the experiment: impressions for its readout
+    for shopper in exposed:
+        assert ask(api, f"/v1/users/{shopper}/recommendations?placement=home&n=5")["experiment"] == "console-check"
+    assert stack.impressions
+    stack.impressions.flush()  # what Firehose's buffer interval does: the impressions reach the archive
+    shots = Path(os.environ.get("SHOPWISE_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    serving = get_pointer(tables["config"]).version
+    customer = cycles.customers[0]
+    errors: list[str] = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1360, "height": 900})
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.goto(f"{stack.api.url}/")
+            expect(page.locator("#serving")).to_have_text(f"serving {serving}")
+            expect(page.locator("#shopper-examples option")).to_have_count(min(20, len(cycles.customers)))
+
+            # a shopper's product-page list: what the API serves that shopper, with the catalog's titles
+            page.fill("#shopper-id", customer)
+            page.select_option("#shopper-placement", "product")
+            page.click("#shopper-form button[type=submit]")
+            rows = page.locator("#list tbody tr")
+            expect(rows).to_have_count(10)
+            expect(page.locator("#list-meta")).to_contain_text(f"model {serving}")
+            served = ask(api, f"/v1/users/{customer}/recommendations?placement=product&n=10")
+            shown = [str(rows.nth(i).get_attribute("data-item")) for i in range(10)]
+            assert shown == [i["item_id"] for i in served["items"]]
+            titles = item_facts(tables["items"], [shown[0]])
+            expect(rows.first.locator(".title")).to_have_text(titles[shown[0]]["title"])
+            expect(page.locator("#profile-body")).to_contain_text("granted")
+            page.screenshot(path=str(shots / "shopper.png"), full_page=True)
+
+            # a product view sent from the page goes collect -> stream -> updater; the page watches the list change
+            viewed = shown[-1]
+            rows.last.locator("button[data-action=view]").click()
+            expect(page.locator("#shopper-status")).to_contain_text("the list changed after", timeout=30_000)
+            expect(page.locator("#profile-body")).to_contain_text(str(viewed))
+            after = ask(api, f"/v1/users/{customer}/recommendations?placement=product&n=10")
+            assert [i["item_id"] for i in after["items"]] != shown or [i["reason"] for i in after["items"]] != [
+                i["reason"] for i in served["items"]
+            ]
+            page.screenshot(path=str(shots / "shopper-after-view.png"), full_page=True)
+
+            # similar items of the (new) first product, from its row
+            product = str(rows.first.get_attribute("data-item"))
+            rows.first.locator("button[data-action=similar]").click()
+            expect(page.locator("#tab-similar")).to_be_visible()
+            similar = ask(api, f"/v1/items/{product}/similar?n=10")
+            expect(page.locator("#similar tbody tr")).to_have_count(len(similar["items"]))
+            title = item_facts(tables["items"], [product])[product]["title"]
+            expect(page.locator("#similar-meta")).to_contain_text(f"like {title}")
+            shown_similar = page.locator("#similar tbody tr")
+            assert [shown_similar.nth(i).get_attribute("data-item") for i in range(len(similar["items"]))] == [
+                i["item_id"] for i in similar["items"]
+            ]
+            page.screenshot(path=str(shots / "similar.png"), full_page=True)
+
+            # the registry, every version with its status and the gate's verdict; one version's figures
+            page.click("nav button[data-tab=models]")
+            records = registry.records(tables["config"])
+            versions = page.locator("#models tbody tr")
+            expect(versions).to_have_count(len(records))
+            active = page.locator(f"#models tbody tr[data-version='{serving}']")
+            expect(active).to_contain_text("active")
+            gated = next(r for r in records if r.gate)
+            expect(page.locator(f"#models tbody tr[data-version='{gated.version}']")).to_contain_text(gated.gate)
+            active.locator("button.link").click()
+            families = page.locator("#model-families tbody tr")
+            expect(families.first).to_be_visible()
+            assert families.count() >= 2
+            expect(page.locator("#model-plot")).to_be_visible()
+            width = 0
+            for _ in range(50):
+                width = page.locator("#model-plot").evaluate("img => img.complete ? img.naturalWidth : 0")
+                if width:
+                    break
+                page.wait_for_timeout(100)
+            assert width > 600, "evaluation.png did not load"
+            page.screenshot(path=str(shots / "models.png"), full_page=True)
+
+            # the newest drift report: a bar per feature, and what it was measured against
+            page.click("nav button[data-tab=drift]")
+            expect(page.locator("#drift-meta")).to_contain_text("against model")
+            expect(page.locator("#drift-body .bar-row[data-name='event mix']")).to_have_count(1)
+            assert page.locator("#drift-body .bar-row").count() >= 5
+            page.screenshot(path=str(shots / "drift.png"), full_page=True)
+
+            # the experiment, read out from the event archive
+            page.click("nav button[data-tab=experiments]")
+            card = page.locator(".card[data-experiment='console-check']")
+            expect(card).to_contain_text("holdout 10.0%")
+            card.locator("button").click()
+            arms = card.locator("table.readout tr")
+            expect(arms).to_have_count(4, timeout=30_000)  # header, a, b, holdout
+            shoppers = [int(arms.nth(i).locator("td").nth(1).inner_text()) for i in (1, 2, 3)]
+            assert sum(shoppers) == len(exposed) and min(shoppers[:2]) > 0, shoppers
+            expect(card.locator("img")).to_be_visible()
+            page.screenshot(path=str(shots / "experiments.png"), full_page=True)
+            browser.close()
+    finally:
+        clear_experiments(tables["config"])
+    assert not errors, errors

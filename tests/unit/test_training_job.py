@@ -89,6 +89,9 @@ def test_training_writes_model_and_metrics(trained: Path) -> None:
     assert meta["hyperparameters"]["top_k"] == 5
     assert meta["hyperparameters"]["neighbours"] == 20
     assert (trained / "output/data/metrics.json").exists()
+    # each family against K, beside it (what the console shows for the version): a real PNG, one panel per metric
+    png = (trained / "output/data/evaluation.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") > 1000  # width in pixels
 
 
 def test_itemknn_learns_the_planted_structure(trained: Path) -> None:

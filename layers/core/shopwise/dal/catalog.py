@@ -88,6 +88,15 @@ def categories(table: str, item_ids: Iterable[str]) -> dict[str, str]:
     }
 
 
+def item_facts(table: str, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """item id -> its catalog fields (title, category, price, ...) for the items the catalog knows (one
+    BatchGetItem per 100 items): what an operator's view puts beside a list of ids."""
+    wanted = sorted(set(item_ids))
+    if not wanted:
+        return {}
+    return {row.item_id: as_json(row) for row in bound(ItemRow, table).batch_get(wanted)}
+
+
 def patch_item(table: str, item_id: str, changes: dict[str, Any]) -> bool:
     """Set the given fields of one item in place (an update, never a read-modify-write); returns True if the item
     did not exist before (it is created with just these fields)."""

@@ -29,6 +29,16 @@ def list_keys(bucket: str, prefix: str) -> list[str]:
     return keys
 
 
+def newest_key(bucket: str, prefix: str, suffix: str = "") -> str | None:
+    """The most recently written key under ``prefix`` that ends with ``suffix`` (a listing, no reads)."""
+    newest: tuple[Any, str] | None = None
+    for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(suffix) and (newest is None or obj["LastModified"] > newest[0]):
+                newest = (obj["LastModified"], obj["Key"])
+    return newest[1] if newest else None
+
+
 def put_bytes(bucket: str, key: str, body: bytes) -> None:
     client("s3").put_object(Bucket=bucket, Key=key, Body=body)
 
