@@ -25,7 +25,17 @@ from shopwise.keys import anonymous_alias, referrer_source
 from shopwise.observability import logger, metrics
 from shopwise.picks import served_metric
 from shopwise.serving import recommend as serving
-from shopwise.serving.recommend import MAX_EXCLUDE, MAX_N, MAX_RANK_ITEMS, NotFound, Request, Served, impression_line
+from shopwise.serving.recommend import (
+    MAX_CONTEXT,
+    MAX_EXCLUDE,
+    MAX_N,
+    MAX_RANK_ITEMS,
+    NotFound,
+    Request,
+    Served,
+    impression_line,
+)
+from shopwise.serving.view import CONTEXT_LIMIT
 from shopwise.settings import get_settings
 
 # impressions go where the function's logs go (stdout at import: CloudWatch Logs in Lambda, the function's log
@@ -124,11 +134,31 @@ def user_recommendations(
     referrer: Annotated[
         str, Query(max_length=2048, description="where the visit came from (document.referrer or a source name)")
     ] = "",
+    item: Annotated[
+        str,
+        Query(
+            max_length=128,
+            description="the product on screen: its neighbours and what shoppers went on to, at once (never in the "
+            "list); no event needs to have reached the stream",
+        ),
+    ] = "",
+    recent: Annotated[
+        str,
+        Query(
+            max_length=MAX_CONTEXT * 129,
+            description=f"comma-separated ids of the session's recent items, newest first (at most {MAX_CONTEXT}; "
+            f"the newest {CONTEXT_LIMIT} with the product on screen are used)",
+        ),
+    ] = "",
 ) -> Any:
     _caller().may_read(user_id, id_type)
     left_out = frozenset(i.strip() for i in exclude.split(",") if i.strip())
     if len(left_out) > MAX_EXCLUDE:
         return json_response(400, {"message": f"exclude: {len(left_out)} ids; the limit is {MAX_EXCLUDE}"})
+    seen = [i.strip() for i in recent.split(",") if i.strip()]
+    if len(seen) > MAX_CONTEXT or any(len(i) > 128 for i in seen):
+        return json_response(400, {"message": f"recent: at most {MAX_CONTEXT} ids of at most 128 characters"})
+    on_screen = item.strip()
     request = Request(
         user_id,
         _profile_id(user_id, id_type),
@@ -136,8 +166,9 @@ def user_recommendations(
         n,
         category.strip(),
         market,
-        left_out,
+        left_out | {on_screen} if on_screen else left_out,
         referrer_source(referrer),
+        tuple(dict.fromkeys([on_screen, *seen] if on_screen else seen)),
     )
     return _served(serving.recommend(request, _reader(), get_settings().repeat_purchase_categories))
 

@@ -16,10 +16,13 @@ item as candidates, the 100 most similar as neighbours, an item scored by the si
 it).
 
     .venv/bin/python tests/bench/bench_sessions.py [--shoppers 1500] [--items 600] [--days 30] [--test-days 2]
-        [--sessions 200] [--think 1.0] [--visitors 8] [--variants max_per_category=20 ...]
+        [--sessions 200] [--think 1.0] [--visitors 8] [--variants max_per_category=20 ...] [--context]
 
 ``--variants``: blend knobs (an A/B experiment's params, one arm at a time on the product placement) replayed on the
-same sessions beside the defaults, so the knobs are chosen by what the replay measures.
+same sessions beside the defaults, so the knobs are chosen by what the replay measures. ``--context``: the same
+sessions once more with the page's context in every request (``item`` = the product on screen, ``recent`` = the
+session's earlier views, newest first) and no think time and no wait: what is served when the stream has applied
+nothing yet.
 
 Prints a table, then one JSON line with served_hr20, served_mrr20, transitions_hr20, transitions_mrr20, sknn_hr20,
 sknn_mrr20, popularity_hr20, popularity_mrr20, predictions, sessions, next_click_seen_share (next clicks back on an
@@ -187,8 +190,11 @@ def replay_session(
     out: Replay,
     arm: str = "",
     department: dict[str, str] | None = None,
+    context: bool = False,
 ) -> list[tuple[list[str], list[str], str]]:
-    """One held-out session as a consenting visitor: (prefix, served list, next click) per prediction."""
+    """One held-out session as a consenting visitor: (prefix, served list, next click) per prediction. ``context``:
+    each request carries the page's context (the product on screen, the session's earlier views newest first), as
+    a storefront can; with ``think`` 0 it is asked at once, whatever the stream has applied."""
     visitor = f"replay-{arm}-{session}" if arm else f"replay-{session}"
     now = datetime.now(UTC)
 
@@ -220,10 +226,13 @@ def replay_session(
         )
         if think > 0:
             time.sleep(think)
-        else:
+        elif not context:
             assert stack.poller
             stack.poller.wait_idle(30)
         path = f"/v1/server/users/{quote(visitor)}/recommendations?id_type=anonymous&placement=product&n={N}"
+        if context:
+            earlier = list(dict.fromkeys(reversed(items[:t])))[:5]
+            path += f"&item={quote(item)}" + (f"&recent={quote(','.join(earlier))}" if earlier else "")
         started = time.perf_counter()
         status, body = call(api_url, "GET", path, signed=True)
         elapsed = (time.perf_counter() - started) * 1000
@@ -257,8 +266,15 @@ def main() -> int:
         help="blend knobs for the product placement (shopwise.serving.experiments PARAMS), each replayed on its own "
         "beside the defaults: e.g. max_per_category=20 realtime_weight=2,personal_weight=0",
     )
+    parser.add_argument(
+        "--context",
+        action="store_true",
+        help="also replay with the page's context in each request (item on screen, recent views) and no wait",
+    )
     args = parser.parse_args()
     variants = {"default": {}, **{v: knobs(v) for v in args.variants}}
+    if args.context:
+        variants["context"] = {}
     started = time.time()
 
     work = Path(tempfile.mkdtemp(prefix="shopwise-sessions-"))
@@ -316,8 +332,10 @@ def main() -> int:
             )
             arms[name] = out = Replay()
             with ThreadPoolExecutor(max_workers=args.visitors) as pool:
+                in_request = name == "context"  # the page's context, asked at once: no think time, no wait
+                think = 0.0 if in_request else args.think
                 jobs = [
-                    pool.submit(replay_session, api_url, stack, s, items, args.think, out, f"v{n}", department)
+                    pool.submit(replay_session, api_url, stack, s, items, think, out, f"v{n}", department, in_request)
                     for s, items in replayed.items()
                 ]
                 for job in tqdm(jobs, desc=f"replay {name}", unit="session"):

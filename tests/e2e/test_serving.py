@@ -146,6 +146,38 @@ def test_what_a_shopper_just_viewed_brings_similar_items_in_real_time(
     assert after["sources"][0] == "realtime" and after["read_round_trips"] == 1
 
 
+def test_the_product_on_screen_brings_its_neighbours_to_a_stranger_in_the_same_read_with_no_event(
+    stack: LocalStack, api: Api, store: StockedStore
+) -> None:
+    """The page's context (``item``, ``recent``): a visitor nobody has seen, whose events have not reached the stream,
+    gets the product's neighbours on its product page in the one BatchGetItem; the product itself is never listed."""
+    assert stack.resources
+    rows = serving_rows(
+        stack.resources.tables["recommendations"],
+        stack.resources.tables["config"],
+        [item_key(i) for i in list(store.catalog)[:50]],
+    )
+    on_screen, row = next((r.key.split("#", 1)[1], r) for r in rows.values() if len(r.items) >= 5)
+    before = ask(api, "/v1/users/never-seen/recommendations?n=10&id_type=anonymous&placement=product")
+    assert before["sources"] == ["global"]
+    with dynamodb_calls() as calls:
+        path = f"/v1/users/never-seen/recommendations?n=10&id_type=anonymous&placement=product&item={on_screen}"
+        after = ask(api, path)
+    assert calls == ["BatchGetItem"] and after["sources"][0] == "realtime"
+    assert on_screen not in ids(after)
+    title = store.catalog[on_screen]["title"]
+    live = [i for i in after["items"] if i["reason"]["text"] == f"Because you viewed {title}"]
+    assert {i["item_id"] for i in live} >= {e[0] for e in row.items[:3]} - {on_screen}
+    # recent items, newest first, count too (the newest 3 with the product on screen); more than 5 are refused
+    recent = ",".join(i for i in list(store.catalog)[:4] if i != on_screen)
+    status, body = api.get(f"{path}&recent={recent}")
+    assert status == 200 and body["sources"][0] == "realtime"
+    status, body = api.get(f"{path}&recent=" + ",".join(f"i{n}" for n in range(6)))
+    assert status == 400 and "recent" in body["message"]
+    status, body = api.get(f"{path}&recent=" + "x" * 129)
+    assert status == 400 and "recent" in body["message"]
+
+
 def test_cart_purchases_out_of_stock_and_asked_exclusions(stack: LocalStack, api: Api, store: StockedStore) -> None:
     assert stack.resources
     customer, before = personal_shopper(api, store, skip={store.customers[0]})

@@ -15,7 +15,7 @@ from shopwise.dal.recommendations import Pointer, RecommendationRow
 from shopwise.dal.serving_read import ItemRead, ListsRead, ShopperRead
 from shopwise.events import parse_event
 from shopwise.features.definitions import Context, ProfileFeatures, apply_to_profile
-from shopwise.keys import POPULAR_KEY, item_key, popular_key, profile_key, user_key
+from shopwise.keys import POPULAR_KEY, item_key, next_key, popular_key, profile_key, user_key
 from shopwise.picks import StoredPick, ViewPick
 from shopwise.serving.experiments import bucket
 from shopwise.serving.recommend import NotFound, Request, impression_line, popular, rank, recommend, similar
@@ -156,6 +156,53 @@ def test_the_holdout_of_an_experiment_is_never_personalised() -> None:
     answer = recommend(Request("alice", "c:alice", n=3), reader).response
     assert (answer["experiment"], answer["variant"]) == ("e", "holdout")
     assert answer["sources"] == ["global"]
+
+
+def context_store() -> FakeReader:
+    reader = store()
+    for item, neighbours in (("k1", ("n1", "n2", "h2")), ("k0", ("m1", "n1"))):
+        reader.rows[item_key(item)] = row(item_key(item), stored(*neighbours, because=item))
+    reader.rows[next_key("k1")] = row(next_key("k1"), stored("x1", "n2", because="k1"))
+    return reader
+
+
+def test_the_pages_context_makes_a_strangers_list_in_the_same_read_before_any_event_arrives() -> None:
+    reader = context_store()
+    req = Request("nobody", "a:nobody", placement="product", n=4, exclude=frozenset({"k1"}), context=("k1", "k0"))
+    answer = recommend(req, reader).response
+    items = [i["item_id"] for i in answer["items"]]
+    # as the stream's view weighs views: k1 (newest, 1.0) gives n1 .25, n2 .225 + .18 as a next click, h2 .2, x1 .2;
+    # k0 (second, 0.7) adds .1575 to n1. k1 itself never (the product on screen is excluded)
+    assert items == ["n1", "n2", "h2", "x1"] and "k1" not in items
+    assert answer["sources"] == ["realtime"] and answer["read_round_trips"] == 1
+    assert answer["items"][0]["reason"]["text"] == "Because you viewed Title k1"
+    assert answer["items"][3]["reason"]["code"] == "next_after_viewed"
+    # one BatchGetItem: the context's rows (at most the newest 3 items, 2 rows each) beside the fallback lists
+    ((_, keys),) = reader.asked
+    assert keys == [POPULAR_KEY, item_key("k1"), next_key("k1"), item_key("k0"), next_key("k0")]
+    assert (
+        recommend(Request("x", "a:x", context=tuple(f"i{n}" for n in range(5))), reader)
+        and len(reader.asked[-1][1]) == 1 + 2 * 3
+    )
+
+
+def test_the_context_replaces_the_stream_s_view_of_the_same_item_and_the_holdout_ignores_it() -> None:
+    reader = context_store()
+    # the stream has applied the view of k1 hours ago; the page says k1 is on screen now
+    old = NOW - 12 * 3600
+    view = [ViewPick("n1", 1.0, "because_viewed", "k1", "Title k1", "Home").encode()]
+    view += [ViewPick("r9", 0.9, "because_viewed", "v9", "Red lamp", "Home").encode()]
+    reader.profiles["c:alice"] = {**profile(), "serving": {"at": old, "items": view}}
+    answer = recommend(Request("alice", "c:alice", placement="product", n=10, context=("k1",)), reader).response
+    scores = {i["item_id"]: i["score"] for i in answer["items"]}
+    # n1 counts once: from the context at the product page's full real-time weight (.25 of the context's best, n2's
+    # .405), not again from the stream's 12-hour-old view of the same k1 (that would add 0.25)
+    assert scores["n1"] == pytest.approx(0.25 / 0.405, abs=1e-6)
+    assert scores["r9"] == pytest.approx(0.25)  # the view's other candidates stay, decayed by their age
+    salt = next(f"s{n}" for n in range(1000) if bucket(f"s{n}", "c:alice") < 0.5)
+    reader.experiments = json.dumps([{"name": "e", "salt": salt, "holdout": 0.5, "variants": [{"name": "a"}]}])
+    held = recommend(Request("alice", "c:alice", placement="product", n=3, context=("k1",)), reader).response
+    assert held["variant"] == "holdout" and held["sources"] == ["global"]
 
 
 def test_nothing_loaded_is_a_not_found_that_says_what_to_do() -> None:

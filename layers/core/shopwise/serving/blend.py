@@ -32,6 +32,7 @@ from shopwise.picks import (
     ViewPick,
 )
 from shopwise.serving.shopper import NotFound, Request, Shopper
+from shopwise.serving.view import context_view
 
 
 @dataclass(frozen=True)
@@ -255,17 +256,24 @@ def shopper_list(
     params: BlendParams,
     repeat_categories: tuple[str, ...],
     now: float,
+    contextual: bool = True,
 ) -> Blended:
-    """The shopper's own candidates (``profile``: None for a stranger or the holdout), then the fallback chain —
-    referrer, market, category, global bestsellers — with exclusions (owned unless a repeat-purchase category, in
-    cart, out of stock, asked), the category filter and the diversity rule applied throughout."""
+    """The shopper's own candidates (``profile``: None for a stranger or the holdout) and the candidates of the
+    request's context (``contextual``: False for the holdout, whose control list uses no signal of the shopper),
+    then the fallback chain — referrer, market, category, global bestsellers — with exclusions (owned unless a
+    repeat-purchase category, in cart, out of stock, asked), the category filter and the diversity rule applied
+    throughout."""
     excluded = set(req.exclude) | shopper.unavailable
     purchased: frozenset[str] = frozenset()
     if profile is not None:
         excluded |= set(profile.current_cart())
         purchased = frozenset(profile.recent_items("purchase"))
     selection = Selection(req.n, excluded, repeat_categories, purchased, req.category, params.max_per_category)
-    sources, version = _own_candidates(req, shopper, profile, params, now)
+    context = req.context if contextual else ()
+    sources, version = _own_candidates(req, shopper, profile, params, now, fresh=frozenset(context))
+    if context:
+        rows = {key: row.items for key, row in shopper.rows.items()}
+        sources.append((view_picks(context_view(context, rows)), params.realtime_weight))
     if sources:
         selection.offer(combine(sources))
     segments = segment_keys(req.market, req.category, req.referrer)
@@ -339,9 +347,11 @@ def _own_candidates(
     params: BlendParams,
     now: float,
     personal_required: bool = True,
+    fresh: frozenset[str] = frozenset(),
 ) -> tuple[list[tuple[list[Pick], float]], str]:
     """The shopper's own candidates, each with its weight: the precomputed list and the real-time candidates of the
-    serving view (the view's weight decays with the age of the shopper's newest action); and the model version
+    serving view (the view's weight decays with the age of the shopper's newest action; candidates explained by an
+    item of the request's context, ``fresh``, are left to the context's own, at full weight); and the model version
     behind the list. Nothing without a profile that may be personalised."""
     if profile is None:
         return [], ""
@@ -349,7 +359,8 @@ def _own_candidates(
     personal = personal_picks(row.items, profile) if row else []
     used = row is not None and (bool(personal) or not personal_required)
     sources: list[tuple[list[Pick], float]] = [(personal, params.personal_weight)] if used else []
-    sources.append((view_picks(shopper.view), params.realtime_weight * realtime_factor(shopper.view_at, now)))
+    view = [e for e in shopper.view if e.because not in fresh] if fresh else shopper.view
+    sources.append((view_picks(view), params.realtime_weight * realtime_factor(shopper.view_at, now)))
     return sources, row.model_version if row is not None and used else ""
 
 

@@ -28,12 +28,14 @@ from shopwise.serving import blend
 from shopwise.serving.blend import Blended, BlendParams, params_for
 from shopwise.serving.experiments import NO_EXPERIMENT, Assignment, assign
 from shopwise.serving.shopper import NotFound, Request, Shopper
+from shopwise.serving.view import context_keys
 
 MAX_N = 100
 MAX_RANK_ITEMS = 500
 MAX_EXCLUDE = 100
+MAX_CONTEXT = 5  # recent items a request may name (the newest few are used: ``shopwise.serving.view.CONTEXT_LIMIT``)
 
-__all__ = ["MAX_EXCLUDE", "MAX_N", "MAX_RANK_ITEMS", "NotFound", "Reader", "Request", "Shopper"]
+__all__ = ["MAX_CONTEXT", "MAX_EXCLUDE", "MAX_N", "MAX_RANK_ITEMS", "NotFound", "Reader", "Request", "Shopper"]
 
 
 class Served(NamedTuple):
@@ -58,6 +60,7 @@ def recommend(req: Request, reader: Reader, repeat_categories: tuple[str, ...] =
     """The shopper's list for a placement (``blend.shopper_list``)."""
     now = time.time()
     keys = [*blend.segment_keys(req.market, req.category, req.referrer).values(), POPULAR_KEY]
+    keys += context_keys(req.context)  # the page's items' neighbours and next-item rules: the same round trip
     shopper = Shopper.read(reader.shopper(req.profile_id, keys), now)
     return answer(req, shopper, repeat_categories, now)
 
@@ -65,7 +68,7 @@ def recommend(req: Request, reader: Reader, repeat_categories: tuple[str, ...] =
 def answer(req: Request, shopper: Shopper, repeat_categories: tuple[str, ...], now: float) -> Served:
     """The answer for a shopper already read (no I/O; campaign runs call it for every recipient)."""
     assignment, params, profile = _decide(req, shopper)
-    made = blend.shopper_list(req, shopper, profile, params, repeat_categories, now)
+    made = blend.shopper_list(req, shopper, profile, params, repeat_categories, now, not assignment.holdout)
     market = req.market or (profile.market[0] if profile and profile.market else "")
     subject = {"user_id": req.user_id, "placement": req.placement, "market": market}
     return Served(_response(subject, assignment, made, market, shopper.trips, req.referrer), shopper.target)

@@ -29,6 +29,9 @@ class Request:
     market: str = ""
     exclude: frozenset[str] = frozenset()
     referrer: str = ""  # a referrer source (``shopwise.keys.referrer_source``)
+    # what the page knows before any event reaches the stream: the product on screen, then the session's recent
+    # items, newest first (``shopwise.serving.view.context_view``)
+    context: tuple[str, ...] = ()
 
 
 @lru_cache(maxsize=8)

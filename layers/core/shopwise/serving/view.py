@@ -63,23 +63,44 @@ def batch_view_keys(stored: ProfileFeatures, items: Iterable[str], categories: I
     return list(dict.fromkeys(keys))
 
 
-def serving_view(profile: ProfileFeatures, rows: dict[str, list[StoredPick]]) -> dict[str, Any]:
-    """{"at": time of the newest interaction it reflects, "items": [ViewPick as a list, ...] best first}. Each source
-    row is scaled to its best score, weighted by the interaction kind, its recency rank and the source; an item's
-    score sums its sources, its reason is the strongest one."""
-    scores: dict[str, float] = {}
-    best: dict[str, tuple[float, str, StoredPick]] = {}
+class _Candidates:
+    """Source rows added one by one: each scaled to its best score and weighted; an item's score sums its sources,
+    its reason is the strongest one."""
 
-    def add(entries: list[StoredPick], weight: float, code: str) -> None:
+    def __init__(self) -> None:
+        self.scores: dict[str, float] = {}
+        self.best: dict[str, tuple[float, str, StoredPick]] = {}
+
+    def add(self, entries: list[StoredPick], weight: float, code: str) -> None:
         top = max((float(e.score) for e in entries), default=0.0)
         for rank, e in enumerate(entries):
             # a row of zero scores keeps its order
             share = float(e.score) / top if top > 0 else 1.0 / (rank + 1)
             value = weight * share
-            scores[e.item_id] = scores.get(e.item_id, 0.0) + value
-            if e.item_id not in best or value > best[e.item_id][0]:
-                best[e.item_id] = (value, code, e)
+            self.scores[e.item_id] = self.scores.get(e.item_id, 0.0) + value
+            if e.item_id not in self.best or value > self.best[e.item_id][0]:
+                self.best[e.item_id] = (value, code, e)
 
+    def picks(self) -> list[ViewPick]:
+        ranked = sorted(self.scores, key=lambda i: (-self.scores[i], i))[:VIEW_LIMIT]
+        return [
+            ViewPick(
+                i,
+                round(self.scores[i], 6),
+                self.best[i][1],
+                self.best[i][2].because,
+                self.best[i][2].because_title,
+                self.best[i][2].category,
+            )
+            for i in ranked
+        ]
+
+
+def serving_view(profile: ProfileFeatures, rows: dict[str, list[StoredPick]]) -> dict[str, Any]:
+    """{"at": time of the newest interaction it reflects, "items": [ViewPick as a list, ...] best first}. Each source
+    row is scaled to its best score, weighted by the interaction kind, its recency rank and the source; an item's
+    score sums its sources, its reason is the strongest one."""
+    found = _Candidates()
     newest_at = 0.0
     for kind, newest, sources in SOURCES:
         for rank, (item, at) in enumerate(profile.recent.get(kind, [])[:newest]):
@@ -87,14 +108,34 @@ def serving_view(profile: ProfileFeatures, rows: dict[str, list[StoredPick]]) ->
             for key_of, weight, code in sources:
                 entries = rows.get(key_of(str(item)))
                 if entries:
-                    add(entries, KIND_WEIGHTS[kind] / KIND_WEIGHTS["purchase"] * RECENCY[rank] * weight, code)
+                    found.add(entries, KIND_WEIGHTS[kind] / KIND_WEIGHTS["purchase"] * RECENCY[rank] * weight, code)
     category = top_category(profile)
     entries = rows.get(popular_key(f"category:{category}")) if category else None
     if entries:
-        add(entries, CATEGORY_WEIGHT, "session_category")
-    ranked = sorted(scores, key=lambda i: (-scores[i], i))[:VIEW_LIMIT]
-    picks = [
-        ViewPick(i, round(scores[i], 6), best[i][1], best[i][2].because, best[i][2].because_title, best[i][2].category)
-        for i in ranked
-    ]
-    return {"at": newest_at, "items": [p.encode() for p in picks]}
+        found.add(entries, CATEGORY_WEIGHT, "session_category")
+    return {"at": newest_at, "items": [p.encode() for p in found.picks()]}
+
+
+# ------------------------------------------------------------------------------------------ in-request context
+CONTEXT_LIMIT = len(RECENCY)  # the page's newest items used, as the view uses the newest 3 views
+
+
+def context_keys(items: Iterable[str]) -> list[str]:
+    """The rows the request's context needs (read in the request's one BatchGetItem): each of the newest items'
+    neighbours and next-item rules."""
+    view = next(kind for kind in SOURCES if kind[0] == "view")
+    return list(dict.fromkeys(key_of(i) for i in list(items)[:CONTEXT_LIMIT] for key_of, _w, _c in view[2]))
+
+
+def context_view(items: Iterable[str], rows: dict[str, list[StoredPick]]) -> list[ViewPick]:
+    """The real-time candidates of what the page says the shopper is looking at (the product on screen, then the
+    session's recent items, newest first), made exactly as the serving view makes them from product views — for a
+    request that carries its context, whatever the stream has applied yet."""
+    found = _Candidates()
+    view = next(kind for kind in SOURCES if kind[0] == "view")
+    for rank, item in enumerate(list(items)[:CONTEXT_LIMIT]):
+        for key_of, weight, code in view[2]:
+            entries = rows.get(key_of(item))
+            if entries:
+                found.add(entries, KIND_WEIGHTS["view"] / KIND_WEIGHTS["purchase"] * RECENCY[rank] * weight, code)
+    return found.picks()
