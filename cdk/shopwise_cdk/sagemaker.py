@@ -20,10 +20,12 @@ JSON_LINES = "application/jsonlines"
 def framework_image(scope: Construct) -> tuple[str, tasks.DockerImage]:
     """The scikit-learn framework image the jobs run in: its registry account in the stack's region, and the image."""
     account = sklearn_image_account(scope)
-    image = tasks.DockerImage.from_registry(
-        Fn.join("", [account, ".dkr.ecr.", Aws.REGION, f".amazonaws.com/{SKLEARN_REPOSITORY}:{SKLEARN_IMAGE_TAG}"])
-    )
-    return account, image
+    return account, tasks.DockerImage.from_registry(framework_image_uri(account))
+
+
+def framework_image_uri(account: str) -> str:
+    """The image's URI (a token: the account comes from the region mapping)."""
+    return Fn.join("", [account, ".dkr.ecr.", Aws.REGION, f".amazonaws.com/{SKLEARN_REPOSITORY}:{SKLEARN_IMAGE_TAG}"])
 
 
 def sklearn_image_account(scope: Construct) -> str:

@@ -4,23 +4,33 @@ schedule (and the drift alarms, ``shopwise_cdk.drift``, start it too)."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from shopwise import config
 from shopwise.config import EnvironmentConfig, instance_vcpus
+from shopwise.dal.model_packages import MODEL_PACKAGE_GROUP_DESCRIPTION
 from shopwise.lifecycle.figures import TrainingMetrics, metric_pattern
+from shopwise.settings import model_package_group
 from shopwise_cdk.constants import SAGEMAKER_SOURCE_TARBALL
 from shopwise_cdk.functions import Layers, python_function
 from shopwise_cdk.nag import acknowledge, invokes_any_version, s3_grant_actions
-from shopwise_cdk.sagemaker import JSON_LINES, channel, framework_image, sagemaker_job_role, script_job
+from shopwise_cdk.sagemaker import (
+    JSON_LINES,
+    channel,
+    framework_image,
+    framework_image_uri,
+    sagemaker_job_role,
+    script_job,
+)
 from shopwise_cdk.storage import Storage
 from shopwise_cdk.workflows import lambda_step, state_machine
 
@@ -39,6 +49,13 @@ class TrainingPipeline(Construct):
         super().__init__(scope, construct_id)
         self.image_account, self.image = framework_image(self)
         self.source = s3_assets.Asset(self, "SourceDir", path=str(SAGEMAKER_SOURCE_TARBALL))
+        # the registry's mirror in SageMaker Model Registry (shopwise.dal.model_packages)
+        self.package_group = sagemaker.CfnModelPackageGroup(
+            self,
+            "ModelPackageGroup",
+            model_package_group_name=model_package_group(env),
+            model_package_group_description=MODEL_PACKAGE_GROUP_DESCRIPTION,
+        )
         self._build_job_role(storage)
         self._build_functions(env, storage, layers)
         self.state_machine = self._build_state_machine(env, storage, code_version)
@@ -106,9 +123,29 @@ class TrainingPipeline(Construct):
             name="registry",
             env=env,
             layers=layers,
-            environment={**storage.table_environment(), "ARTIFACTS_BUCKET": storage.artifacts.bucket_name},
+            environment={
+                **storage.table_environment(),
+                "ARTIFACTS_BUCKET": storage.artifacts.bucket_name,
+                # the registry's mirror: a model package per version, naming the image and source to transform with
+                "MODEL_PACKAGE_GROUP": self.package_group.model_package_group_name,
+                "INFERENCE_IMAGE": framework_image_uri(self.image_account),
+                "INFERENCE_SOURCE": self.source.s3_object_url,
+            },
             timeout=Duration.minutes(1),
             description="the model registry's pipeline steps: champion, gate, plan the transform, promote",
+        )
+        self.registry.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage"],
+                resources=[
+                    self.package_group.attr_model_package_group_arn,
+                    Stack.of(self).format_arn(
+                        service="sagemaker",
+                        resource="model-package",
+                        resource_name=f"{self.package_group.model_package_group_name}/*",
+                    ),
+                ],
+            )
         )
         # the registry rows and the pointer in the config table; the training job's output.tar.gz (metrics.json)
         storage.tables[config.CONFIG.name].grant(
@@ -362,6 +399,11 @@ class TrainingPipeline(Construct):
                 ),
                 "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/transform/*]": (
                     "The transform plan writes each version's request objects under transform/<version>/."
+                ),
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+                f"model-package/{self.package_group.model_package_group_name}/*]": (
+                    "The registry mirrors each version as a package of the environment's own group; SageMaker "
+                    "numbers the packages when they are created."
                 ),
             },
         )

@@ -244,6 +244,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     _attach()
     found = registry.records(get_settings().config_table)
+    if args.action == "sync":
+        # each version's model package again (a mirror SageMaker refused before is created or brought up to date)
+        for record in found:
+            registry.update(get_settings().config_table, record)
+        mirrored = [r for r in found if r.package_arn]
+        print(
+            f"{len(mirrored)} of {len(found)} versions mirrored in {get_settings().model_package_group or 'no group'}"
+        )
+        return 0 if len(mirrored) == len(found) else 1
     if args.json:
         print(json.dumps([r.__dict__ for r in found], indent=2))
         return 0
@@ -777,8 +786,10 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--margin", type=float, default=None, help="the promotion gate's margin (default: the env's)")
     drift.set_defaults(func=cmd_drift)
 
-    models = sub.add_parser("models", help="the model registry of the running local stack")
-    models.add_argument("action", choices=["list"])
+    models = sub.add_parser(
+        "models", help="the model registry: list it, or sync its mirror in SageMaker Model Registry"
+    )
+    models.add_argument("action", choices=["list", "sync"])
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
 

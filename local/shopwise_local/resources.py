@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from shopwise import config
 from shopwise.access.tokens import TokenKeys
 from shopwise.dal.aws import client
+from shopwise.dal.model_packages import MODEL_PACKAGE_GROUP_DESCRIPTION, ensure_group
 from shopwise.privacy.pseudonyms import new_key
-from shopwise.settings import environment_variables
+from shopwise.settings import environment_variables, model_package_group
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ def create_resources(env_name: str = "local") -> LocalResources:
             Bucket=name, LifecycleConfiguration=config.s3_lifecycle(config.lifecycle_rules(env, logical))
         )
         buckets[logical] = name
+    # the registry's mirror in SageMaker Model Registry, as the stack's ModelPackageGroup
+    ensure_group(model_package_group(env), MODEL_PACKAGE_GROUP_DESCRIPTION)
     queue_url = client("sqs").create_queue(QueueName=env.physical_name(config.FAILED_EVENTS_QUEUE))["QueueUrl"]
     # the pseudonymisation key: generated here once per local stack, as the CDK stack has Secrets Manager generate it
     pseudonym_key = _secret(env.physical_name(config.PSEUDONYM_KEY_SECRET), new_key())

@@ -16,12 +16,14 @@ from typing import Any
 
 import pytest
 
+from shopwise.dal.model_packages import describe_package, list_packages
 from shopwise.dal.recommendations import RecommendationRow, activate, get_pointer
 from shopwise.keys import POPULAR_KEY, user_key
 from shopwise.lifecycle import registry
 from shopwise.lifecycle.loading import Unservable, load_rows
 from shopwise.picks import StoredPick
 from shopwise.privacy.pseudonyms import load_pseudonymiser
+from shopwise.settings import model_package_group
 from shopwise_local import cli
 from shopwise_local.console import examples_from
 from shopwise_local.importer import import_events, import_items
@@ -135,6 +137,37 @@ def test_the_second_cycle_after_the_taste_drift_is_gated_and_promoted(
     assert len(changed) > len(cycles.paths) // 2, "the drifted data should change most lists"
 
 
+def approval(arn: str) -> tuple[str, str, str]:
+    """A version's model package as SageMaker describes it: approval status, shopwise status, description."""
+    assert arn, "the version has no model package"
+    package = describe_package(arn)
+    return (
+        package["ModelApprovalStatus"],
+        package.get("CustomerMetadataProperties", {}).get("shopwise_status", ""),
+        package.get("ApprovalDescription", ""),
+    )
+
+
+def test_each_version_is_mirrored_as_a_model_package_in_the_environments_group(
+    stack: LocalStack, cycles: Cycles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stack.resources
+    records = registry.records(stack.resources.tables["config"])
+    packages = list_packages(model_package_group(stack.resources.env))
+    assert {p["ModelPackageArn"] for p in packages} == {r.package_arn for r in records} and len(packages) == 2
+    second = next(r for r in records if r.version == cycles.second.model_version)
+    package = describe_package(second.package_arn)
+    assert package["ModelApprovalStatus"] == "Approved"
+    properties = package["CustomerMetadataProperties"]
+    assert properties["shopwise_version"] == second.version and properties["shopwise_status"] == "active"
+    assert float(properties["test_ndcg@10"]) == pytest.approx(second.test["ndcg@10"], abs=1e-6)
+    assert properties["gate"] == second.gate and second.gate.startswith("passed against")
+    # a sync brings every package up to date and makes none twice
+    assert cli.main(["models", "sync"]) == 0
+    assert "2 of 2 versions mirrored in shopwise-local-models" in capsys.readouterr().out
+    assert len(list_packages(model_package_group(stack.resources.env))) == 2
+
+
 def test_a_rollback_restores_the_first_models_lists_on_the_very_next_request(
     stack: LocalStack, api: Api, cycles: Cycles, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -160,12 +193,17 @@ def test_a_rollback_restores_the_first_models_lists_on_the_very_next_request(
     )
     assert first and first.status == "active" and first.reason == "rolled back by the test"
     assert second and second.status == "rolled_back"
+    # mirrored in SageMaker Model Registry: the approval status follows the rollback
+    assert approval(first.package_arn) == ("Approved", "active", "rolled back by the test")
+    assert approval(second.package_arn)[:2] == ("Rejected", "rolled_back")
     # a second rollback does not undo the first: the standby slot holds the version just rolled back
     assert cli.main(["rollback"]) == 1
     assert "was rolled back itself" in capsys.readouterr().err
 
     assert cli.main(["promote", cycles.second.model_version]) == 0
     assert ask(api, cycles.paths[0])["model_version"] == cycles.second.model_version
+    assert approval(second.package_arn)[:2] == ("Approved", "active")
+    assert approval(first.package_arn)[:2] == ("Approved", "retired")
     assert cli.main(["promote", "no-such-version"]) == 1
     assert "no version 'no-such-version'" in capsys.readouterr().err
 

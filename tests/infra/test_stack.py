@@ -411,6 +411,29 @@ def test_the_export_function_may_scan_items_and_write_the_catalog_snapshot_only(
     assert config.CATALOG_KEY in put
 
 
+def test_the_registry_mirrors_versions_into_its_own_model_package_group_only(prod: Template) -> None:
+    groups = resources(prod, "AWS::SageMaker::ModelPackageGroup")
+    ((group_id, group),) = groups.items()
+    assert group["Properties"]["ModelPackageGroupName"] == "shopwise-prod-models"
+    statements = _statements(prod, "TrainingRegistry")
+    mirror = [s for s in statements if "sagemaker:CreateModelPackage" in str(s["Action"])]
+    assert len(mirror) == 1 and sorted(mirror[0]["Action"]) == [
+        "sagemaker:CreateModelPackage",
+        "sagemaker:UpdateModelPackage",
+    ]
+    resources_named = json.dumps(mirror[0]["Resource"])
+    assert group_id in resources_named and "model-package/shopwise-prod-models/*" in resources_named
+    assert "*" not in [r for r in mirror[0]["Resource"] if isinstance(r, str)]
+    (registry,) = [
+        r
+        for r in resources(prod, "AWS::Lambda::Function").values()
+        if "model registry" in str(r["Properties"].get("Description", ""))
+    ]
+    variables = registry["Properties"]["Environment"]["Variables"]
+    assert variables["MODEL_PACKAGE_GROUP"] == "shopwise-prod-models"
+    assert "INFERENCE_IMAGE" in variables and "INFERENCE_SOURCE" in variables
+
+
 def test_a_scheduled_drift_job_publishes_metrics_whose_alarms_start_a_retrain(prod: Template) -> None:
     states = state_machine_definition(prod, "DriftStateMachine")["States"]
     assert states["Find the champion"]["Parameters"] == {"action": "champion"}

@@ -31,6 +31,9 @@ class Settings:
     repeat_purchase_categories: tuple[str, ...] = ()
     promotion_margin: float = config.PROMOTION_MARGIN
     stock_cache_seconds: float = 0.0
+    model_package_group: str = ""  # the registry's mirror in SageMaker (``shopwise.dal.model_packages``)
+    inference_image: str = ""  # the image and source a model package names for batch transform
+    inference_source: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -61,6 +64,9 @@ class Settings:
             ),
             promotion_margin=float(env.get("PROMOTION_MARGIN", str(config.PROMOTION_MARGIN))),
             stock_cache_seconds=float(env.get("STOCK_CACHE_SECONDS", "0")),
+            model_package_group=env.get("MODEL_PACKAGE_GROUP", ""),
+            inference_image=env.get("INFERENCE_IMAGE", ""),
+            inference_source=env.get("INFERENCE_SOURCE", ""),
         )
 
 
@@ -73,7 +79,13 @@ def environment_variables(env: config.EnvironmentConfig, names: dict[str, str]) 
         "PROMOTION_MARGIN": str(env.promotion_margin),
         "ALLOWED_ORIGINS": ",".join(env.allowed_origins),
         "STOCK_CACHE_SECONDS": f"{env.stock_cache_seconds:g}",
+        "MODEL_PACKAGE_GROUP": model_package_group(env),
     }
+
+
+def model_package_group(env: config.EnvironmentConfig) -> str:
+    """The environment's SageMaker model package group: the registry's mirror."""
+    return env.physical_name("models")
 
 
 @lru_cache(maxsize=1)

@@ -31,6 +31,8 @@ class ModelRecord:
     # the training job's comparison with the model serving then: {"version", "kind", "recipe": {...},
     # "candidate": {...}, "champion": {...}, "test_users", "skipped"} (shopwise_jobs.training.champion_comparison)
     champion: dict[str, Any] = field(default_factory=dict)
+    # the version's package in the environment's SageMaker model package group (``shopwise.dal.model_packages``)
+    package_arn: str = ""
 
     @classmethod
     def from_metrics(

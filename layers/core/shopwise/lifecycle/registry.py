@@ -4,30 +4,63 @@ locations, status and the reason for it: ``candidate`` → ``rejected`` (by the 
 with why) or ``active`` → ``retired`` when a newer one is promoted, or ``rolled_back`` when a rollback restores the
 one before.
 
-A DynamoDB manifest rather than SageMaker Model Registry: the serve path already reads this table, the local stack
-runs the same code, and a version's record sits next to the ``active_model`` pointer that serving follows.
+A DynamoDB manifest is the truth: the serve path already reads this table, the local stack runs the same code, and
+a version's record sits next to the ``active_model`` pointer that serving follows. Each version is mirrored into
+the environment's SageMaker model package group (``mirror``), its approval status following the record, so the
+store's ML team sees shopwise's versions in SageMaker Model Registry beside their own.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from shopwise.dal import model_packages as packages
 from shopwise.dal import registry as rows
+from shopwise.dal.errors import AWS_ERRORS
 from shopwise.dal.recommendations import activate, get_active_model, get_pointer
 from shopwise.lifecycle.figures import TrainingMetrics
 from shopwise.lifecycle.gate import GateResult, gate
 from shopwise.lifecycle.records import ModelRecord
+from shopwise.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 
 def save(config_table: str, record: ModelRecord) -> None:
-    """Register a new version (or overwrite its record)."""
+    """Register a new version (or overwrite its record), mirrored as a model package."""
+    mirror(record)
     rows.put_record(config_table, record.version, record.to_json())
 
 
 def update(config_table: str, record: ModelRecord) -> None:
-    """A registered version's status changed."""
+    """A registered version's status changed: its record, and its package's approval status."""
+    mirror(record)
     rows.update_record(config_table, record.version, record.to_json())
+
+
+def mirror(record: ModelRecord) -> None:
+    """The version's model package in the environment's group (``shopwise.dal.model_packages``): created with the
+    first record, its approval status following every change. The config table stays the truth serving reads, so
+    SageMaker refusing is logged, not raised: the version's next change (or ``shopwise models sync``) mirrors it
+    again, and a record without ``package_arn`` says it is not mirrored yet."""
+    settings = get_settings()
+    if not settings.model_package_group:
+        return
+    try:
+        if record.package_arn:
+            packages.update_package(record.package_arn, record.to_json())
+        else:
+            source = {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": settings.inference_source}
+            record.package_arn = packages.create_package(
+                settings.model_package_group,
+                record.to_json(),
+                settings.inference_image,
+                source if settings.inference_source else None,
+            )
+    except AWS_ERRORS as exc:
+        log.warning("model package of %s not mirrored: %s", record.version, exc)
 
 
 def get(config_table: str, version: str) -> ModelRecord | None:
