@@ -18,6 +18,7 @@ from shopwise_cdk.impressions import Impressions
 from shopwise_cdk.ingestion import Ingestion
 from shopwise_cdk.nag import acknowledge
 from shopwise_cdk.privacy import Privacy
+from shopwise_cdk.sagemaker import framework_image_uri
 from shopwise_cdk.serving import ServingApi
 from shopwise_cdk.storage import Storage
 from shopwise_cdk.training import TrainingPipeline
@@ -82,6 +83,10 @@ class ShopwiseStack(Stack):
         CfnOutput(self, "RetrainStateMachine", value=self.training.state_machine.state_machine_arn)
         CfnOutput(self, "DriftStateMachine", value=self.drift.state_machine.state_machine_arn)
         CfnOutput(self, "PurgeStateMachine", value=self.privacy.state_machine.state_machine_arn)
+        # what `shopwise train --remote` launches its SageMaker job with, through the SDK
+        CfnOutput(self, "SageMakerRole", value=self.training.role.role_arn)
+        CfnOutput(self, "SageMakerImage", value=framework_image_uri(self.training.image_account))
+        CfnOutput(self, "SageMakerSource", value=self.training.source.s3_object_url)
         self._acknowledge()
 
     def _acknowledge(self) -> None:

@@ -118,7 +118,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train on files, as the SageMaker job does on its channels: no local stack needed."""
+    """Train on files, as the SageMaker job does on its channels: no local stack needed. ``--remote``: the stack's
+    training job on its archive, launched with the SageMaker SDK (``shopwise_local.remote``)."""
+    if args.remote:
+        return _train_remote(args)
+    if args.events is None or args.out is None:
+        raise ValueError("train needs --events and --out (or --remote, on the stack's archive)")
     from shopwise_jobs.training import train_files
 
     for path in (args.events, args.items):
@@ -131,6 +136,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"model {metrics['model_version']} -> {args.out}: {metrics['summary']}; test "
         + ", ".join(f"{k}={test[k]:.4f}" for k in ("ndcg@10", "recall@20", "hitrate@10", "coverage@10") if k in test)
         + f" ({metrics['split']['protocol']}, {metrics['split']['test_users']} test users); {args.out}/metrics.json"
+    )
+    return 0
+
+
+def _train_remote(args: argparse.Namespace) -> int:
+    from shopwise import config
+    from shopwise_local.remote import METRIC_LINES, train_remote
+
+    target = _attach()
+    instance_type = args.instance_type or config.environment(target.environment).training_instance_type
+    progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731 (stdout: the result)
+    result = train_remote(target.sagemaker, target.deployed, _hyperparameters(args.hp), instance_type, progress)
+    if args.json:
+        print(json.dumps({**result.__dict__}, indent=2, default=str))
+        return 0
+    test = result.metrics["models"][result.metrics["selected"]]["test"] or {}
+    print(
+        f"{result.job_name}: {result.status} in {result.seconds:.0f} s; {result.metrics['summary']}; test "
+        + ", ".join(f"{k}={test[k]:.4f}" for k in METRIC_LINES if k in test)
+        + f"\nmodel: {result.model_uri} (not registered: `shopwise retrain` gates, transforms and promotes)"
     )
     return 0
 
@@ -743,10 +768,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     hp_help = "a hyperparameter (repeatable), e.g. --hp budget=quick --hp models=ease,itemknn"
     train = sub.add_parser("train", help="train on files as the SageMaker job does: events (+ items) -> model folder")
-    train.add_argument("--events", type=Path, required=True, help="events import file (CSV/JSON Lines) or archive")
+    train.add_argument("--events", type=Path, help="events import file (CSV/JSON Lines) or archive")
     train.add_argument("--items", type=Path, default=None, help="catalog import file (CSV/JSON Lines)")
-    train.add_argument("--out", type=Path, required=True, help="model folder to write")
+    train.add_argument("--out", type=Path, help="model folder to write")
     train.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help=hp_help)
+    train.add_argument(
+        "--remote",
+        action="store_true",
+        help="the stack's SageMaker training job on its archive, launched with the SageMaker SDK, followed to the end",
+    )
+    train.add_argument("--instance-type", default="", help="--remote: default the environment's training instance")
+    train.add_argument("--json", action="store_true", help="--remote: the job's result as JSON")
     train.set_defaults(func=cmd_train)
 
     batch = sub.add_parser("batch-recommend", help="top-K for every user of a model folder, as JSON Lines")

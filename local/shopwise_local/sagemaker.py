@@ -144,6 +144,27 @@ def run_training_job(
     return TrainingResult(job_name=job_name, model_uri=model_uri, metrics=metrics, seconds=time.time() - started)
 
 
+def run_recorded_training(job_name: str, work_dir: Path, log: Log = lambda _line: None) -> TrainingResult:
+    """Execute a training job as the local endpoint recorded it (CreateTrainingJob from the SageMaker SDK or any
+    other client): its channels, hyperparameters (less the script-mode ones, which name the entrypoint this runner
+    runs from the repository) and output path, under the container contract."""
+    described = client("sagemaker").describe_training_job(TrainingJobName=job_name)
+    hyperparameters = {k: v for k, v in described.get("HyperParameters", {}).items() if not k.startswith("sagemaker_")}
+    program = described.get("HyperParameters", {}).get("sagemaker_program", "train.py")
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in described.get("InputDataConfig", [])
+    }
+    return run_training_job(
+        job_name,
+        channels=channels,
+        hyperparameters=hyperparameters,
+        output_uri=described["OutputDataConfig"]["S3OutputPath"],
+        work_dir=work_dir,
+        log=log,
+        entry=program,
+    )
+
+
 def run_transform_job(
     job_name: str,
     model_uri: str,

@@ -25,6 +25,15 @@ class StackNotFound(RuntimeError):
     pass
 
 
+# the local stack's SageMaker: the endpoint records the SDK's requests, the local runner executes them with the
+# repository's own entrypoints (no image, no role is used; these only fill the request as the stack's outputs do)
+LOCAL_SAGEMAKER = {
+    "role": "arn:aws:iam::123456789012:role/shopwise-local-sagemaker",
+    "image": "local/sagemaker-scikit-learn:1.2-1-cpu-py3",
+    "source": "file://sagemaker_jobs",
+}
+
+
 @dataclass(frozen=True)
 class Target:
     name: str  # "local" (the running local stack) or the CloudFormation stack's name
@@ -33,6 +42,8 @@ class Target:
     function_environment: dict[str, str]
     state_machines: dict[str, str] = field(default_factory=dict)  # retrain, drift, purge -> ARN (deployed only)
     deployed: bool = False
+    # what a SageMaker job launched from the CLI runs with: role, image, source (``shopwise_local.remote``)
+    sagemaker: dict[str, str] = field(default_factory=lambda: dict(LOCAL_SAGEMAKER))
 
     def activate(self) -> Target:
         """Point this process at the target: the functions' environment, fresh clients and settings."""
@@ -88,6 +99,11 @@ def resolve_stack(name: str) -> Target:
             if f"{kind.title()}StateMachine" in outputs
         },
         deployed=True,
+        sagemaker={
+            "role": outputs.get("SageMakerRole", ""),
+            "image": outputs.get("SageMakerImage", ""),
+            "source": outputs.get("SageMakerSource", ""),
+        },
     )
 
 

@@ -406,3 +406,39 @@ def test_the_console_shows_lists_models_drift_and_experiments_in_a_real_browser(
     finally:
         clear_experiments(tables["config"])
     assert not errors, errors
+
+
+def test_train_remote_sends_the_pipelines_job_through_the_sagemaker_sdk_with_the_direct_runs_result(
+    stack: LocalStack, cycles: Cycles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`shopwise train --remote`: the SDK's CreateTrainingJob, recorded by the local endpoint and executed by the
+    local SageMaker runner as recorded; the same job run directly gives the same models."""
+    from shopwise.dal.aws import client
+    from shopwise_local.sagemaker import run_training_job
+    from shopwise_local.target import LOCAL_SAGEMAKER
+
+    assert stack.resources
+    assert cli.main(["train", "--remote", "--hp", "budget=quick", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert "with the SageMaker SDK" in captured.err
+    job = client("sagemaker").describe_training_job(TrainingJobName=result["job_name"])
+    assert job["AlgorithmSpecification"]["TrainingImage"] == LOCAL_SAGEMAKER["image"]
+    assert job["RoleArn"] == LOCAL_SAGEMAKER["role"]
+    assert job["ResourceConfig"]["InstanceType"] == stack.resources.env.training_instance_type
+    assert job["HyperParameters"]["sagemaker_program"] == "train.py" and job["HyperParameters"]["budget"] == "quick"
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert channels["events"] == f"s3://{stack.resources.archive_bucket}/events/" and "catalog" in channels
+    assert result["status"] == "Completed" and result["model_uri"] == job["ModelArtifacts"]["S3ModelArtifacts"]
+
+    direct = run_training_job(
+        "shopwise-direct-check",
+        channels=channels,
+        hyperparameters={k: v for k, v in job["HyperParameters"].items() if not k.startswith("sagemaker_")},
+        output_uri=job["OutputDataConfig"]["S3OutputPath"],
+        work_dir=tmp_path,
+    )
+    remote = result["metrics"]
+    assert remote["selected"] == direct.metrics["selected"] and remote["params"] == direct.metrics["params"]
+    for name, doc in direct.metrics["models"].items():
+        assert remote["models"][name]["validation"] == pytest.approx(doc["validation"], rel=1e-9), name

@@ -184,7 +184,15 @@ STACK_OUTPUTS = {
     "PseudonymKey": "PSEUDONYM_KEY_SECRET",
     "ShopperTokenKey": "SHOPPER_TOKEN_SECRET",
 }
-OTHER_OUTPUTS = ("ApiUrl", "RetrainStateMachine", "DriftStateMachine", "PurgeStateMachine")
+OTHER_OUTPUTS = (
+    "ApiUrl",
+    "RetrainStateMachine",
+    "DriftStateMachine",
+    "PurgeStateMachine",
+    "SageMakerRole",  # `shopwise train --remote`: the job's role, image and source directory
+    "SageMakerImage",
+    "SageMakerSource",
+)
 ENVIRONMENT_TAG = "environment"  # the stack's tag naming its environment (its settings in ENVIRONMENTS)
 
 # CORS: what a browser on an allowed origin may send (the stack's HTTP API and the local one agree)

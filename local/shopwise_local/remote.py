@@ -1,0 +1,135 @@
+"""``shopwise train --remote``: the training job launched with the SageMaker SDK, as a store's ML team launches its
+own, on the stack's channels — the event archive, the catalog snapshot — with the pipeline's entrypoint
+(``train.py``), image, role and source directory (the stack's outputs ``SageMakerRole``, ``SageMakerImage``,
+``SageMakerSource``).
+
+The SDK used is ``sagemaker-core`` (``sagemaker.core.resources.TrainingJob``): the SDK's typed resource layer, with
+``wait(logs=True)``. ``ModelTrainer`` (``sagemaker-train``) would add mlflow and a gigabyte of dependencies to do the
+same CreateTrainingJob. Against a deployed stack the job runs in the account and the CLI follows its status and
+logs; against the local stack the local endpoint records the SDK's request and the local SageMaker runner executes
+exactly what was recorded (``shopwise_local.sagemaker.run_recorded_training``). Either way the model and its
+metrics land where the pipeline's would: ``models/<job>/output/``. The job trains; it does not gate, transform or
+promote (``shopwise retrain`` does the whole pipeline): its model can be looked at, compared, registered later.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shopwise import config
+from shopwise.dal.objects import parse_s3_uri, read_tar_member
+from shopwise.settings import get_settings
+
+Log = Callable[[str], None]
+MAX_RUNTIME_S = 4 * 3600  # the pipeline's training job's limit
+VOLUME_GIB = 50
+METRIC_LINES = ("ndcg@10", "recall@20", "hitrate@10", "coverage@10")
+
+
+@dataclass(frozen=True)
+class RemoteTraining:
+    job_name: str
+    status: str
+    model_uri: str
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def training_request(
+    job_name: str, sagemaker: dict[str, str], hyperparameters: dict[str, str], instance_type: str
+) -> dict[str, Any]:
+    """The SDK's arguments: what the retrain state machine's training step sends (``shopwise_cdk.training``)."""
+    from sagemaker.core.shapes import (
+        AlgorithmSpecification,
+        Channel,
+        DataSource,
+        MetricDefinition,
+        OutputDataConfig,
+        ResourceConfig,
+        S3DataSource,
+        StoppingCondition,
+    )
+
+    from shopwise.lifecycle.figures import TrainingMetrics, metric_pattern
+
+    settings = get_settings()
+    artifacts = f"s3://{settings.artifacts_bucket}"
+    channels = {
+        "events": f"s3://{settings.archive_bucket}/{config.ARCHIVE_EVENTS_PREFIX}",
+        "catalog": f"{artifacts}/{config.CATALOG_KEY.rsplit('/', 1)[0]}/",
+    }
+    return {
+        "training_job_name": job_name,
+        "role_arn": sagemaker["role"],
+        "algorithm_specification": AlgorithmSpecification(
+            training_image=sagemaker["image"],
+            training_input_mode="File",
+            metric_definitions=[
+                MetricDefinition(name=name, regex=metric_pattern(name)) for name in TrainingMetrics.LOGGED
+            ],
+        ),
+        "hyper_parameters": {
+            "sagemaker_program": "train.py",
+            "sagemaker_submit_directory": sagemaker["source"],
+            "top_k": "50",
+            "erasures": f"{artifacts}/{config.ERASURES_PREFIX}",  # the pending erasures: their shoppers stay out
+            **hyperparameters,
+        },
+        "input_data_config": [
+            Channel(
+                channel_name=name,
+                data_source=DataSource(
+                    s3_data_source=S3DataSource(
+                        s3_data_type="S3Prefix", s3_uri=uri, s3_data_distribution_type="FullyReplicated"
+                    )
+                ),
+            )
+            for name, uri in channels.items()
+        ],
+        "output_data_config": OutputDataConfig(s3_output_path=f"{artifacts}/{config.MODELS_PREFIX.rstrip('/')}"),
+        "resource_config": ResourceConfig(instance_type=instance_type, instance_count=1, volume_size_in_gb=VOLUME_GIB),
+        "stopping_condition": StoppingCondition(max_runtime_in_seconds=MAX_RUNTIME_S),
+    }
+
+
+def train_remote(
+    sagemaker: dict[str, str],
+    deployed: bool,
+    hyperparameters: dict[str, str],
+    instance_type: str,
+    log: Log = print,
+    work_dir: Path | None = None,
+) -> RemoteTraining:
+    """Launch the training job with the SDK, follow it to the end, fetch its metrics."""
+    missing = [k for k in ("role", "image", "source") if not sagemaker.get(k)]
+    if missing:
+        raise RuntimeError(f"the stack has no SageMaker {', '.join(missing)} output: deployed by an older version?")
+    import os
+
+    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+    from sagemaker.core.resources import TrainingJob
+
+    started = time.time()
+    job_name = f"shopwise-remote-{time.strftime('%Y%m%d-%H%M%S')}"
+    job = TrainingJob.create(**training_request(job_name, sagemaker, hyperparameters, instance_type))
+    log(f"created training job {job_name} ({instance_type}) with the SageMaker SDK")
+    if not deployed:  # the local endpoint only records it: the local runner executes the recorded request
+        from shopwise_local.sagemaker import run_recorded_training
+
+        with tempfile.TemporaryDirectory() as tmp:
+            run_recorded_training(job_name, work_dir or Path(tmp), log)
+    job.wait(poll=10, logs=deployed)
+    job.refresh()
+    status = str(job.training_job_status)
+    if status != "Completed":
+        raise RuntimeError(f"training job {job_name} ended {status}: {job.failure_reason}")
+    model_uri = str(job.model_artifacts.s3_model_artifacts)  # type: ignore[union-attr]
+    bucket, key = parse_s3_uri(model_uri)
+    metrics = json.loads(read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", "metrics.json"))
+    return RemoteTraining(job_name, status, model_uri, metrics, time.time() - started)
