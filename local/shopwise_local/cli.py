@@ -161,10 +161,41 @@ def _train_remote(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_recommend(args: argparse.Namespace) -> int:
+    if args.remote:
+        return _transform_remote(args)
+    if args.model is None or args.out is None:
+        raise ValueError("batch-recommend needs --model and --out (or --remote --version V, on the stack)")
     from shopwise_jobs.scoring import write_user_lists
 
     written = write_user_lists(args.model, args.k, args.out, progress=not args.no_progress)
     print(f"wrote {written:,} users' top {args.k} to {args.out}")
+    return 0
+
+
+def _transform_remote(args: argparse.Namespace) -> int:
+    from shopwise import config
+    from shopwise_local.remote import transform_remote
+
+    if not args.version:
+        raise ValueError("batch-recommend --remote needs --version (a registered version: shopwise models list)")
+    target = _attach()
+    env = config.environment(target.environment)
+    progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731 (stdout: the result)
+    result = transform_remote(
+        target.sagemaker,
+        target.deployed,
+        args.version,
+        args.instance_type or env.transform_instance_type,
+        args.instance_count or env.transform_instance_count,
+        progress,
+    )
+    if args.json:
+        print(json.dumps({**result.__dict__}, indent=2, default=str))
+        return 0
+    print(
+        f"{result.job_name}: {result.status} in {result.seconds:.0f} s; {result.rows:,} rows in "
+        f"{len(result.objects)} objects under {result.output_uri} (not loaded: `shopwise promote` loads a version)"
+    )
     return 0
 
 
@@ -782,9 +813,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     batch = sub.add_parser("batch-recommend", help="top-K for every user of a model folder, as JSON Lines")
-    batch.add_argument("--model", type=Path, required=True)
+    batch.add_argument("--model", type=Path)
     batch.add_argument("-k", type=int, default=20)
-    batch.add_argument("--out", type=Path, required=True, help="FILE.jsonl")
+    batch.add_argument("--out", type=Path, help="FILE.jsonl")
+    batch.add_argument(
+        "--remote",
+        action="store_true",
+        help="a registered version's batch transform on the stack, launched with the SageMaker SDK (not loaded)",
+    )
+    batch.add_argument("--version", default="", help="--remote: the registered version")
+    batch.add_argument("--instance-type", default="", help="--remote: default the environment's transform instance")
+    batch.add_argument("--instance-count", type=int, default=0, help="--remote: default the environment's count")
+    batch.add_argument("--json", action="store_true", help="--remote: the job's result as JSON")
     batch.add_argument("--no-progress", action="store_true")
     batch.set_defaults(func=cmd_batch_recommend)
 

@@ -133,3 +133,110 @@ def train_remote(
     bucket, key = parse_s3_uri(model_uri)
     metrics = json.loads(read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", "metrics.json"))
     return RemoteTraining(job_name, status, model_uri, metrics, time.time() - started)
+
+
+@dataclass(frozen=True)
+class RemoteTransform:
+    job_name: str
+    status: str
+    version: str
+    output_uri: str
+    objects: list[str]
+    rows: int
+    seconds: float
+
+
+def transform_remote(
+    sagemaker: dict[str, str],
+    deployed: bool,
+    version: str,
+    instance_type: str,
+    instance_count: int,
+    log: Log = print,
+    work_dir: Path | None = None,
+) -> RemoteTransform:
+    """A registered version's batch transform launched with the SDK: its model (the pipeline's container: image,
+    model.tar.gz, ``inference.py`` from the source directory), the plan's request objects cut for its users and items
+    (``shopwise.lifecycle.transform``), a worker per vCPU; followed to the end. The output is not loaded."""
+    import os
+
+    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+    from sagemaker.core.resources import TransformJob
+    from sagemaker.core.shapes import (
+        TransformDataSource,
+        TransformInput,
+        TransformOutput,
+        TransformResources,
+        TransformS3DataSource,
+    )
+
+    from shopwise.dal.aws import client
+    from shopwise.dal.objects import list_keys, read_lines
+    from shopwise.lifecycle import registry, transform
+
+    settings = get_settings()
+    record = registry.get(settings.config_table, version)
+    if record is None or not record.model_uri:
+        raise RuntimeError(f"no registered version {version!r} with a model (shopwise models list)")
+    if record.status == "rejected":
+        raise RuntimeError(f"version {version} was rejected by the gate: {record.reason}")
+    started = time.time()
+    bucket, key = parse_s3_uri(record.model_uri)
+    counts = json.loads(read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", "metrics.json"))
+    job_name = f"{version}-remote-{time.strftime('%H%M%S')}"[:63]
+    workers = config.instance_vcpus(instance_type)
+    objects = transform.plan(int(counts["users"]), int(counts["items"]), instance_count, workers)
+    input_uri = transform.write_plan(settings.artifacts_bucket, job_name, objects)
+    erasures = f"s3://{settings.artifacts_bucket}/{config.ERASURES_PREFIX}"
+    # CreateModel with boto3: the SDK's Model.create reads the model back, and its parser refuses the empty
+    # VpcConfig the local endpoint describes a model with
+    client("sagemaker").create_model(
+        ModelName=job_name,
+        ExecutionRoleArn=sagemaker["role"],
+        PrimaryContainer={
+            "Image": sagemaker["image"],
+            "ModelDataUrl": record.model_uri,
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": sagemaker["source"]},
+        },
+    )
+    output_uri = f"s3://{settings.artifacts_bucket}/{config.RECOMMENDATIONS_PREFIX}{job_name}/"
+    job = TransformJob.create(
+        transform_job_name=job_name,
+        model_name=job_name,
+        batch_strategy="SingleRecord",
+        max_concurrent_transforms=workers,
+        transform_input=TransformInput(
+            data_source=TransformDataSource(
+                s3_data_source=TransformS3DataSource(s3_data_type="S3Prefix", s3_uri=input_uri)
+            ),
+            content_type="application/jsonlines",
+            split_type="Line",
+        ),
+        transform_output=TransformOutput(
+            s3_output_path=output_uri, accept="application/jsonlines", assemble_with="Line"
+        ),
+        transform_resources=TransformResources(instance_type=instance_type, instance_count=instance_count),
+        environment={
+            "SHOPWISE_TOP_K": "50",
+            "SHOPWISE_ERASURES": erasures,
+            "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        },
+    )
+    log(
+        f"created transform job {job_name} ({instance_count} x {instance_type}, {workers} workers each) for "
+        f"{version}: {sum(len(o) for o in objects)} requests in {len(objects)} objects, with the SageMaker SDK"
+    )
+    if not deployed:
+        from shopwise_local.sagemaker import run_recorded_transform
+
+        with tempfile.TemporaryDirectory() as tmp:
+            run_recorded_transform(job_name, work_dir or Path(tmp), log)
+    job.wait(poll=10, logs=deployed)
+    job.refresh()
+    status = str(job.transform_job_status)
+    if status != "Completed":
+        raise RuntimeError(f"transform job {job_name} ended {status}: {job.failure_reason}")
+    out_bucket, out_prefix = parse_s3_uri(output_uri)
+    written = sorted(k for k in list_keys(out_bucket, out_prefix) if k.endswith(".out"))
+    rows = sum(1 for k in written for _line in read_lines(out_bucket, k))
+    return RemoteTransform(job_name, status, version, output_uri, written, rows, time.time() - started)

@@ -165,6 +165,31 @@ def run_recorded_training(job_name: str, work_dir: Path, log: Log = lambda _line
     )
 
 
+def run_recorded_transform(job_name: str, work_dir: Path, log: Log = lambda _line: None) -> list[str]:
+    """Execute a batch transform as the local endpoint recorded it (CreateModel and CreateTransformJob from the
+    SageMaker SDK or any other client): the model's artefact and environment, the input prefix, the output path,
+    the instance count, the job's environment."""
+    sagemaker = client("sagemaker")
+    described = sagemaker.describe_transform_job(TransformJobName=job_name)
+    container = sagemaker.describe_model(ModelName=described["ModelName"])["PrimaryContainer"]
+    environment = {
+        k: v
+        for k, v in {**container.get("Environment", {}), **described.get("Environment", {})}.items()
+        if k != "SAGEMAKER_SUBMIT_DIRECTORY"  # this runner runs the repository's inference.py
+    }
+    return run_transform_job(
+        job_name,
+        container["ModelDataUrl"],
+        described["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"],
+        described["TransformOutput"]["S3OutputPath"],
+        work_dir,
+        environment=environment,
+        max_payload_mb=int(described.get("MaxPayloadInMB") or 6),
+        instances=int(described["TransformResources"]["InstanceCount"]),
+        log=log,
+    )
+
+
 def run_transform_job(
     job_name: str,
     model_uri: str,

@@ -175,6 +175,7 @@ class Scores:
 @dataclass
 class Replay:
     served: Scores = field(default_factory=Scores)
+    unseen: Scores = field(default_factory=Scores)  # on next clicks the session had not viewed yet
     departments: list[int] = field(default_factory=list)  # distinct top-level categories per served list
     sources: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
@@ -243,6 +244,8 @@ def replay_session(
             out.latencies_ms.append(elapsed)
             out.sources.update({str(body.get("source", "?")): 1})
             out.served.add(served, items[t + 1])
+            if items[t + 1] not in items[: t + 1]:
+                out.unseen.add(served, items[t + 1])
             out.departments.append(len({(department or {}).get(i, "") for i in served}))
         predictions.append((items[: t + 1], served, items[t + 1]))
     return predictions
@@ -372,9 +375,16 @@ def main() -> int:
         *((f"  served, {name}", arm.served) for name, arm in arms.items() if name != "default"),
         *((name, s) for name, s in scores.items()),
     ]
-    print(f"\n{'what is served':30} {'HR@20':>7} {'MRR@20':>7}   ({out.served.count} predictions)")
+    unseen = {"shopwise as served": out.unseen, **{f"  served, {n}": a.unseen for n, a in arms.items()}}
+    unseen.update({name: fresh[name] for name in baselines})
+    print(
+        f"\n{'what is served':30} {'HR@20':>7} {'MRR@20':>7}   {'on clicks not viewed yet':>24}"
+        f"   ({out.served.count} predictions, {out.unseen.count} not viewed yet)"
+    )
     for name, s in table:
-        print(f"{name:30} {s.hr:7.3f} {s.mrr:7.3f}")
+        other = unseen.get(name)
+        tail = f"   {other.hr:11.3f} {other.mrr:11.3f}" if other else ""
+        print(f"{name:30} {s.hr:7.3f} {s.mrr:7.3f}{tail}")
     latencies = sorted(out.latencies_ms)
     figures = {
         "served_hr20": round(out.served.hr, 4),
@@ -394,6 +404,8 @@ def main() -> int:
             name: {
                 "hr20": round(a.served.hr, 4),
                 "mrr20": round(a.served.mrr, 4),
+                "hr20_unseen": round(a.unseen.hr, 4),
+                "mrr20_unseen": round(a.unseen.mrr, 4),
                 "departments_per_list": round(sum(a.departments) / max(len(a.departments), 1), 2),
             }
             for name, a in arms.items()

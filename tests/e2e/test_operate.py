@@ -442,3 +442,38 @@ def test_train_remote_sends_the_pipelines_job_through_the_sagemaker_sdk_with_the
     assert remote["selected"] == direct.metrics["selected"] and remote["params"] == direct.metrics["params"]
     for name, doc in direct.metrics["models"].items():
         assert remote["models"][name]["validation"] == pytest.approx(doc["validation"], rel=1e-9), name
+
+
+def test_batch_recommend_remote_transforms_a_version_through_the_sdk_as_the_pipeline_did(
+    stack: LocalStack, cycles: Cycles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`shopwise batch-recommend --remote --version V`: CreateModel and CreateTransformJob from the SDK, recorded and
+    executed as recorded (two instances, a worker per vCPU); the rows are the pipeline's own transform's rows."""
+    from shopwise.dal.aws import client
+    from shopwise.dal.objects import list_keys, read_json_lines
+
+    assert stack.resources
+    version = cycles.second.model_version
+    assert cli.main(["batch-recommend", "--remote", "--version", version, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    sagemaker = client("sagemaker")
+    job = sagemaker.describe_transform_job(TransformJobName=result["job_name"])
+    assert job["TransformResources"]["InstanceCount"] == stack.resources.env.transform_instance_count
+    assert job["MaxConcurrentTransforms"] == 4  # ml.m5.xlarge: a worker per vCPU
+    model = sagemaker.describe_model(ModelName=job["ModelName"])["PrimaryContainer"]
+    assert model["ModelDataUrl"] == cycles.second.model_uri
+    assert model["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert result["status"] == "Completed" and len(result["objects"]) == 2
+
+    def rows(prefix: str) -> dict[str, list[object]]:
+        bucket = stack.resources.artifacts_bucket  # type: ignore[union-attr]
+        found: dict[str, list[object]] = {}
+        for key in list_keys(bucket, prefix):
+            if key.endswith(".out"):
+                for row in read_json_lines(bucket, key):
+                    found[str(row["key"])] = row["items"]  # user#, item#, next#, popular# rows
+        return found
+
+    remote = rows(f"recommendations/{result['job_name']}/")
+    pipeline = rows(f"recommendations/{version}/")
+    assert len(remote) == result["rows"] > 100 and remote == pipeline
