@@ -170,8 +170,8 @@ def transform_remote(
         TransformS3DataSource,
     )
 
-    from shopwise.dal.aws import client
     from shopwise.dal.objects import list_keys, read_lines
+    from shopwise.dal.sagemaker import create_model
     from shopwise.lifecycle import registry, transform
 
     settings = get_settings()
@@ -190,14 +190,12 @@ def transform_remote(
     erasures = f"s3://{settings.artifacts_bucket}/{config.ERASURES_PREFIX}"
     # CreateModel with boto3: the SDK's Model.create reads the model back, and its parser refuses the empty
     # VpcConfig the local endpoint describes a model with
-    client("sagemaker").create_model(
-        ModelName=job_name,
-        ExecutionRoleArn=sagemaker["role"],
-        PrimaryContainer={
-            "Image": sagemaker["image"],
-            "ModelDataUrl": record.model_uri,
-            "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": sagemaker["source"]},
-        },
+    create_model(
+        job_name,
+        sagemaker["role"],
+        sagemaker["image"],
+        record.model_uri,
+        {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": sagemaker["source"]},
     )
     output_uri = f"s3://{settings.artifacts_bucket}/{config.RECOMMENDATIONS_PREFIX}{job_name}/"
     job = TransformJob.create(
