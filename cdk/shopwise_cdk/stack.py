@@ -14,6 +14,7 @@ from shopwise_cdk.campaigns import Campaigns
 from shopwise_cdk.dashboard import Dashboard
 from shopwise_cdk.drift import DriftMonitor
 from shopwise_cdk.functions import Layers
+from shopwise_cdk.imports import BulkImport
 from shopwise_cdk.impressions import Impressions
 from shopwise_cdk.ingestion import Ingestion
 from shopwise_cdk.nag import acknowledge
@@ -62,6 +63,9 @@ class ShopwiseStack(Stack):
             training=self.training,
             failure_queue=self.ingestion.failures,
         )
+        self.imports = BulkImport(
+            self, "Import", env=env_config, storage=self.storage, layers=layers, training=self.training
+        )
         self.drift = DriftMonitor(
             self, "Drift", env=env_config, storage=self.storage, layers=layers, training=self.training
         )
@@ -83,6 +87,7 @@ class ShopwiseStack(Stack):
         CfnOutput(self, "RetrainStateMachine", value=self.training.state_machine.state_machine_arn)
         CfnOutput(self, "DriftStateMachine", value=self.drift.state_machine.state_machine_arn)
         CfnOutput(self, "PurgeStateMachine", value=self.privacy.state_machine.state_machine_arn)
+        CfnOutput(self, "ImportStateMachine", value=self.imports.state_machine.state_machine_arn)
         # what `shopwise train --remote` launches its SageMaker job with, through the SDK
         CfnOutput(self, "SageMakerRole", value=self.training.role.role_arn)
         CfnOutput(self, "SageMakerImage", value=framework_image_uri(self.training.image_account))

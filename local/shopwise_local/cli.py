@@ -52,21 +52,36 @@ def cmd_local_up(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from shopwise.privacy.pseudonyms import load_pseudonymiser
+    """Upload the file and import it in the stack: the import function or the import job (by size), followed with
+    a progress bar (``shopwise_local.imports``); then the backfill of imported events into the feature store."""
+    import tempfile
+
     from shopwise.settings import get_settings
-    from shopwise_local.importer import import_events, import_items
+    from shopwise_local.imports import ImportFailed, deployed_runner, import_to_stack, local_runner
 
     if not args.file.exists():
         print(f"error: {args.file} does not exist", file=sys.stderr)
         return 2
-    _attach()
+    target = _attach()
     settings = get_settings()
-    if args.kind == "items":
-        report = import_items(args.file, settings.items_table, settings.features_table, progress=not args.no_progress)
-    else:
-        pseudonymiser = load_pseudonymiser(settings.pseudonym_key_secret)
-        report = import_events(args.file, settings.archive_bucket, pseudonymiser, progress=not args.no_progress)
+    with tempfile.TemporaryDirectory() as tmp:
+        if target.deployed:
+            machine = target.state_machines.get("import")
+            if not machine:
+                raise RuntimeError(
+                    f"stack {target.name} has no ImportStateMachine output: deployed by an older version?"
+                )
+            runner = lambda _route: deployed_runner(machine, lambda line: print(line, file=sys.stderr))  # noqa: E731
+        else:
+            runner = lambda route: local_runner(route, Path(tmp))  # noqa: E731
+        try:
+            done = import_to_stack(args.kind, args.file, runner, args.via, progress=not args.no_progress)
+        except ImportFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    report = done.report
     print(report.summary(limit=args.show_bad))
+    print(f"import {done.import_id} by the {done.route} in {done.seconds:.1f} s; every bad row: {done.errors_uri}")
     if args.kind == "events" and report.keys and not args.no_backfill:
         from shopwise.ingestion.backfill import backfill
 
@@ -778,12 +793,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     up.set_defaults(func=cmd_local_up)
 
-    imp = sub.add_parser("import", help="bulk import into the running local stack")
+    imp = sub.add_parser("import", help="bulk import into the stack: uploaded, imported there by a function or a job")
     imp.add_argument("kind", choices=["events", "items"])
     imp.add_argument("file", type=Path, help="CSV or JSON Lines (optionally .gz)")
     imp.add_argument("--show-bad", type=int, default=20, help="how many bad rows to list")
     imp.add_argument("--no-backfill", action="store_true", help="events: archive only (`shopwise backfill` later)")
     imp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    imp.add_argument(
+        "--via",
+        choices=["auto", "function", "job"],
+        default="auto",
+        help="where the stack imports it (auto: the function up to 5 M lines, the SageMaker job above)",
+    )
     imp.set_defaults(func=cmd_import)
 
     sim = sub.add_parser("simulate", help="write a synthetic store (items.csv, events.csv, truth.json)")

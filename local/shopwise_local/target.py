@@ -40,7 +40,7 @@ class Target:
     environment: str  # its settings in shopwise.config.ENVIRONMENTS
     api_url: str
     function_environment: dict[str, str]
-    state_machines: dict[str, str] = field(default_factory=dict)  # retrain, drift, purge -> ARN (deployed only)
+    state_machines: dict[str, str] = field(default_factory=dict)  # retrain, drift, purge, import -> ARN (deployed)
     deployed: bool = False
     # what a SageMaker job launched from the CLI runs with: role, image, source (``shopwise_local.remote``)
     sagemaker: dict[str, str] = field(default_factory=lambda: dict(LOCAL_SAGEMAKER))
@@ -95,7 +95,7 @@ def resolve_stack(name: str) -> Target:
         function_environment=environment_variables(env, names),
         state_machines={
             kind: outputs[f"{kind.title()}StateMachine"]
-            for kind in ("retrain", "drift", "purge")
+            for kind in ("retrain", "drift", "purge", "import")
             if f"{kind.title()}StateMachine" in outputs
         },
         deployed=True,

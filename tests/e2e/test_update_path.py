@@ -10,6 +10,7 @@ the fault sources wrap the real FeatureStore.write, the handler's parse and Kine
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import os
@@ -460,6 +461,53 @@ def test_imported_history_reaches_the_feature_store_once(stack: LocalStack, tmp_
     again = json.loads(run_cli("features", "profile", "hist-u1")[1])
     assert (again["orders"], again["revenue"], again["recent_viewed"]) == (1, 25.0, ["hist-item-1"])
     assert features.read(["item#hist-item-0"])["item#hist-item-0"].data == item
+
+
+@pytest.mark.parametrize("via", ["function", "job"])
+def test_a_file_larger_than_a_chunk_with_bad_rows_is_imported_in_the_stack_by_the_function_or_the_job(
+    stack: LocalStack, tmp_path: Path, via: str
+) -> None:
+    """`shopwise import` uploads the file and the stack imports it — the import function reading the object as it
+    streams, or the import job on its copy (a SageMaker script-mode job) — through the same bulk code: 60,012 rows,
+    12 of them bad, make two archive objects of pseudonymised events, the bad rows' lines and reasons in the report
+    and all of them in errors.jsonl; the same file again writes the same objects."""
+    from shopwise.dal.objects import get_bytes, list_keys
+
+    assert stack.resources
+    history = tmp_path / f"bulk-{via}.csv.gz"
+    bad_lines = set()
+    with gzip.open(history, "wt") as handle:
+        handle.write("user_id,item_id,timestamp,event_type,price,quantity\n")
+        for n in range(60_012):
+            line = n + 2  # the header is line 1
+            if n % 5_001 == 17:
+                bad_lines.add(line)
+                handle.write(f'bulk-u{n % 900},bulk-i{n % 300},2026-11-0{1 + n % 9}T10:00:00Z,purchase,"12,50",two\n')
+            else:
+                handle.write(f"bulk-u{n % 900},bulk-i{n % 300},2026-11-0{1 + n % 9}T10:00:00Z,product_view,,\n")
+    code, out = run_cli("import", "events", str(history), "--via", via, "--no-backfill", "--no-progress")
+    assert code == 0, out
+    assert f"{history.name}: 60000 rows imported, 12 rejected" in out and f"by the {via}" in out
+    assert f"line {min(bad_lines)}: " in out
+    import_id = out.split("import ", 2)[-1].split(" ", 1)[0]
+    artifacts, archive = stack.resources.artifacts_bucket, stack.resources.archive_bucket
+    errors = [
+        json.loads(line) for line in (get_bytes(artifacts, f"imports/{import_id}/errors.jsonl") or b"").splitlines()
+    ]
+    assert {e["line"] for e in errors} == bad_lines and all("is not a number" in e["reason"] for e in errors), errors[
+        :2
+    ]
+    report = json.loads(get_bytes(artifacts, f"imports/{import_id}/report.json") or b"{}")
+    assert report["state"] == "done" and report["rows"] == 60_012 and len(report["keys"]) == 2
+    written = [k for k in list_keys(archive, "events/") if f"/import-bulk-{via}." in k or f"/import-bulk-{via}-" in k]
+    assert sorted(written) == sorted(report["keys"])
+    first = gzip.decompress(get_bytes(archive, written[0]) or b"").decode()
+    assert len(first.splitlines()) == 50_000 and "bulk-u1," not in first and '"bulk-u1"' not in first  # pseudonyms
+    code, out = run_cli("import", "events", str(history), "--via", via, "--no-backfill", "--no-progress")
+    again = json.loads(
+        get_bytes(artifacts, f"imports/{out.split('import ', 2)[-1].split(' ', 1)[0]}/report.json") or b"{}"
+    )
+    assert code == 0 and again["keys"] == report["keys"]  # named by content: the same objects, not a copy
 
 
 def test_a_consent_putrecords_refused_reaches_the_updater_after_the_events_and_still_covers_them(

@@ -188,8 +188,8 @@ def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Templa
         for k, f in resources(prod, "AWS::Lambda::Function").items()
         if f["Properties"].get("Runtime") == "python3.12"
     }
-    assert len(functions) == 11  # collect, update_features, export_catalog, load, registry, drift, serve, catalog,
-    # campaigns, privacy (erasures), purge
+    assert len(functions) == 12  # collect, update_features, export_catalog, load, registry, drift, serve, catalog,
+    # campaigns, privacy (erasures), purge, imports
     for function in functions.values():
         props = function["Properties"]
         assert props["Handler"] == "handler.lambda_handler"
@@ -201,7 +201,7 @@ def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Templa
 def state_machine_definition(template: Template, logical_prefix: str = "TrainingRetrain") -> dict[str, Any]:
     """A state machine's ASL (by the start of its logical id), CloudFormation references replaced by placeholders."""
     machines = resources(template, "AWS::StepFunctions::StateMachine")
-    assert len(machines) == 3  # retrain, drift, purge
+    assert len(machines) == 4  # retrain, drift, purge, import
     body = next(m for k, m in machines.items() if k.startswith(logical_prefix))["Properties"]["DefinitionString"]
     parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
     return dict(json.loads("".join(p if isinstance(p, str) else "REF" for p in parts)))
@@ -265,7 +265,7 @@ def test_sagemaker_role_is_assumed_by_sagemaker_only_and_has_no_managed_policies
         for r in resources(prod, "AWS::IAM::Role").values()
         if "sagemaker.amazonaws.com" in str(r["Properties"]["AssumeRolePolicyDocument"])
     ]
-    assert len(roles) == 3  # training and transform jobs; drift jobs; purge jobs
+    assert len(roles) == 4  # training and transform jobs; drift jobs; purge jobs; import jobs
     assert all("ManagedPolicyArns" not in r["Properties"] for r in roles)
 
 
@@ -291,8 +291,11 @@ def test_secrets_are_generated_and_each_is_readable_only_by_the_functions_that_n
         return found
 
     key_readers = readers(names["shopwise-prod-pseudonym-key"], "AWS::IAM::Policy")
-    # pseudonymising events, looking customers up, finding a shopper to erase
-    assert len(key_readers) == 3 and all(("Collect" in r or "Serve" in r or "Erase" in r) for r in key_readers)
+    # pseudonymising events, looking customers up, finding a shopper to erase, pseudonymising imported history
+    assert len(key_readers) == 5 and all(
+        any(name in r for name in ("Collect", "Serve", "Erase", "ImportFunctionRole", "ImportJobRole"))
+        for r in key_readers
+    ), key_readers
     token_readers = readers(names["shopwise-prod-shopper-token-key"], "AWS::IAM::Policy")
     assert len(token_readers) == 2 and all(("Collect" in r or "Serve" in r) for r in token_readers)
     # ... and the store's servers, which mint shopper tokens: the managed policy the store attaches to their role
@@ -409,6 +412,30 @@ def test_the_export_function_may_scan_items_and_write_the_catalog_snapshot_only(
     assert actions == ["dynamodb:Scan", "s3:PutObject"]
     put = next(r for a, r in granted if a == "s3:PutObject")
     assert config.CATALOG_KEY in put
+
+
+def test_an_upload_is_imported_by_the_function_up_to_its_size_and_by_the_job_above(prod: Template) -> None:
+    definition = state_machine_definition(prod, "ImportStateMachine")
+    choice = next(state for state in definition["States"].values() if state["Type"] == "Choice")
+    (rule,) = choice["Choices"]
+    assert rule["Variable"] == "$.rows" and rule["NumericLessThanEquals"] == config.IMPORT_FUNCTION_MAX_ROWS
+    job = definition["States"][choice["Default"]]
+    assert job["Resource"].endswith("sagemaker:createTrainingJob.sync")
+    assert job["Parameters"]["HyperParameters"]["sagemaker_program"] == "imports.py"
+    assert job["Parameters"]["InputDataConfig"][0]["ChannelName"] == "upload"
+    for role in ("ImportFunctionRole", "ImportJobRole"):
+        statements = _statements(prod, role)
+        dynamodb = sorted(str(s["Action"]) for s in statements if "dynamodb" in str(s["Action"]))
+        assert dynamodb == ["dynamodb:BatchWriteItem", "dynamodb:UpdateItem"], (role, dynamodb)
+        update = next(s for s in statements if s["Action"] == "dynamodb:UpdateItem")
+        assert update["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == ["catalog#unavailable"]
+        written = json.dumps([s["Resource"] for s in statements if "s3:PutObject" in str(s["Action"])])
+        assert "/events/*" in written and "/imports/*" in written
+        # nothing of the archive may be deleted (the job's own output folder under imports/ is the native task's)
+        deletes = [s for s in statements if "s3:DeleteObject" in str(s["Action"])]
+        assert all(
+            "/imports" in json.dumps(s["Resource"]) and "Archive" not in json.dumps(s["Resource"]) for s in deletes
+        )
 
 
 def test_the_registry_mirrors_versions_into_its_own_model_package_group_only(prod: Template) -> None:

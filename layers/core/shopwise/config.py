@@ -156,6 +156,10 @@ SHOPPER_TOKEN_SECRET = "shopper-token-key"
 ARCHIVE_EVENTS_PREFIX = "events/"
 ARCHIVE_ERRORS_PREFIX = "errors/"  # Firehose's records it could not deliver (processing and format failures)
 CATALOG_KEY = "catalog/items.jsonl.gz"
+IMPORTS_PREFIX = "imports/"  # bulk imports: imports/<id>/<file> uploaded, report.json and errors.jsonl beside it
+# rows the import function takes; more go to the import job. The function has 15 minutes; the bulk code reads
+# ~31,000 rows/s on one core (tests/bench/bench_import.py): 5 M rows is under 3 minutes, room for a slower vCPU
+IMPORT_FUNCTION_MAX_ROWS = 5_000_000
 MODELS_PREFIX = "models/"
 MONITORING_PREFIX = "monitoring/"  # the drift jobs' outputs (drift.json in output.tar.gz)
 
@@ -189,6 +193,7 @@ OTHER_OUTPUTS = (
     "RetrainStateMachine",
     "DriftStateMachine",
     "PurgeStateMachine",
+    "ImportStateMachine",  # `shopwise import`: the import function or job, by the upload's size
     "SageMakerRole",  # `shopwise train --remote`: the job's role, image and source directory
     "SageMakerImage",
     "SageMakerSource",

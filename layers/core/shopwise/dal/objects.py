@@ -39,6 +39,34 @@ def newest_key(bucket: str, prefix: str, suffix: str = "") -> str | None:
     return newest[1] if newest else None
 
 
+class _Body(io.RawIOBase):
+    """An S3 body as a raw stream, so the standard library's buffered and text readers can read it."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.body.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.body.close()
+        super().close()
+
+
+def open_object(bucket: str, key: str) -> io.BufferedReader:
+    """The object's body as a buffered stream, read as it arrives: a file of any size is never held whole."""
+    return io.BufferedReader(_Body(client("s3").get_object(Bucket=bucket, Key=key)["Body"]), 1024 * 1024)
+
+
+def object_size(bucket: str, key: str) -> int:
+    return int(client("s3").head_object(Bucket=bucket, Key=key)["ContentLength"])
+
+
 def put_bytes(bucket: str, key: str, body: bytes) -> None:
     client("s3").put_object(Bucket=bucket, Key=key, Body=body)
 

@@ -13,7 +13,7 @@ import gzip
 import io
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,42 +34,65 @@ class BadRow:
     reason: str
 
 
-def _open(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path), encoding="utf-8")
-    return path.open(encoding="utf-8", newline="")
+@dataclass(frozen=True)
+class Source:
+    """A file to import: its name (the suffixes say the format: .csv or .jsonl, optionally .gz) and how to open its
+    bytes — a local file, or an S3 object's body read as it streams (``shopwise.dal.objects.open_object``)."""
+
+    name: str
+    open_bytes: Callable[[], IO[bytes]]
+
+    @classmethod
+    def of(cls, path: Path | Source) -> Source:
+        if isinstance(path, Source):
+            return path
+        return cls(str(path), lambda: path.open("rb"))
+
+    @property
+    def stem(self) -> str:
+        """What names the file's events (``event_from_row``'s source): the path's stem, as it always was."""
+        return Path(self.name).stem
 
 
-def _format(path: Path) -> str:
-    name = path.name.removesuffix(".gz")
+def _lines(source: Source) -> Iterator[str]:
+    """The file's text lines, decoded as they are read: never the whole file in memory."""
+    with source.open_bytes() as raw:
+        handle: Any = gzip.GzipFile(fileobj=raw) if source.name.endswith(".gz") else raw
+        text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+        yield from text
+
+
+def _format(path: Path | Source) -> str:
+    name = Path(Source.of(path).name).name.removesuffix(".gz")
     if name.endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
     if name.endswith(".csv"):
         return "csv"
-    raise ValueError(f"{path}: unknown format, expected .csv or .jsonl (optionally .gz)")
+    raise ValueError(f"{Source.of(path).name}: unknown format, expected .csv or .jsonl (optionally .gz)")
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | BadRow]]:
+def read_rows(path: Path | Source) -> Iterator[tuple[int, dict[str, Any] | BadRow]]:
     """Yield (line number, row) or (line number, BadRow) for every data line of a CSV or JSON Lines file."""
-    fmt = _format(path)
-    with _open(path) as handle:
-        if fmt == "csv":
-            reader = csv.DictReader(handle)
-            for row in reader:
-                yield reader.line_num, {k: v for k, v in row.items() if k is not None and v not in ("", None)}
-            return
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, BadRow(number, f"invalid JSON: {exc.msg}")
-                continue
-            if not isinstance(value, dict):
-                yield number, BadRow(number, "expected a JSON object")
-                continue
-            yield number, value
+    source = Source.of(path)
+    fmt = _format(source)
+    lines = _lines(source)
+    if fmt == "csv":
+        reader = csv.DictReader(lines)
+        for row in reader:
+            yield reader.line_num, {k: v for k, v in row.items() if k is not None and v not in ("", None)}
+        return
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, BadRow(number, f"invalid JSON: {exc.msg}")
+            continue
+        if not isinstance(value, dict):
+            yield number, BadRow(number, "expected a JSON object")
+            continue
+        yield number, value
 
 
 def parse_timestamp(value: Any) -> datetime:
@@ -148,13 +171,14 @@ def event_from_row(row: dict[str, Any], line: int, source: str = "import") -> Ev
     return parse_event(base)
 
 
-def read_events(path: Path) -> Iterator[tuple[int, Event | BadRow]]:
-    for line, row in read_rows(path):
+def read_events(path: Path | Source) -> Iterator[tuple[int, Event | BadRow]]:
+    source = Source.of(path)
+    for line, row in read_rows(source):
         if isinstance(row, BadRow):
             yield line, row
             continue
         try:
-            yield line, event_from_row(row, line, source=path.stem)
+            yield line, event_from_row(row, line, source=source.stem)
         except EventRejected as exc:
             yield line, BadRow(line, str(exc))
 
@@ -168,7 +192,7 @@ def item_from_row(row: dict[str, Any]) -> CatalogItem:
     return CatalogItem(**known, attributes=attributes)
 
 
-def read_items(path: Path) -> Iterator[tuple[int, CatalogItem | BadRow]]:
+def read_items(path: Path | Source) -> Iterator[tuple[int, CatalogItem | BadRow]]:
     for line, row in read_rows(path):
         if isinstance(row, BadRow):
             yield line, row
