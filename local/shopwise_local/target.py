@@ -25,6 +25,7 @@ class StackNotFound(RuntimeError):
     pass
 
 
+RUNTIME_OUTPUT = "Runtime"  # "local" on the local stack's registration: its jobs run in this machine's processes
 # the local stack's SageMaker: the endpoint records the SDK's requests, the local runner executes them with the
 # repository's own entrypoints (no image, no role is used; these only fill the request as the stack's outputs do)
 LOCAL_SAGEMAKER = {
@@ -69,6 +70,10 @@ def register_local(name: str, environment: str, function_environment: dict[str, 
     by_variable = {variable: output for output, variable in config.STACK_OUTPUTS.items()}
     outputs = {by_variable[k]: v for k, v in function_environment.items() if k in by_variable}
     outputs["ApiUrl"] = api_url
+    # its jobs and functions run in this machine's processes (no state machines here): a target resolved from these
+    # outputs runs them as the local target does
+    outputs[RUNTIME_OUTPUT] = "local"
+    outputs.update({f"SageMaker{kind.title()}": value for kind, value in LOCAL_SAGEMAKER.items()})
     put_stack(name, stack_template(outputs), {config.ENVIRONMENT_TAG: environment})
 
 
@@ -88,6 +93,7 @@ def resolve_stack(name: str) -> Target:
     names = {variable: outputs[output] for output, variable in config.STACK_OUTPUTS.items()}
     from shopwise.settings import environment_variables
 
+    runs_here = outputs.get(RUNTIME_OUTPUT) == "local"  # the local stack, registered by itself
     return Target(
         name=name,
         environment=env.name,
@@ -98,7 +104,7 @@ def resolve_stack(name: str) -> Target:
             for kind in ("retrain", "drift", "purge", "import")
             if f"{kind.title()}StateMachine" in outputs
         },
-        deployed=True,
+        deployed=not runs_here,
         sagemaker={
             "role": outputs.get("SageMakerRole", ""),
             "image": outputs.get("SageMakerImage", ""),

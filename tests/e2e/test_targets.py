@@ -14,6 +14,7 @@ import pytest
 
 from shopwise import config
 from shopwise.dal.aws import client
+from shopwise.dal.catalog import item_facts
 from shopwise_local import cli
 from shopwise_local.stack import LocalStack
 from shopwise_local.target import StackNotFound, resolve_stack, stack_template
@@ -33,7 +34,9 @@ def run(*argv: str) -> tuple[int, str]:
 def test_the_local_stack_is_resolved_from_cloudformation_as_a_deployed_one_is(stack: LocalStack) -> None:
     assert stack.resources and stack.api
     target = resolve_stack(STACK)
-    assert target.deployed and target.environment == "local"
+    # resolved as a deployed stack is; its jobs and functions run in this machine's processes (no state machines)
+    assert not target.deployed and target.environment == "local"
+    assert target.sagemaker["role"].endswith("shopwise-local-sagemaker")
     assert target.api_url == stack.api.url.rstrip("/")
     expected = stack.resources.function_environment()
     for variable in config.STACK_OUTPUTS.values():
@@ -60,6 +63,15 @@ def test_operations_commands_act_on_the_resolved_stack(stack: LocalStack, tmp_pa
     assert code == 0 and erasure_id in [e["erasure_id"] for e in json.loads(listed)["erasures"]]
     code, models = run("--stack", STACK, "models", "list", "--json")
     assert code == 0 and json.loads(models) == []
+
+    # a bulk import through the resolved stack: uploaded to its artifacts bucket, imported by its import function
+    items = tmp_path / "catalog.csv"
+    items.write_text("item_id,title,category,price,in_stock\nt1,Kettle,Home>Kitchen,30,true\nt2,Mug,Home,12,no\n,,,,\n")
+    code, out = run("--stack", STACK, "import", "items", str(items), "--no-progress")
+    assert code == 0 and "catalog.csv: 2 rows imported, 1 rejected" in out and "by the function" in out, out
+    assert stack.resources
+    facts = item_facts(stack.resources.tables["items"], ["t1", "t2"])
+    assert facts["t1"]["title"] == "Kettle" and facts["t2"]["in_stock"] is False
 
 
 def test_a_stack_that_is_not_there_or_not_shopwise_is_named_in_the_error(stack: LocalStack) -> None:
