@@ -215,9 +215,38 @@ def _transform_remote(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    for path in (args.events, args.items):
+        if path is not None and not path.exists():
+            raise ValueError(f"{path} does not exist")
+    if args.replay:
+        return _evaluate_replay(args)
     from shopwise_jobs.report import evaluate_files
 
     evaluate_files(args.events, args.items, args.out, _hyperparameters(args.hp), log=print)
+    return 0
+
+
+def _evaluate_replay(args: argparse.Namespace) -> int:
+    """What a store's anonymous visitors would be served, click by click (``shopwise_local.session_replay``), in a
+    fresh local stack of its own (the running one, if any, is left alone)."""
+    from shopwise_local.session_replay import ReplayOptions, format_table, replay_store
+
+    options = ReplayOptions(
+        test_days=args.test_days,
+        sessions=args.sessions,
+        think=args.think,
+        variants=tuple(args.variants),
+        context=args.context,
+        hyperparameters={"budget": "quick", **_hyperparameters(args.hp)},
+    )
+    figures = replay_store(args.events, args.items, options, log=lambda line: print(line, file=sys.stderr))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "replay.json").write_text(json.dumps(figures, indent=2))
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print(format_table(figures))
+        print(f"wrote {args.out / 'replay.json'}")
     return 0
 
 
@@ -860,6 +889,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="protocol=temporal|leave_last_out, test_fraction, holdout, budget, models, metric",
     )
+    ev.add_argument(
+        "--replay",
+        action="store_true",
+        help="score what is served: held-out sessions replayed click by click through a fresh local stack",
+    )
+    ev.add_argument("--test-days", type=float, default=2.0, help="--replay: the newest days held out (2)")
+    ev.add_argument("--sessions", type=int, default=200, help="--replay: held-out sessions replayed (200)")
+    ev.add_argument("--think", type=float, default=1.0, help="--replay: seconds between a view and the list (1)")
+    ev.add_argument("--variants", nargs="*", default=[], metavar="KNOB=VALUE[,...]", help="--replay: blend arms")
+    ev.add_argument("--context", action="store_true", help="--replay: also with the page's context and no wait")
+    ev.add_argument("--json", action="store_true", help="--replay: the figures as JSON")
     ev.set_defaults(func=cmd_evaluate)
 
     retrain = sub.add_parser("retrain", help="train -> batch transform -> load on the running local stack")
