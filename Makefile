@@ -13,11 +13,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:
 	@echo "make demo             run the whole path locally; serve the API and the console at http://127.0.0.1:8080/ (Ctrl-C stops it)"
-	@echo "make test             ruff, mypy, pytest (unit, infrastructure, local end-to-end)"
+	@echo "make test             ruff, mypy, pytest (unit, infrastructure, local end-to-end, the console in Chromium)"
 	@echo "make test-faults      the update path's fault run at 10,080 events on two shards (~8 min)"
 	@echo "make synth ENV=dev    cdk synth with cdk-nag (ENV=dev|prod)"
 	@echo "make deploy ENV=dev   cdk deploy (needs AWS credentials)"
 	@echo "make openapi          write the API document from the HTTP functions' resolvers"
+	@echo "make bench            every benchmark in tests/bench, one after another (~45 min); logs in .local/bench/"
+	@echo "make install | build | browser | lint | typecheck | pytest | clean   the steps the above are made of"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,3 +77,13 @@ clean:
 # the API document (layers/core/shopwise/openapi.json) from the HTTP functions' resolvers; a unit test checks it is current
 openapi: $(BIN)/.installed
 	$(BIN)/python -m shopwise_local.openapi
+
+# every benchmark, one after another (they measure time: never two at once on this machine); each prints its figures
+# and ends with a JSON line, kept in .local/bench/<name>.log
+BENCHES := bench_update bench_serve bench_read bench_fit bench_transform bench_erase bench_crossings bench_import bench_sessions bench_models
+bench: install build
+	@mkdir -p .local/bench
+	@set -o pipefail; for b in $(BENCHES); do \
+		echo "== $$b"; \
+		$(BIN)/python tests/bench/$$b.py 2>&1 | tee .local/bench/$$b.log | tail -n 3 || exit 1; \
+	done

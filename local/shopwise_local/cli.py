@@ -80,8 +80,12 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     report = done.report
-    print(report.summary(limit=args.show_bad))
-    print(f"import {done.import_id} by the {done.route} in {done.seconds:.1f} s; every bad row: {done.errors_uri}")
+    if args.json:
+        print(json.dumps({"import_id": done.import_id, "route": done.route, "errors_uri": done.errors_uri,
+                          "seconds": round(done.seconds, 1), **report.to_json()}, indent=2))  # fmt: skip
+    else:
+        print(report.summary(limit=args.show_bad))
+        print(f"import {done.import_id} by the {done.route} in {done.seconds:.1f} s; every bad row: {done.errors_uri}")
     if args.kind == "events" and report.keys and not args.no_backfill:
         from shopwise.ingestion.backfill import backfill
 
@@ -543,6 +547,9 @@ def cmd_campaigns(args: argparse.Namespace) -> int:
     now = datetime.fromisoformat(args.at).timestamp() if args.at else None
     tables = Tables.from_settings(settings)
     report = run_campaign(spec, tables, settings.artifacts_bucket, now, settings.repeat_purchase_categories)
+    if args.json:
+        print(json.dumps(asdict(report), indent=2, default=str))
+        return 0
     print(
         f"{spec.name}: {report.profiles} profiles, {report.in_segment} in the segment, {report.held_out} held out, "
         f"{report.capped} capped, {report.recipients} recipients -> s3://{settings.artifacts_bucket}/{report.keys['csv']}"
@@ -794,8 +801,75 @@ def _template(env: str, path: str) -> dict[str, Any]:
         raise RuntimeError(f"could not synthesize the stack ({exc}): run `make synth ENV={env}` first") from exc
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help (unless the help says it already, or there is none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, "", [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser by its words ("models", "local up"), nested ones included."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found[name] = child
+                found.update({f"{name} {k}": v for k, v in subcommands(child).items()})
+    return found
+
+
+def completion_script(parser: argparse.ArgumentParser) -> str:
+    """A bash completion function from the parser itself: the commands, then each command's options and the
+    choices of its positional arguments (``eval "$(shopwise completion bash)"``)."""
+    top = [a for action in parser._actions for a in action.option_strings if a.startswith("--")]
+    commands = {k: v for k, v in subcommands(parser).items() if " " not in k}
+    valued = [a for action in parser._actions if action.nargs != 0 for a in action.option_strings]
+    lines = [
+        '# bash completion for shopwise: eval "$(shopwise completion bash)" (in ~/.bashrc to keep it)',
+        "_shopwise() {",
+        '  local cur="${COMP_WORDS[COMP_CWORD]}" cmd="" skip=""',
+        '  for w in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do',
+        '    if [ -n "$skip" ]; then skip=""; continue; fi',
+        f'    case "$w" in {"|".join(valued)}) skip=1;; -*) ;; *) cmd="$w"; break;; esac',
+        "  done",
+        '  case "$cmd" in',
+    ]
+    for name, child in commands.items():
+        words = [a for action in child._actions for a in action.option_strings if a.startswith("--")]
+        for action in child._actions:
+            if not action.option_strings and action.choices:
+                words += [str(c) for c in action.choices]
+        lines.append(f'    {name}) COMPREPLY=($(compgen -W "{" ".join(dict.fromkeys(words))}" -- "$cur"));;')
+    lines.append(f'    *) COMPREPLY=($(compgen -W "{" ".join([*commands, *top])}" -- "$cur"));;')
+    lines += ["  esac", "}", "complete -o default -F _shopwise shopwise", ""]
+    return "\n".join(lines)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    print(completion_script(build_parser()), end="")
+    return 0
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    from shopwise_local.paths import code_version
+
+    try:
+        number = package_version("shopwise")
+    except PackageNotFoundError:
+        number = "unknown"
+    return f"shopwise {number} (code {code_version()})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="shopwise", description=__doc__)
+    parser = argparse.ArgumentParser(prog="shopwise", description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=version())
     parser.add_argument(
         "--stack",
         default="",
@@ -828,6 +902,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--show-bad", type=int, default=20, help="how many bad rows to list")
     imp.add_argument("--no-backfill", action="store_true", help="events: archive only (`shopwise backfill` later)")
     imp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    imp.add_argument("--json", action="store_true", help="the import's report as JSON (bad rows: the first 1,000)")
     imp.add_argument(
         "--via",
         choices=["auto", "function", "job"],
@@ -972,6 +1047,7 @@ def build_parser() -> argparse.ArgumentParser:
     camp.add_argument("--at", default="", help="run as of this ISO time instead of now (what-if runs, tests)")
     camp.add_argument("--cursor", default="", help="recipients: the `next` of the page before")
     camp.add_argument("--limit", type=int, default=100, help="recipients: page size")
+    camp.add_argument("--json", action="store_true", help="run: the run's report as JSON (list, recipients: always)")
     camp.set_defaults(func=cmd_campaigns)
 
     erase = sub.add_parser("erase", help="erase shoppers everywhere (DELETE /v1/users/{id}); prints each receipt")
@@ -1046,6 +1122,12 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--summary", action="store_true", help="only the summary table")
     cost.add_argument("--json", action="store_true", help="every line item as JSON")
     cost.set_defaults(func=cmd_cost)
+
+    comp = sub.add_parser("completion", help='a shell completion script: eval "$(shopwise completion bash)"')
+    comp.add_argument("shell", choices=["bash"])
+    comp.set_defaults(func=cmd_completion)
+    for child in subcommands(parser).values():  # every command shows its defaults in its help
+        child.formatter_class = HelpFormatter
     return parser
 
 

@@ -102,3 +102,10 @@ def test_a_figure_json_cannot_hold_is_sent_as_null() -> None:
 
     status, _headers, body = _json(200, {"psi": float("nan"), "mix": [float("inf"), 0.5], "n": 3})
     assert status == 200 and json.loads(body) == {"psi": None, "mix": [None, 0.5], "n": 3}
+
+
+def test_a_failure_behind_the_page_is_a_json_500_that_says_what_failed(console: Console) -> None:
+    # the target's API is a closed port: the page gets the reason, the connection is not dropped
+    status, headers, body = console.handle("GET", "/console/api/shoppers/u1", "placement=home", HOST, None)
+    assert status == 500 and headers["Content-Type"] == "application/json"
+    assert "URLError" in json.loads(body)["message"]

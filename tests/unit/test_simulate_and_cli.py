@@ -217,3 +217,27 @@ def test_the_transform_writes_next_items_popular_segments_and_similar_items(stor
     assert sum(e[3].split(">")[0] in ("Beauty", "Apparel") for e in referred) >= 4
     # every item with a catalog entry has similar items (content fills in where co-views are thin)
     assert sum(1 for k in rows if k.startswith("item#")) == len(items)
+
+
+def test_the_cli_says_its_version_shows_defaults_and_completes_in_bash(capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.startswith("shopwise 0.")
+    with pytest.raises(SystemExit):
+        main(["import", "--help"])
+    assert "(default: auto)" in capsys.readouterr().out.replace("\n", " ").replace("  ", " ")
+    assert main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(f"'{w}'" for w in words)
+        probe = f'{script}\nCOMP_WORDS=(shopwise {line}); COMP_CWORD={len(words)}; _shopwise; echo "${{COMPREPLY[@]}}"'
+        done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True, timeout=30)
+        return done.stdout.split()
+
+    assert complete("mod") == ["models"]
+    assert complete("--stack", "shopwise-prod", "imp") == ["import"]  # a value after --stack is not a command
+    assert set(complete("import", "--v")) == {"--via"} and set(complete("import", "it")) == {"items"}
+    assert "--allow-events" in complete("console", "--")

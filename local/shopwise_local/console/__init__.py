@@ -26,6 +26,7 @@ own scripts and images, and may not be framed.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import tempfile
@@ -58,6 +59,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 Answer = tuple[int, dict[str, str], bytes]
+log = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -165,6 +167,9 @@ class Console:
             return _json(exc.status, {"message": str(exc)})
         except (LookupError, FileNotFoundError) as exc:
             return _json(404, {"message": str(exc).strip("'\"")})
+        except Exception as exc:  # the operator's own tool on their machine: say what failed (AWS refused, ...)
+            log.exception("console: %s %s failed", method, path)
+            return _json(500, {"message": f"{type(exc).__name__}: {exc}"})
 
     def _check_caller(self, method: str, headers: dict[str, str]) -> None:
         host = headers.get("host", "")
