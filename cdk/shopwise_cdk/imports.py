@@ -112,8 +112,17 @@ class BulkImport(Construct):
             max_runtime=Duration.hours(JOB_HOURS),
             result_path="$.result",
         )
+
+        # the operator may force a route (`shopwise import --via function|job`); else the upload's size decides
+        def forced(route: str) -> sfn.Condition:
+            return sfn.Condition.and_(
+                sfn.Condition.is_present("$.route"), sfn.Condition.string_equals("$.route", route)
+            )
+
         definition = (
             sfn.Choice(self, "Small enough for the function?")
+            .when(forced("function"), function)
+            .when(forced("job"), job)
             .when(sfn.Condition.number_less_than_equals("$.rows", config.IMPORT_FUNCTION_MAX_ROWS), function)
             .otherwise(job)
         )

@@ -129,7 +129,8 @@ def import_to_stack(
         "key": key,
         "batch_id": batch_id,
         "lines": str(lines),  # a job hyperparameter: a string
-        "rows": lines,  # what the import state machine chooses by
+        "rows": lines,  # what the import state machine chooses by ...
+        "route": route,  # ... unless the operator forced a route (auto, function, job)
         "upload_uri": f"s3://{settings.artifacts_bucket}/{key}",  # the import job's channel
     }
     failure: list[BaseException] = []

@@ -417,8 +417,12 @@ def test_the_export_function_may_scan_items_and_write_the_catalog_snapshot_only(
 def test_an_upload_is_imported_by_the_function_up_to_its_size_and_by_the_job_above(prod: Template) -> None:
     definition = state_machine_definition(prod, "ImportStateMachine")
     choice = next(state for state in definition["States"].values() if state["Type"] == "Choice")
-    (rule,) = choice["Choices"]
-    assert rule["Variable"] == "$.rows" and rule["NumericLessThanEquals"] == config.IMPORT_FUNCTION_MAX_ROWS
+    forced_function, forced_job, by_size = choice["Choices"]
+    assert forced_function["And"][1] == {"Variable": "$.route", "StringEquals": "function"}
+    assert forced_job["And"][1] == {"Variable": "$.route", "StringEquals": "job"}
+    assert forced_job["And"][0] == {"Variable": "$.route", "IsPresent": True}
+    assert by_size["Variable"] == "$.rows" and by_size["NumericLessThanEquals"] == config.IMPORT_FUNCTION_MAX_ROWS
+    assert by_size["Next"] == forced_function["Next"] and forced_job["Next"] == choice["Default"]
     job = definition["States"][choice["Default"]]
     assert job["Resource"].endswith("sagemaker:createTrainingJob.sync")
     assert job["Parameters"]["HyperParameters"]["sagemaker_program"] == "imports.py"
