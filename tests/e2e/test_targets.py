@@ -84,3 +84,23 @@ def test_a_stack_that_is_not_there_or_not_shopwise_is_named_in_the_error(stack: 
         resolve_stack("someone-else")
     code, _ = run("--stack", "shopwise-nowhere", "models", "list")
     assert code == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("models", "list", "--json"),
+        ("experiments", "show"),
+        ("campaigns", "list"),
+        ("failures", "list", "--json"),
+        ("keys", "show"),
+        ("erasures", "list"),
+    ],
+)
+def test_each_read_only_command_answers_the_same_directly_and_through_cloudformation(
+    stack: LocalStack, command: tuple[str, ...]
+) -> None:
+    direct_code, direct = run(*command)
+    resolved_code, resolved = run("--stack", STACK, *command)
+    assert direct_code == resolved_code == 0
+    assert json.loads(direct) == json.loads(resolved)
