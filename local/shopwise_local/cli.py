@@ -241,6 +241,7 @@ def _evaluate_replay(args: argparse.Namespace) -> int:
         think=args.think,
         variants=tuple(args.variants),
         context=args.context,
+        known=args.known,
         hyperparameters={"budget": "quick", **_hyperparameters(args.hp)},
     )
     figures = replay_store(args.events, args.items, options, log=lambda line: print(line, file=sys.stderr))
@@ -974,6 +975,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--think", type=float, default=1.0, help="--replay: seconds between a view and the list (1)")
     ev.add_argument("--variants", nargs="*", default=[], metavar="KNOB=VALUE[,...]", help="--replay: blend arms")
     ev.add_argument("--context", action="store_true", help="--replay: also with the page's context and no wait")
+    ev.add_argument(
+        "--known", action="store_true", help="--replay: known customers' sessions (their lists in play), with context"
+    )
     ev.add_argument("--json", action="store_true", help="--replay: the figures as JSON")
     ev.set_defaults(func=cmd_evaluate)
 

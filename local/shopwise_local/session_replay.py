@@ -200,9 +200,62 @@ class Replay:
     served: Scores = field(default_factory=Scores)
     unseen: Scores = field(default_factory=Scores)  # on next clicks the session had not viewed yet
     departments: list[int] = field(default_factory=list)  # distinct top-level categories per served list
-    sources: Counter[str] = field(default_factory=Counter)
+    sources: Counter[str] = field(default_factory=Counter)  # the first source of each answer
+    all_sources: Counter[str] = field(default_factory=Counter)  # every source that filled an answer
     latencies_ms: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def customers_of(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """Session -> the customer it belongs to, for the sessions of logged-in shoppers (``id_type`` customer)."""
+    found: dict[str, str] = {}
+    for row in rows:
+        known = str(row.get("id_type") or "customer") == "customer"
+        if known and row.get("event_type") == "product_view" and row.get("session_id") and row.get("user_id"):
+            found[str(row["session_id"])] = str(row["user_id"])
+    return found
+
+
+def _post(api_url: str, event: dict[str, Any]) -> None:
+    status, body = call(api_url, "POST", "/v1/server/events", {"events": [event]}, signed=True)
+    if status != 200 or body.get("rejected"):
+        raise RuntimeError(f"POST /v1/server/events answered {status}: {body}")
+
+
+def _consent(who: dict[str, str], event_id: str) -> dict[str, Any]:
+    at = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    return {"event_id": event_id, "event_type": "consent", "occurred_at": at, "granted": ["personalisation"], **who}
+
+
+def replay_known_session(
+    api_url: str, customer: str, items: list[str], out: Replay, department: dict[str, str] | None = None
+) -> list[tuple[list[str], list[str], str]]:
+    """A known shopper's held-out session: per click, the customer's product-page list asked with the page's
+    context (the product on screen, the earlier views newest first) and no event sent, so the arms of a run all
+    see the same profile and precomputed list."""
+    predictions = []
+    for t, item in enumerate(items[:-1]):
+        earlier = list(dict.fromkeys(reversed(items[:t])))[:5]
+        path = (
+            f"/v1/server/users/{quote(customer)}/recommendations?id_type=customer&placement=product&n={N}"
+            f"&item={quote(item)}" + (f"&recent={quote(','.join(earlier))}" if earlier else "")
+        )
+        started = time.perf_counter()
+        status, body = call(api_url, "GET", path, signed=True)
+        elapsed = (time.perf_counter() - started) * 1000
+        if status != 200:
+            raise RuntimeError(f"GET {path} answered {status}: {body}")
+        served = [entry["item_id"] for entry in body.get("items", [])]
+        with out.lock:
+            out.latencies_ms.append(elapsed)
+            out.sources.update({str(body.get("source", "?")): 1})
+            out.all_sources.update(str(source) for source in body.get("sources", []))
+            out.served.add(served, items[t + 1])
+            if items[t + 1] not in items[: t + 1]:
+                out.unseen.add(served, items[t + 1])
+            out.departments.append(len({(department or {}).get(i, "") for i in served}))
+        predictions.append((items[: t + 1], served, items[t + 1]))
+    return predictions
 
 
 def replay_session(
@@ -266,6 +319,7 @@ def replay_session(
         with out.lock:
             out.latencies_ms.append(elapsed)
             out.sources.update({str(body.get("source", "?")): 1})
+            out.all_sources.update(str(source) for source in body.get("sources", []))
             out.served.add(served, items[t + 1])
             if items[t + 1] not in items[: t + 1]:
                 out.unseen.add(served, items[t + 1])
@@ -282,6 +336,9 @@ class ReplayOptions:
     visitors: int = 8  # sessions replayed at once
     variants: tuple[str, ...] = ()  # blend knobs, each replayed as its own arm: "max_per_category=20,..."
     context: bool = False  # also replay with the page's context in each request and no wait
+    # known shoppers instead: the held-out sessions of customers (history trained on, a precomputed list each),
+    # asked as the customer with the page's context and no events, so every arm sees the same profile
+    known: bool = False
     hyperparameters: dict[str, str] = field(default_factory=lambda: {"budget": "quick"})
 
 
@@ -298,8 +355,10 @@ def replay_store(
         raise ValueError(f"{events}: no events with a readable timestamp")
     cutoff = max(float(r["_at"]) for r in rows) - options.test_days * 86400
     train_rows = [r for r in rows if float(r["_at"]) < cutoff]
+    recent_rows = [r for r in rows if float(r["_at"]) >= cutoff]
+    owners = customers_of(recent_rows) if options.known else {}
     held_out = {
-        s: seen for s, seen in sessions_of(r for r in rows if float(r["_at"]) >= cutoff).items() if len(seen) >= 2
+        s: seen for s, seen in sessions_of(recent_rows).items() if len(seen) >= 2 and (not options.known or s in owners)
     }
     if not held_out:
         raise ValueError(f"{events}: no session of 2+ product views in the last {options.test_days:g} days")
@@ -341,6 +400,11 @@ def replay_store(
             export_function=stack.functions["export_catalog"],
         )
         log(f"trained and loaded {result.model_version}")
+        if options.known:  # each customer's consent once, before every arm: the arms share the same profiles
+            for customer in sorted({owners[session] for session in replayed}):
+                _post(api_url, _consent({"customer_id": customer}, f"replay-consent-{customer}"))
+            assert stack.poller
+            stack.poller.wait_idle(120)
         for n, (name, params) in enumerate(variants.items()):
             # every visitor in one arm: an experiment of one variant on the product placement, no holdout
             experiment = {"name": "replay", "salt": "replay", "holdout": 0, "placements": ["product"]}
@@ -353,7 +417,11 @@ def replay_store(
             think = 0.0 if in_request else options.think
             with ThreadPoolExecutor(max_workers=options.visitors) as pool:
                 jobs = [
-                    pool.submit(replay_session, api_url, stack, s, seen, think, out, f"v{n}", department, in_request)
+                    pool.submit(replay_known_session, api_url, owners[s], seen, out, department)
+                    if options.known
+                    else pool.submit(
+                        replay_session, api_url, stack, s, seen, think, out, f"v{n}", department, in_request
+                    )
                     for s, seen in replayed.items()
                 ]
                 for job in tqdm(jobs, desc=f"replay {name}", unit="session", disable=not progress):
@@ -415,6 +483,7 @@ def _figures(
         **{f"{name}_hr20_unseen": round(s.hr, 4) for name, s in fresh.items()},
         "sessions": len(replayed),
         "served_sources": dict(out.sources),
+        "served_all_sources": dict(out.all_sources),
         # relevance and diversity of each arm: a diversity that costs relevance must earn it
         "variants": {
             name: {

@@ -58,6 +58,11 @@ def main() -> int:
         action="store_true",
         help="also replay with the page's context in each request (item on screen, recent views) and no wait",
     )
+    parser.add_argument(
+        "--known",
+        action="store_true",
+        help="replay the sessions of known customers instead (their precomputed lists in play), with context",
+    )
     args = parser.parse_args()
     store = Path(tempfile.mkdtemp(prefix="shopwise-sessions-")) / "store"
     simulate(SimulationOptions(shoppers=args.shoppers, days=args.days, items=args.items, seed=args.seed), store, False)
@@ -68,6 +73,7 @@ def main() -> int:
         visitors=args.visitors,
         variants=tuple(args.variants),
         context=args.context,
+        known=args.known,
     )
     figures = replay_store(
         store / "events.csv", store / "items.csv", options, log=lambda line: print(line, file=sys.stderr)

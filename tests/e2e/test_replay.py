@@ -57,3 +57,31 @@ def test_sessions_are_the_events_session_ids_else_a_shoppers_views_30_minutes_ap
         {"user_id": "c", "item_id": "i8", "event_type": "product_view", "_at": 1.0, "session_id": "s1"},
     ]
     assert sessions_of(rows) == {"s1": ["i8", "i9"], "a#0": ["i1", "i2"], "a#1": ["i3"]}
+
+
+def test_known_shoppers_are_replayed_as_themselves_with_their_precomputed_lists_in_play(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--known: the held-out sessions of customers, asked as the customer with the page's context and no event,
+    so the blend's personal weight has something to weigh."""
+    from shopwise_local.session_replay import customers_of
+
+    store = tmp_path / "store"
+    simulate(SimulationOptions(shoppers=300, days=12, items=150, seed=3), store, progress=False)
+    rows = load_events(store / "events.csv")
+    recent = [r for r in rows if r["_at"] >= max(r["_at"] for r in rows) - 86400]
+    owners = customers_of(recent)
+    known = {s: v for s, v in sessions_of(recent).items() if len(v) >= 2 and s in owners}
+    replayed = dict(sorted(known.items())[:10])
+    code = cli.main(
+        [
+            "evaluate", "--replay", "--known", "--events", str(store / "events.csv"), "--items",
+            str(store / "items.csv"), "--test-days", "1", "--sessions", "10", "--out", str(tmp_path / "out"), "--json",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["predictions"] == sum(len(v) - 1 for v in replayed.values())
+    # realtime first (the product on screen), and the customer's own precomputed list in the answers
+    assert figures["served_sources"].get("realtime", 0) == figures["predictions"]
+    assert figures["served_all_sources"].get("personalised", 0) >= figures["predictions"] // 2, figures

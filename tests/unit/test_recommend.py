@@ -17,6 +17,7 @@ from shopwise.events import parse_event
 from shopwise.features.definitions import Context, ProfileFeatures, apply_to_profile
 from shopwise.keys import POPULAR_KEY, item_key, next_key, popular_key, profile_key, user_key
 from shopwise.picks import StoredPick, ViewPick
+from shopwise.serving.blend import PLACEMENT_PARAMS
 from shopwise.serving.experiments import bucket
 from shopwise.serving.recommend import NotFound, Request, impression_line, popular, rank, recommend, similar
 
@@ -124,7 +125,7 @@ def test_a_consenting_shopper_gets_their_list_blended_with_what_they_just_did_mi
     reader.unavailable = frozenset({"p3"})
     answer = recommend(Request("alice", "c:alice", placement="product", n=4), reader).response
     items = [i["item_id"] for i in answer["items"]]
-    assert items[:2] == ["r1", "p1"]  # product page: real-time weight 1.0 against the personal list's 0.5
+    assert items[:2] == ["r1", "p1"]  # product page: real-time weight 2.0 against the personal list's 0.5
     assert "p2" not in items and "h1" not in items and "p3" not in items  # in cart, bought, out of stock
     assert answer["sources"] == ["realtime", "personalised", "global"]
     assert answer["items"][0]["reason"]["text"] == "Because you viewed Red lamp"
@@ -195,10 +196,11 @@ def test_the_context_replaces_the_stream_s_view_of_the_same_item_and_the_holdout
     reader.profiles["c:alice"] = {**profile(), "serving": {"at": old, "items": view}}
     answer = recommend(Request("alice", "c:alice", placement="product", n=10, context=("k1",)), reader).response
     scores = {i["item_id"]: i["score"] for i in answer["items"]}
-    # n1 counts once: from the context at the product page's full real-time weight (.25 of the context's best, n2's
-    # .405), not again from the stream's 12-hour-old view of the same k1 (that would add 0.25)
-    assert scores["n1"] == pytest.approx(0.25 / 0.405, abs=1e-6)
-    assert scores["r9"] == pytest.approx(0.25)  # the view's other candidates stay, decayed by their age
+    # n1 counts once: from the context at the product page's full real-time weight, 2.0 (.25 of the context's best,
+    # n2's .405), not again from the stream's 12-hour-old view of the same k1 (that would add 2.0 x 0.25)
+    realtime = PLACEMENT_PARAMS["product"].realtime_weight
+    assert scores["n1"] == pytest.approx(realtime * 0.25 / 0.405, abs=1e-6)
+    assert scores["r9"] == pytest.approx(realtime * 0.25)  # the view's other candidates stay, decayed by their age
     salt = next(f"s{n}" for n in range(1000) if bucket(f"s{n}", "c:alice") < 0.5)
     reader.experiments = json.dumps([{"name": "e", "salt": salt, "holdout": 0.5, "variants": [{"name": "a"}]}])
     held = recommend(Request("alice", "c:alice", placement="product", n=3, context=("k1",)), reader).response
