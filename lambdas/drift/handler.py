@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shopwise.dal.objects import parse_s3_uri, read_tar_member
+from shopwise.dal.objects import read_job_output
 from shopwise.lifecycle.figures import DriftFigures
 from shopwise.observability import logger, metrics, tracer
 
@@ -20,8 +20,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     model_uri = str(event.get("model_uri") or "")
     if not model_uri:
         raise ValueError(f"monitor: the input needs 'model_uri' (the drift job's artefact); got keys {sorted(event)}")
-    bucket, key = parse_s3_uri(model_uri)
-    report = json.loads(read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", "drift.json"))
+    report = json.loads(read_job_output(model_uri, "drift.json"))
     published = DriftFigures.from_report(report).metrics()
     for name, value in published.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

@@ -10,7 +10,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import shopwise.lifecycle.registry as registry
-from shopwise.dal.objects import parse_s3_uri, read_tar_member
+from shopwise.dal.objects import read_job_output
 from shopwise.lifecycle import transform
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
@@ -32,9 +32,7 @@ def champion(event: dict[str, Any]) -> dict[str, Any]:
 def gate(event: dict[str, Any]) -> dict[str, Any]:
     """The training job's metrics.json is in its output.tar.gz, beside model.tar.gz."""
     version, model_uri = _need(event, "version", "model_uri")
-    bucket, key = parse_s3_uri(model_uri)
-    output = key.rsplit("/", 1)[0] + "/output.tar.gz"
-    metrics_doc = json.loads(read_tar_member(bucket, output, "metrics.json"))
+    metrics_doc = json.loads(read_job_output(model_uri, "metrics.json"))
     settings = get_settings()
     record, verdict = registry.gate_candidate(
         settings.config_table,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shopwise import config
-from shopwise.dal.objects import parse_s3_uri, read_tar_member
+from shopwise.dal.objects import read_job_output
 from shopwise.settings import get_settings
 from shopwise_local.lambda_runtime import LocalFunction
 from shopwise_local.sagemaker import run_training_job
@@ -50,6 +50,5 @@ def run_drift(
             entry="drift.py",
         )
         published = (publisher or LocalFunction("drift")).invoke({"model_uri": result.model_uri})
-        bucket, key = parse_s3_uri(result.model_uri)
-        report = json.loads(read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", "drift.json"))
+        report = json.loads(read_job_output(result.model_uri, "drift.json"))
     return {**report, "published": published["metrics"]}

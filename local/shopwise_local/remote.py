@@ -15,6 +15,7 @@ promote (``shopwise retrain`` does the whole pipeline): its model can be looked 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from shopwise import config
-from shopwise.dal.objects import parse_s3_uri, read_tar_member
+from shopwise.dal.objects import parse_s3_uri, read_job_output
 from shopwise.settings import get_settings
 
 Log = Callable[[str], None]
@@ -98,6 +99,37 @@ def training_request(
     }
 
 
+def _ready(sagemaker: dict[str, str]) -> None:
+    """The stack names what a job runs with; the SDK is told not to simulate the role's policy (the local endpoint
+    has no IAM simulation, and in AWS the job's own start says it better)."""
+    missing = [k for k in ("role", "image", "source") if not sagemaker.get(k)]
+    if missing:
+        raise RuntimeError(f"the stack has no SageMaker {', '.join(missing)} output: deployed by an older version?")
+    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+
+
+def _follow(
+    job: Any,
+    kind: str,
+    job_name: str,
+    run_recorded: Callable[[str, Path, Log], Any],
+    deployed: bool,
+    work_dir: Path | None,
+    log: Log,
+) -> str:
+    """Follow a created job to its end: in AWS with its logs; locally the endpoint only records it, so the local
+    runner executes the recorded request first. Its final status, or why it failed."""
+    if not deployed:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_recorded(job_name, work_dir or Path(tmp), log)
+    job.wait(poll=10, logs=deployed)
+    job.refresh()
+    status = str(getattr(job, f"{kind}_job_status"))
+    if status != "Completed":
+        raise RuntimeError(f"{kind} job {job_name} ended {status}: {job.failure_reason}")
+    return status
+
+
 def train_remote(
     sagemaker: dict[str, str],
     deployed: bool,
@@ -107,31 +139,18 @@ def train_remote(
     work_dir: Path | None = None,
 ) -> RemoteTraining:
     """Launch the training job with the SDK, follow it to the end, fetch its metrics."""
-    missing = [k for k in ("role", "image", "source") if not sagemaker.get(k)]
-    if missing:
-        raise RuntimeError(f"the stack has no SageMaker {', '.join(missing)} output: deployed by an older version?")
-    import os
-
-    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+    _ready(sagemaker)
     from sagemaker.core.resources import TrainingJob
+
+    from shopwise_local.sagemaker import run_recorded_training
 
     started = time.time()
     job_name = f"shopwise-remote-{time.strftime('%Y%m%d-%H%M%S')}"
     job = TrainingJob.create(**training_request(job_name, sagemaker, hyperparameters, instance_type))
     log(f"created training job {job_name} ({instance_type}) with the SageMaker SDK")
-    if not deployed:  # the local endpoint only records it: the local runner executes the recorded request
-        from shopwise_local.sagemaker import run_recorded_training
-
-        with tempfile.TemporaryDirectory() as tmp:
-            run_recorded_training(job_name, work_dir or Path(tmp), log)
-    job.wait(poll=10, logs=deployed)
-    job.refresh()
-    status = str(job.training_job_status)
-    if status != "Completed":
-        raise RuntimeError(f"training job {job_name} ended {status}: {job.failure_reason}")
+    status = _follow(job, "training", job_name, run_recorded_training, deployed, work_dir, log)
     model_uri = str(job.model_artifacts.s3_model_artifacts)  # type: ignore[union-attr]
-    bucket, key = parse_s3_uri(model_uri)
-    metrics = json.loads(read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", "metrics.json"))
+    metrics = json.loads(read_job_output(model_uri, "metrics.json"))
     return RemoteTraining(job_name, status, model_uri, metrics, time.time() - started)
 
 
@@ -158,9 +177,7 @@ def transform_remote(
     """A registered version's batch transform launched with the SDK: its model (the pipeline's container: image,
     model.tar.gz, ``inference.py`` from the source directory), the plan's request objects cut for its users and items
     (``shopwise.lifecycle.transform``), a worker per vCPU; followed to the end. The output is not loaded."""
-    import os
-
-    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+    _ready(sagemaker)
     from sagemaker.core.resources import TransformJob
     from sagemaker.core.shapes import (
         TransformDataSource,
@@ -173,6 +190,7 @@ def transform_remote(
     from shopwise.dal.objects import list_keys, read_lines
     from shopwise.dal.sagemaker import create_model
     from shopwise.lifecycle import registry, transform
+    from shopwise_local.sagemaker import run_recorded_transform
 
     settings = get_settings()
     record = registry.get(settings.config_table, version)
@@ -181,8 +199,7 @@ def transform_remote(
     if record.status == "rejected":
         raise RuntimeError(f"version {version} was rejected by the gate: {record.reason}")
     started = time.time()
-    bucket, key = parse_s3_uri(record.model_uri)
-    counts = json.loads(read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", "metrics.json"))
+    counts = json.loads(read_job_output(record.model_uri, "metrics.json"))
     job_name = f"{version}-remote-{time.strftime('%H%M%S')}"[:63]
     workers = config.instance_vcpus(instance_type)
     objects = transform.plan(int(counts["users"]), int(counts["items"]), instance_count, workers)
@@ -224,16 +241,7 @@ def transform_remote(
         f"created transform job {job_name} ({instance_count} x {instance_type}, {workers} workers each) for "
         f"{version}: {sum(len(o) for o in objects)} requests in {len(objects)} objects, with the SageMaker SDK"
     )
-    if not deployed:
-        from shopwise_local.sagemaker import run_recorded_transform
-
-        with tempfile.TemporaryDirectory() as tmp:
-            run_recorded_transform(job_name, work_dir or Path(tmp), log)
-    job.wait(poll=10, logs=deployed)
-    job.refresh()
-    status = str(job.transform_job_status)
-    if status != "Completed":
-        raise RuntimeError(f"transform job {job_name} ended {status}: {job.failure_reason}")
+    status = _follow(job, "transform", job_name, run_recorded_transform, deployed, work_dir, log)
     out_bucket, out_prefix = parse_s3_uri(output_uri)
     written = sorted(k for k in list_keys(out_bucket, out_prefix) if k.endswith(".out"))
     rows = sum(1 for k in written for _line in read_lines(out_bucket, k))

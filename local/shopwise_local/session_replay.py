@@ -233,29 +233,36 @@ def replay_known_session(
     """A known shopper's held-out session: per click, the customer's product-page list asked with the page's
     context (the product on screen, the earlier views newest first) and no event sent, so the arms of a run all
     see the same profile and precomputed list."""
-    predictions = []
-    for t, item in enumerate(items[:-1]):
-        earlier = list(dict.fromkeys(reversed(items[:t])))[:5]
-        path = (
-            f"/v1/server/users/{quote(customer)}/recommendations?id_type=customer&placement=product&n={N}"
-            f"&item={quote(item)}" + (f"&recent={quote(','.join(earlier))}" if earlier else "")
-        )
-        started = time.perf_counter()
-        status, body = call(api_url, "GET", path, signed=True)
-        elapsed = (time.perf_counter() - started) * 1000
-        if status != 200:
-            raise RuntimeError(f"GET {path} answered {status}: {body}")
-        served = [entry["item_id"] for entry in body.get("items", [])]
-        with out.lock:
-            out.latencies_ms.append(elapsed)
-            out.sources.update({str(body.get("source", "?")): 1})
-            out.all_sources.update(str(source) for source in body.get("sources", []))
-            out.served.add(served, items[t + 1])
-            if items[t + 1] not in items[: t + 1]:
-                out.unseen.add(served, items[t + 1])
-            out.departments.append(len({(department or {}).get(i, "") for i in served}))
-        predictions.append((items[: t + 1], served, items[t + 1]))
-    return predictions
+    path = f"/v1/server/users/{quote(customer)}/recommendations?id_type=customer&placement=product&n={N}"
+    return [_ask(api_url, path + _context(items, t), items, t, out, department) for t in range(len(items) - 1)]
+
+
+def _context(items: list[str], t: int) -> str:
+    """The page's context at click ``t``: the product on screen, the session's earlier views newest first."""
+    earlier = list(dict.fromkeys(reversed(items[:t])))[:5]
+    return f"&item={quote(items[t])}" + (f"&recent={quote(','.join(earlier))}" if earlier else "")
+
+
+def _ask(
+    api_url: str, path: str, items: list[str], t: int, out: Replay, department: dict[str, str] | None
+) -> tuple[list[str], list[str], str]:
+    """One product-page list, scored against the next click: (prefix, served list, next click)."""
+    started = time.perf_counter()
+    status, body = call(api_url, "GET", path, signed=True)
+    elapsed = (time.perf_counter() - started) * 1000
+    if status != 200:
+        raise RuntimeError(f"GET {path} answered {status}: {body}")
+    served = [entry["item_id"] for entry in body.get("items", [])]
+    target = items[t + 1]
+    with out.lock:
+        out.latencies_ms.append(elapsed)
+        out.sources.update({str(body.get("source", "?")): 1})
+        out.all_sources.update(str(source) for source in body.get("sources", []))
+        out.served.add(served, target)
+        if target not in items[: t + 1]:
+            out.unseen.add(served, target)
+        out.departments.append(len({(department or {}).get(i, "") for i in served}))
+    return items[: t + 1], served, target
 
 
 def replay_session(
@@ -273,58 +280,19 @@ def replay_session(
     each request carries the page's context (the product on screen, the session's earlier views newest first), as
     a storefront can; with ``think`` 0 it is asked at once, whatever the stream has applied."""
     visitor = f"replay-{arm}-{session}" if arm else f"replay-{session}"
-    now = datetime.now(UTC)
-
-    def post(event: dict[str, Any]) -> None:
-        status, body = call(api_url, "POST", "/v1/server/events", {"events": [event]}, signed=True)
-        if status != 200 or body.get("rejected"):
-            raise RuntimeError(f"POST /v1/server/events answered {status}: {body}")
-
-    post(
-        {
-            "event_id": f"{visitor}-consent",
-            "event_type": "consent",
-            "occurred_at": (now - timedelta(seconds=1)).isoformat(),
-            "anonymous_id": visitor,
-            "granted": ["personalisation"],
-        }
-    )
+    _post(api_url, _consent({"anonymous_id": visitor}, f"{visitor}-consent"))
     predictions = []
     for t, item in enumerate(items[:-1]):
-        post(
-            {
-                "event_id": f"{visitor}-{t}",
-                "event_type": "product_view",
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "anonymous_id": visitor,
-                "session_id": visitor,
-                "item_id": item,
-            }
-        )
+        view = {"event_id": f"{visitor}-{t}", "event_type": "product_view", "item_id": item}
+        at = datetime.now(UTC).isoformat()
+        _post(api_url, {**view, "occurred_at": at, "anonymous_id": visitor, "session_id": visitor})
         if think > 0:
             time.sleep(think)
         elif not context:
             assert stack.poller
             stack.poller.wait_idle(30)
         path = f"/v1/server/users/{quote(visitor)}/recommendations?id_type=anonymous&placement=product&n={N}"
-        if context:
-            earlier = list(dict.fromkeys(reversed(items[:t])))[:5]
-            path += f"&item={quote(item)}" + (f"&recent={quote(','.join(earlier))}" if earlier else "")
-        started = time.perf_counter()
-        status, body = call(api_url, "GET", path, signed=True)
-        elapsed = (time.perf_counter() - started) * 1000
-        if status != 200:
-            raise RuntimeError(f"GET {path} answered {status}: {body}")
-        served = [entry["item_id"] for entry in body.get("items", [])]
-        with out.lock:
-            out.latencies_ms.append(elapsed)
-            out.sources.update({str(body.get("source", "?")): 1})
-            out.all_sources.update(str(source) for source in body.get("sources", []))
-            out.served.add(served, items[t + 1])
-            if items[t + 1] not in items[: t + 1]:
-                out.unseen.add(served, items[t + 1])
-            out.departments.append(len({(department or {}).get(i, "") for i in served}))
-        predictions.append((items[: t + 1], served, items[t + 1]))
+        predictions.append(_ask(api_url, path + (_context(items, t) if context else ""), items, t, out, department))
     return predictions
 
 

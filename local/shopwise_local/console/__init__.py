@@ -359,15 +359,14 @@ class Console:
 
     def model_output(self, version: str, name: str) -> bytes:
         """A file of a version's training output (output.tar.gz beside model.tar.gz)."""
-        from shopwise.dal.objects import parse_s3_uri, read_tar_member
+        from shopwise.dal.objects import read_job_output
         from shopwise.lifecycle import registry
         from shopwise.settings import get_settings
 
         record = registry.get(get_settings().config_table, _id(version, "the version"))
         if record is None or not record.model_uri:
             raise LookupError(f"no registered version {version!r} with a training output")
-        bucket, key = parse_s3_uri(record.model_uri)
-        return read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", name)
+        return read_job_output(record.model_uri, name)
 
     def drift(self) -> dict[str, Any]:
         """The newest drift report (the drift job's output), or none yet."""

@@ -144,6 +144,12 @@ def read_tar_member(bucket: str, key: str, name: str) -> bytes:
     raise FileNotFoundError(f"s3://{bucket}/{key} holds no {name}")
 
 
+def read_job_output(model_uri: str, name: str) -> bytes:
+    """A file of a SageMaker job's output.tar.gz, which sits beside its model.tar.gz (``model_uri``)."""
+    bucket, key = parse_s3_uri(model_uri)
+    return read_tar_member(bucket, key.rsplit("/", 1)[0] + "/output.tar.gz", name)
+
+
 def list_versions(bucket: str) -> Iterator[tuple[str, str, bool]]:
     """(key, version id, is latest) of every object version in the bucket ("null" versions in an unversioned one)."""
     for page in client("s3").get_paginator("list_object_versions").paginate(Bucket=bucket):
