@@ -121,10 +121,10 @@ def knobs(text: str) -> dict[str, float]:
 class Popularity:
     def __init__(self, sessions: dict[str, list[str]]) -> None:
         counts = Counter(item for items in sessions.values() for item in items)
-        self.top = [item for item, _n in counts.most_common(N)]
+        self.top = [item for item, _n in counts.most_common(2 * N)]
 
-    def predict(self, prefix: list[str]) -> list[str]:
-        return self.top
+    def predict(self, prefix: list[str], n: int = N) -> list[str]:
+        return self.top[:n]
 
 
 class Transitions:
@@ -138,9 +138,9 @@ class Transitions:
                     self.next[a][b] += 1
         self.fill = fill
 
-    def predict(self, prefix: list[str]) -> list[str]:
-        ranked = [item for item, _n in self.next.get(prefix[-1], Counter()).most_common(N)]
-        return (ranked + [i for i in self.fill.top if i not in ranked])[:N]
+    def predict(self, prefix: list[str], n: int = N) -> list[str]:
+        ranked = [item for item, _n in self.next.get(prefix[-1], Counter()).most_common(n)]
+        return (ranked + [i for i in self.fill.top if i not in ranked])[:n]
 
 
 class SessionKnn:
@@ -154,7 +154,7 @@ class SessionKnn:
                 self.by_item[item].append(s)
         self.k, self.sample = k, sample
 
-    def predict(self, prefix: list[str]) -> list[str]:
+    def predict(self, prefix: list[str], n: int = N) -> list[str]:
         weights: dict[str, float] = {}
         for position, item in enumerate(prefix, start=1):
             weights[item] = position / len(prefix)  # linear decay: the newest view weighs 1
@@ -170,7 +170,7 @@ class SessionKnn:
         for s, sim in neighbours:
             for item in self.items[s]:
                 scores[item] += sim
-        return sorted(scores, key=lambda item: -scores[item])[:N]
+        return sorted(scores, key=lambda item: -scores[item])[:n]
 
 
 # -- the replay ----------------------------------------------------------------------------------------------------
@@ -214,6 +214,63 @@ def customers_of(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
         if known and row.get("event_type") == "product_view" and row.get("session_id") and row.get("user_id"):
             found[str(row["session_id"])] = str(row["user_id"])
     return found
+
+
+def arrivals_of(rows: Iterable[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Session -> (market, referrer) of its first product view: what a storefront knows of a visitor nobody has
+    seen before (rows with a ``session_id``)."""
+    found: dict[str, tuple[float, str, str]] = {}
+    for row in rows:
+        session = row.get("session_id")
+        if row.get("event_type") == "product_view" and session:
+            at = float(row["_at"])
+            if session not in found or at < found[session][0]:
+                found[str(session)] = (at, str(row.get("market") or ""), str(row.get("referrer") or ""))
+    return {session: (market, referrer) for session, (_at, market, referrer) in found.items()}
+
+
+# the fallback chain's links, asked for a first visit with what the storefront knows: each shape is the list a
+# stranger gets when that link comes first (each popular list is long enough to fill the answer alone)
+ARRIVAL_SHAPES = {
+    "global bestsellers": (False, False),
+    "market": (True, False),
+    "referrer": (False, True),
+    "referrer, then market (as served)": (True, True),
+}
+
+
+def first_clicks(api_url: str, sessions: dict[str, list[str]], arrivals: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """The fallback order, scored: each session's first click against the home-page list of a visitor nobody has
+    seen, asked with the session's market and referrer in each shape of ``ARRIVAL_SHAPES``; HR@20 and MRR@20 over
+    all sessions and over those that arrived from a referrer."""
+    shapes = {name: (Scores(), Scores()) for name in ARRIVAL_SHAPES}
+    sources: dict[str, Counter[str]] = {name: Counter() for name in ARRIVAL_SHAPES}  # each answer's first source
+    for session, items in sessions.items():
+        market, referrer = arrivals.get(session, ("", ""))
+        for name, (with_market, with_referrer) in ARRIVAL_SHAPES.items():
+            query = f"placement=home&n={N}"
+            query += f"&market={quote(market)}" if with_market and market else ""
+            query += f"&referrer={quote(referrer)}" if with_referrer and referrer else ""
+            path = f"/v1/server/users/{quote('first-' + session)}/recommendations?id_type=anonymous&{query}"
+            status, body = call(api_url, "GET", path, signed=True)
+            if status != 200:
+                raise RuntimeError(f"GET {path} answered {status}: {body}")
+            served = [entry["item_id"] for entry in body.get("items", [])]
+            sources[name][str(body.get("source", "?"))] += 1
+            every, referred = shapes[name]
+            every.add(served, items[0])
+            if referrer:
+                referred.add(served, items[0])
+    return {
+        name: {
+            "hr20": round(every.hr, 4),
+            "mrr20": round(every.mrr, 4),
+            "referred_hr20": round(referred.hr, 4),
+            "referred_mrr20": round(referred.mrr, 4),
+            "sources": dict(sources[name]),
+        }
+        for name, (every, referred) in shapes.items()
+    } | {"sessions": len(sessions), "referred": next(iter(shapes.values()))[1].count}
 
 
 def _post(api_url: str, event: dict[str, Any]) -> None:
@@ -346,6 +403,7 @@ def replay_store(
     stack = LocalStack(work / "home", free_port(), free_port())
     arms: dict[str, Replay] = {}
     predictions: list[tuple[list[str], list[str], str]] = []
+    arrivals: dict[str, Any] = {}
     try:
         stack.start_endpoint()
         resources = stack.create_resources()
@@ -373,6 +431,7 @@ def replay_store(
                 _post(api_url, _consent({"customer_id": customer}, f"replay-consent-{customer}"))
             assert stack.poller
             stack.poller.wait_idle(120)
+        arrivals = first_clicks(api_url, replayed, arrivals_of(recent_rows))
         for n, (name, params) in enumerate(variants.items()):
             # every visitor in one arm: an experiment of one variant on the product placement, no holdout
             experiment = {"name": "replay", "salt": "replay", "holdout": 0, "placements": ["product"]}
@@ -402,7 +461,8 @@ def replay_store(
         os.environ.update(before)
         reconnect()
         get_settings.cache_clear()
-    return _figures(arms, predictions, train_rows, train_sessions, replayed, options, time.time() - started)
+    figures = _figures(arms, predictions, train_rows, train_sessions, replayed, options, time.time() - started)
+    return {**figures, "first_click": arrivals}
 
 
 def _figures(
@@ -478,4 +538,16 @@ def format_table(figures: dict[str, Any]) -> str:
     ]
     for name, hr, mrr, unseen_hr, unseen_mrr in figures["table"]:
         lines.append(f"{name:30} {hr:7.3f} {mrr:7.3f}   {unseen_hr:11.3f} {unseen_mrr:11.3f}")
+    first = figures.get("first_click")
+    if first:
+        lines.append(
+            f"\nfirst click of a visitor nobody has seen ({first['sessions']} sessions, {first['referred']} from a "
+            f"referrer): the fallback chain's first link"
+        )
+        lines.append(f"{'link first':36} {'HR@20':>7} {'MRR@20':>7}   {'arrived from a referrer':>24}")
+        for name in ARRIVAL_SHAPES:
+            f = first[name]
+            lines.append(
+                f"{name:36} {f['hr20']:7.3f} {f['mrr20']:7.3f}   {f['referred_hr20']:11.3f} {f['referred_mrr20']:11.3f}"
+            )
     return "\n".join(lines)

@@ -284,13 +284,20 @@ def run(name: str, quick: bool) -> dict[str, Any]:
     return summary
 
 
-def _next_clicks(predict: Any, sessions: list[list[str]]) -> Any:
-    from shopwise_local.session_replay import Scores
+def _next_clicks(predict: Any, sessions: list[list[str]], on_screen_out: bool = False) -> Any:
+    """Next-click scores of ``predict`` over every prefix. ``on_screen_out``: the product page's protocol — the
+    prefix's newest item is the product on screen, never in its own page's list (serving leaves it out), so the
+    list is the model's first 20 without it."""
+    from shopwise_local.session_replay import N, Scores
 
     scores = Scores()
     for seq in sessions:
         for t in range(1, len(seq)):
-            scores.add(predict(seq[:t]), seq[t])
+            if on_screen_out:
+                ranked = [i for i in predict(seq[:t], N + 1) if i != seq[t - 1]][:N]
+            else:
+                ranked = predict(seq[:t], N)
+            scores.add(ranked, seq[t])
     return scores
 
 
@@ -298,13 +305,15 @@ def session_protocol(shoppers: int, held_out_share: float = 0.1, limit: int = 30
     """Next click within a session, offline: the synthetic store's sessions in time order, the newest
     ``held_out_share`` held out (up to ``limit`` of them with 2+ views); every other view is a prefix whose next view
     is the answer. shopwise's session family — the sequential rules the training job fits (weighted 1/distance
-    within ``window``; the session's last views weighted 1, ``recency``, ``recency``², ...) — against session kNN
-    (V-SKNN), first-order transitions and popularity, fitted on the same training sessions (``shopwise_local.
-    session_replay``'s baselines: the replay's). The knobs of both session models are chosen on a validation split
-    cut the same way from the training sessions (the newest 10% of them), then refitted on all of them; the test
-    sessions choose nothing. HR@20 and MRR@20 over all next clicks."""
+    within ``window``; the session's last views weighted 1, ``recency``, ``recency``², ...; repeat-aware: the
+    session's own items at ``repeat`` x ``repeat_decay`` ** age) — against session kNN (V-SKNN), first-order
+    transitions and popularity, fitted on the same training sessions (``shopwise_local.session_replay``'s
+    baselines: the replay's). The knobs of both session models are chosen on a validation split cut the same way
+    from the training sessions (the newest 10% of them), then refitted on all of them; the test sessions choose
+    nothing. HR@20 and MRR@20 over all next clicks, and on the product page's protocol (the product on screen —
+    the prefix's newest item — never in the list, as serving does it)."""
     from shopwise_jobs.models import SequentialRules
-    from shopwise_local.session_replay import N, Popularity, SessionKnn, Transitions, load_events, session_clicks
+    from shopwise_local.session_replay import Popularity, SessionKnn, Transitions, load_events, session_clicks
 
     synthetic(shoppers)  # the cached store
     clicks = session_clicks(load_events(CACHE / f"synthetic-{shoppers}-seed7" / "events.csv"))
@@ -323,10 +332,11 @@ def session_protocol(shoppers: int, held_out_share: float = 0.1, limit: int = 30
         popularity = Popularity(train)
         rules = SequentialRules.fit(([index[i] for i in seq] for seq in train.values()), len(items), params["window"])
 
-        def sequential(prefix: list[str]) -> list[str]:
-            scores = rules.score_sessions([[index[i] for i in prefix]], params["recency"])[0]
-            ranked = [items[j] for j in np.argsort(-scores)[:N] if scores[j] > 0]
-            return (ranked + [i for i in popularity.top if i not in ranked])[:N]
+        def sequential(prefix: list[str], n: int) -> list[str]:
+            session = [[index[i] for i in prefix]]
+            scores = rules.score_sessions(session, params["recency"], params["repeat"], params["repeat_decay"])[0]
+            ranked = [items[j] for j in np.argsort(-scores)[:n] if scores[j] > 0]
+            return (ranked + [i for i in popularity.top if i not in ranked])[:n]
 
         return {
             "popularity": popularity.predict,
@@ -338,13 +348,15 @@ def session_protocol(shoppers: int, held_out_share: float = 0.1, limit: int = 30
     started = time.time()
     training, test = cut(ordered)
     inner, validation = cut(training)
-    grids: dict[str, list[dict[str, Any]]] = {
-        "shopwise sequential": [{"window": w, "recency": r} for w in (3, 5) for r in (0.1, 0.3, 0.5, 0.7)],
-        "sknn (V-SKNN)": [{"k": k, "sample": n} for k in (100, 200, 400, 800) for n in (500, 1000)],
-    }
-    chosen = {"window": 5, "recency": 0.5, "k": 100, "sample": 500}
+    # one stage after another, each keeping what the stages before chose
+    stages: list[tuple[str, list[dict[str, Any]]]] = [
+        ("shopwise sequential", [{"window": w, "recency": r} for w in (3, 5) for r in (0.1, 0.3, 0.5, 0.7)]),
+        ("shopwise sequential", [{"repeat": a, "repeat_decay": d} for a in (0, 0.2, 0.5, 1.0) for d in (0.3, 0.7)]),
+        ("sknn (V-SKNN)", [{"k": k, "sample": n} for k in (100, 200, 400, 800) for n in (500, 1000)]),
+    ]
+    chosen = {"window": 5, "recency": 0.5, "repeat": 0.0, "repeat_decay": 0.3, "k": 100, "sample": 500}
     tried: dict[str, list[dict[str, Any]]] = {}
-    for name, knobs in grids.items():
+    for name, knobs in stages:
         results = []
         for params in knobs:
             model = fitted(inner, {**chosen, **params})[name]
@@ -352,29 +364,40 @@ def session_protocol(shoppers: int, held_out_share: float = 0.1, limit: int = 30
             results.append({**params, "hr20": round(scores.hr, 4), "mrr20": round(scores.mrr, 4)})
         best = max(results, key=lambda r: r["hr20"] + r["mrr20"])
         chosen.update({k: best[k] for k in knobs[0]})
-        tried[name] = results
+        tried.setdefault(name, []).extend(results)
     models = fitted(training, chosen)
-    scores = {name: _next_clicks(model, test) for name, model in models.items()}
-    table = {name: {"hr20": round(s.hr, 4), "mrr20": round(s.mrr, 4)} for name, s in scores.items()}
+    models["shopwise sequential, not repeat-aware"] = fitted(training, {**chosen, "repeat": 0.0})["shopwise sequential"]
+    table: dict[str, dict[str, float]] = {}
+    count = {}
+    for protocol, on_screen_out in (("", False), ("product page: ", True)):
+        for name, model in models.items():
+            scores = _next_clicks(model, test, on_screen_out)
+            figures = table.setdefault(name, {})
+            figures[f"{protocol}hr20"] = round(scores.hr, 4)
+            figures[f"{protocol}mrr20"] = round(scores.mrr, 4)
+            count[protocol] = scores.count
     print(
         f"\nsession protocol (synthetic, {len(training)} training sessions, {len(test)} held out, "
-        f"{scores['popularity'].count} next clicks; chosen on validation: {chosen})"
+        f"{count['']} next clicks; chosen on validation: {chosen})"
     )
-    print(f"{'model':24} {'HR@20':>7} {'MRR@20':>7}")
-    for name, figures in table.items():
-        print(f"{name:24} {figures['hr20']:7.3f} {figures['mrr20']:7.3f}")
+    print(f"{'model':40} {'HR@20':>7} {'MRR@20':>7}   product page (on-screen item never listed): HR@20 MRR@20")
+    for name, f in table.items():
+        print(
+            f"{name:40} {f['hr20']:7.3f} {f['mrr20']:7.3f}   "
+            f"{f['product page: hr20']:42.3f} {f['product page: mrr20']:6.3f}"
+        )
     ours = table["shopwise sequential"]
     return {
         "dataset": "synthetic",
         "protocol": "sessions: next click",
-        "sessions": {"train": len(training), "test": len(test), "predictions": scores["popularity"].count},
+        "sessions": {"train": len(training), "test": len(test), "predictions": count[""]},
         "chosen": chosen,
         "tried": tried,
         "models": table,
         "ratios": {
             f"{m} vs {peer}": round(ours[m] / table[peer][m], 3)
             for peer in ("sknn (V-SKNN)", "transitions")
-            for m in ("hr20", "mrr20")
+            for m in ("hr20", "mrr20", "product page: hr20", "product page: mrr20")
         },
         "seconds": round(time.time() - started, 1),
     }

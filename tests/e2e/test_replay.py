@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shopwise_local import cli
-from shopwise_local.session_replay import load_events, sessions_of
+from shopwise_local.session_replay import ARRIVAL_SHAPES, arrivals_of, load_events, sessions_of
 from shopwise_local.simulate import SimulationOptions, simulate
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +44,15 @@ def test_evaluate_replay_scores_every_held_out_click_of_a_stores_own_events(
     for name in ("served", "popularity", "transitions", "sknn"):
         assert 0.0 <= figures[f"{name}_hr20"] <= 1.0 and figures[f"{name}_mrr20"] <= figures[f"{name}_hr20"]
     assert "shopwise as served" in out and "transitions" in out
+    # the fallback order: each replayed session's first click against a stranger's list in each shape of the chain
+    first = figures["first_click"]
+    referred = sum(1 for s in replayed if arrivals_of(rows).get(s, ("", ""))[1])
+    assert first["sessions"] == 12 and first["referred"] == referred > 0
+    assert first["global bestsellers"]["sources"] == {"global": 12}
+    assert first["market"]["sources"] == {"market": 12}  # every simulated session has a market
+    assert first["referrer"]["sources"] == {"referrer": referred, "global": 12 - referred}
+    for shape in ARRIVAL_SHAPES:
+        assert 0.0 <= first[shape]["mrr20"] <= first[shape]["hr20"] <= 1.0
     assert dict(os.environ) == environment  # the replay's own stack came and went
 
 

@@ -140,6 +140,18 @@ def test_sequential_rules_predict_what_followed_and_weigh_the_newest_item_most()
     assert scores[0][2] > 0 and scores[0][2] < scores[0][1]  # two steps ahead counts half
 
 
+def test_repeat_aware_rules_bring_back_the_session_s_own_items_newest_first() -> None:
+    sessions = [[0, 1, 2]] * 5 + [[3, 4]] * 5
+    model = SequentialRules.fit(sessions, n_items=5, window=2)
+    plain = model.score_sessions([[3, 0]])[0]
+    assert plain[0] == 0 and plain[3] == 0  # never an item after itself: the session's own items score nothing
+    aware = model.score_sessions([[3, 0]], recency=0.5, repeat=0.6, repeat_decay=0.5)[0]
+    assert aware[0] == pytest.approx(0.6) and aware[3] == pytest.approx(0.3)  # newest at `repeat`, then decayed
+    assert aware[1] == pytest.approx(1.0) and aware[4] == pytest.approx(0.5)  # the rules scaled to their best
+    assert list(np.argsort(-aware)[:2]) == [1, 0]  # what follows 0 still leads; the item just seen comes next
+    assert np.array_equal(np.argsort(-plain[[1, 2, 4]]), np.argsort(-aware[[1, 2, 4]]))  # the rules' order kept
+
+
 def test_content_neighbours_come_from_category_brand_and_title() -> None:
     catalog = pd.DataFrame(
         [

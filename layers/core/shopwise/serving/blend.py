@@ -367,7 +367,9 @@ def _own_candidates(
 
 
 def _fallbacks(selection: Selection, rows: dict[str, RecommendationRow], segments: dict[str, str]) -> None:
-    """The chain after the shopper's own candidates: the requested segments in the order given, then global."""
+    """The chain after the shopper's own candidates: the requested segments in the order given, then global. The
+    order (``segment_keys``: referrer, market, category) is the replay's: a stranger's first click hit the
+    referrer's bestsellers at MRR@20 0.076 against the global list's 0.042 (``session_replay.first_clicks``)."""
     for level, key in segments.items():
         if selection.full:
             return
