@@ -4,6 +4,8 @@
   runtime has it), installed by ``pip install --platform manylinux2014_x86_64 --only-binary=:all:
   --python-version 3.12 --implementation cp --target``;
 - ``.build/layers/core/python/shopwise``: the core package;
+- ``.build/layers/columnar/python``: pyarrow (the ``columnar`` extra) for the functions that write the archive's
+  Parquet, installed the same way, without its headers, tests and Cython sources;
 - ``.build/sagemaker/sourcedir.tar.gz``: the SageMaker script-mode source directory (train.py, inference.py, drift.py,
   requirements.txt, shopwise_jobs, shopwise).
 
@@ -68,6 +70,13 @@ def build_deps_layer() -> Path:
     if _fresh(target, digest):
         return target
     shutil.rmtree(target, ignore_errors=True)
+    _pip_install(target, requirements)
+    (target / ".digest").write_text(digest)
+    return target
+
+
+def _pip_install(target: Path, requirements: list[str], platform: str = PLATFORM) -> None:
+    """Wheels for the Lambda runtime (``platform``, ``LAMBDA_PYTHON``) into ``target/python``, no bytecode."""
     command = [
         sys.executable,
         "-m",
@@ -76,7 +85,7 @@ def build_deps_layer() -> Path:
         "--quiet",
         "--disable-pip-version-check",
         "--platform",
-        PLATFORM,
+        platform,
         "--only-binary=:all:",
         "--python-version",
         LAMBDA_PYTHON,
@@ -89,8 +98,35 @@ def build_deps_layer() -> Path:
     subprocess.run(command, check=True)
     for cache in (target / "python").rglob("__pycache__"):
         shutil.rmtree(cache, ignore_errors=True)
+
+
+COLUMNAR_PLATFORM = "manylinux_2_28_x86_64"
+COLUMNAR_STRIP = ("include", "tests", "src")  # pyarrow's folders a function never imports
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024**2  # a function's code and layers, unzipped
+
+
+def build_columnar_layer() -> Path:
+    target = BUILD / "layers" / "columnar"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["optional-dependencies"]["columnar"]
+    digest = _digest([], "\n".join([COLUMNAR_PLATFORM, LAMBDA_PYTHON, *requirements, *COLUMNAR_STRIP]))
+    if _fresh(target, digest):
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    # pyarrow needs numpy only for pandas conversions; its wheels are manylinux_2_28 now (the Python 3.12 runtime,
+    # Amazon Linux 2023, has glibc 2.34)
+    _pip_install(target, ["--no-deps", *requirements], COLUMNAR_PLATFORM)
+    package = target / "python" / "pyarrow"
+    for name in COLUMNAR_STRIP:
+        shutil.rmtree(package / name, ignore_errors=True)
+    for path in [*package.rglob("*.pyx"), *package.rglob("*.pxd"), *package.rglob("*.pxi")]:
+        path.unlink()
     (target / ".digest").write_text(digest)
     return target
+
+
+def unzipped_size(*roots: Path) -> int:
+    return sum(p.stat().st_size for p in _files(*roots))
 
 
 def build_core_layer() -> Path:
@@ -132,7 +168,7 @@ def build_sagemaker_source() -> Path:
 
 
 def main() -> int:
-    for step in (build_deps_layer, build_core_layer, build_sagemaker_source):
+    for step in (build_deps_layer, build_columnar_layer, build_core_layer, build_sagemaker_source):
         print(f"build: {step.__name__.removeprefix('build_').replace('_', ' ')} -> {step().relative_to(ROOT)}")
     return 0
 

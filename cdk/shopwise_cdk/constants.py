@@ -10,6 +10,7 @@ LAMBDAS_DIR = REPO_ROOT / "lambdas"
 BUILD_DIR = REPO_ROOT / ".build"
 CORE_LAYER_DIR = BUILD_DIR / "layers" / "core"
 DEPS_LAYER_DIR = BUILD_DIR / "layers" / "deps"
+COLUMNAR_LAYER_DIR = BUILD_DIR / "layers" / "columnar"
 SAGEMAKER_SOURCE_TARBALL = BUILD_DIR / "sagemaker" / "sourcedir.tar.gz"
 
 LAMBDA_PYTHON = "python3.12"

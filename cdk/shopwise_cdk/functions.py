@@ -11,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from shopwise.config import EnvironmentConfig
-from shopwise_cdk.constants import CORE_LAYER_DIR, DEPS_LAYER_DIR, LAMBDAS_DIR
+from shopwise_cdk.constants import COLUMNAR_LAYER_DIR, CORE_LAYER_DIR, DEPS_LAYER_DIR, LAMBDAS_DIR
 from shopwise_cdk.nag import XRAY, acknowledge
 
 # what the functions' Powertools metrics are published under (namespace, and the service as their one dimension)
@@ -31,7 +31,7 @@ def shopwise_metric(name: str, statistic: str = "Maximum", period: Duration | No
 
 
 def _require_build() -> None:
-    missing = [str(p) for p in (CORE_LAYER_DIR, DEPS_LAYER_DIR) if not (p / "python").is_dir()]
+    missing = [str(p) for p in (CORE_LAYER_DIR, DEPS_LAYER_DIR, COLUMNAR_LAYER_DIR) if not (p / "python").is_dir()]
     if missing:
         raise FileNotFoundError(f"layer build output missing ({', '.join(missing)}): run `make build` first")
 
@@ -55,6 +55,15 @@ class Layers(Construct):
             compatible_architectures=[lambda_.Architecture.X86_64],
             description="aws-lambda-powertools, pynamodb, pydantic (manylinux2014_x86_64 wheels)",
         )
+        # only for the functions that write the archive's Parquet (shopwise.archive): the request path never has it
+        self.columnar = lambda_.LayerVersion(
+            self,
+            "Columnar",
+            code=lambda_.Code.from_asset(str(COLUMNAR_LAYER_DIR)),
+            compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
+            compatible_architectures=[lambda_.Architecture.X86_64],
+            description="pyarrow (manylinux_2_28_x86_64 wheel, without headers and tests)",
+        )
 
 
 def python_function(
@@ -69,9 +78,11 @@ def python_function(
     memory_mb: int | None = None,
     description: str = "",
     log_days: int | None = None,
+    columnar: bool = False,
 ) -> lambda_.Function:
     """A function whose code is ``lambdas/<name>/``, with its own log group and X-Ray tracing. ``log_days``: for a
-    function whose log lines can name a shopper, kept shorter than the erasure bound (``shopper_log_days``)."""
+    function whose log lines can name a shopper, kept shorter than the erasure bound (``shopper_log_days``).
+    ``columnar``: with the pyarrow layer too (a function that writes the archive's Parquet)."""
     log_group = logs.LogGroup(
         scope,
         f"{construct_id}Logs",
@@ -94,7 +105,7 @@ def python_function(
         architecture=lambda_.Architecture.X86_64,
         handler="handler.lambda_handler",
         code=lambda_.Code.from_asset(str(LAMBDAS_DIR / name), exclude=["__pycache__", "*.pyc"]),
-        layers=[layers.core, layers.dependencies],
+        layers=[layers.core, layers.dependencies, *([layers.columnar] if columnar else [])],
         timeout=timeout or Duration.seconds(30),
         memory_size=memory_mb or env.lambda_memory_mb,
         tracing=lambda_.Tracing.ACTIVE,

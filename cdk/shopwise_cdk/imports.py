@@ -52,8 +52,9 @@ class BulkImport(Construct):
                 "ARTIFACTS_BUCKET": storage.artifacts.bucket_name,
             },
             timeout=Duration.minutes(15),
-            memory_mb=1769,  # a full vCPU: the import is CPU-bound (validation, HMAC pseudonyms, gzip)
+            memory_mb=1769,  # a full vCPU: the import is CPU-bound (validation, HMAC pseudonyms, Parquet)
             description="bulk import of an uploaded file (imports/<id>/) into the archive or the items table",
+            columnar=True,  # it writes the archive's Parquet
         )
         self.role = sagemaker_job_role(self, "JobRole", "shopwise import jobs", training.image_account)
         for grantee in (self.function, self.role):

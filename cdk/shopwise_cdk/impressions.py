@@ -1,6 +1,6 @@
 """Impressions into the event archive: the serve function prints one impression event per answer; a subscription
 filter on its log group hands those lines to a Firehose delivery stream, which unwraps CloudWatch Logs' envelope and
-writes the events into the archive beside the storefront's — what was shown reaches training and the experiment
+writes the events into the archive beside the storefront's, converted to Parquet with the archive table — what was shown reaches training and the experiment
 readout with no network call on the request path."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_logs_destinations as destinations
 from constructs import Construct
 
-from shopwise import config
+from shopwise import archive, config
 from shopwise_cdk.nag import acknowledge, s3_grant_actions
-from shopwise_cdk.storage import Storage
+from shopwise_cdk.storage import CONVERSION_GRANT, Storage
 
 
 class Impressions(Construct):
@@ -32,6 +32,7 @@ class Impressions(Construct):
                     firehose.CloudWatchLogProcessor(data_message_extraction=True),
                     firehose.AppendDelimiterToRecordProcessor(),
                 ],
+                renamed=archive.RENAMED["impression"],  # an impression's item ids: impression_items
             ),
             encryption=firehose.StreamEncryption.aws_owned_key(),
         )
@@ -47,6 +48,7 @@ class Impressions(Construct):
             self.delivery,
             {
                 **s3_grant_actions("the archive bucket (Firehose's S3 destination role, made by the L2 construct)"),
+                **CONVERSION_GRANT,
                 "AwsSolutions-IAM5[Resource::<StorageArchiveEF4C9845.Arn>/*]": "Firehose writes impression objects "
                 "under the archive's dt=/hour= prefixes it evaluates at run time.",
             },

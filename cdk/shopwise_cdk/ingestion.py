@@ -22,7 +22,7 @@ from shopwise.config import EnvironmentConfig
 from shopwise.dal.recommendations import ACTIVE_MODEL_KEY
 from shopwise_cdk.functions import Layers, python_function, shopwise_metric
 from shopwise_cdk.nag import acknowledge, s3_grant_actions
-from shopwise_cdk.storage import Storage
+from shopwise_cdk.storage import CONVERSION_GRANT, Storage
 
 
 class Ingestion(Construct):
@@ -70,6 +70,7 @@ class Ingestion(Construct):
                 **s3_grant_actions("the archive bucket (Firehose's S3 destination role, made by the L2 construct)"),
                 "AwsSolutions-IAM5[Resource::<StorageArchiveEF4C9845.Arn>/*]": "Firehose writes objects anywhere "
                 "under the archive bucket's prefixes it evaluates at run time (dt=/hour=, errors/).",
+                **CONVERSION_GRANT,
                 "AwsSolutions-KDF1": "A delivery stream whose source is a Kinesis stream takes its encryption from "
                 "that stream (KMS-managed here); Firehose SSE applies only to direct PUT sources.",
             },

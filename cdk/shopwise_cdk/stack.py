@@ -88,6 +88,8 @@ class ShopwiseStack(Stack):
         CfnOutput(self, "DriftStateMachine", value=self.drift.state_machine.state_machine_arn)
         CfnOutput(self, "PurgeStateMachine", value=self.privacy.state_machine.state_machine_arn)
         CfnOutput(self, "ImportStateMachine", value=self.imports.state_machine.state_machine_arn)
+        CfnOutput(self, "ArchiveDatabase", value=self.storage.glue_database.ref)
+        CfnOutput(self, "ArchiveWorkgroup", value=self.storage.workgroup.ref)
         # what `shopwise train --remote` launches its SageMaker job with, through the SDK
         CfnOutput(self, "SageMakerRole", value=self.training.role.role_arn)
         CfnOutput(self, "SageMakerImage", value=framework_image_uri(self.training.image_account))

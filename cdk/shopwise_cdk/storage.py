@@ -5,16 +5,26 @@ from __future__ import annotations
 import json
 
 from aws_cdk import Duration, RemovalPolicy, Size, Stack
+from aws_cdk import aws_athena as athena
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_glue as glue
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from shopwise import config
+from shopwise import archive, config
 from shopwise.config import EnvironmentConfig
 from shopwise.settings import environment_variables
 from shopwise_cdk.nag import acknowledge, logical_id
+
+# what the Firehose L2 grants a delivery stream that converts records, beside glue:GetTable* on the archive table
+CONVERSION_GRANT = {
+    "AwsSolutions-IAM5[Resource::*]": "The Firehose L2 construct grants glue:GetSchemaVersion on * to every "
+    "delivery stream with record-format conversion, for Glue Schema Registry schemas; the archive table has none, "
+    "and the action reads schema definitions, never data (its table reads are scoped to the archive table)."
+}
+ATHENA_SCAN_LIMIT_BYTES = 200 * 1024**3  # a query that would scan more is cancelled (200 GiB: $1 at $5/TB)
 
 
 def lifecycle_rules(env: EnvironmentConfig, bucket: str) -> list[s3.LifecycleRule]:
@@ -75,6 +85,7 @@ class Storage(Construct):
             versioned=config.ARTIFACTS_BUCKET in config.VERSIONED_BUCKETS,
             **common,  # type: ignore[arg-type]
         )
+        self._archive_catalog()
         self.tables: dict[str, dynamodb.Table] = {}
         for spec in config.TABLES:
             self.tables[spec.name] = dynamodb.Table(
@@ -165,20 +176,107 @@ class Storage(Construct):
         acknowledge(secret, {"AwsSolutions-SMG4": not_rotated_because})
         return secret
 
+    def _archive_catalog(self) -> None:
+        """The archive as a table Athena queries (and Firehose converts with): a Glue database and the ``events``
+        table, its columns ``shopwise.archive.COLUMNS``, Parquet, partitioned by ``dt`` and ``hour`` with partition
+        projection (no crawler, no partitions to add); and a workgroup whose results land, encrypted, in the
+        artifacts bucket's ``athena/`` prefix and expire with it."""
+        env = self.env_config
+        stack = Stack.of(self)
+        self.glue_database = glue.CfnDatabase(
+            self,
+            "ArchiveDatabase",
+            catalog_id=stack.account,
+            database_input=glue.CfnDatabase.DatabaseInputProperty(
+                name=env.physical_name("archive").replace("-", "_"),
+                description="shopwise's event archive (shopwise.archive)",
+            ),
+        )
+        location = f"s3://{self.archive.bucket_name}/{config.ARCHIVE_EVENTS_PREFIX}"
+        self.archive_table = glue.CfnTable(
+            self,
+            "ArchiveTable",
+            catalog_id=stack.account,
+            database_name=env.physical_name("archive").replace("-", "_"),
+            table_input=glue.CfnTable.TableInputProperty(
+                name=archive.TABLE,
+                table_type="EXTERNAL_TABLE",
+                partition_keys=[
+                    glue.CfnTable.ColumnProperty(name="dt", type="string"),
+                    glue.CfnTable.ColumnProperty(name="hour", type="string"),
+                ],
+                parameters={
+                    "classification": "parquet",
+                    "projection.enabled": "true",
+                    "projection.dt.type": "date",
+                    "projection.dt.format": "yyyy-MM-dd",
+                    "projection.dt.range": "2020-01-01,NOW",
+                    "projection.hour.type": "integer",
+                    "projection.hour.range": "0,23",
+                    "projection.hour.digits": "2",
+                    "storage.location.template": location + "dt=${dt}/hour=${hour}/",
+                },
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    columns=[glue.CfnTable.ColumnProperty(name=c.name, type=c.type) for c in archive.COLUMNS],
+                    location=location,
+                    input_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                    output_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                    serde_info=glue.CfnTable.SerdeInfoProperty(
+                        serialization_library="org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                    ),
+                ),
+            ),
+        )
+        self.archive_table.node.add_dependency(self.glue_database)
+        self.workgroup = athena.CfnWorkGroup(
+            self,
+            "Queries",
+            name=env.physical_name("archive"),
+            description="shopwise archive queries (shopwise archive query --stack)",
+            recursive_delete_option=not env.retain_data,
+            work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
+                enforce_work_group_configuration=True,
+                publish_cloud_watch_metrics_enabled=True,
+                bytes_scanned_cutoff_per_query=ATHENA_SCAN_LIMIT_BYTES,
+                result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
+                    output_location=f"s3://{self.artifacts.bucket_name}/{config.ATHENA_RESULTS_PREFIX}",
+                    encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
+                        encryption_option="SSE_S3"
+                    ),
+                ),
+            ),
+        )
+
     def archive_destination(
-        self, errors: str, interval: Duration, processors: list[firehose.IDataProcessor] | None = None
+        self,
+        errors: str,
+        interval: Duration,
+        processors: list[firehose.IDataProcessor] | None = None,
+        renamed: dict[str, str] | None = None,
     ) -> firehose.S3Bucket:
-        """A Firehose destination writing events into the archive's dt=/hour= partitions, gzip JSON Lines (the
-        stream's copy and the serve function's impressions alike); failures under ``errors``."""
+        """A Firehose destination writing events into the archive's dt=/hour= partitions as Parquet: record-format
+        conversion with the archive table's schema (the stream's copy and the serve function's impressions alike;
+        ``renamed``: the events' fields stored under another column, ``shopwise.archive.RENAMED``); records that
+        don't convert, and delivery failures, under ``errors``."""
+        mappings = {column: field for field, column in (renamed or {}).items()}
+        # a column whose field is stored elsewhere reads a key no record has: null, never the other shape
+        mappings.update({field: f"{field}_stored_as_{column}" for field, column in (renamed or {}).items()})
         return firehose.S3Bucket(
             self.archive,
             data_output_prefix=f"{config.ARCHIVE_EVENTS_PREFIX}dt=!{{timestamp:yyyy-MM-dd}}/hour=!{{timestamp:HH}}/",
             error_output_prefix=f"{errors}!{{firehose:error-output-type}}/dt=!{{timestamp:yyyy-MM-dd}}/",
-            compression=firehose.Compression.GZIP,
             buffering_interval=interval,
-            buffering_size=Size.mebibytes(64),
-            file_extension=".jsonl.gz",
+            buffering_size=Size.mebibytes(128),  # record-format conversion needs at least 64 MiB
+            file_extension=archive.PARQUET,
             processors=processors,
+            data_format_conversion=firehose.DataFormatConversionProps(
+                schema_configuration=firehose.SchemaConfiguration.from_cfn_table(self.archive_table),
+                input_format=firehose.OpenXJsonInputFormat(column_to_json_key_mappings=mappings or None),
+                output_format=firehose.ParquetOutputFormat(
+                    compression=firehose.ParquetCompression.GZIP,  # shopwise.archive.COMPRESSION
+                    enable_dictionary_compression=False,
+                ),
+            ),
         )
 
     def table_environment(self) -> dict[str, str]:

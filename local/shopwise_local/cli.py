@@ -631,6 +631,38 @@ def cmd_erasures(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
+def cmd_archive(args: argparse.Namespace) -> int:
+    """The event archive: SQL over it (DuckDB here, Athena on a deployed stack), or its gzip JSON objects
+    rewritten as Parquet."""
+    from dataclasses import asdict
+
+    from shopwise.settings import get_settings
+
+    target = _attach()
+    bucket = get_settings().archive_bucket
+    if args.action == "convert":
+        from shopwise.ingestion.convert import convert_archive
+
+        report = convert_archive(bucket, progress=not args.no_progress)
+        print(json.dumps(asdict(report)) if args.json else report.summary())
+        return 0 if not report.remaining else 1
+    from shopwise_local.archive_query import format_answer, query_athena, query_local
+
+    if not args.sql:
+        raise ValueError('archive query needs the SQL, e.g. "select event_type, count(*) from events group by 1"')
+    if target.deployed:
+        if not target.archive.get("workgroup"):
+            raise RuntimeError(f"stack {target.name} has no ArchiveWorkgroup output: deployed by an older version?")
+        answer = query_athena(target.archive["workgroup"], target.archive["database"], args.sql, args.limit)
+    else:
+        answer = query_local(bucket, args.sql, args.days or None, args.limit)
+    if args.json:
+        print(json.dumps(asdict(answer), default=str))
+    else:
+        print(format_answer(answer))
+    return 0
+
+
 def cmd_failures(args: argparse.Namespace) -> int:
     """The failure queue: list its messages (coordinates and reasons), or replay them into the feature store."""
     from shopwise.ingestion.failures import list_failures, replay_failures
@@ -1077,6 +1109,20 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--days", nargs="*", default=[], help="only these archive days (YYYY-MM-DD: the import day)")
     back.add_argument("--no-progress", action="store_true", help="no progress bar")
     back.set_defaults(func=cmd_backfill)
+
+    arch = sub.add_parser(
+        "archive",
+        help="the event archive: SQL over it (DuckDB here, Athena on --stack), or convert gzip JSON objects to Parquet",
+        description="query: SQL over the table `events` (the archive's columns, partitions dt=YYYY-MM-DD and hour=HH). "
+        "convert: rewrite the archive's gzip JSON Lines objects as Parquet, each deleted once its Parquet is complete.",
+    )
+    arch.add_argument("action", choices=["query", "convert"])
+    arch.add_argument("sql", nargs="?", default="", help="query: the SQL (one statement)")
+    arch.add_argument("--days", type=int, default=0, help="query, locally: only the newest N days' objects (0: all)")
+    arch.add_argument("--limit", type=int, default=10_000, help="query: at most this many rows back")
+    arch.add_argument("--json", action="store_true", help="one JSON document")
+    arch.add_argument("--no-progress", action="store_true", help="convert: no progress bar")
+    arch.set_defaults(func=cmd_archive)
 
     fail = sub.add_parser("failures", help="the updater's failure queue: list it, or replay it into the feature store")
     fail.add_argument("action", choices=["list", "replay"])

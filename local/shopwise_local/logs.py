@@ -2,7 +2,8 @@
 
 In the stack, the serve function's log group has a subscription filter ``{ $.event_type = "impression" }`` to a
 Firehose delivery stream that decompresses the CloudWatch Logs records, extracts each message (a line that is
-exactly an event) and writes them to the event archive as gzip JSON Lines. Here, the lines a function prints are
+exactly an event) and writes them to the event archive as Parquet (record-format conversion with the archive's
+table, ``shopwise.archive``). Here, the lines a function prints are
 fed to a ``LogSubscription``, which keeps those that match and writes them the same way when its buffer fills, every
 ``BUFFER_SECONDS`` (Firehose's buffering interval, once ``start``ed) and when flushed (the stack flushes on close).
 """
@@ -15,7 +16,7 @@ import threading
 import uuid
 from datetime import UTC, datetime
 
-from shopwise import config
+from shopwise import archive, config
 from shopwise.dal.aws import client
 
 BUFFER_RECORDS = 200
@@ -76,11 +77,16 @@ class LogSubscription:
         if not records:
             return 0
         now = datetime.now(UTC)
-        key = (
-            f"{config.ARCHIVE_EVENTS_PREFIX}dt={now:%Y-%m-%d}/hour={now:%H}/"
-            f"{self.value}s-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.jsonl.gz"
-        )
-        client("s3").put_object(Bucket=self.bucket, Key=key, Body=gzip.compress(b"".join(records), mtime=0))
+        name = f"{self.value}s-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        parquet, failed = archive.convert(r.rstrip(b"\n") for r in records)  # as the impressions' Firehose does
+        if parquet is not None:
+            key = f"{config.ARCHIVE_EVENTS_PREFIX}dt={now:%Y-%m-%d}/hour={now:%H}/{name}{archive.PARQUET}"
+            client("s3").put_object(Bucket=self.bucket, Key=key, Body=parquet)
+        if failed:
+            key = (
+                f"{config.ARCHIVE_ERRORS_PREFIX}impressions/format-conversion-failed/dt={now:%Y-%m-%d}/{name}.jsonl.gz"
+            )
+            client("s3").put_object(Bucket=self.bucket, Key=key, Body=gzip.compress(b"\n".join(failed) + b"\n"))
         with self._lock:
             self.delivered += len(records)
         return len(records)

@@ -6,8 +6,8 @@ As Lambda does for a Kinesis event source with ``report_batch_item_failures`` an
 - on a handler error, splits the batch in two and retries each half;
 - after ``retry_attempts`` retries (or for records older than ``max_record_age_s``), sends a failure record with
   the shard and sequence range to the on-failure queue and moves on.
-Independently, like Firehose reading the same stream, every record is written to the S3 archive as gzip JSON
-Lines under ``events/dt=YYYY-MM-DD/hour=HH/``.
+Independently, like Firehose reading the same stream with record-format conversion, every record is written to the
+S3 archive as Parquet (``shopwise.archive``'s table) under ``events/dt=YYYY-MM-DD/hour=HH/``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shopwise import config
+from shopwise import archive, config
 from shopwise.dal.aws import client
 from shopwise_local.lambda_runtime import LocalFunction, kinesis_event
 
@@ -178,14 +178,18 @@ class KinesisPoller:
 
     # -- Firehose's side --------------------------------------------------------------------------------------
     def _archive(self, records: list[dict[str, Any]]) -> None:
+        """The records as Firehose's record-format conversion writes them: one Parquet object of the archive table
+        (``shopwise.archive``) in the hour they arrived; records that don't fit it under the error prefix."""
         arrived = records[0]["ApproximateArrivalTimestamp"].astimezone(UTC)
-        key = (
-            f"{config.ARCHIVE_EVENTS_PREFIX}dt={arrived:%Y-%m-%d}/hour={arrived:%H}/"
-            f"local-{records[0]['SequenceNumber']}.jsonl.gz"
-        )
-        body = b"".join(r["Data"].rstrip(b"\n") + b"\n" for r in records)
-        client("s3").put_object(Bucket=self.archive_bucket, Key=key, Body=gzip.compress(body, mtime=0))
-        self.stats.archived_objects += 1
+        parquet, failed = archive.convert(r["Data"].rstrip(b"\n") for r in records)
+        name = f"local-{records[0]['SequenceNumber']}"
+        if parquet is not None:
+            key = f"{config.ARCHIVE_EVENTS_PREFIX}dt={arrived:%Y-%m-%d}/hour={arrived:%H}/{name}{archive.PARQUET}"
+            client("s3").put_object(Bucket=self.archive_bucket, Key=key, Body=parquet)
+            self.stats.archived_objects += 1
+        if failed:
+            key = f"{config.ARCHIVE_ERRORS_PREFIX}format-conversion-failed/dt={arrived:%Y-%m-%d}/{name}.jsonl.gz"
+            client("s3").put_object(Bucket=self.archive_bucket, Key=key, Body=gzip.compress(b"\n".join(failed) + b"\n"))
 
 
 def _iso(at: datetime) -> str:

@@ -45,6 +45,8 @@ class Target:
     deployed: bool = False
     # what a SageMaker job launched from the CLI runs with: role, image, source (``shopwise_local.remote``)
     sagemaker: dict[str, str] = field(default_factory=lambda: dict(LOCAL_SAGEMAKER))
+    # the archive's Glue database and Athena workgroup (deployed); the local archive is queried with DuckDB
+    archive: dict[str, str] = field(default_factory=dict)
 
     def activate(self) -> Target:
         """Point this process at the target: the functions' environment, fresh clients and settings."""
@@ -110,6 +112,7 @@ def resolve_stack(name: str) -> Target:
             "image": outputs.get("SageMakerImage", ""),
             "source": outputs.get("SageMakerSource", ""),
         },
+        archive={"database": outputs.get("ArchiveDatabase", ""), "workgroup": outputs.get("ArchiveWorkgroup", "")},
     )
 
 

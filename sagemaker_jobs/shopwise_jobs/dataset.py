@@ -25,6 +25,7 @@ import pandas as pd
 from pydantic import ValidationError
 from scipy import sparse
 
+from shopwise import archive
 from shopwise.events import EVENT_ADAPTER, AddToCart, Consent, Event, ProductView, Purchase, interaction_items, trusted
 from shopwise.features.definitions import KIND_WEIGHTS, PERSONALISATION, consented_at
 from shopwise.ingestion.imports import BadRow, read_events, read_items
@@ -45,6 +46,18 @@ def _json_lines(path: Path) -> Iterator[Any]:
                     yield json.loads(line)
                 except json.JSONDecodeError:
                     yield None  # counted as skipped by the reader
+
+
+def archive_files(directory: Path) -> list[Path]:
+    """The archive objects under a directory (archive layout events/dt=YYYY-MM-DD/...): Parquet, and gzip JSON
+    Lines from before the conversion (``shopwise.archive.SUFFIXES``)."""
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith(archive.SUFFIXES))
+
+
+def _records(path: Path) -> Iterator[Any]:
+    """One archive file's records (None for a line that is not JSON, counted as skipped by the reader)."""
+    with path.open("rb") as handle:
+        yield from archive.read_records(path.name, handle)
 
 
 @dataclass(frozen=True)
@@ -125,7 +138,7 @@ def _archive_events(files: list[Path], counts: list[int], erased: Targets | None
     purchases the store vouched for); the rest are counted as skipped. ``erased``: the pending erasures, whose
     shoppers' events are left out (counts[2]) until the purge removes them from the archive."""
     for path in files:
-        for raw in _json_lines(path):
+        for raw in _records(path):
             counts[0] += 1
             if erased and isinstance(raw, dict) and erased.event(raw):
                 counts[2] += 1
@@ -142,18 +155,17 @@ def _archive_events(files: list[Path], counts: list[int], erased: Targets | None
 
 
 def archive_events(directory: Path) -> Iterator[Event]:
-    """Every valid event of the *.jsonl / *.jsonl.gz files under a directory (archive layout), file by file."""
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
-    return _archive_events(files, [0, 0, 0])
+    """Every valid event of the archive files under a directory (archive layout), file by file."""
+    return _archive_events(archive_files(directory), [0, 0, 0])
 
 
 def read_event_files(
     directory: Path, snapshot: FeatureSnapshot | None = None, erased: Targets | None = None
 ) -> EventData:
-    """Every *.jsonl / *.jsonl.gz under a directory (archive layout events/dt=YYYY-MM-DD/...) as interactions;
-    ``snapshot`` folds the same events into the feature store's features on the way; ``erased`` leaves out what
-    erased shoppers sent."""
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
+    """Every archive file under a directory (archive layout events/dt=YYYY-MM-DD/..., ``archive_files``) as
+    interactions; ``snapshot`` folds the same events into the feature store's features on the way; ``erased``
+    leaves out what erased shoppers sent."""
+    files = archive_files(directory)
     counts = [0, 0, 0]
     events = _archive_events(files, counts, erased)
     frame = interactions_from_events(snapshot.folding(events) if snapshot else events)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import ValidationError
 
 from shopwise import config
-from shopwise.dal.objects import list_keys, read_json_lines
+from shopwise.dal.objects import list_keys, read_archive
 from shopwise.events import Event, parse_event, trusted
 from shopwise.lifecycle.figures import DriftFigures
 from shopwise_jobs.contract import TrainingContract, run_job
@@ -32,7 +32,7 @@ def recent_archive_events(bucket: str, hours: float, now: float) -> Iterator[Eve
     last = datetime.fromtimestamp(now, UTC).date()
     while day <= last:
         for key in list_keys(bucket, f"{config.ARCHIVE_EVENTS_PREFIX}dt={day:%Y-%m-%d}/"):
-            for raw in read_json_lines(bucket, key):
+            for raw in read_archive(bucket, key):
                 try:
                     event = parse_event(raw)
                 except (ValidationError, ValueError):

@@ -10,7 +10,8 @@ What each kind of object loses:
   that name a target (events by alias and time, anything else by alias);
 - a model folder (model.tar.gz): the targets' rows of the user index and the history matrix, and of any Parquet
   table (the feature snapshot), and the lines of any text file that name them;
-- Parquet: the rows whose alias columns name a target.
+- Parquet: archived events (``shopwise.archive``'s table) by alias and time, as their JSON lines; any other table
+  the rows whose alias columns name a target.
 The latest version of a changed object is replaced; an older version that names a target is deleted. Archive days
 before the plan's first day are not read (nothing of the targets can be there).
 """
@@ -34,6 +35,7 @@ import pandas as pd
 from scipy import sparse
 from tqdm import tqdm
 
+from shopwise import archive
 from shopwise.config import ARCHIVE_EVENTS_PREFIX, ERASURES_PREFIX
 from shopwise.dal.objects import delete_version, get_version, list_versions, put_bytes
 from shopwise.privacy.purge import load_plan, plan_targets, scrub_lines, tally_key
@@ -72,6 +74,16 @@ def versions(bucket: str, share: tuple[int, int] = (0, 1)) -> Iterator[Version]:
         if key.startswith(ERASURES_PREFIX) or zlib.crc32(key.encode()) % count != index:
             continue
         yield Version(bucket, key, version_id, latest)
+
+
+def scrub_archive(body: bytes, targets: Targets) -> tuple[bytes | None, int]:
+    """An archive Parquet object without the events of a target from before their erasure (what the alias sent
+    afterwards is a new shopper's): the rule JSON lines follow (``Targets.event``)."""
+    records = [r for r in archive.read_records(archive.PARQUET, io.BytesIO(body)) if r is not None]
+    kept = [r for r in records if not targets.event(r)]
+    if len(kept) == len(records):
+        return None, 0
+    return archive.encode_parquet(kept), len(records) - len(kept)
 
 
 def scrub_parquet(body: bytes, targets: Targets) -> tuple[bytes | None, int]:
@@ -146,7 +158,9 @@ def scrub(key: str, body: bytes, targets: Targets, tally: Tally) -> bytes | None
     if key.endswith((".tar.gz", ".tgz", ".tar")):
         return scrub_tar(body, targets, tally)
     if body[:4] == b"PAR1":
-        new, rows = scrub_parquet(body, targets)
+        new, rows = (
+            scrub_archive(body, targets) if key.startswith(ARCHIVE_EVENTS_PREFIX) else scrub_parquet(body, targets)
+        )
         tally.rows_removed += rows
         return new
     new, lines = scrub_lines(body, targets)

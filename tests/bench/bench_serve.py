@@ -26,8 +26,9 @@ the median time of telling the caller from the request (the token's HMAC and cla
 
 Ends with one JSON line: handler_p50_ms, handler_p99_ms, bare_read_p50_ms, bare_read_p99_ms, p99_ratio,
 round_trips_per_request, read_units_per_request, storage (per kind: rows, bytes, write_units), record_bytes_per_event
-and archive_bytes_per_event (an event as Kinesis carries it, and gzip-compressed in the archive), auth_verify_us, cold_import_ms, baseline_import_ms, import_ratio, http_* figures,
-http_errors.
+and archive_bytes_per_event (an event as Kinesis carries it, and as the archive's Parquet holds it;
+gzip_json_bytes_per_event: as gzip JSON Lines, the archive's format before), auth_verify_us, cold_import_ms,
+baseline_import_ms, import_ratio, http_* figures, http_errors.
 """
 
 from __future__ import annotations
@@ -97,28 +98,24 @@ def table_rows(table: str, label: str) -> dict[str, dict[str, float]]:
 
 
 def archive_bytes(bucket: str) -> dict[str, float]:
-    """What an event weighs once collected (pseudonymised ids, the collector's fields): the archive's JSON lines,
-    as Kinesis and Firehose carry them, and gzip-compressed as S3 holds them."""
+    """What an event weighs once collected (pseudonymised ids, the collector's fields): as Kinesis and Firehose
+    carry it (its JSON record), and in the archive as S3 holds it — Parquet of the archive table, all the archived
+    events in one object as Firehose writes a buffer's worth (the local writer's objects are one poll batch each,
+    whose fixed footer would overstate it), beside the gzip JSON Lines it was before."""
     import gzip
 
-    from shopwise import config
-    from shopwise.dal.aws import client
+    from shopwise import archive, config
+    from shopwise.dal.objects import list_keys, read_archive
 
-    s3 = client("s3")
-    lines = raw = packed = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=config.ARCHIVE_EVENTS_PREFIX):
-        for entry in page.get("Contents", []):
-            body = s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
-            text = gzip.decompress(body)
-            lines += text.count(b"\n") + (0 if text.endswith(b"\n") else 1)
-            raw += len(text)
-            packed += len(body)
-    if not lines:
+    records = [r for key in list_keys(bucket, config.ARCHIVE_EVENTS_PREFIX) for r in read_archive(bucket, key) if r]
+    if not records:
         raise RuntimeError("the archive holds no events")
+    lines = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records)
     return {
-        "archived_events": lines,
-        "record_bytes_per_event": round(raw / lines, 1),
-        "archive_bytes_per_event": round(packed / lines, 1),
+        "archived_events": len(records),
+        "record_bytes_per_event": round(len(lines) / len(records), 1),
+        "archive_bytes_per_event": round(len(archive.encode_parquet(records)) / len(records), 1),
+        "gzip_json_bytes_per_event": round(len(gzip.compress(lines)) / len(records), 1),
     }
 
 

@@ -4,7 +4,6 @@ body, or calls from an origin the store does not allow — and nothing changes i
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 
 from shopwise.access.tokens import TokenKeys, mint
 from shopwise.dal.aws import client
-from shopwise.dal.objects import list_keys
+from shopwise.dal.objects import list_keys, read_archive
 from shopwise_local.sigv4 import signed_headers
 from shopwise_local.stack import LocalStack
 from shopwise_local.store import StockedStore, stock
@@ -173,10 +172,10 @@ def test_impressions_in_the_archive_are_the_serve_apis_own(api: Api, stack: Loca
     assert stack.impressions and stack.impressions.flush() >= 0 and stack.resources
     bucket = stack.resources.archive_bucket
     impressions = [
-        json.loads(line)
+        record
         for key in list_keys(bucket, "events/")
-        for line in gzip.decompress(client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()).splitlines()
-        if b'"impression"' in line
+        for record in read_archive(bucket, key)
+        if record and record["event_type"] == "impression"
     ]
     assert impressions and all(i["origin"] == "serve" for i in impressions)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import tarfile
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 
 from shopwise import config
+from shopwise.dal import objects
 from shopwise.dal.aws import client
 from shopwise.dal.capacity import ReadMeter
 from shopwise.dal.objects import list_keys, parse_s3_uri, read_json_lines
@@ -109,19 +111,14 @@ def test_events_flow_from_the_api_to_the_feature_store_and_the_archive(stack: Lo
     assert features is not None
     assert [pair[0] for pair in features["recent"]["view"]] == ["sku-1"]
     assert [pair[0] for pair in features["recent"]["cart"]] == ["sku-2"]
-    # and the archive holds the accepted events, gzip JSON Lines under events/dt=YYYY-MM-DD/
+    # and the archive holds the accepted events, Parquet under events/dt=YYYY-MM-DD/hour=HH/
     assert stack.resources
     s3 = client("s3")
     keys = [
         o["Key"] for o in s3.list_objects_v2(Bucket=stack.resources.archive_bucket, Prefix="events/dt=")["Contents"]
     ]
-    archived = [
-        json.loads(line)
-        for key in keys
-        for line in gzip.decompress(
-            s3.get_object(Bucket=stack.resources.archive_bucket, Key=key)["Body"].read()
-        ).splitlines()
-    ]
+    assert keys and all(re.search(r"^events/dt=\d{4}-\d\d-\d\d/hour=\d\d/.+\.parquet$", k) for k in keys)
+    archived = [r for key in keys for r in objects.read_archive(stack.resources.archive_bucket, key) if r]
     assert {e["event_id"] for e in archived} >= {"flow-1", "flow-2"}
     assert all("received_at" in e for e in archived)
 

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from shopwise import archive, config
 from shopwise.campaigns.rules import campaign
 from shopwise.campaigns.runs import recipients_page, run_campaign
 from shopwise.dal.aws import client
@@ -52,7 +53,8 @@ def _cli(*argv: str) -> tuple[int, str]:
 
 
 def _expand(name: str, body: bytes) -> Iterator[tuple[str, bytes]]:
-    """An object as text a person could search: gzip undone, tar members one by one, Parquet as CSV."""
+    """An object as text a person could search: gzip undone, tar members one by one, the archive's Parquet as one
+    JSON line per event (every column, as a reader gets it), any other Parquet as CSV."""
     if body[:2] == b"\x1f\x8b" and not name.endswith((".tar.gz", ".tgz")):
         body = gzip.decompress(body)
     if name.endswith((".tar.gz", ".tgz", ".tar")):
@@ -61,6 +63,9 @@ def _expand(name: str, body: bytes) -> Iterator[tuple[str, bytes]]:
                 handle = tar.extractfile(member) if member.isfile() else None
                 if handle is not None:
                     yield from _expand(f"{name}!{member.name}", handle.read())
+    elif body[:4] == b"PAR1" and name.startswith(config.ARCHIVE_EVENTS_PREFIX):
+        records = archive.read_records(archive.PARQUET, io.BytesIO(body))
+        yield name, b"".join(json.dumps(r).encode() + b"\n" for r in records)
     elif body[:4] == b"PAR1":
         yield name, pd.read_parquet(io.BytesIO(body)).to_csv(index=False).encode()
     else:

@@ -4,7 +4,6 @@ the read path's round trips counted on the wire (botocore's own event hooks on t
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import subprocess
@@ -23,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from shopwise import config
 from shopwise.access.routes import SHOPPER_TOKEN, SIGV4, credential
 from shopwise.dal.aws import client
+from shopwise.dal.objects import read_archive
 from shopwise.dal.recommendations import serving_rows
 from shopwise.events import Impression, parse_event
 from shopwise.keys import POPULAR_KEY, item_key, user_key
@@ -333,10 +333,10 @@ def test_ab_variants_are_stable_the_holdout_is_not_personalised_and_impressions_
     listing = s3.list_objects_v2(Bucket=stack.resources.archive_bucket, Prefix=config.ARCHIVE_EVENTS_PREFIX)
     keys = [o["Key"] for o in listing["Contents"] if "/impressions-" in o["Key"]]
     shown = {}
+    assert keys and all(k.endswith(".parquet") for k in keys)
     for key in keys:
-        lines = gzip.decompress(s3.get_object(Bucket=stack.resources.archive_bucket, Key=key)["Body"].read())
-        for line in lines.decode().splitlines():
-            impression = parse_event(json.loads(line))  # each line is a valid event of the archive
+        for row in read_archive(stack.resources.archive_bucket, key):
+            impression = parse_event(row)  # each row is a valid event of the archive
             assert isinstance(impression, Impression) and impression.pseudonymised
             shown[impression.recommendation_id] = impression
     for body in arms.values():

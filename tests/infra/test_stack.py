@@ -10,9 +10,10 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from shopwise import config
+from shopwise import archive, config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cdk"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "layers"))  # build.py
 from app import add_stack
 
 pytestmark = pytest.mark.infra
@@ -112,16 +113,41 @@ def test_stream_consumer_has_partial_failures_bisect_bounded_retries_and_a_desti
     prod.has_resource_properties("AWS::Kinesis::Stream", {"ShardCount": env.stream_shards})
 
 
-def test_firehose_archives_the_stream_by_date_gzipped(prod: Template) -> None:
-    prod.has_resource_properties(
-        "AWS::KinesisFirehose::DeliveryStream",
-        {
-            "DeliveryStreamType": "KinesisStreamAsSource",
-            "ExtendedS3DestinationConfiguration": Match.object_like(
-                {"CompressionFormat": "GZIP", "Prefix": Match.string_like_regexp(r"^events/dt=")}
-            ),
-        },
-    )
+def test_firehose_archives_the_stream_and_the_impressions_as_parquet_of_the_archive_table(prod: Template) -> None:
+    (table,) = resources(prod, "AWS::Glue::Table").values()
+    described = table["Properties"]["TableInput"]
+    # the Glue table is shopwise.archive's: every column, the Parquet SerDe, dt/hour partitions projected
+    assert [(c["Name"], c["Type"]) for c in described["StorageDescriptor"]["Columns"]] == [
+        (c.name, c.type) for c in archive.COLUMNS
+    ]
+    assert described["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
+    assert [k["Name"] for k in described["PartitionKeys"]] == ["dt", "hour"]
+    assert described["Parameters"]["projection.enabled"] == "true"
+    streams = resources(prod, "AWS::KinesisFirehose::DeliveryStream")
+    assert len(streams) == 2
+    by_source = {s["Properties"].get("DeliveryStreamType", "DirectPut"): s["Properties"] for s in streams.values()}
+    for kind, props in by_source.items():
+        destination = props["ExtendedS3DestinationConfiguration"]
+        conversion = destination["DataFormatConversionConfiguration"]
+        assert destination["Prefix"].startswith("events/dt=!{timestamp:yyyy-MM-dd}/hour=")
+        assert destination["FileExtension"] == ".parquet" and "CompressionFormat" not in destination
+        parquet = conversion["OutputFormatConfiguration"]["Serializer"]["ParquetSerDe"]
+        assert parquet["Compression"] == archive.COMPRESSION.upper() and parquet["EnableDictionaryCompression"] is False
+        assert conversion["SchemaConfiguration"]["TableName"] == {
+            "Ref": next(iter(resources(prod, "AWS::Glue::Table")))
+        }
+        mappings = conversion["InputFormatConfiguration"]["Deserializer"]["OpenXJsonSerDe"].get(
+            "ColumnToJsonKeyMappings", {}
+        )
+        if kind == "KinesisStreamAsSource":  # the storefront's events: every field under its own name
+            assert mappings == {}
+        else:  # the serve function's impressions: their item ids in impression_items, never in a purchase's items
+            assert mappings["impression_items"] == "items" and mappings["items"] != "items"
+    # Athena's results land in the artifacts bucket's athena/ prefix, encrypted, and expire
+    (workgroup,) = resources(prod, "AWS::Athena::WorkGroup").values()
+    configuration = workgroup["Properties"]["WorkGroupConfiguration"]
+    assert configuration["EnforceWorkGroupConfiguration"] is True
+    assert configuration["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_S3"
 
 
 def test_serve_alias_has_the_environments_provisioned_concurrency(dev: Template, prod: Template) -> None:
@@ -182,7 +208,7 @@ def test_every_route_says_who_may_call_it_and_is_throttled_by_its_kind(
     assert any("ServingLive" in uri for uri in uris)
 
 
-def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Template) -> None:
+def test_functions_run_the_project_code_with_the_core_and_deps_layers_and_tracing(prod: Template) -> None:
     functions = {
         k: f
         for k, f in resources(prod, "AWS::Lambda::Function").items()
@@ -193,7 +219,7 @@ def test_functions_run_the_project_code_with_two_layers_and_tracing(prod: Templa
     for function in functions.values():
         props = function["Properties"]
         assert props["Handler"] == "handler.lambda_handler"
-        assert len(props["Layers"]) == 2
+        assert len(props["Layers"]) == (3 if props["Description"].startswith("bulk import") else 2)  # + pyarrow
         assert props["TracingConfig"] == {"Mode": "Active"}
         assert "AWSLambdaBasicExecutionRole" not in str(prod.to_json()["Resources"][props["Role"]["Fn::GetAtt"][0]])
 
@@ -615,8 +641,10 @@ def test_buckets_keep_data_as_long_as_the_environment_says_and_no_longer(prod: T
     rules = {r.get("Prefix", ""): r for r in archive["LifecycleConfiguration"]["Rules"]}
     assert rules["events/"]["ExpirationInDays"] == env.archive_events_days
     assert rules["errors/"]["ExpirationInDays"] == env.archive_errors_days
-    (rule,) = artifacts["LifecycleConfiguration"]["Rules"]
-    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": env.artifacts_noncurrent_days}
+    kept = {r.get("Prefix", ""): r for r in artifacts["LifecycleConfiguration"]["Rules"]}
+    assert kept[""]["NoncurrentVersionExpiration"] == {"NoncurrentDays": env.artifacts_noncurrent_days}
+    # Athena's results can quote archived events: a day, then gone
+    assert kept[config.ATHENA_RESULTS_PREFIX]["ExpirationInDays"] == config.ATHENA_RESULTS_DAYS
     assert artifacts["VersioningConfiguration"] == {"Status": "Enabled"}
 
 
@@ -648,3 +676,22 @@ def test_late_and_lost_events_alarm_to_the_alarms_topic(prod: Template) -> None:
     for alarm in ingestion.values():
         assert alarm["AlarmActions"] == [{"Ref": topic}]
     assert resources(prod, "AWS::SNS::Topic")[topic]["Properties"]["KmsMasterKeyId"]
+
+
+def test_only_the_import_function_carries_pyarrow_and_it_fits_lambdas_size_limit(prod: Template) -> None:
+    """The archive is Parquet: the import function writes it and has the columnar layer; the other functions (the
+    request path above all) never load it. The import function's code and layers, unzipped, fit Lambda's 250 MB."""
+    from build import LAMBDA_UNZIPPED_LIMIT, unzipped_size
+
+    from shopwise_cdk.constants import COLUMNAR_LAYER_DIR, CORE_LAYER_DIR, DEPS_LAYER_DIR, LAMBDAS_DIR
+
+    layers = {k: v["Properties"]["Description"] for k, v in resources(prod, "AWS::Lambda::LayerVersion").items()}
+    (columnar,) = [k for k, description in layers.items() if description.startswith("pyarrow")]
+    with_it = [
+        f["Properties"]["Description"]
+        for f in resources(prod, "AWS::Lambda::Function").values()
+        if {"Ref": columnar} in f["Properties"].get("Layers", [])
+    ]
+    assert len(with_it) == 1 and with_it[0].startswith("bulk import")
+    size = unzipped_size(COLUMNAR_LAYER_DIR, CORE_LAYER_DIR, DEPS_LAYER_DIR, LAMBDAS_DIR / "imports")
+    assert 100 * 1024**2 < size < LAMBDA_UNZIPPED_LIMIT, size  # pyarrow is in it, and it fits

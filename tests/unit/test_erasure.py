@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ import pytest
 from scipy import sparse
 
 from shopwise import config
+from shopwise.archive import encode_parquet, read_records
 from shopwise.dal.feature_store import Doc
 from shopwise.events import parse_event
 from shopwise.ingestion.update_features import Delivery, update_features
@@ -25,7 +27,7 @@ from shopwise.privacy.erasure import aliases_of
 from shopwise.privacy.pseudonyms import Pseudonymiser, key_versions
 from shopwise.privacy.purge import scrub_lines
 from shopwise.privacy.tombstones import Targets, blind, targets_of
-from shopwise_jobs.purge import Tally, scrub_model_dir
+from shopwise_jobs.purge import Tally, scrub, scrub_model_dir
 from tests.fakes import MemoryLedger, MemoryStore
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -99,6 +101,36 @@ def test_scrub_lines_keeps_everyone_else_and_the_compression() -> None:
     assert removed == 1 and new is not None
     assert [json.loads(x)["event_id"] for x in gzip.decompress(new).splitlines()] == ["2", "3"]
     assert scrub_lines(b'{"customer_id": "x"}\n', targets()) == (None, 0)
+
+
+def test_an_archive_parquet_object_loses_the_shoppers_events_from_before_the_erasure_only() -> None:
+    records: list[dict[str, Any]] = [
+        {"event_id": "1", "event_type": "product_view", "item_id": "i", "customer_id": CUSTOMER, "occurred_at": at(0)},
+        {"event_id": "2", "event_type": "product_view", "item_id": "i", "customer_id": "d" * 32, "occurred_at": at(0)},
+        {
+            "event_id": "3",
+            "event_type": "product_view",
+            "item_id": "i",
+            "customer_id": CUSTOMER,
+            "occurred_at": at(120),
+        },
+        {
+            "event_id": "4",
+            "event_type": "rekey",
+            "anonymous_id": "v9",
+            "previous": [f"c:{CUSTOMER}"],
+            "occurred_at": at(0),
+        },
+    ]
+    tally = Tally()
+    new = scrub(
+        f"{config.ARCHIVE_EVENTS_PREFIX}dt=2026-01-01/hour=00/x.parquet", encode_parquet(records), targets(), tally
+    )
+    assert new is not None and new[:4] == b"PAR1"
+    kept = [r for r in read_records(".parquet", io.BytesIO(new)) if r is not None]
+    assert [r["event_id"] for r in kept] == ["2", "3"]  # the rekey naming the shopper's alias went too
+    assert kept[1] == records[2] and tally.rows_removed == 2
+    assert scrub("events/dt=2026-01-01/hour=00/y.parquet", new, targets(), Tally()) is None  # nothing more
 
 
 def test_a_model_folder_loses_the_shoppers_rows_and_keeps_the_others_aligned(tmp_path: Path) -> None:

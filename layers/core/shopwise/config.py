@@ -162,6 +162,9 @@ IMPORTS_PREFIX = "imports/"  # bulk imports: imports/<id>/<file> uploaded, repor
 IMPORT_FUNCTION_MAX_ROWS = 5_000_000
 MODELS_PREFIX = "models/"
 MONITORING_PREFIX = "monitoring/"  # the drift jobs' outputs (drift.json in output.tar.gz)
+# Athena's query results (`shopwise archive query --stack`): they may quote archived events, so they go in a day
+ATHENA_RESULTS_PREFIX = "athena/"
+ATHENA_RESULTS_DAYS = 1
 
 # drift alarm thresholds (shopwise_jobs.drift's report and the CloudWatch alarms that start a retrain)
 ITERATOR_AGE_ALARM_S = 300  # the updater this far behind the stream for 5 minutes: an alarm
@@ -197,6 +200,8 @@ OTHER_OUTPUTS = (
     "SageMakerRole",  # `shopwise train --remote`: the job's role, image and source directory
     "SageMakerImage",
     "SageMakerSource",
+    "ArchiveDatabase",  # `shopwise archive query`: the archive's Glue database and Athena workgroup
+    "ArchiveWorkgroup",
 )
 ENVIRONMENT_TAG = "environment"  # the stack's tag naming its environment (its settings in ENVIRONMENTS)
 
@@ -278,14 +283,17 @@ def lifecycle_rules(env: EnvironmentConfig, bucket: str) -> tuple[Lifecycle, ...
     """What each bucket keeps and for how long: archived events ``archive_events_days`` (Intelligent-Tiering after
     30 days), Firehose's failure records ``archive_errors_days`` (they hold whole events, and nothing rewrites
     them), the artifacts' replaced versions ``artifacts_noncurrent_days`` (the current ones live as long as the
-    registry needs them)."""
+    registry needs them), Athena's query results ``ATHENA_RESULTS_DAYS``."""
     if bucket == ARCHIVE_BUCKET:
         return (
             Lifecycle(ARCHIVE_EVENTS_PREFIX, expire_days=env.archive_events_days, intelligent_tiering_days=30),
             Lifecycle(ARCHIVE_ERRORS_PREFIX, expire_days=env.archive_errors_days),
         )
     if bucket == ARTIFACTS_BUCKET:
-        return (Lifecycle("", noncurrent_days=env.artifacts_noncurrent_days),)
+        return (
+            Lifecycle("", noncurrent_days=env.artifacts_noncurrent_days),
+            Lifecycle(ATHENA_RESULTS_PREFIX, expire_days=ATHENA_RESULTS_DAYS),
+        )
     raise ValueError(f"no lifecycle for bucket {bucket!r}")
 
 

@@ -374,12 +374,20 @@ def estimate(
         "GB",
         archive_in * fh["ingested_gb"],
     )
+    add(
+        "ingest",
+        "Firehose",
+        "archive: record-format conversion to Parquet",
+        archive_in,
+        "GB",
+        archive_in * fh["format_conversion_gb"],
+    )
     kept_months = shape.archive_days / 30.4
     archive_gb = events * float(per_event["archive_bytes"]) * kept_months / GB
     add(
         "ingest",
         "S3",
-        f"archive held ({shape.archive_days} days of gzip JSON)",
+        f"archive held ({shape.archive_days} days of Parquet)",
         archive_gb,
         "GB-month",
         archive_gb * s3["standard_gb_month"],
@@ -450,7 +458,14 @@ def estimate(
     add("serve", "DynamoDB", "profile and list reads", reads, "read units", reads / 1e6 * ddb["read_unit_per_million"])
     # impression lines reach Firehose through the serve log group's subscription: batched, so no per-line rounding
     impressions = requests * assume.impression_log_bytes / GB
-    add("serve", "Firehose", "impressions (log subscription)", impressions, "GB", impressions * fh["ingested_gb"])
+    add(
+        "serve",
+        "Firehose",
+        "impressions (log subscription, converted to Parquet)",
+        impressions,
+        "GB",
+        impressions * (fh["ingested_gb"] + fh["format_conversion_gb"]),
+    )
 
     # --- train: the scheduled retrain, its load, the drift job, the catalog export
     sm = prices["sagemaker"]["instance_hour"]

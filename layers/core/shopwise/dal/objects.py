@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from shopwise import archive
 from shopwise.dal.aws import client
 
 
@@ -114,6 +115,18 @@ def read_lines(bucket: str, key: str) -> Iterator[bytes]:
             line = line.rstrip(b"\r\n")
             if line.strip():
                 yield line
+    finally:
+        body.close()
+
+
+def read_archive(bucket: str, key: str) -> Iterator[dict[str, Any] | None]:
+    """The event records of one archive object, Parquet or JSON Lines (``shopwise.archive.read_records``; None for
+    a line that is not JSON). A Parquet object is read whole first (its footer is at the end): Firehose's are at
+    most its 128 MB buffer, the importer's ``ARCHIVE_CHUNK`` events; a JSON one streams."""
+    body = client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        handle: Any = io.BytesIO(body.read()) if key.endswith(archive.PARQUET) else io.BufferedReader(_Body(body))
+        yield from archive.read_records(key, handle)
     finally:
         body.close()
 

@@ -26,7 +26,7 @@ from typing import Any
 from tqdm import tqdm
 
 from shopwise import config
-from shopwise.dal.objects import get_bytes, list_keys, put_bytes, read_lines
+from shopwise.dal.objects import get_bytes, list_keys, put_bytes, read_archive
 from shopwise.events import EventRejected
 from shopwise.ingestion.update_features import Delivery
 from shopwise.ingestion.updater import Updater, event_of
@@ -34,7 +34,7 @@ from shopwise.settings import Settings
 
 BATCH = 500
 MARKERS_PREFIX = "backfill/"
-IMPORTED = "/import-"  # the importer's archive objects: events/dt=.../hour=.../import-<file>-<run>-<part>.jsonl.gz
+IMPORTED = "/import-"  # the importer's archive objects: events/dt=.../hour=.../import-<file>-<run>-<part>.parquet
 
 
 @dataclass
@@ -88,9 +88,9 @@ def backfill(settings: Settings, keys: list[str] | None = None, progress: bool =
 def _apply_object(bucket: str, key: str, updater: Updater, report: BackfillReport, bar: tqdm[Any]) -> bool:
     """One archive object's events, in time order; whether all of them settled (applied, held or found applied)."""
     events = []
-    for line in read_lines(bucket, key):
+    for record in read_archive(bucket, key):
         try:
-            events.append(event_of(line))
+            events.append(event_of(record))
         except EventRejected:
             report.rejected += 1
     events.sort(key=lambda e: (e.occurred_at, e.event_id))

@@ -7,14 +7,12 @@ reason, and every one handed to ``on_bad`` (the job writes them to its error rep
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from shopwise import config
+from shopwise import archive, config
 from shopwise.dal.catalog import put_items, set_availability
 from shopwise.dal.objects import put_bytes
 from shopwise.events import to_record
@@ -119,7 +117,7 @@ def import_items(
 def archive_key(stem: str, batch_id: str, part: int, at: datetime) -> str:
     """Where an import's part lands: the archive partition of the day it was imported, as Firehose would put it,
     named by the file's content (the same file imported again the same day writes the same objects)."""
-    return f"{config.ARCHIVE_EVENTS_PREFIX}dt={at:%Y-%m-%d}/hour={at:%H}/import-{stem}-{batch_id}-{part:05d}.jsonl.gz"
+    return f"{config.ARCHIVE_EVENTS_PREFIX}dt={at:%Y-%m-%d}/hour={at:%H}/import-{stem}-{batch_id}-{part:05d}{archive.PARQUET}"
 
 
 def import_events(
@@ -137,10 +135,7 @@ def import_events(
     report = ImportReport(source.name)
     today = datetime.now(UTC)
     for part, chunk in enumerate(_chunks(_good_rows(read_events(source), report, on_rows, on_bad), ARCHIVE_CHUNK)):
-        lines = b"".join(
-            json.dumps(to_record(pseudonymiser.apply(event)), separators=(",", ":")).encode() + b"\n" for event in chunk
-        )
         key = archive_key(source.stem, batch_id, part, today)
-        put_bytes(archive_bucket, key, gzip.compress(lines, mtime=0))
+        put_bytes(archive_bucket, key, archive.encode_parquet(to_record(pseudonymiser.apply(event)) for event in chunk))
         report.keys.append(key)
     return report

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from shopwise import config
 from shopwise.dal.failures import FailureQueue, Message
-from shopwise.dal.objects import list_keys, read_lines
+from shopwise.dal.objects import list_keys, read_archive
 from shopwise.dal.stream import read_range
 from shopwise.events import EventRejected
 from shopwise.ingestion.update_features import Delivery
@@ -185,10 +185,10 @@ def _archive_copies(bucket: str, first: datetime, last: datetime, report: Replay
     hour = first.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     while hour <= last + ARCHIVE_SLACK:
         for key in list_keys(bucket, f"{config.ARCHIVE_EVENTS_PREFIX}dt={hour:%Y-%m-%d}/hour={hour:%H}/"):
-            for line in read_lines(bucket, key):
+            for record in read_archive(bucket, key):
                 report.from_archive += 1
                 try:
-                    yield Delivery(event_of(line), via="archive")
+                    yield Delivery(event_of(record), via="archive")
                 except EventRejected:
                     continue  # not an event the updater applies (Firehose keeps what the stream carried)
         hour += timedelta(hours=1)

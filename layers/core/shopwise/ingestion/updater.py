@@ -15,8 +15,11 @@ from shopwise.ingestion.update_features import Delivery, UpdateOutcome, update_f
 from shopwise.settings import Settings
 
 
-def event_of(data: bytes | str | dict[str, Any]) -> Event:
-    """A stream record's event, or EventRejected: not JSON, not a valid event, or not through the collector."""
+def event_of(data: bytes | str | dict[str, Any] | None) -> Event:
+    """A stream record's event (its data, or an archived record: None for an archive line that is not JSON), or
+    EventRejected: not JSON, not a valid event, or not through the collector."""
+    if data is None:
+        raise EventRejected("record", "not JSON")
     if not isinstance(data, dict):
         try:
             data = json.loads(data)

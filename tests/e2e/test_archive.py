@@ -1,0 +1,163 @@
+"""The archive as a table: the stream's copy lands as Parquet, `shopwise archive query` answers SQL over it (DuckDB
+here, Athena's wire protocol against the local endpoint for a deployed stack), and `shopwise archive convert`
+rewrites the gzip JSON objects of before — nothing lost if it stops half-way, nothing converted twice."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shopwise import archive, config
+from shopwise.dal.aws import client
+from shopwise.dal.objects import get_bytes, list_keys, put_bytes, read_archive
+from shopwise.ingestion.convert import parquet_key
+from shopwise_jobs.dataset import archive_events
+from shopwise_local import cli
+from shopwise_local.archive_query import query_athena
+from shopwise_local.stack import LocalStack
+from tests.e2e.conftest import Api
+
+pytestmark = pytest.mark.e2e
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(list(argv))
+    return code, out.getvalue()
+
+
+def query(sql: str) -> dict[str, Any]:
+    code, out = run_cli("archive", "query", sql, "--json")
+    assert code == 0, out
+    return dict(json.loads(out))
+
+
+def test_what_the_storefront_sends_is_queryable_with_sql_as_the_archive_table(stack: LocalStack, api: Api) -> None:
+    now = datetime.now(UTC)
+    events: list[dict[str, Any]] = [
+        {"event_type": "consent", "granted": ["personalisation"]},
+        *({"event_type": "product_view", "item_id": f"arch-{n % 3}"} for n in range(6)),
+        {"event_type": "add_to_cart", "item_id": "arch-1", "quantity": 2},
+        {
+            "event_type": "purchase",
+            "order_id": "arch-o1",
+            "items": [{"item_id": "arch-1", "quantity": 2, "unit_price": 7.5}],
+            "revenue": 15.0,
+        },
+    ]
+    batch = [
+        {
+            **e,
+            "event_id": f"arch-{n}",
+            "occurred_at": (now - timedelta(seconds=60 - n)).isoformat(),
+            "customer_id": "ac1",
+        }
+        for n, e in enumerate(events)
+    ]
+    status, body = api.post("/v1/events", {"events": batch})
+    assert status == 200 and not body.get("rejected"), body
+    assert stack.poller and stack.poller.wait_idle(60) and stack.resources
+
+    answer = query("select event_type, count(*) as n from events where event_id like 'arch-%' group by 1 order by 1")
+    assert answer["engine"] == "duckdb" and answer["objects"] >= 1 and answer["unconverted"] == 0
+    assert answer["columns"] == ["event_type", "n"]
+    assert answer["rows"] == [["add_to_cart", 1], ["consent", 1], ["product_view", 6], ["purchase", 1]]
+    # nested columns and the partitions: a purchase's line items, the day it arrived
+    (row,) = query(
+        "select i.item_id, i.quantity, dt, customer_id from events, unnest(items) as t(i) where order_id = 'arch-o1'"
+    )["rows"]
+    assert row[:3] == ["arch-1", 2, now.strftime("%Y-%m-%d")]
+    assert row[3] != "ac1" and len(row[3]) == 32  # pseudonymised before the stream: the archive never holds the id
+    # a day the archive has nothing of answers no rows; bad SQL is a clear error
+    assert query("select count(*) from events where dt = '2001-01-01'")["rows"] == [[0]]
+    code, _out = run_cli("archive", "query", "select no_such_column from events")
+    assert code == 1  # the CLI's error line (stderr) quotes DuckDB's message
+
+
+def legacy_object(bucket: str, day: str, name: str, records: list[dict[str, Any]], bad: list[bytes]) -> str:
+    """An archive object as Firehose wrote it before the conversion: gzip JSON Lines."""
+    key = f"{config.ARCHIVE_EVENTS_PREFIX}dt={day}/hour=07/{name}.jsonl.gz"
+    lines = [json.dumps(r).encode() for r in records] + bad
+    put_bytes(bucket, key, gzip.compress(b"\n".join(lines) + b"\n"))
+    return key
+
+
+def test_convert_rewrites_the_json_archive_as_parquet_and_resumes_where_it_stopped(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    assert stack.resources
+    bucket = stack.resources.archive_bucket
+    day = (datetime.now(UTC) - timedelta(days=40)).strftime("%Y-%m-%d")
+    records: list[dict[str, Any]] = [
+        {
+            "event_id": f"legacy-{n}",
+            "event_type": "product_view",
+            "occurred_at": f"{day}T07:00:{n:02d}Z",
+            "anonymous_id": f"v{n % 4}",
+            "item_id": f"legacy-item-{n % 5}",
+            "pseudonymised": True,
+            "origin": "visitor",
+        }
+        for n in range(40)
+    ]
+    bad = [b"{not json", json.dumps({**records[0], "event_id": "legacy-x", "colour": "red"}).encode()]
+    first = legacy_object(bucket, day, "legacy-a", records[:30], bad)
+    second = legacy_object(bucket, day, "legacy-b", records[30:], [])
+    # a run that stopped after writing the second object's Parquet, before deleting its JSON
+    put_bytes(bucket, parquet_key(second), archive.encode_parquet(records[30:]))
+    before = query(f"select count(*) from events where dt = '{day}'")
+    assert before["rows"] == [[10]] and before["unconverted"] == 2  # only the Parquet is in the table yet
+
+    code, out = run_cli("archive", "convert", "--json", "--no-progress")
+    report = json.loads(out)
+    assert code == 0 and report["objects"] == 2 and report["resumed"] == 1 and report["remaining"] == []
+    assert report["events"] == 40 and report["failed_lines"] == 2
+    keys = list_keys(bucket, f"{config.ARCHIVE_EVENTS_PREFIX}dt={day}/")
+    assert sorted(keys) == sorted([parquet_key(first), parquet_key(second)])  # the JSON objects are gone
+    assert [r for k in sorted(keys) for r in read_archive(bucket, k)] == records  # every event, exactly
+    (errors,) = list_keys(bucket, f"{config.ARCHIVE_ERRORS_PREFIX}format-conversion-failed/dt={day}/")
+    assert gzip.decompress(get_bytes(bucket, errors) or b"").splitlines() == bad  # where Firehose puts them
+    assert query(f"select count(distinct event_id) from events where dt = '{day}'")["rows"] == [[40]]
+
+    code, out = run_cli("archive", "convert", "--json", "--no-progress")
+    assert code == 0 and json.loads(out)["objects"] == 0  # nothing converted twice
+    # and the training job reads the converted archive (its events channel): the same events
+    for key in keys:
+        path = tmp_path / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(get_bytes(bucket, key) or b"")
+    assert sorted(e.event_id for e in archive_events(tmp_path)) == sorted(r["event_id"] for r in records)
+
+
+def test_a_deployed_stacks_query_goes_to_athena_in_its_workgroup(stack: LocalStack) -> None:
+    """Athena's wire protocol against the local endpoint: the query started in the stack's workgroup and database,
+    followed to the end, the header row of the first page dropped, every page read (results seeded through the
+    endpoint's own API for canned Athena results)."""
+    athena = client("athena")
+    athena.create_work_group(Name="shopwise-test-archive")
+    rows = [{"Data": [{"VarCharValue": "event_type"}, {"VarCharValue": "n"}]}]
+    rows += [{"Data": [{"VarCharValue": f"type-{n}"}, {"VarCharValue": str(n)}]} for n in range(1500)]
+    columns = [{"Name": "event_type", "Type": "varchar"}, {"Name": "n", "Type": "bigint"}]
+    seed = {"region": athena.meta.region_name, "results": [{"rows": rows, "column_info": columns}]}
+    endpoint = athena.meta.endpoint_url
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/static/athena/query-results", data=json.dumps(seed).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+
+    answer = query_athena("shopwise-test-archive", "shopwise_test_archive", "select event_type, count(*) n ...")
+    assert answer.engine == "athena" and answer.columns == ["event_type", "n"]
+    assert len(answer.rows) == 1500 and answer.rows[0] == ["type-0", "0"] and answer.rows[-1] == ["type-1499", "1499"]
+    (execution,) = athena.list_query_executions(WorkGroup="shopwise-test-archive")["QueryExecutionIds"]
+    described = athena.get_query_execution(QueryExecutionId=execution)["QueryExecution"]
+    assert described["QueryExecutionContext"]["Database"] == "shopwise_test_archive"
