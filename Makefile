@@ -9,7 +9,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install build browser demo test test-faults lint typecheck pytest synth deploy bench clean openapi
+.PHONY: help install build browser java demo test test-faults lint typecheck pytest synth deploy bench clean openapi
 
 help:
 	@echo "make demo             run the whole path locally; serve the API and the console at http://127.0.0.1:8080/ (Ctrl-C stops it)"
@@ -19,7 +19,7 @@ help:
 	@echo "make deploy ENV=dev   cdk deploy (needs AWS credentials)"
 	@echo "make openapi          write the API document from the HTTP functions' resolvers"
 	@echo "make bench            every benchmark in tests/bench, one after another (~45 min); logs in .local/bench/"
-	@echo "make install | build | browser | lint | typecheck | pytest | clean   the steps the above are made of"
+	@echo "make install | build | browser | java | lint | typecheck | pytest | clean   the steps the above are made of"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,12 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy layers/core lambdas local sagemaker_jobs cdk tests
 
-pytest: install build browser
+# the data set build on Spark runs PySpark in local mode: a Java runtime (17, Debian's default)
+java:
+	@command -v java >/dev/null || { echo "installing a Java runtime for PySpark ..."; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq default-jre-headless >/dev/null; }
+
+pytest: install build browser java
 	$(BIN)/pytest
 
 test: lint typecheck pytest

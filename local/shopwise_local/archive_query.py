@@ -40,21 +40,27 @@ def day_prefixes(days: int | None, today: date | None = None) -> list[str]:
     return [f"{config.ARCHIVE_EVENTS_PREFIX}dt={today - timedelta(days=n):%Y-%m-%d}/" for n in range(days)]
 
 
+def local_copy(bucket: str, root: Path, days: int | None = None) -> tuple[int, int]:
+    """The archive's Parquet objects (of the last ``days`` days) into ``root`` in their dt=/hour= folders: (Parquet
+    objects copied, gzip JSON objects left out)."""
+    unconverted = 0
+    for prefix in day_prefixes(days):
+        keys = list_keys(bucket, prefix)
+        unconverted += sum(1 for k in keys if k.endswith(archive.JSON_LINES))
+        if any(k.endswith(archive.PARQUET) for k in keys):
+            download_prefix(f"s3://{bucket}/{prefix}", root / prefix.removeprefix(config.ARCHIVE_EVENTS_PREFIX))
+    for path in [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(archive.PARQUET)]:
+        path.unlink()  # the JSON Lines objects of the same days: not in the table
+    return sum(1 for _ in root.rglob(f"*{archive.PARQUET}")), unconverted
+
+
 def query_local(bucket: str, sql: str, days: int | None = None, limit: int = 10_000) -> Answer:
     """``sql`` over the archive's Parquet objects (of the last ``days`` days) with DuckDB."""
     import duckdb
 
     with tempfile.TemporaryDirectory(prefix="shopwise-archive-") as scratch:
         root = Path(scratch)
-        objects = unconverted = 0
-        for prefix in day_prefixes(days):
-            keys = list_keys(bucket, prefix)
-            unconverted += sum(1 for k in keys if k.endswith(archive.JSON_LINES))
-            if any(k.endswith(archive.PARQUET) for k in keys):
-                download_prefix(f"s3://{bucket}/{prefix}", root / prefix.removeprefix(config.ARCHIVE_EVENTS_PREFIX))
-        for path in [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(archive.PARQUET)]:
-            path.unlink()  # the JSON Lines objects of the same days: not in the table
-        objects = sum(1 for _ in root.rglob(f"*{archive.PARQUET}"))
+        objects, unconverted = local_copy(bucket, root, days)
         connection = duckdb.connect(
             config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "threads": 2}
         )

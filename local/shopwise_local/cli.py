@@ -663,6 +663,33 @@ def cmd_archive(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset(args: argparse.Namespace) -> int:
+    """The training data set from the local stack's archive, built on Spark (PySpark in local mode): the job code
+    that runs under spark-submit in AWS."""
+    import tempfile
+    from dataclasses import asdict
+
+    from shopwise.settings import get_settings
+    from shopwise_jobs.spark_dataset import build, spark_session
+    from shopwise_local.archive_query import local_copy
+
+    target = _attach()
+    if target.deployed:
+        raise RuntimeError("dataset build runs on the local stack's archive; a deployed stack's is not wired yet")
+    with tempfile.TemporaryDirectory(prefix="shopwise-dataset-") as scratch:
+        objects, unconverted = local_copy(get_settings().archive_bucket, Path(scratch), args.days or None)
+        if not objects:
+            raise ValueError("the archive holds no Parquet objects" + (" of those days" if args.days else ""))
+        spark = spark_session()
+        try:
+            report = build(spark, scratch, str(args.out.resolve()), args.days or None)
+        finally:
+            spark.stop()
+    figures = {**asdict(report), "objects": objects, "unconverted_left_out": unconverted, "out": str(args.out)}
+    print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
+    return 0
+
+
 def cmd_failures(args: argparse.Namespace) -> int:
     """The failure queue: list its messages (coordinates and reasons), or replay them into the feature store."""
     from shopwise.ingestion.failures import list_failures, replay_failures
@@ -1123,6 +1150,16 @@ def build_parser() -> argparse.ArgumentParser:
     arch.add_argument("--json", action="store_true", help="one JSON document")
     arch.add_argument("--no-progress", action="store_true", help="convert: no progress bar")
     arch.set_defaults(func=cmd_archive)
+
+    data = sub.add_parser(
+        "dataset",
+        help="the training data set (interactions, id maps) from the archive, built on Spark (PySpark, local mode)",
+    )
+    data.add_argument("action", choices=["build"])
+    data.add_argument("--out", type=Path, default=Path("dataset"), help="folder: interactions/, users/, items/")
+    data.add_argument("--days", type=int, default=0, help="only the newest N days of the archive (0: all of it)")
+    data.add_argument("--json", action="store_true", help="one JSON document")
+    data.set_defaults(func=cmd_dataset)
 
     fail = sub.add_parser("failures", help="the updater's failure queue: list it, or replay it into the feature store")
     fail.add_argument("action", choices=["list", "replay"])

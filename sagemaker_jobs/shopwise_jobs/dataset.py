@@ -68,7 +68,16 @@ class EventData:
     erased: int = 0  # events of erased shoppers from before their erasure (pending the purge): never read
 
 
-def _rows(event: Event) -> Iterator[tuple[Any, ...]]:
+def consent_entries(event: Consent) -> list[list[Any]]:
+    """A consent event's entries of its profile's consent log: [time, event id, scope, granted]."""
+    at = event.occurred_at.timestamp()
+    return [[at, event.event_id, s, True] for s in event.granted] + [
+        [at, event.event_id, s, False] for s in event.revoked
+    ]
+
+
+def event_rows(event: Event) -> Iterator[tuple[Any, ...]]:
+    """An event's interaction rows (``INTERACTION_COLUMNS``): one per (item, kind) it contributes."""
     at = event.occurred_at.timestamp()
     prices: dict[str, float] = {}
     if isinstance(event, Purchase):
@@ -98,11 +107,9 @@ def interactions_from_events(events: Iterable[Event]) -> pd.DataFrame:
     consents: dict[str, list[list[Any]]] = defaultdict(list)  # profile -> consent log entries
     for event in events:
         if isinstance(event, Consent):
-            at = event.occurred_at.timestamp()
-            consents[event.profile_id] += [[at, event.event_id, s, True] for s in event.granted]
-            consents[event.profile_id] += [[at, event.event_id, s, False] for s in event.revoked]
+            consents[event.profile_id] += consent_entries(event)
         else:
-            rows.extend(_rows(event))
+            rows.extend(event_rows(event))
     frame = pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
     frame["ts"] = frame["ts"].astype(np.float64)
     frame["price"] = frame["price"].astype(np.float64)
@@ -121,16 +128,24 @@ def _consented(frame: pd.DataFrame, consents: dict[str, list[list[Any]]]) -> np.
     if frame.empty or not consents:
         return out
     end = float(frame["ts"].max())
+    times = frame["ts"].to_numpy()
     for user, positions in frame.groupby("user_id").indices.items():
-        log = [e for e in consents.get(str(user), []) if e[2] == PERSONALISATION]
-        if not log or not consented_at(log, max(end, max(float(e[0]) for e in log))):
-            continue
-        log.sort(key=lambda e: (e[0], e[1]))
-        times = np.array([float(e[0]) for e in log])
-        granted = np.array([bool(e[3]) for e in log])
-        index = np.searchsorted(times, frame["ts"].to_numpy()[positions], side="right") - 1
-        out[positions] = np.where(index >= 0, granted[np.maximum(index, 0)], False)
+        out[positions] = consent_mask(times[positions], consents.get(str(user), []), end)
     return out
+
+
+def consent_mask(times: np.ndarray, log: list[list[Any]], end: float) -> np.ndarray:
+    """One profile's rows (their times): personalisation granted at each row's time and still at ``end``, the
+    newest time read (``consented_at``'s rule; ``log``: [time, event id, scope, granted] entries). The Python build
+    and the Spark build (``shopwise_jobs.spark_dataset``) both call it, per profile."""
+    log = [e for e in log if e[2] == PERSONALISATION]
+    if not log or not consented_at(log, max(end, max(float(e[0]) for e in log))):
+        return np.zeros(len(times), dtype=bool)
+    log.sort(key=lambda e: (e[0], e[1]))
+    at = np.array([float(e[0]) for e in log])
+    granted = np.array([bool(e[3]) for e in log])
+    index = np.searchsorted(at, times, side="right") - 1
+    return np.asarray(np.where(index >= 0, granted[np.maximum(index, 0)], False), dtype=bool)
 
 
 def _archive_events(files: list[Path], counts: list[int], erased: Targets | None = None) -> Iterator[Event]:

@@ -161,3 +161,23 @@ def test_a_deployed_stacks_query_goes_to_athena_in_its_workgroup(stack: LocalSta
     (execution,) = athena.list_query_executions(WorkGroup="shopwise-test-archive")["QueryExecutionIds"]
     described = athena.get_query_execution(QueryExecutionId=execution)["QueryExecution"]
     assert described["QueryExecutionContext"]["Database"] == "shopwise_test_archive"
+
+
+def test_the_data_set_builds_on_spark_from_the_stacks_archive(stack: LocalStack, tmp_path: Path) -> None:
+    """`shopwise dataset build`: the local stack's archive copied to scratch, the Spark job (PySpark, local mode)
+    over it — the same rows as the Python build of the same objects."""
+    from shopwise_jobs.dataset import read_event_files
+    from shopwise_jobs.spark_dataset import read_dataset
+    from shopwise_local.archive_query import local_copy
+
+    assert stack.resources
+    code, out = run_cli("dataset", "build", "--out", str(tmp_path / "dataset"), "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    interactions, users, items = read_dataset(tmp_path / "dataset")
+    objects, _unconverted = local_copy(stack.resources.archive_bucket, tmp_path / "copy")
+    python = read_event_files(tmp_path / "copy")
+    assert report["objects"] == objects and report["records"] == python.records
+    assert report["interactions"] == len(interactions) == len(python.interactions) > 0
+    assert report["consented"] == int(python.interactions["consented"].sum()) > 0  # the arch-* customer consented
+    assert sorted(users) == sorted(python.interactions["user_id"].unique()) and len(items) == report["items"]

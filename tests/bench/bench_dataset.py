@@ -1,0 +1,124 @@
+"""The training data set built two ways from the same Parquet archive: the Python build the training job runs today
+(``dataset.read_event_files``: one process, every event a Python object) and the Spark job
+(``spark_dataset.build``: PySpark in local mode on this machine's cores, what runs under spark-submit in AWS).
+
+    .venv/bin/python tests/bench/bench_dataset.py [--sizes 100000,300000,600000] [--cores 2]
+
+The synthetic store's events (pseudonymised) are written as archive objects of 50,000 events over consecutive
+days; each size is built by both (rows compared: they must be equal), wall time and the Python build's peak
+allocations (tracemalloc) recorded, and the growth exponent of each fitted over the sizes. Spark's memory is its
+executors' (a partition's rows at a time, spilled to disk past ``spark.executor.memory``), not the data's. The
+final line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "tests" / "bench"))
+
+from bench_models import CACHE, synthetic  # noqa: E402
+
+from shopwise import archive  # noqa: E402
+from shopwise.events import to_record  # noqa: E402
+from shopwise.ingestion.imports import BadRow, read_events  # noqa: E402
+from shopwise.privacy.pseudonyms import Pseudonymiser  # noqa: E402
+from shopwise_jobs.dataset import read_event_files  # noqa: E402
+from shopwise_jobs.spark_dataset import build, read_dataset, spark_session  # noqa: E402
+
+PER_OBJECT = 50_000
+KEY = ["user_id", "event_id", "item_id", "kind"]
+
+
+def write_archive(records: list[dict[str, Any]], root: Path) -> None:
+    for n in range(0, len(records), PER_OBJECT):
+        folder = root / f"dt=2026-10-{1 + n // PER_OBJECT:02d}" / "hour=00"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"part-{n}.parquet").write_bytes(archive.encode_parquet(records[n : n + PER_OBJECT]))
+
+
+def exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sum((a - mx) ** 2 for a in lx)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100000,300000,600000")
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    synthetic(8000)
+    pseudonymiser = Pseudonymiser(b"k" * 32)
+    records: list[dict[str, Any]] = []
+    for _line, event in read_events(CACHE / "synthetic-8000-seed7" / "events.csv"):
+        if not isinstance(event, BadRow):
+            records.append({**to_record(pseudonymiser.apply(event)), "origin": "import"})
+        if len(records) >= max(sizes):
+            break
+    sizes = [s for s in sizes if s <= len(records)]
+    spark = spark_session("shopwise-bench", cores=args.cores)
+    rows = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as scratch:
+            root = Path(scratch)
+            write_archive(records[:size], root / "events")
+            tracemalloc.start()
+            started = time.perf_counter()
+            python = read_event_files(root / "events")
+            python_s = time.perf_counter() - started
+            python_peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            started = time.perf_counter()
+            report = build(spark, str(root / "events"), str(root / "out"))
+            spark_s = time.perf_counter() - started
+            interactions, _users, _items = read_dataset(root / "out")
+            same = len(interactions) == len(python.interactions) and int(interactions["consented"].sum()) == int(
+                python.interactions["consented"].sum()
+            )
+            assert same, (report, len(python.interactions))
+        rows.append(
+            {
+                "events": size,
+                "interactions": report.interactions,
+                "python_s": round(python_s, 2),
+                "python_peak_mb": round(python_peak / 1e6),
+                "python_bytes_per_event": round(python_peak / size),
+                "spark_s": round(spark_s, 2),
+                "spark_events_per_s": round(size / spark_s),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    spark.stop()
+    figures = {
+        "cores": args.cores,
+        "sizes": rows,
+        "python_time_exponent": round(exponent(sizes, [r["python_s"] for r in rows]), 2) if len(rows) > 1 else None,
+        "python_memory_exponent": round(exponent(sizes, [r["python_peak_mb"] for r in rows]), 2)
+        if len(rows) > 1
+        else None,
+        "spark_time_exponent": round(exponent(sizes, [r["spark_s"] for r in rows]), 2) if len(rows) > 1 else None,
+    }
+    print(f"{'events':>9} {'python s':>9} {'python peak MB':>15} {'spark s':>8} {'spark events/s':>15}")
+    for r in rows:
+        print(
+            f"{r['events']:9,} {r['python_s']:9} {r['python_peak_mb']:15,} {r['spark_s']:8} {r['spark_events_per_s']:15,}"
+        )
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

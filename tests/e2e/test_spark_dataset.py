@@ -1,0 +1,120 @@
+"""The training data set on Spark (PySpark in local mode, the job code that runs under spark-submit in AWS) makes
+exactly the rows the Python build makes from the same archive: the same events kept and refused, the same
+duplicates dropped, the same consent rule per profile; codes that index the id maps; a window of days that reads
+only those days."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from shopwise import archive
+from shopwise.privacy.tombstones import Targets, blind
+from shopwise_jobs.dataset import read_event_files
+from shopwise_jobs.spark_dataset import build, read_dataset, spark_session
+
+pytestmark = pytest.mark.e2e
+
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
+KEY = ["user_id", "event_id", "item_id", "kind"]
+COLUMNS = [*KEY, "ts", "price", "session_id", "market", "referrer", "consented"]
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    session = spark_session("shopwise-test", cores=2)
+    yield session
+    session.stop()
+
+
+def event(n: int, kind: str, day: int, who: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"e{n}",
+        "event_type": kind,
+        "occurred_at": f"2026-11-{day:02d}T10:{n % 60:02d}:00Z",
+        "anonymous_id": who,
+        "pseudonymised": True,
+        "origin": "visitor",
+        **fields,
+    }
+
+
+def the_archive(root: Path) -> Path:
+    """Two days of events: consenting shoppers, one who revokes, one who never consents; a duplicate in another
+    object, another shopper's event of the same id, a purchase a browser can't vouch for, an invalid record, and a
+    shopper erased since."""
+    day1 = [
+        event(0, "consent", 28, "v1", granted=["personalisation"]),
+        event(1, "product_view", 28, "v1", item_id="i1", price=9.5, session_id="s1", market="NZ"),
+        event(2, "add_to_cart", 28, "v1", item_id="i2", quantity=2, referrer="https://www.instagram.com/x"),
+        event(3, "consent", 28, "v2", granted=["personalisation"]),
+        event(4, "product_view", 28, "v2", item_id="i1"),
+        event(5, "product_view", 28, "v3", item_id="i3"),  # never consents: a row, not consented
+        event(6, "consent", 28, "v4", granted=["personalisation"]),
+        event(7, "product_view", 28, "v4", item_id="i2"),  # v4 is erased: never a row
+        {"event_id": "bad", "event_type": "product_view", "occurred_at": "2026-11-28T10:00:00Z", "anonymous_id": "v1"},
+    ]
+    day2 = [
+        event(1, "product_view", 28, "v1", item_id="i1", price=9.5, session_id="s1", market="NZ"),  # delivered again
+        event(1, "product_view", 29, "v2", item_id="i3"),  # another shopper's "e1": its own event
+        event(8, "purchase", 29, "v1", order_id="o1", items=[{"item_id": "i2", "quantity": 1, "unit_price": 3.0}]),
+        {**event(9, "purchase", 29, "v2", order_id="o2", items=[{"item_id": "i1"}]), "origin": "server"},
+        event(10, "consent", 29, "v2", revoked=["personalisation"]),  # v2 is not modelled at all
+        event(11, "search", 29, "v1", query="boots", results=["i1"]),
+    ]
+    for day, records in (("2026-11-28", day1), ("2026-11-29", day2)):
+        folder = root / "events" / f"dt={day}" / "hour=10"
+        folder.mkdir(parents=True)
+        for part, chunk in enumerate((records[: len(records) // 2], records[len(records) // 2 :])):
+            (folder / f"part-{part}.parquet").write_bytes(archive.encode_parquet(chunk))
+    return root / "events"
+
+
+def sorted_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[COLUMNS].sort_values(KEY).reset_index(drop=True)
+
+
+def test_spark_builds_the_python_builds_rows_with_codes_and_id_maps(spark: Any, tmp_path: Path) -> None:
+    events = the_archive(tmp_path)
+    erased = Targets({blind("a:v4"): NOW.timestamp()})
+    report = build(spark, str(events), str(tmp_path / "out"), erased=erased)
+    python = read_event_files(events, erased=erased)
+    interactions, users, items = read_dataset(tmp_path / "out")
+
+    pd.testing.assert_frame_equal(sorted_rows(interactions), sorted_rows(python.interactions), check_dtype=False)
+    assert report.records == python.records == 15
+    assert report.skipped == python.skipped == 2  # the invalid record; the purchase a browser can't vouch for
+    assert report.erased == python.erased == 2  # v4's consent and view
+    rows = sorted_rows(interactions)
+    assert report.interactions == len(rows) == 6  # v1's e1 once; v2's e1 its own; a search is no interaction
+    consented = dict(zip(rows["user_id"] + "/" + rows["event_id"] + "/" + rows["kind"], rows["consented"], strict=True))
+    assert consented == {
+        "a:v1/e1/view": True,
+        "a:v1/e2/cart": True,
+        "a:v2/e1/view": False,  # v2 revoked at the end: not modelled at all
+        "a:v2/e4/view": False,
+        "a:v2/e9/purchase": False,  # the server's purchase is trusted (a row), but v2 revoked
+        "a:v3/e5/view": False,  # never granted
+    }
+    # codes index the id maps, which are the sorted ids
+    assert list(users) == sorted(interactions["user_id"].unique()) and list(items) == sorted(
+        interactions["item_id"].unique()
+    )
+    assert (users[interactions["user_idx"]].to_numpy() == interactions["user_id"].to_numpy()).all()
+    assert (items[interactions["item_idx"]].to_numpy() == interactions["item_id"].to_numpy()).all()
+
+
+def test_a_window_of_days_reads_only_those_days(spark: Any, tmp_path: Path) -> None:
+    events = the_archive(tmp_path)
+    report = build(spark, str(events), str(tmp_path / "out"), days=2, now=NOW)  # since 2026-11-28: both
+    assert report.since == "2026-11-28" and report.records == 15
+    report = build(spark, str(events), str(tmp_path / "out"), days=1, now=NOW)  # since 2026-11-29: day 2 only
+    python = read_event_files(events / "dt=2026-11-29")
+    interactions, _users, _items = read_dataset(tmp_path / "out")
+    assert report.since == "2026-11-29" and report.records == python.records == 6
+    pd.testing.assert_frame_equal(sorted_rows(interactions), sorted_rows(python.interactions), check_dtype=False)
