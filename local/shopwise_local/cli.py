@@ -669,20 +669,34 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     import tempfile
     from dataclasses import asdict
 
+    from shopwise import config
+    from shopwise.dal.objects import get_bytes
     from shopwise.settings import get_settings
+    from shopwise_jobs.dataset import read_catalog
     from shopwise_jobs.spark_dataset import build, spark_session
     from shopwise_local.archive_query import local_copy
 
     target = _attach()
     if target.deployed:
         raise RuntimeError("dataset build runs on the local stack's archive; a deployed stack's is not wired yet")
+    settings = get_settings()
     with tempfile.TemporaryDirectory(prefix="shopwise-dataset-") as scratch:
-        objects, unconverted = local_copy(get_settings().archive_bucket, Path(scratch), args.days or None)
+        events, catalog = Path(scratch) / "events", Path(scratch) / "catalog"
+        objects, unconverted = local_copy(settings.archive_bucket, events, args.days or None)
         if not objects:
             raise ValueError("the archive holds no Parquet objects" + (" of those days" if args.days else ""))
+        # the catalog's categories, for the feature snapshot's folds: the stack's newest export (the pipeline's)
+        exported = get_bytes(settings.artifacts_bucket, config.CATALOG_KEY)
+        categories: dict[str, str] = {}
+        if exported is not None:
+            catalog.mkdir()
+            (catalog / "items.jsonl.gz").write_bytes(exported)  # the training channel's layout
+            frame = read_catalog(catalog)
+            if "category" in frame:
+                categories = {str(k): str(v) for k, v in zip(frame["item_id"], frame["category"], strict=True) if v}
         spark = spark_session()
         try:
-            report = build(spark, scratch, str(args.out.resolve()), args.days or None)
+            report = build(spark, str(events), str(args.out.resolve()), args.days or None, categories=categories)
         finally:
             spark.stop()
     figures = {**asdict(report), "objects": objects, "unconverted_left_out": unconverted, "out": str(args.out)}

@@ -22,6 +22,7 @@ EMR Serverless: ``python -m shopwise_jobs.spark_dataset --archive s3://... --out
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -41,10 +42,15 @@ from shopwise_jobs.dataset import INTERACTION_COLUMNS, consent_entries, consent_
 # one schema for both kinds of row the parse emits: an interaction, or a consent log entry (kind "consent")
 PARSED = (
     "event_id string, user_id string, item_id string, kind string, ts double, price double, session_id string, "
-    "market string, referrer string, scope string, granted boolean"
+    "market string, referrer string, scope string, granted boolean, record string"
 )
 OUT_COLUMNS = [*INTERACTION_COLUMNS, "consented"]
 CONSENT = "consent"
+# the feature snapshot's inputs: every kept event once for its profile's fold, and once per item it touches for
+# that item's fold (``record``: the event's JSON, parsed again by the fold)
+PROFILE_EVENT = "profile_event"
+ITEM_EVENT = "item_event"
+INPUTS = (CONSENT, PROFILE_EVENT, ITEM_EVENT)
 SKIPPED = "skipped"  # not a valid event, or one the jobs may not count: counted, never a row of the data set
 ERASED = "erased"
 
@@ -59,6 +65,7 @@ class DatasetReport:
     skipped: int
     erased: int
     since: str  # the first archive day read ("" : all of them)
+    snapshot: dict[str, float] | None = None  # the feature snapshot's counts, as FeatureSnapshot.write returns them
 
 
 def spark_session(app: str = "shopwise-dataset", cores: int | None = None) -> Any:
@@ -83,14 +90,15 @@ def spark_session(app: str = "shopwise-dataset", cores: int | None = None) -> An
     return session
 
 
-def _parse(erased: dict[str, float]) -> Any:
-    """The executors' parse (a ``mapInArrow`` function): archive rows -> interaction rows and consent entries."""
+def _parse(erased: dict[str, float], snapshot: bool) -> Any:
+    """The executors' parse (a ``mapInArrow`` function): archive rows -> interaction rows and consent entries (and,
+    with ``snapshot``, the events again for the feature folds)."""
 
     def parse(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
         from pydantic import ValidationError
 
-        from shopwise.events import EVENT_ADAPTER, Consent, trusted
+        from shopwise.events import EVENT_ADAPTER, Consent, interaction_items, trusted
 
         targets = Targets(erased)
         schema = _arrow(PARSED)
@@ -108,7 +116,14 @@ def _parse(erased: dict[str, float]) -> Any:
                     continue
                 if not trusted(event):
                     out.append(_marker(SKIPPED))
-                elif isinstance(event, Consent):
+                    continue
+                if snapshot:
+                    text = json.dumps(record, separators=(",", ":"))
+                    common = {"event_id": event.event_id, "ts": event.occurred_at.timestamp(), "record": text}
+                    out.append({**common, "kind": PROFILE_EVENT, "user_id": event.profile_id})
+                    touched = dict.fromkeys(item for item, _kind in interaction_items(event))
+                    out.extend({**common, "kind": ITEM_EVENT, "user_id": "", "item_id": item} for item in touched)
+                if isinstance(event, Consent):
                     for at, event_id, scope, granted in consent_entries(event):
                         out.append({"event_id": event_id, "user_id": event.profile_id, "kind": CONSENT, "ts": at,
                                     "scope": scope, "granted": granted})  # fmt: skip
@@ -117,6 +132,73 @@ def _parse(erased: dict[str, float]) -> Any:
             yield pa.RecordBatch.from_pylist(out, schema=schema)
 
     return parse
+
+
+def _feature_snapshot(parsed: Any, out: str, categories: dict[str, str]) -> dict[str, float]:
+    """Every profile's and item's features as of the newest event, folded per profile and per item on the executors
+    by the feature store's own functions (``FeatureSnapshot``'s rules: a profile only with a consent event among its
+    events, all of them in time order; an item from every event touching it); written as ``FeatureSnapshot.write``
+    writes them (the rows gathered to the driver: one row of named features per profile and item)."""
+    from pyspark.sql import functions as F
+
+    newest = parsed.where(F.col("kind") == PROFILE_EVENT).agg(F.max("ts")).first()[0] or 0.0
+    profiles = (
+        parsed.where(F.col("kind") == PROFILE_EVENT)
+        .select("user_id", "record")
+        .groupBy("user_id")
+        .applyInPandas(_fold_profiles(categories, float(newest)), "row string")
+    )
+    items = (
+        parsed.where(F.col("kind") == ITEM_EVENT)
+        .select("item_id", "record")
+        .groupBy("item_id")
+        .applyInPandas(_fold_items(float(newest)), "row string")
+    )
+    counts: dict[str, float] = {}
+    for name, frame, key in (("profiles", profiles, "profile_id"), ("items", items, "item_id")):
+        rows: list[dict[str, Any]] = [json.loads(r["row"]) for r in frame.collect()]
+        rows.sort(key=lambda row: str(row[key]))
+        table = pd.DataFrame(rows)
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        _write_bytes(f"{out}/features/{name}.parquet", buffer.getvalue())
+        counts[name] = len(table)
+    return {**counts, "as_of": float(newest)}
+
+
+def _fold_profiles(categories: dict[str, str], now: float) -> Any:
+    def fold(rows: pd.DataFrame) -> pd.DataFrame:
+        from shopwise.events import EVENT_ADAPTER, Consent
+        from shopwise.features.definitions import Context, ProfileFeatures, apply_to_profile
+        from shopwise_jobs.feature_snapshot import profile_row
+
+        events = [EVENT_ADAPTER.validate_json(text) for text in rows["record"]]
+        if not any(isinstance(e, Consent) for e in events):
+            return _rows([])
+        state = apply_to_profile(ProfileFeatures(), events, Context(categories=categories))
+        if not state.consent:
+            return _rows([])
+        return _rows([json.dumps(profile_row(str(rows["user_id"].iloc[0]), state, now))])
+
+    return fold
+
+
+def _fold_items(now: float) -> Any:
+    def fold(rows: pd.DataFrame) -> pd.DataFrame:
+        from shopwise.events import EVENT_ADAPTER
+        from shopwise.features.definitions import ItemFeatures, apply_to_item
+
+        item_id = str(rows["item_id"].iloc[0])
+        state = apply_to_item(ItemFeatures(), item_id, [EVENT_ADAPTER.validate_json(t) for t in rows["record"]])
+        return _rows([json.dumps({"item_id": item_id, **state.windows(now)})])
+
+    return fold
+
+
+def _rows(texts: list[str]) -> pd.DataFrame:
+    """A fold's output: object dtype, as PySpark's Arrow conversion takes it (pandas 3's own string dtype it
+    does not)."""
+    return pd.DataFrame({"row": pd.Series(texts, dtype=object)})
 
 
 def _marker(kind: str) -> dict[str, Any]:
@@ -148,9 +230,12 @@ def build(
     days: int | None = None,
     now: datetime | None = None,
     erased: Targets | None = None,
+    categories: dict[str, str] | None = None,
 ) -> DatasetReport:
     """The data set of the archive at ``archive_path`` (its ``events/`` folder, or any folder of ``dt=`` partitions)
-    into ``out``; ``days``: only the newest days' partitions are read (the window training sees)."""
+    into ``out``; ``days``: only the newest days' partitions are read (the window training sees). ``categories``
+    (item -> catalog category path; may be empty): the feature snapshot too, ``features/profiles.parquet`` and
+    ``features/items.parquet`` as ``FeatureSnapshot`` writes them."""
     from pyspark.sql import functions as F
 
     since = ((now or datetime.now(UTC)) - timedelta(days=days)).strftime("%Y-%m-%d") if days else ""
@@ -158,12 +243,14 @@ def build(
     if since:
         events = events.where(F.col("dt") >= since)  # partition pruning: the days before are never listed or read
     records = events.count()  # the Parquet footers' row counts
-    parsed = events.mapInArrow(_parse(dict(erased.erased_at) if erased else {}), PARSED).cache()
+    snapshot = categories is not None
+    parsed = events.mapInArrow(_parse(dict(erased.erased_at) if erased else {}, snapshot), PARSED).cache()
     counts = {r["kind"]: r["n"] for r in parsed.groupBy("kind").agg(F.count("*").alias("n")).collect()}
-    interactions = parsed.where(~F.col("kind").isin(CONSENT, SKIPPED, ERASED)).dropDuplicates(
+    interactions = parsed.where(~F.col("kind").isin(*INPUTS, SKIPPED, ERASED)).dropDuplicates(
         ["user_id", "event_id", "item_id", "kind"]
     )
     end = interactions.agg(F.max("ts")).first()[0] or 0.0
+    folded = _feature_snapshot(parsed, out, categories or {}) if snapshot else None
     # each profile's rows and consent log together, one group a profile
     marked = (
         interactions.unionByName(parsed.where(F.col("kind") == CONSENT))
@@ -199,9 +286,10 @@ def build(
         skipped=int(counts.get(SKIPPED, 0)),
         erased=int(counts.get(ERASED, 0)),
         since=since,
+        snapshot=folded,
     )
     marked.unpersist()
-    _write_text(f"{out}/dataset.json", json.dumps(asdict(report)))
+    _write_bytes(f"{out}/dataset.json", json.dumps(asdict(report)).encode())
     return report
 
 
@@ -229,13 +317,20 @@ def _arrow(ddl: str) -> Any:
     return pa.schema([pa.field(name, kinds[kind]) for name, kind in (part.split() for part in ddl.split(", "))])
 
 
-def _write_text(uri: str, text: str) -> None:
+def _write_bytes(uri: str, body: bytes) -> None:
+    """A file the driver writes beside Spark's output (a path, or s3:// in AWS)."""
     if uri.startswith("s3://"):
         from shopwise.dal.objects import parse_s3_uri, put_bytes
 
-        put_bytes(*parse_s3_uri(uri), text.encode())
+        put_bytes(*parse_s3_uri(uri), body)
     else:
-        Path(uri).write_text(text)
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri).write_bytes(body)
+
+
+def is_built(folder: Path) -> bool:
+    """Whether a folder is a data set this job built (the training job then reads it instead of events)."""
+    return (folder / "dataset.json").is_file() and (folder / "interactions").is_dir()
 
 
 def read_dataset(folder: Path) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
@@ -251,6 +346,30 @@ def read_dataset(folder: Path) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     users = table("users").sort_values("idx")["user_id"].reset_index(drop=True)
     items = table("items").sort_values("idx")["item_id"].reset_index(drop=True)
     return interactions, users, items
+
+
+def read_built(folder: Path) -> Any:
+    """A built data set as the training job's ``EventData`` (interactions with the Python build's columns, and the
+    build's counts). Erasures pending when it was built were left out then; the purge removes them since."""
+    from shopwise_jobs.dataset import EventData
+
+    report = json.loads((folder / "dataset.json").read_text())
+    interactions, _users, _items = read_dataset(folder)
+    frame = interactions[OUT_COLUMNS].reset_index(drop=True)
+    return EventData(frame, int(report["records"]), int(report["skipped"]), int(report["erased"]))
+
+
+def copy_snapshot(folder: Path, target: Path) -> dict[str, float]:
+    """The build's feature snapshot into the model folder (what ``FeatureSnapshot.write`` would have written)."""
+    import shutil
+
+    report = json.loads((folder / "dataset.json").read_text())
+    if not report.get("snapshot"):
+        raise ValueError(f"{folder}: built without the feature snapshot (build it with the catalog's categories)")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("profiles.parquet", "items.parquet"):
+        shutil.copyfile(folder / "features" / name, target / name)
+    return dict(report["snapshot"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from shopwise_jobs.selection import (
     summary,
     train_set,
 )
+from shopwise_jobs.spark_dataset import copy_snapshot, is_built, read_built
 
 Log = Callable[[str], None]
 
@@ -393,7 +394,8 @@ def train_files(
     paths = dict(zip(catalog["item_id"], catalog["category"].fillna(""), strict=True)) if "category" in catalog else {}
     snapshot = FeatureSnapshot(Context(categories={k: v for k, v in paths.items() if v}))
     erased = pending_targets(hp.erasures) if hp.erasures else None
-    data = read_events_any(events, snapshot, erased)
+    built = events.is_dir() and is_built(events)  # a data set the Spark job made: its rows and its snapshot
+    data = read_built(events) if built else read_events_any(events, snapshot, erased)
     if erased:
         log(f"erasures: {data.erased} events of {len(erased)} erased aliases left out (pending the purge)")
     if data.skipped:
@@ -410,7 +412,7 @@ def train_files(
     )
     model.save(out)
     # the features as of the newest training event, folded by the feature store's own code: monitoring's baseline
-    counts = snapshot.write(out / "features")
+    counts = copy_snapshot(events, out / "features") if built else snapshot.write(out / "features")
     # and the event-type mix of the training interactions: the drift report's baseline for the recent mix
     (out / "features" / "event_mix.json").write_text(json.dumps(event_mix(data.interactions["kind"])))
     log(f"feature snapshot: {counts['profiles']} profiles, {counts['items']} items -> {out / 'features'}")

@@ -118,3 +118,34 @@ def test_a_window_of_days_reads_only_those_days(spark: Any, tmp_path: Path) -> N
     interactions, _users, _items = read_dataset(tmp_path / "out")
     assert report.since == "2026-11-29" and report.records == python.records == 6
     pd.testing.assert_frame_equal(sorted_rows(interactions), sorted_rows(python.interactions), check_dtype=False)
+
+
+def test_the_feature_snapshot_folds_per_profile_and_item_as_the_training_job_does(spark: Any, tmp_path: Path) -> None:
+    """With the catalog's categories the build also folds every profile's and item's features on the executors
+    (the feature store's own functions), and writes what ``FeatureSnapshot`` writes for the same events; the
+    training job reads the built folder in place of the events."""
+    from shopwise.features.definitions import Context
+    from shopwise_jobs.feature_snapshot import FeatureSnapshot
+    from shopwise_jobs.spark_dataset import copy_snapshot, read_built
+
+    events = the_archive(tmp_path)
+    categories = {"i1": "Shoes>Boots", "i2": "Home>Kitchen", "i3": "Shoes>Running"}
+    erased = Targets({blind("a:v4"): NOW.timestamp()})
+    report = build(spark, str(events), str(tmp_path / "out"), erased=erased, categories=categories)
+    python = FeatureSnapshot(Context(categories=categories))
+    data = read_event_files(events, python, erased)
+    expected = python.write(tmp_path / "python")
+
+    assert report.snapshot == expected and expected["profiles"] == 2  # v1, v2 (who revoked); v3 never consented
+    for name in ("profiles", "items"):
+        built = pd.read_parquet(tmp_path / "out" / "features" / f"{name}.parquet")
+        want = pd.read_parquet(tmp_path / "python" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(built, want, check_dtype=False)
+    v1, v2 = pd.read_parquet(tmp_path / "out" / "features" / "profiles.parquet").to_dict("records")
+    assert v1["profile_id"] == "a:v1" and v1["top_category"] == "Home>Kitchen"  # the cart line weighs most
+    assert v2["profile_id"] == "a:v2" and not v2["personalisation"]
+    # what the training job reads from the folder: the same rows and counts as from the events
+    loaded = read_built(tmp_path / "out")
+    pd.testing.assert_frame_equal(sorted_rows(loaded.interactions), sorted_rows(data.interactions), check_dtype=False)
+    assert (loaded.records, loaded.skipped, loaded.erased) == (data.records, data.skipped, data.erased)
+    assert copy_snapshot(tmp_path / "out", tmp_path / "model" / "features") == expected
