@@ -7,7 +7,9 @@
 - ``.build/layers/columnar/python``: pyarrow (the ``columnar`` extra) for the functions that write the archive's
   Parquet, installed the same way, without its headers, tests and Cython sources;
 - ``.build/sagemaker/sourcedir.tar.gz``: the SageMaker script-mode source directory (train.py, inference.py, drift.py,
-  requirements.txt, shopwise_jobs, shopwise).
+  requirements.txt, shopwise_jobs, shopwise);
+- ``.build/glue/``: the Spark data set job for AWS Glue — ``dataset.py`` (the entry script) and ``shopwise.zip``
+  (the shopwise and shopwise_jobs packages, Glue's ``--extra-py-files``).
 
 Each output is rebuilt only when its inputs changed (a hash of them is kept beside it).
 """
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tarfile
 import tomllib
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,8 +170,29 @@ def build_sagemaker_source() -> Path:
     return target / "sourcedir.tar.gz"
 
 
+def build_glue_job() -> Path:
+    target = BUILD / "glue"
+    script = JOBS_DIR / "glue_dataset.py"
+    trees = {"shopwise_jobs": JOBS_DIR / "shopwise_jobs", "shopwise": CORE_SRC}
+    digest = _digest([script, *_files(*trees.values())])
+    if _fresh(target, digest):
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    shutil.copyfile(script, target / "dataset.py")
+    with zipfile.ZipFile(target / "shopwise.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, root in trees.items():
+            for path in _files(root):
+                # fixed times: the same sources make the same zip, so the asset's hash moves only with them
+                info = zipfile.ZipInfo(f"{name}/{path.relative_to(root)}", date_time=(2020, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, path.read_bytes())
+    (target / ".digest").write_text(digest)
+    return target
+
+
 def main() -> int:
-    for step in (build_deps_layer, build_columnar_layer, build_core_layer, build_sagemaker_source):
+    for step in (build_deps_layer, build_columnar_layer, build_core_layer, build_sagemaker_source, build_glue_job):
         print(f"build: {step.__name__.removeprefix('build_').replace('_', ' ')} -> {step().relative_to(ROOT)}")
     return 0
 

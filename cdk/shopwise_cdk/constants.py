@@ -11,6 +11,7 @@ BUILD_DIR = REPO_ROOT / ".build"
 CORE_LAYER_DIR = BUILD_DIR / "layers" / "core"
 DEPS_LAYER_DIR = BUILD_DIR / "layers" / "deps"
 COLUMNAR_LAYER_DIR = BUILD_DIR / "layers" / "columnar"
+GLUE_DIR = BUILD_DIR / "glue"  # the data set job's entry script and packages (layers/build.py)
 SAGEMAKER_SOURCE_TARBALL = BUILD_DIR / "sagemaker" / "sourcedir.tar.gz"
 
 LAMBDA_PYTHON = "python3.12"

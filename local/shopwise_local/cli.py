@@ -664,39 +664,42 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    """The training data set from the local stack's archive, built on Spark (PySpark in local mode): the job code
-    that runs under spark-submit in AWS."""
+    """The training data set from the stack's archive, built on Spark: here PySpark in local mode over a copy of the
+    local archive, on a deployed stack its Glue job (the same ``shopwise_jobs.spark_dataset``), followed to the end."""
     import tempfile
     from dataclasses import asdict
 
     from shopwise import config
-    from shopwise.dal.objects import get_bytes
+    from shopwise.dal.erasures import pending_targets
     from shopwise.settings import get_settings
-    from shopwise_jobs.dataset import read_catalog
-    from shopwise_jobs.spark_dataset import build, spark_session
+    from shopwise_jobs.spark_dataset import build, catalog_categories, spark_session
     from shopwise_local.archive_query import local_copy
 
     target = _attach()
-    if target.deployed:
-        raise RuntimeError("dataset build runs on the local stack's archive; a deployed stack's is not wired yet")
     settings = get_settings()
+    if target.deployed:
+        from shopwise.dal.glue import run_job
+
+        if not target.dataset_job:
+            raise RuntimeError(f"stack {target.name} has no DatasetJob output: deployed by an older version?")
+        out = f"s3://{settings.artifacts_bucket}/{config.DATASETS_PREFIX}{args.out.name}/"
+        state = run_job(target.dataset_job, {"--out": out, "--days": str(args.days)}, print)
+        print(json.dumps({"state": state, "out": out}))
+        return 0 if state == "SUCCEEDED" else 1
     with tempfile.TemporaryDirectory(prefix="shopwise-dataset-") as scratch:
-        events, catalog = Path(scratch) / "events", Path(scratch) / "catalog"
+        events = Path(scratch) / "events"
         objects, unconverted = local_copy(settings.archive_bucket, events, args.days or None)
         if not objects:
             raise ValueError("the archive holds no Parquet objects" + (" of those days" if args.days else ""))
-        # the catalog's categories, for the feature snapshot's folds: the stack's newest export (the pipeline's)
-        exported = get_bytes(settings.artifacts_bucket, config.CATALOG_KEY)
-        categories: dict[str, str] = {}
-        if exported is not None:
-            catalog.mkdir()
-            (catalog / "items.jsonl.gz").write_bytes(exported)  # the training channel's layout
-            frame = read_catalog(catalog)
-            if "category" in frame:
-                categories = {str(k): str(v) for k, v in zip(frame["item_id"], frame["category"], strict=True) if v}
+        # what the Glue job reads in AWS: the catalog's export (the feature snapshot's categories), the pending
+        # erasures (their shoppers' events are left out)
+        categories = catalog_categories(f"s3://{settings.artifacts_bucket}/{config.CATALOG_KEY}")
+        erased = pending_targets(f"s3://{settings.artifacts_bucket}/{config.ERASURES_PREFIX}")
         spark = spark_session()
         try:
-            report = build(spark, str(events), str(args.out.resolve()), args.days or None, categories=categories)
+            report = build(
+                spark, str(events), str(args.out.resolve()), args.days or None, erased=erased, categories=categories
+            )
         finally:
             spark.stop()
     figures = {**asdict(report), "objects": objects, "unconverted_left_out": unconverted, "out": str(args.out)}
@@ -1167,10 +1170,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser(
         "dataset",
-        help="the training data set (interactions, id maps) from the archive, built on Spark (PySpark, local mode)",
+        help="the training data set (interactions, id maps, feature snapshot) from the archive, built on Spark "
+        "(PySpark in local mode here; the stack's Glue job with --stack)",
     )
     data.add_argument("action", choices=["build"])
-    data.add_argument("--out", type=Path, default=Path("dataset"), help="folder: interactions/, users/, items/")
+    data.add_argument(
+        "--out",
+        type=Path,
+        default=Path("dataset"),
+        help="folder: interactions/, users/, items/, features/ (--stack: datasets/<its name>/ in the artifacts bucket)",
+    )
     data.add_argument("--days", type=int, default=0, help="only the newest N days of the archive (0: all of it)")
     data.add_argument("--json", action="store_true", help="one JSON document")
     data.set_defaults(func=cmd_dataset)

@@ -47,6 +47,7 @@ class Target:
     sagemaker: dict[str, str] = field(default_factory=lambda: dict(LOCAL_SAGEMAKER))
     # the archive's Glue database and Athena workgroup (deployed); the local archive is queried with DuckDB
     archive: dict[str, str] = field(default_factory=dict)
+    dataset_job: str = ""  # the Glue job that builds the training data set (deployed)
 
     def activate(self) -> Target:
         """Point this process at the target: the functions' environment, fresh clients and settings."""
@@ -113,6 +114,7 @@ def resolve_stack(name: str) -> Target:
             "source": outputs.get("SageMakerSource", ""),
         },
         archive={"database": outputs.get("ArchiveDatabase", ""), "workgroup": outputs.get("ArchiveWorkgroup", "")},
+        dataset_job=outputs.get("DatasetJob", ""),
     )
 
 

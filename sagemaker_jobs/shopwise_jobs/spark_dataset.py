@@ -372,20 +372,59 @@ def copy_snapshot(folder: Path, target: Path) -> dict[str, float]:
     return dict(report["snapshot"])
 
 
-def main(argv: list[str] | None = None) -> int:
+def catalog_categories(uri: str) -> dict[str, str]:
+    """Item -> category path from the catalog's export (``catalog/items.jsonl.gz``: a path or s3://)."""
+    import tempfile
+
+    from shopwise_jobs.dataset import read_catalog
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        if uri.startswith("s3://"):
+            from shopwise.dal.objects import get_bytes, parse_s3_uri
+
+            body = get_bytes(*parse_s3_uri(uri))
+            if body is None:
+                return {}
+            (folder / "items.jsonl.gz").write_bytes(body)
+        else:
+            if not Path(uri).is_file():
+                return {}
+            (folder / "items.jsonl.gz").write_bytes(Path(uri).read_bytes())
+        frame = read_catalog(folder)
+    if "category" not in frame:
+        return {}
+    return {
+        str(k): str(v) for k, v in zip(frame["item_id"], frame["category"], strict=True) if isinstance(v, str) and v
+    }
+
+
+def main(argv: list[str] | None = None, glue: bool = False) -> int:
+    """``spark-submit`` / Glue entry: ``--archive`` (the events/ prefix), ``--out``, ``--days``, ``--categories``
+    (the catalog export: the feature snapshot's folds need it), ``--erasures`` (the pending erasures' prefix: their
+    shoppers' events are left out, as training leaves them out)."""
     parser = argparse.ArgumentParser(description="the training data set from the archive, on Spark")
     parser.add_argument("--archive", required=True, help="the archive's events/ folder (a path or s3://.../events/)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--days", type=int, default=0, help="only the newest N days (0: the whole archive)")
+    parser.add_argument("--categories", default="", help="the catalog export (catalog/items.jsonl.gz)")
+    parser.add_argument("--erasures", default="", help="s3:// prefix of the pending erasures")
     parser.add_argument("--local", action="store_true", help="PySpark in local mode (else the cluster's session)")
-    args = parser.parse_args(argv)
+    # Glue adds its own arguments (--JOB_NAME, --TempDir, ...): only ours are read
+    args, _glue_args = parser.parse_known_args(argv) if glue else (parser.parse_args(argv), [])
     if args.local:
         spark = spark_session()
     else:
         from pyspark.sql import SparkSession
 
         spark = SparkSession.builder.appName("shopwise-dataset").getOrCreate()
-    report = build(spark, args.archive, args.out, args.days or None)
+    erased = None
+    if args.erasures:
+        from shopwise.dal.erasures import pending_targets
+
+        erased = pending_targets(args.erasures)
+    categories = catalog_categories(args.categories) if args.categories else None
+    report = build(spark, args.archive, args.out, args.days or None, erased=erased, categories=categories)
     print(json.dumps(asdict(report)), flush=True)
     return 0
 

@@ -695,3 +695,41 @@ def test_only_the_import_function_carries_pyarrow_and_it_fits_lambdas_size_limit
     assert len(with_it) == 1 and with_it[0].startswith("bulk import")
     size = unzipped_size(COLUMNAR_LAYER_DIR, CORE_LAYER_DIR, DEPS_LAYER_DIR, LAMBDAS_DIR / "imports")
     assert 100 * 1024**2 < size < LAMBDA_UNZIPPED_LIMIT, size  # pyarrow is in it, and it fits
+
+
+def test_the_data_set_job_runs_the_spark_build_on_glue_with_a_least_privilege_role(prod: Template) -> None:
+    """`shopwise dataset build --stack`: a Glue 5.x job (Python 3.11, what the job code needs) whose script and
+    packages are the build's assets, reading the archive's events and writing datasets/ only."""
+    from shopwise_cdk.dataset import GLUE_VERSION
+
+    (job,) = resources(prod, "AWS::Glue::Job").values()
+    props = job["Properties"]
+    assert props["GlueVersion"] == GLUE_VERSION and float(GLUE_VERSION) >= 5.0  # Python 3.11
+    assert (
+        props["Command"]["Name"] == "glueetl" and props["NumberOfWorkers"] == config.environment("prod").dataset_workers
+    )
+    arguments = props["DefaultArguments"]
+    assert {
+        "--extra-py-files",
+        "--additional-python-modules",
+        "--archive",
+        "--out",
+        "--days",
+        "--categories",
+        "--erasures",
+    } <= set(arguments)
+    assert "pydantic==" in arguments["--additional-python-modules"]
+    assert arguments["--days"] == str(config.environment("prod").dataset_days)
+    role = props["Role"]["Fn::GetAtt"][0]
+    policies = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in resources(prod, "AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"].get("Roles", [])
+    ]
+    statements = json.dumps(policies)
+    assert "events/*" in statements and "datasets/*" in statements and "privacy/erasures/*" in statements
+    writes = [s for doc in policies for s in doc if "s3:PutObject" in json.dumps(s["Action"])]
+    assert writes and all("datasets/*" in json.dumps(s["Resource"]) for s in writes)  # writes nothing else
+    assert "dynamodb" not in statements and "kinesis" not in statements
+    outputs = prod.find_outputs("DatasetJob")
+    assert outputs

@@ -49,6 +49,10 @@ class EnvironmentConfig:
     # the batch transform's instances (each takes whole request objects: shopwise.lifecycle.transform) and the
     # requests each runs at once (one model-server worker per vCPU)
     transform_instance_count: int = 1
+    # the Glue job that builds the training data set on Spark (shopwise_jobs.spark_dataset): G.1X workers (4 vCPU,
+    # 16 GB) and the window of archive days it reads
+    dataset_workers: int = 2
+    dataset_days: int = 180
     log_retention_days: int = 30
     api_throttle_rate: int = 500
     api_throttle_burst: int = 1000
@@ -162,6 +166,8 @@ IMPORTS_PREFIX = "imports/"  # bulk imports: imports/<id>/<file> uploaded, repor
 IMPORT_FUNCTION_MAX_ROWS = 5_000_000
 MODELS_PREFIX = "models/"
 MONITORING_PREFIX = "monitoring/"  # the drift jobs' outputs (drift.json in output.tar.gz)
+DATASETS_PREFIX = "datasets/"  # the Spark-built training data sets (`shopwise dataset build`)
+DATASET_RUN_HOURS = 2.0  # the data set job's time limit (a daily retrain's budget end to end is 2 hours)
 # Athena's query results (`shopwise archive query --stack`): they may quote archived events, so they go in a day
 ATHENA_RESULTS_PREFIX = "athena/"
 ATHENA_RESULTS_DAYS = 1
@@ -202,6 +208,7 @@ OTHER_OUTPUTS = (
     "SageMakerSource",
     "ArchiveDatabase",  # `shopwise archive query`: the archive's Glue database and Athena workgroup
     "ArchiveWorkgroup",
+    "DatasetJob",  # `shopwise dataset build`: the Glue job building the training data set on Spark
 )
 ENVIRONMENT_TAG = "environment"  # the stack's tag naming its environment (its settings in ENVIRONMENTS)
 
@@ -237,6 +244,7 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         stream_shards=4,
         provisioned_concurrency=10,
         transform_instance_count=2,
+        dataset_workers=10,
         retrain_schedule="cron(0 3 * * ? *)",
         recommendations_ttl_days=7,
         retain_data=True,
