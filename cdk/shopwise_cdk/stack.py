@@ -12,7 +12,6 @@ from shopwise import config
 from shopwise.config import EnvironmentConfig
 from shopwise_cdk.campaigns import Campaigns
 from shopwise_cdk.dashboard import Dashboard
-from shopwise_cdk.dataset import DatasetBuild
 from shopwise_cdk.drift import DriftMonitor
 from shopwise_cdk.functions import Layers
 from shopwise_cdk.imports import BulkImport
@@ -70,7 +69,6 @@ class ShopwiseStack(Stack):
         self.drift = DriftMonitor(
             self, "Drift", env=env_config, storage=self.storage, layers=layers, training=self.training
         )
-        self.dataset = DatasetBuild(self, "Dataset", env=env_config, storage=self.storage)
         self.dashboard = Dashboard(self, "Operations", env=env_config, ingestion=self.ingestion, serving=self.serving)
 
         CfnOutput(self, "ApiUrl", value=self.serving.url)
@@ -92,7 +90,7 @@ class ShopwiseStack(Stack):
         CfnOutput(self, "ImportStateMachine", value=self.imports.state_machine.state_machine_arn)
         CfnOutput(self, "ArchiveDatabase", value=self.storage.glue_database.ref)
         CfnOutput(self, "ArchiveWorkgroup", value=self.storage.workgroup.ref)
-        CfnOutput(self, "DatasetJob", value=self.dataset.job.ref)
+        CfnOutput(self, "DatasetJob", value=self.training.dataset.job.ref)
         # what `shopwise train --remote` launches its SageMaker job with, through the SDK
         CfnOutput(self, "SageMakerRole", value=self.training.role.role_arn)
         CfnOutput(self, "SageMakerImage", value=framework_image_uri(self.training.image_account))

@@ -21,6 +21,7 @@ from shopwise.dal.model_packages import MODEL_PACKAGE_GROUP_DESCRIPTION
 from shopwise.lifecycle.figures import TrainingMetrics, metric_pattern
 from shopwise.settings import model_package_group
 from shopwise_cdk.constants import SAGEMAKER_SOURCE_TARBALL
+from shopwise_cdk.dataset import DatasetBuild
 from shopwise_cdk.functions import Layers, python_function
 from shopwise_cdk.nag import acknowledge, invokes_any_version, s3_grant_actions
 from shopwise_cdk.sagemaker import (
@@ -58,6 +59,7 @@ class TrainingPipeline(Construct):
         )
         self._build_job_role(storage)
         self._build_functions(env, storage, layers)
+        self.dataset = DatasetBuild(self, "Dataset", env=env, storage=storage)
         self.state_machine = self._build_state_machine(env, storage, code_version)
         self._acknowledge()
         if env.retrain_schedule != "manual":
@@ -184,6 +186,27 @@ class TrainingPipeline(Construct):
         )
         export = lambda_step(self, "Export catalog", self.export_catalog, None, "$.catalog")
         champion = lambda_step(self, "Find the champion", self.registry, {"action": "champion"}, "$.champion")
+        spark = env.dataset_engine == "spark"
+        if spark:  # the data set built on Spark first (the Glue job), into datasets/<run>/: the training job's events
+            locate = sfn.Pass(
+                self,
+                "Name the data set",
+                parameters={
+                    "uri": sfn.JsonPath.format(
+                        f"s3://{storage.artifacts.bucket_name}/{config.DATASETS_PREFIX}{{}}/",
+                        sfn.JsonPath.string_at("$.job_name"),
+                    )
+                },
+                result_path="$.dataset",
+            )
+            build = tasks.GlueStartJobRun(
+                self,
+                "Build the data set",
+                glue_job_name=self.dataset.job.ref,
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                arguments=sfn.TaskInput.from_object({"--out": sfn.JsonPath.string_at("$.dataset.uri")}),
+                result_path="$.dataset_run",
+            )
         # the active model, scored beside the candidate on what neither trained on (the gate's comparison)
         train_against = self._training_job(
             "Train against the champion",
@@ -215,11 +238,15 @@ class TrainingPipeline(Construct):
         )
         named.next(export)
         named_manual.next(export)
-        export.next(champion).next(
+        serving = (
             sfn.Choice(self, "A model serving?")
             .when(sfn.Condition.boolean_equals("$.champion.present", True), train_against)
             .otherwise(train_first)
         )
+        if spark:
+            export.next(champion).next(locate).next(build).next(serving)
+        else:
+            export.next(champion).next(serving)
         train_against.next(gate)
         train_first.next(gate)
         gate.next(
@@ -233,7 +260,8 @@ class TrainingPipeline(Construct):
         return state_machine(
             self,
             "Retrain",
-            comment="export -> champion -> train -> gate -> model -> batch transform -> load (standby slot) -> promote",
+            comment="export -> champion -> [the data set on Spark] -> train -> gate -> model -> batch transform -> load "
+            "(standby slot) -> promote",
             definition=prepare,
             timeout=Duration.hours(8),
             logs_id="RetrainLogs",
@@ -242,9 +270,16 @@ class TrainingPipeline(Construct):
     def _training_job(
         self, construct_id: str, env: EnvironmentConfig, storage: Storage, more: list[tasks.Channel]
     ) -> tasks.SageMakerCreateTrainingJob:
-        """The training job on the archive's events and the catalog snapshot (and ``more`` channels)."""
+        """The training job on the archive's events — or, with the Spark engine, the data set the Glue job built
+        (``$.dataset.uri``: ``shopwise_jobs.spark_dataset``'s folder, which the job reads in place of events) — and
+        the catalog snapshot (and ``more`` channels)."""
+        events = (
+            tasks.S3Location.from_json_expression("$.dataset.uri")
+            if env.dataset_engine == "spark"
+            else tasks.S3Location.from_bucket(storage.archive, config.ARCHIVE_EVENTS_PREFIX)
+        )
         channels = [
-            channel("events", tasks.S3Location.from_bucket(storage.archive, config.ARCHIVE_EVENTS_PREFIX)),
+            channel("events", events),
             channel(
                 "catalog",
                 tasks.S3Location.from_bucket(storage.artifacts, config.CATALOG_KEY.rsplit("/", 1)[0] + "/"),

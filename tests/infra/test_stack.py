@@ -240,7 +240,8 @@ def test_pipeline_trains_gates_transforms_loads_and_promotes_with_native_sagemak
         return str(states[name]["Next"])
 
     assert after("Name the run") == after("Name a manual run") == "Export catalog"
-    assert after("Export catalog") == "Find the champion" and after("Find the champion") == "A model serving?"
+    assert after("Export catalog") == "Find the champion" and after("Find the champion") == "Name the data set"
+    assert after("Name the data set") == "Build the data set" and after("Build the data set") == "A model serving?"
     choice = states["A model serving?"]
     assert choice["Choices"][0]["Next"] == "Train against the champion" and choice["Default"] == "Train the first model"
     for train in ("Train against the champion", "Train the first model"):
@@ -733,3 +734,25 @@ def test_the_data_set_job_runs_the_spark_build_on_glue_with_a_least_privilege_ro
     assert "dynamodb" not in statements and "kinesis" not in statements
     outputs = prod.find_outputs("DatasetJob")
     assert outputs
+
+
+def test_prod_builds_its_data_set_on_spark_before_training_and_dev_in_the_training_job(
+    dev: Template, prod: Template
+) -> None:
+    """The Spark engine (prod): the retrain runs the Glue job into datasets/<run>/, and the training job's events
+    channel is that folder (it reads a built data set in place of events); dev trains on the archive's events."""
+    assert config.environment("prod").dataset_engine == "spark" and config.environment("dev").dataset_engine == "python"
+    states = state_machine_definition(prod)["States"]
+    build = states["Build the data set"]
+    assert build["Resource"].endswith(":states:::glue:startJobRun.sync")
+    assert build["Parameters"]["Arguments"]["--out.$"] == "$.dataset.uri"
+    assert states["Find the champion"]["Next"] == "Name the data set" and build["Next"] == "A model serving?"
+    for name in ("Train the first model", "Train against the champion"):
+        (events,) = [c for c in states[name]["Parameters"]["InputDataConfig"] if c["ChannelName"] == "events"]
+        assert events["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.dataset.uri"
+    dev_states = state_machine_definition(dev)["States"]
+    assert "Build the data set" not in dev_states and dev_states["Find the champion"]["Next"] == "A model serving?"
+    (events,) = [
+        c for c in dev_states["Train the first model"]["Parameters"]["InputDataConfig"] if c["ChannelName"] == "events"
+    ]
+    assert "S3Uri.$" not in events["DataSource"]["S3DataSource"]  # the archive's events/ prefix

@@ -74,6 +74,7 @@ class Assumptions:
     impression_log_bytes: int = 600  # the serve function's impression line per request
     training_hours: float = 1.0  # per retrain, on the template's training instance (until `make scale` fits it)
     transform_hours: float = 0.25  # per retrain, the batch transform's wall time (each of its instances)
+    dataset_hours: float = 0.25  # per retrain with the Spark engine, the Glue job's wall time (every worker)
     drift_hours: float = 0.1  # per drift run
     kinesis_headroom: float = 1.25  # shards sized for the rate times this
     concurrency_headroom: float = 2.0  # provisioned concurrency: Little's law (rate x duration) times this
@@ -117,6 +118,7 @@ class StackShape:
     campaign_runs_per_month: float
     log_retention_days: int = 90
     archive_days: int = 400
+    dataset_workers: int = 0  # the Glue data set job's G.1X workers, when the retrain runs it (the Spark engine)
 
     # a function's role from its logical id (the CDK construct path, hash-suffixed)
     ROLES = {
@@ -213,6 +215,9 @@ class StackShape:
             retrains_per_month=runs("TrainingSchedule", ""),
             drift_runs_per_month=runs("DriftSchedule", ""),
             campaign_runs_per_month=runs("Campaigns", functions["campaigns"].logical_id),
+            dataset_workers=sum(int(j.get("NumberOfWorkers", 0)) for j in of("AWS::Glue::Job").values())
+            if "glue:startJobRun" in retrain
+            else 0,
             log_retention_days=max(retention or [90]),
             archive_days=max(expiry or [400]),
         )
@@ -481,6 +486,16 @@ def estimate(
         if instance not in sm:
             raise ValueError(f"no price for {instance} in the price table")
         add("train", "SageMaker", f"{what} ({instance})", hours, "instance-hours", hours * sm[instance])
+    if shape.dataset_workers:
+        dpu_hours = assume.dataset_hours * shape.dataset_workers * retrains  # a G.1X worker is one DPU
+        add(
+            "train",
+            "Glue",
+            f"data set on Spark ({shape.dataset_workers} G.1X workers)",
+            dpu_hours,
+            "DPU-hours",
+            dpu_hours * prices["glue"]["dpu_hour"],
+        )
     load_units = retrains * (
         load.shoppers * float(per_shopper["list_write_units"])
         + load.items * (float(per_item["neighbours_write_units"]) + float(per_item["next_write_units"]))
