@@ -9,7 +9,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install build browser java demo test test-faults lint typecheck pytest synth deploy bench clean openapi
+.PHONY: help install build browser java scale demo test test-faults lint typecheck pytest synth deploy bench clean openapi
 
 help:
 	@echo "make demo             run the whole path locally; serve the API and the console at http://127.0.0.1:8080/ (Ctrl-C stops it)"
@@ -19,6 +19,7 @@ help:
 	@echo "make deploy ENV=dev   cdk deploy (needs AWS credentials)"
 	@echo "make openapi          write the API document from the HTTP functions' resolvers"
 	@echo "make bench            every benchmark in tests/bench, one after another (~45 min); logs in .local/bench/"
+	@echo "make scale            the offline stages on stores of 10k-300k shoppers, fitted and extrapolated to the envelope"
 	@echo "make install | build | browser | java | lint | typecheck | pytest | clean   the steps the above are made of"
 
 $(BIN)/.installed: pyproject.toml
@@ -85,7 +86,12 @@ openapi: $(BIN)/.installed
 
 # every benchmark, one after another (they measure time: never two at once on this machine); each prints its figures
 # and ends with a JSON line, kept in .local/bench/<name>.log
-BENCHES := bench_update bench_serve bench_read bench_fit bench_transform bench_erase bench_crossings bench_import bench_sessions bench_models
+BENCHES := bench_update bench_serve bench_read bench_fit bench_transform bench_erase bench_crossings bench_import bench_archive bench_dataset bench_sessions bench_models
+# the offline path's growth: stages on simulated stores of 10,000 to 300,000 shoppers (about an hour on 2 cores)
+scale: install build
+	@mkdir -p .local/bench
+	$(BIN)/python tests/bench/bench_scale.py 2>&1 | tee .local/bench/bench_scale.log | tail -n 8
+
 bench: install build
 	@mkdir -p .local/bench
 	@set -o pipefail; for b in $(BENCHES); do \

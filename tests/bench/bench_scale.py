@@ -1,0 +1,174 @@
+"""`make scale`: the offline path's stages on simulated stores of growing size, measured, their growth fitted, and
+each extrapolated to the design envelope against its hard limit.
+
+    .venv/bin/python tests/bench/bench_scale.py [--shoppers 10000,30000,100000,300000] [--days 14]
+
+Stores: ``shopwise simulate`` at each size (items growing with shoppers: 1,500 at 10,000 up to 50,000 at 300,000).
+Stages, each in a child process (its wall time, and its peak resident memory from the kernel's accounting):
+- **data set** — the training job's own build (``read_event_import``: every event parsed, rows and the consent
+  rule), what the retrain runs where ``dataset_engine`` is "python";
+- **training** — ``shopwise train --hp budget=quick``: the data set again, the feature snapshot, one configuration
+  per family fitted and scored, the blend, the test evaluation;
+- **batch transform** — ``shopwise batch-recommend``: every user's top 50 from the trained model, one process.
+Per stage: seconds, peak MB, bytes of memory per event; the growth exponent of time and memory in events (least
+squares on logs); and the extrapolation to the envelope (``ENVELOPE``: 10 M shoppers, 1 M items, 1,000 events/s
+for the training window) against the limits it must fit — the largest SageMaker training instance's memory, and
+the daily retrain's 2-hour budget — with the instances that would take. A stage's extrapolation is no better than
+its fit over these sizes; the printout says which stages do not fit. The final line is JSON; the Markdown table
+the README's limits section quotes is written to ``.local/bench/scale.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CACHE = REPO_ROOT / ".local" / "cache"
+OUT = REPO_ROOT / ".local" / "bench"
+PYTHON = sys.executable
+SHOPWISE = str(Path(sys.executable).with_name("shopwise"))
+
+# the design envelope (../shared/DESIGN.md): the data a daily retrain reads
+ENVELOPE_SHOPPERS = 10_000_000
+ENVELOPE_ITEMS = 1_000_000
+ENVELOPE_EVENTS = 1_000 * 86_400 * 30  # 1,000 events/s over a 30-day training window: 2.6 billion
+BUDGET_S = 2 * 3600  # the daily retrain, end to end
+LARGEST_TRAINING_GB = 768  # ml.r5.24xlarge (ml.m5.24xlarge: 384)
+
+
+def items_for(shoppers: int) -> int:
+    """1,500 items at 10,000 shoppers to 50,000 at 300,000 (a power law between the two)."""
+    exponent = math.log(50_000 / 1_500) / math.log(300_000 / 10_000)
+    return int(1_500 * (shoppers / 10_000) ** exponent)
+
+
+# a fresh launcher per stage: the kernel's peak over its waited-for children is the stage's own (a process's
+# RUSAGE_CHILDREN only ever grows, so this script's would carry the largest stage run before)
+LAUNCHER = (
+    "import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(done.returncode)"
+)
+
+
+def measured(command: Sequence[str]) -> tuple[float, float, str]:
+    """(seconds, peak resident MB, stdout) of one stage run in its own process tree."""
+    started = time.perf_counter()
+    done = subprocess.run([PYTHON, "-c", LAUNCHER, *command], capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
+    peak_kb = int(done.stderr.strip().splitlines()[-1])
+    return seconds, peak_kb / 1024, done.stdout
+
+
+def exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sum((a - mx) ** 2 for a in lx)
+
+
+DATASET = (
+    "import sys, json; from pathlib import Path; from shopwise_jobs.dataset import read_event_import; "
+    "d = read_event_import(Path(sys.argv[1])); print(json.dumps({'records': d.records, 'rows': len(d.interactions)}))"
+)
+
+
+def run_size(shoppers: int, days: int) -> dict[str, Any]:
+    items = items_for(shoppers)
+    store = CACHE / f"scale-{shoppers}-{days}d"
+    if not (store / "events.csv").exists():
+        subprocess.run(
+            [SHOPWISE, "simulate", "--shoppers", str(shoppers), "--items", str(items), "--days", str(days),
+             "--out", str(store), "--no-progress"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    events = sum(1 for _ in (store / "events.csv").open()) - 1
+    stages: dict[str, dict[str, float]] = {}
+    seconds, peak, _out = measured([PYTHON, "-c", DATASET, str(store / "events.csv")])
+    stages["data set"] = {"seconds": seconds, "peak_mb": peak}
+    model = store / "model"
+    seconds, peak, _ = measured(
+        [SHOPWISE, "train", "--events", str(store / "events.csv"), "--items", str(store / "items.csv"),
+         "--out", str(model), "--hp", "budget=quick"]
+    )  # fmt: skip
+    stages["training"] = {"seconds": seconds, "peak_mb": peak}
+    seconds, peak, _ = measured(
+        [SHOPWISE, "batch-recommend", "--model", str(model), "--out", str(store / "lists.jsonl"), "--no-progress"]
+    )
+    stages["batch transform"] = {"seconds": seconds, "peak_mb": peak}
+    row = {"shoppers": shoppers, "items": items, "days": days, "events": events, "stages": stages}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    events = [float(r["events"]) for r in rows]
+    out: dict[str, dict[str, Any]] = {}
+    for stage in rows[0]["stages"]:
+        seconds = [float(r["stages"][stage]["seconds"]) for r in rows]
+        peaks = [float(r["stages"][stage]["peak_mb"]) for r in rows]
+        time_exp, memory_exp = exponent(events, seconds), exponent(events, peaks)
+        scale = ENVELOPE_EVENTS / events[-1]
+        at_envelope_s = seconds[-1] * scale**time_exp
+        at_envelope_gb = peaks[-1] / 1024 * scale ** max(memory_exp, 0.0)
+        out[stage] = {
+            "time_exponent": round(time_exp, 2),
+            "memory_exponent": round(memory_exp, 2),
+            "envelope_hours": round(at_envelope_s / 3600, 1),
+            "envelope_gb": round(at_envelope_gb, 1),
+            "fits_memory": at_envelope_gb <= LARGEST_TRAINING_GB,
+            "fits_budget": at_envelope_s <= BUDGET_S,
+            # the budget's multiple: the instances it would take for a stage that shards (the transform does, by
+            # request object; the data set does on Spark), and for one that does not, how far it is from fitting
+            "instances_for_budget": math.ceil(at_envelope_s / BUDGET_S),
+        }
+    return out
+
+
+def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| stage | "
+        + " | ".join(f"{r['events'] / 1e6:.2f} M events: s / peak MB" for r in rows)
+        + " | growth (time, memory) | at the envelope (2.6 B events) |",
+        "|---|" + "---|" * len(rows) + "---|---|",
+    ]
+    for stage, fit in fits.items():
+        cells = [f"{r['stages'][stage]['seconds']:.0f} / {r['stages'][stage]['peak_mb']:,.0f}" for r in rows]
+        misses = [
+            *([] if fit["fits_memory"] else [f"over the largest instance's {LARGEST_TRAINING_GB} GB"]),
+            *([] if fit["fits_budget"] else [f"{fit['instances_for_budget']:,}x the 2-hour budget"]),
+        ]
+        verdict = f"{fit['envelope_hours']:,} h, {fit['envelope_gb']:,} GB: " + ("; ".join(misses) or "fits")
+        lines.append(
+            f"| {stage} | " + " | ".join(cells) + f" | ^{fit['time_exponent']}, ^{fit['memory_exponent']} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shoppers", default="10000,30000,100000,300000")
+    parser.add_argument("--days", type=int, default=14)
+    args = parser.parse_args()
+    os.environ.setdefault("SHOPWISE_HOME", str(REPO_ROOT / ".local" / "scale-home"))
+    rows = [run_size(int(s), args.days) for s in args.shoppers.split(",")]
+    fits = extrapolate(rows) if len(rows) > 1 else {}
+    table = markdown(rows, fits) if fits else ""
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "scale.md").write_text(table + "\n")
+    print(table)
+    print(json.dumps({"sizes": rows, "envelope": fits}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
