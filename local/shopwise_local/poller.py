@@ -113,7 +113,7 @@ class KinesisPoller:
                 total += len(records)
                 self.stats.records_read += len(records)
                 # archived and delivered before the iterator moves on: an S3 or queue error re-reads the records
-                self._archive(records)
+                self._archive(shard_id, records)
                 self._deliver(shard_id, records)
             self._iterators[shard_id] = response["NextShardIterator"]
         return total
@@ -177,12 +177,15 @@ class KinesisPoller:
         self.stats.failures.append(info)
 
     # -- Firehose's side --------------------------------------------------------------------------------------
-    def _archive(self, records: list[dict[str, Any]]) -> None:
+    def _archive(self, shard_id: str, records: list[dict[str, Any]]) -> None:
         """The records as Firehose's record-format conversion writes them: one Parquet object of the archive table
-        (``shopwise.archive``) in the hour they arrived; records that don't fit it under the error prefix."""
+        (``shopwise.archive``) in the hour they arrived; records that don't fit it under the error prefix. Named by
+        the shard and the first record's sequence number: sequence numbers are per shard (two shards' batches
+        starting at the same number in the same hour overwrote each other, losing events, before the shard was in
+        the name); a batch read again after an error writes the same object again."""
         arrived = records[0]["ApproximateArrivalTimestamp"].astimezone(UTC)
         parquet, failed = archive.convert(r["Data"].rstrip(b"\n") for r in records)
-        name = f"local-{records[0]['SequenceNumber']}"
+        name = f"local-{shard_id}-{records[0]['SequenceNumber']}"
         if parquet is not None:
             key = f"{config.ARCHIVE_EVENTS_PREFIX}dt={arrived:%Y-%m-%d}/hour={arrived:%H}/{name}{archive.PARQUET}"
             client("s3").put_object(Bucket=self.archive_bucket, Key=key, Body=parquet)

@@ -41,6 +41,30 @@ def query(sql: str) -> dict[str, Any]:
     return dict(json.loads(out))
 
 
+def test_every_shards_records_reach_the_archive(stack: LocalStack, api: Api) -> None:
+    """Sequence numbers are per shard: the first batches of the stack's two shards start at the same number in the
+    same hour, and their archive objects must not overwrite each other (they did: events were lost)."""
+    now = datetime.now(UTC).isoformat()
+    sent = [
+        {
+            "event_id": f"spread-{n}",
+            "event_type": "product_view",
+            "occurred_at": now,
+            "anonymous_id": f"spread-v{n}",
+            "item_id": "i1",
+        }
+        for n in range(40)  # forty visitors: partition keys on both shards
+    ]
+    status, body = api.post("/v1/events", {"events": sent})
+    assert status == 200 and not body.get("rejected"), body
+    assert stack.poller and stack.poller.wait_idle(60) and stack.resources
+    shards = client("kinesis").list_shards(StreamName=stack.resources.stream)["Shards"]
+    assert len(shards) == 2
+    bucket = stack.resources.archive_bucket
+    archived = {r["event_id"] for key in list_keys(bucket, "events/") for r in read_archive(bucket, key) if r}
+    assert {e["event_id"] for e in sent} <= archived
+
+
 def test_what_the_storefront_sends_is_queryable_with_sql_as_the_archive_table(stack: LocalStack, api: Api) -> None:
     now = datetime.now(UTC)
     events: list[dict[str, Any]] = [
