@@ -8,8 +8,8 @@
   Parquet, installed the same way, without its headers, tests and Cython sources;
 - ``.build/sagemaker/sourcedir.tar.gz``: the SageMaker script-mode source directory (train.py, inference.py, drift.py,
   requirements.txt, shopwise_jobs, shopwise);
-- ``.build/glue/``: the Spark data set job for AWS Glue — ``dataset.py`` (the entry script) and ``shopwise.zip``
-  (the shopwise and shopwise_jobs packages, Glue's ``--extra-py-files``).
+- ``.build/glue/``: the Spark jobs for AWS Glue — ``dataset.py`` and ``convert.py`` (the entry scripts) and
+  ``shopwise.zip`` (the shopwise and shopwise_jobs packages, Glue's ``--extra-py-files``).
 
 Each output is rebuilt only when its inputs changed (a hash of them is kept beside it).
 """
@@ -172,14 +172,15 @@ def build_sagemaker_source() -> Path:
 
 def build_glue_job() -> Path:
     target = BUILD / "glue"
-    script = JOBS_DIR / "glue_dataset.py"
+    scripts = {"dataset.py": JOBS_DIR / "glue_dataset.py", "convert.py": JOBS_DIR / "glue_convert.py"}
     trees = {"shopwise_jobs": JOBS_DIR / "shopwise_jobs", "shopwise": CORE_SRC}
-    digest = _digest([script, *_files(*trees.values())])
+    digest = _digest([*scripts.values(), *_files(*trees.values())])
     if _fresh(target, digest):
         return target
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    shutil.copyfile(script, target / "dataset.py")
+    for name, script in scripts.items():
+        shutil.copyfile(script, target / name)
     with zipfile.ZipFile(target / "shopwise.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for name, root in trees.items():
             for path in _files(root):

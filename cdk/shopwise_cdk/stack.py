@@ -91,6 +91,7 @@ class ShopwiseStack(Stack):
         CfnOutput(self, "ArchiveDatabase", value=self.storage.glue_database.ref)
         CfnOutput(self, "ArchiveWorkgroup", value=self.storage.workgroup.ref)
         CfnOutput(self, "DatasetJob", value=self.training.dataset.job.ref)
+        CfnOutput(self, "ArchiveConvertJob", value=self.training.dataset.convert_job.ref)
         # what `shopwise train --remote` launches its SageMaker job with, through the SDK
         CfnOutput(self, "SageMakerRole", value=self.training.role.role_arn)
         CfnOutput(self, "SageMakerImage", value=framework_image_uri(self.training.image_account))

@@ -643,6 +643,15 @@ def cmd_archive(args: argparse.Namespace) -> int:
     if args.action == "convert":
         from shopwise.ingestion.convert import convert_archive
 
+        if target.deployed:  # the stack's Glue job: the same conversion, spread over its workers
+            from shopwise.dal.glue import run_job
+
+            if not target.convert_job:
+                raise RuntimeError(
+                    f"stack {target.name} has no ArchiveConvertJob output: deployed by an older version?"
+                )
+            state = run_job(target.convert_job, {}, print)
+            return 0 if state == "SUCCEEDED" else 1
         report = convert_archive(bucket, progress=not args.no_progress)
         print(json.dumps(asdict(report)) if args.json else report.summary())
         return 0 if not report.remaining else 1

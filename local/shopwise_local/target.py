@@ -48,6 +48,7 @@ class Target:
     # the archive's Glue database and Athena workgroup (deployed); the local archive is queried with DuckDB
     archive: dict[str, str] = field(default_factory=dict)
     dataset_job: str = ""  # the Glue job that builds the training data set (deployed)
+    convert_job: str = ""  # the Glue job that converts the archive's gzip JSON objects (deployed)
 
     def activate(self) -> Target:
         """Point this process at the target: the functions' environment, fresh clients and settings."""
@@ -115,6 +116,7 @@ def resolve_stack(name: str) -> Target:
         },
         archive={"database": outputs.get("ArchiveDatabase", ""), "workgroup": outputs.get("ArchiveWorkgroup", "")},
         dataset_job=outputs.get("DatasetJob", ""),
+        convert_job=outputs.get("ArchiveConvertJob", ""),
     )
 
 

@@ -205,3 +205,31 @@ def test_the_data_set_builds_on_spark_from_the_stacks_archive(stack: LocalStack,
     assert report["interactions"] == len(interactions) == len(python.interactions) > 0
     assert report["consented"] == int(python.interactions["consented"].sum()) > 0  # the arch-* customer consented
     assert sorted(users) == sorted(python.interactions["user_id"].unique()) and len(items) == report["items"]
+
+
+def test_the_conversion_job_spreads_the_same_conversion_over_spark(stack: LocalStack) -> None:
+    """What the stack's Glue job runs (``spark_convert``), here on PySpark's local mode against the local archive:
+    the JSON objects split into tasks, each converted by the CLI's own code, the reports summed."""
+    from shopwise_jobs.spark_convert import KEYS_PER_TASK, convert_on_spark
+    from shopwise_jobs.spark_dataset import spark_session
+
+    assert stack.resources
+    bucket = stack.resources.archive_bucket
+    day = (datetime.now(UTC) - timedelta(days=50)).strftime("%Y-%m-%d")
+    record = {"event_type": "product_view", "item_id": "i9", "pseudonymised": True, "origin": "visitor"}
+    objects = KEYS_PER_TASK + 5  # two tasks
+    for n in range(objects):
+        records = [
+            {**record, "event_id": f"job-{n}-{k}", "occurred_at": f"{day}T08:00:{k:02d}Z", "anonymous_id": f"j{k}"}
+            for k in range(3)
+        ]
+        legacy_object(bucket, day, f"job-{n:03d}", records, [])
+    spark = spark_session("shopwise-test-convert", cores=2)
+    try:
+        report = convert_on_spark(spark, bucket)
+    finally:
+        spark.stop()
+    assert report.objects == objects and report.events == 3 * objects and report.remaining == []
+    keys = list_keys(bucket, f"{config.ARCHIVE_EVENTS_PREFIX}dt={day}/")
+    assert len(keys) == objects and all(k.endswith(".parquet") for k in keys)
+    assert sum(1 for k in keys for _r in read_archive(bucket, k)) == 3 * objects

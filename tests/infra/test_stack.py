@@ -703,8 +703,9 @@ def test_the_data_set_job_runs_the_spark_build_on_glue_with_a_least_privilege_ro
     packages are the build's assets, reading the archive's events and writing datasets/ only."""
     from shopwise_cdk.dataset import GLUE_VERSION
 
-    (job,) = resources(prod, "AWS::Glue::Job").values()
-    props = job["Properties"]
+    jobs = {j["Properties"]["Name"]: j for j in resources(prod, "AWS::Glue::Job").values()}
+    assert set(jobs) == {"shopwise-prod-dataset", "shopwise-prod-convert"}
+    props = jobs["shopwise-prod-dataset"]["Properties"]
     assert props["GlueVersion"] == GLUE_VERSION and float(GLUE_VERSION) >= 5.0  # Python 3.11
     assert (
         props["Command"]["Name"] == "glueetl" and props["NumberOfWorkers"] == config.environment("prod").dataset_workers
@@ -732,8 +733,22 @@ def test_the_data_set_job_runs_the_spark_build_on_glue_with_a_least_privilege_ro
     writes = [s for doc in policies for s in doc if "s3:PutObject" in json.dumps(s["Action"])]
     assert writes and all("datasets/*" in json.dumps(s["Resource"]) for s in writes)  # writes nothing else
     assert "dynamodb" not in statements and "kinesis" not in statements
-    outputs = prod.find_outputs("DatasetJob")
-    assert outputs
+    assert prod.find_outputs("DatasetJob") and prod.find_outputs("ArchiveConvertJob")
+    # the conversion job: the archive's events/ read, written and deleted, failures put under errors/, nothing else
+    convert = jobs["shopwise-prod-convert"]["Properties"]
+    assert convert["GlueVersion"] == GLUE_VERSION and set(convert["DefaultArguments"]) >= {
+        "--bucket",
+        "--extra-py-files",
+    }
+    convert_role = convert["Role"]["Fn::GetAtt"][0]
+    granted = json.dumps(
+        [
+            p["Properties"]["PolicyDocument"]["Statement"]
+            for p in resources(prod, "AWS::IAM::Policy").values()
+            if {"Ref": convert_role} in p["Properties"].get("Roles", [])
+        ]
+    )
+    assert "events/*" in granted and "errors/format-conversion-failed/*" in granted and "Artifacts" not in granted
 
 
 def test_prod_builds_its_data_set_on_spark_before_training_and_dev_in_the_training_job(

@@ -211,6 +211,7 @@ OTHER_OUTPUTS = (
     "ArchiveDatabase",  # `shopwise archive query`: the archive's Glue database and Athena workgroup
     "ArchiveWorkgroup",
     "DatasetJob",  # `shopwise dataset build`: the Glue job building the training data set on Spark
+    "ArchiveConvertJob",  # `shopwise archive convert`: the Glue job rewriting gzip JSON objects as Parquet
 )
 ENVIRONMENT_TAG = "environment"  # the stack's tag naming its environment (its settings in ENVIRONMENTS)
 
