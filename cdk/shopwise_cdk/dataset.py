@@ -15,7 +15,6 @@ reads and writes; their logs go to Glue's own log groups.
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
@@ -25,6 +24,7 @@ from shopwise import config
 from shopwise.config import EnvironmentConfig
 from shopwise_cdk.constants import GLUE_DIR
 from shopwise_cdk.nag import acknowledge, s3_grant_actions
+from shopwise_cdk.sagemaker import grant_job_logs
 from shopwise_cdk.storage import Storage
 
 GLUE_VERSION = "5.1"  # Spark 3.5.6, Python 3.11: the job's code needs 3.11+
@@ -102,7 +102,6 @@ class DatasetBuild(Construct):
     ) -> tuple[iam.Role, glue.CfnJob]:
         """A Glue Spark job running ``.build/glue/<name>.py`` with the packages, and its role (the assets, Glue's log
         groups and metrics; the caller grants the data)."""
-        stack = Stack.of(self)
         script = s3_assets.Asset(self, f"{prefix}Script", path=str(GLUE_DIR / f"{name}.py"))
         role = iam.Role(
             self,
@@ -112,26 +111,7 @@ class DatasetBuild(Construct):
         )
         script.grant_read(role)
         self.packages.grant_read(role)
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[
-                    stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="/aws-glue/*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": "Glue"}},
-            )
-        )
+        grant_job_logs(role, "/aws-glue/*", {"StringEquals": {"cloudwatch:namespace": "Glue"}})
         job = glue.CfnJob(
             self,
             f"{prefix}Job",

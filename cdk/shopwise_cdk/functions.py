@@ -3,6 +3,8 @@ dependencies as two layers built by ``make build`` (pip --platform ... --only-bi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -47,22 +49,23 @@ class Layers(Construct):
             compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
             description="shopwise core package: domain, features, serving logic, data access",
         )
-        self.dependencies = lambda_.LayerVersion(
-            self,
-            "Dependencies",
-            code=lambda_.Code.from_asset(str(DEPS_LAYER_DIR)),
-            compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
-            compatible_architectures=[lambda_.Architecture.X86_64],
-            description="aws-lambda-powertools, pynamodb, pydantic (manylinux2014_x86_64 wheels)",
+        self.dependencies = self._wheels(
+            "Dependencies", DEPS_LAYER_DIR, "aws-lambda-powertools, pynamodb, pydantic (manylinux2014_x86_64 wheels)"
         )
         # only for the functions that write the archive's Parquet (shopwise.archive): the request path never has it
-        self.columnar = lambda_.LayerVersion(
+        self.columnar = self._wheels(
+            "Columnar", COLUMNAR_LAYER_DIR, "pyarrow (manylinux_2_28_x86_64 wheel, without headers and tests)"
+        )
+
+    def _wheels(self, construct_id: str, folder: Path, description: str) -> lambda_.LayerVersion:
+        """A layer of third-party wheels built for the functions' runtime and architecture (``make build``)."""
+        return lambda_.LayerVersion(
             self,
-            "Columnar",
-            code=lambda_.Code.from_asset(str(COLUMNAR_LAYER_DIR)),
+            construct_id,
+            code=lambda_.Code.from_asset(str(folder)),
             compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
             compatible_architectures=[lambda_.Architecture.X86_64],
-            description="pyarrow (manylinux_2_28_x86_64 wheel, without headers and tests)",
+            description=description,
         )
 
 

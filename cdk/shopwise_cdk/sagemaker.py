@@ -4,6 +4,8 @@ job, the batch transform's model and the drift job all use them)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import ArnFormat, Aws, CfnMapping, Duration, Fn, Size, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -61,6 +63,15 @@ def sagemaker_job_role(scope: Construct, construct_id: str, description: str, im
             ],
         )
     )
+    grant_job_logs(role, "/aws/sagemaker/*", {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}})
+    return role
+
+
+def grant_job_logs(role: iam.Role, log_groups: str, namespace: dict[str, Any]) -> None:
+    """What a managed job service (SageMaker, Glue) needs to report a run: write to the log groups it names under
+    ``log_groups``, and publish metrics in its namespace (``namespace``: the condition; PutMetricData has no
+    resource-level permissions)."""
+    stack = Stack.of(role)
     role.add_to_policy(
         iam.PolicyStatement(
             actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
@@ -68,20 +79,13 @@ def sagemaker_job_role(scope: Construct, construct_id: str, description: str, im
                 stack.format_arn(
                     service="logs",
                     resource="log-group",
-                    resource_name="/aws/sagemaker/*",
+                    resource_name=log_groups,
                     arn_format=ArnFormat.COLON_RESOURCE_NAME,
                 )
             ],
         )
     )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["cloudwatch:PutMetricData"],
-            resources=["*"],  # PutMetricData has no resource-level permissions; limited by namespace below
-            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}},
-        )
-    )
-    return role
+    role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"], conditions=namespace))
 
 
 def channel(name: str, location: tasks.S3Location) -> tasks.Channel:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from shopwise import archive, config
-from shopwise.dal.objects import download_prefix, list_keys
+from shopwise.dal.objects import download_keys, list_keys
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,13 @@ def day_prefixes(days: int | None, today: date | None = None) -> list[str]:
 def local_copy(bucket: str, root: Path, days: int | None = None) -> tuple[int, int]:
     """The archive's Parquet objects (of the last ``days`` days) into ``root`` in their dt=/hour= folders: (Parquet
     objects copied, gzip JSON objects left out)."""
-    unconverted = 0
+    objects = unconverted = 0
     for prefix in day_prefixes(days):
         keys = list_keys(bucket, prefix)
-        unconverted += sum(1 for k in keys if k.endswith(archive.JSON_LINES))
-        if any(k.endswith(archive.PARQUET) for k in keys):
-            download_prefix(f"s3://{bucket}/{prefix}", root / prefix.removeprefix(config.ARCHIVE_EVENTS_PREFIX))
-    for path in [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(archive.PARQUET)]:
-        path.unlink()  # the JSON Lines objects of the same days: not in the table
-    return sum(1 for _ in root.rglob(f"*{archive.PARQUET}")), unconverted
+        unconverted += sum(1 for k in keys if k.endswith(archive.JSON_LINES))  # not in the table: not copied
+        parquet = [k for k in keys if k.endswith(archive.PARQUET)]
+        objects += download_keys(bucket, parquet, prefix, root / prefix.removeprefix(config.ARCHIVE_EVENTS_PREFIX))
+    return objects, unconverted
 
 
 def query_local(bucket: str, sql: str, days: int | None = None, limit: int = 10_000) -> Answer:

@@ -45,14 +45,9 @@ def main(argv: list[str] | None = None, glue: bool = False) -> int:
     parser.add_argument("--bucket", required=True, help="the archive bucket")
     parser.add_argument("--local", action="store_true", help="PySpark in local mode (else the cluster's session)")
     args, _glue_args = parser.parse_known_args(argv) if glue else (parser.parse_args(argv), [])
-    if args.local:
-        from shopwise_jobs.spark_dataset import spark_session
+    from shopwise_jobs.spark_dataset import job_session
 
-        spark = spark_session("shopwise-convert")
-    else:
-        from pyspark.sql import SparkSession
-
-        spark = SparkSession.builder.appName("shopwise-convert").getOrCreate()
+    spark = job_session("shopwise-convert", args.local)
     report = convert_on_spark(spark, args.bucket)
     print(json.dumps(asdict(report)), flush=True)
     return 0 if not report.remaining else 1

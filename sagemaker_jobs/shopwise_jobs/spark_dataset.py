@@ -134,6 +134,16 @@ def _parse(erased: dict[str, float], snapshot: bool) -> Any:
     return parse
 
 
+def job_session(app: str, local: bool) -> Any:
+    """The session of a job entry point: PySpark's local mode here (``--local``), else the cluster's (Glue,
+    spark-submit)."""
+    if local:
+        return spark_session(app)
+    from pyspark.sql import SparkSession
+
+    return SparkSession.builder.appName(app).getOrCreate()
+
+
 def _feature_snapshot(parsed: Any, out: str, categories: dict[str, str]) -> dict[str, float]:
     """Every profile's and item's features as of the newest event, folded per profile and per item on the executors
     by the feature store's own functions (``FeatureSnapshot``'s rules: a profile only with a consent event among its
@@ -412,12 +422,7 @@ def main(argv: list[str] | None = None, glue: bool = False) -> int:
     parser.add_argument("--local", action="store_true", help="PySpark in local mode (else the cluster's session)")
     # Glue adds its own arguments (--JOB_NAME, --TempDir, ...): only ours are read
     args, _glue_args = parser.parse_known_args(argv) if glue else (parser.parse_args(argv), [])
-    if args.local:
-        spark = spark_session()
-    else:
-        from pyspark.sql import SparkSession
-
-        spark = SparkSession.builder.appName("shopwise-dataset").getOrCreate()
+    spark = job_session("shopwise-dataset", args.local)
     erased = None
     if args.erasures:
         from shopwise.dal.erasures import pending_targets

@@ -160,7 +160,18 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=14)
     args = parser.parse_args()
     os.environ.setdefault("SHOPWISE_HOME", str(REPO_ROOT / ".local" / "scale-home"))
-    rows = [run_size(int(s), args.days) for s in args.shoppers.split(",")]
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    rows: list[dict[str, Any]] = []
+    for shoppers in (int(s) for s in args.shoppers.split(",")):
+        if len(rows) >= 2:  # a size the fit says this machine cannot hold is skipped, not swapped or killed
+            peaks = [float(r["stages"]["training"]["peak_mb"]) for r in rows]
+            shoppers_seen = [float(r["shoppers"]) for r in rows]
+            expected = peaks[-1] * (shoppers / shoppers_seen[-1]) ** exponent(shoppers_seen, peaks)
+            if expected > 0.8 * memory_mb:
+                print(f"skipped {shoppers:,} shoppers: the fit puts training at {expected / 1024:.0f} GB, this "
+                      f"machine has {memory_mb / 1024:.0f} GB", flush=True)  # fmt: skip
+                continue
+        rows.append(run_size(shoppers, args.days))
     fits = extrapolate(rows) if len(rows) > 1 else {}
     table = markdown(rows, fits) if fits else ""
     OUT.mkdir(parents=True, exist_ok=True)

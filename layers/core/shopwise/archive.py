@@ -148,7 +148,12 @@ def arrow_schema() -> Any:
 
 
 def encode_parquet(records: Iterable[dict[str, Any]]) -> bytes:
-    """Events' JSON records as one Parquet object of the archive table, ``ROW_GROUP`` rows a group, compressed as
+    """Events' JSON records as one Parquet object of the archive table."""
+    return encode_rows(to_row(record) for record in records)
+
+
+def encode_rows(rows: Iterable[dict[str, Any]]) -> bytes:
+    """Rows of the archive table (``to_row``'s) as one Parquet object, ``ROW_GROUP`` rows a group, compressed as
     Firehose's conversion is configured (``COMPRESSION``, no dictionary pages)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -157,8 +162,8 @@ def encode_parquet(records: Iterable[dict[str, Any]]) -> bytes:
     out = io.BytesIO()
     with pq.ParquetWriter(out, schema, compression=COMPRESSION, use_dictionary=False) as writer:
         batch: list[dict[str, Any]] = []
-        for record in records:
-            batch.append(to_row(record))
+        for row in rows:
+            batch.append(row)
             if len(batch) >= ROW_GROUP:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema))
                 batch = []
@@ -167,10 +172,10 @@ def encode_parquet(records: Iterable[dict[str, Any]]) -> bytes:
     return out.getvalue()
 
 
-def convert(lines: Iterable[bytes]) -> tuple[bytes | None, list[bytes]]:
-    """JSON records as Firehose's record-format conversion treats them: the Parquet object of those that fit the
-    table (None if none do), and the lines that don't (not a JSON object, or a field without a column), which
-    Firehose writes under its error prefix instead."""
+def split(lines: Iterable[bytes]) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """JSON records as Firehose's record-format conversion treats them: the rows of those that fit the table, and
+    the lines that don't (not a JSON object, or a field without a column), which Firehose writes under its error
+    prefix instead."""
     rows: list[dict[str, Any]] = []
     failed: list[bytes] = []
     for line in lines:
@@ -178,12 +183,16 @@ def convert(lines: Iterable[bytes]) -> tuple[bytes | None, list[bytes]]:
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise NotArchivable("not a JSON object")
-            to_row(record)
+            rows.append(to_row(record))
         except ValueError:  # JSONDecodeError, UnicodeDecodeError, NotArchivable
             failed.append(line)
-            continue
-        rows.append(record)
-    return (encode_parquet(rows) if rows else None), failed
+    return rows, failed
+
+
+def convert(lines: Iterable[bytes]) -> tuple[bytes | None, list[bytes]]:
+    """``split``, then the fitting rows as one Parquet object (None if none fit) beside the lines that don't."""
+    rows, failed = split(lines)
+    return (encode_rows(rows) if rows else None), failed
 
 
 def read_records(key: str, handle: IO[bytes]) -> Iterator[dict[str, Any] | None]:

@@ -91,7 +91,11 @@ def upload_file(path: Path, bucket: str, key: str) -> None:
 def download_prefix(uri: str, target: Path) -> int:
     """Every object under an s3:// prefix into ``target``, keeping the key's path below the prefix; how many."""
     bucket, prefix = parse_s3_uri(uri)
-    keys = list_keys(bucket, prefix)
+    return download_keys(bucket, list_keys(bucket, prefix), prefix, target)
+
+
+def download_keys(bucket: str, keys: list[str], prefix: str, target: Path) -> int:
+    """These objects (under ``prefix``) into ``target``, keeping each key's path below the prefix; how many."""
     for key in keys:
         relative = key[len(prefix) :].lstrip("/") or Path(key).name
         path = target / relative

@@ -8,16 +8,15 @@ go where Firehose puts what it cannot convert: ``errors/format-conversion-failed
 an object is converted, every reader reads it as it is (``shopwise.archive.read_records``); while a run is under
 way a reader may meet an object in both forms for a moment (training de-duplicates events by source and id).
 
-Work is split by ``share`` (this worker's index, the worker count: keys by CRC32, as the purge splits them), so N
-processes or job instances each convert 1/N of the objects. Memory: one object at a time (Firehose's are at most
-its 128 MB buffer, the importer's 50,000 events).
+Past one process, the stack's conversion job hands this function the keys a Spark task at a time
+(``shopwise_jobs.spark_convert``). Memory: one object at a time (Firehose's are at most its 128 MB buffer, the
+importer's 50,000 events).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -47,14 +46,9 @@ class ConvertReport:
         return "\n".join(lines + [f"  not converted: {why}" for why in self.remaining[:10]])
 
 
-def json_objects(bucket: str, share: tuple[int, int] = (0, 1)) -> list[str]:
-    """The archive's JSON Lines objects this worker takes (``share``: its index and the worker count)."""
-    index, count = share
-    return [
-        key
-        for key in list_keys(bucket, config.ARCHIVE_EVENTS_PREFIX)
-        if key.endswith(archive.JSON_LINES) and zlib.crc32(key.encode()) % count == index
-    ]
+def json_objects(bucket: str) -> list[str]:
+    """The archive's JSON Lines objects (from before it was Parquet)."""
+    return [key for key in list_keys(bucket, config.ARCHIVE_EVENTS_PREFIX) if key.endswith(archive.JSON_LINES)]
 
 
 def parquet_key(key: str) -> str:
@@ -82,15 +76,13 @@ def convert_archive(bucket: str, keys: Iterable[str] | None = None, progress: bo
             continue  # converted by another worker meanwhile
         lines = [line for line in _lines(key, body) if line.strip()]
         target = parquet_key(key)
-        existing = get_bytes(bucket, target)
-        parquet, failed = archive.convert(lines)
-        expected = len(lines) - len(failed)
-        if existing is not None:
-            parquet, resumed = existing, True
-        else:
-            resumed = False
-            if parquet is not None:
-                put_bytes(bucket, target, parquet)
+        rows, failed = archive.split(lines)
+        expected = len(rows)
+        parquet = get_bytes(bucket, target)  # a run that stopped before the delete wrote it: checked, not rewritten
+        resumed = parquet is not None
+        if parquet is None and rows:
+            parquet = archive.encode_rows(rows)
+            put_bytes(bucket, target, parquet)
         written = _rows(parquet)
         if written != expected:
             report.remaining.append(f"{key}: its Parquet holds {written} rows, the object {expected} events")
