@@ -369,14 +369,44 @@ class TrainingPipeline(Construct):
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             result_path=sfn.JsonPath.DISCARD,
         )
-        load = lambda_step(
+        # the load (shopwise.lifecycle.loading): begin, a Distributed Map of one load function per output object
+        # (each streams at most workers x USERS_PER_REQUEST rows), finish
+        version = sfn.JsonPath.string_at("$.job_name")
+        begin = lambda_step(
             self,
-            "Load recommendations",
+            "Begin load",
             self.load,
-            {"output_uri": output_uri, "model_version": sfn.JsonPath.string_at("$.job_name")},
+            {"action": "begin", "output_uri": output_uri, "model_version": version},
+            "$.load_begun",
+        )
+        each = sfn.DistributedMap(
+            self,
+            "Load each output object",
+            items_path="$.load_begun.keys",
+            item_selector={
+                "action": "object",
+                "bucket": sfn.JsonPath.string_at("$.load_begun.bucket"),
+                "key": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+                "model_version": version,
+                "slot": sfn.JsonPath.string_at("$.load_begun.slot"),
+            },
+            max_concurrency=env.load_concurrency,
+            result_path="$.load_tallies",
+        )
+        each.item_processor(lambda_step(self, "Load one object", self.load, None, "$"))
+        finish = lambda_step(
+            self,
+            "Finish load",
+            self.load,
+            {
+                "action": "finish",
+                "model_version": version,
+                "slot": sfn.JsonPath.string_at("$.load_begun.slot"),
+                "tallies": sfn.JsonPath.list_at("$.load_tallies"),
+            },
             "$.load",
         )
-        return create_model.next(plan).next(transform).next(load)
+        return create_model.next(plan).next(transform).next(begin).next(each).next(finish)
 
     def _build_schedule(self, env: EnvironmentConfig) -> None:
         events.Rule(
@@ -454,6 +484,14 @@ class TrainingPipeline(Construct):
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:transform-job/*]": (
                     "Each run names its transform job after the execution."
                 ),
+                **{
+                    f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+                    f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"TrainingRetrain36ECAF15"}}]}}]}}{tail}]': (
+                        "The load's Distributed Map starts, describes and stops its own child executions, named by "
+                        "Step Functions at run time under this state machine."
+                    )
+                    for tail in (":*", "/*:*")
+                },
                 **invokes_any_version(self.registry, self.load, self.export_catalog),
                 "AwsSolutions-IAM5[Resource::*]": "X-Ray tracing and CloudWatch Logs delivery for the state machine "
                 "have no resource-level permissions; EventBridge managed rules for .sync tasks are account-wide.",

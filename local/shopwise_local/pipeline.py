@@ -131,7 +131,24 @@ def run_pipeline(
     stage("load")
     started = time.time()
     function = load_function or LocalFunction("load")
-    loaded = function.invoke({"output_uri": output_uri, "model_version": job})
+    # the deployed retrain's three load states: begin, one item of the Distributed Map per output object, finish
+    started_load = function.invoke({"action": "begin", "output_uri": output_uri, "model_version": job})
+    tallies = [
+        function.invoke(
+            {
+                "action": "object",
+                "bucket": started_load["bucket"],
+                "key": key,
+                "model_version": job,
+                "slot": started_load["slot"],
+            }
+        )
+        for key in started_load["keys"]
+    ]
+    loaded = function.invoke(
+        {"action": "finish", "model_version": job, "slot": started_load["slot"], "tallies": tallies}
+    )
+    log(f"loaded {loaded['rows']} rows from {loaded['objects']} objects into slot {loaded['slot']}")
     seconds["load"] = time.time() - started
     stage("promote")
     models.invoke({"action": "promote", "version": job, "output_uri": output_uri})

@@ -259,7 +259,21 @@ def test_pipeline_trains_gates_transforms_loads_and_promotes_with_native_sagemak
     assert passed["Choices"][0] == {"Variable": "$.gate.passed", "BooleanEquals": True, "Next": "Register model"}
     assert states[passed["Default"]] == {"Type": "Fail", "Error": "Rejected", "CausePath": "$.gate.reason"}
     assert after("Register model") == "Plan batch transform" and after("Plan batch transform") == "Batch transform"
-    assert after("Batch transform") == "Load recommendations"
+    assert after("Batch transform") == "Begin load" and after("Begin load") == "Load each output object"
+    # the load: a Distributed Map of one load function per output object, bounded in parallel, then finish
+    each = states["Load each output object"]
+    assert each["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert each["ItemsPath"] == "$.load_begun.keys" and each["ItemSelector"]["key.$"] == "$$.Map.Item.Value"
+    assert (
+        each["ItemSelector"]["action"] == "object"
+        and each["MaxConcurrency"] == config.environment("prod").load_concurrency
+    )
+    (inner,) = each["ItemProcessor"]["States"].values()
+    # the function itself as the resource: the selected item is its event, its answer (a tally) the item's result
+    assert inner["Type"] == "Task" and "Parameters" not in inner and inner["ResultPath"] == "$"
+    assert each["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] == "STANDARD"  # an object may take minutes
+    assert after("Load each output object") == "Finish load"
+    assert states["Finish load"]["Parameters"]["tallies.$"] == "$.load_tallies"
     # the registry writes the version's request objects; the transform reads them on every instance it has
     env = config.environment("prod")
     workers = config.instance_vcpus(env.transform_instance_type)
@@ -276,7 +290,7 @@ def test_pipeline_trains_gates_transforms_loads_and_promotes_with_native_sagemak
     assert transform["Environment"]["SAGEMAKER_MODEL_SERVER_WORKERS"] == str(workers)
     registry_writes = [st for st in _statements(prod, "TrainingRegistry") if "s3:PutObject" in str(st["Action"])]
     assert len(registry_writes) == 1 and json.dumps(registry_writes[0]["Resource"]).endswith('/transform/*"]]}')
-    assert after("Load recommendations") == "Promote" and states["Promote"]["End"] is True
+    assert after("Finish load") == "Promote" and states["Promote"]["End"] is True
     assert states["Promote"]["Parameters"]["action"] == "promote"
     rule = next(
         r["Properties"]

@@ -49,6 +49,9 @@ class EnvironmentConfig:
     # the batch transform's instances (each takes whole request objects: shopwise.lifecycle.transform) and the
     # requests each runs at once (one model-server worker per vCPU)
     transform_instance_count: int = 1
+    # load functions writing transform output objects into the standby slot at once (the Distributed Map's
+    # MaxConcurrency): each writes ~1,000 rows/s, so 10 take 10 M shoppers' lists in about 20 minutes
+    load_concurrency: int = 10
     # where the retrain builds its data set: "python" in the training job itself (one process: about 30 M events on
     # its instance), "spark" in the Glue job before it (shopwise_jobs.spark_dataset), whose G.1X workers (4 vCPU,
     # 16 GB each) and window of archive days follow
