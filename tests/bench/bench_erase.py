@@ -40,6 +40,7 @@ from shopwise.dal.batch import batch_write
 from shopwise.dal.feature_store import FeatureStore
 from shopwise.dal.ledger import EventLedger
 from shopwise.dal.objects import get_bytes, list_keys, put_bytes
+from shopwise.dal.recommendations import encode_picks
 from shopwise.dal.serving_read import Tables
 from shopwise.events import parse_event
 from shopwise.ingestion.update_features import Delivery, update_features
@@ -122,7 +123,7 @@ def online(tables: Tables, bucket: str, shoppers: int) -> dict[str, Any]:
     for start in range(0, len(deliveries), 100):
         update_features(deliveries[start : start + 100], store, ledger, lambda items: {})
     rows = [
-        {"pk": {"S": slot_key(slot, user_key(f"c:{n:032x}"))}, "items": {"S": "[]"}}
+        {"pk": {"S": slot_key(slot, user_key(f"c:{n:032x}"))}, "z": {"B": encode_picks([])}}
         for n in range(shoppers)
         for slot in SLOTS
     ]

@@ -249,3 +249,23 @@ def test_the_gate_compares_like_for_like_when_the_job_scored_the_champion_and_ig
     # a comparison with another version than the active one does not count: each model's own window, margin only
     other = candidate(0.2, 0.1, 0.0, version="v0")
     assert "on validation windows of their own" in gate(other, active).basis and not gate(other, active).passed
+
+
+def test_a_stored_list_is_compressed_to_a_quarter_and_rows_written_before_still_decode() -> None:
+    """50 picks with categories and reasons: about 3.6 KB of JSON, one write unit once compressed (the load writes a
+    list per shopper on every retrain); a row in the old JSON-string form reads back the same."""
+    from shopwise.dal.capacity import item_bytes, write_units
+    from shopwise.dal.recommendations import RecommendationRow, decode_row, encode_row
+
+    picks = [
+        StoredPick(f"p{n:05d}", round(1 / (n + 1), 6), f"p{n * 7 % 997:05d}", f"Toys>Outdoor>Kind {n % 4}", "Kite 42")
+        for n in range(50)
+    ]
+    row = RecommendationRow("user#c:abc", picks, "v1")
+    stored = encode_row(row, "a", ttl_days=7, now=1_000.0)
+    assert decode_row(stored, now=1_000.0) == row
+    as_json = json.dumps([p.encode() for p in picks], separators=(",", ":"))
+    legacy = {**{k: v for k, v in stored.items() if k != "z"}, "items": {"S": as_json}}
+    assert decode_row(legacy, now=1_000.0) == row
+    assert item_bytes(stored) * 3 < item_bytes(legacy) and write_units(stored) == 1 < write_units(legacy)
+    assert decode_row(stored, now=1_000.0 + 8 * 86400) is None  # past its TTL

@@ -1,8 +1,11 @@
 """Precomputed recommendation rows and the active-model pointer (thin boto3 layer: the serve path's cross-table
 BatchGetItem is what PynamoDB can't do in one call).
 
-A row's picks are stored as one compact JSON string attribute (``shopwise.picks.StoredPick`` lists): cheaper to
-read than a list of maps, in DynamoDB and in the local endpoint alike.
+A row's picks are stored as one compact JSON array (``shopwise.picks.StoredPick`` lists) compressed with zlib into
+a binary attribute ``z``: cheaper to read than a list of maps, in DynamoDB and in the local endpoint alike, and a
+quarter of the JSON's size — 50 picks with their categories and reasons are about 3.6 KB of JSON, 0.9 KB
+compressed, so a shopper's list costs the load 1 write unit instead of 4 on every retrain, and a read half a unit.
+Rows written before (the JSON in the string attribute ``items``) still decode.
 
 Two slots: every row is stored under ``<slot>/<key>`` for slot ``a`` or ``b``. A load writes the slot that is not
 serving; promotion flips the pointer (config row ``active_model``: version, slot, what each slot holds). Readers
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,6 +28,8 @@ from shopwise.dal.aws import client
 from shopwise.dal.batch import batch_write, get_many, pk
 from shopwise.keys import ACTIVE_MODEL_KEY, SLOTS, slot_key
 from shopwise.picks import StoredPick
+
+ZLIB_LEVEL = 6  # level 9 saves 0.2% more for twice the time
 
 
 @dataclass(frozen=True)
@@ -104,10 +110,18 @@ def encode_row(row: RecommendationRow, slot: str, ttl_days: int, now: float | No
     expires = int((now or time.time()) + ttl_days * 86400)
     return {
         "pk": {"S": slot_key(slot, row.key)},
-        "items": {"S": json.dumps([p.encode() for p in row.items], separators=(",", ":"))},
+        "z": {"B": encode_picks(row.items)},
         "model_version": {"S": row.model_version},
         "expires_at": {"N": str(expires)},
     }
+
+
+def encode_picks(picks: Iterable[StoredPick]) -> bytes:
+    return zlib.compress(json.dumps([p.encode() for p in picks], separators=(",", ":")).encode(), ZLIB_LEVEL)
+
+
+def decode_picks(blob: bytes) -> list[StoredPick]:
+    return [StoredPick.decode(e) for e in json.loads(zlib.decompress(blob))]
 
 
 def decode_row(item: dict[str, Any], now: float | None = None) -> RecommendationRow | None:
@@ -116,7 +130,9 @@ def decode_row(item: dict[str, Any], now: float | None = None) -> Recommendation
         return None
     return RecommendationRow(
         key=item["pk"]["S"].partition("/")[2],
-        items=[StoredPick.decode(e) for e in json.loads(item["items"]["S"])],
+        items=decode_picks(item["z"]["B"])
+        if "z" in item
+        else [StoredPick.decode(e) for e in json.loads(item["items"]["S"])],
         model_version=item["model_version"]["S"],
     )
 
