@@ -123,6 +123,8 @@ class DatasetBuild(Construct):
                 name="glueetl", python_version="3", script_location=script.s3_object_url
             ),
             worker_type="G.1X",
+            # spare capacity at two thirds of the price: a nightly data set, and a one-off backfill, can wait to start
+            execution_class="FLEX",
             number_of_workers=workers,
             timeout=int(config.DATASET_RUN_HOURS * 60),
             max_retries=0,

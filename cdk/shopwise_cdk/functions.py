@@ -82,10 +82,12 @@ def python_function(
     description: str = "",
     log_days: int | None = None,
     columnar: bool = False,
+    per_request: bool = False,
 ) -> lambda_.Function:
     """A function whose code is ``lambdas/<name>/``, with its own log group and X-Ray tracing. ``log_days``: for a
     function whose log lines can name a shopper, kept shorter than the erasure bound (``shopper_log_days``).
-    ``columnar``: with the pyarrow layer too (a function that writes the archive's Parquet)."""
+    ``columnar``: with the pyarrow layer too (a function that writes the archive's Parquet). ``per_request``: a
+    function every API request invokes, actively traced only where the environment's ``trace_requests`` says."""
     log_group = logs.LogGroup(
         scope,
         f"{construct_id}Logs",
@@ -111,7 +113,7 @@ def python_function(
         layers=[layers.core, layers.dependencies, *([layers.columnar] if columnar else [])],
         timeout=timeout or Duration.seconds(30),
         memory_size=memory_mb or env.lambda_memory_mb,
-        tracing=lambda_.Tracing.ACTIVE,
+        tracing=lambda_.Tracing.PASS_THROUGH if per_request and not env.trace_requests else lambda_.Tracing.ACTIVE,
         log_group=log_group,
         description=description,
         environment={

@@ -51,6 +51,7 @@ class Ingestion(Construct):
             timeout=Duration.seconds(10),
             description="POST /v1/events: validate, stamp, publish to Kinesis",
             log_days=env.shopper_log_days,  # a rejected event's reason can quote its ids
+            per_request=True,
         )
         self.stream.grant_write(self.collect)
         storage.pseudonym_key.grant_read(self.collect)

@@ -96,6 +96,7 @@ class ServingApi(Construct):
             timeout=Duration.seconds(5),
             description="GET /v1/..., POST /v1/rank, POST /v1/visitors: recommendations, similar, popular, re-ranking",
             log_days=env.shopper_log_days,  # its impression lines name the shopper (the archive keeps them)
+            per_request=True,
         )
         # one BatchGetItem across tables per request: read only, nothing else
         for table in (config.RECOMMENDATIONS, config.FEATURES, config.CONFIG, config.ITEMS):

@@ -65,7 +65,16 @@ def test_the_shape_read_from_the_template_is_what_the_environment_configures(sha
     assert shape.training_instance == env.training_instance_type
     assert shape.transform_instance == env.transform_instance_type
     assert shape.transform_instances == env.transform_instance_count == 2
-    assert shape.functions["serve"].memory_mb == env.lambda_memory_mb and shape.functions["serve"].traced
+    assert shape.functions["serve"].memory_mb == env.lambda_memory_mb
+    # prod doesn't actively trace the per-request functions (trace_requests); the updater is traced
+    assert not shape.functions["serve"].traced and not shape.functions["collect"].traced
+    assert shape.functions["update"].traced and not env.trace_requests
+    # the data set job alone (not the conversion job), in Glue's Flex class, over the configured window
+    assert (shape.dataset_workers, shape.dataset_days, shape.dataset_flex) == (
+        env.dataset_workers,
+        env.dataset_days,
+        True,
+    )
     assert shape.tables == len(config.TABLES) and shape.pitr
     assert shape.retrains_per_month == pytest.approx(30.4, abs=0.1)  # cron(0 3 * * ? *): once a day
     assert shape.drift_runs_per_month == pytest.approx(30.4, abs=0.1)
@@ -113,6 +122,28 @@ def test_shards_and_warm_environments_are_sized_for_the_load(
     kept = costs.estimate(shape, costs.Load(2, 1, 1000, 100), units, prices, as_configured=True)
     (shard_line,) = [x for x in kept.lines if "provisioned shard" in x.what]
     assert shard_line.quantity == configured * costs.HOURS_PER_MONTH
+
+
+def test_the_data_set_job_is_sized_to_finish_its_window_within_the_target_and_priced_at_flex(
+    shape: costs.StackShape, inputs: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    """The Glue job reads the whole window every retrain: its DPU-hours follow events/s x days, whatever the workers;
+    the workers follow the target time."""
+    units, prices = inputs
+    assume = costs.Assumptions()
+    by_rate = {}
+    for events_per_s in (2, 200):
+        est = costs.estimate(shape, costs.Load(events_per_s, 1, 1000, 100), units, prices)
+        workers, configured = est.sized["dataset_workers"]
+        window = events_per_s * shape.dataset_days * 86400
+        assert costs.dataset_hours(window, workers, assume) <= assume.dataset_target_hours
+        assert workers == 2 or costs.dataset_hours(window, workers - 1, assume) > assume.dataset_target_hours
+        (line,) = lines(est, "data set on Spark")
+        assert line.dollars == pytest.approx(line.quantity * prices["glue"]["flex_dpu_hour"])
+        by_rate[events_per_s] = (workers, line.quantity)
+    assert by_rate[2][0] == 2 and by_rate[200][0] > configured  # 200 events/s x 180 days needs more than prod's 4
+    # 100x the events: at most ~100x the DPU-hours (less: at 2 workers the driver is half the job, at 73 a 73rd)
+    assert 40 < by_rate[200][1] / by_rate[2][1] <= 100
 
 
 def test_personalize_is_billed_for_its_minimum_tps_and_in_tiers(

@@ -208,7 +208,9 @@ def test_every_route_says_who_may_call_it_and_is_throttled_by_its_kind(
     assert any("ServingLive" in uri for uri in uris)
 
 
-def test_functions_run_the_project_code_with_the_core_and_deps_layers_and_tracing(prod: Template) -> None:
+def test_functions_run_the_project_code_with_the_core_and_deps_layers_and_tracing(
+    prod: Template, dev: Template
+) -> None:
     functions = {
         k: f
         for k, f in resources(prod, "AWS::Lambda::Function").items()
@@ -220,8 +222,20 @@ def test_functions_run_the_project_code_with_the_core_and_deps_layers_and_tracin
         props = function["Properties"]
         assert props["Handler"] == "handler.lambda_handler"
         assert len(props["Layers"]) == (3 if props["Description"].startswith("bulk import") else 2)  # + pyarrow
-        assert props["TracingConfig"] == {"Mode": "Active"}
+        # prod traces every function but the two each API request invokes (Lambda's sampling can't be lowered)
+        per_request = props["Description"].startswith(("POST /v1/events", "GET /v1/"))
+        assert props["TracingConfig"] == {"Mode": "PassThrough" if per_request else "Active"}
         assert "AWSLambdaBasicExecutionRole" not in str(prod.to_json()["Resources"][props["Role"]["Fn::GetAtt"][0]])
+    assert per_request_modes(prod) == ["PassThrough"] * 2 and per_request_modes(dev) == ["Active"] * 2
+
+
+def per_request_modes(template: Template) -> list[str]:
+    """The tracing mode of collect and serve (dev traces them; prod doesn't: ``trace_requests``)."""
+    return [
+        f["Properties"]["TracingConfig"]["Mode"]
+        for f in resources(template, "AWS::Lambda::Function").values()
+        if str(f["Properties"].get("Description", "")).startswith(("POST /v1/events", "GET /v1/"))
+    ]
 
 
 def state_machine_definition(template: Template, logical_prefix: str = "TrainingRetrain") -> dict[str, Any]:

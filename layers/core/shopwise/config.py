@@ -58,6 +58,10 @@ class EnvironmentConfig:
     dataset_engine: str = "python"
     dataset_workers: int = 2
     dataset_days: int = 180
+    # X-Ray active tracing of the per-request functions (collect, serve): Lambda traces the first request a second and
+    # 5% of the rest, and its sampling can't be set, so at 100 requests/s tracing costs ~$80 a month; off, they trace
+    # only requests that arrive traced. The rest (updater, steps, jobs' functions) always trace
+    trace_requests: bool = True
     log_retention_days: int = 30
     api_throttle_rate: int = 500
     api_throttle_burst: int = 1000
@@ -252,6 +256,7 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         transform_instance_count=2,
         dataset_engine="spark",
         dataset_workers=4,  # 16 vCPU; at the local-mode rate (~3,200 events/s a core) ~30 M events in ~10 minutes
+        trace_requests=False,  # the dashboard's latency and error metrics come from every request, not from traces
         retrain_schedule="cron(0 3 * * ? *)",
         recommendations_ttl_days=7,
         retain_data=True,

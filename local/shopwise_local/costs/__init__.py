@@ -74,7 +74,12 @@ class Assumptions:
     impression_log_bytes: int = 600  # the serve function's impression line per request
     training_hours: float = 1.0  # per retrain, on the template's training instance (until `make scale` fits it)
     transform_hours: float = 0.25  # per retrain, the batch transform's wall time (each of its instances)
-    dataset_hours: float = 0.25  # per retrain with the Spark engine, the Glue job's wall time (every worker)
+    # the Glue data set job's wall time: its start plus the window's events at the rate measured in PySpark's local
+    # mode (bench_dataset.py: 600 k events in 94 s on 2 cores) on every executor core (G.1X: 4 vCPU; one worker is
+    # the driver)
+    dataset_startup_hours: float = 0.05
+    spark_events_per_core_s: float = 3200.0
+    dataset_target_hours: float = 1.0  # workers are sized so the data set job finishes within this
     drift_hours: float = 0.1  # per drift run
     kinesis_headroom: float = 1.25  # shards sized for the rate times this
     concurrency_headroom: float = 2.0  # provisioned concurrency: Little's law (rate x duration) times this
@@ -119,6 +124,8 @@ class StackShape:
     log_retention_days: int = 90
     archive_days: int = 400
     dataset_workers: int = 0  # the Glue data set job's G.1X workers, when the retrain runs it (the Spark engine)
+    dataset_days: int = 180  # the window of archive days it reads
+    dataset_flex: bool = False  # the job runs in Glue's Flex execution class (spare capacity, a lower DPU price)
 
     # a function's role from its logical id (the CDK construct path, hash-suffixed)
     ROLES = {
@@ -172,6 +179,8 @@ class StackShape:
             raise ValueError("no SageMaker instance type in the retrain state machine")
         drift_types = re.findall(r"ml\.[a-z0-9]+\.[a-z0-9]+", drift) or retrain_types[:1]
         rules = of("AWS::Events::Rule")
+        # the data set job (the conversion job is run by hand, once): the one reading a window of days
+        dataset = next((j for j in of("AWS::Glue::Job").values() if "--days" in j.get("DefaultArguments", {})), None)
 
         def runs(prefix: str, target: str) -> float:
             total = 0.0
@@ -215,9 +224,9 @@ class StackShape:
             retrains_per_month=runs("TrainingSchedule", ""),
             drift_runs_per_month=runs("DriftSchedule", ""),
             campaign_runs_per_month=runs("Campaigns", functions["campaigns"].logical_id),
-            dataset_workers=sum(int(j.get("NumberOfWorkers", 0)) for j in of("AWS::Glue::Job").values())
-            if "glue:startJobRun" in retrain
-            else 0,
+            dataset_workers=int(dataset.get("NumberOfWorkers", 0)) if dataset and "glue:startJobRun" in retrain else 0,
+            dataset_days=int((dataset or {}).get("DefaultArguments", {}).get("--days", 180)),
+            dataset_flex=(dataset or {}).get("ExecutionClass") == "FLEX",
             log_retention_days=max(retention or [90]),
             archive_days=max(expiry or [400]),
         )
@@ -486,15 +495,21 @@ def estimate(
         if instance not in sm:
             raise ValueError(f"no price for {instance} in the price table")
         add("train", "SageMaker", f"{what} ({instance})", hours, "instance-hours", hours * sm[instance])
+    workers_needed = 0
     if shape.dataset_workers:
-        dpu_hours = assume.dataset_hours * shape.dataset_workers * retrains  # a G.1X worker is one DPU
+        window = ev * shape.dataset_days * 86400
+        workers_needed = dataset_workers(window, assume)
+        workers = shape.dataset_workers if as_configured else workers_needed
+        hours = dataset_hours(window, workers, assume)
+        dpu_hours = hours * workers * retrains  # a G.1X worker is one DPU
         add(
             "train",
             "Glue",
-            f"data set on Spark ({shape.dataset_workers} G.1X workers)",
+            f"data set on Spark ({workers} G.1X workers{', Flex' if shape.dataset_flex else ''}, "
+            f"{shape.dataset_days} days: {hours * 60:.0f} min a run)",
             dpu_hours,
             "DPU-hours",
-            dpu_hours * prices["glue"]["dpu_hour"],
+            dpu_hours * prices["glue"]["flex_dpu_hour" if shape.dataset_flex else "dpu_hour"],
         )
     load_units = retrains * (
         load.shoppers * float(per_shopper["list_write_units"])
@@ -590,6 +605,7 @@ def estimate(
     sized = {
         "stream_shards": (shards_needed, shape.stream_shards),
         "provisioned_concurrency": (needed, shape.provisioned_concurrency),
+        **({"dataset_workers": (workers_needed, shape.dataset_workers)} if shape.dataset_workers else {}),
     }
     return Estimate(load, lines, sized, personalize(load, units, prices, assume, shape, retrains))
 
@@ -646,6 +662,21 @@ def tiered(quantity: float, tiers: list[list[Any]]) -> float:
         if left <= 0:
             break
     return dollars
+
+
+def dataset_hours(window_events: float, workers: int, assume: Assumptions) -> float:
+    """The Glue data set job's wall time for a window of events: its start, then the events over every executor core
+    (a G.1X worker has 4; one worker runs the driver)."""
+    cores = 4 * max(workers - 1, 1)
+    return assume.dataset_startup_hours + window_events / (assume.spark_events_per_core_s * cores) / 3600.0
+
+
+def dataset_workers(window_events: float, assume: Assumptions) -> int:
+    """G.1X workers (2 at least: Glue's minimum) that build the window within ``dataset_target_hours``."""
+    workers = 2
+    while dataset_hours(window_events, workers, assume) > assume.dataset_target_hours and workers < 10_000:
+        workers += 1
+    return workers
 
 
 def traces_per_month(invocations: float, assume: Assumptions) -> float:
