@@ -270,6 +270,26 @@ def test_a_load_whose_lists_are_empty_is_never_made_ready_nor_promotable(stack: 
         load_rows(no_bestsellers, "hollow", tables["recommendations"], tables["config"], 7)
 
 
+def test_the_drift_job_reads_a_fixed_sample_of_the_active_documents(stack: LocalStack, cycles: Cycles) -> None:
+    """``active_docs(..., sample=N)``: N documents of the active ones, the same N on every read (a panel, not a new
+    draw each run), what the drift job's live side reads so its cost stops growing with the store."""
+    import time
+
+    from shopwise.dal.feature_store import active_docs
+    from shopwise_jobs.drift import live_tables
+
+    assert stack.resources
+    table, now = stack.resources.tables["features"], time.time()
+    every = [d.key for d in active_docs(table, "profile", now - 40 * 86400, now)]
+    assert len(every) > 20
+    sampled = [d.key for d in active_docs(table, "profile", now - 40 * 86400, now, sample=12)]
+    assert len(sampled) == 12 and set(sampled) < set(every)
+    assert sampled == [d.key for d in active_docs(table, "profile", now - 40 * 86400, now, sample=12)]
+    assert len([d for d in active_docs(table, "profile", now - 40 * 86400, now, sample=10**6)]) == len(every)
+    profiles, items = live_tables(table, now, sample=7)
+    assert len(items) == 7 and len(profiles) <= 7  # profiles: the consenting ones of the sample
+
+
 def test_the_load_writes_each_output_object_in_its_own_step_and_readies_the_slot_only_at_the_end(
     stack: LocalStack, cycles: Cycles
 ) -> None:
