@@ -13,10 +13,17 @@ import numpy as np
 from scipy import sparse
 
 from shopwise.keys import POPULAR_KEY, item_key, key_id, next_key, popular_key, user_key
+from shopwise_jobs import candidates
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.models import top_k, top_k_per_row
 
 USER_CHUNK = 512
+# from this many items the transform scores candidates (every part's best CANDIDATES, the union); below it every
+# item, which is exact and, on a smaller catalog, faster. bench_transform.py --catalogs, a core, 20 items a shopper:
+# item-kNN 0.16 ms a user over every item against 0.44 over candidates at 20,000 items, 1.12 against 0.49 at
+# 200,000, 13.0 against 0.47 at 1,000,000 (iALS: 18.4 against 12.8 — its candidate search reads every item)
+CANDIDATES_FROM_ITEMS = 100_000
+CANDIDATES = 100
 
 
 def _shard(count: int, shard: int, shards: int) -> np.ndarray:
@@ -39,7 +46,6 @@ def popular_row(model: TrainedModel, k: int) -> dict[str, Any]:
     }
 
 
-EXPLAIN_CELLS = 1 << 22  # users x items cells of the pick lookup per block (16 MB of int32)
 # a pick's reason is sought among the shopper's strongest owned items and their closest neighbours only
 REASON_OWNED = 10
 REASON_NEIGHBOURS = 50
@@ -48,36 +54,29 @@ REASON_NEIGHBOURS = 50
 def explain(rows: sparse.csr_matrix, similarity: sparse.csr_matrix, picks: np.ndarray) -> np.ndarray:
     """For each pick (rows x k item indices, unique per row, -1 = none), the owned item with the largest
     weight x similarity to it, or -1. Vectorised: every (user, owned item, neighbour) triple is one array entry,
-    looked up in a dense users x items table of pick positions, in blocks of users that keep the table small."""
-    step = max(1, EXPLAIN_CELLS // max(similarity.shape[1], 1))
-    return (
-        np.vstack(
-            [_explain_block(rows[s : s + step], similarity, picks[s : s + step]) for s in range(0, rows.shape[0], step)]
-        )
-        if rows.shape[0]
-        else np.full(picks.shape, -1, dtype=np.int64)
-    )
-
-
-def _explain_block(rows: sparse.csr_matrix, similarity: sparse.csr_matrix, picks: np.ndarray) -> np.ndarray:
+    looked up among the picks by its row-major position (a sorted search: the work follows the triples, never the
+    catalog's width)."""
     users, k = picks.shape
     answer = np.full(users * k, -1, dtype=np.int64)
     owned = rows.tocoo()
     starts = similarity.indptr[owned.col]
     lengths = similarity.indptr[owned.col + 1] - starts
     total = int(lengths.sum())
-    if total == 0:
-        return answer.reshape(users, k)
-    positions = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
-    user_of = np.repeat(owned.row, lengths)
-    slot_of = np.full((users, similarity.shape[1]), -1, dtype=np.int32)
     r, c = np.nonzero(picks >= 0)
-    slot_of[r, picks[r, c]] = c
-    slot = slot_of[user_of, similarity.indices[positions]]
-    hit = slot >= 0
+    if total == 0 or not len(r):
+        return answer.reshape(users, k)
+    width = np.int64(similarity.shape[1])
+    pick_keys = r.astype(np.int64) * width + picks[r, c]
+    order = np.argsort(pick_keys)
+    pick_keys, pick_slots = pick_keys[order], (r.astype(np.int64) * k + c)[order]
+    positions = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
+    user_of = np.repeat(owned.row, lengths).astype(np.int64)
+    keys = user_of * width + similarity.indices[positions]
+    found = np.minimum(np.searchsorted(pick_keys, keys), len(pick_keys) - 1)
+    hit = pick_keys[found] == keys
     values = similarity.data[positions[hit]] * np.repeat(owned.data, lengths)[hit]
     sources = np.repeat(owned.col, lengths)[hit]
-    flat = user_of[hit].astype(np.int64) * k + slot[hit]
+    flat = pick_slots[found[hit]]
     best = np.full(users * k, -np.inf, dtype=np.float64)
     np.maximum.at(best, flat, values)
     winner = (values == best[flat]) & (values > 0)
@@ -85,9 +84,13 @@ def _explain_block(rows: sparse.csr_matrix, similarity: sparse.csr_matrix, picks
     return answer.reshape(users, k)
 
 
-def user_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> Iterator[dict[str, Any]]:
+def user_rows(
+    model: TrainedModel, k: int, shard: int = 0, shards: int = 1, candidates_from: int = CANDIDATES_FROM_ITEMS
+) -> Iterator[dict[str, Any]]:
     """The selected model's picks, padded with popular items the user doesn't own when it runs dry. The reason
-    for a pick is the owned item with the largest similarity-weighted contribution to it (``explain``)."""
+    for a pick is the owned item with the largest similarity-weighted contribution to it (``explain``). From
+    ``candidates_from`` items up, each part scores only its candidates (``shopwise_jobs.candidates``): the work per
+    user follows the history, not the catalog."""
     popular = model.popularity.top(min(len(model.items), k * 4))
     ids = np.append(model.items, "")  # index -1 -> "" (no reason)
     closest = top_k_per_row(model.similar.similarity, REASON_NEIGHBOURS)
@@ -95,7 +98,10 @@ def user_rows(model: TrainedModel, k: int, shard: int = 0, shards: int = 1) -> I
     for start in range(0, len(users), USER_CHUNK):
         batch = users[start : start + USER_CHUNK]
         rows = model.history[batch]
-        idx, scores = top_k(model.model.score(rows), k, rows)
+        if len(model.items) >= candidates_from:
+            idx, scores = candidates.recommend(model.model, rows, k, max(CANDIDATES, 2 * k))
+        else:
+            idx, scores = top_k(model.model.score(rows), k, rows)
         idx[~(np.isfinite(scores) & (scores != 0))] = -1  # no evidence (or owned): popular items fill the place
         because = explain(top_k_per_row(rows, REASON_OWNED), closest, idx)
         names, reasons, values = ids[idx].tolist(), ids[because].tolist(), np.round(scores, 6).tolist()

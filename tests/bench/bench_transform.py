@@ -8,6 +8,12 @@ A synthetic store (``shopwise simulate``) is trained with each row-scoring model
   weights) and ``argpartition`` top-K, nothing else — the floor any implementation pays.
 
     .venv/bin/python tests/bench/bench_transform.py [--shoppers 20000] [--k 50] [--repeats 3]
+    .venv/bin/python tests/bench/bench_transform.py --catalogs 1500,20000,200000
+
+``--catalogs``: scoring over candidates (``shopwise_jobs.candidates``, what the transform does from
+``CANDIDATES_FROM_ITEMS`` items) against every item (``model.score`` + ``top_k``), on random models of each catalog
+size (item-kNN: 100 neighbours an item; iALS: 64 factors) and 512 shoppers of 20 items each: milliseconds a user,
+and the ratio; the two paths' lists are held to each other by the unit tests.
 
 Ends with one JSON line: {"users", "items", "k", "models": {NAME: {"users_per_s_per_core", "baseline_users_per_s",
 "ratio"}}}; for EASE also the share of top-10 picks that get a reason, capped search vs exhaustive.
@@ -80,13 +86,72 @@ def shopwise(model: TrainedModel, k: int) -> float:
     return time.perf_counter() - started
 
 
+def catalog_curve(sizes: list[int], k: int) -> dict[str, Any]:
+    from scipy import sparse
+
+    from shopwise_jobs import candidates
+    from shopwise_jobs.models import IALS, ItemKNN
+
+    rng = np.random.default_rng(0)
+    users, owned, neighbours = 512, 20, 100
+    out: dict[str, Any] = {}
+    for n_items in sizes:
+        similarity = sparse.csr_matrix(
+            (
+                rng.random(n_items * neighbours).astype(np.float32),
+                (np.repeat(np.arange(n_items), neighbours), rng.integers(0, n_items, n_items * neighbours)),
+            ),
+            shape=(n_items, n_items),
+        )
+        history = sparse.csr_matrix(
+            (
+                np.ones(users * owned, np.float32),
+                (np.repeat(np.arange(users), owned), rng.integers(0, n_items, users * owned)),
+            ),
+            shape=(users, n_items),
+        )
+        models = {
+            "itemknn": ItemKNN(similarity=similarity),
+            "ials": IALS(
+                item_factors=rng.standard_normal((n_items, 64)).astype(np.float32) * 0.1, alpha=10.0, regularization=1
+            ),
+        }
+        for name, model in models.items():
+            dense = statistics.median(_seconds(lambda m=model, h=history: top_k(m.score(h), k, h)) for _ in range(3))
+            cand = statistics.median(
+                _seconds(lambda m=model, h=history: candidates.recommend(m, h, k, max(100, 2 * k))) for _ in range(3)
+            )
+            figures = {
+                "dense_ms_per_user": round(dense * 1000 / users, 3),
+                "candidates_ms_per_user": round(cand * 1000 / users, 3),
+                "speedup": round(dense / cand, 2),
+            }
+            out[f"{name}@{n_items}"] = figures
+            print(
+                f"{n_items:>9,} items {name:<8} every item {figures['dense_ms_per_user']:>7.3f} ms/user   candidates "
+                f"{figures['candidates_ms_per_user']:>7.3f} ms/user   x{figures['speedup']}",
+                flush=True,
+            )
+    return out
+
+
+def _seconds(work: Any) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shoppers", type=int, default=20000)
     parser.add_argument("--k", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="ials,ease,itemknn")
+    parser.add_argument("--catalogs", default="", help="catalog sizes: candidates against every item, and stop")
     args = parser.parse_args()
+    if args.catalogs:
+        print(json.dumps({"k": args.k, "catalogs": catalog_curve([int(n) for n in args.catalogs.split(",")], args.k)}))
+        return 0
     data = CACHE / f"transform-{args.shoppers}"
     if not (data / "events.csv").exists():
         simulate(SimulationOptions(shoppers=args.shoppers, days=60, seed=11), data, progress=True)

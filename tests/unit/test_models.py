@@ -1,5 +1,7 @@
 """The models, the splits and the metrics, on data small enough to know the right answer."""
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -346,3 +348,48 @@ def test_tuning_scores_a_fixed_sample_of_validation_users_and_all_of_a_small_spl
     assert sample["user_id"].nunique() == 10 and len(sample) == 30  # every row of each sampled user
     assert sample.equals(tuning_sample(rows, limit=10))  # the same users every time: configurations compare
     assert tuning_sample(rows, limit=30) is rows
+
+
+def test_scoring_over_candidates_is_the_dense_ranking_when_every_item_can_be_a_candidate() -> None:
+    """``candidates.recommend`` scores each part only at the union of the parts' best n: with n as wide as the
+    catalog it must give exactly the dense ranking, part by part and for a blend of every family (each part's
+    ``score_at`` checked against its dense row); with n a few times k, the same lists on planted tribes."""
+    from shopwise_jobs import candidates
+    from shopwise_jobs.models import Affinity, Hybrid, Popularity, top_k
+
+    history = tribes(60)
+    n_users, n_items = history.shape
+    items = np.array([f"i{n}" for n in range(n_items)])
+    catalog = pd.DataFrame(
+        {"item_id": items, "category": [f"Dept{n % 3}>Kind{n % 7}" for n in range(n_items)], "brand": "b"}
+    )
+    sequences = [list(history[u].indices) for u in range(n_users)]
+    parts: dict[str, Any] = {
+        "itemknn": ItemKNN.fit(history, 10),
+        "ease": EASE.fit(history, 50.0, min_support=1),
+        "ials": IALS.fit(history, 8, 1.0, 10.0, 8),
+        "sequential": SequentialRules.fit(sequences, n_items),
+        "content": ContentKNN.fit(catalog, items, 10),
+        "affinity": Affinity.fit(history, catalog, items),
+        "popularity": Popularity.fit(history),
+    }
+    blend = Hybrid(parts=list(parts.values()), kinds=list(parts), weights=[1.0, 0.5, 0.5, 0.25, 0.1, 0.25, 0.1])
+    rows = history[:30]
+    for name, model in [*parts.items(), ("blend", blend)]:
+        dense = np.asarray(model.score(rows), dtype=np.float32)
+        at = candidates.top_candidates(model, rows, n_items)
+        cells = np.repeat(np.arange(rows.shape[0]), np.diff(at.indptr)), at.indices
+        if name != "blend":  # a part scored at its candidates is its dense row there
+            assert np.allclose(candidates.score_at(model, rows, at), dense[cells], atol=1e-5), name
+        # the scores of the picks with evidence, best first (a score of 0 is no evidence: the transform fills those
+        # places with bestsellers); scores, not ids, because items with equal scores may swap places
+        want = picked(*top_k(dense, 5, rows))
+        assert picked(*candidates.recommend(model, rows, 5, n_items)) == want, name
+        assert picked(*candidates.recommend(model, rows, 5, 20)) == want, name
+
+
+def picked(idx: np.ndarray, scores: np.ndarray) -> list[list[float]]:
+    return [
+        [round(float(s), 4) for i, s in zip(r, v, strict=True) if i >= 0 and np.isfinite(s) and s != 0]
+        for r, v in zip(idx, scores, strict=True)
+    ]

@@ -189,3 +189,17 @@ def test_contract_reads_sm_variables_over_defaults(tmp_path: Path) -> None:
     assert contract.hyperparameters == {"top_k": "7", "eval_k": "10"}  # sagemaker_* dropped, JSON decoded
     assert contract.channels["events"] == tmp_path / "ev"
     assert contract.model_dir == tmp_path / "m"
+
+
+def test_the_transform_over_candidates_writes_the_lists_of_the_dense_transform(trained: Path) -> None:
+    """A catalog of CANDIDATES_FROM_ITEMS items or more is scored over candidates: forced on this small model, every
+    user's list is the dense path's — the same picks with evidence and the same reasons (ties may swap places)."""
+    from shopwise_jobs.scoring import user_rows
+
+    model = TrainedModel.load(trained / "model")
+    dense = list(user_rows(model, 5, candidates_from=10**9))
+    sparse_rows = list(user_rows(model, 5, candidates_from=0))
+    assert [r["key"] for r in dense] == [r["key"] for r in sparse_rows]
+    for a, b in zip(dense, sparse_rows, strict=True):
+        assert [round(p[1], 4) for p in a["items"]] == [round(p[1], 4) for p in b["items"]]
+        assert {(p[0], p[2]) for p in a["items"] if p[1]} == {(p[0], p[2]) for p in b["items"] if p[1]}
