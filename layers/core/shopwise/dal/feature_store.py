@@ -14,9 +14,8 @@ Every write is conditional on the version read, so two writers never lose each o
 
 from __future__ import annotations
 
-import zlib
-
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
