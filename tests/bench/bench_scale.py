@@ -9,7 +9,11 @@ Stages, each in a child process (its wall time, and its peak resident memory fro
   rule), what the retrain runs where ``dataset_engine`` is "python";
 - **training** — ``shopwise train --hp budget=quick``: the data set again, the feature snapshot, one configuration
   per family fitted and scored, the blend, the test evaluation;
-- **batch transform** — ``shopwise batch-recommend``: every user's top 50 from the trained model, one process.
+- **batch transform** — ``shopwise batch-recommend``: every user's top 50 from the trained model, one process
+  (every item scored: these catalogs are below ``CANDIDATES_FROM_ITEMS``);
+- **transform over candidates** — the same with ``SHOPWISE_CANDIDATES_FROM_ITEMS=0``: what a catalog of 100,000
+  items or more gets (``shopwise_jobs.candidates``).
+``--stages`` runs some of them (a size's trained model is reused when training is not among them).
 Per stage: seconds, peak MB, bytes of memory per event; the growth exponent of time and memory in events (least
 squares on logs); and the extrapolation to the envelope (``ENVELOPE``: 10 M shoppers, 1 M items, 1,000 events/s
 for the training window) against the limits it must fit — the largest SageMaker training instance's memory, and
@@ -59,10 +63,16 @@ LAUNCHER = (
 )
 
 
-def measured(command: Sequence[str]) -> tuple[float, float, str]:
-    """(seconds, peak resident MB, stdout) of one stage run in its own process tree."""
+def measured(command: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(seconds, peak resident MB, stdout) of one stage run in its own process tree (``env``: added to ours)."""
     started = time.perf_counter()
-    done = subprocess.run([PYTHON, "-c", LAUNCHER, *command], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [PYTHON, "-c", LAUNCHER, *command],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
@@ -82,7 +92,10 @@ DATASET = (
 )
 
 
-def run_size(shoppers: int, days: int) -> dict[str, Any]:
+STAGES = ("data set", "training", "batch transform", "transform over candidates")
+
+
+def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) -> dict[str, Any]:
     items = items_for(shoppers)
     store = CACHE / f"scale-{shoppers}-{days}d"
     if not (store / "events.csv").exists():
@@ -93,18 +106,31 @@ def run_size(shoppers: int, days: int) -> dict[str, Any]:
         )  # fmt: skip
     events = sum(1 for _ in (store / "events.csv").open()) - 1
     stages: dict[str, dict[str, float]] = {}
-    seconds, peak, _out = measured([PYTHON, "-c", DATASET, str(store / "events.csv")])
-    stages["data set"] = {"seconds": seconds, "peak_mb": peak}
+    if "data set" in stages_wanted:
+        seconds, peak, _out = measured([PYTHON, "-c", DATASET, str(store / "events.csv")])
+        stages["data set"] = {"seconds": seconds, "peak_mb": peak}
     model = store / "model"
-    seconds, peak, _ = measured(
-        [SHOPWISE, "train", "--events", str(store / "events.csv"), "--items", str(store / "items.csv"),
-         "--out", str(model), "--hp", "budget=quick"]
-    )  # fmt: skip
-    stages["training"] = {"seconds": seconds, "peak_mb": peak}
-    seconds, peak, _ = measured(
-        [SHOPWISE, "batch-recommend", "--model", str(model), "--out", str(store / "lists.jsonl"), "--no-progress"]
-    )
-    stages["batch transform"] = {"seconds": seconds, "peak_mb": peak}
+    if "training" in stages_wanted or not (model / "metrics.json").exists():
+        seconds, peak, _ = measured(
+            [SHOPWISE, "train", "--events", str(store / "events.csv"), "--items", str(store / "items.csv"),
+             "--out", str(model), "--hp", "budget=quick"]
+        )  # fmt: skip
+        stages["training"] = {"seconds": seconds, "peak_mb": peak}
+    recommend = [
+        SHOPWISE,
+        "batch-recommend",
+        "--model",
+        str(model),
+        "--out",
+        str(store / "lists.jsonl"),
+        "--no-progress",
+    ]
+    if "batch transform" in stages_wanted:  # every item scored below CANDIDATES_FROM_ITEMS (all sizes here)
+        seconds, peak, _ = measured(recommend)
+        stages["batch transform"] = {"seconds": seconds, "peak_mb": peak}
+    if "transform over candidates" in stages_wanted:  # what a catalog of 100,000 items or more gets
+        seconds, peak, _ = measured(recommend, {"SHOPWISE_CANDIDATES_FROM_ITEMS": "0"})
+        stages["transform over candidates"] = {"seconds": seconds, "peak_mb": peak}
     row = {"shoppers": shoppers, "items": items, "days": days, "events": events, "stages": stages}
     print(json.dumps(row), flush=True)
     return row
@@ -158,12 +184,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shoppers", default="10000,30000,100000,300000")
     parser.add_argument("--days", type=int, default=14)
+    parser.add_argument(
+        "--stages", default=",".join(STAGES), help=f"of: {', '.join(STAGES)} (a size's model is reused)"
+    )
     args = parser.parse_args()
+    wanted = [s.strip() for s in args.stages.split(",")]
+    if unknown := set(wanted) - set(STAGES):
+        parser.error(f"unknown stages {sorted(unknown)}: expected some of {', '.join(STAGES)}")
     os.environ.setdefault("SHOPWISE_HOME", str(REPO_ROOT / ".local" / "scale-home"))
     memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
     rows: list[dict[str, Any]] = []
     for shoppers in (int(s) for s in args.shoppers.split(",")):
-        if len(rows) >= 2:  # a size the fit says this machine cannot hold is skipped, not swapped or killed
+        if len(rows) >= 2 and "training" in wanted:  # a size the fit says this machine cannot hold is skipped
             peaks = [float(r["stages"]["training"]["peak_mb"]) for r in rows]
             shoppers_seen = [float(r["shoppers"]) for r in rows]
             expected = peaks[-1] * (shoppers / shoppers_seen[-1]) ** exponent(shoppers_seen, peaks)
@@ -171,7 +203,7 @@ def main() -> int:
                 print(f"skipped {shoppers:,} shoppers: the fit puts training at {expected / 1024:.0f} GB, this "
                       f"machine has {memory_mb / 1024:.0f} GB", flush=True)  # fmt: skip
                 continue
-        rows.append(run_size(shoppers, args.days))
+        rows.append(run_size(shoppers, args.days, wanted))
     fits = extrapolate(rows) if len(rows) > 1 else {}
     table = markdown(rows, fits) if fits else ""
     OUT.mkdir(parents=True, exist_ok=True)

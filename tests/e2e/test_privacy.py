@@ -14,6 +14,7 @@ import json
 import tarfile
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -72,6 +73,17 @@ def _expand(name: str, body: bytes) -> Iterator[tuple[str, bytes]]:
         yield name, body
 
 
+def _readable(value: Any) -> str:
+    """A binary attribute as text the census can search: a stored list is zlib-compressed JSON (decompressed, so an
+    id inside it is seen), anything else as Latin-1."""
+    if isinstance(value, bytes):
+        try:
+            return zlib.decompress(value).decode()
+        except zlib.error:
+            return value.decode("latin-1")
+    raise TypeError(f"{type(value).__name__} in a table row")
+
+
 def _everything(stack: LocalStack, state: Path) -> Iterator[tuple[str, bytes]]:
     """(where, text) for every row, object version, queue message and local log file of the stack."""
     assert stack.resources
@@ -79,7 +91,7 @@ def _everything(stack: LocalStack, state: Path) -> Iterator[tuple[str, bytes]]:
     for table in stack.resources.tables.values():
         for page in ddb.get_paginator("scan").paginate(TableName=table):
             for item in page.get("Items", []):
-                yield f"{table}:{item.get('pk', item.get('item_id'))}", json.dumps(item).encode()
+                yield f"{table}:{item.get('pk', item.get('item_id'))}", json.dumps(item, default=_readable).encode()
     s3 = client("s3")
     for bucket in (stack.resources.archive_bucket, stack.resources.artifacts_bucket):
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
