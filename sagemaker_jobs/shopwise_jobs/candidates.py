@@ -9,7 +9,9 @@ users x items. The transform instead asks each part for its own best ``n`` items
   similarity, cut to the row's best ``n`` — the neighbour union, bounded by history x neighbours;
 - iALS: the best ``n`` by the factors (a dense product, chunked: the one part whose candidate search still reads
   every item; it is BLAS, not Python);
-- EASE: the best ``n`` of its (at most ``EASE_MAX_ITEMS`` wide) row; popularity: the global best ``n``.
+- EASE and affinity: the same neighbour union over their weights cut to each row's ``TRUNCATED`` largest (an owned
+  item's strongest EASE weights; each of the shopper's attributes' most popular items), scored exactly;
+- popularity: the global best ``n``.
 
 A blend's candidates are the union of its parts'; every part is then scored at exactly those (user, item) pairs
 (``score_at``), each part's scores scaled to the row's largest (the part's own best is among its candidates, so
@@ -37,6 +39,7 @@ from shopwise_jobs.models import (
     ItemKNN,
     Popularity,
     SequentialRules,
+    dense_top_k,
     top_k_per_row,
 )
 
@@ -78,16 +81,11 @@ Cache = dict[int, Any]  # id(part) -> what scoring a block of rows computed once
 
 
 def _product(model: Any, rows: sparse.csr_matrix, cache: Cache) -> sparse.csr_matrix | np.ndarray:
-    """The part's scores of the block as far as they are computed whole: the sparse product of an item-item or
-    affinity part, EASE's dense row (at most ``EASE_MAX_ITEMS`` wide), iALS's user factors."""
+    """What a part computes once for a block of rows: an item-item part's sparse product, iALS's user factors."""
     if id(model) not in cache:
         similarity = _similarity(model)
         if similarity is not None:
             cache[id(model)] = (rows @ similarity).tocsr()
-        elif isinstance(model, Affinity):
-            cache[id(model)] = (_affinity(model, rows) @ model.weights).tocsr()
-        elif isinstance(model, EASE):
-            cache[id(model)] = np.asarray(rows[:, model.kept] @ model.weights, dtype=np.float32)
         elif isinstance(model, IALS):
             cache[id(model)] = model.user_factors(rows)
         else:
@@ -105,8 +103,10 @@ def top_candidates(model: Any, rows: sparse.csr_matrix, n: int, cache: Cache | N
             if weight:
                 union = union + top_candidates(part, rows, n, cache)
         return _pattern(union)
-    if _similarity(model) is not None or isinstance(model, Affinity):
+    if _similarity(model) is not None:
         return _pattern(top_k_per_row(_product(model, rows, cache), n))
+    if isinstance(model, Affinity):  # the best of each attribute the shopper has, not every item carrying it
+        return _pattern(top_k_per_row(_affinity(model, rows) @ _truncated(model.weights, model), n))
     if isinstance(model, Popularity):
         best = model.top(n)
         users = rows.shape[0]
@@ -119,8 +119,13 @@ def top_candidates(model: Any, rows: sparse.csr_matrix, n: int, cache: Cache | N
                 shape=rows.shape,
             )
         )
-    if isinstance(model, EASE):
-        return _pattern(_dense_top(_product(model, rows, cache), n, model.kept, n_items))
+    if isinstance(model, EASE):  # the owned items' strongest weights, as item-kNN's neighbours
+        weights = _truncated(model.weights, model)
+        product = (rows[:, model.kept] @ weights).tocsr()
+        product.data = np.maximum(product.data, 0.0)
+        product.eliminate_zeros()
+        top = top_k_per_row(product, n).tocoo()
+        return _pattern(sparse.csr_matrix((top.data, (top.row, model.kept[top.col])), shape=rows.shape))
     if isinstance(model, IALS):
         factors = _product(model, rows, cache)
         step = max(1, FACTOR_CELLS // max(n_items, 1))
@@ -129,6 +134,32 @@ def top_candidates(model: Any, rows: sparse.csr_matrix, n: int, cache: Cache | N
         ]
         return sparse.vstack(blocks).tocsr() if blocks else sparse.csr_matrix(rows.shape, dtype=np.float32)
     raise TypeError(f"no candidate search for {type(model).__name__}")
+
+
+# a model's rows cut to their TRUNCATED largest entries, once per model object: where EASE's and affinity's
+# candidates come from (a shopper's candidates then follow their history, not the catalog)
+TRUNCATED = 100
+_truncations: dict[int, tuple[Any, sparse.csr_matrix]] = {}
+
+
+def _truncated(weights: Any, owner: Any) -> sparse.csr_matrix:
+    if id(owner) not in _truncations or _truncations[id(owner)][0] is not owner:
+        if isinstance(weights, np.ndarray):  # EASE's dense B: argpartition a block of rows at a time
+            step = max(1, (1 << 22) // max(weights.shape[1], 1))
+            blocks = [dense_top_k(weights[s : s + step], TRUNCATED) for s in range(0, weights.shape[0], step)]
+            cut = sparse.vstack(blocks).tocsr() if blocks else sparse.csr_matrix(weights.shape, dtype=np.float32)
+        else:
+            cut = top_k_per_row(weights.tocsr(), TRUNCATED)
+        _truncations[id(owner)] = (owner, cut)
+    return _truncations[id(owner)][1]
+
+
+def _by_item(model: Affinity) -> sparse.csr_matrix:
+    """items x attributes: each item's popularity share within each of its attributes (``weights`` transposed)."""
+    key = id(model.features)
+    if key not in _truncations or _truncations[key][0] is not model.features:
+        _truncations[key] = (model.features, model.weights.T.tocsr())
+    return _truncations[key][1]
 
 
 def _affinity(model: Affinity, rows: sparse.csr_matrix) -> sparse.csr_matrix:
@@ -168,16 +199,27 @@ def score_at(model: Any, rows: sparse.csr_matrix, at: sparse.csr_matrix, cache: 
                 total += weight * scale_segments(score_at(part, rows, at, cache), at.indptr)
         return total
     user_of = np.repeat(np.arange(at.shape[0]), np.diff(at.indptr))
-    if _similarity(model) is not None or isinstance(model, Affinity):
+    if _similarity(model) is not None:
         return gather(_product(model, rows, cache), at)
+    if isinstance(model, Affinity):  # each pair: the shopper's attribute shares . the item's popularity shares
+        shares = _affinity(model, rows)[user_of]
+        return np.asarray(shares.multiply(_by_item(model)[at.indices]).sum(axis=1), dtype=np.float32).ravel()
     if isinstance(model, Popularity):
         return model.scores[at.indices].astype(np.float32)
-    if isinstance(model, EASE):
+    if isinstance(model, EASE):  # each pair: sum over the owned items j of strength x B[j, item]
         position = np.full(model.n_items, -1, dtype=np.int64)
         position[model.kept] = np.arange(len(model.kept))
-        dense = _product(model, rows, cache)
         column = position[at.indices]
-        return np.where(column >= 0, dense[user_of, np.maximum(column, 0)], 0.0).astype(np.float32)
+        owned = rows.tocsr()
+        counts = np.diff(owned.indptr)[user_of]
+        pair = np.repeat(np.arange(at.nnz), counts)
+        starts = np.repeat(owned.indptr[user_of], counts)
+        within = np.arange(len(pair)) - np.repeat(np.cumsum(counts) - counts, counts)
+        j = owned.indices[starts + within]
+        row_pos, col_pos = position[j], column[pair]
+        ok = (row_pos >= 0) & (col_pos >= 0)
+        values = owned.data[starts + within][ok] * model.weights[row_pos[ok], col_pos[ok]]
+        return np.bincount(pair[ok], weights=values, minlength=at.nnz).astype(np.float32)
     if isinstance(model, IALS):
         factors = _product(model, rows, cache)
         return np.einsum("ij,ij->i", factors[user_of], model.item_factors[at.indices]).astype(np.float32)
@@ -202,8 +244,8 @@ def recommend(model: Any, rows: sparse.csr_matrix, k: int, n: int) -> tuple[np.n
     stay candidates while a blend scales its parts (the dense blend scales each row by its largest score, owned
     items included) and are dropped before the top ``k``."""
     users, cache = rows.shape[0], Cache()
-    # a part's best n may include what the user owns: widen by the longest history, so k remain after dropping it
-    at = top_candidates(model, rows, n + int(np.diff(rows.indptr).max(initial=0)), cache)
+    # a part's best n may include what the user owns: widen by the longest history (up to n more), so k remain
+    at = top_candidates(model, rows, n + min(int(np.diff(rows.indptr).max(initial=0)), n), cache)
     values = score_at(model, rows, at, cache)
     owned = gather(_pattern(rows), at) > 0
     idx = np.full((users, k), -1, dtype=np.int64)
