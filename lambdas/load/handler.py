@@ -49,6 +49,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             event["model_version"],
             event["slot"],
             settings.recommendations_table,
+            settings.config_table,
             settings.recommendations_ttl_days,
             erased,
         )

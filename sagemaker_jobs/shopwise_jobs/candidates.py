@@ -5,8 +5,8 @@ as the catalog.
 but at a million items a block of 512 users is 2 GB per model part, and the batch transform's work grows with
 users x items. The transform instead asks each part for its own best ``n`` items per user (its *candidates*):
 
-- item-item parts (item-kNN, content, sequential rules) and affinity: the nonzeros of the sparse product history x
-  similarity, cut to the row's best ``n`` — the neighbour union, bounded by history x neighbours;
+- item-item parts (item-kNN, content, sequential rules): the nonzeros of the sparse product history x similarity,
+  cut to the row's best ``n`` — the neighbour union, bounded by history x neighbours;
 - iALS: the best ``n`` by the factors (a dense product, chunked: the one part whose candidate search still reads
   every item; it is BLAS, not Python);
 - EASE and affinity: the same neighbour union over their weights cut to each row's ``TRUNCATED`` largest (an owned

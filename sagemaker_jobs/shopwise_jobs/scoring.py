@@ -22,10 +22,9 @@ USER_CHUNK = 512
 # from this many items the transform scores candidates (every part's best CANDIDATES, the union); below it every
 # item, which is exact and, on a smaller catalog, faster. bench_transform.py --catalogs, a core, 20 items a shopper:
 # item-kNN 0.16 ms a user over every item against 0.44 over candidates at 20,000 items, 1.12 against 0.49 at
-# 200,000, 13.0 against 0.47 at 1,000,000 (iALS: 18.4 against 12.8 — its candidate search reads every item)
-CANDIDATES_FROM_ITEMS = int(
-    os.environ.get("SHOPWISE_CANDIDATES_FROM_ITEMS", "100000")
-)  # the job's environment may set it
+# 200,000, 13.0 against 0.47 at 1,000,000 (iALS: 18.4 against 12.8 — its candidate search reads every item).
+# The transform job's environment may set it (SHOPWISE_CANDIDATES_FROM_ITEMS; make scale forces 0)
+CANDIDATES_FROM_ITEMS = int(os.environ.get("SHOPWISE_CANDIDATES_FROM_ITEMS", "100000"))
 CANDIDATES = 100
 
 

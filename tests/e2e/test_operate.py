@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from shopwise.dal.model_packages import describe_package, list_packages
-from shopwise.dal.recommendations import RecommendationRow, activate, get_pointer
+from shopwise.dal.recommendations import PointerMoved, RecommendationRow, activate, get_pointer
 from shopwise.keys import POPULAR_KEY, user_key
 from shopwise.lifecycle import registry
 from shopwise.lifecycle.loading import Unservable, load_rows
@@ -312,6 +312,12 @@ def test_the_load_writes_each_output_object_in_its_own_step_and_readies_the_slot
         load.invoke({"action": "object", "bucket": bucket, "model_version": "split", "slot": "a"})
 
     begun = load.invoke({"action": "begin", "output_uri": f"s3://{bucket}/{prefix}", "model_version": "split"})
+    serving = get_pointer(tables["config"]).slot
+    for slot, version in ((serving, "split"), (begun["slot"], "another")):  # never the served slot, nor a stale run
+        with pytest.raises(PointerMoved, match="no longer awaits"):
+            load.invoke(
+                {"action": "object", "bucket": bucket, "key": begun["keys"][0], "model_version": version, "slot": slot}
+            )
     assert [k.rsplit("/", 1)[1] for k in begun["keys"]] == ["part-0000.jsonl.out", "part-0001.jsonl.out"]
     tallies = [
         load.invoke({"action": "object", "bucket": bucket, "key": k, "model_version": "split", "slot": begun["slot"]})

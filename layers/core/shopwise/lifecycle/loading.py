@@ -21,7 +21,13 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from shopwise.dal.objects import list_keys, parse_s3_uri, read_json_lines
-from shopwise.dal.recommendations import RecommendationRow, get_pointer, mark_slot, write_recommendations
+from shopwise.dal.recommendations import (
+    PointerMoved,
+    RecommendationRow,
+    get_pointer,
+    mark_slot,
+    write_recommendations,
+)
 from shopwise.keys import POPULAR_KEY, USER_PREFIX
 from shopwise.picks import StoredPick
 from shopwise.privacy.tombstones import Targets
@@ -101,12 +107,6 @@ def object_rows(bucket: str, key: str, model_version: str) -> Iterator[Recommend
         yield RecommendationRow(line["key"], [StoredPick.decode(e) for e in line["items"]], model_version)
 
 
-def rows_from(output_uri: str, model_version: str) -> Iterator[RecommendationRow]:
-    bucket, keys = output_keys(output_uri)
-    for key in keys:
-        yield from object_rows(bucket, key, model_version)
-
-
 def without_erased(
     rows: Iterable[RecommendationRow], erased: Targets | None, left_out: list[int]
 ) -> Iterator[RecommendationRow]:
@@ -133,11 +133,17 @@ def load_object(
     model_version: str,
     slot: str,
     recommendations_table: str,
+    config_table: str,
     ttl_days: int,
     erased: Targets | None = None,
 ) -> Tally:
     """One output object's rows into ``slot``, streamed (a chunk of the object in memory at a time), without the
-    lists of shoppers erased meanwhile: the step the retrain's Distributed Map runs once per object."""
+    lists of shoppers erased meanwhile: the step the retrain's Distributed Map runs once per object. Refused when
+    the slot began serving since ``begin`` (a rollback or promotion meanwhile): a load never writes the served slot."""
+    pointer = get_pointer(config_table)
+    held = pointer.slots.get(slot, {})
+    if pointer.slot == slot or held.get("version") != model_version:
+        raise PointerMoved(f"slot {slot} no longer awaits version {model_version} (it holds {held or 'nothing'})")
     tally = Tally(objects=1)
     left_out = [0]
     tally.rows = write_recommendations(
@@ -174,7 +180,16 @@ def load(
     objects."""
     started = begin(output_uri, model_version, config_table)
     tallies = [
-        load_object(started["bucket"], key, model_version, started["slot"], recommendations_table, ttl_days, erased)
+        load_object(
+            started["bucket"],
+            key,
+            model_version,
+            started["slot"],
+            recommendations_table,
+            config_table,
+            ttl_days,
+            erased,
+        )
         for key in started["keys"]
     ]
     return finish(config_table, started["slot"], model_version, tallies)
