@@ -25,6 +25,7 @@ Scores at candidates travel as a CSR matrix: its pattern the (user, item) pairs,
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,14 @@ from shopwise_jobs.models import (
 )
 
 FACTOR_CELLS = 1 << 24  # users x items cells of one iALS candidate block (64 MB of float32)
+# from this many items the transform, model selection and evaluation score candidates (every part's best
+# CANDIDATES, the union); below it every item, which is exact and, on a smaller catalog, faster.
+# bench_transform.py --catalogs, a core, 20 items a shopper: item-kNN 0.16 ms a user over every item against 0.44
+# over candidates at 20,000 items, 1.12 against 0.49 at 200,000, 13.0 against 0.47 at 1,000,000 (iALS: 18.4 against
+# 12.8 — its candidate search reads every item). A job's environment may set it (SHOPWISE_CANDIDATES_FROM_ITEMS;
+# make scale forces 0)
+CANDIDATES_FROM_ITEMS = int(os.environ.get("SHOPWISE_CANDIDATES_FROM_ITEMS", "100000"))
+CANDIDATES = 100
 
 
 def _similarity(model: Any) -> sparse.csr_matrix | None:
@@ -238,15 +247,33 @@ def scale_segments(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
     return (values / np.where(peak > 0, peak, 1.0)).astype(np.float32)
 
 
-def recommend(model: Any, rows: sparse.csr_matrix, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def recommend(
+    model: Any, rows: sparse.csr_matrix, k: int, n: int, tiebreak: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``models.top_k(model.score(rows), k, rows)`` over candidates: each user's best ``k`` items they don't own,
     from every part's best ``n`` (users x k indices and scores; -1 and -inf where a user has fewer). Owned items
     stay candidates while a blend scales its parts (the dense blend scales each row by its largest score, owned
     items included) and are dropped before the top ``k``."""
-    users, cache = rows.shape[0], Cache()
-    # a part's best n may include what the user owns: widen by the longest history (up to n more), so k remain
-    at = top_candidates(model, rows, n + min(int(np.diff(rows.indptr).max(initial=0)), n), cache)
-    values = score_at(model, rows, at, cache)
+    cache = Cache()
+    at = widened_candidates(model, rows, n, cache)
+    return rank(at, score_at(model, rows, at, cache), rows, k, tiebreak)
+
+
+def widened_candidates(model: Any, rows: sparse.csr_matrix, n: int, cache: Cache | None = None) -> sparse.csr_matrix:
+    """``top_candidates`` with ``n`` widened by the longest history (up to n more): a part's best n may include what
+    the user owns, and k must remain once that is dropped."""
+    return top_candidates(model, rows, n + min(int(np.diff(rows.indptr).max(initial=0)), n), cache)
+
+
+def rank(
+    at: sparse.csr_matrix, values: np.ndarray, rows: sparse.csr_matrix, k: int, tiebreak: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best ``k`` candidates (``values`` aligned with ``at.data``) that the row does not own: users x k
+    indices and scores, -1 and -inf where a row has fewer. ``tiebreak`` (per item, tiny) is added first, as
+    evaluation adds it to dense rows."""
+    if tiebreak is not None:
+        values = values + tiebreak[at.indices]
+    users = at.shape[0]
     owned = gather(_pattern(rows), at) > 0
     idx = np.full((users, k), -1, dtype=np.int64)
     best = np.full((users, k), -np.inf, dtype=np.float32)
@@ -257,9 +284,9 @@ def recommend(model: Any, rows: sparse.csr_matrix, k: int, n: int) -> tuple[np.n
     # per row, best score first (ties: the lower item index), the first k kept
     order = np.lexsort((items, -values, row_of))
     starts = np.searchsorted(row_of[order], np.arange(users))
-    rank = np.arange(len(order)) - starts[row_of[order]]
-    keep = order[rank < k]
-    r, c = row_of[keep], rank[rank < k]
+    rank_in_row = np.arange(len(order)) - starts[row_of[order]]
+    keep = order[rank_in_row < k]
+    r, c = row_of[keep], rank_in_row[rank_in_row < k]
     idx[r, c] = items[keep]
     best[r, c] = values[keep]
     return idx, best

@@ -1,4 +1,6 @@
-"""Offline evaluation: full ranking over every item of the catalog, no sampled negatives.
+"""Offline evaluation: full ranking over every item of the catalog, no sampled negatives (from
+``CANDIDATES_FROM_ITEMS`` items a scorer may hand over its rankings already cut, as ``Ranked``: scored over every
+part's candidates, ``shopwise_jobs.candidates``, instead of catalog-wide rows).
 
 For each test user the model ranks all items; items the user already had in training are excluded, and the
 relevant set is the user's test items not seen in training. Ties, and users with no history at all, fall back to
@@ -28,9 +30,22 @@ from scipy import sparse
 from shopwise_jobs.dataset import Matrix
 from shopwise_jobs.models import top_k
 
-# scores for a block of users (indices into the training matrix), users x items
-Scorer = Callable[[np.ndarray], np.ndarray]
 KS: tuple[int, ...] = (5, 10, 20, 50)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A block of users' rankings already cut, by scoring over candidates (``shopwise_jobs.candidates``): users x K
+    item indices best first and their scores (-1 / -inf where a user has fewer). Evaluation keeps the picks with a
+    positive score and fills the rest with the most popular items the user has not had — where the dense ranking's
+    popularity tiebreak puts them."""
+
+    top: np.ndarray
+    scores: np.ndarray
+
+
+# a block of users (indices into the training matrix) -> their scores, users x items; or their rankings, cut
+Scorer = Callable[[np.ndarray], np.ndarray | Ranked]
 
 
 @dataclass
@@ -43,6 +58,13 @@ class Evaluation:
 
     def curve(self, metric: str) -> list[float]:
         return [self.metrics[f"{metric}@{k}"] for k in self.ks]
+
+
+def popularity_tiebreak(matrix: sparse.csr_matrix) -> np.ndarray:
+    """Per item, training popularity scaled to at most 1e-6: added to every score, it orders ties (and the items a
+    model gives nothing) by popularity without reordering anything the model did score."""
+    popularity = np.asarray(matrix.sum(axis=0)).ravel()
+    return (popularity / max(float(popularity.max(initial=0.0)), 1e-9) * 1e-6).astype(np.float32)
 
 
 def relevance(train: Matrix, test: pd.DataFrame) -> sparse.csr_matrix:
@@ -81,7 +103,8 @@ def evaluate(
     support = np.asarray((seen > 0).sum(axis=0)).ravel()
     history = np.diff(seen.indptr)
     popularity = np.asarray(seen.sum(axis=0)).ravel()
-    tiebreak = (popularity / max(float(popularity.max(initial=0.0)), 1e-9) * 1e-6).astype(np.float32)
+    tiebreak = popularity_tiebreak(seen)
+    by_popularity = np.argsort(-popularity, kind="stable")
     percentile = pd.Series(popularity).rank(pct=True).to_numpy()
     price = np.full(n_items, np.nan)
     if prices:
@@ -107,8 +130,11 @@ def evaluate(
         batch = users[start : start + chunk]
         rows = seen[batch]
         scores = scorer(batch)
-        scores = np.where(np.isfinite(scores), scores, 0.0).astype(np.float32) + tiebreak
-        top, _ = top_k(scores, k_max, rows)
+        if isinstance(scores, Ranked):
+            top = fill_popular(scores, rows, by_popularity, k_max)
+        else:
+            scores = np.where(np.isfinite(scores), scores, 0.0).astype(np.float32) + tiebreak
+            top, _ = top_k(scores, k_max, rows)
         if top.shape[1] < k_max:  # a catalog smaller than K: the missing places are empty
             top = np.pad(top, ((0, 0), (0, k_max - top.shape[1])), constant_values=-1)
         valid = top >= 0
@@ -162,3 +188,21 @@ def evaluate(
         skipped_users=skipped,
         slices={"cold_users": cold_users, "cold_item_users": cold_item_users},
     )
+
+
+def fill_popular(ranked: Ranked, rows: sparse.csr_matrix, by_popularity: np.ndarray, k: int) -> np.ndarray:
+    """users x k: each user's picks with a positive score, then the most popular items they neither own nor were
+    given, -1 past the catalog."""
+    users = ranked.top.shape[0]
+    top = np.full((users, k), -1, dtype=np.int64)
+    width = min(k, ranked.top.shape[1])
+    keep = (ranked.top[:, :width] >= 0) & np.isfinite(ranked.scores[:, :width]) & (ranked.scores[:, :width] > 0)
+    for r in range(users):
+        picks = ranked.top[r, :width][keep[r]]
+        top[r, : len(picks)] = picks
+        missing = k - len(picks)
+        if missing:
+            have = set(picks.tolist()) | set(rows.indices[rows.indptr[r] : rows.indptr[r + 1]].tolist())
+            fill = [int(i) for i in by_popularity[: len(have) + missing] if int(i) not in have][:missing]
+            top[r, len(picks) : len(picks) + len(fill)] = fill
+    return top

@@ -5,7 +5,6 @@ category, per market)."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,10 @@ from scipy import sparse
 from shopwise.keys import POPULAR_KEY, item_key, key_id, next_key, popular_key, user_key
 from shopwise_jobs import candidates
 from shopwise_jobs.artifacts import TrainedModel
+from shopwise_jobs.candidates import CANDIDATES, CANDIDATES_FROM_ITEMS
 from shopwise_jobs.models import top_k, top_k_per_row
 
 USER_CHUNK = 512
-# from this many items the transform scores candidates (every part's best CANDIDATES, the union); below it every
-# item, which is exact and, on a smaller catalog, faster. bench_transform.py --catalogs, a core, 20 items a shopper:
-# item-kNN 0.16 ms a user over every item against 0.44 over candidates at 20,000 items, 1.12 against 0.49 at
-# 200,000, 13.0 against 0.47 at 1,000,000 (iALS: 18.4 against 12.8 — its candidate search reads every item).
-# The transform job's environment may set it (SHOPWISE_CANDIDATES_FROM_ITEMS; make scale forces 0)
-CANDIDATES_FROM_ITEMS = int(os.environ.get("SHOPWISE_CANDIDATES_FROM_ITEMS", "100000"))
-CANDIDATES = 100
 
 
 def _shard(count: int, shard: int, shards: int) -> np.ndarray:

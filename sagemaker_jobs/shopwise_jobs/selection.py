@@ -20,8 +20,9 @@ import pandas as pd
 from scipy import sparse
 
 from shopwise.features.definitions import KIND_WEIGHTS
+from shopwise_jobs import candidates
 from shopwise_jobs.dataset import Matrix, Split, interaction_matrix, sequences
-from shopwise_jobs.evaluation import KS, Evaluation, Scorer, evaluate, relevance
+from shopwise_jobs.evaluation import KS, Evaluation, Ranked, Scorer, evaluate, popularity_tiebreak, relevance
 from shopwise_jobs.models import (
     EASE,
     EASE_MAX_ITEMS,
@@ -137,6 +138,11 @@ def model_fit(kind: str) -> Callable[[TrainSet, dict[str, Any]], Scorer]:
             data.models[key] = build_model(kind, data, p)
         model = data.models[key]
         rows = history_rows(data, p)
+        if len(data.items) >= candidates.CANDIDATES_FROM_ITEMS:  # rankings over candidates, never 1 M-wide rows
+            tiebreak = popularity_tiebreak(data.matrix().matrix)
+            return lambda users: Ranked(
+                *candidates.recommend(model, rows[users], max(KS), candidates.CANDIDATES, tiebreak)
+            )
         return lambda users: model.score(rows[users])
 
     return fit
@@ -273,16 +279,34 @@ def tune_hybrid(
     position[users] = np.arange(len(users))
     best: tuple[float, dict[str, Any], dict[str, float]] | None = None
     tried: list[tuple[dict[str, Any], float]] = []
+    large = len(inner.items) >= candidates.CANDIDATES_FROM_ITEMS
     for row_params in HYBRID_ROWS:
         rows = history_rows(inner, row_params)[users]
-        cached = [scale_rows(part.score(rows)) for part in parts]
+        at: sparse.csr_matrix | None = None
+        if large:  # every part scaled at the union of all parts' candidates: a weight trial re-ranks that union
+            cache = candidates.Cache()
+            every = Hybrid(parts=parts, kinds=[r.name for r in families], weights=[1.0] * len(parts))
+            at = candidates.widened_candidates(every, rows, candidates.CANDIDATES, cache)
+            cached = [candidates.scale_segments(candidates.score_at(p, rows, at, cache), at.indptr) for p in parts]
+        else:
+            cached = [scale_rows(part.score(rows)) for part in parts]
 
-        def value(weights: list[float], cached: list[np.ndarray] = cached) -> tuple[float, dict[str, float]]:
+        def value(
+            weights: list[float],
+            cached: list[np.ndarray] = cached,
+            rows: sparse.csr_matrix = rows,
+            at: sparse.csr_matrix | None = at,
+        ) -> tuple[float, dict[str, float]]:
             blend = np.zeros_like(cached[0])
             for w, c in zip(weights, cached, strict=True):
                 if w:
                     blend += w * c
-            evaluation = evaluate(lambda u: blend[position[u]], matrix, test, ks, prices)
+            if at is not None:
+                ranked = Ranked(*candidates.rank(at, blend, rows, max(ks), popularity_tiebreak(matrix.matrix)))
+                scorer: Scorer = lambda u: Ranked(ranked.top[position[u]], ranked.scores[position[u]])  # noqa: E731
+            else:
+                scorer = lambda u: blend[position[u]]  # noqa: E731
+            evaluation = evaluate(scorer, matrix, test, ks, prices)
             return evaluation.metrics[metric], evaluation.metrics
 
         weights = [1.0] + [0.0] * (len(parts) - 1)
