@@ -48,10 +48,11 @@ class Campaigns(Construct):
         assert isinstance(function, lambda_.CfnFunction)
         function.reserved_concurrent_executions = 1
         features = storage.tables[config.FEATURES.name]
-        # members come from the activity index (Query, keys only) and the profiles it names (BatchGetItem): no Scan
+        # members come from the reach index (Query, keys only: reachable profiles) and the profiles it names
+        # (BatchGetItem): no Scan
         self.function.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:Query"], resources=[f"{features.table_arn}/index/{config.ACTIVITY_INDEX.name}"]
+                actions=["dynamodb:Query"], resources=[f"{features.table_arn}/index/{config.REACH_INDEX.name}"]
             )
         )
         self.function.add_to_role_policy(

@@ -178,7 +178,7 @@ def test_an_idle_dev_stack_pays_only_its_standing_charges(
             f"{shape.secrets} secrets",
             f"drift job ({shape.drift_instance})",  # daily, once a model serves
             # every index Query pays the minimum read even when it finds nobody
-            f"campaigns: active profiles read per run ({shape.campaign_runs_per_month:.0f} runs)",
+            f"campaigns: reachable active profiles read per run ({shape.campaign_runs_per_month:.0f} runs)",
         }
         drift = costs.Assumptions().drift_hours * shape.drift_runs_per_month
         queries = shape.campaign_runs_per_month * costs.index_queries_per_run()

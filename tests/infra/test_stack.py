@@ -396,11 +396,12 @@ def test_each_campaign_runs_on_its_schedule_one_run_at_a_time_writing_only_its_c
         "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["sent#*"]}
     }
     assert not [s for s in statements if "dynamodb:PutItem" in str(s["Action"]) or "secretsmanager" in str(s["Action"])]
-    # members come from the activity index (keys only) and the profiles it names: the function may not Scan
+    # members come from the reach index (keys only: the profiles it may write to) and the profiles it names: the
+    # function may not Scan, nor Query the index of every active shopper
     assert not [s for s in statements if "dynamodb:Scan" in str(s["Action"])]
     (query,) = [s for s in statements if "dynamodb:Query" in str(s["Action"])]
     assert query["Action"] == "dynamodb:Query"
-    assert json.dumps(query["Resource"]).endswith(f'/index/{config.ACTIVITY_INDEX.name}"]]}}')
+    assert json.dumps(query["Resource"]).endswith(f'/index/{config.REACH_INDEX.name}"]]}}')
     (features,) = [
         t["Properties"]
         for t in resources(prod, "AWS::DynamoDB::Table").values()
@@ -408,10 +409,11 @@ def test_each_campaign_runs_on_its_schedule_one_run_at_a_time_writing_only_its_c
     ]
     assert features["GlobalSecondaryIndexes"] == [
         {
-            "IndexName": config.ACTIVITY_INDEX.name,
-            "KeySchema": [{"AttributeName": config.ACTIVITY_INDEX.partition_key, "KeyType": "HASH"}],
+            "IndexName": index.name,
+            "KeySchema": [{"AttributeName": index.partition_key, "KeyType": "HASH"}],
             "Projection": {"ProjectionType": "KEYS_ONLY"},
         }
+        for index in (config.ACTIVITY_INDEX, config.REACH_INDEX)
     ]
 
 

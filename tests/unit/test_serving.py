@@ -179,7 +179,8 @@ def test_a_referrer_becomes_a_segment_name(given: str, source: str) -> None:
 
 
 def test_campaign_rules_refuse_bad_settings_prefer_an_email_and_hold_out_a_stable_share() -> None:
-    from shopwise.campaigns.rules import CampaignError, CampaignSpec, contact_id, held_out
+    from shopwise.campaigns.rules import CampaignError, CampaignSpec, held_out
+    from shopwise.keys import contact_id
 
     with pytest.raises(CampaignError, match="kind"):
         CampaignSpec("x", "newsletter")

@@ -138,9 +138,17 @@ def rate_hours(expression: str) -> float:
 # `by-activity`: a sparse index of live profiles by the day of their newest event (``active``, written with the
 # profile: shopwise.keys.activity_key), so campaign runs read the shoppers active in their window, not the table
 ACTIVITY_INDEX = IndexSpec("by-activity", partition_key="active")
+# `by-reach`: the same, of the profiles a campaign may write to only (an email or customer id, marketing and
+# personalisation granted: ``reach``, shopwise.keys.reach_key) — what campaign runs read: anonymous and
+# unconsented shoppers, most of the active ones, cost a run nothing
+REACH_INDEX = IndexSpec("by-reach", partition_key="reach")
 ACTIVITY_SHARDS = 8  # each day's index partition split this many ways: a busy day is not one hot index partition
 FEATURES = TableSpec(
-    "features", partition_key="pk", ttl_attribute="expires_at", env_var="FEATURES_TABLE", indexes=(ACTIVITY_INDEX,)
+    "features",
+    partition_key="pk",
+    ttl_attribute="expires_at",
+    env_var="FEATURES_TABLE",
+    indexes=(ACTIVITY_INDEX, REACH_INDEX),
 )
 ITEMS = TableSpec("items", partition_key="item_id", env_var="ITEMS_TABLE")
 RECOMMENDATIONS = TableSpec(

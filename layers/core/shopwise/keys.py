@@ -81,6 +81,23 @@ def activity_key(doc_key: str, at: float) -> str:
     return f"{entity_of(doc_key)}#{day}#{zlib.crc32(doc_key.encode()) % ACTIVITY_SHARDS}"
 
 
+REACH = "reach"  # the reach index's entity: profiles a campaign may write to
+
+
+def reach_key(doc_key: str, at: float) -> str:
+    """A reachable profile's entry in the reach index: like its activity entry (the day of its newest event, a
+    shard), under the entity ``reach``."""
+    day = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+    return f"{REACH}#{day}#{zlib.crc32(doc_key.encode()) % ACTIVITY_SHARDS}"
+
+
+def contact_id(aliases: list[str]) -> str:
+    """The pseudonymised contact a marketing tool can address: an email if one is linked, else the customer."""
+    emails = sorted(a for a in aliases if id_kind(a) == EMAIL)
+    customers = sorted(a for a in aliases if id_kind(a) == CUSTOMER)
+    return (emails or customers or [""])[0]
+
+
 def activity_keys(entity: str, since: float, until: float) -> list[str]:
     """Every activity-index partition of one kind of document for the days from ``since`` to ``until`` (UTC)."""
     first = datetime.fromtimestamp(since, UTC).date()

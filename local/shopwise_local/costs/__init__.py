@@ -87,6 +87,10 @@ class Assumptions:
     xray_rate: float = 0.05  # ... and 5% of the rest are traced
     active_share_window: float = 0.2  # shoppers active within a campaign's window (about a week)
     active_share_daily: float = 0.05  # shoppers active on a given day
+    # of the active shoppers, those a campaign may write to (an email or customer id, marketing and personalisation
+    # granted): the reach index holds only them. 40-60% of shoppers are anonymous; the simulator's 60% of consenting
+    # shoppers grant marketing
+    reachable_share: float = 0.25
     personalize_training_hours: float | None = None  # None: the same compute as shopwise's training (4 vCPU units)
 
     def describe(self) -> dict[str, Any]:
@@ -537,8 +541,8 @@ def estimate(
     features_bytes = load.shoppers * float(per_shopper["profile_bytes"]) + load.items * float(
         per_item["features_bytes"]
     )
-    # campaign runs read the profiles active in their window: the activity index (keys only) and those documents
-    window_profiles = load.shoppers * assume.active_share_window
+    # campaign runs read the reachable profiles active in their window: the reach index (keys only), those documents
+    window_profiles = load.shoppers * assume.active_share_window * assume.reachable_share
     # the index's entries, packed into 4 KB units, but each Query pays at least the minimum, found or not
     index_reads = max(
         index_queries_per_run() * read_units_of_size(0), read_units_of_size(window_profiles * ACTIVITY_ENTRY_BYTES)
@@ -548,18 +552,23 @@ def estimate(
     add(
         "operate",
         "DynamoDB",
-        f"campaigns: active profiles read per run ({shape.campaign_runs_per_month:.0f} runs)",
+        f"campaigns: reachable active profiles read per run ({shape.campaign_runs_per_month:.0f} runs)",
         campaign_units,
         "read units",
         campaign_units / 1e6 * ddb["read_unit_per_million"],
     )
     # an entry moves when its document's newest event changes day: a delete and a put, once per active day (profiles
     # active that day; items: every item, at most)
-    index_units = 2 * 30.4 * (load.shoppers * assume.active_share_daily + load.items) if ev else 0.0
+    # (the reach index too, for the reachable share of the profiles)
+    index_units = (
+        2 * 30.4 * (load.shoppers * assume.active_share_daily * (1 + assume.reachable_share) + load.items)
+        if ev
+        else 0.0
+    )
     add(
         "features",
         "DynamoDB",
-        "activity index: an entry moves once per active day",
+        "activity and reach indexes: an entry moves once per active day",
         index_units,
         "write units",
         index_units / 1e6 * ddb["write_unit_per_million"],

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shopwise.features.definitions import DAY, HOUR, PERSONALISATION, ProfileFeatures
-from shopwise.keys import CUSTOMER, EMAIL, id_kind
+from shopwise.features.definitions import DAY, HOUR, MARKETING, PERSONALISATION, ProfileFeatures
 from shopwise.serving.experiments import bucket
 
-MARKETING = "marketing"
 KINDS = ("abandoned_cart", "browse_abandonment", "post_purchase")
 
 
@@ -81,13 +79,6 @@ class Trigger:
     about: list[str]
     exclude: list[str] = field(default_factory=list)
     category: str = ""
-
-
-def contact_id(aliases: list[str]) -> str:
-    """The pseudonymised contact a marketing tool can address: an email if one is linked, else the customer."""
-    emails = sorted(a for a in aliases if id_kind(a) == EMAIL)
-    customers = sorted(a for a in aliases if id_kind(a) == CUSTOMER)
-    return (emails or customers or [""])[0]
 
 
 def trigger(

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shopwise.campaigns.rules import CampaignSpec, Trigger, contact_id, held_out, trigger
-from shopwise.config import CAMPAIGNS_PREFIX
+from shopwise.campaigns.rules import CampaignSpec, Trigger, held_out, trigger
+from shopwise.config import CAMPAIGNS_PREFIX, REACH_INDEX
 from shopwise.dal import bus, caps, erasures
 from shopwise.dal.catalog import categories
 from shopwise.dal.feature_store import Doc, active_docs
@@ -31,7 +31,7 @@ from shopwise.dal.objects import get_bytes, put_bytes
 from shopwise.dal.recommendations import read_rows
 from shopwise.dal.serving_read import ServingReader, Tables
 from shopwise.features.definitions import ProfileFeatures
-from shopwise.keys import POPULAR_KEY, key_id, user_key
+from shopwise.keys import POPULAR_KEY, REACH, contact_id, key_id, user_key
 from shopwise.privacy.tombstones import targets_of
 from shopwise.serving.recommend import NotFound, Request, Shopper, answer
 
@@ -99,12 +99,13 @@ def run_campaign(
 
 
 def segment(spec: CampaignSpec, tables: Tables, now: float, report: RunReport) -> list[Member]:
-    """The live profiles in the campaign's segment now: those the activity index has active within the campaign's
-    lookback (up to today, for a run as of an earlier time), read 100 a call; item categories looked up as needed."""
+    """The live profiles in the campaign's segment now: those the reach index has active within the campaign's
+    lookback (up to today, for a run as of an earlier time) — only profiles with a contact and both grants are in
+    it — read 100 a call; item categories looked up as needed."""
     known_categories: dict[str, str] = {}
     members: list[Member] = []
     since = now - spec.lookback_days() * 86400
-    for doc in active_docs(tables.features, "profile", since, max(now, time.time())):
+    for doc in active_docs(tables.features, REACH, since, max(now, time.time()), index=REACH_INDEX):
         if doc.merged_into or not doc.data.get("features"):
             continue
         report.profiles += 1

@@ -21,11 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from shopwise.config import ACTIVITY_INDEX
+from shopwise.config import ACTIVITY_INDEX, IndexSpec
 from shopwise.dal.aws import client
 from shopwise.dal.batch import GET_CHUNK, batch_get, chunks, get_many, pk
 from shopwise.dal.capacity import ITEM_LIMIT_BYTES, item_bytes, write_units
-from shopwise.keys import ITEM_PREFIX, PROFILE_PREFIX, activity_key, activity_keys
+from shopwise.features.definitions import reachable
+from shopwise.keys import ITEM_PREFIX, PROFILE_PREFIX, activity_key, activity_keys, key_id, reach_key
 
 
 class Conflict(Exception):
@@ -59,6 +60,8 @@ class Doc:
             item["merged_into"] = {"S": self.merged_into}
         elif at := newest_event(self.key, self.data):
             item["active"] = {"S": activity_key(self.key, at)}
+            if self.key.startswith(PROFILE_PREFIX) and reachable(key_id(self.key), self.data, at):
+                item["reach"] = {"S": reach_key(self.key, at)}
         if self.expires_at:
             item["expires_at"] = {"N": str(self.expires_at)}
         return item
@@ -91,7 +94,9 @@ def newest_event(key: str, data: dict[str, Any]) -> float:
     return 0.0
 
 
-def active_docs(table: str, entity: str, since: float, until: float, sample: int | None = None) -> Iterator[Doc]:
+def active_docs(
+    table: str, entity: str, since: float, until: float, sample: int | None = None, index: IndexSpec = ACTIVITY_INDEX
+) -> Iterator[Doc]:
     """The live documents of one kind (``profile``, ``item``) whose newest event falls between ``since`` and
     ``until`` (whole UTC days, so a superset), from the activity index: one Query per day and shard for the keys,
     then the documents 100 a call, streamed. What campaign runs and the drift job read instead of a Scan: the cost
@@ -99,15 +104,17 @@ def active_docs(table: str, entity: str, since: float, until: float, sample: int
 
     ``sample``: read at most this many documents — a fixed pseudo-random subset of the active keys (those whose
     CRC32 is smallest: the same entities run after run while they stay active). The index's keys are still all read
-    (60 bytes an entry); the documents, a kilobyte each, follow the sample. What the drift job compares."""
+    (60 bytes an entry); the documents, a kilobyte each, follow the sample. What the drift job compares.
+
+    ``index``: the reach index (``REACH_INDEX``, entity ``reach``) holds the profiles a campaign may write to."""
     ddb = client("dynamodb")
     keys: list[str] = []
     for partition in activity_keys(entity, since, until):
         pages = ddb.get_paginator("query").paginate(
             TableName=table,
-            IndexName=ACTIVITY_INDEX.name,
+            IndexName=index.name,
             KeyConditionExpression="#k = :k",
-            ExpressionAttributeNames={"#k": ACTIVITY_INDEX.partition_key},
+            ExpressionAttributeNames={"#k": index.partition_key},
             ExpressionAttributeValues={":k": {"S": partition}},
         )
         keys += [item["pk"]["S"] for page in pages for item in page.get("Items", [])]

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shopwise.keys import contact_id
+
 if TYPE_CHECKING:
     from shopwise.events import Event
 
@@ -53,6 +55,7 @@ ITEM_WINDOW_HOURS = 7 * 24
 ITEM_HOURLY_HOURS = 48
 WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY}
 PERSONALISATION = "personalisation"
+MARKETING = "marketing"  # emails and other campaigns
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,19 @@ def consented_at(log: Iterable[list[Any]], at: float, scope: str = PERSONALISATI
         if entry_scope == scope and entry_at <= at:
             state = bool(granted)
     return state
+
+
+def reachable(profile_id: str, data: dict[str, Any], at: float) -> bool:
+    """Whether a campaign may write to this profile document as of ``at``: a contact a marketing tool can address
+    (an email or a customer id among its ids) and both grants, marketing and personalisation — read from the stored
+    document without building its features (it is asked on every profile write)."""
+    log = (data.get("features") or {}).get("consent") or []
+    at = max([at, *(float(entry[0]) for entry in log)])  # a consent newer than the newest interaction counts
+    return bool(
+        contact_id([str(a) for a in data.get("aliases", [])] + [profile_id])
+        and consented_at(log, at, MARKETING)
+        and consented_at(log, at, PERSONALISATION)
+    )
 
 
 @dataclass(frozen=True)
