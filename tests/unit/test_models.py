@@ -430,3 +430,17 @@ def test_model_selection_over_candidates_scores_as_over_every_item(monkeypatch: 
         assert ranked[name][0] == params, name
         assert ranked[name][1] == pytest.approx(valid, abs=0.01) and ranked[name][2] == pytest.approx(tested, abs=0.01)
     assert dense["itemknn"][2] > dense["popularity"][2] + 0.2  # the figures compared are of models that differ
+
+
+def test_the_compiled_fold_in_solves_the_exact_sweeps_equations() -> None:
+    """iALS scores a history by folding it in: implicit's compiled solver must give ``_als_sweep``'s exact factors
+    (users with no history: zeros)."""
+    from shopwise_jobs.models import _als_sweep
+
+    history = tribes(30)
+    history = sparse.vstack([history, sparse.csr_matrix((1, history.shape[1]), dtype=np.float32)]).tocsr()
+    history.data *= np.random.default_rng(2).uniform(0.5, 3.0, history.nnz).astype(np.float32)
+    model = IALS.fit(history, 8, 2.0, 10.0, 6)
+    exact = _als_sweep(history.astype(np.float64), model.item_factors.astype(np.float64), 10.0, 2.0)
+    folded = model.user_factors(history)
+    assert np.allclose(folded, exact, atol=1e-3 * np.abs(exact).max()) and not folded[-1].any()
