@@ -152,7 +152,8 @@ def champion_scorer(champion: Any, data: TrainSet) -> Scorer:
     """The serving model (a ``TrainedModel``) scoring ``data``'s users from their histories in ``data``: the
     histories are mapped into the champion's item space (items it never saw are dropped), its scores mapped back;
     items it cannot score rank below every item it can. What the promotion gate compares a candidate with, on the
-    candidate's own validation split."""
+    candidate's own validation split. From ``CANDIDATES_FROM_ITEMS`` items its rankings over candidates are mapped
+    back instead (``Ranked``; the places after its own picks go to popular items, known to it or not)."""
     matrix = data.matrix()
     rows = history_rows(data, dict(champion.meta.get("selected", {}).get("params", {})))
     to_champion = pd.Index(champion.items).get_indexer(matrix.items)
@@ -160,6 +161,20 @@ def champion_scorer(champion: Any, data: TrainSet) -> Scorer:
     project = sparse.csr_matrix(
         (np.ones(len(known)), (known, to_champion[known])), shape=(len(matrix.items), len(champion.items))
     )
+
+    if len(champion.items) >= candidates.CANDIDATES_FROM_ITEMS:  # its rankings over candidates, mapped back
+        back = np.full(len(champion.items), -1, dtype=np.int64)
+        back[to_champion[known]] = known
+        tiebreak = np.zeros(len(champion.items), dtype=np.float32)
+        tiebreak[to_champion[known]] = popularity_tiebreak(matrix.matrix)[known]
+
+        def ranked(users: np.ndarray) -> Ranked:
+            mine = (rows[users] @ project).tocsr()
+            top, best = candidates.recommend(champion.model, mine, max(KS), candidates.CANDIDATES, tiebreak)
+            mapped = np.where(top >= 0, back[np.maximum(top, 0)], -1)  # an item this split doesn't have: no place
+            return Ranked(mapped, np.where(mapped >= 0, best, -np.inf))
+
+        return ranked
 
     def score(users: np.ndarray) -> np.ndarray:
         theirs = np.asarray(champion.model.score((rows[users] @ project).tocsr()), dtype=np.float64)

@@ -444,3 +444,33 @@ def test_the_compiled_fold_in_solves_the_exact_sweeps_equations() -> None:
     exact = _als_sweep(history.astype(np.float64), model.item_factors.astype(np.float64), 10.0, 2.0)
     folded = model.user_factors(history)
     assert np.allclose(folded, exact, atol=1e-3 * np.abs(exact).max()) and not folded[-1].any()
+
+
+def test_the_champion_ranks_a_new_split_over_candidates_as_over_every_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The promotion gate's champion, from CANDIDATES_FROM_ITEMS items, hands evaluation its rankings over candidates
+    mapped into the split's items: on a store where it knows most items, the same figures as its dense rows."""
+    from types import SimpleNamespace
+
+    from shopwise_jobs import candidates
+    from shopwise_jobs.selection import champion_scorer, train_set
+
+    rng = np.random.default_rng(9)
+    history = tribes(200)
+    rows = [
+        (f"u{u}", f"i{i}", str(rng.choice(["view", "cart", "purchase"])), float(u + 1000 * n))
+        for u in range(history.shape[0])
+        for n, i in enumerate(rng.permutation(history[u].indices))
+    ]
+    split = leave_last_out(frame(rows), 2)
+    # the champion knows the items in its own order, and one the split never saw
+    own = np.array([*[f"i{n}" for n in range(history.shape[1])][::-1], "gone"])
+    to_own = pd.Index(own).get_indexer([f"i{n}" for n in range(history.shape[1])])
+    champion_history = sparse.csr_matrix((history.data, to_own[history.indices], history.indptr), shape=(200, len(own)))
+    champion = SimpleNamespace(items=own, model=ItemKNN.fit(champion_history, 10), meta={"selected": {"params": {}}})
+    data = train_set(split.train, split.test, pd.DataFrame(columns=["item_id"]))
+    dense = evaluate(champion_scorer(champion, data), data.matrix(), split.test).metrics
+    monkeypatch.setattr(candidates, "CANDIDATES_FROM_ITEMS", 0)
+    ranked = evaluate(champion_scorer(champion, data), data.matrix(), split.test).metrics
+    assert dense["ndcg@10"] > 0.3
+    for name in ("ndcg@10", "recall@20", "mrr"):
+        assert ranked[name] == pytest.approx(dense[name], abs=0.01), name
