@@ -90,7 +90,7 @@ BENCHES := bench_update bench_serve bench_read bench_fit bench_transform bench_e
 # the offline path's growth: stages on simulated stores of 10,000 to 300,000 shoppers (about an hour on 2 cores)
 scale: install build
 	@mkdir -p .local/bench
-	$(BIN)/python tests/bench/bench_scale.py 2>&1 | tee .local/bench/bench_scale.log | tail -n 8
+	$(BIN)/python tests/bench/bench_scale.py --readme 2>&1 | tee .local/bench/bench_scale.log | tail -n 8
 
 bench: install build
 	@mkdir -p .local/bench

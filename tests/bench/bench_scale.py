@@ -19,7 +19,8 @@ squares on logs); and the extrapolation to the envelope (``ENVELOPE``: 10 M shop
 for the training window) against the limits it must fit — the largest SageMaker training instance's memory, and
 the daily retrain's 2-hour budget — with the instances that would take. A stage's extrapolation is no better than
 its fit over these sizes; the printout says which stages do not fit. The final line is JSON; the Markdown table
-the README's limits section quotes is written to ``.local/bench/scale.md``.
+the README's limits section shows is written to ``.local/bench/scale.md`` and, with ``--readme`` (``make scale``), into
+README.md between its ``make scale`` markers.
 """
 
 from __future__ import annotations
@@ -180,6 +181,21 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
     return "\n".join(lines)
 
 
+README = REPO_ROOT / "README.md"
+BEGIN, END = "<!-- make scale: begin -->", "<!-- make scale: end -->"
+
+
+def write_readme_table(table: str, args: argparse.Namespace) -> None:
+    """The README's growth table is this run's: replaced between its markers, with the command that made it."""
+    text = README.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"README.md has no {BEGIN} ... {END} block to write the table into")
+    command = f"`.venv/bin/python tests/bench/bench_scale.py --shoppers {args.shoppers} --days {args.days} --readme`"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{BEGIN}\n{table}\n\nWritten by {command}.\n{END}{tail}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shoppers", default="10000,30000,100000,300000")
@@ -187,6 +203,7 @@ def main() -> int:
     parser.add_argument(
         "--stages", default=",".join(STAGES), help=f"of: {', '.join(STAGES)} (a size's model is reused)"
     )
+    parser.add_argument("--readme", action="store_true", help="write the table into README.md (make scale does)")
     args = parser.parse_args()
     wanted = [s.strip() for s in args.stages.split(",")]
     if unknown := set(wanted) - set(STAGES):
@@ -208,6 +225,8 @@ def main() -> int:
     table = markdown(rows, fits) if fits else ""
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "scale.md").write_text(table + "\n")
+    if args.readme and table:
+        write_readme_table(table, args)
     print(table)
     print(json.dumps({"sizes": rows, "envelope": fits}))
     return 0
