@@ -115,7 +115,7 @@ def top_candidates(model: Any, rows: sparse.csr_matrix, n: int, cache: Cache | N
     if _similarity(model) is not None:
         return _pattern(top_k_per_row(_product(model, rows, cache), n))
     if isinstance(model, Affinity):  # the best of each attribute the shopper has, not every item carrying it
-        return _pattern(top_k_per_row(_affinity(model, rows) @ _truncated(model.weights, model), n))
+        return _pattern(top_k_per_row(_affinity(model, rows) @ _truncated(model), n))
     if isinstance(model, Popularity):
         best = model.top(n)
         users = rows.shape[0]
@@ -129,7 +129,7 @@ def top_candidates(model: Any, rows: sparse.csr_matrix, n: int, cache: Cache | N
             )
         )
     if isinstance(model, EASE):  # the owned items' strongest weights, as item-kNN's neighbours
-        weights = _truncated(model.weights, model)
+        weights = _truncated(model)
         product = (rows[:, model.kept] @ weights).tocsr()
         product.data = np.maximum(product.data, 0.0)
         product.eliminate_zeros()
@@ -145,30 +145,34 @@ def top_candidates(model: Any, rows: sparse.csr_matrix, n: int, cache: Cache | N
     raise TypeError(f"no candidate search for {type(model).__name__}")
 
 
-# a model's rows cut to their TRUNCATED largest entries, once per model object: where EASE's and affinity's
-# candidates come from (a shopper's candidates then follow their history, not the catalog)
+# a model's rows cut to their TRUNCATED largest entries: where EASE's and affinity's candidates come from (a
+# shopper's candidates then follow their history, not the catalog)
 TRUNCATED = 100
-_truncations: dict[int, tuple[Any, sparse.csr_matrix]] = {}
 
 
-def _truncated(weights: Any, owner: Any) -> sparse.csr_matrix:
-    if id(owner) not in _truncations or _truncations[id(owner)][0] is not owner:
+def _memo(owner: Any, name: str, make: Any) -> Any:
+    """``make()`` once per model object, kept on the object itself (not a dataclass field: never saved), so it
+    lives exactly as long as the model — a module-level cache would keep every model tuning fitted alive."""
+    if name not in vars(owner):
+        vars(owner)[name] = make()
+    return vars(owner)[name]
+
+
+def _truncated(model: EASE | Affinity) -> sparse.csr_matrix:
+    def cut() -> sparse.csr_matrix:
+        weights = model.weights
         if isinstance(weights, np.ndarray):  # EASE's dense B: argpartition a block of rows at a time
             step = max(1, (1 << 22) // max(weights.shape[1], 1))
             blocks = [dense_top_k(weights[s : s + step], TRUNCATED) for s in range(0, weights.shape[0], step)]
-            cut = sparse.vstack(blocks).tocsr() if blocks else sparse.csr_matrix(weights.shape, dtype=np.float32)
-        else:
-            cut = top_k_per_row(weights.tocsr(), TRUNCATED)
-        _truncations[id(owner)] = (owner, cut)
-    return _truncations[id(owner)][1]
+            return sparse.vstack(blocks).tocsr() if blocks else sparse.csr_matrix(weights.shape, dtype=np.float32)
+        return top_k_per_row(weights.tocsr(), TRUNCATED)
+
+    return _memo(model, "_candidates_truncated", cut)
 
 
 def _by_item(model: Affinity) -> sparse.csr_matrix:
     """items x attributes: each item's popularity share within each of its attributes (``weights`` transposed)."""
-    key = id(model.features)
-    if key not in _truncations or _truncations[key][0] is not model.features:
-        _truncations[key] = (model.features, model.weights.T.tocsr())
-    return _truncations[key][1]
+    return _memo(model, "_candidates_by_item", lambda: model.weights.T.tocsr())
 
 
 def _affinity(model: Affinity, rows: sparse.csr_matrix) -> sparse.csr_matrix:

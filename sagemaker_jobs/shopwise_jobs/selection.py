@@ -295,6 +295,7 @@ def tune_hybrid(
     best: tuple[float, dict[str, Any], dict[str, float]] | None = None
     tried: list[tuple[dict[str, Any], float]] = []
     large = len(inner.items) >= candidates.CANDIDATES_FROM_ITEMS
+    tiebreak = popularity_tiebreak(matrix.matrix) if large else None
     for row_params in HYBRID_ROWS:
         rows = history_rows(inner, row_params)[users]
         at: sparse.csr_matrix | None = None
@@ -317,7 +318,7 @@ def tune_hybrid(
                 if w:
                     blend += w * c
             if at is not None:
-                ranked = Ranked(*candidates.rank(at, blend, rows, max(ks), popularity_tiebreak(matrix.matrix)))
+                ranked = Ranked(*candidates.rank(at, blend, rows, max(ks), tiebreak))
                 scorer: Scorer = lambda u: Ranked(ranked.top[position[u]], ranked.scores[position[u]])  # noqa: E731
             else:
                 scorer = lambda u: blend[position[u]]  # noqa: E731

@@ -9,6 +9,11 @@ A synthetic store (``shopwise simulate``) is trained with each row-scoring model
 
     .venv/bin/python tests/bench/bench_transform.py [--shoppers 20000] [--k 50] [--repeats 3]
     .venv/bin/python tests/bench/bench_transform.py --catalogs 1500,20000,200000
+    .venv/bin/python tests/bench/bench_transform.py --overlap .local/cache/scale-100000-14d/model
+
+``--overlap MODEL_DIR``: a trained model's first 4,096 shoppers' lists (top 50) over every item and over candidates,
+their milliseconds a user and the share of the dense top 10 and top 50 the candidate lists hold (``make scale``
+leaves a model per size under ``.local/cache/``).
 
 ``--catalogs``: scoring over candidates (``shopwise_jobs.candidates``, what the transform does from
 ``CANDIDATES_FROM_ITEMS`` items) against every item (``model.score`` + ``top_k``), on random models of each catalog
@@ -135,6 +140,25 @@ def catalog_curve(sizes: list[int], k: int) -> dict[str, Any]:
     return out
 
 
+def overlap(model_dir: Path, k: int, users: int = 4096) -> dict[str, float]:
+    import dataclasses
+
+    model = TrainedModel.load(model_dir)
+    model = dataclasses.replace(model, users=model.users[:users], history=model.history[:users])
+    lists, out = {}, {}
+    for name, start in (("every_item", 10**12), ("candidates", 0)):
+        started = time.perf_counter()
+        lists[name] = [[p[0] for p in row["items"]] for row in user_rows(model, k, candidates_from=start)]
+        out[f"{name}_ms_per_user"] = round((time.perf_counter() - started) * 1000 / len(model.users), 3)
+    for top in (10, k):
+        shared = sum(
+            len(set(a[:top]) & set(b[:top])) for a, b in zip(lists["every_item"], lists["candidates"], strict=True)
+        )
+        out[f"top{top}_overlap"] = round(shared / (top * len(model.users)), 4)
+    print(f"{model_dir}: {len(model.users):,} shoppers x {len(model.items):,} items: {out}", flush=True)
+    return out
+
+
 def _seconds(work: Any) -> float:
     started = time.perf_counter()
     work()
@@ -147,8 +171,12 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="ials,ease,itemknn")
+    parser.add_argument("--overlap", default="", help="a trained model folder: candidates' lists against dense ones")
     parser.add_argument("--catalogs", default="", help="catalog sizes: candidates against every item, and stop")
     args = parser.parse_args()
+    if args.overlap:
+        print(json.dumps({"k": args.k, "overlap": overlap(Path(args.overlap), args.k)}))
+        return 0
     if args.catalogs:
         print(json.dumps({"k": args.k, "catalogs": catalog_curve([int(n) for n in args.catalogs.split(",")], args.k)}))
         return 0

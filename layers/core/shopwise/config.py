@@ -50,7 +50,7 @@ class EnvironmentConfig:
     # requests each runs at once (one model-server worker per vCPU)
     transform_instance_count: int = 1
     # load functions writing transform output objects into the standby slot at once (the Distributed Map's
-    # MaxConcurrency): each writes ~1,000 rows/s, so 10 take 10 M shoppers' lists in about 20 minutes
+    # MaxConcurrency); not measured in AWS: at an assumed 1,000 rows/s each, 10 write 10 M lists in ~20 minutes
     load_concurrency: int = 10
     # where the retrain builds its data set: "python" in the training job itself (one process: about 30 M events on
     # its instance), "spark" in the Glue job before it (shopwise_jobs.spark_dataset), whose G.1X workers (4 vCPU,

@@ -681,11 +681,13 @@ def dataset_hours(window_events: float, workers: int, assume: Assumptions) -> fl
 
 
 def dataset_workers(window_events: float, assume: Assumptions) -> int:
-    """G.1X workers (2 at least: Glue's minimum) that build the window within ``dataset_target_hours``."""
-    workers = 2
-    while dataset_hours(window_events, workers, assume) > assume.dataset_target_hours and workers < 10_000:
-        workers += 1
-    return workers
+    """G.1X workers (2 at least: Glue's minimum) that build the window within ``dataset_target_hours``: the
+    executor cores its events need in the time left after the start, 4 a worker, plus the driver's."""
+    seconds = (assume.dataset_target_hours - assume.dataset_startup_hours) * 3600.0
+    if seconds <= 0:
+        raise ValueError("dataset_target_hours must be longer than dataset_startup_hours")
+    cores = window_events / (assume.spark_events_per_core_s * seconds)
+    return max(2, math.ceil(cores / 4) + 1)
 
 
 def traces_per_month(invocations: float, assume: Assumptions) -> float:

@@ -3,8 +3,9 @@ BatchGetItem is what PynamoDB can't do in one call).
 
 A row's picks are stored as one compact JSON array (``shopwise.picks.StoredPick`` lists) compressed with zlib into
 a binary attribute ``z``: cheaper to read than a list of maps, in DynamoDB and in the local endpoint alike, and a
-quarter of the JSON's size — 50 picks with their categories and reasons are about 3.6 KB of JSON, 0.9 KB
-compressed, so a shopper's list costs the load 1 write unit instead of 4 on every retrain, and a read half a unit.
+quarter of the JSON's size — the demo store's lists (50 picks with their categories and reasons) average 1,075 bytes
+and 1.75 write units against 4,104 bytes and 4.62 as a JSON string (``tests/bench/bench_serve.py``), paid on every
+retrain's load and every read of the list.
 Rows written before (the JSON in the string attribute ``items``) still decode.
 
 Two slots: every row is stored under ``<slot>/<key>`` for slot ``a`` or ``b``. A load writes the slot that is not

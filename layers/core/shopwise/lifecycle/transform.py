@@ -8,8 +8,8 @@ MaxConcurrentTransforms at a time per instance. So the plan cuts the users into 
 least one per worker of every instance, the items alike, and deals the lines round-robin into objects of at most
 one line per worker (so an instance keeps its workers busy within an object) and at least one object per instance.
 Each object's output is then one item of the load's Distributed Map: at most ``workers`` x ``USERS_PER_REQUEST``
-rows (80,000 on a 4-vCPU instance: 3,200 BatchWriteItem calls, a minute or two of one load function at 20-40 ms a
-call), however large the store. The popular and segment lists are one request. The registry function writes the
+rows (80,000 on a 4-vCPU instance: 3,200 BatchWriteItem calls of 25, a few minutes of one load function at an
+assumed 20-40 ms a call — not measured in AWS), however large the store. The popular and segment lists are one request. The registry function writes the
 plan after the gate (``write_plan``); the local pipeline calls the same function and runs one container per
 instance.
 """
