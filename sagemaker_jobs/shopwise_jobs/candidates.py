@@ -7,8 +7,9 @@ users x items. The transform instead asks each part for its own best ``n`` items
 
 - item-item parts (item-kNN, content, sequential rules): the nonzeros of the sparse product history x similarity,
   cut to the row's best ``n`` — the neighbour union, bounded by history x neighbours;
-- iALS: the best ``n`` by the factors (a dense product, chunked: the one part whose candidate search still reads
-  every item; it is BLAS, not Python);
+- iALS: the best ``n`` by the factors: a dense product, chunked (BLAS), below ``FACTOR_INDEX_FROM_ITEMS`` items;
+  from there an inverted-file index over the item factors (``models.FactorIndex``, built once per model and
+  process), whose proposals are then scored exactly like every other part's;
 - EASE and affinity: the same neighbour union over their weights cut to each row's ``TRUNCATED`` largest (an owned
   item's strongest EASE weights; each of the shopper's attributes' most popular items), scored exactly;
 - popularity: the global best ``n``.
@@ -17,8 +18,8 @@ A blend's candidates are the union of its parts'; every part is then scored at e
 (``score_at``), each part's scores scaled to the row's largest (the part's own best is among its candidates, so
 this is the scale the dense blend uses) and summed with the blend's weights. The top K of those is the dense top K
 whenever every item of it is among some part's best ``n``; ``tests/unit/test_models.py`` holds the two paths to
-each other, and ``tests/bench/bench_transform.py --catalogs`` measures both (item-kNN: 13.0 ms a user over every
-item of a million, 0.47 over candidates).
+each other, and ``tests/bench/bench_transform.py --catalogs`` measures both (item-kNN: 14.3 ms a user over every
+item of a million, 0.84 over candidates; iALS 23.6 and 1.63).
 
 Scores at candidates travel as a CSR matrix: its pattern the (user, item) pairs, its data the scores.
 """
@@ -36,6 +37,7 @@ from shopwise_jobs.models import (
     IALS,
     Affinity,
     ContentKNN,
+    FactorIndex,
     Hybrid,
     ItemKNN,
     Popularity,
@@ -47,12 +49,15 @@ from shopwise_jobs.models import (
 FACTOR_CELLS = 1 << 24  # users x items cells of one iALS candidate block (64 MB of float32)
 # from this many items the transform, model selection and evaluation score candidates (every part's best
 # CANDIDATES, the union); below it every item, which is exact and, on a smaller catalog, faster.
-# bench_transform.py --catalogs, a core, 20 items a shopper: item-kNN 0.16 ms a user over every item against 0.44
-# over candidates at 20,000 items, 1.12 against 0.49 at 200,000, 13.0 against 0.47 at 1,000,000 (iALS: 18.4 against
-# 12.8 — its candidate search reads every item). A job's environment may set it (SHOPWISE_CANDIDATES_FROM_ITEMS;
-# make scale forces 0)
+# bench_transform.py --catalogs, a core, 20 items a shopper: item-kNN 0.19 ms a user over every item against 0.55
+# over candidates at 20,000 items, 1.50 against 0.68 at 200,000, 14.3 against 0.84 at 1,000,000; iALS (its
+# candidates from the factor index) 6.45 against 0.48 at 200,000 and 23.6 against 1.63 at 1,000,000, the lists'
+# top-50 overlap 0.97-0.98. A job's environment may set it (SHOPWISE_CANDIDATES_FROM_ITEMS; make scale forces 0)
 CANDIDATES_FROM_ITEMS = int(os.environ.get("SHOPWISE_CANDIDATES_FROM_ITEMS", "100000"))
 CANDIDATES = 100
+# from this many items iALS's candidates come from an index over the item factors instead of every item's product
+# (bench_transform.py --catalogs measures both); SHOPWISE_FACTOR_INDEX_FROM_ITEMS sets it for a job
+FACTOR_INDEX_FROM_ITEMS = int(os.environ.get("SHOPWISE_FACTOR_INDEX_FROM_ITEMS", "100000"))
 
 
 def _similarity(model: Any) -> sparse.csr_matrix | None:
@@ -137,12 +142,39 @@ def top_candidates(model: Any, rows: sparse.csr_matrix, n: int, cache: Cache | N
         return _pattern(sparse.csr_matrix((top.data, (top.row, model.kept[top.col])), shape=rows.shape))
     if isinstance(model, IALS):
         factors = _product(model, rows, cache)
+        if n_items >= FACTOR_INDEX_FROM_ITEMS:
+            return _indexed(model, factors, n)
         step = max(1, FACTOR_CELLS // max(n_items, 1))
         blocks = [
             _pattern(_dense_top(factors[s : s + step] @ model.item_factors.T, n)) for s in range(0, rows.shape[0], step)
         ]
         return sparse.vstack(blocks).tocsr() if blocks else sparse.csr_matrix(rows.shape, dtype=np.float32)
     raise TypeError(f"no candidate search for {type(model).__name__}")
+
+
+def factor_index(model: IALS) -> FactorIndex:
+    """The model's index over its item factors: built on first use and kept on the model (once per process)."""
+    return _memo(model, "_factor_index", lambda: FactorIndex(model.item_factors))
+
+
+def _indexed(model: IALS, factors: np.ndarray, n: int) -> sparse.csr_matrix:
+    """The users' ``n`` approximately best items by the factors, from the model's index, searched single-threaded
+    like the rest of a transform worker."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        found = factor_index(model).search(factors, n)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    users, width = found.shape
+    rows = np.repeat(np.arange(users), width)
+    keep = found.ravel() >= 0
+    return sparse.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], found.ravel()[keep])),
+        shape=(users, model.item_factors.shape[0]),
+    )
 
 
 # a model's rows cut to their TRUNCATED largest entries: where EASE's and affinity's candidates come from (a

@@ -14,6 +14,7 @@ A history row is a users x items CSR row of interaction strength (kind weight x 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,16 @@ from shopwise.catalog import categories
 EASE_MAX_ITEMS = 20_000
 # content similarity is computed in dense blocks of this many cells (64 MB of float32), then cut to top k
 DENSE_BLOCK_CELLS = 1 << 24
+# from this many items, content neighbours come from an approximate nearest-neighbour index (``content_neighbours``):
+# the dense blocks are items^2 cells, the index about n log n. bench_fit.py --content on the simulator's catalogs:
+# 130 s dense against 107 s from the index at 100,000 items (28 against 44 at 40,000), growing ^1.8 against ^1.1
+CONTENT_ANN_FROM_ITEMS = int(os.environ.get("SHOPWISE_CONTENT_ANN_FROM_ITEMS", "100000"))
+# the index's vectors: a random projection of the TF-IDF rows to this many dimensions (every token keeps its weight,
+# inner products kept to about 1/sqrt(d)); each item's ANN_POOL x k nearest are re-scored exactly from the TF-IDF rows
+# (pool 4: 90% of the neighbours as close as the exact k-th at 100,000 items; pool 8: 95%, at 1.7x the time)
+ANN_DIMENSIONS = 256
+ANN_POOL = 8
+ANN_QUERY_CHUNK = 10_000  # items searched and re-scored at a time: their 4 M candidate pairs, about 1 GB
 # item-kNN's co-occurrences are computed in sparse blocks of about this many item pairs (~200 MB in COO form)
 SPARSE_BLOCK_PAIRS = 1 << 24
 
@@ -418,15 +429,15 @@ class ContentKNN:
     similarity: sparse.csr_matrix
 
     @classmethod
-    def fit(cls, catalog: pd.DataFrame, items: np.ndarray, neighbours: int = 50) -> ContentKNN:
-        """``items`` fixes the index order; items missing from the catalog get no neighbours."""
+    def fit(
+        cls, catalog: pd.DataFrame, items: np.ndarray, neighbours: int = 50, ann_from: int | None = None
+    ) -> ContentKNN:
+        """``items`` fixes the index order; items missing from the catalog get no neighbours. Exact (dense blocks)
+        below ``ann_from`` items (default ``CONTENT_ANN_FROM_ITEMS``), from an approximate index at and above it."""
+        normalised = tfidf_rows(catalog, items)
+        if len(items) >= (CONTENT_ANN_FROM_ITEMS if ann_from is None else ann_from):
+            return cls(similarity=content_neighbours(normalised, neighbours))
         n = len(items)
-        features = token_matrix(catalog, items)
-        document_frequency = np.asarray((features > 0).sum(axis=0)).ravel()
-        idf = np.log((1.0 + n) / (1.0 + document_frequency)) + 1.0
-        weighted = features @ sparse.diags(idf.astype(np.float32))
-        norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
-        normalised = sparse.diags(1.0 / np.maximum(norms, 1e-9)).astype(np.float32) @ weighted
         # shared broad tokens (a department) make these products dense: blocks of rows, dense, argpartition
         block_rows = max(1, DENSE_BLOCK_CELLS // max(n, 1))
         blocks = []
@@ -439,6 +450,98 @@ class ContentKNN:
 
     def score(self, user_rows: sparse.csr_matrix) -> np.ndarray:
         return np.asarray((user_rows @ self.similarity).todense(), dtype=np.float32)
+
+
+def tfidf_rows(catalog: pd.DataFrame, items: np.ndarray) -> sparse.csr_matrix:
+    """items x tokens: the ``token_matrix`` weighted by inverse document frequency, each row scaled to unit length
+    (so a product of two rows is their cosine)."""
+    features = token_matrix(catalog, items)
+    document_frequency = np.asarray((features > 0).sum(axis=0)).ravel()
+    idf = np.log((1.0 + len(items)) / (1.0 + document_frequency)) + 1.0
+    weighted = features @ sparse.diags(idf.astype(np.float32))
+    norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+    return (sparse.diags(1.0 / np.maximum(norms, 1e-9)).astype(np.float32) @ weighted).tocsr()
+
+
+def content_neighbours(rows: sparse.csr_matrix, k: int, seed: int = 0) -> sparse.csr_matrix:
+    """The top k neighbours by cosine of unit-length sparse rows, without comparing every pair: the rows projected
+    to ``ANN_DIMENSIONS`` random directions go into an HNSW index (faiss, inner product); each row's
+    ``ANN_POOL`` x k nearest there are re-scored exactly (the sparse rows' products) and cut to the best k. The work
+    is n log n for the index plus n x ANN_POOL x k products; what it can miss is a neighbour the projection ranks
+    below the pool (``bench_fit.py --content`` measures how often against the dense blocks)."""
+    n = rows.shape[0]
+    if n < 2 or k < 1:
+        return sparse.csr_matrix((n, n), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    projection = (rng.standard_normal((rows.shape[1], ANN_DIMENSIONS)) / np.sqrt(ANN_DIMENSIONS)).astype(np.float32)
+    vectors = np.ascontiguousarray(rows @ projection, dtype=np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+    index = HnswIndex(vectors)
+    pool = min(n, ANN_POOL * k + 1)  # (+1: the item itself comes back first)
+    blocks = []
+    for start in range(0, n, ANN_QUERY_CHUNK):
+        end = min(n, start + ANN_QUERY_CHUNK)
+        found = index.search(vectors[start:end], pool)
+        own = np.repeat(np.arange(start, end), pool)
+        other = found.ravel()
+        keep = (other >= 0) & (other != own)
+        own, other = own[keep], other[keep]
+        cosine = np.asarray(rows[own].multiply(rows[other]).sum(axis=1), dtype=np.float32).ravel()
+        block = sparse.csr_matrix((cosine, (own - start, other)), shape=(end - start, n))
+        block.sum_duplicates()
+        block.data[block.data < 0] = 0.0
+        block.eliminate_zeros()
+        blocks.append(top_k_per_row(block, k))
+    return sparse.vstack(blocks).tocsr().astype(np.float32)
+
+
+class HnswIndex:
+    """Approximately the nearest unit-length vectors by inner product (their cosine): faiss's HNSW graph (M 32,
+    efConstruction 80), searched with efSearch at least the number asked for."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        import faiss  # the jobs' dependency (training, the transform); never the Lambda functions'
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.size = vectors.shape[0]
+        self.index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        self.index.hnsw.efConstruction = 80
+        self.index.add(vectors)
+
+    def search(self, queries: np.ndarray, n: int) -> np.ndarray:
+        """Each query's ``n`` (at most the index's size) approximately nearest rows, -1 padded."""
+        n = min(n, self.size)
+        self.index.hnsw.efSearch = max(128, n)
+        _, found = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), n)
+        return np.asarray(found)
+
+
+class FactorIndex:
+    """Approximately the largest inner products with vectors of different lengths (iALS's item factors): faiss's
+    inverted file (IVF, exact products within the lists searched), 4 x sqrt(n) lists from k-means (10 iterations) on
+    a sample (at least 100,000 vectors, 39 a list), and a sixteenth of the lists searched per query — the work a sixteenth of every item's product,
+    the recall near-exact. (An HNSW graph, good at cosine, found a third of the best 50 by inner product on the
+    benchmark's factors: ``bench_transform.py --catalogs``.)"""
+
+    def __init__(self, vectors: np.ndarray, seed: int = 0) -> None:
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.size, dimensions = vectors.shape
+        lists = max(1, min(self.size // 39, int(4 * np.sqrt(self.size))))  # k-means wants 39 points a centroid
+        self.quantizer = faiss.IndexFlatIP(dimensions)
+        self.index = faiss.IndexIVFFlat(self.quantizer, dimensions, lists, faiss.METRIC_INNER_PRODUCT)
+        self.index.cp.niter = 10
+        self.index.cp.seed = seed
+        sample = np.random.default_rng(seed).permutation(self.size)[: max(lists * 39, 100_000)]
+        self.index.train(vectors[np.sort(sample)])
+        self.index.add(vectors)
+        self.index.nprobe = max(1, min(lists, max(32, lists // 16)))
+
+    def search(self, queries: np.ndarray, n: int) -> np.ndarray:
+        """Each query's ``n`` (at most the index's size) approximately largest inner products' rows, -1 padded."""
+        _, found = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(n, self.size))
+        return np.asarray(found)
 
 
 def dense_top_k(block: np.ndarray, k: int) -> sparse.csr_matrix:

@@ -11,6 +11,12 @@ strengths 1/2/4) is fitted with:
 Baselines run only up to ``--baseline-max`` items (they take minutes beyond). Peak memory is Python's own
 allocations during the fit (tracemalloc: numpy and scipy arrays; not implicit's native buffers).
 
+With ``--content 20000,40000,200000`` it fits the content model instead, on the simulator's catalogs of those sizes
+(categories, brands, price bands, titles): the exact dense blocks up to ``--baseline-max`` items (their time grows
+as items^2) beside the approximate index (``models.content_neighbours``, n log n), with the share of the index's
+neighbours that are as close as the exact k-th (``score_recall``: ties make the exact items the wrong question) and
+the mean similarity of each; the exponents are fitted in items.
+
 Ends with one JSON line: {"sizes": [{"users", "items", "interactions", "itemknn_s", "itemknn_peak_mb",
 "itemknn_dense_s", "itemknn_dense_peak_mb", "ials_s", "ials_loop_s", ...}], "itemknn_exponent", "ials_exponent"}:
 the growth exponent of fit time in interactions, fitted over the sizes.
@@ -30,7 +36,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 from scipy import sparse
 
-from shopwise_jobs.models import DENSE_BLOCK_CELLS, IALS, ItemKNN, _als_sweep, dense_top_k
+from shopwise_jobs.models import DENSE_BLOCK_CELLS, IALS, ContentKNN, ItemKNN, _als_sweep, dense_top_k
 
 
 def store(users: int, items: int, per_user: float = 8.0, seed: int = 0) -> sparse.csr_matrix:
@@ -93,11 +99,58 @@ def exponent(xs: list[float], ys: list[float]) -> float | None:
     return round(float(np.polyfit(np.log(xs), np.log(ys), 1)[0]), 2)
 
 
+def content(sizes: list[int], baseline_max: int, neighbours: int = 50) -> dict[str, Any]:
+    """The content model's fit, exact and from the index, on the simulator's catalogs."""
+    import pandas as pd
+
+    from shopwise_local.simulate import SimulationOptions, _catalog
+
+    rows = []
+    for size in sizes:
+        _, records = _catalog(np.random.default_rng(7), SimulationOptions(items=size))
+        catalog = pd.DataFrame(records)
+        items = catalog["item_id"].to_numpy()
+        row: dict[str, Any] = {"items": size}
+        fitted: dict[str, sparse.csr_matrix] = {}
+
+        def fit(
+            name: str, ann_from: int, c: pd.DataFrame = catalog, i: np.ndarray = items, into: dict[str, Any] = fitted
+        ) -> Callable[..., Any]:
+            return lambda _m: into.__setitem__(name, ContentKNN.fit(c, i, neighbours, ann_from).similarity)
+
+        empty = sparse.csr_matrix((1, 1))
+        row["index_s"], row["index_peak_mb"] = measure(fit("index", 0), empty)
+        row["index_mean_similarity"] = round(float(fitted["index"].data.mean()), 4)
+        if size <= baseline_max:
+            row["dense_s"], row["dense_peak_mb"] = measure(fit("dense", size + 1), empty)
+            exact = fitted["dense"]
+            row["dense_mean_similarity"] = round(float(exact.data.mean()), 4)
+            kth = np.zeros(size, dtype=np.float32)
+            for i in range(size):
+                values = exact.data[exact.indptr[i] : exact.indptr[i + 1]]
+                kth[i] = np.sort(values)[-min(neighbours, len(values))] if len(values) else 0.0
+            pairs = fitted["index"].tocoo()
+            row["score_recall"] = round(float((pairs.data >= kth[pairs.row] - 1e-5).mean()), 4)
+            row["speedup"] = round(row["dense_s"] / row["index_s"], 2)
+        print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        rows.append(row)
+    dense = [r for r in rows if "dense_s" in r]
+    return {
+        "content": rows,
+        "index_exponent": exponent([float(r["items"]) for r in rows], [r["index_s"] for r in rows]),
+        "dense_exponent": exponent([float(r["items"]) for r in dense], [r["dense_s"] for r in dense]),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="20000x5000,100000x20000,300000x50000", help="USERSxITEMS,...")
     parser.add_argument("--baseline-max", type=int, default=20000, help="baselines up to this many items")
+    parser.add_argument("--content", help="ITEMS,...: the content model on the simulator's catalogs instead")
     args = parser.parse_args()
+    if args.content:
+        print(json.dumps(content([int(v) for v in args.content.split(",")], args.baseline_max)))
+        return 0
     rows = []
     for size in args.sizes.split(","):
         users, items = (int(v) for v in size.lower().split("x"))

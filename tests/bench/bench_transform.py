@@ -10,15 +10,24 @@ A synthetic store (``shopwise simulate``) is trained with each row-scoring model
     .venv/bin/python tests/bench/bench_transform.py [--shoppers 20000] [--k 50] [--repeats 3]
     .venv/bin/python tests/bench/bench_transform.py --catalogs 1500,20000,200000
     .venv/bin/python tests/bench/bench_transform.py --overlap .local/cache/scale-100000-14d/model
+    .venv/bin/python tests/bench/bench_transform.py --workers-memory 4 --models ease
 
 ``--overlap MODEL_DIR``: a trained model's first 4,096 shoppers' lists (top 50) over every item and over candidates,
 their milliseconds a user and the share of the dense top 10 and top 50 the candidate lists hold (``make scale``
 leaves a model per size under ``.local/cache/``).
 
+``--workers-memory 4``: the memory of a transform instance's workers, each loading the model (trained on the
+``--shoppers`` store with the first of ``--models``) and scoring its share of the users, as the model is read now
+(memory-mapped: the workers share the files' pages) and as it was read before (every array copied into each
+worker's memory): each worker's private MB and the instance's total (the sum of the workers' proportional set sizes,
+Linux's ``/proc/self/smaps_rollup``).
+
 ``--catalogs``: scoring over candidates (``shopwise_jobs.candidates``, what the transform does from
 ``CANDIDATES_FROM_ITEMS`` items) against every item (``model.score`` + ``top_k``), on random models of each catalog
-size (item-kNN: 100 neighbours an item; iALS: 64 factors) and 512 shoppers of 20 items each: milliseconds a user,
-and the ratio; the two paths' lists are held to each other by the unit tests.
+size (item-kNN: 100 neighbours an item; iALS: 64 factors, items in 64 clusters) and 512 shoppers of 20 items each:
+milliseconds a user, the ratio, and the share of the dense top K the candidate lists hold (item-kNN's candidates
+are exact; iALS's come from an inverted-file index from ``FACTOR_INDEX_FROM_ITEMS`` items, its build time printed apart:
+once per model and worker process).
 
 Ends with one JSON line: {"users", "items", "k", "models": {NAME: {"users_per_s_per_core", "baseline_users_per_s",
 "ratio"}}}; for EASE also the share of top-10 picks that get a reason, capped search vs exhaustive.
@@ -99,6 +108,7 @@ def catalog_curve(sizes: list[int], k: int) -> dict[str, Any]:
 
     rng = np.random.default_rng(0)
     users, owned, neighbours = 512, 20, 100
+    centres = rng.standard_normal((64, 64))
     out: dict[str, Any] = {}
     for n_items in sizes:
         similarity = sparse.csr_matrix(
@@ -117,24 +127,42 @@ def catalog_curve(sizes: list[int], k: int) -> dict[str, Any]:
         )
         models = {
             "itemknn": ItemKNN(similarity=similarity),
+            # factors with the structure a fitted model's have (items in 64 clusters), not isotropic noise
             "ials": IALS(
-                item_factors=rng.standard_normal((n_items, 64)).astype(np.float32) * 0.1, alpha=10.0, regularization=1
+                item_factors=(
+                    centres[rng.integers(0, len(centres), n_items)] + 0.5 * rng.standard_normal((n_items, 64))
+                ).astype(np.float32)
+                * 0.1,
+                alpha=10.0,
+                regularization=1,
             ),
         }
         for name, model in models.items():
+            figures: dict[str, Any] = {}
+            if isinstance(model, IALS) and n_items >= candidates.FACTOR_INDEX_FROM_ITEMS:
+                figures["index_build_s"] = round(_seconds(lambda m=model: candidates.factor_index(m)), 1)
             dense = statistics.median(_seconds(lambda m=model, h=history: top_k(m.score(h), k, h)) for _ in range(3))
             cand = statistics.median(
                 _seconds(lambda m=model, h=history: candidates.recommend(m, h, k, max(100, 2 * k))) for _ in range(3)
             )
-            figures = {
+            want = top_k(model.score(history), k, history)[0]
+            got = candidates.recommend(model, history, k, max(100, 2 * k))[0]
+            shared = [
+                len(set(w[w >= 0]) & set(g[g >= 0])) / max(int((w >= 0).sum()), 1)
+                for w, g in zip(want, got, strict=True)
+            ]
+            figures |= {
                 "dense_ms_per_user": round(dense * 1000 / users, 3),
                 "candidates_ms_per_user": round(cand * 1000 / users, 3),
                 "speedup": round(dense / cand, 2),
+                "top_k_overlap": round(float(np.mean(shared)), 3),
             }
             out[f"{name}@{n_items}"] = figures
             print(
                 f"{n_items:>9,} items {name:<8} every item {figures['dense_ms_per_user']:>7.3f} ms/user   candidates "
-                f"{figures['candidates_ms_per_user']:>7.3f} ms/user   x{figures['speedup']}",
+                f"{figures['candidates_ms_per_user']:>7.3f} ms/user   x{figures['speedup']}   top-{k} overlap "
+                f"{figures['top_k_overlap']:.3f}"
+                + (f"   (index built in {figures['index_build_s']} s)" if "index_build_s" in figures else ""),
                 flush=True,
             )
     return out
@@ -159,6 +187,62 @@ def overlap(model_dir: Path, k: int, users: int = 4096) -> dict[str, float]:
     return out
 
 
+def _in_memory(model: TrainedModel) -> TrainedModel:
+    """The model with every array copied into this process's memory: how a model directory was read before."""
+    import copy
+    import dataclasses
+
+    from scipy import sparse
+
+    def owned(value: Any) -> Any:
+        if sparse.issparse(value):
+            return value.copy()
+        if isinstance(value, np.ndarray):
+            return np.array(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.replace(
+                value, **{f.name: owned(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            )
+        if isinstance(value, list):
+            return [owned(v) for v in value]
+        return copy.copy(value)
+
+    return owned(model)  # type: ignore[no-any-return]
+
+
+def _worker(model_dir: str, share: int, shares: int, copied: bool, k: int) -> dict[str, float]:
+    import dataclasses
+
+    model = TrainedModel.load(Path(model_dir))
+    if copied:
+        model = _in_memory(model)
+    mine = dataclasses.replace(model, users=model.users[share::shares], history=model.history[share::shares])
+    sum(1 for _ in user_rows(mine, k))
+    fields = {}
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split(":", 1)
+        fields[name] = int(value.split()[0]) / 1024  # kB -> MB
+    return {"pss_mb": fields["Pss"], "private_mb": fields["Private_Clean"] + fields["Private_Dirty"]}
+
+
+def workers_memory(model_dir: Path, workers: int, k: int) -> dict[str, Any]:
+    import multiprocessing
+
+    out: dict[str, Any] = {}
+    context = multiprocessing.get_context("spawn")  # nothing inherited: each worker loads the model itself
+    for name, copied in (("memory_mapped", False), ("copied_before", True)):
+        with context.Pool(workers) as pool:
+            got = pool.starmap(_worker, [(str(model_dir), n, workers, copied, k) for n in range(workers)])
+        out[name] = {
+            "private_mb_per_worker": round(statistics.mean(g["private_mb"] for g in got), 1),
+            "instance_total_mb": round(sum(g["pss_mb"] for g in got), 1),
+        }
+        print(f"{name:<14} {workers} workers: {out[name]}", flush=True)
+    size = sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file())
+    out["model_dir_mb"] = round(size / 2**20, 1)
+    return out
+
+
 def _seconds(work: Any) -> float:
     started = time.perf_counter()
     work()
@@ -173,6 +257,7 @@ def main() -> int:
     parser.add_argument("--models", default="ials,ease,itemknn")
     parser.add_argument("--overlap", default="", help="a trained model folder: candidates' lists against dense ones")
     parser.add_argument("--catalogs", default="", help="catalog sizes: candidates against every item, and stop")
+    parser.add_argument("--workers-memory", type=int, default=0, help="WORKERS: a transform instance's memory")
     args = parser.parse_args()
     if args.overlap:
         print(json.dumps({"k": args.k, "overlap": overlap(Path(args.overlap), args.k)}))
@@ -185,6 +270,17 @@ def main() -> int:
         simulate(SimulationOptions(shoppers=args.shoppers, days=60, seed=11), data, progress=True)
     out: dict[str, Any] = {"k": args.k, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
+        if args.workers_memory:
+            kind = args.models.split(",")[0]
+            train_files(
+                data / "events.csv",
+                data / "items.csv",
+                Path(tmp) / kind,
+                {"budget": "quick", "models": kind, "consent": "assumed"},
+                log=lambda _line: None,
+            )
+            print(json.dumps({"workers_memory": workers_memory(Path(tmp) / kind, args.workers_memory, args.k)}))
+            return 0
         for kind in args.models.split(","):
             model_dir = Path(tmp) / kind
             train_files(

@@ -16,7 +16,7 @@ from shopwise_jobs.dataset import (
     temporal_split,
 )
 from shopwise_jobs.evaluation import evaluate
-from shopwise_jobs.models import EASE, IALS, ContentKNN, ItemKNN, SequentialRules
+from shopwise_jobs.models import EASE, IALS, ContentKNN, ItemKNN, SequentialRules, tfidf_rows
 
 TRIBES = 2
 ITEMS_PER_TRIBE = 10
@@ -187,6 +187,39 @@ def test_content_neighbours_come_from_category_brand_and_title() -> None:
     assert np.argmax(row) == 0
     assert row[2] > row[3] == 0.0  # a sandal shares the department, a lamp shares nothing
     assert row[1] == 0.0  # never its own neighbour
+
+
+def test_content_neighbours_from_the_index_are_exact_cosines_of_nearly_the_same_pairs() -> None:
+    # a catalog with the shape of a real one: departments > categories > leaves, brands per department, titles
+    rng = np.random.default_rng(5)
+    words = [f"w{i}" for i in range(300)]
+    rows = []
+    for i in range(3000):
+        department, category, leaf = rng.integers(6), rng.integers(5), rng.integers(4)
+        rows.append(
+            {
+                "item_id": f"i{i}",
+                "title": " ".join(rng.choice(words, size=3, replace=False)),
+                "category": f"D{department}>C{department}{category}>L{department}{category}{leaf}",
+                "brand": f"B{department}{rng.integers(8)}",
+                "price": float(rng.lognormal(3.0, 0.6)),
+            }
+        )
+    catalog = pd.DataFrame(rows)
+    items = catalog["item_id"].to_numpy()
+    k = 20
+    exact = ContentKNN.fit(catalog, items, k).similarity
+    approximate = ContentKNN.fit(catalog, items, k, ann_from=0).similarity
+    tfidf = tfidf_rows(catalog, items)
+    pairs = approximate.tocoo()
+    assert (np.diff(approximate.indptr) <= k).all() and not (pairs.row == pairs.col).any()
+    # every similarity it keeps is the pair's exact cosine (re-scored from the TF-IDF rows, not the projection's)
+    cosine = np.asarray(tfidf[pairs.row].multiply(tfidf[pairs.col]).sum(axis=1)).ravel()
+    np.testing.assert_allclose(pairs.data, cosine, atol=1e-5)
+    # and nearly every neighbour is as close as the exact k-th (ties make "the same items" the wrong question)
+    kth = np.array([np.sort(exact[i].data)[-k] for i in range(len(items))])
+    assert (pairs.data >= kth[pairs.row] - 1e-5).mean() > 0.95
+    assert approximate.nnz >= 0.99 * exact.nnz
 
 
 def test_leave_last_out_holds_out_each_users_newest_items() -> None:
@@ -387,6 +420,39 @@ def test_scoring_over_candidates_is_the_dense_ranking_when_every_item_can_be_a_c
         want = picked(*top_k(dense, 5, rows))
         assert picked(*candidates.recommend(model, rows, 5, n_items)) == want, name
         assert picked(*candidates.recommend(model, rows, 5, 20)) == want, name
+
+
+def test_ials_candidates_from_the_factor_index_are_nearly_the_exact_best(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From FACTOR_INDEX_FROM_ITEMS items iALS proposes its candidates from an inverted-file index over the item factors:
+    nearly the exact best n, and the top 10 ranked from them (scored exactly) nearly the dense top 10."""
+    from shopwise_jobs import candidates
+    from shopwise_jobs.models import top_k
+
+    rng = np.random.default_rng(11)
+    users, n_items = 2000, 3000
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    taste = rng.integers(0, 10, users)  # ten tribes, each with its own third of the catalog
+    cells = set()
+    for u in range(users):
+        own = np.arange(taste[u] * 300, taste[u] * 300 + 900)
+        own = own % n_items
+        chosen = rng.choice(own, size=12, replace=False, p=popularity[own] / popularity[own].sum())
+        cells.update((u, int(i)) for i in chosen)
+    r, c = zip(*sorted(cells), strict=True)
+    history = sparse.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(users, n_items))
+    model = IALS.fit(history, 32, 1.0, 10.0, 10)
+    rows = history[:400]
+    monkeypatch.setattr(candidates, "FACTOR_INDEX_FROM_ITEMS", 0)
+    indexed = candidates.top_candidates(model, rows, 50)
+    assert "_factor_index" in vars(model)  # the index answered (built once, kept on the model)
+    monkeypatch.setattr(candidates, "FACTOR_INDEX_FROM_ITEMS", n_items + 1)
+    exact = candidates.top_candidates(model, rows, 50)
+    assert (np.diff(indexed.indptr) == 50).all()
+    assert indexed.multiply(exact).sum() / exact.sum() > 0.95
+    monkeypatch.setattr(candidates, "FACTOR_INDEX_FROM_ITEMS", 0)
+    got = candidates.recommend(model, rows, 10, 100)[0]
+    want = top_k(model.score(rows), 10, rows)[0]
+    assert np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got, want, strict=True)]) > 0.95
 
 
 def picked(idx: np.ndarray, scores: np.ndarray) -> list[list[float]]:
