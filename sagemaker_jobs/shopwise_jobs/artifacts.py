@@ -1,14 +1,20 @@
 """The model directory: what training writes and batch transform reads.
 
 Each model object is a dataclass of numpy arrays, sparse matrices and numbers; it is stored field by field
-(``<part>.<field>.npy`` / ``.npz``, numbers in ``model.json``) so a 1 GB EASE matrix is written and read without
+(``<part>.<field>.npy``; a sparse matrix as the folder ``<part>.<field>.csr/`` of its ``data``, ``indices``,
+``indptr`` and ``shape`` arrays; numbers in ``model.json``) so a 1 GB EASE matrix is written and read without
 pickling, and the directory says what it holds.
+
+Read memory-mapped: every array, the users' history too, is a read-only view of its file, so the batch transform's
+workers on one instance share one copy of the model in the page cache instead of a copy each, and a worker touches
+only the pages of the rows it scores. Directories written before (``.npz`` matrices) still load, into memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +35,43 @@ KINDS: dict[str, type] = {
 }
 
 
+def save_csr(path: Path, matrix: sparse.spmatrix) -> None:
+    """A sparse matrix as the folder ``path`` (``<name>.csr``): its CSR arrays, one ``.npy`` each, each written
+    beside its file and moved over it (a reader's memory map of the old file stays valid; a crash leaves the old)."""
+    matrix = sparse.csr_matrix(matrix)
+    path.mkdir(parents=True, exist_ok=True)
+    for name, array in (
+        ("data", matrix.data),
+        ("indices", matrix.indices),
+        ("indptr", matrix.indptr),
+        ("shape", np.array(matrix.shape, dtype=np.int64)),
+    ):
+        with (path / f"{name}.npy.part").open("wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+        os.replace(path / f"{name}.npy.part", path / f"{name}.npy")
+
+
+def load_csr(path: Path) -> sparse.csr_matrix:
+    """``save_csr``'s folder as a CSR matrix over memory-mapped, read-only arrays (nothing is read until used)."""
+    arrays = {n: np.load(path / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in ("data", "indices", "indptr")}
+    shape = tuple(int(v) for v in np.load(path / "shape.npy", allow_pickle=False))
+    return sparse.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape, copy=False)
+
+
+def load_matrix(base: Path) -> sparse.csr_matrix:
+    """The matrix stored at ``base`` (no suffix): the ``.csr`` folder, or the ``.npz`` file of older directories."""
+    if base.with_name(base.name + ".npz").exists():
+        return sparse.load_npz(base.with_name(base.name + ".npz")).tocsr()
+    return load_csr(base.with_name(base.name + ".csr"))
+
+
 def save_part(obj: Any, model_dir: Path, part: str) -> dict[str, Any]:
     """Arrays of a model dataclass to files; returns its scalar fields."""
     scalars: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if sparse.issparse(value):
-            sparse.save_npz(model_dir / f"{part}.{f.name}.npz", value.tocsr())
+            save_csr(model_dir / f"{part}.{f.name}.csr", value)
         elif isinstance(value, np.ndarray):
             np.save(model_dir / f"{part}.{f.name}.npy", value, allow_pickle=False)
         else:
@@ -48,10 +84,10 @@ def load_part(cls: type, model_dir: Path, part: str, scalars: dict[str, Any]) ->
     for f in dataclasses.fields(cls):
         if f.name in scalars:
             values[f.name] = scalars[f.name]
-        elif (model_dir / f"{part}.{f.name}.npz").exists():
-            values[f.name] = sparse.load_npz(model_dir / f"{part}.{f.name}.npz").tocsr()
+        elif (model_dir / f"{part}.{f.name}.npy").exists():
+            values[f.name] = np.load(model_dir / f"{part}.{f.name}.npy", mmap_mode="r", allow_pickle=False)
         else:
-            values[f.name] = np.load(model_dir / f"{part}.{f.name}.npy", allow_pickle=False)
+            values[f.name] = load_matrix(model_dir / f"{part}.{f.name}")
     return cls(**values)
 
 
@@ -86,7 +122,7 @@ class TrainedModel:
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / "users.json").write_text(json.dumps(self.users.tolist()))
         (model_dir / "items.json").write_text(json.dumps(self.items.tolist()))
-        sparse.save_npz(model_dir / "history.npz", self.history)
+        save_csr(model_dir / "history.csr", self.history)
         parts: dict[str, tuple[str, Any]] = {
             "similar": ("itemknn", self.similar),
             "next": ("sequential", self.next_items),
@@ -130,7 +166,7 @@ class TrainedModel:
         return cls(
             users=np.array(json.loads((model_dir / "users.json").read_text()), dtype=str),
             items=np.array(json.loads((model_dir / "items.json").read_text()), dtype=str),
-            history=sparse.load_npz(model_dir / "history.npz").tocsr(),
+            history=load_matrix(model_dir / "history"),
             kind=meta["kind"],
             model=model,
             similar=parts["similar"],

@@ -133,11 +133,17 @@ def test_an_archive_parquet_object_loses_the_shoppers_events_from_before_the_era
     assert scrub("events/dt=2026-01-01/hour=00/y.parquet", new, targets(), Tally()) is None  # nothing more
 
 
-def test_a_model_folder_loses_the_shoppers_rows_and_keeps_the_others_aligned(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["csr", "npz"])  # today's memory-mapped folder, and directories of before
+def test_a_model_folder_loses_the_shoppers_rows_and_keeps_the_others_aligned(tmp_path: Path, layout: str) -> None:
+    from shopwise_jobs.artifacts import load_matrix, save_csr
+
     users = ["c:" + "a" * 32, f"c:{CUSTOMER}", "a:visitor-2"]
     (tmp_path / "users.json").write_text(json.dumps(users))
     history = sparse.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]]))
-    sparse.save_npz(tmp_path / "history.npz", history)
+    if layout == "csr":
+        save_csr(tmp_path / "history.csr", history)
+    else:
+        sparse.save_npz(tmp_path / "history.npz", history)
     (tmp_path / "features").mkdir()
     pd.DataFrame({"profile_id": users, "orders": [1, 2, 3]}).to_parquet(tmp_path / "features/profiles.parquet")
     tally = Tally()
@@ -145,7 +151,7 @@ def test_a_model_folder_loses_the_shoppers_rows_and_keeps_the_others_aligned(tmp
     assert scrub_model_dir(tmp_path, targets(), tally)
 
     assert json.loads((tmp_path / "users.json").read_text()) == [users[0], users[2]]
-    kept = sparse.load_npz(tmp_path / "history.npz").toarray()
+    kept = load_matrix(tmp_path / "history").toarray()
     assert kept.tolist() == [[1.0, 0.0], [3.0, 0.0]]  # row i is still user i's
     assert pd.read_parquet(tmp_path / "features/profiles.parquet")["orders"].tolist() == [1, 3]
     assert tally.rows_removed == 2

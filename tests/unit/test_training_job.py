@@ -122,6 +122,36 @@ def test_user_picks_exclude_owned_items_and_explain_themselves(trained: Path) ->
             assert because == "" or because in owned[user]
 
 
+def test_a_model_is_read_memory_mapped_and_a_directory_of_before_still_loads(trained: Path, tmp_path: Path) -> None:
+    """Every array of a loaded model is a read-only map of its file (the transform's workers share the page cache),
+    and a model directory written before (``.npz`` matrices, read into memory) gives the same lists."""
+    import mmap
+    import shutil
+
+    from scipy import sparse
+
+    from shopwise_jobs.artifacts import load_csr
+
+    def mapped(array: Any) -> bool:  # a view of a file's memory map (scipy wraps the np.memmap it is given)
+        while array is not None and not isinstance(array, mmap.mmap):
+            array = getattr(array, "base", None)
+        return array is not None
+
+    model = TrainedModel.load(trained / "model")
+    for matrix in (model.history, model.similar.similarity):
+        assert all(mapped(a) and not a.flags.writeable for a in (matrix.data, matrix.indices, matrix.indptr))
+    assert mapped(model.popularity.scores)
+    old = tmp_path / "model"
+    shutil.copytree(trained / "model", old)
+    for folder in old.glob("*.csr"):  # back to the layout of before: one .npz a matrix
+        sparse.save_npz(folder.with_suffix(".npz"), load_csr(folder).copy())
+        shutil.rmtree(folder)
+    before = TrainedModel.load(old)
+    assert not mapped(before.history.data)
+    request = {"kind": "users", "shard": 0, "shards": 1}
+    assert list(answer(before, request, 5)) == list(answer(model, request, 5))
+
+
 def test_shards_partition_the_users(trained: Path) -> None:
     model = TrainedModel.load(trained / "model")
     keys = [
