@@ -12,7 +12,12 @@ Stages, each in a child process (its wall time, and its peak resident memory fro
 - **batch transform** — ``shopwise batch-recommend``: every user's top 50 from the trained model, one process
   (every item scored: these catalogs are below ``CANDIDATES_FROM_ITEMS``);
 - **transform over candidates** — the same with ``SHOPWISE_CANDIDATES_FROM_ITEMS=0``: what a catalog of 100,000
-  items or more gets (``shopwise_jobs.candidates``).
+  items or more gets (``shopwise_jobs.candidates``);
+- **training as at the envelope** and **transform as at the envelope** — training and the transform configured as a
+  catalog of a million items is (``ENVELOPE_ENV``): the families that fit there (no EASE, which stops at 20,000
+  items), content neighbours from their index, iALS's candidates from its factor index, tuning, evaluation and
+  the transform over candidates. Measured at these sizes, their growth is the one the envelope's retrain follows;
+  the rows above are the dense paths these catalogs really take.
 ``--stages`` runs some of them (a size's trained model is reused when training is not among them).
 Per stage: seconds, peak MB, bytes of memory per event; the growth exponent of time and memory in events (least
 squares on logs); and the extrapolation to the envelope (``ENVELOPE``: 10 M shoppers, 1 M items, 1,000 events/s
@@ -93,7 +98,21 @@ DATASET = (
 )
 
 
-STAGES = ("data set", "training", "batch transform", "transform over candidates")
+STAGES = (
+    "data set",
+    "training",
+    "batch transform",
+    "transform over candidates",
+    "training as at the envelope",
+    "transform as at the envelope",
+)
+# what a catalog of a million items gets, forced on these smaller ones: every approximate path, no EASE
+ENVELOPE_ENV = {
+    "SHOPWISE_CANDIDATES_FROM_ITEMS": "0",
+    "SHOPWISE_CONTENT_ANN_FROM_ITEMS": "0",
+    "SHOPWISE_FACTOR_INDEX_FROM_ITEMS": "0",
+}
+ENVELOPE_FAMILIES = "popularity,itemknn,sequential,ials,content,affinity"
 
 
 def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) -> dict[str, Any]:
@@ -132,6 +151,20 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
     if "transform over candidates" in stages_wanted:  # what a catalog of 100,000 items or more gets
         seconds, peak, _ = measured(recommend, {"SHOPWISE_CANDIDATES_FROM_ITEMS": "0"})
         stages["transform over candidates"] = {"seconds": seconds, "peak_mb": peak}
+    envelope_model = store / "model-envelope"
+    if "training as at the envelope" in stages_wanted or (
+        "transform as at the envelope" in stages_wanted and not (envelope_model / "metrics.json").exists()
+    ):
+        seconds, peak, _ = measured(
+            [SHOPWISE, "train", "--events", str(store / "events.csv"), "--items", str(store / "items.csv"),
+             "--out", str(envelope_model), "--hp", "budget=quick", "--hp", f"models={ENVELOPE_FAMILIES}"],
+            ENVELOPE_ENV,
+        )  # fmt: skip
+        stages["training as at the envelope"] = {"seconds": seconds, "peak_mb": peak}
+    if "transform as at the envelope" in stages_wanted:
+        at_envelope = [*recommend[:3], str(envelope_model), *recommend[4:]]
+        seconds, peak, _ = measured(at_envelope, ENVELOPE_ENV)
+        stages["transform as at the envelope"] = {"seconds": seconds, "peak_mb": peak}
     row = {"shoppers": shoppers, "items": items, "days": days, "events": events, "stages": stages}
     print(json.dumps(row), flush=True)
     return row

@@ -10,7 +10,7 @@ A synthetic store (``shopwise simulate``) is trained with each row-scoring model
     .venv/bin/python tests/bench/bench_transform.py [--shoppers 20000] [--k 50] [--repeats 3]
     .venv/bin/python tests/bench/bench_transform.py --catalogs 1500,20000,200000
     .venv/bin/python tests/bench/bench_transform.py --overlap .local/cache/scale-100000-14d/model
-    .venv/bin/python tests/bench/bench_transform.py --workers-memory 4 --models ease
+    .venv/bin/python tests/bench/bench_transform.py --workers-memory 4 --models ease --items 12000
 
 ``--overlap MODEL_DIR``: a trained model's first 4,096 shoppers' lists (top 50) over every item and over candidates,
 their milliseconds a user and the share of the dense top 10 and top 50 the candidate lists hold (``make scale``
@@ -252,6 +252,7 @@ def _seconds(work: Any) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shoppers", type=int, default=20000)
+    parser.add_argument("--items", type=int, default=1500, help="the simulated store's catalog")
     parser.add_argument("--k", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default="ials,ease,itemknn")
@@ -265,9 +266,9 @@ def main() -> int:
     if args.catalogs:
         print(json.dumps({"k": args.k, "catalogs": catalog_curve([int(n) for n in args.catalogs.split(",")], args.k)}))
         return 0
-    data = CACHE / f"transform-{args.shoppers}"
+    data = CACHE / (f"transform-{args.shoppers}" + (f"x{args.items}" if args.items != 1500 else ""))
     if not (data / "events.csv").exists():
-        simulate(SimulationOptions(shoppers=args.shoppers, days=60, seed=11), data, progress=True)
+        simulate(SimulationOptions(shoppers=args.shoppers, days=60, seed=11, items=args.items), data, progress=True)
     out: dict[str, Any] = {"k": args.k, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         if args.workers_memory:
