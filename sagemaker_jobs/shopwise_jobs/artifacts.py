@@ -5,9 +5,11 @@ Each model object is a dataclass of numpy arrays, sparse matrices and numbers; i
 ``indptr`` and ``shape`` arrays; numbers in ``model.json``) so a 1 GB EASE matrix is written and read without
 pickling, and the directory says what it holds.
 
-Read memory-mapped: every array, the users' history too, is a read-only view of its file, so the batch transform's
-workers on one instance share one copy of the model in the page cache instead of a copy each, and a worker touches
-only the pages of the rows it scores. Directories written before (``.npz`` matrices) still load, into memory.
+Read memory-mapped: every array, the users' history too, is a copy-on-write map of its file, so the batch
+transform's workers on one instance share one copy of the model in the page cache instead of a copy each, and a
+worker touches only the pages of the rows it scores. Copy-on-write, not read-only: ``implicit``'s compiled fold-in
+takes only writable buffers (it writes nothing; a write would copy just that page into the writer's memory, never
+reach the file). Directories written before (``.npz`` matrices) still load, into memory.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ def save_csr(path: Path, matrix: sparse.spmatrix) -> None:
 
 
 def load_csr(path: Path) -> sparse.csr_matrix:
-    """``save_csr``'s folder as a CSR matrix over memory-mapped, read-only arrays (nothing is read until used)."""
-    arrays = {n: np.load(path / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in ("data", "indices", "indptr")}
+    """``save_csr``'s folder as a CSR matrix over copy-on-write memory maps of its arrays (nothing is read until
+    used)."""
+    arrays = {n: np.load(path / f"{n}.npy", mmap_mode="c", allow_pickle=False) for n in ("data", "indices", "indptr")}
     shape = tuple(int(v) for v in np.load(path / "shape.npy", allow_pickle=False))
     return sparse.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape, copy=False)
 
@@ -85,7 +88,7 @@ def load_part(cls: type, model_dir: Path, part: str, scalars: dict[str, Any]) ->
         if f.name in scalars:
             values[f.name] = scalars[f.name]
         elif (model_dir / f"{part}.{f.name}.npy").exists():
-            values[f.name] = np.load(model_dir / f"{part}.{f.name}.npy", mmap_mode="r", allow_pickle=False)
+            values[f.name] = np.load(model_dir / f"{part}.{f.name}.npy", mmap_mode="c", allow_pickle=False)
         else:
             values[f.name] = load_matrix(model_dir / f"{part}.{f.name}")
     return cls(**values)

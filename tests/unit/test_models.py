@@ -1,5 +1,6 @@
 """The models, the splits and the metrics, on data small enough to know the right answer."""
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -453,6 +454,24 @@ def test_ials_candidates_from_the_factor_index_are_nearly_the_exact_best(monkeyp
     got = candidates.recommend(model, rows, 10, 100)[0]
     want = top_k(model.score(rows), 10, rows)[0]
     assert np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got, want, strict=True)]) > 0.95
+
+
+def test_a_saved_ials_model_folds_in_and_proposes_from_its_memory_mapped_factors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transform reads the model memory-mapped: implicit's compiled fold-in and the factor index take the mapped
+    factors as they take the fitted ones (a read-only map made the fold-in refuse the buffer)."""
+    from shopwise_jobs import candidates
+    from shopwise_jobs.artifacts import load_part, save_part
+
+    history = tribes(40)
+    fitted = IALS.fit(history, 8, 1.0, 10.0, 8)
+    loaded = load_part(IALS, tmp_path, "model", save_part(fitted, tmp_path, "model"))
+    assert isinstance(loaded.item_factors, np.memmap)
+    np.testing.assert_allclose(loaded.user_factors(history[:10]), fitted.user_factors(history[:10]), atol=1e-5)
+    monkeypatch.setattr(candidates, "FACTOR_INDEX_FROM_ITEMS", 0)
+    got, want = candidates.recommend(loaded, history[:10], 5, 20), candidates.recommend(fitted, history[:10], 5, 20)
+    np.testing.assert_array_equal(got[0], want[0])
 
 
 def picked(idx: np.ndarray, scores: np.ndarray) -> list[list[float]]:
