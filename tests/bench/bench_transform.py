@@ -125,7 +125,7 @@ def catalog_curve(sizes: list[int], k: int) -> dict[str, Any]:
             ),
             shape=(users, n_items),
         )
-        models = {
+        models: dict[str, Any] = {
             "itemknn": ItemKNN(similarity=similarity),
             # factors with the structure a fitted model's have (items in 64 clusters), not isotropic noise
             "ials": IALS(

@@ -433,7 +433,7 @@ def test_ials_candidates_from_the_factor_index_are_nearly_the_exact_best(monkeyp
     users, n_items = 2000, 3000
     popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
     taste = rng.integers(0, 10, users)  # ten tribes, each with its own third of the catalog
-    cells = set()
+    cells: set[tuple[int, int]] = set()
     for u in range(users):
         own = np.arange(taste[u] * 300, taste[u] * 300 + 900)
         own = own % n_items
