@@ -33,11 +33,12 @@ EASE_MAX_ITEMS = 20_000
 DENSE_BLOCK_CELLS = 1 << 24
 # from this many items, content neighbours come from an approximate nearest-neighbour index (``content_neighbours``):
 # the dense blocks are items^2 cells, the index about n log n. bench_fit.py --content on the simulator's catalogs:
-# 130 s dense against 107 s from the index at 100,000 items (28 against 44 at 40,000), growing ^1.8 against ^1.1
+# 130 s dense against 107 s from the index at 100,000 items (28 against 44 at 40,000), growing ^1.7 against ^1.1
 CONTENT_ANN_FROM_ITEMS = int(os.environ.get("SHOPWISE_CONTENT_ANN_FROM_ITEMS", "100000"))
 # the index's vectors: a random projection of the TF-IDF rows to this many dimensions (every token keeps its weight,
 # inner products kept to about 1/sqrt(d)); each item's ANN_POOL x k nearest are re-scored exactly from the TF-IDF rows
-# (pool 4: 90% of the neighbours as close as the exact k-th at 100,000 items; pool 8: 95%, at 1.7x the time)
+# (pool 4: 90% of the neighbours as close as the exact k-th at 100,000 items; pool 8: 95%, at 1.8x the time:
+# bench_fit.py --content 100000 --pool 4)
 ANN_DIMENSIONS = 256
 ANN_POOL = 8
 ANN_QUERY_CHUNK = 10_000  # items searched and re-scored at a time: their 4 M candidate pairs, about 1 GB
@@ -488,9 +489,7 @@ def content_neighbours(rows: sparse.csr_matrix, k: int, seed: int = 0) -> sparse
         own, other = own[keep], other[keep]
         cosine = np.asarray(rows[own].multiply(rows[other]).sum(axis=1), dtype=np.float32).ravel()
         block = sparse.csr_matrix((cosine, (own - start, other)), shape=(end - start, n))
-        block.sum_duplicates()
-        block.data[block.data < 0] = 0.0
-        block.eliminate_zeros()
+        block.eliminate_zeros()  # (TF-IDF rows are non-negative: a pair sharing no token is 0, not a neighbour)
         blocks.append(top_k_per_row(block, k))
     return sparse.vstack(blocks).tocsr().astype(np.float32)
 
@@ -536,7 +535,7 @@ class FactorIndex:
         sample = np.random.default_rng(seed).permutation(self.size)[: max(lists * 39, 100_000)]
         self.index.train(vectors[np.sort(sample)])
         self.index.add(vectors)
-        self.index.nprobe = max(1, min(lists, max(32, lists // 16)))
+        self.index.nprobe = min(lists, max(32, lists // 16))
 
     def search(self, queries: np.ndarray, n: int) -> np.ndarray:
         """Each query's ``n`` (at most the index's size) approximately largest inner products' rows, -1 padded."""

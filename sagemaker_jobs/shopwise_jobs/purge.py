@@ -40,7 +40,7 @@ from shopwise.config import ARCHIVE_EVENTS_PREFIX, ERASURES_PREFIX
 from shopwise.dal.objects import delete_version, get_version, list_versions, put_bytes
 from shopwise.privacy.purge import load_plan, plan_targets, scrub_lines, tally_key
 from shopwise.privacy.tombstones import ALIAS_FIELDS, Targets
-from shopwise_jobs.artifacts import load_csr, save_csr
+from shopwise_jobs.artifacts import load_matrix, save_csr
 from shopwise_jobs.contract import TrainingContract, run_job
 
 BINARY = (".npy", ".npz")  # arrays: no ids in them (the user index beside them says whose rows they are)
@@ -112,22 +112,18 @@ def scrub_model_dir(directory: Path, targets: Targets, tally: Tally) -> bool:
     """A model folder (or any unpacked tar) without the targets: the user index and its history rows, Parquet
     rows, text lines. Whether anything changed."""
     changed = False
-    users_file, history_file, history_dir = (
-        directory / "users.json",
-        directory / "history.npz",
-        directory / "history.csr",
-    )
+    users_file, history_file = directory / "users.json", directory / "history.npz"  # (.npz: the layout of before)
     if users_file.exists():
         users = json.loads(users_file.read_text())
         keep = np.array([not targets.alias(str(u)) for u in users], dtype=bool)
         if not keep.all():
             users_file.write_text(json.dumps([u for u, k in zip(users, keep, strict=True) if k]))
-            if history_file.exists():  # a model directory of before the memory-mapped layout
-                history = sparse.load_npz(history_file).tocsr()
-                sparse.save_npz(history_file, history[np.flatnonzero(keep)])
-            if history_dir.exists():
-                kept = load_csr(history_dir)[np.flatnonzero(keep)]  # (a copy: the files are then rewritten)
-                save_csr(history_dir, kept)
+            if history_file.exists() or (directory / "history.csr").exists():
+                kept = load_matrix(directory / "history")[np.flatnonzero(keep)]  # a copy: the files are rewritten
+                if history_file.exists():
+                    sparse.save_npz(history_file, kept)
+                else:
+                    save_csr(directory / "history.csr", kept)
             tally.rows_removed += int((~keep).sum())
             changed = True
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):

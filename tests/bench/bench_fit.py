@@ -36,6 +36,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 from scipy import sparse
 
+from shopwise_jobs import models
 from shopwise_jobs.models import DENSE_BLOCK_CELLS, IALS, ContentKNN, ItemKNN, _als_sweep, dense_top_k
 
 
@@ -147,7 +148,10 @@ def main() -> int:
     parser.add_argument("--sizes", default="20000x5000,100000x20000,300000x50000", help="USERSxITEMS,...")
     parser.add_argument("--baseline-max", type=int, default=20000, help="baselines up to this many items")
     parser.add_argument("--content", help="ITEMS,...: the content model on the simulator's catalogs instead")
+    parser.add_argument("--pool", type=int, help="--content: the index's candidates per neighbour (ANN_POOL)")
     args = parser.parse_args()
+    if args.pool:
+        models.ANN_POOL = args.pool
     if args.content:
         print(json.dumps(content([int(v) for v in args.content.split(",")], args.baseline_max)))
         return 0

@@ -271,17 +271,6 @@ def main() -> int:
         simulate(SimulationOptions(shoppers=args.shoppers, days=60, seed=11, items=args.items), data, progress=True)
     out: dict[str, Any] = {"k": args.k, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        if args.workers_memory:
-            kind = args.models.split(",")[0]
-            train_files(
-                data / "events.csv",
-                data / "items.csv",
-                Path(tmp) / kind,
-                {"budget": "quick", "models": kind, "consent": "assumed"},
-                log=lambda _line: None,
-            )
-            print(json.dumps({"workers_memory": workers_memory(Path(tmp) / kind, args.workers_memory, args.k)}))
-            return 0
         for kind in args.models.split(","):
             model_dir = Path(tmp) / kind
             train_files(
@@ -291,6 +280,9 @@ def main() -> int:
                 {"budget": "quick", "models": kind, "consent": "assumed"},  # every shopper: throughput per user
                 log=lambda _line: None,
             )
+            if args.workers_memory:  # the first family's model only
+                print(json.dumps({"workers_memory": workers_memory(model_dir, args.workers_memory, args.k)}))
+                return 0
             model = TrainedModel.load(model_dir)
             out["users"], out["items"] = len(model.users), len(model.items)
             ours = [shopwise(model, args.k) for _ in range(args.repeats)]
