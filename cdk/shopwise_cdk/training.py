@@ -305,7 +305,7 @@ class TrainingPipeline(Construct):
 
     def _transform_and_load(self, env: EnvironmentConfig, output_uri: str) -> sfn.Chain:
         """Register the model, plan the batch transform's requests, the transform (over the version's request
-        objects, on ``transform_instance_count`` instances), the load into the standby slot."""
+        objects, on as many instances as the plan sized for its users), the load into the standby slot."""
         create_model = tasks.SageMakerCreateModel(
             self,
             "Register model",
@@ -332,7 +332,9 @@ class TrainingPipeline(Construct):
                 "version": sfn.JsonPath.string_at("$.job_name"),
                 "users": sfn.JsonPath.number_at("$.gate.users"),
                 "items": sfn.JsonPath.number_at("$.gate.items"),
-                "instances": env.transform_instance_count,
+                "min_instances": env.transform_min_instances,
+                "max_instances": env.transform_max_instances,
+                "budget_s": env.transform_budget_minutes * 60,
                 "workers": workers,
             },
             "$.plan",
@@ -357,7 +359,7 @@ class TrainingPipeline(Construct):
                 s3_output_path=output_uri, assemble_with=tasks.AssembleWith.LINE, accept=JSON_LINES
             ),
             transform_resources=tasks.TransformResources(
-                instance_count=env.transform_instance_count,
+                instance_count=sfn.JsonPath.number_at("$.plan.instances"),  # sized by the plan for the users
                 instance_type=ec2.InstanceType(env.transform_instance_type.removeprefix("ml.")),
             ),
             environment={

@@ -1,7 +1,7 @@
 """Step Functions tasks of the model registry (``shopwise.lifecycle.registry``): ``champion`` (the active model's
 artefact, for the training job's champion channel), ``gate`` (register the trained version and gate it),
-``plan_transform`` (the batch transform's request objects, cut for the version's users and items:
-``shopwise.lifecycle.transform``), ``promote`` (serve the loaded version from the next request on). The local
+``plan_transform`` (the batch transform's instance count and request objects, sized and cut for the version's users
+and items: ``shopwise.lifecycle.transform``), ``promote`` (serve the loaded version from the next request on). The local
 pipeline invokes the same tasks."""
 
 import json
@@ -61,12 +61,30 @@ def plan_transform(event: dict[str, Any]) -> dict[str, Any]:
     (version,) = _need(event, "version")
     if event.get("users") is None or event.get("items") is None:
         raise ValueError(f"models/plan_transform: {version} needs users and items (the gate's answer carries them)")
-    instances, workers = int(event.get("instances") or 1), int(event.get("workers") or 1)
-    objects = transform.plan(int(event["users"]), int(event["items"]), instances, workers)
+    users, workers = int(event["users"]), int(event.get("workers") or 1)
+    least, most = int(event.get("min_instances") or 1), int(event.get("max_instances") or 1)
+    instances = transform.instances_for(users, workers, least, most, float(event.get("budget_s") or 1800))
+    objects = transform.plan(users, int(event["items"]), instances, workers)
     uri = transform.write_plan(get_settings().artifacts_bucket, version, objects)
     requests = sum(len(lines) for lines in objects)
-    logger.info("transform planned", extra={"version": version, "objects": len(objects), "requests": requests})
-    return {"input_uri": uri, "objects": len(objects), "requests": requests}
+    expected = round(transform.plan_seconds(users, workers, instances))
+    logger.info(
+        "transform planned",
+        extra={
+            "version": version,
+            "instances": instances,
+            "objects": len(objects),
+            "requests": requests,
+            "expected_seconds": expected,
+        },
+    )
+    return {
+        "input_uri": uri,
+        "instances": instances,
+        "objects": len(objects),
+        "requests": requests,
+        "expected_seconds": expected,
+    }
 
 
 def promote(event: dict[str, Any]) -> dict[str, Any]:

@@ -205,8 +205,9 @@ def _transform_remote(args: argparse.Namespace) -> int:
         target.deployed,
         args.version,
         args.instance_type or env.transform_instance_type,
-        args.instance_count or env.transform_instance_count,
+        args.instance_count,
         progress,
+        sizing=(env.transform_min_instances, env.transform_max_instances, env.transform_budget_minutes * 60.0),
     )
     if args.json:
         print(json.dumps({**result.__dict__}, indent=2, default=str))
@@ -1034,7 +1035,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--version", default="", help="--remote: the registered version")
     batch.add_argument("--instance-type", default="", help="--remote: default the environment's transform instance")
-    batch.add_argument("--instance-count", type=int, default=0, help="--remote: default the environment's count")
+    batch.add_argument(
+        "--instance-count",
+        type=int,
+        default=0,
+        help="--remote: default sized for the version's users, as the retrain does",
+    )
     batch.add_argument("--json", action="store_true", help="--remote: the job's result as JSON")
     batch.add_argument("--no-progress", action="store_true")
     batch.set_defaults(func=cmd_batch_recommend)

@@ -104,17 +104,23 @@ def run_pipeline(
 
     stage("batch transform")
     started = time.time()
-    instances = config.environment("local").transform_instance_count
+    env = config.environment("local")
     plan = models.invoke(
         {
             "action": "plan_transform",
             "version": job,
             "users": verdict["users"],
             "items": verdict["items"],
-            "instances": instances,
+            "min_instances": env.transform_min_instances,
+            "max_instances": env.transform_max_instances,
+            "budget_s": env.transform_budget_minutes * 60,
         }
     )
-    log(f"transform plan: {plan['requests']} requests in {plan['objects']} objects -> {plan['input_uri']}")
+    instances = int(plan["instances"])
+    log(
+        f"transform plan: {instances} instances, {plan['requests']} requests in {plan['objects']} objects "
+        f"-> {plan['input_uri']}"
+    )
     output_uri = f"{artifacts}/{config.RECOMMENDATIONS_PREFIX}{job}/"
     run_transform_job(
         f"{job}-transform",

@@ -173,10 +173,13 @@ def transform_remote(
     instance_count: int,
     log: Log = print,
     work_dir: Path | None = None,
+    sizing: tuple[int, int, float] = (1, 1, 1800.0),
 ) -> RemoteTransform:
     """A registered version's batch transform launched with the SDK: its model (the pipeline's container: image,
     model.tar.gz, ``inference.py`` from the source directory), the plan's request objects cut for its users and items
-    (``shopwise.lifecycle.transform``), a worker per vCPU; followed to the end. The output is not loaded."""
+    (``shopwise.lifecycle.transform``), a worker per vCPU; followed to the end. The output is not loaded.
+    ``instance_count`` 0: as many as the plan sizes for the users within ``sizing`` (least, most, budget seconds),
+    as the retrain does."""
     _ready(sagemaker)
     from sagemaker.core.resources import TransformJob
     from sagemaker.core.shapes import (
@@ -202,7 +205,9 @@ def transform_remote(
     counts = json.loads(read_job_output(record.model_uri, "metrics.json"))
     job_name = f"{version}-remote-{time.strftime('%H%M%S')}"[:63]
     workers = config.instance_vcpus(instance_type)
-    objects = transform.plan(int(counts["users"]), int(counts["items"]), instance_count, workers)
+    users = int(counts["users"])
+    instance_count = instance_count or transform.instances_for(users, workers, *sizing)
+    objects = transform.plan(users, int(counts["items"]), instance_count, workers)
     input_uri = transform.write_plan(settings.artifacts_bucket, job_name, objects)
     erasures = f"s3://{settings.artifacts_bucket}/{config.ERASURES_PREFIX}"
     # CreateModel with boto3: the SDK's Model.create reads the model back, and its parser refuses the empty

@@ -64,7 +64,7 @@ def test_the_shape_read_from_the_template_is_what_the_environment_configures(sha
     assert shape.stream_shards == env.stream_shards
     assert shape.training_instance == env.training_instance_type
     assert shape.transform_instance == env.transform_instance_type
-    assert shape.transform_instances == env.transform_instance_count == 2
+    assert shape.transform_sizing == (env.transform_min_instances, env.transform_max_instances, 1800.0) == (1, 10, 1800)
     assert shape.functions["serve"].memory_mb == env.lambda_memory_mb
     # prod doesn't actively trace the per-request functions (trace_requests); the updater is traced
     assert not shape.functions["serve"].traced and not shape.functions["collect"].traced
@@ -144,6 +144,25 @@ def test_the_data_set_job_is_sized_to_finish_its_window_within_the_target_and_pr
     assert by_rate[2][0] == 2 and by_rate[200][0] > configured  # 200 events/s x 180 days needs more than prod's 4
     # 100x the events: at most ~100x the DPU-hours (less: at 2 workers the driver is half the job, at 73 a 73rd)
     assert 40 < by_rate[200][1] / by_rate[2][1] <= 100
+
+
+def test_the_transform_gets_the_instances_the_plan_sizes_for_the_shoppers(
+    shape: costs.StackShape, inputs: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    """The retrain's plan sizes the transform for the version's users (shopwise.lifecycle.transform): the cost model
+    prices the same count and its scoring time, so a store ten times the shoppers pays about ten times the scoring."""
+    units, prices = inputs
+    assume = costs.Assumptions()
+    found = {}
+    for shoppers in (1_000_000, 10_000_000):
+        (line,) = lines(costs.estimate(shape, costs.Load(100, 10, shoppers, 100_000), units, prices), "batch transform")
+        instances = int(line.what.split("(")[1].split(" instances")[0])
+        found[shoppers] = (instances, line.quantity)
+    assert found[1_000_000][0] == 1 and found[10_000_000][0] == 4  # 4 x ml.m5.xlarge score 10 M within 30 minutes
+    retrains = shape.retrains_per_month
+    scoring = [q / retrains - i * assume.transform_startup_hours for i, q in found.values()]
+    assert scoring[1] == pytest.approx(10 * scoring[0])  # the instance-hours of scoring follow the shoppers
+    assert scoring[1] / found[10_000_000][0] <= 0.5  # each instance within the 30-minute budget
 
 
 def test_personalize_is_billed_for_its_minimum_tps_and_in_tiers(

@@ -293,13 +293,13 @@ def test_pipeline_trains_gates_transforms_loads_and_promotes_with_native_sagemak
     workers = config.instance_vcpus(env.transform_instance_type)
     planned = states["Plan batch transform"]["Parameters"]
     assert (planned["users.$"], planned["items.$"]) == ("$.gate.users", "$.gate.items")  # the gate read them
-    assert planned["action"] == "plan_transform" and (planned["instances"], planned["workers"]) == (
-        env.transform_instance_count,
-        workers,
-    )
+    assert planned["action"] == "plan_transform" and planned["workers"] == workers
+    assert (planned["min_instances"], planned["max_instances"], planned["budget_s"]) == (1, 10, 1800)
     transform = states["Batch transform"]["Parameters"]
     assert transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.plan.input_uri"
-    assert transform["TransformResources"]["InstanceCount"] == env.transform_instance_count == 2
+    # as many instances as the plan sized for the version's users: a path into the plan's answer, not a constant
+    assert transform["TransformResources"]["InstanceCount.$"] == "$.plan.instances"
+    assert "InstanceCount" not in transform["TransformResources"]
     assert transform["MaxConcurrentTransforms"] == workers
     assert transform["Environment"]["SAGEMAKER_MODEL_SERVER_WORKERS"] == str(workers)
     registry_writes = [st for st in _statements(prod, "TrainingRegistry") if "s3:PutObject" in str(st["Action"])]

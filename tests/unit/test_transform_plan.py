@@ -1,6 +1,6 @@
 """The batch transform's plan: every user and item shard exactly once, the popular lists once, at least one object
 per instance and at most one line per worker in an object (an object's output is one load item), no request over
-the size bound, and at least a request per worker."""
+the size bound, and at least a request per worker; its instances sized for the users within the time budget."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import math
 import pytest
 
 from shopwise import config
-from shopwise.lifecycle.transform import ITEMS_PER_REQUEST, USERS_PER_REQUEST, plan
+from shopwise.lifecycle.transform import (
+    ITEMS_PER_REQUEST,
+    USERS_PER_REQUEST,
+    USERS_PER_WORKER_S,
+    instances_for,
+    plan,
+    plan_seconds,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,3 +57,30 @@ def test_vcpus_of_the_instance_types_the_environments_use() -> None:
     assert config.instance_vcpus(config.environment("prod").transform_instance_type) == 4
     with pytest.raises(ValueError, match="vCPUs"):
         config.instance_vcpus("ml.p3.medium")
+
+
+def test_instances_are_sized_for_the_users_within_the_budget_and_bounds() -> None:
+    prod = config.environment("prod")
+    workers = config.instance_vcpus(prod.transform_instance_type)
+    bounds = (prod.transform_min_instances, prod.transform_max_instances, prod.transform_budget_minutes * 60.0)
+    # the envelope's 10 M shoppers: 10 M / (400 users/s x 4 workers x 1,800 s) = 3.5 -> 4 instances, within budget
+    at_envelope = instances_for(10_000_000, workers, *bounds)
+    assert at_envelope == 4 and plan_seconds(10_000_000, workers, at_envelope) <= 1800
+    assert plan_seconds(10_000_000, workers, at_envelope - 1) > 1800  # one fewer would not finish in time
+    # a million shoppers fit one instance; no shoppers still get the fewest the environment allows
+    assert instances_for(1_000_000, workers, *bounds) == 1
+    assert instances_for(0, workers, 2, 2, 1800) == 2
+    # past the most instances, the most (the plan then expects to run over its budget, and says so)
+    assert instances_for(100_000_000, workers, 1, 10, 1800) == 10
+    assert plan_seconds(100_000_000, workers, 10) == pytest.approx(100_000_000 / (USERS_PER_WORKER_S * 40))
+    # a shorter budget needs more instances for the same users
+    assert instances_for(10_000_000, workers, 1, 100, 600) == 11
+
+
+@pytest.mark.parametrize(
+    ("users", "workers", "least", "most", "budget"),
+    [(1, 0, 1, 1, 60.0), (1, 1, 0, 1, 60.0), (1, 1, 3, 2, 60.0), (1, 1, 1, 1, 0.0), (-1, 1, 1, 1, 60.0)],
+)
+def test_sizing_refuses_what_cannot_be_sized(users: int, workers: int, least: int, most: int, budget: float) -> None:
+    with pytest.raises(ValueError, match="instances need"):
+        instances_for(users, workers, least, most, budget)

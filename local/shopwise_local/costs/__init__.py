@@ -26,6 +26,7 @@ from typing import Any
 
 from shopwise.config import ACTIVITY_SHARDS, ARCHIVE_EVENTS_PREFIX, instance_vcpus, rate_hours
 from shopwise.dal.capacity import read_units_of_size
+from shopwise.lifecycle import transform
 
 HERE = Path(__file__).resolve().parent
 HOURS_PER_MONTH = 730.0
@@ -73,7 +74,9 @@ class Assumptions:
     log_bytes_per_invocation: int = 300  # Lambda's START/END/REPORT lines
     impression_log_bytes: int = 600  # the serve function's impression line per request
     training_hours: float = 1.0  # per retrain, on the template's training instance (until `make scale` fits it)
-    transform_hours: float = 0.25  # per retrain, the batch transform's wall time (each of its instances)
+    # per retrain, each transform instance's start before it scores (not measured in AWS); the scoring follows the
+    # shoppers at the plan's measured users a second a worker (shopwise.lifecycle.transform)
+    transform_startup_hours: float = 0.1
     # the Glue data set job's wall time: its start plus the window's events at the rate measured in PySpark's local
     # mode (bench_dataset.py: 600 k events in 94 s on 2 cores) on every executor core (G.1X: 4 vCPU; one worker is
     # the driver)
@@ -120,7 +123,9 @@ class StackShape:
     secrets: int
     training_instance: str
     transform_instance: str
-    transform_instances: int
+    # the plan's bounds on the batch transform's instances and its time budget (least, most, seconds): how many
+    # instances a retrain gets follows the shoppers (shopwise.lifecycle.transform.instances_for)
+    transform_sizing: tuple[int, int, float]
     drift_instance: str
     retrains_per_month: float
     drift_runs_per_month: float
@@ -197,6 +202,11 @@ class StackShape:
                 total += runs_per_month(expression)
             return total
 
+        def setting(name: str, default: float) -> float:
+            """A number in the retrain's state input (the plan step's payload), or ``default``."""
+            found = re.findall(rf"{name}[^0-9a-z]{{0,8}}(\d+(?:\.\d+)?)", retrain)
+            return float(found[-1]) if found else default
+
         # the log groups of the functions that log per event or request (named after the function's logical id)
         retention = [
             int(p.get("RetentionInDays", 0))
@@ -223,7 +233,11 @@ class StackShape:
             secrets=len(of("AWS::SecretsManager::Secret")),
             training_instance=retrain_types[0],
             transform_instance=retrain_types[-1],
-            transform_instances=int((re.findall(r"InstanceCount[^0-9]{0,8}(\d+)", retrain) or ["1"])[-1]),
+            transform_sizing=(
+                int(setting("min_instances", 1)),
+                int(setting("max_instances", 1)),
+                float(setting("budget_s", 1800)),
+            ),
             drift_instance=drift_types[0],
             retrains_per_month=runs("TrainingSchedule", ""),
             drift_runs_per_month=runs("DriftSchedule", ""),
@@ -487,12 +501,16 @@ def estimate(
 
     # --- train: the scheduled retrain, its load, the drift job, the catalog export
     sm = prices["sagemaker"]["instance_hour"]
+    per_instance = instance_vcpus(shape.transform_instance)  # model-server workers
+    instances = transform.instances_for(load.shoppers, per_instance, *shape.transform_sizing)
+    scoring_s = transform.plan_seconds(load.shoppers, per_instance, instances)
+    transform_hours = assume.transform_startup_hours + scoring_s / 3600
     for what, instance, hours in (
         ("training job", shape.training_instance, assume.training_hours * retrains),
         (
-            f"batch transform ({shape.transform_instances} instances)",
+            f"batch transform ({instances} instances, {transform_hours * 60:.0f} min a run)",
             shape.transform_instance,
-            assume.transform_hours * shape.transform_instances * retrains,
+            transform_hours * instances * retrains,
         ),
         ("drift job", shape.drift_instance, assume.drift_hours * shape.drift_runs_per_month),
     ):

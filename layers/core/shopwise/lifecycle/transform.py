@@ -9,9 +9,10 @@ least one per worker of every instance, the items alike, and deals the lines rou
 one line per worker (so an instance keeps its workers busy within an object) and at least one object per instance.
 Each object's output is then one item of the load's Distributed Map: at most ``workers`` x ``USERS_PER_REQUEST``
 rows (80,000 on a 4-vCPU instance: 3,200 BatchWriteItem calls of 25, a few minutes of one load function at an
-assumed 20-40 ms a call — not measured in AWS), however large the store. The popular and segment lists are one request. The registry function writes the
-plan after the gate (``write_plan``); the local pipeline calls the same function and runs one container per
-instance.
+assumed 20-40 ms a call — not measured in AWS), however large the store. The popular and segment lists are one
+request. How many instances is arithmetic too (``instances_for``): the version's users over what a worker scores in
+the environment's time budget, between its bounds. The registry function sizes and writes the plan after the gate
+(``write_plan``); the local pipeline calls the same function and runs one container per instance.
 """
 
 from __future__ import annotations
@@ -24,6 +25,28 @@ from shopwise.dal.objects import write_json_lines
 
 USERS_PER_REQUEST = 20_000  # users a request scores: ~3 s of one core at the measured 7,600 users/s (bench_transform)
 ITEMS_PER_REQUEST = 20_000  # items whose neighbour and next-item rows a request writes
+# users one transform worker scores a second as a million-item catalog runs it (no EASE; candidates from the neighbour
+# union and the factor index): make scale's "transform as at the envelope", a process's whole run with its start and
+# the item rows, extrapolated at its growth (^0.93) to 10 M shoppers: 6.6 hours, 421 a second
+USERS_PER_WORKER_S = 400.0
+
+
+def instances_for(users: int, workers: int, least: int, most: int, budget_s: float) -> int:
+    """Instances of ``workers`` each that score ``users`` within ``budget_s`` at ``USERS_PER_WORKER_S``, at least
+    ``least`` and at most ``most`` (past ``most`` the transform takes longer than the budget, and says so in
+    ``plan_seconds``)."""
+    if workers < 1 or least < 1 or most < least or budget_s <= 0 or users < 0:
+        raise ValueError(
+            f"instances need workers, least >= 1, most >= least, a budget > 0 and users >= 0: "
+            f"{workers}, {least}, {most}, {budget_s}, {users}"
+        )
+    needed = math.ceil(users / (USERS_PER_WORKER_S * workers * budget_s))
+    return min(most, max(least, needed))
+
+
+def plan_seconds(users: int, workers: int, instances: int) -> float:
+    """The scoring time the plan expects of each instance (no start-up): what the budget is compared with."""
+    return users / (USERS_PER_WORKER_S * workers * instances)
 
 
 def plan(users: int, items: int, instances: int, workers: int = 1) -> list[list[dict[str, Any]]]:
