@@ -329,6 +329,26 @@ def test_top_k_per_row_keeps_each_rows_largest_entries() -> None:
         assert set(np.flatnonzero(kept[r])) <= set(np.flatnonzero(dense[r]))
 
 
+@pytest.mark.parametrize("k", [1, 12, 16])
+def test_top_k_per_row_breaks_ties_to_the_earlier_entry(k: int) -> None:
+    """Rows shorter and longer than k, values with many ties: every row keeps exactly what a stable sort by value
+    keeps (ties at the k-th value: the earlier entries), columns in order."""
+    from shopwise_jobs.models import top_k_per_row
+
+    matrix = sparse.random(60, 50, density=0.3, format="csr", random_state=7, dtype=np.float64)
+    matrix.data = np.round(matrix.data * 4) / 4 + 0.25  # few distinct values: ties everywhere, nothing zero
+    kept = top_k_per_row(matrix, k)
+    counts = np.diff(matrix.indptr)
+    assert (counts > k).any() and (k == 1 or (counts <= k).any())  # both kinds of row are exercised
+    for r in range(60):
+        span = slice(matrix.indptr[r], matrix.indptr[r + 1])
+        entries = list(zip(matrix.indices[span].tolist(), matrix.data[span].tolist(), strict=True))
+        expected = sorted(sorted(enumerate(entries), key=lambda p: (-p[1][1], p[0]))[:k], key=lambda p: p[1][0])
+        got = slice(kept.indptr[r], kept.indptr[r + 1])
+        assert kept.indices[got].tolist() == [col for _pos, (col, _v) in expected], r
+        assert kept.data[got].tolist() == [v for _pos, (_c, v) in expected], r
+
+
 def test_affinity_ranks_the_popular_items_of_the_shoppers_categories_and_brands() -> None:
     from shopwise_jobs.models import Affinity
 
