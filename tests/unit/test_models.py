@@ -537,6 +537,49 @@ def test_model_selection_over_candidates_scores_as_over_every_item(monkeypatch: 
     assert dense["itemknn"][2] > dense["popularity"][2] + 0.2  # the figures compared are of models that differ
 
 
+def test_test_figures_are_scored_on_a_fixed_sample_of_test_users_past_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past EVALUATION_USERS test users, each family's and the blend's test figures are the evaluation of a fixed
+    sample of them (the same users for every family, and run after run); below it, of every test user."""
+    from shopwise_jobs import selection
+    from shopwise_jobs.evaluation import evaluate
+    from shopwise_jobs.selection import select, shopwise_candidates, train_set, tuning_sample
+
+    rng = np.random.default_rng(5)
+    history = tribes(200)
+    rows = []
+    for u in range(history.shape[0]):
+        for n, i in enumerate(rng.permutation(history[u].indices)):
+            rows.append((f"u{u}", f"i{i}", "view", float(u + 1000 * n)))
+    test = leave_last_out(frame(rows), 2)
+    validation = leave_last_out(test.train, 2)
+    families = shopwise_candidates(
+        history.shape[1], has_catalog=False, budget="quick", wanted=["itemknn", "popularity"]
+    )
+    whole = {r.name: r.test for r in select(families, validation, test, pd.DataFrame(columns=["item_id"]))}
+    users = test.test["user_id"].nunique()
+    assert all(t is not None and t.users == users for t in whole.values())
+    monkeypatch.setattr(selection, "EVALUATION_USERS", 50)
+    lines: list[str] = []
+    results = select(families, validation, test, pd.DataFrame(columns=["item_id"]), log=lines.append)
+    assert any(f"fixed sample of 50 of {users}" in line for line in lines)
+    sampled = {r.name: r for r in results}
+    assert {name: r.test.users for name, r in sampled.items() if r.test} == {
+        "itemknn": 50,
+        "popularity": 50,
+        "hybrid": 50,
+    }
+    # the itemknn figures are exactly those of its refitted configuration on the sample's users
+    outer = train_set(test.train, test.test, pd.DataFrame(columns=["item_id"]))
+    itemknn = next(c for c in families if c.name == "itemknn")
+    scorer = itemknn.fit(outer, sampled["itemknn"].params)
+    expected = evaluate(scorer, outer.matrix(), tuning_sample(test.test, 50), selection.KS)
+    got = sampled["itemknn"].test
+    assert got is not None and got.metrics == pytest.approx(expected.metrics)
+    assert got.metrics != pytest.approx(whole["itemknn"].metrics)  # type: ignore[union-attr]  # a sample, not all
+
+
 def test_the_compiled_fold_in_solves_the_exact_sweeps_equations() -> None:
     """iALS scores a history by folding it in: implicit's compiled solver must give ``_als_sweep``'s exact factors
     (users with no history: zeros)."""
