@@ -110,6 +110,7 @@ STAGES = (
     "fit and selection as at the envelope",
     "transform as at the envelope",
 )
+FIT_ONLY = "fit and selection as at the envelope"  # a time within a stage: no peak memory of its own
 # what a catalog of a million items gets, forced on these smaller ones: every approximate path, no EASE
 ENVELOPE_ENV = {
     "SHOPWISE_CANDIDATES_FROM_ITEMS": "0",
@@ -129,7 +130,7 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
             check=True, capture_output=True,
         )  # fmt: skip
     events = sum(1 for _ in (store / "events.csv").open()) - 1
-    stages: dict[str, dict[str, float]] = {}
+    stages: dict[str, dict[str, float | None]] = {}
     if "data set" in stages_wanted:
         seconds, peak, _out = measured([PYTHON, "-c", DATASET, str(store / "events.csv")])
         stages["data set"] = {"seconds": seconds, "peak_mb": peak}
@@ -156,7 +157,7 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
         seconds, peak, _ = measured(recommend, {"SHOPWISE_CANDIDATES_FROM_ITEMS": "0"})
         stages["transform over candidates"] = {"seconds": seconds, "peak_mb": peak}
     envelope_model = store / "model-envelope"
-    if {"training as at the envelope", "fit and selection as at the envelope"} & set(stages_wanted) or (
+    if {"training as at the envelope", FIT_ONLY} & set(stages_wanted) or (
         "transform as at the envelope" in stages_wanted and not (envelope_model / "metrics.json").exists()
     ):
         seconds, peak, _ = measured(
@@ -166,9 +167,10 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
         )  # fmt: skip
         stages["training as at the envelope"] = {"seconds": seconds, "peak_mb": peak}
         # of which the job's fitting, tuning and evaluation (its metrics' train_seconds): what the training job does
-        # at the envelope, where the data set and the feature snapshot come built from Spark (peak: the whole run's)
+        # at the envelope, where the data set and the feature snapshot come built from Spark. Its memory is not its
+        # own: the run's peak is the data set's events, held in the process before the fit starts
         fitted = json.loads((envelope_model / "metrics.json").read_text())
-        stages["fit and selection as at the envelope"] = {"seconds": float(fitted["train_seconds"]), "peak_mb": peak}
+        stages[FIT_ONLY] = {"seconds": float(fitted["train_seconds"]), "peak_mb": None}
     if "transform as at the envelope" in stages_wanted:
         at_envelope = [*recommend[:3], str(envelope_model), *recommend[4:]]
         seconds, peak, _ = measured(at_envelope, ENVELOPE_ENV)
@@ -183,17 +185,23 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for stage in rows[0]["stages"]:
         seconds = [float(r["stages"][stage]["seconds"]) for r in rows]
-        peaks = [float(r["stages"][stage]["peak_mb"]) for r in rows]
-        time_exp, memory_exp = exponent(events, seconds), exponent(events, peaks)
+        time_exp = exponent(events, seconds)
         scale = ENVELOPE_EVENTS / events[-1]
         at_envelope_s = seconds[-1] * scale**time_exp
-        at_envelope_gb = peaks[-1] / 1024 * scale ** max(memory_exp, 0.0)
+        memory: dict[str, Any] = {"memory_exponent": None, "envelope_gb": None, "fits_memory": True}
+        if stage != FIT_ONLY:
+            peaks = [float(r["stages"][stage]["peak_mb"]) for r in rows]
+            memory_exp = exponent(events, peaks)
+            at_envelope_gb = peaks[-1] / 1024 * scale ** max(memory_exp, 0.0)
+            memory = {
+                "memory_exponent": round(memory_exp, 2),
+                "envelope_gb": round(at_envelope_gb, 1),
+                "fits_memory": at_envelope_gb <= LARGEST_TRAINING_GB,
+            }
         out[stage] = {
             "time_exponent": round(time_exp, 2),
-            "memory_exponent": round(memory_exp, 2),
             "envelope_hours": round(at_envelope_s / 3600, 1),
-            "envelope_gb": round(at_envelope_gb, 1),
-            "fits_memory": at_envelope_gb <= LARGEST_TRAINING_GB,
+            **memory,
             "fits_budget": at_envelope_s <= BUDGET_S,
             # the budget's multiple: the instances it would take for a stage that shards (the transform does, by
             # request object; the data set does on Spark), and for one that does not, how far it is from fitting
@@ -210,15 +218,19 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
         "|---|" + "---|" * len(rows) + "---|---|",
     ]
     for stage, fit in fits.items():
-        cells = [f"{r['stages'][stage]['seconds']:.0f} / {r['stages'][stage]['peak_mb']:,.0f}" for r in rows]
+        own = stage != FIT_ONLY  # a stage's own peak memory, or only a time within another stage
+        cells = [
+            f"{r['stages'][stage]['seconds']:.0f} / " + (f"{r['stages'][stage]['peak_mb']:,.0f}" if own else "—")
+            for r in rows
+        ]
         misses = [
             *([] if fit["fits_memory"] else [f"over the largest instance's {LARGEST_TRAINING_GB} GB"]),
             *([] if fit["fits_budget"] else [f"{fit['instances_for_budget']:,}x the 2-hour budget"]),
         ]
-        verdict = f"{fit['envelope_hours']:,} h, {fit['envelope_gb']:,} GB: " + ("; ".join(misses) or "fits")
-        lines.append(
-            f"| {stage} | " + " | ".join(cells) + f" | ^{fit['time_exponent']}, ^{fit['memory_exponent']} | {verdict} |"
-        )
+        size = f", {fit['envelope_gb']:,} GB" if own else ""
+        verdict = f"{fit['envelope_hours']:,} h{size}: " + ("; ".join(misses) or "fits")
+        growth = f"^{fit['time_exponent']}, ^{fit['memory_exponent']}" if own else f"^{fit['time_exponent']}, —"
+        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {growth} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -245,14 +257,22 @@ def main() -> int:
         "--stages", default=",".join(STAGES), help=f"of: {', '.join(STAGES)} (a size's model is reused)"
     )
     parser.add_argument("--readme", action="store_true", help="write the table into README.md (make scale does)")
+    parser.add_argument(
+        "--from-log",
+        type=Path,
+        help="fit and print (and with --readme write) the table from a run's log (.local/bench/bench_scale.log) "
+        "instead of running the stages again",
+    )
     args = parser.parse_args()
     wanted = [s.strip() for s in args.stages.split(",")]
     if unknown := set(wanted) - set(STAGES):
         parser.error(f"unknown stages {sorted(unknown)}: expected some of {', '.join(STAGES)}")
     os.environ.setdefault("SHOPWISE_HOME", str(REPO_ROOT / ".local" / "scale-home"))
     memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
-    rows: list[dict[str, Any]] = []
-    for shoppers in (int(s) for s in args.shoppers.split(",")):
+    # a run's log: a JSON line per size measured, then the table, then the whole result as one JSON line
+    logged = args.from_log.read_text().splitlines() if args.from_log else []
+    rows: list[dict[str, Any]] = [json.loads(line) for line in logged if line.startswith('{"shoppers"')]
+    for shoppers in () if args.from_log else (int(s) for s in args.shoppers.split(",")):
         if len(rows) >= 2 and "training" in wanted:  # a size the fit says this machine cannot hold is skipped
             peaks = [float(r["stages"]["training"]["peak_mb"]) for r in rows]
             shoppers_seen = [float(r["shoppers"]) for r in rows]

@@ -26,8 +26,9 @@ from shopwise.dal.objects import write_json_lines
 USERS_PER_REQUEST = 20_000  # users a request scores: ~3 s of one core at the measured 7,600 users/s (bench_transform)
 ITEMS_PER_REQUEST = 20_000  # items whose neighbour and next-item rows a request writes
 # users one transform worker scores a second as a million-item catalog runs it (no EASE; candidates from the neighbour
-# union and the factor index): make scale's "transform as at the envelope", a process's whole run with its start and
-# the item rows, extrapolated at its growth (^0.93) to 10 M shoppers: 6.6 hours, 421 a second
+# union and the factor index): at a million items a user costs 1.63 ms of iALS candidates and 0.84 ms of item-kNN's
+# (bench_transform.py --catalogs), about 2.5 ms with the rest of a blend. make scale's "transform as at the envelope"
+# is faster (10 M shoppers in 1.6 hours of one process: 1,700 a second), but measured on catalogs of 16,000 items
 USERS_PER_WORKER_S = 400.0
 
 
