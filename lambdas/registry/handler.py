@@ -61,9 +61,17 @@ def plan_transform(event: dict[str, Any]) -> dict[str, Any]:
     (version,) = _need(event, "version")
     if event.get("users") is None or event.get("items") is None:
         raise ValueError(f"models/plan_transform: {version} needs users and items (the gate's answer carries them)")
+    missing = [k for k in ("min_instances", "max_instances", "budget_s") if event.get(k) is None]
+    if missing:
+        raise ValueError(f"models/plan_transform: {version} needs the sizing bounds {missing} (the environment's)")
     users, workers = int(event["users"]), int(event.get("workers") or 1)
-    least, most = int(event.get("min_instances") or 1), int(event.get("max_instances") or 1)
-    instances = transform.instances_for(users, workers, least, most, float(event.get("budget_s") or 1800))
+    instances = transform.instances_for(
+        users,
+        workers,
+        min_instances=int(event["min_instances"]),
+        max_instances=int(event["max_instances"]),
+        budget_s=float(event["budget_s"]),
+    )
     objects = transform.plan(users, int(event["items"]), instances, workers)
     uri = transform.write_plan(get_settings().artifacts_bucket, version, objects)
     requests = sum(len(lines) for lines in objects)

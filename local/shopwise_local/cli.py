@@ -206,8 +206,8 @@ def _transform_remote(args: argparse.Namespace) -> int:
         args.version,
         args.instance_type or env.transform_instance_type,
         args.instance_count,
+        env.transform_sizing(),
         progress,
-        sizing=(env.transform_min_instances, env.transform_max_instances, env.transform_budget_minutes * 60.0),
     )
     if args.json:
         print(json.dumps({**result.__dict__}, indent=2, default=str))

@@ -111,9 +111,7 @@ def run_pipeline(
             "version": job,
             "users": verdict["users"],
             "items": verdict["items"],
-            "min_instances": env.transform_min_instances,
-            "max_instances": env.transform_max_instances,
-            "budget_s": env.transform_budget_minutes * 60,
+            **env.transform_sizing(),
         }
     )
     instances = int(plan["instances"])

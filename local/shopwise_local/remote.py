@@ -171,15 +171,15 @@ def transform_remote(
     version: str,
     instance_type: str,
     instance_count: int,
+    sizing: dict[str, int],
     log: Log = print,
     work_dir: Path | None = None,
-    sizing: tuple[int, int, float] = (1, 1, 1800.0),
 ) -> RemoteTransform:
     """A registered version's batch transform launched with the SDK: its model (the pipeline's container: image,
     model.tar.gz, ``inference.py`` from the source directory), the plan's request objects cut for its users and items
     (``shopwise.lifecycle.transform``), a worker per vCPU; followed to the end. The output is not loaded.
-    ``instance_count`` 0: as many as the plan sizes for the users within ``sizing`` (least, most, budget seconds),
-    as the retrain does."""
+    ``instance_count`` 0: as many as the plan sizes for the users within ``sizing`` (the environment's
+    ``transform_sizing``), as the retrain does."""
     _ready(sagemaker)
     from sagemaker.core.resources import TransformJob
     from sagemaker.core.shapes import (
@@ -206,7 +206,7 @@ def transform_remote(
     job_name = f"{version}-remote-{time.strftime('%H%M%S')}"[:63]
     workers = config.instance_vcpus(instance_type)
     users = int(counts["users"])
-    instance_count = instance_count or transform.instances_for(users, workers, *sizing)
+    instance_count = instance_count or transform.instances_for(users, workers, **sizing)
     objects = transform.plan(users, int(counts["items"]), instance_count, workers)
     input_uri = transform.write_plan(settings.artifacts_bucket, job_name, objects)
     erasures = f"s3://{settings.artifacts_bucket}/{config.ERASURES_PREFIX}"

@@ -62,14 +62,10 @@ class FeatureSnapshot:
     _profile_events: dict[str, list[Event]] = field(default_factory=lambda: defaultdict(list))
     _item_events: dict[str, list[Event]] = field(default_factory=lambda: defaultdict(list))
 
-    def add(self, events: Iterable[Event]) -> None:
-        """Hold the events by profile and by item until ``finish``: consent is judged by event time against the
+    def _hold(self, event: Event) -> None:
+        """Hold the event by profile and by item until ``finish``: consent is judged by event time against the
         consent history, and a grant may be read after the interactions it covers (the archive is in file order, not
         time order); an item's fold takes any order but costs a merge a call."""
-        for event in events:
-            self._hold(event)
-
-    def _hold(self, event: Event) -> None:
         self._profile_events[event.profile_id].append(event)
         for item_id in dict.fromkeys(item for item, _kind in interaction_items(event)):
             self._item_events[item_id].append(event)

@@ -33,7 +33,7 @@ EASE_MAX_ITEMS = 20_000
 DENSE_BLOCK_CELLS = 1 << 24
 # from this many items, content neighbours come from an approximate nearest-neighbour index (``content_neighbours``):
 # the dense blocks are items^2 cells, the index about n log n. bench_fit.py --content on the simulator's catalogs:
-# 130 s dense against 107 s from the index at 100,000 items (28 against 44 at 40,000), growing ^1.7 against ^1.1
+# 135 s dense against 93 s from the index at 100,000 items (25 against 29 at 40,000), growing ^1.8 against ^1.1
 CONTENT_ANN_FROM_ITEMS = int(os.environ.get("SHOPWISE_CONTENT_ANN_FROM_ITEMS", "100000"))
 # the index's vectors: a random projection of the TF-IDF rows to this many dimensions (every token keeps its weight,
 # inner products kept to about 1/sqrt(d)); each item's ANN_POOL x k nearest are re-scored exactly from the TF-IDF rows

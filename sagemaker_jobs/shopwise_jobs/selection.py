@@ -107,9 +107,9 @@ HYBRID_ROWS = (
 TUNING_USERS = 5000
 # test users each family's and the blend's reported figures are scored on: every one below this (every benchmark
 # data set, every store below about half a million shoppers), a fixed sample above: the test figures of seven
-# models cost about 0.7 ms a test user (make scale's 100,000-shopper store: 119 s whole, 108 s on 5,000 of its 20,834
-# test users), so a million test users at the envelope would be 12 minutes of the retrain; NDCG@10's standard error
-# at 50,000 users is about 0.0005. SHOPWISE_EVALUATION_USERS sets it for a job
+# models cost about 1 ms a test user (make scale's 100,000-shopper store: fit and selection 127 s scoring all 20,834
+# test users, 111 s scoring 5,000), so a million test users at the envelope would be 17 minutes of the retrain;
+# NDCG@10's standard error at 50,000 users is about 0.0005. SHOPWISE_EVALUATION_USERS sets it for a job
 EVALUATION_USERS = int(os.environ.get("SHOPWISE_EVALUATION_USERS", "50000"))
 
 

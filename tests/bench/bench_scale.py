@@ -101,16 +101,16 @@ DATASET = (
 )
 
 
+FIT_ONLY = "fit and selection as at the envelope"  # a time within the stage before it: no peak memory of its own
 STAGES = (
     "data set",
     "training",
     "batch transform",
     "transform over candidates",
     "training as at the envelope",
-    "fit and selection as at the envelope",
+    FIT_ONLY,
     "transform as at the envelope",
 )
-FIT_ONLY = "fit and selection as at the envelope"  # a time within a stage: no peak memory of its own
 # what a catalog of a million items gets, forced on these smaller ones: every approximate path, no EASE
 ENVELOPE_ENV = {
     "SHOPWISE_CANDIDATES_FROM_ITEMS": "0",
@@ -285,7 +285,8 @@ def main() -> int:
     fits = extrapolate(rows) if len(rows) > 1 else {}
     table = markdown(rows, fits) if fits else ""
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "scale.md").write_text(table + "\n")
+    if table:  # (one size alone has no growth to fit: its row is printed, the last table kept)
+        (OUT / "scale.md").write_text(table + "\n")
     if args.readme and table:
         write_readme_table(table, args)
     print(table)

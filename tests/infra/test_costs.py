@@ -64,7 +64,7 @@ def test_the_shape_read_from_the_template_is_what_the_environment_configures(sha
     assert shape.stream_shards == env.stream_shards
     assert shape.training_instance == env.training_instance_type
     assert shape.transform_instance == env.transform_instance_type
-    assert shape.transform_sizing == (env.transform_min_instances, env.transform_max_instances, 1800.0) == (1, 10, 1800)
+    assert shape.transform_sizing == env.transform_sizing()
     assert shape.functions["serve"].memory_mb == env.lambda_memory_mb
     # prod doesn't actively trace the per-request functions (trace_requests); the updater is traced
     assert not shape.functions["serve"].traced and not shape.functions["collect"].traced

@@ -62,19 +62,20 @@ def test_vcpus_of_the_instance_types_the_environments_use() -> None:
 def test_instances_are_sized_for_the_users_within_the_budget_and_bounds() -> None:
     prod = config.environment("prod")
     workers = config.instance_vcpus(prod.transform_instance_type)
-    bounds = (prod.transform_min_instances, prod.transform_max_instances, prod.transform_budget_minutes * 60.0)
+    sizing = prod.transform_sizing()
+    assert sizing == {"min_instances": 1, "max_instances": 10, "budget_s": 1800}
     # the envelope's 10 M shoppers: 10 M / (400 users/s x 4 workers x 1,800 s) = 3.5 -> 4 instances, within budget
-    at_envelope = instances_for(10_000_000, workers, *bounds)
+    at_envelope = instances_for(10_000_000, workers, **sizing)
     assert at_envelope == 4 and plan_seconds(10_000_000, workers, at_envelope) <= 1800
     assert plan_seconds(10_000_000, workers, at_envelope - 1) > 1800  # one fewer would not finish in time
     # a million shoppers fit one instance; no shoppers still get the fewest the environment allows
-    assert instances_for(1_000_000, workers, *bounds) == 1
-    assert instances_for(0, workers, 2, 2, 1800) == 2
+    assert instances_for(1_000_000, workers, **sizing) == 1
+    assert instances_for(0, workers, **config.environment("local").transform_sizing()) == 2
     # past the most instances, the most (the plan then expects to run over its budget, and says so)
-    assert instances_for(100_000_000, workers, 1, 10, 1800) == 10
+    assert instances_for(100_000_000, workers, **sizing) == 10
     assert plan_seconds(100_000_000, workers, 10) == pytest.approx(100_000_000 / (USERS_PER_WORKER_S * 40))
     # a shorter budget needs more instances for the same users
-    assert instances_for(10_000_000, workers, 1, 100, 600) == 11
+    assert instances_for(10_000_000, workers, min_instances=1, max_instances=100, budget_s=600) == 11
 
 
 @pytest.mark.parametrize(
@@ -83,4 +84,4 @@ def test_instances_are_sized_for_the_users_within_the_budget_and_bounds() -> Non
 )
 def test_sizing_refuses_what_cannot_be_sized(users: int, workers: int, least: int, most: int, budget: float) -> None:
     with pytest.raises(ValueError, match="instances need"):
-        instances_for(users, workers, least, most, budget)
+        instances_for(users, workers, min_instances=least, max_instances=most, budget_s=budget)

@@ -124,6 +124,15 @@ class EnvironmentConfig:
     def physical_name(self, logical: str) -> str:
         return f"{SERVICE}-{self.name}-{logical}"
 
+    def transform_sizing(self) -> dict[str, int]:
+        """The bounds the batch transform's plan sizes its instances within (``shopwise.lifecycle.transform
+        .instances_for``'s keywords): what the retrain's plan step carries, the local pipeline and ``--remote`` too."""
+        return {
+            "min_instances": self.transform_min_instances,
+            "max_instances": self.transform_max_instances,
+            "budget_s": self.transform_budget_minutes * 60,
+        }
+
 
 PURGE_MIN_AGE_HOURS = 25.0  # the stream keeps records 24 hours; an hour more for Firehose's buffers
 PURGE_RUN_HOURS = 2.0  # the purge job's time limit (MaxRuntime): a run that takes longer fails and is retried

@@ -123,9 +123,9 @@ class StackShape:
     secrets: int
     training_instance: str
     transform_instance: str
-    # the plan's bounds on the batch transform's instances and its time budget (least, most, seconds): how many
-    # instances a retrain gets follows the shoppers (shopwise.lifecycle.transform.instances_for)
-    transform_sizing: tuple[int, int, float]
+    # the plan step's bounds on the batch transform's instances and its time budget (EnvironmentConfig
+    # .transform_sizing): how many instances a retrain gets follows the shoppers (transform.instances_for)
+    transform_sizing: dict[str, int]
     drift_instance: str
     retrains_per_month: float
     drift_runs_per_month: float
@@ -202,11 +202,6 @@ class StackShape:
                 total += runs_per_month(expression)
             return total
 
-        def setting(name: str, default: float) -> float:
-            """A number in the retrain's state input (the plan step's payload), or ``default``."""
-            found = re.findall(rf"{name}[^0-9a-z]{{0,8}}(\d+(?:\.\d+)?)", retrain)
-            return float(found[-1]) if found else default
-
         # the log groups of the functions that log per event or request (named after the function's logical id)
         retention = [
             int(p.get("RetentionInDays", 0))
@@ -233,11 +228,7 @@ class StackShape:
             secrets=len(of("AWS::SecretsManager::Secret")),
             training_instance=retrain_types[0],
             transform_instance=retrain_types[-1],
-            transform_sizing=(
-                int(setting("min_instances", 1)),
-                int(setting("max_instances", 1)),
-                float(setting("budget_s", 1800)),
-            ),
+            transform_sizing=transform_sizing(retrain),
             drift_instance=drift_types[0],
             retrains_per_month=runs("TrainingSchedule", ""),
             drift_runs_per_month=runs("DriftSchedule", ""),
@@ -248,6 +239,19 @@ class StackShape:
             log_retention_days=max(retention or [90]),
             archive_days=max(expiry or [400]),
         )
+
+
+def transform_sizing(retrain: str) -> dict[str, int]:
+    """The plan step's sizing bounds, read from the retrain state machine's definition."""
+    found = {
+        key: re.findall(rf"{key}[^0-9a-z]{{0,8}}(\d+)", retrain)
+        for key in ("min_instances", "max_instances", "budget_s")
+    }
+    if not all(found.values()):
+        raise ValueError(
+            f"the retrain's plan step carries no transform sizing ({sorted(k for k, v in found.items() if not v)})"
+        )
+    return {key: int(values[-1]) for key, values in found.items()}
 
 
 def runs_per_month(expression: str) -> float:
@@ -502,7 +506,7 @@ def estimate(
     # --- train: the scheduled retrain, its load, the drift job, the catalog export
     sm = prices["sagemaker"]["instance_hour"]
     per_instance = instance_vcpus(shape.transform_instance)  # model-server workers
-    instances = transform.instances_for(load.shoppers, per_instance, *shape.transform_sizing)
+    instances = transform.instances_for(load.shoppers, per_instance, **shape.transform_sizing)
     scoring_s = transform.plan_seconds(load.shoppers, per_instance, instances)
     transform_hours = assume.transform_startup_hours + scoring_s / 3600
     for what, instance, hours in (

@@ -32,17 +32,17 @@ ITEMS_PER_REQUEST = 20_000  # items whose neighbour and next-item rows a request
 USERS_PER_WORKER_S = 400.0
 
 
-def instances_for(users: int, workers: int, least: int, most: int, budget_s: float) -> int:
-    """Instances of ``workers`` each that score ``users`` within ``budget_s`` at ``USERS_PER_WORKER_S``, at least
-    ``least`` and at most ``most`` (past ``most`` the transform takes longer than the budget, and says so in
-    ``plan_seconds``)."""
-    if workers < 1 or least < 1 or most < least or budget_s <= 0 or users < 0:
+def instances_for(users: int, workers: int, *, min_instances: int, max_instances: int, budget_s: float) -> int:
+    """Instances of ``workers`` each that score ``users`` within ``budget_s`` at ``USERS_PER_WORKER_S``, between
+    ``min_instances`` and ``max_instances`` (past the most, the transform takes longer than the budget:
+    ``plan_seconds`` says how long). The bounds: ``EnvironmentConfig.transform_sizing``."""
+    if workers < 1 or min_instances < 1 or max_instances < min_instances or budget_s <= 0 or users < 0:
         raise ValueError(
-            f"instances need workers, least >= 1, most >= least, a budget > 0 and users >= 0: "
-            f"{workers}, {least}, {most}, {budget_s}, {users}"
+            f"instances need workers, min_instances >= 1, max_instances >= min_instances, a budget > 0 and "
+            f"users >= 0: {workers}, {min_instances}, {max_instances}, {budget_s}, {users}"
         )
     needed = math.ceil(users / (USERS_PER_WORKER_S * workers * budget_s))
-    return min(most, max(least, needed))
+    return min(max_instances, max(min_instances, needed))
 
 
 def plan_seconds(users: int, workers: int, instances: int) -> float:
