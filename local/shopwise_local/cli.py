@@ -765,8 +765,9 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     from shopwise.dal.feature_store import FeatureStore
     from shopwise.dal.recommendations import serving_rows
+    from shopwise.dal.stream import shard_ids
     from shopwise.features import definitions as f
-    from shopwise.keys import item_key, popular_key, session_key
+    from shopwise.keys import popular_key, session_key
     from shopwise.settings import get_settings
     from shopwise_local.inspect import profile_features
 
@@ -787,16 +788,19 @@ def cmd_features(args: argparse.Namespace) -> int:
             print(f"no popular list for {args.entity} {args.id} in the serving model", file=sys.stderr)
             return 1
         out = {"model_version": row.model_version, "popular": [[p.item_id, round(p.score, 4)] for p in row.items]}
+    elif args.entity == "item":  # its parts (one per stream shard, and the replays' shared one), merged
+        item = store.item_features([args.id], shard_ids(settings.events_stream)).get(args.id)
+        if item is None:
+            print(f"nothing stored for item {args.id}", file=sys.stderr)
+            return 1
+        out = item.windows(now)
     else:
-        key = item_key(args.id) if args.entity == "item" else session_key(args.id)
+        key = session_key(args.id)
         doc = store.read([key])[key]
         if not doc.version:
             print(f"nothing stored under {key}", file=sys.stderr)
             return 1
-        if args.entity == "item":
-            out = f.ItemFeatures.from_json(doc.data).windows(now)
-        else:
-            out = f.SessionFeatures.from_json(doc.data).to_json()
+        out = f.SessionFeatures.from_json(doc.data).to_json()
     print(json.dumps(out, indent=2, default=str))
     return 0
 

@@ -195,9 +195,11 @@ def live_tables(features_table: str, now: float, sample: int = LIVE_SAMPLE) -> t
     active in the days the comparison looks at (profiles: ``ACTIVE_HOURS``; items: the 7 days of ``views_7d``), not
     a Scan of every document ever written — and of those at most ``sample`` of each kind (a fixed pseudo-random
     subset), so the job's reads and memory stop growing with the store."""
-    profiles, items = [], []
+    profiles = []
+    parts: dict[str, list[ItemFeatures]] = {}  # an item's features are its parts merged (one per stream shard)
     for doc in active_docs(features_table, "item", now - 7 * 86400, now, sample):
-        items.append({"item_id": key_id(doc.key), **ItemFeatures.from_json(doc.data).windows(now)})
+        parts.setdefault(key_id(doc.key), []).append(ItemFeatures.from_json(doc.data))
+    items = [{"item_id": item, **ItemFeatures.merged(found).windows(now)} for item, found in parts.items()]
     for doc in active_docs(features_table, "profile", now - ACTIVE_HOURS * 3600, now, sample):
         if not doc.merged_into and doc.data.get("features"):
             state = ProfileFeatures.from_json(doc.data["features"])

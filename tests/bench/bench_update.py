@@ -56,8 +56,9 @@ def otto_sessions() -> list[list[dict[str, Any]]]:
         return [json.loads(line)["events"] for line in handle if line.strip()]
 
 
-def make_events(total: int) -> list[dict[str, Any]]:
-    """OTTO sessions replayed by shopper after shopper until ``total`` events, squeezed into the last 6 days."""
+def make_events(total: int, prefix: str = "") -> list[dict[str, Any]]:
+    """OTTO sessions replayed by shopper after shopper until ``total`` events, squeezed into the last 6 days.
+    ``prefix`` on every shopper, item, session, order and event id: the same mix as other documents."""
     sessions = otto_sessions()
     now = datetime.now(UTC)
     out: list[dict[str, Any]] = []
@@ -65,29 +66,34 @@ def make_events(total: int) -> list[dict[str, Any]]:
     while len(out) < total:
         for n, session in enumerate(sessions):
             shopper += 1
-            who = {"customer_id": f"cust-{shopper}"} if shopper % 3 == 0 else {"anonymous_id": f"visitor-{shopper}"}
+            who = (
+                {"customer_id": f"{prefix}cust-{shopper}"}
+                if shopper % 3 == 0
+                else {"anonymous_id": f"{prefix}visitor-{shopper}"}
+            )
             first = session[0]["ts"]
             start = now - timedelta(days=6) + timedelta(seconds=(shopper * 379) % (5 * 86400))
             market = "DE" if shopper % 4 else "AT"
             if shopper % 10:
                 at = start - timedelta(seconds=1)
-                out.append(consent(f"consent-{shopper}", at, who))
+                out.append(consent(f"{prefix}consent-{shopper}", at, who))
             for k, raw in enumerate(session):
                 # long OTTO sessions span weeks: keep their order, squeeze them into hours
                 at = start + timedelta(seconds=(raw["ts"] - first) / 1000 / 200)
                 event: dict[str, Any] = {
-                    "event_id": f"ev-{shopper}-{k}",
+                    "event_id": f"{prefix}ev-{shopper}-{k}",
                     "event_type": KINDS[raw["type"]],
                     "occurred_at": at.isoformat(),
-                    "session_id": f"s-{shopper}-{n}",
+                    "session_id": f"{prefix}s-{shopper}-{n}",
                     "market": market,
                     "pseudonymised": True,
                     **who,
                 }
                 if raw["type"] == "orders":
-                    event.update(order_id=f"o-{shopper}", items=[{"item_id": str(raw["aid"]), "unit_price": 20.0}])
+                    item = {"item_id": f"{prefix}{raw['aid']}", "unit_price": 20.0}
+                    event.update(order_id=f"{prefix}o-{shopper}", items=[item])
                 else:
-                    event["item_id"] = str(raw["aid"])
+                    event["item_id"] = f"{prefix}{raw['aid']}"
                 out.append(event)
                 if len(out) >= total:
                     return out
@@ -125,6 +131,7 @@ class Counting:
 
     def __init__(self) -> None:
         self.writes = 0
+        self.calls = 0  # the feature store's write calls (a BatchWriteItem of items' parts counts once)
         self.units = 0
         self.units_by_entity: dict[str, int] = {}
         self.largest = 0
@@ -134,6 +141,7 @@ class Counting:
 
     def count(self, store: FeatureStore) -> None:
         self.writes += store.write_requests
+        self.calls += store.write_calls
         self.units += store.write_units
         self.largest = max(self.largest, store.largest_item)
         self.hot_row_writes = max([self.hot_row_writes, *store.writes_by_key.values()])
@@ -174,6 +182,34 @@ def print_profile(stats: Any) -> None:
     print("handler CPU by package (yappi, every thread):", file=sys.stderr)
     for package, seconds in sorted(by.items(), key=lambda kv: -kv[1])[:12]:
         print(f"  {package:32} {100 * seconds / total:5.1f}%", file=sys.stderr)
+    print("the functions with the most own CPU:", file=sys.stderr)
+    for stat in sorted(stats, key=lambda st: -float(st.tsub))[:15]:
+        where = str(stat.module).split("site-packages/")[-1].split("/layers/core/")[-1]
+        print(f"  {100 * float(stat.tsub) / total:5.1f}%  {stat.name}  ({where}:{stat.lineno})", file=sys.stderr)
+
+
+def handler_pass(
+    handler: Any, events: list[dict[str, Any]], arn: str, batch: int, label: str
+) -> tuple[dict[str, Any], Counting]:
+    """The events through the real handler in Kinesis batches of one shard: latencies, this process's CPU, the wall
+    time, the read meter (every DynamoDB call, reads in units), and the store's counts."""
+    counting = Counting()
+    counting.install(updater_module)
+    meter = ReadMeter().attach(client("dynamodb"))  # the handler's own client: what it reads, in read units
+    latencies: list[float] = []
+    cpu = 0.0
+    started = time.perf_counter()
+    for start in tqdm(range(0, len(events), batch), desc=label, unit="batch"):
+        records = kinesis_records(events[start : start + batch], 10**20 + start)
+        t0, c0 = time.perf_counter(), time.process_time()
+        answer = handler.invoke(kinesis_event(records, arn, "shardId-000000000000"))
+        latencies.append(time.perf_counter() - t0)
+        cpu += time.process_time() - c0
+        if answer["batchItemFailures"]:
+            raise RuntimeError(f"batch at {start} had failures: {answer['batchItemFailures'][:3]}")
+    elapsed = time.perf_counter() - started
+    meter.detach(client("dynamodb"))
+    return {"latencies": latencies, "cpu": cpu, "elapsed": elapsed, "meter": meter}, counting
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -186,6 +222,12 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--naive-events", type=int, default=1000, help="the naive baseline is slow: a prefix")
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="first run the same mix (other ids) as before items had parts: every item write conditional, one a call",
+    )
     parser.add_argument(
         "--profile", action="store_true", help="also print the handler's CPU per package, over every thread (yappi)"
     )
@@ -205,35 +247,34 @@ def main() -> int:
 
         handler = LocalFunction("update_features")
         events = make_events(args.events)
-        items = sorted({e.get("item_id") or e["items"][0]["item_id"] for e in events if e["event_type"] != "consent"})
+        before_events = make_events(args.events, prefix="before-") if args.baseline else []
+        items = sorted(
+            {
+                e.get("item_id") or e["items"][0]["item_id"]
+                for e in events + before_events
+                if e["event_type"] != "consent"
+            }
+        )
         put_items(
             resources.tables["items"],
             [CatalogItem(item_id=i, category=f"cat-{zlib.crc32(i.encode()) % 40}") for i in items],
         )
-        counting = Counting()
-        counting.install(updater_module)
         arn = f"arn:aws:kinesis:us-east-1:000000000000:stream/{resources.stream}"
-
-        meter = ReadMeter().attach(client("dynamodb"))  # the handler's own client: what it reads, in read units
-        latencies: list[float] = []
-        cpu = 0.0
-        started = time.perf_counter()
+        if args.baseline:  # first, so that the tables' growth in the endpoint tells against today's design
+            real_writer_key = update_module._writer_key
+            update_module._writer_key = lambda key, d: key  # every item document shared: conditional single writes
+            try:
+                before, _counting = handler_pass(handler, before_events, arn, args.batch, "before: items shared")
+            finally:
+                update_module._writer_key = real_writer_key
         if args.profile:
             yappi.start()
-        for start in tqdm(range(0, len(events), args.batch), desc="update_features handler", unit="batch"):
-            records = kinesis_records(events[start : start + args.batch], 10**20 + start)
-            t0, c0 = time.perf_counter(), time.process_time()
-            answer = handler.invoke(kinesis_event(records, arn, "shardId-000000000000"))
-            latencies.append(time.perf_counter() - t0)
-            cpu += time.process_time() - c0
-            if answer["batchItemFailures"]:
-                raise RuntimeError(f"batch at {start} had failures: {answer['batchItemFailures'][:3]}")
-        elapsed = time.perf_counter() - started
-        coalesced_writes = counting.writes
-        meter.detach(client("dynamodb"))
+        now, counting = handler_pass(handler, events, arn, args.batch, "update_features handler")
         if args.profile:
             yappi.stop()
             print_profile(yappi.get_func_stats())
+        latencies, cpu, elapsed, meter = now["latencies"], now["cpu"], now["elapsed"], now["meter"]
+        coalesced_writes = counting.writes
 
         # the naive baseline on a fresh table: one event at a time (one write per event and entity)
         naive_table = resources.tables["features"] + "-naive"
@@ -281,6 +322,8 @@ def main() -> int:
         "max_doc_kb": round(counting.largest / 1024, 1),
         "hot_row_writes_per_batch": counting.hot_row_writes,
         "handler_cpu_us_per_event": round(cpu / len(events) * 1e6, 1),
+        "ddb_calls_per_event": round(meter.requests / len(events), 3),
+        "feature_write_calls_per_event": round(counting.calls / len(events), 3),
         "distinct_entities_per_1000_events": round(counting.entities * per_k, 1),
         "naive_events": len(naive_events),
         "naive_events_per_s": round(len(naive_events) / naive_elapsed, 1),
@@ -291,6 +334,15 @@ def main() -> int:
         result["naive_writes_per_1000_events"] / max(result["writes_per_1000_events"], 1e-9), 2
     )
     result["speedup_vs_naive"] = round(result["events_per_s"] / max(result["naive_events_per_s"], 1e-9), 2)
+    if args.baseline:  # the same handler, every item document shared (conditional single writes): the design before
+        n = len(before_events)
+        result["before_handler_cpu_us_per_event"] = round(before["cpu"] / n * 1e6, 1)
+        result["before_ddb_calls_per_event"] = round(before["meter"].requests / n, 3)
+        result["before_wru_per_event"] = round(_counting.units / n, 2)
+        result["before_events_per_s"] = round(n / before["elapsed"], 1)
+        result["cpu_ratio_vs_before"] = round(
+            result["handler_cpu_us_per_event"] / max(result["before_handler_cpu_us_per_event"], 1e-9), 3
+        )
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:<{width}}  {value}", file=sys.stderr)

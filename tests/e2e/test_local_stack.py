@@ -19,7 +19,9 @@ from shopwise import config
 from shopwise.dal import objects
 from shopwise.dal.aws import client
 from shopwise.dal.capacity import ReadMeter
+from shopwise.dal.feature_store import FeatureStore
 from shopwise.dal.objects import list_keys, parse_s3_uri, read_json_lines
+from shopwise.dal.stream import shard_ids
 from shopwise.features.definitions import Context, ItemFeatures, ProfileFeatures
 from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
@@ -73,6 +75,13 @@ def feature_doc(stack: LocalStack, key: str) -> dict[str, Any] | None:
         .get("Item")
     )
     return json.loads(row["doc"]["S"]) if row else None
+
+
+def item_features(stack: LocalStack, item_id: str) -> ItemFeatures | None:
+    """An item's features as the feature store holds them: its parts (one per stream shard) merged."""
+    assert stack.resources
+    store = FeatureStore(stack.resources.tables["features"])
+    return store.item_features([item_id], shard_ids(stack.resources.stream)).get(item_id)
 
 
 def profile(stack: LocalStack, profile_id: str) -> dict[str, Any] | None:
@@ -159,8 +168,8 @@ def test_a_poison_record_goes_to_the_failure_queue_with_its_reason_and_the_rest_
     assert [b["condition"] for b in bodies] == ["PoisonRecord", "PoisonRecord"]
     assert "event_type" in bodies[0]["reason"] and bodies[0]["data"] == '{"event_type": "garbage"}'
     assert "pseudonymised" in bodies[1]["reason"]
-    item = feature_doc(stack, "item#sku-9")  # the good event still counts (anonymous aggregates need no consent)
-    assert item is not None and sum(c[0] for c in item["buckets"].values()) == 1
+    item = item_features(stack, "sku-9")  # the good event still counts (anonymous aggregates need no consent)
+    assert item is not None and sum(c[0] for c in item.buckets.values()) == 1
 
 
 def test_a_profile_that_cannot_be_written_fails_only_its_own_records(stack: LocalStack, api: Api) -> None:
@@ -315,10 +324,9 @@ def test_training_folds_the_same_features_the_feature_store_holds(
 
     compared = 0
     for item_id in trained_items.index[:400]:
-        doc = feature_doc(stack, f"item#{item_id}")
-        if not doc or not doc.get("buckets"):
+        item = item_features(stack, item_id)
+        if not item or not item.buckets:
             continue
-        item = ItemFeatures.from_json(doc)
         if max(item.buckets) > as_of:
             continue
         assert present(item.windows(as_of)) == present(trained_items.loc[item_id].to_dict()), item_id

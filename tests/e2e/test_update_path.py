@@ -5,7 +5,8 @@ whole request re-sent after 10,000 other events. Identity stitching rides along 
 the rest, linking aliases on different shards). Then the failure queue replayed, imported history backfilled, and a
 throttled PutRecords at the collector.
 Everything goes through the real stream, poller (Lambda's retry and bisect semantics), handler and feature store;
-the fault sources wrap the real FeatureStore.write, the handler's parse and Kinesis's PutRecords answer."""
+the fault sources wrap the real FeatureStore.write and .put_unconditional (items' parts), the handler's parse and
+Kinesis's PutRecords answer."""
 
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ from shopwise.catalog.items import CatalogItem
 from shopwise.dal import stream as stream_module
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items
-from shopwise.dal.feature_store import FeatureStore
+from shopwise.dal.feature_store import Doc, FeatureStore, merge_item_parts
+from shopwise.dal.stream import shard_ids
 from shopwise.events import EventRejected
 from shopwise.ingestion import update_features as update_module
 from shopwise.ingestion import updater as updater_module
 from shopwise.ingestion.backfill import imported_objects
+from shopwise.keys import entity_key, entity_of
 from shopwise_local import cli
 from shopwise_local.stack import LocalStack
 from tests.compare import normalised
@@ -130,43 +133,65 @@ def snapshot(stack: LocalStack, prefix: str) -> dict[str, Any]:
     assert stack.resources
     table = stack.resources.tables["features"]
     state: dict[str, Any] = {}
+    items: dict[str, dict[str, Any]] = {}
     pages = client("dynamodb").get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
     for row in (row for page in pages for row in page["Items"]):
         key = row["pk"]["S"]
         if f"{prefix}-" not in key:
             continue
         doc = json.loads(row["doc"]["S"].replace(f"{prefix}-", ""))
+        if entity_of(key) == "item":  # an item is its parts merged: which part took an event is book-keeping
+            items[key.replace(f"{prefix}-", "")] = doc
+            continue
         doc.pop("released", None)  # book-keeping: digests of the run's own consent ids
         merged_into = row.get("merged_into", {}).get("S", "").replace(f"{prefix}-", "")
         if merged_into:  # a tombstone: where it points; the aliases it had gathered depend on the merges' order
             doc.pop("aliases", None)
         state[key.replace(f"{prefix}-", "")] = normalised({"doc": doc, "merged_into": merged_into})
+    state.update({k: normalised({"doc": doc, "merged_into": ""}) for k, doc in merge_item_parts(items).items()})
     return state
 
 
 @pytest.fixture
 def faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
-    """Wraps the real conditional write. Once armed: the first invocation's 3rd write is throttled (its records
-    are handed back for a retry); a later one dies at its 6th write, after part of its writes landed."""
-    real_write = FeatureStore.write
+    """Wraps the real writes: the conditional one, and the batch write of items' parts (one document at a time
+    counts as a write). Once armed: the first invocation's 3rd write is throttled (its records are handed back for a
+    retry); a later one dies at its 6th write, after part of its writes landed."""
+    real_write, real_put = FeatureStore.write, FeatureStore.put_unconditional
     count = {"armed": 0, "throttled": 0, "died": 0, "stores": 0}
 
-    def faulty_write(self: FeatureStore, doc: Any) -> None:
+    def fault(store: FeatureStore) -> None:
         if count["armed"]:
-            if not hasattr(self, "test_nth"):  # one FeatureStore per invocation: number them
+            if not hasattr(store, "test_nth"):  # one FeatureStore per invocation: number them
                 count["stores"] += 1
-                self.test_nth, self.test_writes = count["stores"], 0  # type: ignore[attr-defined]
-            self.test_writes += 1  # type: ignore[attr-defined]
-            nth, writes = self.test_nth, self.test_writes  # type: ignore[attr-defined]
+                store.test_nth, store.test_writes = count["stores"], 0  # type: ignore[attr-defined]
+            store.test_writes += 1  # type: ignore[attr-defined]
+            nth, writes = store.test_nth, store.test_writes  # type: ignore[attr-defined]
             if nth == 1 and writes == 3:
                 count["throttled"] += 1
                 raise RuntimeError("ProvisionedThroughputExceededException (injected)")
             if nth >= 2 and writes == 6 and not count["died"]:
                 count["died"] += 1
                 raise Died("killed after part of its writes (injected)")
+
+    def faulty_write(self: FeatureStore, doc: Any) -> None:
+        fault(self)
         real_write(self, doc)
 
+    def faulty_put(self: FeatureStore, docs: list[Doc]) -> list[str]:
+        throttled: list[str] = []
+        for n, doc in enumerate(docs):
+            try:
+                fault(self)
+            except RuntimeError:
+                throttled.append(doc.key)  # left unprocessed, as a throttled batch write leaves items
+            except Died:
+                real_put(self, [d for d in docs[:n] if d.key not in throttled])  # what landed before it died
+                raise
+        return [*throttled, *real_put(self, [d for d in docs if d.key not in throttled])]
+
     monkeypatch.setattr(FeatureStore, "write", faulty_write)
+    monkeypatch.setattr(FeatureStore, "put_unconditional", faulty_put)
     yield count
 
 
@@ -262,6 +287,7 @@ def test_same_ids_client_retries_and_a_late_consent_through_the_stream(
     PutRecords retried behind the events it covers."""
     assert stack.resources and stack.poller
     features = FeatureStore(stack.resources.tables["features"])
+    assert shard_ids(stack.resources.stream) == ["0", "1"]
     start = START + timedelta(hours=1)
 
     def raw(event_id: str, kind: str, who: str, minutes: float, **extra: Any) -> dict[str, Any]:
@@ -282,9 +308,10 @@ def test_same_ids_client_retries_and_a_late_consent_through_the_stream(
         doc = features.read([f"profile#a:{who}"])[f"profile#a:{who}"]
         return dict(doc.data.get("features", {}))
 
-    def views(item: str) -> int:
-        doc = features.read([f"item#{item}"])[f"item#{item}"]
-        return sum(c[0] for c in doc.data.get("buckets", {}).values())
+    def views(item: str) -> int:  # the item's parts (one per shard: both took views), merged
+        assert stack.resources
+        found = features.item_features([item], shard_ids(stack.resources.stream)).get(item)
+        return sum(c[0] for c in found.buckets.values()) if found else 0
 
     twins = []
     for who in ("retry-ann", "retry-bob"):  # the same event ids
@@ -325,7 +352,7 @@ def broken(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
     real_write = FeatureStore.write
 
     def write(self: FeatureStore, doc: Any) -> None:
-        if doc.key in state["keys"]:
+        if entity_key(doc.key) in state["keys"]:  # an item: every part of it
             raise RuntimeError(f"ProvisionedThroughputExceededException on {doc.key} (injected)")
         real_write(self, doc)
 
@@ -338,7 +365,14 @@ def broken(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
             raise EventRejected("event_type", "rejected by a validation bug (injected)")
         return event
 
+    real_put = FeatureStore.put_unconditional
+
+    def put(self: FeatureStore, docs: list[Doc]) -> list[str]:  # items' parts: left unprocessed
+        failing = [d.key for d in docs if entity_key(d.key) in state["keys"]]
+        return [*failing, *real_put(self, [d for d in docs if d.key not in failing])]
+
     monkeypatch.setattr(FeatureStore, "write", write)
+    monkeypatch.setattr(FeatureStore, "put_unconditional", put)
     monkeypatch.setattr(handler, "event_of", parse)
     yield state
 
@@ -446,9 +480,9 @@ def test_imported_history_reaches_the_feature_store_once(stack: LocalStack, tmp_
     assert code == 0 and (profile["orders"], profile["revenue"]) == (1, 25.0)
     assert profile["recent_viewed"] == ["hist-item-1"] and profile["recent_purchased"] == ["hist-item-0"]
     assert stack.resources
-    features = FeatureStore(stack.resources.tables["features"])
-    item = features.read(["item#hist-item-0"])["item#hist-item-0"].data
-    assert sum(counts[0] for counts in item["buckets"].values()) == 6  # shoppers 0 and 2 viewed it 3 times
+    code, shown = run_cli("features", "item", "hist-item-0")  # (the backfill folds the item's shared part)
+    item = json.loads(shown)
+    assert code == 0 and (item["views_7d"], item["purchases_7d"]) == (6, 8)  # 2 shoppers x 3 views; 4 x 2 units
 
     code, out = run_cli("backfill", "--no-progress")
     assert code == 0 and "0 archive objects applied" in out and "done before" in out
@@ -460,7 +494,7 @@ def test_imported_history_reaches_the_feature_store_once(stack: LocalStack, tmp_
     assert code == 0 and "backfill: 1 archive objects applied" in out and " 0 applied" in out
     again = json.loads(run_cli("features", "profile", "hist-u1")[1])
     assert (again["orders"], again["revenue"], again["recent_viewed"]) == (1, 25.0, ["hist-item-1"])
-    assert features.read(["item#hist-item-0"])["item#hist-item-0"].data == item
+    assert json.loads(run_cli("features", "item", "hist-item-0")[1]) == item
 
 
 @pytest.mark.parametrize("via", ["function", "job"])

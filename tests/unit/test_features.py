@@ -178,6 +178,34 @@ def test_item_buckets_fold_into_days_in_any_order_and_stay_small() -> None:
     assert one.windows(newest)["views_7d"] == len(events)
 
 
+def test_an_items_parts_merged_equal_one_document_that_took_every_event() -> None:
+    """Ten days of views, carts and purchases dealt at random to three parts (the shards' and the shared one), each
+    part folded in its own batches: merged, they hold the buckets one document folding everything holds — hours
+    rolled into days and old days dropped by the newest event of any part — and the same windows."""
+    rng = random.Random(11)
+    kinds = ["product_view"] * 6 + ["add_to_cart", "purchase"]
+    events = [ev(n, rng.choice(kinds), rng.uniform(0, 10 * 24 * 60), item_id="sku-1") for n in range(600)]
+    dealt: list[list[Event]] = [[], [], []]
+    for event in events:
+        dealt[rng.randrange(3)].append(event)
+    dealt[2] = [e for e in dealt[2] if e.occurred_at < T0 + timedelta(days=4)]  # a part whose newest is old
+    events = dealt[0] + dealt[1] + dealt[2]
+    one = apply_to_item(ItemFeatures(), "sku-1", events)
+    parts = []
+    for mine in dealt:
+        part = ItemFeatures()
+        for start in range(0, len(mine), 23):
+            part = apply_to_item(part, "sku-1", mine[start : start + 23])
+        parts.append(ItemFeatures.from_json(part.to_json()))  # as stored
+    merged = ItemFeatures.merged(parts)
+    assert len(parts[2].buckets) > 0 and parts[2].buckets != one.buckets
+    assert merged.buckets == one.buckets
+    newest = max(e.occurred_at.timestamp() for e in events)
+    for now in (newest, newest + 3 * 3600, newest + 2 * 86400):
+        assert merged.windows(now) == one.windows(now)
+    assert ItemFeatures.merged([]).buckets == {} and ItemFeatures.merged([one]).buckets == one.buckets
+
+
 def test_a_failed_read_of_the_serving_rows_leaves_the_views_and_lands_the_features() -> None:
     from shopwise.ingestion.update_features import Delivery, update_features
     from tests.fakes import MemoryLedger, MemoryStore

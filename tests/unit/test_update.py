@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shopwise.dal.capacity import ITEM_LIMIT_BYTES, item_bytes, write_units
-from shopwise.dal.feature_store import Doc
+from shopwise.dal.feature_store import Doc, merge_item_parts
 from shopwise.events import parse_event
 from shopwise.features.definitions import (
     CART_LOG_LIMIT,
@@ -24,7 +24,7 @@ from shopwise.features.definitions import (
 )
 from shopwise.features.identity import link, resolve
 from shopwise.ingestion.update_features import Delivery, UpdateOutcome, update_features
-from shopwise.keys import alias_key, profile_key
+from shopwise.keys import alias_key, entity_key, item_key, profile_key
 from tests.compare import normalised
 from tests.fakes import MemoryLedger, MemoryStore
 
@@ -54,7 +54,9 @@ class Stream:
         return ProfileFeatures.from_json(docs[profile_key(target[alias])].data.get("features"))
 
     def item_views(self, item: str) -> int:
-        return sum(c[0] for c in self.store.docs[f"item#{item}"].data["buckets"].values())
+        """The item's views, its parts merged (the stream's shard part, the replays' shared part)."""
+        merged = merge_item_parts({k: d.data for k, d in self.store.docs.items()})
+        return sum(c[0] for c in merged[item_key(item)]["buckets"].values())
 
 
 def ev(event_id: str, kind: str, minutes: float, who: str, **extra: Any) -> dict[str, Any]:
@@ -246,7 +248,7 @@ class Broken(MemoryStore):
         self.broken: set[str] = set()
 
     def write(self, doc: Doc) -> None:
-        if doc.key in self.broken:
+        if entity_key(doc.key) in self.broken:  # an item: every part of it
             raise RuntimeError(f"ProvisionedThroughputExceededException on {doc.key} (injected)")
         super().write(doc)
 
@@ -274,7 +276,8 @@ def test_a_failed_record_replayed_after_the_stream_moved_on_lands_once_everywher
     first = s.send(raws[:3])  # shopper 0: consent, a view of "hot", a purchase of "cold"
     for _attempt in range(3):  # the stream's retries, all failing on the cold item
         outcome = s.apply(first)
-        assert set(outcome.failed) == {"item#cold"} and outcome.failed_records == {first[2].record_id}
+        # (the document that failed: the shard's part of the item)
+        assert set(outcome.failed) == {"item@0#cold"} and outcome.failed_records == {first[2].record_id}
     purchase = s.ledger.rows[first[2].claim_key]
     assert purchase.done == frozenset({"profile", "session#s-a:r0"})  # what has it: not the cold item
     assert s.ledger.rows[first[1].claim_key].done is None  # a clean event's row carries no account
@@ -289,8 +292,9 @@ def test_a_failed_record_replayed_after_the_stream_moved_on_lands_once_everywher
     assert again.entity_writes == 0 and archived.entity_writes == 0 and archived.duplicates == len(raws)
 
     def features(stream: Stream) -> dict[str, Any]:
-        return normalised({k: d.data for k, d in stream.store.docs.items()})
+        return normalised(merge_item_parts({k: d.data for k, d in stream.store.docs.items()}))
 
+    assert "item#cold" in s.store.docs and "item#cold" not in clean.store.docs  # the replay took the shared part
     assert features(s) == features(clean)
 
 
@@ -306,8 +310,8 @@ def test_a_poison_record_replayed_after_a_fix_is_applied_everywhere_though_the_m
     s.apply([replace(poisoned, via="failed")])  # "hot" and the profile hold marks beyond its sequence number
     assert s.item_views("hot") == 3 and s.profile("a:r1").counts["view"] == 1
     s.apply([replace(poisoned, via="failed")])
-    assert normalised({k: d.data for k, d in s.store.docs.items()}) == normalised(
-        {k: d.data for k, d in clean.store.docs.items()}
+    assert normalised(merge_item_parts({k: d.data for k, d in s.store.docs.items()})) == normalised(
+        merge_item_parts({k: d.data for k, d in clean.store.docs.items()})
     )
 
 
@@ -340,7 +344,8 @@ def test_a_replay_after_the_shopper_merged_does_not_fold_the_event_into_the_prof
     s.apply(s.send([ev("cc", "consent", 0, "c:acct"), ev("login", "identify", 3, "c:acct", anonymous_id="v")]))
     assert s.store.docs[profile_key("a:v")].merged_into == "c:acct" and s.profile("c:acct").orders == 1
     s.apply([replace(d, via="failed") for d in first])
-    assert s.profile("c:acct").orders == 1 and s.store.docs["item#cold"].data  # the item took it; the profile not again
+    assert s.profile("c:acct").orders == 1 and s.item_views("cold") == 0  # the profile did not take it again ...
+    assert s.store.docs["item#cold"].data["buckets"]  # ... the item did, on its shared part (the replays')
 
 
 def test_events_held_for_a_consent_are_released_by_a_merge_that_brings_one() -> None:

@@ -126,8 +126,8 @@ def tombstone_key(blinded: str) -> str:
 
 
 def entity_of(key: str) -> str:
-    """'profile', 'session', 'item', 'segment', 'alias' or 'sent'."""
-    return key.split("#", 1)[0]
+    """'profile', 'session', 'item', 'segment', 'alias' or 'sent' (an item's part is an 'item')."""
+    return key.split("#", 1)[0].split("@", 1)[0]
 
 
 def key_id(key: str) -> str:
@@ -165,7 +165,26 @@ def item_key(item_id: str) -> str:
     return f"item#{item_id}"
 
 
-ITEM_PREFIX = item_key("")
+def item_part_key(item_id: str, shard: str) -> str:
+    """One stream shard's part of an item's features (feature store): the shard's updater is its one writer, so it
+    is written without a condition, 25 a BatchWriteItem call. ``item_key`` is the item's shared part: what replays
+    and the backfill fold, with conditional writes. An item's features are its parts merged
+    (``ItemFeatures.merged``)."""
+    return f"item@{shard_number(shard)}#{item_id}"
+
+
+def is_item_part(key: str) -> bool:
+    return key.startswith("item@")
+
+
+def entity_key(key: str) -> str:
+    """The entity a document belongs to: an item's part -> the item's key; any other key is its own entity."""
+    return item_key(key_id(key)) if is_item_part(key) else key
+
+
+def shard_number(shard: str) -> str:
+    """A Kinesis shard id's number ("shardId-000000000003" -> "3"): how marks and item parts name a shard."""
+    return shard.removeprefix("shardId-").lstrip("0") or "0"
 
 
 def next_key(item_id: str) -> str:

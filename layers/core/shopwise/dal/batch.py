@@ -73,23 +73,41 @@ def batch_write(table: str, items: Iterable[dict[str, Any]]) -> int:
     return _batch(table, ({"PutRequest": {"Item": item}} for item in items))
 
 
+def batch_put_left(table: str, items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """BatchWriteItem (puts) in chunks of 25, retrying UnprocessedItems with backoff, without giving up on the
+    rest: returns the items still unprocessed after the retries (the others are written) and the calls made."""
+    left: list[dict[str, Any]] = []
+    calls = 0
+    for chunk in chunks(items, WRITE_CHUNK):
+        unprocessed, made = _put_chunk(table, [{"PutRequest": {"Item": item}} for item in chunk])
+        calls += made
+        left += [request["PutRequest"]["Item"] for request in unprocessed]
+    return left, calls
+
+
 def batch_delete(table: str, keys: Iterable[dict[str, Any]]) -> int:
     """BatchWriteItem (deletes of these key maps; absent items are no error). Returns the number of keys sent."""
     return _batch(table, ({"DeleteRequest": {"Key": key}} for key in keys))
 
 
 def _batch(table: str, requests: Iterable[dict[str, Any]]) -> int:
-    ddb = client("dynamodb")
     written = 0
     for chunk in chunks(requests, WRITE_CHUNK):
-        request: dict[str, Any] = {table: chunk}
-        for attempt in range(MAX_BATCH_RETRIES):
-            unprocessed = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-            if not unprocessed:
-                break
-            request = unprocessed
-            backoff(attempt)
-        else:
+        if _put_chunk(table, chunk)[0]:
             raise RuntimeError(f"{table}: items still unprocessed after {MAX_BATCH_RETRIES} retries")
         written += len(chunk)
     return written
+
+
+def _put_chunk(table: str, chunk: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """One chunk of write requests: the requests still unprocessed after MAX_BATCH_RETRIES calls, and the calls."""
+    ddb = client("dynamodb")
+    request: dict[str, Any] = {table: chunk}
+    for attempt in range(MAX_BATCH_RETRIES):
+        unprocessed = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+        if not unprocessed:
+            return [], attempt + 1
+        request = unprocessed
+        if attempt + 1 < MAX_BATCH_RETRIES:
+            backoff(attempt)
+    return list(request[table]), MAX_BATCH_RETRIES

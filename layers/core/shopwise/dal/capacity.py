@@ -88,7 +88,8 @@ class ReadMeter:
 
     def __init__(self) -> None:
         self.units = 0.0
-        self.calls = 0
+        self.calls = 0  # reads
+        self.requests = 0  # every DynamoDB call the client made (reads and writes)
         self._whole: Any = None
 
     def attach(self, ddb: Any) -> ReadMeter:
@@ -108,6 +109,7 @@ class ReadMeter:
             context["shopwise_read_params"] = dict(params)
 
     def _count(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        self.requests += 1
         params = context.get("shopwise_read_params")
         if params is None or http_response.status_code != 200:
             return

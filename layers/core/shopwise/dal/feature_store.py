@@ -8,8 +8,13 @@ entry in the activity index (the day of its newest event, ``shopwise.keys.activi
 it), which campaign runs and the drift job read instead of scanning the table. A document's size is checked before
 it is written (``TooLarge``): DynamoDB's 400 KB item limit is never met as a write error.
 
-Every write is conditional on the version read, so two writers never lose each other's updates: the loser gets
-``Conflict``, re-reads and re-applies. Reads are consistent BatchGetItem calls, 100 keys per round trip.
+A document another writer may write at the same time (a profile, a session, an item's shared part) is written
+conditionally on the version read, so two writers never lose each other's updates: the loser gets ``Conflict``,
+re-reads and re-applies — one PutItem per document. An item's parts (``shopwise.keys.item_part_key``: one per
+stream shard, written by that shard's updater alone, the stream handing a shard's batches to one invocation at a
+time) need no condition and go 25 a BatchWriteItem: items are most of the documents an event touches, and
+botocore's cost per call most of the updater's CPU. Readers merge an item's parts (``FeatureStore.item_features``,
+``ItemFeatures.merged``). Reads are consistent BatchGetItem calls, 100 keys per round trip.
 """
 
 from __future__ import annotations
@@ -23,10 +28,20 @@ from typing import Any
 
 from shopwise.config import ACTIVITY_INDEX, IndexSpec
 from shopwise.dal.aws import client
-from shopwise.dal.batch import GET_CHUNK, batch_get, chunks, get_many, pk
+from shopwise.dal.batch import GET_CHUNK, batch_get, batch_put_left, chunks, get_many, pk
 from shopwise.dal.capacity import ITEM_LIMIT_BYTES, item_bytes, write_units
-from shopwise.features.definitions import reachable
-from shopwise.keys import ITEM_PREFIX, PROFILE_PREFIX, activity_key, activity_keys, key_id, reach_key
+from shopwise.features.definitions import ItemFeatures, reachable
+from shopwise.keys import (
+    PROFILE_PREFIX,
+    activity_key,
+    activity_keys,
+    entity_key,
+    entity_of,
+    item_key,
+    item_part_key,
+    key_id,
+    reach_key,
+)
 
 
 class Conflict(Exception):
@@ -88,7 +103,7 @@ def newest_event(key: str, data: dict[str, Any]) -> float:
     profile's ``last_event_at``, the start of an item's newest hourly bucket (``ItemFeatures``' layout)."""
     if key.startswith(PROFILE_PREFIX):
         return float(data.get("features", {}).get("last_event_at") or 0.0)
-    if key.startswith(ITEM_PREFIX) and data.get("buckets"):
+    if entity_of(key) == "item" and data.get("buckets"):
         newest = max(int(k) for k in data["buckets"])
         return float(newest * 3600 if newest < 10**8 else newest)  # hour numbers; epoch seconds in older rows
     return 0.0
@@ -102,8 +117,9 @@ def active_docs(
     then the documents 100 a call, streamed. What campaign runs and the drift job read instead of a Scan: the cost
     follows the active entities, not the table.
 
-    ``sample``: read at most this many documents — a fixed pseudo-random subset of the active keys (those whose
-    CRC32 is smallest: the same entities run after run while they stay active). The index's keys are still all read
+    ``sample``: read the documents of at most this many entities — a fixed pseudo-random subset of the active ones
+    (those whose key's CRC32 is smallest: the same entities run after run while they stay active; an item's parts
+    come together, to be merged by the caller: ``ItemFeatures.merged``). The index's keys are still all read
     (60 bytes an entry); the documents, a kilobyte each, follow the sample. What the drift job compares.
 
     ``index``: the reach index (``REACH_INDEX``, entity ``reach``) holds the profiles a campaign may write to."""
@@ -119,8 +135,10 @@ def active_docs(
         )
         keys += [item["pk"]["S"] for page in pages for item in page.get("Items", [])]
     unique = list(dict.fromkeys(keys))
-    if sample is not None and len(unique) > sample:
-        unique = sorted(unique, key=lambda k: zlib.crc32(k.encode()))[:sample]
+    entities = list(dict.fromkeys(map(entity_key, unique)))  # an item's parts are one entity: sampled together
+    if sample is not None and len(entities) > sample:
+        kept = set(sorted(entities, key=lambda k: zlib.crc32(k.encode()))[:sample])
+        unique = [k for k in unique if entity_key(k) in kept]
     for chunk in chunks([pk(k) for k in unique], GET_CHUNK):  # streamed: a chunk in memory at a time
         got, _trips = batch_get({table: chunk})
         for item in got[table]:
@@ -132,7 +150,8 @@ class FeatureStore:
 
     def __init__(self, table: str) -> None:
         self.table = table
-        self.write_requests = 0  # conditional writes sent (a transaction counts once per document)
+        self.write_requests = 0  # documents written (a transaction counts once per document)
+        self.write_calls = 0  # DynamoDB calls that wrote them: what the updater's CPU follows (botocore's per call)
         self.write_units = 0  # what they cost, by DynamoDB's size rules (shopwise.dal.capacity)
         self.largest_item = 0  # bytes of the largest document written
         self.writes_by_key: Counter[str] = Counter()  # how often each row was written (hot rows)
@@ -146,7 +165,7 @@ class FeatureStore:
         self.write_requests += 1
         units = write_units(item, transactional)
         self.write_units += units
-        self.units_by_entity[doc.key.split("#", 1)[0]] += units
+        self.units_by_entity[entity_of(doc.key)] += units
         self.largest_item = max(self.largest_item, size)
         self.writes_by_key[doc.key] += 1
         return item
@@ -168,6 +187,7 @@ class FeatureStore:
         """Conditional put: raises Conflict if the document changed since it was read."""
         ddb = client("dynamodb")
         item = self._item(doc)
+        self.write_calls += 1
         try:
             ddb.put_item(TableName=self.table, Item=item, **doc.condition())
         except ddb.exceptions.ConditionalCheckFailedException:
@@ -178,6 +198,7 @@ class FeatureStore:
         """All of the documents or none (identity merges); raises Conflict if any changed since it was read."""
         ddb = client("dynamodb")
         items = [{"Put": {"TableName": self.table, "Item": self._item(d, True), **d.condition()}} for d in docs]
+        self.write_calls += 1
         try:
             ddb.transact_write_items(TransactItems=items)
         except ddb.exceptions.TransactionCanceledException as exc:
@@ -187,3 +208,43 @@ class FeatureStore:
             raise
         for doc in docs:
             doc.version += 1
+
+    def put_unconditional(self, docs: list[Doc]) -> list[str]:
+        """Documents with one writer (an item's part: ``shopwise.keys.item_part_key``), 25 a BatchWriteItem call and
+        no condition. Returns the keys not written (still unprocessed after the retries); the others are written.
+        Raises TooLarge before writing any if one would pass the item limit."""
+        items = {doc.key: self._item(doc) for doc in docs}
+        left, calls = batch_put_left(self.table, list(items.values()))
+        self.write_calls += calls
+        unwritten = {item["pk"]["S"] for item in left}
+        for doc in docs:
+            if doc.key not in unwritten:
+                doc.version += 1
+        return sorted(unwritten)
+
+    def item_features(self, item_ids: list[str], shards: list[str]) -> dict[str, ItemFeatures]:
+        """Items' features as they stand: each item's shared part and its parts of these stream ``shards`` (every
+        shard id the stream has had: ``shopwise.dal.stream.shard_ids``), merged. An item with none is left out."""
+        keys = {key: item_id for item_id in item_ids for key in item_keys(item_id, shards)}
+        parts: dict[str, list[ItemFeatures]] = {}
+        for key, doc in self.read(list(keys)).items():
+            if doc.version:
+                parts.setdefault(keys[key], []).append(ItemFeatures.from_json(doc.data))
+        return {item_id: ItemFeatures.merged(found) for item_id, found in parts.items()}
+
+
+def item_keys(item_id: str, shards: list[str]) -> list[str]:
+    """Every document of one item: its shared part and one part per stream shard."""
+    return [item_key(item_id), *(item_part_key(item_id, shard) for shard in shards)]
+
+
+def merge_item_parts(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Documents' data by key with every item's parts merged under the item's key (``ItemFeatures.merged``): the
+    store as one document per entity, which is how two runs of the updater compare."""
+    out = {k: v for k, v in docs.items() if entity_of(k) != "item"}
+    parts: dict[str, list[ItemFeatures]] = {}
+    for key, data in docs.items():
+        if entity_of(key) == "item":
+            parts.setdefault(item_key(key_id(key)), []).append(ItemFeatures.from_json(data))
+    out.update({key: ItemFeatures.merged(found).to_json() for key, found in parts.items()})
+    return out

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from shopwise.dal.aws import client
+from shopwise.keys import shard_number
 from shopwise.retry import backoff
 
 MAX_PUT_RETRIES = 6
@@ -32,6 +33,15 @@ class KinesisPublisher:
             ]
             backoff(attempt)
         raise RuntimeError(f"{len(pending)} records still refused by Kinesis after {MAX_PUT_RETRIES} tries")
+
+
+def shard_ids(stream_name: str) -> list[str]:
+    """Every shard number the stream has had, as far as anyone can tell: 0 to the highest it lists now (a split or
+    a merge numbers its new shards above the old ones, and a closed shard leaves the listing after the retention),
+    so the parts its updaters wrote (``shopwise.keys.item_part_key``) are all found."""
+    pages = client("kinesis").get_paginator("list_shards").paginate(StreamName=stream_name)
+    numbers = [int(shard_number(s["ShardId"])) for page in pages for s in page.get("Shards", [])]
+    return [str(n) for n in range(max(numbers, default=-1) + 1)]
 
 
 def read_range(stream_name: str, shard_id: str, first: str, last: str, limit: int = 1000) -> Iterator[dict[str, Any]]:

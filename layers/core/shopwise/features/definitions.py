@@ -450,6 +450,13 @@ class ItemFeatures:
             buckets[start] = [*(int(x) for x in counts), 0, 0, 0][:3]
         return cls(buckets=buckets)
 
+    @classmethod
+    def merged(cls, parts: Iterable[ItemFeatures]) -> ItemFeatures:
+        """One item's features from its parts (``shopwise.keys.item_part_key``): the counts summed per bucket under
+        the fold's own roll-up, so the parts merged equal one document that took every event."""
+        buckets = [(start, counts) for part in parts for start, counts in part.buckets.items()]
+        return cls(buckets=_rolled(buckets) if buckets else {})
+
     def _span(self, start: int) -> float:
         """How long the bucket starting at ``start`` is: a day, once its hours have been folded into it."""
         newest = max(self.buckets) if self.buckets else start
@@ -486,16 +493,22 @@ def apply_to_item(state: ItemFeatures, item_id: str, events: Iterable[Event]) ->
             counts[INTERACTION_KINDS.index(kind)] += _units(event, item_id) if kind == "purchase" else 1
     if not hourly and not state.buckets:
         return state
-    newest = max([*hourly, *state.buckets])
+    state.buckets = _rolled([*state.buckets.items(), *hourly.items()])
+    return state
+
+
+def _rolled(buckets: list[tuple[int, list[int]]]) -> dict[int, list[int]]:
+    """Buckets summed, hours more than ITEM_HOURLY_HOURS behind the newest folded into their days, and what is older
+    than ITEM_WINDOW_HOURS dropped: the one rule of an item's document, for a fold and for a merge of parts."""
+    newest = max(start for start, _counts in buckets)
     merged: dict[int, list[int]] = {}
-    for start, counts in [*state.buckets.items(), *hourly.items()]:
+    for start, counts in buckets:
         if start <= newest - ITEM_HOURLY_HOURS * HOUR:
             start = int(start // DAY * DAY)
         if start <= newest - ITEM_WINDOW_HOURS * HOUR:
             continue
         merged[start] = [a + b for a, b in zip(merged.get(start, [0, 0, 0]), counts, strict=True)]
-    state.buckets = merged
-    return state
+    return merged
 
 
 def _trimmed(counts: list[int]) -> list[int]:

@@ -35,6 +35,8 @@ class Store(Protocol):
 
     def transact(self, docs: list[Doc]) -> None: ...
 
+    def put_unconditional(self, docs: list[Doc]) -> list[str]: ...
+
 
 def rank(profile_id: str) -> tuple[int, str]:
     """The survivor of a merge is the smallest: customers first, then by key."""

@@ -21,7 +21,9 @@ count of other shoppers' events:
    its held events were checked against.
    The ledger rows are written (one batched write) before any feature.
 4. The events are grouped per entity — profile, session, item — and each group becomes one read (batched) and one
-   conditional write: events in occurred_at order, minus those the entity has applied already (its marks).
+   write: events in occurred_at order, minus those the entity has applied already (its marks). Profiles, sessions
+   and items' shared parts: a conditional PutItem each. A stream record feeds its shard's part of an item instead
+   (``shopwise.keys.item_part_key``), which no one else writes: parts go 25 a BatchWriteItem, with no condition.
    A consenting shopper's profile also gets its serving view (``shopwise.serving.view``): the real-time
    candidates of what the shopper just did, read from the precomputed rows once per batch.
 5. A conflicting write re-reads and re-applies that entity alone; an entity that still fails is reported with its
@@ -34,7 +36,9 @@ REPLAYS. Once the stream gives up on a record (its retries or its age exhausted)
 touches apply later records of the shard, and their high-water marks no longer say whether they have this one.
 A replay (``shopwise failures replay``: ``via`` "failed" or "archive") is therefore judged by the ledger row's
 ``done`` instead, and raises no mark: it is applied to the entities not in ``done``, which then grows to all of
-them, so a second replay applies nothing. A replayed record the ledger has no row for was never claimed (a poison
+them, so a second replay applies nothing. A replay folds an item's shared part, never a shard's part (whose one
+writer is the stream's updater); a replayed record whose row has no ``done`` (its record did not fail, or its batch
+died) gets one from the marks first, an item's read on the shard's part. A replayed record the ledger has no row for was never claimed (a poison
 record, a batch that died before its claims) and is applied everywhere; an archive copy without a failed row is
 left alone (it was applied, or its row expired long after it was).
 """
@@ -47,7 +51,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, Protocol
 
 from shopwise import config
@@ -66,7 +70,18 @@ from shopwise.features.definitions import (
     consented_at,
 )
 from shopwise.features.identity import Store, link, resolve
-from shopwise.keys import anonymous_alias, entity_of, item_key, key_id, profile_key, session_key
+from shopwise.keys import (
+    anonymous_alias,
+    entity_key,
+    entity_of,
+    is_item_part,
+    item_key,
+    item_part_key,
+    key_id,
+    profile_key,
+    session_key,
+    shard_number,
+)
 from shopwise.picks import StoredPick
 from shopwise.privacy.tombstones import tombstones
 from shopwise.retry import backoff
@@ -75,6 +90,7 @@ from shopwise.serving.view import batch_view_keys, serving_view
 SESSION_TTL_SECONDS = 30 * 86400
 MAX_CONFLICT_RETRIES = 8
 WRITERS = 8
+PARTS_PER_CALL = 25  # items' parts folded and written together: one BatchWriteItem call
 
 Categories = Callable[[Iterable[str]], dict[str, str]]
 # recommendations-table keys -> their stored lists (absent keys left out): what the serving views are made of
@@ -227,7 +243,7 @@ def update_features(
                 carriers.append(d)
                 keys += [session_key(s) for s in sorted({str(r.session_id) for r in riders if _feeds_session(r)})]
                 checked = ()
-            for key in dict.fromkeys(keys):
+            for key in dict.fromkeys(_writer_key(k, d) for k in keys):
                 if not groups[key] or groups[key][-1] is not d:
                     groups[key].append(d)
     if claims:  # before any feature: a retry of these records finds them as the same records
@@ -236,8 +252,13 @@ def update_features(
     if carried - set(context.categories):  # the released events' items need their categories too
         context = Context({**context.categories, **categories(carried - set(context.categories))})
 
-    # 4. one read per 100 entities, one conditional write per entity
-    docs = {**profiles, **store.read([k for k in groups if k not in profiles])}
+    # 4. one read per 100 entities, one write per entity (items' parts: 25 a call)
+    marks_judged = _marks_judged(groups)
+    docs = {**profiles, **store.read([k for k in [*groups, *marks_judged] if k not in profiles])}
+    if marks_judged:
+        accounted = _accounted_by_marks(groups, docs)
+        groups = {key: [accounted.get(d.claim_key, d) for d in group] for key, group in groups.items()}
+        deliveries = [accounted.get(d.claim_key, d) for d in deliveries]
     outcome.entities = len(groups)
     view_rows = None
     if rows:
@@ -259,8 +280,36 @@ def update_features(
             fresh_keys.update(d.claim_key for d in fresh)
             applied[key] = {d.claim_key for d in fresh}
 
+    def apply_parts(keys: list[str]) -> None:
+        """Items' parts of this batch's shard (one writer: ours): folded, then written 25 a call, no condition."""
+        written: list[tuple[str, list[Delivery], Doc]] = []
+        for key in keys:
+            doc = docs[key]
+            if doc.error:
+                fail(key, doc.error, groups[key])
+            elif fresh := _fresh(doc, groups[key]):
+                written.append((key, fresh, _fold(doc, fresh, context)))
+        try:
+            unwritten = set(store.put_unconditional([doc for _key, _fresh, doc in written]))
+        except Exception as exc:
+            unwritten, reason = {key for key, _fresh, _doc in written}, _reason(exc)
+        else:
+            reason = "RuntimeError: still unprocessed after the batch write's retries"
+        for key, fresh, doc in written:
+            if key in unwritten:
+                fail(key, reason, groups[key])
+                continue
+            with lock:
+                docs[key] = doc
+                fresh_keys.update(d.claim_key for d in fresh)
+                applied[key] = {d.claim_key for d in fresh}
+                outcome.entity_writes += 1
+
+    parts = [k for k in groups if is_item_part(k)]
+    tasks: list[Callable[[], None]] = [partial(apply, k) for k in groups if not is_item_part(k)]
+    tasks += [partial(apply_parts, parts[n : n + PARTS_PER_CALL]) for n in range(0, len(parts), PARTS_PER_CALL)]
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        list(pool.map(apply, list(groups)))
+        list(pool.map(lambda task: task(), tasks))
     # 6. what failed (or was replayed, or failed before) is accounted for per entity in its ledger row
     accounts = _accounts(deliveries, groups, {**known, **claims}, docs, applied, failed, now)
     if accounts:
@@ -433,17 +482,62 @@ def _feeds_session(event: Event) -> bool:
     return bool(event.session_id and (interaction_items(event) or event.referrer))
 
 
+def _writer_key(key: str, d: Delivery) -> str:
+    """The document a delivery writes for an entity: a stream record feeds its shard's part of an item (that shard's
+    updater is the part's one writer, so parts need no condition and go 25 a call); a replay or a backfill feeds the
+    item's shared part (conditional writes, as profiles and sessions have)."""
+    if entity_of(key) == "item" and d.shard and not d.via:
+        return item_part_key(key_id(key), d.shard)
+    return key
+
+
+def _marks_judged(groups: dict[str, list[Delivery]]) -> list[str]:
+    """The items' parts whose marks judge a replay that goes to the items' shared parts: a replayed stream record
+    whose ledger row has no account (its record did not fail; or its batch's last attempt crashed) was applied, or
+    not, where the stream applies it — the shard's part, which holds the marks."""
+    return [
+        item_part_key(key_id(key), d.shard)
+        for key, group in groups.items()
+        if entity_of(key) == "item"
+        for d in group
+        if d.via and d.done is None and d.shard
+    ]
+
+
+def _accounted_by_marks(groups: dict[str, list[Delivery]], docs: dict[str, Doc]) -> dict[tuple[str, str], Delivery]:
+    """Each replay that has no account, given one from the marks (``done``: the entities whose marks — on the
+    shard's part, for an item — say they applied it), so that it is judged, and accounted, as a replay with an
+    account is."""
+    routes: dict[tuple[str, str], list[str]] = defaultdict(list)
+    unaccounted: dict[tuple[str, str], Delivery] = {}
+    for key, group in groups.items():
+        for d in group:
+            routes[d.claim_key].append(key)
+            if d.via and d.done is None and d.shard:
+                unaccounted[d.claim_key] = d
+    return {
+        claim: replace(d, done=frozenset(_done_as(k) for k in routes[claim] if _has(docs[_marks_doc(k, d)], d)))
+        for claim, d in unaccounted.items()
+    }
+
+
+def _marks_doc(key: str, d: Delivery) -> str:
+    """Where the marks a stream record is judged by are: its shard's part for an item, else the entity's document."""
+    return item_part_key(key_id(key), d.shard) if entity_of(key) == "item" and not is_item_part(key) else key
+
+
 def _mark(entity: str, d: Delivery) -> str:
     """The high-water mark a delivery counts against: per shard, and per source on profiles — a merged profile
     keeps each source's mark, so a record re-routed by a merge is judged by the mark of the source that sent it."""
-    shard = d.shard.removeprefix("shardId-").lstrip("0") or "0"
+    shard = shard_number(d.shard)
     return f"{shard}/{d.event.profile_id}" if entity == "profile" else shard
 
 
 def _done_as(key: str) -> str:
     """How ``done`` names an entity: the profile as "profile" — whichever key the shopper's profile has now, it
-    holds what the profiles merged into it held — the others by their keys."""
-    return "profile" if entity_of(key) == "profile" else key
+    holds what the profiles merged into it held — an item by the item's key, whichever part took the event (a
+    replay goes to the shared part), the others by their keys."""
+    return "profile" if entity_of(key) == "profile" else entity_key(key)
 
 
 def _has(doc: Doc, d: Delivery) -> bool:
