@@ -93,7 +93,7 @@ class Ingestion(Construct):
             layers=layers,
             environment={**function_env, "FAILED_EVENTS_QUEUE_URL": self.failures.queue_url},
             timeout=Duration.seconds(60),
-            description="Kinesis -> feature store, coalesced conditional writes",
+            description="Kinesis -> feature store: one write per entity a batch, items' shard parts 25 a call",
             log_days=env.shopper_log_days,  # a failed entity is logged by its key (profile#c:...)
         )
         storage.tables[config.FEATURES.name].grant_read_write_data(self.update_features)
