@@ -17,6 +17,8 @@ the benchmarks report read units per request and per event the way they report w
 from __future__ import annotations
 
 import math
+import time
+from collections import Counter
 from typing import Any
 
 ITEM_LIMIT_BYTES = 400 * 1024  # DynamoDB's maximum item size
@@ -60,7 +62,12 @@ def item_bytes(item: dict[str, Any]) -> int:
 
 def write_units(item: dict[str, Any], transactional: bool = False) -> int:
     """Write capacity units of one put of ``item``."""
-    units = max(1, math.ceil(item_bytes(item) / WRITE_UNIT_BYTES))
+    return write_units_of_size(item_bytes(item), transactional)
+
+
+def write_units_of_size(size: int, transactional: bool = False) -> int:
+    """Write capacity units of one put of an item of ``size`` bytes (``item_bytes``)."""
+    units = max(1, math.ceil(size / WRITE_UNIT_BYTES))
     return 2 * units if transactional else units
 
 
@@ -90,6 +97,10 @@ class ReadMeter:
         self.units = 0.0
         self.calls = 0  # reads
         self.requests = 0  # every DynamoDB call the client made (reads and writes)
+        self.by_operation: Counter[str] = Counter()  # ... by operation (BatchWriteItem, Query, ...)
+        # the meter's own CPU (its threads' time in the hooks: sizing what was read, re-reading projected reads
+        # whole), for a caller that measures the process's CPU to take out
+        self.cpu_seconds = 0.0
         self._whole: Any = None
 
     def attach(self, ddb: Any) -> ReadMeter:
@@ -109,7 +120,15 @@ class ReadMeter:
             context["shopwise_read_params"] = dict(params)
 
     def _count(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        started = time.thread_time()
+        try:
+            self._count_read(http_response, parsed, model, context)
+        finally:
+            self.cpu_seconds += time.thread_time() - started
+
+    def _count_read(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any]) -> None:
         self.requests += 1
+        self.by_operation[model.name] += 1
         params = context.get("shopwise_read_params")
         if params is None or http_response.status_code != 200:
             return

@@ -29,7 +29,7 @@ from typing import Any
 from shopwise.config import ACTIVITY_INDEX, IndexSpec
 from shopwise.dal.aws import client
 from shopwise.dal.batch import GET_CHUNK, batch_get, batch_put_left, chunks, get_many, pk
-from shopwise.dal.capacity import ITEM_LIMIT_BYTES, item_bytes, write_units
+from shopwise.dal.capacity import ITEM_LIMIT_BYTES, item_bytes, write_units_of_size
 from shopwise.features.definitions import ItemFeatures, reachable
 from shopwise.keys import (
     PROFILE_PREFIX,
@@ -163,7 +163,7 @@ class FeatureStore:
         if size > ITEM_LIMIT_BYTES:
             raise TooLarge(f"{doc.key}: {size} bytes, over DynamoDB's {ITEM_LIMIT_BYTES} byte item limit")
         self.write_requests += 1
-        units = write_units(item, transactional)
+        units = write_units_of_size(size, transactional)
         self.write_units += units
         self.units_by_entity[entity_of(doc.key)] += units
         self.largest_item = max(self.largest_item, size)
