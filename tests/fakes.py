@@ -26,13 +26,13 @@ class MemoryStore:
         for doc in docs:
             self.write(doc)
 
-    def put_unconditional(self, docs: list[Doc]) -> list[str]:
-        unwritten = []
+    def put_unconditional(self, docs: list[Doc]) -> dict[str, str]:
+        unwritten = {}
         for doc in docs:
             try:
                 self.write(doc)
-            except Exception:  # a subclass's injected failure: this one is left out, the others written
-                unwritten.append(doc.key)
+            except Exception as exc:  # a subclass's injected failure: this one is left out, the others written
+                unwritten[doc.key] = str(exc)
                 continue
             doc.version += 1
         return unwritten

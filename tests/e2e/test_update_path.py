@@ -178,17 +178,17 @@ def faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
         fault(self)
         real_write(self, doc)
 
-    def faulty_put(self: FeatureStore, docs: list[Doc]) -> list[str]:
-        throttled: list[str] = []
+    def faulty_put(self: FeatureStore, docs: list[Doc]) -> dict[str, str]:
+        throttled: dict[str, str] = {}
         for n, doc in enumerate(docs):
             try:
                 fault(self)
-            except RuntimeError:
-                throttled.append(doc.key)  # left unprocessed, as a throttled batch write leaves items
+            except RuntimeError as exc:
+                throttled[doc.key] = str(exc)  # left unprocessed, as a throttled batch write leaves items
             except Died:
                 real_put(self, [d for d in docs[:n] if d.key not in throttled])  # what landed before it died
                 raise
-        return [*throttled, *real_put(self, [d for d in docs if d.key not in throttled])]
+        return {**throttled, **real_put(self, [d for d in docs if d.key not in throttled])}
 
     monkeypatch.setattr(FeatureStore, "write", faulty_write)
     monkeypatch.setattr(FeatureStore, "put_unconditional", faulty_put)
@@ -367,9 +367,9 @@ def broken(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
 
     real_put = FeatureStore.put_unconditional
 
-    def put(self: FeatureStore, docs: list[Doc]) -> list[str]:  # items' parts: left unprocessed
-        failing = [d.key for d in docs if entity_key(d.key) in state["keys"]]
-        return [*failing, *real_put(self, [d for d in docs if d.key not in failing])]
+    def put(self: FeatureStore, docs: list[Doc]) -> dict[str, str]:  # items' parts: left unprocessed
+        failing = {d.key: "unprocessed (injected)" for d in docs if entity_key(d.key) in state["keys"]}
+        return {**failing, **real_put(self, [d for d in docs if d.key not in failing])}
 
     monkeypatch.setattr(FeatureStore, "write", write)
     monkeypatch.setattr(FeatureStore, "put_unconditional", put)

@@ -230,6 +230,14 @@ def test_a_profile_at_every_bound_with_long_non_ascii_ids_fits_an_item() -> None
     huge = Doc("profile#c:x", {"features": {"blob": "x" * ITEM_LIMIT_BYTES}})
     with pytest.raises(TooLarge):
         FeatureStore("unused")._item(huge)
+    # an item's part over the limit is refused alone, with why, before any call (no endpoint here: none is made)
+    part = Doc("item@0#sku", {"buckets": {"1": ["x" * ITEM_LIMIT_BYTES]}})
+    refused = FeatureStore("unused").put_unconditional([part])
+    assert (
+        list(refused) == ["item@0#sku"]
+        and refused["item@0#sku"].startswith("TooLarge: item@0#sku")
+        and not part.version
+    )
 
 
 def test_write_units_follow_dynamodbs_size_rules() -> None:

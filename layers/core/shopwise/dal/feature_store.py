@@ -209,18 +209,24 @@ class FeatureStore:
         for doc in docs:
             doc.version += 1
 
-    def put_unconditional(self, docs: list[Doc]) -> list[str]:
+    def put_unconditional(self, docs: list[Doc]) -> dict[str, str]:
         """Documents with one writer (an item's part: ``shopwise.keys.item_part_key``), 25 a BatchWriteItem call and
-        no condition. Returns the keys not written (still unprocessed after the retries); the others are written.
-        Raises TooLarge before writing any if one would pass the item limit."""
-        items = {doc.key: self._item(doc) for doc in docs}
-        left, calls = batch_put_left(self.table, list(items.values()))
+        no condition. Returns the keys not written, each with why: over the item limit (``TooLarge``, not sent), or
+        still unprocessed after the retries. The others are written."""
+        unwritten: dict[str, str] = {}
+        items = []
+        for doc in docs:
+            try:
+                items.append(self._item(doc))
+            except TooLarge as exc:
+                unwritten[doc.key] = f"TooLarge: {exc}"
+        left, calls = batch_put_left(self.table, items)
         self.write_calls += calls
-        unwritten = {item["pk"]["S"] for item in left}
+        unwritten.update(dict.fromkeys((item["pk"]["S"] for item in left), "still unprocessed after the retries"))
         for doc in docs:
             if doc.key not in unwritten:
                 doc.version += 1
-        return sorted(unwritten)
+        return unwritten
 
     def item_features(self, item_ids: list[str], shards: list[str]) -> dict[str, ItemFeatures]:
         """Items' features as they stand: each item's shared part and its parts of these stream ``shards`` (every

@@ -38,9 +38,9 @@ A replay (``shopwise failures replay``: ``via`` "failed" or "archive") is theref
 ``done`` instead, and raises no mark: it is applied to the entities not in ``done``, which then grows to all of
 them, so a second replay applies nothing. A replay folds an item's shared part, never a shard's part (whose one
 writer is the stream's updater); a replayed record whose row has no ``done`` (its record did not fail, or its batch
-died) gets one from the marks first, an item's read on the shard's part. A replayed record the ledger has no row for was never claimed (a poison
-record, a batch that died before its claims) and is applied everywhere; an archive copy without a failed row is
-left alone (it was applied, or its row expired long after it was).
+died) gets one from the marks first, an item's read on the shard's part. A replayed record the ledger has no row for
+was never claimed (a poison record, a batch that died before its claims) and is applied everywhere; an archive copy
+without a failed row is left alone (it was applied, or its row expired long after it was).
 """
 
 from __future__ import annotations
@@ -290,14 +290,12 @@ def update_features(
             elif fresh := _fresh(doc, groups[key]):
                 written.append((key, fresh, _fold(doc, fresh, context)))
         try:
-            unwritten = set(store.put_unconditional([doc for _key, _fresh, doc in written]))
+            unwritten = store.put_unconditional([doc for _key, _fresh, doc in written])
         except Exception as exc:
-            unwritten, reason = {key for key, _fresh, _doc in written}, _reason(exc)
-        else:
-            reason = "RuntimeError: still unprocessed after the batch write's retries"
+            unwritten = {key: _reason(exc) for key, _fresh, _doc in written}
         for key, fresh, doc in written:
             if key in unwritten:
-                fail(key, reason, groups[key])
+                fail(key, unwritten[key], groups[key])
                 continue
             with lock:
                 docs[key] = doc
