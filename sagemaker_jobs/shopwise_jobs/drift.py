@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 from shopwise.config import NEW_ITEM_ALARM, PSI_ALARM, UNKNOWN_SHOPPER_ALARM
-from shopwise.dal.feature_store import active_docs
+from shopwise.dal.feature_store import active_docs, merged_items
 from shopwise.events import Click, Event, Impression
-from shopwise.features.definitions import ItemFeatures, ProfileFeatures
+from shopwise.features.definitions import ProfileFeatures
 from shopwise.keys import key_id
 from shopwise.picks import PERSONAL_SOURCES
 from shopwise_jobs.dataset import interactions_from_events
@@ -196,10 +196,8 @@ def live_tables(features_table: str, now: float, sample: int = LIVE_SAMPLE) -> t
     a Scan of every document ever written — and of those at most ``sample`` of each kind (a fixed pseudo-random
     subset), so the job's reads and memory stop growing with the store."""
     profiles = []
-    parts: dict[str, list[ItemFeatures]] = {}  # an item's features are its parts merged (one per stream shard)
-    for doc in active_docs(features_table, "item", now - 7 * 86400, now, sample):
-        parts.setdefault(key_id(doc.key), []).append(ItemFeatures.from_json(doc.data))
-    items = [{"item_id": item, **ItemFeatures.merged(found).windows(now)} for item, found in parts.items()]
+    found = merged_items(active_docs(features_table, "item", now - 7 * 86400, now, sample))  # parts merged
+    items = [{"item_id": item, **features.windows(now)} for item, features in found.items()]
     for doc in active_docs(features_table, "profile", now - ACTIVE_HOURS * 3600, now, sample):
         if not doc.merged_into and doc.data.get("features"):
             state = ProfileFeatures.from_json(doc.data["features"])

@@ -132,7 +132,6 @@ class Counting:
 
     def __init__(self) -> None:
         self.writes = 0
-        self.calls = 0  # the feature store's write calls (a BatchWriteItem of items' parts counts once)
         self.units = 0
         self.units_by_entity: dict[str, int] = {}
         self.largest = 0
@@ -142,7 +141,6 @@ class Counting:
 
     def count(self, store: FeatureStore) -> None:
         self.writes += store.write_requests
-        self.calls += store.write_calls
         self.units += store.write_units
         self.largest = max(self.largest, store.largest_item)
         self.hot_row_writes = max([self.hot_row_writes, *store.writes_by_key.values()])
@@ -328,7 +326,6 @@ def main() -> int:
         "ddb_calls_per_event_by_operation": {
             op: round(n / len(events), 3) for op, n in sorted(meter.by_operation.items(), key=lambda kv: -kv[1])
         },
-        "feature_write_calls_per_event": round(counting.calls / len(events), 3),
         "distinct_entities_per_1000_events": round(counting.entities * per_k, 1),
         "naive_events": len(naive_events),
         "naive_events_per_s": round(len(naive_events) / naive_elapsed, 1),

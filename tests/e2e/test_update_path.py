@@ -28,7 +28,7 @@ from shopwise.catalog.items import CatalogItem
 from shopwise.dal import stream as stream_module
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items
-from shopwise.dal.feature_store import Doc, FeatureStore, merge_item_parts
+from shopwise.dal.feature_store import Doc, FeatureStore
 from shopwise.dal.stream import shard_ids
 from shopwise.events import EventRejected
 from shopwise.ingestion import update_features as update_module
@@ -37,7 +37,7 @@ from shopwise.ingestion.backfill import imported_objects
 from shopwise.keys import entity_key, entity_of
 from shopwise_local import cli
 from shopwise_local.stack import LocalStack
-from tests.compare import normalised
+from tests.compare import merge_item_parts, normalised
 
 from .conftest import Api, drain
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shopwise.dal.capacity import ITEM_LIMIT_BYTES, item_bytes, write_units
-from shopwise.dal.feature_store import Doc, merge_item_parts
+from shopwise.dal.feature_store import Doc
 from shopwise.events import parse_event
 from shopwise.features.definitions import (
     CART_LOG_LIMIT,
@@ -25,7 +25,7 @@ from shopwise.features.definitions import (
 from shopwise.features.identity import link, resolve
 from shopwise.ingestion.update_features import Delivery, UpdateOutcome, update_features
 from shopwise.keys import alias_key, entity_key, item_key, profile_key
-from tests.compare import normalised
+from tests.compare import merge_item_parts, normalised
 from tests.fakes import MemoryLedger, MemoryStore
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)

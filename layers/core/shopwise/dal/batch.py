@@ -73,16 +73,16 @@ def batch_write(table: str, items: Iterable[dict[str, Any]]) -> int:
     return _batch(table, ({"PutRequest": {"Item": item}} for item in items))
 
 
-def batch_put_left(table: str, items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+def batch_put_left(table: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """BatchWriteItem (puts) in chunks of 25, retrying UnprocessedItems with backoff, without giving up on the
-    rest: returns the items still unprocessed after the retries (the others are written) and the calls made."""
+    rest: returns the items still unprocessed after the retries (the others are written)."""
     left: list[dict[str, Any]] = []
-    calls = 0
     for chunk in chunks(items, WRITE_CHUNK):
-        unprocessed, made = _put_chunk(table, [{"PutRequest": {"Item": item}} for item in chunk])
-        calls += made
-        left += [request["PutRequest"]["Item"] for request in unprocessed]
-    return left, calls
+        left += [
+            request["PutRequest"]["Item"]
+            for request in _write_chunk(table, [{"PutRequest": {"Item": i}} for i in chunk])
+        ]
+    return left
 
 
 def batch_delete(table: str, keys: Iterable[dict[str, Any]]) -> int:
@@ -93,21 +93,21 @@ def batch_delete(table: str, keys: Iterable[dict[str, Any]]) -> int:
 def _batch(table: str, requests: Iterable[dict[str, Any]]) -> int:
     written = 0
     for chunk in chunks(requests, WRITE_CHUNK):
-        if _put_chunk(table, chunk)[0]:
+        if _write_chunk(table, chunk):
             raise RuntimeError(f"{table}: items still unprocessed after {MAX_BATCH_RETRIES} retries")
         written += len(chunk)
     return written
 
 
-def _put_chunk(table: str, chunk: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """One chunk of write requests: the requests still unprocessed after MAX_BATCH_RETRIES calls, and the calls."""
+def _write_chunk(table: str, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One chunk of write requests (puts or deletes): those still unprocessed after MAX_BATCH_RETRIES calls."""
     ddb = client("dynamodb")
     request: dict[str, Any] = {table: chunk}
     for attempt in range(MAX_BATCH_RETRIES):
         unprocessed = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
         if not unprocessed:
-            return [], attempt + 1
+            return []
         request = unprocessed
         if attempt + 1 < MAX_BATCH_RETRIES:
             backoff(attempt)
-    return list(request[table]), MAX_BATCH_RETRIES
+    return list(request[table])

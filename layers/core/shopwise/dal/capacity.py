@@ -96,8 +96,7 @@ class ReadMeter:
     def __init__(self) -> None:
         self.units = 0.0
         self.calls = 0  # reads
-        self.requests = 0  # every DynamoDB call the client made (reads and writes)
-        self.by_operation: Counter[str] = Counter()  # ... by operation (BatchWriteItem, Query, ...)
+        self.by_operation: Counter[str] = Counter()  # every DynamoDB call the client made, by operation
         # the meter's own CPU (its threads' time in the hooks: sizing what was read, re-reading projected reads
         # whole), for a caller that measures the process's CPU to take out
         self.cpu_seconds = 0.0
@@ -115,6 +114,11 @@ class ReadMeter:
         ddb.meta.events.unregister("provide-client-params.dynamodb", self._remember)
         ddb.meta.events.unregister("after-call.dynamodb", self._count)
 
+    @property
+    def requests(self) -> int:
+        """Every DynamoDB call the client made (reads and writes)."""
+        return sum(self.by_operation.values())
+
     def _remember(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         if model.name in ("GetItem", "BatchGetItem", "Query"):
             context["shopwise_read_params"] = dict(params)
@@ -127,7 +131,6 @@ class ReadMeter:
             self.cpu_seconds += time.thread_time() - started
 
     def _count_read(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any]) -> None:
-        self.requests += 1
         self.by_operation[model.name] += 1
         params = context.get("shopwise_read_params")
         if params is None or http_response.status_code != 200:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +151,6 @@ class FeatureStore:
     def __init__(self, table: str) -> None:
         self.table = table
         self.write_requests = 0  # documents written (a transaction counts once per document)
-        self.write_calls = 0  # DynamoDB calls that wrote them: what the updater's CPU follows (botocore's per call)
         self.write_units = 0  # what they cost, by DynamoDB's size rules (shopwise.dal.capacity)
         self.largest_item = 0  # bytes of the largest document written
         self.writes_by_key: Counter[str] = Counter()  # how often each row was written (hot rows)
@@ -187,7 +186,6 @@ class FeatureStore:
         """Conditional put: raises Conflict if the document changed since it was read."""
         ddb = client("dynamodb")
         item = self._item(doc)
-        self.write_calls += 1
         try:
             ddb.put_item(TableName=self.table, Item=item, **doc.condition())
         except ddb.exceptions.ConditionalCheckFailedException:
@@ -198,7 +196,6 @@ class FeatureStore:
         """All of the documents or none (identity merges); raises Conflict if any changed since it was read."""
         ddb = client("dynamodb")
         items = [{"Put": {"TableName": self.table, "Item": self._item(d, True), **d.condition()}} for d in docs]
-        self.write_calls += 1
         try:
             ddb.transact_write_items(TransactItems=items)
         except ddb.exceptions.TransactionCanceledException as exc:
@@ -220,8 +217,7 @@ class FeatureStore:
                 items.append(self._item(doc))
             except TooLarge as exc:
                 unwritten[doc.key] = f"TooLarge: {exc}"
-        left, calls = batch_put_left(self.table, items)
-        self.write_calls += calls
+        left = batch_put_left(self.table, items)
         unwritten.update(dict.fromkeys((item["pk"]["S"] for item in left), "still unprocessed after the retries"))
         for doc in docs:
             if doc.key not in unwritten:
@@ -231,12 +227,8 @@ class FeatureStore:
     def item_features(self, item_ids: list[str], shards: list[str]) -> dict[str, ItemFeatures]:
         """Items' features as they stand: each item's shared part and its parts of these stream ``shards`` (every
         shard id the stream has had: ``shopwise.dal.stream.shard_ids``), merged. An item with none is left out."""
-        keys = {key: item_id for item_id in item_ids for key in item_keys(item_id, shards)}
-        parts: dict[str, list[ItemFeatures]] = {}
-        for key, doc in self.read(list(keys)).items():
-            if doc.version:
-                parts.setdefault(keys[key], []).append(ItemFeatures.from_json(doc.data))
-        return {item_id: ItemFeatures.merged(found) for item_id, found in parts.items()}
+        keys = [key for item_id in item_ids for key in item_keys(item_id, shards)]
+        return merged_items(doc for doc in self.read(keys).values() if doc.version)
 
 
 def item_keys(item_id: str, shards: list[str]) -> list[str]:
@@ -244,13 +236,11 @@ def item_keys(item_id: str, shards: list[str]) -> list[str]:
     return [item_key(item_id), *(item_part_key(item_id, shard) for shard in shards)]
 
 
-def merge_item_parts(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Documents' data by key with every item's parts merged under the item's key (``ItemFeatures.merged``): the
-    store as one document per entity, which is how two runs of the updater compare."""
-    out = {k: v for k, v in docs.items() if entity_of(k) != "item"}
-    parts: dict[str, list[ItemFeatures]] = {}
-    for key, data in docs.items():
-        if entity_of(key) == "item":
-            parts.setdefault(item_key(key_id(key)), []).append(ItemFeatures.from_json(data))
-    out.update({key: ItemFeatures.merged(found).to_json() for key, found in parts.items()})
-    return out
+def merged_items(docs: Iterable[Doc]) -> dict[str, ItemFeatures]:
+    """Item id -> its features: the item documents among ``docs`` (its shared part, its shards' parts) merged
+    (``ItemFeatures.merged``); other documents are passed over."""
+    parts: dict[str, list[ItemFeatures]] = defaultdict(list)
+    for doc in docs:
+        if entity_of(doc.key) == "item":
+            parts[key_id(doc.key)].append(ItemFeatures.from_json(doc.data))
+    return {item_id: ItemFeatures.merged(found) for item_id, found in parts.items()}

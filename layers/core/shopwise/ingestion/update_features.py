@@ -269,6 +269,11 @@ def update_features(
     fresh_keys: set[tuple[str, str]] = set()  # (a delivery may be replaced by its rider-carrying copy: by claim)
     applied: dict[str, set[tuple[str, str]]] = {}  # entity key -> the claim keys it applied in this batch
 
+    def landed(key: str, fresh: list[Delivery]) -> None:
+        with lock:
+            fresh_keys.update(d.claim_key for d in fresh)
+            applied[key] = {d.claim_key for d in fresh}
+
     def apply(key: str) -> None:
         group = groups[key]
         try:
@@ -276,9 +281,7 @@ def update_features(
         except Exception as exc:
             fail(key, _reason(exc), group)
             return
-        with lock:
-            fresh_keys.update(d.claim_key for d in fresh)
-            applied[key] = {d.claim_key for d in fresh}
+        landed(key, fresh)
 
     def apply_parts(keys: list[str]) -> None:
         """Items' parts of this batch's shard (one writer: ours): folded, then written 25 a call, no condition."""
@@ -297,10 +300,9 @@ def update_features(
             if key in unwritten:
                 fail(key, unwritten[key], groups[key])
                 continue
+            docs[key] = doc
+            landed(key, fresh)
             with lock:
-                docs[key] = doc
-                fresh_keys.update(d.claim_key for d in fresh)
-                applied[key] = {d.claim_key for d in fresh}
                 outcome.entity_writes += 1
 
     parts = [k for k in groups if is_item_part(k)]
@@ -494,12 +496,17 @@ def _marks_judged(groups: dict[str, list[Delivery]]) -> list[str]:
     whose ledger row has no account (its record did not fail; or its batch's last attempt crashed) was applied, or
     not, where the stream applies it — the shard's part, which holds the marks."""
     return [
-        item_part_key(key_id(key), d.shard)
+        _marks_doc(key, d)
         for key, group in groups.items()
         if entity_of(key) == "item"
         for d in group
-        if d.via and d.done is None and d.shard
+        if _unaccounted(d)
     ]
+
+
+def _unaccounted(d: Delivery) -> bool:
+    """A replayed stream record whose ledger row has no ``done``: the marks say where it was applied."""
+    return bool(d.via and d.done is None and d.shard)
 
 
 def _accounted_by_marks(groups: dict[str, list[Delivery]], docs: dict[str, Doc]) -> dict[tuple[str, str], Delivery]:
@@ -511,7 +518,7 @@ def _accounted_by_marks(groups: dict[str, list[Delivery]], docs: dict[str, Doc])
     for key, group in groups.items():
         for d in group:
             routes[d.claim_key].append(key)
-            if d.via and d.done is None and d.shard:
+            if _unaccounted(d):
                 unaccounted[d.claim_key] = d
     return {
         claim: replace(d, done=frozenset(_done_as(k) for k in routes[claim] if _has(docs[_marks_doc(k, d)], d)))
