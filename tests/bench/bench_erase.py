@@ -35,7 +35,7 @@ from typing import Any
 
 from shopwise import config
 from shopwise.dal import erasures as records
-from shopwise.dal.aws import client
+from shopwise.dal.aws import client, dynamodb_clients
 from shopwise.dal.batch import batch_write
 from shopwise.dal.feature_store import FeatureStore
 from shopwise.dal.ledger import EventLedger
@@ -63,7 +63,7 @@ def aws_calls() -> Iterator[list[str]]:
     def count(model: Any, **_kwargs: Any) -> None:
         seen.append(f"{model.service_model.service_name}:{model.name}")
 
-    handlers = [client(service).meta.events for service in ("dynamodb", "s3")]
+    handlers = [c.meta.events for c in (*dynamodb_clients(), client("s3"))]
     for events in handlers:
         events.register("before-call", count)
     try:

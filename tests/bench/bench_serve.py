@@ -7,8 +7,10 @@ boto3 + Powertools' resolver alone, and the whole HTTP path under a fixed reques
 2. Handler: ``--requests`` warm requests through the real serve handler in this process (the local Lambda runtime's
    invoke, API Gateway payload v2 events), a mix of logged-in shoppers with precomputed lists (home and product
    placements) and strangers with a market; after each, the bare BatchGetItem of the very keys that request's
-   first round trip reads (``first_read``), through the same boto3 client: the floor any handler pays. DynamoDB
-   calls are counted on the wire (botocore's before-call hook) to give round trips per request, and the read units
+   first round trip reads (``first_read``), through the client the handler reads with (``shopwise.dal.wire``): the
+   floor any handler pays; and the same read through boto3's client (``bare_boto3_read_*``: what that floor was
+   before the wire client). DynamoDB calls are counted on the wire (the clients' before-call event) to give round
+   trips per request, and the read units
    of what each read returned by DynamoDB's rules (``shopwise.dal.capacity.ReadMeter``) to give read units per
    request.
 3. Cold import: a fresh interpreter importing the serve handler module, beside one importing boto3 and
@@ -156,7 +158,7 @@ def main() -> None:
     from tqdm import tqdm
 
     from shopwise.access.tokens import mint
-    from shopwise.dal.aws import client
+    from shopwise.dal.aws import dynamodb_clients
     from shopwise.dal.capacity import ReadMeter
     from shopwise.dal.serving_read import ServingReader, Tables
     from shopwise.keys import POPULAR_KEY, popular_key
@@ -216,15 +218,17 @@ def main() -> None:
                 return f"/v1/users/{visitor}/recommendations", query, f"a:{visitor}", row_keys, headers
 
             serve = stack.functions["serve"]
-            ddb = client("dynamodb")
+            ddbs = dynamodb_clients()
             calls: list[str] = []
-            ddb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
-            meter = ReadMeter().attach(ddb)
+            for ddb in ddbs:
+                ddb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+            meter = ReadMeter().attach(*ddbs)
             for n in range(200):  # warm: clients, caches, the secrets
                 path, query, _profile, _rows, headers = request(n)
                 serve.invoke(http_api_event("GET", path, query, headers))
             calls.clear()
-            handler_ms, bare_ms, statuses = [], [], []
+            handler_ms, bare_ms, boto_ms, statuses = [], [], [], []
+            boto, wire = ddbs  # the same read through boto3's client, and through the wire client the handler uses
             handler_calls = 0
             handler_units = 0.0
             for n in tqdm(range(args.requests), desc="handler vs bare read", unit="req", disable=None):
@@ -239,13 +243,16 @@ def main() -> None:
                 statuses.append(response["statusCode"])
                 items = reader.shopper_request(profile_id, row_keys)
                 t = time.perf_counter()
-                ddb.batch_get_item(RequestItems=items)
+                wire.batch_get_item(RequestItems=items)
                 bare_ms.append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                boto.batch_get_item(RequestItems=items)
+                boto_ms.append((time.perf_counter() - t) * 1000)
             bad = sum(1 for s in statuses if s != 200)
             if bad:
                 raise RuntimeError(f"{bad} handler requests did not answer 200")
             auth_us = auth_verify_us(keys, token(customer=store.customers[0]))
-            meter.detach(ddb)
+            meter.detach(*ddbs)
             archive = archive_bytes(resources.archive_bucket)
             storage = (
                 table_rows(resources.tables["recommendations"], "recommendations")
@@ -289,7 +296,7 @@ def main() -> None:
         finally:
             stack.close()
 
-    handler, bare, http = figures(handler_ms), figures(bare_ms), figures(latencies)
+    handler, bare, boto, http = figures(handler_ms), figures(bare_ms), figures(boto_ms), figures(latencies)
     result = {
         "requests": args.requests,
         "handler_p50_ms": handler["p50"],
@@ -298,6 +305,8 @@ def main() -> None:
         "bare_read_p99_ms": bare["p99"],
         "p99_ratio": round(handler["p99"] / bare["p99"], 3),
         "p50_ratio": round(handler["p50"] / bare["p50"], 3),
+        "bare_boto3_read_p50_ms": boto["p50"],
+        "bare_boto3_read_p99_ms": boto["p99"],
         "round_trips_per_request": round(handler_calls / args.requests, 4),
         "read_units_per_request": round(handler_units / args.requests, 3),
         "storage": storage,

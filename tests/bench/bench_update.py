@@ -5,9 +5,12 @@ CC BY 4.0), each replayed by many shoppers, with a personalisation consent per s
 two markets, and a catalog that gives every item one of 40 categories. The events are cut into Kinesis-sized
 batches of 100 and sent through the real update_features Lambda handler. In the same run, on a fresh table, the
 same events go through a naive updater — one read-modify-write per event and entity, the same fold functions —
-as the baseline.
+as the baseline. First of all (``--no-baseline`` skips it), the same mix on other ids goes through the handler as
+it was before this issue's CPU work: every item document shared (a conditional PutItem each) and every call through
+botocore (``before_*``, ``cpu_ratio_vs_before``); ``--client boto3`` sends the measured pass's calls through
+botocore too, to tell the two changes apart.
 
-    .venv/bin/python tests/bench/bench_update.py [--events 5000] [--batch 100] [--profile]
+    .venv/bin/python tests/bench/bench_update.py [--events 5000] [--batch 100] [--client wire|boto3] [--profile]
 
 Prints a table, then one JSON line with events_per_s, writes_per_1000_events, wru_per_event (write units by
 DynamoDB's size rules, per entity kind beside it), rru_per_event (read units of what the handler's reads returned,
@@ -27,6 +30,8 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,7 @@ from typing import Any
 from tqdm import tqdm
 
 from shopwise.catalog.items import CatalogItem
-from shopwise.dal.aws import client
+from shopwise.dal.aws import client, dynamodb_clients
 from shopwise.dal.capacity import ReadMeter
 from shopwise.dal.catalog import categories, put_items
 from shopwise.dal.feature_store import FeatureStore
@@ -162,6 +167,23 @@ class Counting:
         updater_module.update_features = update
 
 
+@contextmanager
+def on_botocore() -> Iterator[None]:
+    """The hot calls (BatchGetItem, BatchWriteItem, PutItem) through boto3's client, as before
+    ``shopwise.dal.wire``: a benchmark-only switch, for a same-run comparison."""
+    import shopwise.dal.batch as batch_module
+    import shopwise.dal.feature_store as store_module
+
+    saved = [(module, module.dynamodb) for module in (batch_module, store_module)]
+    for module, _wire in saved:
+        module.dynamodb = lambda: client("dynamodb")
+    try:
+        yield
+    finally:
+        for module, wire in saved:
+            module.dynamodb = wire
+
+
 def print_profile(stats: Any) -> None:
     """The handler's CPU (its own time per function, summed per package) as shares: where a goal per event goes.
     The profiler slows what it measures (several times): the shares, not the seconds, are the figure."""
@@ -194,7 +216,7 @@ def handler_pass(
     time, the read meter (every DynamoDB call, reads in units), and the store's counts."""
     counting = Counting()
     counting.install(updater_module)
-    meter = ReadMeter().attach(client("dynamodb"))  # the handler's own client: what it reads, in read units
+    meter = ReadMeter().attach(*dynamodb_clients())  # the handler's own clients: what it reads, in read units
     latencies: list[float] = []
     cpu = 0.0
     started = time.perf_counter()
@@ -207,7 +229,7 @@ def handler_pass(
         if answer["batchItemFailures"]:
             raise RuntimeError(f"batch at {start} had failures: {answer['batchItemFailures'][:3]}")
     elapsed = time.perf_counter() - started
-    meter.detach(client("dynamodb"))
+    meter.detach(*dynamodb_clients())
     cpu -= meter.cpu_seconds  # the meter's own work in the handler's threads is the benchmark's, not the handler's
     return {"latencies": latencies, "cpu": cpu, "elapsed": elapsed, "meter": meter}, counting
 
@@ -226,7 +248,14 @@ def main() -> int:
         "--baseline",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="first run the same mix (other ids) as before items had parts: every item write conditional, one a call",
+        help="first run the same mix (other ids) as the design before: every item write conditional, one a call, "
+        "and every call through botocore",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("wire", "boto3"),
+        default="wire",
+        help="how the measured pass sends the hot calls: shopwise.dal.wire (as deployed) or boto3's client",
     )
     parser.add_argument(
         "--profile", action="store_true", help="also print the handler's CPU per package, over every thread (yappi)"
@@ -264,12 +293,14 @@ def main() -> int:
             real_writer_key = update_module._writer_key
             update_module._writer_key = lambda key, d: key  # every item document shared: conditional single writes
             try:
-                before, _counting = handler_pass(handler, before_events, arn, args.batch, "before: items shared")
+                with on_botocore():
+                    before, _counting = handler_pass(handler, before_events, arn, args.batch, "before: items shared")
             finally:
                 update_module._writer_key = real_writer_key
         if args.profile:
             yappi.start()
-        now, counting = handler_pass(handler, events, arn, args.batch, "update_features handler")
+        with on_botocore() if args.client == "boto3" else nullcontext():
+            now, counting = handler_pass(handler, events, arn, args.batch, f"update_features handler ({args.client})")
         if args.profile:
             yappi.stop()
             print_profile(yappi.get_func_stats())
@@ -336,7 +367,8 @@ def main() -> int:
         result["naive_writes_per_1000_events"] / max(result["writes_per_1000_events"], 1e-9), 2
     )
     result["speedup_vs_naive"] = round(result["events_per_s"] / max(result["naive_events_per_s"], 1e-9), 2)
-    if args.baseline:  # the same handler, every item document shared (conditional single writes): the design before
+    result["client"] = args.client
+    if args.baseline:  # the same handler, every item document shared (conditional single writes), botocore
         n = len(before_events)
         result["before_handler_cpu_us_per_event"] = round(before["cpu"] / n * 1e6, 1)
         result["before_ddb_calls_per_event"] = round(before["meter"].requests / n, 3)

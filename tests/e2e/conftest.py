@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shopwise.dal.aws import client
+from shopwise.dal.aws import client, dynamodb_clients
 from shopwise_local.endpoint import free_port
 from shopwise_local.stack import LocalStack
 
@@ -100,7 +100,6 @@ def api(stack: LocalStack) -> Api:
 def drain(queue_url: str) -> list[dict[str, Any]]:
     """Every message waiting on a queue, as parsed JSON bodies, deleted as read (PurgeQueue allows one call a
     minute)."""
-    from shopwise.dal.aws import client
 
     sqs = client("sqs")
     bodies: list[dict[str, Any]] = []
@@ -121,9 +120,11 @@ def dynamodb_calls() -> Iterator[list[str]]:
     def count(model: Any, **_kwargs: Any) -> None:
         seen.append(model.name)
 
-    events = client("dynamodb").meta.events
-    events.register("before-call.dynamodb", count)
+    clients = dynamodb_clients()  # boto3's and the wire's (shopwise.dal.wire)
+    for ddb in clients:
+        ddb.meta.events.register("before-call.dynamodb", count)
     try:
         yield seen
     finally:
-        events.unregister("before-call.dynamodb", count)
+        for ddb in clients:
+            ddb.meta.events.unregister("before-call.dynamodb", count)

@@ -4,6 +4,7 @@ MovieLens history -> training -> batch transform -> load -> the serving API, all
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import re
 import tarfile
@@ -11,13 +12,15 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
+from botocore.exceptions import ClientError
 
 from shopwise import config
 from shopwise.dal import objects
-from shopwise.dal.aws import client
+from shopwise.dal.aws import client, dynamodb, dynamodb_clients
 from shopwise.dal.capacity import ReadMeter
 from shopwise.dal.feature_store import FeatureStore
 from shopwise.dal.objects import list_keys, parse_s3_uri, read_json_lines
@@ -525,6 +528,52 @@ def test_read_units_are_counted_on_the_wire_by_dynamodbs_rules(stack: LocalStack
         meter.detach(ddb)
     ddb.get_item(TableName=table, Key=big)  # detached: not counted
     assert (meter.units, meter.calls) == (5.0, 3)
+
+    # the same reads through the wire client (shopwise.dal.wire), which the hot paths use: same answers, same events
+    wire = dynamodb()
+    meter = ReadMeter().attach(*dynamodb_clients())
+    try:
+        got = wire.batch_get_item(RequestItems={table: {"Keys": [big, small, missing]}})
+        assert sorted(i["pk"]["S"] for i in got["Responses"][table]) == ["meter#big", "meter#small"]
+        assert wire.get_item(TableName=table, Key=big, ConsistentRead=True)["Item"]["blob"] == {"S": "x" * 5000}
+        wire.batch_get_item(RequestItems={table: {"Keys": [big], "ProjectionExpression": "pk"}})
+    finally:
+        meter.detach(*dynamodb_clients())
+    assert (meter.units, meter.calls) == (5.0, 3)
+
+
+def test_the_wire_client_speaks_dynamodbs_protocol_as_boto3_does(stack: LocalStack) -> None:
+    """shopwise.dal.wire against the local endpoint: binary values round-trip as bytes, a failed condition raises
+    boto3's modelled exception (what FeatureStore.write catches), a bad request boto3's ClientError with its code,
+    and a dropped connection is re-opened."""
+    assert stack.resources
+    table = stack.resources.tables["config"]
+    wire, ddb = dynamodb(), client("dynamodb")
+    key = {"pk": {"S": "wire#1"}}
+    blob = bytes(range(256))
+    wire.put_item(
+        TableName=table, Item={**key, "z": {"B": blob}, "n": {"N": "1"}}, ConditionExpression="attribute_not_exists(pk)"
+    )
+    assert ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]["z"]["B"] == blob  # boto3 reads it
+    rows = wire.batch_get_item(RequestItems={table: {"Keys": [key], "ConsistentRead": True}})["Responses"][table]
+    assert rows[0]["z"]["B"] == blob and rows[0]["n"] == {"N": "1"}
+    with pytest.raises(ddb.exceptions.ConditionalCheckFailedException) as failed:
+        wire.put_item(TableName=table, Item=key, ConditionExpression="attribute_not_exists(pk)")
+    assert failed.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    with pytest.raises(ClientError) as invalid:
+        wire.put_item(TableName=table, Item={"not_the_key": {"S": "x"}})
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+    # a kept-alive connection the endpoint dropped (AWS keeps them; the local endpoint closes each): the call is
+    # sent again on a new one
+    url = urlsplit(wire.meta.endpoint_url)
+    stale = http.client.HTTPConnection(url.hostname or "", url.port)
+    stale.connect()
+    assert stale.sock is not None
+    stale.sock.close()
+    wire._local.connection = stale
+    written = wire.batch_write_item(RequestItems={table: [{"DeleteRequest": {"Key": key}}]})
+    assert written.get("UnprocessedItems") == {}
+    assert "Item" not in ddb.get_item(TableName=table, Key=key, ConsistentRead=True)
 
 
 def test_objects_are_read_line_by_line_across_chunk_boundaries(

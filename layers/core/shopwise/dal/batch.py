@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from shopwise.dal.aws import client
+from shopwise.dal.aws import dynamodb
 from shopwise.retry import backoff
 
 MAX_BATCH_RETRIES = 8
@@ -37,7 +37,7 @@ def batch_get(request: Keys, projections: dict[str, str] | None = None, consiste
     """One BatchGetItem over one or more tables (at most 100 keys in all), retrying UnprocessedKeys. Returns rows per
     table and the round trips it took. ``projections`` names the attributes to read per table, where not all are
     needed; ``consistent`` asks for strongly consistent reads."""
-    ddb = client("dynamodb")
+    ddb = dynamodb()
     found: Rows = {table: [] for table in request}
     pending: dict[str, Any] = {t: {"Keys": keys} for t, keys in request.items() if keys}
     for table, spec in pending.items():
@@ -101,7 +101,7 @@ def _batch(table: str, requests: Iterable[dict[str, Any]]) -> int:
 
 def _write_chunk(table: str, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One chunk of write requests (puts or deletes): those still unprocessed after MAX_BATCH_RETRIES calls."""
-    ddb = client("dynamodb")
+    ddb = dynamodb()
     request: dict[str, Any] = {table: chunk}
     for attempt in range(MAX_BATCH_RETRIES):
         unprocessed = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}

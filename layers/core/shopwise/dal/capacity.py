@@ -87,7 +87,7 @@ def read_units(item: dict[str, Any] | None, consistent: bool = False) -> float:
 class ReadMeter:
     """Read units and calls of every DynamoDB read a boto3 client makes, counted from the responses.
 
-    ``attach(client)`` registers botocore hooks on that client (the handler's own client, so what is counted is what
+    ``attach(*clients)`` registers botocore hooks on those clients (the handler's own client, so what is counted is what
     the code under measurement read). GetItem, BatchGetItem and Query are counted; a BatchGetItem's unprocessed
     keys are counted when their retry returns them. DynamoDB charges a projected read for the whole item, so a read
     with a ``ProjectionExpression`` is sized by reading the same keys again, whole, through a second client the hooks
@@ -102,17 +102,21 @@ class ReadMeter:
         self.cpu_seconds = 0.0
         self._whole: Any = None
 
-    def attach(self, ddb: Any) -> ReadMeter:
+    def attach(self, *clients: Any) -> ReadMeter:
+        """Count the reads of these clients (boto3's, and ``shopwise.dal.wire``'s: ``dal.aws.dynamodb_clients``)."""
         import boto3
 
-        self._whole = boto3.client("dynamodb", endpoint_url=ddb.meta.endpoint_url, region_name=ddb.meta.region_name)
-        ddb.meta.events.register("provide-client-params.dynamodb", self._remember)
-        ddb.meta.events.register("after-call.dynamodb", self._count)
+        first = clients[0].meta
+        self._whole = boto3.client("dynamodb", endpoint_url=first.endpoint_url, region_name=first.region_name)
+        for ddb in clients:
+            ddb.meta.events.register("provide-client-params.dynamodb", self._remember)
+            ddb.meta.events.register("after-call.dynamodb", self._count)
         return self
 
-    def detach(self, ddb: Any) -> None:
-        ddb.meta.events.unregister("provide-client-params.dynamodb", self._remember)
-        ddb.meta.events.unregister("after-call.dynamodb", self._count)
+    def detach(self, *clients: Any) -> None:
+        for ddb in clients:
+            ddb.meta.events.unregister("provide-client-params.dynamodb", self._remember)
+            ddb.meta.events.unregister("after-call.dynamodb", self._count)
 
     @property
     def requests(self) -> int:

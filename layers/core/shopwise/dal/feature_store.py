@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shopwise.config import ACTIVITY_INDEX, IndexSpec
-from shopwise.dal.aws import client
+from shopwise.dal.aws import client, dynamodb
 from shopwise.dal.batch import GET_CHUNK, batch_get, batch_put_left, chunks, get_many, pk
 from shopwise.dal.capacity import ITEM_LIMIT_BYTES, item_bytes, write_units_of_size
 from shopwise.features.definitions import ItemFeatures, reachable
@@ -184,7 +184,7 @@ class FeatureStore:
 
     def write(self, doc: Doc) -> None:
         """Conditional put: raises Conflict if the document changed since it was read."""
-        ddb = client("dynamodb")
+        ddb = dynamodb()
         item = self._item(doc)
         try:
             ddb.put_item(TableName=self.table, Item=item, **doc.condition())

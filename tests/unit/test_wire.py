@@ -1,0 +1,113 @@
+"""shopwise.dal.wire without an endpoint: its signature against botocore's signer (the local endpoint does not check
+signatures, AWS does), its reading of DynamoDB's error answers, and binary values both ways. Calls against the
+local endpoint are in tests/e2e/test_local_stack.py."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import botocore.auth
+import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from shopwise.dal.wire import DynamoDBWire, _bytes_in, _bytes_out, _Retry
+
+REGION = "eu-west-1"
+ENDPOINT = f"https://dynamodb.{REGION}.amazonaws.com"
+
+
+def wire(token: str | None = "session-token") -> DynamoDBWire:
+    boto = boto3.client(
+        "dynamodb", region_name=REGION, endpoint_url=ENDPOINT, aws_access_key_id="AKID", aws_secret_access_key="s"
+    )
+    return DynamoDBWire(boto, Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token))
+
+
+@pytest.mark.parametrize("token", ["session-token", None])
+def test_the_signature_is_botocores(monkeypatch: pytest.MonkeyPatch, token: str | None) -> None:
+    now = datetime(2026, 12, 2, 23, 59, 58, tzinfo=UTC)
+    body = json.dumps({"RequestItems": {"t": {"Keys": [{"pk": {"S": "profile#é"}}]}}}).encode()
+    ours = wire(token)._signed("BatchGetItem", body, now.timestamp())
+
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now.replace(tzinfo=None))
+    request = AWSRequest(
+        method="POST",
+        url=ENDPOINT + "/",
+        data=body,
+        headers={"Content-Type": ours["content-type"], "X-Amz-Target": ours["x-amz-target"]},
+    )
+    botocore.auth.SigV4Auth(
+        Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token), "dynamodb", REGION
+    ).add_auth(request)
+
+    assert ours["x-amz-date"] == request.headers["X-Amz-Date"] == "20261202T235958Z"
+    assert ours["authorization"] == request.headers["Authorization"]
+    assert ours.get("x-amz-security-token") == request.headers.get("X-Amz-Security-Token")
+    # another day signs with another key
+    assert wire(token)._signed("BatchGetItem", body, now.timestamp() + 2)["authorization"] != ours["authorization"]
+
+
+def answer(body: dict[str, Any]) -> tuple[dict[str, str], bytes]:
+    raw = json.dumps(body).encode()
+    return {"x-amz-crc32": str(zlib.crc32(raw)), "x-amzn-requestid": "r-1"}, raw
+
+
+def test_errors_raise_boto3s_modelled_exceptions_and_retry_what_botocore_retries() -> None:
+    client = wire()
+    headers, raw = answer(
+        {"__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException", "message": "no"}
+    )
+    with pytest.raises(client.exceptions.ConditionalCheckFailedException) as failed:
+        client._parse("PutItem", 400, headers, raw)
+    assert failed.value.response["Error"] == {"Code": "ConditionalCheckFailedException", "Message": "no"}
+    assert failed.value.operation_name == "PutItem"
+
+    headers, raw = answer(
+        {
+            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+            "Message": "canceled",
+            "CancellationReasons": [{"Code": "ConditionalCheckFailed"}],
+        }
+    )
+    with pytest.raises(client.exceptions.TransactionCanceledException) as canceled:
+        client._parse("TransactWriteItems", 400, headers, raw)
+    assert canceled.value.response["CancellationReasons"] == [{"Code": "ConditionalCheckFailed"}]  # as boto3 has it
+
+    headers, raw = answer({"__type": "com.amazon.coral.validate#ValidationException", "message": "bad key"})
+    with pytest.raises(ClientError) as invalid:
+        client._parse("PutItem", 400, headers, raw)
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+
+    for status, kind in (
+        (400, "ProvisionedThroughputExceededException"),
+        (400, "ThrottlingException"),
+        (500, "InternalServerError"),
+    ):
+        headers, raw = answer({"__type": f"com.amazonaws.dynamodb.v20120810#{kind}"})
+        with pytest.raises(_Retry):
+            client._parse("BatchWriteItem", status, headers, raw)
+    headers, raw = answer({"UnprocessedItems": {}})
+    with pytest.raises(_Retry, match="CRC32"):  # a damaged answer is asked for again, not believed
+        client._parse("BatchWriteItem", 200, {**headers, "x-amz-crc32": "1"}, raw)
+    assert client._parse("BatchWriteItem", 200, headers, raw)["UnprocessedItems"] == {}
+
+
+def test_binary_values_travel_base64_and_come_back_as_bytes() -> None:
+    item = {"pk": {"S": "rec#1"}, "z": {"B": b"\x00\xffpicks"}, "m": {"M": {"B": {"S": "a map key named B"}}}}
+    sent = json.loads(json.dumps(item, default=_bytes_out))
+    assert sent["z"] == {"B": "AP9waWNrcw=="}
+    nested = {
+        "Responses": {"t": [sent, {"pk": {"S": "x"}, "s": {"BS": ["AQ==", "Ag=="]}, "l": {"L": [{"B": "AQ=="}]}}]}
+    }
+    _bytes_in(nested)
+    first, second = nested["Responses"]["t"]
+    assert first == item
+    assert second["s"] == {"BS": [b"\x01", b"\x02"]} and second["l"] == {"L": [{"B": b"\x01"}]}
+    with pytest.raises(TypeError):
+        json.dumps({"x": object()}, default=_bytes_out)
