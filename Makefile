@@ -60,7 +60,7 @@ java:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq default-jre-headless >/dev/null; }
 
 pytest: install build browser java
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 test: lint typecheck pytest
 

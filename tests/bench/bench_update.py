@@ -167,21 +167,36 @@ class Counting:
         updater_module.update_features = update
 
 
+class Boto3Calls:
+    """boto3's client where the data-access modules call ``shopwise.dal.wire``'s: its ``query_items`` through
+    boto3's paginator, everything else boto3's own."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(client("dynamodb"), name)
+
+    def query_items(self, **params: Any) -> Iterator[dict[str, Any]]:
+        for page in client("dynamodb").get_paginator("query").paginate(**params):
+            yield from page.get("Items", [])
+
+
 @contextmanager
 def on_botocore() -> Iterator[None]:
-    """The hot calls (BatchGetItem, BatchWriteItem, PutItem) through boto3's client, as before
+    """The hot calls (BatchGetItem, BatchWriteItem, PutItem, GetItem, Query) through boto3's client, as before
     ``shopwise.dal.wire``: a benchmark-only switch, for a same-run comparison."""
     import shopwise.dal.batch as batch_module
     import shopwise.dal.feature_store as store_module
+    import shopwise.dal.ledger as ledger_module
+    import shopwise.dal.recommendations as recommendations_module
 
-    saved = [(module, module.dynamodb) for module in (batch_module, store_module)]
+    name = "dynamodb"  # the name each module imported shopwise.dal.aws.dynamodb under
+    saved = [(m, getattr(m, name)) for m in (batch_module, store_module, ledger_module, recommendations_module)]
     for module, _wire in saved:
-        module.dynamodb = lambda: client("dynamodb")
+        setattr(module, name, Boto3Calls)
     try:
         yield
     finally:
         for module, wire in saved:
-            module.dynamodb = wire
+            setattr(module, name, wire)
 
 
 def print_profile(stats: Any) -> None:

@@ -575,6 +575,19 @@ def test_the_wire_client_speaks_dynamodbs_protocol_as_boto3_does(stack: LocalSta
     assert written.get("UnprocessedItems") == {}
     assert "Item" not in ddb.get_item(TableName=table, Key=key, ConsistentRead=True)
 
+    # a Query's pages are followed to the end (Limit 2: three pages for five rows)
+    ledger = stack.resources.tables["ledger"]
+    rows = [{"pk": {"S": "wire-source"}, "sk": {"S": f"e{n}"}} for n in range(5)]
+    wire.batch_write_item(RequestItems={ledger: [{"PutRequest": {"Item": row}} for row in rows]})
+    pages = wire.query_items(
+        TableName=ledger,
+        KeyConditionExpression="pk = :s",
+        ExpressionAttributeValues={":s": {"S": "wire-source"}},
+        ConsistentRead=True,
+        Limit=2,
+    )
+    assert [row["sk"]["S"] for row in pages] == ["e0", "e1", "e2", "e3", "e4"]
+
 
 def test_objects_are_read_line_by_line_across_chunk_boundaries(
     stack: LocalStack, monkeypatch: pytest.MonkeyPatch

@@ -96,6 +96,8 @@ def test_errors_raise_boto3s_modelled_exceptions_and_retry_what_botocore_retries
     with pytest.raises(_Retry, match="CRC32"):  # a damaged answer is asked for again, not believed
         client._parse("BatchWriteItem", 200, {**headers, "x-amz-crc32": "1"}, raw)
     assert client._parse("BatchWriteItem", 200, headers, raw)["UnprocessedItems"] == {}
+    headers, raw = answer({"Item": {"z": {"B": "AQ=="}, "doc": {"S": '{"a":1}'}}})
+    assert client._parse("GetItem", 200, headers, raw)["Item"] == {"z": {"B": b"\x01"}, "doc": {"S": '{"a":1}'}}
 
 
 def test_binary_values_travel_base64_and_come_back_as_bytes() -> None:

@@ -13,7 +13,7 @@ conditionally on the version read, so two writers never lose each other's update
 re-reads and re-applies — one PutItem per document. An item's parts (``shopwise.keys.item_part_key``: one per
 stream shard, written by that shard's updater alone, the stream handing a shard's batches to one invocation at a
 time) need no condition and go 25 a BatchWriteItem: items are most of the documents an event touches, and
-botocore's cost per call most of the updater's CPU. Readers merge an item's parts (``FeatureStore.item_features``,
+each call costs CPU (``shopwise.dal.wire``). Readers merge an item's parts (``FeatureStore.item_features``,
 ``ItemFeatures.merged``). Reads are consistent BatchGetItem calls, 100 keys per round trip.
 """
 
@@ -123,17 +123,16 @@ def active_docs(
     (60 bytes an entry); the documents, a kilobyte each, follow the sample. What the drift job compares.
 
     ``index``: the reach index (``REACH_INDEX``, entity ``reach``) holds the profiles a campaign may write to."""
-    ddb = client("dynamodb")
     keys: list[str] = []
     for partition in activity_keys(entity, since, until):
-        pages = ddb.get_paginator("query").paginate(
+        found = dynamodb().query_items(
             TableName=table,
             IndexName=index.name,
             KeyConditionExpression="#k = :k",
             ExpressionAttributeNames={"#k": index.partition_key},
             ExpressionAttributeValues={":k": {"S": partition}},
         )
-        keys += [item["pk"]["S"] for page in pages for item in page.get("Items", [])]
+        keys += [item["pk"]["S"] for item in found]
     unique = list(dict.fromkeys(keys))
     entities = list(dict.fromkeys(map(entity_key, unique)))  # an item's parts are one entity: sampled together
     if sample is not None and len(entities) > sample:

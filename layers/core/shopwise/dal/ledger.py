@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shopwise.dal.aws import client
+from shopwise.dal.aws import dynamodb
 from shopwise.dal.batch import batch_delete, batch_write, get_many
 from shopwise.dal.capacity import write_units
 
@@ -121,14 +121,11 @@ class EventLedger:
 
     def _rows(self, sources: Iterable[str], values: dict[str, Any] | None = None, **query: str) -> Iterator[Any]:
         """The rows of each source (one paginated Query per source), narrowed by ``query``."""
-        paginator = client("dynamodb").get_paginator("query")
         for source in dict.fromkeys(sources):
-            pages = paginator.paginate(
+            yield from dynamodb().query_items(
                 TableName=self.table,
                 KeyConditionExpression="pk = :s",
                 ExpressionAttributeValues={":s": {"S": source}, **(values or {})},
                 ConsistentRead=True,
                 **query,
             )
-            for page in pages:
-                yield from page.get("Items", [])

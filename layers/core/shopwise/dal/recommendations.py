@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shopwise.dal.aws import client
+from shopwise.dal.aws import client, dynamodb
 from shopwise.dal.batch import batch_write, get_many, pk
 from shopwise.keys import ACTIVE_MODEL_KEY, SLOTS, slot_key
 from shopwise.picks import StoredPick
@@ -150,9 +150,7 @@ class PointerMoved(RuntimeError):
 
 
 def get_pointer(config_table: str) -> Pointer:
-    item = (
-        client("dynamodb").get_item(TableName=config_table, Key=pk(ACTIVE_MODEL_KEY), ConsistentRead=True).get("Item")
-    )
+    item = dynamodb().get_item(TableName=config_table, Key=pk(ACTIVE_MODEL_KEY), ConsistentRead=True).get("Item")
     return Pointer.from_item(item)
 
 
