@@ -5,6 +5,7 @@ local endpoint are in tests/e2e/test_local_stack.py."""
 from __future__ import annotations
 
 import json
+import socket
 import zlib
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from shopwise.dal.wire import DynamoDBWire, _bytes_in, _bytes_out, _Retry
+from shopwise.dal.wire import MAX_ATTEMPTS, DynamoDBWire, _bytes_in, _bytes_out, _Retry
 
 REGION = "eu-west-1"
 ENDPOINT = f"https://dynamodb.{REGION}.amazonaws.com"
@@ -90,10 +91,12 @@ def test_errors_raise_boto3s_modelled_exceptions_and_retry_what_botocore_retries
         (500, "InternalServerError"),
     ):
         headers, raw = answer({"__type": f"com.amazonaws.dynamodb.v20120810#{kind}"})
-        with pytest.raises(_Retry):
+        with pytest.raises(_Retry) as retried:
             client._parse("BatchWriteItem", status, headers, raw)
+        assert isinstance(retried.value.final, ClientError)  # what the caller gets once no attempt is left
+        assert retried.value.final.response["Error"]["Code"] == kind
     headers, raw = answer({"UnprocessedItems": {}})
-    with pytest.raises(_Retry, match="CRC32"):  # a damaged answer is asked for again, not believed
+    with pytest.raises(_Retry, match="crc32"):  # a damaged answer is asked for again, not believed
         client._parse("BatchWriteItem", 200, {**headers, "x-amz-crc32": "1"}, raw)
     assert client._parse("BatchWriteItem", 200, headers, raw)["UnprocessedItems"] == {}
     headers, raw = answer({"Item": {"z": {"B": "AQ=="}, "doc": {"S": '{"a":1}'}}})
@@ -113,3 +116,52 @@ def test_binary_values_travel_base64_and_come_back_as_bytes() -> None:
     assert second["s"] == {"BS": [b"\x01", b"\x02"]} and second["l"] == {"L": [{"B": b"\x01"}]}
     with pytest.raises(TypeError):
         json.dumps({"x": object()}, default=_bytes_out)
+
+
+def test_a_call_retries_then_raises_what_boto3_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Throttled every time: MAX_ATTEMPTS sends, then boto3's modelled exception (not the internal retry signal); a
+    dropped connection once, then an answer: the answer."""
+    client = wire()
+    monkeypatch.setattr("shopwise.dal.wire.backoff", lambda attempt: None)
+    sent: list[bytes] = []
+
+    def throttled(name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        sent.append(body)
+        headers, raw = answer({"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"})
+        return 400, headers, raw
+
+    monkeypatch.setattr(client, "_send", throttled)
+    with pytest.raises(client.exceptions.ProvisionedThroughputExceededException):
+        client.put_item(TableName="t", Item={"pk": {"S": "a"}})
+    assert len(sent) == MAX_ATTEMPTS
+
+    attempts: list[int] = []
+
+    def dropped_once(name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise _Retry(ConnectionResetError("reset by peer"))
+        headers, raw = answer({"Item": {"pk": {"S": "a"}}})
+        return 200, headers, raw
+
+    monkeypatch.setattr(client, "_send", dropped_once)
+    assert client.get_item(TableName="t", Key={"pk": {"S": "a"}})["Item"] == {"pk": {"S": "a"}}
+    assert len(attempts) == 2
+
+
+def test_an_endpoint_that_refuses_is_retried_then_its_error_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens: every attempt connects anew, and the connection's own error reaches the caller."""
+    monkeypatch.setattr("shopwise.dal.wire.backoff", lambda attempt: None)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    boto = boto3.client(
+        "dynamodb",
+        region_name=REGION,
+        endpoint_url=f"http://127.0.0.1:{port}",
+        aws_access_key_id="a",
+        aws_secret_access_key="s",
+    )
+    client = DynamoDBWire(boto, Credentials("a", "s"))
+    with pytest.raises(ConnectionRefusedError):
+        client.get_item(TableName="t", Key={"pk": {"S": "a"}})

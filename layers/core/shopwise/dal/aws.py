@@ -32,7 +32,7 @@ def client(service: str) -> Any:
 
 @cache
 def dynamodb() -> DynamoDBWire:
-    """DynamoDB's hot calls (BatchGetItem, BatchWriteItem, PutItem) without botocore's per-call machinery
+    """DynamoDB's hot calls (BatchGetItem, BatchWriteItem, PutItem, GetItem, Query) without botocore's per-call machinery
     (``shopwise.dal.wire``): same endpoint, credentials, exceptions and events as ``client("dynamodb")``."""
     from shopwise.dal.wire import DynamoDBWire
 

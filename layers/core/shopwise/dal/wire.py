@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import os
 import socket
 import ssl
 import threading
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ChecksumError, ClientError
 from botocore.hooks import HierarchicalEmitter
 from botocore.httpsession import get_cert_path
 
@@ -85,7 +86,12 @@ class Meta:
 
 
 class _Retry(Exception):
-    """A failure worth another attempt."""
+    """A failure worth another attempt; ``final`` is what the caller gets when no attempt is left (boto3's modelled
+    exception for an error answer, botocore's ChecksumError, the connection's own error)."""
+
+    def __init__(self, final: Exception) -> None:
+        super().__init__(str(final))
+        self.final = final
 
 
 class DynamoDBWire:
@@ -140,9 +146,9 @@ class DynamoDBWire:
             try:
                 status, headers, answer = self._send(name, body)
                 parsed = self._parse(name, status, headers, answer)
-            except _Retry:
+            except _Retry as retry:
                 if attempt + 1 == MAX_ATTEMPTS:
-                    raise
+                    raise retry.final from None
                 backoff(attempt)
                 continue
             events.emit(
@@ -156,41 +162,43 @@ class DynamoDBWire:
         raise AssertionError("unreachable")
 
     def _parse(self, name: str, status: int, headers: dict[str, str], answer: bytes) -> dict[str, Any]:
-        expected = headers.get("x-amz-crc32")
-        if expected is not None and zlib.crc32(answer) != int(expected):
-            raise _Retry(f"{name}: the response's CRC32 does not match")
+        expected, actual = headers.get("x-amz-crc32"), zlib.crc32(answer)
+        if expected is not None and actual != int(expected):
+            raise _Retry(ChecksumError(checksum_type="crc32", expected_checksum=expected, actual_checksum=str(actual)))
         parsed: dict[str, Any] = json.loads(answer) if answer else {}
         if status == 200:
-            if (
-                b'"B' in answer
-            ):  # a binary value's key, "B" or "BS" (or a string that holds one: then walked for nothing)
+            # a binary value's key, "B" or "BS" (or a string that holds those bytes: then walked for nothing)
+            if b'"B' in answer:
                 _bytes_in(parsed)
             parsed["ResponseMetadata"] = {"HTTPStatusCode": 200, "RequestId": headers.get("x-amzn-requestid", "")}
             return parsed
         code = str(parsed.get("__type", "")).rpartition("#")[2] or str(status)
         message = parsed.get("message") or parsed.get("Message") or ""
-        if status >= 500 or code in RETRIED_CODES:
-            raise _Retry(f"{name}: {code}: {message}")
         extra = {k: v for k, v in parsed.items() if k not in ("__type", "message", "Message")}
         error = {
             "Error": {"Code": code, "Message": message},
             "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": headers.get("x-amzn-requestid", "")},
             **extra,  # e.g. a canceled transaction's CancellationReasons, a failed condition's Item
         }
-        raised: type[ClientError] = self._boto.exceptions.from_code(code)
-        raise raised(error, name)  # type: ignore[arg-type]
+        kind: type[ClientError] = self._boto.exceptions.from_code(code)
+        failure = kind(error, name)  # type: ignore[arg-type]
+        if status >= 500 or code in RETRIED_CODES:
+            raise _Retry(failure)
+        raise failure
 
     def _send(self, name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         headers = self._signed(name, body)
-        connection = self._connection()
+        connection: http.client.HTTPConnection | None = None
         try:
+            connection = self._connection()
             connection.request("POST", self._path, body=body, headers=headers)
             response = connection.getresponse()
             answer = response.read()
-        except (OSError, http.client.HTTPException) as exc:  # a dropped or timed-out connection: a new one
-            connection.close()
+        except (OSError, http.client.HTTPException) as exc:  # refused, dropped or timed out: a new connection
+            if connection is not None:
+                connection.close()
             self._local.connection = None
-            raise _Retry(f"{name}: {type(exc).__name__}: {exc}") from exc
+            raise _Retry(exc) from exc
         if response.will_close:
             connection.close()
             self._local.connection = None
@@ -200,7 +208,7 @@ class DynamoDBWire:
         connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
         if connection is None:
             if self._https:
-                tls = ssl.create_default_context(cafile=get_cert_path(True))
+                tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True))
                 connection = http.client.HTTPSConnection(
                     self._hostname, self._port, timeout=CONNECT_TIMEOUT_S, context=tls
                 )
