@@ -77,8 +77,8 @@ def scan_items(table: str) -> Iterator[dict[str, Any]]:
 
 def categories(table: str, item_ids: Iterable[str]) -> dict[str, str]:
     """item id -> category for the items the catalog knows (one BatchGetItem per 100 items). Every batch of the
-    stream updater reads it: through boto3's rows, not PynamoDB's models (3.7-4.2 against 5.0 ms of CPU for a
-    batch's 65 ids, against the local endpoint)."""
+    stream updater reads it: through ``dal.batch``'s rows, not PynamoDB's models (a third of the CPU for a batch's
+    65 ids: ``tests/bench/bench_wire.py``)."""
     wanted = sorted(set(item_ids))
     rows = get_many(table, [pk(item_id, "item_id") for item_id in wanted], "item_id, category") if wanted else []
     return {row["item_id"]["S"]: row["category"]["S"] for row in rows if row.get("category", {}).get("S")}
