@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -148,3 +151,19 @@ class LocalStack:
                 self.impressions.stop()
         finally:
             self.endpoint.close()
+
+
+@contextmanager
+def scratch_stack() -> Iterator[LocalResources]:
+    """A local stack of its own for a benchmark — a fresh state folder (``SHOPWISE_HOME``), its endpoint (moto
+    server, its own process) and its resources, no functions or API — stopped when the block ends."""
+    from shopwise_local.endpoint import free_port
+
+    state = Path(tempfile.mkdtemp(prefix="shopwise-bench-"))
+    os.environ["SHOPWISE_HOME"] = str(state)
+    stack = LocalStack(state, free_port(), free_port())
+    try:
+        stack.start_endpoint()
+        yield stack.create_resources()
+    finally:
+        stack.close()

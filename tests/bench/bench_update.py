@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -48,10 +45,9 @@ from shopwise.events import parse_event
 from shopwise.ingestion import update_features as update_module
 from shopwise.ingestion import updater as updater_module
 from shopwise.ingestion.update_features import Delivery, update_features
-from shopwise_local.endpoint import free_port
 from shopwise_local.lambda_runtime import kinesis_event
 from shopwise_local.paths import SHARED_DATA
-from shopwise_local.stack import LocalStack
+from shopwise_local.stack import scratch_stack
 
 OTTO = SHARED_DATA / "otto-sample" / "train.jsonl"
 KINDS = {"clicks": "product_view", "carts": "add_to_cart", "orders": "purchase"}
@@ -281,12 +277,7 @@ def main() -> int:
 
         yappi.set_clock_type("cpu")
 
-    state = Path(tempfile.mkdtemp(prefix="shopwise-bench-"))
-    os.environ["SHOPWISE_HOME"] = str(state)
-    stack = LocalStack(state, free_port(), free_port())
-    try:
-        stack.start_endpoint()
-        resources = stack.create_resources()
+    with scratch_stack() as resources:
         from shopwise_local.lambda_runtime import LocalFunction
 
         handler = LocalFunction("update_features")
@@ -350,8 +341,6 @@ def main() -> int:
             update_features(one, store, ledger, lookup)
         naive_elapsed = time.perf_counter() - t0
         naive_writes, naive_units = store.write_requests, store.write_units + ledger.write_units
-    finally:
-        stack.close()
 
     per_k = 1000 / len(events)
     result = {

@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from botocore.auth import SigV4Auth
@@ -35,8 +32,7 @@ from shopwise.catalog.items import CatalogItem
 from shopwise.dal.aws import client, dynamodb
 from shopwise.dal.catalog import ItemRow, categories, put_items
 from shopwise.dal.pynamo import bound
-from shopwise_local.endpoint import free_port
-from shopwise_local.stack import LocalStack
+from shopwise_local.stack import scratch_stack
 
 
 def cpu_us(call: Callable[[], Any]) -> float:
@@ -66,12 +62,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(prefix="shopwise-bench-"))
-    os.environ["SHOPWISE_HOME"] = str(state)
-    stack = LocalStack(state, free_port(), free_port())
-    try:
-        stack.start_endpoint()
-        resources = stack.create_resources()
+    with scratch_stack() as resources:
         table, items_table = resources.tables["features"], resources.tables["items"]
         boto, wire = client("dynamodb"), dynamodb()
         doc = json.dumps({"views": [[20000 + d, d % 7] for d in range(300)]})[:3000]
@@ -134,8 +125,6 @@ def main() -> int:
                 ),
             },
         )
-    finally:
-        stack.close()
     width = max(len(name) for name in calls)
     print(f"{'median CPU per call, µs':<{width}}  {'before':>8}  {'now':>8}  ratio", file=sys.stderr)
     for name, figures in calls.items():
