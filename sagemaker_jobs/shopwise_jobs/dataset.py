@@ -32,6 +32,7 @@ from shopwise.ingestion.imports import BadRow, read_events, read_items
 from shopwise.keys import referrer_source
 from shopwise.privacy.tombstones import Targets
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
+from shopwise_jobs.models import Sessions
 
 INTERACTION_COLUMNS = ["event_id", "user_id", "item_id", "kind", "ts", "price", "session_id", "market", "referrer"]
 SESSION_GAP_SECONDS = 30 * 60
@@ -333,25 +334,36 @@ def interaction_matrix(
     return Matrix(matrix=matrix, users=user_ids, items=item_ids)
 
 
+def sessions(interactions: pd.DataFrame, items: np.ndarray, gap_seconds: float = SESSION_GAP_SECONDS) -> Sessions:
+    """Time-ordered item-index sequences per session, flat: the event's session_id, else a new session after a gap
+    of inactivity per user. Consecutive repeats of one item collapse; sessions of one item are left out. Sessions
+    come in the order they start in (by user, then time). Column operations only: a Python loop per session was
+    the next-item model's fit's largest part at 100,000 shoppers."""
+    code = pd.Index(np.asarray(items, dtype=str)).get_indexer(interactions["item_id"].astype(str))
+    frame = interactions[code >= 0].assign(code=code[code >= 0]).sort_values(["user_id", "ts"], kind="stable")
+    user = frame["user_id"].to_numpy()
+    new_user = np.ones(len(frame), dtype=bool)
+    new_user[1:] = user[1:] != user[:-1]
+    new_gap = new_user.copy()
+    new_gap[1:] |= np.diff(frame["ts"].to_numpy(dtype=np.float64)) > gap_seconds
+    key = np.cumsum(new_gap)  # the inactivity sessions: numbered on, never shared between users
+    if "session_id" in frame:
+        given = frame["session_id"].fillna("").to_numpy(dtype=str)
+        named = given != ""
+        key = np.where(named, -1 - pd.factorize(given)[0], key)  # a named session: its id, within its user
+    group = frame.assign(_key=key).groupby(["user_id", "_key"], sort=False).ngroup().to_numpy()
+    order = np.argsort(group, kind="stable")  # sessions in the order they start, each in time order
+    codes, group = frame["code"].to_numpy(dtype=np.int64)[order], group[order]
+    first = np.ones(len(codes), dtype=bool)
+    first[1:] = (group[1:] != group[:-1]) | (codes[1:] != codes[:-1])  # a repeat of the item before collapses
+    codes, group = codes[first], group[first]
+    lengths = np.bincount(group, minlength=int(group.max(initial=-1)) + 1)
+    kept = lengths[group] > 1
+    return Sessions(codes=codes[kept], starts=np.concatenate([[0], np.cumsum(lengths[lengths > 1])]))
+
+
 def sequences(
     interactions: pd.DataFrame, items: np.ndarray, gap_seconds: float = SESSION_GAP_SECONDS
 ) -> list[list[int]]:
-    """Time-ordered item-index sequences per session: the event's session_id, else a new session after a gap of
-    inactivity per user. Consecutive repeats of one item collapse."""
-    index = pd.Index(np.asarray(items, dtype=str))
-    frame = interactions.assign(code=index.get_indexer(interactions["item_id"].astype(str)))
-    frame = frame[frame["code"] >= 0].sort_values(["user_id", "ts"], kind="stable")
-    new_gap = (frame["ts"].diff() > gap_seconds) | (frame["user_id"] != frame["user_id"].shift())
-    session = frame["session_id"].where(frame["session_id"] != "", None) if "session_id" in frame else None
-    key = (
-        frame["user_id"]
-        + "#"
-        + (session.fillna(new_gap.cumsum().astype(str)) if session is not None else new_gap.cumsum().astype(str))
-    )
-    out: list[list[int]] = []
-    for codes in frame.groupby(key, sort=False)["code"]:
-        seq = [int(c) for c in codes[1]]
-        collapsed = [c for n, c in enumerate(seq) if n == 0 or c != seq[n - 1]]
-        if len(collapsed) > 1:
-            out.append(collapsed)
-    return out
+    """``sessions`` as lists of item indices."""
+    return sessions(interactions, items, gap_seconds).tolist()

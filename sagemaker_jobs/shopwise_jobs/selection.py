@@ -22,7 +22,7 @@ from scipy import sparse
 
 from shopwise.features.definitions import KIND_WEIGHTS
 from shopwise_jobs import candidates
-from shopwise_jobs.dataset import Matrix, Split, interaction_matrix, sequences
+from shopwise_jobs.dataset import Matrix, Split, interaction_matrix, sessions
 from shopwise_jobs.evaluation import KS, Evaluation, Ranked, Scorer, evaluate, popularity_tiebreak, relevance
 from shopwise_jobs.models import (
     EASE,
@@ -79,7 +79,7 @@ def build_model(kind: str, data: TrainSet, p: dict[str, Any]) -> Any:
             int(p["iterations"]),
         )
     if kind == "sequential":
-        return SequentialRules.fit(sequences(data.interactions, data.items), len(data.items), int(p["window"]))
+        return SequentialRules.fit(sessions(data.interactions, data.items), len(data.items), int(p["window"]))
     if kind == "content":
         return ContentKNN.fit(data.catalog, data.items, int(p["neighbours"]))
     if kind == "affinity":

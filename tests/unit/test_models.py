@@ -17,7 +17,7 @@ from shopwise_jobs.dataset import (
     temporal_split,
 )
 from shopwise_jobs.evaluation import evaluate
-from shopwise_jobs.models import EASE, IALS, ContentKNN, ItemKNN, SequentialRules, tfidf_rows
+from shopwise_jobs.models import EASE, IALS, ContentKNN, ItemKNN, SequentialRules, Sessions, tfidf_rows
 
 TRIBES = 2
 ITEMS_PER_TRIBE = 10
@@ -114,9 +114,12 @@ def test_the_compiled_ials_fit_minimises_the_same_objective_as_exact_sweeps() ->
     assert loss(compiled) < 1.05 * loss(exact)
 
 
-@pytest.mark.parametrize("block_pairs", [1 << 24, 50])  # one block, and many (a row's pairs alone exceed 50)
-def test_item_knn_keeps_each_items_top_k_of_the_shrunk_cosine(block_pairs: int, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("block_pairs", "threads"), [(1 << 24, 1), (50, 1), (50, 3)]
+)  # one block, and many (a row's pairs alone exceed 50), one at a time and three at a time
+def test_item_knn_keeps_each_items_top_k_of_the_shrunk_cosine(block_pairs: int, threads: int, monkeypatch) -> None:
     monkeypatch.setattr("shopwise_jobs.models.SPARSE_BLOCK_PAIRS", block_pairs)
+    monkeypatch.setattr("shopwise_jobs.models.FIT_THREADS", threads)
     x = sparse.random(200, 60, density=0.08, random_state=5, format="csr", dtype=np.float32)
     model = ItemKNN.fit(x, neighbours=7, shrinkage=3.0)
     # the oracle: every pair, dense
@@ -131,6 +134,56 @@ def test_item_knn_keeps_each_items_top_k_of_the_shrunk_cosine(block_pairs: int, 
         assert len(row) == min(7, int((full[i] > 0).sum()))
         np.testing.assert_allclose(kept[i][kept[i] > 0], full[i][kept[i] > 0], rtol=1e-5)  # the right values
         np.testing.assert_allclose(np.sort(row), np.sort(full[i])[-len(row) :], rtol=1e-5)  # and the largest
+
+
+def test_sequential_rules_sum_one_over_the_distance_of_every_pair_in_a_session() -> None:
+    rng = np.random.default_rng(11)
+    sessions = [rng.integers(0, 30, rng.integers(1, 12)).tolist() for _ in range(300)]
+    oracle: dict[tuple[int, int], float] = {}  # the definition, pair by pair
+    for seq in sessions:
+        for p, i in enumerate(seq):
+            for d in range(1, 4):
+                if p + d < len(seq) and seq[p + d] != i:
+                    oracle[(i, seq[p + d])] = oracle.get((i, seq[p + d]), 0.0) + 1.0 / d
+    for given in (sessions, Sessions.of(sessions)):
+        rules = SequentialRules.fit(given, n_items=30, window=3, neighbours=30).rules.todok()
+        assert set(rules.keys()) == set(oracle)
+        for pair, value in oracle.items():
+            assert rules[pair] == pytest.approx(value, rel=1e-6)
+    cut = SequentialRules.fit(Sessions.of(sessions), n_items=30, window=3, neighbours=4).rules
+    assert np.diff(cut.indptr).max() == 4  # each row cut to its 4 strongest followers
+
+
+def test_sessions_match_a_loop_over_each_users_events() -> None:
+    """Named sessions (interleaved with unnamed events), gaps, repeats, one-item sessions, users in any order."""
+    rng = np.random.default_rng(4)
+    rows = []
+    for n in range(600):
+        user = f"u{rng.integers(0, 12)}"
+        named = rng.random() < 0.4
+        rows.append(
+            (f"e{n}", user, f"i{rng.integers(0, 15)}", "view", float(rng.integers(0, 40) * 300), np.nan,
+             f"s{rng.integers(0, 3)}" if named else "", "", "")
+        )  # fmt: skip
+    data = pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
+    items = np.array([f"i{k}" for k in range(14)])  # i14 is not among them: its events are left out
+    index = {item: k for k, item in enumerate(items)}
+    known = data[data["item_id"].isin(index)].sort_values(["user_id", "ts"], kind="stable")
+    groups: dict[tuple[str, str], list[int]] = {}  # in the order each session starts
+    last: dict[str, float] = {}
+    counter = 0
+    for user, item, ts, named in known[["user_id", "item_id", "ts", "session_id"]].itertuples(index=False):
+        if user not in last or ts - last[user] > 1800:
+            counter += 1
+        last[user] = ts
+        groups.setdefault((user, named or f"#{counter}"), []).append(index[item])
+    expected = []
+    for seq in groups.values():
+        collapsed = [c for n, c in enumerate(seq) if n == 0 or c != seq[n - 1]]
+        if len(collapsed) > 1:
+            expected.append(collapsed)
+    assert sequences(data, items) == expected
+    assert len(expected) > 40
 
 
 def test_sequential_rules_predict_what_followed_and_weigh_the_newest_item_most() -> None:
