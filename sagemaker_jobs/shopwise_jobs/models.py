@@ -80,14 +80,40 @@ def windowed_popularity(
     """Strength in the last ``window_days``; all-time strength (x 1e-3) breaks ties and ranks items quiet lately."""
     if interactions.empty:
         return Popularity(scores=np.zeros(len(items), dtype=np.float32))
-    index = pd.Index(items)
-    w = interactions["kind"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
-    codes = index.get_indexer(interactions["item_id"])
-    known = codes >= 0
-    recent = interactions["ts"].to_numpy() >= float(interactions["ts"].max()) - window_days * 86400.0
-    scores = np.bincount(codes[known], weights=w[known], minlength=len(items)) * 1e-3
-    scores += np.bincount(codes[known & recent], weights=w[known & recent], minlength=len(items))
-    return Popularity(scores=scores.astype(np.float32))
+    coded = CodedInteractions.of(interactions, items, weights)
+    return coded.popularity(np.arange(len(interactions)), window_days)
+
+
+@dataclass(frozen=True)
+class CodedInteractions:
+    """Interactions as the arrays popularity counts: item index (-1: not among the items), kind weight, time. Coded
+    once, a segment's popularity is a ``bincount`` over its rows' positions: the bestsellers of every category,
+    market and referrer re-coded each segment's item ids from strings, three times the events over."""
+
+    codes: np.ndarray
+    weights: np.ndarray
+    ts: np.ndarray
+    n_items: int
+
+    @classmethod
+    def of(cls, interactions: pd.DataFrame, items: np.ndarray, weights: dict[str, float]) -> CodedInteractions:
+        return cls(
+            codes=pd.Index(items).get_indexer(interactions["item_id"]),
+            weights=interactions["kind"].map(weights).fillna(0.0).to_numpy(dtype=np.float64),
+            ts=interactions["ts"].to_numpy(dtype=np.float64),
+            n_items=len(items),
+        )
+
+    def popularity(self, at: np.ndarray, window_days: float) -> Popularity:
+        """``windowed_popularity`` of the rows at positions ``at`` (its window ends at their newest)."""
+        if len(at) == 0:
+            return Popularity(scores=np.zeros(self.n_items, dtype=np.float32))
+        codes, w, ts = self.codes[at], self.weights[at], self.ts[at]
+        known = codes >= 0
+        recent = known & (ts >= ts.max() - window_days * 86400.0)
+        scores = np.bincount(codes[known], weights=w[known], minlength=self.n_items) * 1e-3
+        scores += np.bincount(codes[recent], weights=w[recent], minlength=self.n_items)
+        return Popularity(scores=scores.astype(np.float32))
 
 
 @dataclass

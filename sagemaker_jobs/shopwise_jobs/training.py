@@ -6,12 +6,13 @@ refit on everything, write the model directory and metrics.json. Runs under the 
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -26,8 +27,9 @@ from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
 from shopwise_jobs.drift import event_mix
 from shopwise_jobs.evaluation import KS, Evaluation, evaluate
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
-from shopwise_jobs.models import EASE_MAX_ITEMS, Hybrid, ItemKNN, windowed_popularity
+from shopwise_jobs.models import EASE_MAX_ITEMS, CodedInteractions, Hybrid, ItemKNN, windowed_popularity
 from shopwise_jobs.selection import (
+    EVALUATION_USERS,
     MODEL_KINDS,
     Result,
     build_model,
@@ -38,6 +40,7 @@ from shopwise_jobs.selection import (
     shopwise_candidates,
     summary,
     train_set,
+    tuning_sample,
 )
 from shopwise_jobs.spark_dataset import copy_snapshot, is_built, read_built
 
@@ -114,9 +117,11 @@ def segment_lists(
     """Popular items per category (every level of the category path), per market and per referrer (the
     interactions of sessions whose first referred event came from it), in the last window."""
     out: dict[str, list[list[Any]]] = {}
+    interactions = interactions.reset_index(drop=True)
+    coded = CodedInteractions.of(interactions, items, weights)
 
-    def add(segment: str, frame: pd.DataFrame) -> None:
-        pop = windowed_popularity(frame, items, weights, window_days)
+    def add(segment: str, at: np.ndarray) -> None:
+        pop = coded.popularity(at, window_days)
         top = pop.top(k, among=np.flatnonzero(pop.scores > 0))
         if len(top):
             out[segment] = [[str(items[i]), round(float(pop.scores[i]), 4)] for i in top]
@@ -129,17 +134,19 @@ def segment_lists(
             for prefix in categories.prefixes(str(path)):
                 positions.setdefault(prefix, []).append(np.asarray(at))
         for prefix, chunks in positions.items():
-            add(f"category:{prefix}", interactions.iloc[np.concatenate(chunks)])
+            add(f"category:{prefix}", np.sort(np.concatenate(chunks)))
     if "market" in interactions:
-        for market, frame in interactions[interactions["market"].fillna("") != ""].groupby("market"):
-            add(f"market:{market}", frame)
+        market = interactions["market"].fillna("").to_numpy(dtype=str)
+        for name, at in pd.Series(market).groupby(market).indices.items():
+            if name != "":
+                add(f"market:{name}", np.asarray(at))
     if "referrer" in interactions and (interactions["referrer"].fillna("") != "").any():
         referred = interactions[interactions["referrer"].fillna("") != ""]
         first = referred.sort_values("ts", kind="stable").groupby("session_id")["referrer"].first()
-        source = interactions["session_id"].map(first).fillna("")
-        sessions = interactions[(interactions["session_id"] != "") & (source != "")]
-        for referrer, frame in sessions.groupby(source[sessions.index]):
-            add(f"referrer:{referrer}", frame)
+        source = interactions["session_id"].map(first).fillna("").to_numpy(dtype=str)
+        counted = np.flatnonzero((interactions["session_id"].to_numpy(dtype=str) != "") & (source != ""))
+        for referrer, at in pd.Series(source[counted]).groupby(source[counted]).indices.items():
+            add(f"referrer:{referrer}", counted[at])
     return out
 
 
@@ -202,6 +209,7 @@ def champion_comparison(
     catalog: pd.DataFrame,
     hp: Hyperparameters,
     chosen: Result,
+    everyone: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """The serving model against the selected candidate, two ways.
 
@@ -212,9 +220,16 @@ def champion_comparison(
     The artefact itself, on what neither has trained on: the test split's interactions after the champion's data
     window (both scored from the same histories, the candidate refitted on the test split's training part). The
     champion saw everything before its window's end, the validation window included, so only those newer
-    interactions compare like for like. Too few of them (a retrain soon after the last): skipped, said so."""
+    interactions compare like for like. Too few of them (a retrain soon after the last): skipped, said so. Scored
+    on at most EVALUATION_USERS of those shoppers (a fixed sample beyond).
+
+    ``everyone``: when the splits are a tuning sample's (``shopper_sample``), the store's whole interactions — the
+    artefact learnt from every shopper, so the candidate it meets is refitted on every shopper too (split the same
+    way) and they meet on every shopper's newer interactions; the recipes stay on the sample, both refitted there."""
     end = float(champion.meta.get("data_window", [0.0, 0.0])[1])
-    unseen = test.test[test.test["ts"] > end]
+    if everyone is not None:
+        test = split(everyone, hp.protocol, hp.test_fraction, hp.holdout)
+    unseen = tuning_sample(test.test[test.test["ts"] > end], EVALUATION_USERS)
     weights = hp.kind_weights()
     prices = None
     if "price" in catalog and catalog["price"].notna().any():
@@ -252,6 +267,34 @@ def champion_comparison(
     return doc
 
 
+T = TypeVar("T")
+# interactions the tuning (every family's grid, the blend's search, the test figures, the champion's recipe) is fitted
+# on: a store with more is tuned on the whole history of a fixed sample of its shoppers holding about this many, and
+# only the selected configuration is fitted on everything. Tuning then costs the same at 10 M shoppers as at
+# 100,000 (make scale's 100,000-shopper store holds 1.6 M: tuning and reporting take 95 s of its 134 s of fitting);
+# the figures it reports are those of a store of the sample's size, said in the metrics (``tuning_sample``)
+TUNING_INTERACTIONS = int(os.environ.get("SHOPWISE_TUNING_INTERACTIONS", "2000000"))
+
+
+def shopper_sample(interactions: pd.DataFrame, limit: int | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Every interaction of the shoppers whose id hashes below the share that holds about ``limit`` interactions
+    (all of them when there are no more): the same shoppers retrain after retrain, and each keeps a whole history,
+    so sessions, co-occurrences and the temporal splits are those of a smaller store. Also: what was kept."""
+    limit = TUNING_INTERACTIONS if limit is None else limit
+    users = interactions["user_id"]
+    if len(interactions) <= limit:
+        return interactions, {}
+    share = limit / len(interactions)
+    position = (pd.util.hash_pandas_object(users, index=False).to_numpy() >> np.uint64(11)) / float(1 << 53)
+    kept = interactions[position < share].reset_index(drop=True)
+    return kept, {
+        "shoppers": int(kept["user_id"].nunique()),
+        "of_shoppers": int(users.nunique()),
+        "interactions": len(kept),
+        "of_interactions": len(interactions),
+    }
+
+
 def personal_interactions(interactions: pd.DataFrame, hp: Hyperparameters) -> pd.DataFrame:
     """What the personal models may learn from: the interactions of shoppers while they had granted personalisation
     (and still have), unless the data set has no consent records and says so (``consent=assumed``)."""
@@ -270,16 +313,31 @@ def fit_and_select(
 ) -> tuple[TrainedModel, dict[str, Any]]:
     """Everything the job does between reading the data and writing files: the personal models from the consented
     interactions; the bestseller lists (anonymous aggregates, as the feature store's) from all of them."""
-    started = time.time()
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}
     everyone, interactions = interactions, personal_interactions(interactions, hp)
     if interactions.empty:
         raise ValueError("no interactions of shoppers who granted personalisation: nothing to personalise with")
     log(f"consent: {len(interactions):,} of {len(everyone):,} interactions from shoppers who granted personalisation")
-    tuned = tune(interactions, catalog, hp, log)
+    tuning, sampled = shopper_sample(interactions)
+    if sampled:
+        log(
+            f"tuning on {sampled['shoppers']:,} of {sampled['of_shoppers']:,} shoppers ({len(tuning):,} interactions, "
+            f"a fixed sample: SHOPWISE_TUNING_INTERACTIONS={TUNING_INTERACTIONS:,}); the selected configuration "
+            "is fitted on every shopper"
+        )
+    tuned = tune(tuning, catalog, hp, log)
+    seconds["tuning"] = time.perf_counter() - started
     test, validation, results = tuned.test, tuned.validation, tuned.results
     chosen = results[0]
     log(f"selected {summary(chosen.name, chosen.params)} (validation {hp.metric}={chosen.validation[hp.metric]:.4f})")
-    incumbent = champion_comparison(champion, validation, test, catalog, hp, chosen) if champion is not None else None
+    clock = time.perf_counter()
+    incumbent = (
+        champion_comparison(champion, validation, test, catalog, hp, chosen, interactions if sampled else None)
+        if champion is not None
+        else None
+    )
+    seconds["champion"] = time.perf_counter() - clock
     if incumbent is not None:
         log(
             f"champion {incumbent['version']}'s recipe refitted on this validation split: "
@@ -294,30 +352,51 @@ def fit_and_select(
                 f"champion {incumbent['champion'][hp.metric]:.4f}"
             )
 
-    fit_started = time.time()
+    # the model served: the selected configuration and its companions fitted on every shopper, each part timed
+    parts: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # the process's CPU seconds in each part: above its seconds where it used more cores
+
+    def timed(part: str, fit: Callable[[], T]) -> T:
+        clock, used = time.perf_counter(), time.process_time()
+        out = fit()
+        parts[part] = round(time.perf_counter() - clock, 2)
+        cpu[part] = round(time.process_time() - used, 2)
+        return out
+
+    fit_started = time.perf_counter()
     data = train_set(interactions, interactions.iloc[:0], catalog, hp.kind_weights())
-    model_object = build_model(chosen.name, data, chosen.params)
+    history = timed("matrix", data.matrix)  # built once: the parts below that read it reuse it
+    model_object = timed("model", lambda: build_model(chosen.name, data, chosen.params))
     # content neighbours and next-item rules the selected model already fitted on the same data are reused
     fitted = (
         dict(zip(model_object.kinds, model_object.parts, strict=True))
         if isinstance(model_object, Hybrid)
         else {chosen.name: model_object}
     )
-    history = data.matrix()
     content = fitted.get("content") or (
-        build_model("content", data, {"neighbours": hp.neighbours}) if len(catalog) else None
+        timed("content", lambda: build_model("content", data, {"neighbours": hp.neighbours})) if len(catalog) else None
+    )
+    similar = timed("similar", lambda: ItemKNN.fit(history.matrix, hp.neighbours, hp.shrinkage))
+    next_items = fitted.get("sequential") or timed("next_items", lambda: build_model("sequential", data, {"window": 5}))
+    rows = timed("history", lambda: history_rows(data, chosen.params))
+    popularity = timed(
+        "popularity", lambda: windowed_popularity(everyone, data.items, data.weights, hp.popular_window_days)
+    )
+    segments = timed(
+        "segments",
+        lambda: segment_lists(everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k),
     )
     model = TrainedModel(
         users=history.users,
         items=history.items,
-        history=history_rows(data, chosen.params),
+        history=rows,
         kind=chosen.name,
         model=model_object,
-        similar=ItemKNN.fit(history.matrix, hp.neighbours, hp.shrinkage),
-        next_items=fitted.get("sequential") or build_model("sequential", data, {"window": 5}),
-        popularity=windowed_popularity(everyone, data.items, data.weights, hp.popular_window_days),
+        similar=similar,
+        next_items=next_items,
+        popularity=popularity,
         content=content,
-        segments=segment_lists(everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k),
+        segments=segments,
         catalog=catalog_facts(catalog, history.items),
         meta={
             "model_version": version,
@@ -359,8 +438,18 @@ def fit_and_select(
         },
         "users": int(model.meta["users"]),  # what the batch transform's plan is cut from
         "items": int(model.meta["items"]),
-        "fit_seconds": round(time.time() - fit_started, 2),
-        "train_seconds": round(time.time() - started, 2),
+        "fit_seconds": round(time.perf_counter() - fit_started, 2),
+        "train_seconds": round(time.perf_counter() - started, 2),
+        # where the job's fitting went: tuning (on the sample when there is one), the champion comparison, and the
+        # served model's fit on every shopper by part (make scale extrapolates each by its own growth)
+        "seconds": {
+            "tuning": round(seconds["tuning"], 2),
+            "champion": round(seconds["champion"], 2),
+            "final fit": round(time.perf_counter() - fit_started, 2),
+            "final parts": parts,
+            "final parts cpu": cpu,
+        },
+        "tuning_sample": sampled,
     }
     return model, metrics_doc
 

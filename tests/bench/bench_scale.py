@@ -18,9 +18,14 @@ Stages, each in a child process (its wall time, and its peak resident memory fro
   items), content neighbours from their index, iALS's candidates from its factor index, tuning, evaluation and
   the transform over candidates. Measured at these sizes, their growth is the one the envelope's retrain follows;
   the rows above are the dense paths these catalogs really take;
-- **fit and selection as at the envelope** — of that training run, the job's fitting, tuning and evaluation alone
-  (``train_seconds`` in its metrics): what the training job does where the data set and the feature snapshot come
-  built from Spark.
+- **tuning as at the envelope** and **final fit as at the envelope** — of that training run, the job's two halves
+  (``seconds`` in its metrics), what the training job does where the data set and the feature snapshot come built
+  from Spark: tuning (every family's grid, the blend, the test figures, the champion comparison), which runs on a
+  fixed sample of shoppers holding at most ``TUNING_INTERACTIONS`` interactions and so is extrapolated in the
+  interactions it tunes on up to that cap; and the served model's fit on every shopper, extrapolated in events. The
+  fit's parts that use several cores (item-kNN's blocks, iALS, the content index) are told from the process's CPU
+  time against its wall time on this machine's cores, and the envelope's fit is given on one ml.r5.24xlarge's 96
+  vCPUs by Amdahl's law from that share.
 ``--stages`` runs some of them (a size's trained model is reused when training is not among them).
 Per stage: seconds, peak MB, bytes of memory per event; the growth exponent of time and memory in events (least
 squares on logs); and the extrapolation to the envelope (``ENVELOPE``: 10 M shoppers, 1 M items, 1,000 events/s
@@ -101,14 +106,19 @@ DATASET = (
 )
 
 
-FIT_ONLY = "fit and selection as at the envelope"  # a time within the stage before it: no peak memory of its own
+TUNING = "tuning as at the envelope"  # times within the stage before them: no peak memory of their own
+FINAL = "final fit as at the envelope"
+WITHIN = (TUNING, FINAL)
+TUNING_INTERACTIONS = 2_000_000  # shopwise_jobs.training.TUNING_INTERACTIONS (the job's default)
+INSTANCE, INSTANCE_VCPUS = "ml.r5.24xlarge", 96  # the largest training instance: 768 GB, 96 vCPUs
 STAGES = (
     "data set",
     "training",
     "batch transform",
     "transform over candidates",
     "training as at the envelope",
-    FIT_ONLY,
+    TUNING,
+    FINAL,
     "transform as at the envelope",
 )
 # what a catalog of a million items gets, forced on these smaller ones: every approximate path, no EASE
@@ -130,7 +140,7 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
             check=True, capture_output=True,
         )  # fmt: skip
     events = sum(1 for _ in (store / "events.csv").open()) - 1
-    stages: dict[str, dict[str, float | None]] = {}
+    stages: dict[str, dict[str, Any]] = {}
     if "data set" in stages_wanted:
         seconds, peak, _out = measured([PYTHON, "-c", DATASET, str(store / "events.csv")])
         stages["data set"] = {"seconds": seconds, "peak_mb": peak}
@@ -157,7 +167,7 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
         seconds, peak, _ = measured(recommend, {"SHOPWISE_CANDIDATES_FROM_ITEMS": "0"})
         stages["transform over candidates"] = {"seconds": seconds, "peak_mb": peak}
     envelope_model = store / "model-envelope"
-    if {"training as at the envelope", FIT_ONLY} & set(stages_wanted) or (
+    if {"training as at the envelope", *WITHIN} & set(stages_wanted) or (
         "transform as at the envelope" in stages_wanted and not (envelope_model / "metrics.json").exists()
     ):
         seconds, peak, _ = measured(
@@ -166,11 +176,27 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
             ENVELOPE_ENV,
         )  # fmt: skip
         stages["training as at the envelope"] = {"seconds": seconds, "peak_mb": peak}
-        # of which the job's fitting, tuning and evaluation (its metrics' train_seconds): what the training job does
-        # at the envelope, where the data set and the feature snapshot come built from Spark. Its memory is not its
-        # own: the run's peak is the data set's events, held in the process before the fit starts
+        # of which the job's two halves (its metrics' seconds): what the training job does at the envelope, where the
+        # data set and the feature snapshot come built from Spark. Their memory is not their own: the run's peak is
+        # the data set's events, held in the process before the fit starts
         fitted = json.loads((envelope_model / "metrics.json").read_text())
-        stages[FIT_ONLY] = {"seconds": float(fitted["train_seconds"]), "peak_mb": None}
+        spent, split = fitted["seconds"], fitted["split"]
+        tuned = (fitted.get("tuning_sample") or {}).get("interactions") or (
+            split["train_interactions"] + split["test_interactions"]
+        )
+        stages[TUNING] = {
+            "seconds": float(spent["tuning"] + spent["champion"]),
+            "peak_mb": None,
+            "interactions": float(tuned),
+        }
+        wall, cpu = spent["final parts"], spent["final parts cpu"]
+        stages[FINAL] = {
+            "seconds": float(spent["final fit"]),
+            "peak_mb": None,
+            "cpu_seconds": float(sum(cpu.values())),
+            "parts_seconds": float(sum(wall.values())),
+            "parts": {part: [wall[part], cpu[part]] for part in wall},
+        }
     if "transform as at the envelope" in stages_wanted:
         at_envelope = [*recommend[:3], str(envelope_model), *recommend[4:]]
         seconds, peak, _ = measured(at_envelope, ENVELOPE_ENV)
@@ -185,14 +211,18 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for stage in rows[0]["stages"]:
         seconds = [float(r["stages"][stage]["seconds"]) for r in rows]
-        time_exp = exponent(events, seconds)
-        scale = ENVELOPE_EVENTS / events[-1]
+        xs, target = events, float(ENVELOPE_EVENTS)
+        if stage == TUNING:  # grows in the interactions it tunes on, which stop at the sample's cap
+            xs = [float(r["stages"][stage]["interactions"]) for r in rows]
+            target = min(TUNING_INTERACTIONS, ENVELOPE_EVENTS * xs[-1] / events[-1])
+        time_exp = exponent(xs, seconds)
+        scale = target / xs[-1]
         at_envelope_s = seconds[-1] * scale**time_exp
         memory: dict[str, Any] = {"memory_exponent": None, "envelope_gb": None, "fits_memory": True}
-        if stage != FIT_ONLY:
+        if stage not in WITHIN:
             peaks = [float(r["stages"][stage]["peak_mb"]) for r in rows]
             memory_exp = exponent(events, peaks)
-            at_envelope_gb = peaks[-1] / 1024 * scale ** max(memory_exp, 0.0)
+            at_envelope_gb = peaks[-1] / 1024 * (ENVELOPE_EVENTS / events[-1]) ** max(memory_exp, 0.0)
             memory = {
                 "memory_exponent": round(memory_exp, 2),
                 "envelope_gb": round(at_envelope_gb, 1),
@@ -207,7 +237,30 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             # request object; the data set does on Spark), and for one that does not, how far it is from fitting
             "instances_for_budget": math.ceil(at_envelope_s / BUDGET_S),
         }
+        if stage == FINAL:
+            out[stage].update(on_instance(rows[-1]["stages"][FINAL], at_envelope_s))
+    if TUNING in out and FINAL in out:
+        hours = out[TUNING]["envelope_hours"] + out[FINAL]["instance_hours"]
+        out["retrain fit"] = {"hours": round(hours, 1), "fits_budget": hours * 3600 <= BUDGET_S}
     return out
+
+
+def on_instance(final: dict[str, Any], single_s: float) -> dict[str, Any]:
+    """The served model's fit on INSTANCE's vCPUs by Amdahl's law: the share of its work that ran in parallel, from
+    the process's CPU time against the wall time of its parts on this machine's cores (speedup s on n cores: a
+    parallel share p = (1 - 1/s) / (1 - 1/n))."""
+    cores = os.cpu_count() or 1
+    speedup = min(max(final["cpu_seconds"] / max(final["parts_seconds"], 1e-9), 1.0), float(cores))
+    share = (1 - 1 / speedup) / (1 - 1 / cores) if cores > 1 else 0.0
+    # the single process's time is this machine's wall time: its work on one core is the CPU time
+    one_core_s = single_s * final["cpu_seconds"] / max(final["parts_seconds"], 1e-9)
+    instance_s = one_core_s * ((1 - share) + share / INSTANCE_VCPUS)
+    return {
+        "parallel_share": round(share, 2),
+        "speedup_here": round(speedup, 2),
+        "instance_hours": round(instance_s / 3600, 1),
+        "fits_budget_on_instance": instance_s <= BUDGET_S,
+    }
 
 
 def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str:
@@ -218,7 +271,9 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
         "|---|" + "---|" * len(rows) + "---|---|",
     ]
     for stage, fit in fits.items():
-        own = stage != FIT_ONLY  # a stage's own peak memory, or only a time within another stage
+        if stage == "retrain fit":
+            continue
+        own = stage not in WITHIN  # a stage's own peak memory, or only a time within another stage
         cells = [
             f"{r['stages'][stage]['seconds']:.0f} / " + (f"{r['stages'][stage]['peak_mb']:,.0f}" if own else "—")
             for r in rows
@@ -229,8 +284,26 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
         ]
         size = f", {fit['envelope_gb']:,} GB" if own else ""
         verdict = f"{fit['envelope_hours']:,} h{size}: " + ("; ".join(misses) or "fits")
+        if stage == TUNING:
+            verdict = (
+                f"{fit['envelope_hours']:,} h (on {TUNING_INTERACTIONS / 1e6:.0f} M interactions, the sample's cap)"
+            )
+        if stage == FINAL:
+            verdict = (
+                f"{fit['envelope_hours']:,} h in one process here; {fit['parallel_share']:.0%} of its work in parallel "
+                f"({fit['speedup_here']}x on these {os.cpu_count()} cores): {fit['instance_hours']:,} h on one "
+                f"{INSTANCE} ({INSTANCE_VCPUS} vCPUs)"
+            )
         growth = f"^{fit['time_exponent']}, ^{fit['memory_exponent']}" if own else f"^{fit['time_exponent']}, —"
         lines.append(f"| {stage} | " + " | ".join(cells) + f" | {growth} | {verdict} |")
+    if "retrain fit" in fits:
+        total = fits["retrain fit"]
+        lines.append(
+            "| the retrain's fit (tuning + final fit) | " + " | ".join("" for _ in rows) + " | | "
+            f"{total['hours']:,} h: "
+            + ("fits the 2-hour budget" if total["fits_budget"] else "over the 2-hour budget")
+            + " |"
+        )
     return "\n".join(lines)
 
 

@@ -165,6 +165,48 @@ def test_a_hybrid_model_survives_the_model_folder(store: Path, tmp_path: Path) -
     np.testing.assert_allclose(model.model.score(rows), expected, rtol=1e-5)
 
 
+def test_a_large_store_is_tuned_on_a_fixed_sample_of_shoppers_and_served_from_every_one(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shopwise_jobs import training
+    from shopwise_jobs.dataset import read_catalog, read_event_import
+    from shopwise_jobs.training import Hyperparameters, fit_and_select, personal_interactions, shopper_sample
+
+    interactions = read_event_import(store / "events.csv").interactions
+    catalog = read_catalog(store / "items.csv")
+    hp = Hyperparameters.parse({"budget": "quick", "models": "popularity,itemknn"})
+    personal = personal_interactions(interactions, hp)
+    monkeypatch.setattr(training, "TUNING_INTERACTIONS", len(personal) // 3)
+    lines: list[str] = []
+    model, metrics = fit_and_select(interactions, catalog, hp, "v1", log=lines.append)
+    sample = metrics["tuning_sample"]
+    assert sample["of_interactions"] == len(personal) and sample["of_shoppers"] == personal["user_id"].nunique()
+    assert 0.2 * len(personal) < sample["interactions"] < 0.5 * len(personal)  # about the third asked for
+    assert sample["shoppers"] < 0.5 * sample["of_shoppers"]
+    assert any(line.startswith(f"tuning on {sample['shoppers']:,} of") for line in lines)
+    # tuned and reported on the sample's splits ...
+    split = metrics["split"]
+    assert split["train_interactions"] + split["test_interactions"] <= sample["interactions"]
+    # ... the model served learnt from every shopper
+    assert set(model.users) == set(personal["user_id"]) and model.history.sum() > 0
+    kept, again = shopper_sample(personal, len(personal) // 3)
+    assert again == sample and set(kept["user_id"]) < set(personal["user_id"])  # the same shoppers every retrain
+    assert metrics["seconds"]["tuning"] > 0 and {"model", "similar", "next_items"} <= set(
+        metrics["seconds"]["final parts"]
+    )
+
+    # the champion's artefact learnt from every shopper: the candidate it meets is refitted on every shopper too,
+    # and they meet on every shopper's test interactions after the champion's data (not only the sample's)
+    cut = personal["ts"].quantile(0.8)
+    earlier, _ = fit_and_select(interactions[interactions["ts"] <= cut], catalog, hp, "v0", log=lines.append)
+    _, compared = fit_and_select(interactions, catalog, hp, "v1", log=lines.append, champion=earlier)
+    champion = compared["champion"]
+    assert "skipped" not in champion and "candidate" in champion and "recipe" in champion
+    full_test = training.split(personal, hp.protocol, hp.test_fraction, hp.holdout).test
+    assert champion["test_users"] == full_test[full_test["ts"] > earlier.meta["data_window"][1]]["user_id"].nunique()
+    assert champion["test_users"] > compared["split"]["test_users"]
+
+
 def test_event_kind_weights_are_a_hyperparameter(
     store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
