@@ -22,10 +22,11 @@ Stages, each in a child process (its wall time, and its peak resident memory fro
   (``seconds`` in its metrics), what the training job does where the data set and the feature snapshot come built
   from Spark: tuning (every family's grid, the blend, the test figures, the champion comparison), which runs on a
   fixed sample of shoppers holding at most ``TUNING_INTERACTIONS`` interactions and so is extrapolated in the
-  interactions it tunes on up to that cap; and the served model's fit on every shopper, extrapolated in events. The
-  fit's parts that use several cores (item-kNN's blocks, iALS, the content index) are told from the process's CPU
-  time against its wall time on this machine's cores, and the envelope's fit is given on one ml.r5.24xlarge's 96
-  vCPUs by Amdahl's law from that share.
+  interactions it tunes on up to that cap; and the served model's fit on every shopper, part by part, each
+  extrapolated in what drives it (the content index in items, the rest in events). The parts that use several
+  cores (item-kNN's blocks, iALS, the content index) are told from the process's CPU time against their wall time
+  on this machine's cores, and the envelope's fit is given on one ml.r5.24xlarge's 96 vCPUs by Amdahl's law from
+  that share.
 ``--stages`` runs some of them (a size's trained model is reused when training is not among them).
 Per stage: seconds, peak MB, bytes of memory per event; the growth exponent of time and memory in events (least
 squares on logs); and the extrapolation to the envelope (``ENVELOPE``: 10 M shoppers, 1 M items, 1,000 events/s
@@ -231,6 +232,7 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         out[stage] = {
             "time_exponent": round(time_exp, 2),
             "envelope_hours": round(at_envelope_s / 3600, 1),
+            "envelope_minutes": round(at_envelope_s / 60, 1),
             **memory,
             "fits_budget": at_envelope_s <= BUDGET_S,
             # the budget's multiple: the instances it would take for a stage that shards (the transform does, by
@@ -238,28 +240,44 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "instances_for_budget": math.ceil(at_envelope_s / BUDGET_S),
         }
         if stage == FINAL:
-            out[stage].update(on_instance(rows[-1]["stages"][FINAL], at_envelope_s))
+            out[stage].update(final_fit(rows))
+            out[stage]["envelope_hours"] = out[stage]["single_hours"]
+            out[stage]["fits_budget"] = out[stage]["single_hours"] * 3600 <= BUDGET_S
     if TUNING in out and FINAL in out:
-        hours = out[TUNING]["envelope_hours"] + out[FINAL]["instance_hours"]
+        hours = out[TUNING]["envelope_minutes"] / 60 + out[FINAL]["instance_hours"]
         out["retrain fit"] = {"hours": round(hours, 1), "fits_budget": hours * 3600 <= BUDGET_S}
     return out
 
 
-def on_instance(final: dict[str, Any], single_s: float) -> dict[str, Any]:
-    """The served model's fit on INSTANCE's vCPUs by Amdahl's law: the share of its work that ran in parallel, from
-    the process's CPU time against the wall time of its parts on this machine's cores (speedup s on n cores: a
-    parallel share p = (1 - 1/s) / (1 - 1/n))."""
+ITEM_PARTS = ("content",)  # parts of the final fit that grow in the catalog (the content index), not in the events
+
+
+def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The served model's fit at the envelope, part by part: each part's growth fitted in what drives it (the
+    content index in items, to 1 M; every other part in events, to 2.6 B), and its time on INSTANCE's vCPUs by
+    Amdahl's law from the share of its work that ran in parallel here — the process's CPU time against the part's
+    wall time on this machine's n cores (speedup s: parallel share p = (1 - 1/s) / (1 - 1/n))."""
     cores = os.cpu_count() or 1
-    speedup = min(max(final["cpu_seconds"] / max(final["parts_seconds"], 1e-9), 1.0), float(cores))
-    share = (1 - 1 / speedup) / (1 - 1 / cores) if cores > 1 else 0.0
-    # the single process's time is this machine's wall time: its work on one core is the CPU time
-    one_core_s = single_s * final["cpu_seconds"] / max(final["parts_seconds"], 1e-9)
-    instance_s = one_core_s * ((1 - share) + share / INSTANCE_VCPUS)
+    last = rows[-1]["stages"][FINAL]["parts"]
+    single = instance = cpu_total = wall_total = 0.0
+    for part, (wall, cpu) in last.items():
+        sizes = [float(r["items"] if part in ITEM_PARTS else r["events"]) for r in rows]
+        target = float(ENVELOPE_ITEMS if part in ITEM_PARTS else ENVELOPE_EVENTS)
+        walls = [max(float(r["stages"][FINAL]["parts"][part][0]), 0.01) for r in rows]
+        at_envelope = walls[-1] * (target / sizes[-1]) ** exponent(sizes, walls)
+        speedup = min(max(cpu / max(wall, 0.01), 1.0), float(cores))
+        share = (1 - 1 / speedup) / (1 - 1 / cores) if cores > 1 else 0.0
+        one_core = at_envelope * speedup  # the part's work on one core
+        single += at_envelope
+        instance += one_core * ((1 - share) + share / INSTANCE_VCPUS)
+        cpu_total, wall_total = cpu_total + cpu, wall_total + wall
+    speedup = cpu_total / max(wall_total, 0.01)
     return {
-        "parallel_share": round(share, 2),
+        "single_hours": round(single / 3600, 1),
         "speedup_here": round(speedup, 2),
-        "instance_hours": round(instance_s / 3600, 1),
-        "fits_budget_on_instance": instance_s <= BUDGET_S,
+        "parallel_share": round((1 - 1 / speedup) / (1 - 1 / cores) if cores > 1 and speedup > 1 else 0.0, 2),
+        "instance_hours": round(instance / 3600, 1),
+        "fits_budget_on_instance": instance <= BUDGET_S,
     }
 
 
