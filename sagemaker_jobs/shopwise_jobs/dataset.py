@@ -32,6 +32,7 @@ from shopwise.ingestion.imports import BadRow, read_events, read_items
 from shopwise.keys import referrer_source
 from shopwise.privacy.tombstones import Targets
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
+from shopwise_jobs.ids import codes_in, unique_ids, weights_of
 from shopwise_jobs.models import Sessions
 
 INTERACTION_COLUMNS = ["event_id", "user_id", "item_id", "kind", "ts", "price", "session_id", "market", "referrer"]
@@ -309,23 +310,34 @@ def interaction_matrix(
     now: float | None = None,
     users: np.ndarray | None = None,
     items: np.ndarray | None = None,
+    codes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Matrix:
     """Strength = sum over interactions of kind weight x time decay (purchase > cart > view by default), the
     decay counted back from each user's newest interaction unless ``now`` is given.
 
     ``users`` / ``items`` fix the index (e.g. to include cold test users or catalog items nobody touched yet);
-    interactions outside them are dropped. By default they are the sorted ids present.
+    interactions outside them are dropped. By default they are the sorted ids present. ``codes``: each row's user
+    and item index in them, when the caller has them (``TrainSet.codes``).
     """
     weights = weights or KIND_WEIGHTS
-    w = interactions["kind"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
+    w = weights_of(interactions["kind"], weights)
+    user_ids = unique_ids(interactions["user_id"]) if users is None else np.asarray(users, dtype=str)
+    item_ids = unique_ids(interactions["item_id"]) if items is None else np.asarray(items, dtype=str)
+    u, i = (
+        codes
+        if codes is not None
+        else (codes_in(interactions["user_id"], user_ids), codes_in(interactions["item_id"], item_ids))
+    )
     if half_life_days > 0 and len(interactions):
         # decay from the user's own newest interaction (or from ``now``): what a shopper did last weighs most
-        ref = interactions.groupby("user_id")["ts"].transform("max").to_numpy() if now is None else now
-        w = w * np.power(0.5, (ref - interactions["ts"].to_numpy()) / (half_life_days * 86400.0))
-    user_ids = np.unique(interactions["user_id"].to_numpy(dtype=str)) if users is None else np.asarray(users, dtype=str)
-    item_ids = np.unique(interactions["item_id"].to_numpy(dtype=str)) if items is None else np.asarray(items, dtype=str)
-    u = pd.Index(user_ids).get_indexer(interactions["user_id"].astype(str))
-    i = pd.Index(item_ids).get_indexer(interactions["item_id"].astype(str))
+        ts = interactions["ts"].to_numpy(dtype=np.float64)
+        if now is None:
+            newest = np.full(len(user_ids) + 1, -np.inf)  # the last slot: rows of users outside the index (dropped)
+            np.maximum.at(newest, u, ts)
+            ref: Any = newest[u]
+        else:
+            ref = now
+        w = w * np.power(0.5, (ref - ts) / (half_life_days * 86400.0))
     keep = (u >= 0) & (i >= 0) & (w > 0)
     matrix = sparse.csr_matrix(
         (w[keep].astype(np.float32), (u[keep], i[keep])), shape=(len(user_ids), len(item_ids)), dtype=np.float32
@@ -334,32 +346,48 @@ def interaction_matrix(
     return Matrix(matrix=matrix, users=user_ids, items=item_ids)
 
 
-def sessions(interactions: pd.DataFrame, items: np.ndarray, gap_seconds: float = SESSION_GAP_SECONDS) -> Sessions:
+def sessions(
+    interactions: pd.DataFrame,
+    items: np.ndarray,
+    gap_seconds: float = SESSION_GAP_SECONDS,
+    codes: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Sessions:
     """Time-ordered item-index sequences per session, flat: the event's session_id, else a new session after a gap
     of inactivity per user. Consecutive repeats of one item collapse; sessions of one item are left out. Sessions
     come in the order they start in (by user, then time). Column operations only: a Python loop per session was
-    the next-item model's fit's largest part at 100,000 shoppers."""
-    code = pd.Index(np.asarray(items, dtype=str)).get_indexer(interactions["item_id"].astype(str))
-    frame = interactions[code >= 0].assign(code=code[code >= 0]).sort_values(["user_id", "ts"], kind="stable")
-    user = frame["user_id"].to_numpy()
-    new_user = np.ones(len(frame), dtype=bool)
+    the next-item model's fit's largest part at 100,000 shoppers. ``codes``: each row's user index (in sorted
+    users) and item index in ``items``, when the caller has them (``TrainSet.codes``)."""
+    if codes is None:
+        codes = (
+            codes_in(interactions["user_id"], unique_ids(interactions["user_id"])),
+            codes_in(interactions["item_id"], items),
+        )
+    user_code, code = codes  # users coded in sorted order: their order is the ids'
+    ts = interactions["ts"].to_numpy(dtype=np.float64)
+    session = np.full(len(interactions), -1, dtype=np.int64)  # the row's named session (-1: none)
+    if "session_id" in interactions:
+        session, names = pd.factorize(interactions["session_id"])  # a missing id is -1
+        if (blank := np.flatnonzero(np.asarray(names) == "")).size:
+            session = np.where(session == blank[0], -1, session)
+    order = np.flatnonzero(code >= 0)
+    order = order[np.lexsort((ts[order], user_code[order]))]  # by user, then time; ties keep their order
+    user, code, ts, session = user_code[order], code[order], ts[order], session[order]
+    new_user = np.ones(len(order), dtype=bool)
     new_user[1:] = user[1:] != user[:-1]
     new_gap = new_user.copy()
-    new_gap[1:] |= np.diff(frame["ts"].to_numpy(dtype=np.float64)) > gap_seconds
+    new_gap[1:] |= np.diff(ts) > gap_seconds
     key = np.cumsum(new_gap)  # the inactivity sessions: numbered on, never shared between users
-    if "session_id" in frame:
-        given = frame["session_id"].fillna("").to_numpy(dtype=str)
-        named = given != ""
-        key = np.where(named, -1 - pd.factorize(given)[0], key)  # a named session: its id, within its user
-    group = frame.assign(_key=key).groupby(["user_id", "_key"], sort=False).ngroup().to_numpy()
-    order = np.argsort(group, kind="stable")  # sessions in the order they start, each in time order
-    codes, group = frame["code"].to_numpy(dtype=np.int64)[order], group[order]
-    first = np.ones(len(codes), dtype=bool)
-    first[1:] = (group[1:] != group[:-1]) | (codes[1:] != codes[:-1])  # a repeat of the item before collapses
-    codes, group = codes[first], group[first]
+    key = np.where(session >= 0, -1 - session, key)  # a named session: its id, within its user
+    frame = pd.DataFrame({"user": user, "_key": key})
+    group = frame.groupby(["user", "_key"], sort=False).ngroup().to_numpy()
+    starting = np.argsort(group, kind="stable")  # sessions in the order they start, each in time order
+    codes_, group = code[starting], group[starting]
+    first = np.ones(len(codes_), dtype=bool)
+    first[1:] = (group[1:] != group[:-1]) | (codes_[1:] != codes_[:-1])  # a repeat of the item before collapses
+    codes_, group = codes_[first], group[first]
     lengths = np.bincount(group, minlength=int(group.max(initial=-1)) + 1)
     kept = lengths[group] > 1
-    return Sessions(codes=codes[kept], starts=np.concatenate([[0], np.cumsum(lengths[lengths > 1])]))
+    return Sessions(codes=codes_[kept], starts=np.concatenate([[0], np.cumsum(lengths[lengths > 1])]))
 
 
 def sequences(

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import linalg, sparse
 
 from shopwise.catalog import categories
+from shopwise_jobs.ids import codes_in, weights_of
 
 # EASE inverts an items x items Gram matrix: 4 bytes x n^2 twice over (Gram + Cholesky in place) and O(n^3) time.
 # 20,000 items = 1.6 GB and about 2 minutes on 2 cores; beyond it the training job switches to iALS.
@@ -98,8 +99,8 @@ class CodedInteractions:
     @classmethod
     def of(cls, interactions: pd.DataFrame, items: np.ndarray, weights: dict[str, float]) -> CodedInteractions:
         return cls(
-            codes=pd.Index(items).get_indexer(interactions["item_id"]),
-            weights=interactions["kind"].map(weights).fillna(0.0).to_numpy(dtype=np.float64),
+            codes=codes_in(interactions["item_id"], items),
+            weights=weights_of(interactions["kind"], weights),
             ts=interactions["ts"].to_numpy(dtype=np.float64),
             n_items=len(items),
         )
@@ -145,8 +146,10 @@ class ItemKNN:
             values = (cosine * shared / (shared + shrinkage)).astype(np.float32)
             return top_k_per_row(sparse.csr_matrix((values, (rows, cols)), shape=(end - start, n)), neighbours)
 
+        # at least a block a thread, so a store whose pairs fit one block still uses every core
+        budget = min(float(SPARSE_BLOCK_PAIRS), max(float(pairs.sum()) / FIT_THREADS, 1.0))
         with ThreadPoolExecutor(FIT_THREADS) as pool:
-            blocks = list(pool.map(block, _blocks(pairs, SPARSE_BLOCK_PAIRS)))
+            blocks = list(pool.map(block, _blocks(pairs, budget)))
         similarity = sparse.vstack(blocks).tocsr() if blocks else sparse.csr_matrix((n, n), dtype=np.float32)
         return cls(similarity=similarity)
 

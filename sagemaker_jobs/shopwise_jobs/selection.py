@@ -22,7 +22,7 @@ from scipy import sparse
 
 from shopwise.features.definitions import KIND_WEIGHTS
 from shopwise_jobs import candidates
-from shopwise_jobs.dataset import Matrix, Split, interaction_matrix, sessions
+from shopwise_jobs.dataset import Matrix, Split, codes_in, interaction_matrix, sessions, unique_ids
 from shopwise_jobs.evaluation import KS, Evaluation, Ranked, Scorer, evaluate, popularity_tiebreak, relevance
 from shopwise_jobs.models import (
     EASE,
@@ -53,10 +53,21 @@ class TrainSet:
     _matrices: dict[float, Matrix] = field(default_factory=dict)
     models: dict[Any, Any] = field(default_factory=dict)  # the last fitted model by (kind, fit parameters)
 
+    _codes: tuple[np.ndarray, np.ndarray] | None = None
+
+    def codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each interaction's user and item index in ``users`` and ``items``: coded once, read by every part."""
+        if self._codes is None:
+            self._codes = (
+                codes_in(self.interactions["user_id"], self.users),
+                codes_in(self.interactions["item_id"], self.items),
+            )
+        return self._codes
+
     def matrix(self, half_life_days: float = 0.0) -> Matrix:
         if half_life_days not in self._matrices:
             self._matrices[half_life_days] = interaction_matrix(
-                self.interactions, self.weights, half_life_days, users=self.users, items=self.items
+                self.interactions, self.weights, half_life_days, users=self.users, items=self.items, codes=self.codes()
             )
         return self._matrices[half_life_days]
 
@@ -79,7 +90,9 @@ def build_model(kind: str, data: TrainSet, p: dict[str, Any]) -> Any:
             int(p["iterations"]),
         )
     if kind == "sequential":
-        return SequentialRules.fit(sessions(data.interactions, data.items), len(data.items), int(p["window"]))
+        return SequentialRules.fit(
+            sessions(data.interactions, data.items, codes=data.codes()), len(data.items), int(p["window"])
+        )
     if kind == "content":
         return ContentKNN.fit(data.catalog, data.items, int(p["neighbours"]))
     if kind == "affinity":
@@ -266,9 +279,8 @@ def train_set(
     train: pd.DataFrame, test: pd.DataFrame, catalog: pd.DataFrame, weights: dict[str, float] | None = None
 ) -> TrainSet:
     """The universe: every user of train and test, every item of train, test and the catalog."""
-    users = np.unique(np.concatenate([train["user_id"].to_numpy(dtype=str), test["user_id"].to_numpy(dtype=str)]))
-    item_sources = [train["item_id"], test["item_id"]] + ([catalog["item_id"]] if len(catalog) else [])
-    items = np.unique(np.concatenate([s.to_numpy(dtype=str) for s in item_sources]))
+    users = unique_ids(train["user_id"], test["user_id"])
+    items = unique_ids(train["item_id"], test["item_id"], *([catalog["item_id"]] if len(catalog) else []))
     return TrainSet(
         interactions=train, users=users, items=items, catalog=catalog, weights=weights or dict(KIND_WEIGHTS)
     )

@@ -27,7 +27,7 @@ from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
 from shopwise_jobs.drift import event_mix
 from shopwise_jobs.evaluation import KS, Evaluation, evaluate
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
-from shopwise_jobs.models import EASE_MAX_ITEMS, CodedInteractions, Hybrid, ItemKNN, windowed_popularity
+from shopwise_jobs.models import EASE_MAX_ITEMS, CodedInteractions, Hybrid, ItemKNN
 from shopwise_jobs.selection import (
     EVALUATION_USERS,
     MODEL_KINDS,
@@ -113,12 +113,14 @@ def segment_lists(
     weights: dict[str, float],
     window_days: float,
     k: int,
+    coded: CodedInteractions | None = None,
 ) -> dict[str, list[list[Any]]]:
     """Popular items per category (every level of the category path), per market and per referrer (the
-    interactions of sessions whose first referred event came from it), in the last window."""
+    interactions of sessions whose first referred event came from it), in the last window. ``coded``: the same
+    interactions coded (``CodedInteractions.of``), when the caller has them."""
     out: dict[str, list[list[Any]]] = {}
     interactions = interactions.reset_index(drop=True)
-    coded = CodedInteractions.of(interactions, items, weights)
+    coded = coded or CodedInteractions.of(interactions, items, weights)
 
     def add(segment: str, at: np.ndarray) -> None:
         pop = coded.popularity(at, window_days)
@@ -126,26 +128,34 @@ def segment_lists(
         if len(top):
             out[segment] = [[str(items[i]), round(float(pop.scores[i]), 4)] for i in top]
 
+    def groups(column: Any, factorised: tuple[np.ndarray, Any] | None = None) -> dict[str, np.ndarray]:
+        """Row positions by value (blank and missing values left out), factorised by Arrow, not as Python strings."""
+        codes, names = factorised if factorised is not None else pd.factorize(column)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        return {str(name): order[a:b] for name, a, b in zip(names, bounds[:-1], bounds[1:], strict=True) if name != ""}
+
     if len(catalog) and "category" in catalog:
+        # each item's category path, then each row's through its item's index (a row of an item outside ``items``
+        # is in no category: it is not in the catalog either)
         paths = catalog.set_index("item_id")["category"].fillna("").astype(str)
-        category = interactions["item_id"].map(paths).fillna("").to_numpy()
+        path_of_item, names = pd.factorize(pd.Series(items).map(paths).fillna(""))
+        rows = np.append(path_of_item, -1)[coded.codes]  # the last slot: rows of items outside ``items``
         positions: dict[str, list[np.ndarray]] = {}
-        for path, at in interactions.groupby(category).indices.items():
-            for prefix in categories.prefixes(str(path)):
-                positions.setdefault(prefix, []).append(np.asarray(at))
+        for path, at in groups(None, (rows, names)).items():
+            for prefix in categories.prefixes(path):
+                positions.setdefault(prefix, []).append(at)
         for prefix, chunks in positions.items():
             add(f"category:{prefix}", np.sort(np.concatenate(chunks)))
     if "market" in interactions:
-        market = interactions["market"].fillna("").to_numpy(dtype=str)
-        for name, at in pd.Series(market).groupby(market).indices.items():
-            if name != "":
-                add(f"market:{name}", np.asarray(at))
+        for name, at in groups(interactions["market"]).items():
+            add(f"market:{name}", at)
     if "referrer" in interactions and (interactions["referrer"].fillna("") != "").any():
         referred = interactions[interactions["referrer"].fillna("") != ""]
         first = referred.sort_values("ts", kind="stable").groupby("session_id")["referrer"].first()
-        source = interactions["session_id"].map(first).fillna("").to_numpy(dtype=str)
-        counted = np.flatnonzero((interactions["session_id"].to_numpy(dtype=str) != "") & (source != ""))
-        for referrer, at in pd.Series(source[counted]).groupby(source[counted]).indices.items():
+        source = interactions["session_id"].map(first).fillna("")
+        counted = np.flatnonzero(((interactions["session_id"] != "") & (source != "")).to_numpy(dtype=bool))
+        for referrer, at in groups(source.iloc[counted]).items():
             add(f"referrer:{referrer}", counted[at])
     return out
 
@@ -356,11 +366,11 @@ def fit_and_select(
     parts: dict[str, float] = {}
     cpu: dict[str, float] = {}  # the process's CPU seconds in each part: above its seconds where it used more cores
 
-    def timed(part: str, fit: Callable[[], T]) -> T:
+    def timed(part: str, fit: Callable[[], T], add: bool = False) -> T:
         clock, used = time.perf_counter(), time.process_time()
         out = fit()
-        parts[part] = round(time.perf_counter() - clock, 2)
-        cpu[part] = round(time.process_time() - used, 2)
+        parts[part] = round(time.perf_counter() - clock + (parts[part] if add else 0.0), 2)
+        cpu[part] = round(time.process_time() - used + (cpu[part] if add else 0.0), 2)
         return out
 
     fit_started = time.perf_counter()
@@ -379,12 +389,14 @@ def fit_and_select(
     similar = timed("similar", lambda: ItemKNN.fit(history.matrix, hp.neighbours, hp.shrinkage))
     next_items = fitted.get("sequential") or timed("next_items", lambda: build_model("sequential", data, {"window": 5}))
     rows = timed("history", lambda: history_rows(data, chosen.params))
+    everyone = everyone.reset_index(drop=True)
+    coded = timed("popularity", lambda: CodedInteractions.of(everyone, data.items, data.weights))
     popularity = timed(
-        "popularity", lambda: windowed_popularity(everyone, data.items, data.weights, hp.popular_window_days)
+        "popularity", lambda: coded.popularity(np.arange(len(everyone)), hp.popular_window_days), add=True
     )
     segments = timed(
         "segments",
-        lambda: segment_lists(everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k),
+        lambda: segment_lists(everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded),
     )
     model = TrainedModel(
         users=history.users,

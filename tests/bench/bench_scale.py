@@ -304,7 +304,7 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
         verdict = f"{fit['envelope_hours']:,} h{size}: " + ("; ".join(misses) or "fits")
         if stage == TUNING:
             verdict = (
-                f"{fit['envelope_hours']:,} h (on {TUNING_INTERACTIONS / 1e6:.0f} M interactions, the sample's cap)"
+                f"{fit['envelope_minutes']:,} min (on {TUNING_INTERACTIONS / 1e6:.0f} M interactions, the sample's cap)"
             )
         if stage == FINAL:
             verdict = (
