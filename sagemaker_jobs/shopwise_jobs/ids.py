@@ -32,12 +32,13 @@ def codes_in(values: Any, universe: np.ndarray) -> np.ndarray:
 
 
 def unique_ids(*columns: Any) -> np.ndarray:
-    """The sorted distinct ids of the columns (what ``np.unique`` of their strings gives, without the strings)."""
+    """The sorted distinct ids of the columns (what ``np.unique`` of their strings gives, without the strings; a
+    missing id left out)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     chunks = [_arrow(c) for c in columns]
-    distinct = [pc.unique(c) for c in chunks]
+    distinct = [pc.drop_null(pc.unique(c)) for c in chunks]  # a missing id is no id
     merged = pc.unique(pa.chunked_array(distinct, type=pa.large_string()))
     return np.sort(np.asarray(merged.to_numpy(zero_copy_only=False), dtype=str))
 

@@ -675,3 +675,22 @@ def test_the_champion_ranks_a_new_split_over_candidates_as_over_every_item(monke
     assert dense["ndcg@10"] > 0.3
     for name in ("ndcg@10", "recall@20", "mrr"):
         assert ranked[name] == pytest.approx(dense[name], abs=0.01), name
+
+
+def test_ids_are_coded_as_pandas_would_code_them() -> None:
+    from shopwise_jobs.ids import codes_in, unique_ids, weights_of
+
+    rng = np.random.default_rng(2)
+    universe = np.array(sorted({f"u{n}" for n in rng.integers(0, 500, 300)}))
+    values = pd.Series([f"u{n}" for n in rng.integers(0, 700, 5000)] + [None, "", "é-ü"], dtype="str")
+    expected = pd.Index(universe).get_indexer(values)  # -1 where absent (the missing id, the blank, the stranger)
+    assert np.array_equal(codes_in(values, universe), expected)
+    assert (codes_in(values, universe)[-3:] == -1).all()
+    assert np.array_equal(codes_in(np.array([3, 7]), np.array(["3", "5"])), [0, -1])  # numbers code as their text
+    more = pd.Series(["zz", "u1", "é-ü"], dtype="str")
+    assert np.array_equal(
+        unique_ids(values.dropna(), more),
+        np.unique(np.concatenate([values.dropna().to_numpy(str), more.to_numpy(str)])),
+    )
+    kinds = pd.Series(["view", "purchase", None, "like", "cart", "view"], dtype="str")
+    assert weights_of(kinds, {"view": 1.0, "cart": 2.0, "purchase": 4.0}).tolist() == [1.0, 4.0, 0.0, 0.0, 2.0, 1.0]
