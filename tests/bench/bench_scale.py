@@ -50,6 +50,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shopwise_jobs.training import TUNING_INTERACTIONS  # the sample tuning stops growing at
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = REPO_ROOT / ".local" / "cache"
 OUT = REPO_ROOT / ".local" / "bench"
@@ -110,7 +112,6 @@ DATASET = (
 TUNING = "tuning as at the envelope"  # times within the stage before them: no peak memory of their own
 FINAL = "final fit as at the envelope"
 WITHIN = (TUNING, FINAL)
-TUNING_INTERACTIONS = 2_000_000  # shopwise_jobs.training.TUNING_INTERACTIONS (the job's default)
 INSTANCE, INSTANCE_VCPUS = "ml.r5.24xlarge", 96  # the largest training instance: 768 GB, 96 vCPUs
 STAGES = (
     "data set",
