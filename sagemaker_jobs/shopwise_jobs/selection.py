@@ -28,12 +28,14 @@ from shopwise_jobs.models import (
     EASE,
     EASE_MAX_ITEMS,
     IALS,
+    ITEMKNN_HISTORY,
     Affinity,
     ContentKNN,
     Hybrid,
     ItemKNN,
     SequentialRules,
     scale_rows,
+    top_k_per_row,
     windowed_popularity,
 )
 
@@ -64,6 +66,27 @@ class TrainSet:
             )
         return self._codes
 
+    def recent(self, cap: int) -> sparse.csr_matrix:
+        """Each user's ``cap`` most recently touched distinct items (1 where kept; every item with ``cap`` 0): what
+        item-kNN counts co-occurrences over (``ITEMKNN_HISTORY``). Ties at a user's cap-th time keep the lower item
+        index."""
+        history = self.matrix().matrix
+        binary = history.copy()
+        binary.data = np.ones_like(binary.data)
+        if cap <= 0 or np.diff(history.indptr).max(initial=0) <= cap:
+            return binary
+        u, i = self.codes()
+        ts = self.interactions["ts"].to_numpy(dtype=np.float64)
+        known = (u >= 0) & (i >= 0)
+        newest = pd.DataFrame({"u": u[known], "i": i[known], "ts": ts[known]}).groupby(["u", "i"])["ts"].max()
+        at = newest.index.to_frame(index=False)
+        recency = sparse.csr_matrix(
+            (newest.to_numpy() - newest.min() + 1.0, (at["u"].to_numpy(), at["i"].to_numpy())), shape=history.shape
+        )
+        kept = top_k_per_row(recency.multiply(binary).tocsr(), cap)  # only items the history holds
+        kept.data = np.ones_like(kept.data)
+        return kept
+
     def matrix(self, half_life_days: float = 0.0) -> Matrix:
         if half_life_days not in self._matrices:
             self._matrices[half_life_days] = interaction_matrix(
@@ -78,7 +101,8 @@ def build_model(kind: str, data: TrainSet, p: dict[str, Any]) -> Any:
     if kind == "popularity":
         return windowed_popularity(data.interactions, data.items, data.weights, float(p["window_days"]))
     if kind == "itemknn":
-        return ItemKNN.fit(data.matrix(half_life).matrix, int(p["neighbours"]), float(p["shrinkage"]))
+        # co-occurrences over each user's recent items (a binary fit: the half-life does not change it)
+        return ItemKNN.fit(data.recent(ITEMKNN_HISTORY), int(p["neighbours"]), float(p["shrinkage"]))
     if kind == "ease":
         return EASE.fit(data.matrix(half_life).matrix, float(p["l2"]))
     if kind == "ials":

@@ -27,7 +27,7 @@ from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
 from shopwise_jobs.drift import event_mix
 from shopwise_jobs.evaluation import KS, Evaluation, evaluate
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
-from shopwise_jobs.models import EASE_MAX_ITEMS, CodedInteractions, Hybrid, ItemKNN
+from shopwise_jobs.models import EASE_MAX_ITEMS, ITEMKNN_HISTORY, CodedInteractions, Hybrid, ItemKNN
 from shopwise_jobs.selection import (
     EVALUATION_USERS,
     MODEL_KINDS,
@@ -386,7 +386,7 @@ def fit_and_select(
     content = fitted.get("content") or (
         timed("content", lambda: build_model("content", data, {"neighbours": hp.neighbours})) if len(catalog) else None
     )
-    similar = timed("similar", lambda: ItemKNN.fit(history.matrix, hp.neighbours, hp.shrinkage))
+    similar = timed("similar", lambda: ItemKNN.fit(data.recent(ITEMKNN_HISTORY), hp.neighbours, hp.shrinkage))
     next_items = fitted.get("sequential") or timed("next_items", lambda: build_model("sequential", data, {"window": 5}))
     rows = timed("history", lambda: history_rows(data, chosen.params))
     everyone = everyone.reset_index(drop=True)

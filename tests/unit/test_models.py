@@ -694,3 +694,25 @@ def test_ids_are_coded_as_pandas_would_code_them() -> None:
     )
     kinds = pd.Series(["view", "purchase", None, "like", "cart", "view"], dtype="str")
     assert weights_of(kinds, {"view": 1.0, "cart": 2.0, "purchase": 4.0}).tolist() == [1.0, 4.0, 0.0, 0.0, 2.0, 1.0]
+
+
+def test_item_knn_pairs_each_shoppers_most_recent_items_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shopwise_jobs.selection import build_model, train_set
+
+    # u1 touched a, b, c, d, e in that order (b again last); u2 touched a and b; u3 d and e
+    rows = [("u1", item, "view", float(t)) for t, item in enumerate("abcde")] + [("u1", "b", "cart", 9.0)]
+    rows += [("u2", "a", "view", 1.0), ("u2", "b", "view", 2.0), ("u3", "d", "view", 1.0), ("u3", "e", "view", 2.0)]
+    data = train_set(frame(rows), frame(rows).iloc[:0], pd.DataFrame())
+    recent = data.recent(3)
+    u1 = list(data.users).index("u1")
+    assert [data.items[i] for i in recent[u1].indices] == ["b", "d", "e"]  # b's newest touch is the last
+    assert recent.sum() == 3 + 2 + 2  # the other shoppers whole
+    assert (data.recent(0) != (data.matrix().matrix > 0)).nnz == 0  # 0: every item
+    monkeypatch.setattr("shopwise_jobs.selection.ITEMKNN_HISTORY", 3)
+    capped = build_model("itemknn", data, {"neighbours": 10, "shrinkage": 0.0}).similarity.toarray()
+    index = {item: n for n, item in enumerate(data.items)}
+    assert capped[index["a"], index["c"]] == 0 and capped[index["c"], index["d"]] == 0  # u1's old items pair no more
+    assert capped[index["b"], index["d"]] > 0 and capped[index["a"], index["b"]] > 0  # recent ones (and u2's) do
+    monkeypatch.setattr("shopwise_jobs.selection.ITEMKNN_HISTORY", 0)
+    whole = build_model("itemknn", data, {"neighbours": 10, "shrinkage": 0.0}).similarity.toarray()
+    assert whole[index["a"], index["c"]] > 0
