@@ -388,10 +388,3 @@ def sessions(
     lengths = np.bincount(group, minlength=int(group.max(initial=-1)) + 1)
     kept = lengths[group] > 1
     return Sessions(codes=codes_[kept], starts=np.concatenate([[0], np.cumsum(lengths[lengths > 1])]))
-
-
-def sequences(
-    interactions: pd.DataFrame, items: np.ndarray, gap_seconds: float = SESSION_GAP_SECONDS
-) -> list[list[int]]:
-    """``sessions`` as lists of item indices."""
-    return sessions(interactions, items, gap_seconds).tolist()

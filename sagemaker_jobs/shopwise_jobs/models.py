@@ -49,7 +49,8 @@ SPARSE_BLOCK_PAIRS = 1 << 24
 # item-kNN counts each shopper's co-occurrences over their most recent this many distinct items: its work is the sum
 # of the history lengths squared, which the longest histories drive (make scale: ^1.24 in events, 11.5 of the 14.2
 # hours of the served fit at the envelope); capped, it is at most shoppers x 200^2. Recent items also pair better:
-# item-kNN alone on the model benchmark's splits (k 100, shrinkage 10), capped at 200 against every item: ML-100K
+# item-kNN alone on the model benchmark's splits (k 100, shrinkage 10; tests/bench/bench_training.py --parts itemknn),
+# capped at 200 against every item: ML-100K
 # NDCG@10 0.1020 / 0.1015, Recall@20 0.1869 / 0.1771; ml-latest-small 0.0486 / 0.0433, 0.1049 / 0.0915 (pairs 1.7x
 # and 7.3x fewer). 0: no cap
 ITEMKNN_HISTORY = int(os.environ.get("SHOPWISE_ITEMKNN_HISTORY", "200"))

@@ -56,6 +56,7 @@ class TrainSet:
     models: dict[Any, Any] = field(default_factory=dict)  # the last fitted model by (kind, fit parameters)
 
     _codes: tuple[np.ndarray, np.ndarray] | None = None
+    _recent: dict[int, sparse.csr_matrix] = field(default_factory=dict)  # the served fit's item-kNN and similar rows
 
     def codes(self) -> tuple[np.ndarray, np.ndarray]:
         """Each interaction's user and item index in ``users`` and ``items``: coded once, read by every part."""
@@ -70,6 +71,11 @@ class TrainSet:
         """Each user's ``cap`` most recently touched distinct items (1 where kept; every item with ``cap`` 0): what
         item-kNN counts co-occurrences over (``ITEMKNN_HISTORY``). Ties at a user's cap-th time keep the lower item
         index."""
+        if cap not in self._recent:
+            self._recent[cap] = self._recent_items(cap)
+        return self._recent[cap]
+
+    def _recent_items(self, cap: int) -> sparse.csr_matrix:
         history = self.matrix().matrix
         binary = history.copy()
         binary.data = np.ones_like(binary.data)

@@ -13,7 +13,7 @@ from shopwise_jobs.dataset import (
     Matrix,
     interaction_matrix,
     leave_last_out,
-    sequences,
+    sessions,
     temporal_split,
 )
 from shopwise_jobs.evaluation import evaluate
@@ -182,7 +182,7 @@ def test_sessions_match_a_loop_over_each_users_events() -> None:
         collapsed = [c for n, c in enumerate(seq) if n == 0 or c != seq[n - 1]]
         if len(collapsed) > 1:
             expected.append(collapsed)
-    assert sequences(data, items) == expected
+    assert sessions(data, items).tolist() == expected
     assert len(expected) > 40
 
 
@@ -319,7 +319,7 @@ def test_sessions_break_on_session_id_or_a_gap() -> None:
         ]
     )
     items = np.array(["a", "b", "c", "d"])
-    assert sequences(data, items) == [[0, 1], [2, 3]]
+    assert sessions(data, items).tolist() == [[0, 1], [2, 3]]
 
 
 def test_metrics_by_hand() -> None:

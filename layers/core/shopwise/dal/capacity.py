@@ -89,9 +89,9 @@ class ReadMeter:
 
     ``attach(*clients)`` registers hooks on their events (the handler's own clients, boto3's and the wire's:
     ``shopwise.dal.aws.dynamodb_clients``, so what is counted is what the code under measurement read). GetItem,
-    BatchGetItem and Query are counted; a BatchGetItem's unprocessed keys are counted when their retry returns them. DynamoDB charges a projected read for the whole item, so a read
-    with a ``ProjectionExpression`` is sized by reading the same keys again, whole, through a second client the hooks
-    are not on."""
+    BatchGetItem and Query are counted; a BatchGetItem's unprocessed keys are counted when their retry returns them.
+    DynamoDB charges a projected read for the whole item, so a read with a ``ProjectionExpression`` is sized by
+    reading the same keys again, whole, through a second client the hooks are not on."""
 
     def __init__(self) -> None:
         self.units = 0.0

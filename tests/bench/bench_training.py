@@ -1,0 +1,130 @@
+"""Benchmark: the training job's choices for large stores, each against what it replaced, in one run.
+
+    .venv/bin/python tests/bench/bench_training.py [--parts ids,itemknn,sample]
+
+- ``ids``: coding 2 M Arrow-string ids into a sorted universe of 100,000 with ``shopwise_jobs.ids.codes_in`` against
+  pandas' ``get_indexer`` (what every part of the fit did), best of 3.
+- ``itemknn``: item-kNN alone (100 neighbours, shrinkage 10) on the model benchmark's test splits of ML-100K and
+  ml-latest-small (``bench_models.split_for``), its co-occurrences over each shopper's most recent 0 (all), 100, 200
+  and 500 items (``ITEMKNN_HISTORY``): NDCG@10, Recall@20 and the pairs counted.
+- ``sample``: tuning on every shopper against tuning on a third of them (``SHOPWISE_TUNING_INTERACTIONS``), on
+  ``make scale``'s 30,000-shopper store (simulated if missing) with ``--hp budget=quick``: both chosen recipes refitted
+  on the whole store's training split and scored on its test split (a few minutes).
+
+Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np
+import pandas as pd
+
+from shopwise_local.paths import REPO_ROOT
+
+STORE = REPO_ROOT / ".local" / "cache" / "scale-30000-14d"
+
+
+def ids() -> dict[str, float]:
+    from shopwise_jobs.ids import codes_in
+
+    rng = np.random.default_rng(0)
+    universe = np.array([f"c:cust-{n:07d}" for n in range(100_000)])
+    values = pd.Series(universe[rng.integers(0, len(universe), 2_000_000)], dtype="str")
+
+    def best(run: Any) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    arrow = best(lambda: codes_in(values, universe))
+    pandas = best(lambda: pd.Index(universe).get_indexer(values.astype(str)))
+    assert np.array_equal(codes_in(values, universe), pd.Index(universe).get_indexer(values))
+    print(f"2 M ids: codes_in {arrow:.2f} s, pandas get_indexer {pandas:.2f} s ({pandas / arrow:.1f}x)")
+    return {"codes_in_s": round(arrow, 3), "get_indexer_s": round(pandas, 3)}
+
+
+def itemknn() -> dict[str, Any]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bench_models
+
+    from shopwise_jobs import selection
+    from shopwise_jobs.evaluation import KS, evaluate
+
+    out: dict[str, Any] = {}
+    for name, loader in (("ml-100k", bench_models.ml_100k), ("ml-latest-small", bench_models.ml_latest_small)):
+        interactions, catalog = loader()
+        _validation, test = bench_models.split_for(name, interactions)
+        for cap in (0, 100, 200, 500):
+            selection.ITEMKNN_HISTORY = cap
+            data = selection.train_set(test.train, test.test, catalog)
+            pairs = float((np.diff(data.recent(cap).indptr).astype(float) ** 2).sum())
+            scorer = selection.model_fit("itemknn")(data, {"neighbours": 100, "shrinkage": 10.0})
+            figures = evaluate(scorer, data.matrix(), test.test, KS).metrics
+            row = {"ndcg@10": round(figures["ndcg@10"], 4), "recall@20": round(figures["recall@20"], 4), "pairs": pairs}
+            out[f"{name} cap {cap}"] = row
+            over = f"each shopper's {cap} most recent items" if cap else "every item"
+            print(f"{name}, over {over}: {row}", flush=True)
+    return out
+
+
+def sample() -> dict[str, Any]:
+    from shopwise_jobs import training
+    from shopwise_jobs.dataset import read_catalog, read_event_import, split
+    from shopwise_jobs.evaluation import KS, evaluate
+    from shopwise_jobs.selection import model_fit, train_set
+
+    if not (STORE / "events.csv").exists():
+        import subprocess
+
+        subprocess.run(
+            [str(Path(sys.executable).with_name("shopwise")), "simulate", "--shoppers", "30000", "--items", "4655",
+             "--days", "14", "--out", str(STORE), "--no-progress"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    interactions = read_event_import(STORE / "events.csv").interactions
+    catalog = read_catalog(STORE / "items.csv")
+    hp = training.Hyperparameters.parse({"budget": "quick"})
+    personal = training.personal_interactions(interactions, hp)
+    test = split(personal, hp.protocol, hp.test_fraction, hp.holdout)
+    outer = train_set(test.train, test.test, catalog, hp.kind_weights())
+    prices = dict(zip(catalog["item_id"], catalog["price"].astype(float), strict=True))
+    out: dict[str, Any] = {}
+    for label, cap in (("every shopper", len(personal)), ("a third", len(personal) // 3)):
+        training.TUNING_INTERACTIONS = cap
+        _model, metrics = training.fit_and_select(interactions, catalog, hp, "bench", log=lambda _line: None)
+        scored = evaluate(
+            model_fit(metrics["selected"])(outer, metrics["params"]), outer.matrix(), test.test, KS, prices
+        )
+        row = {k: round(scored.metrics[k], 4) for k in ("ndcg@10", "recall@20", "hitrate@10")}
+        out[label] = {"recipe": metrics["summary"], **row}
+        print(f"tuned on {label}: {metrics['summary']}; on the whole store's test split {row}", flush=True)
+    return out
+
+
+PARTS = {"ids": ids, "itemknn": itemknn, "sample": sample}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="ids,itemknn,sample", help=f"of: {', '.join(PARTS)}")
+    wanted = [p.strip() for p in parser.parse_args().parts.split(",")]
+    if unknown := set(wanted) - set(PARTS):
+        parser.error(f"unknown parts {sorted(unknown)}: expected some of {', '.join(PARTS)}")
+    print(json.dumps({part: PARTS[part]() for part in wanted}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
