@@ -16,6 +16,7 @@ import gzip
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from shopwise.keys import referrer_source
 from shopwise.privacy.tombstones import Targets
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
 from shopwise_jobs.ids import codes_in, unique_ids, weights_of
-from shopwise_jobs.models import Sessions
+from shopwise_jobs.models import FIT_THREADS, Sessions, chunk_bounds
 
 INTERACTION_COLUMNS = ["event_id", "user_id", "item_id", "kind", "ts", "price", "session_id", "market", "referrer"]
 SESSION_GAP_SECONDS = 30 * 60
@@ -351,27 +352,56 @@ def sessions(
     items: np.ndarray,
     gap_seconds: float = SESSION_GAP_SECONDS,
     codes: tuple[np.ndarray, np.ndarray] | None = None,
+    chunk_rows: int | None = None,
 ) -> Sessions:
     """Time-ordered item-index sequences per session, flat: the event's session_id, else a new session after a gap
     of inactivity per user. Consecutive repeats of one item collapse; sessions of one item are left out. Sessions
     come in the order they start in (by user, then time). Column operations only: a Python loop per session was
     the next-item model's fit's largest part at 100,000 shoppers. ``codes``: each row's user index (in sorted
-    users) and item index in ``items``, when the caller has them (``TrainSet.codes``)."""
+    users) and item index in ``items``, when the caller has them (``TrainSet.codes``). A session is one user's, so
+    the work runs in chunks of whole users of about ``chunk_rows`` rows (``models.FIT_CHUNK_ROWS``), a chunk a
+    thread: beyond the output and one sort of the rows by user, the memory is the chunks in flight."""
     if codes is None:
         codes = (
             codes_in(interactions["user_id"], unique_ids(interactions["user_id"])),
             codes_in(interactions["item_id"], items),
         )
     user_code, code = codes  # users coded in sorted order: their order is the ids'
+    rows = np.flatnonzero(code >= 0)
+    rows = rows[np.argsort(user_code[rows], kind="stable")]  # by user; a user's rows in their order
+    users = user_code[rows]
     ts = interactions["ts"].to_numpy(dtype=np.float64)
-    session = np.full(len(interactions), -1, dtype=np.int64)  # the row's named session (-1: none)
-    if "session_id" in interactions:
-        session, names = pd.factorize(interactions["session_id"])  # a missing id is -1
-        if (blank := np.flatnonzero(np.asarray(names) == "")).size:
-            session = np.where(session == blank[0], -1, session)
-    order = np.flatnonzero(code >= 0)
-    order = order[np.lexsort((ts[order], user_code[order]))]  # by user, then time; ties keep their order
-    user, code, ts, session = user_code[order], code[order], ts[order], session[order]
+    named = interactions.get("session_id")
+    # chunk boundaries moved back to the start of the user they fall in: no user is split
+    cuts = sorted({int(np.searchsorted(users, users[a], "left")) for a, _ in chunk_bounds(len(rows), chunk_rows)})
+    spans = [(a, b) for a, b in zip(cuts, [*cuts[1:], len(rows)], strict=True) if b > a]
+
+    def chunk(span: tuple[int, int]) -> Sessions:
+        at = rows[span[0] : span[1]]
+        session = np.full(len(at), -1, dtype=np.int64)  # the row's named session (-1: none)
+        if named is not None:
+            session, names = pd.factorize(named.iloc[at])  # a missing id is -1
+            if (blank := np.flatnonzero(np.asarray(names) == "")).size:
+                session = np.where(session == blank[0], -1, session)
+        return _sessions_of(users[span[0] : span[1]], code[at], ts[at], session, gap_seconds)
+
+    with ThreadPoolExecutor(FIT_THREADS) as pool:
+        parts = list(pool.map(chunk, spans))
+    if not parts:
+        return Sessions(codes=np.zeros(0, dtype=np.int64), starts=np.zeros(1, dtype=np.int64))
+    offsets = np.cumsum([0, *(len(part.codes) for part in parts)])
+    return Sessions(
+        codes=np.concatenate([part.codes for part in parts]),
+        starts=np.concatenate([[0], *(part.starts[1:] + offset for part, offset in zip(parts, offsets, strict=False))]),
+    )
+
+
+def _sessions_of(
+    user: np.ndarray, code: np.ndarray, ts: np.ndarray, session: np.ndarray, gap_seconds: float
+) -> Sessions:
+    """``sessions`` of whole users' rows (``session``: each row's named session, -1 for none)."""
+    order = np.lexsort((ts, user))  # by user, then time; ties keep their order
+    user, code, ts, session = user[order], code[order], ts[order], session[order]
     new_user = np.ones(len(order), dtype=bool)
     new_user[1:] = user[1:] != user[:-1]
     new_gap = new_user.copy()

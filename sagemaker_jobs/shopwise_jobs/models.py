@@ -14,12 +14,13 @@ A history row is a users x items CSR row of interaction strength (kind weight x 
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,8 @@ from scipy import linalg, sparse
 
 from shopwise.catalog import categories
 from shopwise_jobs.ids import codes_in, weights_of
+
+T = TypeVar("T")
 
 # EASE inverts an items x items Gram matrix: 4 bytes x n^2 twice over (Gram + Cholesky in place) and O(n^3) time.
 # 20,000 items = 1.6 GB and about 2 minutes on 2 cores; beyond it the training job switches to iALS.
@@ -57,6 +60,36 @@ ITEMKNN_HISTORY = int(os.environ.get("SHOPWISE_ITEMKNN_HISTORY", "200"))
 # threads for the fits whose work shopwise splits itself (item-kNN's blocks); iALS and the content index use
 # implicit's and faiss's own, every core
 FIT_THREADS = int(os.environ.get("SHOPWISE_FIT_THREADS", "0")) or os.cpu_count() or 1
+# the served fit's column work over every event (the sessions and their next-item rules, the segment lists) runs in
+# chunks of at most this many rows, at least a chunk a thread: its memory is the chunks in flight, not the events'
+# (whole, the next-item rules' pairs were 130 bytes an event: 340 GB at the envelope's 2.6 B)
+FIT_CHUNK_ROWS = int(os.environ.get("SHOPWISE_FIT_CHUNK_ROWS", str(1 << 22)))
+
+
+def chunk_bounds(total: int, limit: int | None = None) -> list[tuple[int, int]]:
+    """[start, end) ranges over ``total`` rows: at most ``limit`` (FIT_CHUNK_ROWS) each, at least one a thread."""
+    size = max(1, min(limit or FIT_CHUNK_ROWS, -(-total // FIT_THREADS)))
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def summed_in_threads(work: Sequence[T], part: Callable[[T], sparse.csr_matrix], shape: tuple[int, int]) -> Any:
+    """The sum of ``part(w)`` over the work, FIT_THREADS parts at a time (scipy's sparse kernels and NumPy's sorts
+    release the GIL). Parts are added pairwise as they arrive, like a binary counter: each entry is added about
+    log2(parts) times, not once for every part after it, and at most that many sums wait at once."""
+    waiting: list[tuple[int, sparse.csr_matrix]] = []  # (level, a sum of 2^level parts)
+    with ThreadPoolExecutor(FIT_THREADS) as pool:
+        for start in range(0, len(work), FIT_THREADS):
+            for total in pool.map(part, work[start : start + FIT_THREADS]):
+                level = 0
+                while waiting and waiting[-1][0] == level:
+                    total = waiting.pop()[1] + total
+                    level += 1
+                waiting.append((level, total))
+    out = sparse.csr_matrix(shape, dtype=np.float64)
+    for _level, total in waiting:
+        out = out + total
+    out.sum_duplicates()
+    return out
 
 
 @dataclass
@@ -75,12 +108,16 @@ class Popularity:
     def top(self, k: int, among: np.ndarray | None = None) -> np.ndarray:
         """Best k item indices, optionally only among the given indices."""
         pool = np.arange(len(self.scores)) if among is None else np.asarray(among)
-        k = min(k, len(pool))
-        if k == 0:
-            return np.zeros(0, dtype=np.int64)
-        values = self.scores[pool]
-        top = np.argpartition(-values, k - 1)[:k]
-        return pool[top[np.argsort(-values[top], kind="stable")]]
+        return best(self.scores[pool], pool, k)
+
+
+def best(values: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
+    """The k entries of ``pool`` with the largest ``values`` (aligned with it), best first."""
+    k = min(k, len(pool))
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    top = np.argpartition(-values, k - 1)[:k]
+    return pool[top[np.argsort(-values[top], kind="stable")]]
 
 
 def windowed_popularity(
@@ -332,32 +369,47 @@ class SequentialRules:
 
     @classmethod
     def fit(
-        cls, sequences: Sessions | Iterable[Sequence[int]], n_items: int, window: int = 5, neighbours: int = 100
+        cls,
+        sequences: Sessions | Iterable[Sequence[int]],
+        n_items: int,
+        window: int = 5,
+        neighbours: int = 100,
+        chunk_rows: int | None = None,
     ) -> SequentialRules:
         """Every pair (i, j) where j came ``d`` <= ``window`` steps after i in one session (and is not i) adds 1 / d:
-        one vectorised pass per distance over the flat sessions, not a Python loop over events."""
+        one vectorised pass per distance over the flat sessions, not a Python loop over events; the sessions in
+        chunks of about ``chunk_rows`` events (FIT_CHUNK_ROWS), a chunk a thread, their pairs summed. Each pair
+        adds lcm(1..window) / d, a whole number, so the sums are exact in any order (how the sessions were chunked
+        changes no rule, nor a tie at the k-th), and are divided by the lcm at the end."""
         flat = sequences if isinstance(sequences, Sessions) else Sessions.of(sequences)
-        session = np.repeat(np.arange(len(flat)), np.diff(flat.starts))
-        rows, cols, vals = [], [], []
-        for d in range(1, window + 1):
-            if d >= len(flat.codes):
-                break
-            before, after = flat.codes[:-d], flat.codes[d:]
-            pair = (session[:-d] == session[d:]) & (before != after)
-            rows.append(before[pair])
-            cols.append(after[pair])
-            vals.append(np.full(int(pair.sum()), 1.0 / d))
-        rules = sparse.csr_matrix(
-            (
-                np.concatenate(vals) if vals else np.zeros(0),
-                (
-                    np.concatenate(rows) if rows else np.zeros(0, np.int64),
-                    np.concatenate(cols) if cols else np.zeros(0, np.int64),
-                ),
-            ),
-            shape=(n_items, n_items),
-        )
-        rules.sum_duplicates()  # in float64: the sums do not depend on the order the pairs came in
+        scale = float(math.lcm(*range(1, window + 1)))
+        session_bounds = [
+            (int(np.searchsorted(flat.starts, a, "left")), int(np.searchsorted(flat.starts, b, "left")))
+            for a, b in chunk_bounds(int(flat.starts[-1]), chunk_rows)
+        ]  # chunks of whole sessions: a chunk's end rounds up to the next session's start
+
+        def pairs(span: tuple[int, int]) -> sparse.csr_matrix:
+            first, last = span
+            codes = flat.codes[flat.starts[first] : flat.starts[last]]
+            session = np.repeat(np.arange(last - first), np.diff(flat.starts[first : last + 1]))
+            rows, cols, vals = [], [], []
+            for d in range(1, min(window, len(codes) - 1) + 1):
+                before, after = codes[:-d], codes[d:]
+                pair = (session[:-d] == session[d:]) & (before != after)
+                rows.append(before[pair])
+                cols.append(after[pair])
+                vals.append(np.full(int(pair.sum()), scale / d))
+            if not rows:
+                return sparse.csr_matrix((n_items, n_items), dtype=np.float64)
+            chunk = sparse.csr_matrix(
+                (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_items, n_items)
+            )
+            chunk.sum_duplicates()
+            return chunk
+
+        spans = sorted({span for span in session_bounds if span[1] > span[0]})
+        rules = summed_in_threads(spans, pairs, (n_items, n_items))
+        rules.data /= scale
         return cls(rules=top_k_per_row(rules, neighbours))
 
     def score_sessions(

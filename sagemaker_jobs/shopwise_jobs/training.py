@@ -10,12 +10,14 @@ import os
 import tarfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from shopwise.catalog import categories
 from shopwise.dal.erasures import pending_targets
@@ -27,7 +29,20 @@ from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
 from shopwise_jobs.drift import event_mix
 from shopwise_jobs.evaluation import KS, Evaluation, evaluate
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
-from shopwise_jobs.models import EASE_MAX_ITEMS, ITEMKNN_HISTORY, CodedInteractions, Hybrid, ItemKNN, Popularity
+from shopwise_jobs.ids import codes_in
+from shopwise_jobs.memory import Phases
+from shopwise_jobs.models import (
+    EASE_MAX_ITEMS,
+    FIT_THREADS,
+    ITEMKNN_HISTORY,
+    CodedInteractions,
+    Hybrid,
+    ItemKNN,
+    Popularity,
+    best,
+    chunk_bounds,
+    summed_in_threads,
+)
 from shopwise_jobs.selection import (
     EVALUATION_USERS,
     MODEL_KINDS,
@@ -114,49 +129,109 @@ def segment_lists(
     window_days: float,
     k: int,
     coded: CodedInteractions | None = None,
+    chunk_rows: int | None = None,
 ) -> dict[str, list[list[Any]]]:
     """Popular items per category (every level of the category path), per market and per referrer (the
-    interactions of sessions whose first referred event came from it), in the last window. ``coded``: the same
-    interactions coded (``CodedInteractions.of``), when the caller has them."""
-    out: dict[str, list[list[Any]]] = {}
+    interactions of sessions whose first referred event came from it), in the last window: each segment's
+    ``windowed_popularity`` (its window ends at the segment's newest row). ``coded``: the same interactions coded
+    (``CodedInteractions.of``), when the caller has them.
+
+    One pass over the rows in chunks of about ``chunk_rows`` (``models.FIT_CHUNK_ROWS``), a chunk a thread: each
+    row's segments in each dimension (a category level, the market, the referrer) come from small tables by the
+    row's item or value code, and their strength is summed into a segments x items sparse matrix. A row per segment
+    per level of the category path was a Python loop over segments, and held every row's position once a level."""
     interactions = interactions.reset_index(drop=True)
     coded = coded or CodedInteractions.of(interactions, items, weights)
+    names: dict[str, int] = {}  # segment name -> its row
+    # each dimension: a table from a code to the segment (-1: none), and the code of each row of a chunk
+    dimensions: list[tuple[np.ndarray, Callable[[slice], np.ndarray]]] = []
 
-    def add(segment: str, at: np.ndarray) -> None:
-        pop = coded.popularity(at, window_days)
-        top = pop.top(k, among=np.flatnonzero(pop.scores > 0))
-        if len(top):
-            out[segment] = [[str(items[i]), round(float(pop.scores[i]), 4)] for i in top]
+    def segment(name: str) -> int:
+        return names.setdefault(name, len(names))
 
-    def groups(column: Any, factorised: tuple[np.ndarray, Any] | None = None) -> dict[str, np.ndarray]:
-        """Row positions by value (blank and missing values left out), factorised by Arrow, not as Python strings."""
-        codes, names = factorised if factorised is not None else pd.factorize(column)
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-        return {str(name): order[a:b] for name, a, b in zip(names, bounds[:-1], bounds[1:], strict=True) if name != ""}
+    def by_value(column: Any, prefix: str) -> None:
+        """Rows grouped by a column's value (blank and missing values left out), factorised by Arrow."""
+        values, uniques = pd.factorize(column)
+        table = np.array([segment(f"{prefix}:{v}") if str(v) != "" else -1 for v in uniques] + [-1], dtype=np.int64)
+        dimensions.append((table, lambda rows: values[rows]))  # a missing value is -1: the table's last slot
 
     if len(catalog) and "category" in catalog:
-        # each item's category path, then each row's through its item's index (a row of an item outside ``items``
-        # is in no category: it is not in the catalog either)
+        # each item's category path; a row of an item outside ``items`` (code -1) is in no category
         paths = catalog.set_index("item_id")["category"].fillna("").astype(str)
-        path_of_item, names = pd.factorize(pd.Series(items).map(paths).fillna(""))
-        rows = np.append(path_of_item, -1)[coded.codes]  # the last slot: rows of items outside ``items``
-        positions: dict[str, list[np.ndarray]] = {}
-        for path, at in groups(None, (rows, names)).items():
-            for prefix in categories.prefixes(path):
-                positions.setdefault(prefix, []).append(at)
-        for prefix, chunks in positions.items():
-            add(f"category:{prefix}", np.sort(np.concatenate(chunks)))
+        path_of_item, path_names = pd.factorize(pd.Series(items).map(paths).fillna(""))
+        levels = [categories.prefixes(str(path)) if str(path) != "" else [] for path in path_names]
+        item_path = np.append(path_of_item, -1)  # the last slot: rows of items outside ``items``
+        for chain in levels:  # named path by path, as the lists were always listed
+            for prefix in chain:
+                segment(f"category:{prefix}")
+        for depth in range(max((len(chain) for chain in levels), default=0)):
+            table = np.array(
+                [segment(f"category:{chain[depth]}") if depth < len(chain) else -1 for chain in levels] + [-1],
+                dtype=np.int64,
+            )
+            dimensions.append((table, lambda rows: item_path[coded.codes[rows]]))
     if "market" in interactions:
-        for name, at in groups(interactions["market"]).items():
-            add(f"market:{name}", at)
+        by_value(interactions["market"], "market")
     if "referrer" in interactions and (interactions["referrer"].fillna("") != "").any():
         referred = interactions[interactions["referrer"].fillna("") != ""]
         first = referred.sort_values("ts", kind="stable").groupby("session_id")["referrer"].first()
-        source = interactions["session_id"].map(first).fillna("")
-        counted = np.flatnonzero(((interactions["session_id"] != "") & (source != "")).to_numpy(dtype=bool))
-        for referrer, at in groups(source.iloc[counted]).items():
-            add(f"referrer:{referrer}", counted[at])
+        first = first[first.index != ""]  # a blank session id is no session
+        sources, source_names = pd.factorize(first)
+        table = np.append(np.array([segment(f"referrer:{v}") for v in source_names], dtype=np.int64)[sources], -1)
+        session_ids, keys = interactions["session_id"], first.index.to_numpy(dtype=str)
+        # a row's session among the referred ones (-1: none), by Arrow's hashing: no Python string per row
+        dimensions.append((table, lambda rows: codes_in(session_ids.iloc[rows], keys)))
+    if not names:
+        return {}
+    n = len(names)
+    spans = [slice(a, b) for a, b in chunk_bounds(len(interactions), chunk_rows)]
+
+    def of(rows: slice) -> list[np.ndarray]:
+        return [table[code(rows)] for table, code in dimensions]
+
+    def newest(rows: slice) -> np.ndarray:
+        latest = np.full(n, -np.inf)
+        for at in of(rows):
+            inside = at >= 0
+            np.maximum.at(latest, at[inside], coded.ts[rows][inside])
+        return latest
+
+    with ThreadPoolExecutor(FIT_THREADS) as pool:
+        latest = np.max(np.vstack([np.full(n, -np.inf), *pool.map(newest, spans)]), axis=0)
+    since = latest - window_days * 86400.0  # each segment's window ends at its newest row
+
+    def strength(rows: slice) -> sparse.csr_matrix:
+        """Each item's all-time strength in each segment (rows 0..items) and in its window (items..2 x items): by
+        item, not by segment, so the sum's sort is over an item's few segments, not a segment's many items."""
+        item, w, ts = coded.codes[rows], coded.weights[rows], coded.ts[rows]
+        seg, row, val = [], [], []
+        for at in of(rows):
+            known = (at >= 0) & (item >= 0)
+            recent = known & (ts >= since[np.maximum(at, 0)])
+            seg += [at[known], at[recent]]
+            row += [item[known], item[recent] + coded.n_items]
+            val += [w[known], w[recent]]
+        out = sparse.csr_matrix(
+            (np.concatenate(val), (np.concatenate(row), np.concatenate(seg))), shape=(2 * coded.n_items, n)
+        )
+        out.sum_duplicates()
+        return out
+
+    summed = summed_in_threads(spans, strength, (2 * coded.n_items, n))
+    # windowed_popularity's score, element for element: all-time x 1e-3 + in the window (the kinds' weights are
+    # whole numbers, so the sums are exact in any order); by segment
+    scores = (summed[: coded.n_items] * 1e-3 + summed[coded.n_items :]).T.tocsr()
+    scores.sum_duplicates()
+    out: dict[str, list[list[Any]]] = {}
+    for name, row in names.items():
+        start, end = scores.indptr[row], scores.indptr[row + 1]
+        values = scores.data[start:end].astype(np.float32)
+        positive = values > 0
+        pool, values = scores.indices[start:end][positive], values[positive]
+        top = best(values, pool, k)
+        if len(top):
+            at = {int(i): v for i, v in zip(pool, values, strict=True)}
+            out[name] = [[str(items[i]), round(float(at[int(i)]), 4)] for i in top]
     return out
 
 
@@ -320,11 +395,15 @@ def fit_and_select(
     version: str,
     log: Log = print,
     champion: TrainedModel | None = None,
+    phases: Phases | None = None,
 ) -> tuple[TrainedModel, dict[str, Any]]:
     """Everything the job does between reading the data and writing files: the personal models from the consented
-    interactions; the bestseller lists (anonymous aggregates, as the feature store's) from all of them."""
+    interactions; the bestseller lists (anonymous aggregates, as the feature store's) from all of them. ``phases``:
+    the job's memory by phase, which this continues (tuning, the champion comparison, the served fit)."""
     started = time.perf_counter()
     seconds: dict[str, float] = {}
+    phases = phases or Phases()
+    phases.begin("tuning")
     everyone, interactions = interactions, personal_interactions(interactions, hp)
     if interactions.empty:
         raise ValueError("no interactions of shoppers who granted personalisation: nothing to personalise with")
@@ -342,6 +421,7 @@ def fit_and_select(
     chosen = results[0]
     log(f"selected {summary(chosen.name, chosen.params)} (validation {hp.metric}={chosen.validation[hp.metric]:.4f})")
     clock = time.perf_counter()
+    phases.begin("champion")
     incumbent = (
         champion_comparison(champion, validation, test, catalog, hp, chosen, interactions if sampled else None)
         if champion is not None
@@ -374,6 +454,7 @@ def fit_and_select(
         return out
 
     fit_started = time.perf_counter()
+    phases.begin("final fit")
     data = train_set(interactions, interactions.iloc[:0], catalog, hp.kind_weights())
     history = timed("matrix", data.matrix)  # built once: the parts below that read it reuse it
     model_object = timed("model", lambda: build_model(chosen.name, data, chosen.params))
@@ -423,6 +504,7 @@ def fit_and_select(
             "data_window": [float(interactions["ts"].min()), float(interactions["ts"].max())],
         },
     )
+    phases.end()
     metric_k = hp.metric
     reported = TrainingMetrics(
         model_version=version,
@@ -464,6 +546,8 @@ def fit_and_select(
             "final parts cpu": cpu,
         },
         "tuning_sample": sampled,
+        # resident memory by phase: held at its start and its peak (Linux's counters; absent elsewhere)
+        "memory_mb": phases.figures,
     }
     return model, metrics_doc
 
@@ -498,6 +582,8 @@ def train_files(
     snapshot = FeatureSnapshot(Context(categories={k: v for k, v in paths.items() if v}))
     erased = pending_targets(hp.erasures) if hp.erasures else None
     built = events.is_dir() and is_built(events)  # a data set the Spark job made: its rows and its snapshot
+    phases = Phases()
+    phases.begin("data set")
     data = read_built(events) if built else read_events_any(events, snapshot, erased)
     if erased:
         log(f"erasures: {data.erased} events of {len(erased)} erased aliases left out (pending the purge)")
@@ -512,6 +598,7 @@ def train_files(
         hp.model_version or version or f"local-{time.strftime('%Y%m%dT%H%M%S')}",
         log,
         TrainedModel.load(champion) if champion is not None else None,
+        phases,
     )
     model.save(out)
     # the features as of the newest training event, folded by the feature store's own code: monitoring's baseline

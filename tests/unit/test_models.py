@@ -152,6 +152,12 @@ def test_sequential_rules_sum_one_over_the_distance_of_every_pair_in_a_session()
             assert rules[pair] == pytest.approx(value, rel=1e-6)
     cut = SequentialRules.fit(Sessions.of(sessions), n_items=30, window=3, neighbours=4).rules
     assert np.diff(cut.indptr).max() == 4  # each row cut to its 4 strongest followers
+    # in chunks of whole sessions of about 40 events (dozens of chunks, summed as they come): the same rules to the
+    # bit, the cut included — the sums are whole numbers, exact in any order
+    for chunk_rows in (40, 1):
+        chunked = SequentialRules.fit(Sessions.of(sessions), n_items=30, window=3, neighbours=4, chunk_rows=chunk_rows)
+        assert (chunked.rules != cut).nnz == 0
+        assert np.array_equal(chunked.rules.indices, cut.indices) and np.array_equal(chunked.rules.data, cut.data)
 
 
 def test_sessions_match_a_loop_over_each_users_events() -> None:
@@ -184,6 +190,9 @@ def test_sessions_match_a_loop_over_each_users_events() -> None:
             expected.append(collapsed)
     assert sessions(data, items).tolist() == expected
     assert len(expected) > 40
+    # in chunks of whole users (a chunk boundary inside a user moves to the user's first row): the same sessions
+    for chunk_rows in (30, 1):
+        assert sessions(data, items, chunk_rows=chunk_rows).tolist() == expected
 
 
 def test_sequential_rules_predict_what_followed_and_weigh_the_newest_item_most() -> None:

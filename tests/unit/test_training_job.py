@@ -233,3 +233,54 @@ def test_the_transform_over_candidates_writes_the_lists_of_the_dense_transform(t
     for a, b in zip(dense, sparse_rows, strict=True):
         assert [round(p[1], 4) for p in a["items"]] == [round(p[1], 4) for p in b["items"]]
         assert {(p[0], p[2]) for p in a["items"] if p[1]} == {(p[0], p[2]) for p in b["items"] if p[1]}
+
+
+def test_segment_lists_are_each_segments_windowed_bestsellers_in_any_chunking() -> None:
+    """Every level of the category path, the market and the first referrer of the session: each segment's list is
+    ``windowed_popularity`` of its own rows (its window ending at its newest row), the definition, whichever chunks
+    the rows were summed in."""
+    import numpy as np
+    import pandas as pd
+
+    from shopwise.catalog import categories
+    from shopwise_jobs.dataset import INTERACTION_COLUMNS
+    from shopwise_jobs.models import windowed_popularity
+    from shopwise_jobs.training import segment_lists
+
+    rng = np.random.default_rng(5)
+    paths = ["A>B>C", "A>B>D", "A>E", "F", ""]
+    catalog = pd.DataFrame({"item_id": [f"i{n}" for n in range(40)], "category": [paths[n % 5] for n in range(40)]})
+    rows = []
+    for n in range(3000):
+        session = f"s{rng.integers(0, 300)}" if rng.random() < 0.9 else ""
+        referrer = ["", "", "", "google", "newsletter"][rng.integers(0, 5)]
+        rows.append(
+            (f"e{n}", f"u{rng.integers(0, 80)}", f"i{rng.integers(0, 44)}",  # i40..i43: in no catalog, not coded
+             ["view", "cart", "purchase"][rng.integers(0, 3)], float(rng.integers(0, 60 * 86400)), np.nan, session,
+             ["de", "fr", ""][rng.integers(0, 3)], referrer)
+        )  # fmt: skip
+    data = pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
+    items = np.array([f"i{n}" for n in range(40)])
+    weights = {"view": 1.0, "cart": 2.0, "purchase": 4.0}
+
+    def listed(frame: pd.DataFrame) -> list[list[object]]:
+        scores = windowed_popularity(frame, items, weights, 14.0)
+        top = scores.top(5, among=np.flatnonzero(scores.scores > 0))
+        return [[str(items[i]), round(float(scores.scores[i]), 4)] for i in top]
+
+    path_of = dict(zip(catalog["item_id"], catalog["category"], strict=True))
+    expected: dict[str, list[list[object]]] = {}
+    for prefix in sorted({p for path in paths if path for p in categories.prefixes(path)}):
+        inside = data["item_id"].map(lambda i, prefix=prefix: prefix in categories.prefixes(path_of.get(i, "") or ""))
+        expected[f"category:{prefix}"] = listed(data[inside.to_numpy(dtype=bool)])
+    for market in ("de", "fr"):
+        expected[f"market:{market}"] = listed(data[data["market"] == market])
+    referred = data[data["referrer"] != ""].sort_values("ts", kind="stable")
+    first = referred[referred["session_id"] != ""].groupby("session_id")["referrer"].first()
+    for source in ("google", "newsletter"):
+        sessions = set(first[first == source].index)
+        expected[f"referrer:{source}"] = listed(data[data["session_id"].isin(sessions)])
+    assert all(expected.values()) and len(expected) == 10  # A, A>B, A>B>C, A>B>D, A>E, F; 2 markets; 2 referrers
+    for chunk_rows in (None, 250, 7):
+        got = segment_lists(data, catalog, items, weights, 14.0, 5, chunk_rows=chunk_rows)
+        assert got == expected
