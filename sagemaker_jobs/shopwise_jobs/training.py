@@ -11,7 +11,7 @@ import tarfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -385,7 +385,28 @@ def personal_interactions(interactions: pd.DataFrame, hp: Hyperparameters) -> pd
     (and still have), unless the data set has no consent records and says so (``consent=assumed``)."""
     if hp.consent == "assumed" or "consented" not in interactions:
         return interactions
-    return interactions[interactions["consented"].to_numpy(dtype=bool)].reset_index(drop=True)
+    consented = interactions["consented"].to_numpy(dtype=bool)
+    kept = int(consented.sum())
+    if consented[:kept].all():  # the consented rows come first (``fit_frame``): a slice, not a copy of them
+        return interactions.iloc[:kept].reset_index(drop=True)
+    return interactions[consented].reset_index(drop=True)
+
+
+# what the fit reads of the data set's rows: the event id (the build's de-duplication) and the price (the catalog's
+# prices are the evaluation's) are left out of the frame held through the fit
+FIT_DROPS = ("event_id", "price")
+
+
+def fit_frame(interactions: pd.DataFrame) -> pd.DataFrame:
+    """The data set's rows as the fit holds them: without the columns it never reads, and the consented rows first
+    (in their order, then the others in theirs), so the personal models' rows are a slice of every row's frame,
+    not a second copy of most of it: the frame is most of what the fit holds in memory for the whole job."""
+    frame = interactions.drop(columns=[c for c in FIT_DROPS if c in interactions])
+    if "consented" in frame:
+        consented = frame["consented"].to_numpy(dtype=bool)
+        if not consented[: int(consented.sum())].all():
+            frame = frame.take(np.argsort(~consented, kind="stable")).reset_index(drop=True)
+    return frame
 
 
 def fit_and_select(
@@ -404,7 +425,12 @@ def fit_and_select(
     seconds: dict[str, float] = {}
     phases = phases or Phases()
     phases.begin("tuning")
+    # the rows the whole fit holds: every interaction's (bestsellers and segment lists), the consented ones a slice
+    # of it when they come first (``fit_frame``), a copy when not
+    frame_mb = float(interactions.memory_usage(deep=True).sum()) / 2**20
     everyone, interactions = interactions, personal_interactions(interactions, hp)
+    if not np.shares_memory(everyone["ts"].to_numpy(), interactions["ts"].to_numpy()):
+        frame_mb += float(interactions.memory_usage(deep=True).sum()) / 2**20
     if interactions.empty:
         raise ValueError("no interactions of shoppers who granted personalisation: nothing to personalise with")
     log(f"consent: {len(interactions):,} of {len(everyone):,} interactions from shoppers who granted personalisation")
@@ -548,6 +574,7 @@ def fit_and_select(
         "tuning_sample": sampled,
         # resident memory by phase: held at its start and its peak (Linux's counters; absent elsewhere)
         "memory_mb": phases.figures,
+        "frame_mb": round(frame_mb, 1),
     }
     return model, metrics_doc
 
@@ -591,8 +618,10 @@ def train_files(
         log(f"skipped {data.skipped} of {data.records} records that are not valid events")
     if data.interactions.empty:
         raise ValueError(f"{events}: no interactions (views, cart adds, purchases) to train on")
+    frame = fit_frame(data.interactions)
+    data = replace(data, interactions=frame)  # the build's own frame is let go
     model, metrics_doc = fit_and_select(
-        data.interactions,
+        frame,
         catalog,
         hp,
         hp.model_version or version or f"local-{time.strftime('%Y%m%dT%H%M%S')}",

@@ -26,7 +26,10 @@ Stages, each in a child process (its wall time, and its peak resident memory fro
   extrapolated in what drives it (the content index in items, the rest in events). The parts that use several
   cores (item-kNN's blocks, iALS, the content index) are told from the process's CPU time against their wall time
   on this machine's cores, and the envelope's fit is given on one ml.r5.24xlarge's 96 vCPUs by Amdahl's law from
-  that share.
+  that share. Their memory: each half's own (its peak resident memory above what it started with: the job's
+  ``memory_mb``), extrapolated as its time is, and the rows the whole fit holds (the job's ``frame_mb``) in events;
+  the last row adds the rows and the larger half against the largest instance. (The process's own peak, in the
+  rows above, is the training job's Python data set build and feature snapshot, which Spark does at the envelope.)
 ``--stages`` runs some of them (a size's trained model is reused when training is not among them).
 Per stage: seconds, peak MB, bytes of memory per event; the growth exponent of time and memory in events (least
 squares on logs); and the extrapolation to the envelope (``ENVELOPE``: 10 M shoppers, 1 M items, 1,000 events/s
@@ -186,15 +189,22 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
         tuned = (fitted.get("tuning_sample") or {}).get("interactions") or (
             split["train_interactions"] + split["test_interactions"]
         )
+        # each half's own memory: its peak resident memory above what it started with (the job's memory_mb; the
+        # rows it holds, frame_mb, come on top of it at any size)
+        phase = fitted.get("memory_mb") or {}
+        own = {name: max(f["peak_mb"] - f["start_mb"], 0.0) for name, f in phase.items()}
         stages[TUNING] = {
             "seconds": float(spent["tuning"] + spent["champion"]),
             "peak_mb": None,
+            "own_mb": max(own.get("tuning", 0.0), own.get("champion", 0.0)) if own else None,
             "interactions": float(tuned),
         }
         wall, cpu = spent["final parts"], spent["final parts cpu"]
         stages[FINAL] = {
             "seconds": float(spent["final fit"]),
             "peak_mb": None,
+            "own_mb": own.get("final fit"),
+            "frame_mb": fitted.get("frame_mb"),
             "cpu_seconds": float(sum(cpu.values())),
             "parts_seconds": float(sum(wall.values())),
             "parts": {part: [wall[part], cpu[part]] for part in wall},
@@ -244,9 +254,28 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             out[stage].update(final_fit(rows))
             out[stage]["envelope_hours"] = out[stage]["single_hours"]
             out[stage]["fits_budget"] = out[stage]["single_hours"] * 3600 <= BUDGET_S
+        if stage in WITHIN and all(r["stages"][stage].get("own_mb") for r in rows):
+            # a half's own memory, grown as its time is: tuning in the interactions it tunes on (capped), the
+            # served fit in events
+            owns = [float(r["stages"][stage]["own_mb"]) for r in rows]
+            growth = exponent(xs, owns)
+            out[stage]["own_exponent"] = round(growth, 2)
+            out[stage]["own_gb"] = round(owns[-1] / 1024 * scale ** max(growth, 0.0), 1)
     if TUNING in out and FINAL in out:
         hours = out[TUNING]["envelope_minutes"] / 60 + out[FINAL]["instance_hours"]
         out["retrain fit"] = {"hours": round(hours, 1), "fits_budget": hours * 3600 <= BUDGET_S}
+        frames = [r["stages"][FINAL].get("frame_mb") for r in rows]
+        if frames[-1] and "own_gb" in out[TUNING] and "own_gb" in out[FINAL]:
+            # what the fit holds at the envelope: the rows (bytes an event, as the last size held them) and the
+            # larger half's own memory on top
+            frame_gb = float(frames[-1]) / 1024 * ENVELOPE_EVENTS / rows[-1]["events"]
+            held = frame_gb + max(out[TUNING]["own_gb"], out[FINAL]["own_gb"])
+            out["retrain fit"].update(
+                frame_bytes_per_event=round(float(frames[-1]) * 2**20 / rows[-1]["events"], 1),
+                frame_gb=round(frame_gb, 1),
+                memory_gb=round(held, 1),
+                fits_memory=held <= LARGEST_TRAINING_GB,
+            )
     return out
 
 
@@ -294,7 +323,12 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
             continue
         own = stage not in WITHIN  # a stage's own peak memory, or only a time within another stage
         cells = [
-            f"{r['stages'][stage]['seconds']:.0f} / " + (f"{r['stages'][stage]['peak_mb']:,.0f}" if own else "—")
+            f"{r['stages'][stage]['seconds']:.0f} / "
+            + (
+                f"{r['stages'][stage]['peak_mb']:,.0f}"
+                if own
+                else (f"+{r['stages'][stage]['own_mb']:,.0f}" if r["stages"][stage].get("own_mb") else "—")
+            )
             for r in rows
         ]
         misses = [
@@ -303,24 +337,39 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
         ]
         size = f", {fit['envelope_gb']:,} GB" if own else ""
         verdict = f"{fit['envelope_hours']:,} h{size}: " + ("; ".join(misses) or "fits")
+        own_gb = f", +{fit['own_gb']:,} GB its own" if "own_gb" in fit else ""
         if stage == TUNING:
             verdict = (
-                f"{fit['envelope_minutes']:,} min (on {TUNING_INTERACTIONS / 1e6:.0f} M interactions, the sample's cap)"
+                f"{fit['envelope_minutes']:,} min (on {TUNING_INTERACTIONS / 1e6:.0f} M interactions, the sample's "
+                f"cap){own_gb}"
             )
         if stage == FINAL:
             verdict = (
                 f"{fit['envelope_hours']:,} h in one process here; {fit['parallel_share']:.0%} of its work in parallel "
                 f"({fit['speedup_here']}x on these {os.cpu_count()} cores): {fit['instance_hours']:,} h on one "
-                f"{INSTANCE} ({INSTANCE_VCPUS} vCPUs)"
+                f"{INSTANCE} ({INSTANCE_VCPUS} vCPUs){own_gb}"
             )
-        growth = f"^{fit['time_exponent']}, ^{fit['memory_exponent']}" if own else f"^{fit['time_exponent']}, —"
+        growth = (
+            f"^{fit['time_exponent']}, ^{fit['memory_exponent']}"
+            if own
+            else f"^{fit['time_exponent']}, " + (f"^{fit['own_exponent']}" if "own_exponent" in fit else "—")
+        )
         lines.append(f"| {stage} | " + " | ".join(cells) + f" | {growth} | {verdict} |")
     if "retrain fit" in fits:
         total = fits["retrain fit"]
+        memory = (
+            f"; holds {total['memory_gb']:,} GB (the rows {total['frame_gb']:,} GB at "
+            f"{total['frame_bytes_per_event']:,.0f} bytes an event, and the larger half's own): "
+            + ("fits" if total["fits_memory"] else "over")
+            + f" the largest instance's {LARGEST_TRAINING_GB} GB"
+            if "memory_gb" in total
+            else ""
+        )
         lines.append(
             "| the retrain's fit (tuning + final fit) | " + " | ".join("" for _ in rows) + " | | "
             f"{total['hours']:,} h: "
             + ("fits the 2-hour budget" if total["fits_budget"] else "over the 2-hour budget")
+            + memory
             + " |"
         )
     return "\n".join(lines)

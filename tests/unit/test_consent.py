@@ -53,3 +53,28 @@ def test_only_interactions_while_consenting_and_of_shoppers_consenting_now_train
         state = apply_consent(ProfileFeatures(), [e for e in events if e.profile_id == user])
         rows: pd.DataFrame = frame[frame["user_id"] == user]
         assert list(rows["consented"]) == [state.consented(t) for t in rows["ts"]]
+
+
+def test_the_fit_holds_one_frame_whose_first_rows_are_the_consented_ones() -> None:
+    """``fit_frame``: the columns the fit never reads go, the consented rows come first in their order (the others
+    after, in theirs), and the personal models' rows are then a slice of it — the same rows as from the data set's
+    own order, without a second copy of them."""
+    import numpy as np
+
+    from shopwise_jobs.training import fit_frame
+
+    events = [ev(1, "a", 1, "consent", granted=["personalisation"]), ev(2, "b", 2)]
+    events += [ev(n, "ab"[n % 2], n) for n in range(3, 40)]
+    random.Random(5).shuffle(events)
+    frame = interactions_from_events(events)
+    assert not frame["consented"].is_monotonic_decreasing  # interleaved, as the archive's order leaves them
+    held = fit_frame(frame)
+    assert "event_id" not in held and "price" not in held
+    consented = frame[frame["consented"]]
+    assert list(held["ts"][: len(consented)]) == list(consented["ts"])  # first, in their order
+    assert list(held["ts"][len(consented) :]) == list(frame[~frame["consented"]]["ts"])
+    personal = personal_interactions(held, Hyperparameters())
+    pd.testing.assert_frame_equal(
+        personal, personal_interactions(frame, Hyperparameters()).drop(columns=["event_id", "price"])
+    )
+    assert np.shares_memory(personal["ts"].to_numpy(), held["ts"].to_numpy())  # a slice, not a copy
