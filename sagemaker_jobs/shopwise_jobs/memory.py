@@ -5,6 +5,8 @@ high-water mark); elsewhere the figures are absent, never guessed."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,15 @@ def resident_mb() -> float | None:
 
 
 def reset_peak() -> bool:
-    """Start a new high-water mark at the resident memory of now; False where the system cannot."""
+    """Start a new high-water mark at the resident memory of now; False where the system cannot. Memory the
+    allocator holds free is handed back first (glibc's ``malloc_trim``), or a part that reuses what the parts before
+    it freed would seem to need nothing, and what is held would include what is free."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         CLEAR_REFS.write_text("5")
     except OSError:
@@ -36,20 +46,49 @@ def reset_peak() -> bool:
 
 class Phases:
     """``begin(name)`` ends the phase before it; ``figures[name] = {"start_mb": held when it began, "peak_mb": the
-    most held during it}``. Nothing is recorded where the system has no such counters (the job runs all the same)."""
+    most held during it}``, and for the parts ``within`` it, ``parts[name][part] = [held at the part's start above
+    the phase's start, the part's own peak above that]``. Nothing is recorded where the system has no such counters
+    (the job runs all the same)."""
 
     def __init__(self) -> None:
         self.figures: dict[str, dict[str, float]] = {}
-        self._open: tuple[str, float | None, bool] | None = None
+        self.parts: dict[str, dict[str, list[float]]] = {}
+        self._open: list[Any] | None = None  # [name, start, resettable, the peak so far]
 
     def begin(self, name: str) -> None:
         self.end()
-        self._open = (name, resident_mb(), reset_peak())
+        start = resident_mb()
+        self._open = [name, start, reset_peak(), start]
+
+    def _fold(self) -> float | None:
+        """The high-water mark since the last reset, folded into the open phase's peak."""
+        peak = _status_mb("VmHWM")
+        if self._open is not None and peak is not None and self._open[3] is not None:
+            self._open[3] = max(self._open[3], peak)
+        return peak
+
+    @contextmanager
+    def within(self, part: str) -> Iterator[None]:
+        """A part of the open phase: its own peak, apart from what the parts before it hold."""
+        start = resident_mb()
+        self._fold()
+        resettable = reset_peak()
+        try:
+            yield
+        finally:
+            peak = self._fold()
+            if self._open is not None and None not in (start, peak, self._open[1]) and resettable:
+                assert start is not None and peak is not None
+                self.parts.setdefault(self._open[0], {})[part] = [
+                    round(start - self._open[1], 1),
+                    round(max(peak - start, 0.0), 1),
+                ]
 
     def end(self) -> dict[str, dict[str, float]]:
         if self._open is not None:
-            name, start, resettable = self._open
-            peak = _status_mb("VmHWM")
+            name, start, resettable, _ = self._open
+            self._fold()
+            peak = self._open[3]
             if start is not None and peak is not None and resettable:
                 self.figures[name] = {"start_mb": round(start, 1), "peak_mb": round(max(peak, start), 1)}
             self._open = None

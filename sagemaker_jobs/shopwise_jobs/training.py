@@ -474,7 +474,8 @@ def fit_and_select(
 
     def timed(part: str, fit: Callable[[], T]) -> T:
         clock, used = time.perf_counter(), time.process_time()
-        out = fit()
+        with phases.within(part):  # its memory: held at its start (the parts before it) and its own peak
+            out = fit()
         parts[part] = round(time.perf_counter() - clock, 2)
         cpu[part] = round(time.process_time() - used, 2)
         return out
@@ -494,6 +495,10 @@ def fit_and_select(
         timed("content", lambda: build_model("content", data, {"neighbours": hp.neighbours})) if len(catalog) else None
     )
     similar = timed("similar", lambda: ItemKNN.fit(data.recent(ITEMKNN_HISTORY), hp.neighbours, hp.shrinkage))
+    # item-kNN's work: the products its co-occurrence counts take, the sum over shoppers of their (capped) history
+    # length squared — what make scale extrapolates its time in, bounded at the envelope by shoppers x cap^2
+    lengths = np.diff(data.recent(ITEMKNN_HISTORY).indptr).astype(np.float64)
+    work = {"similar": float((lengths**2).sum())}
     next_items = fitted.get("sequential") or timed("next_items", lambda: build_model("sequential", data, {"window": 5}))
     rows = timed("history", lambda: history_rows(data, chosen.params))
     everyone = everyone.reset_index(drop=True)
@@ -574,6 +579,9 @@ def fit_and_select(
         "tuning_sample": sampled,
         # resident memory by phase: held at its start and its peak (Linux's counters; absent elsewhere)
         "memory_mb": phases.figures,
+        # the served fit's parts: [held at the part's start above the phase's, the part's own peak above that]
+        "memory_parts_mb": phases.parts,
+        "final parts work": work,
         "frame_mb": round(frame_mb, 1),
     }
     return model, metrics_doc

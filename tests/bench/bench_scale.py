@@ -23,7 +23,8 @@ Stages, each in a child process (its wall time, and its peak resident memory fro
   from Spark: tuning (every family's grid, the blend, the test figures, the champion comparison), which runs on a
   fixed sample of shoppers holding at most ``TUNING_INTERACTIONS`` interactions and so is extrapolated in the
   interactions it tunes on up to that cap; and the served model's fit on every shopper, part by part, each
-  extrapolated in what drives it (the content index in items, the rest in events). The parts that use several
+  extrapolated in what drives it (the content index in items, item-kNN in its products up to their bound, the
+  rest in events). The parts that use several
   cores (item-kNN's blocks, iALS, the content index) are told from the process's CPU time against their wall time
   on this machine's cores, and the envelope's fit is given on one ml.r5.24xlarge's 96 vCPUs by Amdahl's law from
   that share. Their memory: each half's own (its peak resident memory above what it started with: the job's
@@ -53,6 +54,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shopwise_jobs.models import ITEMKNN_HISTORY  # item-kNN's work is at most shoppers x its square
 from shopwise_jobs.training import TUNING_INTERACTIONS  # the sample tuning stops growing at
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -205,6 +207,9 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
             "peak_mb": None,
             "own_mb": own.get("final fit"),
             "frame_mb": fitted.get("frame_mb"),
+            # each part's [held at its start above the phase's, its own peak above that]
+            "parts_mb": (fitted.get("memory_parts_mb") or {}).get("final fit"),
+            "work": fitted.get("final parts work") or {},  # item-kNN's products
             "cpu_seconds": float(sum(cpu.values())),
             "parts_seconds": float(sum(wall.values())),
             "parts": {part: [wall[part], cpu[part]] for part in wall},
@@ -261,6 +266,8 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             growth = exponent(xs, owns)
             out[stage]["own_exponent"] = round(growth, 2)
             out[stage]["own_gb"] = round(owns[-1] / 1024 * scale ** max(growth, 0.0), 1)
+            if stage == FINAL and all(r["stages"][stage].get("parts_mb") for r in rows):
+                out[stage]["own_gb"] = final_fit_memory(rows)
     if TUNING in out and FINAL in out:
         hours = out[TUNING]["envelope_minutes"] / 60 + out[FINAL]["instance_hours"]
         out["retrain fit"] = {"hours": round(hours, 1), "fits_budget": hours * 3600 <= BUDGET_S}
@@ -282,6 +289,22 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 ITEM_PARTS = ("content",)  # parts of the final fit that grow in the catalog (the content index), not in the events
 
 
+def driver(rows: list[dict[str, Any]], part: str) -> tuple[list[float], float]:
+    """What a part of the served fit grows in, at each size and at the envelope: the content index in items;
+    item-kNN in its products (the job's ``final parts work``), themselves grown in events up to their bound,
+    shoppers x ITEMKNN_HISTORY^2 (each shopper's co-occurrences counted over their most recent items); the rest in
+    events."""
+    if part in ITEM_PARTS:
+        return [float(r["items"]) for r in rows], float(ENVELOPE_ITEMS)
+    events = [float(r["events"]) for r in rows]
+    work = [r["stages"][FINAL].get("work", {}).get(part) for r in rows]
+    if all(work):
+        products = [float(w) for w in work]
+        grown = products[-1] * (ENVELOPE_EVENTS / events[-1]) ** exponent(events, products)
+        return products, min(grown, float(ENVELOPE_SHOPPERS) * ITEMKNN_HISTORY**2)
+    return events, float(ENVELOPE_EVENTS)
+
+
 def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The served model's fit at the envelope, part by part: each part's growth fitted in what drives it (the
     content index in items, to 1 M; every other part in events, to 2.6 B), and its time on INSTANCE's vCPUs by
@@ -291,8 +314,7 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     last = rows[-1]["stages"][FINAL]["parts"]
     single = instance = cpu_total = wall_total = 0.0
     for part, (wall, cpu) in last.items():
-        sizes = [float(r["items"] if part in ITEM_PARTS else r["events"]) for r in rows]
-        target = float(ENVELOPE_ITEMS if part in ITEM_PARTS else ENVELOPE_EVENTS)
+        sizes, target = driver(rows, part)
         walls = [max(float(r["stages"][FINAL]["parts"][part][0]), 0.01) for r in rows]
         at_envelope = walls[-1] * (target / sizes[-1]) ** exponent(sizes, walls)
         speedup = min(max(cpu / max(wall, 0.01), 1.0), float(cores))
@@ -309,6 +331,24 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "instance_hours": round(instance / 3600, 1),
         "fits_budget_on_instance": instance <= BUDGET_S,
     }
+
+
+def final_fit_memory(rows: list[dict[str, Any]]) -> float:
+    """The served fit's own memory at the envelope, part by part: what the parts before a part hold (grown in
+    events) and the part's own peak (grown in what drives it, as its time), the largest of their sums — not the
+    phase's peak grown in events, which would grow the bounded parts (item-kNN's blocks, the chunks) with it."""
+    last = rows[-1]["stages"][FINAL]["parts_mb"]
+    largest = 0.0
+    for part in last:
+        sizes, target = driver(rows, part)
+        events = [float(r["events"]) for r in rows]
+        held = [max(float(r["stages"][FINAL]["parts_mb"][part][0]), 1.0) for r in rows]
+        own = [max(float(r["stages"][FINAL]["parts_mb"][part][1]), 1.0) for r in rows]
+        at_envelope = held[-1] * (ENVELOPE_EVENTS / events[-1]) ** max(exponent(events, held), 0.0) + own[-1] * (
+            target / sizes[-1]
+        ) ** max(exponent(sizes, own), 0.0)
+        largest = max(largest, at_envelope)
+    return round(largest / 1024, 1)
 
 
 def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str:
