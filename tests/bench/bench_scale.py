@@ -54,7 +54,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shopwise_jobs.models import ITEMKNN_HISTORY  # item-kNN's work is at most shoppers x its square
+from shopwise_jobs.models import (  # item-kNN's work is at most shoppers x ITEMKNN_HISTORY^2; its blocks' and the
+    FIT_CHUNK_ROWS,  # chunks' sizes bound what the served fit has in flight
+    ITEMKNN_HISTORY,
+    SPARSE_BLOCK_PAIRS,
+)
 from shopwise_jobs.training import TUNING_INTERACTIONS  # the sample tuning stops growing at
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -266,8 +270,11 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             growth = exponent(xs, owns)
             out[stage]["own_exponent"] = round(growth, 2)
             out[stage]["own_gb"] = round(owns[-1] / 1024 * scale ** max(growth, 0.0), 1)
-            if stage == FINAL and all(r["stages"][stage].get("parts_mb") for r in rows):
-                out[stage]["own_gb"] = final_fit_memory(rows)
+            if stage == FINAL and rows[-1]["stages"][stage].get("parts_mb"):
+                by_part = final_fit_memory(rows)
+                out[stage]["own_gb_by_part"] = by_part
+                out[stage]["own_gb"] = max(by_part.values())
+                out[stage]["own_largest"] = max(by_part, key=lambda part: by_part[part])
     if TUNING in out and FINAL in out:
         hours = out[TUNING]["envelope_minutes"] / 60 + out[FINAL]["instance_hours"]
         out["retrain fit"] = {"hours": round(hours, 1), "fits_budget": hours * 3600 <= BUDGET_S}
@@ -333,22 +340,39 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def final_fit_memory(rows: list[dict[str, Any]]) -> float:
-    """The served fit's own memory at the envelope, part by part: what the parts before a part hold (grown in
-    events) and the part's own peak (grown in what drives it, as its time), the largest of their sums — not the
-    phase's peak grown in events, which would grow the bounded parts (item-kNN's blocks, the chunks) with it."""
-    last = rows[-1]["stages"][FINAL]["parts_mb"]
-    largest = 0.0
-    for part in last:
-        sizes, target = driver(rows, part)
-        events = [float(r["events"]) for r in rows]
-        held = [max(float(r["stages"][FINAL]["parts_mb"][part][0]), 1.0) for r in rows]
-        own = [max(float(r["stages"][FINAL]["parts_mb"][part][1]), 1.0) for r in rows]
-        at_envelope = held[-1] * (ENVELOPE_EVENTS / events[-1]) ** max(exponent(events, held), 0.0) + own[-1] * (
-            target / sizes[-1]
-        ) ** max(exponent(sizes, own), 0.0)
-        largest = max(largest, at_envelope)
-    return round(largest / 1024, 1)
+# parts of the served fit whose own memory is what they have in flight, not what they read: item-kNN's blocks (at
+# most SPARSE_BLOCK_PAIRS products each, about at that cap from 100,000 shoppers) and the chunks of rows of the
+# sessions and rules ("model") and of the segment lists (at most FIT_CHUNK_ROWS each), a block or chunk a thread
+IN_FLIGHT = ("similar", "model", "segments")
+
+
+def final_fit_memory(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The served fit's own memory at the envelope, part by part, the largest of: what the parts before a part hold
+    (results that grow with the events: linearly) and the part's own peak. A part that works in blocks or chunks
+    needs what it has in flight: its peak here times the ratio of what is in flight at the envelope, on INSTANCE's
+    vCPUs at their cap, to here (this machine's cores, at this size's block or chunk); the content index grows with
+    the items, linearly; the rest with the events, linearly. (A fit of the exponent on these peaks says little:
+    resident memory moves with what the allocator reuses.)"""
+    cores = os.cpu_count() or 1
+    last = rows[-1]
+    parts = last["stages"][FINAL]["parts_mb"]
+    events = float(last["events"])
+    out: dict[str, float] = {}
+    for part, (held, own) in parts.items():
+        if part == "similar":
+            products = float((last["stages"][FINAL].get("work") or {}).get("similar") or 0.0)
+            block = min(float(SPARSE_BLOCK_PAIRS), products / cores) if products else float(SPARSE_BLOCK_PAIRS)
+            scale = INSTANCE_VCPUS * SPARSE_BLOCK_PAIRS / (cores * max(block, 1.0))
+        elif part in IN_FLIGHT:
+            rows_here = events  # the segment lists read every row; the rules the consented ones, about as many
+            chunk = min(float(FIT_CHUNK_ROWS), rows_here / cores)
+            scale = INSTANCE_VCPUS * min(float(FIT_CHUNK_ROWS), ENVELOPE_EVENTS / INSTANCE_VCPUS) / (cores * chunk)
+        elif part in ITEM_PARTS:
+            scale = ENVELOPE_ITEMS / float(last["items"])
+        else:
+            scale = ENVELOPE_EVENTS / events
+        out[part] = round((held * ENVELOPE_EVENTS / events + own * scale) / 1024, 1)
+    return out
 
 
 def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str:
