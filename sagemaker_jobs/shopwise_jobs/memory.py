@@ -93,8 +93,3 @@ class Phases:
                 self.figures[name] = {"start_mb": round(start, 1), "peak_mb": round(max(peak, start), 1)}
             self._open = None
         return self.figures
-
-
-def own_mb(figures: dict[str, Any]) -> float:
-    """What a phase added above what it started with."""
-    return max(float(figures["peak_mb"]) - float(figures["start_mb"]), 0.0)

@@ -138,7 +138,7 @@ def segment_lists(
 
     One pass over the rows in chunks of about ``chunk_rows`` (``models.FIT_CHUNK_ROWS``), a chunk a thread: each
     row's segments in each dimension (a category level, the market, the referrer) come from small tables by the
-    row's item or value code, and their strength is summed into a segments x items sparse matrix. A row per segment
+    row's item or value code, and their strength is summed into an items x segments sparse matrix. A row per segment
     per level of the category path was a Python loop over segments, and held every row's position once a level."""
     interactions = interactions.reset_index(drop=True)
     coded = coded or CodedInteractions.of(interactions, items, weights)
@@ -218,8 +218,8 @@ def segment_lists(
         return out
 
     summed = summed_in_threads(spans, strength, (2 * coded.n_items, n))
-    # windowed_popularity's score, element for element: all-time x 1e-3 + in the window (the kinds' weights are
-    # whole numbers, so the sums are exact in any order); by segment
+    # windowed_popularity's score, element for element: all-time x 1e-3 + in the window (with whole-number kind
+    # weights, the defaults, the sums are exact in any order; with others, equal to the last bit); by segment
     scores = (summed[: coded.n_items] * 1e-3 + summed[coded.n_items :]).T.tocsr()
     scores.sum_duplicates()
     out: dict[str, list[list[Any]]] = {}
