@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
 
@@ -93,3 +95,32 @@ class Phases:
                 self.figures[name] = {"start_mb": round(start, 1), "peak_mb": round(max(peak, start), 1)}
             self._open = None
         return self.figures
+
+
+def array_bytes(obj: Any, skip: tuple[str, ...] = ("interactions", "catalog")) -> int:
+    """The bytes of the NumPy arrays and sparse matrices an object holds (through dataclasses, attributes, dicts,
+    lists and tuples; each array once): what a fit keeps, apart from the allocators' slack that resident memory
+    also counts. Attributes named in ``skip`` (the rows, the catalog: counted on their own) are left out."""
+    from scipy import sparse
+
+    seen: set[int] = set()
+
+    def walk(o: Any) -> int:
+        if id(o) in seen:
+            return 0
+        seen.add(id(o))
+        if isinstance(o, np.ndarray):
+            return int(o.nbytes)
+        if sparse.issparse(o):
+            return sum(
+                walk(getattr(o, name)) for name in ("data", "indices", "indptr", "row", "col") if hasattr(o, name)
+            )
+        if isinstance(o, dict):
+            return sum(walk(v) for v in o.values())
+        if isinstance(o, list | tuple):
+            return sum(walk(v) for v in o)
+        if hasattr(o, "__dict__"):
+            return sum(walk(v) for name, v in vars(o).items() if name not in skip)
+        return 0
+
+    return walk(obj)

@@ -30,7 +30,7 @@ from shopwise_jobs.drift import event_mix
 from shopwise_jobs.evaluation import KS, Evaluation, evaluate
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
 from shopwise_jobs.ids import codes_in
-from shopwise_jobs.memory import Phases
+from shopwise_jobs.memory import Phases, array_bytes
 from shopwise_jobs.models import (
     EASE_MAX_ITEMS,
     FIT_THREADS,
@@ -536,6 +536,12 @@ def fit_and_select(
         },
     )
     phases.end()
+    # what the served fit keeps by the end, by the arrays' own sizes: the training set's codes and matrices, the
+    # history rows and the bestsellers' coded rows grow with the events; the fitted parts with the items
+    held = {
+        "events": array_bytes([data, rows, coded]) / 2**20,
+        "items": array_bytes([model_object, similar, next_items, content, popularity]) / 2**20,
+    }
     metric_k = hp.metric
     reported = TrainingMetrics(
         model_version=version,
@@ -582,6 +588,7 @@ def fit_and_select(
         # the served fit's parts: [held at the part's start above the phase's, the part's own peak above that]
         "memory_parts_mb": phases.parts,
         "final parts work": work,
+        "final held mb": {name: round(mb, 1) for name, mb in held.items()},
         "frame_mb": round(frame_mb, 1),
     }
     return model, metrics_doc

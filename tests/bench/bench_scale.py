@@ -214,6 +214,8 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
             # each part's [held at its start above the phase's, its own peak above that]
             "parts_mb": (fitted.get("memory_parts_mb") or {}).get("final fit"),
             "work": fitted.get("final parts work") or {},  # item-kNN's products
+            # what the served fit keeps by its end, by its arrays' sizes: event-sized and item-sized
+            "held_mb": fitted.get("final held mb"),
             "cpu_seconds": float(sum(cpu.values())),
             "parts_seconds": float(sum(wall.values())),
             "parts": {part: [wall[part], cpu[part]] for part in wall},
@@ -347,20 +349,23 @@ IN_FLIGHT = ("similar", "model", "segments")
 
 
 def final_fit_memory(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The served fit's own memory at the envelope, part by part, the largest of: what the parts before a part hold
-    (results that grow with the events: linearly) and the part's own peak. A part that works in blocks or chunks
-    needs what it has in flight: its peak here times the ratio of what is in flight at the envelope, on INSTANCE's
-    vCPUs at their cap, to here (this machine's cores, at this size's block or chunk); the content index grows with
-    the items, linearly; the rest with the events, linearly. (A fit of the exponent on these peaks says little:
-    resident memory moves with what the allocator reuses.)"""
+    """The served fit's own memory at the envelope, part by part, the largest of: what the fit keeps (its arrays'
+    sizes at its end, the job's ``final held mb``: the event-sized ones grown with the events, the item-sized with
+    the items; before that job figure, the resident memory held at the part's start, grown with the events) and
+    the part's own peak. A part that works in blocks or chunks needs what it has in flight: its peak here times the
+    ratio of what is in flight at the envelope, on INSTANCE's vCPUs at their cap, to here (this machine's cores, at
+    this size's block or chunk); the content index grows with the items, linearly; the rest with the events,
+    linearly. (A fit of the exponent on these peaks says little: resident memory moves with what the allocator
+    reuses.)"""
     cores = os.cpu_count() or 1
     last = rows[-1]
-    parts = last["stages"][FINAL]["parts_mb"]
+    final = last["stages"][FINAL]
     events = float(last["events"])
+    kept = final.get("held_mb")
     out: dict[str, float] = {}
-    for part, (held, own) in parts.items():
+    for part, (held, own) in final["parts_mb"].items():
         if part == "similar":
-            products = float((last["stages"][FINAL].get("work") or {}).get("similar") or 0.0)
+            products = float((final.get("work") or {}).get("similar") or 0.0)
             block = min(float(SPARSE_BLOCK_PAIRS), products / cores) if products else float(SPARSE_BLOCK_PAIRS)
             scale = INSTANCE_VCPUS * SPARSE_BLOCK_PAIRS / (cores * max(block, 1.0))
         elif part in IN_FLIGHT:
@@ -371,7 +376,12 @@ def final_fit_memory(rows: list[dict[str, Any]]) -> dict[str, float]:
             scale = ENVELOPE_ITEMS / float(last["items"])
         else:
             scale = ENVELOPE_EVENTS / events
-        out[part] = round((held * ENVELOPE_EVENTS / events + own * scale) / 1024, 1)
+        before = (
+            kept["events"] * ENVELOPE_EVENTS / events + kept["items"] * ENVELOPE_ITEMS / float(last["items"])
+            if kept
+            else held * ENVELOPE_EVENTS / events
+        )
+        out[part] = round((before + own * scale) / 1024, 1)
     return out
 
 
