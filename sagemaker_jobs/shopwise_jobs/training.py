@@ -539,7 +539,7 @@ def fit_and_select(
     # what the served fit keeps by the end, by the arrays' own sizes: the training set's codes and matrices, the
     # history rows and the bestsellers' coded rows grow with the events; the fitted parts with the items
     held = {
-        "events": array_bytes([data, rows, coded]) / 2**20,
+        "events": array_bytes([data, rows, coded], skip=("interactions", "catalog", "models")) / 2**20,
         "items": array_bytes([model_object, similar, next_items, content, popularity]) / 2**20,
     }
     metric_k = hp.metric

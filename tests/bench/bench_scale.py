@@ -272,7 +272,11 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             growth = exponent(xs, owns)
             out[stage]["own_exponent"] = round(growth, 2)
             out[stage]["own_gb"] = round(owns[-1] / 1024 * scale ** max(growth, 0.0), 1)
-            if stage == FINAL and rows[-1]["stages"][stage].get("parts_mb"):
+            if (
+                stage == FINAL
+                and rows[-1]["stages"][stage].get("parts_mb")
+                and rows[-1]["stages"][stage].get("held_mb")
+            ):
                 by_part = final_fit_memory(rows)
                 out[stage]["own_gb_by_part"] = by_part
                 out[stage]["own_gb"] = max(by_part.values())
@@ -351,8 +355,7 @@ IN_FLIGHT = ("similar", "model", "segments")
 def final_fit_memory(rows: list[dict[str, Any]]) -> dict[str, float]:
     """The served fit's own memory at the envelope, part by part, the largest of: what the fit keeps (its arrays'
     sizes at its end, the job's ``final held mb``: the event-sized ones grown with the events, the item-sized with
-    the items; before that job figure, the resident memory held at the part's start, grown with the events) and
-    the part's own peak. A part that works in blocks or chunks needs what it has in flight: its peak here times the
+    the items) and the part's own peak. A part that works in blocks or chunks needs what it has in flight: its peak here times the
     ratio of what is in flight at the envelope, on INSTANCE's vCPUs at their cap, to here (this machine's cores, at
     this size's block or chunk); the content index grows with the items, linearly; the rest with the events,
     linearly. (A fit of the exponent on these peaks says little: resident memory moves with what the allocator
@@ -361,9 +364,10 @@ def final_fit_memory(rows: list[dict[str, Any]]) -> dict[str, float]:
     last = rows[-1]
     final = last["stages"][FINAL]
     events = float(last["events"])
-    kept = final.get("held_mb")
+    kept = final["held_mb"]
+    before = kept["events"] * ENVELOPE_EVENTS / events + kept["items"] * ENVELOPE_ITEMS / float(last["items"])
     out: dict[str, float] = {}
-    for part, (held, own) in final["parts_mb"].items():
+    for part, (_held, own) in final["parts_mb"].items():
         if part == "similar":
             products = float((final.get("work") or {}).get("similar") or 0.0)
             block = min(float(SPARSE_BLOCK_PAIRS), products / cores) if products else float(SPARSE_BLOCK_PAIRS)
@@ -376,11 +380,6 @@ def final_fit_memory(rows: list[dict[str, Any]]) -> dict[str, float]:
             scale = ENVELOPE_ITEMS / float(last["items"])
         else:
             scale = ENVELOPE_EVENTS / events
-        before = (
-            kept["events"] * ENVELOPE_EVENTS / events + kept["items"] * ENVELOPE_ITEMS / float(last["items"])
-            if kept
-            else held * ENVELOPE_EVENTS / events
-        )
         out[part] = round((before + own * scale) / 1024, 1)
     return out
 
