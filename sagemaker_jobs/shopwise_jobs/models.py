@@ -15,6 +15,7 @@ A history row is a users x items CSR row of interaction strength (kind weight x 
 from __future__ import annotations
 
 import math
+import operator
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,6 +31,7 @@ from shopwise.catalog import categories
 from shopwise_jobs.ids import codes_in, weights_of
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 # EASE inverts an items x items Gram matrix: 4 bytes x n^2 twice over (Gram + Cholesky in place) and O(n^3) time.
 # 20,000 items = 1.6 GB and about 2 minutes on 2 cores; beyond it the training job switches to iALS.
@@ -72,22 +74,29 @@ def chunk_bounds(total: int, limit: int | None = None) -> list[tuple[int, int]]:
     return [(start, min(start + size, total)) for start in range(0, total, size)]
 
 
-def summed_in_threads(work: Sequence[T], part: Callable[[T], sparse.csr_matrix], shape: tuple[int, int]) -> Any:
-    """The sum of ``part(w)`` over the work, FIT_THREADS parts at a time (scipy's sparse kernels and NumPy's sorts
-    release the GIL). Parts are added pairwise as they arrive, like a binary counter: each entry is added about
-    log2(parts) times, not once for every part after it, and at most that many sums wait at once."""
-    waiting: list[tuple[int, sparse.csr_matrix]] = []  # (level, a sum of 2^level parts)
+def summed_in_threads(work: Sequence[T], part: Callable[[T], S], zero: S, add: Callable[[S, S], S] = operator.add) -> S:
+    """``zero`` plus the sum (``add``) of ``part(w)`` over the work, FIT_THREADS parts at a time (scipy's sparse
+    kernels and NumPy's sorts and bincounts release the GIL). Parts are added pairwise as they arrive, like a binary
+    counter: each entry is added about log2(parts) times, not once for every part after it, and at most that many
+    sums wait at once."""
+    waiting: list[tuple[int, S]] = []  # (level, a sum of 2^level parts)
     with ThreadPoolExecutor(FIT_THREADS) as pool:
         for start in range(0, len(work), FIT_THREADS):
             for total in pool.map(part, work[start : start + FIT_THREADS]):
                 level = 0
                 while waiting and waiting[-1][0] == level:
-                    total = waiting.pop()[1] + total
+                    total = add(waiting.pop()[1], total)
                     level += 1
                 waiting.append((level, total))
-    out = sparse.csr_matrix(shape, dtype=np.float64)
+    out = zero
     for _level, total in waiting:
-        out = out + total
+        out = add(out, total)
+    return out
+
+
+def summed_matrices(work: Sequence[T], part: Callable[[T], sparse.csr_matrix], shape: tuple[int, int]) -> Any:
+    """``summed_in_threads`` of sparse matrices of ``shape``, duplicates summed."""
+    out = summed_in_threads(work, part, sparse.csr_matrix(shape, dtype=np.float64))
     out.sum_duplicates()
     return out
 
@@ -408,7 +417,7 @@ class SequentialRules:
             return chunk
 
         spans = sorted({span for span in session_bounds if span[1] > span[0]})
-        rules = summed_in_threads(spans, pairs, (n_items, n_items))
+        rules = summed_matrices(spans, pairs, (n_items, n_items))
         rules.data /= scale
         return cls(rules=top_k_per_row(rules, neighbours))
 

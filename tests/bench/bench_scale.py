@@ -121,6 +121,8 @@ DATASET = (
 TUNING = "tuning as at the envelope"  # times within the stage before them: no peak memory of their own
 FINAL = "final fit as at the envelope"
 WITHIN = (TUNING, FINAL)
+# the training at the envelope runs this many times a size, each figure its best run's
+REPEATS = int(os.environ.get("SHOPWISE_SCALE_REPEATS", "2"))
 INSTANCE, INSTANCE_VCPUS = "ml.r5.24xlarge", 96  # the largest training instance: 768 GB, 96 vCPUs
 STAGES = (
     "data set",
@@ -181,17 +183,36 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
     if {"training as at the envelope", *WITHIN} & set(stages_wanted) or (
         "transform as at the envelope" in stages_wanted and not (envelope_model / "metrics.json").exists()
     ):
-        seconds, peak, _ = measured(
-            [SHOPWISE, "train", "--events", str(store / "events.csv"), "--items", str(store / "items.csv"),
-             "--out", str(envelope_model), "--hp", "budget=quick", "--hp", f"models={ENVELOPE_FAMILIES}"],
-            ENVELOPE_ENV,
-        )  # fmt: skip
-        stages["training as at the envelope"] = {"seconds": seconds, "peak_mb": peak}
+        # run REPEATS times, each time its best (timeit's rule: the slower runs are the machine's noise, not the
+        # code's) — single parts of one run at 100,000 shoppers moved up to 2.5x between runs, and a 10x range of
+        # sizes turned that into hours at the envelope
+        runs: list[tuple[float, float, dict[str, Any]]] = []
+        for _ in range(REPEATS):
+            seconds, peak, _ = measured(
+                [SHOPWISE, "train", "--events", str(store / "events.csv"), "--items", str(store / "items.csv"),
+                 "--out", str(envelope_model), "--hp", "budget=quick", "--hp", f"models={ENVELOPE_FAMILIES}"],
+                ENVELOPE_ENV,
+            )  # fmt: skip
+            runs.append((seconds, peak, json.loads((envelope_model / "metrics.json").read_text())))
+        seconds, peak, fitted = min(runs, key=lambda run: run[0])
+        stages["training as at the envelope"] = {"seconds": seconds, "peak_mb": peak, "runs": len(runs)}
         # of which the job's two halves (its metrics' seconds): what the training job does at the envelope, where the
         # data set and the feature snapshot come built from Spark. Their memory is not their own: the run's peak is
         # the data set's events, held in the process before the fit starts
-        fitted = json.loads((envelope_model / "metrics.json").read_text())
-        spent, split = fitted["seconds"], fitted["split"]
+        spent, split = dict(fitted["seconds"]), fitted["split"]
+        for half in ("tuning", "champion", "final fit"):
+            spent[half] = min(run[2]["seconds"][half] for run in runs)
+        # each part its best run's wall and CPU time
+        best_part = {
+            part: min((run[2]["seconds"]["final parts"].get(part, math.inf), index) for index, run in enumerate(runs))[
+                1
+            ]
+            for part in spent["final parts"]
+        }
+        spent["final parts"] = {part: runs[i][2]["seconds"]["final parts"][part] for part, i in best_part.items()}
+        spent["final parts cpu"] = {
+            part: runs[i][2]["seconds"]["final parts cpu"][part] for part, i in best_part.items()
+        }
         tuned = (fitted.get("tuning_sample") or {}).get("interactions") or (
             split["train_interactions"] + split["test_interactions"]
         )

@@ -238,7 +238,7 @@ def test_the_transform_over_candidates_writes_the_lists_of_the_dense_transform(t
 def test_segment_lists_are_each_segments_windowed_bestsellers_in_any_chunking() -> None:
     """Every level of the category path, the market and the first referrer of the session: each segment's list is
     ``windowed_popularity`` of its own rows (its window ending at its newest row), the definition, whichever chunks
-    the rows were summed in."""
+    the rows were summed in, a market's and a referrer's sums dense or sparse."""
     import numpy as np
     import pandas as pd
 
@@ -281,6 +281,6 @@ def test_segment_lists_are_each_segments_windowed_bestsellers_in_any_chunking() 
         sessions = set(first[first == source].index)
         expected[f"referrer:{source}"] = listed(data[data["session_id"].isin(sessions)])
     assert all(expected.values()) and len(expected) == 10  # A, A>B, A>B>C, A>B>D, A>E, F; 2 markets; 2 referrers
-    for chunk_rows in (None, 250, 7):
-        got = segment_lists(data, catalog, items, weights, 14.0, 5, chunk_rows=chunk_rows)
-        assert got == expected
+    for chunk_rows, dense_cells in ((None, None), (250, None), (7, None), (None, 1), (250, 1)):
+        got = segment_lists(data, catalog, items, weights, 14.0, 5, chunk_rows=chunk_rows, dense_cells=dense_cells)
+        assert got == expected, (chunk_rows, dense_cells)
