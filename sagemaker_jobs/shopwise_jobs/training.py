@@ -182,6 +182,8 @@ def segment_lists(
         """``segments``: each value code's segment (-1: none), with a last slot (-1) for a row without a value;
         ``code``: the value codes of a chunk's rows (-1: none)."""
         used = segments >= 0
+        if not used.any():  # every value blank: no segment in this dimension
+            return
         columns, column = np.unique(segments[used], return_inverse=True)
         table = np.full(len(segments), -1, dtype=np.min_scalar_type(-max(len(columns), 1)))
         table[used] = column

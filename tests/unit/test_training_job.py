@@ -284,3 +284,7 @@ def test_segment_lists_are_each_segments_windowed_bestsellers_in_any_chunking() 
     for chunk_rows, dense_cells in ((None, None), (250, None), (7, None), (None, 1), (250, 1)):
         got = segment_lists(data, catalog, items, weights, 14.0, 5, chunk_rows=chunk_rows, dense_cells=dense_cells)
         assert got == expected, (chunk_rows, dense_cells)
+    # a store without markets or referrers (every value blank): the category lists alone
+    blank = data.assign(market="", referrer="")
+    categories_only = {name: lists for name, lists in expected.items() if name.startswith("category:")}
+    assert segment_lists(blank, catalog, items, weights, 14.0, 5) == categories_only
