@@ -4,9 +4,9 @@ MovieLens history -> training -> batch transform -> load -> the serving API, all
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
 import re
+import socket
 import tarfile
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -25,6 +25,7 @@ from shopwise.dal.capacity import ReadMeter
 from shopwise.dal.feature_store import FeatureStore
 from shopwise.dal.objects import list_keys, parse_s3_uri, read_json_lines
 from shopwise.dal.stream import shard_ids
+from shopwise.dal.wire import _Connection
 from shopwise.features.definitions import Context, ItemFeatures, ProfileFeatures
 from shopwise.privacy.pseudonyms import load_pseudonymiser
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
@@ -566,13 +567,13 @@ def test_the_wire_client_speaks_dynamodbs_protocol_as_boto3_does(stack: LocalSta
     # a kept-alive connection the endpoint dropped (AWS keeps them; the local endpoint closes each): the call is
     # sent again on a new one
     url = urlsplit(wire.meta.endpoint_url)
-    stale = http.client.HTTPConnection(url.hostname or "", url.port)
-    stale.connect()
-    assert stale.sock is not None
-    stale.sock.close()
-    wire._local.connection = stale
+    stale = _Connection(url.hostname or "", url.port or 80, None)
+    stale._sock.shutdown(socket.SHUT_RDWR)
+    wire.close()
+    wire._idle.append(stale)  # the pool's only idle connection
+    opened = wire.opened
     written = wire.batch_write_item(RequestItems={table: [{"DeleteRequest": {"Key": key}}]})
-    assert written.get("UnprocessedItems") == {}
+    assert written.get("UnprocessedItems") == {} and wire.opened == opened + 1
     assert "Item" not in ddb.get_item(TableName=table, Key=key, ConsistentRead=True)
 
     # a Query's pages are followed to the end (Limit 2: three pages for five rows)

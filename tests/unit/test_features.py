@@ -219,3 +219,31 @@ def test_a_failed_read_of_the_serving_rows_leaves_the_views_and_lands_the_featur
     assert outcome.views_skipped.startswith("TimeoutError") and not outcome.failed
     profile = next(d for k, d in store.docs.items() if k.startswith("profile#"))
     assert profile.data["features"]["recent"]["view"][0][0] == "i1" and "serving" not in profile.data
+
+
+def test_the_stored_forms_are_asdicts_and_share_no_container_with_the_features() -> None:
+    """``to_json`` is written out field by field for speed: it must stay ``dataclasses.asdict``'s result (every field,
+    revenue rounded) and, like asdict, copy the containers, so changing the stored form leaves the features alone."""
+    import dataclasses
+
+    profile = apply_to_profile(ProfileFeatures(), history(), CONTEXT)
+    referred = ev(900, "product_view", 2, item_id="sku-2", referrer="https://search.example/")
+    session = apply_to_session(SessionFeatures(profile_id="p1"), [*history(), referred], CONTEXT)
+    assert all(getattr(profile, f.name) for f in dataclasses.fields(profile))  # every field filled: all compared
+    assert all(getattr(session, f.name) for f in dataclasses.fields(session))
+    for features, expected in (
+        (profile, {**dataclasses.asdict(profile), "revenue": round(profile.revenue, 6)}),
+        (session, dataclasses.asdict(session)),
+    ):
+        stored = features.to_json()
+        assert stored == expected and list(stored) == list(expected)
+        for name, value in stored.items():
+            if isinstance(value, list | dict):
+                before = json.dumps(getattr(features, name))
+                value.clear()
+                assert json.dumps(getattr(features, name)) == before, name
+        for name in ("recent", "affinity") if features is profile else ("items",):
+            inner = features.to_json()[name]
+            first = next(iter(inner.values())) if isinstance(inner, dict) else inner
+            first[0].append("changed") if isinstance(first[0], list) else first.append("changed")
+            assert "changed" not in json.dumps(getattr(features, name)), name

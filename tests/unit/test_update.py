@@ -244,6 +244,11 @@ def test_write_units_follow_dynamodbs_size_rules() -> None:
     assert item_bytes({"pk": {"S": "abc"}}) == 5
     assert item_bytes({"n": {"N": "12345"}}) == 1 + 4  # 5 significant digits: 3 + 1 bytes
     assert item_bytes({"m": {"M": {"a": {"S": "xy"}}}}) == 1 + 3 + 1 + 1 + 2
+    # UTF-8 bytes, not characters, in names and strings; the other types through the general rules
+    assert item_bytes({"größe": {"S": "naïve €"}}) == 7 + 10
+    assert item_bytes({"b": {"B": b"\x00\x01"}, "t": {"BOOL": True}, "l": {"L": [{"N": "1"}, {"S": "é"}]}}) == (
+        1 + 2 + 1 + 1 + 1 + 3 + (1 + 2) + (1 + 2)
+    )
     assert write_units({"pk": {"S": "x" * 1000}}) == 1 and write_units({"pk": {"S": "x" * 1030}}) == 2
     assert write_units({"pk": {"S": "x"}}, transactional=True) == 2
 

@@ -165,3 +165,62 @@ def test_an_endpoint_that_refuses_is_retried_then_its_error_raised(monkeypatch: 
     client = DynamoDBWire(boto, Credentials("a", "s"))
     with pytest.raises(ConnectionRefusedError):
         client.get_item(TableName="t", Key={"pk": {"S": "a"}})
+
+
+def test_connections_are_kept_alive_across_threads_and_a_closed_one_is_not_reused() -> None:
+    """The updater's writer threads are new every batch: connections are pooled, not tied to a thread, so three
+    batches of four threads open at most four; an answer that says it closes its connection is not pooled."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    closing = threading.Event()
+    peers: set[tuple[str, int]] = set()
+
+    class Endpoint(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            peers.add(self.client_address)
+            raw = json.dumps({"Item": {"pk": {"S": "a"}}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(raw)))
+            self.send_header("x-amz-crc32", str(zlib.crc32(raw)))
+            if closing.is_set():
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        boto = boto3.client(
+            "dynamodb",
+            region_name=REGION,
+            endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+            aws_access_key_id="a",
+            aws_secret_access_key="s",
+        )
+        client = DynamoDBWire(boto, Credentials("a", "s"))
+        barrier = threading.Barrier(4)
+
+        def call(_: int) -> dict[str, Any]:
+            barrier.wait()  # four calls at once: four connections in use
+            return client.get_item(TableName="t", Key={"pk": {"S": "a"}})
+
+        for _batch in range(3):
+            with ThreadPoolExecutor(4) as pool:  # new threads, as each of the updater's batches has
+                assert all(r["Item"] == {"pk": {"S": "a"}} for r in pool.map(call, range(4)))
+        assert client.opened == 4 and len(peers) == 4
+        closing.set()  # each answer now closes its connection: the four pooled ones are used once more, then each
+        for _call in range(6):  # call opens its own
+            client.get_item(TableName="t", Key={"pk": {"S": "a"}})
+        assert client.opened == 6
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()

@@ -56,8 +56,19 @@ def value_bytes(value: dict[str, Any]) -> int:
 
 
 def item_bytes(item: dict[str, Any]) -> int:
-    """The size of an item (attribute name -> typed value) as DynamoDB counts it."""
-    return sum(len(name.encode()) + value_bytes(value) for name, value in item.items())
+    """The size of an item (attribute name -> typed value) as DynamoDB counts it. Strings and numbers, what the
+    updater's documents and ledger rows are made of, are sized in the loop (a call per value was 5% of its CPU)."""
+    total = 0
+    for name, value in item.items():
+        total += len(name) if name.isascii() else len(name.encode())
+        text = value.get("S")
+        if text is not None:
+            total += len(text) if text.isascii() else len(text.encode())
+        elif "N" in value:
+            total += _number_bytes(value["N"])
+        else:
+            total += value_bytes(value)
+    return total
 
 
 def write_units(item: dict[str, Any], transactional: bool = False) -> int:

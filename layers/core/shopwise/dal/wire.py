@@ -1,6 +1,6 @@
 """DynamoDB's JSON protocol spoken directly, for the calls every event and every request make (BatchGetItem,
 BatchWriteItem, PutItem, GetItem, Query): the request is the same typed JSON boto3's low-level client takes, signed with Signature
-Version 4, sent on a kept-alive connection per thread, and the answer is ``json.loads``'s.
+Version 4, sent on a kept-alive connection from a pool the threads share, and the answer is ``json.loads``'s.
 
 Why: botocore costs about 1.5 ms of CPU per call before any item (its event hooks, endpoint rules, request and
 header objects, the signer, urllib3) and walks every attribute of every item against the service model both
@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.client
 import json
 import os
 import socket
@@ -57,6 +56,8 @@ RETRIED_CODES = frozenset(
     }
 )
 CONNECT_TIMEOUT_S = 2.0
+MAX_LINE = 65536  # an answer's status or header line
+MAX_IDLE = 16  # kept-alive connections kept between calls (the updater's writers are 8 threads)
 READ_TIMEOUT_S = 10.0
 
 
@@ -95,6 +96,75 @@ class _Retry(Exception):
         self.final = final
 
 
+class _Connection:
+    """One kept-alive HTTP/1.1 connection: a request written in one piece, an answer read by its Content-Length
+    (or its chunks, or to the close). http.client parsed each answer's headers through the ``email`` package's
+    feed parser: with its request and header objects, a sixth of the updater's CPU (``bench_update.py --profile``)."""
+
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
+        sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname=host)
+            sock.settimeout(READ_TIMEOUT_S)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._reader = sock.makefile("rb")
+
+    def exchange(self, head: bytes, body: bytes) -> tuple[int, dict[str, str], bytes, bool]:
+        """Send a request; its answer's status, headers (lower-case names), body, and whether the connection is
+        done (the endpoint closes it, or the body ran to the close)."""
+        self._sock.sendall(head + body)
+        line = self._reader.readline(MAX_LINE)
+        if not line:
+            raise ConnectionResetError("the endpoint closed the connection")
+        version, _, rest = line.partition(b" ")
+        code = rest[:3]
+        if not version.startswith(b"HTTP/") or not code.isdigit():
+            raise ConnectionError(f"not an HTTP answer: {line[:80]!r}")
+        headers: dict[str, str] = {}
+        while True:
+            line = self._reader.readline(MAX_LINE)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+        status = int(code)
+        closing = headers.get("connection", "").lower() == "close" or version == b"HTTP/1.0"
+        if status in (204, 304) or 100 <= status < 200:
+            return status, headers, b"", closing
+        if "content-length" in headers:
+            length = int(headers["content-length"])
+            answer = self._reader.read(length)
+            if len(answer) != length:
+                raise ConnectionResetError(f"the answer ended after {len(answer)} of {length} bytes")
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            answer = self._chunks()
+        else:  # the body runs to the close
+            answer, closing = self._reader.read(), True
+        return status, headers, answer, closing
+
+    def _chunks(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            size = int(self._reader.readline(MAX_LINE).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self._reader.readline(MAX_LINE) not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return b"".join(parts)
+            chunk = self._reader.read(size + 2)  # the chunk and its CRLF
+            if len(chunk) != size + 2:
+                raise ConnectionResetError("the answer ended inside a chunk")
+            parts.append(chunk[:size])
+
+    def close(self) -> None:
+        self._reader.close()
+        self._sock.close()
+
+
 class DynamoDBWire:
     """The calls below, with boto3's low-level client's arguments and answers."""
 
@@ -108,8 +178,14 @@ class DynamoDBWire:
         self._hostname = url.hostname or ""
         self._port = url.port
         self._path = url.path or "/"
-        self._local = threading.local()  # a connection per thread: http.client's are not shared safely
+        # kept-alive connections not in use, newest last: a call takes one (or opens one) and gives it back, so a
+        # connection outlives the thread that opened it — the updater's writer threads are new every batch, and a
+        # connection per thread opened (in AWS: a TLS handshake) up to WRITERS connections a batch
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._tls: ssl.SSLContext | None = None
         self._keys: dict[tuple[str, str], bytes] = {}  # (secret, day) -> signing key
+        self.opened = 0  # connections opened (tests and benchmarks)
 
     def batch_get_item(self, **params: Any) -> dict[str, Any]:
         return self.call("BatchGetItem", params)
@@ -188,39 +264,46 @@ class DynamoDBWire:
         raise failure
 
     def _send(self, name: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        headers = self._signed(name, body)
-        connection: http.client.HTTPConnection | None = None
+        head = self._head(self._signed(name, body), len(body))
+        connection: _Connection | None = None
         try:
-            connection = self._connection()
-            connection.request("POST", self._path, body=body, headers=headers)
-            response = connection.getresponse()
-            answer = response.read()
-        except (OSError, http.client.HTTPException) as exc:  # refused, dropped or timed out: a new connection
+            connection = self._take()
+            status, headers, answer, closing = connection.exchange(head, body)
+        except (OSError, ValueError) as exc:  # refused, dropped, timed out or garbled: the idle ones are likely as
+            # stale, a new connection
             if connection is not None:
                 connection.close()
-            self._local.connection = None
+            self.close()
             raise _Retry(exc) from exc
-        if response.will_close:
+        if closing:
             connection.close()
-            self._local.connection = None
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, answer
+        else:
+            self._give(connection)
+        return status, headers, answer
 
-    def _connection(self) -> http.client.HTTPConnection:
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            if self._https:
-                tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True))
-                connection = http.client.HTTPSConnection(
-                    self._hostname, self._port, timeout=CONNECT_TIMEOUT_S, context=tls
-                )
-            else:
-                connection = http.client.HTTPConnection(self._hostname, self._port, timeout=CONNECT_TIMEOUT_S)
-            connection.connect()
-            if connection.sock is not None:
-                connection.sock.settimeout(READ_TIMEOUT_S)
-                connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._local.connection = connection
+    def _head(self, headers: dict[str, str], length: int) -> bytes:
+        lines = [f"POST {self._path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items()), f"content-length: {length}"]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _take(self) -> _Connection:
+        """An idle kept-alive connection (the most recently used), or a new one."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            if self._https and self._tls is None:  # the CA bundle read once, not per connection
+                self._tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True))
+        connection = _Connection(self._hostname, self._port or (443 if self._https else 80), self._tls)
+        with self._lock:
+            self.opened += 1
         return connection
+
+    def _give(self, connection: _Connection) -> None:
+        """A connection back after a whole answer: kept for the next call, up to MAX_IDLE."""
+        with self._lock:
+            if len(self._idle) < MAX_IDLE:
+                self._idle.append(connection)
+                return
+        connection.close()
 
     def _signed(self, name: str, body: bytes, now: float | None = None) -> dict[str, str]:
         """Signature Version 4 headers of one POST at ``now`` (epoch seconds; the clock's by default), as botocore's
@@ -262,10 +345,11 @@ class DynamoDBWire:
         return key
 
     def close(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
+        """Close the idle connections (a call in flight closes or keeps its own when it ends)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
             connection.close()
-            self._local.connection = None
 
 
 def _bytes_out(value: Any) -> str:

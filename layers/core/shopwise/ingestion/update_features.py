@@ -129,7 +129,7 @@ class Delivery:
     via: str = ""
     done: frozenset[str] | None = None
 
-    @property
+    @cached_property
     def sequence(self) -> int:
         return int(self.record_id) if self.record_id.isdigit() else 0
 
