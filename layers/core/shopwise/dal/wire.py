@@ -5,7 +5,7 @@ Version 4, sent on a kept-alive connection from a pool the threads share, and th
 Why: botocore costs about 1.5 ms of CPU per call before any item (its event hooks, endpoint rules, request and
 header objects, the signer, urllib3) and walks every attribute of every item against the service model both
 ways; the updater spent most of its CPU there (``tests/bench/bench_update.py --profile``). This client does the
-same wire work in a third to a half of the CPU (``tests/bench/bench_wire.py``; its hand-written signature takes a
+same wire work in a fifth to a third of the CPU (``tests/bench/bench_wire.py``; its hand-written signature takes a
 ninth of botocore's signer's CPU). What it keeps from boto3:
 the endpoint (``AWS_ENDPOINT_URL*``, the region's default) and the credentials (the session's chain, refreshed
 when they expire) come from the boto3 client; errors raise that client's modelled exceptions
