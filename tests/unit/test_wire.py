@@ -8,6 +8,7 @@ import json
 import socket
 import zlib
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -222,5 +223,87 @@ def test_connections_are_kept_alive_across_threads_and_a_closed_one_is_not_reuse
         assert client.opened == 6
     finally:
         client.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_calls_go_over_tls_verified_against_the_ca_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In AWS every call is HTTPS: the client verifies the endpoint's certificate against AWS_CA_BUNDLE (botocore's
+    bundle by default) and keeps the TLS connection alive between calls; a certificate it does not trust fails."""
+    import datetime as dt
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = tmp_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+    class Endpoint(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            raw = json.dumps({"Item": {"pk": {"S": self.headers["x-amz-target"]}}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def client() -> DynamoDBWire:
+        boto = boto3.client(
+            "dynamodb",
+            region_name=REGION,
+            endpoint_url=f"https://localhost:{server.server_address[1]}",
+            aws_access_key_id="a",
+            aws_secret_access_key="s",
+        )
+        return DynamoDBWire(boto, Credentials("a", "s"))
+
+    try:
+        monkeypatch.setattr("shopwise.dal.wire.backoff", lambda attempt: None)
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(folder / "cert.pem"))
+        trusting = client()
+        for _call in range(3):
+            assert trusting.get_item(TableName="t", Key={"pk": {"S": "a"}})["Item"] == {
+                "pk": {"S": "DynamoDB_20120810.GetItem"}
+            }
+        assert trusting.opened == 1
+        trusting.close()
+        monkeypatch.delenv("AWS_CA_BUNDLE")  # botocore's bundle does not know this certificate
+        with pytest.raises(ssl.SSLCertVerificationError):
+            client().get_item(TableName="t", Key={"pk": {"S": "a"}})
+    finally:
         server.shutdown()
         server.server_close()
