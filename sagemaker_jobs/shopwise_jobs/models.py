@@ -718,21 +718,30 @@ def _blocks(work: np.ndarray, budget: float) -> list[tuple[int, int]]:
 
 def top_k_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
     """Keep the k largest entries of every row (ties at the k-th value: the earlier entries). A row of more than k
-    entries is cut by a partition around its k-th value, so the work follows the entries: a sort of every entry
-    (co-occurring pairs) was most of item-kNN's fit and grew ^1.6 in them."""
+    entries gives its k-th value by a partition (a sort of every entry, co-occurring pairs, was most of item-kNN's fit
+    and grew ^1.6 in them); the entries above it, and as many equal to it as the row has room for, are then found
+    for every row at once. The per-row loop does nothing else: it holds the GIL, the rest runs on every core (it was
+    a mask, a concatenation and two searches a row: twice the time, and item-kNN's serial share)."""
     matrix = matrix.tocsr()
     counts = np.diff(matrix.indptr)
     if counts.max(initial=0) <= k:
         return matrix.astype(np.float32)
     data, indptr = matrix.data, matrix.indptr
-    rows = np.repeat(np.arange(matrix.shape[0]), counts)
-    kept = [np.flatnonzero(counts[rows] <= k)]
+    kth = np.full(matrix.shape[0], -np.inf, dtype=data.dtype)  # a row of at most k entries keeps them all
     for row in np.flatnonzero(counts > k):
         values = data[indptr[row] : indptr[row + 1]]
-        kth = values[np.argpartition(-values, k - 1)[:k]].min()
-        above = np.flatnonzero(values > kth)
-        kept.append(indptr[row] + np.concatenate([above, np.flatnonzero(values == kth)[: k - len(above)]]))
-    keep = np.sort(np.concatenate(kept))
+        kth[row] = np.partition(values, len(values) - k)[len(values) - k]
+    threshold = np.repeat(kth, counts)
+    above, equal = np.flatnonzero(data > threshold), np.flatnonzero(data == threshold)
+    del threshold
+
+    def row_of(positions: np.ndarray) -> np.ndarray:
+        return np.searchsorted(indptr, positions, side="right") - 1
+
+    room = k - np.bincount(row_of(above), minlength=matrix.shape[0])  # after the entries above the k-th value
+    equal_rows = row_of(equal)
+    rank = np.arange(len(equal)) - np.searchsorted(equal_rows, equal_rows, side="left")  # among its row's equal ones
+    keep = np.sort(np.concatenate([above, equal[rank < room[equal_rows]]]))
     out = sparse.csr_matrix(
         (data[keep].astype(np.float32), matrix.indices[keep], np.concatenate([[0], np.cumsum(np.minimum(counts, k))])),
         shape=matrix.shape,
