@@ -31,6 +31,14 @@ def wire(token: str | None = "session-token") -> DynamoDBWire:
     return DynamoDBWire(boto, Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token))
 
 
+def wire_at(url: str) -> DynamoDBWire:
+    """A client of an endpoint at ``url`` (a local server in these tests), with throwaway credentials."""
+    boto = boto3.client(
+        "dynamodb", region_name=REGION, endpoint_url=url, aws_access_key_id="a", aws_secret_access_key="s"
+    )
+    return DynamoDBWire(boto, Credentials("a", "s"))
+
+
 @pytest.mark.parametrize("token", ["session-token", None])
 def test_the_signature_is_botocores(monkeypatch: pytest.MonkeyPatch, token: str | None) -> None:
     now = datetime(2026, 12, 2, 23, 59, 58, tzinfo=UTC)
@@ -156,14 +164,7 @@ def test_an_endpoint_that_refuses_is_retried_then_its_error_raised(monkeypatch: 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    boto = boto3.client(
-        "dynamodb",
-        region_name=REGION,
-        endpoint_url=f"http://127.0.0.1:{port}",
-        aws_access_key_id="a",
-        aws_secret_access_key="s",
-    )
-    client = DynamoDBWire(boto, Credentials("a", "s"))
+    client = wire_at(f"http://127.0.0.1:{port}")
     with pytest.raises(ConnectionRefusedError):
         client.get_item(TableName="t", Key={"pk": {"S": "a"}})
 
@@ -199,14 +200,7 @@ def test_connections_are_kept_alive_across_threads_and_a_closed_one_is_not_reuse
     server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        boto = boto3.client(
-            "dynamodb",
-            region_name=REGION,
-            endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
-            aws_access_key_id="a",
-            aws_secret_access_key="s",
-        )
-        client = DynamoDBWire(boto, Credentials("a", "s"))
+        client = wire_at(f"http://127.0.0.1:{server.server_address[1]}")
         barrier = threading.Barrier(4)
 
         def call(_: int) -> dict[str, Any]:
@@ -281,20 +275,12 @@ def test_calls_go_over_tls_verified_against_the_ca_bundle(tmp_path: Path, monkey
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
-    def client() -> DynamoDBWire:
-        boto = boto3.client(
-            "dynamodb",
-            region_name=REGION,
-            endpoint_url=f"https://localhost:{server.server_address[1]}",
-            aws_access_key_id="a",
-            aws_secret_access_key="s",
-        )
-        return DynamoDBWire(boto, Credentials("a", "s"))
+    url = f"https://localhost:{server.server_address[1]}"
 
     try:
         monkeypatch.setattr("shopwise.dal.wire.backoff", lambda attempt: None)
         monkeypatch.setenv("AWS_CA_BUNDLE", str(folder / "cert.pem"))
-        trusting = client()
+        trusting = wire_at(url)
         for _call in range(3):
             assert trusting.get_item(TableName="t", Key={"pk": {"S": "a"}})["Item"] == {
                 "pk": {"S": "DynamoDB_20120810.GetItem"}
@@ -303,7 +289,7 @@ def test_calls_go_over_tls_verified_against_the_ca_bundle(tmp_path: Path, monkey
         trusting.close()
         monkeypatch.delenv("AWS_CA_BUNDLE")  # botocore's bundle does not know this certificate
         with pytest.raises(ssl.SSLCertVerificationError):
-            client().get_item(TableName="t", Key={"pk": {"S": "a"}})
+            wire_at(url).get_item(TableName="t", Key={"pk": {"S": "a"}})
     finally:
         server.shutdown()
         server.server_close()
