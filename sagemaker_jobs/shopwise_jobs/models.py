@@ -94,7 +94,9 @@ def summed_in_threads(work: Sequence[T], part: Callable[[T], S], zero: S, add: C
     return out
 
 
-def summed_matrices(work: Sequence[T], part: Callable[[T], sparse.csr_matrix], shape: tuple[int, int]) -> Any:
+def summed_matrices(
+    work: Sequence[T], part: Callable[[T], sparse.csr_matrix], shape: tuple[int, int]
+) -> sparse.csr_matrix:
     """``summed_in_threads`` of sparse matrices of ``shape``, duplicates summed."""
     out = summed_in_threads(work, part, sparse.csr_matrix(shape, dtype=np.float64))
     out.sum_duplicates()
@@ -720,7 +722,7 @@ def top_k_per_row(matrix: sparse.csr_matrix, k: int) -> sparse.csr_matrix:
     """Keep the k largest entries of every row (ties at the k-th value: the earlier entries). A row of more than k
     entries gives its k-th value by a partition (a sort of every entry, co-occurring pairs, was most of item-kNN's fit
     and grew ^1.6 in them); the entries above it, and as many equal to it as the row has room for, are then found
-    for every row at once. The per-row loop does nothing else: it holds the GIL, the rest runs on every core (it was
+    for every row at once. The per-row loop does nothing else: it holds the GIL, the rest releases it (the loop was
     a mask, a concatenation and two searches a row: twice the time, and item-kNN's serial share)."""
     matrix = matrix.tocsr()
     counts = np.diff(matrix.indptr)

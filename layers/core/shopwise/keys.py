@@ -4,7 +4,6 @@ the batch jobs, the CDK app's IAM conditions) all build keys here."""
 
 from __future__ import annotations
 
-import functools
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -183,7 +182,6 @@ def entity_key(key: str) -> str:
     return item_key(key_id(key)) if is_item_part(key) else key
 
 
-@functools.lru_cache(maxsize=1024)
 def shard_number(shard: str) -> str:
     """A Kinesis shard id's number ("shardId-000000000003" -> "3"): how marks and item parts name a shard."""
     return shard.removeprefix("shardId-").lstrip("0") or "0"
