@@ -1,5 +1,6 @@
 """The models, the splits and the metrics, on data small enough to know the right answer."""
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from shopwise_jobs.dataset import (
     temporal_split,
 )
 from shopwise_jobs.evaluation import evaluate
-from shopwise_jobs.models import EASE, IALS, ContentKNN, ItemKNN, SequentialRules, Sessions, tfidf_rows
+from shopwise_jobs.models import EASE, IALS, ContentKNN, ItemKNN, SequentialRules, Sessions, _blocks, tfidf_rows
 
 TRIBES = 2
 ITEMS_PER_TRIBE = 10
@@ -134,6 +135,23 @@ def test_item_knn_keeps_each_items_top_k_of_the_shrunk_cosine(block_pairs: int, 
         assert len(row) == min(7, int((full[i] > 0).sum()))
         np.testing.assert_allclose(kept[i][kept[i] > 0], full[i][kept[i] > 0], rtol=1e-5)  # the right values
         np.testing.assert_allclose(np.sort(row), np.sort(full[i])[-len(row) :], rtol=1e-5)  # and the largest
+
+
+def test_item_knn_blocks_cover_the_rows_in_order_each_within_the_budget_and_its_last_row() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        work = rng.integers(0, 20, int(rng.integers(1, 40))).astype(np.float64)
+        work[rng.integers(0, len(work))] = 100.0  # a row above the budget
+        budget = float(rng.integers(1, 60))
+        blocks = _blocks(work, budget)
+        assert blocks[0][0] == 0 and blocks[-1][1] == len(work)
+        assert all(a < b for a, b in blocks) and all(
+            end == start for (_, end), (start, _) in itertools.pairwise(blocks)
+        )
+        assert all(work[a:b].sum() <= budget + work[b - 1] for a, b in blocks)
+    assert _blocks(np.ones(5), 2.0) == [(0, 2), (2, 4), (4, 5)]  # cut where the budget is reached
+    assert _blocks(np.array([1.0, 9.0, 1.0, 1.0]), 2.0) == [(0, 2), (2, 4)]  # the row above it ends its range
+    assert _blocks(np.zeros(3), 1.0) == [(0, 3)] and _blocks(np.zeros(0), 1.0) == []
 
 
 def test_sequential_rules_sum_one_over_the_distance_of_every_pair_in_a_session() -> None:
