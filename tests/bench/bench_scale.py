@@ -24,7 +24,11 @@ Stages, each in a child process (its wall time, and its peak resident memory fro
   fixed sample of shoppers holding at most ``TUNING_INTERACTIONS`` interactions and so is extrapolated in the
   interactions it tunes on up to that cap; and the served model's fit on every shopper, part by part, each
   extrapolated in what drives it (the content index in items, item-kNN in its products up to their bound, the
-  rest in events). The parts that use several
+  rest in events). Item-kNN's part is measured once more, as **item-kNN at the envelope's width**
+  (``bench_knn.py``: the same rows, their items spread over a million columns, the products unchanged), and
+  extrapolated from there, at least linearly in its products: its time a product grows with the catalog's width
+  (the sparse product's accumulator leaves the caches), which stops at the envelope's million items, and falls with
+  the products at a fixed width. A table of the served fit's parts follows the stages'. The parts that use several
   cores (item-kNN's blocks, iALS, the content index) are told from the process's CPU time against their wall time
   on this machine's cores, and the envelope's fit is given on one ml.r5.24xlarge's 96 vCPUs by Amdahl's law from
   that share. Their memory: each half's own (its peak resident memory above what it started with: the job's
@@ -120,6 +124,8 @@ DATASET = (
 
 TUNING = "tuning as at the envelope"  # times within the stage before them: no peak memory of their own
 FINAL = "final fit as at the envelope"
+# item-kNN's part of the final fit again, on the same rows spread over the envelope's million columns (bench_knn.py)
+KNN_WIDE = "item-kNN at the envelope's width"
 WITHIN = (TUNING, FINAL)
 # the training at the envelope runs this many times a size, each figure its best run's
 REPEATS = int(os.environ.get("SHOPWISE_SCALE_REPEATS", "2"))
@@ -132,6 +138,7 @@ STAGES = (
     "training as at the envelope",
     TUNING,
     FINAL,
+    KNN_WIDE,
     "transform as at the envelope",
 )
 # what a catalog of a million items gets, forced on these smaller ones: every approximate path, no EASE
@@ -241,6 +248,14 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
             "parts_seconds": float(sum(wall.values())),
             "parts": {part: [wall[part], cpu[part]] for part in wall},
         }
+    if KNN_WIDE in stages_wanted:
+        seconds, peak, out = measured(
+            [PYTHON, str(Path(__file__).with_name("bench_knn.py")), "--events", str(store / "events.csv"),
+             "--items", str(store / "items.csv"), "--metrics", str(envelope_model / "metrics.json"),
+             "--width", str(ENVELOPE_ITEMS), "--repeats", str(REPEATS)]
+        )  # fmt: skip
+        knn = json.loads(out.strip().splitlines()[-1])
+        stages[KNN_WIDE] = {"seconds": knn["wide"][0], "peak_mb": None, **knn}
     if "transform as at the envelope" in stages_wanted:
         at_envelope = [*recommend[:3], str(envelope_model), *recommend[4:]]
         seconds, peak, _ = measured(at_envelope, ENVELOPE_ENV)
@@ -254,6 +269,8 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     events = [float(r["events"]) for r in rows]
     out: dict[str, dict[str, Any]] = {}
     for stage in rows[0]["stages"]:
+        if stage == KNN_WIDE:  # a part of the final fit's, extrapolated with it (final_fit)
+            continue
         seconds = [float(r["stages"][stage]["seconds"]) for r in rows]
         xs, target = events, float(ENVELOPE_EVENTS)
         if stage == TUNING:  # grows in the interactions it tunes on, which stop at the sample's cap
@@ -341,22 +358,45 @@ def driver(rows: list[dict[str, Any]], part: str) -> tuple[list[float], float]:
 
 def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The served model's fit at the envelope, part by part: each part's growth fitted in what drives it (the
-    content index in items, to 1 M; every other part in events, to 2.6 B), and its time on INSTANCE's vCPUs by
-    Amdahl's law from the share of its work that ran in parallel here — the process's CPU time against the part's
-    wall time on this machine's n cores (speedup s: parallel share p = (1 - 1/s) / (1 - 1/n))."""
+    content index in items, to 1 M; item-kNN in its products; every other part in events, to 2.6 B), and its time on
+    INSTANCE's vCPUs by Amdahl's law from the share of its work that ran in parallel here — the process's CPU time
+    against the part's wall time on this machine's n cores (speedup s: parallel share p = (1 - 1/s) / (1 - 1/n)).
+
+    Item-kNN, where the run measured it at the envelope's width (KNN_WIDE: the same rows over a million columns),
+    is extrapolated from that: its wall and CPU time there, grown in its products at least linearly. At a fixed
+    width its cost a product falls as the store grows (more products a pair), so linear is the bound; grown from
+    the catalog's own width instead, the cache spill of a catalog 60x wider would be extrapolated as growth in
+    products, with no end."""
     cores = os.cpu_count() or 1
     last = rows[-1]["stages"][FINAL]["parts"]
     single = instance = cpu_total = wall_total = 0.0
+    by_part: dict[str, dict[str, Any]] = {}
     for part, (wall, cpu) in last.items():
         sizes, target = driver(rows, part)
         walls = [max(float(r["stages"][FINAL]["parts"][part][0]), 0.01) for r in rows]
-        at_envelope = walls[-1] * (target / sizes[-1]) ** exponent(sizes, walls)
+        growth = exponent(sizes, walls)
+        measured_at = "the catalog's width"
+        if part == "similar" and all(KNN_WIDE in r["stages"] for r in rows):
+            walls = [max(float(r["stages"][KNN_WIDE]["wide"][0]), 0.01) for r in rows]
+            wall, cpu = (float(x) for x in rows[-1]["stages"][KNN_WIDE]["wide"])
+            growth, measured_at = max(exponent(sizes, walls), 1.0), f"{ENVELOPE_ITEMS:,} columns"
+        at_envelope = walls[-1] * (target / sizes[-1]) ** growth
         speedup = min(max(cpu / max(wall, 0.01), 1.0), float(cores))
         share = (1 - 1 / speedup) / (1 - 1 / cores) if cores > 1 else 0.0
         one_core = at_envelope * speedup  # the part's work on one core
+        on_instance = one_core * ((1 - share) + share / INSTANCE_VCPUS)
         single += at_envelope
-        instance += one_core * ((1 - share) + share / INSTANCE_VCPUS)
+        instance += on_instance
         cpu_total, wall_total = cpu_total + cpu, wall_total + wall
+        by_part[part] = {
+            "walls": walls,
+            "grows_in": "items" if part in ITEM_PARTS else "products" if part == "similar" else "events",
+            "growth": round(growth, 2),
+            "measured_at": measured_at,
+            "parallel_share": round(share, 2),
+            "single_hours": round(at_envelope / 3600, 2),
+            "instance_hours": round(on_instance / 3600, 2),
+        }
     speedup = cpu_total / max(wall_total, 0.01)
     return {
         "single_hours": round(single / 3600, 1),
@@ -364,6 +404,7 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "parallel_share": round((1 - 1 / speedup) / (1 - 1 / cores) if cores > 1 and speedup > 1 else 0.0, 2),
         "instance_hours": round(instance / 3600, 1),
         "fits_budget_on_instance": instance <= BUDGET_S,
+        "by_part": by_part,
     }
 
 
@@ -466,7 +507,45 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
             + memory
             + " |"
         )
+    if FINAL in fits and "by_part" in fits[FINAL]:
+        lines += ["", *by_part_table(rows, fits[FINAL]["by_part"])]
     return "\n".join(lines)
+
+
+PART_NAMES = {
+    "matrix": "interaction matrix",
+    "model": "the selected model (its sessions and next-item rules)",
+    "content": "content index",
+    "similar": "item-kNN",
+    "next_items": "next-item rules",
+    "history": "history rows",
+    "popularity": "bestsellers",
+    "segments": "segment lists",
+}
+
+
+def by_part_table(rows: list[dict[str, Any]], parts: dict[str, dict[str, Any]]) -> list[str]:
+    """The served fit's parts: wall seconds at each size (item-kNN's also at the envelope's width where measured),
+    what each grows in and how fast, and its hours at the envelope."""
+    lines = [
+        "| part of the served fit | "
+        + " | ".join(f"{r['shoppers']:,} shoppers: s" for r in rows)
+        + f" | grows in | growth | at the envelope: one process / one {INSTANCE} (h) |",
+        "|---|" + "---|" * len(rows) + "---|---|---|",
+    ]
+    for part, fit in sorted(parts.items(), key=lambda kv: -kv[1]["instance_hours"]):
+        cells = [f"{r['stages'][FINAL]['parts'][part][0]:.2f}" for r in rows]
+        grows = fit["grows_in"]
+        if fit["measured_at"] != "the catalog's width":
+            cells = [
+                f"{cell} ({wall:.2f} at {fit['measured_at']})" for cell, wall in zip(cells, fit["walls"], strict=True)
+            ]
+            grows += f" at {fit['measured_at']} (at least linearly)"
+        lines.append(
+            f"| {PART_NAMES.get(part, part)} | " + " | ".join(cells) + f" | {grows} | ^{fit['growth']} | "
+            f"{fit['single_hours']:,} / {fit['instance_hours']:,} ({fit['parallel_share']:.0%} in parallel) |"
+        )
+    return lines
 
 
 README = REPO_ROOT / "README.md"
