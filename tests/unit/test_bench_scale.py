@@ -1,0 +1,66 @@
+"""make scale's extrapolation of the served fit's item-kNN part: what the README's 2-hour verdict rests on."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import pytest
+
+from tests.bench import bench_scale
+from tests.bench.bench_scale import FINAL, INSTANCE_VCPUS, KNN_WIDE, driver, final_fit
+
+
+def sizes(job: list[float], native: list[float], wide: list[float], products: list[float]) -> list[dict[str, Any]]:
+    """Three stores whose served fit is item-kNN alone: its wall time in the job (CPU 1.8x: 2 cores), its products,
+    and bench_knn's fit of the same rows at the catalog's width and at a million columns."""
+    return [
+        {
+            "shoppers": 10_000 * 3**n,
+            "events": 200_000.0 * 3**n,
+            "stages": {
+                FINAL: {"parts": {"similar": [j, 1.8 * j]}, "work": {"similar": p}},
+                KNN_WIDE: {"native": [nat, 1.8 * nat], "wide": [w, 1.8 * w], "products": p},
+            },
+        }
+        for n, (j, nat, w, p) in enumerate(zip(job, native, wide, products, strict=True))
+    ]
+
+
+@pytest.fixture(autouse=True)
+def two_cores(monkeypatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+
+
+def test_item_knn_is_extrapolated_from_the_envelopes_width_linearly_and_as_slow_as_the_job_ran_it() -> None:
+    products = [2e6, 8e6, 32e6]
+    # sub-linear at a million columns (a fixed cost weighs on the small sizes): taken as linear
+    rows = sizes(job=[0.05, 0.2, 1.2], native=[0.05, 0.2, 0.9], wide=[0.2, 0.4, 1.0], products=products)
+    _, target = driver(rows, "similar")
+    part = final_fit(rows)["by_part"]["similar"]
+    wall = 1.0 * 1.2 / 0.9  # the wide fit, as much slower as the job ran it than the fit on its own
+    assert part["growth"] == 1.0 and part["fitted"] < 1.0
+    assert part["single_hours"] == pytest.approx(wall * target / products[-1] / 3600, rel=0.01)
+    share = (1 - 1 / 1.8) / (1 - 1 / 2)
+    on_instance = wall * target / products[-1] * 1.8 * ((1 - share) + share / INSTANCE_VCPUS)
+    assert part["instance_hours"] == pytest.approx(on_instance / 3600, rel=0.01)
+
+
+def test_item_knn_growing_faster_than_its_products_at_the_envelopes_width_keeps_its_growth() -> None:
+    products = [2e6, 8e6, 32e6]
+    rows = sizes(job=[0.1, 0.4, 1.6], native=[0.1, 0.4, 1.6], wide=[0.1, 0.6, 3.6], products=products)
+    part = final_fit(rows)["by_part"]["similar"]
+    _, target = driver(rows, "similar")
+    growth = math.log(6) / math.log(4)  # each size: 4x the products, 6x the time
+    assert part["growth"] == pytest.approx(growth, abs=0.01)
+    assert part["single_hours"] == pytest.approx(3.6 * (target / products[-1]) ** growth / 3600, rel=0.01)
+
+
+def test_a_run_without_the_width_stage_extrapolates_the_jobs_own_times_by_their_fitted_growth() -> None:
+    rows = sizes(job=[0.05, 0.2, 1.2], native=[0.05, 0.2, 0.9], wide=[0.2, 0.4, 1.0], products=[2e6, 8e6, 32e6])
+    for row in rows:
+        del row["stages"][KNN_WIDE]
+    part = final_fit(rows)["by_part"]["similar"]
+    assert part["measured_at"] == "the catalog's width" and part["growth"] > 1.1
+    assert "1,000,000 columns" not in "\n".join(bench_scale.by_part_table(rows, {"similar": part}))
