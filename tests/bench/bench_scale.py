@@ -266,11 +266,15 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
 
 
 def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    events = [float(r["events"]) for r in rows]
+    """Each stage's growth fitted over the sizes that measured it (a size run with ``--stages`` has only some; a
+    stage fewer than two sizes measured is left out), and extrapolated to the envelope."""
     out: dict[str, dict[str, Any]] = {}
-    for stage in rows[0]["stages"]:
-        if stage == KNN_WIDE:  # a part of the final fit's, extrapolated with it (final_fit)
+    everywhere = rows
+    for stage in STAGES:
+        rows = [r for r in everywhere if stage in r["stages"]]
+        if stage == KNN_WIDE or len(rows) < 2:  # (item-kNN at the envelope's width: a part of the final fit's)
             continue
+        events = [float(r["events"]) for r in rows]
         seconds = [float(r["stages"][stage]["seconds"]) for r in rows]
         xs, target = events, float(ENVELOPE_EVENTS)
         if stage == TUNING:  # grows in the interactions it tunes on, which stop at the sample's cap
@@ -319,6 +323,7 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 out[stage]["own_gb_by_part"] = by_part
                 out[stage]["own_gb"] = max(by_part.values())
                 out[stage]["own_largest"] = max(by_part, key=lambda part: by_part[part])
+    rows = [r for r in everywhere if FINAL in r["stages"]]
     if TUNING in out and FINAL in out:
         hours = out[TUNING]["envelope_minutes"] / 60 + out[FINAL]["instance_hours"]
         out["retrain fit"] = {"hours": round(hours, 1), "fits_budget": hours * 3600 <= BUDGET_S}
@@ -472,12 +477,16 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
             continue
         own = stage not in WITHIN  # a stage's own peak memory, or only a time within another stage
         cells = [
-            f"{r['stages'][stage]['seconds']:.0f} / "
-            + (
-                f"{r['stages'][stage]['peak_mb']:,.0f}"
-                if own
-                else (f"+{r['stages'][stage]['own_mb']:,.0f}" if r["stages"][stage].get("own_mb") else "—")
+            (
+                f"{r['stages'][stage]['seconds']:.0f} / "
+                + (
+                    f"{r['stages'][stage]['peak_mb']:,.0f}"
+                    if own
+                    else (f"+{r['stages'][stage]['own_mb']:,.0f}" if r["stages"][stage].get("own_mb") else "—")
+                )
             )
+            if stage in r["stages"]
+            else "not run"
             for r in rows
         ]
         misses = [
@@ -522,7 +531,7 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
             + " |"
         )
     if FINAL in fits and "by_part" in fits[FINAL]:
-        lines += ["", *by_part_table(rows, fits[FINAL]["by_part"])]
+        lines += ["", *by_part_table([r for r in rows if FINAL in r["stages"]], fits[FINAL]["by_part"])]
     return "\n".join(lines)
 
 

@@ -64,3 +64,17 @@ def test_a_run_without_the_width_stage_extrapolates_the_jobs_own_times_by_their_
     part = final_fit(rows)["by_part"]["similar"]
     assert part["measured_at"] == "the catalog's width" and part["growth"] > 1.1
     assert "1,000,000 columns" not in "\n".join(bench_scale.by_part_table(rows, {"similar": part}))
+
+
+def test_a_size_run_without_a_stage_leaves_it_out_of_that_stages_fit_and_says_not_run() -> None:
+    rows = sizes(job=[0.05, 0.2, 1.2], native=[0.05, 0.2, 0.9], wide=[0.2, 0.4, 1.0], products=[2e6, 8e6, 32e6])
+    for n, row in enumerate(rows):
+        row["stages"][FINAL]["seconds"] = sum(wall for wall, _cpu in row["stages"][FINAL]["parts"].values())
+        if n < 2:  # the largest size was run with --stages, without the data set
+            row["stages"]["data set"] = {"seconds": 10.0 * 4**n, "peak_mb": 100.0 * 3**n}
+    fits = bench_scale.extrapolate(rows)
+    assert fits["data set"]["time_exponent"] == pytest.approx(math.log(4) / math.log(3), abs=0.01)  # events 3x a size
+    assert fits["data set"]["memory_exponent"] == pytest.approx(1.0, abs=0.01)
+    assert fits[FINAL]["by_part"]["similar"]["measured_at"] == "1,000,000 columns"  # every size measured it
+    line = next(line for line in bench_scale.markdown(rows, fits).splitlines() if line.startswith("| data set |"))
+    assert line.split(" | ")[1:4] == ["10 / 100", "40 / 300", "not run"]
