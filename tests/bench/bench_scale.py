@@ -51,6 +51,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -154,11 +155,17 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
     items = items_for(shoppers)
     store = CACHE / f"scale-{shoppers}-{days}d"
     if not (store / "events.csv").exists():
+        # simulated aside and moved into place whole: a run stopped mid-simulation left a truncated events.csv that
+        # later runs took for the store (a 300,000-shopper store of 1.6 M events, fewer than 100,000 shoppers')
+        partial = store.with_name(store.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
         subprocess.run(
             [SHOPWISE, "simulate", "--shoppers", str(shoppers), "--items", str(items), "--days", str(days),
-             "--out", str(store), "--no-progress"],
+             "--out", str(partial), "--no-progress"],
             check=True, capture_output=True,
         )  # fmt: skip
+        shutil.rmtree(store, ignore_errors=True)
+        partial.rename(store)
     events = sum(1 for _ in (store / "events.csv").open()) - 1
     stages: dict[str, dict[str, Any]] = {}
     if "data set" in stages_wanted:
