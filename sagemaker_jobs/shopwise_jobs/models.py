@@ -711,7 +711,7 @@ def _blocks(work: np.ndarray, budget: float) -> list[tuple[int, int]]:
     """Consecutive [start, end) ranges of rows, each ending at the first row whose cumulative ``work`` reaches the next
     multiple of ``budget``: a range's work is at most the budget plus its last row's (a row above the budget ends a
     range of its own or shares it with rows whose work is below the budget). Found for every row at once: a Python
-    loop over a million items' rows is a quarter of a second of serial time."""
+    loop over the rows was most of the 0.25 s a fit over a million items took on a store whose pairs took 0.09 s."""
     if not len(work):
         return []
     total = np.cumsum(np.asarray(work, dtype=np.float64))

@@ -47,6 +47,7 @@ from shopwise_jobs.selection import (
     EVALUATION_USERS,
     MODEL_KINDS,
     Result,
+    TrainSet,
     build_model,
     champion_scorer,
     history_rows,
@@ -546,7 +547,7 @@ def fit_and_select(
 
     fit_started = time.perf_counter()
     phases.begin("final fit")
-    data = train_set(interactions, interactions.iloc[:0], catalog, hp.kind_weights())
+    data = served_set(interactions, catalog, hp)
     history = timed("matrix", data.matrix)  # built once: the parts below that read it reuse it
     model_object = timed("model", lambda: build_model(chosen.name, data, chosen.params))
     # content neighbours and next-item rules the selected model already fitted on the same data are reused
@@ -671,6 +672,17 @@ def catalog_facts(catalog: pd.DataFrame, items: Any) -> dict[str, list[str]]:
     return {str(i): [c, t] for i, c, t in zip(frame["item_id"], columns[0], columns[1], strict=True)}
 
 
+def catalog_snapshot(catalog: pd.DataFrame) -> FeatureSnapshot:
+    """The feature snapshot a data set build folds its events into, with the catalog's category paths."""
+    paths = dict(zip(catalog["item_id"], catalog["category"].fillna(""), strict=True)) if "category" in catalog else {}
+    return FeatureSnapshot(Context(categories={k: v for k, v in paths.items() if v}))
+
+
+def served_set(interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters) -> TrainSet:
+    """What the served model is fitted on: every (consented) interaction, no test rows."""
+    return train_set(interactions, interactions.iloc[:0], catalog, hp.kind_weights())
+
+
 def train_files(
     events: Path,
     items: Path | None,
@@ -684,8 +696,7 @@ def train_files(
     ``champion``: the serving model's folder, scored on the same validation split for the promotion gate."""
     hp = Hyperparameters.parse(hyperparameters or {})
     catalog = read_catalog(items) if items else pd.DataFrame(columns=["item_id"])
-    paths = dict(zip(catalog["item_id"], catalog["category"].fillna(""), strict=True)) if "category" in catalog else {}
-    snapshot = FeatureSnapshot(Context(categories={k: v for k, v in paths.items() if v}))
+    snapshot = catalog_snapshot(catalog)
     erased = pending_targets(hp.erasures) if hp.erasures else None
     built = events.is_dir() and is_built(events)  # a data set the Spark job made: its rows and its snapshot
     phases = Phases()

@@ -29,26 +29,19 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from shopwise.features.definitions import Context
 from shopwise_jobs.dataset import read_catalog, read_events_any
-from shopwise_jobs.feature_snapshot import FeatureSnapshot
 from shopwise_jobs.models import ITEMKNN_HISTORY, ItemKNN
-from shopwise_jobs.selection import train_set
-from shopwise_jobs.training import Hyperparameters, fit_frame, personal_interactions
+from shopwise_jobs.training import Hyperparameters, catalog_snapshot, fit_frame, personal_interactions, served_set
 
 ENVELOPE_ITEMS = 1_000_000
-HP = Hyperparameters()  # the served fit's neighbours and shrinkage
+HP = Hyperparameters()  # the served fit's neighbours, shrinkage and consent rule
 
 
 def job_rows(events: Path, items: Path) -> sparse.csr_matrix:
     """The rows item-kNN counts co-occurrences over in the training job's served fit, built by the job's own steps."""
-    hp = HP
     catalog = read_catalog(items)
-    paths = dict(zip(catalog["item_id"], catalog["category"].fillna(""), strict=True)) if "category" in catalog else {}
-    snapshot = FeatureSnapshot(Context(categories={k: v for k, v in paths.items() if v}))
-    interactions = personal_interactions(fit_frame(read_events_any(events, snapshot).interactions), hp)
-    data = train_set(interactions, interactions.iloc[:0], catalog, hp.kind_weights())
-    return data.recent(ITEMKNN_HISTORY).tocsr()
+    interactions = personal_interactions(fit_frame(read_events_any(events, catalog_snapshot(catalog)).interactions), HP)
+    return served_set(interactions, catalog, HP).recent(ITEMKNN_HISTORY).tocsr()
 
 
 def widened(rows: sparse.csr_matrix, width: int, seed: int = 0) -> tuple[sparse.csr_matrix, np.ndarray]:
