@@ -50,6 +50,8 @@ class DatasetBuild(Construct):
                 "--days": str(env.dataset_days),
                 "--categories": storage.artifacts.s3_url_for_object(config.CATALOG_KEY),
                 "--erasures": storage.artifacts.s3_url_for_object(config.ERASURES_PREFIX),
+                # each archive day parsed once: a daily build parses the new day and reads the others back
+                "--parsed-days": storage.artifacts.s3_url_for_object(config.PARSED_DAYS_PREFIX),
             },
         )
         storage.archive.grant_read(self.role, f"{config.ARCHIVE_EVENTS_PREFIX}*")

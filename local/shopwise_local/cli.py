@@ -675,25 +675,34 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 def cmd_dataset(args: argparse.Namespace) -> int:
     """The training data set from the stack's archive, built on Spark: here PySpark in local mode over a copy of the
-    local archive, on a deployed stack its Glue job (the same ``shopwise_jobs.spark_dataset``), followed to the end."""
+    local archive, on a deployed stack its Glue job (the same ``shopwise_jobs.spark_dataset``), followed to the end.
+    Either way each archive day's parse is kept in the artifacts bucket (``datasets/_days/``) and a later build
+    parses only the days whose objects changed."""
     import tempfile
     from dataclasses import asdict
 
     from shopwise import config
     from shopwise.dal.erasures import pending_targets
+    from shopwise.dal.objects import download_prefix
     from shopwise.settings import get_settings
     from shopwise_jobs.spark_dataset import build, catalog_categories, spark_session
     from shopwise_local.archive_query import local_copy
 
     target = _attach()
     settings = get_settings()
+    days_uri = f"s3://{settings.artifacts_bucket}/{config.PARSED_DAYS_PREFIX}"
     if target.deployed:
         from shopwise.dal.glue import run_job
 
         if not target.dataset_job:
             raise RuntimeError(f"stack {target.name} has no DatasetJob output: deployed by an older version?")
+        if args.out.name.startswith("_"):
+            raise ValueError(
+                f"a data set's name may not start with '_' ({args.out.name}): datasets/_days/ is the cache"
+            )
         out = f"s3://{settings.artifacts_bucket}/{config.DATASETS_PREFIX}{args.out.name}/"
-        state = run_job(target.dataset_job, {"--out": out, "--days": str(args.days)}, print)
+        arguments = {"--out": out, "--days": str(args.days), **({"--reparse": "true"} if args.reparse else {})}
+        state = run_job(target.dataset_job, arguments, print)
         print(json.dumps({"state": state, "out": out}))
         return 0 if state == "SUCCEEDED" else 1
     with tempfile.TemporaryDirectory(prefix="shopwise-dataset-") as scratch:
@@ -705,16 +714,43 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         # erasures (their shoppers' events are left out)
         categories = catalog_categories(f"s3://{settings.artifacts_bucket}/{config.CATALOG_KEY}")
         erased = pending_targets(f"s3://{settings.artifacts_bucket}/{config.ERASURES_PREFIX}")
+        # the kept parses, as the Glue job reads and writes them in the artifacts bucket (where the purge finds them)
+        parsed = Path(scratch) / "days"
+        if not args.reparse:
+            download_prefix(days_uri, parsed)
         spark = spark_session()
         try:
             report = build(
-                spark, str(events), str(args.out.resolve()), args.days or None, erased=erased, categories=categories
+                spark,
+                str(events),
+                str(args.out.resolve()),
+                args.days or None,
+                erased=erased,
+                categories=categories,
+                parsed_days=str(parsed),
+                reparse=args.reparse,
             )
         finally:
             spark.stop()
+        _keep_parsed_days(parsed, days_uri, report.days_parsed)
     figures = {**asdict(report), "objects": objects, "unconverted_left_out": unconverted, "out": str(args.out)}
     print(json.dumps(figures) if args.json else "\n".join(f"{k}: {v}" for k, v in figures.items()))
     return 0
+
+
+def _keep_parsed_days(folder: Path, uri: str, days: list[str]) -> None:
+    """The days parsed by a local build into the artifacts bucket, each replacing what was kept of that day
+    (Spark's checksum files left out)."""
+    from shopwise.dal.objects import delete_prefix, parse_s3_uri, upload_file
+    from shopwise_jobs.spark_dataset import MANIFEST
+
+    bucket, prefix = parse_s3_uri(uri)
+    for day in days:
+        delete_prefix(bucket, f"{prefix}dt={day}/")
+        files = [p for p in (folder / f"dt={day}").iterdir() if p.is_file() and not p.name.startswith(".")]
+        # the manifest last: a build that stops between finds no manifest and parses the day again
+        for path in sorted(files, key=lambda p: (p.name == MANIFEST, p.name)):
+            upload_file(path, bucket, f"{prefix}dt={day}/{path.name}")
 
 
 def cmd_failures(args: argparse.Namespace) -> int:
@@ -1200,6 +1236,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder: interactions/, users/, items/, features/ (--stack: datasets/<its name>/ in the artifacts bucket)",
     )
     data.add_argument("--days", type=int, default=0, help="only the newest N days of the archive (0: all of it)")
+    data.add_argument(
+        "--reparse",
+        action="store_true",
+        help="parse every day of the window again (by default a day parsed before, whose objects are the same, is "
+        "read back from datasets/_days/)",
+    )
     data.add_argument("--json", action="store_true", help="one JSON document")
     data.set_defaults(func=cmd_dataset)
 

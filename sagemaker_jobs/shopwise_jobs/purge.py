@@ -10,8 +10,9 @@ What each kind of object loses:
   that name a target (events by alias and time, anything else by alias);
 - a model folder (model.tar.gz): the targets' rows of the user index and the history matrix, and of any Parquet
   table (the feature snapshot), and the lines of any text file that name them;
-- Parquet: archived events (``shopwise.archive``'s table) by alias and time, as their JSON lines; any other table
-  the rows whose alias columns name a target.
+- Parquet: archived events (``shopwise.archive``'s table) by alias and time, as their JSON lines; the data set
+  build's kept parse of each archive day (``datasets/_days/``) by the same rule, from each row's event's aliases
+  and time; any other table the rows whose alias columns name a target.
 The latest version of a changed object is replaced; an older version that names a target is deleted. Archive days
 before the plan's first day are not read (nothing of the targets can be there).
 """
@@ -36,7 +37,7 @@ from scipy import sparse
 from tqdm import tqdm
 
 from shopwise import archive
-from shopwise.config import ARCHIVE_EVENTS_PREFIX, ERASURES_PREFIX
+from shopwise.config import ARCHIVE_EVENTS_PREFIX, ERASURES_PREFIX, PARSED_DAYS_PREFIX
 from shopwise.dal.objects import delete_version, get_version, list_versions, put_bytes
 from shopwise.privacy.purge import load_plan, plan_targets, scrub_lines, tally_key
 from shopwise.privacy.tombstones import ALIAS_FIELDS, Targets
@@ -85,6 +86,23 @@ def scrub_archive(body: bytes, targets: Targets) -> tuple[bytes | None, int]:
     if len(kept) == len(records):
         return None, 0
     return archive.encode_parquet(kept), len(records) - len(kept)
+
+
+def scrub_parsed(body: bytes, targets: Targets) -> tuple[bytes | None, int]:
+    """A kept parse of an archive day (``spark_dataset``'s rows: interactions, consent entries, the snapshot's
+    event records, markers) without the rows of a target's events from before their erasure: the archive's rule,
+    by the aliases and time each row keeps of its event. Its schema unchanged (Spark reads it back)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(body))
+    aliases, at = table.column("aliases").to_pylist(), table.column("at").to_pylist()
+    hit = [bool(a) and targets.named(a, t) for a, t in zip(aliases, at, strict=True)]
+    if not any(hit):
+        return None, 0
+    out = io.BytesIO()
+    pq.write_table(table.filter(pa.array([not h for h in hit])), out)
+    return out.getvalue(), sum(hit)
 
 
 def scrub_parquet(body: bytes, targets: Targets) -> tuple[bytes | None, int]:
@@ -162,9 +180,12 @@ def scrub(key: str, body: bytes, targets: Targets, tally: Tally) -> bytes | None
     if key.endswith((".tar.gz", ".tgz", ".tar")):
         return scrub_tar(body, targets, tally)
     if body[:4] == b"PAR1":
-        new, rows = (
-            scrub_archive(body, targets) if key.startswith(ARCHIVE_EVENTS_PREFIX) else scrub_parquet(body, targets)
-        )
+        if key.startswith(ARCHIVE_EVENTS_PREFIX):
+            new, rows = scrub_archive(body, targets)
+        elif key.startswith(PARSED_DAYS_PREFIX):
+            new, rows = scrub_parsed(body, targets)
+        else:
+            new, rows = scrub_parquet(body, targets)
         tally.rows_removed += rows
         return new
     new, lines = scrub_lines(body, targets)
@@ -175,7 +196,10 @@ def scrub(key: str, body: bytes, targets: Targets, tally: Tally) -> bytes | None
 def purge_version(version: Version, targets: Targets, since_day: str, tally: Tally) -> None:
     day = _DAY.search(version.key)
     if version.key.endswith(BINARY) or (
-        since_day and version.key.startswith(ARCHIVE_EVENTS_PREFIX) and day and day.group(1) < since_day
+        since_day
+        and version.key.startswith((ARCHIVE_EVENTS_PREFIX, PARSED_DAYS_PREFIX))  # an archive day, or its kept parse
+        and day
+        and day.group(1) < since_day
     ):
         tally.objects_skipped += 1
         return

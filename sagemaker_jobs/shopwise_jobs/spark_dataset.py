@@ -9,6 +9,15 @@ turns each into its rows with ``dataset.event_rows`` and each consent into its l
 profile's rows and consent log meet in a cogroup and ``dataset.consent_mask`` marks the consented ones, as the
 Python build does per profile.
 
+Incremental (``parsed_days``: a folder or s3:// prefix, ``config.PARSED_DAYS_PREFIX`` in the artifacts bucket):
+the parse is most of a build's work, and a daily retrain's window is the days before plus one new day. Each
+archive day's parse is kept there (``dt=<day>/``, Parquet, with a manifest of the day's objects: names, sizes and
+ETags or content hashes); a later build parses only the days whose objects changed (a new day, late deliveries, a
+conversion, a purge's rewrite) and reads the others back. A cached day is held to the erasures pending at each
+build, not only to those of when it was parsed: every row keeps the aliases and time of its event, and a row of a
+shopper erased since is left out as the parse would have left it (the event counted erased). The purge job rewrites
+the cached days without its targets' rows, by the same rule (``shopwise_jobs.purge.scrub_parsed``).
+
 Output (``out``): ``interactions/`` (Parquet: ``INTERACTION_COLUMNS``, ``consented``, and ``user_idx``/``item_idx``:
 positions in the id maps), ``users/`` and ``items/`` (Parquet: ``idx``, the id; sorted by id, so the codes are the
 same whichever engine or partitioning made them) and ``dataset.json`` (counts, the window). The trainer reads them
@@ -22,12 +31,14 @@ EMR Serverless: ``python -m shopwise_jobs.spark_dataset --archive s3://... --out
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,10 +50,12 @@ from shopwise import archive
 from shopwise.privacy.tombstones import Targets
 from shopwise_jobs.dataset import INTERACTION_COLUMNS, consent_entries, consent_mask, event_rows
 
-# one schema for both kinds of row the parse emits: an interaction, or a consent log entry (kind "consent")
+# one schema for every kind of row the parse emits: an interaction, a consent log entry (kind "consent"), the
+# snapshot's inputs, a marker; each with its event's aliases and time (the erasure rule) and its archive day
 PARSED = (
     "event_id string, user_id string, item_id string, kind string, ts double, price double, session_id string, "
-    "market string, referrer string, scope string, granted boolean, record string"
+    "market string, referrer string, scope string, granted boolean, record string, aliases array<string>, "
+    "at double, dt string"
 )
 OUT_COLUMNS = [*INTERACTION_COLUMNS, "consented"]
 CONSENT = "consent"
@@ -53,6 +66,11 @@ ITEM_EVENT = "item_event"
 INPUTS = (CONSENT, PROFILE_EVENT, ITEM_EVENT)
 SKIPPED = "skipped"  # not a valid event, or one the jobs may not count: counted, never a row of the data set
 ERASED = "erased"
+KEPT = "kept"  # one marker per event the jobs count: a cached day's events of a shopper erased since count erased
+MARKERS = (SKIPPED, ERASED, KEPT)
+PARSE_VERSION = 1  # the parse's rules and columns: a day cached by other rules is parsed again
+MANIFEST = "_manifest.json"  # beside a cached day's Parquet (Spark's readers skip names starting with "_")
+_OBJECT = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/hour=[^/]+/[^/]+" + re.escape(archive.PARQUET) + "$")
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,8 @@ class DatasetReport:
     erased: int
     since: str  # the first archive day read ("" : all of them)
     snapshot: dict[str, float] | None = None  # the feature snapshot's counts, as FeatureSnapshot.write returns them
+    days_parsed: list[str] = field(default_factory=list)  # with parsed_days: the days parsed (and cached) this build
+    days_reused: int = 0  # ... and the days read back from the cache
 
 
 def spark_session(app: str = "shopwise-dataset", cores: int | None = None) -> Any:
@@ -99,36 +119,43 @@ def _parse(erased: dict[str, float], snapshot: bool) -> Any:
         from pydantic import ValidationError
 
         from shopwise.events import EVENT_ADAPTER, Consent, interaction_items, trusted
+        from shopwise.privacy.tombstones import event_aliases, event_time
 
         targets = Targets(erased)
         schema = _arrow(PARSED)
         for batch in batches:
             out: list[dict[str, Any]] = []
             for row in batch.to_pylist():
+                day = str(row.get("dt") or "")
                 record = archive.from_row({k: v for k, v in row.items() if k not in ("dt", "hour")})
                 if targets and targets.event(record):
-                    out.append(_marker(ERASED))
+                    out.append(_marker(ERASED, day))
                     continue
+                # whose record, and when: what a later build holds a kept row to, against the erasures of its day
+                whose = {"aliases": event_aliases(record), "at": event_time(record), "dt": day}
                 try:
                     event = EVENT_ADAPTER.validate_python(record)
                 except ValidationError:
-                    out.append(_marker(SKIPPED))
+                    out.append({**_marker(SKIPPED, day), **whose})
                     continue
                 if not trusted(event):
-                    out.append(_marker(SKIPPED))
+                    out.append({**_marker(SKIPPED, day), **whose})
                     continue
+                out.append({**_marker(KEPT, day), **whose})
                 if snapshot:
                     text = json.dumps(record, separators=(",", ":"))
-                    common = {"event_id": event.event_id, "ts": event.occurred_at.timestamp(), "record": text}
+                    common = {"event_id": event.event_id, "ts": event.occurred_at.timestamp(), "record": text, **whose}
                     out.append({**common, "kind": PROFILE_EVENT, "user_id": event.profile_id})
                     touched = dict.fromkeys(item for item, _kind in interaction_items(event))
                     out.extend({**common, "kind": ITEM_EVENT, "user_id": "", "item_id": item} for item in touched)
                 if isinstance(event, Consent):
                     for at, event_id, scope, granted in consent_entries(event):
                         out.append({"event_id": event_id, "user_id": event.profile_id, "kind": CONSENT, "ts": at,
-                                    "scope": scope, "granted": granted})  # fmt: skip
+                                    "scope": scope, "granted": granted, **whose})  # fmt: skip
                 else:
-                    out.extend(dict(zip(INTERACTION_COLUMNS, values, strict=True)) for values in event_rows(event))
+                    out.extend(
+                        {**dict(zip(INTERACTION_COLUMNS, values, strict=True)), **whose} for values in event_rows(event)
+                    )
             yield pa.RecordBatch.from_pylist(out, schema=schema)
 
     return parse
@@ -211,8 +238,96 @@ def _rows(texts: list[str]) -> pd.DataFrame:
     return pd.DataFrame({"row": pd.Series(texts, dtype=object)})
 
 
-def _marker(kind: str) -> dict[str, Any]:
-    return {"kind": kind, "user_id": "", "event_id": ""}
+def _marker(kind: str, day: str) -> dict[str, Any]:
+    return {"kind": kind, "user_id": "", "event_id": "", "dt": day}
+
+
+def _forget(erased: dict[str, float]) -> Any:
+    """The erasure rule over cached rows (a ``mapInArrow`` function): a row whose event names a shopper erased
+    after it happened is left out, as the parse leaves it out (``Targets.event``), its record's marker (kept or
+    skipped) counted erased — as the parse, which tests the erasures first, counts it."""
+
+    def forget(batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+
+        targets = Targets(erased)
+        schema = _arrow(PARSED)
+        for batch in batches:
+            out: list[dict[str, Any]] = []
+            for row in batch.to_pylist():
+                if row["aliases"] and targets.named(row["aliases"], row["at"]):
+                    if row["kind"] in (KEPT, SKIPPED):
+                        out.append(_marker(ERASED, row["dt"]))
+                    continue
+                out.append(row)
+            yield pa.RecordBatch.from_pylist(out, schema=schema)
+
+    return forget
+
+
+def day_fingerprints(archive_path: str, since: str = "") -> dict[str, str]:
+    """Each archive day (from ``since``) and a digest of its Parquet objects — their names, sizes and S3 ETags (or,
+    in a folder, content hashes): what changes when an object is added (a late delivery, a conversion), rewritten
+    (a purge) or deleted."""
+    lines: dict[str, list[str]] = {}
+    if archive_path.startswith("s3://"):
+        from shopwise.dal.objects import list_objects, parse_s3_uri
+
+        bucket, prefix = parse_s3_uri(archive_path.rstrip("/") + "/")
+        found = [(key[len(prefix) :], f"{size} {etag}") for key, size, etag in
+                 list_objects(bucket, prefix, f"{prefix}dt={since}" if since else "")]  # fmt: skip
+    else:
+        root = Path(archive_path)
+        found = [
+            (p.relative_to(root).as_posix(), f"{p.stat().st_size} {hashlib.blake2b(p.read_bytes()).hexdigest()}")
+            for p in root.glob("dt=*/hour=*/*" + archive.PARQUET)
+        ]
+    for name, tag in found:
+        match = _OBJECT.match(name)
+        if match and match.group(1) >= since:
+            lines.setdefault(match.group(1), []).append(f"{name} {tag}")
+    return {day: hashlib.sha256("\n".join(sorted(v)).encode()).hexdigest() for day, v in sorted(lines.items())}
+
+
+def _parsed_days(
+    spark: Any, events: Any, archive_path: str, cache: str, since: str, erased: dict[str, float], snapshot: bool,
+    reparse: bool,
+) -> tuple[Any, list[str], list[str]]:  # fmt: skip
+    """The window's parsed rows through the cache of parsed days: (rows, days parsed now, days read back)."""
+    from pyspark.sql import functions as F
+
+    cache = cache.rstrip("/")
+    fingerprints = day_fingerprints(archive_path, since)
+    fresh: list[str] = []
+    reused: list[str] = []
+    for day, digest in fingerprints.items():
+        manifest = None if reparse else _read_json(f"{cache}/dt={day}/{MANIFEST}")
+        same = (
+            manifest is not None
+            and manifest.get("version") == PARSE_VERSION
+            and manifest.get("objects") == digest
+            and (bool(manifest.get("snapshot")) or not snapshot)
+        )
+        (reused if same else fresh).append(day)
+    if fresh:
+        parsed = events.where(F.col("dt").cast("string").isin(fresh)).mapInArrow(_parse(erased, snapshot), PARSED)
+        # only the fresh days' folders are replaced (the others, cached, stay)
+        writer = parsed.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").partitionBy("dt")
+        writer.parquet(cache)
+        for day in fresh:  # after the day's rows: a manifest always describes rows that are there
+            body = {"version": PARSE_VERSION, "objects": fingerprints[day], "snapshot": snapshot}
+            _write_bytes(f"{cache}/dt={day}/{MANIFEST}", json.dumps(body).encode())
+
+    def read(days: list[str]) -> Any:
+        return spark.read.schema(PARSED).option("basePath", cache).parquet(*[f"{cache}/dt={d}" for d in days])
+
+    frames = [read(fresh)] if fresh else []
+    if reused:
+        frames.append(read(reused).mapInArrow(_forget(erased), PARSED) if erased else read(reused))
+    if not frames:
+        return spark.createDataFrame([], PARSED), fresh, reused
+    rows = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
+    return rows, fresh, reused
 
 
 def _consented(end: float) -> Any:
@@ -241,11 +356,15 @@ def build(
     now: datetime | None = None,
     erased: Targets | None = None,
     categories: dict[str, str] | None = None,
+    parsed_days: str | None = None,
+    reparse: bool = False,
 ) -> DatasetReport:
     """The data set of the archive at ``archive_path`` (its ``events/`` folder, or any folder of ``dt=`` partitions)
     into ``out``; ``days``: only the newest days' partitions are read (the window training sees). ``categories``
     (item -> catalog category path; may be empty): the feature snapshot too, ``features/profiles.parquet`` and
-    ``features/items.parquet`` as ``FeatureSnapshot`` writes them."""
+    ``features/items.parquet`` as ``FeatureSnapshot`` writes them. ``parsed_days`` (a folder or s3:// prefix): each
+    day's parse kept there and read back while the day's objects stay the same (``reparse``: every day parsed
+    again)."""
     from pyspark.sql import functions as F
 
     since = ((now or datetime.now(UTC)) - timedelta(days=days)).strftime("%Y-%m-%d") if days else ""
@@ -254,9 +373,18 @@ def build(
         events = events.where(F.col("dt") >= since)  # partition pruning: the days before are never listed or read
     records = events.count()  # the Parquet footers' row counts
     snapshot = categories is not None
-    parsed = events.mapInArrow(_parse(dict(erased.erased_at) if erased else {}, snapshot), PARSED).cache()
+    targets = dict(erased.erased_at) if erased else {}
+    fresh: list[str] = []
+    reused: list[str] = []
+    if parsed_days:
+        parsed, fresh, reused = _parsed_days(
+            spark, events, archive_path, parsed_days, since, targets, snapshot, reparse
+        )
+    else:
+        parsed = events.mapInArrow(_parse(targets, snapshot), PARSED)
+    parsed = parsed.cache()
     counts = {r["kind"]: r["n"] for r in parsed.groupBy("kind").agg(F.count("*").alias("n")).collect()}
-    interactions = parsed.where(~F.col("kind").isin(*INPUTS, SKIPPED, ERASED)).dropDuplicates(
+    interactions = parsed.where(~F.col("kind").isin(*INPUTS, *MARKERS)).dropDuplicates(
         ["user_id", "event_id", "item_id", "kind"]
     )
     end = interactions.agg(F.max("ts")).first()[0] or 0.0
@@ -297,6 +425,8 @@ def build(
         erased=int(counts.get(ERASED, 0)),
         since=since,
         snapshot=folded,
+        days_parsed=fresh,
+        days_reused=len(reused),
     )
     marked.unpersist()
     _write_bytes(f"{out}/dataset.json", json.dumps(asdict(report)).encode())
@@ -323,8 +453,24 @@ def _ddl(columns: list[str]) -> str:
 def _arrow(ddl: str) -> Any:
     import pyarrow as pa
 
-    kinds = {"string": pa.string(), "double": pa.float64(), "boolean": pa.bool_()}
+    kinds = {
+        "string": pa.string(),
+        "double": pa.float64(),
+        "boolean": pa.bool_(),
+        "array<string>": pa.list_(pa.string()),
+    }
     return pa.schema([pa.field(name, kinds[kind]) for name, kind in (part.split() for part in ddl.split(", "))])
+
+
+def _read_json(uri: str) -> dict[str, Any] | None:
+    """A JSON file beside Spark's output (a path or s3://), or None when there is none."""
+    if uri.startswith("s3://"):
+        from shopwise.dal.objects import get_bytes, parse_s3_uri
+
+        body = get_bytes(*parse_s3_uri(uri))
+    else:
+        body = Path(uri).read_bytes() if Path(uri).is_file() else None
+    return json.loads(body) if body else None
 
 
 def _write_bytes(uri: str, body: bytes) -> None:
@@ -412,13 +558,15 @@ def catalog_categories(uri: str) -> dict[str, str]:
 def main(argv: list[str] | None = None, glue: bool = False) -> int:
     """``spark-submit`` / Glue entry: ``--archive`` (the events/ prefix), ``--out``, ``--days``, ``--categories``
     (the catalog export: the feature snapshot's folds need it), ``--erasures`` (the pending erasures' prefix: their
-    shoppers' events are left out, as training leaves them out)."""
+    shoppers' events are left out, as training leaves them out), ``--parsed-days`` (the cache of parsed days)."""
     parser = argparse.ArgumentParser(description="the training data set from the archive, on Spark")
     parser.add_argument("--archive", required=True, help="the archive's events/ folder (a path or s3://.../events/)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--days", type=int, default=0, help="only the newest N days (0: the whole archive)")
     parser.add_argument("--categories", default="", help="the catalog export (catalog/items.jsonl.gz)")
     parser.add_argument("--erasures", default="", help="s3:// prefix of the pending erasures")
+    parser.add_argument("--parsed-days", default="", help="where each archive day's parse is kept for the next build")
+    parser.add_argument("--reparse", action="store_true", help="parse every day again (the kept parses replaced)")
     parser.add_argument("--local", action="store_true", help="PySpark in local mode (else the cluster's session)")
     # Glue adds its own arguments (--JOB_NAME, --TempDir, ...): only ours are read
     args, _glue_args = parser.parse_known_args(argv) if glue else (parser.parse_args(argv), [])
@@ -429,7 +577,16 @@ def main(argv: list[str] | None = None, glue: bool = False) -> int:
 
         erased = pending_targets(args.erasures)
     categories = catalog_categories(args.categories) if args.categories else None
-    report = build(spark, args.archive, args.out, args.days or None, erased=erased, categories=categories)
+    report = build(
+        spark,
+        args.archive,
+        args.out,
+        args.days or None,
+        erased=erased,
+        categories=categories,
+        parsed_days=args.parsed_days or None,
+        reparse=args.reparse,
+    )
     print(json.dumps(asdict(report)), flush=True)
     return 0
 

@@ -7,8 +7,11 @@
 The synthetic store's events (pseudonymised) are written as archive objects of 50,000 events over consecutive
 days; each size is built by both (rows compared: they must be equal), wall time and the Python build's peak
 allocations (tracemalloc) recorded, and the growth exponent of each fitted over the sizes. Spark's memory is its
-executors' (a partition's rows at a time, spilled to disk past ``spark.executor.memory``), not the data's. The
-final line is JSON.
+executors' (a partition's rows at a time, spilled to disk past ``spark.executor.memory``), not the data's.
+
+Then the daily build as a retrain runs it (with the feature snapshot, whose folds need the catalog's categories):
+every day parsed (no kept parses), against the incremental build of the same days where all but the newest were
+parsed by the day before's build (``parsed_days``) — outputs compared, they must be equal. The final line is JSON.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from shopwise.privacy.pseudonyms import Pseudonymiser  # noqa: E402
 from shopwise_jobs.dataset import read_event_files  # noqa: E402
 from shopwise_jobs.spark_dataset import build, read_dataset, spark_session  # noqa: E402
 
+CATEGORIES = {f"p{n:05d}": f"Category>{n % 40}" for n in range(100_000)}  # the folds' categories (any will do)
+
 PER_OBJECT = 50_000
 KEY = ["user_id", "event_id", "item_id", "kind"]
 
@@ -45,6 +50,37 @@ def write_archive(records: list[dict[str, Any]], root: Path) -> None:
         folder = root / f"dt=2026-10-{1 + n // PER_OBJECT:02d}" / "hour=00"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"part-{n}.parquet").write_bytes(archive.encode_parquet(records[n : n + PER_OBJECT]))
+
+
+def daily(spark: Any, root: Path) -> tuple[float, float, int]:
+    """(every day parsed s, only the newest day parsed s, days) for the archive under ``root``/events, with the
+    feature snapshot; the two builds' rows and snapshots compared."""
+    import shutil
+
+    import pandas as pd
+
+    days = sorted(p.name.removeprefix("dt=") for p in (root / "events").iterdir())
+    started = time.perf_counter()
+    full = build(spark, str(root / "events"), str(root / "full"), categories=CATEGORIES)
+    full_s = time.perf_counter() - started
+    # the day before's build: every day but the newest, its parses kept
+    shutil.copytree(
+        root / "events", root / "before", ignore=lambda d, names: [n for n in names if n == f"dt={days[-1]}"]
+    )
+    build(spark, str(root / "before"), str(root / "yesterday"), categories=CATEGORIES, parsed_days=str(root / "days"))
+    started = time.perf_counter()
+    today = build(
+        spark, str(root / "events"), str(root / "today"), categories=CATEGORIES, parsed_days=str(root / "days")
+    )
+    incremental_s = time.perf_counter() - started
+    assert today.days_parsed == days[-1:] and today.days_reused == len(days) - 1, today
+    assert (today.interactions, today.erased, today.snapshot) == (full.interactions, full.erased, full.snapshot)
+    for name in ("profiles", "items"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(root / "today" / "features" / f"{name}.parquet"),
+            pd.read_parquet(root / "full" / "features" / f"{name}.parquet"),
+        )
+    return full_s, incremental_s, len(days)
 
 
 def exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -89,6 +125,7 @@ def main() -> int:
                 python.interactions["consented"].sum()
             )
             assert same, (report, len(python.interactions))
+            spark_full_s, spark_incremental_s, days = daily(spark, root)
         rows.append(
             {
                 "events": size,
@@ -98,6 +135,10 @@ def main() -> int:
                 "python_bytes_per_event": round(python_peak / size),
                 "spark_s": round(spark_s, 2),
                 "spark_events_per_s": round(size / spark_s),
+                "days": days,
+                "daily_full_s": round(spark_full_s, 2),
+                "daily_incremental_s": round(spark_incremental_s, 2),
+                "incremental_speedup": round(spark_full_s / spark_incremental_s, 2),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -111,10 +152,14 @@ def main() -> int:
         else None,
         "spark_time_exponent": round(exponent(sizes, [r["spark_s"] for r in rows]), 2) if len(rows) > 1 else None,
     }
-    print(f"{'events':>9} {'python s':>9} {'python peak MB':>15} {'spark s':>8} {'spark events/s':>15}")
+    print(
+        f"{'events':>9} {'python s':>9} {'python peak MB':>15} {'spark s':>8} {'spark events/s':>15} {'days':>5} "
+        f"{'daily: every day s':>19} {'one new day s':>14}"
+    )
     for r in rows:
         print(
-            f"{r['events']:9,} {r['python_s']:9} {r['python_peak_mb']:15,} {r['spark_s']:8} {r['spark_events_per_s']:15,}"
+            f"{r['events']:9,} {r['python_s']:9} {r['python_peak_mb']:15,} {r['spark_s']:8} {r['spark_events_per_s']:15,} "
+            f"{r['days']:5} {r['daily_full_s']:19} {r['daily_incremental_s']:14}"
         )
     print(json.dumps(figures))
     return 0

@@ -205,6 +205,28 @@ def test_the_data_set_builds_on_spark_from_the_stacks_archive(stack: LocalStack,
     assert report["interactions"] == len(interactions) == len(python.interactions) > 0
     assert report["consented"] == int(python.interactions["consented"].sum()) > 0  # the arch-* customer consented
     assert sorted(users) == sorted(python.interactions["user_id"].unique()) and len(items) == report["items"]
+    # each day's parse kept in the artifacts bucket (where the purge reads every object), manifest and rows
+    days = report["days_parsed"]
+    assert days and report["days_reused"] == 0
+    kept = list_keys(stack.resources.artifacts_bucket, config.PARSED_DAYS_PREFIX)
+    assert {k.split("/")[2] for k in kept} == {f"dt={d}" for d in days}
+    assert all(any(k.endswith(f"dt={d}/_manifest.json") for k in kept) for d in days)
+    assert not any(k.endswith(".crc") for k in kept)
+    # the next build parses nothing again: every day read back, the same data set
+    code, out = run_cli("dataset", "build", "--out", str(tmp_path / "again"), "--json")
+    assert code == 0, out
+    again = json.loads(out)
+    assert again["days_parsed"] == [] and again["days_reused"] == len(days)
+    assert {k: again[k] for k in ("records", "interactions", "consented", "users", "items", "snapshot")} == {
+        k: report[k] for k in ("records", "interactions", "consented", "users", "items", "snapshot")
+    }
+    # --reparse parses every day again and replaces what was kept of them
+    code, out = run_cli("dataset", "build", "--out", str(tmp_path / "third"), "--reparse", "--json")
+    assert code == 0 and json.loads(out)["days_parsed"] == days
+    replaced = list_keys(stack.resources.artifacts_bucket, config.PARSED_DAYS_PREFIX)
+    assert {k.split("/")[2] for k in replaced} == {f"dt={d}" for d in days} and not set(kept) & set(replaced) - {
+        f"{config.PARSED_DAYS_PREFIX}dt={d}/_manifest.json" for d in days
+    }  # Spark's part files are new names: the old ones were deleted, not left beside them
 
 
 def test_the_conversion_job_spreads_the_same_conversion_over_spark(stack: LocalStack) -> None:

@@ -149,3 +149,86 @@ def test_the_feature_snapshot_folds_per_profile_and_item_as_the_training_job_doe
     pd.testing.assert_frame_equal(sorted_rows(loaded.interactions), sorted_rows(data.interactions), check_dtype=False)
     assert (loaded.records, loaded.skipped, loaded.erased) == (data.records, data.skipped, data.erased)
     assert copy_snapshot(tmp_path / "out", tmp_path / "model" / "features") == expected
+
+
+def built(spark: Any, events: Path, out: Path, erased: Targets, parsed: Path | None = None) -> Any:
+    categories = {"i1": "Shoes>Boots", "i2": "Home>Kitchen", "i3": "Shoes>Running"}
+    report = build(
+        spark, str(events), str(out), erased=erased, categories=categories, parsed_days=str(parsed) if parsed else None
+    )
+    frames = {name: pd.read_parquet(out / "features" / f"{name}.parquet") for name in ("profiles", "items")}
+    return report, sorted_rows(read_dataset(out)[0]), frames
+
+
+def assert_same_build(cached: Any, fresh: Any) -> None:
+    """A build through the kept parses equals a build that parses everything: rows, counts, snapshot."""
+    (c_report, c_rows, c_frames), (f_report, f_rows, f_frames) = cached, fresh
+    pd.testing.assert_frame_equal(c_rows, f_rows, check_dtype=False)
+    for name in ("profiles", "items"):
+        pd.testing.assert_frame_equal(c_frames[name], f_frames[name], check_dtype=False)
+    counts = ("records", "interactions", "consented", "users", "items", "skipped", "erased", "snapshot")
+    assert {k: getattr(c_report, k) for k in counts} == {k: getattr(f_report, k) for k in counts}
+
+
+def test_each_day_is_parsed_once_and_held_to_every_later_erasure(spark: Any, tmp_path: Path) -> None:
+    """The incremental build: a day whose objects are unchanged is read back, not parsed; a late delivery or a
+    purge's rewrite makes its day parsed again; a shopper erased after their days were parsed is left out of the
+    build as a full parse would leave them out (their events counted erased, their profile and item folds gone);
+    and the purge's rule for the kept parses leaves no row of theirs there, the snapshot's item records included."""
+    from shopwise_jobs.purge import scrub_archive, scrub_parsed
+
+    events, parsed = the_archive(tmp_path), tmp_path / "days"
+    v4 = Targets({blind("a:v4"): NOW.timestamp()})
+    first = built(spark, events, tmp_path / "a", v4, parsed)
+    assert first[0].days_parsed == ["2026-11-28", "2026-11-29"] and first[0].days_reused == 0
+    assert_same_build(first, built(spark, events, tmp_path / "full", v4))
+
+    again = built(spark, events, tmp_path / "b", v4, parsed)
+    assert again[0].days_parsed == [] and again[0].days_reused == 2
+    assert_same_build(again, first)
+
+    # a late delivery to the second day: that day alone is parsed again
+    late = [event(12, "add_to_cart", 29, "v2", item_id="i1"), event(13, "product_view", 29, "v5", item_id="i2")]
+    (events / "dt=2026-11-29" / "hour=23").mkdir()
+    (events / "dt=2026-11-29" / "hour=23" / "late.parquet").write_bytes(archive.encode_parquet(late))
+    grown = built(spark, events, tmp_path / "c", v4, parsed)
+    assert grown[0].days_parsed == ["2026-11-29"] and grown[0].days_reused == 1
+    assert_same_build(grown, built(spark, events, tmp_path / "full2", v4))
+    assert grown[0].records == first[0].records + 2
+
+    # v1 erased after every event of theirs: no day changed, but no row, profile or item count of v1's survives
+    both = Targets({**v4.erased_at, blind("a:v1"): NOW.timestamp()})
+    erased = built(spark, events, tmp_path / "d", both, parsed)
+    assert erased[0].days_parsed == [] and erased[0].days_reused == 2
+    assert_same_build(erased, built(spark, events, tmp_path / "full3", both))
+    assert "a:v1" not in set(erased[1]["user_id"]) and "a:v1" in set(grown[1]["user_id"])
+    # every record of v1's counted erased, as a full parse counts them: the consent, the view (delivered twice),
+    # the cart, the search, and the two it had skipped (the invalid record, the browser's purchase)
+    assert erased[0].erased == grown[0].erased + 7 and erased[0].skipped == grown[0].skipped - 2 == 0
+    assert "a:v1" not in set(erased[2]["profiles"]["profile_id"])
+
+    # the purge: the archive's objects of v1 rewritten (a day's objects changed: parsed again) and the kept parses
+    # scrubbed by the same rule — nothing of v1 stays in them, the item folds' records (no user id) included
+    only_v1 = Targets({blind("a:v1"): NOW.timestamp()})
+    parts = sorted(parsed.rglob("*.parquet"))
+    removed = 0
+    for part in parts:
+        body, rows = scrub_parsed(part.read_bytes(), only_v1)
+        if body is not None:
+            part.write_bytes(body)
+            (part.parent / f".{part.name}.crc").unlink(missing_ok=True)  # Spark's local checksum (S3 has none)
+            removed += rows
+    left = pd.concat([pd.read_parquet(p) for p in parts])
+    assert removed > 0 and not left["aliases"].map(lambda a: a is not None and "a:v1" in list(a)).any()
+    assert not left["record"].fillna("").str.contains('"anonymous_id":"v1"').any()
+    assert left["record"].fillna("").str.contains('"anonymous_id":"v2"').any()  # others' stay
+    rewritten = 0
+    for part in sorted(events.rglob("*.parquet")):
+        scrubbed, _n = scrub_archive(part.read_bytes(), only_v1)
+        if scrubbed is not None:
+            part.write_bytes(scrubbed)
+            rewritten += 1
+    assert rewritten == 4  # every object but the late delivery, which holds nothing of v1
+    purged = built(spark, events, tmp_path / "e", both, parsed)
+    assert purged[0].days_parsed == ["2026-11-28", "2026-11-29"] and purged[0].records == grown[0].records - 7
+    assert_same_build(purged, built(spark, events, tmp_path / "full4", both))

@@ -749,8 +749,11 @@ def test_the_data_set_job_runs_the_spark_build_on_glue_with_a_least_privilege_ro
         "--days",
         "--categories",
         "--erasures",
+        "--parsed-days",
     } <= set(arguments)
     assert "pydantic==" in arguments["--additional-python-modules"]
+    # the kept parses under datasets/ (the job's own prefix; the purge rewrites them like every artifact)
+    assert f"/{config.PARSED_DAYS_PREFIX}" in json.dumps(arguments["--parsed-days"])
     assert arguments["--days"] == str(config.environment("prod").dataset_days)
     role = props["Role"]["Fn::GetAtt"][0]
     policies = [

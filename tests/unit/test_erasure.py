@@ -133,6 +133,62 @@ def test_an_archive_parquet_object_loses_the_shoppers_events_from_before_the_era
     assert scrub("events/dt=2026-01-01/hour=00/y.parquet", new, targets(), Tally()) is None  # nothing more
 
 
+def test_a_kept_parse_of_an_archive_day_loses_the_shoppers_rows_by_the_archives_rule() -> None:
+    """The data set build's kept parse (``datasets/_days/``): every row of the shopper's events from before the
+    erasure goes — an item fold's record that names no user column too — by the aliases and time each row keeps;
+    what the alias sent afterwards stays, as it stays in the archive; the schema is the one Spark reads back."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from shopwise_jobs.spark_dataset import PARSED, _arrow
+
+    rows = [
+        {
+            "kind": "view",
+            "user_id": f"c:{CUSTOMER}",
+            "item_id": "i",
+            "aliases": [f"c:{CUSTOMER}"],
+            "at": T0.timestamp(),
+        },
+        {
+            "kind": "item_event",
+            "user_id": "",
+            "item_id": "i",
+            "record": f'{{"customer_id":"{CUSTOMER}"}}',
+            "aliases": [f"c:{CUSTOMER}", "a:v7"],
+            "at": T0.timestamp(),
+        },
+        {
+            "kind": "view",
+            "user_id": f"c:{CUSTOMER}",
+            "item_id": "i",
+            "aliases": [f"c:{CUSTOMER}"],
+            "at": T0.timestamp() + 7200,
+        },
+        {"kind": "view", "user_id": "c:" + "d" * 32, "item_id": "i", "aliases": ["c:" + "d" * 32], "at": 0.0},
+        {"kind": "skipped", "user_id": "", "aliases": None, "at": None},
+    ]
+    schema = _arrow(PARSED).remove(_arrow(PARSED).get_field_index("dt"))  # the day is the partition's folder
+    out = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out)
+    tally = Tally()
+    new = scrub(f"{config.PARSED_DAYS_PREFIX}dt=2026-11-01/part-00000.snappy.parquet", out.getvalue(), targets(), tally)
+    assert new is not None and tally.rows_removed == 2
+    table = pq.read_table(io.BytesIO(new))
+    assert table.schema == schema
+    assert [(r["user_id"], r["at"]) for r in table.to_pylist()] == [
+        (f"c:{CUSTOMER}", T0.timestamp() + 7200),  # after the erasure: a new shopper's, as in the archive
+        ("c:" + "d" * 32, 0.0),
+        ("", None),
+    ]
+    assert scrub(f"{config.PARSED_DAYS_PREFIX}dt=2026-11-01/part-1.parquet", new, targets(), Tally()) is None
+    # why the kept parses have their own rule: any other table's would take the later row (by its user column) and
+    # leave the item fold's record, which names the shopper only inside its JSON and its aliases
+    generic = scrub(f"{config.DATASETS_PREFIX}run-1/x.parquet", out.getvalue(), targets(), Tally())
+    assert generic is not None
+    assert [r["kind"] for r in pq.read_table(io.BytesIO(generic)).to_pylist()] == ["item_event", "view", "skipped"]
+
+
 @pytest.mark.parametrize("layout", ["csr", "npz"])  # today's memory-mapped folder, and directories of before
 def test_a_model_folder_loses_the_shoppers_rows_and_keeps_the_others_aligned(tmp_path: Path, layout: str) -> None:
     from shopwise_jobs.artifacts import load_matrix, save_csr

@@ -196,6 +196,9 @@ IMPORT_FUNCTION_MAX_ROWS = 5_000_000
 MODELS_PREFIX = "models/"
 MONITORING_PREFIX = "monitoring/"  # the drift jobs' outputs (drift.json in output.tar.gz)
 DATASETS_PREFIX = "datasets/"  # the Spark-built training data sets (`shopwise dataset build`)
+# each archive day's parse, kept for the next build (a day is parsed once while its objects stay the same); not a
+# data set's name (those may not start with "_")
+PARSED_DAYS_PREFIX = f"{DATASETS_PREFIX}_days/"
 DATASET_RUN_HOURS = 2.0  # the data set job's time limit (a daily retrain's budget end to end is 2 hours)
 # Athena's query results (`shopwise archive query --stack`): they may quote archived events, so they go in a day
 ATHENA_RESULTS_PREFIX = "athena/"

@@ -30,6 +30,24 @@ def list_keys(bucket: str, prefix: str) -> list[str]:
     return keys
 
 
+def list_objects(bucket: str, prefix: str, start_after: str = "") -> list[tuple[str, int, str]]:
+    """(key, size, ETag) of every object under ``prefix`` (after ``start_after``, in key order)."""
+    found: list[tuple[str, int, str]] = []
+    extra = {"StartAfter": start_after} if start_after else {}
+    for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **extra):
+        found.extend((obj["Key"], int(obj["Size"]), str(obj["ETag"])) for obj in page.get("Contents", []))
+    return found
+
+
+def delete_prefix(bucket: str, prefix: str) -> int:
+    """Every object under ``prefix`` deleted (1,000 a call); how many."""
+    keys = list_keys(bucket, prefix)
+    for n in range(0, len(keys), 1000):
+        chunk = [{"Key": key} for key in keys[n : n + 1000]]
+        client("s3").delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+    return len(keys)
+
+
 def newest_key(bucket: str, prefix: str, suffix: str = "") -> str | None:
     """The most recently written key under ``prefix`` that ends with ``suffix`` (a listing, no reads)."""
     newest: tuple[Any, str] | None = None

@@ -45,6 +45,11 @@ def event_aliases(event: Mapping[str, Any]) -> list[str]:
     return found + [str(a) for a in previous] if isinstance(previous, list) else found
 
 
+def event_time(event: Mapping[str, Any]) -> float | None:
+    """When an event (a JSON object, as archived or queued) happened, as the erasure rule reads it (None: unknown)."""
+    return _timestamp(event.get("occurred_at"))
+
+
 class Targets:
     """The blinded aliases of the erasures a job must skip or purge (each with when it was erased), and the tests
     it applies to records. An event is the shopper's if it names an erased alias and happened before that erasure
@@ -64,8 +69,11 @@ class Targets:
         return blind(alias) in self.erased_at
 
     def event(self, event: Mapping[str, Any]) -> bool:
-        at = _timestamp(event.get("occurred_at"))
-        for alias in event_aliases(event):
+        return self.named(event_aliases(event), event_time(event))
+
+    def named(self, aliases: Iterable[str], at: float | None) -> bool:
+        """Whether an event that names these aliases and happened at ``at`` (None: unknown) is a target's."""
+        for alias in aliases:
             erased = self.erased_at.get(blind(alias))
             if erased is not None and (at is None or at <= erased):
                 return True
