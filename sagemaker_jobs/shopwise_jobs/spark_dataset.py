@@ -307,6 +307,8 @@ def _parsed_days(
             and manifest.get("version") == PARSE_VERSION
             and manifest.get("objects") == digest
             and (bool(manifest.get("snapshot")) or not snapshot)
+            # every part it wrote still there, and nothing beside them (an expiry or a deletion stopped halfway)
+            and sorted(manifest.get("parts", [])) == _parts(f"{cache}/dt={day}")
         )
         (reused if same else fresh).append(day)
     if fresh:
@@ -315,7 +317,8 @@ def _parsed_days(
         writer = parsed.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").partitionBy("dt")
         writer.parquet(cache)
         for day in fresh:  # after the day's rows: a manifest always describes rows that are there
-            body = {"version": PARSE_VERSION, "objects": fingerprints[day], "snapshot": snapshot}
+            parts = _parts(f"{cache}/dt={day}")
+            body = {"version": PARSE_VERSION, "objects": fingerprints[day], "snapshot": snapshot, "parts": parts}
             _write_bytes(f"{cache}/dt={day}/{MANIFEST}", json.dumps(body).encode())
 
     def read(days: list[str]) -> Any:
@@ -460,6 +463,20 @@ def _arrow(ddl: str) -> Any:
         "array<string>": pa.list_(pa.string()),
     }
     return pa.schema([pa.field(name, kinds[kind]) for name, kind in (part.split() for part in ddl.split(", "))])
+
+
+def _parts(folder: str) -> list[str]:
+    """The Parquet part files in a folder (a path or s3://), by name, sorted."""
+    if folder.startswith("s3://"):
+        from shopwise.dal.objects import list_keys, parse_s3_uri
+
+        bucket, prefix = parse_s3_uri(folder.rstrip("/") + "/")
+        return sorted(
+            k[len(prefix) :]
+            for k in list_keys(bucket, prefix)
+            if k.endswith(".parquet") and "/" not in k[len(prefix) :]
+        )
+    return sorted(p.name for p in Path(folder).glob("*.parquet"))
 
 
 def _read_json(uri: str) -> dict[str, Any] | None:

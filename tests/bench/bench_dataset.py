@@ -52,9 +52,10 @@ def write_archive(records: list[dict[str, Any]], root: Path) -> None:
         (folder / f"part-{n}.parquet").write_bytes(archive.encode_parquet(records[n : n + PER_OBJECT]))
 
 
-def daily(spark: Any, root: Path) -> tuple[float, float, int]:
-    """(every day parsed s, only the newest day parsed s, days) for the archive under ``root``/events, with the
-    feature snapshot; the two builds' rows and snapshots compared."""
+def daily(spark: Any, root: Path) -> dict[str, float]:
+    """The daily build of the archive under ``root``/events, with the feature snapshot: every day parsed (s), only
+    the newest parsed and the rest read back (s), every day read back (s), the days, and the kept parses' bytes an
+    event; the builds' rows and snapshots compared."""
     import shutil
 
     import pandas as pd
@@ -73,14 +74,29 @@ def daily(spark: Any, root: Path) -> tuple[float, float, int]:
         spark, str(root / "events"), str(root / "today"), categories=CATEGORIES, parsed_days=str(root / "days")
     )
     incremental_s = time.perf_counter() - started
+    started = time.perf_counter()
+    again = build(
+        spark, str(root / "events"), str(root / "again"), categories=CATEGORIES, parsed_days=str(root / "days")
+    )
+    reused_s = time.perf_counter() - started
     assert today.days_parsed == days[-1:] and today.days_reused == len(days) - 1, today
-    assert (today.interactions, today.erased, today.snapshot) == (full.interactions, full.erased, full.snapshot)
-    for name in ("profiles", "items"):
-        pd.testing.assert_frame_equal(
-            pd.read_parquet(root / "today" / "features" / f"{name}.parquet"),
-            pd.read_parquet(root / "full" / "features" / f"{name}.parquet"),
-        )
-    return full_s, incremental_s, len(days)
+    assert again.days_parsed == [] and again.days_reused == len(days), again
+    for report, out in ((today, "today"), (again, "again")):
+        assert (report.interactions, report.erased, report.snapshot) == (full.interactions, full.erased, full.snapshot)
+        for name in ("profiles", "items"):
+            pd.testing.assert_frame_equal(
+                pd.read_parquet(root / out / "features" / f"{name}.parquet"),
+                pd.read_parquet(root / "full" / "features" / f"{name}.parquet"),
+            )
+    kept = sum(p.stat().st_size for p in (root / "days").rglob("*.parquet"))
+    return {
+        "days": len(days),
+        "daily_full_s": round(full_s, 2),
+        "daily_incremental_s": round(incremental_s, 2),
+        "daily_reused_s": round(reused_s, 2),
+        "incremental_speedup": round(full_s / incremental_s, 2),
+        "kept_bytes_per_event": round(kept / full.records),
+    }
 
 
 def exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -125,7 +141,7 @@ def main() -> int:
                 python.interactions["consented"].sum()
             )
             assert same, (report, len(python.interactions))
-            spark_full_s, spark_incremental_s, days = daily(spark, root)
+            incremental = daily(spark, root)
         rows.append(
             {
                 "events": size,
@@ -135,10 +151,7 @@ def main() -> int:
                 "python_bytes_per_event": round(python_peak / size),
                 "spark_s": round(spark_s, 2),
                 "spark_events_per_s": round(size / spark_s),
-                "days": days,
-                "daily_full_s": round(spark_full_s, 2),
-                "daily_incremental_s": round(spark_incremental_s, 2),
-                "incremental_speedup": round(spark_full_s / spark_incremental_s, 2),
+                **incremental,
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -154,12 +167,13 @@ def main() -> int:
     }
     print(
         f"{'events':>9} {'python s':>9} {'python peak MB':>15} {'spark s':>8} {'spark events/s':>15} {'days':>5} "
-        f"{'daily: every day s':>19} {'one new day s':>14}"
+        f"{'daily: every day s':>19} {'one new day s':>14} {'none new s':>11} {'kept B/event':>13}"
     )
     for r in rows:
         print(
             f"{r['events']:9,} {r['python_s']:9} {r['python_peak_mb']:15,} {r['spark_s']:8} {r['spark_events_per_s']:15,} "
-            f"{r['days']:5} {r['daily_full_s']:19} {r['daily_incremental_s']:14}"
+            f"{r['days']:5} {r['daily_full_s']:19} {r['daily_incremental_s']:14} {r['daily_reused_s']:11} "
+            f"{r['kept_bytes_per_event']:13}"
         )
     print(json.dumps(figures))
     return 0

@@ -127,8 +127,9 @@ def test_shards_and_warm_environments_are_sized_for_the_load(
 def test_the_data_set_job_is_sized_to_finish_its_window_within_the_target_and_priced_at_flex(
     shape: costs.StackShape, inputs: tuple[dict[str, Any], dict[str, Any]]
 ) -> None:
-    """The Glue job reads the whole window every retrain: its DPU-hours follow events/s x days, whatever the workers;
-    the workers follow the target time."""
+    """The Glue job reads the window back every retrain and parses only the days archived since the last one: its
+    DPU-hours follow events/s x days, whatever the workers; the workers follow the target time; a build that parses
+    every day (the first, or --reparse) costs more than the daily one; the kept parses are stored."""
     units, prices = inputs
     assume = costs.Assumptions()
     by_rate = {}
@@ -136,13 +137,17 @@ def test_the_data_set_job_is_sized_to_finish_its_window_within_the_target_and_pr
         est = costs.estimate(shape, costs.Load(events_per_s, 1, 1000, 100), units, prices)
         workers, configured = est.sized["dataset_workers"]
         window = events_per_s * shape.dataset_days * 86400
-        assert costs.dataset_hours(window, workers, assume) <= assume.dataset_target_hours
-        assert workers == 2 or costs.dataset_hours(window, workers - 1, assume) > assume.dataset_target_hours
+        new = events_per_s * costs.SECONDS_PER_MONTH / shape.retrains_per_month  # a day's events, retrained daily
+        assert costs.dataset_hours(window, workers, assume, new) <= assume.dataset_target_hours
+        assert workers == 2 or costs.dataset_hours(window, workers - 1, assume, new) > assume.dataset_target_hours
+        assert costs.dataset_hours(window, workers, assume) > costs.dataset_hours(window, workers, assume, new)
         (line,) = lines(est, "data set on Spark")
         assert line.dollars == pytest.approx(line.quantity * prices["glue"]["flex_dpu_hour"])
+        (kept,) = lines(est, "the data set's kept parses")
+        assert kept.quantity == pytest.approx(window * assume.kept_parse_bytes_per_event / costs.GB)
         by_rate[events_per_s] = (workers, line.quantity)
     assert by_rate[2][0] == 2 and by_rate[200][0] > configured  # 200 events/s x 180 days needs more than prod's 4
-    # 100x the events: at most ~100x the DPU-hours (less: at 2 workers the driver is half the job, at 73 a 73rd)
+    # 100x the events: at most ~100x the DPU-hours (less: at 2 workers the driver is half the job)
     assert 40 < by_rate[200][1] / by_rate[2][1] <= 100
 
 

@@ -676,6 +676,10 @@ def test_buckets_keep_data_as_long_as_the_environment_says_and_no_longer(prod: T
     assert kept[""]["NoncurrentVersionExpiration"] == {"NoncurrentDays": env.artifacts_noncurrent_days}
     # Athena's results can quote archived events: a day, then gone
     assert kept[config.ATHENA_RESULTS_PREFIX]["ExpirationInDays"] == config.ATHENA_RESULTS_DAYS
+    # the data set's kept parses: a little past its window (a day's parse is written after the day), never past
+    # the archive they were parsed from
+    days = kept[config.PARSED_DAYS_PREFIX]["ExpirationInDays"]
+    assert env.dataset_days < days <= min(env.dataset_days + 7, env.archive_events_days)
     assert artifacts["VersioningConfiguration"] == {"Status": "Enabled"}
 
 

@@ -329,7 +329,7 @@ def lifecycle_rules(env: EnvironmentConfig, bucket: str) -> tuple[Lifecycle, ...
     """What each bucket keeps and for how long: archived events ``archive_events_days`` (Intelligent-Tiering after
     30 days), Firehose's failure records ``archive_errors_days`` (they hold whole events, and nothing rewrites
     them), the artifacts' replaced versions ``artifacts_noncurrent_days`` (the current ones live as long as the
-    registry needs them), Athena's query results ``ATHENA_RESULTS_DAYS``."""
+    registry needs them), Athena's query results ``ATHENA_RESULTS_DAYS``, the data set's kept parses its window."""
     if bucket == ARCHIVE_BUCKET:
         return (
             Lifecycle(ARCHIVE_EVENTS_PREFIX, expire_days=env.archive_events_days, intelligent_tiering_days=30),
@@ -339,6 +339,9 @@ def lifecycle_rules(env: EnvironmentConfig, bucket: str) -> tuple[Lifecycle, ...
         return (
             Lifecycle("", noncurrent_days=env.artifacts_noncurrent_days),
             Lifecycle(ATHENA_RESULTS_PREFIX, expire_days=ATHENA_RESULTS_DAYS),
+            # a day's kept parse is written after the day ends: once older than the data set's window it is never
+            # read again (and never outlives the archive it came from)
+            Lifecycle(PARSED_DAYS_PREFIX, expire_days=min(env.dataset_days + 2, env.archive_events_days)),
         )
     raise ValueError(f"no lifecycle for bucket {bucket!r}")
 

@@ -77,11 +77,15 @@ class Assumptions:
     # per retrain, each transform instance's start before it scores (not measured in AWS); the scoring follows the
     # shoppers at the plan's measured users a second a worker (shopwise.lifecycle.transform)
     transform_startup_hours: float = 0.1
-    # the Glue data set job's wall time: its start plus the window's events at the rate measured in PySpark's local
-    # mode (bench_dataset.py: 600 k events in 94 s on 2 cores) on every executor core (G.1X: 4 vCPU; one worker is
-    # the driver)
+    # the Glue data set job's wall time: its start, then on every executor core (G.1X: 4 vCPU; one worker is the
+    # driver) the events since the last run parsed and the window's read back (each archive day is parsed once and
+    # its parse kept), at the rates measured in PySpark's local mode with the feature snapshot (bench_dataset.py,
+    # 600 k events over 12 days on 2 cores): every day parsed 191.6 s, every day read back 79.2 s (the newest day
+    # parsed and 11 read back: 85.8 s, where these rates say 88.6)
     dataset_startup_hours: float = 0.05
-    spark_events_per_core_s: float = 3200.0
+    spark_events_per_core_s: float = 1566.0  # a build that parses every event of its window
+    spark_reused_events_per_core_s: float = 3786.0  # one that reads every day's kept parse back
+    kept_parse_bytes_per_event: float = 91.0  # the kept parses in S3 (datasets/_days/), the window's days
     dataset_target_hours: float = 1.0  # workers are sized so the data set job finishes within this
     drift_hours: float = 0.1  # per drift run
     kinesis_headroom: float = 1.25  # shards sized for the rate times this
@@ -524,18 +528,28 @@ def estimate(
     workers_needed = 0
     if shape.dataset_workers:
         window = ev * shape.dataset_days * 86400
-        workers_needed = dataset_workers(window, assume)
+        new = min(window, events / max(retrains, 1.0))  # the events archived since the last run: parsed once
+        workers_needed = dataset_workers(window, assume, new)
         workers = shape.dataset_workers if as_configured else workers_needed
-        hours = dataset_hours(window, workers, assume)
+        hours = dataset_hours(window, workers, assume, new)
         dpu_hours = hours * workers * retrains  # a G.1X worker is one DPU
         add(
             "train",
             "Glue",
-            f"data set on Spark ({workers} G.1X workers{', Flex' if shape.dataset_flex else ''}, "
-            f"{shape.dataset_days} days: {hours * 60:.0f} min a run)",
+            f"data set on Spark ({workers} G.1X{', Flex' if shape.dataset_flex else ''}, "
+            f"{new / window * shape.dataset_days:.3g} of {shape.dataset_days} days new: {hours * 60:.0f} min)",
             dpu_hours,
             "DPU-hours",
             dpu_hours * prices["glue"]["flex_dpu_hour" if shape.dataset_flex else "dpu_hour"],
+        )
+        kept_gb = window * assume.kept_parse_bytes_per_event / GB
+        add(
+            "train",
+            "S3",
+            f"the data set's kept parses ({shape.dataset_days} days)",
+            kept_gb,
+            "GB-month",
+            kept_gb * s3["standard_gb_month"],
         )
     load_units = retrains * (
         load.shoppers * float(per_shopper["list_write_units"])
@@ -695,20 +709,29 @@ def tiered(quantity: float, tiers: list[list[Any]]) -> float:
     return dollars
 
 
-def dataset_hours(window_events: float, workers: int, assume: Assumptions) -> float:
-    """The Glue data set job's wall time for a window of events: its start, then the events over every executor core
-    (a G.1X worker has 4; one worker runs the driver)."""
+def dataset_core_seconds(window_events: float, assume: Assumptions, new_events: float | None = None) -> float:
+    """Executor core-seconds of a data set build: the window read back from the kept parses, and the parse of the
+    ``new_events`` (None: every event of the window, a first build or ``--reparse``) — the parse's own cost is
+    what a full build costs a core beyond one that reads every day back."""
+    reused = window_events / assume.spark_reused_events_per_core_s
+    parse = 1.0 / assume.spark_events_per_core_s - 1.0 / assume.spark_reused_events_per_core_s
+    return reused + max(parse, 0.0) * (window_events if new_events is None else new_events)
+
+
+def dataset_hours(window_events: float, workers: int, assume: Assumptions, new_events: float | None = None) -> float:
+    """The Glue data set job's wall time for a window of events (``new_events`` of them parsed, the rest read back):
+    its start, then its core-seconds over every executor core (a G.1X worker has 4; one worker runs the driver)."""
     cores = 4 * max(workers - 1, 1)
-    return assume.dataset_startup_hours + window_events / (assume.spark_events_per_core_s * cores) / 3600.0
+    return assume.dataset_startup_hours + dataset_core_seconds(window_events, assume, new_events) / cores / 3600.0
 
 
-def dataset_workers(window_events: float, assume: Assumptions) -> int:
+def dataset_workers(window_events: float, assume: Assumptions, new_events: float | None = None) -> int:
     """G.1X workers (2 at least: Glue's minimum) that build the window within ``dataset_target_hours``: the
-    executor cores its events need in the time left after the start, 4 a worker, plus the driver's."""
+    executor cores its work needs in the time left after the start, 4 a worker, plus the driver's."""
     seconds = (assume.dataset_target_hours - assume.dataset_startup_hours) * 3600.0
     if seconds <= 0:
         raise ValueError("dataset_target_hours must be longer than dataset_startup_hours")
-    cores = window_events / (assume.spark_events_per_core_s * seconds)
+    cores = dataset_core_seconds(window_events, assume, new_events) / seconds
     return max(2, math.ceil(cores / 4) + 1)
 
 
