@@ -96,8 +96,14 @@ def spark_session(app: str = "shopwise-dataset", cores: int | None = None) -> An
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder
+    # the AWS settings as they are now (the local endpoint, its region and credentials), handed to the Python
+    # workers with each task: the JVM spawns them with its own environment, fixed when a first session started it
+    for name, value in sorted(os.environ.items()):
+        if name.startswith("AWS_"):
+            builder = builder.config(f"spark.executorEnv.{name}", value)
     session = (
-        SparkSession.builder.appName(app)
+        builder.appName(app)
         .master(f"local[{cores or '*'}]")
         .config("spark.ui.enabled", "false")
         .config("spark.driver.host", "127.0.0.1")
