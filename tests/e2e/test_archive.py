@@ -229,6 +229,37 @@ def test_the_data_set_builds_on_spark_from_the_stacks_archive(stack: LocalStack,
     }  # Spark's part files are new names: the old ones were deleted, not left beside them
 
 
+def test_the_glue_jobs_view_of_the_days_comes_from_the_s3_listing(stack: LocalStack, tmp_path: Path) -> None:
+    """What the data set job reads in AWS to tell which days to parse again, over S3's wire protocol: one
+    fingerprint per archive day (the local copy has the same days), changed by a rewrite of one object under the
+    same key (a purge) and by a new object (a late delivery), the others unchanged; a window's first day honoured."""
+    from shopwise_jobs.spark_dataset import _parts, day_fingerprints
+    from shopwise_local.archive_query import local_copy
+
+    assert stack.resources
+    bucket = stack.resources.archive_bucket
+    uri = f"s3://{bucket}/{config.ARCHIVE_EVENTS_PREFIX}"
+    before = day_fingerprints(uri)
+    local_copy(bucket, tmp_path / "copy")
+    assert before and set(before) == set(day_fingerprints(str(tmp_path / "copy")))
+    day = max(before)
+    keys = sorted(k for k in list_keys(bucket, f"{config.ARCHIVE_EVENTS_PREFIX}dt={day}/") if k.endswith(".parquet"))
+    put_bytes(bucket, keys[0], archive.encode_parquet([r for r in read_archive(bucket, keys[0]) if r][:-1] or []))
+    rewritten = day_fingerprints(uri)
+    assert rewritten[day] != before[day] and {d: v for d, v in rewritten.items() if d != day} == {
+        d: v for d, v in before.items() if d != day
+    }
+    late = f"{config.ARCHIVE_EVENTS_PREFIX}dt={day}/hour=23/late{archive.PARQUET}"
+    put_bytes(bucket, late, archive.encode_parquet([{"event_id": "late", "event_type": "product_view"}]))
+    assert day_fingerprints(uri)[day] not in (before[day], rewritten[day])
+    assert set(day_fingerprints(uri, since=day)) == {day}
+    # a kept day's part files as the job lists them in the artifacts bucket: Parquet directly in the day's folder
+    kept = f"s3://{stack.resources.artifacts_bucket}/{config.PARSED_DAYS_PREFIX}dt=2020-01-01"
+    for name in ("part-1.parquet", "part-0.parquet", "_manifest.json", "deeper/part-2.parquet"):
+        put_bytes(stack.resources.artifacts_bucket, f"{config.PARSED_DAYS_PREFIX}dt=2020-01-01/{name}", b"x")
+    assert _parts(kept) == ["part-0.parquet", "part-1.parquet"]
+
+
 def test_the_conversion_job_spreads_the_same_conversion_over_spark(stack: LocalStack) -> None:
     """What the stack's Glue job runs (``spark_convert``), here on PySpark's local mode against the local archive:
     the JSON objects split into tasks, each converted by the CLI's own code, the reports summed."""
