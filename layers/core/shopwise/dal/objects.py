@@ -24,10 +24,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def list_keys(bucket: str, prefix: str) -> list[str]:
-    keys: list[str] = []
-    for page in client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys.extend(obj["Key"] for obj in page.get("Contents", []))
-    return keys
+    return [key for key, _size, _etag in list_objects(bucket, prefix)]
 
 
 def list_objects(bucket: str, prefix: str, start_after: str = "") -> list[tuple[str, int, str]]:
