@@ -12,14 +12,19 @@ executors' (a partition's rows at a time, spilled to disk past ``spark.executor.
 Then the daily build as a retrain runs it (with the feature snapshot, whose folds need the catalog's categories):
 every day parsed (no kept parses), against the incremental build of the same days where all but the newest were
 parsed by the day before's build (``parsed_days``) — outputs compared, they must be equal — and every day read
-back, with the snapshot and without it (what of the read-back is the snapshot's folds). The final line is JSON.
+back, with the snapshot and without it (what of the read-back is the snapshot's folds).
+
+Over the sizes, a line through each daily build's seconds (least squares: a fixed part and a per-event part) gives
+the events a second a core past the fixed cost — the rates ``shopwise cost`` prices the Glue job with — checked by
+predicting the one-new-day build from the other two; then the design envelope's data set (``bench_scale``'s 30-day
+window of 1,000 events/s, one new day) is sized on G.1X workers with the cost model's own functions. The final
+line is JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -32,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "bench"))
 
 from bench_models import CACHE, synthetic  # noqa: E402
+from bench_scale import ENVELOPE_EVENTS, exponent  # noqa: E402
 
 from shopwise import archive  # noqa: E402
 from shopwise.events import to_record  # noqa: E402
@@ -39,11 +45,13 @@ from shopwise.ingestion.imports import BadRow, read_events  # noqa: E402
 from shopwise.privacy.pseudonyms import Pseudonymiser  # noqa: E402
 from shopwise_jobs.dataset import read_event_files  # noqa: E402
 from shopwise_jobs.spark_dataset import build, read_dataset, spark_session  # noqa: E402
+from shopwise_local.costs import Assumptions, dataset_core_seconds, dataset_workers  # noqa: E402
 
 CATEGORIES = {f"p{n:05d}": f"Category>{n % 40}" for n in range(100_000)}  # the folds' categories (any will do)
 
 PER_OBJECT = 50_000
 KEY = ["user_id", "event_id", "item_id", "kind"]
+TARGET_HOURS = (1.0, 0.5, 0.25)  # the envelope's data set sized to finish within each
 
 
 def write_archive(records: list[dict[str, Any]], root: Path) -> None:
@@ -105,10 +113,44 @@ def daily(spark: Any, root: Path) -> dict[str, float]:
     }
 
 
-def exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
-    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
-    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sum((a - mx) ** 2 for a in lx)
+def per_core(events: Sequence[int], seconds: Sequence[float], cores: int) -> tuple[float, float]:
+    """A least-squares line seconds = fixed + events / (rate x cores) through the sizes: (fixed s, rate)."""
+    mx, my = sum(events) / len(events), sum(seconds) / len(seconds)
+    slope = sum((x - mx) * (y - my) for x, y in zip(events, seconds, strict=True)) / sum((x - mx) ** 2 for x in events)
+    if slope <= 0:
+        raise ValueError(f"no time grows with the events over these sizes: {list(zip(events, seconds, strict=True))}")
+    return my - slope * mx, 1.0 / slope / cores
+
+
+def rates(rows: list[dict[str, Any]], cores: int) -> dict[str, Any]:
+    """The daily builds' rates a core past their fixed cost, the one-new-day build predicted from them (the cost
+    model's own arithmetic, at the largest size), and the envelope's data set sized with them."""
+    events = [r["events"] for r in rows]
+    parse_fixed, parse_rate = per_core(events, [r["daily_full_s"] for r in rows], cores)
+    reused_fixed, reused_rate = per_core(events, [r["daily_reused_s"] for r in rows], cores)
+    assume = Assumptions(spark_events_per_core_s=round(parse_rate), spark_reused_events_per_core_s=round(reused_rate))
+    last = rows[-1]
+    new_day = last["events"] / last["days"]
+    predicted = reused_fixed + dataset_core_seconds(last["events"], assume, new_day) / cores
+    envelope_new = ENVELOPE_EVENTS / 30  # a day of the 30-day window
+    within = {
+        hours: dataset_workers(
+            ENVELOPE_EVENTS, Assumptions(**{**assume.describe(), "dataset_target_hours": hours}), envelope_new
+        )
+        for hours in TARGET_HOURS
+    }
+    return {
+        "spark_events_per_core_s": assume.spark_events_per_core_s,
+        "spark_reused_events_per_core_s": assume.spark_reused_events_per_core_s,
+        "parse_fixed_s": round(parse_fixed, 1),
+        "reused_fixed_s": round(reused_fixed, 1),
+        "incremental_predicted_s": round(predicted, 1),
+        "incremental_measured_s": last["daily_incremental_s"],
+        "envelope_window_events": ENVELOPE_EVENTS,
+        "envelope_new_events": envelope_new,
+        "envelope_workers_within_hours": within,
+        "envelope_workers_1h_every_day_parsed": dataset_workers(ENVELOPE_EVENTS, assume),
+    }
 
 
 def main() -> int:
@@ -170,6 +212,7 @@ def main() -> int:
         if len(rows) > 1
         else None,
         "spark_time_exponent": round(exponent(sizes, [r["spark_s"] for r in rows]), 2) if len(rows) > 1 else None,
+        "daily": rates(rows, args.cores) if len(rows) > 1 else None,
     }
     print(
         f"{'events':>9} {'python s':>9} {'python peak MB':>15} {'spark s':>8} {'spark events/s':>15} {'days':>5} "
@@ -181,6 +224,20 @@ def main() -> int:
             f"{r['events']:9,} {r['python_s']:9} {r['python_peak_mb']:15,} {r['spark_s']:8} {r['spark_events_per_s']:15,} "
             f"{r['days']:5} {r['daily_full_s']:19} {r['daily_incremental_s']:14} {r['daily_reused_s']:11} "
             f"{r['daily_reused_without_snapshot_s']:16} {r['kept_bytes_per_event']:13}"
+        )
+    fitted = figures["daily"]
+    if fitted:
+        print(
+            f"past a fixed cost, a core builds {fitted['spark_events_per_core_s']:,} events/s parsing every day "
+            f"(fixed {fitted['parse_fixed_s']} s) and reads {fitted['spark_reused_events_per_core_s']:,} back "
+            f"(fixed {fitted['reused_fixed_s']} s): the one-new-day build at {rows[-1]['events']:,} events predicted "
+            f"{fitted['incremental_predicted_s']} s, measured {fitted['incremental_measured_s']} s"
+        )
+        print(
+            f"the envelope's data set ({ENVELOPE_EVENTS / 1e9:.1f} B events in the 30-day window, "
+            f"{fitted['envelope_new_events'] / 1e6:.0f} M new), G.1X workers (3 minutes of start): "
+            + ", ".join(f"{w} within {h:g} h" for h, w in fitted["envelope_workers_within_hours"].items())
+            + f"; parsing every day, {fitted['envelope_workers_1h_every_day_parsed']} within 1 h"
         )
     print(json.dumps(figures))
     return 0
