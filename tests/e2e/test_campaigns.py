@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from shopwise.campaigns import runs
 from shopwise.campaigns.rules import CAMPAIGNS, campaign
-from shopwise.campaigns.runs import RunReport, latest_run, recipients_page, run_campaign
+from shopwise.campaigns.runs import BadCursor, RunReport, latest_run, recipients_page, run_campaign
 from shopwise.catalog.items import CatalogItem
+from shopwise.dal import objects
 from shopwise.dal.aws import client
 from shopwise.dal.catalog import put_items
 from shopwise.dal.recommendations import RecommendationRow, activate
@@ -239,6 +241,48 @@ def test_marketing_tools_page_through_the_latest_run_over_signed_http(
     assert api.admin("GET", "/v1/campaigns/newsletter/recipients", None)[0] == 404
     assert api.admin("GET", "/v1/campaigns/post-purchase/recipients?cursor=zz:q", None)[0] == 400
     assert api.admin("GET", "/v1/campaigns/post-purchase/recipients?limit=0", None)[0] == 400
+
+
+def test_a_run_streams_its_members_a_chunk_at_a_time_and_a_page_reads_only_its_own_lines(
+    stack: LocalStack, shop: Tables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run one member a chunk sends what a run of the whole segment at once sends; the recipients API pages
+    through the run's send list by byte cursors over ranged reads smaller than a line, each recipient once, in
+    order; a cursor that does not start a line is refused, one past the end is an empty page."""
+    assert stack.resources
+    bucket = stack.resources.artifacts_bucket
+    whole, by_whole = run(stack, shop, "post-purchase", 7 * 24 + 2, cap=False)
+    monkeypatch.setattr(runs, "MEMBER_CHUNK", 1)
+    chunked, by_chunk = run(stack, shop, "post-purchase", 7 * 24 + 2, cap=False)
+    assert whole.recipients == chunked.recipients == 3 and chunked.in_segment == whole.in_segment
+    assert {k: v["items"] for k, v in by_chunk.items()} == {k: v["items"] for k, v in by_whole.items()}
+    table = client("s3").get_object(Bucket=bucket, Key=chunked.keys["csv"])["Body"].read().decode()
+    assert [r["recipient_id"] for r in csv.DictReader(io.StringIO(table))] == list(by_chunk)  # one header
+
+    monkeypatch.setattr(objects, "PAGE_READ", 16)  # every line takes several ranged reads
+    body = client("s3").get_object(Bucket=bucket, Key=chunked.keys["jsonl"])["Body"].read()
+    paged, cursor = [], ""
+    for _page in range(5):
+        page = recipients_page(bucket, "post-purchase", cursor, limit=1)
+        assert page["run_id"] == chunked.run_id
+        paged += page["recipients"]
+        cursor = page["next"]
+        if not cursor:
+            break
+    assert paged == [json.loads(line) for line in body.splitlines()]
+    with pytest.raises(BadCursor):
+        recipients_page(bucket, "post-purchase", f"{chunked.run_id}:5")  # inside the first line
+    with pytest.raises(BadCursor):
+        recipients_page(bucket, "post-purchase", f"{chunked.run_id}:-1")
+    assert recipients_page(bucket, "post-purchase", f"{chunked.run_id}:{len(body) + 10}")["recipients"] == []
+    # an object's last line need not end in a newline; an empty object has no lines
+    objects.put_bytes(bucket, "scratch/lines.txt", b"one\ntwo\nthree")
+    assert objects.read_line_range(bucket, "scratch/lines.txt", 4, 5) == ([b"two", b"three"], 14, False)
+    assert objects.read_line_range(bucket, "scratch/lines.txt", 0, 1) == ([b"one"], 4, True)
+    objects.put_bytes(bucket, "scratch/empty.txt", b"")
+    assert objects.read_line_range(bucket, "scratch/empty.txt", 0, 3) == ([], 0, False)
+    with pytest.raises(LookupError):
+        objects.read_line_range(bucket, "scratch/none.txt", 0, 3)
 
 
 def test_the_campaign_lift_compares_what_recipients_and_the_holdout_bought_after_the_run(

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from shopwise import archive
 from shopwise.dal.aws import client
 
@@ -93,6 +95,45 @@ def get_bytes(bucket: str, key: str) -> bytes | None:
         return bytes(client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     except client("s3").exceptions.NoSuchKey:
         return None
+
+
+PAGE_READ = 1 << 18  # bytes a ranged read of lines asks for at a time
+
+
+def read_line_range(bucket: str, key: str, offset: int, count: int) -> tuple[list[bytes], int, bool]:
+    """Up to ``count`` whole lines of an object from byte ``offset``, which must be 0 or a line's start (the byte
+    before it a newline: ValueError otherwise), by ranged reads of ``PAGE_READ`` bytes — never the whole object:
+    (the lines, the offset after them, whether any line follows). LookupError when there is no such object."""
+    s3 = client("s3")
+    start = max(offset - 1, 0)  # the byte before a line's start is the newline that ends the line before it
+    buffer, position, total = b"", start, None
+    lines: list[bytes] = []
+    while len(lines) < count and (total is None or position < total):
+        try:
+            got = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={position}-{position + PAGE_READ - 1}")
+        except s3.exceptions.NoSuchKey:
+            raise LookupError(f"s3://{bucket}/{key} does not exist") from None
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "InvalidRange":  # past the end (or an empty object)
+                raise
+            total = position
+            break
+        raw = bytes(got["Body"].read())
+        total = int(str(got["ContentRange"]).rpartition("/")[2])
+        body = raw
+        if position == start and offset > 0:
+            if raw[:1] != b"\n":
+                raise ValueError(f"byte {offset} of s3://{bucket}/{key} does not start a line")
+            body = raw[1:]
+        position += len(raw)
+        buffer += body
+        *complete, buffer = buffer.split(b"\n")
+        lines += complete
+    if buffer and (total is None or position >= total):
+        lines.append(buffer)  # the object's last line, without a newline
+    taken = lines[:count]
+    end = offset + sum(len(line) + 1 for line in taken)
+    return taken, end, end < (total if total is not None else end)
 
 
 def delete_key(bucket: str, key: str) -> None:
