@@ -134,11 +134,13 @@ def active_docs(
         )
         keys += [item["pk"]["S"] for item in found]
     unique = list(dict.fromkeys(keys))
-    entities = list(dict.fromkeys(map(entity_key, unique)))  # an item's parts are one entity: sampled together
-    if sample is not None and len(entities) > sample:
-        kept = set(sorted(entities, key=lambda k: zlib.crc32(k.encode()))[:sample])
-        unique = [k for k in unique if entity_key(k) in kept]
-    for chunk in chunks([pk(k) for k in unique], GET_CHUNK):  # streamed: a chunk in memory at a time
+    del keys
+    if sample is not None:
+        entities = list(dict.fromkeys(map(entity_key, unique)))  # an item's parts are one entity: sampled together
+        if len(entities) > sample:
+            kept = set(sorted(entities, key=lambda k: zlib.crc32(k.encode()))[:sample])
+            unique = [k for k in unique if entity_key(k) in kept]
+    for chunk in chunks((pk(k) for k in unique), GET_CHUNK):  # streamed: a chunk's keys and documents at a time
         got, _trips = batch_get({table: chunk})
         for item in got[table]:
             yield Doc.from_item(item)
