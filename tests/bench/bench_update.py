@@ -82,32 +82,49 @@ def make_events(total: int, prefix: str = "") -> list[dict[str, Any]]:
             for k, raw in enumerate(session):
                 # long OTTO sessions span weeks: keep their order, squeeze them into hours
                 at = start + timedelta(seconds=(raw["ts"] - first) / 1000 / 200)
-                event: dict[str, Any] = {
-                    "event_id": f"{prefix}ev-{shopper}-{k}",
-                    "event_type": KINDS[raw["type"]],
-                    "occurred_at": at.isoformat(),
-                    "session_id": f"{prefix}s-{shopper}-{n}",
-                    "market": market,
-                    "pseudonymised": True,
-                    **who,
-                }
-                if raw["type"] == "orders":
-                    item = {"item_id": f"{prefix}{raw['aid']}", "unit_price": 20.0}
-                    event.update(order_id=f"{prefix}o-{shopper}", items=[item])
-                else:
-                    event["item_id"] = f"{prefix}{raw['aid']}"
-                out.append(event)
+                ids = (f"{prefix}ev-{shopper}-{k}", f"{prefix}s-{shopper}-{n}", f"{prefix}o-{shopper}")
+                out.append(otto_event(raw, at, *ids, f"{prefix}{raw['aid']}", who, market=market))
                 if len(out) >= total:
                     return out
     return out
 
 
-def consent(event_id: str, at: datetime, who: dict[str, str]) -> dict[str, Any]:
+def otto_event(
+    raw: dict[str, Any],
+    at: datetime,
+    event_id: str,
+    session_id: str,
+    order_id: str,
+    item: str,
+    who: dict[str, str],
+    **extra: str,
+) -> dict[str, Any]:
+    """One OTTO sample event as a storefront event (already pseudonymised) at ``at``: a click a product view, a cart
+    an add to cart, an order a purchase of the one item (``order_id``)."""
+    event: dict[str, Any] = {
+        "event_id": event_id,
+        "event_type": KINDS[raw["type"]],
+        "occurred_at": at.isoformat(),
+        "session_id": session_id,
+        **extra,
+        "pseudonymised": True,
+        **who,
+    }
+    if raw["type"] == "orders":
+        event.update(order_id=order_id, items=[{"item_id": item, "unit_price": 20.0}])
+    else:
+        event["item_id"] = item
+    return event
+
+
+def consent(
+    event_id: str, at: datetime, who: dict[str, str], granted: tuple[str, ...] = ("personalisation",)
+) -> dict[str, Any]:
     return {
         "event_id": event_id,
         "event_type": "consent",
         "occurred_at": at.isoformat(),
-        "granted": ["personalisation"],
+        "granted": list(granted),
         "pseudonymised": True,
         **who,
     }
