@@ -18,7 +18,7 @@ help:
 	@echo "make synth ENV=dev    cdk synth with cdk-nag (ENV=dev|prod)"
 	@echo "make deploy ENV=dev   cdk deploy (needs AWS credentials)"
 	@echo "make openapi          write the API document from the HTTP functions' resolvers"
-	@echo "make bench            every benchmark in tests/bench, one after another (~45 min); logs in .local/bench/"
+	@echo "make bench            every benchmark in tests/bench, one after another (~70 min); logs in .local/bench/"
 	@echo "make scale            the offline stages on stores of 10k-300k shoppers, fitted and extrapolated to the envelope"
 	@echo "make install | build | browser | java | lint | typecheck | pytest | clean   the steps the above are made of"
 

@@ -279,7 +279,9 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         # 10 M shoppers (the design envelope) need 4 ml.m5.xlarge within 30 minutes; a store of a million, 1
         transform_max_instances=10,
         dataset_engine="spark",
-        dataset_workers=4,  # 16 vCPU; at the local-mode rate (~3,200 events/s a core) ~30 M events in ~10 minutes
+        # 16 vCPU, 12 of them executors: at bench_dataset's rates (4,188 events/s a core read back) a window of ~30 M
+        # events in ~10 minutes; `shopwise cost` sizes the count for a load (the envelope: 101 for half an hour)
+        dataset_workers=4,
         trace_requests=False,  # the dashboard's latency and error metrics come from every request, not from traces
         retrain_schedule="cron(0 3 * * ? *)",
         recommendations_ttl_days=7,
