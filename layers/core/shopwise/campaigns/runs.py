@@ -186,8 +186,9 @@ def _member_row(member: Member, report: RunReport) -> dict[str, Any]:
 
 
 class _Export:
-    """A run's three files, written line by line to local scratch files (Lambda's ``/tmp``: about 1.3 KB a
-    recipient for both send lists) and uploaded whole at the end, the pointer to the run (``latest.json``) last."""
+    """A run's three files, written line by line to local scratch files (Lambda's ``/tmp``: about 1 KB a recipient
+    for the three, ``bench_campaigns.py``) and uploaded whole at the end, the pointer to the run (``latest.json``)
+    last."""
 
     def __init__(self, report: RunReport) -> None:
         self.report = report
