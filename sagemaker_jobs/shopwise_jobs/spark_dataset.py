@@ -10,9 +10,10 @@ profile's rows and consent log meet in a cogroup and ``dataset.consent_mask`` ma
 Python build does per profile.
 
 Incremental (``parsed_days``: a folder or s3:// prefix, ``config.PARSED_DAYS_PREFIX`` in the artifacts bucket):
-the parse is more than half of a build's work (59% of a build with the snapshot, ``bench_dataset.py``), and a daily
-retrain's window is the days before plus one new day. Each archive day's parse is kept there (``dt=<day>/``,
-Parquet, with a manifest of the day's objects — names, sizes and ETags or content hashes — and of its part files);
+the parse is more than half of a build's work (55% of a build with the snapshot at 600,000 events,
+``bench_dataset.py``), and a daily retrain's window is the days before plus one new day. Each archive day's parse
+is kept there (``dt=<day>/``, Parquet, with a manifest of the day's objects — names, sizes and ETags or content
+hashes — and of its part files);
 a later build parses only the days whose objects changed (a new day, late deliveries, a
 conversion, a purge's rewrite) and reads the others back. A cached day is held to the erasures pending at each
 build, not only to those of when it was parsed: every row keeps the aliases and time of its event, and a row of a

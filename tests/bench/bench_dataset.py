@@ -150,6 +150,12 @@ def rates(rows: list[dict[str, Any]], cores: int) -> dict[str, Any]:
         "envelope_new_events": envelope_new,
         "envelope_workers_within_hours": within,
         "envelope_workers_1h_every_day_parsed": dataset_workers(ENVELOPE_EVENTS, assume),
+        # of the envelope's daily build, the share that is reading the window back (not the new day's parse)
+        "envelope_read_back_share": round(
+            (ENVELOPE_EVENTS / assume.spark_reused_events_per_core_s)
+            / dataset_core_seconds(ENVELOPE_EVENTS, assume, envelope_new),
+            2,
+        ),
     }
 
 
@@ -237,7 +243,8 @@ def main() -> int:
             f"the envelope's data set ({ENVELOPE_EVENTS / 1e9:.1f} B events in the 30-day window, "
             f"{fitted['envelope_new_events'] / 1e6:.0f} M new), G.1X workers (3 minutes of start): "
             + ", ".join(f"{w} within {h:g} h" for h, w in fitted["envelope_workers_within_hours"].items())
-            + f"; parsing every day, {fitted['envelope_workers_1h_every_day_parsed']} within 1 h"
+            + f"; parsing every day, {fitted['envelope_workers_1h_every_day_parsed']} within 1 h; reading the window "
+            f"back is {fitted['envelope_read_back_share']:.0%} of the daily build's work"
         )
     print(json.dumps(figures))
     return 0
