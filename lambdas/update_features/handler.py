@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shopwise.dal.failures import FailureQueue
 from shopwise.events import Event
+from shopwise.heap import freeze_imports
 from shopwise.ingestion.update_features import Delivery
 from shopwise.ingestion.updater import Updater, event_of
 from shopwise.observability import logger, metrics, tracer
@@ -63,3 +64,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric(name="WriteUnits", unit=MetricUnit.Count, value=updater.write_units)
     metrics.add_metric(name="WriteConflicts", unit=MetricUnit.Count, value=outcome.conflicts)
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in sorted(outcome.failed_records, key=int)]}
+
+
+freeze_imports()  # last: what the imports above made is never walked by a collection (shopwise.heap)
