@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shopwise.campaigns.rules import CampaignError, campaign
 from shopwise.campaigns.runs import BadCursor, recipients_page, run_campaign
 from shopwise.dal.serving_read import Tables
+from shopwise.heap import freeze_imports
 from shopwise.http import invalid_request, json_response
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
@@ -76,3 +77,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if "campaign" in event:  # the schedule's constant input
         return scheduled_run(str(event["campaign"]))
     return app.resolve(event, context)
+
+
+freeze_imports()  # last: what the imports above made is never walked by a collection (shopwise.heap)

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
 from shopwise.catalog.api import MAX_BODY_BYTES, MAX_ITEMS_PER_REQUEST, update_catalog
+from shopwise.heap import freeze_imports
 from shopwise.http import invalid_request, json_response, too_deep, unreadable_body
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
@@ -66,3 +67,6 @@ def nested(exc: RecursionError) -> Response:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return unreadable_body(event, MAX_BODY_BYTES) or app.resolve(event, context)
+
+
+freeze_imports()  # last: what the imports above made is never walked by a collection (shopwise.heap)

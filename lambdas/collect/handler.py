@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from shopwise.access.callers import Forbidden, Unauthorized
 from shopwise.dal.stream import KinesisPublisher
+from shopwise.heap import freeze_imports
 from shopwise.http import invalid_request, json_response, refused, request_caller, too_deep, unreadable_body
 from shopwise.ingestion.collect import MAX_BATCH_BYTES, MAX_EVENTS_PER_BATCH, collect
 from shopwise.observability import logger, metrics, tracer
@@ -117,3 +118,6 @@ def not_allowed(exc: Unauthorized | Forbidden) -> Response:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return unreadable_body(event, MAX_BATCH_BYTES) or app.resolve(event, context)
+
+
+freeze_imports()  # last: what the imports above made is never walked by a collection (shopwise.heap)

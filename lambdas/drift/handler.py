@@ -9,6 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shopwise.dal.objects import read_job_output
+from shopwise.heap import freeze_imports
 from shopwise.lifecycle.figures import DriftFigures
 from shopwise.observability import logger, metrics, tracer
 
@@ -28,3 +29,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metadata(key="model_version", value=str(report.get("model_version", "")))
     logger.info("drift", extra={"figures": published, "alarms": report.get("alarms", [])})
     return {"model_version": report.get("model_version", ""), "metrics": published, "alarms": report.get("alarms", [])}
+
+
+freeze_imports()  # last: what the imports above made is never walked by a collection (shopwise.heap)

@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shopwise import config
 from shopwise.catalog.export import export_catalog
+from shopwise.heap import freeze_imports
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
 
@@ -22,3 +23,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     items = export_catalog(settings.items_table, settings.artifacts_bucket, config.CATALOG_KEY)
     logger.info("catalog exported", extra={"items": items, "key": config.CATALOG_KEY})
     return {"items": items, "uri": f"s3://{settings.artifacts_bucket}/{config.CATALOG_KEY}"}
+
+
+freeze_imports()  # last: what the imports above made is never walked by a collection (shopwise.heap)

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shopwise.heap import freeze_imports
 from shopwise.ingestion.import_job import ImportRequest, run_import
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
@@ -25,3 +26,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric(name="ImportedRows", unit=MetricUnit.Count, value=int(done["imported"]))
     metrics.add_metric(name="RejectedImportRows", unit=MetricUnit.Count, value=int(done["rejected"]))
     return {k: v for k, v in done.items() if k not in ("bad", "keys")} | {"objects": len(done["keys"])}
+
+
+freeze_imports()  # last: what the imports above made is never walked by a collection (shopwise.heap)

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shopwise.config import ERASURES_PREFIX
 from shopwise.dal.erasures import pending_targets
+from shopwise.heap import freeze_imports
 from shopwise.lifecycle import loading
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
@@ -87,3 +88,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "slot": result.slot,
         "erased": result.erased,
     }
+
+
+freeze_imports()  # last: what the imports above made is never walked by a collection (shopwise.heap)

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shopwise.dal import erasures
 from shopwise.dal.serving_read import Tables
+from shopwise.heap import freeze_imports
 from shopwise.http import invalid_request, json_response
 from shopwise.observability import logger, metrics, tracer
 from shopwise.privacy.erasure import aliases_of, erase
@@ -90,3 +91,6 @@ def bad_id(exc: ValueError) -> Response:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+freeze_imports()  # last: what the imports above made is never walked by a collection (shopwise.heap)

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import shopwise.lifecycle.registry as registry
 from shopwise.dal.objects import read_job_output
+from shopwise.heap import freeze_imports
 from shopwise.lifecycle import transform
 from shopwise.observability import logger, metrics, tracer
 from shopwise.settings import get_settings
@@ -119,3 +120,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if action is None:
         raise ValueError(f"models: action must be one of {sorted(ACTIONS)}, got {event.get('action')!r}")
     return action(event)
+
+
+freeze_imports()  # last: what the imports above made is never walked by a collection (shopwise.heap)

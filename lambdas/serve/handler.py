@@ -20,6 +20,7 @@ from shopwise.access.callers import BROWSER, Caller, Forbidden, Unauthorized
 from shopwise.access.keys import key_source
 from shopwise.access.tokens import VISITOR_TTL_SECONDS, mint, new_visitor_id
 from shopwise.dal.serving_read import ServingReader, Tables
+from shopwise.heap import freeze_imports
 from shopwise.http import invalid_request, json_response, refused, request_caller, too_deep, unreadable_body
 from shopwise.keys import anonymous_alias, referrer_source
 from shopwise.observability import logger, metrics
@@ -282,3 +283,6 @@ def not_allowed(exc: Unauthorized | Forbidden) -> Response:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return unreadable_body(event, MAX_BODY_BYTES) or app.resolve(event, context)
+
+
+freeze_imports()  # last: what the imports above made is never walked by a collection (shopwise.heap)
