@@ -2,15 +2,15 @@
 
 The event mix is real: the OTTO sample's shopping sessions (clicks, cart adds, orders; ../shared/data/otto-sample,
 CC BY 4.0), each replayed by many shoppers, with a personalisation consent per shopper (90% of them), sessions,
-two markets, and a catalog that gives every item one of 40 categories. The events are cut into Kinesis-sized
-batches of 100 and sent through the real update_features Lambda handler. In the same run, on a fresh table, the
-same events go through a naive updater — one read-modify-write per event and entity, the same fold functions —
-as the baseline. First of all (``--no-baseline`` skips it), the same mix on other ids goes through the handler as
+two markets, and a catalog that gives every item one of 40 categories. The events are cut into Kinesis batches of
+the deployed stacks' size (``stream_batch_size``, 500) and sent through the real update_features Lambda handler. In
+the same run, on a fresh table, the same events go through a naive updater — one read-modify-write per event and
+entity, the same fold functions — as the baseline. First of all (``--no-baseline`` skips it), the same mix on other ids goes through the handler as
 it was before this issue's CPU work: every item document shared (a conditional PutItem each) and every call through
 botocore (``before_*``, ``cpu_ratio_vs_before``); ``--client boto3`` sends the measured pass's calls through
 botocore too, to tell the two changes apart.
 
-    .venv/bin/python tests/bench/bench_update.py [--events 5000] [--batch 100] [--client wire|boto3] [--profile]
+    .venv/bin/python tests/bench/bench_update.py [--events 5000] [--batch 500] [--client wire|boto3] [--profile]
 
 Prints a table, then one JSON line with events_per_s, writes_per_1000_events, wru_per_event (write units by
 DynamoDB's size rules, per entity kind beside it), rru_per_event (read units of what the handler's reads returned,
@@ -35,6 +35,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from shopwise import config
 from shopwise.catalog.items import CatalogItem
 from shopwise.dal.aws import client, dynamodb_clients
 from shopwise.dal.capacity import ReadMeter
@@ -270,7 +271,12 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=config.environment("prod").stream_batch_size,
+        help="records a batch (default: the deployed stacks' stream_batch_size)",
+    )
     parser.add_argument("--naive-events", type=int, default=1000, help="the naive baseline is slow: a prefix")
     parser.add_argument(
         "--baseline",

@@ -82,26 +82,64 @@ def test_the_shape_read_from_the_template_is_what_the_environment_configures(sha
     assert shape.campaign_runs_per_month == pytest.approx(3 * costs.HOURS_PER_MONTH)
     assert shape.archive_days == env.archive_events_days
     assert shape.log_retention_days == env.shopper_log_days
+    assert (shape.stream_batch_size, shape.stream_batching_window_s) == (env.stream_batch_size, 1.0)
+
+
+def test_a_quiet_stream_invokes_the_updater_for_a_few_events_at_a_time(
+    shape: costs.StackShape, inputs: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    """The updater gets what a shard gathers in the batching window, up to the batch size: at 2 events a second one
+    invocation (and one trace) a second; in a sale, full batches."""
+    units, prices = inputs
+    quiet = costs.estimate(shape, costs.Load(2, 1, 1000, 100), units, prices)
+    (calls,) = [x for x in quiet.lines if x.what.startswith("update: per batch")]
+    assert calls.quantity == pytest.approx(costs.SECONDS_PER_MONTH)  # 2 events a batch, a batch a second
+    (traces,) = lines(quiet, "update: traces")
+    assert traces.quantity == pytest.approx(costs.SECONDS_PER_MONTH)  # within the first-request-a-second reservoir
+    sale = costs.estimate(shape, costs.Load(10_000, 5_000, 1000, 100), units, prices)
+    (calls,) = [x for x in sale.lines if x.what.startswith("update: per batch")]
+    assert calls.quantity == pytest.approx(10_000 * costs.SECONDS_PER_MONTH / shape.stream_batch_size)
+    # batches of 2 coalesce next to nothing: the write units an event measured at that size, not in full batches
+    batches = units["per_event_by_batch"]["batches"]
+    (quiet_writes,) = lines(quiet, "feature store + ledger writes")
+    assert quiet_writes.quantity == pytest.approx(2 * costs.SECONDS_PER_MONTH * batches["2"]["write_units"])
+    assert batches["2"]["write_units"] > batches["500"]["write_units"]
+
+
+def test_the_updater_units_between_measured_batch_sizes_are_interpolated(
+    inputs: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    units, _prices = inputs
+    batches = units["per_event_by_batch"]["batches"]
+    for size, measured in batches.items():
+        assert costs.updater_units(units, float(size)) == pytest.approx(measured)
+    low, high = costs.updater_units(units, 20), costs.updater_units(units, 100)
+    between = costs.updater_units(units, 50)
+    assert high["write_units"] < between["write_units"] < low["write_units"]
+    assert costs.updater_units(units, 1) == pytest.approx(batches["2"])  # held beyond the ends
+    assert costs.updater_units(units, 10_000) == pytest.approx(batches["500"])
 
 
 def test_traffic_lines_follow_the_load_and_standing_charges_do_not(
     shape: costs.StackShape, inputs: tuple[dict[str, Any], dict[str, Any]]
 ) -> None:
     units, prices = inputs
-    one = costs.estimate(shape, costs.Load(100, 50, 100_000, 5_000), units, prices)
-    two = costs.estimate(shape, costs.Load(200, 100, 100_000, 5_000), units, prices)
+    # busy enough that every shard's batches are full at both rates: the units an event are the same
+    one = costs.estimate(shape, costs.Load(1000, 50, 100_000, 5_000), units, prices)
+    two = costs.estimate(shape, costs.Load(2000, 100, 100_000, 5_000), units, prices)
     (writes_1,), (writes_2,) = lines(one, "feature store + ledger writes"), lines(two, "feature store + ledger writes")
     assert writes_2.dollars == pytest.approx(2 * writes_1.dollars) and writes_1.dollars > 0
-    # the measured write units per event, at the table's price
-    events = 100 * costs.SECONDS_PER_MONTH
-    expected = events * units["per_event"]["write_units"] / 1e6 * prices["dynamodb"]["write_unit_per_million"]
+    # the write units an event measured in full batches, at the table's price
+    full = units["per_event_by_batch"]["batches"][str(shape.stream_batch_size)]["write_units"]
+    events = 1000 * costs.SECONDS_PER_MONTH
+    expected = events * full / 1e6 * prices["dynamodb"]["write_unit_per_million"]
     assert writes_1.dollars == pytest.approx(expected)
     (reads_1,), (reads_2,) = lines(one, "profile and list reads"), lines(two, "profile and list reads")
     assert reads_2.dollars == pytest.approx(2 * reads_1.dollars)
     for fixed in ("dashboard", "alarms", "secrets", "training job"):
         assert sum(x.dollars for x in lines(one, fixed)) == sum(x.dollars for x in lines(two, fixed)) > 0
     # the load's writes follow the shoppers with lists, not the traffic
-    bigger = costs.estimate(shape, costs.Load(100, 50, 200_000, 5_000), units, prices)
+    bigger = costs.estimate(shape, costs.Load(1000, 50, 200_000, 5_000), units, prices)
     (load_1,), (load_2,) = lines(one, "load: precomputed lists"), lines(bigger, "load: precomputed lists")
     assert load_2.dollars > load_1.dollars and lines(bigger, "feature store + ledger")[0].dollars == writes_1.dollars
 

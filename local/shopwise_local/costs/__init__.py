@@ -140,6 +140,9 @@ class StackShape:
     dataset_workers: int = 0  # the Glue data set job's G.1X workers, when the retrain runs it (the Spark engine)
     dataset_days: int = 180  # the window of archive days it reads
     dataset_flex: bool = False  # the job runs in Glue's Flex execution class (spare capacity, a lower DPU price)
+    # the updater's Kinesis event source: the most records an invocation gets, and how long Lambda gathers them
+    stream_batch_size: int = 100
+    stream_batching_window_s: float = 0.0
 
     # a function's role from its logical id (the CDK construct path, hash-suffixed)
     ROLES = {
@@ -180,6 +183,10 @@ class StackShape:
             raise ValueError(f"the template has {len(streams)} Kinesis streams, expected the one events stream")
         if streams[0].get("StreamModeDetails", {}).get("StreamMode") == "ON_DEMAND":
             raise ValueError("the events stream is ON_DEMAND: this model prices provisioned shards")
+        # the stream's event source (a Kinesis mapping names a starting position; the failure queue's does not)
+        sources = [m for m in of("AWS::Lambda::EventSourceMapping").values() if "StartingPosition" in m]
+        if len(sources) != 1:
+            raise ValueError(f"the template has {len(sources)} stream event sources, expected the updater's one")
         tables = of("AWS::DynamoDB::Table")
         if any(t.get("BillingMode") != "PAY_PER_REQUEST" for t in tables.values()):
             raise ValueError("a table is not on-demand (PAY_PER_REQUEST): this model prices on-demand units")
@@ -241,6 +248,8 @@ class StackShape:
             dataset_workers=int(dataset.get("NumberOfWorkers", 0)) if dataset and "glue:startJobRun" in retrain else 0,
             dataset_days=int((dataset or {}).get("DefaultArguments", {}).get("--days", 180)),
             dataset_flex=(dataset or {}).get("ExecutionClass") == "FLEX",
+            stream_batch_size=int(sources[0].get("BatchSize", 100)),
+            stream_batching_window_s=float(sources[0].get("MaximumBatchingWindowInSeconds", 0)),
             log_retention_days=max(retention or [90]),
             archive_days=max(expiry or [400]),
         )
@@ -434,10 +443,17 @@ def estimate(
         archive_gb * s3["standard_gb_month"],
     )
 
-    # --- features: the updater's writes and reads
-    batch = max(1.0, float(units.get("stream_batch_size", 100)))
-    lambda_cost("features", "update", events / batch if ev else 0.0, float(per_event["update_ms"]) * batch, "per batch")
-    wru = events * float(per_event["write_units"])
+    # --- features: the updater's writes and reads, at the batches a shard gathers (coalescing follows their size)
+    batch = update_batch(ev / shards, shape.stream_batch_size, shape.stream_batching_window_s)
+    updater = updater_units(units, batch)
+    lambda_cost(
+        "features",
+        "update",
+        events / batch if ev else 0.0,
+        updater["update_ms"] * batch,
+        f"per batch ({batch:,.0f} events a batch)",
+    )
+    wru = events * updater["write_units"]
     add(
         "features",
         "DynamoDB",
@@ -446,7 +462,7 @@ def estimate(
         "write units",
         wru / 1e6 * ddb["write_unit_per_million"],
     )
-    rru = events * float(per_event["read_units"])
+    rru = events * updater["read_units"]
     add("features", "DynamoDB", "updater reads", rru, "read units", rru / 1e6 * ddb["read_unit_per_million"])
 
     # --- serve
@@ -579,7 +595,8 @@ def estimate(
         per_item["features_bytes"]
     )
     # campaign runs read the reachable profiles active in their window: the reach index (keys only), those documents
-    window_profiles = load.shoppers * assume.active_share_window * assume.reachable_share
+    # (a stream with no events has no active shopper: the runs find their index days empty)
+    window_profiles = load.shoppers * assume.active_share_window * assume.reachable_share if ev else 0.0
     # the index's entries, packed into 4 KB units, but each Query pays at least the minimum, found or not
     index_reads = max(
         index_queries_per_run() * read_units_of_size(0), read_units_of_size(window_profiles * ACTIVITY_ENTRY_BYTES)
@@ -752,6 +769,36 @@ def index_queries_per_run() -> float:
 
     days = [math.ceil(spec.lookback_days()) + 1 for spec in CAMPAIGNS]
     return ACTIVITY_SHARDS * sum(days) / len(days)
+
+
+def updater_units(units: dict[str, Any], batch: float) -> dict[str, float]:
+    """The updater's write units, read units and milliseconds per event in batches of ``batch`` events: measured at
+    a few batch sizes (``units.json``'s ``per_event_by_batch``: an entity touched twice in a batch is written once, so
+    small batches cost more an event), interpolated in the logarithm of the size, the ends held beyond them."""
+    table = units.get("per_event_by_batch", {}).get("batches") or {}
+    if not table:
+        per_event = units["per_event"]
+        return {k: float(per_event[k]) for k in ("write_units", "read_units", "update_ms")}
+    sizes = sorted(float(size) for size in table)
+    at = min(max(batch, sizes[0]), sizes[-1])
+    upper = next(size for size in sizes if size >= at)
+    lower = max(size for size in sizes if size <= at)
+    share = 0.0 if upper == lower else math.log(at / lower) / math.log(upper / lower)
+
+    def of(size: float) -> dict[str, Any]:
+        return dict(table[f"{size:g}"])
+
+    return {
+        k: float(of(lower)[k]) + share * (float(of(upper)[k]) - float(of(lower)[k]))
+        for k in ("write_units", "read_units", "update_ms")
+    }
+
+
+def update_batch(events_per_shard_s: float, batch_size: int, window_s: float) -> float:
+    """How many records an updater invocation gets: what a shard gathers in the batching window (Lambda polls a
+    shard about once a second without one), at most the batch size, at least one: a quiet stream is invoked for a
+    few events at a time — each invocation a request, and a trace where tracing is on."""
+    return max(1.0, min(float(batch_size), events_per_shard_s * max(window_s, 1.0)))
 
 
 def stream_shards(events_per_s: float, record_bytes: float, headroom: float) -> int:
