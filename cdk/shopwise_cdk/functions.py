@@ -87,7 +87,8 @@ def python_function(
     """A function whose code is ``lambdas/<name>/``, with its own log group and X-Ray tracing. ``log_days``: for a
     function whose log lines can name a shopper, kept shorter than the erasure bound (``shopper_log_days``).
     ``columnar``: with the pyarrow layer too (a function that writes the archive's Parquet). ``per_request``: a
-    function every API request invokes, actively traced only where the environment's ``trace_requests`` says."""
+    function the traffic invokes (each API request, or each of the stream's batches), actively traced only where the
+    environment's ``trace_requests`` says."""
     log_group = logs.LogGroup(
         scope,
         f"{construct_id}Logs",

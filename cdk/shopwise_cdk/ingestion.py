@@ -95,6 +95,7 @@ class Ingestion(Construct):
             timeout=Duration.seconds(60),
             description="Kinesis -> feature store: one write per entity a batch, items' shard parts 25 a call",
             log_days=env.shopper_log_days,  # a failed entity is logged by its key (profile#c:...)
+            per_request=True,  # invoked about once a second a shard whatever the rate: traced as trace_requests says
         )
         storage.tables[config.FEATURES.name].grant_read_write_data(self.update_features)
         storage.tables[config.ITEMS.name].grant_read_data(self.update_features)  # item categories

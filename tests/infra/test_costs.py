@@ -66,9 +66,9 @@ def test_the_shape_read_from_the_template_is_what_the_environment_configures(sha
     assert shape.transform_instance == env.transform_instance_type
     assert shape.transform_sizing == env.transform_sizing()
     assert shape.functions["serve"].memory_mb == env.lambda_memory_mb
-    # prod doesn't actively trace the per-request functions (trace_requests); the updater is traced
-    assert not shape.functions["serve"].traced and not shape.functions["collect"].traced
-    assert shape.functions["update"].traced and not env.trace_requests
+    # prod doesn't actively trace the functions the traffic invokes (trace_requests): collect, serve, the updater
+    assert not env.trace_requests
+    assert not any(shape.functions[role].traced for role in ("serve", "collect", "update"))
     # the data set job alone (not the conversion job), in Glue's Flex class, over the configured window
     assert (shape.dataset_workers, shape.dataset_days, shape.dataset_flex) == (
         env.dataset_workers,
@@ -86,16 +86,18 @@ def test_the_shape_read_from_the_template_is_what_the_environment_configures(sha
 
 
 def test_a_quiet_stream_invokes_the_updater_for_a_few_events_at_a_time(
-    shape: costs.StackShape, inputs: tuple[dict[str, Any], dict[str, Any]]
+    shape: costs.StackShape, dev_template: dict[str, Any], inputs: tuple[dict[str, Any], dict[str, Any]]
 ) -> None:
     """The updater gets what a shard gathers in the batching window, up to the batch size: at 2 events a second one
-    invocation (and one trace) a second; in a sale, full batches."""
+    invocation a second (and, where it is actively traced, one trace); in a sale, full batches."""
     units, prices = inputs
     quiet = costs.estimate(shape, costs.Load(2, 1, 1000, 100), units, prices)
     (calls,) = [x for x in quiet.lines if x.what.startswith("update: per batch")]
     assert calls.quantity == pytest.approx(costs.SECONDS_PER_MONTH)  # 2 events a batch, a batch a second
-    (traces,) = lines(quiet, "update: traces")
-    assert traces.quantity == pytest.approx(costs.SECONDS_PER_MONTH)  # within the first-request-a-second reservoir
+    assert not [x for x in quiet.lines if "update: traces" in x.what]  # prod: trace_requests off
+    dev = costs.estimate(costs.StackShape.from_template(dev_template), costs.Load(2, 1, 1000, 100), units, prices)
+    (traces,) = lines(dev, "update: traces")
+    assert traces.quantity == pytest.approx(costs.SECONDS_PER_MONTH)  # within the first-invocation-a-second reservoir
     sale = costs.estimate(shape, costs.Load(10_000, 5_000, 1000, 100), units, prices)
     (calls,) = [x for x in sale.lines if x.what.startswith("update: per batch")]
     assert calls.quantity == pytest.approx(10_000 * costs.SECONDS_PER_MONTH / shape.stream_batch_size)

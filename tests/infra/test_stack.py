@@ -222,19 +222,21 @@ def test_functions_run_the_project_code_with_the_core_and_deps_layers_and_tracin
         props = function["Properties"]
         assert props["Handler"] == "handler.lambda_handler"
         assert len(props["Layers"]) == (3 if props["Description"].startswith("bulk import") else 2)  # + pyarrow
-        # prod traces every function but the two each API request invokes (Lambda's sampling can't be lowered)
-        per_request = props["Description"].startswith(("POST /v1/events", "GET /v1/"))
+        # prod traces every function but the three the traffic invokes: each API request (collect, serve), the
+        # stream's every batch (the updater) — Lambda's sampling can't be lowered
+        per_request = props["Description"].startswith(("POST /v1/events", "GET /v1/", "Kinesis -> "))
         assert props["TracingConfig"] == {"Mode": "PassThrough" if per_request else "Active"}
         assert "AWSLambdaBasicExecutionRole" not in str(prod.to_json()["Resources"][props["Role"]["Fn::GetAtt"][0]])
-    assert per_request_modes(prod) == ["PassThrough"] * 2 and per_request_modes(dev) == ["Active"] * 2
+    assert per_request_modes(prod) == ["PassThrough"] * 3 and per_request_modes(dev) == ["Active"] * 3
 
 
 def per_request_modes(template: Template) -> list[str]:
-    """The tracing mode of collect and serve (dev traces them; prod doesn't: ``trace_requests``)."""
+    """The tracing mode of collect, serve and the updater, the functions the traffic invokes (dev traces them; prod
+    doesn't: ``trace_requests``)."""
     return [
         f["Properties"]["TracingConfig"]["Mode"]
         for f in resources(template, "AWS::Lambda::Function").values()
-        if str(f["Properties"].get("Description", "")).startswith(("POST /v1/events", "GET /v1/"))
+        if str(f["Properties"].get("Description", "")).startswith(("POST /v1/events", "GET /v1/", "Kinesis -> "))
     ]
 
 

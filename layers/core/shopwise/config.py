@@ -61,9 +61,10 @@ class EnvironmentConfig:
     dataset_engine: str = "python"
     dataset_workers: int = 2
     dataset_days: int = 180
-    # X-Ray active tracing of the per-request functions (collect, serve): Lambda traces the first request a second and
-    # 5% of the rest, and its sampling can't be set, so at 100 requests/s tracing costs ~$80 a month; off, they trace
-    # only requests that arrive traced. The rest (updater, steps, jobs' functions) always trace
+    # X-Ray active tracing of the functions the traffic invokes — collect and serve once a request, the updater about
+    # once a second a shard (its batching window): Lambda traces the first invocation a second and 5% of the rest, and
+    # its sampling can't be set, so at 100 requests/s tracing costs ~$80 a month, and the updater's ~$13 a month at
+    # any rate; off, they trace only invocations that arrive traced. The rest (steps, jobs' functions) always trace
     trace_requests: bool = True
     log_retention_days: int = 30
     api_throttle_rate: int = 500
@@ -286,7 +287,8 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         # 16 vCPU, 12 of them executors: at bench_dataset's rates (4,188 events/s a core read back) a window of ~30 M
         # events in ~10 minutes; `shopwise cost` sizes the count for a load (the envelope: 101 for half an hour)
         dataset_workers=4,
-        trace_requests=False,  # the dashboard's latency and error metrics come from every request, not from traces
+        # the dashboard's latency, error, iterator-age and failure metrics come from every request and batch, not traces
+        trace_requests=False,
         retrain_schedule="cron(0 3 * * ? *)",
         recommendations_ttl_days=7,
         retain_data=True,
