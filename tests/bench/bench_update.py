@@ -11,6 +11,7 @@ botocore (``before_*``, ``cpu_ratio_vs_before``); ``--client boto3`` sends the m
 botocore too, to tell the two changes apart.
 
     .venv/bin/python tests/bench/bench_update.py [--events 5000] [--batch 500] [--client wire|boto3] [--profile]
+        [--unfreeze]
 
 Prints a table, then one JSON line with events_per_s, writes_per_1000_events, wru_per_event (write units by
 DynamoDB's size rules, per entity kind beside it), rru_per_event (read units of what the handler's reads returned,
@@ -23,6 +24,7 @@ distinct_entities_per_1000_events, naive_writes_per_1000_events (and more).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -294,6 +296,11 @@ def main() -> int:
     parser.add_argument(
         "--profile", action="store_true", help="also print the handler's CPU per package, over every thread (yappi)"
     )
+    parser.add_argument(
+        "--unfreeze",
+        action="store_true",
+        help="unfreeze what the handler's imports made (shopwise.heap) once it has loaded: the handler as it was",
+    )
     args = parser.parse_args()
     if args.profile:
         import yappi
@@ -304,6 +311,8 @@ def main() -> int:
         from shopwise_local.lambda_runtime import LocalFunction
 
         handler = LocalFunction("update_features")
+        if args.unfreeze:
+            gc.unfreeze()  # every collection walks the imports' objects again, as before the handler froze them
         events = make_events(args.events)
         before_events = make_events(args.events, prefix="before-") if args.baseline else []
         items = sorted(

@@ -12,8 +12,6 @@ from __future__ import annotations
 import gc
 
 
-def freeze_imports() -> int:
-    """Freeze every object alive now (call it at the end of a handler module, once its imports are done). Returns how
-    many objects the permanent generation holds."""
+def freeze_imports() -> None:
+    """Freeze every object alive now (call it at the end of a handler module, once its imports are done)."""
     gc.freeze()
-    return gc.get_freeze_count()

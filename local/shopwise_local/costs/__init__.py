@@ -777,8 +777,7 @@ def updater_units(units: dict[str, Any], batch: float) -> dict[str, float]:
     small batches cost more an event), interpolated in the logarithm of the size, the ends held beyond them."""
     table = units.get("per_event_by_batch", {}).get("batches") or {}
     if not table:
-        per_event = units["per_event"]
-        return {k: float(per_event[k]) for k in ("write_units", "read_units", "update_ms")}
+        raise ValueError("the units file has no per_event_by_batch.batches: the updater's units by batch size")
     sizes = sorted(float(size) for size in table)
     at = min(max(batch, sizes[0]), sizes[-1])
     upper = next(size for size in sizes if size >= at)
