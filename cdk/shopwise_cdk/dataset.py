@@ -30,7 +30,7 @@ from shopwise_cdk.storage import Storage
 GLUE_VERSION = "5.1"  # Spark 3.5.6, Python 3.11: the job's code needs 3.11+
 # the packages' imports Glue's image may lack (the rest — boto3, numpy, pandas, pyarrow — it has); pip installs them
 # as the run starts (a comma separates modules, so each is one pin)
-PYTHON_MODULES = "pydantic==2.14.4,pynamodb==6.1.0,scipy>=1.11"
+PYTHON_MODULES = "pydantic==2.14.4,pynamodb==6.1.0,scipy>=1.11,tqdm>=4.66"
 ASSETS = "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*]"
 
 

@@ -85,3 +85,86 @@ def test_every_function_freezes_what_its_imports_made() -> None:
     assert frozen_by[names[0]] > 50_000  # the first handler's imports: the bulk of them
     assert all(frozen > 0 for frozen in frozen_by.values()), frozen_by  # each handler froze what it added
     assert max(collectable.values()) < 1_000, collectable
+
+
+# what the jobs' images have before their own packages are installed (Glue's "Python modules already provided"
+# that shopwise imports, and PySpark itself); everything else must be installed by the stack's own lists
+GLUE_PROVIDED = {"boto3", "botocore", "numpy", "pandas", "pyarrow", "pyspark"}
+JOB_ENTRIES = {
+    "sagemaker": [
+        "shopwise_jobs.training",
+        "shopwise_jobs.inference",
+        "shopwise_jobs.drift_job",
+        "shopwise_jobs.imports",
+        "shopwise_jobs.purge",
+    ],
+    "glue": ["shopwise_jobs.spark_dataset", "shopwise_jobs.spark_convert"],
+}
+
+
+def _distribution(name: str) -> str:
+    return name.split(";")[0].split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip().lower().replace("_", "-")
+
+
+def _requires(name: str) -> list[str] | None:
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        return requires(name)
+    except PackageNotFoundError:
+        return None
+
+
+def test_every_package_the_jobs_import_is_installed_by_their_stack() -> None:
+    """The SageMaker jobs install ``sagemaker_jobs/requirements.txt``; the Glue jobs get ``--additional-python-modules``
+    (``shopwise_cdk.dataset.PYTHON_MODULES``) over the image's own. Each third-party package that a shopwise module
+    loaded by a job's entry imports at its top is in one of them (a package missing there fails the job at import,
+    in AWS only: the local stack runs the jobs in this environment, which has everything)."""
+    from importlib.metadata import packages_distributions
+
+    from shopwise_cdk.dataset import PYTHON_MODULES
+
+    requirements = (ROOT / "sagemaker_jobs" / "requirements.txt").read_text().splitlines()
+    installed = {
+        "sagemaker": {_distribution(line) for line in requirements if line.split("#")[0].strip()},
+        "glue": {_distribution(m) for m in PYTHON_MODULES.split(",")} | GLUE_PROVIDED,
+    }
+    for declared in installed.values():  # and what those install with them
+        declared |= {_distribution(r) for n in list(declared) for r in (_requires(n) or []) if "extra ==" not in r}
+    distributions = packages_distributions()
+    code = (
+        "import importlib, json, sys\n"
+        "for n in sys.argv[1:]: importlib.import_module(n)\n"
+        "own = [m for n, m in list(sys.modules.items()) if n.split('.')[0] in ('shopwise', 'shopwise_jobs')]\n"
+        "print(json.dumps([m.__file__ for m in own if getattr(m, '__file__', None)]))\n"
+    )
+    for runtime, entries in JOB_ENTRIES.items():
+        result = subprocess.run(
+            [sys.executable, "-c", code, *entries],
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "sagemaker_jobs"), *filter(None, sys.path)])},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        loaded = [Path(f) for f in json.loads(result.stdout.strip().splitlines()[-1])]
+        assert len(loaded) > 10
+        imported: dict[str, set[str]] = {}
+        for path in loaded:
+            tree = ast.parse(path.read_text(), str(path))
+            for node in tree.body:  # the module's top: what loading it needs
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module]
+                    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                    else []
+                )
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in sys.stdlib_module_names or top.startswith("shopwise") or top == "__future__":
+                        continue
+                    for dist in distributions.get(top, [top]):
+                        imported.setdefault(_distribution(dist), set()).add(path.name)
+        missing = {d: sorted(f) for d, f in imported.items() if d not in installed[runtime]}
+        assert not missing, f"{runtime}: imported, not installed: {missing}"

@@ -19,13 +19,13 @@ each call costs CPU (``shopwise.dal.wire``). Readers merge an item's parts (``Fe
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from shopwise import fastjson
 from shopwise.config import ACTIVITY_INDEX, IndexSpec
 from shopwise.dal.aws import client, dynamodb
 from shopwise.dal.batch import GET_CHUNK, batch_get, batch_put_left, chunks, get_many, pk
@@ -67,10 +67,10 @@ class Doc:
         item: dict[str, Any] = {
             "pk": {"S": self.key},
             "v": {"N": str(self.version + 1)},
-            "doc": {"S": json.dumps(self.data, separators=(",", ":"), sort_keys=True, ensure_ascii=False)},
+            "doc": {"S": fastjson.dumps_text(self.data, sort_keys=True)},
         }
         if self.hwm:
-            item["hwm"] = {"S": json.dumps(self.hwm, separators=(",", ":"), sort_keys=True)}
+            item["hwm"] = {"S": fastjson.dumps_text(self.hwm, sort_keys=True)}
         if self.merged_into:
             item["merged_into"] = {"S": self.merged_into}
         elif at := newest_event(self.key, self.data):
@@ -85,9 +85,9 @@ class Doc:
     def from_item(cls, item: dict[str, Any]) -> Doc:
         return cls(
             key=item["pk"]["S"],
-            data=json.loads(item["doc"]["S"]) if "doc" in item else {},
+            data=fastjson.loads(item["doc"]["S"]) if "doc" in item else {},
             version=int(item.get("v", {}).get("N", "0")),
-            hwm=json.loads(item["hwm"]["S"]) if "hwm" in item else {},
+            hwm=fastjson.loads(item["hwm"]["S"]) if "hwm" in item else {},
             merged_into=item.get("merged_into", {}).get("S", ""),
             expires_at=int(item.get("expires_at", {}).get("N", "0")),
         )

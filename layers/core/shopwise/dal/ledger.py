@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from shopwise import fastjson
 from shopwise.dal.aws import dynamodb
 from shopwise.dal.batch import batch_delete, batch_write, get_many
 from shopwise.dal.capacity import write_units
@@ -68,9 +68,9 @@ class Claim:
         if self.sequence:
             item["seq"] = {"S": self.sequence}
         if self.held is not None:
-            item["held"] = {"S": json.dumps(self.held, separators=(",", ":"), ensure_ascii=False)}
+            item["held"] = {"S": fastjson.dumps_text(self.held)}
         if self.done is not None:
-            item["done"] = {"S": json.dumps(sorted(self.done), separators=(",", ":"), ensure_ascii=False)}
+            item["done"] = {"S": fastjson.dumps_text(sorted(self.done))}
         return item
 
     @classmethod
@@ -81,8 +81,8 @@ class Claim:
             shard=item.get("shard", {}).get("S", ""),
             sequence=item.get("seq", {}).get("S", ""),
             expires_at=int(item.get("expires_at", {}).get("N", "0")),
-            held=json.loads(item["held"]["S"]) if "held" in item else None,
-            done=frozenset(json.loads(item["done"]["S"])) if "done" in item else None,
+            held=fastjson.loads(item["held"]["S"]) if "held" in item else None,
+            done=frozenset(fastjson.loads(item["done"]["S"])) if "done" in item else None,
         )
 
 

@@ -3,9 +3,9 @@ failure queue runs (``shopwise.ingestion.failures``) — one path into the featu
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from shopwise import fastjson
 from shopwise.dal.catalog import categories
 from shopwise.dal.feature_store import FeatureStore
 from shopwise.dal.ledger import EventLedger
@@ -22,7 +22,7 @@ def event_of(data: bytes | str | dict[str, Any] | None) -> Event:
         raise EventRejected("record", "not JSON")
     if not isinstance(data, dict):
         try:
-            data = json.loads(data)
+            data = fastjson.loads(data)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             raise EventRejected("record", f"not JSON: {exc}") from None
     event = parse_event(data)
