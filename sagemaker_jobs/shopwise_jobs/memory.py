@@ -29,6 +29,11 @@ def resident_mb() -> float | None:
     return _status_mb("VmRSS")
 
 
+def peak_mb() -> float | None:
+    """The high-water mark of resident memory since the last ``reset_peak``."""
+    return _status_mb("VmHWM")
+
+
 def reset_peak() -> bool:
     """Start a new high-water mark at the resident memory of now; False where the system cannot. Memory the
     allocator holds free is handed back first (glibc's ``malloc_trim``), or a part that reuses what the parts before
@@ -64,7 +69,7 @@ class Phases:
 
     def _fold(self) -> float | None:
         """The high-water mark since the last reset, folded into the open phase's peak."""
-        peak = _status_mb("VmHWM")
+        peak = peak_mb()
         if self._open is not None and peak is not None and self._open[3] is not None:
             self._open[3] = max(self._open[3], peak)
         return peak

@@ -23,6 +23,7 @@ from shopwise.catalog import categories
 from shopwise.dal.erasures import pending_targets
 from shopwise.features.definitions import KIND_WEIGHTS, Context
 from shopwise.lifecycle.figures import TrainingMetrics
+from shopwise_jobs.apart import Apart
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.contract import TrainingContract, run_job
 from shopwise_jobs.dataset import Split, read_catalog, read_events_any, split
@@ -32,10 +33,12 @@ from shopwise_jobs.feature_snapshot import FeatureSnapshot
 from shopwise_jobs.ids import codes_in
 from shopwise_jobs.memory import Phases, array_bytes
 from shopwise_jobs.models import (
+    CONTENT_ANN_FROM_ITEMS,
     EASE_MAX_ITEMS,
     FIT_THREADS,
     ITEMKNN_HISTORY,
     CodedInteractions,
+    ContentKNN,
     Hybrid,
     ItemKNN,
     Popularity,
@@ -548,6 +551,11 @@ def fit_and_select(
     fit_started = time.perf_counter()
     phases.begin("final fit")
     data = served_set(interactions, catalog, hp)
+    # the content index of a catalog large enough for its ANN path reads the catalog and the item order alone: it
+    # runs in a process of its own while the parts below run (shopwise_jobs.apart), unless the model fits it
+    apart: Apart[ContentKNN] | None = None
+    if len(catalog) and len(data.items) >= CONTENT_ANN_FROM_ITEMS and not fits_content(chosen):
+        apart = Apart(fit_content, data.catalog, data.items, hp.neighbours, imports=("faiss",))
     history = timed("matrix", data.matrix)  # built once: the parts below that read it reuse it
     model_object = timed("model", lambda: build_model(chosen.name, data, chosen.params))
     # content neighbours and next-item rules the selected model already fitted on the same data are reused
@@ -557,7 +565,9 @@ def fit_and_select(
         else {chosen.name: model_object}
     )
     content = fitted.get("content") or (
-        timed("content", lambda: build_model("content", data, {"neighbours": hp.neighbours})) if len(catalog) else None
+        timed("content", lambda: build_model("content", data, {"neighbours": hp.neighbours}))
+        if len(catalog) and apart is None
+        else None
     )
     similar = timed("similar", lambda: ItemKNN.fit(data.recent(ITEMKNN_HISTORY), hp.neighbours, hp.shrinkage))
     # item-kNN's work: the products its co-occurrence counts take, the sum over shoppers of their (capped) history
@@ -577,6 +587,11 @@ def fit_and_select(
         "segments",
         lambda: segment_lists(everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded),
     )
+    if apart is not None:
+        done = apart.result()
+        content, parts["content"], cpu["content"] = done.value, done.seconds, done.cpu
+        if done.own_mb is not None:  # its own process: nothing of the job's is held in it
+            phases.parts.setdefault("final fit", {})["content"] = [0.0, done.own_mb]
     model = TrainedModel(
         users=history.users,
         items=history.items,
@@ -646,6 +661,8 @@ def fit_and_select(
             "final fit": round(time.perf_counter() - fit_started, 2),
             "final parts": parts,
             "final parts cpu": cpu,
+            # parts that ran in a process of their own, beside the others (their seconds overlap the others')
+            "final parts apart": ["content"] if apart is not None else [],
         },
         "tuning_sample": sampled,
         # resident memory by phase: held at its start and its peak (Linux's counters; absent elsewhere)
@@ -676,6 +693,18 @@ def catalog_snapshot(catalog: pd.DataFrame) -> FeatureSnapshot:
     """The feature snapshot a data set build folds its events into, with the catalog's category paths."""
     paths = dict(zip(catalog["item_id"], catalog["category"].fillna(""), strict=True)) if "category" in catalog else {}
     return FeatureSnapshot(Context(categories={k: v for k, v in paths.items() if v}))
+
+
+def fits_content(chosen: Result) -> bool:
+    """Whether the selected model fits the content index itself (the served fit then reuses its part)."""
+    if chosen.name == "hybrid":
+        return any(c["kind"] == "content" and c["weight"] for c in chosen.params["components"])
+    return chosen.name == "content"
+
+
+def fit_content(catalog: pd.DataFrame, items: np.ndarray, neighbours: int) -> ContentKNN:
+    """The served fit's content index (``build_model("content")``'s fit), as ``Apart`` runs it."""
+    return ContentKNN.fit(catalog, items, neighbours)
 
 
 def served_set(interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters) -> TrainSet:

@@ -255,6 +255,8 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
             "cpu_seconds": float(sum(cpu.values())),
             "parts_seconds": float(sum(wall.values())),
             "parts": {part: [wall[part], cpu[part]] for part in wall},
+            # parts that ran in a process of their own beside the others (shopwise_jobs.apart): their time overlaps
+            "apart": list(fitted["seconds"].get("final parts apart") or []),
         }
     if KNN_WIDE in stages_wanted:
         seconds, peak, out = measured(
@@ -329,8 +331,11 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             ):
                 by_part = final_fit_memory(rows)
                 out[stage]["own_gb_by_part"] = by_part
-                out[stage]["own_gb"] = max(by_part.values())
-                out[stage]["own_largest"] = max(by_part, key=lambda part: by_part[part])
+                # the job's process at its largest part, and beside it the parts in processes of their own
+                apart = set(rows[-1]["stages"][FINAL].get("apart") or [])
+                inside = {part: gb for part, gb in by_part.items() if part not in apart} or {"": 0.0}
+                out[stage]["own_gb"] = round(max(inside.values()) + sum(by_part[part] for part in apart), 1)
+                out[stage]["own_largest"] = max(inside, key=lambda part: inside[part])
     rows = [r for r in everywhere if FINAL in r["stages"]]
     if TUNING in out and FINAL in out:
         hours = out[TUNING]["envelope_minutes"] / 60 + out[FINAL]["instance_hours"]
@@ -384,7 +389,9 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ^1.19, 9.2 hours in one process, where the linear bound gives about 2."""
     cores = os.cpu_count() or 1
     last = rows[-1]["stages"][FINAL]["parts"]
-    single = instance = cpu_total = wall_total = 0.0
+    apart = set(rows[-1]["stages"][FINAL].get("apart") or [])
+    single = together = work = cpu_total = wall_total = 0.0
+    beside: list[float] = []  # each part that ran in a process of its own: its time on the instance
     by_part: dict[str, dict[str, Any]] = {}
     for part, (wall, cpu) in last.items():
         sizes, target = driver(rows, part)
@@ -412,7 +419,11 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
         one_core = at_envelope * speedup  # the part's work on one core
         on_instance = one_core * ((1 - share) + share / INSTANCE_VCPUS)
         single += at_envelope
-        instance += on_instance
+        work += one_core
+        if part in apart:
+            beside.append(on_instance)
+        else:
+            together += on_instance
         cpu_total, wall_total = cpu_total + cpu, wall_total + wall
         by_part[part] = {
             "walls": walls,
@@ -424,6 +435,9 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "single_hours": round(at_envelope / 3600, 2),
             "instance_hours": round(on_instance / 3600, 2),
         }
+    # the parts apart run while the others do: the fit takes the longer side, and never less than all its work
+    # spread over the instance's vCPUs (the two sides' parallel stretches share them)
+    instance = max(together, *beside, work / INSTANCE_VCPUS)
     speedup = cpu_total / max(wall_total, 0.01)
     return {
         "single_hours": round(single / 3600, 1),
@@ -431,6 +445,8 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "parallel_share": round((1 - 1 / speedup) / (1 - 1 / cores) if cores > 1 and speedup > 1 else 0.0, 2),
         "instance_hours": round(instance / 3600, 1),
         "fits_budget_on_instance": instance <= BUDGET_S,
+        "apart": sorted(apart),
+        "together_hours": round(together / 3600, 2),  # the parts in the job's process, one after another
         "by_part": by_part,
     }
 
@@ -469,7 +485,8 @@ def final_fit_memory(rows: list[dict[str, Any]]) -> dict[str, float]:
             scale = ENVELOPE_ITEMS / float(last["items"])
         else:
             scale = ENVELOPE_EVENTS / events
-        out[part] = round((before + own * scale) / 1024, 1)
+        # a part in a process of its own holds none of what the job's process keeps: its own peak alone
+        out[part] = round(((0.0 if part in final.get("apart", ()) else before) + own * scale) / 1024, 1)
     return out
 
 
@@ -510,10 +527,16 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
                 f"cap){own_gb}"
             )
         if stage == FINAL:
+            beside = (
+                f" ({' and '.join(PART_NAMES.get(p, p) for p in fit['apart'])} in a process of its own beside the "
+                f"other parts, {fit['together_hours']:,} h one after another: the longer side)"
+                if fit.get("apart")
+                else ""
+            )
             verdict = (
                 f"{fit['envelope_hours']:,} h in one process here; {fit['parallel_share']:.0%} of its work in parallel "
                 f"({fit['speedup_here']}x on these {os.cpu_count()} cores): {fit['instance_hours']:,} h on one "
-                f"{INSTANCE} ({INSTANCE_VCPUS} vCPUs){own_gb}"
+                f"{INSTANCE} ({INSTANCE_VCPUS} vCPUs){beside}{own_gb}"
             )
         growth = (
             f"^{fit['time_exponent']}, ^{fit['memory_exponent']}"

@@ -78,3 +78,39 @@ def test_a_size_run_without_a_stage_leaves_it_out_of_that_stages_fit_and_says_no
     assert fits[FINAL]["by_part"]["similar"]["measured_at"] == "1,000,000 columns"  # every size measured it
     line = next(line for line in bench_scale.markdown(rows, fits).splitlines() if line.startswith("| data set |"))
     assert line.split(" | ")[1:4] == ["10 / 100", "40 / 300", "not run"]
+
+
+def test_a_part_fitted_apart_overlaps_the_others_on_the_instance_and_adds_its_memory_to_theirs() -> None:
+    """The content index in a process of its own (the job's ``final parts apart``): the served fit on the instance
+    takes the longer of it and the other parts one after another, where in the job's process it took their sum;
+    its own peak comes on top of the job's process's largest, without what that process keeps."""
+
+    def stores(apart: list[str]) -> list[dict[str, Any]]:
+        return [
+            {
+                "shoppers": 10_000 * 3**n,
+                "events": 200_000.0 * 3**n,
+                "items": 1_500.0 * 3**n,
+                "stages": {
+                    FINAL: {
+                        # serial parts (CPU = wall): their hours on the instance are their hours in one process
+                        "parts": {"content": [4.0 * 3**n, 4.0 * 3**n], "segments": [1.0 * 3**n, 1.0 * 3**n]},
+                        "parts_mb": {"content": [0.0, 30.0], "segments": [5.0, 100.0]},
+                        "held_mb": {"events": 50.0, "items": 10.0},
+                        "apart": apart,
+                    }
+                },
+            }
+            for n in range(3)
+        ]
+
+    together, beside = final_fit(stores([])), final_fit(stores(["content"]))
+    content, segments = (beside["by_part"][p]["instance_hours"] for p in ("content", "segments"))
+    assert together["instance_hours"] == pytest.approx(content + segments, abs=0.1)
+    assert beside["instance_hours"] == pytest.approx(max(content, segments), abs=0.1)
+    assert beside["together_hours"] == pytest.approx(segments, abs=0.01) and beside["apart"] == ["content"]
+    rows = stores(["content"])
+    memory = bench_scale.final_fit_memory(rows)
+    held = 50.0 * bench_scale.ENVELOPE_EVENTS / 1_800_000.0 + 10.0 * bench_scale.ENVELOPE_ITEMS / 13_500.0
+    assert memory["content"] == pytest.approx(30.0 * bench_scale.ENVELOPE_ITEMS / 13_500.0 / 1024, abs=0.1)
+    assert memory["segments"] > held / 1024  # the job's process: what it keeps, and the part's own on top

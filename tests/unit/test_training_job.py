@@ -288,3 +288,51 @@ def test_segment_lists_are_each_segments_windowed_bestsellers_in_any_chunking() 
     blank = data.assign(market="", referrer="")
     categories_only = {name: lists for name, lists in expected.items() if name.startswith("category:")}
     assert segment_lists(blank, catalog, items, weights, 14.0, 5) == categories_only
+
+
+def test_a_large_catalogs_content_index_is_fitted_apart_as_the_job_would_fit_it(tmp_path: Path) -> None:
+    """From the content index's ANN path on (forced here: SHOPWISE_CONTENT_ANN_FROM_ITEMS=0), the served fit runs it
+    in a spawned process of its own beside the other parts; the model holds the same neighbours the fit in this
+    process gives, and the job's metrics say it ran apart, with its own time and memory."""
+    from shopwise_jobs.dataset import read_catalog
+    from shopwise_jobs.models import ContentKNN
+
+    root = tmp_path / "opt_ml"
+    planted_events(root / "input/data/events/dt=2026-11-20/part-0.jsonl")
+    catalog = root / "input/data/catalog/items.jsonl"
+    catalog.parent.mkdir(parents=True)
+    rows = [
+        {
+            "item_id": item,
+            "title": f"{tribe} thing {i % 4}",
+            "category": f"Home > {tribe.upper()} > {i % 3}",
+            "price": 5 + i,
+        }
+        for tribe, items in CLUSTER_ITEMS.items()
+        for i, item in enumerate(items)
+    ]
+    catalog.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (root / "input/config").mkdir(parents=True)
+    (root / "input/config/hyperparameters.json").write_text(
+        json.dumps({"top_k": "5", "test_fraction": "0.2", "budget": "quick", "models": "popularity,itemknn"})
+    )
+    result = subprocess.run(
+        [sys.executable, str(SAGEMAKER_DIR / "train.py"), "--neighbours", "5"],
+        env=child_env(
+            {"SM_OPT_ML": str(root), "TRAINING_JOB_NAME": "job-apart", "SHOPWISE_CONTENT_ANN_FROM_ITEMS": "0"}
+        ),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = json.loads((root / "model/metrics.json").read_text())
+    assert metrics["selected"] in {"popularity", "itemknn"}  # the content index is the served fit's own part
+    seconds = metrics["seconds"]
+    assert seconds["final parts apart"] == ["content"]
+    assert seconds["final parts"]["content"] > 0 and seconds["final parts cpu"]["content"] > 0
+    assert metrics["memory_parts_mb"]["final fit"]["content"][0] == 0.0  # nothing of the job's held in its process
+    model = TrainedModel.load(root / "model")
+    expected = ContentKNN.fit(read_catalog(catalog.parent), model.items, 5, ann_from=0).similarity
+    assert model.content is not None and model.content.similarity.nnz == 24 * 5
+    assert (model.content.similarity != expected).nnz == 0
