@@ -17,6 +17,7 @@ from constructs import Construct
 
 from shopwise import config
 from shopwise.config import EnvironmentConfig, instance_vcpus
+from shopwise.dal.batch import WritesUnprocessed
 from shopwise.dal.model_packages import MODEL_PACKAGE_GROUP_DESCRIPTION
 from shopwise.lifecycle.figures import TrainingMetrics, metric_pattern
 from shopwise.settings import model_package_group
@@ -34,6 +35,15 @@ from shopwise_cdk.sagemaker import (
 )
 from shopwise_cdk.storage import Storage
 from shopwise_cdk.workflows import lambda_step, state_machine
+
+# what a load function raises when DynamoDB throttles it: the batch's own error once its retries are spent, and the
+# calls' own once the client's are (the Lambda error names Step Functions matches)
+LOAD_THROTTLED = (
+    WritesUnprocessed.__name__,
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+)
 
 
 class TrainingPipeline(Construct):
@@ -393,7 +403,17 @@ class TrainingPipeline(Construct):
             max_concurrency=env.load_concurrency,
             result_path="$.load_tallies",
         )
-        each.item_processor(lambda_step(self, "Load one object", self.load, None, "$"))
+        # an object's load is idempotent (puts of the same rows into the standby slot; its tally is the attempt that
+        # finished), so a throttled one is tried again, minutes apart: the first load into a cold on-demand table
+        # (4,000 write units a second until its peak grows) throttles until DynamoDB has split its partitions
+        one = lambda_step(self, "Load one object", self.load, None, "$")
+        one.add_retry(
+            errors=list(LOAD_THROTTLED),
+            interval=Duration.seconds(20),
+            backoff_rate=2.0,
+            max_attempts=5,
+        )
+        each.item_processor(one)
         finish = lambda_step(
             self,
             "Finish load",

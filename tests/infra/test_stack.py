@@ -288,6 +288,12 @@ def test_pipeline_trains_gates_transforms_loads_and_promotes_with_native_sagemak
     # the function itself as the resource: the selected item is its event, its answer (a tally) the item's result
     assert inner["Type"] == "Task" and "Parameters" not in inner and inner["ResultPath"] == "$"
     assert each["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] == "STANDARD"  # an object may take minutes
+    # a throttled object (a cold table on the first load) is tried again, minutes apart; other failures are not
+    (retry,) = [r for r in inner["Retry"] if "WritesUnprocessed" in r["ErrorEquals"]]
+    assert {"ProvisionedThroughputExceededException", "ThrottlingException"} <= set(retry["ErrorEquals"])
+    assert "States.ALL" not in retry["ErrorEquals"] and retry["MaxAttempts"] >= 4 and retry["BackoffRate"] >= 2
+    waits = [retry["IntervalSeconds"] * retry["BackoffRate"] ** n for n in range(retry["MaxAttempts"])]
+    assert sum(waits) >= 600  # ten minutes of waiting in all: DynamoDB splits a cold table's partitions meanwhile
     assert after("Load each output object") == "Finish load"
     assert states["Finish load"]["Parameters"]["tallies.$"] == "$.load_tallies"
     # the registry writes the version's request objects; the transform reads them on every instance it has

@@ -17,6 +17,11 @@ Keys = dict[str, list[dict[str, Any]]]  # table -> key maps
 Rows = dict[str, list[dict[str, Any]]]  # table -> items as DynamoDB returns them
 
 
+class WritesUnprocessed(RuntimeError):
+    """A chunk's items were still unprocessed (throttled) after MAX_BATCH_RETRIES calls: the caller, or the step
+    that ran it (the load's Distributed Map retries its objects on this error), tries again later."""
+
+
 def pk(key: str, name: str = "pk") -> dict[str, Any]:
     """A key map for a table whose partition key is one string attribute."""
     return {name: {"S": key}}
@@ -94,7 +99,7 @@ def _batch(table: str, requests: Iterable[dict[str, Any]]) -> int:
     written = 0
     for chunk in chunks(requests, WRITE_CHUNK):
         if _write_chunk(table, chunk):
-            raise RuntimeError(f"{table}: items still unprocessed after {MAX_BATCH_RETRIES} retries")
+            raise WritesUnprocessed(f"{table}: items still unprocessed after {MAX_BATCH_RETRIES} retries")
         written += len(chunk)
     return written
 
