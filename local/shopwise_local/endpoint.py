@@ -51,7 +51,8 @@ def use_endpoint(endpoint_url: str) -> None:
 
 
 class LocalEndpoint:
-    """Starts `moto_server` on 127.0.0.1 and stops it (and only it) on close."""
+    """Starts the local endpoint (moto's application, kept-alive connections: ``shopwise_local.endpoint_server``) on
+    127.0.0.1 and stops it (and only it) on close."""
 
     def __init__(self, port: int, log_path: Path) -> None:
         self.port = port
@@ -64,7 +65,7 @@ class LocalEndpoint:
             raise RuntimeError(f"port {self.port} is already in use: stop what runs there or pick another (--aws-port)")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "shopwise_local.endpoint_server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

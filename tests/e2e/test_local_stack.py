@@ -564,8 +564,13 @@ def test_the_wire_client_speaks_dynamodbs_protocol_as_boto3_does(stack: LocalSta
     with pytest.raises(ClientError) as invalid:
         wire.put_item(TableName=table, Item={"not_the_key": {"S": "x"}})
     assert invalid.value.response["Error"]["Code"] == "ValidationException"
-    # a kept-alive connection the endpoint dropped (AWS keeps them; the local endpoint closes each): the call is
-    # sent again on a new one
+    # the endpoint keeps connections open between calls, as AWS does: calls one after another open none
+    wire.batch_get_item(RequestItems={table: {"Keys": [key]}})
+    opened = wire.opened
+    for _ in range(5):
+        wire.batch_get_item(RequestItems={table: {"Keys": [key]}})
+    assert wire.opened == opened
+    # a kept-alive connection the endpoint dropped (an idle one it closed): the call is sent again on a new one
     url = urlsplit(wire.meta.endpoint_url)
     stale = _Connection(url.hostname or "", url.port or 80, None)
     stale._sock.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,49 @@
+"""The local endpoint's server: moto's WSGI application (the one ``python -m moto.server`` serves) behind waitress, a
+WSGI server that keeps HTTP/1.1 connections open between requests, as AWS's endpoints do.
+
+Why: moto's own server is werkzeug's development server, which closes every connection after its answer, so each
+call a local function made paid a TCP connect and close (and the server a new thread) that a function in AWS, whose
+clients keep their connections (``shopwise.dal.wire``'s pool, urllib3's under boto3), does not. The updater's CPU an
+event in ``tests/bench/bench_update.py`` counted about a tenth of its samples there.
+
+    python -m shopwise_local.endpoint_server -H 127.0.0.1 -p 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from moto.server import DomainDispatcherApplication, create_backend_app
+from waitress import serve
+
+# requests served at once: a long poll (SQS ReceiveMessage's wait) holds one for its wait; kept-alive connections
+# between requests hold none
+THREADS = 64
+CONNECTIONS = 2_000  # open at once, idle or not: each local function's pools keep theirs
+IDLE_SECONDS = 300  # an idle connection closed after this (clients reconnect, as they do when AWS closes one)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto's server sets it: queue URLs and the like name it
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True  # type: ignore[attr-defined]  # as moto's server runs it
+    serve(
+        app,
+        host=args.host,
+        port=args.port,
+        threads=THREADS,
+        connection_limit=CONNECTIONS,
+        channel_timeout=IDLE_SECONDS,
+        ident="shopwise-local",
+    )
+
+
+if __name__ == "__main__":
+    main()
