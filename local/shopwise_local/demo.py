@@ -118,7 +118,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     try:
         with stages.run(STAGES[0]):
             stack.start_endpoint()
-            print(f"        AWS endpoint: {stack.endpoint.url} (moto, on kept-alive connections; log {stack.endpoint.log_path})")
+            print(
+                f"        AWS endpoint: {stack.endpoint.url} (moto, on kept-alive connections; log {stack.endpoint.log_path})"
+            )
         with stages.run(STAGES[1]):
             resources = stack.create_resources()
             print(f"        tables: {', '.join(resources.tables.values())}; stream: {resources.stream}")
