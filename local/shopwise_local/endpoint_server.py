@@ -16,13 +16,31 @@ import logging
 import os
 
 from moto.server import DomainDispatcherApplication, create_backend_app
-from waitress import serve
+from waitress import create_server
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 
 # requests served at once: a long poll (SQS ReceiveMessage's wait) holds one for its wait; kept-alive connections
 # between requests hold none
 THREADS = 64
 CONNECTIONS = 2_000  # open at once, idle or not: each local function's pools keep theirs
 IDLE_SECONDS = 300  # an idle connection closed after this (clients reconnect, as they do when AWS closes one)
+
+
+class BodilessContinueParser(HTTPRequestParser):
+    """Waitress's request parser, except that a request with no body does not expect a 100 Continue. boto3 sends
+    ``Expect: 100-continue`` on every S3 PUT, an empty object's too (``Content-Length: 0``); waitress answers 100
+    Continue and then marks the request, complete since its headers, as waiting for a body that never comes: the
+    call hangs until the client's read timeout."""
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        if not self.chunked and not self.content_length:
+            self.expect_continue = False
+
+
+class Channel(HTTPChannel):
+    parser_class = BodilessContinueParser
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # type: ignore[attr-defined]  # as moto's server runs it
-    serve(
+    server = create_server(
         app,
         host=args.host,
         port=args.port,
@@ -43,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         channel_timeout=IDLE_SECONDS,
         ident="shopwise-local",
     )
+    server.channel_class = Channel  # type: ignore[union-attr]  # one listening socket: a server with this attribute
+    server.run()
 
 
 if __name__ == "__main__":

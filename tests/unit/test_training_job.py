@@ -294,8 +294,10 @@ def test_a_large_catalogs_content_index_is_fitted_apart_as_the_job_would_fit_it(
     """From the content index's ANN path on (forced here: SHOPWISE_CONTENT_ANN_FROM_ITEMS=0), the served fit runs it
     in a spawned process of its own beside the other parts; the model holds the same neighbours the fit in this
     process gives, and the job's metrics say it ran apart, with its own time and memory."""
+    import numpy as np
+
     from shopwise_jobs.dataset import read_catalog
-    from shopwise_jobs.models import ContentKNN
+    from shopwise_jobs.models import ContentKNN, tfidf_rows
 
     root = tmp_path / "opt_ml"
     planted_events(root / "input/data/events/dt=2026-11-20/part-0.jsonl")
@@ -333,6 +335,14 @@ def test_a_large_catalogs_content_index_is_fitted_apart_as_the_job_would_fit_it(
     assert seconds["final parts"]["content"] > 0 and seconds["final parts cpu"]["content"] > 0
     assert metrics["memory_parts_mb"]["final fit"]["content"][0] == 0.0  # nothing of the job's held in its process
     model = TrainedModel.load(root / "model")
-    expected = ContentKNN.fit(read_catalog(catalog.parent), model.items, 5, ann_from=0).similarity
+    items = read_catalog(catalog.parent)
+    expected = ContentKNN.fit(items, model.items, 5, ann_from=0).similarity.tocsr()
     assert model.content is not None and model.content.similarity.nnz == 24 * 5
-    assert (model.content.similarity != expected).nnz == 0
+    got, cosines = model.content.similarity.tocsr(), tfidf_rows(items, model.items)
+    for row in range(24):
+        # the same best scores (neighbours tied on a score may come in either order: HNSW's threads), each the
+        # pair's exact cosine
+        scores = got.data[got.indptr[row] : got.indptr[row + 1]]
+        assert np.allclose(np.sort(scores), np.sort(expected.data[expected.indptr[row] : expected.indptr[row + 1]]))
+        for column, score in zip(got.indices[got.indptr[row] : got.indptr[row + 1]], scores, strict=True):
+            assert score == pytest.approx(float(cosines[row].multiply(cosines[column]).sum()), abs=1e-5)
