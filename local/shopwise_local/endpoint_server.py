@@ -4,7 +4,8 @@ WSGI server that keeps HTTP/1.1 connections open between requests, as AWS's endp
 Why: moto's own server is werkzeug's development server, which closes every connection after its answer, so each
 call a local function made paid a TCP connect and close (and the server a new thread) that a function in AWS, whose
 clients keep their connections (``shopwise.dal.wire``'s pool, urllib3's under boto3), does not. A py-spy profile of
-``tests/bench/bench_update.py`` put about 8% of the updater's samples in those connects and closes.
+``tests/bench/bench_update.py --events 10000 --no-baseline`` (``py-spy record --gil``) put about 8% of the updater's
+samples in those connects and closes.
 
     python -m shopwise_local.endpoint_server -H 127.0.0.1 -p 5000
 """

@@ -37,7 +37,7 @@ class Done(Generic[T]):
 
 class Apart(Generic[T]):
     """``Apart(fit, *args, imports=...)`` starts ``fit(*args)`` in a spawned process; ``result()`` waits for it
-    (re-raising what it raised). ``fit`` must be a module-level function (it is pickled by name). ``imports``: the
+    (re-raising what it raised). ``fit`` must pickle by name: a module-level function or a class's classmethod. ``imports``: the
     modules the fit loads on its way (faiss), imported before its memory is taken, as in the job's process, where
     tuning has loaded them by the time the served fit runs: a library's pages are not the part's memory."""
 

@@ -108,6 +108,16 @@ class TrainSet:
         return self._matrices[half_life_days]
 
 
+def hybrid_components(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parts a blend fits: its components of non-zero weight (``{"kind", "params", "weight"}`` each)."""
+    return [c for c in p["components"] if c["weight"]]
+
+
+def fitted_kinds(kind: str, p: dict[str, Any]) -> list[str]:
+    """The families ``build_model(kind, ..., p)`` fits: the blend's parts, or the one family."""
+    return [c["kind"] for c in hybrid_components(p)] if kind == "hybrid" else [kind]
+
+
 def build_model(kind: str, data: TrainSet, p: dict[str, Any]) -> Any:
     """Fit one shopwise model family with the given hyperparameters; the object scores history rows."""
     half_life = float(p.get("half_life_days", 0.0))
@@ -135,7 +145,7 @@ def build_model(kind: str, data: TrainSet, p: dict[str, Any]) -> Any:
     if kind == "affinity":
         return Affinity.fit(data.matrix(half_life).matrix, data.catalog, data.items)
     if kind == "hybrid":
-        used = [c for c in p["components"] if c["weight"]]
+        used = hybrid_components(p)
         return Hybrid(
             parts=[build_model(c["kind"], data, c["params"]) for c in used],
             kinds=[c["kind"] for c in used],

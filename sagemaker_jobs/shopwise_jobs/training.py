@@ -53,6 +53,7 @@ from shopwise_jobs.selection import (
     TrainSet,
     build_model,
     champion_scorer,
+    fitted_kinds,
     history_rows,
     model_fit,
     select,
@@ -554,8 +555,12 @@ def fit_and_select(
     # the content index of a catalog large enough for its ANN path reads the catalog and the item order alone: it
     # runs in a process of its own while the parts below run (shopwise_jobs.apart), unless the model fits it
     apart: Apart[ContentKNN] | None = None
-    if len(catalog) and len(data.items) >= CONTENT_ANN_FROM_ITEMS and not fits_content(chosen):
-        apart = Apart(fit_content, data.catalog, data.items, hp.neighbours, imports=("faiss",))
+    if (
+        len(catalog)
+        and len(data.items) >= CONTENT_ANN_FROM_ITEMS
+        and "content" not in fitted_kinds(chosen.name, chosen.params)
+    ):
+        apart = Apart(ContentKNN.fit, data.catalog, data.items, hp.neighbours, imports=("faiss",))
     history = timed("matrix", data.matrix)  # built once: the parts below that read it reuse it
     model_object = timed("model", lambda: build_model(chosen.name, data, chosen.params))
     # content neighbours and next-item rules the selected model already fitted on the same data are reused
@@ -693,18 +698,6 @@ def catalog_snapshot(catalog: pd.DataFrame) -> FeatureSnapshot:
     """The feature snapshot a data set build folds its events into, with the catalog's category paths."""
     paths = dict(zip(catalog["item_id"], catalog["category"].fillna(""), strict=True)) if "category" in catalog else {}
     return FeatureSnapshot(Context(categories={k: v for k, v in paths.items() if v}))
-
-
-def fits_content(chosen: Result) -> bool:
-    """Whether the selected model fits the content index itself (the served fit then reuses its part)."""
-    if chosen.name == "hybrid":
-        return any(c["kind"] == "content" and c["weight"] for c in chosen.params["components"])
-    return chosen.name == "content"
-
-
-def fit_content(catalog: pd.DataFrame, items: np.ndarray, neighbours: int) -> ContentKNN:
-    """The served fit's content index (``build_model("content")``'s fit), as ``Apart`` runs it."""
-    return ContentKNN.fit(catalog, items, neighbours)
 
 
 def served_set(interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters) -> TrainSet:

@@ -331,11 +331,9 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             ):
                 by_part = final_fit_memory(rows)
                 out[stage]["own_gb_by_part"] = by_part
-                # the job's process at its largest part, and beside it the parts in processes of their own
-                apart = set(rows[-1]["stages"][FINAL].get("apart") or [])
-                inside = {part: gb for part, gb in by_part.items() if part not in apart} or {"": 0.0}
-                out[stage]["own_gb"] = round(max(inside.values()) + sum(by_part[part] for part in apart), 1)
-                out[stage]["own_largest"] = max(inside, key=lambda part: inside[part])
+                out[stage]["own_gb"], out[stage]["own_largest"] = final_fit_own_gb(
+                    by_part, rows[-1]["stages"][FINAL].get("apart") or []
+                )
     rows = [r for r in everywhere if FINAL in r["stages"]]
     if TUNING in out and FINAL in out:
         hours = out[TUNING]["envelope_minutes"] / 60 + out[FINAL]["instance_hours"]
@@ -488,6 +486,14 @@ def final_fit_memory(rows: list[dict[str, Any]]) -> dict[str, float]:
         # a part in a process of its own holds none of what the job's process keeps: its own peak alone
         out[part] = round(((0.0 if part in final.get("apart", ()) else before) + own * scale) / 1024, 1)
     return out
+
+
+def final_fit_own_gb(by_part: dict[str, float], apart: Sequence[str]) -> tuple[float, str]:
+    """The served fit's own memory at the envelope, and the part of the job's process at its largest: one part of
+    the job's process at a time, and beside it every part in a process of its own."""
+    inside = {part: gb for part, gb in by_part.items() if part not in apart} or {"": 0.0}
+    largest = max(inside, key=lambda part: inside[part])
+    return round(inside[largest] + sum(by_part[part] for part in apart), 1), largest
 
 
 def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str:

@@ -114,3 +114,8 @@ def test_a_part_fitted_apart_overlaps_the_others_on_the_instance_and_adds_its_me
     held = 50.0 * bench_scale.ENVELOPE_EVENTS / 1_800_000.0 + 10.0 * bench_scale.ENVELOPE_ITEMS / 13_500.0
     assert memory["content"] == pytest.approx(30.0 * bench_scale.ENVELOPE_ITEMS / 13_500.0 / 1024, abs=0.1)
     assert memory["segments"] > held / 1024  # the job's process: what it keeps, and the part's own on top
+    # the job's process at its largest part, the content index's process beside it: their sum, where in one process
+    # the largest part alone
+    own, largest = bench_scale.final_fit_own_gb(memory, ["content"])
+    assert largest == "segments" and own == pytest.approx(memory["segments"] + memory["content"], abs=0.1)
+    assert bench_scale.final_fit_own_gb(memory, []) == (max(memory.values()), max(memory, key=memory.__getitem__))
