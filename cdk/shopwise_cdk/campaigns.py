@@ -65,8 +65,9 @@ class Campaigns(Construct):
                 conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{SENT_PREFIX}*"]}},
             )
         )
-        for table in (config.RECOMMENDATIONS, config.CONFIG, config.ITEMS):
+        for table in (config.CONFIG, config.ITEMS):
             storage.tables[table.name].grant(self.function, "dynamodb:BatchGetItem")
+        storage.grant_lists(self.function, "dynamodb:BatchGetItem")
         storage.artifacts.grant_read_write(self.function, f"{CAMPAIGNS_PREFIX}*")
         self.function.add_to_role_policy(
             iam.PolicyStatement(

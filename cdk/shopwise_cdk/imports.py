@@ -86,7 +86,7 @@ class BulkImport(Construct):
         names = {
             "features_table": storage.tables[config.FEATURES.name].table_name,
             "items_table": storage.tables[config.ITEMS.name].table_name,
-            "recommendations_table": storage.tables[config.RECOMMENDATIONS.name].table_name,
+            "lists_stem": storage.lists_stem,
             "config_table": storage.tables[config.CONFIG.name].table_name,
             "archive_bucket": storage.archive.bucket_name,
             "artifacts_bucket": storage.artifacts.bucket_name,

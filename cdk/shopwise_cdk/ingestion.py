@@ -104,7 +104,7 @@ class Ingestion(Construct):
             self.update_features, "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:Query"
         )
         # the rows a shopper's serving view is made of (shopwise.serving.view), read once per batch
-        storage.tables[config.RECOMMENDATIONS.name].grant(self.update_features, "dynamodb:BatchGetItem")
+        storage.grant_lists(self.update_features, "dynamodb:BatchGetItem")
         # ... of the serving slot: the active-model pointer, and nothing else of the config table
         self.update_features.add_to_role_policy(
             iam.PolicyStatement(

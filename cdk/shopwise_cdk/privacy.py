@@ -71,8 +71,9 @@ class Privacy(Construct):
             description="DELETE /v1/users/{user_id}, GET /v1/erasures[/{erasure_id}]: erasures and their receipts",
             log_days=env.shopper_log_days,
         )
-        for table in (config.FEATURES, config.RECOMMENDATIONS):  # find the rows, delete them (and write tombstones)
-            storage.tables[table.name].grant(self.erase, "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")
+        # find the rows, delete them (and write tombstones): the feature store and both slots' lists
+        storage.tables[config.FEATURES.name].grant(self.erase, "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")
+        storage.grant_lists(self.erase, "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")
         # the person's rows in the event ledger: found by source (a Query), deleted in batches
         storage.tables[config.LEDGER.name].grant(self.erase, "dynamodb:Query", "dynamodb:BatchWriteItem")
         config_table = storage.tables[config.CONFIG.name]
@@ -84,6 +85,7 @@ class Privacy(Construct):
                 conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{ERASURE_PREFIX}*"]}},
             )
         )
+        storage.grant_held_erasures(self.erase)  # the shopper's list keys, held for a load whose import is in flight
         storage.artifacts.grant_put(self.erase, f"{ERASURES_PREFIX}*")
         storage.pseudonym_key.grant_read(self.erase)  # a store's ids are found by their pseudonyms
         for path, method, name in (
@@ -126,6 +128,7 @@ class Privacy(Construct):
         storage.artifacts.grant_delete(self.purge, f"{ERASURES_PREFIX}*")
         config_table = storage.tables[config.CONFIG.name]
         config_table.grant(self.purge, "dynamodb:GetItem")
+        storage.grant_held_erasures(self.purge)  # the purged erasures' held list keys are dropped
         self.purge.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:PutItem"],

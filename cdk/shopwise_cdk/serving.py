@@ -99,8 +99,9 @@ class ServingApi(Construct):
             per_request=True,
         )
         # one BatchGetItem across tables per request: read only, nothing else
-        for table in (config.RECOMMENDATIONS, config.FEATURES, config.CONFIG, config.ITEMS):
+        for table in (config.FEATURES, config.CONFIG, config.ITEMS):
             storage.tables[table.name].grant(self.serve, "dynamodb:BatchGetItem")
+        storage.grant_lists(self.serve, "dynamodb:BatchGetItem")
         storage.pseudonym_key.grant_read(self.serve)  # customer ids are looked up by their pseudonym
         storage.token_key.grant_read(self.serve)  # shopper tokens are verified (and visitor tokens minted) with it
         self.alias = lambda_.Alias(

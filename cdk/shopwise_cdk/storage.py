@@ -8,6 +8,7 @@ from aws_cdk import Duration, RemovalPolicy, Size, Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -15,6 +16,8 @@ from constructs import Construct
 
 from shopwise import archive, config
 from shopwise.config import EnvironmentConfig
+from shopwise.dal.recommendations import slot_tables
+from shopwise.keys import HELD_ERASURES_KEY
 from shopwise.settings import environment_variables
 from shopwise_cdk.nag import acknowledge, logical_id
 
@@ -280,7 +283,39 @@ class Storage(Construct):
         )
 
     def table_environment(self) -> dict[str, str]:
-        return {spec.env_var: self.tables[spec.name].table_name for spec in config.TABLES}
+        return {
+            **{spec.env_var: self.tables[spec.name].table_name for spec in config.TABLES},
+            config.LISTS_ENV: self.lists_stem,
+        }
+
+    @property
+    def lists_stem(self) -> str:
+        """The precomputed lists' slot tables are ``<stem>-a`` and ``<stem>-b``, made by the loads' imports, not by
+        this stack (``shopwise.dal.recommendations``): ``cdk destroy`` leaves them."""
+        return self.env_config.physical_name(config.LISTS)
+
+    def lists_arns(self, imports: bool = False) -> list[str]:
+        """The two slot tables' ARNs (exactly those two names); with ``imports``, their imports' ARNs too."""
+        stack = Stack.of(self)
+        tables = [
+            stack.format_arn(service="dynamodb", resource="table", resource_name=t)
+            for t in slot_tables(self.lists_stem)
+        ]
+        return tables + ([f"{arn}/import/*" for arn in tables] if imports else [])
+
+    def grant_held_erasures(self, grantee: iam.IGrantable) -> None:
+        """UpdateItem of the config table's one row of erased shoppers' list keys held for a load in flight
+        (``shopwise.dal.recommendations``), and no other row: the erasure adds, the load and the purge take away."""
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["dynamodb:UpdateItem"],
+            resource_arns=[self.tables[config.CONFIG.name].table_arn],
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [HELD_ERASURES_KEY]}},
+        )
+
+    def grant_lists(self, grantee: iam.IGrantable, *actions: str, imports: bool = False) -> None:
+        """``actions`` on the two slot tables (and their imports), nothing else."""
+        iam.Grant.add_to_principal(grantee=grantee, actions=list(actions), resource_arns=self.lists_arns(imports))
 
     def function_environment(self) -> dict[str, str]:
         """Tables and the secrets' ARNs (a function that reads a secret is granted it one by one)."""

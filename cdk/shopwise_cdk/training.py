@@ -4,7 +4,7 @@ schedule (and the drift alarms, ``shopwise_cdk.drift``, start it too)."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -17,8 +17,8 @@ from constructs import Construct
 
 from shopwise import config
 from shopwise.config import EnvironmentConfig, instance_vcpus
-from shopwise.dal.batch import WritesUnprocessed
 from shopwise.dal.model_packages import MODEL_PACKAGE_GROUP_DESCRIPTION
+from shopwise.dal.recommendations import TableNotGone, slot_tables
 from shopwise.lifecycle.figures import TrainingMetrics, metric_pattern
 from shopwise.settings import model_package_group
 from shopwise_cdk.constants import SAGEMAKER_SOURCE_TARBALL
@@ -36,14 +36,7 @@ from shopwise_cdk.sagemaker import (
 from shopwise_cdk.storage import Storage
 from shopwise_cdk.workflows import lambda_step, state_machine
 
-# what a load function raises when DynamoDB throttles it: the batch's own error once its retries are spent, and the
-# calls' own once the client's are (the Lambda error names Step Functions matches)
-LOAD_THROTTLED = (
-    WritesUnprocessed.__name__,
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-)
+IMPORT_POLL_S = 30  # the retrain asks how the lists' import is doing this often
 
 
 class TrainingPipeline(Construct):
@@ -71,7 +64,7 @@ class TrainingPipeline(Construct):
         self._build_functions(env, storage, layers)
         self.dataset = DatasetBuild(self, "Dataset", env=env, storage=storage)
         self.state_machine = self._build_state_machine(env, storage, code_version)
-        self._acknowledge()
+        self._acknowledge(storage)
         if env.retrain_schedule != "manual":
             self._build_schedule(env)
 
@@ -121,13 +114,49 @@ class TrainingPipeline(Construct):
                 "RECOMMENDATIONS_TTL_DAYS": str(env.recommendations_ttl_days),
             },
             timeout=Duration.minutes(15),
-            description="batch-transform output -> the recommendations table's standby slot",
+            description="batch-transform output -> the standby slot's table, by a DynamoDB import from S3",
         )
         storage.artifacts.grant_read(self.load, f"{config.RECOMMENDATIONS_PREFIX}*")
         storage.artifacts.grant_read(self.load, f"{config.ERASURES_PREFIX}*")  # the lists of erased shoppers stay out
-        storage.tables[config.RECOMMENDATIONS.name].grant_write_data(self.load)
-        # the active-model pointer only: which slot serves, and what each slot holds
-        storage.tables[config.CONFIG.name].grant(self.load, "dynamodb:GetItem", "dynamodb:PutItem")
+        # the staged DynamoDB JSON: written, read by the import (with this role's credentials), deleted after it
+        storage.artifacts.grant_read_write(self.load, f"{config.LIST_IMPORTS_PREFIX}*")
+        storage.artifacts.grant_delete(self.load, f"{config.LIST_IMPORTS_PREFIX}*")
+        # the two slot tables: dropped and imported anew by a load, the erased shoppers' rows deleted after
+        storage.grant_lists(
+            self.load,
+            "dynamodb:DescribeTable",
+            "dynamodb:DeleteTable",
+            "dynamodb:ImportTable",
+            "dynamodb:DescribeImport",
+            "dynamodb:BatchWriteItem",
+            imports=True,
+        )
+        # what an import logs about the rows it could not import (DynamoDB's own log group)
+        self.load.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogGroups",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                    "logs:PutRetentionPolicy",
+                ],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="/aws-dynamodb/*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        # the active-model pointer: which slot serves, and what each slot holds; and the erased shoppers' list keys
+        # held for the import in flight
+        config_table = storage.tables[config.CONFIG.name]
+        config_table.grant(self.load, "dynamodb:GetItem", "dynamodb:PutItem")
+        storage.grant_held_erasures(self.load)
 
         self.registry = python_function(
             self,
@@ -380,8 +409,15 @@ class TrainingPipeline(Construct):
             result_path=sfn.JsonPath.DISCARD,
         )
         # the load (shopwise.lifecycle.loading): begin, a Distributed Map of one load function per output object
-        # (each streams at most workers x USERS_PER_REQUEST rows), finish
+        # (each stages at most workers x USERS_PER_REQUEST rows as DynamoDB JSON in S3), the import of what they
+        # staged into the standby slot's new table, a wait loop around it, finish
         version = sfn.JsonPath.string_at("$.job_name")
+        staged = {
+            "bucket": sfn.JsonPath.string_at("$.load_begun.bucket"),
+            "staging": sfn.JsonPath.string_at("$.load_begun.staging"),
+            "model_version": version,
+            "slot": sfn.JsonPath.string_at("$.load_begun.slot"),
+        }
         begin = lambda_step(
             self,
             "Begin load",
@@ -391,42 +427,54 @@ class TrainingPipeline(Construct):
         )
         each = sfn.DistributedMap(
             self,
-            "Load each output object",
+            "Stage each output object",
             items_path="$.load_begun.keys",
-            item_selector={
-                "action": "object",
-                "bucket": sfn.JsonPath.string_at("$.load_begun.bucket"),
-                "key": sfn.JsonPath.string_at("$$.Map.Item.Value"),
-                "model_version": version,
-                "slot": sfn.JsonPath.string_at("$.load_begun.slot"),
-            },
+            item_selector={"action": "object", "key": sfn.JsonPath.string_at("$$.Map.Item.Value"), **staged},
             max_concurrency=env.load_concurrency,
             result_path="$.load_tallies",
         )
-        # an object's load is idempotent (puts of the same rows into the standby slot; its tally is the attempt that
-        # finished), so a throttled one is tried again, minutes apart: the first load into a cold on-demand table
-        # (4,000 write units a second until its peak grows) throttles until DynamoDB has split its partitions
-        one = lambda_step(self, "Load one object", self.load, None, "$")
-        one.add_retry(
-            errors=list(LOAD_THROTTLED),
-            interval=Duration.seconds(20),
-            backoff_rate=2.0,
-            max_attempts=5,
+        each.item_processor(lambda_step(self, "Stage one object", self.load, None, "$"))
+        start_import = lambda_step(
+            self,
+            "Start import",
+            self.load,
+            {"action": "start", "tallies": sfn.JsonPath.list_at("$.load_tallies"), **staged},
+            "$.load_import",
         )
-        each.item_processor(one)
+        # the slot's table from its load before is still being deleted (begin dropped it): minutes at most
+        start_import.add_retry(
+            errors=[TableNotGone.__name__], interval=Duration.seconds(30), backoff_rate=1.5, max_attempts=6
+        )
+        wait = sfn.Wait(self, "Wait for import", time=sfn.WaitTime.duration(Duration.seconds(IMPORT_POLL_S)))
+        check = lambda_step(
+            self,
+            "Check import",
+            self.load,
+            {"action": "check", "import_arn": sfn.JsonPath.string_at("$.load_import.import_arn")},
+            "$.load_import_state",
+        )
         finish = lambda_step(
             self,
             "Finish load",
             self.load,
             {
                 "action": "finish",
-                "model_version": version,
-                "slot": sfn.JsonPath.string_at("$.load_begun.slot"),
                 "tallies": sfn.JsonPath.list_at("$.load_tallies"),
+                "import_arn": sfn.JsonPath.string_at("$.load_import.import_arn"),
+                "began_at": sfn.JsonPath.number_at("$.load_begun.began_at"),
+                **staged,
             },
             "$.load",
         )
-        return create_model.next(plan).next(transform).next(begin).next(each).next(finish)
+        # anything but IN_PROGRESS ends the wait: finish checks the import and fails the run with its reason
+        imported = (
+            sfn.Choice(self, "Import done?")
+            .when(sfn.Condition.string_equals("$.load_import_state.status", "IN_PROGRESS"), wait)
+            .otherwise(finish)
+        )
+        wait.next(check).next(imported)
+        create_model.next(plan).next(transform).next(begin).next(each).next(start_import).next(wait)
+        return sfn.Chain.custom(create_model, [finish], finish)  # what follows the load follows its finish
 
     def _build_schedule(self, env: EnvironmentConfig) -> None:
         events.Rule(
@@ -441,7 +489,7 @@ class TrainingPipeline(Construct):
             ],
         )
 
-    def _acknowledge(self) -> None:
+    def _acknowledge(self, storage: Storage) -> None:
         acknowledge(
             self.role,
             {
@@ -473,6 +521,17 @@ class TrainingPipeline(Construct):
                 "the run's batch-transform output, whose keys SageMaker creates.",
                 "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/privacy/erasures/*]": "The load reads the "
                 "pending erasures (one object per erasure, named at run time) to leave their shoppers' lists out.",
+                "AwsSolutions-IAM5[Resource::<StorageArtifacts08431D1F.Arn>/lists/*]": "The load stages each version's "
+                "lists under lists/<version>/<slot>/ (named at run time), the import reads them, the load deletes them.",
+                **{
+                    f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:dynamodb:<AWS::Region>:<AWS::AccountId>:table/"
+                    f"{table}/import/*]": "DynamoDB names each import of a slot table at run time (DescribeImport "
+                    "of the load's own import)."
+                    for table in slot_tables(storage.lists_stem)
+                },
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
+                "/aws-dynamodb/*]": "An import logs the rows it could not import to DynamoDB's own log group, which "
+                "DynamoDB names.",
             },
         )
         assert self.registry.role is not None

@@ -391,6 +391,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     """Serve a registered version from the next request on: a pointer flip when it is loaded in either slot, else
     its batch-transform output is loaded again into the standby slot first (no training, no transform)."""
+    from shopwise import config
+    from shopwise.dal.erasures import pending_targets
+    from shopwise.dal.recommendations import slot_table
     from shopwise.lifecycle import registry
     from shopwise.lifecycle.loading import load
     from shopwise.settings import get_settings
@@ -403,11 +406,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
         result = load(
             record.output_uri,
             record.version,
-            settings.recommendations_table,
+            settings.lists_stem,
             settings.config_table,
             settings.recommendations_ttl_days,
+            pending_targets(f"s3://{settings.artifacts_bucket}/{config.ERASURES_PREFIX}"),  # erased since: left out
         )
-        print(f"  {result.rows} rows into slot {result.slot}")
+        print(
+            f"  {result.rows} rows imported into slot {result.slot} (its table {slot_table(settings.lists_stem, result.slot)})"
+        )
 
     try:
         record = registry.promote(settings.config_table, args.version, reload=reload, reason=f"promoted by {args.by}")
@@ -819,7 +825,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         out = found
     elif args.entity in ("category", "market"):  # computed by the batch jobs, not per event: the served list
         key = popular_key(f"{args.entity}:{args.id}")
-        row = serving_rows(settings.recommendations_table, settings.config_table, [key]).get(key)
+        row = serving_rows(settings.lists_stem, settings.config_table, [key]).get(key)
         if row is None:
             print(f"no popular list for {args.entity} {args.id} in the serving model", file=sys.stderr)
             return 1

@@ -63,7 +63,7 @@ def job_hyperparameters(request: dict[str, Any]) -> dict[str, str]:
         **{k: str(request[k]) for k in ("import_id", "kind", "bucket", "key", "batch_id", "lines")},  # as the stack
         "features_table": settings.features_table,
         "items_table": settings.items_table,
-        "recommendations_table": settings.recommendations_table,
+        "lists_stem": settings.lists_stem,
         "config_table": settings.config_table,
         "archive_bucket": settings.archive_bucket,
         "artifacts_bucket": settings.artifacts_bucket,

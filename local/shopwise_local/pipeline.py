@@ -18,6 +18,8 @@ from shopwise_local.lambda_runtime import LocalFunction
 from shopwise_local.paths import code_version
 from shopwise_local.sagemaker import run_training_job, run_transform_job
 
+IMPORT_POLL_S = 0.5  # the local endpoint imports in a thread of its own; the deployed retrain waits 30 s a poll
+
 Log = Callable[[str], None]
 
 
@@ -135,22 +137,16 @@ def run_pipeline(
     stage("load")
     started = time.time()
     function = load_function or LocalFunction("load")
-    # the deployed retrain's three load states: begin, one item of the Distributed Map per output object, finish
-    started_load = function.invoke({"action": "begin", "output_uri": output_uri, "model_version": job})
-    tallies = [
-        function.invoke(
-            {
-                "action": "object",
-                "bucket": started_load["bucket"],
-                "key": key,
-                "model_version": job,
-                "slot": started_load["slot"],
-            }
-        )
-        for key in started_load["keys"]
-    ]
+    # the deployed retrain's load states: begin, one item of the Distributed Map per output object, start the
+    # import, wait and check until it ends, finish
+    begun = function.invoke({"action": "begin", "output_uri": output_uri, "model_version": job})
+    common = {"bucket": begun["bucket"], "model_version": job, "slot": begun["slot"], "staging": begun["staging"]}
+    tallies = [function.invoke({"action": "object", "key": key, **common}) for key in begun["keys"]]
+    started_import = function.invoke({"action": "start", "tallies": tallies, **common})
+    while function.invoke({"action": "check", **started_import})["status"] == "IN_PROGRESS":
+        time.sleep(IMPORT_POLL_S)
     loaded = function.invoke(
-        {"action": "finish", "model_version": job, "slot": started_load["slot"], "tallies": tallies}
+        {"action": "finish", "tallies": tallies, "began_at": begun["began_at"], **started_import, **common}
     )
     log(f"loaded {loaded['rows']} rows from {loaded['objects']} objects into slot {loaded['slot']}")
     seconds["load"] = time.time() - started

@@ -24,6 +24,11 @@ class LocalResources:
     pseudonym_key_secret: str
     shopper_token_secret: str
 
+    @property
+    def lists_stem(self) -> str:
+        """The stem of the precomputed lists' two slot tables (made by the loads, not here)."""
+        return self.env.physical_name(config.LISTS)
+
     def function_environment(self) -> dict[str, str]:
         """The same variables the CDK app gives the Lambda functions."""
         names = {spec.env_var: self.tables[spec.name] for spec in config.TABLES}

@@ -16,7 +16,7 @@ from shopwise_jobs.contract import TrainingContract, run_job
 SETTINGS = {
     "features_table": config.FEATURES.env_var,
     "items_table": config.ITEMS.env_var,
-    "recommendations_table": config.RECOMMENDATIONS.env_var,
+    "lists_stem": config.LISTS_ENV,
     "config_table": config.CONFIG.env_var,
     "archive_bucket": "ARCHIVE_BUCKET",
     "artifacts_bucket": "ARTIFACTS_BUCKET",

@@ -248,7 +248,7 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     with scratch_stack() as resources:
         t = resources.tables
-        tables = Tables(t["recommendations"], t["features"], t["config"], t["items"], t["ledger"])
+        tables = Tables(resources.lists_stem, t["features"], t["config"], t["items"], t["ledger"])
         started = time.perf_counter()
         docs = templates(resources, args.templates, now)
         print(f"{len(docs)} reachable template profiles in {time.perf_counter() - started:.0f} s", flush=True)
@@ -260,7 +260,15 @@ def main() -> int:
             profiles += more
             version = f"bench-campaigns-{size}"  # a version a size: each loaded into the standby slot, then served
             popular = RecommendationRow(POPULAR_KEY, [StoredPick(i, 1.0) for i in items[:50]], version)
-            load_rows([popular, *lists_for(profiles, items, version)], version, t["recommendations"], t["config"], 7)
+            load_rows(
+                [popular, *lists_for(profiles, items, version)],
+                version,
+                resources.lists_stem,
+                t["config"],
+                7,
+                resources.artifacts_bucket,
+                timeout_s=3600,
+            )
             activate(t["config"], version)
             rows += run_all(tables, resources.artifacts_bucket, size)
     per = fit(rows)

@@ -36,15 +36,16 @@ from typing import Any
 from shopwise import config
 from shopwise.dal import erasures as records
 from shopwise.dal.aws import client, dynamodb_clients
-from shopwise.dal.batch import batch_write
 from shopwise.dal.feature_store import FeatureStore
 from shopwise.dal.ledger import EventLedger
 from shopwise.dal.objects import get_bytes, list_keys, put_bytes
-from shopwise.dal.recommendations import encode_picks
+from shopwise.dal.recommendations import RecommendationRow, activate
 from shopwise.dal.serving_read import Tables
 from shopwise.events import parse_event
 from shopwise.ingestion.update_features import Delivery, update_features
-from shopwise.keys import SLOTS, slot_key, user_key
+from shopwise.keys import POPULAR_KEY, user_key
+from shopwise.lifecycle.loading import load_rows
+from shopwise.picks import StoredPick
 from shopwise.privacy.erasure import erase
 from shopwise.privacy.purge import plan
 from shopwise.privacy.tombstones import blind
@@ -122,12 +123,11 @@ def online(tables: Tables, bucket: str, shoppers: int) -> dict[str, Any]:
     deliveries = [Delivery(parse_event(e)) for n in range(shoppers) for e in shopper_events(n)]
     for start in range(0, len(deliveries), 100):
         update_features(deliveries[start : start + 100], store, ledger, lambda items: {})
-    rows = [
-        {"pk": {"S": slot_key(slot, user_key(f"c:{n:032x}"))}, "z": {"B": encode_picks([])}}
-        for n in range(shoppers)
-        for slot in SLOTS
-    ]
-    batch_write(tables.recommendations, rows)
+    for version in ("bench-erase-1", "bench-erase-2"):  # a version in each slot: the serving and the standby one
+        rows = [RecommendationRow(POPULAR_KEY, [StoredPick("i1", 1.0)], version)]
+        rows += [RecommendationRow(user_key(f"c:{n:032x}"), [StoredPick("i1", 1.0)], version) for n in range(shoppers)]
+        load_rows(rows, version, tables.lists, tables.config, 7, bucket)
+        activate(tables.config, version)
     times, requests, deleted = [], [], []
     for n in range(shoppers):
         with aws_calls() as calls:
@@ -220,7 +220,7 @@ def main() -> int:
         stack.start_endpoint()
         res = stack.create_resources()
         tables = Tables(
-            res.tables["recommendations"],
+            res.lists_stem,
             res.tables["features"],
             res.tables["config"],
             res.tables["items"],

@@ -22,12 +22,13 @@ Every request carries the shopper's token, as a browser sends it (the store's ba
 shopper; ``POST /v1/visitors`` would for a stranger): authentication is on in every figure. ``auth_verify_us`` is
 the median time of telling the caller from the request (the token's HMAC and claims), measured alone in-process.
 
-5. Storage: the stocked tables scanned, average bytes and write units of a row per kind (a shopper's precomputed
-   list, an item's neighbours, a profile document, an item document): what the load writes per shopper and item on
-   every retrain and what the tables hold (``shopwise cost`` prices both).
+5. Storage: the stocked tables scanned (of the lists, the serving slot's table), average bytes and write units of a
+   row per kind (a shopper's precomputed list, an item's neighbours, a profile document, an item document), and a
+   list's line in the load's import (DynamoDB JSON, what an import is billed on): what the load imports per shopper
+   and item on every retrain and what the tables hold (``shopwise cost`` prices both).
 
 Ends with one JSON line: handler_p50_ms, handler_p99_ms, bare_read_p50_ms, bare_read_p99_ms, p99_ratio,
-round_trips_per_request, read_units_per_request, storage (per kind: rows, bytes, write_units), record_bytes_per_event
+round_trips_per_request, read_units_per_request, storage (per kind: rows, bytes, write_units, import_bytes), record_bytes_per_event
 and archive_bytes_per_event (an event as Kinesis carries it, and as the archive's Parquet holds it;
 gzip_json_bytes_per_event: as gzip JSON Lines, the archive's format before), auth_verify_us, cold_import_ms,
 baseline_import_ms, import_ratio, http_* figures, http_errors.
@@ -47,6 +48,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
@@ -79,24 +81,34 @@ def auth_verify_us(keys: object, token: str, runs: int = 20_000) -> float:
 
 def table_rows(table: str, label: str) -> dict[str, dict[str, float]]:
     """Rows per kind (the key's prefix: user, item, popular, profile ...) with their average bytes and write units,
-    by DynamoDB's size rules, from a scan of the whole table."""
+    by DynamoDB's size rules, and the bytes of their line in a load's import (DynamoDB JSON: what an import of the
+    lists is billed on), from a scan of the whole table."""
     from shopwise.dal.aws import client
     from shopwise.dal.capacity import item_bytes, write_units
+    from shopwise.dal.recommendations import import_json
 
-    kinds: dict[str, list[tuple[int, int]]] = {}
+    kinds: dict[str, list[tuple[int, int, int]]] = {}
     for page in client("dynamodb").get_paginator("scan").paginate(TableName=table):
         for item in page["Items"]:
             key = item["pk"]["S"] if "pk" in item else "item"  # the items table: one kind, keyed by item_id
             kind = f"{label}:{key.split('#', 1)[0].split('/')[-1]}"  # without the serving slot (a/, b/)
-            kinds.setdefault(kind, []).append((item_bytes(item), write_units(item)))
+            kinds.setdefault(kind, []).append((item_bytes(item), write_units(item), len(import_json(item))))
     return {
         kind: {
             "rows": len(sizes),
-            "bytes": round(statistics.mean(b for b, _ in sizes)),
-            "write_units": round(statistics.mean(w for _, w in sizes), 2),
+            "bytes": round(statistics.mean(b for b, _, _ in sizes)),
+            "write_units": round(statistics.mean(w for _, w, _ in sizes), 2),
+            "import_bytes": round(statistics.mean(i for _, _, i in sizes)),
         }
         for kind, sizes in kinds.items()
     }
+
+
+def serving_table(resources: Any) -> str:
+    """The serving slot's table (the lists the demo's model made)."""
+    from shopwise.dal.recommendations import get_pointer, slot_table
+
+    return slot_table(resources.lists_stem, get_pointer(resources.tables["config"]).slot)
 
 
 def archive_bytes(bucket: str) -> dict[str, float]:
@@ -255,7 +267,7 @@ def main() -> None:
             meter.detach(*ddbs)
             archive = archive_bytes(resources.archive_bucket)
             storage = (
-                table_rows(resources.tables["recommendations"], "recommendations")
+                table_rows(serving_table(resources), "recommendations")
                 | table_rows(resources.tables["features"], "features")
                 | table_rows(resources.tables["items"], "items")
             )

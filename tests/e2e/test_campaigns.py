@@ -61,9 +61,10 @@ def shop(stack: LocalStack, api: Api) -> Tables:
     load_rows(
         [RecommendationRow(POPULAR_KEY, popular, "test-model")],
         "test-model",
-        tables["recommendations"],
+        stack.resources.lists_stem,
         tables["config"],
         7,
+        stack.resources.artifacts_bucket,
     )
     activate(tables["config"], "test-model")
 
@@ -97,7 +98,7 @@ def shop(stack: LocalStack, api: Api) -> Tables:
     status, body = api.post("/v1/events", {"events": batch})
     assert status == 200 and body["rejected"] == 0, body
     assert stack.poller.wait_idle(60)
-    return Tables(tables["recommendations"], tables["features"], tables["config"], tables["items"])
+    return Tables(stack.resources.lists_stem, tables["features"], tables["config"], tables["items"])
 
 
 def customer(stack: LocalStack, who: str) -> str:

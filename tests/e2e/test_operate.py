@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,16 @@ from typing import Any
 import pytest
 
 from shopwise.dal.model_packages import describe_package, list_packages
-from shopwise.dal.recommendations import PointerMoved, RecommendationRow, activate, get_pointer
+from shopwise.dal.recommendations import (
+    ImportFailed,
+    PointerMoved,
+    RecommendationRow,
+    activate,
+    get_pointer,
+    read_rows,
+    slot_table,
+    table_status,
+)
 from shopwise.keys import POPULAR_KEY, user_key
 from shopwise.lifecycle import registry
 from shopwise.lifecycle.loading import Unservable, load_rows
@@ -253,21 +262,22 @@ def test_a_drift_above_threshold_starts_a_retrain_and_an_old_version_can_be_prom
 
 def test_a_load_whose_lists_are_empty_is_never_made_ready_nor_promotable(stack: LocalStack, cycles: Cycles) -> None:
     assert stack.resources
-    tables = stack.resources.tables
+    tables, stem = stack.resources.tables, stack.resources.lists_stem
     rows = [RecommendationRow(POPULAR_KEY, [StoredPick("p1", 1.0)], "hollow")]
     rows += [
         RecommendationRow(user_key(f"c:u{n}"), [] if n % 2 else [StoredPick("p1", 1.0)], "hollow") for n in range(40)
     ]
     before = get_pointer(tables["config"])
     with pytest.raises(Unservable, match="20 of 40 shoppers' lists are empty"):
-        load_rows(rows, "hollow", tables["recommendations"], tables["config"], 7)
+        load_rows(rows, "hollow", stem, tables["config"], 7, stack.resources.artifacts_bucket)
     after = get_pointer(tables["config"])
     assert after.version == before.version and after.slots[after.standby]["state"] == "loading"
     with pytest.raises(LookupError, match="not loaded in either slot"):
         activate(tables["config"], "hollow")
     no_bestsellers = [r for r in rows if r.key != POPULAR_KEY and r.items]
     with pytest.raises(Unservable, match="no global bestseller list"):
-        load_rows(no_bestsellers, "hollow", tables["recommendations"], tables["config"], 7)
+        load_rows(no_bestsellers, "hollow", stem, tables["config"], 7, stack.resources.artifacts_bucket)
+    assert not table_status(slot_table(stem, after.standby))  # nothing was imported: the slot has no table
 
 
 def test_the_drift_job_reads_a_fixed_sample_of_the_active_documents(stack: LocalStack, cycles: Cycles) -> None:
@@ -290,16 +300,23 @@ def test_the_drift_job_reads_a_fixed_sample_of_the_active_documents(stack: Local
     assert len(items) == 7 and len(profiles) <= 7  # profiles: the consenting ones of the sample
 
 
-def test_the_load_writes_each_output_object_in_its_own_step_and_readies_the_slot_only_at_the_end(
+def test_the_load_stages_each_output_object_in_its_own_step_imports_them_and_readies_the_slot_only_at_the_end(
     stack: LocalStack, cycles: Cycles
 ) -> None:
-    """The retrain's three load states, through the load function as the state machine calls it: begin finds the
-    output objects (nothing else under the prefix), each object is one Distributed Map item, and the slot stays
-    ``loading`` — not promotable — until finish has summed every object's tally."""
-    from shopwise.dal.objects import write_json_lines
+    """The retrain's load states, through the load function as the state machine calls it: begin finds the output
+    objects (nothing else under the prefix) and drops the standby slot's table, each object is one Distributed Map
+    item staged as DynamoDB JSON, start imports them into a new table, and the slot stays ``loading`` — not
+    promotable — until finish has checked the import against every object's tally. A shopper erased while the import
+    runs (the table does not exist yet) has their list deleted from it by finish, and the staged objects, which
+    still hold it, go too."""
+    import time
+
+    from shopwise.dal.objects import list_keys, write_json_lines
+    from shopwise.dal.recommendations import erase_lists
 
     assert stack.resources
     tables, bucket, load = stack.resources.tables, stack.resources.artifacts_bucket, stack.functions["load"]
+    stem = stack.resources.lists_stem
     prefix = "recommendations/split-load/"
 
     def row(key: str, items: list[str]) -> dict[str, Any]:
@@ -309,32 +326,61 @@ def test_the_load_writes_each_output_object_in_its_own_step_and_readies_the_slot
     write_json_lines(bucket, f"{prefix}part-0001.jsonl.out", [row(user_key(f"c:s{n}"), ["p1"]) for n in range(2, 5)])
     write_json_lines(bucket, f"{prefix}part-0000.jsonl", [{"kind": "popular"}])  # a request object, not output
     with pytest.raises(ValueError, match="'key'"):
-        load.invoke({"action": "object", "bucket": bucket, "model_version": "split", "slot": "a"})
+        load.invoke({"action": "object", "bucket": bucket, "model_version": "split", "slot": "a", "staging": "x/"})
 
-    begun = load.invoke({"action": "begin", "output_uri": f"s3://{bucket}/{prefix}", "model_version": "split"})
     serving = get_pointer(tables["config"]).slot
+    standby = "b" if serving == "a" else "a"
+    begun = load.invoke({"action": "begin", "output_uri": f"s3://{bucket}/{prefix}", "model_version": "split"})
+    assert begun["slot"] == standby and not table_status(slot_table(stem, standby))  # dropped: an import makes it
+    common = {"bucket": bucket, "staging": begun["staging"], "model_version": "split", "slot": begun["slot"]}
     for slot, version in ((serving, "split"), (begun["slot"], "another")):  # never the served slot, nor a stale run
         with pytest.raises(PointerMoved, match="no longer awaits"):
-            load.invoke(
-                {"action": "object", "bucket": bucket, "key": begun["keys"][0], "model_version": version, "slot": slot}
-            )
+            load.invoke({"action": "object", **common, "key": begun["keys"][0], "model_version": version, "slot": slot})
     assert [k.rsplit("/", 1)[1] for k in begun["keys"]] == ["part-0000.jsonl.out", "part-0001.jsonl.out"]
-    tallies = [
-        load.invoke({"action": "object", "bucket": bucket, "key": k, "model_version": "split", "slot": begun["slot"]})
-        for k in begun["keys"]
-    ]
+    tallies = [load.invoke({"action": "object", "key": k, **common}) for k in begun["keys"]]
     assert [(t["rows"], t["users"], t["popular"]) for t in tallies] == [(2, 1, True), (3, 3, False)]
+    assert len(list_keys(bucket, begun["staging"])) == 2
     held = get_pointer(tables["config"]).slots[begun["slot"]]
     assert (held["version"], held["state"]) == ("split", "loading")
     with pytest.raises(LookupError, match="not loaded in either slot"):
         activate(tables["config"], "split")
-    done = load.invoke({"action": "finish", "model_version": "split", "slot": begun["slot"], "tallies": tallies})
-    assert done == {"model_version": "split", "rows": 5, "objects": 2, "slot": begun["slot"], "erased": 0}
+    # shopper s3 is erased now: the staged objects hold their list, and the slot's table does not exist yet
+    assert erase_lists(stem, tables["config"], [user_key("c:s3")], time.time()) == 0
+    started = load.invoke({"action": "start", "tallies": tallies, **common})
+    while (state := load.invoke({"action": "check", **started}))["status"] == "IN_PROGRESS":
+        time.sleep(0.2)
+    assert state["status"] == "COMPLETED" and state["imported"] == 5 and state["errors"] == 0
+    with pytest.raises(ImportFailed, match="5 of 3 rows imported"):  # a tally the import does not match
+        load.invoke({"action": "finish", "tallies": tallies[1:], "began_at": begun["began_at"], **started, **common})
+    done = load.invoke({"action": "finish", "tallies": tallies, "began_at": begun["began_at"], **started, **common})
+    assert {k: done[k] for k in ("rows", "objects", "slot", "erased", "erased_late")} == {
+        "rows": 5,
+        "objects": 2,
+        "slot": begun["slot"],
+        "erased": 0,
+        "erased_late": 1,
+    }
+    assert done["imported_bytes"] > 0 and not list_keys(bucket, begun["staging"])
     assert get_pointer(tables["config"]).slot_of("split") == begun["slot"]
-    # a finish whose objects brought no bestseller list leaves the slot loading again (and the run failed)
-    load.invoke({"action": "begin", "output_uri": f"s3://{bucket}/{prefix}", "model_version": "split2"})
+    stored = read_rows(
+        stem,
+        [user_key(f"c:s{n}") for n in range(1, 5)],
+        replace(get_pointer(tables["config"]), slot=begun["slot"], version="split"),
+    )
+    assert sorted(stored) == [user_key("c:s1"), user_key("c:s2"), user_key("c:s4")]  # s3's list: erased
+    # a start whose objects brought no bestseller list imports nothing: the slot stays loading (and the run failed)
+    again = load.invoke({"action": "begin", "output_uri": f"s3://{bucket}/{prefix}", "model_version": "split2"})
+    assert again["slot"] == begun["slot"] and not table_status(slot_table(stem, again["slot"]))
     with pytest.raises(Unservable, match="no global bestseller list"):
-        load.invoke({"action": "finish", "model_version": "split2", "slot": begun["slot"], "tallies": tallies[1:]})
+        load.invoke(
+            {
+                "action": "start",
+                **common,
+                "staging": again["staging"],
+                "model_version": "split2",
+                "tallies": tallies[1:],
+            }
+        )
     assert get_pointer(tables["config"]).slot_of("split2") == ""
 
 

@@ -29,6 +29,7 @@ from shopwise.campaigns.rules import campaign
 from shopwise.campaigns.runs import recipients_page, run_campaign
 from shopwise.dal.aws import client
 from shopwise.dal.objects import parse_s3_uri, read_tar_member
+from shopwise.dal.recommendations import slot_table, table_status
 from shopwise.dal.serving_read import Tables
 from shopwise.keys import SLOTS, slot_key, user_key
 from shopwise.privacy.pseudonyms import load_pseudonymiser
@@ -171,10 +172,9 @@ def _refused(stack: LocalStack, state: Path, pseudonym: Any) -> dict[str, int]:
     lists = 0
     for profile in refused:
         for slot in SLOTS:
-            row = client("dynamodb").get_item(
-                TableName=stack.resources.tables["recommendations"],
-                Key={"pk": {"S": slot_key(slot, user_key(profile))}},
-            )
+            if not table_status(table := slot_table(stack.resources.lists_stem, slot)):
+                continue  # a slot never loaded
+            row = client("dynamodb").get_item(TableName=table, Key={"pk": {"S": slot_key(slot, user_key(profile))}})
             lists += "Item" in row
     return {
         "shoppers": len(refused),
@@ -195,7 +195,7 @@ def _story(stack: LocalStack, summary: dict[str, Any], state: Path) -> dict[str,
     res = stack.resources
     api = Api(stack.api.url)
     tables = Tables(
-        res.tables["recommendations"],
+        res.lists_stem,
         res.tables["features"],
         res.tables["config"],
         res.tables["items"],

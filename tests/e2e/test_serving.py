@@ -126,7 +126,7 @@ def test_what_a_shopper_just_viewed_brings_similar_items_in_real_time(
     assert stack.resources
     # an item with stored neighbours that are not already on the shopper's list
     rows = serving_rows(
-        stack.resources.tables["recommendations"],
+        stack.resources.lists_stem,
         stack.resources.tables["config"],
         [item_key(i) for i in list(store.catalog)[:100]],
     )
@@ -153,7 +153,7 @@ def test_the_product_on_screen_brings_its_neighbours_to_a_stranger_in_the_same_r
     gets the product's neighbours on its product page in the one BatchGetItem; the product itself is never listed."""
     assert stack.resources
     rows = serving_rows(
-        stack.resources.tables["recommendations"],
+        stack.resources.lists_stem,
         stack.resources.tables["config"],
         [item_key(i) for i in list(store.catalog)[:50]],
     )
@@ -200,6 +200,33 @@ def test_cart_purchases_out_of_stock_and_asked_exclusions(stack: LocalStack, api
     api.admin("PUT", "/v1/items", {"items": [{"item_id": gone, "in_stock": True}]})
 
 
+def test_an_environment_finds_the_serving_slot_table_cold_and_after_its_cached_slot_table_is_gone(
+    stack: LocalStack, store: StockedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each slot is a table a load makes: a cold environment reads the pointer first and the serving slot's rows in
+    a second trip, then one trip a read; one whose cached slot names a table that is gone (two loads replaced it
+    since) is refused by DynamoDB, forgets it and reads again — the answer is the same, never an error."""
+    from shopwise.dal import serving_read
+    from shopwise.dal.recommendations import get_pointer, slot_table, table_status
+    from shopwise.dal.serving_read import ServingReader, Tables
+
+    assert stack.resources
+    t, stem = stack.resources.tables, stack.resources.lists_stem
+    reader = ServingReader(Tables(stem, t["features"], t["config"], t["items"]))
+    serving = get_pointer(t["config"]).slot
+    monkeypatch.setattr(serving_read, "_serving_slot", {})  # a cold environment
+    cold = reader.lists([POPULAR_KEY])
+    assert cold.trips == 2 and POPULAR_KEY in cold.rows and serving_read._serving_slot == {stem: serving}
+    warm = reader.lists([POPULAR_KEY])
+    assert warm.trips == 1 and warm.rows == cold.rows
+    gone = "b" if serving == "a" else "a"
+    assert not table_status(slot_table(stem, gone))  # the demo loaded one version: the other slot has no table
+    monkeypatch.setitem(serving_read._serving_slot, stem, gone)
+    again = reader.shopper(f"a:nobody-{time.time_ns()}", [POPULAR_KEY])
+    assert again.rows == cold.rows and again.trips == 3  # refused, read without it, then the serving slot's rows
+    assert serving_read._serving_slot[stem] == serving
+
+
 def test_a_warm_environment_reads_the_out_of_stock_set_once_per_its_cache_age(
     stack: LocalStack, api: Api, store: StockedStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -210,7 +237,7 @@ def test_a_warm_environment_reads_the_out_of_stock_set_once_per_its_cache_age(
 
     assert stack.resources
     t = stack.resources.tables
-    reader = ServingReader(Tables(t["recommendations"], t["features"], t["config"], t["items"]), stock_ttl=30.0)
+    reader = ServingReader(Tables(stack.resources.lists_stem, t["features"], t["config"], t["items"]), stock_ttl=30.0)
     clock = [1000.0]
     monkeypatch.setattr(serving_read.time, "monotonic", lambda: clock[0])
     monkeypatch.setitem(serving_read._stock, t["features"], (0.0, frozenset()))  # an old copy: read at once
@@ -233,7 +260,7 @@ def test_no_department_takes_more_than_its_share_of_a_list(stack: LocalStack, ap
     pseudonymiser = load_pseudonymiser(stack.resources.pseudonym_key_secret)
     profiles = {c: pseudonymiser.customer_profile(c) for c in store.customers}
     rows = serving_rows(
-        stack.resources.tables["recommendations"],
+        stack.resources.lists_stem,
         stack.resources.tables["config"],
         [user_key(p) for p in profiles.values()],
     )

@@ -144,6 +144,13 @@ def test_traffic_lines_follow_the_load_and_standing_charges_do_not(
     bigger = costs.estimate(shape, costs.Load(1000, 50, 200_000, 5_000), units, prices)
     (load_1,), (load_2,) = lines(one, "load: precomputed lists"), lines(bigger, "load: precomputed lists")
     assert load_2.dollars > load_1.dollars and lines(bigger, "feature store + ledger")[0].dollars == writes_1.dollars
+    # ... priced by what its import reads (a DynamoDB import from S3: $ a GB of DynamoDB JSON), not by write units
+    per_shopper, per_item = units["per_shopper"], units["per_item"]
+    staged = 100_000 * per_shopper["list_import_bytes"] + 5_000 * (
+        per_item["neighbours_import_bytes"] + per_item["next_import_bytes"]
+    )
+    assert load_1.unit == "GB" and load_1.quantity == pytest.approx(shape.retrains_per_month * staged / costs.GB)
+    assert load_1.dollars == pytest.approx(load_1.quantity * prices["dynamodb"]["import_gb"])
 
 
 def test_shards_and_warm_environments_are_sized_for_the_load(

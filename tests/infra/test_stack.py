@@ -11,6 +11,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from shopwise import archive, config
+from shopwise.keys import HELD_ERASURES_KEY
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cdk"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "layers"))  # build.py
@@ -58,13 +59,8 @@ def test_tables_come_from_the_shared_configuration(prod: Template) -> None:
         }
         assert props["SSESpecification"] == {"SSEEnabled": True}
         assert table["DeletionPolicy"] == "Retain"
-    prod.has_resource_properties(
-        "AWS::DynamoDB::Table",
-        {
-            "TableName": "shopwise-prod-recommendations",
-            "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
-        },
-    )
+    # the precomputed lists are no table of the stack's: each slot's table is made by its load's import
+    assert not any("lists" in name or "recommendations" in name for name in names)
 
 
 def test_dev_data_is_disposable_and_prod_data_is_kept(dev: Template) -> None:
@@ -275,9 +271,9 @@ def test_pipeline_trains_gates_transforms_loads_and_promotes_with_native_sagemak
     assert passed["Choices"][0] == {"Variable": "$.gate.passed", "BooleanEquals": True, "Next": "Register model"}
     assert states[passed["Default"]] == {"Type": "Fail", "Error": "Rejected", "CausePath": "$.gate.reason"}
     assert after("Register model") == "Plan batch transform" and after("Plan batch transform") == "Batch transform"
-    assert after("Batch transform") == "Begin load" and after("Begin load") == "Load each output object"
-    # the load: a Distributed Map of one load function per output object, bounded in parallel, then finish
-    each = states["Load each output object"]
+    assert after("Batch transform") == "Begin load" and after("Begin load") == "Stage each output object"
+    # the load: a Distributed Map of one load function per output object, bounded in parallel, then the import
+    each = states["Stage each output object"]
     assert each["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     assert each["ItemsPath"] == "$.load_begun.keys" and each["ItemSelector"]["key.$"] == "$$.Map.Item.Value"
     assert (
@@ -288,14 +284,25 @@ def test_pipeline_trains_gates_transforms_loads_and_promotes_with_native_sagemak
     # the function itself as the resource: the selected item is its event, its answer (a tally) the item's result
     assert inner["Type"] == "Task" and "Parameters" not in inner and inner["ResultPath"] == "$"
     assert each["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] == "STANDARD"  # an object may take minutes
-    # a throttled object (a cold table on the first load) is tried again, minutes apart; other failures are not
-    (retry,) = [r for r in inner["Retry"] if "WritesUnprocessed" in r["ErrorEquals"]]
-    assert {"ProvisionedThroughputExceededException", "ThrottlingException"} <= set(retry["ErrorEquals"])
-    assert "States.ALL" not in retry["ErrorEquals"] and retry["MaxAttempts"] >= 4 and retry["BackoffRate"] >= 2
-    waits = [retry["IntervalSeconds"] * retry["BackoffRate"] ** n for n in range(retry["MaxAttempts"])]
-    assert sum(waits) >= 600  # ten minutes of waiting in all: DynamoDB splits a cold table's partitions meanwhile
-    assert after("Load each output object") == "Finish load"
-    assert states["Finish load"]["Parameters"]["tallies.$"] == "$.load_tallies"
+    assert after("Stage each output object") == "Start import"
+    start = states["Start import"]
+    assert start["Parameters"]["action"] == "start" and start["Parameters"]["tallies.$"] == "$.load_tallies"
+    # the slot's table from the load before may still be being deleted: tried again, minutes in all; nothing else is
+    (retry,) = [r for r in start["Retry"] if "TableNotGone" in r["ErrorEquals"]]
+    assert retry["ErrorEquals"] == ["TableNotGone"]
+    assert sum(retry["IntervalSeconds"] * retry["BackoffRate"] ** n for n in range(retry["MaxAttempts"])) >= 300
+    # the wait loop: wait, check, again while the import is in progress, else finish (which checks the import)
+    assert after("Start import") == "Wait for import" and after("Wait for import") == "Check import"
+    assert states["Check import"]["Parameters"] == {"action": "check", "import_arn.$": "$.load_import.import_arn"}
+    assert after("Check import") == "Import done?"
+    done = states["Import done?"]
+    assert done["Choices"] == [
+        {"Variable": "$.load_import_state.status", "StringEquals": "IN_PROGRESS", "Next": "Wait for import"}
+    ]
+    assert done["Default"] == "Finish load"
+    finish = states["Finish load"]["Parameters"]
+    assert finish["tallies.$"] == "$.load_tallies" and finish["import_arn.$"] == "$.load_import.import_arn"
+    assert finish["began_at.$"] == "$.load_begun.began_at" and after("Finish load") == "Promote"
     # the registry writes the version's request objects; the transform reads them on every instance it has
     env = config.environment("prod")
     workers = config.instance_vcpus(env.transform_instance_type)
@@ -445,16 +452,58 @@ def test_the_catalog_function_may_update_items_and_the_out_of_stock_row_only(pro
     assert features["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["catalog#unavailable"]}}
 
 
-def test_the_serve_function_only_reads_four_tables_with_batch_gets(prod: Template) -> None:
+def test_the_serve_function_only_reads_three_tables_and_the_two_slot_tables_with_batch_gets(prod: Template) -> None:
     statements = [s for s in _statements(prod, "ServingServe") if "dynamodb" in str(s["Action"])]
     assert {str(s["Action"]) for s in statements} == {"dynamodb:BatchGetItem"}
-    tables = {json.dumps(s["Resource"]).split('"')[3] for s in statements}
-    assert {t.removeprefix("Storage").rstrip("0123456789ABCDEF") for t in tables} == {
-        "Recommendations",
+    stack_tables = {json.dumps(s["Resource"]).split('"')[3] for s in statements if "Fn::GetAtt" in json.dumps(s)}
+    assert {t.removeprefix("Storage").rstrip("0123456789ABCDEF") for t in stack_tables} == {
         "Features",
         "Config",
         "Items",
     }
+    assert _slot_tables(statements) == {"shopwise-prod-lists-a", "shopwise-prod-lists-b"}
+
+
+def _slot_tables(statements: list[dict[str, Any]]) -> set[str]:
+    """The lists' slot tables these statements name (by their ARN's table name; no wildcard)."""
+    found = set()
+    for statement in statements:
+        for resource in statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]:
+            text = json.dumps(resource)
+            if ":table/shopwise-prod-lists" in text:
+                found.add(text.split(":table/")[1].split('"')[0])
+    assert not any("*" in t for t in found if "/import/" not in t), found
+    return found
+
+
+def test_the_load_drops_and_imports_only_the_two_slot_tables(prod: Template) -> None:
+    """The load's role: the table actions an import needs, on the two slot tables by name (and their imports);
+    nothing on the stack's tables but the pointer's get and put and the held erasures' one row."""
+    statements = _statements(prod, "TrainingLoadRole")
+    on_slots = [s for s in statements if ":table/shopwise-prod-lists" in json.dumps(s["Resource"])]
+    (slots,) = on_slots
+    assert set(slots["Action"]) == {
+        "dynamodb:DescribeTable",
+        "dynamodb:DeleteTable",
+        "dynamodb:ImportTable",
+        "dynamodb:DescribeImport",
+        "dynamodb:BatchWriteItem",
+    }
+    assert _slot_tables(on_slots) == {
+        "shopwise-prod-lists-a",
+        "shopwise-prod-lists-b",
+        "shopwise-prod-lists-a/import/*",
+        "shopwise-prod-lists-b/import/*",
+    }
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert "dynamodb:CreateTable" not in actions and "dynamodb:BatchWriteItem" not in {
+        a
+        for s in statements
+        if s is not slots
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    (held,) = [s for s in statements if s["Action"] == "dynamodb:UpdateItem"]
+    assert held["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [HELD_ERASURES_KEY]}}
 
 
 def test_impression_lines_of_the_serve_logs_reach_the_archive_through_firehose(prod: Template) -> None:
@@ -660,16 +709,22 @@ def test_erasures_purge_on_a_schedule_plan_then_job_then_finish(prod: Template) 
     assert "SHOPWISE_ERASURES" in training and '"erasures"' in training
 
 
-def test_the_erase_function_deletes_from_two_tables_and_writes_only_erasure_rows_of_the_config(prod: Template) -> None:
+def test_the_erase_function_deletes_from_the_feature_store_and_the_slot_tables_and_writes_only_erasure_rows_of_the_config(
+    prod: Template,
+) -> None:
     statements = _statements(prod, "PrivacyEraseRole")
     actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert "dynamodb:BatchWriteItem" in actions and "dynamodb:PutItem" in actions
-    assert not {"dynamodb:DeleteTable", "dynamodb:UpdateItem", "s3:DeleteObject*", "s3:GetObject*"} & actions
+    assert not {"dynamodb:DeleteTable", "s3:DeleteObject*", "s3:GetObject*"} & actions
     (put,) = [s for s in statements if s["Action"] == "dynamodb:PutItem"]
     assert put["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["erasure#*"]}}
+    # its one update: the erased shopper's list keys, held for a load in flight, in the one row that holds them
+    (update,) = [s for s in statements if s["Action"] == "dynamodb:UpdateItem"]
+    assert update["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [HELD_ERASURES_KEY]}}
     writes = [s for s in statements if "dynamodb:BatchWriteItem" in s["Action"]]
     tables = json.dumps([s["Resource"] for s in writes])
-    assert "StorageFeatures" in tables and "StorageRecommendations" in tables and "StorageConfig" not in tables
+    assert "StorageFeatures" in tables and "StorageConfig" not in tables
+    assert _slot_tables(writes) == {"shopwise-prod-lists-a", "shopwise-prod-lists-b"}
 
 
 def test_buckets_keep_data_as_long_as_the_environment_says_and_no_longer(prod: Template) -> None:
@@ -686,6 +741,8 @@ def test_buckets_keep_data_as_long_as_the_environment_says_and_no_longer(prod: T
     assert kept[config.ATHENA_RESULTS_PREFIX]["ExpirationInDays"] == config.ATHENA_RESULTS_DAYS
     # the data set's kept parses: a little past its window (a day's parse is written after the day), never past
     # the archive they were parsed from
+    # a load's staged lists are deleted by the load that imports them; a failed load's go within days
+    assert kept[config.LIST_IMPORTS_PREFIX]["ExpirationInDays"] == config.LIST_IMPORTS_DAYS
     days = kept[config.PARSED_DAYS_PREFIX]["ExpirationInDays"]
     assert env.dataset_days < days <= min(env.dataset_days + 7, env.archive_events_days)
     assert artifacts["VersioningConfiguration"] == {"Status": "Enabled"}

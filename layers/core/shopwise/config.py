@@ -150,8 +150,10 @@ def rate_hours(expression: str) -> float:
 
 
 # Tables. `features` is the feature store: one document per profile, session, item, segment and alias (keys in
-# shopwise.keys; sessions expire by TTL). `recommendations` holds precomputed lists keyed "user#<id>", "item#<id>",
-# "popular#global"; `config` holds the active model version and the experiments.
+# shopwise.keys; sessions expire by TTL). `config` holds the active model version and the experiments. The
+# precomputed lists (keyed "user#<id>", "item#<id>", "popular#global") are not a table of the stack's: each of the
+# two slots is a table a load makes by an import from S3, ``<stem>-a`` and ``<stem>-b`` (shopwise.dal.recommendations),
+# the stem named by LISTS_ENV.
 # `by-activity`: a sparse index of live profiles by the day of their newest event (``active``, written with the
 # profile: shopwise.keys.activity_key), so campaign runs read the shoppers active in their window, not the table
 ACTIVITY_INDEX = IndexSpec("by-activity", partition_key="active")
@@ -168,13 +170,12 @@ FEATURES = TableSpec(
     indexes=(ACTIVITY_INDEX, REACH_INDEX),
 )
 ITEMS = TableSpec("items", partition_key="item_id", env_var="ITEMS_TABLE")
-RECOMMENDATIONS = TableSpec(
-    "recommendations", partition_key="pk", ttl_attribute="expires_at", env_var="RECOMMENDATIONS_TABLE"
-)
+LISTS = "lists"  # the slot tables' stem (logical): <service>-<env>-lists-a and -b
+LISTS_ENV = "LISTS_TABLE_STEM"
 CONFIG = TableSpec("config", partition_key="pk", env_var="CONFIG_TABLE")
 # `ledger`: one row per event a source sent, for DEDUP_HOURS (shopwise.dal.ledger): duplicates and held events
 LEDGER = TableSpec("ledger", partition_key="pk", sort_key="sk", ttl_attribute="expires_at", env_var="LEDGER_TABLE")
-TABLES: tuple[TableSpec, ...] = (FEATURES, ITEMS, RECOMMENDATIONS, CONFIG, LEDGER)
+TABLES: tuple[TableSpec, ...] = (FEATURES, ITEMS, CONFIG, LEDGER)
 # How long a source's event id stays known: a client's retry of an event within this window is a duplicate. Twice
 # the stream's retention (24 hours): a record the stream still holds is always recognised; within the erasure bound.
 DEDUP_HOURS = 48
@@ -215,6 +216,8 @@ PSI_ALARM = 0.2  # population stability index of a feature or of the event-type 
 NEW_ITEM_ALARM = 0.3  # share of recent interactions on items the serving model does not know
 UNKNOWN_SHOPPER_ALARM = 0.6  # share of recently active shoppers it does not know
 RECOMMENDATIONS_PREFIX = "recommendations/"
+LIST_IMPORTS_PREFIX = "lists/"  # a load's staged DynamoDB JSON, one prefix per version and slot, imported from S3
+LIST_IMPORTS_DAYS = 2
 CAMPAIGNS_PREFIX = "campaigns/"  # campaign runs' exports
 ERASURES_PREFIX = "privacy/erasures/"  # erasures not purged yet: what training, the load and the purge job skip
 TRANSFORM_PREFIX = "transform/"  # each version's batch-transform request objects (shopwise.lifecycle.transform)
@@ -224,7 +227,7 @@ TRANSFORM_PREFIX = "transform/"  # each version's batch-transform request object
 STACK_OUTPUTS = {
     "FeaturesTable": FEATURES.env_var,
     "ItemsTable": ITEMS.env_var,
-    "RecommendationsTable": RECOMMENDATIONS.env_var,
+    "ListsTableStem": LISTS_ENV,
     "ConfigTable": CONFIG.env_var,
     "LedgerTable": LEDGER.env_var,
     "EventsStream": "EVENTS_STREAM",
@@ -355,6 +358,8 @@ def lifecycle_rules(env: EnvironmentConfig, bucket: str) -> tuple[Lifecycle, ...
             # a day's kept parse is written after the day ends: once older than the data set's window it is never
             # read again (and never outlives the archive it came from)
             Lifecycle(PARSED_DAYS_PREFIX, expire_days=min(env.dataset_days + 2, env.archive_events_days)),
+            # a load's staged lists: deleted by the load that imported them; a failed load's within days
+            Lifecycle(LIST_IMPORTS_PREFIX, expire_days=LIST_IMPORTS_DAYS),
         )
     raise ValueError(f"no lifecycle for bucket {bucket!r}")
 

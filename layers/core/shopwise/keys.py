@@ -202,6 +202,7 @@ def slot_key(slot: str, key: str) -> str:
 
 # ----------------------------------------------------------------------------------------------------- config table
 ACTIVE_MODEL_KEY = "active_model"  # which version serves from which slot (the pointer)
+HELD_ERASURES_KEY = "held_erasures"  # erased shoppers' list keys, held for the load in flight (dal.recommendations)
 EXPERIMENTS_KEY = "experiments"  # the A/B experiments, one JSON list
 MODEL_PREFIX = "model#"
 ERASURE_PREFIX = "erasure#"

@@ -17,7 +17,7 @@ class SettingsError(RuntimeError):
 class Settings:
     features_table: str
     items_table: str
-    recommendations_table: str
+    lists_stem: str  # the precomputed lists' two slot tables are <stem>-a and <stem>-b
     config_table: str
     events_stream: str
     archive_bucket: str
@@ -48,7 +48,7 @@ class Settings:
         return cls(
             features_table=need(config.FEATURES.env_var),
             items_table=need(config.ITEMS.env_var),
-            recommendations_table=need(config.RECOMMENDATIONS.env_var),
+            lists_stem=need(config.LISTS_ENV),
             config_table=need(config.CONFIG.env_var),
             events_stream=env.get("EVENTS_STREAM", ""),
             archive_bucket=env.get("ARCHIVE_BUCKET", ""),
@@ -73,6 +73,7 @@ class Settings:
 def environment_variables(env: config.EnvironmentConfig, names: dict[str, str]) -> dict[str, str]:
     """The variables a function gets, from resolved resource names (used by CDK and the local runtime)."""
     return {
+        config.LISTS_ENV: env.physical_name(config.LISTS),
         **names,
         "RECOMMENDATIONS_TTL_DAYS": str(env.recommendations_ttl_days),
         "REPEAT_PURCHASE_CATEGORIES": ",".join(env.repeat_purchase_categories),

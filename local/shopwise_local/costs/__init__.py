@@ -568,17 +568,23 @@ def estimate(
             "GB-month",
             kept_gb * s3["standard_gb_month"],
         )
-    load_units = retrains * (
-        load.shoppers * float(per_shopper["list_write_units"])
-        + load.items * (float(per_item["neighbours_write_units"]) + float(per_item["next_write_units"]))
+    # the load imports each version's lists from S3 into a new table (shopwise.dal.recommendations): billed by the
+    # gigabytes of DynamoDB JSON it reads, no write units
+    import_gb = (
+        retrains
+        * (
+            load.shoppers * float(per_shopper["list_import_bytes"])
+            + load.items * (float(per_item["neighbours_import_bytes"]) + float(per_item["next_import_bytes"]))
+        )
+        / GB
     )
     add(
         "train",
         "DynamoDB",
-        "load: precomputed lists, every retrain",
-        load_units,
-        "write units",
-        load_units / 1e6 * ddb["write_unit_per_million"],
+        "load: precomputed lists imported from S3, every retrain",
+        import_gb,
+        "GB",
+        import_gb * ddb["import_gb"],
     )
     export_units = retrains * read_units_of_size(load.items * float(per_item["catalog_bytes"]))
     add(
@@ -627,13 +633,24 @@ def estimate(
         "write units",
         index_units / 1e6 * ddb["write_unit_per_million"],
     )
-    stored = (
-        features_bytes
-        + load.shoppers * float(per_shopper["list_bytes"])
-        + load.items
-        * (float(per_item["neighbours_bytes"]) + float(per_item["next_bytes"]) + float(per_item["catalog_bytes"]))
-    ) / GB
-    add("operate", "DynamoDB", "table storage", stored, "GB-month", stored * ddb["storage_gb_month"])
+    # the stack's tables (point-in-time recovery on), and the two slot tables the loads make (a version each, none)
+    stored = (features_bytes + load.items * float(per_item["catalog_bytes"])) / GB
+    lists_stored = (
+        2
+        * (
+            load.shoppers * float(per_shopper["list_bytes"])
+            + load.items * (float(per_item["neighbours_bytes"]) + float(per_item["next_bytes"]))
+        )
+        / GB
+    )
+    add(
+        "operate",
+        "DynamoDB",
+        "table storage (the lists: two slot tables)",
+        stored + lists_stored,
+        "GB-month",
+        (stored + lists_stored) * ddb["storage_gb_month"],
+    )
     if shape.pitr:
         add("operate", "DynamoDB", "point-in-time recovery", stored, "GB-month", stored * ddb["pitr_gb_month"])
     add(

@@ -150,7 +150,7 @@ def recommend(
 ) -> list[dict[str, Any]]:
     """The API's blend over what the segment's read already holds and the lists every email shares: one read per
     100 recipients for their own lists."""
-    personal = read_rows(tables.recommendations, [user_key(m.profile_id) for m in sending], shared.pointer)
+    personal = read_rows(tables.lists, [user_key(m.profile_id) for m in sending], shared.pointer)
     rows = []
     for member in sending:
         own = {k: personal[k] for k in (user_key(member.profile_id),) if k in personal}

@@ -8,26 +8,40 @@ and 1.75 write units against 4,104 bytes and 4.62 as a JSON string (``tests/benc
 retrain's load and every read of the list.
 Rows written before (the JSON in the string attribute ``items``) still decode.
 
-Two slots: every row is stored under ``<slot>/<key>`` for slot ``a`` or ``b``. A load writes the slot that is not
-serving; promotion flips the pointer (config row ``active_model``: version, slot, what each slot holds). Readers
-read the pointer with the rows and keep only the active slot's rows of the active version, so a promotion or a
-rollback to the version in the other slot takes effect on the very next read, with nothing recomputed or
-rewritten. Rows a slot kept from an older version (a user the new version no longer lists) are not served: their
-model_version is not the slot's.
+Two slots, ``a`` and ``b``, each a table of its own (``<stem>-a``, ``<stem>-b``: ``slot_table``), every row stored
+under ``<slot>/<key>``. A load fills the slot that is not serving with a DynamoDB import from S3: it drops the
+slot's table (the version before the rollback target), stages the rows in S3 as DynamoDB JSON and imports them
+into a new table of the same name — no write units (an import is priced by the gigabytes it reads: $0.15 a GB,
+against $0.625 a million write units for about 1.75 units a 1 KB list), no cold table to throttle the writes, and
+no rows of an older version left behind. Promotion flips the pointer (config row ``active_model``: version, slot,
+what each slot holds). Readers read the pointer with the rows and keep only the active slot's rows of the active
+version, so a promotion or a rollback to the version in the other slot takes effect on the very next read, with
+nothing recomputed or rewritten.
+
+The slot tables are made by the load, not by the stack (an import makes its own table): ``cdk destroy`` leaves
+them, ``shopwise`` names them (``slot_table``), and every function that reads or deletes rows is granted the two
+names and nothing else.
+
+An erasure deletes the shopper's rows from whichever slot table exists and holds their keys (``hold_erasure``) for
+the import in flight, whose table does not exist yet: the load's last step deletes them from the new table
+(``erase_held``).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+import uuid
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shopwise import fastjson
 from shopwise.dal.aws import client, dynamodb
-from shopwise.dal.batch import batch_write, get_many, pk
-from shopwise.keys import ACTIVE_MODEL_KEY, SLOTS, slot_key
+from shopwise.dal.batch import batch_delete, get_many, pk
+from shopwise.keys import ACTIVE_MODEL_KEY, HELD_ERASURES_KEY, SLOTS, slot_key
 from shopwise.picks import StoredPick
 
 ZLIB_LEVEL = 6  # level 9 saves 0.2% more for twice the time
@@ -94,17 +108,29 @@ def row_keys(keys: Iterable[str], slots: Iterable[str]) -> list[dict[str, Any]]:
     return [pk(slot_key(slot, k)) for slot in slots for k in unique]
 
 
-def read_rows(table: str, keys: list[str], pointer: Pointer, now: float | None = None) -> dict[str, RecommendationRow]:
+def slot_table(stem: str, slot: str) -> str:
+    """The table that holds a slot's rows (made by the slot's last load)."""
+    if slot not in SLOTS:
+        raise ValueError(f"slot must be one of {SLOTS}, got {slot!r}")
+    return f"{stem}-{slot}"
+
+
+def slot_tables(stem: str) -> list[str]:
+    """Both slots' tables: what a function that reads or deletes rows is granted."""
+    return [slot_table(stem, slot) for slot in SLOTS]
+
+
+def read_rows(stem: str, keys: list[str], pointer: Pointer, now: float | None = None) -> dict[str, RecommendationRow]:
     """The serving rows of these keys (100 per BatchGetItem) in the pointer's slot; keys with no row, an expired
     one or one of another version are left out."""
     if not pointer.slot or not keys:
         return {}
-    return pointer.keep(get_many(table, row_keys(keys, (pointer.slot,))), now)
+    return pointer.keep(get_many(slot_table(stem, pointer.slot), row_keys(keys, (pointer.slot,))), now)
 
 
-def serving_rows(recommendations_table: str, config_table: str, keys: list[str]) -> dict[str, RecommendationRow]:
+def serving_rows(stem: str, config_table: str, keys: list[str]) -> dict[str, RecommendationRow]:
     """``read_rows`` of the version serving now (reads the pointer first)."""
-    return read_rows(recommendations_table, keys, get_pointer(config_table)) if keys else {}
+    return read_rows(stem, keys, get_pointer(config_table)) if keys else {}
 
 
 def encode_row(row: RecommendationRow, slot: str, ttl_days: int, now: float | None = None) -> dict[str, Any]:
@@ -138,11 +164,169 @@ def decode_row(item: dict[str, Any], now: float | None = None) -> Recommendation
     )
 
 
-def write_recommendations(table: str, rows: Iterable[RecommendationRow], slot: str, ttl_days: int) -> int:
-    if slot not in SLOTS:
-        raise ValueError(f"slot must be one of {SLOTS}, got {slot!r}")
-    now = time.time()
-    return batch_write(table, (encode_row(row, slot, ttl_days, now) for row in rows))
+# -- the load: a DynamoDB import from S3 per slot --------------------------------------------------------------------
+IMPORT_FORMAT = {"InputFormat": "DYNAMODB_JSON", "InputCompressionType": "GZIP"}
+IMPORT_MAX_OBJECTS = 50_000  # an import reads at most this many S3 objects
+HELD_ERASURE_HOURS = 1.0  # a held key outlives the begin of the load it could reach by this much (clocks, retries)
+
+
+class TableNotGone(RuntimeError):
+    """The slot's table from its load before is still being deleted: the import step tries again shortly."""
+
+
+class ImportFailed(RuntimeError):
+    """DynamoDB's import of a slot's rows ended without every staged row in the table."""
+
+
+@dataclass(frozen=True)
+class ImportState:
+    status: str  # IN_PROGRESS, COMPLETED, FAILED, CANCELLING, CANCELLED
+    imported: int
+    errors: int
+    failure: str = ""
+    processed_bytes: int = 0
+
+
+def import_line(row: RecommendationRow, slot: str, ttl_days: int, now: float | None = None) -> bytes:
+    """A row as one line of an import's DynamoDB JSON (the item ``encode_row`` writes)."""
+    return import_json(encode_row(row, slot, ttl_days, now))
+
+
+def import_json(item: dict[str, Any]) -> bytes:
+    """An item (its top-level string, number and binary attributes) as a line of DynamoDB JSON, binary in base64:
+    what an import reads, and is billed by, for the item."""
+    coded = {k: {"B": base64.b64encode(v["B"]).decode()} if "B" in v else v for k, v in item.items()}
+    return fastjson.dumps({"Item": coded}) + b"\n"
+
+
+def _missing(err: Exception) -> bool:
+    return isinstance(err, client("dynamodb").exceptions.ResourceNotFoundException)
+
+
+def table_status(table: str) -> str:
+    """ACTIVE, CREATING, DELETING, ... or "" when there is no such table."""
+    try:
+        return str(client("dynamodb").describe_table(TableName=table)["Table"]["TableStatus"])
+    except Exception as err:
+        if _missing(err):
+            return ""
+        raise
+
+
+def drop_slot_table(stem: str, slot: str) -> bool:
+    """Delete a slot's table (the version it held can no longer be served); False when there was none."""
+    try:
+        client("dynamodb").delete_table(TableName=slot_table(stem, slot))
+    except Exception as err:
+        if _missing(err) or isinstance(err, client("dynamodb").exceptions.ResourceInUseException):
+            return table_status(slot_table(stem, slot)) == "DELETING"
+        raise
+    return True
+
+
+def start_import(stem: str, slot: str, bucket: str, prefix: str, version: str) -> str:
+    """Import the rows staged under ``s3://bucket/prefix`` into a new table for ``slot``; the import's ARN. The
+    same version and slot ask with the same client token, so a step that is run again gets the import it started."""
+    table = slot_table(stem, slot)
+    status = table_status(table)
+    if status == "DELETING":
+        raise TableNotGone(f"{table} is still being deleted: the import tries again")
+    # the same version and slot always ask with the same token: DynamoDB answers a step run again (the table is
+    # then CREATING) with the import it started, and refuses a table of this name made otherwise (ResourceInUse)
+    token = str(uuid.uuid5(uuid.NAMESPACE_URL, f"shopwise-lists/{table}/{version}"))
+    ddb = client("dynamodb")
+    try:
+        response = ddb.import_table(
+            ClientToken=token,
+            S3BucketSource={"S3Bucket": bucket, "S3KeyPrefix": prefix},
+            **IMPORT_FORMAT,
+            TableCreationParameters={
+                "TableName": table,
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                "BillingMode": "PAY_PER_REQUEST",
+            },
+        )
+    except ddb.exceptions.ResourceInUseException as err:
+        raise TableNotGone(f"{table} exists ({status}) and is not this load's import: {err}") from err
+    return str(response["ImportTableDescription"]["ImportArn"])
+
+
+def import_state(import_arn: str) -> ImportState:
+    d = client("dynamodb").describe_import(ImportArn=import_arn)["ImportTableDescription"]
+    return ImportState(
+        status=str(d["ImportStatus"]),
+        imported=int(d.get("ImportedItemCount") or 0),
+        errors=int(d.get("ErrorCount") or 0),
+        failure=" ".join(str(d.get(k) or "") for k in ("FailureCode", "FailureMessage")).strip(),
+        processed_bytes=int(d.get("ProcessedSizeBytes") or 0),
+    )
+
+
+def hold_erasure(config_table: str, keys: Iterable[str], at: float) -> None:
+    """Hold the row keys (no slot) of an erased shopper's lists for the load whose import is in flight: its table
+    does not exist yet, so the erasure cannot delete them there (``erase_held`` does, when the import ends)."""
+    held = [f"{at:.3f}|{k}" for k in keys]
+    if held:
+        client("dynamodb").update_item(
+            TableName=config_table,
+            Key=pk(HELD_ERASURES_KEY),
+            UpdateExpression="ADD held :k",
+            ExpressionAttributeValues={":k": {"SS": held}},
+        )
+
+
+def erase_lists(stem: str, config_table: str, keys: list[str], at: float) -> int:
+    """An erased shopper's rows (``keys`` without the slot) deleted from both slots' tables, those that exist,
+    after holding the keys for a load whose import is in flight (its table does not exist yet); the rows deleted."""
+    hold_erasure(config_table, keys, at)
+    deleted = 0
+    for slot in SLOTS:
+        table = slot_table(stem, slot)
+        try:
+            present = get_many(table, [pk(slot_key(slot, k)) for k in keys], projection="pk", consistent=True)
+            deleted += batch_delete(table, [pk(row["pk"]["S"]) for row in present])
+        except Exception as err:
+            if not _missing(err):  # a slot a load is making (held above) or never loaded
+                raise
+    return deleted
+
+
+def forget_held(config_table: str, until: float) -> int:
+    """Drop the held keys of erasures made at or before ``until`` (what the purge does for the erasures it
+    completes: by then no load that could need them is in flight); how many were dropped."""
+    ddb = client("dynamodb")
+    item = ddb.get_item(TableName=config_table, Key=pk(HELD_ERASURES_KEY), ConsistentRead=True).get("Item") or {}
+    done = [e for e in item.get("held", {}).get("SS", []) if float(e.partition("|")[0]) <= until]
+    if done:
+        ddb.update_item(
+            TableName=config_table,
+            Key=pk(HELD_ERASURES_KEY),
+            UpdateExpression="DELETE held :k",
+            ExpressionAttributeValues={":k": {"SS": done}},
+        )
+    return len(done)
+
+
+def erase_held(config_table: str, stem: str, slot: str, began_at: float) -> int:
+    """Delete from a freshly imported slot the rows of shoppers erased while its load ran (held by the erasures);
+    forget the held keys no load can reach any more (erased well before this load began: its staging left them
+    out). Returns the keys deleted."""
+    ddb = client("dynamodb")
+    item = ddb.get_item(TableName=config_table, Key=pk(HELD_ERASURES_KEY), ConsistentRead=True).get("Item") or {}
+    held = item.get("held", {}).get("SS", [])
+    horizon = began_at - HELD_ERASURE_HOURS * 3600
+    stale = [e for e in held if float(e.partition("|")[0]) < horizon]
+    recent = dict.fromkeys(e.partition("|")[2] for e in held if float(e.partition("|")[0]) >= horizon)
+    deleted = batch_delete(slot_table(stem, slot), [pk(slot_key(slot, k)) for k in recent])
+    if stale:
+        ddb.update_item(
+            TableName=config_table,
+            Key=pk(HELD_ERASURES_KEY),
+            UpdateExpression="DELETE held :k",
+            ExpressionAttributeValues={":k": {"SS": stale}},
+        )
+    return deleted
 
 
 class PointerMoved(RuntimeError):

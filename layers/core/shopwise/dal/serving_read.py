@@ -8,10 +8,12 @@ the out-of-stock set, the shopper's precomputed list and the lists the request a
 experiments and the active-model pointer. Only a stitched shopper (the alias belongs to another profile) costs a
 second round trip, for that profile and its list. Nothing costs a third.
 
-Rows live in two slots (``shopwise.dal.recommendations``); a read names the rows in the slot that served the last
-request of this execution environment (the slot cache below) plus the pointer, keeps what the pointer says is live,
-and only when a promotion or rollback moved the pointer since (once per environment) reads the other slot in the
-second round trip. A cold environment reads both slots once.
+Rows live in two slots, a table each (``shopwise.dal.recommendations``); a read names the rows in the slot that
+served the last request of this execution environment (the slot cache below) plus the pointer, keeps what the
+pointer says is live, and only when a promotion or rollback moved the pointer since (once per environment) reads the
+other slot in the second round trip. A cold environment reads the pointer first and the serving slot's rows in the
+second trip, once: the other slot's table may not exist (a load drops it and imports a new one). A slot table the
+cache names that two loads have replaced since is read again the same way.
 
 The out-of-stock set is one row every answer needs; with ``stock_ttl`` (the serve function's
 ``stock_cache_seconds``) an execution environment reads it with its first request and again only once it is that
@@ -26,9 +28,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from shopwise.dal.aws import client
 from shopwise.dal.batch import Keys, Rows, batch_get, pk
 from shopwise.dal.feature_store import Doc
-from shopwise.dal.recommendations import Pointer, RecommendationRow, row_keys
+from shopwise.dal.recommendations import Pointer, RecommendationRow, row_keys, slot_table
 from shopwise.keys import (
     ACTIVE_MODEL_KEY,
     EXPERIMENTS_KEY,
@@ -49,7 +52,7 @@ ITEM_ATTRIBUTES = "item_id, category, title"
 
 @dataclass(frozen=True)
 class Tables:
-    recommendations: str
+    lists: str  # the slot tables' stem
     features: str
     config: str
     items: str
@@ -58,7 +61,7 @@ class Tables:
     @classmethod
     def from_settings(cls, settings: Settings) -> Tables:
         return cls(
-            settings.recommendations_table,
+            settings.lists_stem,
             settings.features_table,
             settings.config_table,
             settings.items_table,
@@ -96,7 +99,7 @@ class ItemRead(ListsRead):
     category: str
 
 
-_serving_slot: dict[str, str] = {}  # recommendations table -> the slot the last read found serving
+_serving_slot: dict[str, str] = {}  # lists stem -> the slot the last read found serving
 _stock: dict[str, tuple[float, frozenset[str]]] = {}  # features table -> (monotonic time read, the out-of-stock set)
 
 
@@ -130,20 +133,19 @@ class ServingReader:
         keys = [user_key(profile_id), *keys]
         request = self._shopper_keys(profile_id)
         stock = pk(UNAVAILABLE_KEY) in request[t.features]
-        first, slots = self._first(request, keys)
-        found, trips = batch_get(first, {t.features: PROFILE_ATTRIBUTES})
+        found, trips, slots = self._read_first(request, keys, {t.features: PROFILE_ATTRIBUTES})
         docs = {item["pk"]["S"]: item for item in found[t.features]}
         pointer = _pointer(found[t.config])
         target = _target(profile_id, docs)
         second: Keys = {}
         if target != profile_id:
             second[t.features] = [pk(profile_key(target))]
-            second[t.recommendations] = row_keys([user_key(target)], _slots_of(pointer))
+            self._add_rows(second, [user_key(target)], pointer.slot)
         trips += self._second(found, second, pointer, slots, keys, {t.features: PROFILE_ATTRIBUTES})
         docs.update({item["pk"]["S"]: item for item in found[t.features]})
         profile = docs.get(profile_key(target))
         return ShopperRead(
-            rows=pointer.keep(found[t.recommendations]),
+            rows=pointer.keep(self._rows(found)),
             unavailable=self._stock_now(list(docs.values()), stock),
             experiments=_experiments(found[t.config]),
             pointer=pointer,
@@ -174,12 +176,12 @@ class ServingReader:
         promotion or rollback moved the pointer."""
         t = self.tables
         stock = self._stock_keys()
-        first, slots = self._first({t.features: stock, t.config: [pk(EXPERIMENTS_KEY)] if experiments else []}, keys)
-        found, trips = batch_get(first, {t.features: STOCK_ATTRIBUTES})
+        request = {t.features: stock, t.config: [pk(EXPERIMENTS_KEY)] if experiments else []}
+        found, trips, slots = self._read_first(request, keys, {t.features: STOCK_ATTRIBUTES})
         pointer = _pointer(found[t.config])
         trips += self._second(found, {}, pointer, slots, keys, {t.features: STOCK_ATTRIBUTES})
         return ListsRead(
-            rows=pointer.keep(found[t.recommendations]),
+            rows=pointer.keep(self._rows(found)),
             unavailable=self._stock_now(found[t.features], bool(stock)),
             experiments=_experiments(found[t.config]),
             pointer=pointer,
@@ -192,21 +194,21 @@ class ServingReader:
         than the model)."""
         t = self.tables
         stock = self._stock_keys()
-        first, slots = self._first({t.features: stock, t.items: [pk(item_id, "item_id")], t.config: []}, keys)
         projections = {t.features: STOCK_ATTRIBUTES, t.items: ITEM_ATTRIBUTES}
-        found, trips = batch_get(first, projections)
+        request = {t.features: stock, t.items: [pk(item_id, "item_id")], t.config: []}
+        found, trips, slots = self._read_first(request, keys, projections)
         pointer = _pointer(found[t.config])
         unavailable = self._stock_now(found[t.features], bool(stock))
         catalog = found[t.items][0] if found[t.items] else {}
         category = catalog.get("category", {}).get("S", "")
-        own = pointer.keep(found[t.recommendations]).get(keys[0]) if keys else None
+        own = pointer.keep(self._rows(found)).get(keys[0]) if keys else None
         gone = unavailable | {item_id}
         second: Keys = {}
         if category and not (own and sum(1 for p in own.items if p.item_id not in gone) >= n):
-            second[t.recommendations] = row_keys([popular_key(f"category:{category}")], _slots_of(pointer))
+            self._add_rows(second, [popular_key(f"category:{category}")], pointer.slot)
         trips += self._second(found, second, pointer, slots, keys, projections)
         return ItemRead(
-            rows=pointer.keep(found[t.recommendations]),
+            rows=pointer.keep(self._rows(found)),
             unavailable=unavailable,
             experiments="",
             pointer=pointer,
@@ -218,15 +220,41 @@ class ServingReader:
 
     # -- the two round trips ----------------------------------------------------------------------------------
     def _first(self, request: Keys, keys: list[str]) -> tuple[Keys, tuple[str, ...]]:
-        """``request`` plus the rows of ``keys`` in the slot(s) to read, and the pointer."""
+        """``request`` plus the pointer and the rows of ``keys`` in the slot this environment last found serving
+        (none in a cold one); and the slots it reads."""
         t = self.tables
-        hint = _serving_slot.get(t.recommendations)
-        slots = (hint,) if hint else SLOTS
-        return {
-            **request,
-            t.recommendations: row_keys(keys, slots),
-            t.config: [*request.get(t.config, []), pk(ACTIVE_MODEL_KEY)],
-        }, slots
+        hint = _serving_slot.get(t.lists)
+        slots = (hint,) if hint else ()
+        first = {**request, t.config: [*request.get(t.config, []), pk(ACTIVE_MODEL_KEY)]}
+        self._add_rows(first, keys, hint)
+        return first, slots
+
+    def _read_first(
+        self, request: Keys, keys: list[str], projections: dict[str, str]
+    ) -> tuple[Rows, int, tuple[str, ...]]:
+        """The first round trip: (what it read, the trips it took, the slots it read). A slot table that is gone
+        (two loads replaced it since this environment last read) is forgotten and the read made without it."""
+        first, slots = self._first(request, keys)
+        try:
+            found, trips = batch_get(first, projections)
+        except Exception as err:
+            if not slots or not isinstance(err, client("dynamodb").exceptions.ResourceNotFoundException):
+                raise
+            _serving_slot.pop(self.tables.lists, None)
+            first, slots = self._first(request, keys)
+            found, trips = batch_get(first, projections)
+            trips += 1
+        return found, trips, slots
+
+    def _add_rows(self, reads: Keys, keys: list[str], slot: str | None) -> None:
+        """Name the rows of ``keys`` in ``slot``'s table in ``reads`` (nothing without a slot: none serves)."""
+        if slot and keys:
+            table = slot_table(self.tables.lists, slot)
+            reads[table] = [*reads.get(table, []), *row_keys(keys, (slot,))]
+
+    def _rows(self, found: Rows) -> list[dict[str, Any]]:
+        """The rows read from either slot's table."""
+        return [row for slot in SLOTS for row in found.get(slot_table(self.tables.lists, slot), [])]
 
     def _second(
         self,
@@ -238,22 +266,17 @@ class ServingReader:
         projections: dict[str, str],
     ) -> int:
         """The second round trip, if anything needs one: ``second``, plus the rows of ``keys`` in the serving slot
-        when the first read the other one. Adds what it read to ``found``; returns the trips it took."""
-        t = self.tables
+        when the first read another (or none). Adds what it read to ``found``; returns the trips it took."""
         if pointer.slot and pointer.slot not in slots:
-            second[t.recommendations] = [*second.get(t.recommendations, []), *row_keys(keys, (pointer.slot,))]
+            self._add_rows(second, keys, pointer.slot)
         if pointer.slot:
-            _serving_slot[t.recommendations] = pointer.slot
+            _serving_slot[self.tables.lists] = pointer.slot
         if not second:
             return 0
         extra, trips = batch_get(second, projections)
         for table, rows in extra.items():
             found.setdefault(table, []).extend(rows)
         return trips
-
-
-def _slots_of(pointer: Pointer) -> tuple[str, ...]:
-    return (pointer.slot,) if pointer.slot else SLOTS
 
 
 def _pointer(config_rows: list[dict[str, Any]]) -> Pointer:

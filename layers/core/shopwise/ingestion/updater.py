@@ -51,6 +51,6 @@ class Updater:
             self.ledger,
             lambda items: categories(settings.items_table, items),
             rows=lambda keys: {
-                k: r.items for k, r in serving_rows(settings.recommendations_table, settings.config_table, keys).items()
+                k: r.items for k, r in serving_rows(settings.lists_stem, settings.config_table, keys).items()
             },
         )

@@ -29,6 +29,7 @@ from shopwise.dal import erasures as records
 from shopwise.dal.batch import batch_delete, batch_write, get_many, pk
 from shopwise.dal.feature_store import Doc, FeatureStore
 from shopwise.dal.ledger import EventLedger
+from shopwise.dal.recommendations import erase_lists
 from shopwise.dal.serving_read import Tables
 from shopwise.features.definitions import ProfileFeatures
 from shopwise.features.identity import resolve
@@ -36,7 +37,6 @@ from shopwise.keys import (
     CUSTOMER,
     EMAIL,
     ID_TYPES,
-    SLOTS,
     alias_key,
     anonymous_alias,
     can_own_profile,
@@ -47,7 +47,6 @@ from shopwise.keys import (
     profile_key,
     sent_key,
     session_key,
-    slot_key,
     tombstone_key,
     user_key,
 )
@@ -153,8 +152,11 @@ def erase(aliases: list[str], tables: Tables, bucket: str, requested_by: str, no
     records.put_pending(bucket, receipt.erasure_id, pending)
     # then the rows, the ones that lead to the person (aliases, profiles) last
     contacts = [a for a in who.aliases if id_kind(a) in (CUSTOMER, EMAIL)]
+    # the lists: from each slot's table, and held for a load whose import is in flight
+    lists = [user_key(p) for p in sorted(who.profiles)]
+    receipt.rows_deleted["recommendations"] = erase_lists(tables.lists, tables.config, lists, now) if lists else 0
+    receipt.stores["recommendations"] = time.time()
     candidates = {
-        "recommendations": (tables.recommendations, [slot_key(s, user_key(p)) for p in who.profiles for s in SLOTS]),
         "campaign_caps": (tables.features, [sent_key(c.name, r) for c in CAMPAIGNS for r in contacts]),
         "feature_store": (
             tables.features,

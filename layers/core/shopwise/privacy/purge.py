@@ -30,6 +30,7 @@ from shopwise.config import ERASURES_PREFIX, PURGE_MIN_AGE_HOURS
 from shopwise.dal import erasures as records
 from shopwise.dal.failures import FailureQueue
 from shopwise.dal.objects import delete_key, get_bytes, list_keys, put_bytes
+from shopwise.dal.recommendations import forget_held
 from shopwise.privacy.tombstones import Targets, targets_of
 
 PURGES_PREFIX = f"{ERASURES_PREFIX}purges/"
@@ -130,6 +131,10 @@ def finish(
         receipt["targets"] = []
         records.put(config_table, erasure_id, receipt)
         records.done(bucket, erasure_id)
+    # the list keys the erasures held for a load in flight: every load that could need them has ended (the purge
+    # takes erasures at least PURGE_MIN_AGE_HOURS old, a load runs within the retrain's hours)
+    if targets.erased_at:
+        total["held_lists_forgotten"] = forget_held(config_table, max(targets.erased_at.values()))
     for key in [*leftovers, plan_object]:
         delete_key(bucket, key)
     return {"run": run, "erasures": len(doc["erasure_ids"]), **total}
