@@ -172,7 +172,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             log=_job_line,
             stage=stages.begin,
         )
-        print(f"        {result.rows_loaded} rows loaded as model version {result.model_version}")
+        print(
+            f"        {result.rows_loaded} rows imported into the slot table, served as model version {result.model_version}"
+        )
         stages.end()
 
         with stages.run(STAGES[-1]):
