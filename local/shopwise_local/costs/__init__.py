@@ -323,6 +323,14 @@ class Estimate:
         return parts
 
 
+def lists_bytes(load: Load, per_shopper: dict[str, Any], per_item: dict[str, Any], measure: str) -> float:
+    """The bytes of a version's lists by ``measure`` (``bytes`` as stored, ``import_bytes`` as an import reads
+    them): a list a shopper, a neighbours and a next-items row a product."""
+    return load.shoppers * float(per_shopper[f"list_{measure}"]) + load.items * (
+        float(per_item[f"neighbours_{measure}"]) + float(per_item[f"next_{measure}"])
+    )
+
+
 def estimate(
     shape: StackShape,
     load: Load,
@@ -570,14 +578,7 @@ def estimate(
         )
     # the load imports each version's lists from S3 into a new table (shopwise.dal.recommendations): billed by the
     # gigabytes of DynamoDB JSON it reads, no write units
-    import_gb = (
-        retrains
-        * (
-            load.shoppers * float(per_shopper["list_import_bytes"])
-            + load.items * (float(per_item["neighbours_import_bytes"]) + float(per_item["next_import_bytes"]))
-        )
-        / GB
-    )
+    import_gb = retrains * lists_bytes(load, per_shopper, per_item, "import_bytes") / GB
     add(
         "train",
         "DynamoDB",
@@ -635,14 +636,7 @@ def estimate(
     )
     # the stack's tables (point-in-time recovery on), and the two slot tables the loads make (a version each, none)
     stored = (features_bytes + load.items * float(per_item["catalog_bytes"])) / GB
-    lists_stored = (
-        2
-        * (
-            load.shoppers * float(per_shopper["list_bytes"])
-            + load.items * (float(per_item["neighbours_bytes"]) + float(per_item["next_bytes"]))
-        )
-        / GB
-    )
+    lists_stored = 2 * lists_bytes(load, per_shopper, per_item, "bytes") / GB
     add(
         "operate",
         "DynamoDB",

@@ -295,38 +295,40 @@ def erase_lists(stem: str, config_table: str, keys: list[str], at: float) -> int
 def forget_held(config_table: str, until: float) -> int:
     """Drop the held keys of erasures made at or before ``until`` (what the purge does for the erasures it
     completes: by then no load that could need them is in flight); how many were dropped."""
-    ddb = client("dynamodb")
-    item = ddb.get_item(TableName=config_table, Key=pk(HELD_ERASURES_KEY), ConsistentRead=True).get("Item") or {}
-    done = [e for e in item.get("held", {}).get("SS", []) if float(e.partition("|")[0]) <= until]
-    if done:
-        ddb.update_item(
-            TableName=config_table,
-            Key=pk(HELD_ERASURES_KEY),
-            UpdateExpression="DELETE held :k",
-            ExpressionAttributeValues={":k": {"SS": done}},
-        )
-    return len(done)
+    return _drop_held(config_table, [e for e in _held(config_table) if _held_at(e) <= until])
 
 
 def erase_held(config_table: str, stem: str, slot: str, began_at: float) -> int:
     """Delete from a freshly imported slot the rows of shoppers erased while its load ran (held by the erasures);
     forget the held keys no load can reach any more (erased well before this load began: its staging left them
     out). Returns the keys deleted."""
-    ddb = client("dynamodb")
-    item = ddb.get_item(TableName=config_table, Key=pk(HELD_ERASURES_KEY), ConsistentRead=True).get("Item") or {}
-    held = item.get("held", {}).get("SS", [])
+    held = _held(config_table)
     horizon = began_at - HELD_ERASURE_HOURS * 3600
-    stale = [e for e in held if float(e.partition("|")[0]) < horizon]
-    recent = dict.fromkeys(e.partition("|")[2] for e in held if float(e.partition("|")[0]) >= horizon)
+    recent = dict.fromkeys(e.partition("|")[2] for e in held if _held_at(e) >= horizon)
     deleted = batch_delete(slot_table(stem, slot), [pk(slot_key(slot, k)) for k in recent])
-    if stale:
-        ddb.update_item(
+    _drop_held(config_table, [e for e in held if _held_at(e) < horizon])
+    return deleted
+
+
+def _held(config_table: str) -> list[str]:
+    """The held entries, ``<erased at>|<row key>``."""
+    item = client("dynamodb").get_item(TableName=config_table, Key=pk(HELD_ERASURES_KEY), ConsistentRead=True)
+    return list(item.get("Item", {}).get("held", {}).get("SS", []))
+
+
+def _held_at(entry: str) -> float:
+    return float(entry.partition("|")[0])
+
+
+def _drop_held(config_table: str, entries: list[str]) -> int:
+    if entries:
+        client("dynamodb").update_item(
             TableName=config_table,
             Key=pk(HELD_ERASURES_KEY),
             UpdateExpression="DELETE held :k",
-            ExpressionAttributeValues={":k": {"SS": stale}},
+            ExpressionAttributeValues={":k": {"SS": entries}},
         )
-    return deleted
+    return len(entries)
 
 
 class PointerMoved(RuntimeError):
