@@ -312,7 +312,7 @@ def test_the_load_stages_each_output_object_in_its_own_step_imports_them_and_rea
     import time
 
     from shopwise.dal.objects import list_keys, write_json_lines
-    from shopwise.dal.recommendations import erase_lists
+    from shopwise.dal.recommendations import erase_lists, held_entries, hold_erasure
 
     assert stack.resources
     tables, bucket, load = stack.resources.tables, stack.resources.artifacts_bucket, stack.functions["load"]
@@ -346,6 +346,8 @@ def test_the_load_stages_each_output_object_in_its_own_step_imports_them_and_rea
         activate(tables["config"], "split")
     # shopper s3 is erased now: the staged objects hold their list, and the slot's table does not exist yet
     assert erase_lists(stem, tables["config"], [user_key("c:s3")], time.time()) == 0
+    # a key held by an erasure two hours before this load began: its staging left it out, no load needs it any more
+    hold_erasure(tables["config"], [user_key("c:long-ago")], begun["began_at"] - 7200)
     started = load.invoke({"action": "start", "tallies": tallies, **common})
     while (state := load.invoke({"action": "check", **started}))["status"] == "IN_PROGRESS":
         time.sleep(0.2)
@@ -361,6 +363,8 @@ def test_the_load_stages_each_output_object_in_its_own_step_imports_them_and_rea
         "erased_late": 1,
     }
     assert done["imported_bytes"] > 0 and not list_keys(bucket, begun["staging"])
+    held = {e.partition("|")[2] for e in held_entries(tables["config"])}
+    assert user_key("c:s3") in held and user_key("c:long-ago") not in held  # the purge drops the rest
     assert get_pointer(tables["config"]).slot_of("split") == begun["slot"]
     stored = read_rows(
         stem,

@@ -295,14 +295,14 @@ def erase_lists(stem: str, config_table: str, keys: list[str], at: float) -> int
 def forget_held(config_table: str, until: float) -> int:
     """Drop the held keys of erasures made at or before ``until`` (what the purge does for the erasures it
     completes: by then no load that could need them is in flight); how many were dropped."""
-    return _drop_held(config_table, [e for e in _held(config_table) if _held_at(e) <= until])
+    return _drop_held(config_table, [e for e in held_entries(config_table) if _held_at(e) <= until])
 
 
 def erase_held(config_table: str, stem: str, slot: str, began_at: float) -> int:
     """Delete from a freshly imported slot the rows of shoppers erased while its load ran (held by the erasures);
     forget the held keys no load can reach any more (erased well before this load began: its staging left them
     out). Returns the keys deleted."""
-    held = _held(config_table)
+    held = held_entries(config_table)
     horizon = began_at - HELD_ERASURE_HOURS * 3600
     recent = dict.fromkeys(e.partition("|")[2] for e in held if _held_at(e) >= horizon)
     deleted = batch_delete(slot_table(stem, slot), [pk(slot_key(slot, k)) for k in recent])
@@ -310,7 +310,7 @@ def erase_held(config_table: str, stem: str, slot: str, began_at: float) -> int:
     return deleted
 
 
-def _held(config_table: str) -> list[str]:
+def held_entries(config_table: str) -> list[str]:
     """The held entries, ``<erased at>|<row key>``."""
     item = client("dynamodb").get_item(TableName=config_table, Key=pk(HELD_ERASURES_KEY), ConsistentRead=True)
     return list(item.get("Item", {}).get("held", {}).get("SS", []))
