@@ -134,7 +134,7 @@ def key_id(key: str) -> str:
     return key.split("#", 1)[1]
 
 
-# -------------------------------------------------------------------------------------------- recommendations table
+# -------------------------------------------------------------------------------------------- the lists' slot tables
 def popular_key(segment: str) -> str:
     """A popular list: "global", "category:<category path>", "market:<market>" or "referrer:<source>"."""
     return f"popular#{segment}"
@@ -161,7 +161,7 @@ USER_PREFIX = user_key("")
 
 
 def item_key(item_id: str) -> str:
-    """An item's precomputed similar items (recommendations table) and its features (feature store)."""
+    """An item's precomputed similar items (the lists' slot tables) and its features (feature store)."""
     return f"item#{item_id}"
 
 

@@ -13,7 +13,7 @@ Entities and their keys in the feature store:
                          and a trend
 
 Popularity per category and market is not kept per event: the batch jobs compute it from the archive into the
-recommendations table (``popular#category:<c>``, ``popular#market:<m>``), which is what serving falls back on. A
+lists' slot tables (``popular#category:<c>``, ``popular#market:<m>``), which is what serving falls back on. A
 per-event segment row was written by every batch of every shard (a hot row) and read by nobody.
 """
 
