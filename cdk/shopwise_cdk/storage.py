@@ -12,6 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from shopwise import archive, config
@@ -128,6 +129,7 @@ class Storage(Construct):
                         )
                     },
                 )
+        self.drop_lists_on_delete()
 
         # The key that pseudonymises customer ids, emails and device ids before they reach the stream; nobody needs
         # to read it. The catalog API's bearer token (PUT /v1/items), which the store's back office reads.
@@ -288,10 +290,41 @@ class Storage(Construct):
             config.LISTS_ENV: self.lists_stem,
         }
 
+    def drop_lists_on_delete(self) -> None:
+        """The slot tables the loads make are not the stack's resources: when the stack is deleted, a custom
+        resource deletes them (a slot never loaded is no error), so ``cdk destroy`` leaves nothing behind. They hold
+        only lists a retrain makes again, in prod too."""
+        for table, arn in zip(slot_tables(self.lists_stem), self.lists_arns(), strict=True):
+            cr.AwsCustomResource(
+                self,
+                f"Drop{table.rsplit('-', 1)[-1].upper()}",
+                on_delete=cr.AwsSdkCall(
+                    service="DynamoDB",
+                    action="deleteTable",
+                    parameters={"TableName": table},
+                    physical_resource_id=cr.PhysicalResourceId.of(table),
+                    ignore_error_codes_matching="ResourceNotFoundException",
+                ),
+                policy=cr.AwsCustomResourcePolicy.from_statements(
+                    [iam.PolicyStatement(actions=["dynamodb:DeleteTable"], resources=[arn])]
+                ),
+                install_latest_aws_sdk=False,
+            )
+        # the provider's one function, which CDK makes once a stack for every AwsCustomResource
+        provider = Stack.of(self).node.find_child("AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""))
+        acknowledge(
+            provider,
+            {
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaBasicExecutionRole]": "The custom-resource provider CDK makes writes its own logs with the "
+                "basic execution policy; its only other right is DeleteTable on the two slot tables.",
+            },
+        )
+
     @property
     def lists_stem(self) -> str:
         """The precomputed lists' slot tables are ``<stem>-a`` and ``<stem>-b``, made by the loads' imports, not by
-        this stack (``shopwise.dal.recommendations``): ``cdk destroy`` leaves them."""
+        this stack (``shopwise.dal.recommendations``; ``drop_lists_on_delete`` deletes them with the stack)."""
         return self.env_config.physical_name(config.LISTS)
 
     def lists_arns(self, imports: bool = False) -> list[str]:

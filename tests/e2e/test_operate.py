@@ -363,8 +363,8 @@ def test_the_load_stages_each_output_object_in_its_own_step_imports_them_and_rea
         "erased_late": 1,
     }
     assert done["imported_bytes"] > 0 and not list_keys(bucket, begun["staging"])
-    held = {e.partition("|")[2] for e in held_entries(tables["config"])}
-    assert user_key("c:s3") in held and user_key("c:long-ago") not in held  # the purge drops the rest
+    still_held = {e.partition("|")[2] for e in held_entries(tables["config"])}
+    assert user_key("c:s3") in still_held and user_key("c:long-ago") not in still_held  # the purge drops the rest
     assert get_pointer(tables["config"]).slot_of("split") == begun["slot"]
     stored = read_rows(
         stem,

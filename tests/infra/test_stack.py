@@ -8,6 +8,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import custom_resources
 from aws_cdk.assertions import Match, Template
 
 from shopwise import archive, config
@@ -474,6 +475,23 @@ def _slot_tables(statements: list[dict[str, Any]]) -> set[str]:
                 found.add(text.split(":table/")[1].split('"')[0])
     assert not any("*" in t for t in found if "/import/" not in t), found
     return found
+
+
+def test_deleting_the_stack_deletes_the_two_slot_tables_the_loads_made(prod: Template) -> None:
+    """The slot tables are not the stack's (an import makes each): a custom resource per table deletes it when the
+    stack goes (a table never made is no error), and its provider may delete those two tables and nothing else."""
+    drops = {}
+    for resource in resources(prod, "Custom::AWS").values():
+        delete = json.loads(resource["Properties"]["Delete"])  # the SDK call, as the provider reads it
+        drops[delete["parameters"]["TableName"]] = delete
+    assert set(drops) == {"shopwise-prod-lists-a", "shopwise-prod-lists-b"}
+    for delete in drops.values():
+        assert delete["service"] == "DynamoDB" and delete["action"] == "deleteTable"
+        assert delete["ignoreErrorCodesMatching"] == "ResourceNotFoundException"
+    provider = "AWS" + custom_resources.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", "")
+    statements = [s for s in _statements(prod, provider) if "dynamodb" in str(s["Action"])]
+    assert {str(s["Action"]) for s in statements} == {"dynamodb:DeleteTable"}
+    assert _slot_tables(statements) == {"shopwise-prod-lists-a", "shopwise-prod-lists-b"}
 
 
 def test_the_load_drops_and_imports_only_the_two_slot_tables(prod: Template) -> None:

@@ -18,9 +18,9 @@ what each slot holds). Readers read the pointer with the rows and keep only the 
 version, so a promotion or a rollback to the version in the other slot takes effect on the very next read, with
 nothing recomputed or rewritten.
 
-The slot tables are made by the load, not by the stack (an import makes its own table): ``cdk destroy`` leaves
-them, ``shopwise`` names them (``slot_table``), and every function that reads or deletes rows is granted the two
-names and nothing else.
+The slot tables are made by the load, not by the stack (an import makes its own table): the stack names them
+(``slot_table``), grants every function that reads or deletes rows the two names and nothing else, and deletes them
+when it is deleted (a custom resource a table).
 
 An erasure deletes the shopper's rows from whichever slot table exists and holds their keys (``hold_erasure``) for
 the import in flight, whose table does not exist yet: the load's last step deletes them from the new table
