@@ -19,6 +19,7 @@ from shopwise_local.paths import code_version
 from shopwise_local.sagemaker import run_training_job, run_transform_job
 
 IMPORT_POLL_S = 0.5  # the local endpoint imports in a thread of its own; the deployed retrain waits 30 s a poll
+IMPORT_TIMEOUT_S = 3600  # the local endpoint imports about 1,800 lists a second (bench_load.py)
 
 Log = Callable[[str], None]
 
@@ -143,7 +144,10 @@ def run_pipeline(
     common = {"bucket": begun["bucket"], "model_version": job, "slot": begun["slot"], "staging": begun["staging"]}
     tallies = [function.invoke({"action": "object", "key": key, **common}) for key in begun["keys"]]
     started_import = function.invoke({"action": "start", "tallies": tallies, **common})
+    deadline = time.monotonic() + IMPORT_TIMEOUT_S
     while function.invoke({"action": "check", **started_import})["status"] == "IN_PROGRESS":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the import of {job}'s lists still runs after {IMPORT_TIMEOUT_S} s")
         time.sleep(IMPORT_POLL_S)
     loaded = function.invoke(
         {"action": "finish", "tallies": tallies, "began_at": begun["began_at"], **started_import, **common}

@@ -4,9 +4,8 @@ BatchGetItem is what PynamoDB can't do in one call).
 A row's picks are stored as one compact JSON array (``shopwise.picks.StoredPick`` lists) compressed with zlib into
 a binary attribute ``z``: cheaper to read than a list of maps, in DynamoDB and in the local endpoint alike, and a
 quarter of the JSON's size — the demo store's lists (50 picks with their categories and reasons) average 1,075 bytes
-and 1.75 write units against 4,104 bytes and 4.62 as a JSON string (``tests/bench/bench_serve.py``), paid on every
-retrain's load and every read of the list.
-Rows written before (the JSON in the string attribute ``items``) still decode.
+against 4,104 as a JSON string (``tests/bench/bench_serve.py``): what every read of a list pays, and (base64 in the
+import's DynamoJSON, 1,469 bytes a list) what every retrain's load pays.
 
 Two slots, ``a`` and ``b``, each a table of its own (``<stem>-a``, ``<stem>-b``: ``slot_table``), every row stored
 under ``<slot>/<key>``. A load fills the slot that is not serving with a DynamoDB import from S3: it drops the
@@ -157,9 +156,7 @@ def decode_row(item: dict[str, Any], now: float | None = None) -> Recommendation
         return None
     return RecommendationRow(
         key=item["pk"]["S"].partition("/")[2],
-        items=decode_picks(item["z"]["B"])
-        if "z" in item
-        else [StoredPick.decode(e) for e in json.loads(item["items"]["S"])],
+        items=decode_picks(item["z"]["B"]),
         model_version=item["model_version"]["S"],
     )
 
