@@ -263,14 +263,7 @@ def import_state(import_arn: str) -> ImportState:
 def hold_erasure(config_table: str, keys: Iterable[str], at: float) -> None:
     """Hold the row keys (no slot) of an erased shopper's lists for the load whose import is in flight: its table
     does not exist yet, so the erasure cannot delete them there (``erase_held`` does, when the import ends)."""
-    held = [f"{at:.3f}|{k}" for k in keys]
-    if held:
-        client("dynamodb").update_item(
-            TableName=config_table,
-            Key=pk(HELD_ERASURES_KEY),
-            UpdateExpression="ADD held :k",
-            ExpressionAttributeValues={":k": {"SS": held}},
-        )
+    _change_held(config_table, "ADD", [f"{at:.3f}|{k}" for k in keys])
 
 
 def erase_lists(stem: str, config_table: str, keys: list[str], at: float) -> int:
@@ -318,11 +311,16 @@ def _held_at(entry: str) -> float:
 
 
 def _drop_held(config_table: str, entries: list[str]) -> int:
+    return _change_held(config_table, "DELETE", entries)
+
+
+def _change_held(config_table: str, action: str, entries: list[str]) -> int:
+    """ADD or DELETE ``entries`` in the held row's string set (one atomic update); how many."""
     if entries:
         client("dynamodb").update_item(
             TableName=config_table,
             Key=pk(HELD_ERASURES_KEY),
-            UpdateExpression="DELETE held :k",
+            UpdateExpression=f"{action} held :k",
             ExpressionAttributeValues={":k": {"SS": entries}},
         )
     return len(entries)
