@@ -18,8 +18,8 @@ Rows = dict[str, list[dict[str, Any]]]  # table -> items as DynamoDB returns the
 
 
 class WritesUnprocessed(RuntimeError):
-    """A chunk's items were still unprocessed (throttled) after MAX_BATCH_RETRIES calls: the caller, or the step
-    that ran it (the load's Distributed Map retries its objects on this error), tries again later."""
+    """A chunk's items were still unprocessed (throttled) after MAX_BATCH_RETRIES calls: the caller, or whatever ran
+    it (a stream batch is retried by its event source), tries again later."""
 
 
 def pk(key: str, name: str = "pk") -> dict[str, Any]:
