@@ -312,7 +312,7 @@ def test_the_load_stages_each_output_object_in_its_own_step_imports_them_and_rea
     import time
 
     from shopwise.dal.objects import list_keys, write_json_lines
-    from shopwise.dal.recommendations import erase_lists, held_entries, hold_erasure
+    from shopwise.dal.recommendations import erase_lists, forget_held, held_entries, hold_erasure
 
     assert stack.resources
     tables, bucket, load = stack.resources.tables, stack.resources.artifacts_bucket, stack.functions["load"]
@@ -365,6 +365,10 @@ def test_the_load_stages_each_output_object_in_its_own_step_imports_them_and_rea
     assert done["imported_bytes"] > 0 and not list_keys(bucket, begun["staging"])
     still_held = {e.partition("|")[2] for e in held_entries(tables["config"])}
     assert user_key("c:s3") in still_held and user_key("c:long-ago") not in still_held  # the purge drops the rest
+    # the purge drops what it completes, by the erasure's own time to the last digit (1,234.5678 held and purged)
+    hold_erasure(tables["config"], [user_key("c:purged")], 1_234.5678)
+    forget_held(tables["config"], 1_234.5678)
+    assert user_key("c:purged") not in {e.partition("|")[2] for e in held_entries(tables["config"])}
     assert get_pointer(tables["config"]).slot_of("split") == begun["slot"]
     stored = read_rows(
         stem,

@@ -263,7 +263,7 @@ def import_state(import_arn: str) -> ImportState:
 def hold_erasure(config_table: str, keys: Iterable[str], at: float) -> None:
     """Hold the row keys (no slot) of an erased shopper's lists for the load whose import is in flight: its table
     does not exist yet, so the erasure cannot delete them there (``erase_held`` does, when the import ends)."""
-    _change_held(config_table, "ADD", [f"{at:.3f}|{k}" for k in keys])
+    _change_held(config_table, "ADD", [f"{at!r}|{k}" for k in keys])  # repr: the erasure's own time, exactly
 
 
 def erase_lists(stem: str, config_table: str, keys: list[str], at: float) -> int:
