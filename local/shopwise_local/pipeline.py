@@ -13,6 +13,7 @@ from typing import Any
 
 from shopwise import config
 from shopwise.lifecycle import registry
+from shopwise.lifecycle.loading import wait_for_import
 from shopwise.settings import get_settings
 from shopwise_local.lambda_runtime import LocalFunction
 from shopwise_local.paths import code_version
@@ -144,11 +145,9 @@ def run_pipeline(
     common = {"bucket": begun["bucket"], "model_version": job, "slot": begun["slot"], "staging": begun["staging"]}
     tallies = [function.invoke({"action": "object", "key": key, **common}) for key in begun["keys"]]
     started_import = function.invoke({"action": "start", "tallies": tallies, **common})
-    deadline = time.monotonic() + IMPORT_TIMEOUT_S
-    while function.invoke({"action": "check", **started_import})["status"] == "IN_PROGRESS":
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the import of {job}'s lists still runs after {IMPORT_TIMEOUT_S} s")
-        time.sleep(IMPORT_POLL_S)
+    wait_for_import(
+        lambda: str(function.invoke({"action": "check", **started_import})["status"]), IMPORT_TIMEOUT_S, IMPORT_POLL_S
+    )
     loaded = function.invoke(
         {"action": "finish", "tallies": tallies, "began_at": begun["began_at"], **started_import, **common}
     )

@@ -97,7 +97,7 @@ def measure(resources: Any, lists: int, picks: int) -> dict[str, Any]:
     # the local endpoint's import (moto: one thread, its own process): not DynamoDB's time, shown for the record
     imported = time.perf_counter()
     arn = loading.start(bucket, begun["staging"], stem, begun["slot"], version, [tally])
-    loading.wait_for_import(arn, timeout_s=3600)
+    loading.wait_for_import(lambda: loading.check(arn).status, timeout_s=3600)
     imported = time.perf_counter() - imported
     loading.finish(
         config_table, stem, begun["slot"], version, [tally], arn, begun["began_at"], bucket, begun["staging"]

@@ -29,6 +29,7 @@ the import in flight, whose table does not exist yet: the load's last step delet
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 import uuid
@@ -181,7 +182,6 @@ class ImportState:
     imported: int
     errors: int
     failure: str = ""
-    processed_bytes: int = 0
 
 
 def import_line(row: RecommendationRow, slot: str, ttl_days: int, now: float | None = None) -> bytes:
@@ -210,15 +210,12 @@ def table_status(table: str) -> str:
         raise
 
 
-def drop_slot_table(stem: str, slot: str) -> bool:
-    """Delete a slot's table (the version it held can no longer be served); False when there was none."""
-    try:
-        client("dynamodb").delete_table(TableName=slot_table(stem, slot))
-    except Exception as err:
-        if _missing(err) or isinstance(err, client("dynamodb").exceptions.ResourceInUseException):
-            return table_status(slot_table(stem, slot)) == "DELETING"
-        raise
-    return True
+def drop_slot_table(stem: str, slot: str) -> None:
+    """Delete a slot's table (the version it held can no longer be served). None, or one already going, is no
+    error; one still being made is left to ``start_import``, which refuses to import over it."""
+    ddb = client("dynamodb")
+    with contextlib.suppress(ddb.exceptions.ResourceNotFoundException, ddb.exceptions.ResourceInUseException):
+        ddb.delete_table(TableName=slot_table(stem, slot))
 
 
 def start_import(stem: str, slot: str, bucket: str, prefix: str, version: str) -> str:
@@ -256,7 +253,6 @@ def import_state(import_arn: str) -> ImportState:
         imported=int(d.get("ImportedItemCount") or 0),
         errors=int(d.get("ErrorCount") or 0),
         failure=" ".join(str(d.get(k) or "") for k in ("FailureCode", "FailureMessage")).strip(),
-        processed_bytes=int(d.get("ProcessedSizeBytes") or 0),
     )
 
 
@@ -285,7 +281,7 @@ def erase_lists(stem: str, config_table: str, keys: list[str], at: float) -> int
 def forget_held(config_table: str, until: float) -> int:
     """Drop the held keys of erasures made at or before ``until`` (what the purge does for the erasures it
     completes: by then no load that could need them is in flight); how many were dropped."""
-    return _drop_held(config_table, [e for e in held_entries(config_table) if _held_at(e) <= until])
+    return _change_held(config_table, "DELETE", [e for e in held_entries(config_table) if _held_at(e) <= until])
 
 
 def erase_held(config_table: str, stem: str, slot: str, began_at: float) -> int:
@@ -296,7 +292,7 @@ def erase_held(config_table: str, stem: str, slot: str, began_at: float) -> int:
     horizon = began_at - HELD_ERASURE_HOURS * 3600
     recent = dict.fromkeys(e.partition("|")[2] for e in held if _held_at(e) >= horizon)
     deleted = batch_delete(slot_table(stem, slot), [pk(slot_key(slot, k)) for k in recent])
-    _drop_held(config_table, [e for e in held if _held_at(e) < horizon])
+    _change_held(config_table, "DELETE", [e for e in held if _held_at(e) < horizon])
     return deleted
 
 
@@ -308,10 +304,6 @@ def held_entries(config_table: str) -> list[str]:
 
 def _held_at(entry: str) -> float:
     return float(entry.partition("|")[0])
-
-
-def _drop_held(config_table: str, entries: list[str]) -> int:
-    return _change_held(config_table, "DELETE", entries)
 
 
 def _change_held(config_table: str, action: str, entries: list[str]) -> int:

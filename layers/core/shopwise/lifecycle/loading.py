@@ -237,17 +237,15 @@ def finish(
     return LoadResult(model_version, total.rows, total.objects, slot, total.erased, total.bytes, late)
 
 
-def wait_for_import(import_arn: str, timeout_s: float, poll_s: float = 0.5, log: Callable[[str], None] = print) -> str:
-    """Ask how the import is doing until it ends (the deployed retrain's Wait and Check states, in one process);
-    its final status."""
+def wait_for_import(status: Callable[[], str], timeout_s: float, poll_s: float = 0.5) -> None:
+    """Ask ``status`` (the import's, as ``check`` answers it) until it is no longer IN_PROGRESS: the deployed
+    retrain's Wait and Check states, in one process (``load``; the local pipeline asks through the load function).
+    What it ended as is for ``finish`` to judge."""
     deadline = time.monotonic() + timeout_s
-    while (state := check(import_arn)).status == "IN_PROGRESS":
+    while status() == "IN_PROGRESS":
         if time.monotonic() > deadline:
-            raise ImportFailed(f"the import {import_arn} still runs after {timeout_s:.0f} s")
+            raise ImportFailed(f"the import still runs after {timeout_s:.0f} s")
         time.sleep(poll_s)
-    if state.status != "COMPLETED":
-        log(f"import {state.status}: {state.failure}")
-    return state.status
 
 
 def load(
@@ -271,7 +269,7 @@ def load(
         for key in begun["keys"]
     ]
     arn = start(begun["bucket"], begun["staging"], stem, begun["slot"], model_version, tallies)
-    wait_for_import(arn, timeout_s)
+    wait_for_import(lambda: check(arn).status, timeout_s)
     return finish(
         config_table,
         stem,
@@ -303,7 +301,7 @@ def load_rows(
     if tally.rows:
         put_bytes(bucket, f"{staging}rows.json.gz", body)
     arn = start(bucket, staging, stem, slot, model_version, [tally])
-    wait_for_import(arn, timeout_s)
+    wait_for_import(lambda: check(arn).status, timeout_s)
     return slot, finish(config_table, stem, slot, model_version, [tally], arn, begun["began_at"], bucket, staging).rows
 
 
