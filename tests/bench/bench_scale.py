@@ -613,17 +613,43 @@ README = REPO_ROOT / "README.md"
 BEGIN, END = "<!-- make scale: begin -->", "<!-- make scale: end -->"
 
 
-def write_readme_table(table: str, rows: list[dict[str, Any]], days: int) -> None:
+def write_readme_table(table: str, rows: list[dict[str, Any]], days: int, runs: Sequence[list[int]] = ()) -> None:
     """The README's growth table is this run's: replaced between its markers, with the command that made it (the
-    sizes measured: a table re-rendered ``--from-log`` names its run's, not the default's)."""
+    sizes measured: a table re-rendered ``--from-log`` names its run's, not the default's; one merged from the logs of
+    several runs, ``runs`` the sizes of each, names every run and the one command that measures them all)."""
     text = README.read_text()
     if BEGIN not in text or END not in text:
         raise SystemExit(f"README.md has no {BEGIN} ... {END} block to write the table into")
     sizes = ",".join(str(r["shoppers"]) for r in rows)
     command = f"`.venv/bin/python tests/bench/bench_scale.py --shoppers {sizes} --days {days} --readme`"
+    if len(runs) > 1:
+        each = " and ".join(f"`--shoppers {','.join(map(str, run))}`" for run in runs)
+        command = (
+            f"`.venv/bin/python tests/bench/bench_scale.py --from-log LOG... --readme` from the logs of {len(runs)} "
+            f"runs of the same stages' code ({each}, `--days {days}`); {command} measures every size in one run"
+        )
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     README.write_text(f"{head}{BEGIN}\n{table}\n\nWritten by {command}.\n{END}{tail}")
+
+
+def logged_rows(logs: Sequence[Path]) -> tuple[list[dict[str, Any]], list[list[int]]]:
+    """The sizes the runs' logs measured (a JSON line per size), in order of shoppers, and each run's sizes; a size
+    two logs both measured is refused rather than one of them silently kept."""
+    rows: list[dict[str, Any]] = []
+    runs: list[list[int]] = []
+    for log in logs:
+        found = [json.loads(line) for line in log.read_text().splitlines() if line.startswith('{"shoppers"')]
+        if not found:
+            raise SystemExit(f'{log} has no measured size (a JSON line starting {{"shoppers"): not a run\'s log')
+        runs.append([r["shoppers"] for r in found])
+        rows += found
+    sizes = [r["shoppers"] for r in rows]
+    if twice := sorted({s for s in sizes if sizes.count(s) > 1}):
+        raise SystemExit(f"sizes measured in more than one log: {twice}; keep one run's")
+    if len({r["days"] for r in rows}) > 1:
+        raise SystemExit("the logs simulated stores over different --days: their sizes do not make one curve")
+    return sorted(rows, key=lambda r: r["shoppers"]), runs
 
 
 def main() -> int:
@@ -637,8 +663,9 @@ def main() -> int:
     parser.add_argument(
         "--from-log",
         type=Path,
-        help="fit and print (and with --readme write) the table from a run's log (.local/bench/bench_scale.log) "
-        "instead of running the stages again",
+        nargs="+",
+        help="fit and print (and with --readme write) the table from a run's log (.local/bench/bench_scale.log), "
+        "or the sizes of several runs' logs together, instead of running the stages again",
     )
     args = parser.parse_args()
     wanted = [s.strip() for s in args.stages.split(",")]
@@ -647,8 +674,7 @@ def main() -> int:
     os.environ.setdefault("SHOPWISE_HOME", str(REPO_ROOT / ".local" / "scale-home"))
     memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
     # a run's log: a JSON line per size measured, then the table, then the whole result as one JSON line
-    logged = args.from_log.read_text().splitlines() if args.from_log else []
-    rows: list[dict[str, Any]] = [json.loads(line) for line in logged if line.startswith('{"shoppers"')]
+    rows, runs = logged_rows(args.from_log) if args.from_log else ([], [])
     for shoppers in () if args.from_log else (int(s) for s in args.shoppers.split(",")):
         if len(rows) >= 2 and "training" in wanted:  # a size the fit says this machine cannot hold is skipped
             peaks = [float(r["stages"]["training"]["peak_mb"]) for r in rows]
@@ -665,7 +691,7 @@ def main() -> int:
     if table:  # (one size alone has no growth to fit: its row is printed, the last table kept)
         (OUT / "scale.md").write_text(table + "\n")
     if args.readme and table:
-        write_readme_table(table, rows, int(rows[-1]["days"]))
+        write_readme_table(table, rows, int(rows[-1]["days"]), runs)
     print(table)
     print(json.dumps({"sizes": rows, "envelope": fits}))
     return 0

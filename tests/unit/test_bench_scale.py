@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any
@@ -119,3 +120,40 @@ def test_a_part_fitted_apart_overlaps_the_others_on_the_instance_and_adds_its_me
     own, largest = bench_scale.final_fit_own_gb(memory, ["content"])
     assert largest == "segments" and own == pytest.approx(memory["segments"] + memory["content"], abs=0.1)
     assert bench_scale.final_fit_own_gb(memory, []) == (max(memory.values()), max(memory, key=memory.__getitem__))
+
+
+def logged(path, shoppers: list[int], days: int = 14) -> None:
+    """A run's log as bench_scale writes it: a JSON line per size, then the table and the whole result."""
+    lines = [json.dumps({"shoppers": s, "days": days, "events": 20.0 * s, "stages": {}}) for s in shoppers]
+    path.write_text("\n".join([*lines, "| stage | ... |", json.dumps({"sizes": [], "envelope": {}})]) + "\n")
+
+
+def test_the_logs_of_two_runs_make_one_curve_in_order_of_shoppers_and_the_readme_names_both(
+    tmp_path, monkeypatch
+) -> None:
+    logged(tmp_path / "small.log", [10_000, 30_000, 100_000])
+    logged(tmp_path / "large.log", [300_000])
+    rows, runs = bench_scale.logged_rows([tmp_path / "large.log", tmp_path / "small.log"])
+    assert [r["shoppers"] for r in rows] == [10_000, 30_000, 100_000, 300_000]
+    assert runs == [[300_000], [10_000, 30_000, 100_000]]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{bench_scale.BEGIN}\nold table\n{bench_scale.END}\nafter\n")
+    monkeypatch.setattr(bench_scale, "README", readme)
+    bench_scale.write_readme_table("| new table |", rows, 14, runs)
+    text = readme.read_text()
+    assert "old table" not in text and "| new table |" in text and text.endswith(f"{bench_scale.END}\nafter\n")
+    assert "`--shoppers 300000` and `--shoppers 10000,30000,100000`" in text
+    assert "--shoppers 10000,30000,100000,300000 --days 14 --readme` measures every size in one run" in text
+
+
+def test_logs_that_measured_a_size_twice_or_over_other_days_are_refused(tmp_path) -> None:
+    logged(tmp_path / "a.log", [10_000, 30_000])
+    logged(tmp_path / "b.log", [30_000, 100_000])
+    logged(tmp_path / "c.log", [100_000], days=28)
+    (tmp_path / "d.log").write_text("| a table, no sizes |\n")
+    with pytest.raises(SystemExit, match=r"more than one log: \[30000\]"):
+        bench_scale.logged_rows([tmp_path / "a.log", tmp_path / "b.log"])
+    with pytest.raises(SystemExit, match="different --days"):
+        bench_scale.logged_rows([tmp_path / "a.log", tmp_path / "c.log"])
+    with pytest.raises(SystemExit, match="not a run's log"):
+        bench_scale.logged_rows([tmp_path / "d.log"])
