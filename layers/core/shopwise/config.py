@@ -52,8 +52,8 @@ class EnvironmentConfig:
     transform_min_instances: int = 1
     transform_max_instances: int = 1
     transform_budget_minutes: int = 30
-    # load functions writing transform output objects into the standby slot at once (the Distributed Map's
-    # MaxConcurrency): the same writes at any count, so the same cost; tests/bench/bench_load.py sizes their time
+    # load functions staging transform output objects for the standby slot's import at once (the Distributed Map's
+    # MaxConcurrency): the same bytes staged at any count, so the same cost; tests/bench/bench_load.py sizes their time
     load_concurrency: int = 10
     # where the retrain builds its data set: "python" in the training job itself (one process: about 30 M events on
     # its instance), "spark" in the Glue job before it (shopwise_jobs.spark_dataset), whose G.1X workers (4 vCPU,
@@ -286,9 +286,8 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         provisioned_concurrency=10,
         # 10 M shoppers (the design envelope) need 4 ml.m5.xlarge within 30 minutes; a store of a million, 1
         transform_max_instances=10,
-        # the envelope's 10 M lists and 2 M item rows in 8-23 minutes at 10-50 ms a BatchWriteItem (bench_load.py;
-        # 14-46 at 10). An on-demand table takes twice its previous peak at once and its warm throughput never falls:
-        # the first day's load goes as fast as the table lets it (throttled writes are retried), the next ones at 20
+        # the envelope's 10 M lists and 2 M item rows staged for the import in 2.5 minutes at 20 (bench_load.py);
+        # the import itself takes no write units and no functions
         load_concurrency=20,
         dataset_engine="spark",
         # 16 vCPU, 12 of them executors: at bench_dataset's rates (4,188 events/s a core read back) a window of ~30 M

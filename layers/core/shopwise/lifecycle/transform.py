@@ -8,8 +8,8 @@ MaxConcurrentTransforms at a time per instance. So the plan cuts the users into 
 least one per worker of every instance, the items alike, and deals the lines round-robin into objects of at most
 one line per worker (so an instance keeps its workers busy within an object) and at least one object per instance.
 Each object's output is then one item of the load's Distributed Map: at most ``workers`` x ``USERS_PER_REQUEST``
-rows (80,000 on a 4-vCPU instance: 3,200 BatchWriteItem calls of 25, a few minutes of one load function at an
-assumed 20-40 ms a call — not measured in AWS), however large the store. The popular and segment lists are one
+rows (80,000 on a 4-vCPU instance: about 12 s of one load function staging them for the import at the measured
+145 µs a list, ``tests/bench/bench_load.py``), however large the store. The popular and segment lists are one
 request. How many instances is arithmetic too (``instances_for``): the version's users over what a worker scores in
 the environment's time budget, between its bounds. The registry function sizes and writes the plan after the gate
 (``write_plan``); the local pipeline calls the same function and runs one container per instance.
