@@ -609,8 +609,77 @@ def by_part_table(rows: list[dict[str, Any]], parts: dict[str, dict[str, Any]]) 
     return lines
 
 
+def plot_growth(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]], path: Path) -> dict[str, Any]:
+    """The growth table as a picture (``scale.png``): each stage's wall time and peak memory against the events, on
+    log axes, measured (dots) and extrapolated to the envelope by its fitted growth (dashed), against the 2-hour
+    budget and the largest instance's memory; the served fit's hours on one ml.r5.24xlarge (a star) beside its
+    single process's. Returns what it drew, stage by stage: (events, seconds) and (events, GB) lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawn: dict[str, Any] = {"time": {}, "memory": {}}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    for n, stage in enumerate(s for s in STAGES if s in fits):
+        measured_rows = [r for r in rows if stage in r["stages"]]
+        events = [float(r["events"]) for r in measured_rows]
+        seconds = [float(r["stages"][stage]["seconds"]) for r in measured_rows]
+        colour = f"C{n % 10}"
+        at_envelope = float(fits[stage]["envelope_minutes"]) * 60
+        if stage == FINAL:
+            at_envelope = float(fits[stage]["single_hours"]) * 3600
+        xs, ys = [*events, float(ENVELOPE_EVENTS)], [*seconds, at_envelope]
+        drawn["time"][stage] = list(zip(xs, ys, strict=True))
+        label = f"{stage} (^{fits[stage]['time_exponent']}" + (", up to its sample's cap)" if stage == TUNING else ")")
+        left.plot(events, seconds, "o-", color=colour, label=label)
+        left.plot(xs[-2:], ys[-2:], "--", color=colour, alpha=0.6)
+        if stage == FINAL and "instance_hours" in fits[stage]:
+            on_instance = float(fits[stage]["instance_hours"]) * 3600
+            drawn["time"]["final fit on one instance"] = [(float(ENVELOPE_EVENTS), on_instance)]
+            left.plot(
+                [ENVELOPE_EVENTS], [on_instance], "*", color=colour, markersize=14, label=f"{FINAL}, one {INSTANCE}"
+            )
+        if stage not in WITHIN and fits[stage].get("envelope_gb") is not None:
+            peaks = [float(r["stages"][stage]["peak_mb"]) / 1024 for r in measured_rows]
+            gb = [*peaks, float(fits[stage]["envelope_gb"])]
+            drawn["memory"][stage] = list(zip(xs, gb, strict=True))
+            right.plot(events, peaks, "o-", color=colour, label=f"{stage} (^{fits[stage]['memory_exponent']})")
+            right.plot(xs[-2:], gb[-2:], "--", color=colour, alpha=0.6)
+    if "memory_gb" in fits.get("retrain fit", {}):
+        held = float(fits["retrain fit"]["memory_gb"])
+        drawn["memory"]["the retrain's fit"] = [(float(ENVELOPE_EVENTS), held)]
+        right.plot([ENVELOPE_EVENTS], [held], "*", color="black", markersize=14, label="the retrain's fit, held")
+    left.axhline(BUDGET_S, color="red", linewidth=1)
+    left.text(events_floor(rows), BUDGET_S * 1.15, "the retrain's 2 hours", color="red", fontsize=8)
+    right.axhline(LARGEST_TRAINING_GB, color="red", linewidth=1)
+    right.text(
+        events_floor(rows), LARGEST_TRAINING_GB * 1.15, f"{INSTANCE}: {LARGEST_TRAINING_GB} GB", color="red", fontsize=8
+    )
+    for ax, what in ((left, "wall seconds"), (right, "peak GB")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("events in the training window (the envelope: 2.6 B)")
+        ax.set_ylabel(what)
+        ax.axvline(ENVELOPE_EVENTS, color="grey", linewidth=0.8, linestyle=":")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="upper left")
+    sizes = ", ".join(f"{r['shoppers']:,}" for r in rows)
+    fig.suptitle(f"make scale: stores of {sizes} shoppers, measured and extrapolated to the envelope")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return drawn
+
+
+def events_floor(rows: list[dict[str, Any]]) -> float:
+    return min(float(r["events"]) for r in rows)
+
+
 README = REPO_ROOT / "README.md"
 BEGIN, END = "<!-- make scale: begin -->", "<!-- make scale: end -->"
+PLOT = REPO_ROOT / "docs" / "scale.png"  # the README shows it beside the table
 
 
 def write_readme_table(table: str, rows: list[dict[str, Any]], days: int, runs: Sequence[list[int]] = ()) -> None:
@@ -690,8 +759,11 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     if table:  # (one size alone has no growth to fit: its row is printed, the last table kept)
         (OUT / "scale.md").write_text(table + "\n")
+    if fits:
+        plot_growth(rows, fits, OUT / "scale.png")
     if args.readme and table:
         write_readme_table(table, rows, int(rows[-1]["days"]), runs)
+        plot_growth(rows, fits, PLOT)
     print(table)
     print(json.dumps({"sizes": rows, "envelope": fits}))
     return 0

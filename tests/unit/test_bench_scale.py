@@ -157,3 +157,30 @@ def test_logs_that_measured_a_size_twice_or_over_other_days_are_refused(tmp_path
         bench_scale.logged_rows([tmp_path / "a.log", tmp_path / "c.log"])
     with pytest.raises(SystemExit, match="not a run's log"):
         bench_scale.logged_rows([tmp_path / "d.log"])
+
+
+def test_the_growth_plot_draws_each_stage_to_its_extrapolation_at_the_envelope(tmp_path) -> None:
+    rows = [
+        {
+            "shoppers": 10_000 * 3**n,
+            "events": 200_000.0 * 3**n,
+            "stages": {
+                "data set": {"seconds": 2.0 * 3**n, "peak_mb": 100.0 * 2**n},
+                "transform as at the envelope": {"seconds": 1.0 * 9**n, "peak_mb": 50.0},
+            },
+        }
+        for n in range(3)
+    ]
+    fits = bench_scale.extrapolate(rows)
+    drawn = bench_scale.plot_growth(rows, fits, tmp_path / "scale.png")
+    assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    envelope = float(bench_scale.ENVELOPE_EVENTS)
+    # linear in events: 18 s at 1.8 M events is 2.6 B / 1.8 M times that at the envelope; squared, its square
+    (x, seconds) = drawn["time"]["data set"][-1]
+    assert x == envelope and seconds == pytest.approx(18.0 * envelope / 1_800_000, rel=0.01)
+    (_, seconds) = drawn["time"]["transform as at the envelope"][-1]
+    assert seconds == pytest.approx(81.0 * (envelope / 1_800_000) ** 2, rel=0.01)
+    (_, gb) = drawn["memory"]["data set"][-1]
+    assert gb == pytest.approx(fits["data set"]["envelope_gb"]) and [p[1] for p in drawn["memory"]["data set"]][:3] == [
+        pytest.approx(100.0 * 2**n / 1024) for n in range(3)
+    ]
