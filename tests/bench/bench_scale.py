@@ -52,6 +52,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -94,8 +95,21 @@ LAUNCHER = (
 )
 
 
+MACHINE_MB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+
+
+class OutOfMemory(RuntimeError):
+    """A stage the kernel killed for memory (SIGKILL, its peak near the machine's memory): a measurement of where
+    this machine's limit lies, recorded as the stage's result instead of ending the run."""
+
+    def __init__(self, command: Sequence[str], seconds: float, peak_mb: float) -> None:
+        super().__init__(f"{' '.join(command)} killed at {peak_mb / 1024:.1f} GB after {seconds:.0f} s")
+        self.seconds, self.peak_mb = seconds, peak_mb
+
+
 def measured(command: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """(seconds, peak resident MB, stdout) of one stage run in its own process tree (``env``: added to ours)."""
+    """(seconds, peak resident MB, stdout) of one stage run in its own process tree (``env``: added to ours);
+    ``OutOfMemory`` if the kernel killed it for memory."""
     started = time.perf_counter()
     done = subprocess.run(
         [PYTHON, "-c", LAUNCHER, *command],
@@ -105,10 +119,29 @@ def measured(command: Sequence[str], env: dict[str, str] | None = None) -> tuple
         env={**os.environ, **(env or {})},
     )
     seconds = time.perf_counter() - started
+    last = (done.stderr.strip().splitlines() or [""])[-1]
+    peak_mb = int(last) / 1024 if last.isdigit() else 0.0
+    # the launcher exits with its child's status: killed by a signal, -9, which an exit status carries as 247
+    if done.returncode in (-signal.SIGKILL, -signal.SIGKILL & 0xFF) and peak_mb >= 0.8 * MACHINE_MB:
+        raise OutOfMemory(command, seconds, peak_mb)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
-    peak_kb = int(done.stderr.strip().splitlines()[-1])
-    return seconds, peak_kb / 1024, done.stdout
+    return seconds, peak_mb, done.stdout
+
+
+def attempt(command: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """A stage's figures, ``out_of_memory`` with its time and peak until the kernel killed it."""
+    try:
+        seconds, peak, _ = measured(command, env)
+    except OutOfMemory as killed:
+        print(killed, flush=True)
+        return {"seconds": killed.seconds, "peak_mb": killed.peak_mb, "out_of_memory": True}
+    return {"seconds": seconds, "peak_mb": peak}
+
+
+def completed(row: dict[str, Any], stage: str) -> bool:
+    """The size measured the stage to its end (not run, or killed for memory: no point on its curve)."""
+    return stage in row["stages"] and not row["stages"][stage].get("out_of_memory")
 
 
 def exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -169,16 +202,16 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
     events = sum(1 for _ in (store / "events.csv").open()) - 1
     stages: dict[str, dict[str, Any]] = {}
     if "data set" in stages_wanted:
-        seconds, peak, _out = measured([PYTHON, "-c", DATASET, str(store / "events.csv")])
-        stages["data set"] = {"seconds": seconds, "peak_mb": peak}
+        stages["data set"] = attempt([PYTHON, "-c", DATASET, str(store / "events.csv")])
     model = store / "model"
     dense = {"batch transform", "transform over candidates"}  # what scores the model "training" fits
     if "training" in stages_wanted or (dense & set(stages_wanted) and not (model / "metrics.json").exists()):
-        seconds, peak, _ = measured(
+        stages["training"] = attempt(
             [SHOPWISE, "train", "--events", str(store / "events.csv"), "--items", str(store / "items.csv"),
              "--out", str(model), "--hp", "budget=quick"]
         )  # fmt: skip
-        stages["training"] = {"seconds": seconds, "peak_mb": peak}
+    if stages.get("training", {}).get("out_of_memory"):  # no model to score: the transforms are not run
+        stages_wanted = [s for s in stages_wanted if s not in dense]
     recommend = [
         SHOPWISE,
         "batch-recommend",
@@ -189,26 +222,31 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
         "--no-progress",
     ]
     if "batch transform" in stages_wanted:  # every item scored below CANDIDATES_FROM_ITEMS (all sizes here)
-        seconds, peak, _ = measured(recommend)
-        stages["batch transform"] = {"seconds": seconds, "peak_mb": peak}
+        stages["batch transform"] = attempt(recommend)
     if "transform over candidates" in stages_wanted:  # what a catalog of 100,000 items or more gets
-        seconds, peak, _ = measured(recommend, {"SHOPWISE_CANDIDATES_FROM_ITEMS": "0"})
-        stages["transform over candidates"] = {"seconds": seconds, "peak_mb": peak}
+        stages["transform over candidates"] = attempt(recommend, {"SHOPWISE_CANDIDATES_FROM_ITEMS": "0"})
     envelope_model = store / "model-envelope"
+    runs: list[tuple[float, float, dict[str, Any]]] = []
     if {"training as at the envelope", *WITHIN} & set(stages_wanted) or (
         "transform as at the envelope" in stages_wanted and not (envelope_model / "metrics.json").exists()
     ):
         # run REPEATS times, each time its best (timeit's rule: the slower runs are the machine's noise, not the
         # code's) — single parts of one run at 100,000 shoppers moved up to 2.5x between runs, and a 10x range of
         # sizes turned that into hours at the envelope
-        runs: list[tuple[float, float, dict[str, Any]]] = []
         for _ in range(REPEATS):
-            seconds, peak, _ = measured(
+            figures = attempt(
                 [SHOPWISE, "train", "--events", str(store / "events.csv"), "--items", str(store / "items.csv"),
                  "--out", str(envelope_model), "--hp", "budget=quick", "--hp", f"models={ENVELOPE_FAMILIES}"],
                 ENVELOPE_ENV,
             )  # fmt: skip
-            runs.append((seconds, peak, json.loads((envelope_model / "metrics.json").read_text())))
+            if figures.get("out_of_memory"):
+                break
+            fitted = json.loads((envelope_model / "metrics.json").read_text())
+            runs.append((figures["seconds"], figures["peak_mb"], fitted))
+        if not runs:  # killed the first time: its halves, item-kNN's width and its transform are not run
+            stages["training as at the envelope"] = figures
+            stages_wanted = [s for s in stages_wanted if s not in (KNN_WIDE, "transform as at the envelope")]
+    if runs:
         seconds, peak, fitted = min(runs, key=lambda run: run[0])
         stages["training as at the envelope"] = {"seconds": seconds, "peak_mb": peak, "runs": len(runs)}
         # of which the job's two halves (its metrics' seconds): what the training job does at the envelope, where the
@@ -276,12 +314,13 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
 
 
 def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each stage's growth fitted over the sizes that measured it (a size run with ``--stages`` has only some; a
-    stage fewer than two sizes measured is left out), and extrapolated to the envelope."""
+    """Each stage's growth fitted over the sizes that measured it to its end (a size run with ``--stages`` has only
+    some, and one killed for memory is no point on the curve; a stage fewer than two sizes measured is left out), and
+    extrapolated to the envelope."""
     out: dict[str, dict[str, Any]] = {}
     everywhere = rows
     for stage in STAGES:
-        rows = [r for r in everywhere if stage in r["stages"]]
+        rows = [r for r in everywhere if completed(r, stage)]
         if stage == KNN_WIDE or len(rows) < 2:  # (item-kNN at the envelope's width: a part of the final fit's)
             continue
         events = [float(r["events"]) for r in rows]
@@ -516,8 +555,13 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
                     else (f"+{r['stages'][stage]['own_mb']:,.0f}" if r["stages"][stage].get("own_mb") else "—")
                 )
             )
-            if stage in r["stages"]
-            else "not run"
+            if completed(r, stage)
+            else (
+                f"killed for memory at {r['stages'][stage]['peak_mb'] / 1024:,.1f} GB after "
+                f"{r['stages'][stage]['seconds']:,.0f} s (this machine: {MACHINE_MB / 1024:,.0f} GB)"
+                if stage in r["stages"]
+                else "not run"
+            )
             for r in rows
         ]
         misses = [
@@ -622,7 +666,7 @@ def plot_growth(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]], pat
     drawn: dict[str, Any] = {"time": {}, "memory": {}}
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
     for n, stage in enumerate(s for s in STAGES if s in fits):
-        measured_rows = [r for r in rows if stage in r["stages"]]
+        measured_rows = [r for r in rows if completed(r, stage)]
         events = [float(r["events"]) for r in measured_rows]
         seconds = [float(r["stages"][stage]["seconds"]) for r in measured_rows]
         colour = f"C{n % 10}"
@@ -646,6 +690,11 @@ def plot_growth(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]], pat
             drawn["memory"][stage] = list(zip(xs, gb, strict=True))
             right.plot(events, peaks, "o-", color=colour, label=f"{stage} (^{fits[stage]['memory_exponent']})")
             right.plot(xs[-2:], gb[-2:], "--", color=colour, alpha=0.6)
+        for killed in (r for r in rows if stage in r["stages"] and not completed(r, stage)):
+            drawn["memory"].setdefault(f"{stage}: killed for memory", []).append(
+                (float(killed["events"]), float(killed["stages"][stage]["peak_mb"]) / 1024)
+            )
+            right.plot(*drawn["memory"][f"{stage}: killed for memory"][-1], "X", color=colour, markersize=11)
     if "memory_gb" in fits.get("retrain fit", {}):
         held = float(fits["retrain fit"]["memory_gb"])
         drawn["memory"]["the retrain's fit"] = [(float(ENVELOPE_EVENTS), held)]
@@ -741,19 +790,22 @@ def main() -> int:
     if unknown := set(wanted) - set(STAGES):
         parser.error(f"unknown stages {sorted(unknown)}: expected some of {', '.join(STAGES)}")
     os.environ.setdefault("SHOPWISE_HOME", str(REPO_ROOT / ".local" / "scale-home"))
-    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
     # a run's log: a JSON line per size measured, then the table, then the whole result as one JSON line
     rows, runs = logged_rows(args.from_log) if args.from_log else ([], [])
     for shoppers in () if args.from_log else (int(s) for s in args.shoppers.split(",")):
-        if len(rows) >= 2 and "training" in wanted:  # a size the fit says this machine cannot hold is skipped
-            peaks = [float(r["stages"]["training"]["peak_mb"]) for r in rows]
-            shoppers_seen = [float(r["shoppers"]) for r in rows]
+        size_wanted = wanted
+        trained = [r for r in rows if completed(r, "training")]
+        if len(trained) >= 2 and "training" in wanted:  # training the fit says this machine cannot hold is left out
+            peaks = [float(r["stages"]["training"]["peak_mb"]) for r in trained]
+            shoppers_seen = [float(r["shoppers"]) for r in trained]
             expected = peaks[-1] * (shoppers / shoppers_seen[-1]) ** exponent(shoppers_seen, peaks)
-            if expected > 0.8 * memory_mb:
-                print(f"skipped {shoppers:,} shoppers: the fit puts training at {expected / 1024:.0f} GB, this "
-                      f"machine has {memory_mb / 1024:.0f} GB", flush=True)  # fmt: skip
-                continue
-        rows.append(run_size(shoppers, args.days, wanted))
+            if expected > 0.8 * MACHINE_MB:
+                print(f"{shoppers:,} shoppers without training and its transforms: the fit puts training at "
+                      f"{expected / 1024:.0f} GB, this machine has {MACHINE_MB / 1024:.0f} GB", flush=True)  # fmt: skip
+                size_wanted = [
+                    s for s in wanted if s not in ("training", "batch transform", "transform over candidates")
+                ]
+        rows.append(run_size(shoppers, args.days, size_wanted))
     fits = extrapolate(rows) if len(rows) > 1 else {}
     table = markdown(rows, fits) if fits else ""
     OUT.mkdir(parents=True, exist_ok=True)

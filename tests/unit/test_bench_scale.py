@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -184,3 +185,44 @@ def test_the_growth_plot_draws_each_stage_to_its_extrapolation_at_the_envelope(t
     assert gb == pytest.approx(fits["data set"]["envelope_gb"]) and [p[1] for p in drawn["memory"]["data set"]][:3] == [
         pytest.approx(100.0 * 2**n / 1024) for n in range(3)
     ]
+
+
+def test_a_stage_the_kernel_kills_for_memory_is_recorded_and_left_off_its_curve(monkeypatch, tmp_path) -> None:
+    """The 300,000-shopper store's training was killed at 23 GB of this machine's 24 and ended the whole run; now the
+    kill (SIGKILL, the peak near the machine's memory) is the stage's result, and the curve is the sizes that ended."""
+    killed = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+    failed = [sys.executable, "-c", "raise SystemExit(3)"]
+    monkeypatch.setattr(bench_scale, "MACHINE_MB", 1.0)  # any Python process is near a machine of 1 MB
+    figures = bench_scale.attempt(killed)
+    assert figures["out_of_memory"] and figures["peak_mb"] > 0.8 and figures["seconds"] > 0
+    with pytest.raises(RuntimeError, match="failed") as raised:  # an error is an error, whatever the memory
+        bench_scale.attempt(failed)
+    assert not isinstance(raised.value, bench_scale.OutOfMemory)
+    monkeypatch.setattr(bench_scale, "MACHINE_MB", 10_000_000.0)  # killed far from the machine's memory: not memory
+    with pytest.raises(RuntimeError) as raised:
+        bench_scale.measured(killed)
+    assert not isinstance(raised.value, bench_scale.OutOfMemory)
+
+    monkeypatch.setattr(bench_scale, "MACHINE_MB", 24_000.0)
+    rows = [
+        {
+            "shoppers": 10_000 * 3**n,
+            "events": 200_000.0 * 3**n,
+            "stages": {"data set": {"seconds": 2.0 * 3**n, "peak_mb": 100.0 * 3**n}},
+        }
+        for n in range(3)
+    ]
+    rows.append(
+        {
+            "shoppers": 270_000,
+            "events": 5_400_000.0,
+            "stages": {"data set": {"seconds": 900.0, "peak_mb": 23_500.0, "out_of_memory": True}},
+        }
+    )
+    fits = bench_scale.extrapolate(rows)
+    assert fits["data set"]["time_exponent"] == pytest.approx(1.0, abs=0.01)  # the three that ended, not the kill
+    cells = next(line for line in bench_scale.markdown(rows, fits).splitlines() if line.startswith("| data set |"))
+    assert "killed for memory at 22.9 GB after 900 s (this machine: 23 GB)" in cells
+    drawn = bench_scale.plot_growth(rows, fits, tmp_path / "scale.png")
+    assert drawn["memory"]["data set: killed for memory"] == [(5_400_000.0, pytest.approx(23_500.0 / 1024))]
+    assert len(drawn["time"]["data set"]) == 4  # three measured, and the envelope
