@@ -33,6 +33,7 @@ class Done(Generic[T]):
     seconds: float  # its wall time
     cpu: float  # its process's CPU seconds (every thread's)
     own_mb: float | None  # its peak resident memory above what the process held when the part began
+    peak_mb: float | None = None  # its process's peak resident memory, all of it
 
 
 class Apart(Generic[T]):
@@ -61,4 +62,10 @@ def _run(fit: Callable[..., T], imports: tuple[str, ...], *args: Any) -> Done[T]
     seconds, cpu = time.perf_counter() - clock, time.process_time() - used
     peak = peak_mb()
     own = round(max(peak - start, 0.0), 1) if resettable and peak is not None and start is not None else None
-    return Done(value=value, seconds=round(seconds, 3), cpu=round(cpu, 3), own_mb=own)
+    return Done(
+        value=value,
+        seconds=round(seconds, 3),
+        cpu=round(cpu, 3),
+        own_mb=own,
+        peak_mb=round(peak, 1) if resettable and peak is not None else None,
+    )

@@ -5,7 +5,7 @@ high-water mark); elsewhere the figures are absent, never guessed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,17 +55,27 @@ class Phases:
     """``begin(name)`` ends the phase before it; ``figures[name] = {"start_mb": held when it began, "peak_mb": the
     most held during it}``, and for the parts ``within`` it, ``parts[name][part] = [held at the part's start above
     the phase's start, the part's own peak above that]``. Nothing is recorded where the system has no such counters
-    (the job runs all the same)."""
+    (the job runs all the same). ``log`` is told each phase's start and peak as they happen: a job the kernel kills
+    for memory writes no figures, and its log then says which phase it was in and what the ones before it held."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: Callable[[str], None] | None = None) -> None:
         self.figures: dict[str, dict[str, float]] = {}
         self.parts: dict[str, dict[str, list[float]]] = {}
         self._open: list[Any] | None = None  # [name, start, resettable, the peak so far]
+        self._log = log
 
     def begin(self, name: str) -> None:
         self.end()
         start = resident_mb()
         self._open = [name, start, reset_peak(), start]
+        if self._log is not None and start is not None:
+            self._log(f"memory: {name} begins at {start:,.0f} MB resident")
+
+    def beside(self, peak_mb: float | None) -> None:
+        """The open phase's work ran in a process of its own (``shopwise_jobs.apart``) whose resident memory peaked
+        at ``peak_mb``: the instance held that and what this process held at the phase's start at once."""
+        if self._open is not None and peak_mb is not None and self._open[1] is not None:
+            self._open[3] = max(self._open[3] or 0.0, self._open[1] + peak_mb)
 
     def _fold(self) -> float | None:
         """The high-water mark since the last reset, folded into the open phase's peak."""
@@ -98,6 +108,8 @@ class Phases:
             peak = self._open[3]
             if start is not None and peak is not None and resettable:
                 self.figures[name] = {"start_mb": round(start, 1), "peak_mb": round(max(peak, start), 1)}
+                if self._log is not None:
+                    self._log(f"memory: {name} peaked at {max(peak, start):,.0f} MB resident")
             self._open = None
         return self.figures
 

@@ -346,3 +346,47 @@ def test_a_large_catalogs_content_index_is_fitted_apart_as_the_job_would_fit_it(
         assert np.allclose(np.sort(scores), np.sort(expected.data[expected.indptr[row] : expected.indptr[row + 1]]))
         for column, score in zip(got.indices[got.indptr[row] : got.indptr[row + 1]], scores, strict=True):
             assert score == pytest.approx(float(cosines[row].multiply(cosines[column]).sum()), abs=1e-5)
+
+
+def test_the_jobs_own_data_set_build_runs_apart_and_gives_what_the_build_in_this_process_gives(tmp_path: Path) -> None:
+    """The Python data set build and the feature snapshot run in a spawned process (``build_data_set``): what the
+    fit gets back — rows, counts, the snapshot's files — is what the same build in this process gives; and the job's
+    memory phases count the build's process with what the job held (its peak), and say so in the log as they go."""
+    import pandas as pd
+
+    from shopwise_jobs.apart import Apart
+    from shopwise_jobs.memory import Phases
+    from shopwise_jobs.training import build_data_set, catalog_snapshot
+
+    archive = tmp_path / "events"
+    planted_events(archive / "dt=2026-11-20/part-0.jsonl")
+    no_catalog = pd.DataFrame(columns=["item_id"])
+    here, here_counts = build_data_set(archive, catalog_snapshot(no_catalog), None, tmp_path / "here")
+    done = Apart(build_data_set, archive, catalog_snapshot(no_catalog), None, tmp_path / "apart").result()
+    there, there_counts = done.value
+    pd.testing.assert_frame_equal(here.interactions, there.interactions)
+    assert (
+        (there.records, there.skipped) == (here.records, here.skipped) == (60 * 7 + 2, 2)
+    )  # 60 consents, 360 events, 2 bad lines
+    assert there_counts == here_counts and there_counts["profiles"] == 60
+    for table in ("profiles.parquet", "items.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "here" / table), pd.read_parquet(tmp_path / "apart" / table)
+        )
+    assert done.peak_mb is not None and done.own_mb is not None and done.peak_mb > done.own_mb > 0
+
+    logged: list[str] = []
+    phases = Phases(logged.append)
+    phases.begin("data set")
+    phases.beside(done.peak_mb)
+    phases.begin("tuning")
+    figures = phases.end()
+    start = figures["data set"]["start_mb"]
+    assert figures["data set"]["peak_mb"] >= start + done.peak_mb - 0.1  # both processes' at once
+    assert logged[0] == f"memory: data set begins at {start:,.0f} MB resident"
+    assert [line.split(" at ")[0] for line in logged] == [
+        "memory: data set begins",
+        "memory: data set peaked",
+        "memory: tuning begins",
+        "memory: tuning peaked",
+    ]
