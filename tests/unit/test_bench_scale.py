@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.bench import bench_scale
-from tests.bench.bench_scale import FINAL, INSTANCE_VCPUS, KNN_WIDE, driver, final_fit
+from tests.bench.bench_scale import FINAL, INSTANCE_VCPUS, KNN_WIDE, TUNING, driver, final_fit
 
 
 def sizes(job: list[float], native: list[float], wide: list[float], products: list[float]) -> list[dict[str, Any]]:
@@ -244,3 +244,26 @@ def test_item_knn_is_as_slow_as_the_jobs_cpu_time_says_not_its_wall_time_beside_
     more = sizes(job=[0.05, 0.2, 0.9], native=[0.05, 0.2, 0.9], wide=[0.1, 0.4, 1.6], products=products)
     more[-1]["stages"][FINAL]["parts"]["similar"][1] *= 1.25  # the job did a quarter more work at the largest size
     assert final_fit(more)["by_part"]["similar"]["walls"][-1] == pytest.approx(2.0)
+
+
+def test_tuning_stops_growing_in_interactions_at_the_samples_cap_but_not_in_the_catalog() -> None:
+    """The 300,000-shopper store tuned on 1.28x the interactions of the 100,000 one (the cap) in 3.04x the time,
+    its catalog 3.1x: the sample bounds the shoppers, not the items, so past the cap tuning grows in items."""
+    cap = float(bench_scale.TUNING_INTERACTIONS)
+    rows = [
+        {
+            "shoppers": 10_000 * 3**n,
+            "events": 200_000.0 * 3**n,
+            "items": 1_000.0 * 3**n,
+            "stages": {TUNING: {"seconds": 2.0 * 3**n, "own_mb": 100.0 * 3**n, "interactions": cap * 3 ** (n - 2)}},
+        }
+        for n in range(3)
+    ]
+    fit = bench_scale.extrapolate(rows)[TUNING]
+    catalog = bench_scale.ENVELOPE_ITEMS / 9_000.0
+    assert fit["catalog_factor"] == pytest.approx(catalog, abs=0.1)
+    # at the cap already: the interactions add nothing, the catalog its multiple
+    assert fit["envelope_minutes"] == pytest.approx(18.0 * catalog / 60, rel=0.01)
+    assert fit["own_gb"] == pytest.approx(900.0 / 1024 * catalog, rel=0.01)
+    line = next(x for x in bench_scale.markdown(rows, {TUNING: fit}).splitlines() if x.startswith(f"| {TUNING} |"))
+    assert "grown at least linearly in items past the cap" in line
