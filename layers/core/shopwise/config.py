@@ -55,9 +55,9 @@ class EnvironmentConfig:
     # load functions staging transform output objects for the standby slot's import at once (the Distributed Map's
     # MaxConcurrency): the same bytes staged at any count, so the same cost; tests/bench/bench_load.py sizes their time
     load_concurrency: int = 10
-    # where the retrain builds its data set: "python" in the training job itself (one process: about 30 M events on
-    # its instance), "spark" in the Glue job before it (shopwise_jobs.spark_dataset), whose G.1X workers (4 vCPU,
-    # 16 GB each) and window of archive days follow
+    # where the retrain builds its data set: "python" in the training job itself (a process of its own holding about
+    # 2.5 KB an event: some 6 M events on ml.m5.xlarge's 16 GB, make scale), "spark" in the Glue job before it
+    # (shopwise_jobs.spark_dataset), whose G.1X workers (4 vCPU, 16 GB each) and window of archive days follow
     dataset_engine: str = "python"
     dataset_workers: int = 2
     dataset_days: int = 180
