@@ -584,7 +584,26 @@ class ContentKNN:
         cls, catalog: pd.DataFrame, items: np.ndarray, neighbours: int = 50, ann_from: int | None = None
     ) -> ContentKNN:
         """``items`` fixes the index order; items missing from the catalog get no neighbours. Exact (dense blocks)
-        below ``ann_from`` items (default ``CONTENT_ANN_FROM_ITEMS``), from an approximate index at and above it."""
+        below ``ann_from`` items (default ``CONTENT_ANN_FROM_ITEMS``), from an approximate index at and above it.
+        Fitted over the items in the order of their ids and permuted to ``items``' (``reordered``): any order of the
+        same items gets the same neighbours — the index's graph and the top k's ties would otherwise follow the
+        order — so one fit serves every split of a job (``selection.content_fit``)."""
+        ordered = np.sort(np.asarray(items))
+        return cls.fit_ordered(catalog, ordered, neighbours, ann_from).reordered(ordered, items)
+
+    def reordered(self, ordered: np.ndarray, items: np.ndarray) -> ContentKNN:
+        """The same neighbours indexed in ``items``' order, from a fit over the same items sorted (``ordered``)."""
+        items = np.asarray(items)
+        if len(items) == len(ordered) and np.array_equal(items, ordered):
+            return self
+        at = np.searchsorted(ordered, items)  # each item's row in the sorted fit
+        return ContentKNN(similarity=self.similarity[at][:, at].tocsr())
+
+    @classmethod
+    def fit_ordered(
+        cls, catalog: pd.DataFrame, items: np.ndarray, neighbours: int = 50, ann_from: int | None = None
+    ) -> ContentKNN:
+        """The fit in exactly ``items``' order (``fit`` gives it the items sorted)."""
         normalised = tfidf_rows(catalog, items)
         if len(items) >= (CONTENT_ANN_FROM_ITEMS if ann_from is None else ann_from):
             return cls(similarity=content_neighbours(normalised, neighbours))

@@ -118,6 +118,36 @@ def fitted_kinds(kind: str, p: dict[str, Any]) -> list[str]:
     return [c["kind"] for c in hybrid_components(p)] if kind == "hybrid" else [kind]
 
 
+# the job's content fit: [the catalog it read, neighbours, the items sorted, the fit over them in that order]
+_CONTENT: list[Any] = []
+
+
+def content_fit(catalog: pd.DataFrame, items: np.ndarray, neighbours: int) -> ContentKNN:
+    """The content model for these items in their order, fitted once a job: it reads nothing but the catalog and
+    the items, and tuning asks for it four times over the same catalog (the family's validation and test fits, the
+    blend's parts on both splits) and the served fit once more, each split's items in an order of its own — at the
+    envelope's million items a fit is the larger part of tuning. A fit is kept for the catalog it read (the same
+    object, held so its identity cannot pass to another) and the same items; any other asks for a fit of its own."""
+    kept = kept_content(catalog, items, neighbours)
+    if kept is not None:
+        return kept
+    ordered = np.sort(np.asarray(items))
+    _CONTENT[:] = [catalog, neighbours, ordered, ContentKNN.fit_ordered(catalog, ordered, neighbours)]
+    fitted: ContentKNN = _CONTENT[3]
+    return fitted.reordered(ordered, items)
+
+
+def kept_content(catalog: pd.DataFrame, items: np.ndarray, neighbours: int) -> ContentKNN | None:
+    """The job's content fit of this catalog and these items (in any order), in their order; None if there is none."""
+    if not (_CONTENT and _CONTENT[0] is catalog and _CONTENT[1] == neighbours and len(_CONTENT[2]) == len(items)):
+        return None
+    ordered = np.sort(np.asarray(items))
+    if not np.array_equal(_CONTENT[2], ordered):
+        return None
+    fitted: ContentKNN = _CONTENT[3]
+    return fitted.reordered(ordered, items)
+
+
 def build_model(kind: str, data: TrainSet, p: dict[str, Any]) -> Any:
     """Fit one shopwise model family with the given hyperparameters; the object scores history rows."""
     half_life = float(p.get("half_life_days", 0.0))
@@ -141,7 +171,7 @@ def build_model(kind: str, data: TrainSet, p: dict[str, Any]) -> Any:
             sessions(data.interactions, data.items, codes=data.codes()), len(data.items), int(p["window"])
         )
     if kind == "content":
-        return ContentKNN.fit(data.catalog, data.items, int(p["neighbours"]))
+        return content_fit(data.catalog, data.items, int(p["neighbours"]))
     if kind == "affinity":
         return Affinity.fit(data.matrix(half_life).matrix, data.catalog, data.items)
     if kind == "hybrid":

@@ -303,6 +303,68 @@ def test_content_neighbours_from_the_index_are_exact_cosines_of_nearly_the_same_
     assert approximate.nnz >= 0.99 * exact.nnz
 
 
+def shaped_catalog(n: int, seed: int = 5) -> pd.DataFrame:
+    """A catalog with the shape of a real one: departments > categories > leaves, brands per department, titles."""
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(300)]
+    return pd.DataFrame(
+        [
+            {
+                "item_id": f"i{i}",
+                "title": " ".join(rng.choice(words, size=3, replace=False)),
+                "category": f"D{(d := rng.integers(6))}>C{d}{(c := rng.integers(5))}>L{d}{c}{rng.integers(4)}",
+                "brand": f"B{d}{rng.integers(8)}",
+                "price": float(rng.lognormal(3.0, 0.6)),
+            }
+            for i in range(n)
+        ]
+    )
+
+
+@pytest.mark.parametrize("ann_from", [None, 0])  # exact blocks, and the index
+def test_content_neighbours_do_not_depend_on_the_items_order(ann_from: int | None) -> None:
+    """A job's splits list the same items in orders of their own: each gets the same neighbours, permuted (the
+    index's graph and the top k's ties would otherwise follow the order), so one fit can serve them all."""
+    catalog = shaped_catalog(1500)
+    items = catalog["item_id"].to_numpy()
+    shuffled = np.random.default_rng(1).permutation(items)
+    first = ContentKNN.fit(catalog, items, 20, ann_from=ann_from).similarity
+    second = ContentKNN.fit(catalog, shuffled, 20, ann_from=ann_from).similarity
+    at = {item: i for i, item in enumerate(items)}
+    back = np.array([at[item] for item in shuffled])  # second's row r is first's row back[r]
+    assert (first[back][:, back] != second).nnz == 0 and second.nnz > 0
+
+
+def test_a_job_fits_the_content_model_once_for_a_catalog_and_its_items_in_any_order(monkeypatch) -> None:
+    from shopwise_jobs import selection
+
+    fits: list[int] = []
+    real = ContentKNN.fit_ordered.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type, catalog: pd.DataFrame, items: np.ndarray, *args: Any, **kwargs: Any) -> ContentKNN:
+        fits.append(len(items))
+        return real(cls, catalog, items, *args, **kwargs)
+
+    monkeypatch.setattr(ContentKNN, "fit_ordered", classmethod(counted))
+    catalog = shaped_catalog(800)
+    items = catalog["item_id"].to_numpy()
+    shuffled = np.random.default_rng(2).permutation(items)
+    fresh = ContentKNN.fit(catalog, shuffled, 10).similarity
+    fits.clear()
+    first = selection.content_fit(catalog, items, 10)
+    again = selection.content_fit(catalog, shuffled, 10)
+    assert fits == [800]  # the second split's order: no second fit
+    assert (again.similarity != fresh).nnz == 0  # what a fit of its own would have given
+    assert (first.similarity != ContentKNN.fit(catalog, items, 10).similarity).nnz == 0
+    fits.clear()
+    selection.content_fit(catalog, items, 20)  # other neighbours
+    selection.content_fit(catalog.copy(), items, 20)  # another catalog, though equal
+    selection.content_fit(catalog, items[:-1], 20)  # other items
+    assert fits == [800, 800, 799]
+    assert selection.kept_content(catalog, items[:-1], 20) is not None
+    assert selection.kept_content(catalog, items, 20) is None
+
+
 def test_leave_last_out_holds_out_each_users_newest_items() -> None:
     data = frame(
         [
