@@ -125,8 +125,8 @@ _CONTENT: list[Any] = []
 def content_fit(catalog: pd.DataFrame, items: np.ndarray, neighbours: int) -> ContentKNN:
     """The content model for these items in their order, fitted once a job: it reads nothing but the catalog and
     the items, and tuning asks for it four times over the same catalog (the family's validation and test fits, the
-    blend's parts on both splits) and the served fit once more, each split's items in an order of its own — at the
-    envelope's million items a fit is the larger part of tuning. A fit is kept for the catalog it read (the same
+    blend's parts on both splits) and the served blend once more, each split's items in an order of its own — at a
+    million items a fit is about 0.58 h of one process (make scale's content index). A fit is kept for the catalog it read (the same
     object, held so its identity cannot pass to another) and the same items; any other asks for a fit of its own."""
     kept = kept_content(catalog, items, neighbours)
     if kept is not None:

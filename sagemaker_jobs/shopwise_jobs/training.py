@@ -56,7 +56,6 @@ from shopwise_jobs.selection import (
     champion_scorer,
     fitted_kinds,
     history_rows,
-    kept_content,
     model_fit,
     select,
     shopwise_candidates,
@@ -557,10 +556,8 @@ def fit_and_select(
     # the content index of a catalog large enough for its ANN path reads the catalog and the item order alone: it
     # runs in a process of its own while the parts below run (shopwise_jobs.apart), unless the model fits it
     apart: Apart[ContentKNN] | None = None
-    kept = kept_content(data.catalog, data.items, hp.neighbours) if len(catalog) else None  # tuning's, if the same
     if (
         len(catalog)
-        and kept is None
         and len(data.items) >= CONTENT_ANN_FROM_ITEMS
         and "content" not in fitted_kinds(chosen.name, chosen.params)
     ):
@@ -574,7 +571,7 @@ def fit_and_select(
         else {chosen.name: model_object}
     )
     content = fitted.get("content") or (
-        timed("content", lambda: kept or build_model("content", data, {"neighbours": hp.neighbours}))
+        timed("content", lambda: build_model("content", data, {"neighbours": hp.neighbours}))
         if len(catalog) and apart is None
         else None
     )
