@@ -128,22 +128,9 @@ def content_fit(catalog: pd.DataFrame, items: np.ndarray, neighbours: int) -> Co
     blend's parts on both splits) and the served blend once more, each split's items in an order of its own — at a
     million items a fit is about 0.58 h of one process (make scale's content index). A fit is kept for the catalog it read (the same
     object, held so its identity cannot pass to another) and the same items; any other asks for a fit of its own."""
-    kept = kept_content(catalog, items, neighbours)
-    if kept is not None:
-        return kept
     ordered = np.sort(np.asarray(items))
-    _CONTENT[:] = [catalog, neighbours, ordered, ContentKNN.fit_ordered(catalog, ordered, neighbours)]
-    fitted: ContentKNN = _CONTENT[3]
-    return fitted.reordered(ordered, items)
-
-
-def kept_content(catalog: pd.DataFrame, items: np.ndarray, neighbours: int) -> ContentKNN | None:
-    """The job's content fit of this catalog and these items (in any order), in their order; None if there is none."""
-    if not (_CONTENT and _CONTENT[0] is catalog and _CONTENT[1] == neighbours and len(_CONTENT[2]) == len(items)):
-        return None
-    ordered = np.sort(np.asarray(items))
-    if not np.array_equal(_CONTENT[2], ordered):
-        return None
+    if not (_CONTENT and _CONTENT[0] is catalog and _CONTENT[1] == neighbours and np.array_equal(_CONTENT[2], ordered)):
+        _CONTENT[:] = [catalog, neighbours, ordered, ContentKNN.fit_ordered(catalog, ordered, neighbours)]
     fitted: ContentKNN = _CONTENT[3]
     return fitted.reordered(ordered, items)
 

@@ -72,6 +72,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "metric recall@10=" in result.stdout  # the line the job's metric definition matches
+    assert "memory: data set begins at" in result.stdout and "memory: tuning peaked at" in result.stdout
     return root
 
 
@@ -84,6 +85,10 @@ def test_training_writes_model_and_metrics(trained: Path) -> None:
     best = max(metrics["models"].values(), key=lambda m: m["validation"]["ndcg@10"])
     assert metrics["models"][metrics["selected"]]["validation"]["ndcg@10"] == best["validation"]["ndcg@10"]
     assert metrics["skipped_records"] == 2  # reported, not fatal
+    # the data set was built in a process of its own: the phase's peak counts that process whole (its interpreter
+    # and libraries, some 100 MB and more) on top of what the job held, and tuning starts from the job's own again
+    memory = metrics["memory_mb"]
+    assert memory["data set"]["peak_mb"] - memory["tuning"]["start_mb"] > 50
     meta = json.loads((trained / "model/model.json").read_text())
     # hyperparameters come from the file and from --name value arguments alike
     assert meta["hyperparameters"]["top_k"] == 5
