@@ -10,9 +10,12 @@ budget and metrics.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,8 +217,15 @@ def summary(kind: str, params: dict[str, Any]) -> str:
     return " ".join([kind, *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())])
 
 
-def model_fit(kind: str) -> Callable[[TrainSet, dict[str, Any]], Scorer]:
-    def fit(data: TrainSet, p: dict[str, Any]) -> Scorer:
+@dataclass(frozen=True)
+class ModelFit:
+    """A shopwise family's fit as a candidate's ``fit``: ``(TrainSet, params) -> Scorer``. A class, not a closure, so
+    a candidate pickles into the process that tunes it (``tune_families``)."""
+
+    kind: str
+
+    def __call__(self, data: TrainSet, p: dict[str, Any]) -> Scorer:
+        kind = self.kind
         key = (kind, json.dumps({k: v for k, v in p.items() if k not in ROW_PARAMS[1:]}, sort_keys=True))
         if key not in data.models:
             data.models.clear()  # grids vary the row parameters fastest: one model in memory is enough
@@ -229,7 +239,9 @@ def model_fit(kind: str) -> Callable[[TrainSet, dict[str, Any]], Scorer]:
             )
         return lambda users: model.score(rows[users])
 
-    return fit
+
+def model_fit(kind: str) -> ModelFit:
+    return ModelFit(kind)
 
 
 def champion_scorer(champion: Any, data: TrainSet) -> Scorer:
@@ -337,6 +349,10 @@ class Result:
     test: Evaluation | None = None
     fit_seconds: float = 0.0
     tried: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+    # the family's tuning: its grid's fits and scores, then its refit and test figures; wall and its process's CPU
+    # (the job's, or the worker's that tuned it: every thread of it)
+    seconds: float = 0.0
+    cpu: float = 0.0
 
 
 def train_set(
@@ -440,6 +456,122 @@ def tuning_sample(test: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
     return test[test["user_id"].isin(set(keep))]
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """What every family is tuned and reported on: fitted on ``inner`` and scored on ``tuning`` (the validation
+    split's sample), refitted on ``outer`` and scored on ``reported`` (the test split's), on ``metric``."""
+
+    inner: TrainSet
+    tuning: pd.DataFrame
+    outer: TrainSet | None
+    reported: pd.DataFrame
+    metric: str
+    ks: tuple[int, ...]
+    prices: dict[str, float] | None
+
+
+def tune_family(candidate: Candidate, on: Tuning, log: Log) -> Result:
+    """One family: every configuration of its grid fitted on ``on.inner`` and scored on the tuning sample, the best
+    refitted on ``on.outer`` and scored on the test sample."""
+    clock, used = time.perf_counter(), time.process_time()
+    tried: list[tuple[dict[str, Any], float]] = []
+    best: tuple[float, dict[str, Any], dict[str, float]] | None = None
+    for params in candidate.grid:
+        started = time.perf_counter()
+        scorer = candidate.fit(on.inner, params)
+        evaluation = evaluate(scorer, on.inner.matrix(), on.tuning, on.ks, on.prices)
+        value = evaluation.metrics[on.metric]
+        tried.append((params, value))
+        log(f"  {candidate.name} {params}: validation {on.metric}={value:.4f} ({time.perf_counter() - started:.1f}s)")
+        if best is None or value > best[0]:
+            best = (value, params, evaluation.metrics)
+    assert best is not None, f"{candidate.name} has an empty grid"
+    result = Result(candidate.name, candidate.peer, best[1], best[2], tried=tried)
+    if on.outer is not None:
+        started = time.perf_counter()
+        scorer = candidate.fit(on.outer, best[1])
+        result.fit_seconds = time.perf_counter() - started
+        result.test = evaluate(scorer, on.outer.matrix(), on.reported, on.ks, on.prices)
+        log(f"{candidate.name}: test {on.metric}={result.test.metrics[on.metric]:.4f} with {best[1]}")
+    result.seconds, result.cpu = time.perf_counter() - clock, time.process_time() - used
+    return result
+
+
+# families tuned at once, each in a process of its own (``tune_families``): 0 sizes it from the cores, a worker for
+# every CORES_A_WORKER (ml.r5.24xlarge's 96 vCPUs: 12, so each family of a job has one; 1 below 16 cores: one
+# family after another in the job's process, as on a laptop)
+TUNING_WORKERS = int(os.environ.get("SHOPWISE_TUNING_WORKERS", "0"))
+CORES_A_WORKER = 8
+
+
+def tuning_workers(families: int) -> int:
+    cores = os.cpu_count() or 1
+    wanted = TUNING_WORKERS or (cores // CORES_A_WORKER if cores >= 2 * CORES_A_WORKER else 1)
+    return max(1, min(wanted, families))
+
+
+# the worker's Tuning, set once by its initializer (pickled into it at its spawn)
+_TUNING: list[Tuning] = []
+
+
+def _tuning_worker(on: Tuning) -> None:
+    _TUNING[:] = [on]
+
+
+def _tune_apart(candidate: Candidate) -> tuple[Result, list[str], list[Any]]:
+    """In a worker: the family tuned, its log lines, and the content fit it made (the job's blend reuses it)."""
+    lines: list[str] = []
+    result = tune_family(candidate, _TUNING[0], lines.append)
+    return result, lines, _CONTENT[1:] if candidate.name == "content" else []
+
+
+@contextmanager
+def _threads_for_children(threads: int) -> Iterator[None]:
+    """The thread counts a spawned child reads at its imports (OpenMP's: implicit and faiss; BLAS's; item-kNN's
+    FIT_THREADS), set while it is spawned: workers side by side share the cores instead of each taking all."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "SHOPWISE_FIT_THREADS")
+    before = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: str(threads) for name in names})
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def tune_families(candidates: list[Candidate], on: Tuning, log: Log, workers: int = 1) -> list[Result]:
+    """Every family tuned (``tune_family``), in the candidates' order. With ``workers`` above 1 the families run at
+    once, each in a spawned process of its own with its share of the cores (``_threads_for_children``), which is
+    given ``on`` once: tuning on an instance takes its longest family, where one after another it took their sum
+    (``make scale``'s tuning at the envelope). Spawned, not forked: the job has run OpenMP by then. A family's fit
+    must pickle (a shopwise family's ``ModelFit`` does). The figures are the same either way: every fit is
+    deterministic and reads nothing another family wrote."""
+    workers = min(workers, len(candidates))
+    if workers <= 1:
+        return [tune_family(candidate, on, log) for candidate in candidates]
+    log(f"tuning {len(candidates)} families in {workers} processes side by side")
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_tuning_worker, initargs=(on,)
+    )
+    try:
+        with _threads_for_children(max(1, (os.cpu_count() or 1) // workers)):
+            futures = [pool.submit(_tune_apart, candidate) for candidate in candidates]
+        results = []
+        for future in futures:
+            result, lines, content = future.result()
+            for line in lines:
+                log(line)
+            if content:  # the job's one content fit (content_fit), made in the worker, for the blend's parts
+                _CONTENT[:] = [on.inner.catalog, *content]
+            results.append(result)
+        return results
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
 def select(
     candidates: list[Candidate],
     validation: Split,
@@ -451,40 +583,21 @@ def select(
     log: Log = lambda _line: None,
     hybrid: bool = True,
     weights: dict[str, float] | None = None,
+    workers: int = 1,
 ) -> list[Result]:
     """Tune each candidate on ``validation`` (fit on its train part, score its test part), then refit the best
     configuration on ``test.train`` and evaluate on ``test.test``. Results are sorted best first on the validation
-    metric: the test split reports, it never chooses."""
+    metric: the test split reports, it never chooses. ``workers``: families tuned at once (``tune_families``)."""
     inner = train_set(validation.train, validation.test, catalog, weights)
-    inner_matrix = inner.matrix()
-    tuning = tuning_sample(validation.test)
+    inner.matrix()  # built once before the families (and pickled with them into their workers)
     outer = train_set(test.train, test.test, catalog, weights) if test is not None else None
     reported = tuning_sample(test.test, EVALUATION_USERS) if test is not None else pd.DataFrame()
     if test is not None and len(reported) < len(test.test):
         log(f"test figures on a fixed sample of {EVALUATION_USERS:,} of {test.test['user_id'].nunique():,} test users")
-    results = []
-    for candidate in candidates:
-        tried: list[tuple[dict[str, Any], float]] = []
-        best: tuple[float, dict[str, Any], dict[str, float]] | None = None
-        for params in candidate.grid:
-            started = time.perf_counter()
-            scorer = candidate.fit(inner, params)
-            evaluation = evaluate(scorer, inner_matrix, tuning, ks, prices)
-            value = evaluation.metrics[metric]
-            tried.append((params, value))
-            log(f"  {candidate.name} {params}: validation {metric}={value:.4f} ({time.perf_counter() - started:.1f}s)")
-            if best is None or value > best[0]:
-                best = (value, params, evaluation.metrics)
-        assert best is not None, f"{candidate.name} has an empty grid"
-        result = Result(candidate.name, candidate.peer, best[1], best[2], tried=tried)
-        if outer is not None and test is not None:
-            started = time.perf_counter()
-            scorer = candidate.fit(outer, best[1])
-            result.fit_seconds = time.perf_counter() - started
-            result.test = evaluate(scorer, outer.matrix(), reported, ks, prices)
-            log(f"{candidate.name}: test {metric}={result.test.metrics[metric]:.4f} with {best[1]}")
-        results.append(result)
+    on = Tuning(inner, tuning_sample(validation.test), outer, reported, metric, ks, prices)
+    results = tune_families(candidates, on, log, workers)
     if hybrid and sum(1 for r in results if not r.peer) >= 2:
+        clock, used = time.perf_counter(), time.process_time()
         blended = tune_hybrid(results, inner, validation, metric, ks, prices, log)
         if outer is not None and test is not None:
             started = time.perf_counter()
@@ -492,5 +605,6 @@ def select(
             blended.fit_seconds = time.perf_counter() - started
             blended.test = evaluate(scorer, outer.matrix(), reported, ks, prices)
             log(f"hybrid: test {metric}={blended.test.metrics[metric]:.4f}")
+        blended.seconds, blended.cpu = time.perf_counter() - clock, time.process_time() - used
         results.append(blended)  # last: on a tie with a single family, the simpler model is chosen
     return sorted(results, key=lambda r: r.validation[metric], reverse=True)

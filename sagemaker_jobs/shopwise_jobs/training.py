@@ -62,6 +62,7 @@ from shopwise_jobs.selection import (
     summary,
     train_set,
     tuning_sample,
+    tuning_workers,
 )
 from shopwise_jobs.spark_dataset import copy_snapshot, is_built, read_built
 
@@ -310,6 +311,7 @@ class Tuned:
     validation: Split
     test: Split
     results: list[Result]  # best validation first
+    workers: int = 1  # families tuned side by side (selection.tune_families)
 
 
 def describe(interactions: pd.DataFrame, catalog: pd.DataFrame) -> str:
@@ -336,6 +338,7 @@ def tune(interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters,
     if "price" in catalog and catalog["price"].notna().any():
         prices = dict(zip(catalog["item_id"], catalog["price"].astype(float), strict=True))
     log(f"validation: {validation.describe()}; test: {test.describe()}")
+    workers = tuning_workers(len(candidates))
     results = select(
         candidates,
         validation,
@@ -346,8 +349,9 @@ def tune(interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters,
         log=log,
         hybrid=hp.wants_hybrid(),
         weights=hp.kind_weights(),
+        workers=workers,
     )
-    return Tuned(validation, test, results)
+    return Tuned(validation, test, results, workers)
 
 
 CHAMPION_MIN_USERS = 20  # fewer test shoppers after the champion's data window: no comparison (too noisy)
@@ -663,6 +667,11 @@ def fit_and_select(
         # served model's fit on every shopper by part (make scale extrapolates each by its own growth)
         "seconds": {
             "tuning": round(seconds["tuning"], 2),
+            # tuning by family (the blend's weight search and its refit as "hybrid"), wall and CPU: with families
+            # side by side (tuning workers above 1) each is its own worker's; the rest of tuning is the splits
+            "tuning parts": {r.name: round(r.seconds, 3) for r in results},
+            "tuning parts cpu": {r.name: round(r.cpu, 3) for r in results},
+            "tuning workers": tuned.workers,
             "champion": round(seconds["champion"], 2),
             "final fit": round(time.perf_counter() - fit_started, 2),
             "final parts": parts,

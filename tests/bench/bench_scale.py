@@ -65,6 +65,7 @@ from shopwise_jobs.models import (  # item-kNN's work is at most shoppers x ITEM
     ITEMKNN_HISTORY,
     SPARSE_BLOCK_PAIRS,
 )
+from shopwise_jobs.selection import CORES_A_WORKER  # the instance's families side by side: a worker per 8 vCPUs
 from shopwise_jobs.training import TUNING_INTERACTIONS  # the sample tuning stops growing at
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -181,7 +182,9 @@ ENVELOPE_ENV = {
     "SHOPWISE_CONTENT_ANN_FROM_ITEMS": "0",
     "SHOPWISE_FACTOR_INDEX_FROM_ITEMS": "0",
 }
-ENVELOPE_FAMILIES = "popularity,itemknn,sequential,ials,content,affinity"
+# the families a catalog of a million items can tune, and their blend, which a job tries by default (before
+# 2026-12-04 the rows "as at the envelope" tried no blend: at 30,000 shoppers it was 83 of tuning's 94 s)
+ENVELOPE_FAMILIES = "popularity,itemknn,sequential,ials,content,affinity,hybrid"
 
 
 def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) -> dict[str, Any]:
@@ -279,6 +282,16 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
             "own_mb": max(own.get("tuning", 0.0), own.get("champion", 0.0)) if own else None,
             "interactions": float(tuned),
         }
+        if all("tuning parts" in run[2]["seconds"] for run in runs):
+            # each family's tuning (and the blend's, "hybrid"), its best run's wall and CPU: on the instance the
+            # families run side by side (selection.tune_families), so tuning there is the longest of them
+            stages[TUNING]["parts"] = {
+                part: min(
+                    [run[2]["seconds"]["tuning parts"][part], run[2]["seconds"]["tuning parts cpu"][part]]
+                    for run in runs
+                )
+                for part in fitted["seconds"]["tuning parts"]
+            }
         wall, cpu = spent["final parts"], spent["final parts cpu"]
         stages[FINAL] = {
             "seconds": float(spent["final fit"]),
@@ -363,6 +376,7 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         }
         if stage == TUNING:
             out[stage]["catalog_factor"] = round(catalog, 1)
+            out[stage].update(tuning_on_instance(rows, xs, target, catalog, at_envelope_s))
         if stage == FINAL:
             out[stage].update(final_fit(rows))
             out[stage]["envelope_hours"] = out[stage]["single_hours"]
@@ -386,14 +400,18 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 )
     rows = [r for r in everywhere if FINAL in r["stages"]]
     if TUNING in out and FINAL in out:
-        hours = out[TUNING]["envelope_minutes"] / 60 + out[FINAL]["instance_hours"]
+        tuning_minutes = out[TUNING].get("instance_minutes", out[TUNING]["envelope_minutes"])
+        hours = tuning_minutes / 60 + out[FINAL]["instance_hours"]
         out["retrain fit"] = {"hours": round(hours, 1), "fits_budget": hours * 3600 <= BUDGET_S}
         frames = [r["stages"][FINAL].get("frame_mb") for r in rows]
         if frames[-1] and "own_gb" in out[TUNING] and "own_gb" in out[FINAL]:
             # what the fit holds at the envelope: the rows (bytes an event, as the last size held them) and the
             # larger half's own memory on top
             frame_gb = float(frames[-1]) / 1024 * ENVELOPE_EVENTS / rows[-1]["events"]
-            held = frame_gb + max(out[TUNING]["own_gb"], out[FINAL]["own_gb"])
+            # tuning's families side by side each hold the tuning data and their own peak: at most its own memory
+            # in every worker (an upper bound)
+            tuning_gb = out[TUNING]["own_gb"] * out[TUNING].get("side_by_side", 1)
+            held = frame_gb + max(tuning_gb, out[FINAL]["own_gb"])
             out["retrain fit"].update(
                 frame_bytes_per_event=round(float(frames[-1]) * 2**20 / rows[-1]["events"], 1),
                 frame_gb=round(frame_gb, 1),
@@ -401,6 +419,44 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 fits_memory=held <= LARGEST_TRAINING_GB,
             )
     return out
+
+
+def tuning_on_instance(
+    rows: list[dict[str, Any]], xs: list[float], target: float, catalog: float, one_process_s: float
+) -> dict[str, Any]:
+    """Tuning on the instance, where its families run side by side (``selection.tune_families``: a worker for every
+    8 of its vCPUs, 12 on the instance, more than a job's families): the longest family, then the blend's search
+    (which needs them all), then the rest (the splits, the champion comparison) — each of them extrapolated as the
+    whole is (its own growth in the interactions it tunes on up to the cap, and the catalog's multiple past it).
+    Nothing when the sizes did not record tuning by family (runs before 2026-12-04)."""
+    if not all(r["stages"][TUNING].get("parts") for r in rows):
+        return {}
+    names = set.intersection(*(set(r["stages"][TUNING]["parts"]) for r in rows))
+    grown: dict[str, float] = {}
+    for name in sorted(names):
+        seconds = [max(float(r["stages"][TUNING]["parts"][name][0]), 1e-3) for r in rows]
+        grown[name] = seconds[-1] * (target / xs[-1]) ** exponent(xs, seconds) * catalog
+    families = {name: s for name, s in grown.items() if name != "hybrid"}
+    last = rows[-1]["stages"][TUNING]
+    rest = max(float(last["seconds"]) - sum(float(p[0]) for p in last["parts"].values()), 0.0)
+    rest_s = one_process_s * rest / float(last["seconds"])
+    longest = max(families, key=lambda name: families[name])
+    workers = INSTANCE_VCPUS // CORES_A_WORKER
+    if workers < len(families):  # (not at 96 vCPUs): the families queue for the workers, longest first
+        ends = [0.0] * workers
+        for name in sorted(families, key=lambda n: -families[n]):
+            ends[ends.index(min(ends))] += families[name]
+        side_by_side = max(ends)
+    else:
+        side_by_side = families[longest]
+    instance_s = side_by_side + grown.get("hybrid", 0.0) + rest_s
+    return {
+        "instance_minutes": round(instance_s / 60, 1),
+        "side_by_side": min(workers, len(families)),
+        "longest_family": longest,
+        "parts_minutes": {name: round(s / 60, 1) for name, s in sorted(grown.items(), key=lambda kv: -kv[1])},
+        "rest_minutes": round(rest_s / 60, 1),
+    }
 
 
 ITEM_PARTS = ("content",)  # parts of the final fit that grow in the catalog (the content index), not in the events
@@ -596,6 +652,13 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
                 f"{fit['envelope_minutes']:,} min of one process (on {TUNING_INTERACTIONS / 1e6:.0f} M interactions, "
                 f"the sample's cap{catalog}){own_gb}"
             )
+            if "instance_minutes" in fit:
+                parts = ", ".join(f"{name} {minutes:,}" for name, minutes in fit["parts_minutes"].items())
+                verdict += (
+                    f"; **{fit['instance_minutes']:,} min on one {INSTANCE}** with its families side by side: the "
+                    f"longest ({fit['longest_family']}), then the blend's search, then the rest "
+                    f"({fit['rest_minutes']:,} min; by part, min: {parts})"
+                )
         if stage == FINAL:
             beside = (
                 f" ({' and '.join(PART_NAMES.get(p, p) for p in fit['apart'])} in a process of its own beside the "

@@ -267,3 +267,48 @@ def test_tuning_stops_growing_in_interactions_at_the_samples_cap_but_not_in_the_
     assert fit["own_gb"] == pytest.approx(900.0 / 1024 * catalog, rel=0.01)
     line = next(x for x in bench_scale.markdown(rows, {TUNING: fit}).splitlines() if x.startswith(f"| {TUNING} |"))
     assert "grown at least linearly in items past the cap" in line
+
+
+def test_tuning_on_the_instance_is_its_longest_family_then_the_blend_then_the_rest() -> None:
+    """With tuning by family recorded, each family is extrapolated as the whole is and the instance runs them side
+    by side (a worker per 8 vCPUs: 12 at 96): tuning there is the longest family, plus the blend's search after
+    them, plus what no family took. The retrain's fit adds that, not tuning in one process."""
+    cap = float(bench_scale.TUNING_INTERACTIONS)
+    parts = {"content": 4.0, "ials": 2.0, "itemknn": 1.0, "hybrid": 2.0}  # 9 of 10 s: 1 s the splits
+    rows = [
+        {
+            "shoppers": 10_000 * 3**n,
+            "events": 200_000.0 * 3**n,
+            "items": 1_000.0 * 3**n,
+            "stages": {
+                TUNING: {
+                    "seconds": 10.0 * 3**n,
+                    "own_mb": 100.0,
+                    "interactions": cap * 3 ** (n - 2),
+                    "parts": {name: [s * 3**n, s * 3**n] for name, s in parts.items()},
+                },
+                FINAL: {
+                    "seconds": 5.0,
+                    "own_mb": 100.0,
+                    "parts": {"similar": [5.0, 9.0]},
+                    "work": {"similar": 1e6 * 3**n},
+                },
+            },
+        }
+        for n in range(3)
+    ]
+    fits = bench_scale.extrapolate(rows)
+    fit, catalog = fits[TUNING], bench_scale.ENVELOPE_ITEMS / 9_000.0
+    assert fit["envelope_minutes"] == pytest.approx(90.0 * catalog / 60, rel=0.01)  # one process: every part
+    assert fit["longest_family"] == "content" and fit["side_by_side"] == 3
+    assert fit["instance_minutes"] == pytest.approx((36.0 + 18.0 + 9.0) * catalog / 60, rel=0.01)
+    assert fit["parts_minutes"]["content"] == pytest.approx(36.0 * catalog / 60, abs=0.1)
+    assert fits["retrain fit"]["hours"] == pytest.approx(
+        fit["instance_minutes"] / 60 + fits[FINAL]["instance_hours"], abs=0.1
+    )
+    line = next(x for x in bench_scale.markdown(rows, fits).splitlines() if x.startswith(f"| {TUNING} |"))
+    assert f"{fit['instance_minutes']:,} min on one {bench_scale.INSTANCE}" in line and "longest (content)" in line
+    # a run from before tuning was recorded by family: one process, as before
+    for row in rows:
+        del row["stages"][TUNING]["parts"]
+    assert "instance_minutes" not in bench_scale.extrapolate(rows)[TUNING]

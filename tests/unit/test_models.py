@@ -1,6 +1,7 @@
 """The models, the splits and the metrics, on data small enough to know the right answer."""
 
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -803,3 +804,97 @@ def test_item_knn_pairs_each_shoppers_most_recent_items_only(monkeypatch: pytest
     monkeypatch.setattr("shopwise_jobs.selection.ITEMKNN_HISTORY", 0)
     whole = build_model("itemknn", data, {"neighbours": 10, "shrinkage": 0.0}).similarity.toarray()
     assert whole[index["a"], index["c"]] > 0
+
+
+def test_families_tuned_side_by_side_give_the_figures_of_one_after_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With workers, each family is tuned in a spawned process of its own (selection.tune_families): the same
+    configurations win with the same validation and test figures as tuned one after another in this process, the
+    log has every family's lines, each family's time is recorded, and the content fit made in a worker is the one
+    the blend's parts then reuse here (selection._CONTENT)."""
+    from shopwise_jobs import selection
+    from shopwise_jobs.selection import select, shopwise_candidates
+
+    rng = np.random.default_rng(5)
+    history = tribes(200)
+    rows = []
+    for u in range(history.shape[0]):
+        for n, i in enumerate(rng.permutation(history[u].indices)):
+            rows.append((f"u{u}", f"i{i}", str(rng.choice(["view", "view", "cart", "purchase"])), float(u + 1000 * n)))
+    catalog = pd.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(history.shape[1])],
+            "title": [f"{'boot' if i < ITEMS_PER_TRIBE else 'lamp'} model {i}" for i in range(history.shape[1])],
+            "category": ["Shoes" if i < ITEMS_PER_TRIBE else "Home" for i in range(history.shape[1])],
+            "brand": ["Acme" if i % 2 else "Glow" for i in range(history.shape[1])],
+            "price": [10.0 + i for i in range(history.shape[1])],
+        }
+    )
+    test = leave_last_out(frame(rows), 2)
+    validation = leave_last_out(test.train, 2)
+    wanted = ["itemknn", "ials", "popularity", "sequential", "content"]
+    families = shopwise_candidates(history.shape[1], has_catalog=True, budget="quick", wanted=wanted)
+
+    def run(workers: int) -> tuple[dict[str, Any], list[str]]:
+        selection._CONTENT.clear()
+        lines: list[str] = []
+        results = select(families, validation, test, catalog, log=lines.append, workers=workers)
+        assert selection._CONTENT and selection._CONTENT[0] is catalog  # the content fit, here either way
+        assert all(r.seconds > 0 and r.cpu > 0 for r in results)
+        return {r.name: (r.params, r.validation, r.test.metrics, r.tried) for r in results if r.test}, lines
+
+    alone, alone_lines = run(1)
+
+    def refitted(*_args: Any) -> None:
+        raise AssertionError("the content model fitted again in the job's process")
+
+    monkeypatch.setattr(ContentKNN, "fit_ordered", refitted)  # here, not in the spawned workers
+    side_by_side, lines = run(2)
+    assert set(side_by_side) == set(alone) == {*wanted, "hybrid"}
+    for name, figures in alone.items():
+        assert side_by_side[name] == figures, name
+    assert "tuning 5 families in 2 processes side by side" in lines
+    untimed = [re.sub(r" \(\d+\.\ds\)$", "", line) for line in lines]  # each line's time is its run's
+    assert untimed[1:] == [re.sub(r" \(\d+\.\ds\)$", "", line) for line in alone_lines]  # in the same order
+    assert {line.split(":")[0] for line in lines if ": test " in line} == {*wanted, "hybrid"}
+    assert alone["itemknn"][2]["ndcg@10"] > alone["popularity"][2]["ndcg@10"] + 0.2  # the figures differ by model
+
+
+def test_ranking_over_candidates_keeps_each_rows_best_k_with_ties_to_the_lower_item() -> None:
+    """candidates.rank sorts only the entries at or above each row's k-th value (candidates._above_kth): the same
+    top k, in the same order, as ranking every candidate of the row — ties at the k-th included, broken to the
+    lower item index — and what the row owns never ranks; rows wider than a padded block are cut into blocks."""
+    from shopwise_jobs import candidates
+
+    rng = np.random.default_rng(7)
+    users, items, k = 400, 3000, 10
+    lengths = rng.integers(0, 120, users)
+    lengths[3] = 0  # a row with no candidates
+    lengths[4] = 5  # fewer candidates than k
+    indices = [np.sort(rng.choice(items, n, replace=False)) for n in lengths]
+    at = sparse.csr_matrix(
+        (np.ones(int(lengths.sum()), dtype=np.float32), np.concatenate(indices), np.r_[0, np.cumsum(lengths)]),
+        shape=(users, items),
+    )
+    values = rng.integers(0, 6, at.nnz).astype(np.float32)  # a few values: ties everywhere, at the k-th too
+    owned_rows = sparse.random(users, items, density=0.01, format="csr", random_state=3, dtype=np.float32)
+    owned_rows.data[:] = 1.0
+
+    def expected(u: int) -> list[tuple[int, float]]:
+        row = at.indices[at.indptr[u] : at.indptr[u + 1]]
+        scores = values[at.indptr[u] : at.indptr[u + 1]]
+        owned = set(owned_rows[u].indices)
+        pairs = [(int(i), float(s)) for i, s in zip(row, scores, strict=True) if i not in owned]
+        return sorted(pairs, key=lambda p: (-p[1], p[0]))[:k]
+
+    for block in (candidates.RANK_BLOCK_CELLS, 500):  # one block, and blocks of a few rows
+        candidates.RANK_BLOCK_CELLS, before = block, candidates.RANK_BLOCK_CELLS
+        try:
+            top, best = candidates.rank(at, values, owned_rows, k)
+        finally:
+            candidates.RANK_BLOCK_CELLS = before
+        for u in range(users):
+            want = expected(u)
+            assert [int(i) for i in top[u][: len(want)]] == [i for i, _ in want], u
+            assert list(best[u][: len(want)]) == [s for _, s in want], u
+            assert np.all(top[u][len(want) :] == -1) and np.all(np.isneginf(best[u][len(want) :])), u
+    assert sum(len(expected(u)) == k for u in range(users)) > users / 2  # most rows were cut at the k-th
