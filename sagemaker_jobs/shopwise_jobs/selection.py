@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -470,44 +470,84 @@ class Tuning:
     prices: dict[str, float] | None
 
 
-def tune_family(candidate: Candidate, on: Tuning, log: Log) -> Result:
-    """One family: every configuration of its grid fitted on ``on.inner`` and scored on the tuning sample, the best
-    refitted on ``on.outer`` and scored on the test sample."""
-    clock, used = time.perf_counter(), time.process_time()
-    tried: list[tuple[dict[str, Any], float]] = []
-    best: tuple[float, dict[str, Any], dict[str, float]] | None = None
-    for params in candidate.grid:
-        started = time.perf_counter()
+Scored = tuple[dict[str, Any], float, dict[str, float], float, float]  # params, value, metrics, wall s, CPU s
+
+
+def scored(candidate: Candidate, grid: list[dict[str, Any]], on: Tuning, log: Log) -> list[Scored]:
+    """Configurations of a family fitted on ``on.inner`` and scored on the tuning sample, in their order."""
+    out: list[Scored] = []
+    for params in grid:
+        started, used = time.perf_counter(), time.process_time()
         scorer = candidate.fit(on.inner, params)
         evaluation = evaluate(scorer, on.inner.matrix(), on.tuning, on.ks, on.prices)
         value = evaluation.metrics[on.metric]
-        tried.append((params, value))
-        log(f"  {candidate.name} {params}: validation {on.metric}={value:.4f} ({time.perf_counter() - started:.1f}s)")
-        if best is None or value > best[0]:
-            best = (value, params, evaluation.metrics)
-    assert best is not None, f"{candidate.name} has an empty grid"
-    result = Result(candidate.name, candidate.peer, best[1], best[2], tried=tried)
-    if on.outer is not None:
-        started = time.perf_counter()
-        scorer = candidate.fit(on.outer, best[1])
-        result.fit_seconds = time.perf_counter() - started
-        result.test = evaluate(scorer, on.outer.matrix(), on.reported, on.ks, on.prices)
-        log(f"{candidate.name}: test {on.metric}={result.test.metrics[on.metric]:.4f} with {best[1]}")
-    result.seconds, result.cpu = time.perf_counter() - clock, time.process_time() - used
+        wall = time.perf_counter() - started
+        log(f"  {candidate.name} {params}: validation {on.metric}={value:.4f} ({wall:.1f}s)")
+        out.append((params, value, evaluation.metrics, wall, time.process_time() - used))
+    return out
+
+
+def chosen(candidate: Candidate, grid: list[Scored]) -> Result:
+    """The family's best configuration on the tuning sample (the first of equals, in the grid's order)."""
+    assert grid, f"{candidate.name} has an empty grid"
+    best = grid[0]
+    for entry in grid[1:]:
+        if entry[1] > best[1]:
+            best = entry
+    return Result(
+        candidate.name,
+        candidate.peer,
+        best[0],
+        best[2],
+        tried=[(params, value) for params, value, *_ in grid],
+        seconds=sum(entry[3] for entry in grid),
+        cpu=sum(entry[4] for entry in grid),
+    )
+
+
+def tested(candidate: Candidate, result: Result, on: Tuning, log: Log) -> Result:
+    """The family's best configuration refitted on ``on.outer`` and scored on the test sample (its figures and time
+    added to ``result``)."""
+    if on.outer is None:
+        return result
+    clock, used = time.perf_counter(), time.process_time()
+    scorer = candidate.fit(on.outer, result.params)
+    result.fit_seconds = time.perf_counter() - clock
+    result.test = evaluate(scorer, on.outer.matrix(), on.reported, on.ks, on.prices)
+    log(f"{candidate.name}: test {on.metric}={result.test.metrics[on.metric]:.4f} with {result.params}")
+    result.seconds += time.perf_counter() - clock
+    result.cpu += time.process_time() - used
     return result
 
 
-# families tuned at once, each in a process of its own (``tune_families``): 0 sizes it from the cores, a worker for
-# every CORES_A_WORKER (ml.r5.24xlarge's 96 vCPUs: 12, so each family of a job has one; 1 below 16 cores: one
-# family after another in the job's process, as on a laptop)
+def tune_family(candidate: Candidate, on: Tuning, log: Log) -> Result:
+    """One family: every configuration of its grid fitted on ``on.inner`` and scored on the tuning sample, the best
+    refitted on ``on.outer`` and scored on the test sample."""
+    return tested(candidate, chosen(candidate, scored(candidate, candidate.grid, on, log)), on, log)
+
+
+def fit_groups(candidate: Candidate) -> list[list[int]]:
+    """The grid's configurations by the model they fit (``ModelFit``'s key: the row parameters aside from the
+    half-life cost no refit), in the grid's order: one worker scores a group on one fit."""
+    groups: dict[str, list[int]] = {}
+    for index, params in enumerate(candidate.grid):
+        key = json.dumps({k: v for k, v in params.items() if k not in ROW_PARAMS[1:]}, sort_keys=True)
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+# processes tuning at once (``tune_families``): 0 sizes it from the cores, a worker for every CORES_A_WORKER
+# (ml.r5.24xlarge's 96 vCPUs: 12, more than a quick grid's families; 1 below 16 cores: one family after another in
+# the job's process, as on a laptop)
 TUNING_WORKERS = int(os.environ.get("SHOPWISE_TUNING_WORKERS", "0"))
 CORES_A_WORKER = 8
 
 
-def tuning_workers(families: int) -> int:
+def tuning_workers(tasks: int) -> int:
+    """The workers for ``tasks`` (the fits of every family's grid, ``fit_groups``): never more than the tasks."""
     cores = os.cpu_count() or 1
     wanted = TUNING_WORKERS or (cores // CORES_A_WORKER if cores >= 2 * CORES_A_WORKER else 1)
-    return max(1, min(wanted, families))
+    return max(1, min(wanted, tasks))
 
 
 # the worker's Tuning, set once by its initializer (pickled into it at its spawn)
@@ -519,10 +559,22 @@ def _tuning_worker(on: Tuning) -> None:
 
 
 def _tune_apart(candidate: Candidate) -> tuple[Result, list[str], list[Any]]:
-    """In a worker: the family tuned, its log lines, and the content fit it made (the job's blend reuses it)."""
+    """In a worker: a family tuned whole, its log lines, and the content fit it made (the job's blend reuses it)."""
     lines: list[str] = []
     result = tune_family(candidate, _TUNING[0], lines.append)
     return result, lines, _CONTENT[1:] if candidate.name == "content" else []
+
+
+def _scored_apart(candidate: Candidate, grid: list[dict[str, Any]]) -> tuple[list[Scored], list[str]]:
+    """In a worker: a group of a family's configurations (one fit) scored, and its log lines."""
+    lines: list[str] = []
+    return scored(candidate, grid, _TUNING[0], lines.append), lines
+
+
+def _tested_apart(candidate: Candidate, result: Result) -> tuple[Result, list[str]]:
+    """In a worker: a family's best configuration refitted and scored on the test split, and its log lines."""
+    lines: list[str] = []
+    return tested(candidate, result, _TUNING[0], lines.append), lines
 
 
 @contextmanager
@@ -543,29 +595,56 @@ def _threads_for_children(threads: int) -> Iterator[None]:
 
 
 def tune_families(candidates: list[Candidate], on: Tuning, log: Log, workers: int = 1) -> list[Result]:
-    """Every family tuned (``tune_family``), in the candidates' order. With ``workers`` above 1 the families run at
-    once, each in a spawned process of its own with its share of the cores (``_threads_for_children``), which is
-    given ``on`` once: tuning on an instance takes its longest family, where one after another it took their sum
-    (``make scale``'s tuning at the envelope). Spawned, not forked: the job has run OpenMP by then. A family's fit
-    must pickle (a shopwise family's ``ModelFit`` does). The figures are the same either way: every fit is
-    deterministic and reads nothing another family wrote."""
-    workers = min(workers, len(candidates))
-    if workers <= 1:
+    """Every family tuned (``tune_family``), in the candidates' order. With ``workers`` above 1 the work runs at
+    once in spawned processes, each given ``on`` once and its share of the cores (``_threads_for_children``): a
+    family of one fit (every family at ``budget=quick``) is one task, whole; a family of several fits (``full``:
+    iALS's 12, item-kNN's 4) is a task for each fit's configurations, then one for its best's test refit. Tuning on
+    an instance then takes about its longest task chain, where one after another it took their sum (``make
+    scale``'s tuning at the envelope). Spawned, not forked: the job has run OpenMP by then. A family's fit must
+    pickle (a shopwise family's ``ModelFit`` does). Every fit is deterministic and reads nothing another family
+    wrote, so the figures are those of one process — but the content index's ANN graph (from 100,000 items), whose
+    faiss build follows its threads."""
+    groups = [fit_groups(candidate) for candidate in candidates]
+    workers = min(workers, sum(len(g) for g in groups))
+    if workers <= 1:  # (one family of one fit, too)
         return [tune_family(candidate, on, log) for candidate in candidates]
     log(f"tuning {len(candidates)} families in {workers} processes side by side")
     pool = ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn"), initializer=_tuning_worker, initargs=(on,)
     )
+    threads = max(1, (os.cpu_count() or 1) // workers)
     try:
-        with _threads_for_children(max(1, (os.cpu_count() or 1) // workers)):
-            futures = [pool.submit(_tune_apart, candidate) for candidate in candidates]
+        with _threads_for_children(threads):
+            whole = {i: pool.submit(_tune_apart, c) for i, c in enumerate(candidates) if len(groups[i]) == 1}
+            parts = {
+                i: [pool.submit(_scored_apart, c, [c.grid[j] for j in group]) for group in groups[i]]
+                for i, c in enumerate(candidates)
+                if len(groups[i]) > 1
+            }
+        lines: dict[int, list[str]] = {}
+        best: dict[int, Future[tuple[Result, list[str]]]] = {}
+        for i, futures in parts.items():
+            by_index: dict[int, Scored] = {}
+            lines[i] = []
+            for group, future in zip(groups[i], futures, strict=True):
+                grid, group_lines = future.result()
+                by_index.update(zip(group, grid, strict=True))
+                lines[i] += group_lines
+            with _threads_for_children(threads):
+                best[i] = pool.submit(
+                    _tested_apart, candidates[i], chosen(candidates[i], [by_index[j] for j in sorted(by_index)])
+                )
         results = []
-        for future in futures:
-            result, lines, content = future.result()
-            for line in lines:
+        for i in range(len(candidates)):
+            if i in whole:
+                result, family_lines, content = whole[i].result()
+                if content:  # the job's one content fit (content_fit), made in the worker, for the blend's parts
+                    _CONTENT[:] = [on.inner.catalog, *content]
+            else:
+                result, test_lines = best[i].result()
+                family_lines = lines[i] + test_lines
+            for line in family_lines:
                 log(line)
-            if content:  # the job's one content fit (content_fit), made in the worker, for the blend's parts
-                _CONTENT[:] = [on.inner.catalog, *content]
             results.append(result)
         return results
     finally:

@@ -54,6 +54,7 @@ from shopwise_jobs.selection import (
     TrainSet,
     build_model,
     champion_scorer,
+    fit_groups,
     fitted_kinds,
     history_rows,
     model_fit,
@@ -338,7 +339,7 @@ def tune(interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters,
     if "price" in catalog and catalog["price"].notna().any():
         prices = dict(zip(catalog["item_id"], catalog["price"].astype(float), strict=True))
     log(f"validation: {validation.describe()}; test: {test.describe()}")
-    workers = tuning_workers(len(candidates))
+    workers = tuning_workers(sum(len(fit_groups(c)) for c in candidates))  # a task a fit at most
     results = select(
         candidates,
         validation,
