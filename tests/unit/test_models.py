@@ -807,10 +807,11 @@ def test_item_knn_pairs_each_shoppers_most_recent_items_only(monkeypatch: pytest
 
 
 def test_families_tuned_side_by_side_give_the_figures_of_one_after_another(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With workers, each family is tuned in a spawned process of its own (selection.tune_families): the same
-    configurations win with the same validation and test figures as tuned one after another in this process, the
-    log has every family's lines, each family's time is recorded, and the content fit made in a worker is the one
-    the blend's parts then reuse here (selection._CONTENT)."""
+    """With workers, tuning runs in spawned processes (selection.tune_families): a family of one fit as one task, a
+    family of several (full grids) as a task a fit and then its test refit. The same configurations win with the
+    same validation and test figures as tuned one after another in this process, the log has every line in the
+    same order, each family's time is recorded, and the content fit made in a worker is the one the blend's parts
+    then reuse here (selection._CONTENT)."""
     from shopwise_jobs import selection
     from shopwise_jobs.selection import select, shopwise_candidates
 
@@ -832,7 +833,20 @@ def test_families_tuned_side_by_side_give_the_figures_of_one_after_another(monke
     test = leave_last_out(frame(rows), 2)
     validation = leave_last_out(test.train, 2)
     wanted = ["itemknn", "ials", "popularity", "sequential", "content"]
-    families = shopwise_candidates(history.shape[1], has_catalog=True, budget="quick", wanted=wanted)
+    # item-kNN and popularity with their full grids: 4 and 3 fits, each fit's configurations a task of its own
+    families = [
+        *shopwise_candidates(history.shape[1], has_catalog=True, budget="full", wanted=["itemknn", "popularity"]),
+        *shopwise_candidates(
+            history.shape[1], has_catalog=True, budget="quick", wanted=["ials", "sequential", "content"]
+        ),
+    ]
+    assert {c.name: len(selection.fit_groups(c)) for c in families} == {
+        "itemknn": 4,
+        "popularity": 3,
+        "ials": 1,
+        "sequential": 1,
+        "content": 1,
+    }
 
     def run(workers: int) -> tuple[dict[str, Any], list[str]]:
         selection._CONTENT.clear()
@@ -898,3 +912,54 @@ def test_ranking_over_candidates_keeps_each_rows_best_k_with_ties_to_the_lower_i
             assert list(best[u][: len(want)]) == [s for _, s in want], u
             assert np.all(top[u][len(want) :] == -1) and np.all(np.isneginf(best[u][len(want) :])), u
     assert sum(len(expected(u)) == k for u in range(users)) > users / 2  # most rows were cut at the k-th
+
+
+def test_metrics_over_many_users_in_chunks_match_each_users_by_hand() -> None:
+    """evaluate looks each user's top k up in the relevant items' sorted keys, never in rows as wide as the catalog:
+    over users in several chunks, with seen items, cold items and prices, each metric is the mean of every user's
+    own figure computed here by hand from their ranking."""
+    rng = np.random.default_rng(11)
+    users, items, ks = 60, 40, (3, 10)
+    train = Matrix(
+        matrix=sparse.random(users, items, density=0.08, format="csr", random_state=5, dtype=np.float32),
+        users=np.array([f"u{u}" for u in range(users)]),
+        items=np.array([f"i{i}" for i in range(items)]),
+    )
+    rows = [
+        (f"u{u}", f"i{i}", "view", 9.0)
+        for u, i in zip(rng.integers(0, users, 200), rng.integers(0, items, 200), strict=True)
+    ]
+    test = frame(rows)
+    prices = {f"i{i}": float(i + 1) for i in range(0, items, 3)}
+    scores = rng.random((users, items)).astype(np.float32)
+    result = evaluate(lambda u: scores[u], train, test, ks=ks, prices=prices, chunk=7)
+
+    seen = train.matrix.toarray() > 0
+    support = seen.sum(axis=0)
+    per_user: dict[str, list[float]] = {}
+    revenue_hit, revenue_all = dict.fromkeys(ks, 0.0), 0.0
+    for u in range(users):
+        relevant = {int(i[1:]) for uid, i, *_ in rows if uid == f"u{u}"} - set(np.flatnonzero(seen[u]))
+        if not relevant:
+            continue
+        ranking = [int(i) for i in np.argsort(-scores[u], kind="stable") if not seen[u, i]]
+        hits = [i in relevant for i in ranking]
+        per_user.setdefault("mrr", []).append(1.0 / (hits.index(True) + 1) if True in hits[: max(ks)] else 0.0)
+        revenue_all += sum(prices.get(f"i{i}", 0.0) for i in relevant)
+        for k in ks:
+            top = hits[:k]
+            ideal = sum(1 / np.log2(n + 2) for n in range(min(k, len(relevant))))
+            per_user.setdefault(f"ndcg@{k}", []).append(sum(h / np.log2(n + 2) for n, h in enumerate(top)) / ideal)
+            per_user.setdefault(f"recall@{k}", []).append(sum(top) / min(k, len(relevant)))
+            per_user.setdefault(f"hitrate@{k}", []).append(float(any(top)))
+            cold = {i for i in relevant if support[i] <= 5}
+            if cold:
+                found = sum(i in cold for i in ranking[:k])
+                per_user.setdefault(f"cold_items/recall@{k}", []).append(found / min(k, len(cold)))
+            revenue_hit[k] += sum(prices.get(f"i{i}", 0.0) for i in ranking[:k] if i in relevant)
+    assert result.users == len(per_user["mrr"]) > 2 * 7  # several chunks
+    for name, values in per_user.items():
+        assert result.metrics[name] == pytest.approx(np.mean(values)), name
+    for k in ks:
+        assert result.metrics[f"revenue_hitrate@{k}"] == pytest.approx(revenue_hit[k] / revenue_all)
+    assert 0 < result.metrics["recall@10"] < 1 and 0 < result.metrics["cold_items/recall@10"] < 1
