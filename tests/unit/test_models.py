@@ -39,6 +39,20 @@ def tribes(users: int = 40, seed: int = 3) -> sparse.csr_matrix:
     )
 
 
+def tribes_shopping(
+    users: int = 200, kinds: bool = True
+) -> tuple[sparse.csr_matrix, list[tuple[str, str, str, float]]]:
+    """``tribes(users)`` as events: each user's items in a random order, of random kinds (or views alone)."""
+    rng = np.random.default_rng(5)
+    history = tribes(users)
+    rows = []
+    for u in range(history.shape[0]):
+        for n, i in enumerate(rng.permutation(history[u].indices)):
+            kind = str(rng.choice(["view", "view", "cart", "purchase"])) if kinds else "view"
+            rows.append((f"u{u}", f"i{i}", kind, float(u + 1000 * n)))
+    return history, rows
+
+
 def frame(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
     return pd.DataFrame(
         [(f"e{n}", u, i, k, ts, np.nan, "", "", "") for n, (u, i, k, ts) in enumerate(rows)],
@@ -650,12 +664,7 @@ def test_model_selection_over_candidates_scores_as_over_every_item(monkeypatch: 
     from shopwise_jobs import candidates
     from shopwise_jobs.selection import select, shopwise_candidates
 
-    rng = np.random.default_rng(5)
-    history = tribes(200)
-    rows = []
-    for u in range(history.shape[0]):
-        for n, i in enumerate(rng.permutation(history[u].indices)):
-            rows.append((f"u{u}", f"i{i}", str(rng.choice(["view", "view", "cart", "purchase"])), float(u + 1000 * n)))
+    history, rows = tribes_shopping()
     test = leave_last_out(frame(rows), 2)
     validation = leave_last_out(test.train, 2)
     wanted = ["itemknn", "ease", "popularity"]
@@ -687,12 +696,7 @@ def test_test_figures_are_scored_on_a_fixed_sample_of_test_users_past_the_bound(
     from shopwise_jobs.evaluation import evaluate
     from shopwise_jobs.selection import select, shopwise_candidates, train_set, tuning_sample
 
-    rng = np.random.default_rng(5)
-    history = tribes(200)
-    rows = []
-    for u in range(history.shape[0]):
-        for n, i in enumerate(rng.permutation(history[u].indices)):
-            rows.append((f"u{u}", f"i{i}", "view", float(u + 1000 * n)))
+    history, rows = tribes_shopping(kinds=False)
     test = leave_last_out(frame(rows), 2)
     validation = leave_last_out(test.train, 2)
     families = shopwise_candidates(
@@ -815,12 +819,7 @@ def test_families_tuned_side_by_side_give_the_figures_of_one_after_another(monke
     from shopwise_jobs import selection
     from shopwise_jobs.selection import select, shopwise_candidates
 
-    rng = np.random.default_rng(5)
-    history = tribes(200)
-    rows = []
-    for u in range(history.shape[0]):
-        for n, i in enumerate(rng.permutation(history[u].indices)):
-            rows.append((f"u{u}", f"i{i}", str(rng.choice(["view", "view", "cart", "purchase"])), float(u + 1000 * n)))
+    history, rows = tribes_shopping()
     catalog = pd.DataFrame(
         {
             "item_id": [f"i{i}" for i in range(history.shape[1])],
