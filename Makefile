@@ -86,7 +86,7 @@ openapi: $(BIN)/.installed
 
 # every benchmark, one after another (they measure time: never two at once on this machine); each prints its figures
 # and ends with a JSON line, kept in .local/bench/<name>.log
-BENCHES := bench_update bench_wire bench_heap bench_serve bench_read bench_fit bench_training bench_transform bench_load bench_campaigns bench_erase bench_crossings bench_import bench_archive bench_dataset bench_sessions bench_models
+BENCHES := bench_update bench_wire bench_heap bench_serve bench_read bench_fit bench_training bench_transform bench_load bench_campaigns bench_erase bench_crossings bench_import bench_archive bench_dataset bench_sessions bench_models bench_evaluate
 # the offline path's growth: stages on simulated stores of 10,000 to 100,000 shoppers (about 35 minutes on 2 cores;
 # 300,000 more is the script's default, about an hour more here: SCALE_SHOPPERS=10000,30000,100000,300000)
 SCALE_SHOPPERS ?= 10000,30000,100000

@@ -226,7 +226,7 @@ class ModelFit:
 
     def __call__(self, data: TrainSet, p: dict[str, Any]) -> Scorer:
         kind = self.kind
-        key = (kind, json.dumps({k: v for k, v in p.items() if k not in ROW_PARAMS[1:]}, sort_keys=True))
+        key = (kind, fit_key(p))
         if key not in data.models:
             data.models.clear()  # grids vary the row parameters fastest: one model in memory is enough
             data.models[key] = build_model(kind, data, p)
@@ -238,6 +238,12 @@ class ModelFit:
                 *candidates.recommend(model, rows[users], max(KS), candidates.CANDIDATES, tiebreak)
             )
         return lambda users: model.score(rows[users])
+
+
+def fit_key(p: dict[str, Any]) -> str:
+    """The model a configuration fits: its parameters but the row parameters after the half-life, which change the
+    history rows scored and cost no refit."""
+    return json.dumps({k: v for k, v in p.items() if k not in ROW_PARAMS[1:]}, sort_keys=True)
 
 
 def model_fit(kind: str) -> ModelFit:
@@ -527,12 +533,11 @@ def tune_family(candidate: Candidate, on: Tuning, log: Log) -> Result:
 
 
 def fit_groups(candidate: Candidate) -> list[list[int]]:
-    """The grid's configurations by the model they fit (``ModelFit``'s key: the row parameters aside from the
-    half-life cost no refit), in the grid's order: one worker scores a group on one fit."""
+    """The grid's configurations by the model they fit (``fit_key``), in the grid's order: one worker scores a group
+    on one fit."""
     groups: dict[str, list[int]] = {}
     for index, params in enumerate(candidate.grid):
-        key = json.dumps({k: v for k, v in params.items() if k not in ROW_PARAMS[1:]}, sort_keys=True)
-        groups.setdefault(key, []).append(index)
+        groups.setdefault(fit_key(params), []).append(index)
     return list(groups.values())
 
 
@@ -543,9 +548,10 @@ TUNING_WORKERS = int(os.environ.get("SHOPWISE_TUNING_WORKERS", "0"))
 CORES_A_WORKER = 8
 
 
-def tuning_workers(tasks: int) -> int:
-    """The workers for ``tasks`` (the fits of every family's grid, ``fit_groups``): never more than the tasks."""
-    cores = os.cpu_count() or 1
+def tuning_workers(tasks: int, cores: int | None = None) -> int:
+    """The workers for ``tasks`` (the fits of every family's grid, ``fit_groups``) on ``cores`` (this machine's):
+    never more than the tasks."""
+    cores = cores or os.cpu_count() or 1
     wanted = TUNING_WORKERS or (cores // CORES_A_WORKER if cores >= 2 * CORES_A_WORKER else 1)
     return max(1, min(wanted, tasks))
 

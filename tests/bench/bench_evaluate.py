@@ -13,6 +13,7 @@ A/B against another commit's code: the same command with ``PYTHONPATH`` at that 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 import tracemalloc
@@ -60,6 +61,7 @@ def main() -> int:
     args = parser.parse_args()
     print(f"evaluation.py: {evaluation.__file__}")
     print(f"{'items':>10} {'median s':>9} {'min s':>7} {'peak MB':>8}")
+    figures = []
     for items in (int(n) for n in args.items.split(",")):
         train, test = store(args.users, items)
         times = []
@@ -72,6 +74,8 @@ def main() -> int:
         peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         print(f"{items:>10,} {statistics.median(times):>9.3f} {min(times):>7.3f} {peak:>8.0f}", flush=True)
+        figures.append({"items": items, "median_s": statistics.median(times), "peak_mb": round(peak, 1)})
+    print(json.dumps({"users": args.users, "evaluated": min(5000, args.users), "figures": figures}))
     return 0
 
 

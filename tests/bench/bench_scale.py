@@ -65,7 +65,7 @@ from shopwise_jobs.models import (  # item-kNN's work is at most shoppers x ITEM
     ITEMKNN_HISTORY,
     SPARSE_BLOCK_PAIRS,
 )
-from shopwise_jobs.selection import CORES_A_WORKER  # the instance's families side by side: a worker per 8 vCPUs
+from shopwise_jobs.selection import tuning_workers  # the instance's families side by side: a worker per 8 vCPUs
 from shopwise_jobs.training import TUNING_INTERACTIONS  # the sample tuning stops growing at
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -441,7 +441,7 @@ def tuning_on_instance(
     rest = max(float(last["seconds"]) - sum(float(p[0]) for p in last["parts"].values()), 0.0)
     rest_s = one_process_s * rest / float(last["seconds"])
     longest = max(families, key=lambda name: families[name])
-    workers = INSTANCE_VCPUS // CORES_A_WORKER
+    workers = tuning_workers(len(families), INSTANCE_VCPUS)  # as the job sizes them on the instance
     if workers < len(families):  # (not at 96 vCPUs): the families queue for the workers, longest first
         ends = [0.0] * workers
         for name in sorted(families, key=lambda n: -families[n]):
@@ -452,7 +452,7 @@ def tuning_on_instance(
     instance_s = side_by_side + grown.get("hybrid", 0.0) + rest_s
     return {
         "instance_minutes": round(instance_s / 60, 1),
-        "side_by_side": min(workers, len(families)),
+        "side_by_side": workers,
         "longest_family": longest,
         "parts_minutes": {name: round(s / 60, 1) for name, s in sorted(grown.items(), key=lambda kv: -kv[1])},
         "rest_minutes": round(rest_s / 60, 1),
