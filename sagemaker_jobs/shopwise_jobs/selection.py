@@ -165,13 +165,17 @@ def build_model(kind: str, data: TrainSet, p: dict[str, Any]) -> Any:
     if kind == "affinity":
         return Affinity.fit(data.matrix(half_life).matrix, data.catalog, data.items)
     if kind == "hybrid":
-        used = hybrid_components(p)
-        return Hybrid(
-            parts=[build_model(c["kind"], data, c["params"]) for c in used],
-            kinds=[c["kind"] for c in used],
-            weights=[float(c["weight"]) for c in used],
-        )
+        return blend_of(p, lambda c: build_model(c["kind"], data, c["params"]))
     raise ValueError(f"unknown model {kind!r}: expected one of {', '.join(MODEL_KINDS)}")
+
+
+def blend_of(p: dict[str, Any], fit_part: Callable[[dict[str, Any]], Any]) -> Hybrid:
+    """The blend ``p`` describes, each of its parts (``hybrid_components``) fitted by ``fit_part(component)``: the
+    served fit times each part on its own (``training.fit_and_select``)."""
+    used = hybrid_components(p)
+    return Hybrid(
+        parts=[fit_part(c) for c in used], kinds=[c["kind"] for c in used], weights=[float(c["weight"]) for c in used]
+    )
 
 
 MODEL_KINDS = ("popularity", "itemknn", "ease", "ials", "sequential", "content", "affinity", "hybrid")

@@ -40,7 +40,6 @@ from shopwise_jobs.models import (
     ITEMKNN_HISTORY,
     CodedInteractions,
     ContentKNN,
-    Hybrid,
     ItemKNN,
     Popularity,
     best,
@@ -52,6 +51,7 @@ from shopwise_jobs.selection import (
     MODEL_KINDS,
     Result,
     TrainSet,
+    blend_of,
     build_model,
     champion_scorer,
     fit_groups,
@@ -551,8 +551,8 @@ def fit_and_select(
         clock, used = time.perf_counter(), time.process_time()
         with phases.within(part):  # its memory: held at its start (the parts before it) and its own peak
             out = fit()
-        parts[part] = round(time.perf_counter() - clock, 3)
-        cpu[part] = round(time.process_time() - used, 3)
+        parts[part] = round(parts.get(part, 0.0) + time.perf_counter() - clock, 3)
+        cpu[part] = round(cpu.get(part, 0.0) + time.process_time() - used, 3)
         return out
 
     fit_started = time.perf_counter()
@@ -568,24 +568,33 @@ def fit_and_select(
     ):
         apart = Apart(ContentKNN.fit, data.catalog, data.items, hp.neighbours, imports=("faiss",))
     history = timed("matrix", data.matrix)  # built once: the parts below that read it reuse it
-    model_object = timed("model", lambda: build_model(chosen.name, data, chosen.params))
-    # content neighbours and next-item rules the selected model already fitted on the same data are reused
-    fitted = (
-        dict(zip(model_object.kinds, model_object.parts, strict=True))
-        if isinstance(model_object, Hybrid)
-        else {chosen.name: model_object}
+    # the selected model a part at a time, each timed as the served part it also is (served_part): the similar items,
+    # content neighbours and next-item rules it fits on the same data are the served ones, not fitted again
+    fitted: dict[str, Any] = {}
+
+    def fit_part(component: dict[str, Any]) -> Any:
+        name = served_part(component["kind"], component["params"], hp)
+        fitted[name] = timed(name, lambda: build_model(component["kind"], data, component["params"]))
+        return fitted[name]
+
+    model_object = (
+        blend_of(chosen.params, fit_part)
+        if chosen.name == "hybrid"
+        else fit_part({"kind": chosen.name, "params": chosen.params})
     )
     content = fitted.get("content") or (
         timed("content", lambda: build_model("content", data, {"neighbours": hp.neighbours}))
         if len(catalog) and apart is None
         else None
     )
-    similar = timed("similar", lambda: ItemKNN.fit(data.recent(ITEMKNN_HISTORY), hp.neighbours, hp.shrinkage))
+    similar = fitted.get("similar") or timed(
+        "similar", lambda: ItemKNN.fit(data.recent(ITEMKNN_HISTORY), hp.neighbours, hp.shrinkage)
+    )
     # item-kNN's work: the products its co-occurrence counts take, the sum over shoppers of their (capped) history
     # length squared — what make scale extrapolates its time in, bounded at the envelope by shoppers x cap^2
     lengths = np.diff(data.recent(ITEMKNN_HISTORY).indptr).astype(np.float64)
     work = {"similar": float((lengths**2).sum())}
-    next_items = fitted.get("sequential") or timed("next_items", lambda: build_model("sequential", data, {"window": 5}))
+    next_items = fitted.get("next_items") or timed("next_items", lambda: build_model("sequential", data, {"window": 5}))
     rows = timed("history", lambda: history_rows(data, chosen.params))
     everyone = everyone.reset_index(drop=True)
 
@@ -690,6 +699,17 @@ def fit_and_select(
         "frame_mb": round(frame_mb, 1),
     }
     return model, metrics_doc
+
+
+def served_part(kind: str, params: dict[str, Any], hp: Hyperparameters) -> str:
+    """What a part of the selected model is in the served fit, the name its time and memory are recorded under: item-kNN
+    with the served similar items' neighbours and shrinkage is the similar items' fit ("similar": the same call on the
+    same rows), the content index the served content neighbours ("content"), the next-item rules the served ones
+    ("next_items"); any other family is the model's alone ("model:<kind>"). make scale grows each by what drives it:
+    item-kNN in its products, the content index in items, the rest in events."""
+    if kind == "itemknn" and (int(params["neighbours"]), float(params["shrinkage"])) == (hp.neighbours, hp.shrinkage):
+        return "similar"
+    return {"content": "content", "sequential": "next_items"}.get(kind, f"model:{kind}")
 
 
 def catalog_facts(catalog: pd.DataFrame, items: Any) -> dict[str, list[str]]:

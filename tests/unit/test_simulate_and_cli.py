@@ -165,6 +165,33 @@ def test_a_hybrid_model_survives_the_model_folder(store: Path, tmp_path: Path) -
     np.testing.assert_allclose(model.model.score(rows), expected, rtol=1e-5)
 
 
+def test_the_selected_item_knn_is_the_served_similar_items_when_fitted_alike(store: Path) -> None:
+    """Item-kNN selected with the served similar items' neighbours and shrinkage is the same fit on the same rows:
+    fitted once, recorded as "similar"; with other neighbours it is the model's own part, and the similar items
+    are fitted as the job asks."""
+    from shopwise_jobs.dataset import read_catalog, read_event_import
+    from shopwise_jobs.models import ITEMKNN_HISTORY, ItemKNN
+    from shopwise_jobs.training import Hyperparameters, fit_and_select, personal_interactions, served_set
+
+    interactions = read_event_import(store / "events.csv").interactions
+    catalog = read_catalog(store / "items.csv")
+    hp = Hyperparameters.parse({"budget": "quick", "models": "itemknn"})  # the quick grid: 100 neighbours, as served
+    model, metrics = fit_and_select(interactions, catalog, hp, "v1", log=lambda _line: None)
+    assert metrics["selected"] == "itemknn" and metrics["params"]["neighbours"] == hp.neighbours
+    assert model.similar is model.model
+    assert "similar" in metrics["seconds"]["final parts"] and "model:itemknn" not in metrics["seconds"]["final parts"]
+
+    narrow = Hyperparameters.parse({"budget": "quick", "models": "itemknn", "neighbours": "3"})
+    model, metrics = fit_and_select(interactions, catalog, narrow, "v1", log=lambda _line: None)
+    assert model.similar is not model.model
+    assert {"similar", "model:itemknn"} <= set(metrics["seconds"]["final parts"])
+    rows = served_set(personal_interactions(interactions, narrow), catalog, narrow).recent(ITEMKNN_HISTORY)
+    expected = ItemKNN.fit(rows, 3, narrow.shrinkage).similarity.tocsr()
+    got = model.similar.similarity.tocsr()
+    assert np.diff(got.indptr).max() == 3 and np.diff(model.model.similarity.tocsr().indptr).max() > 3
+    assert (got != expected).nnz == 0
+
+
 def test_a_large_store_is_tuned_on_a_fixed_sample_of_shoppers_and_served_from_every_one(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,9 +218,7 @@ def test_a_large_store_is_tuned_on_a_fixed_sample_of_shoppers_and_served_from_ev
     assert set(model.users) == set(personal["user_id"]) and model.history.sum() > 0
     kept, again = shopper_sample(personal, len(personal) // 3)
     assert again == sample and set(kept["user_id"]) < set(personal["user_id"])  # the same shoppers every retrain
-    assert metrics["seconds"]["tuning"] > 0 and {"model", "similar", "next_items"} <= set(
-        metrics["seconds"]["final parts"]
-    )
+    assert metrics["seconds"]["tuning"] > 0 and {"similar", "next_items"} <= set(metrics["seconds"]["final parts"])
 
     # the champion's artefact learnt from every shopper: the candidate it meets is refitted on every shopper too,
     # and they meet on every shopper's test interactions after the champion's data (not only the sample's)
