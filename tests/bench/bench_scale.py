@@ -35,6 +35,12 @@ Stages, each in a child process (its wall time, and its peak resident memory fro
   ``memory_mb``), extrapolated as its time is, and the rows the whole fit holds (the job's ``frame_mb``) in events;
   the last row adds the rows and the larger half against the largest instance. (The process's own peak, in the
   rows above, is the training job's Python data set build and feature snapshot, which Spark does at the envelope.)
+- **transform at the envelope's histories** — the transform's own path over candidates (``bench_transform.py
+  --histories``) on the model trained as at the envelope, its shoppers' histories made as long as the envelope's
+  (each row the sum of as many shoppers' rows as the envelope has events a shopper to these stores' ~20: 13): a
+  user's cost there, grown in the catalog to a million items, times the envelope's 10 M shoppers, and the users a
+  transform worker scores a second against the plan's (``USERS_PER_WORKER_S``). The whole transform's row above
+  grows in events, which cannot tell the shoppers' number from their histories' length.
 ``--stages`` runs some of them (a size's trained model is reused when training is not among them).
 Per stage: seconds, peak MB, bytes of memory per event; the growth exponent of time and memory in events (least
 squares on logs); and the extrapolation to the envelope (``ENVELOPE``: 10 M shoppers, 1 M items, 1,000 events/s
@@ -60,6 +66,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shopwise.lifecycle.transform import USERS_PER_WORKER_S  # the transform plan's rate, which HISTORIES checks
 from shopwise_jobs.models import (  # item-kNN's work is at most shoppers x ITEMKNN_HISTORY^2; its blocks' and the
     FIT_CHUNK_ROWS,  # chunks' sizes bound what the served fit has in flight
     ITEMKNN_HISTORY,
@@ -79,6 +86,7 @@ ENVELOPE_SHOPPERS = 10_000_000
 ENVELOPE_ITEMS = 1_000_000
 ENVELOPE_EVENTS = 1_000 * 86_400 * 30  # 1,000 events/s over a 30-day training window: 2.6 billion
 BUDGET_S = 2 * 3600  # the daily retrain, end to end
+TRANSFORM_BUDGET_S = 30 * 60  # the transform's share of it (EnvironmentConfig.transform_budget_minutes)
 LARGEST_TRAINING_GB = 768  # ml.r5.24xlarge (ml.m5.24xlarge: 384)
 
 
@@ -161,6 +169,12 @@ TUNING = "tuning as at the envelope"  # times within the stage before them: no p
 FINAL = "final fit as at the envelope"
 # item-kNN's part of the final fit again, on the same rows spread over the envelope's million columns (bench_knn.py)
 KNN_WIDE = "item-kNN at the envelope's width"
+# the transform's own path over candidates on the envelope's model, its shoppers' histories as long as the
+# envelope's (bench_transform.py --histories): what a user costs there, which the store's whole transform grown in
+# events cannot tell from the catalog's growth and the shoppers' (the envelope's 260 events a shopper: 13x these
+# stores' 20)
+HISTORIES = "transform at the envelope's histories"
+HISTORY_USERS = 4096
 WITHIN = (TUNING, FINAL)
 # the training at the envelope runs this many times a size, each figure its best run's
 REPEATS = int(os.environ.get("SHOPWISE_SCALE_REPEATS", "2"))
@@ -175,6 +189,7 @@ STAGES = (
     FINAL,
     KNN_WIDE,
     "transform as at the envelope",
+    HISTORIES,
 )
 # what a catalog of a million items gets, forced on these smaller ones: every approximate path, no EASE
 ENVELOPE_ENV = {
@@ -321,9 +336,60 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
         at_envelope = [*recommend[:3], str(envelope_model), *recommend[4:]]
         seconds, peak, _ = measured(at_envelope, ENVELOPE_ENV)
         stages["transform as at the envelope"] = {"seconds": seconds, "peak_mb": peak}
+    if HISTORIES in stages_wanted and (envelope_model / "metrics.json").exists():
+        factor = history_factor(events, shoppers)
+        _, _, out = measured(
+            [PYTHON, str(Path(__file__).with_name("bench_transform.py")), "--histories", str(envelope_model),
+             "--factors", f"1,{factor}", "--users", str(HISTORY_USERS)],
+            ENVELOPE_ENV,
+        )  # fmt: skip
+        found = json.loads(out.strip().splitlines()[-1])["histories"]
+        longer = found[f"x{factor}"]
+        stages[HISTORIES] = {
+            "seconds": longer["ms_per_user"] * ENVELOPE_SHOPPERS / 1000,  # the envelope's shoppers at this cost
+            "peak_mb": None,
+            "factor": factor,
+            "ms_per_user": longer["ms_per_user"],
+            "items_a_shopper": longer["items_a_shopper"],
+            "as_is": found["x1"],
+        }
     row = {"shoppers": shoppers, "items": items, "days": days, "events": events, "stages": stages}
     print(json.dumps(row), flush=True)
     return row
+
+
+def history_factor(events: int, shoppers: int) -> int:
+    """How many times as long as a simulated store's a shopper's history is at the envelope (events a shopper)."""
+    return max(1, round((ENVELOPE_EVENTS / ENVELOPE_SHOPPERS) / (events / shoppers)))
+
+
+def transform_at_histories(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The transform at the envelope from what a user costs at the envelope's histories: that cost at each size
+    grown in the catalog (its width, the one thing the sizes still have short of the envelope: the history
+    lengths are already the envelope's), at least not falling, times the envelope's shoppers; and what one transform
+    worker (a core) scores a second there, against the plan's ``USERS_PER_WORKER_S``, with the workers the
+    transform's 30 minutes would want."""
+    items = [float(r["items"]) for r in rows]
+    costs = [float(r["stages"][HISTORIES]["ms_per_user"]) for r in rows]
+    growth = exponent(items, costs)
+    ms = costs[-1] * (ENVELOPE_ITEMS / items[-1]) ** max(growth, 0.0)
+    core_s = ms * ENVELOPE_SHOPPERS / 1000
+    per_worker = 1000 / ms
+    return {
+        "time_exponent": round(growth, 2),
+        "grows_in": "items",
+        "ms_per_user": round(ms, 3),
+        "users_per_worker_s": round(per_worker),
+        "plan_users_per_worker_s": USERS_PER_WORKER_S,
+        "envelope_hours": round(core_s / 3600, 1),
+        "envelope_minutes": round(core_s / 60, 1),
+        "memory_exponent": None,
+        "envelope_gb": None,
+        "fits_memory": True,
+        "fits_budget": core_s <= BUDGET_S,
+        "instances_for_budget": math.ceil(core_s / BUDGET_S),
+        "workers_for_30_min": math.ceil(core_s / TRANSFORM_BUDGET_S),
+    }
 
 
 def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -335,6 +401,9 @@ def extrapolate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for stage in STAGES:
         rows = [r for r in everywhere if completed(r, stage)]
         if stage == KNN_WIDE or len(rows) < 2:  # (item-kNN at the envelope's width: a part of the final fit's)
+            continue
+        if stage == HISTORIES:  # grown in the catalog, not in events
+            out[stage] = transform_at_histories(rows)
             continue
         events = [float(r["events"]) for r in rows]
         seconds = [float(r["stages"][stage]["seconds"]) for r in rows]
@@ -459,7 +528,13 @@ def tuning_on_instance(
     }
 
 
-ITEM_PARTS = ("content",)  # parts of the final fit that grow in the catalog (the content index), not in the events
+# parts of the final fit that grow in the catalog, not in the events: the content index; the selected model's
+# affinity (its attributes' token matrix over the catalog: 1.46 of its 1.49 s at 300,000 shoppers; the column sums
+# of the interaction matrix, the one step in events, are hundredths of a second)
+ITEM_PARTS = ("content", "model:affinity")
+# parts that are item-kNN fits, grown in their products: the served similar items (which the selected model's item-kNN
+# is when fitted alike: training.served_part) and the selected model's own of other neighbours or shrinkage
+KNN_PARTS = ("similar", "model:itemknn")
 
 
 def driver(rows: list[dict[str, Any]], part: str) -> tuple[list[float], float]:
@@ -470,7 +545,9 @@ def driver(rows: list[dict[str, Any]], part: str) -> tuple[list[float], float]:
     if part in ITEM_PARTS:
         return [float(r["items"]) for r in rows], float(ENVELOPE_ITEMS)
     events = [float(r["events"]) for r in rows]
-    work = [r["stages"][FINAL].get("work", {}).get(part) for r in rows]
+    # item-kNN's products: the served similar items' fit, or the selected model's own item-kNN (other neighbours,
+    # the same rows)
+    work = [r["stages"][FINAL].get("work", {}).get("similar" if part in KNN_PARTS else part) for r in rows]
     if all(work):
         products = [float(w) for w in work]
         grown = products[-1] * (ENVELOPE_EVENTS / events[-1]) ** exponent(events, products)
@@ -535,7 +612,7 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
         cpu_total, wall_total = cpu_total + cpu, wall_total + wall
         by_part[part] = {
             "walls": walls,
-            "grows_in": "items" if part in ITEM_PARTS else "products" if part == "similar" else "events",
+            "grows_in": "items" if part in ITEM_PARTS else "products" if part in KNN_PARTS else "events",
             "growth": round(growth, 2),
             "fitted": round(fitted, 2),
             "measured_at": measured_at,
@@ -561,8 +638,9 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 # parts of the served fit whose own memory is what they have in flight, not what they read: item-kNN's blocks (at
 # most SPARSE_BLOCK_PAIRS products each, about at that cap from 100,000 shoppers) and the chunks of rows of the
-# sessions and rules ("model") and of the segment lists (at most FIT_CHUNK_ROWS each), a block or chunk a thread
-IN_FLIGHT = ("similar", "model", "segments")
+# sessions and rules ("next_items"; "model" in logs from before the selected model's parts were timed apart) and of
+# the segment lists (at most FIT_CHUNK_ROWS each), a block or chunk a thread
+IN_FLIGHT = ("similar", "model:itemknn", "model", "next_items", "segments")
 
 
 def final_fit_memory(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -581,7 +659,7 @@ def final_fit_memory(rows: list[dict[str, Any]]) -> dict[str, float]:
     before = kept["events"] * ENVELOPE_EVENTS / events + kept["items"] * ENVELOPE_ITEMS / float(last["items"])
     out: dict[str, float] = {}
     for part, (_held, own) in final["parts_mb"].items():
-        if part == "similar":
+        if part in KNN_PARTS:
             products = float((final.get("work") or {}).get("similar") or 0.0)
             block = min(float(SPARSE_BLOCK_PAIRS), products / cores) if products else float(SPARSE_BLOCK_PAIRS)
             scale = INSTANCE_VCPUS * SPARSE_BLOCK_PAIRS / (cores * max(block, 1.0))
@@ -615,6 +693,9 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
     ]
     for stage, fit in fits.items():
         if stage == "retrain fit":
+            continue
+        if stage == HISTORIES:
+            lines.append(histories_line(rows, fit))
             continue
         own = stage not in WITHIN  # a stage's own peak memory, or only a time within another stage
         cells = [
@@ -699,9 +780,29 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
     return "\n".join(lines)
 
 
+def histories_line(rows: list[dict[str, Any]], fit: dict[str, Any]) -> str:
+    """The row of HISTORIES: a user's cost at each size (its history as long as the envelope's), and the transform
+    at the envelope from it."""
+    cells = [
+        (
+            f"{r['stages'][HISTORIES]['ms_per_user']:.2f} ms a user of {r['stages'][HISTORIES]['items_a_shopper']:,.0f} "
+            f"items (x{r['stages'][HISTORIES]['factor']}; {r['stages'][HISTORIES]['as_is']['ms_per_user']:.2f} as is)"
+        )
+        if HISTORIES in r["stages"]
+        else "not run"
+        for r in rows
+    ]
+    verdict = (
+        f"{fit['ms_per_user']:,} ms a user at {ENVELOPE_ITEMS:,} items: {fit['envelope_hours']:,} h of one core for "
+        f"{ENVELOPE_SHOPPERS / 1e6:.0f} M shoppers, **{fit['users_per_worker_s']:,} users a second a worker** (the "
+        f"plan assumes {fit['plan_users_per_worker_s']:,.0f}): {fit['workers_for_30_min']:,} workers for 30 minutes"
+    )
+    return f"| {HISTORIES} | " + " | ".join(cells) + f" | items ^{fit['time_exponent']} | {verdict} |"
+
+
 PART_NAMES = {
     "matrix": "interaction matrix",
-    "model": "the selected model (its sessions and next-item rules)",
+    "model": "the selected model, whole",
     "content": "content index",
     "similar": "item-kNN",
     "next_items": "next-item rules",
@@ -709,6 +810,13 @@ PART_NAMES = {
     "popularity": "bestsellers",
     "segments": "segment lists",
 }
+
+
+def part_name(part: str) -> str:
+    """A part of the served fit for people: the served parts by what they are, the selected model's own parts
+    ("model:ials") by their family."""
+    kind = part.removeprefix("model:")
+    return f"the selected model's {kind}" if kind != part else PART_NAMES.get(part, part)
 
 
 def by_part_table(rows: list[dict[str, Any]], parts: dict[str, dict[str, Any]]) -> list[str]:
@@ -730,7 +838,7 @@ def by_part_table(rows: list[dict[str, Any]], parts: dict[str, dict[str, Any]]) 
             ]
             grows += f" at {fit['measured_at']} (fitted ^{fit['fitted']}, taken at least linear)"
         lines.append(
-            f"| {PART_NAMES.get(part, part)} | " + " | ".join(cells) + f" | {grows} | ^{fit['growth']} | "
+            f"| {part_name(part)} | " + " | ".join(cells) + f" | {grows} | ^{fit['growth']} | "
             f"{fit['single_hours']:,} / {fit['instance_hours']:,} ({fit['parallel_share']:.0%} in parallel) |"
         )
     return lines
@@ -748,7 +856,8 @@ def plot_growth(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]], pat
 
     drawn: dict[str, Any] = {"time": {}, "memory": {}}
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
-    for n, stage in enumerate(s for s in STAGES if s in fits):
+    # (a user's cost at the envelope's histories is no time over the store's events: its row says it)
+    for n, stage in enumerate(s for s in STAGES if s in fits and s != HISTORIES):
         measured_rows = [r for r in rows if completed(r, stage)]
         events = [float(r["events"]) for r in measured_rows]
         seconds = [float(r["stages"][stage]["seconds"]) for r in measured_rows]

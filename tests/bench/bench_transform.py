@@ -16,6 +16,11 @@ A synthetic store (``shopwise simulate``) is trained with each row-scoring model
 their milliseconds a user and the share of the dense top 10 and top 50 the candidate lists hold (``make scale``
 leaves a model per size under ``.local/cache/``).
 
+``--histories MODEL_DIR [--factors 1,4,13]``: the transform's own path over candidates (one core) on a trained
+model, its shoppers' histories made ``factor`` times as long (each row the sum of as many shoppers' rows, drawn at
+random): what a user costs at the envelope's 260 events a shopper (13x the simulated stores' 20), where ``make
+scale`` can only grow a store's whole transform in events.
+
 ``--workers-memory 4``: the memory of a transform instance's workers, each loading the model (trained on the
 ``--shoppers`` store with the first of ``--models``) and scoring its share of the users, as the model is read now
 (memory-mapped: the workers share the files' pages) and as it was read before (every array copied into each
@@ -100,17 +105,17 @@ def shopwise(model: TrainedModel, k: int) -> float:
     return time.perf_counter() - started
 
 
-def catalog_curve(sizes: list[int], k: int) -> dict[str, Any]:
+def catalog_curve(sizes: list[int], k: int, owned_each: list[int] | None = None) -> dict[str, Any]:
     from scipy import sparse
 
     from shopwise_jobs import candidates
     from shopwise_jobs.models import IALS, ItemKNN
 
     rng = np.random.default_rng(0)
-    users, owned, neighbours = 512, 20, 100
+    users, neighbours = 512, 100
     centres = rng.standard_normal((64, 64))
     out: dict[str, Any] = {}
-    for n_items in sizes:
+    for n_items, owned in ((n, o) for n in sizes for o in owned_each or [20]):
         similarity = sparse.csr_matrix(
             (
                 rng.random(n_items * neighbours).astype(np.float32),
@@ -157,9 +162,9 @@ def catalog_curve(sizes: list[int], k: int) -> dict[str, Any]:
                 "speedup": round(dense / cand, 2),
                 "top_k_overlap": round(float(np.mean(shared)), 3),
             }
-            out[f"{name}@{n_items}"] = figures
+            out[f"{name}@{n_items}" + (f"x{owned}" if owned_each else "")] = figures
             print(
-                f"{n_items:>9,} items {name:<8} every item {figures['dense_ms_per_user']:>7.3f} ms/user   candidates "
+                f"{n_items:>9,} items {owned:>4} owned {name:<8} every item {figures['dense_ms_per_user']:>7.3f} ms/user   candidates "
                 f"{figures['candidates_ms_per_user']:>7.3f} ms/user   x{figures['speedup']}   top-{k} overlap "
                 f"{figures['top_k_overlap']:.3f}"
                 + (f"   (index built in {figures['index_build_s']} s)" if "index_build_s" in figures else ""),
@@ -184,6 +189,47 @@ def overlap(model_dir: Path, k: int, users: int = 4096) -> dict[str, float]:
         )
         out[f"top{top}_overlap"] = round(shared / (top * len(model.users)), 4)
     print(f"{model_dir}: {len(model.users):,} shoppers x {len(model.items):,} items: {out}", flush=True)
+    return out
+
+
+def histories(model_dir: Path, k: int, factors: list[int], users: int = 2048, seed: int = 0) -> dict[str, Any]:
+    """The transform's path (``user_rows`` over candidates, one core) on a trained model, for shoppers whose
+    histories are ``factor`` times as long as the store's: each row the sum of ``factor`` of its shoppers' rows drawn
+    at random. Random shoppers' items spread over more of the catalog than one shopper's longer history would (fewer
+    shared neighbours), so the longer rows' cost is an upper bound of a real shopper's with as many events."""
+    import dataclasses
+
+    from scipy import sparse
+
+    model = TrainedModel.load(model_dir)
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
+    # once before the clock: what a worker computes once per model (the reasons' neighbours, the truncated weights)
+    for _row in user_rows(dataclasses.replace(model, users=model.users[:256], history=model.history[:256]), k, 0, 1, 0):
+        pass
+    for factor in factors:
+        picks = rng.integers(0, len(model.users), users * factor)
+        summed = sparse.csr_matrix(
+            (np.ones(users * factor, np.float32), (np.repeat(np.arange(users), factor), picks)),
+            shape=(users, len(model.users)),
+        )
+        rows = (summed @ model.history).tocsr()
+        sized = dataclasses.replace(model, users=model.users[:users], history=rows)
+        started = time.perf_counter()
+        for _row in user_rows(sized, k, candidates_from=0):
+            pass
+        ms = (time.perf_counter() - started) * 1000 / users
+        owned = float(np.diff(rows.indptr).mean())
+        out[f"x{factor}"] = {
+            "items_a_shopper": round(owned, 1),
+            "ms_per_user": round(ms, 3),
+            "users_per_s": round(1000 / ms),
+        }
+        print(
+            f"{model_dir}: histories x{factor:<3} {owned:>6.1f} items a shopper   {ms:7.3f} ms a user   "
+            f"{1000 / ms:>7,.0f} users/s on one core",
+            flush=True,
+        )
     return out
 
 
@@ -258,13 +304,33 @@ def main() -> int:
     parser.add_argument("--models", default="ials,ease,itemknn")
     parser.add_argument("--overlap", default="", help="a trained model folder: candidates' lists against dense ones")
     parser.add_argument("--catalogs", default="", help="catalog sizes: candidates against every item, and stop")
+    parser.add_argument(
+        "--owned",
+        default="",
+        help="with --catalogs: items a shopper owns, each size (default 20); the envelope's "
+        "shoppers have about 260 events in a 30-day window",
+    )
+    parser.add_argument(
+        "--histories",
+        default="",
+        help="a trained model folder: the transform over candidates with its shoppers' histories --factors times as "
+        "long",
+    )
+    parser.add_argument("--factors", default="1,4,13", help="with --histories: each history length's multiple")
+    parser.add_argument("--users", type=int, default=2048, help="with --histories: shoppers scored at each length")
     parser.add_argument("--workers-memory", type=int, default=0, help="WORKERS: a transform instance's memory")
     args = parser.parse_args()
     if args.overlap:
         print(json.dumps({"k": args.k, "overlap": overlap(Path(args.overlap), args.k)}))
         return 0
+    if args.histories:
+        factors = [int(n) for n in args.factors.split(",")]
+        print(json.dumps({"k": args.k, "histories": histories(Path(args.histories), args.k, factors, args.users)}))
+        return 0
     if args.catalogs:
-        print(json.dumps({"k": args.k, "catalogs": catalog_curve([int(n) for n in args.catalogs.split(",")], args.k)}))
+        owned = [int(n) for n in args.owned.split(",")] if args.owned else None
+        sizes = [int(n) for n in args.catalogs.split(",")]
+        print(json.dumps({"k": args.k, "catalogs": catalog_curve(sizes, args.k, owned)}))
         return 0
     data = CACHE / (f"transform-{args.shoppers}" + (f"x{args.items}" if args.items != 1500 else ""))
     if not (data / "events.csv").exists():

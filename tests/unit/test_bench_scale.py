@@ -312,3 +312,52 @@ def test_tuning_on_the_instance_is_its_longest_family_then_the_blend_then_the_re
     for row in rows:
         del row["stages"][TUNING]["parts"]
     assert "instance_minutes" not in bench_scale.extrapolate(rows)[TUNING]
+
+
+def test_the_selected_models_parts_grow_by_what_drives_each() -> None:
+    """A blend's parts timed apart (training.served_part): its own item-kNN grows in the same products as the
+    served similar items', its iALS in events; and each reads as its family in the table."""
+    products = [2e6, 8e6, 40e6]  # 4x, then 5x: faster than the events (3x a size)
+    rows = sizes(job=[0.1, 0.4, 1.6], native=[0.1, 0.4, 1.6], wide=[0.1, 0.4, 1.6], products=products)
+    for row in rows:
+        parts = row["stages"][FINAL]["parts"]
+        parts["model:itemknn"] = list(parts["similar"])
+        parts["model:ials"] = list(parts["similar"])
+    fitted = final_fit(rows)["by_part"]
+    knn_sizes, knn_target = driver(rows, "model:itemknn")
+    event_sizes, event_target = driver(rows, "model:ials")
+    assert knn_sizes == products and event_sizes == [r["events"] for r in rows]
+    assert knn_target > products[-1] * (event_target / event_sizes[-1])  # the products outgrow the events
+    assert fitted["model:itemknn"]["grows_in"] == "products" and fitted["model:ials"]["grows_in"] == "events"
+    for part, target, last in (
+        ("model:itemknn", knn_target, products[-1]),
+        ("model:ials", event_target, event_sizes[-1]),
+    ):
+        sizes_of = knn_sizes if part == "model:itemknn" else event_sizes
+        grown = 1.6 * (target / last) ** bench_scale.exponent(sizes_of, [0.1, 0.4, 1.6]) / 3600
+        assert fitted[part]["single_hours"] == pytest.approx(grown, rel=0.02)
+    table = "\n".join(bench_scale.by_part_table(rows, fitted))
+    assert "| the selected model's ials |" in table and "| the selected model's itemknn |" in table
+
+
+def test_the_transform_at_the_envelopes_histories_grows_in_the_catalog_and_checks_the_plans_rate() -> None:
+    """A user's cost with the envelope's history lengths, grown in items to a million (never falling), times 10 M
+    shoppers: the hours of one core, the users a worker scores a second, and the workers 30 minutes would want."""
+    from tests.bench.bench_scale import HISTORIES, history_factor, transform_at_histories
+
+    assert history_factor(5_852_408, 300_000) == 13  # 260 events a shopper at the envelope, 19.5 here
+    items = [1_500.0, 15_000.0]
+    rows = [
+        {"items": n, "stages": {HISTORIES: {"ms_per_user": ms, "items_a_shopper": 150.0, "factor": 13}}}
+        for n, ms in zip(items, [1.0, 2.0], strict=True)
+    ]
+    fit = transform_at_histories(rows)
+    ms = 2.0 * (1_000_000 / 15_000) ** math.log10(2)  # 10x the items, 2x the cost
+    assert fit["ms_per_user"] == pytest.approx(ms, rel=1e-3)
+    assert fit["users_per_worker_s"] == round(1000 / ms)
+    assert fit["workers_for_30_min"] == math.ceil(ms * 10_000_000 / 1000 / 1800)
+    cheaper = [
+        dict(r, stages={HISTORIES: {**r["stages"][HISTORIES], "ms_per_user": ms}})
+        for r, ms in zip(rows, [2.0, 1.0], strict=True)
+    ]
+    assert transform_at_histories(cheaper)["ms_per_user"] == pytest.approx(1.0)  # a falling cost is not extrapolated
