@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +58,7 @@ from shopwise_jobs.selection import (
     fit_groups,
     fitted_kinds,
     history_rows,
+    hybrid_components,
     model_fit,
     select,
     shopwise_candidates,
@@ -568,45 +570,71 @@ def fit_and_select(
     ):
         apart = Apart(ContentKNN.fit, data.catalog, data.items, hp.neighbours, imports=("faiss",))
     history = timed("matrix", data.matrix)  # built once: the parts below that read it reuse it
+    # the rows served (and every matrix they read): before the parts, so none of them builds a matrix another does
+    rows = timed("history", lambda: history_rows(data, chosen.params))
     # the selected model a part at a time, each timed as the served part it also is (served_part): the similar items,
     # content neighbours and next-item rules it fits on the same data are the served ones, not fitted again
-    fitted: dict[str, Any] = {}
-
-    def fit_part(component: dict[str, Any]) -> Any:
-        name = served_part(component["kind"], component["params"], hp)
-        fitted[name] = timed(name, lambda: build_model(component["kind"], data, component["params"]))
-        return fitted[name]
-
-    model_object = (
-        blend_of(chosen.params, fit_part)
+    components: list[dict[str, Any]] = (
+        hybrid_components(chosen.params)
         if chosen.name == "hybrid"
-        else fit_part({"kind": chosen.name, "params": chosen.params})
+        else [{"kind": chosen.name, "params": chosen.params}]
     )
-    content = fitted.get("content") or (
-        timed("content", lambda: build_model("content", data, {"neighbours": hp.neighbours}))
-        if len(catalog) and apart is None
-        else None
-    )
-    similar = fitted.get("similar") or timed(
-        "similar", lambda: ItemKNN.fit(data.recent(ITEMKNN_HISTORY), hp.neighbours, hp.shrinkage)
-    )
-    # item-kNN's work: the products its co-occurrence counts take, the sum over shoppers of their (capped) history
-    # length squared — what make scale extrapolates its time in, bounded at the envelope by shoppers x cap^2
-    lengths = np.diff(data.recent(ITEMKNN_HISTORY).indptr).astype(np.float64)
-    work = {"similar": float((lengths**2).sum())}
-    next_items = fitted.get("next_items") or timed("next_items", lambda: build_model("sequential", data, {"window": 5}))
-    rows = timed("history", lambda: history_rows(data, chosen.params))
+    tasks: dict[str, Callable[[], Any]] = {
+        served_part(c["kind"], c["params"], hp): partial(build_model, c["kind"], data, c["params"]) for c in components
+    }
+    if "content" not in tasks and len(catalog) and apart is None:
+        tasks["content"] = partial(build_model, "content", data, {"neighbours": hp.neighbours})
+    tasks.setdefault("similar", lambda: ItemKNN.fit(data.recent(ITEMKNN_HISTORY), hp.neighbours, hp.shrinkage))
+    tasks.setdefault("next_items", partial(build_model, "sequential", data, {"window": 5}))
+    for component in components:  # what the parts read, built here (the data's lazy caches are not shared safely)
+        data.matrix(float(component["params"].get("half_life_days", 0.0)))
+    data.codes()
+    data.recent(ITEMKNN_HISTORY)
     everyone = everyone.reset_index(drop=True)
 
     def bestsellers() -> tuple[CodedInteractions, Popularity]:
         coded = CodedInteractions.of(everyone, data.items, data.weights)  # the segment lists count from it too
         return coded, coded.popularity(np.arange(len(everyone)), hp.popular_window_days)
 
-    coded, popularity = timed("popularity", bestsellers)
-    segments = timed(
-        "segments",
-        lambda: segment_lists(everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded),
+    def bestsellers_then_segments(record: Callable[[str, Callable[[], Any]], Any]) -> tuple[Any, Any, Any]:
+        coded, popularity = record("popularity", bestsellers)
+        segments = record(
+            "segments",
+            lambda: segment_lists(everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded),
+        )
+        return coded, popularity, segments
+
+    side_by_side = final_side_by_side()
+    if side_by_side:
+        # on the instance's cores the parts run at once, each with its own threads inside: a part's time is its
+        # wall time beside the others, its memory and CPU time the group's (the process's counters are shared)
+        def clocked(part: str, fit: Callable[[], T]) -> T:
+            clock = time.perf_counter()
+            out = fit()
+            parts[part] = round(time.perf_counter() - clock, 3)
+            return out
+
+        clock, used = time.perf_counter(), time.process_time()
+        with phases.within("side by side"), ThreadPoolExecutor(len(tasks) + 1) as pool:
+            futures = {name: pool.submit(clocked, name, fit) for name, fit in tasks.items()}
+            chained = pool.submit(bestsellers_then_segments, clocked)
+            fitted = {name: future.result() for name, future in futures.items()}
+            coded, popularity, segments = chained.result()
+        parts["side by side"] = round(time.perf_counter() - clock, 3)
+        cpu["side by side"] = round(time.process_time() - used, 3)
+    else:
+        fitted = {name: timed(name, fit) for name, fit in tasks.items()}
+        coded, popularity, segments = bestsellers_then_segments(timed)
+    model_object = (
+        blend_of(chosen.params, lambda c: fitted[served_part(c["kind"], c["params"], hp)])
+        if chosen.name == "hybrid"
+        else fitted[served_part(chosen.name, chosen.params, hp)]
     )
+    content, similar, next_items = fitted.get("content"), fitted["similar"], fitted["next_items"]
+    # item-kNN's work: the products its co-occurrence counts take, the sum over shoppers of their (capped) history
+    # length squared — what make scale extrapolates its time in, bounded at the envelope by shoppers x cap^2
+    lengths = np.diff(data.recent(ITEMKNN_HISTORY).indptr).astype(np.float64)
+    work = {"similar": float((lengths**2).sum())}
     if apart is not None:
         done = apart.result()
         content, parts["content"], cpu["content"] = done.value, done.seconds, done.cpu
@@ -688,6 +716,9 @@ def fit_and_select(
             "final parts cpu": cpu,
             # parts that ran in a process of their own, beside the others (their seconds overlap the others')
             "final parts apart": ["content"] if apart is not None else [],
+            # the parts ran at once, in threads (final_side_by_side: on 16 vCPUs or more): each part's seconds its
+            # wall time beside the others, "side by side" the group's wall and CPU time
+            "final parts side by side": side_by_side,
         },
         "tuning_sample": sampled,
         # resident memory by phase: held at its start and its peak (Linux's counters; absent elsewhere)
@@ -699,6 +730,21 @@ def fit_and_select(
         "frame_mb": round(frame_mb, 1),
     }
     return model, metrics_doc
+
+
+# the served fit's parts at once (threads, each part's own threads inside) from this many vCPUs, as tuning's families
+# side by side: on the instance a part's serial stretches (the conversions, the Python between its parallel loops)
+# overlap the others' work instead of adding up. Below it, one after another: make scale measures each part alone on
+# 2 cores. SHOPWISE_FINAL_SIDE_BY_SIDE: 1 forces it, 0 forbids it
+FINAL_SIDE_BY_SIDE_FROM_CORES = 16
+
+
+def final_side_by_side(cores: int | None = None) -> bool:
+    """Whether the served fit runs its parts at once on ``cores`` (this machine's)."""
+    forced = os.environ.get("SHOPWISE_FINAL_SIDE_BY_SIDE", "")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return (cores or os.cpu_count() or 1) >= FINAL_SIDE_BY_SIDE_FROM_CORES
 
 
 def served_part(kind: str, params: dict[str, Any], hp: Hyperparameters) -> str:

@@ -73,7 +73,10 @@ from shopwise_jobs.models import (  # item-kNN's work is at most shoppers x ITEM
     SPARSE_BLOCK_PAIRS,
 )
 from shopwise_jobs.selection import tuning_workers  # the instance's families side by side: a worker per 8 vCPUs
-from shopwise_jobs.training import TUNING_INTERACTIONS  # the sample tuning stops growing at
+from shopwise_jobs.training import (
+    TUNING_INTERACTIONS,  # the sample tuning stops growing at
+    final_side_by_side,  # whether the instance's served fit runs its parts at once
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = REPO_ROOT / ".local" / "cache"
@@ -582,6 +585,7 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     apart = set(rows[-1]["stages"][FINAL].get("apart") or [])
     single = together = work = cpu_total = wall_total = 0.0
     beside: list[float] = []  # each part that ran in a process of its own: its time on the instance
+    inside: dict[str, tuple[float, float]] = {}  # each part of the job's process: (on the instance, its core-seconds)
     by_part: dict[str, dict[str, Any]] = {}
     for part, (wall, cpu) in last.items():
         sizes, target = driver(rows, part)
@@ -609,6 +613,7 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
             beside.append(on_instance)
         else:
             together += on_instance
+            inside[part] = (on_instance, one_core)
         cpu_total, wall_total = cpu_total + cpu, wall_total + wall
         by_part[part] = {
             "walls": walls,
@@ -622,9 +627,16 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
         }
     # the parts apart run while the others do: the fit takes the longer side, and never less than all its work
     # spread over the instance's vCPUs (the two sides' parallel stretches share them)
-    instance = max(together, *beside, work / INSTANCE_VCPUS)
+    in_process = together
+    side_by_side = final_side_by_side(INSTANCE_VCPUS)
+    longest = ""
+    if side_by_side and inside:
+        in_process, longest = parts_side_by_side(inside)
+    instance = max(in_process, *beside, work / INSTANCE_VCPUS)
     speedup = cpu_total / max(wall_total, 0.01)
     return {
+        "side_by_side": side_by_side,
+        "longest_part": longest,
         "single_hours": round(single / 3600, 1),
         "speedup_here": round(speedup, 2),
         "parallel_share": round((1 - 1 / speedup) / (1 - 1 / cores) if cores > 1 and speedup > 1 else 0.0, 2),
@@ -634,6 +646,30 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "together_hours": round(together / 3600, 2),  # the parts in the job's process, one after another
         "by_part": by_part,
     }
+
+
+# the served fit's parts built before the others, which read them (the interaction matrix, the rows served and the
+# matrices they read); and the parts that run one after the other within their thread (the segment lists count from
+# the bestsellers' coded rows)
+BEFORE_PARTS = ("matrix", "history")
+CHAINED_PARTS = ("popularity", "segments")
+
+
+def parts_side_by_side(inside: dict[str, tuple[float, float]]) -> tuple[float, str]:
+    """The job's process on the instance with the served fit's parts at once (``training.final_side_by_side``): the
+    parts built first, then the longest of the others (the chained ones as one), and never less than the others'
+    work spread over the instance's vCPUs. Each part's time is its own with every vCPU to itself (Amdahl's, as
+    one after another): at once they share the vCPUs, which the work's bound carries. Returns the seconds and the
+    longest part (the chained ones by the first's name)."""
+    first = sum(inside[p][0] for p in BEFORE_PARTS if p in inside)
+    pooled = {p: t for p, t in inside.items() if p not in BEFORE_PARTS}
+    spans = {p: t[0] for p, t in pooled.items() if p not in CHAINED_PARTS}
+    chained = [p for p in CHAINED_PARTS if p in pooled]
+    if chained:
+        spans[chained[0]] = sum(pooled[p][0] for p in chained)
+    longest = max(spans, key=lambda p: spans[p]) if spans else ""
+    pooled_work = sum(t[1] for t in pooled.values())
+    return first + max(spans.get(longest, 0.0), pooled_work / INSTANCE_VCPUS), longest
 
 
 # parts of the served fit whose own memory is what they have in flight, not what they read: item-kNN's blocks (at
@@ -741,16 +777,23 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
                     f"({fit['rest_minutes']:,} min; by part, min: {parts})"
                 )
         if stage == FINAL:
+            at_once = (
+                f" with its parts side by side (the matrix and the rows served first, then the longest: "
+                f"{part_name(fit['longest_part'])}; {fit['together_hours']:,} h one after another)"
+                if fit.get("side_by_side") and fit.get("longest_part")
+                else ""
+            )
             beside = (
-                f" ({' and '.join(PART_NAMES.get(p, p) for p in fit['apart'])} in a process of its own beside the "
-                f"other parts, {fit['together_hours']:,} h one after another: the longer side)"
+                f" ({' and '.join(part_name(p) for p in fit['apart'])} in a process of its own beside the "
+                + ("" if at_once else f", {fit['together_hours']:,} h one after another")
+                + ": the longer side)"
                 if fit.get("apart")
                 else ""
             )
             verdict = (
                 f"{fit['envelope_hours']:,} h in one process here; {fit['parallel_share']:.0%} of its work in parallel "
-                f"({fit['speedup_here']}x on these {os.cpu_count()} cores): {fit['instance_hours']:,} h on one "
-                f"{INSTANCE} ({INSTANCE_VCPUS} vCPUs){beside}{own_gb}"
+                f"({fit['speedup_here']}x on these {os.cpu_count()} cores): **{fit['instance_hours']:,} h on one "
+                f"{INSTANCE}** ({INSTANCE_VCPUS} vCPUs){at_once}{beside}{own_gb}"
             )
         growth = (
             f"^{fit['time_exponent']}, ^{fit['memory_exponent']}"

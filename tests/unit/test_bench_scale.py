@@ -82,10 +82,12 @@ def test_a_size_run_without_a_stage_leaves_it_out_of_that_stages_fit_and_says_no
     assert line.split(" | ")[1:4] == ["10 / 100", "40 / 300", "not run"]
 
 
-def test_a_part_fitted_apart_overlaps_the_others_on_the_instance_and_adds_its_memory_to_theirs() -> None:
+def test_a_part_fitted_apart_overlaps_the_others_on_the_instance_and_adds_its_memory_to_theirs(monkeypatch) -> None:
     """The content index in a process of its own (the job's ``final parts apart``): the served fit on the instance
-    takes the longer of it and the other parts one after another, where in the job's process it took their sum;
-    its own peak comes on top of the job's process's largest, without what that process keeps."""
+    takes the longer of it and the other parts one after another (the job's parts in turn, as below 16 vCPUs),
+    where in the job's process it took their sum; its own peak comes on top of the job's process's largest,
+    without what that process keeps."""
+    monkeypatch.setattr(bench_scale, "final_side_by_side", lambda cores=None: False)
 
     def stores(apart: list[str]) -> list[dict[str, Any]]:
         return [
@@ -347,17 +349,57 @@ def test_the_transform_at_the_envelopes_histories_grows_in_the_catalog_and_check
 
     assert history_factor(5_852_408, 300_000) == 13  # 260 events a shopper at the envelope, 19.5 here
     items = [1_500.0, 15_000.0]
-    rows = [
-        {"items": n, "stages": {HISTORIES: {"ms_per_user": ms, "items_a_shopper": 150.0, "factor": 13}}}
-        for n, ms in zip(items, [1.0, 2.0], strict=True)
-    ]
+
+    def stores(costs: list[float]) -> list[dict[str, Any]]:
+        return [
+            {"items": n, "stages": {HISTORIES: {"ms_per_user": ms, "items_a_shopper": 150.0, "factor": 13}}}
+            for n, ms in zip(items, costs, strict=True)
+        ]
+
+    rows = stores([1.0, 2.0])
     fit = transform_at_histories(rows)
     ms = 2.0 * (1_000_000 / 15_000) ** math.log10(2)  # 10x the items, 2x the cost
     assert fit["ms_per_user"] == pytest.approx(ms, rel=1e-3)
     assert fit["users_per_worker_s"] == round(1000 / ms)
     assert fit["workers_for_30_min"] == math.ceil(ms * 10_000_000 / 1000 / 1800)
-    cheaper = [
-        dict(r, stages={HISTORIES: {**r["stages"][HISTORIES], "ms_per_user": ms}})
-        for r, ms in zip(rows, [2.0, 1.0], strict=True)
-    ]
-    assert transform_at_histories(cheaper)["ms_per_user"] == pytest.approx(1.0)  # a falling cost is not extrapolated
+    assert transform_at_histories(stores([2.0, 1.0]))["ms_per_user"] == pytest.approx(
+        1.0
+    )  # a falling cost is not extrapolated
+
+
+def test_the_served_fits_parts_side_by_side_take_the_first_ones_then_the_longest_or_their_work_spread() -> None:
+    """On the instance the job runs its served fit's parts at once (training.final_side_by_side from 16 vCPUs): the
+    matrix and the rows served first, then the longest part (the bestsellers and the segment lists one after the
+    other in their thread), never less than the parts' work over the 96 vCPUs."""
+    from shopwise_jobs.training import final_side_by_side
+
+    assert final_side_by_side(INSTANCE_VCPUS) and not final_side_by_side(2)
+    inside = {
+        "matrix": (1.0, 1.0),
+        "history": (0.5, 0.5),
+        "similar": (10.0, 300.0),
+        "model:ials": (8.0, 500.0),
+        "popularity": (3.0, 3.0),
+        "segments": (4.0, 4.0),
+    }
+    assert bench_scale.parts_side_by_side(inside) == pytest.approx((1.5 + 10.0, "similar"))
+    inside["popularity"] = (7.0, 7.0)  # the chain (7 + 4) outlasts item-kNN
+    assert bench_scale.parts_side_by_side(inside) == pytest.approx((1.5 + 11.0, "popularity"))
+    inside["model:ials"] = (8.0, 1_500.0)  # the work over 96 vCPUs outlasts every part
+    assert bench_scale.parts_side_by_side(inside)[0] == pytest.approx(1.5 + (300 + 1_500 + 7 + 4) / INSTANCE_VCPUS)
+
+
+def test_the_instances_served_fit_with_its_parts_side_by_side_is_shorter_than_one_after_another(monkeypatch) -> None:
+    products = [2e6, 8e6, 32e6]
+    rows = sizes(job=[0.1, 0.4, 1.6], native=[0.1, 0.4, 1.6], wide=[0.1, 0.4, 1.6], products=products)
+    for row in rows:
+        row["stages"][FINAL]["parts"]["model:ials"] = [2.0 * row["shoppers"] / 10_000, 3.6 * row["shoppers"] / 10_000]
+        row["stages"][FINAL]["parts"]["matrix"] = [0.1, 0.1]
+    at_once = final_fit(rows)
+    monkeypatch.setattr(bench_scale, "final_side_by_side", lambda cores=None: False)
+    in_turn = final_fit(rows)
+    assert at_once["side_by_side"] and at_once["longest_part"] == "model:ials" and not in_turn["side_by_side"]
+    hours = {part: fit["instance_hours"] for part, fit in in_turn["by_part"].items()}
+    assert in_turn["instance_hours"] == pytest.approx(sum(hours.values()), abs=0.1)
+    assert at_once["instance_hours"] == pytest.approx(hours["matrix"] + hours["model:ials"], abs=0.1)
+    assert at_once["instance_hours"] < in_turn["instance_hours"]

@@ -192,6 +192,42 @@ def test_the_selected_item_knn_is_the_served_similar_items_when_fitted_alike(sto
     assert (got != expected).nnz == 0
 
 
+def test_the_served_fits_parts_side_by_side_give_the_model_of_one_after_another(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On 16 vCPUs or more the served fit runs its parts at once, in threads (forced here): the same model, file for
+    file, as one part after another; its metrics say so, with each part's wall time and the group's."""
+    from shopwise_jobs.dataset import read_catalog, read_event_import
+    from shopwise_jobs.training import Hyperparameters, fit_and_select
+
+    interactions = read_event_import(store / "events.csv").interactions
+    catalog = read_catalog(store / "items.csv")
+    hp = Hyperparameters.parse(
+        {"budget": "quick", "models": "popularity,itemknn,sequential,ials,content,affinity,hybrid"}
+    )
+    saved: dict[str, Path] = {}
+    for forced in ("0", "1"):
+        monkeypatch.setenv("SHOPWISE_FINAL_SIDE_BY_SIDE", forced)
+        model, metrics = fit_and_select(interactions, catalog, hp, "v1", log=lambda _line: None)
+        assert metrics["seconds"]["final parts side by side"] is (forced == "1")
+        saved[forced] = tmp_path / forced
+        model.save(saved[forced])
+    final = metrics["seconds"]["final parts"]
+    assert metrics["selected"] == "hybrid" and {"side by side", "similar", "next_items", "popularity"} <= set(final)
+    assert len(set(final) - {"matrix", "history", "side by side"}) >= 5  # the blend's parts and the served ones
+    assert "side by side" in metrics["seconds"]["final parts cpu"]
+    files = sorted(f.relative_to(saved["0"]) for f in saved["0"].rglob("*") if f.is_file())
+    assert files == sorted(f.relative_to(saved["1"]) for f in saved["1"].rglob("*") if f.is_file())
+    for name in files:
+        one, other = (saved["0"] / name).read_bytes(), (saved["1"] / name).read_bytes()
+        if name.name == "model.json":  # the time it was trained at differs
+            one_doc, other_doc = json.loads(one), json.loads(other)
+            one_doc.pop("trained_at"), other_doc.pop("trained_at")
+            assert one_doc == other_doc
+        else:
+            assert one == other, name
+
+
 def test_a_large_store_is_tuned_on_a_fixed_sample_of_shoppers_and_served_from_every_one(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
