@@ -363,6 +363,8 @@ class Result:
     # (the job's, or the worker's that tuned it: every thread of it)
     seconds: float = 0.0
     cpu: float = 0.0
+    # the blend's: its steps' wall seconds (the families' fits, each history rows' search, its test refit)
+    steps: dict[str, float] = field(default_factory=dict)
 
 
 def train_set(
@@ -376,52 +378,43 @@ def train_set(
     )
 
 
-def tune_hybrid(
-    results: list[Result],
-    inner: TrainSet,
-    validation: Split,
-    metric: str,
-    ks: tuple[int, ...],
-    prices: dict[str, float] | None,
-    log: Log,
-) -> Result:
-    """A blend of the tuned families, searched greedily on the validation split: the best family is the anchor
-    (weight 1); each other family, best first, joins at the weight in HYBRID_WEIGHTS that raises the metric most,
-    or stays out. Every part scores the same history rows (one of HYBRID_ROWS: plain, with the recent-session
-    boost, decayed with a 14-day half-life), so the search scores exactly what the batch transform will serve."""
-    started = time.perf_counter()
-    families = sorted((r for r in results if not r.peer and r.name in MODEL_KINDS), key=lambda r: -r.validation[metric])
-    parts = [build_model(r.name, inner, r.params) for r in families]
-    matrix = inner.matrix()
-    rel = relevance(matrix, validation.test)
-    users = np.flatnonzero(np.diff(rel.indptr) > 0)
-    test = validation.test
-    if len(users) > TUNING_USERS:
-        users = np.sort(np.random.default_rng(0).choice(users, TUNING_USERS, replace=False))
-        test = test[test["user_id"].isin(set(matrix.users[users]))]
-    position = np.full(matrix.matrix.shape[0], -1)
-    position[users] = np.arange(len(users))
-    best: tuple[float, dict[str, Any], dict[str, float]] | None = None
-    tried: list[tuple[dict[str, Any], float]] = []
-    large = len(inner.items) >= candidates.CANDIDATES_FROM_ITEMS
-    tiebreak = popularity_tiebreak(matrix.matrix) if large else None
-    for row_params in HYBRID_ROWS:
+@dataclass(frozen=True)
+class BlendSearch:
+    """What the blend's weight search scores: the families' fits on ``inner`` (``parts``, best first), the tuning
+    users' validation rows (``test``, ``users``: their rows in ``inner``'s matrix). One search for each of
+    HYBRID_ROWS (``rows``), each independent of the others: with tuning's workers, each in a process of its own."""
+
+    inner: TrainSet
+    parts: list[Any]
+    kinds: list[str]
+    test: pd.DataFrame
+    users: np.ndarray
+    metric: str
+    ks: tuple[int, ...]
+    prices: dict[str, float] | None
+
+    def rows(self, row_params: dict[str, Any]) -> tuple[list[float], float, dict[str, float], float, float]:
+        """The greedy search on one kind of history rows: the anchor (the best family) at weight 1, each other
+        family, best first, at the weight in HYBRID_WEIGHTS that raises the metric most, or left out. Returns the
+        weights, the metric, every metric, and the search's wall and CPU seconds."""
+        started, used = time.perf_counter(), time.process_time()
+        inner, parts, users, ks, metric = self.inner, self.parts, self.users, self.ks, self.metric
+        matrix = inner.matrix()
+        position = np.full(matrix.matrix.shape[0], -1)
+        position[users] = np.arange(len(users))
+        large = len(inner.items) >= candidates.CANDIDATES_FROM_ITEMS
+        tiebreak = popularity_tiebreak(matrix.matrix) if large else None
         rows = history_rows(inner, row_params)[users]
         at: sparse.csr_matrix | None = None
         if large:  # every part scaled at the union of all parts' candidates: a weight trial re-ranks that union
             cache = candidates.Cache()
-            every = Hybrid(parts=parts, kinds=[r.name for r in families], weights=[1.0] * len(parts))
+            every = Hybrid(parts=parts, kinds=self.kinds, weights=[1.0] * len(parts))
             at = candidates.widened_candidates(every, rows, candidates.CANDIDATES, cache)
             cached = [candidates.scale_segments(candidates.score_at(p, rows, at, cache), at.indptr) for p in parts]
         else:
             cached = [scale_rows(part.score(rows)) for part in parts]
 
-        def value(
-            weights: list[float],
-            cached: list[np.ndarray] = cached,
-            rows: sparse.csr_matrix = rows,
-            at: sparse.csr_matrix | None = at,
-        ) -> tuple[float, dict[str, float]]:
+        def value(weights: list[float]) -> tuple[float, dict[str, float]]:
             blend = np.zeros_like(cached[0])
             for w, c in zip(weights, cached, strict=True):
                 if w:
@@ -431,7 +424,7 @@ def tune_hybrid(
                 scorer: Scorer = lambda u: Ranked(ranked.top[position[u]], ranked.scores[position[u]])  # noqa: E731
             else:
                 scorer = lambda u: blend[position[u]]  # noqa: E731
-            evaluation = evaluate(scorer, matrix, test, ks, prices)
+            evaluation = evaluate(scorer, matrix, self.test, ks, self.prices)
             return evaluation.metrics[metric], evaluation.metrics
 
         weights = [1.0] + [0.0] * (len(parts) - 1)
@@ -442,6 +435,70 @@ def tune_hybrid(
                 v, m = value(trial)
                 if v > current:
                     current, metrics, weights = v, m, trial
+        return weights, current, metrics, time.perf_counter() - started, time.process_time() - used
+
+
+# the worker's BlendSearch, set once by its initializer (pickled into it at its spawn)
+_BLEND: list[BlendSearch] = []
+
+
+def _blend_worker(search: BlendSearch) -> None:
+    _BLEND[:] = [search]
+
+
+def _blend_rows(row_params: dict[str, Any]) -> tuple[list[float], float, dict[str, float], float, float]:
+    return _BLEND[0].rows(row_params)
+
+
+def tune_hybrid(
+    results: list[Result],
+    inner: TrainSet,
+    validation: Split,
+    metric: str,
+    ks: tuple[int, ...],
+    prices: dict[str, float] | None,
+    log: Log,
+    workers: int = 1,
+) -> Result:
+    """A blend of the tuned families, searched greedily on the validation split (``BlendSearch.rows``) on each of
+    HYBRID_ROWS (plain, with the recent-session boost, decayed with a 14-day half-life: every part scores the same
+    rows, so the search scores exactly what the batch transform will serve), the best of the three kept. With
+    ``workers`` above 1 the three searches run at once in spawned processes, each given the fitted families once
+    and its share of the cores; the figures are the same. Its ``steps``: the families' fits and each search's
+    wall seconds (``make scale`` puts the blend on the instance as the fits, then the longest search)."""
+    started = time.perf_counter()
+    families = sorted((r for r in results if not r.peer and r.name in MODEL_KINDS), key=lambda r: -r.validation[metric])
+    parts = [build_model(r.name, inner, r.params) for r in families]
+    steps = {"fits": time.perf_counter() - started}
+    matrix = inner.matrix()
+    rel = relevance(matrix, validation.test)
+    users = np.flatnonzero(np.diff(rel.indptr) > 0)
+    test = validation.test
+    if len(users) > TUNING_USERS:
+        users = np.sort(np.random.default_rng(0).choice(users, TUNING_USERS, replace=False))
+        test = test[test["user_id"].isin(set(matrix.users[users]))]
+    search = BlendSearch(inner, parts, [r.name for r in families], test, users, metric, ks, prices)
+    workers = min(workers, len(HYBRID_ROWS))
+    if workers > 1:
+        log(f"searching the blend's weights on {len(HYBRID_ROWS)} kinds of rows in {workers} processes side by side")
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_blend_worker,
+            initargs=(search,),
+        )
+        try:
+            with _threads_for_children(max(1, (os.cpu_count() or 1) // workers)):
+                futures = [pool.submit(_blend_rows, row_params) for row_params in HYBRID_ROWS]
+            found = [future.result() for future in futures]
+        finally:
+            pool.shutdown(cancel_futures=True)
+    else:
+        found = [search.rows(row_params) for row_params in HYBRID_ROWS]
+    best: tuple[float, dict[str, Any], dict[str, float]] | None = None
+    tried: list[tuple[dict[str, Any], float]] = []
+    for n, (row_params, (weights, current, metrics, seconds, _cpu)) in enumerate(zip(HYBRID_ROWS, found, strict=True)):
+        steps[f"rows {n}"] = seconds
         params = {
             **row_params,
             "components": [
@@ -453,7 +510,7 @@ def tune_hybrid(
             best = (current, params, metrics)
     assert best is not None
     log(f"  {summary('hybrid', best[1])}: validation {metric}={best[0]:.4f} ({time.perf_counter() - started:.1f}s)")
-    return Result("hybrid", False, best[1], best[2], tried=tried)
+    return Result("hybrid", False, best[1], best[2], tried=tried, steps=steps)
 
 
 def tuning_sample(test: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
@@ -687,12 +744,14 @@ def select(
     results = tune_families(candidates, on, log, workers)
     if hybrid and sum(1 for r in results if not r.peer) >= 2:
         clock, used = time.perf_counter(), time.process_time()
-        blended = tune_hybrid(results, inner, validation, metric, ks, prices, log)
+        # the three searches at once where the families were tuned side by side
+        blended = tune_hybrid(results, inner, validation, metric, ks, prices, log, workers)
         if outer is not None and test is not None:
             started = time.perf_counter()
             scorer = model_fit("hybrid")(outer, blended.params)
             blended.fit_seconds = time.perf_counter() - started
             blended.test = evaluate(scorer, outer.matrix(), reported, ks, prices)
+            blended.steps["test"] = time.perf_counter() - started
             log(f"hybrid: test {metric}={blended.test.metrics[metric]:.4f}")
         blended.seconds, blended.cpu = time.perf_counter() - clock, time.process_time() - used
         results.append(blended)  # last: on a tie with a single family, the simpler model is chosen

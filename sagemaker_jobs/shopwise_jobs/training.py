@@ -710,6 +710,11 @@ def fit_and_select(
             "tuning parts": {r.name: round(r.seconds, 3) for r in results},
             "tuning parts cpu": {r.name: round(r.cpu, 3) for r in results},
             "tuning workers": tuned.workers,
+            # the blend's steps, wall: the families' fits, each history rows' search (side by side with workers),
+            # its test refit
+            "tuning hybrid steps": {
+                step: round(t, 3) for r in results if r.name == "hybrid" for step, t in r.steps.items()
+            },
             "champion": round(seconds["champion"], 2),
             "final fit": round(time.perf_counter() - fit_started, 2),
             "final parts": parts,

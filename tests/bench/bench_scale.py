@@ -310,6 +310,10 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
                 )
                 for part in fitted["seconds"]["tuning parts"]
             }
+        if all(run[2]["seconds"].get("tuning hybrid steps") for run in runs):
+            # the blend's steps (the families' fits, each history rows' search, its test refit), each its best run's
+            steps = [run[2]["seconds"]["tuning hybrid steps"] for run in runs]
+            stages[TUNING]["hybrid steps"] = {step: min(s[step] for s in steps) for step in steps[0]}
         wall, cpu = spent["final parts"], spent["final parts cpu"]
         stages[FINAL] = {
             "seconds": float(spent["final fit"]),
@@ -521,14 +525,36 @@ def tuning_on_instance(
         side_by_side = max(ends)
     else:
         side_by_side = families[longest]
-    instance_s = side_by_side + grown.get("hybrid", 0.0) + rest_s
+    blend_s = grown.get("hybrid", 0.0)
+    blend_steps = blend_on_instance(rows, xs, target, catalog)
+    if blend_steps:
+        blend_s = blend_steps["seconds"]
+    instance_s = side_by_side + blend_s + rest_s
     return {
         "instance_minutes": round(instance_s / 60, 1),
         "side_by_side": workers,
         "longest_family": longest,
+        **({"blend_minutes": round(blend_s / 60, 1), "blend_steps": blend_steps} if blend_steps else {}),
         "parts_minutes": {name: round(s / 60, 1) for name, s in sorted(grown.items(), key=lambda kv: -kv[1])},
         "rest_minutes": round(rest_s / 60, 1),
     }
+
+
+def blend_on_instance(rows: list[dict[str, Any]], xs: list[float], target: float, catalog: float) -> dict[str, Any]:
+    """The blend's search on the instance, where its three searches (one for each kind of history rows) run side by
+    side (``selection.tune_hybrid`` with tuning's workers): the families' fits, then the longest search, then the
+    test refit, each step grown as tuning is. Nothing when the sizes did not record the blend's steps (runs before
+    2026-12-04's 6bb3e52)."""
+    if not all(r["stages"][TUNING].get("hybrid steps") for r in rows):
+        return {}
+    names = set.intersection(*(set(r["stages"][TUNING]["hybrid steps"]) for r in rows))
+    grown: dict[str, float] = {}
+    for name in sorted(names):
+        seconds = [max(float(r["stages"][TUNING]["hybrid steps"][name]), 1e-3) for r in rows]
+        grown[name] = seconds[-1] * (target / xs[-1]) ** exponent(xs, seconds) * catalog
+    searches = [s for name, s in grown.items() if name.startswith("rows ")]
+    total = grown.get("fits", 0.0) + (max(searches) if searches else 0.0) + grown.get("test", 0.0)
+    return {"seconds": total, "minutes": {name: round(s / 60, 1) for name, s in grown.items()}}
 
 
 # parts of the final fit that grow in the catalog, not in the events: the content index; the selected model's
@@ -771,9 +797,15 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
             )
             if "instance_minutes" in fit:
                 parts = ", ".join(f"{name} {minutes:,}" for name, minutes in fit["parts_minutes"].items())
+                blend = (
+                    f" ({fit['blend_minutes']:,} min: its fits, then the longest of its three searches side by side, "
+                    f"then its test refit)"
+                    if "blend_minutes" in fit
+                    else ""
+                )
                 verdict += (
                     f"; **{fit['instance_minutes']:,} min on one {INSTANCE}** with its families side by side: the "
-                    f"longest ({fit['longest_family']}), then the blend's search, then the rest "
+                    f"longest ({fit['longest_family']}), then the blend's search{blend}, then the rest "
                     f"({fit['rest_minutes']:,} min; by part, min: {parts})"
                 )
         if stage == FINAL:

@@ -310,6 +310,16 @@ def test_tuning_on_the_instance_is_its_longest_family_then_the_blend_then_the_re
     )
     line = next(x for x in bench_scale.markdown(rows, fits).splitlines() if x.startswith(f"| {TUNING} |"))
     assert f"{fit['instance_minutes']:,} min on one {bench_scale.INSTANCE}" in line and "longest (content)" in line
+    # with the blend's steps recorded, its three searches run side by side too: its fits (0.4 s of the 2), the
+    # longest search (0.5), its test refit (0.2)
+    for n, row in enumerate(rows):
+        steps = {"fits": 0.4, "rows 0": 0.3, "rows 1": 0.5, "rows 2": 0.4, "test": 0.2}
+        row["stages"][TUNING]["hybrid steps"] = {step: t * 3**n for step, t in steps.items()}
+    searched = bench_scale.extrapolate(rows)[TUNING]
+    assert searched["blend_minutes"] == pytest.approx((0.4 + 0.5 + 0.2) * 9 * catalog / 60, abs=0.1)
+    assert searched["instance_minutes"] == pytest.approx((36.0 + 9.9 + 9.0) * catalog / 60, rel=0.01)
+    line = next(x for x in bench_scale.markdown(rows, {TUNING: searched}).splitlines() if x.startswith(f"| {TUNING} |"))
+    assert "the longest of its three searches side by side" in line
     # a run from before tuning was recorded by family: one process, as before
     for row in rows:
         del row["stages"][TUNING]["parts"]

@@ -860,14 +860,20 @@ def test_families_tuned_side_by_side_give_the_figures_of_one_after_another(monke
     def refitted(*_args: Any) -> None:
         raise AssertionError("the content model fitted again in the job's process")
 
+    def searched_here(*_args: Any) -> None:
+        raise AssertionError("the blend's weights searched in the job's process")
+
     monkeypatch.setattr(ContentKNN, "fit_ordered", refitted)  # here, not in the spawned workers
+    monkeypatch.setattr(selection.BlendSearch, "rows", searched_here)
     side_by_side, lines = run(2)
     assert set(side_by_side) == set(alone) == {*wanted, "hybrid"}
     for name, figures in alone.items():
         assert side_by_side[name] == figures, name
-    assert "tuning 5 families in 2 processes side by side" in lines
-    untimed = [re.sub(r" \(\d+\.\ds\)$", "", line) for line in lines]  # each line's time is its run's
-    assert untimed[1:] == [re.sub(r" \(\d+\.\ds\)$", "", line) for line in alone_lines]  # in the same order
+    workers = ["tuning 5 families in 2 processes side by side", "searching the blend's weights on 3 kinds of rows in "
+               "2 processes side by side"]  # fmt: skip
+    assert [line for line in lines if "side by side" in line] == workers
+    untimed = [re.sub(r" \(\d+\.\ds\)$", "", line) for line in lines if line not in workers]  # each its run's time
+    assert untimed == [re.sub(r" \(\d+\.\ds\)$", "", line) for line in alone_lines]  # in the same order
     assert {line.split(":")[0] for line in lines if ": test " in line} == {*wanted, "hybrid"}
     assert alone["itemknn"][2]["ndcg@10"] > alone["popularity"][2]["ndcg@10"] + 0.2  # the figures differ by model
 
