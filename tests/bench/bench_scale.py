@@ -614,9 +614,15 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     inside: dict[str, tuple[float, float]] = {}  # each part of the job's process: (on the instance, its core-seconds)
     by_part: dict[str, dict[str, Any]] = {}
     for part, (wall, cpu) in last.items():
-        sizes, target = driver(rows, part)
-        walls = [max(float(r["stages"][FINAL]["parts"][part][0]), 0.01) for r in rows]
-        growth = fitted = exponent(sizes, walls)
+        # the sizes that fitted the part: a blend's parts differ from size to size (iALS in the 300,000-shopper
+        # store's, not in the 100,000's), and a part the job took from tuning took no time (the content index,
+        # fitted once a job); one size alone is grown linearly
+        timed = [r for r in rows if r["stages"][FINAL]["parts"].get(part, [0.0])[0] > 0] or rows[-1:]
+        sizes, target = driver(timed, part)
+        walls = [max(float(r["stages"][FINAL]["parts"][part][0]), 0.01) for r in timed]
+        # (never below 0: a part whose time fell was taken from tuning at the larger size — the content index at
+        # 300,000 shoppers, 0.01 s — and costs what it did there)
+        growth = fitted = max(exponent(sizes, walls), 0.0) if len(timed) > 1 else 1.0
         measured_at = "the catalog's width"
         if part == "similar" and all(KNN_WIDE in r["stages"] for r in rows):
             # its time at the envelope's width, times as much more work as the job did for the same fit on its own
@@ -643,6 +649,7 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
         cpu_total, wall_total = cpu_total + cpu, wall_total + wall
         by_part[part] = {
             "walls": walls,
+            "sizes": [r["shoppers"] for r in timed],
             "grows_in": "items" if part in ITEM_PARTS else "products" if part in KNN_PARTS else "events",
             "growth": round(growth, 2),
             "fitted": round(fitted, 2),
@@ -816,9 +823,8 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
                 else ""
             )
             beside = (
-                f" ({' and '.join(part_name(p) for p in fit['apart'])} in a process of its own beside the "
-                + ("" if at_once else f", {fit['together_hours']:,} h one after another")
-                + ": the longer side)"
+                f" ({' and '.join(part_name(p) for p in fit['apart'])} in a process of its own beside the other "
+                "parts" + ("" if at_once else f", {fit['together_hours']:,} h one after another") + ": the longer side)"
                 if fit.get("apart")
                 else ""
             )
@@ -904,13 +910,19 @@ def by_part_table(rows: list[dict[str, Any]], parts: dict[str, dict[str, Any]]) 
         "|---|" + "---|" * len(rows) + "---|---|---|",
     ]
     for part, fit in sorted(parts.items(), key=lambda kv: -kv[1]["instance_hours"]):
-        cells = [f"{r['stages'][FINAL]['parts'][part][0]:.2f}" for r in rows]
+        # a size whose selected model had no such part, or took it from tuning: a dash
+        cells = [
+            f"{r['stages'][FINAL]['parts'][part][0]:.2f}" if r["stages"][FINAL]["parts"].get(part, [0.0])[0] else "—"
+            for r in rows
+        ]
         grows = fit["grows_in"]
-        if fit["measured_at"] != "the catalog's width":
+        if fit["measured_at"] != "the catalog's width" and len(fit["walls"]) == len(rows):
             cells = [
                 f"{cell} ({wall:.2f} at {fit['measured_at']}, as much work as in the job)"
                 for cell, wall in zip(cells, fit["walls"], strict=True)
             ]
+        if len(fit.get("sizes", rows)) < 2:
+            grows += " (one size: taken linear)"
             grows += f" at {fit['measured_at']} (fitted ^{fit['fitted']}, taken at least linear)"
         lines.append(
             f"| {part_name(part)} | " + " | ".join(cells) + f" | {grows} | ^{fit['growth']} | "

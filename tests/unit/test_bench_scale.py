@@ -413,3 +413,24 @@ def test_the_instances_served_fit_with_its_parts_side_by_side_is_shorter_than_on
     assert in_turn["instance_hours"] == pytest.approx(sum(hours.values()), abs=0.1)
     assert at_once["instance_hours"] == pytest.approx(hours["matrix"] + hours["model:ials"], abs=0.1)
     assert at_once["instance_hours"] < in_turn["instance_hours"]
+
+
+def test_a_part_some_sizes_did_not_fit_is_grown_over_the_sizes_that_did() -> None:
+    """The blend differs from size to size, and a part taken from tuning takes no time: each part is grown over
+    the sizes that timed it (one size: linearly), and the table shows a dash where a size did not."""
+    rows = sizes(job=[0.1, 0.4, 1.6], native=[0.1, 0.4, 1.6], wide=[0.1, 0.4, 1.6], products=[2e6, 8e6, 32e6])
+    for n, row in enumerate(rows):
+        row["items"] = 1_000.0 * 3**n
+        parts = row["stages"][FINAL]["parts"]
+        if n != 1:  # iALS in the blend of the first and the last size only: 4x its time for 9x the events
+            parts["model:ials"] = [1.0 * 4 ** (n // 2), 1.8 * 4 ** (n // 2)]
+        parts["content"] = [0.0, 0.0] if n < 2 else [3.0, 3.0]  # taken from tuning, then fitted at the last
+    fitted = final_fit(rows)["by_part"]
+    assert fitted["model:ials"]["sizes"] == [10_000, 90_000]
+    assert fitted["model:ials"]["growth"] == pytest.approx(math.log(4) / math.log(9), abs=0.01)
+    assert fitted["content"]["sizes"] == [90_000] and fitted["content"]["growth"] == 1.0
+    assert fitted["content"]["single_hours"] == pytest.approx(3.0 * bench_scale.ENVELOPE_ITEMS / 9_000 / 3600, abs=0.01)
+    table = "\n".join(bench_scale.by_part_table(rows, fitted))
+    ials = next(line for line in table.splitlines() if line.startswith("| the selected model's ials |"))
+    assert ials.split(" | ")[1:4] == ["1.00", "—", "4.00"]
+    assert "(one size: taken linear)" in next(line for line in table.splitlines() if line.startswith("| content"))

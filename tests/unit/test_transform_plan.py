@@ -63,19 +63,19 @@ def test_instances_are_sized_for_the_users_within_the_budget_and_bounds() -> Non
     prod = config.environment("prod")
     workers = config.instance_vcpus(prod.transform_instance_type)
     sizing = prod.transform_sizing()
-    assert sizing == {"min_instances": 1, "max_instances": 10, "budget_s": 1800}
-    # the envelope's 10 M shoppers: 10 M / (400 users/s x 4 workers x 1,800 s) = 3.5 -> 4 instances, within budget
+    assert sizing == {"min_instances": 1, "max_instances": 16, "budget_s": 1800}
+    # the envelope's 10 M shoppers: 10 M / (108 users/s x 4 workers x 1,800 s) = 12.9 -> 13 instances, within budget
     at_envelope = instances_for(10_000_000, workers, **sizing)
-    assert at_envelope == 4 and plan_seconds(10_000_000, workers, at_envelope) <= 1800
+    assert at_envelope == 13 and plan_seconds(10_000_000, workers, at_envelope) <= 1800
     assert plan_seconds(10_000_000, workers, at_envelope - 1) > 1800  # one fewer would not finish in time
-    # a million shoppers fit one instance; no shoppers still get the fewest the environment allows
-    assert instances_for(1_000_000, workers, **sizing) == 1
+    # a million shoppers fit two instances; no shoppers still get the fewest the environment allows
+    assert instances_for(1_000_000, workers, **sizing) == 2
     assert instances_for(0, workers, **config.environment("local").transform_sizing()) == 2
     # past the most instances, the most (the plan then expects to run over its budget, and says so)
-    assert instances_for(100_000_000, workers, **sizing) == 10
-    assert plan_seconds(100_000_000, workers, 10) == pytest.approx(100_000_000 / (USERS_PER_WORKER_S * 40))
+    assert instances_for(100_000_000, workers, **sizing) == 16
+    assert plan_seconds(100_000_000, workers, 16) == pytest.approx(100_000_000 / (USERS_PER_WORKER_S * 64))
     # a shorter budget needs more instances for the same users
-    assert instances_for(10_000_000, workers, min_instances=1, max_instances=100, budget_s=600) == 11
+    assert instances_for(10_000_000, workers, min_instances=1, max_instances=100, budget_s=600) == 39
 
 
 @pytest.mark.parametrize(

@@ -25,11 +25,12 @@ from shopwise.dal.objects import write_json_lines
 
 USERS_PER_REQUEST = 20_000  # users a request scores: ~3 s of one core at the measured 7,600 users/s (bench_transform)
 ITEMS_PER_REQUEST = 20_000  # items whose neighbour and next-item rows a request writes
-# users one transform worker scores a second as a million-item catalog runs it (no EASE; candidates from the neighbour
-# union and the factor index): at a million items a user costs 1.63 ms of iALS candidates and 0.84 ms of item-kNN's
-# (bench_transform.py --catalogs), about 2.5 ms with the rest of a blend. make scale's "transform as at the envelope"
-# is faster (10 M shoppers in 1.6 hours of one process: 1,700 a second), but measured on catalogs of 16,000 items
-USERS_PER_WORKER_S = 400.0
+# users one transform worker scores a second at the envelope: make scale's "transform at the envelope's histories"
+# (the transform's own path over candidates on the model trained as at the envelope, a blend of six parts, each
+# shopper's history as long as the envelope's 260 events, 164 items; 2.94 ms a user at 50,000 items, grown in items
+# to a million: 9.2 ms). Until 2026-12-04 it was 400, from random single-part models with 20 items a shopper
+# (bench_transform.py --catalogs), which the blend and the envelope's histories both outgrow
+USERS_PER_WORKER_S = 108.0
 
 
 def instances_for(users: int, workers: int, *, min_instances: int, max_instances: int, budget_s: float) -> int:
