@@ -553,8 +553,8 @@ def fit_and_select(
         clock, used = time.perf_counter(), time.process_time()
         with phases.within(part):  # its memory: held at its start (the parts before it) and its own peak
             out = fit()
-        parts[part] = round(parts.get(part, 0.0) + time.perf_counter() - clock, 3)
-        cpu[part] = round(cpu.get(part, 0.0) + time.process_time() - used, 3)
+        parts[part] = round(time.perf_counter() - clock, 3)
+        cpu[part] = round(time.process_time() - used, 3)
         return out
 
     fit_started = time.perf_counter()
