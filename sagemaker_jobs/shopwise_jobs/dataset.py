@@ -34,7 +34,7 @@ from shopwise.keys import referrer_source
 from shopwise.privacy.tombstones import Targets
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
 from shopwise_jobs.ids import codes_in, unique_ids, weights_of
-from shopwise_jobs.models import FIT_THREADS, Sessions, chunk_bounds
+from shopwise_jobs.models import FIT_THREADS, Sessions, chunk_bounds, summed_triples
 
 INTERACTION_COLUMNS = ["event_id", "user_id", "item_id", "kind", "ts", "price", "session_id", "market", "referrer"]
 SESSION_GAP_SECONDS = 30 * 60
@@ -312,16 +312,19 @@ def interaction_matrix(
     users: np.ndarray | None = None,
     items: np.ndarray | None = None,
     codes: tuple[np.ndarray, np.ndarray] | None = None,
+    strengths: np.ndarray | None = None,
+    ts: np.ndarray | None = None,
 ) -> Matrix:
     """Strength = sum over interactions of kind weight x time decay (purchase > cart > view by default), the
     decay counted back from each user's newest interaction unless ``now`` is given.
 
     ``users`` / ``items`` fix the index (e.g. to include cold test users or catalog items nobody touched yet);
     interactions outside them are dropped. By default they are the sorted ids present. ``codes``: each row's user
-    and item index in them, when the caller has them (``TrainSet.codes``).
+    and item index in them, when the caller has them (``TrainSet.codes``); ``strengths`` and ``ts``: each row's kind weight
+    and time as floats, likewise (``TrainSet.coded``).
     """
     weights = weights or KIND_WEIGHTS
-    w = weights_of(interactions["kind"], weights)
+    w = weights_of(interactions["kind"], weights) if strengths is None else strengths
     user_ids = unique_ids(interactions["user_id"]) if users is None else np.asarray(users, dtype=str)
     item_ids = unique_ids(interactions["item_id"]) if items is None else np.asarray(items, dtype=str)
     u, i = (
@@ -331,7 +334,8 @@ def interaction_matrix(
     )
     if half_life_days > 0 and len(interactions):
         # decay from the user's own newest interaction (or from ``now``): what a shopper did last weighs most
-        ts = interactions["ts"].to_numpy(dtype=np.float64)
+        if ts is None:
+            ts = interactions["ts"].to_numpy(dtype=np.float64)
         if now is None:
             newest = np.full(len(user_ids) + 1, -np.inf)  # the last slot: rows of users outside the index (dropped)
             np.maximum.at(newest, u, ts)
@@ -340,10 +344,7 @@ def interaction_matrix(
             ref = now
         w = w * np.power(0.5, (ref - ts) / (half_life_days * 86400.0))
     keep = (u >= 0) & (i >= 0) & (w > 0)
-    matrix = sparse.csr_matrix(
-        (w[keep].astype(np.float32), (u[keep], i[keep])), shape=(len(user_ids), len(item_ids)), dtype=np.float32
-    )
-    matrix.sum_duplicates()
+    matrix = summed_triples(u[keep], i[keep], w[keep].astype(np.float32), (len(user_ids), len(item_ids)))
     return Matrix(matrix=matrix, users=user_ids, items=item_ids)
 
 

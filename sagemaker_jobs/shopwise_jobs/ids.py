@@ -7,9 +7,19 @@ part of a fit: at 100,000 shoppers most of the final fit's time was string conve
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+# a column is coded in slices, a slice a thread (Arrow's kernels release the GIL), of at least this many rows: below
+# it the threads' start and the merge cost more than they save. Each slice's lookup builds its own hash table of the
+# universe (10 M shoppers: about half a GB), so at most CODE_THREADS slices however many cores: on the training
+# instance the served fit's ids, codes and kind weights were 0.22 h of one core at the envelope (make scale)
+CODE_SLICE_ROWS = 1 << 20
+CODE_THREADS = min(int(os.environ.get("SHOPWISE_FIT_THREADS", "0")) or os.cpu_count() or 1, 16)
 
 
 def _arrow(values: Any) -> Any:
@@ -21,33 +31,53 @@ def _arrow(values: Any) -> Any:
     return array if pa.types.is_large_string(array.type) else array.cast(pa.large_string())
 
 
+def _sliced(array: Any, work: Callable[[Any], Any]) -> list[Any]:
+    """``work`` of each slice of an Arrow array, in order: slices of at least CODE_SLICE_ROWS rows, at most
+    CODE_THREADS of them, a thread each."""
+    pieces = max(1, min(CODE_THREADS, len(array) // CODE_SLICE_ROWS))
+    if pieces == 1:
+        return [work(array)]
+    step = -(-len(array) // pieces)
+    with ThreadPoolExecutor(pieces) as pool:
+        return list(pool.map(work, [array.slice(start, step) for start in range(0, len(array), step)]))
+
+
+def _indices(found: Any) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 def codes_in(values: Any, universe: np.ndarray) -> np.ndarray:
     """Each value's index in ``universe`` (-1: not in it), hashed by Arrow: a tenth of the time of pandas'
     ``get_indexer`` on the data set's Arrow-backed string columns (0.06 against 0.61 s for 2 M ids:
-    ``tests/bench/bench_training.py --parts ids``), which re-coded the ids in every part of the fit."""
+    ``tests/bench/bench_training.py --parts ids``), which re-coded the ids in every part of the fit. In slices
+    on threads (``_sliced``)."""
     import pyarrow.compute as pc
 
-    found = pc.index_in(_arrow(values), value_set=_arrow(np.asarray(universe, dtype=str)))
-    return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    value_set = _arrow(np.asarray(universe, dtype=str))
+    return np.concatenate(_sliced(_arrow(values), lambda piece: _indices(pc.index_in(piece, value_set=value_set))))
 
 
 def unique_ids(*columns: Any) -> np.ndarray:
     """The sorted distinct ids of the columns (what ``np.unique`` of their strings gives, without the strings; a
-    missing id left out)."""
+    missing id left out): each slice's distinct ids on threads (``_sliced``), then theirs."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    chunks = [_arrow(c) for c in columns]
-    distinct = [pc.drop_null(pc.unique(c)) for c in chunks]  # a missing id is no id
+    distinct = [d for c in columns for d in _sliced(_arrow(c), lambda piece: pc.drop_null(pc.unique(piece)))]
     merged = pc.unique(pa.chunked_array(distinct, type=pa.large_string()))
     return np.sort(np.asarray(merged.to_numpy(zero_copy_only=False), dtype=str))
 
 
 def weights_of(kinds: Any, weights: dict[str, float]) -> np.ndarray:
-    """Each row's kind weight (0 for a kind without one): the few distinct kinds factorised, their weights taken by
-    index — ``Series.map`` of the strings cost 0.3 s per 2 M rows, three times a fit."""
-    import pandas as pd
+    """Each row's kind weight (0 for a kind without one, or none): its index among the weighted kinds, looked up by
+    Arrow in slices on threads (``_sliced``), the weight taken by index — ``Series.map`` of the strings cost 0.3 s
+    per 2 M rows, three times a fit, and pandas' ``factorize`` of them held the GIL (0.44 s for 12 M rows, 0.13 by
+    Arrow on one core)."""
+    import pyarrow.compute as pc
 
-    codes, names = pd.factorize(kinds)
-    table = np.array([float(weights.get(str(name), 0.0)) for name in names] + [0.0])  # the last: a missing kind
-    return table[codes]
+    names = _arrow(np.asarray(list(weights), dtype=str))
+    table = np.array([float(w) for w in weights.values()] + [0.0])  # the last: a kind without a weight
+    found = np.concatenate(_sliced(_arrow(kinds), lambda piece: _indices(pc.index_in(piece, value_set=names))))
+    return table[found]  # -1: the last

@@ -559,7 +559,10 @@ def fit_and_select(
 
     fit_started = time.perf_counter()
     phases.begin("final fit")
-    data = served_set(interactions, catalog, hp)
+    # every stretch of the served fit is a part, so the parts add up to its time: its ids (the served set's users
+    # and items, read off every row) and the inputs the parts share, built before them, were untimed stretches that
+    # make scale's figure for the instance left out
+    data = timed("ids", lambda: served_set(interactions, catalog, hp))
     # the content index of a catalog large enough for its ANN path reads the catalog and the item order alone: it
     # runs in a process of its own while the parts below run (shopwise_jobs.apart), unless the model fits it
     apart: Apart[ContentKNN] | None = None
@@ -586,15 +589,19 @@ def fit_and_select(
         tasks["content"] = partial(build_model, "content", data, {"neighbours": hp.neighbours})
     tasks.setdefault("similar", lambda: ItemKNN.fit(data.recent(ITEMKNN_HISTORY), hp.neighbours, hp.shrinkage))
     tasks.setdefault("next_items", partial(build_model, "sequential", data, {"window": 5}))
-    for component in components:  # what the parts read, built here (the data's lazy caches are not shared safely)
-        data.matrix(float(component["params"].get("half_life_days", 0.0)))
-    data.codes()
-    data.recent(ITEMKNN_HISTORY)
+
+    def inputs() -> None:  # what the parts read, built here (the data's lazy caches are not shared safely)
+        for component in components:
+            data.matrix(float(component["params"].get("half_life_days", 0.0)))
+        data.codes()
+        data.recent(ITEMKNN_HISTORY)
+
+    timed("inputs", inputs)
     everyone = everyone.reset_index(drop=True)
 
     def bestsellers() -> tuple[CodedInteractions, Popularity]:
-        coded = CodedInteractions.of(everyone, data.items, data.weights)  # the segment lists count from it too
-        return coded, coded.popularity(np.arange(len(everyone)), hp.popular_window_days)
+        coded = every_row_coded(everyone, data)  # the segment lists count from it too
+        return coded, coded.popularity(None, hp.popular_window_days)
 
     def bestsellers_then_segments(record: Callable[[str, Callable[[], Any]], Any]) -> tuple[Any, Any, Any]:
         coded, popularity = record("popularity", bestsellers)
@@ -742,6 +749,28 @@ def fit_and_select(
 # overlap the others' work instead of adding up. Below it, one after another: make scale measures each part alone on
 # 2 cores. SHOPWISE_FINAL_SIDE_BY_SIDE: 1 forces it, 0 forbids it
 FINAL_SIDE_BY_SIDE_FROM_CORES = 16
+
+
+def every_row_coded(everyone: pd.DataFrame, data: TrainSet) -> CodedInteractions:
+    """Every interaction coded for the bestsellers and the segment lists, consented or not. The consented rows are
+    the served set's (``data``), coded once for every part (``TrainSet.coded``); where they are the frame's first
+    rows (``fit_frame``: ``personal_interactions`` slices them off it), only the rows after them are coded here —
+    coding every row's item id and kind from their strings again was a pass over every event on one core."""
+    own = data.coded()
+    ts, n = everyone["ts"].to_numpy(), len(data.interactions)
+    served_ts = data.interactions["ts"].to_numpy()
+    same_start = n and np.shares_memory(ts[:1], served_ts[:1]) and ts.strides == served_ts.strides
+    if not (n <= len(everyone) and same_start):
+        return CodedInteractions.of(everyone, data.items, data.weights)  # not the same rows' memory: all coded
+    if n == len(everyone):
+        return own
+    rest = CodedInteractions.of(everyone.iloc[n:], data.items, data.weights)
+    return CodedInteractions(
+        codes=np.concatenate([own.codes, rest.codes]),
+        weights=np.concatenate([own.weights, rest.weights]),
+        ts=np.concatenate([own.ts, rest.ts]),
+        n_items=own.n_items,
+    )
 
 
 def final_side_by_side(cores: int | None = None) -> bool:

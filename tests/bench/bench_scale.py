@@ -684,7 +684,7 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
 # the served fit's parts built before the others, which read them (the interaction matrix, the rows served and the
 # matrices they read); and the parts that run one after the other within their thread (the segment lists count from
 # the bestsellers' coded rows)
-BEFORE_PARTS = ("matrix", "history")
+BEFORE_PARTS = ("ids", "matrix", "history", "inputs")
 CHAINED_PARTS = ("popularity", "segments")
 
 
@@ -882,7 +882,9 @@ def histories_line(rows: list[dict[str, Any]], fit: dict[str, Any]) -> str:
 
 
 PART_NAMES = {
+    "ids": "the served set's ids",
     "matrix": "interaction matrix",
+    "inputs": "the parts' shared inputs",
     "model": "the selected model, whole",
     "content": "content index",
     "similar": "item-kNN",

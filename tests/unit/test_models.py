@@ -769,8 +769,18 @@ def test_the_champion_ranks_a_new_split_over_candidates_as_over_every_item(monke
         assert ranked[name] == pytest.approx(dense[name], abs=0.01), name
 
 
-def test_ids_are_coded_as_pandas_would_code_them() -> None:
+@pytest.mark.parametrize("slices", [None, (7, 3), (1, 16)])
+def test_ids_are_coded_as_pandas_would_code_them(
+    slices: tuple[int, int] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same codes, ids and weights whether a column is coded whole or in slices on threads (``slices``: rows a
+    slice at least, threads at most)."""
+    from shopwise_jobs import ids
     from shopwise_jobs.ids import codes_in, unique_ids, weights_of
+
+    if slices:
+        monkeypatch.setattr(ids, "CODE_SLICE_ROWS", slices[0])
+        monkeypatch.setattr(ids, "CODE_THREADS", slices[1])
 
     rng = np.random.default_rng(2)
     universe = np.array(sorted({f"u{n}" for n in rng.integers(0, 500, 300)}))
@@ -786,6 +796,31 @@ def test_ids_are_coded_as_pandas_would_code_them() -> None:
     )
     kinds = pd.Series(["view", "purchase", None, "like", "cart", "view"], dtype="str")
     assert weights_of(kinds, {"view": 1.0, "cart": 2.0, "purchase": 4.0}).tolist() == [1.0, 4.0, 0.0, 0.0, 2.0, 1.0]
+
+
+@pytest.mark.parametrize("threads", [1, 3, 8])
+def test_the_interaction_matrix_is_summed_alike_on_any_number_of_threads(threads: int, monkeypatch) -> None:
+    """``summed_triples`` — each thread's share a matrix, then each block of rows summed over them and stacked —
+    gives scipy's matrix of the triples with its duplicates summed (in float64, then the values' dtype), whatever
+    the threads; rows and columns nobody touched stay empty."""
+    from scipy import sparse
+
+    from shopwise_jobs import models
+
+    monkeypatch.setattr(models, "FIT_THREADS", threads)
+    rng = np.random.default_rng(4)
+    rows, cols = rng.integers(0, 40, 3000), rng.integers(0, 25, 3000)
+    rows[rows == 7] = 8  # row 7 empty
+    values = rng.choice([1.0, 2.0, 0.37], 3000).astype(np.float32)
+    expected = sparse.csr_matrix((values.astype(np.float64), (rows, cols)), shape=(41, 30))
+    expected.sum_duplicates()
+    got = models.summed_triples(rows, cols, values, (41, 30))
+    assert got.dtype == np.float32 and got.shape == (41, 30) and got.has_canonical_format
+    assert np.array_equal(got.indptr, expected.indptr) and np.array_equal(got.indices, expected.indices)
+    assert np.array_equal(got.data, expected.data.astype(np.float32))
+    assert got[7].nnz == 0 and got[:, 25:].nnz == 0
+    empty = models.summed_triples(rows[:0], cols[:0], values[:0], (5, 3))
+    assert empty.shape == (5, 3) and empty.nnz == 0
 
 
 def test_item_knn_pairs_each_shoppers_most_recent_items_only(monkeypatch: pytest.MonkeyPatch) -> None:

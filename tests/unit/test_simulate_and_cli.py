@@ -214,7 +214,9 @@ def test_the_served_fits_parts_side_by_side_give_the_model_of_one_after_another(
         model.save(saved[forced])
     final = metrics["seconds"]["final parts"]
     assert metrics["selected"] == "hybrid" and {"side by side", "similar", "next_items", "popularity"} <= set(final)
-    assert len(set(final) - {"matrix", "history", "side by side"}) >= 5  # the blend's parts and the served ones
+    assert (
+        len(set(final) - {"ids", "matrix", "history", "inputs", "side by side"}) >= 5
+    )  # the blend's parts and the served ones
     assert "side by side" in metrics["seconds"]["final parts cpu"]
     files = sorted(f.relative_to(saved["0"]) for f in saved["0"].rglob("*") if f.is_file())
     assert files == sorted(f.relative_to(saved["1"]) for f in saved["1"].rglob("*") if f.is_file())

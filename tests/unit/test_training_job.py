@@ -296,6 +296,40 @@ def test_segment_lists_are_each_segments_windowed_bestsellers_in_any_chunking() 
     assert segment_lists(blank, catalog, items, weights, 14.0, 5) == categories_only
 
 
+def test_every_rows_codes_reuse_the_served_sets_and_equal_coding_them_all() -> None:
+    """The bestsellers count every interaction, the personal models the consented ones: the consented rows' codes
+    come from the served set (coded once for every part), the rest coded apart, and the whole is what coding every
+    row from its strings gives — the consented rows first (a slice of the frame), interleaved (a copy), or all."""
+    import numpy as np
+    import pandas as pd
+
+    from shopwise_jobs.dataset import INTERACTION_COLUMNS
+    from shopwise_jobs.models import CodedInteractions
+    from shopwise_jobs.selection import train_set
+    from shopwise_jobs.training import Hyperparameters, every_row_coded, fit_frame, personal_interactions
+
+    rng = np.random.default_rng(3)
+    rows = [
+        (f"e{n}", f"u{rng.integers(0, 50)}", f"i{rng.integers(0, 30)}", ["view", "cart", "purchase"][n % 3],
+         float(rng.integers(0, 30 * 86400)), np.nan, "", "", "")
+        for n in range(600)
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
+    frame["consented"] = rng.random(len(frame)) < 0.7
+    catalog = pd.DataFrame({"item_id": [f"i{n}" for n in range(25)]})  # i25..i29: touched, in no catalog
+    hp = Hyperparameters.parse({})
+    for everyone in (fit_frame(frame), frame, frame.assign(consented=True)):
+        personal = personal_interactions(everyone, hp)
+        data = train_set(personal, personal.iloc[:0], catalog, hp.kind_weights())
+        got = every_row_coded(everyone, data)
+        expected = CodedInteractions.of(everyone, data.items, data.weights)
+        for name in ("codes", "weights", "ts"):
+            assert np.array_equal(getattr(got, name), getattr(expected, name)), name
+        shared = np.shares_memory(got.codes, data.coded().codes)
+        assert shared is (len(personal) == len(everyone))  # all consented: the served set's own arrays
+    assert len(personal_interactions(frame, hp)) < len(frame)  # the interleaved frame's rows: some not consented
+
+
 def test_a_large_catalogs_content_index_is_fitted_apart_as_the_job_would_fit_it(tmp_path: Path) -> None:
     """From the content index's ANN path on (forced here: SHOPWISE_CONTENT_ANN_FROM_ITEMS=0), the served fit runs it
     in a spawned process of its own beside the other parts; the model holds the same neighbours the fit in this
