@@ -201,6 +201,11 @@ def blend_of(p: dict[str, Any], fit_part: Callable[[dict[str, Any]], Any]) -> Hy
 
 
 MODEL_KINDS = ("popularity", "itemknn", "ease", "ials", "sequential", "content", "affinity", "hybrid")
+# the families whose fit reads the interaction matrix decayed by their half-life (``build_model``): the others read
+# the rows' codes (popularity), the recent items (item-kNN), the sessions (next-item rules) or the catalog (content),
+# whatever half-life their parameters carry — the served fit built the 300,000-shopper store's blend two decayed
+# matrices (its next-item rules' 7 days, its content's 30) that no part read, 0.5 s each before every part
+MATRIX_KINDS = ("ease", "ials", "affinity")
 HYBRID_WEIGHTS = (0.1, 0.25, 0.5, 1.0)
 # the history rows every part of the blend scores: plain, with the recent-session boost, and decayed (drift)
 HYBRID_ROWS = (

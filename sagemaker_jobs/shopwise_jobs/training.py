@@ -49,6 +49,7 @@ from shopwise_jobs.models import (
 )
 from shopwise_jobs.selection import (
     EVALUATION_USERS,
+    MATRIX_KINDS,
     MODEL_KINDS,
     Result,
     TrainSet,
@@ -591,8 +592,9 @@ def fit_and_select(
     tasks.setdefault("next_items", partial(build_model, "sequential", data, {"window": 5}))
 
     def inputs() -> None:  # what the parts read, built here (the data's lazy caches are not shared safely)
-        for component in components:
-            data.matrix(float(component["params"].get("half_life_days", 0.0)))
+        for component in components:  # the decayed matrices of the families that read one, and only theirs
+            if component["kind"] in MATRIX_KINDS:
+                data.matrix(float(component["params"].get("half_life_days", 0.0)))
         data.codes()
         data.recent(ITEMKNN_HISTORY)
 

@@ -823,6 +823,37 @@ def test_the_interaction_matrix_is_summed_alike_on_any_number_of_threads(threads
     assert empty.shape == (5, 3) and empty.nnz == 0
 
 
+def test_only_the_matrix_families_read_a_decayed_matrix() -> None:
+    """The served fit builds before its parts (which run at once on the instance) the decayed matrices of the
+    families in MATRIX_KINDS, and no others: every family fitted with a half-life of its own reads that matrix if,
+    and only if, it is one of them (a family that started reading one would build it lazily inside the threads)."""
+    from shopwise_jobs.selection import MATRIX_KINDS, MODEL_KINDS, build_model, train_set
+
+    _history, rows = tribes_shopping(60)
+    catalog = pd.DataFrame(
+        {
+            "item_id": [f"i{n}" for n in range(20)],
+            "category": ["A>B", "C"] * 10,
+            "brand": ["x"] * 20,
+            "title": ["t"] * 20,
+        }
+    )
+    params = {
+        "popularity": {"window_days": 30.0},
+        "itemknn": {"neighbours": 5, "shrinkage": 0.0},
+        "ease": {"l2": 10.0},
+        "ials": {"factors": 4, "regularization": 0.1, "alpha": 1.0, "iterations": 2},
+        "sequential": {"window": 3},
+        "content": {"neighbours": 5},
+        "affinity": {},
+    }
+    assert set(params) == set(MODEL_KINDS) - {"hybrid"}
+    for kind, p in params.items():
+        data = train_set(frame(rows), frame(rows).iloc[:0], catalog)
+        build_model(kind, data, {**p, "half_life_days": 3.0})
+        assert (3.0 in data._matrices) is (kind in MATRIX_KINDS), kind
+
+
 def test_item_knn_pairs_each_shoppers_most_recent_items_only(monkeypatch: pytest.MonkeyPatch) -> None:
     from shopwise_jobs.selection import build_model, train_set
 
