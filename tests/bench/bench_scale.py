@@ -66,6 +66,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shopwise import config
 from shopwise.lifecycle.transform import USERS_PER_WORKER_S  # the transform plan's rate, which HISTORIES checks
 from shopwise_jobs.models import (  # item-kNN's work is at most shoppers x ITEMKNN_HISTORY^2; its blocks' and the
     FIT_CHUNK_ROWS,  # chunks' sizes bound what the served fit has in flight
@@ -89,7 +90,8 @@ ENVELOPE_SHOPPERS = 10_000_000
 ENVELOPE_ITEMS = 1_000_000
 ENVELOPE_EVENTS = 1_000 * 86_400 * 30  # 1,000 events/s over a 30-day training window: 2.6 billion
 BUDGET_S = 2 * 3600  # the daily retrain, end to end
-TRANSFORM_BUDGET_S = 30 * 60  # the transform's share of it (EnvironmentConfig.transform_budget_minutes)
+# the transform's share of it: prod's plan (EnvironmentConfig.transform_budget_minutes)
+TRANSFORM_BUDGET_S = config.environment("prod").transform_budget_minutes * 60
 LARGEST_TRAINING_GB = 768  # ml.r5.24xlarge (ml.m5.24xlarge: 384)
 
 
@@ -375,7 +377,7 @@ def transform_at_histories(rows: list[dict[str, Any]]) -> dict[str, Any]:
     grown in the catalog (its width, the one thing the sizes still have short of the envelope: the history
     lengths are already the envelope's), at least not falling, times the envelope's shoppers; and what one transform
     worker (a core) scores a second there, against the plan's ``USERS_PER_WORKER_S``, with the workers the
-    transform's 30 minutes would want."""
+    transform's budget would want (prod's: TRANSFORM_BUDGET_S)."""
     items = [float(r["items"]) for r in rows]
     costs = [float(r["stages"][HISTORIES]["ms_per_user"]) for r in rows]
     growth = exponent(items, costs)
@@ -395,7 +397,8 @@ def transform_at_histories(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "fits_memory": True,
         "fits_budget": core_s <= BUDGET_S,
         "instances_for_budget": math.ceil(core_s / BUDGET_S),
-        "workers_for_30_min": math.ceil(core_s / TRANSFORM_BUDGET_S),
+        "workers_for_budget": math.ceil(core_s / TRANSFORM_BUDGET_S),
+        "budget_minutes": TRANSFORM_BUDGET_S / 60,
     }
 
 
@@ -876,7 +879,8 @@ def histories_line(rows: list[dict[str, Any]], fit: dict[str, Any]) -> str:
     verdict = (
         f"{fit['ms_per_user']:,} ms a user at {ENVELOPE_ITEMS:,} items: {fit['envelope_hours']:,} h of one core for "
         f"{ENVELOPE_SHOPPERS / 1e6:.0f} M shoppers, **{fit['users_per_worker_s']:,} users a second a worker** (the "
-        f"plan assumes {fit['plan_users_per_worker_s']:,.0f}): {fit['workers_for_30_min']:,} workers for 30 minutes"
+        f"plan assumes {fit['plan_users_per_worker_s']:,.0f}): {fit['workers_for_budget']:,} workers for "
+        f"{fit['budget_minutes']:.0f} minutes"
     )
     return f"| {HISTORIES} | " + " | ".join(cells) + f" | items ^{fit['time_exponent']} | {verdict} |"
 

@@ -310,7 +310,7 @@ def test_pipeline_trains_gates_transforms_loads_and_promotes_with_native_sagemak
     planned = states["Plan batch transform"]["Parameters"]
     assert (planned["users.$"], planned["items.$"]) == ("$.gate.users", "$.gate.items")  # the gate read them
     assert planned["action"] == "plan_transform" and planned["workers"] == workers
-    assert (planned["min_instances"], planned["max_instances"], planned["budget_s"]) == (1, 16, 1800)
+    assert (planned["min_instances"], planned["max_instances"], planned["budget_s"]) == (1, 32, 900)
     transform = states["Batch transform"]["Parameters"]
     assert transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.plan.input_uri"
     # as many instances as the plan sized for the version's users: a path into the plan's answer, not a constant

@@ -354,7 +354,8 @@ def test_the_selected_models_parts_grow_by_what_drives_each() -> None:
 
 def test_the_transform_at_the_envelopes_histories_grows_in_the_catalog_and_checks_the_plans_rate() -> None:
     """A user's cost with the envelope's history lengths, grown in items to a million (never falling), times 10 M
-    shoppers: the hours of one core, the users a worker scores a second, and the workers 30 minutes would want."""
+    shoppers: the hours of one core, the users a worker scores a second, and the workers prod's transform budget (15
+    minutes) would want."""
     from tests.bench.bench_scale import HISTORIES, history_factor, transform_at_histories
 
     assert history_factor(5_852_408, 300_000) == 13  # 260 events a shopper at the envelope, 19.5 here
@@ -371,7 +372,7 @@ def test_the_transform_at_the_envelopes_histories_grows_in_the_catalog_and_check
     ms = 2.0 * (1_000_000 / 15_000) ** math.log10(2)  # 10x the items, 2x the cost
     assert fit["ms_per_user"] == pytest.approx(ms, rel=1e-3)
     assert fit["users_per_worker_s"] == round(1000 / ms)
-    assert fit["workers_for_30_min"] == math.ceil(ms * 10_000_000 / 1000 / 1800)
+    assert fit["budget_minutes"] == 15 and fit["workers_for_budget"] == math.ceil(ms * 10_000_000 / 1000 / 900)
     assert transform_at_histories(stores([2.0, 1.0]))["ms_per_user"] == pytest.approx(
         1.0
     )  # a falling cost is not extrapolated
