@@ -321,7 +321,7 @@ def test_every_rows_codes_reuse_the_served_sets_and_equal_coding_them_all() -> N
     for everyone in (fit_frame(frame), frame, frame.assign(consented=True)):
         personal = personal_interactions(everyone, hp)
         data = train_set(personal, personal.iloc[:0], catalog, hp.kind_weights())
-        got = every_row_coded(everyone, data)
+        got = every_row_coded(everyone.reset_index(drop=True), data)  # as the fit passes it
         expected = CodedInteractions.of(everyone, data.items, data.weights)
         for name in ("codes", "weights", "ts"):
             assert np.array_equal(getattr(got, name), getattr(expected, name)), name
