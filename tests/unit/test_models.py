@@ -838,7 +838,7 @@ def test_only_the_matrix_families_read_a_decayed_matrix() -> None:
             "title": ["t"] * 20,
         }
     )
-    params = {
+    params: dict[str, dict[str, float]] = {
         "popularity": {"window_days": 30.0},
         "itemknn": {"neighbours": 5, "shrinkage": 0.0},
         "ease": {"l2": 10.0},
