@@ -927,9 +927,9 @@ def by_part_table(rows: list[dict[str, Any]], parts: dict[str, dict[str, Any]]) 
                 f"{cell} ({wall:.2f} at {fit['measured_at']}, as much work as in the job)"
                 for cell, wall in zip(cells, fit["walls"], strict=True)
             ]
+            grows += f" at {fit['measured_at']} (fitted ^{fit['fitted']}, taken at least linear)"
         if len(fit.get("sizes", rows)) < 2:
             grows += " (one size: taken linear)"
-            grows += f" at {fit['measured_at']} (fitted ^{fit['fitted']}, taken at least linear)"
         lines.append(
             f"| {part_name(part)} | " + " | ".join(cells) + f" | {grows} | ^{fit['growth']} | "
             f"{fit['single_hours']:,} / {fit['instance_hours']:,} ({fit['parallel_share']:.0%} in parallel) |"

@@ -78,6 +78,11 @@ def test_a_size_run_without_a_stage_leaves_it_out_of_that_stages_fit_and_says_no
     assert fits["data set"]["time_exponent"] == pytest.approx(math.log(4) / math.log(3), abs=0.01)  # events 3x a size
     assert fits["data set"]["memory_exponent"] == pytest.approx(1.0, abs=0.01)
     assert fits[FINAL]["by_part"]["similar"]["measured_at"] == "1,000,000 columns"  # every size measured it
+    knn = next(
+        line for line in bench_scale.by_part_table(rows, fits[FINAL]["by_part"]) if line.startswith("| item-kNN")
+    )
+    assert "| products at 1,000,000 columns (fitted ^" in knn and "taken at least linear) |" in knn
+    assert "one size" not in knn
     line = next(line for line in bench_scale.markdown(rows, fits).splitlines() if line.startswith("| data set |"))
     assert line.split(" | ")[1:4] == ["10 / 100", "40 / 300", "not run"]
 
