@@ -62,8 +62,8 @@ BLOCKS_PER_THREAD = 4
 # NDCG@10 0.1020 / 0.1015, Recall@20 0.1869 / 0.1771; ml-latest-small 0.0486 / 0.0433, 0.1049 / 0.0915 (pairs 1.7x
 # and 7.3x fewer). 0: no cap
 ITEMKNN_HISTORY = int(os.environ.get("SHOPWISE_ITEMKNN_HISTORY", "200"))
-# threads for the fits whose work shopwise splits itself (item-kNN's blocks); iALS and the content index use
-# implicit's and faiss's own, every core
+# threads for the fits whose work shopwise splits itself (item-kNN's blocks), and processes for iALS's half-steps
+# (shopwise_jobs.als); the content index uses faiss's own, every core
 FIT_THREADS = int(os.environ.get("SHOPWISE_FIT_THREADS", "0")) or os.cpu_count() or 1
 # the served fit's column work over every event (the sessions and their next-item rules, the segment lists) runs in
 # chunks of at most this many rows, at least a chunk a thread: its memory is the chunks in flight, not the events'
@@ -302,7 +302,8 @@ class EASE:
 class IALS:
     """Implicit ALS: confidence 1 + alpha x strength on observed pairs, 1 on the rest.
 
-    Fitted by ``implicit``'s compiled solver (conjugate-gradient steps, every core; its GPU build on a GPU instance),
+    Fitted by ``implicit``'s compiled solver (conjugate-gradient steps, every core: from ``als.PROCESSES_FROM_ENTRIES``
+    its steps on blocks of rows in ``FIT_THREADS`` processes, ``shopwise_jobs.als``; its GPU build on a GPU instance),
     given the confidences themselves: implicit weighs an observed pair by the value it is given, so passing
     1 + alpha x strength makes its model exactly this one. Scoring a user solves for the user's factors from the
     history row (the fold-in step of ALS, exact), so a history that changed after training, or a user the model
@@ -327,8 +328,15 @@ class IALS:
         from implicit.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 
+        from shopwise_jobs import als
+
         confidence = matrix.tocsr().astype(np.float32, copy=True)
         confidence.data = 1.0 + alpha * confidence.data
+        if not implicit.gpu.HAS_CUDA and als.in_processes(confidence.nnz, FIT_THREADS):
+            # implicit's own step on blocks of rows in processes: on threads every row's solve waits on OpenBLAS's
+            # allocator lock (shopwise_jobs.als); the same factors
+            factors_of = als.fit_factors(confidence, factors, regularization, iterations, seed, FIT_THREADS)
+            return cls(item_factors=factors_of, alpha=alpha, regularization=regularization)
         # implicit parallelises over rows itself: BLAS threads inside would only contend with its own
         with threadpool_limits(1, "blas"):
             model = AlternatingLeastSquares(

@@ -13,9 +13,8 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,7 @@ from scipy import sparse
 
 from shopwise.features.definitions import KIND_WEIGHTS
 from shopwise_jobs import candidates
+from shopwise_jobs.apart import cpu_seconds, threads_for_children
 from shopwise_jobs.dataset import Matrix, Split, codes_in, interaction_matrix, sessions, unique_ids, weights_of
 from shopwise_jobs.evaluation import KS, Evaluation, Ranked, Scorer, evaluate, popularity_tiebreak, relevance
 from shopwise_jobs.models import (
@@ -424,7 +424,7 @@ class BlendSearch:
         """The greedy search on one kind of history rows: the anchor (the best family) at weight 1, each other
         family, best first, at the weight in HYBRID_WEIGHTS that raises the metric most, or left out. Returns the
         weights, the metric, every metric, and the search's wall and CPU seconds."""
-        started, used = time.perf_counter(), time.process_time()
+        started, used = time.perf_counter(), cpu_seconds()
         inner, parts, users, ks, metric = self.inner, self.parts, self.users, self.ks, self.metric
         matrix = inner.matrix()
         position = np.full(matrix.matrix.shape[0], -1)
@@ -462,7 +462,7 @@ class BlendSearch:
                 v, m = value(trial)
                 if v > current:
                     current, metrics, weights = v, m, trial
-        return weights, current, metrics, time.perf_counter() - started, time.process_time() - used
+        return weights, current, metrics, time.perf_counter() - started, cpu_seconds() - used
 
 
 # the worker's BlendSearch, set once by its initializer (pickled into it at its spawn)
@@ -515,7 +515,7 @@ def tune_hybrid(
             initargs=(search,),
         )
         try:
-            with _threads_for_children(max(1, (os.cpu_count() or 1) // workers)):
+            with threads_for_children(max(1, (os.cpu_count() or 1) // workers)):
                 futures = [pool.submit(_blend_rows, row_params) for row_params in HYBRID_ROWS]
             found = [future.result() for future in futures]
         finally:
@@ -571,13 +571,13 @@ def scored(candidate: Candidate, grid: list[dict[str, Any]], on: Tuning, log: Lo
     """Configurations of a family fitted on ``on.inner`` and scored on the tuning sample, in their order."""
     out: list[Scored] = []
     for params in grid:
-        started, used = time.perf_counter(), time.process_time()
+        started, used = time.perf_counter(), cpu_seconds()
         scorer = candidate.fit(on.inner, params)
         evaluation = evaluate(scorer, on.inner.matrix(), on.tuning, on.ks, on.prices)
         value = evaluation.metrics[on.metric]
         wall = time.perf_counter() - started
         log(f"  {candidate.name} {params}: validation {on.metric}={value:.4f} ({wall:.1f}s)")
-        out.append((params, value, evaluation.metrics, wall, time.process_time() - used))
+        out.append((params, value, evaluation.metrics, wall, cpu_seconds() - used))
     return out
 
 
@@ -604,13 +604,13 @@ def tested(candidate: Candidate, result: Result, on: Tuning, log: Log) -> Result
     added to ``result``)."""
     if on.outer is None:
         return result
-    clock, used = time.perf_counter(), time.process_time()
+    clock, used = time.perf_counter(), cpu_seconds()
     scorer = candidate.fit(on.outer, result.params)
     result.fit_seconds = time.perf_counter() - clock
     result.test = evaluate(scorer, on.outer.matrix(), on.reported, on.ks, on.prices)
     log(f"{candidate.name}: test {on.metric}={result.test.metrics[on.metric]:.4f} with {result.params}")
     result.seconds += time.perf_counter() - clock
-    result.cpu += time.process_time() - used
+    result.cpu += cpu_seconds() - used
     return result
 
 
@@ -671,26 +671,9 @@ def _tested_apart(candidate: Candidate, result: Result) -> tuple[Result, list[st
     return tested(candidate, result, _TUNING[0], lines.append), lines
 
 
-@contextmanager
-def _threads_for_children(threads: int) -> Iterator[None]:
-    """The thread counts a spawned child reads at its imports (OpenMP's: implicit and faiss; BLAS's; item-kNN's
-    FIT_THREADS), set while it is spawned: workers side by side share the cores instead of each taking all."""
-    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "SHOPWISE_FIT_THREADS")
-    before = {name: os.environ.get(name) for name in names}
-    os.environ.update({name: str(threads) for name in names})
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def tune_families(candidates: list[Candidate], on: Tuning, log: Log, workers: int = 1) -> list[Result]:
     """Every family tuned (``tune_family``), in the candidates' order. With ``workers`` above 1 the work runs at
-    once in spawned processes, each given ``on`` once and its share of the cores (``_threads_for_children``): a
+    once in spawned processes, each given ``on`` once and its share of the cores (``threads_for_children``): a
     family of one fit (every family at ``budget=quick``) is one task, whole; a family of several fits (``full``:
     iALS's 12, item-kNN's 4) is a task for each fit's configurations, then one for its best's test refit. Tuning on
     an instance then takes about its longest task chain, where one after another it took their sum (``make
@@ -708,7 +691,7 @@ def tune_families(candidates: list[Candidate], on: Tuning, log: Log, workers: in
     )
     threads = max(1, (os.cpu_count() or 1) // workers)
     try:
-        with _threads_for_children(threads):
+        with threads_for_children(threads):
             whole = {i: pool.submit(_tune_apart, c) for i, c in enumerate(candidates) if len(groups[i]) == 1}
             parts = {
                 i: [pool.submit(_scored_apart, c, [c.grid[j] for j in group]) for group in groups[i]]
@@ -724,7 +707,7 @@ def tune_families(candidates: list[Candidate], on: Tuning, log: Log, workers: in
                 grid, group_lines = future.result()
                 by_index.update(zip(group, grid, strict=True))
                 lines[i] += group_lines
-            with _threads_for_children(threads):
+            with threads_for_children(threads):
                 best[i] = pool.submit(
                     _tested_apart, candidates[i], chosen(candidates[i], [by_index[j] for j in sorted(by_index)])
                 )
@@ -770,7 +753,7 @@ def select(
     on = Tuning(inner, tuning_sample(validation.test), outer, reported, metric, ks, prices)
     results = tune_families(candidates, on, log, workers)
     if hybrid and sum(1 for r in results if not r.peer) >= 2:
-        clock, used = time.perf_counter(), time.process_time()
+        clock, used = time.perf_counter(), cpu_seconds()
         # the three searches at once where the families were tuned side by side
         blended = tune_hybrid(results, inner, validation, metric, ks, prices, log, workers)
         if outer is not None and test is not None:
@@ -780,6 +763,6 @@ def select(
             blended.test = evaluate(scorer, outer.matrix(), reported, ks, prices)
             blended.steps["test"] = time.perf_counter() - started
             log(f"hybrid: test {metric}={blended.test.metrics[metric]:.4f}")
-        blended.seconds, blended.cpu = time.perf_counter() - clock, time.process_time() - used
+        blended.seconds, blended.cpu = time.perf_counter() - clock, cpu_seconds() - used
         results.append(blended)  # last: on a tie with a single family, the simpler model is chosen
     return sorted(results, key=lambda r: r.validation[metric], reverse=True)

@@ -25,7 +25,7 @@ from shopwise.dal.erasures import pending_targets
 from shopwise.features.definitions import KIND_WEIGHTS, Context
 from shopwise.lifecycle.figures import TrainingMetrics
 from shopwise.privacy.tombstones import Targets
-from shopwise_jobs.apart import Apart
+from shopwise_jobs.apart import Apart, cpu_seconds
 from shopwise_jobs.artifacts import TrainedModel
 from shopwise_jobs.contract import TrainingContract, run_job
 from shopwise_jobs.dataset import EventData, Split, read_catalog, read_events_any, split
@@ -551,11 +551,11 @@ def fit_and_select(
     cpu: dict[str, float] = {}  # the process's CPU seconds in each part: above its seconds where it used more cores
 
     def timed(part: str, fit: Callable[[], T]) -> T:
-        clock, used = time.perf_counter(), time.process_time()
+        clock, used = time.perf_counter(), cpu_seconds()
         with phases.within(part):  # its memory: held at its start (the parts before it) and its own peak
             out = fit()
         parts[part] = round(time.perf_counter() - clock, 3)
-        cpu[part] = round(time.process_time() - used, 3)
+        cpu[part] = round(cpu_seconds() - used, 3)
         return out
 
     fit_started = time.perf_counter()
@@ -623,14 +623,14 @@ def fit_and_select(
             parts[part] = round(time.perf_counter() - clock, 3)
             return out
 
-        clock, used = time.perf_counter(), time.process_time()
+        clock, used = time.perf_counter(), cpu_seconds()
         with phases.within("side by side"), ThreadPoolExecutor(len(tasks) + 1) as pool:
             futures = {name: pool.submit(clocked, name, fit) for name, fit in tasks.items()}
             chained = pool.submit(bestsellers_then_segments, clocked)
             fitted = {name: future.result() for name, future in futures.items()}
             coded, popularity, segments = chained.result()
         parts["side by side"] = round(time.perf_counter() - clock, 3)
-        cpu["side by side"] = round(time.process_time() - used, 3)
+        cpu["side by side"] = round(cpu_seconds() - used, 3)
     else:
         fitted = {name: timed(name, fit) for name, fit in tasks.items()}
         coded, popularity, segments = bestsellers_then_segments(timed)

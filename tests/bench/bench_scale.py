@@ -196,11 +196,14 @@ STAGES = (
     "transform as at the envelope",
     HISTORIES,
 )
-# what a catalog of a million items gets, forced on these smaller ones: every approximate path, no EASE
+# what a catalog of a million items gets, forced on these smaller ones: every approximate path, no EASE, iALS's
+# half-steps in processes (shopwise_jobs.als: from a million entries, so every size grows on the path the envelope's
+# fit takes)
 ENVELOPE_ENV = {
     "SHOPWISE_CANDIDATES_FROM_ITEMS": "0",
     "SHOPWISE_CONTENT_ANN_FROM_ITEMS": "0",
     "SHOPWISE_FACTOR_INDEX_FROM_ITEMS": "0",
+    "SHOPWISE_ALS_PROCESSES_FROM": "0",
 }
 # the families a catalog of a million items can tune, and their blend, which a job tries by default (before
 # 2026-12-04 the rows "as at the envelope" tried no blend: at 30,000 shoppers it was 83 of tuning's 94 s)

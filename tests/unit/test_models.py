@@ -1,6 +1,7 @@
 """The models, the splits and the metrics, on data small enough to know the right answer."""
 
 import itertools
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,52 @@ def test_the_compiled_ials_fit_minimises_the_same_objective_as_exact_sweeps() ->
         exact = _als_sweep(x.T.tocsr(), _als_sweep(x, exact, alpha, reg), alpha, reg)
     compiled = IALS.fit(x, factors=factors, regularization=reg, alpha=alpha, iterations=15).item_factors
     assert loss(compiled) < 1.05 * loss(exact)
+
+
+def _store_like(seed: int = 6) -> sparse.csr_matrix:
+    """A users x items strength matrix shaped as a store's: most shoppers a few items, some many, some none."""
+    rng = np.random.default_rng(seed)
+    lengths = np.minimum(rng.geometric(0.15, 400), 60)
+    lengths[::37] = 0  # shoppers with nothing left (their rows are solved to zero)
+    rows = np.repeat(np.arange(400), lengths)
+    cols = rng.integers(0, 150, len(rows))
+    values = rng.choice(np.array([1.0, 2.0, 4.0], dtype=np.float32), len(rows))
+    return sparse.csr_matrix((values, (rows, cols)), shape=(400, 150))
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_ials_fitted_in_processes_is_implicits_fit(processes: int, tmp_path: Path, monkeypatch) -> None:
+    """iALS's half-steps on blocks of rows in processes (shopwise_jobs.als) give implicit's threaded fit's item
+    factors bit for bit, in any number of blocks; the shared files are gone after."""
+    from shopwise_jobs import als
+
+    monkeypatch.setenv("SHOPWISE_SCRATCH", str(tmp_path))
+    x = _store_like()
+    monkeypatch.setattr(als, "PROCESSES_FROM_ENTRIES", 10**12)  # implicit's own fit, on its threads
+    threaded = IALS.fit(x, factors=8, regularization=1.0, alpha=10.0, iterations=4, seed=5)
+    monkeypatch.setattr(als, "PROCESSES_FROM_ENTRIES", 0)
+    monkeypatch.setattr("shopwise_jobs.models.FIT_THREADS", processes)
+    before = sum(os.times()[2:4])
+    split = IALS.fit(x, factors=8, regularization=1.0, alpha=10.0, iterations=4, seed=5)
+    assert sum(os.times()[2:4]) > before  # the work ran in the (ended) child processes
+    assert np.isfinite(threaded.item_factors).all() and np.abs(threaded.item_factors).max() > 0.01
+    assert np.array_equal(split.item_factors, threaded.item_factors)
+    assert list(tmp_path.iterdir()) == []
+    # and another seed is another start: the same factors are not the same whatever the seed
+    other = IALS.fit(x, factors=8, regularization=1.0, alpha=10.0, iterations=4, seed=6)
+    assert not np.array_equal(other.item_factors, split.item_factors)
+
+
+def test_ials_row_blocks_cover_every_row_once_at_about_equal_cost() -> None:
+    from shopwise_jobs.als import ROW_COST_ENTRIES, row_blocks
+
+    x = _store_like()
+    blocks = row_blocks(x.indptr, 4)
+    assert blocks[0][0] == 0 and blocks[-1][1] == x.shape[0]
+    assert all(a < b == c for (a, b), (c, _) in itertools.pairwise(blocks))  # contiguous, none empty
+    costs = [(b - a) * ROW_COST_ENTRIES + x.indptr[b] - x.indptr[a] for a, b in blocks]
+    assert len(blocks) == 4 and max(costs) < 1.1 * min(costs)
+    assert row_blocks(x.indptr[:3], 8) == [(0, 1), (1, 2)]  # more processes than rows: a block a row
 
 
 @pytest.mark.parametrize(
