@@ -629,6 +629,10 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
         # (never below 0: a part whose time fell was taken from tuning at the larger size — the content index at
         # 300,000 shoppers, 0.01 s — and costs what it did there)
         growth = fitted = max(exponent(sizes, walls), 0.0) if len(timed) > 1 else 1.0
+        if part not in ITEM_PARTS and part not in KNN_PARTS:
+            # a pass over every event grows at least linearly in them: a fitted exponent below 1 (the matrix ^0.92,
+            # its fixed costs a larger share at the small sizes) would put it below its own work at the envelope
+            growth = max(growth, 1.0)
         measured_at = "the catalog's width"
         if part == "similar" and all(KNN_WIDE in r["stages"] for r in rows):
             # its time at the envelope's width, times as much more work as the job did for the same fit on its own
@@ -931,6 +935,8 @@ def by_part_table(rows: list[dict[str, Any]], parts: dict[str, dict[str, Any]]) 
                 for cell, wall in zip(cells, fit["walls"], strict=True)
             ]
             grows += f" at {fit['measured_at']} (fitted ^{fit['fitted']}, taken at least linear)"
+        elif fit["growth"] > fit["fitted"] and len(fit.get("sizes", rows)) > 1:
+            grows += f" (fitted ^{fit['fitted']}, taken at least linear)"
         if len(fit.get("sizes", rows)) < 2:
             grows += " (one size: taken linear)"
         lines.append(

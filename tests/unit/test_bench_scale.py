@@ -87,6 +87,31 @@ def test_a_size_run_without_a_stage_leaves_it_out_of_that_stages_fit_and_says_no
     assert line.split(" | ")[1:4] == ["10 / 100", "40 / 300", "not run"]
 
 
+def test_a_pass_over_every_event_that_fits_below_linear_is_grown_linearly_and_the_table_says_so() -> None:
+    """The interaction matrix's fixed costs weigh on the small stores, so its fitted exponent in events can read
+    below 1 (^0.92 in a run): a pass over every event is taken at least linear; one above keeps its own."""
+    rows = [
+        {
+            "shoppers": 10_000 * 3**n,
+            "events": 200_000.0 * 3**n,
+            "stages": {FINAL: {"parts": {"matrix": [0.1 * 2.5**n, 0.1 * 2.5**n], "segments": [0.1 * 4**n] * 2}}},
+        }
+        for n in range(3)
+    ]
+    parts = final_fit(rows)["by_part"]
+    matrix, segments = parts["matrix"], parts["segments"]
+    assert matrix["fitted"] == pytest.approx(math.log(2.5) / math.log(3), abs=0.01) and matrix["growth"] == 1.0
+    target = bench_scale.ENVELOPE_EVENTS / 1_800_000.0
+    assert matrix["single_hours"] == pytest.approx(0.1 * 2.5**2 * target / 3600, abs=0.01)
+    assert segments["growth"] == pytest.approx(math.log(4) / math.log(3), abs=0.01)  # above linear: its own
+    table = "\n".join(bench_scale.by_part_table(rows, parts))
+    matrix_line = next(line for line in table.splitlines() if line.startswith(f"| {bench_scale.part_name('matrix')}"))
+    assert f"events (fitted ^{matrix['fitted']}, taken at least linear) | ^1.0 |" in matrix_line
+    assert "taken at least linear" not in next(
+        line for line in table.splitlines() if line.startswith(f"| {bench_scale.part_name('segments')}")
+    )
+
+
 def test_a_part_fitted_apart_overlaps_the_others_on_the_instance_and_adds_its_memory_to_theirs(monkeypatch) -> None:
     """The content index in a process of its own (the job's ``final parts apart``): the served fit on the instance
     takes the longer of it and the other parts one after another (the job's parts in turn, as below 16 vCPUs),
@@ -433,7 +458,8 @@ def test_a_part_some_sizes_did_not_fit_is_grown_over_the_sizes_that_did() -> Non
         parts["content"] = [0.0, 0.0] if n < 2 else [3.0, 3.0]  # taken from tuning, then fitted at the last
     fitted = final_fit(rows)["by_part"]
     assert fitted["model:ials"]["sizes"] == [10_000, 90_000]
-    assert fitted["model:ials"]["growth"] == pytest.approx(math.log(4) / math.log(9), abs=0.01)
+    assert fitted["model:ials"]["fitted"] == pytest.approx(math.log(4) / math.log(9), abs=0.01)
+    assert fitted["model:ials"]["growth"] == 1.0  # (a pass over every event: at least linear)
     assert fitted["content"]["sizes"] == [90_000] and fitted["content"]["growth"] == 1.0
     assert fitted["content"]["single_hours"] == pytest.approx(3.0 * bench_scale.ENVELOPE_ITEMS / 9_000 / 3600, abs=0.01)
     table = "\n".join(bench_scale.by_part_table(rows, fitted))
