@@ -3,10 +3,10 @@
 Why: implicit's CPU fit solves its rows on OpenMP threads, and every row's solve calls BLAS's ``symv`` through
 scipy's OpenBLAS, whose buffer allocator takes one lock for the whole process on every call (OpenBLAS issue 5589:
 a program's gains stop near 8 threads however many cores it has). The users' half-step on the 300,000-shopper store
-(283,459 rows, 3.6 M entries, 64 factors) took 1.28 s on one thread and 1.06 s on two, its CPU time 1.28 -> 1.77 s:
+(283,459 rows, 3.6 M entries, 64 factors) took 1.41 s on one thread and 1.08 s on two, its CPU time 1.41 -> 1.91 s:
 the second thread spent its time waiting on the lock (``perf``: the mutex and the futex waits, a fifth of the samples).
-The same half-step split between two processes took 2.0 s for three where one process took 3.9. Each process has
-its OpenBLAS to itself: the processes share nothing but memory.
+The whole fit: 16.1 s on implicit's threads, 12.2 s in two processes, the same factors
+(``tests/bench/bench_fit.py --ials-split``). Each process has its OpenBLAS to itself: they share nothing but memory.
 
 The same model: a row's solve reads the other side's factors and its own row alone, so a half-step cut into blocks of
 rows is the same arithmetic in any cut. The factors start as implicit's do (its generator, in its order, at its
@@ -33,15 +33,15 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 
-# a row's fixed cost in its entries' (the Gram matrix's symv calls against each entry's dot and axpy): the users'
-# half-step above took 1.28 s for 283,459 rows and 3.6 M entries, the items' 0.78 s for 50,000 rows and the same
-# entries, so a row costs 2.2 us and an entry 0.19
+# a row's fixed cost in its entries' (the Gram matrix's symv calls against each entry's dot and axpy): one thread took
+# 1.28 s for the users' half-step above (283,459 rows, 3.6 M entries) and 0.78 s for the items' (50,000 rows, the same
+# entries), so a row costs 2.2 us and an entry 0.19
 ROW_COST_ENTRIES = 11.5
 # implicit's default
 CG_STEPS = 3
@@ -98,12 +98,9 @@ def fit_factors(
         try:
             for iteration in range(iterations):
                 for side in _SIDES:
-                    if iteration == 0 and side == "users":
-                        # the processes start at these first tasks: one BLAS and OpenMP thread each (the env read
-                        # at their imports), or each would hold a pool of threads for every core
-                        with threads_for_children(1):
-                            tasks = [pool.submit(_half_step, side, a, b, regularization) for a, b in blocks[side]]
-                    else:
+                    # the processes start at the first tasks: one BLAS and OpenMP thread each (the env read at their
+                    # imports), or each would hold a pool of threads for every core
+                    with threads_for_children(1) if iteration == 0 else nullcontext():
                         tasks = [pool.submit(_half_step, side, a, b, regularization) for a, b in blocks[side]]
                     for task in tasks:
                         task.result()

@@ -17,6 +17,13 @@ as items^2) beside the approximate index (``models.content_neighbours``, n log n
 neighbours that are as close as the exact k-th (``score_recall``: ties make the exact items the wrong question) and
 the mean similarity of each; the exponents are fitted in items.
 
+With ``--ials-split PATH`` (a model's ``history.csr``, e.g. ``make scale``'s 300,000-shopper store's
+``.local/cache/scale-300000-14d/model-envelope/history.csr``) or ``--ials-split USERSxITEMS`` (the store above) it
+times iALS on threads against processes (``shopwise_jobs.als``), in the same process: the users' half-step by
+implicit's own step on one thread and on every core (OpenBLAS's allocator lock shows as CPU time spent waiting), then
+the whole fit (64 factors, regularization 1, alpha 10, 10 iterations) on implicit's threads and in a process per core,
+wall and CPU (children's included), and whether the two fits' item factors are equal.
+
 Ends with one JSON line: {"sizes": [{"users", "items", "interactions", "itemknn_s", "itemknn_peak_mb",
 "itemknn_dense_s", "itemknn_dense_peak_mb", "ials_s", "ials_loop_s", ...}], "itemknn_exponent", "ials_exponent"}:
 the growth exponent of fit time in interactions, fitted over the sizes.
@@ -143,13 +150,64 @@ def content(sizes: list[int], baseline_max: int, neighbours: int = 50) -> dict[s
     }
 
 
+def ials_split(matrix: sparse.csr_matrix) -> dict[str, Any]:
+    """iALS on implicit's threads against its half-steps in processes (``shopwise_jobs.als``), on ``matrix``."""
+    from implicit.cpu import _als
+
+    from shopwise_jobs import als
+    from shopwise_jobs.apart import cpu_seconds
+
+    cores = os.cpu_count() or 1
+    confidence = matrix.astype(np.float32)
+    confidence.data = 1.0 + 10.0 * confidence.data
+    rng = np.random.default_rng(0)
+    users = rng.random((matrix.shape[0], 64), dtype=np.float32) * 0.01
+    items = rng.random((matrix.shape[1], 64), dtype=np.float32) * 0.01
+    row: dict[str, Any] = {"users": matrix.shape[0], "items": matrix.shape[1], "entries": int(matrix.nnz)}
+    for threads in sorted({1, cores}):
+        walls, cpus = [], []
+        for _ in range(3):
+            clock, used = time.perf_counter(), cpu_seconds()
+            _als.least_squares_cg(confidence, users, items, 1.0, num_threads=threads, cg_steps=als.CG_STEPS)
+            walls.append(time.perf_counter() - clock)
+            cpus.append(cpu_seconds() - used)
+        best = int(np.argmin(walls))
+        row[f"users_half_step_{threads}_threads_s"] = round(walls[best], 3)
+        row[f"users_half_step_{threads}_threads_cpu_s"] = round(cpus[best], 3)
+    fitted = {}
+    for mode, threshold in (("threads", 1 << 62), ("processes", 0)):
+        als.PROCESSES_FROM_ENTRIES = threshold
+        clock, used = time.perf_counter(), cpu_seconds()
+        fitted[mode] = IALS.fit(matrix, factors=64, regularization=1.0, alpha=10.0, iterations=10).item_factors
+        row[f"fit_{mode}_s"] = round(time.perf_counter() - clock, 2)
+        row[f"fit_{mode}_cpu_s"] = round(cpu_seconds() - used, 2)
+    row["half_step_speedup_on_threads"] = round(
+        row["users_half_step_1_threads_s"] / row[f"users_half_step_{cores}_threads_s"], 2
+    )
+    row["fit_threads_over_processes"] = round(row["fit_threads_s"] / row["fit_processes_s"], 2)
+    row["same_factors"] = bool(np.array_equal(fitted["threads"], fitted["processes"]))
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="20000x5000,100000x20000,300000x50000", help="USERSxITEMS,...")
     parser.add_argument("--baseline-max", type=int, default=20000, help="baselines up to this many items")
     parser.add_argument("--content", help="ITEMS,...: the content model on the simulator's catalogs instead")
     parser.add_argument("--pool", type=int, help="--content: the index's candidates per neighbour (ANN_POOL)")
+    parser.add_argument("--ials-split", help="PATH to a history.csr, or USERSxITEMS: iALS on threads vs processes")
     args = parser.parse_args()
+    if args.ials_split:
+        if "x" in args.ials_split and not os.path.exists(args.ials_split):
+            matrix = store(*(int(v) for v in args.ials_split.lower().split("x")))
+        else:
+            from pathlib import Path
+
+            from shopwise_jobs.artifacts import load_csr
+
+            matrix = load_csr(Path(args.ials_split))
+        print(json.dumps(ials_split(matrix)))
+        return 0
     if args.pool:
         models.ANN_POOL = args.pool
     if args.content:
