@@ -392,6 +392,10 @@ class Result:
     cpu: float = 0.0
     # the blend's: its steps' wall seconds (the families' fits, each history rows' search, its test refit)
     steps: dict[str, float] = field(default_factory=dict)
+    # its tuning as the tasks ``tune_families`` spreads over workers: each fit's configurations (``fit_groups``, in
+    # their order), wall, and the best's refit and test figures (make scale schedules them on the instance's workers)
+    group_seconds: list[float] = field(default_factory=list)
+    test_seconds: float = 0.0
 
 
 def train_set(
@@ -596,6 +600,7 @@ def chosen(candidate: Candidate, grid: list[Scored]) -> Result:
         tried=[(params, value) for params, value, *_ in grid],
         seconds=sum(entry[3] for entry in grid),
         cpu=sum(entry[4] for entry in grid),
+        group_seconds=[sum(grid[i][3] for i in group) for group in fit_groups(candidate)],
     )
 
 
@@ -609,7 +614,8 @@ def tested(candidate: Candidate, result: Result, on: Tuning, log: Log) -> Result
     result.fit_seconds = time.perf_counter() - clock
     result.test = evaluate(scorer, on.outer.matrix(), on.reported, on.ks, on.prices)
     log(f"{candidate.name}: test {on.metric}={result.test.metrics[on.metric]:.4f} with {result.params}")
-    result.seconds += time.perf_counter() - clock
+    result.test_seconds = time.perf_counter() - clock
+    result.seconds += result.test_seconds
     result.cpu += cpu_seconds() - used
     return result
 

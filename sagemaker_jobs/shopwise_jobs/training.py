@@ -719,6 +719,14 @@ def fit_and_select(
             "tuning parts": {r.name: round(r.seconds, 3) for r in results},
             "tuning parts cpu": {r.name: round(r.cpu, 3) for r in results},
             "tuning workers": tuned.workers,
+            # each family's tasks as tuning's workers take them (selection.tune_families), wall: its fits'
+            # configurations, one list entry a fit, and the best's refit and test figures (make scale spreads them
+            # over the instance's workers)
+            "tuning tasks": {
+                r.name: {"fits": [round(t, 3) for t in r.group_seconds], "test": round(r.test_seconds, 3)}
+                for r in results
+                if r.group_seconds
+            },
             # the blend's steps, wall: the families' fits, each history rows' search (side by side with workers),
             # its test refit
             "tuning hybrid steps": {

@@ -210,7 +210,13 @@ ENVELOPE_ENV = {
 ENVELOPE_FAMILIES = "popularity,itemknn,sequential,ials,content,affinity,hybrid"
 
 
-def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) -> dict[str, Any]:
+# the tuning grids of the training as at the envelope (``--budget``): quick, one configuration a family (make scale's
+# table), or full, the deployed default (39 configurations, 23 fits), whose tuning the instance's workers spread fit
+# by fit (``tuning_on_instance``)
+BUDGETS = ("quick", "full")
+
+
+def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES, budget: str = "quick") -> dict[str, Any]:
     items = items_for(shoppers)
     store = CACHE / f"scale-{shoppers}-{days}d"
     if not (store / "events.csv").exists():
@@ -251,7 +257,7 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
         stages["batch transform"] = attempt(recommend)
     if "transform over candidates" in stages_wanted:  # what a catalog of 100,000 items or more gets
         stages["transform over candidates"] = attempt(recommend, {"SHOPWISE_CANDIDATES_FROM_ITEMS": "0"})
-    envelope_model = store / "model-envelope"
+    envelope_model = store / ("model-envelope" if budget == "quick" else f"model-envelope-{budget}")
     runs: list[tuple[float, float, dict[str, Any]]] = []
     if {"training as at the envelope", *WITHIN} & set(stages_wanted) or (
         "transform as at the envelope" in stages_wanted and not (envelope_model / "metrics.json").exists()
@@ -262,7 +268,7 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
         for _ in range(REPEATS):
             figures = attempt(
                 [SHOPWISE, "train", "--events", str(store / "events.csv"), "--items", str(store / "items.csv"),
-                 "--out", str(envelope_model), "--hp", "budget=quick", "--hp", f"models={ENVELOPE_FAMILIES}"],
+                 "--out", str(envelope_model), "--hp", f"budget={budget}", "--hp", f"models={ENVELOPE_FAMILIES}"],
                 ENVELOPE_ENV,
             )  # fmt: skip
             if figures.get("out_of_memory"):
@@ -315,6 +321,11 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
                 )
                 for part in fitted["seconds"]["tuning parts"]
             }
+        if all(run[2]["seconds"].get("tuning tasks") for run in runs):
+            # each family's tasks (its fits' configurations, then its test refit), the best run's: the instance's
+            # workers take them one by one (selection.tune_families)
+            quickest = min(runs, key=lambda run: run[2]["seconds"]["tuning"])
+            stages[TUNING]["tasks"] = quickest[2]["seconds"]["tuning tasks"]
         if all(run[2]["seconds"].get("tuning hybrid steps") for run in runs):
             # the blend's steps (the families' fits, each history rows' search, its test refit), each its best run's
             steps = [run[2]["seconds"]["tuning hybrid steps"] for run in runs]
@@ -365,7 +376,7 @@ def run_size(shoppers: int, days: int, stages_wanted: Sequence[str] = STAGES) ->
             "items_a_shopper": longer["items_a_shopper"],
             "as_is": found["x1"],
         }
-    row = {"shoppers": shoppers, "items": items, "days": days, "events": events, "stages": stages}
+    row = {"shoppers": shoppers, "items": items, "days": days, "events": events, "budget": budget, "stages": stages}
     print(json.dumps(row), flush=True)
     return row
 
@@ -523,14 +534,30 @@ def tuning_on_instance(
     rest = max(float(last["seconds"]) - sum(float(p[0]) for p in last["parts"].values()), 0.0)
     rest_s = one_process_s * rest / float(last["seconds"])
     longest = max(families, key=lambda name: families[name])
-    workers = tuning_workers(len(families), INSTANCE_VCPUS)  # as the job sizes them on the instance
-    if workers < len(families):  # (not at 96 vCPUs): the families queue for the workers, longest first
-        ends = [0.0] * workers
-        for name in sorted(families, key=lambda n: -families[n]):
-            ends[ends.index(min(ends))] += families[name]
-        side_by_side = max(ends)
+    tasks = last.get("tasks") or {}
+    if set(families) <= set(tasks) and any(len(tasks[name]["fits"]) > 1 for name in families):
+        # families of several fits (budget=full): their fits spread over the workers, each task grown as its
+        # family's whole is
+        grown_tasks = {
+            name: (
+                [float(t) * families[name] / max(float(last["parts"][name][0]), 1e-3) for t in tasks[name]["fits"]],
+                float(tasks[name]["test"]) * families[name] / max(float(last["parts"][name][0]), 1e-3),
+            )
+            for name in families
+        }
+        fits = sum(len(fits) for fits, _test in grown_tasks.values())
+        workers = tuning_workers(fits, INSTANCE_VCPUS)
+        side_by_side = tasks_on_workers(grown_tasks, workers)
     else:
-        side_by_side = families[longest]
+        fits = 0
+        workers = tuning_workers(len(families), INSTANCE_VCPUS)  # as the job sizes them on the instance
+        if workers < len(families):  # (not at 96 vCPUs): the families queue for the workers, longest first
+            ends = [0.0] * workers
+            for name in sorted(families, key=lambda n: -families[n]):
+                ends[ends.index(min(ends))] += families[name]
+            side_by_side = max(ends)
+        else:
+            side_by_side = families[longest]
     blend_s = grown.get("hybrid", 0.0)
     blend_steps = blend_on_instance(rows, xs, target, catalog)
     if blend_steps:
@@ -540,10 +567,34 @@ def tuning_on_instance(
         "instance_minutes": round(instance_s / 60, 1),
         "side_by_side": workers,
         "longest_family": longest,
+        "fits_spread": fits,  # (0: each family a task, whole)
         **({"blend_minutes": round(blend_s / 60, 1), "blend_steps": blend_steps} if blend_steps else {}),
         "parts_minutes": {name: round(s / 60, 1) for name, s in sorted(grown.items(), key=lambda kv: -kv[1])},
         "rest_minutes": round(rest_s / 60, 1),
     }
+
+
+def tasks_on_workers(families: dict[str, tuple[list[float], float]], workers: int) -> float:
+    """When ``workers`` processes are done with the families' tuning, submitted as ``selection.tune_families`` does:
+    each family of one fit whole (the fit, then its test refit) in the families' order, then every fit of the
+    families of several, each to the worker free first; then, family by family as their fits end (the job waits on
+    them in order), each one's test refit. ``families``: name -> (its fits' seconds, its test refit's seconds)."""
+    ends = [0.0] * max(workers, 1)
+
+    def run(seconds: float, ready: float = 0.0) -> float:
+        worker = ends.index(min(ends))
+        ends[worker] = max(ends[worker], ready) + seconds
+        return ends[worker]
+
+    for fits, test in families.values():
+        if len(fits) == 1:
+            run(fits[0] + test)
+    fitted = {name: max(run(s) for s in fits) for name, (fits, _test) in families.items() if len(fits) > 1}
+    waited = 0.0
+    for name, done in fitted.items():
+        waited = max(waited, done)
+        run(families[name][1], waited)
+    return max(ends)
 
 
 def blend_on_instance(rows: list[dict[str, Any]], xs: list[float], target: float, catalog: float) -> dict[str, Any]:
@@ -820,10 +871,15 @@ def markdown(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]]) -> str
                     if "blend_minutes" in fit
                     else ""
                 )
+                spread = (
+                    f"its {fit['fits_spread']} fits spread over {fit['side_by_side']} workers (each family's test "
+                    f"refit after its fits; the longest family, {fit['longest_family']}, one after another"
+                    if fit.get("fits_spread")
+                    else f"its families side by side: the longest ({fit['longest_family']}"
+                )
                 verdict += (
-                    f"; **{fit['instance_minutes']:,} min on one {INSTANCE}** with its families side by side: the "
-                    f"longest ({fit['longest_family']}), then the blend's search{blend}, then the rest "
-                    f"({fit['rest_minutes']:,} min; by part, min: {parts})"
+                    f"; **{fit['instance_minutes']:,} min on one {INSTANCE}** with {spread}), then the blend's "
+                    f"search{blend}, then the rest ({fit['rest_minutes']:,} min; by part, min: {parts})"
                 )
         if stage == FINAL:
             at_once = (
@@ -1028,27 +1084,51 @@ def events_floor(rows: list[dict[str, Any]]) -> float:
 
 README = REPO_ROOT / "README.md"
 BEGIN, END = "<!-- make scale: begin -->", "<!-- make scale: end -->"
+
+
+def markers(budget: str) -> tuple[str, str]:
+    """The README block a budget's table goes in: quick's is make scale's; full's (the deployed default's tuning) its
+    own."""
+    return (
+        (BEGIN, END)
+        if budget == "quick"
+        else (f"<!-- make scale budget={budget}: begin -->", f"<!-- make scale budget={budget}: end -->")
+    )
+
+
 PLOT = REPO_ROOT / "docs" / "scale.png"  # the README shows it beside the table
 
 
-def write_readme_table(table: str, rows: list[dict[str, Any]], days: int, runs: Sequence[list[int]] = ()) -> None:
+def write_readme_table(
+    table: str, rows: list[dict[str, Any]], days: int, runs: Sequence[list[int]] = (), options: str = ""
+) -> None:
     """The README's growth table is this run's: replaced between its markers, with the command that made it (the
     sizes measured: a table re-rendered ``--from-log`` names its run's, not the default's; one merged from the logs of
     several runs, ``runs`` the sizes of each, names every run and the one command that measures them all)."""
     text = README.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"README.md has no {BEGIN} ... {END} block to write the table into")
+    begin, end = markers(budget_of(rows))
+    if begin not in text or end not in text:
+        raise SystemExit(f"README.md has no {begin} ... {end} block to write the table into")
     sizes = ",".join(str(r["shoppers"]) for r in rows)
-    command = f"`.venv/bin/python tests/bench/bench_scale.py --shoppers {sizes} --days {days} --readme`"
+    command = f"`.venv/bin/python tests/bench/bench_scale.py --shoppers {sizes} --days {days}{options} --readme`"
     if len(runs) > 1:
         each = " and ".join(f"`--shoppers {','.join(map(str, run))}`" for run in runs)
         command = (
             f"`.venv/bin/python tests/bench/bench_scale.py --from-log LOG... --readme` from the logs of {len(runs)} "
             f"runs of the same stages' code ({each}, `--days {days}`); {command} measures every size in one run"
         )
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{BEGIN}\n{table}\n\nWritten by {command}.\n{END}{tail}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    README.write_text(f"{head}{begin}\n{table}\n\nWritten by {command}.\n{end}{tail}")
+
+
+def budget_of(rows: list[dict[str, Any]]) -> str:
+    """The tuning budget the sizes' training as at the envelope ran (logs before it was recorded: quick); sizes of
+    two budgets are refused — their tuning is not one curve."""
+    budgets = {r.get("budget", "quick") for r in rows}
+    if len(budgets) > 1:
+        raise SystemExit(f"the sizes' training ran different budgets ({', '.join(sorted(budgets))}): not one curve")
+    return budgets.pop() if budgets else "quick"
 
 
 def logged_rows(logs: Sequence[Path]) -> tuple[list[dict[str, Any]], list[list[int]]]:
@@ -1067,6 +1147,7 @@ def logged_rows(logs: Sequence[Path]) -> tuple[list[dict[str, Any]], list[list[i
         raise SystemExit(f"sizes measured in more than one log: {twice}; keep one run's")
     if len({r["days"] for r in rows}) > 1:
         raise SystemExit("the logs simulated stores over different --days: their sizes do not make one curve")
+    budget_of(rows)
     return sorted(rows, key=lambda r: r["shoppers"]), runs
 
 
@@ -1076,6 +1157,13 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument(
         "--stages", default=",".join(STAGES), help=f"of: {', '.join(STAGES)} (a size's model is reused)"
+    )
+    parser.add_argument(
+        "--budget",
+        choices=BUDGETS,
+        default="quick",
+        help="the tuning grids of the training as at the envelope: quick (make scale's table) or full (the deployed "
+        "default; its table goes in a README block of its own, its model in model-envelope-full)",
     )
     parser.add_argument("--readme", action="store_true", help="write the table into README.md (make scale does)")
     parser.add_argument(
@@ -1105,17 +1193,23 @@ def main() -> int:
                 size_wanted = [
                     s for s in wanted if s not in ("training", "batch transform", "transform over candidates")
                 ]
-        rows.append(run_size(shoppers, args.days, size_wanted))
+        rows.append(run_size(shoppers, args.days, size_wanted, args.budget))
     fits = extrapolate(rows) if len(rows) > 1 else {}
     table = markdown(rows, fits) if fits else ""
     OUT.mkdir(parents=True, exist_ok=True)
+    budget = budget_of(rows)
+    suffix = "" if budget == "quick" else f"-{budget}"
     if table:  # (one size alone has no growth to fit: its row is printed, the last table kept)
-        (OUT / "scale.md").write_text(table + "\n")
-    if fits:
+        (OUT / f"scale{suffix}.md").write_text(table + "\n")
+    if fits and budget == "quick":  # (the plot is make scale's every stage)
         plot_growth(rows, fits, OUT / "scale.png")
     if args.readme and table:
-        write_readme_table(table, rows, int(rows[-1]["days"]), runs)
-        plot_growth(rows, fits, PLOT)
+        measured = [s for s in STAGES if s not in WITHIN and any(s in r["stages"] for r in rows)]
+        stages = "" if set(measured) >= set(STAGES) - set(WITHIN) else f" --stages '{','.join(measured)}'"
+        options = ("" if budget == "quick" else f" --budget {budget}") + stages
+        write_readme_table(table, rows, int(rows[-1]["days"]), runs, options)
+        if budget == "quick":
+            plot_growth(rows, fits, PLOT)
     print(table)
     print(json.dumps({"sizes": rows, "envelope": fits}))
     return 0

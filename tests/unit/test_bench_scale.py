@@ -155,9 +155,15 @@ def test_a_part_fitted_apart_overlaps_the_others_on_the_instance_and_adds_its_me
     assert bench_scale.final_fit_own_gb(memory, []) == (max(memory.values()), max(memory, key=memory.__getitem__))
 
 
-def logged(path, shoppers: list[int], days: int = 14) -> None:
-    """A run's log as bench_scale writes it: a JSON line per size, then the table and the whole result."""
-    lines = [json.dumps({"shoppers": s, "days": days, "events": 20.0 * s, "stages": {}}) for s in shoppers]
+def logged(path, shoppers: list[int], days: int = 14, budget: str | None = None) -> None:
+    """A run's log as bench_scale writes it: a JSON line per size, then the table and the whole result (``budget``:
+    none, as logs before it was recorded)."""
+    lines = [
+        json.dumps(
+            {"shoppers": s, "days": days, "events": 20.0 * s, "stages": {}, **({"budget": budget} if budget else {})}
+        )
+        for s in shoppers
+    ]
     path.write_text("\n".join([*lines, "| stage | ... |", json.dumps({"sizes": [], "envelope": {}})]) + "\n")
 
 
@@ -354,6 +360,83 @@ def test_tuning_on_the_instance_is_its_longest_family_then_the_blend_then_the_re
     for row in rows:
         del row["stages"][TUNING]["parts"]
     assert "instance_minutes" not in bench_scale.extrapolate(rows)[TUNING]
+
+
+def test_tasks_on_workers_take_whole_families_then_each_fit_then_each_familys_test_refit_after_its_fits() -> None:
+    """As tune_families submits them: "a" (one fit: 3 s, then its 1 s test) whole on the first worker; "b"'s three
+    2 s fits to the worker free first (the second, the second again, then the first at 4 s: done at 6); its test
+    refit once they are all done, on the worker free first: 7 s, where one after another took 11."""
+    families = {"a": ([3.0], 1.0), "b": ([2.0, 2.0, 2.0], 1.0)}
+    assert bench_scale.tasks_on_workers(families, 2) == pytest.approx(7.0)
+    assert bench_scale.tasks_on_workers(families, 1) == pytest.approx(11.0)
+    # with a worker a task, a family's chain: its longest fit, then its test refit
+    assert bench_scale.tasks_on_workers(families, 8) == pytest.approx(4.0)
+    # the job waits on the families of several fits in order: "c"'s refit waits for "b"'s fits too
+    assert bench_scale.tasks_on_workers({"b": ([5.0], 0.0), "c": ([5.0, 1.0], 1.0), "d": ([1.0, 1.0], 1.0)}, 3) == (
+        pytest.approx(6.0)
+    )
+
+
+def test_tuning_at_the_full_budget_spreads_each_fit_over_the_workers_and_the_table_says_so() -> None:
+    """budget=full: iALS's 12 fits and item-kNN's 4 recorded as tasks. On the instance's 12 workers they spread,
+    each grown as its family's whole is; tuning there is far below the longest family one fit after another."""
+    cap = float(bench_scale.TUNING_INTERACTIONS)
+    parts = {"ials": 13.0, "itemknn": 5.0, "sequential": 1.0}
+    tasks = {"ials": ([1.0] * 12, 1.0), "itemknn": ([1.0] * 4, 1.0), "sequential": ([0.5], 0.5)}
+    rows = [
+        {
+            "shoppers": 10_000 * 3**n,
+            "events": 200_000.0 * 3**n,
+            "items": 1_000.0 * 3**n,
+            "budget": "full",
+            "stages": {
+                TUNING: {
+                    "seconds": 20.0 * 3**n,
+                    "own_mb": 100.0,
+                    "interactions": cap * 3 ** (n - 2),
+                    "parts": {name: [s * 3**n, s * 3**n] for name, s in parts.items()},
+                    "tasks": {
+                        name: {"fits": [t * 3**n for t in fits], "test": test * 3**n}
+                        for name, (fits, test) in tasks.items()
+                    },
+                },
+            },
+        }
+        for n in range(3)
+    ]
+    fit = bench_scale.extrapolate(rows)[TUNING]
+    catalog = bench_scale.ENVELOPE_ITEMS / 9_000.0
+    assert fit["fits_spread"] == 17 and fit["side_by_side"] == 12
+    # at the last size: 17 fits on 12 workers (sequential whole, 1 s, first), then iALS's and item-kNN's fits, 9 s
+    # each, two rounds (the second on the five workers free first), then each family's 9 s test refit: 27 s, and
+    # the rest of tuning (1 s of 20, times 9)
+    assert fit["instance_minutes"] == pytest.approx((27.0 + 9.0) * catalog / 60, rel=0.01)
+    line = next(x for x in bench_scale.markdown(rows, {TUNING: fit}).splitlines() if x.startswith(f"| {TUNING} |"))
+    assert "its 17 fits spread over 12 workers" in line
+    # without the tasks: each family whole, the longest (iALS, 13 s x 9) alone longer than all of the above
+    for row in rows:
+        del row["stages"][TUNING]["tasks"]
+    whole = bench_scale.extrapolate(rows)[TUNING]
+    assert whole["fits_spread"] == 0 and whole["instance_minutes"] > 3 * fit["instance_minutes"]
+
+
+def test_sizes_of_two_budgets_are_refused_and_the_full_budgets_table_has_its_own_readme_block(
+    tmp_path, monkeypatch
+) -> None:
+    logged(tmp_path / "quick.log", [10_000, 30_000])
+    logged(tmp_path / "full.log", [100_000], budget="full")
+    with pytest.raises(SystemExit, match="different budgets"):
+        bench_scale.logged_rows([tmp_path / "quick.log", tmp_path / "full.log"])
+    logged(tmp_path / "full-small.log", [10_000, 30_000], budget="full")
+    rows, runs = bench_scale.logged_rows([tmp_path / "full-small.log"])
+    readme = tmp_path / "README.md"
+    begin, end = bench_scale.markers("full")
+    readme.write_text(f"{bench_scale.BEGIN}\nquick table\n{bench_scale.END}\n{begin}\nold\n{end}\n")
+    monkeypatch.setattr(bench_scale, "README", readme)
+    bench_scale.write_readme_table("| full table |", rows, 14, runs, " --budget full")
+    text = readme.read_text()
+    assert "quick table" in text and "old" not in text and f"{begin}\n| full table |" in text
+    assert "--shoppers 10000,30000 --days 14 --budget full --readme" in text
 
 
 def test_the_selected_models_parts_grow_by_what_drives_each() -> None:

@@ -966,6 +966,16 @@ def test_families_tuned_side_by_side_give_the_figures_of_one_after_another(monke
         results = select(families, validation, test, catalog, log=lines.append, workers=workers)
         assert selection._CONTENT and selection._CONTENT[0] is catalog  # the content fit, here either way
         assert all(r.seconds > 0 and r.cpu > 0 for r in results)
+        # each family's time as the tasks a worker takes: a wall time for each fit's configurations, then its test
+        # refit's, adding up to the family's
+        tasks = {r.name: (r.group_seconds, r.test_seconds) for r in results if r.name != "hybrid"}
+        assert {name: len(fits) for name, (fits, _test) in tasks.items()} == {
+            c.name: len(selection.fit_groups(c)) for c in families
+        }
+        for r in results:
+            if r.name != "hybrid":
+                assert all(t > 0 for t in r.group_seconds) and r.test_seconds > 0
+                assert sum(r.group_seconds) + r.test_seconds == pytest.approx(r.seconds, rel=1e-6)
         return {r.name: (r.params, r.validation, r.test.metrics, r.tried) for r in results if r.test}, lines
 
     alone, alone_lines = run(1)
