@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -46,7 +47,8 @@ class Apart(Generic[T]):
 
     def __init__(self, fit: Callable[..., T], *args: Any, imports: tuple[str, ...] = ()) -> None:
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        self._future = self._pool.submit(_run, fit, imports, *args)
+        with SPAWNING:  # spawned at the submit, with the process's own environment
+            self._future = self._pool.submit(_run, fit, imports, *args)
 
     def result(self) -> Done[T]:
         try:
@@ -81,18 +83,26 @@ def cpu_seconds() -> float:
     return time.process_time() + times.children_user + times.children_system
 
 
+# held while the environment a child inherits is set for it (``threads_for_children``) and while ``Apart`` spawns:
+# os.environ is the process's, so a part spawning in a sibling thread (the served fit's parts run side by side on
+# the instance) would otherwise start with the other's thread counts, or restore them under it
+SPAWNING = threading.RLock()
+
+
 @contextmanager
 def threads_for_children(threads: int) -> Iterator[None]:
     """The thread counts a spawned child reads at its imports (OpenMP's: implicit and faiss; BLAS's; item-kNN's
-    FIT_THREADS), set while it is spawned: workers side by side share the cores instead of each taking all."""
+    FIT_THREADS), set while it is spawned: workers side by side share the cores instead of each taking all. One
+    thread at a time (``SPAWNING``): another waits until the environment is the process's own again."""
     names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "SHOPWISE_FIT_THREADS")
-    before = {name: os.environ.get(name) for name in names}
-    os.environ.update({name: str(threads) for name in names})
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with SPAWNING:
+        before = {name: os.environ.get(name) for name in names}
+        os.environ.update({name: str(threads) for name in names})
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

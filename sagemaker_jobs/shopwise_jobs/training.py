@@ -208,12 +208,27 @@ def segment_lists(
             lambda rows: values[rows],  # a missing value is -1: the table's last slot
         )
         del values
-    if "referrer" in interactions and (interactions["referrer"].fillna("") != "").any():
-        referred = interactions[interactions["referrer"].fillna("") != ""]
-        first = referred.sort_values("ts", kind="stable").groupby("session_id")["referrer"].first()
-        first = first[first.index != ""]  # a blank session id is no session
+    referred = (
+        np.flatnonzero((interactions["referrer"].fillna("") != "").to_numpy(dtype=bool))
+        if "referrer" in interactions and "session_id" in interactions
+        else np.zeros(0, dtype=np.int64)
+    )
+    if len(referred):
+        # each session's first referred row (by time, the earlier row first at a tie), sessions in their ids' order:
+        # the referred rows' columns alone (a sort and a group-by of a frame of them was most of the lists' serial
+        # time), sessions without an id (missing or blank) left out
+        referred = referred[np.argsort(coded.ts[referred], kind="stable")]
+        session, session_names = pd.factorize(interactions["session_id"].iloc[referred])
+        firsts, at = np.unique(session, return_index=True)  # each session's first row in time, by its code
+        named = firsts >= 0
+        firsts, at = firsts[named], at[named]
+        keys = np.asarray(session_names, dtype=str)[firsts]
+        in_order = np.argsort(keys, kind="stable")
+        keep = in_order[keys[in_order] != ""]
+        keys = keys[keep]
+        first = interactions["referrer"].iloc[referred[at[keep]]].to_numpy(dtype=str)
         sources, source_names = pd.factorize(first)
-        session_ids, keys = interactions["session_id"], first.index.to_numpy(dtype=str)
+        session_ids = interactions["session_id"]
         by_value(
             np.append(np.array([segment(f"referrer:{v}") for v in source_names], dtype=np.int64)[sources], -1),
             # a row's session among the referred ones (-1: none), by Arrow's hashing: no Python string per row

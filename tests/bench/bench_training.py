@@ -1,6 +1,6 @@
 """Benchmark: the training job's choices for large stores, each against what it replaced, in one run.
 
-    .venv/bin/python tests/bench/bench_training.py [--parts ids,itemknn,sample]
+    .venv/bin/python tests/bench/bench_training.py [--parts ids,itemknn,sample] [--store DIR]
 
 - ``ids``: coding 2 M Arrow-string ids into a sorted universe of 100,000 with ``shopwise_jobs.ids.codes_in`` against
   pandas' ``get_indexer`` (what every part of the fit did), best of 3.
@@ -10,6 +10,11 @@
 - ``sample``: tuning on every shopper against tuning on a third of them (``SHOPWISE_TUNING_INTERACTIONS``), on
   ``make scale``'s 30,000-shopper store (simulated if missing) with ``--hp budget=quick``: both chosen recipes refitted
   on the whole store's training split and scored on its test split (a few minutes).
+- ``served`` (not run by default): the served fit's parts in columns over every event — the sessions, the next-item
+  rules and the segment lists — on a ``make scale`` store (``--store``, default the 300,000-shopper one, else the
+  30,000), each best of 3: wall, CPU and the share of its work in parallel on this machine's cores (what ``make
+  scale`` reads their time on the instance from). Run it with another commit's code on ``PYTHONPATH`` for the
+  figures before a change.
 
 Ends with one JSON line.
 """
@@ -21,6 +26,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +85,47 @@ def itemknn() -> dict[str, Any]:
     return out
 
 
+def served(store: Path) -> dict[str, Any]:
+    from shopwise_jobs import training
+    from shopwise_jobs.apart import cpu_seconds
+    from shopwise_jobs.dataset import read_catalog, read_event_import, sessions
+    from shopwise_jobs.models import SequentialRules
+
+    frame = training.fit_frame(read_event_import(store / "events.csv").interactions)
+    catalog = read_catalog(store / "items.csv")
+    hp = training.Hyperparameters.parse({"budget": "quick"})
+    data = training.served_set(training.personal_interactions(frame, hp), catalog, hp)
+    coded = training.every_row_coded(frame, data)
+    cores = os.cpu_count() or 1
+
+    def best(run: Any) -> dict[str, float]:
+        figures = []
+        for _ in range(3):
+            wall, cpu = time.perf_counter(), cpu_seconds()
+            run()
+            figures.append((time.perf_counter() - wall, cpu_seconds() - cpu))
+        wall, cpu = min(figures)
+        speedup = min(max(cpu / wall, 1.0), cores)
+        share = (1 - 1 / speedup) / (1 - 1 / cores) if cores > 1 else 0.0
+        return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "parallel_share": round(share, 2)}
+
+    flat = sessions(data.interactions, data.items, codes=data.codes())
+    out = {
+        "events": len(frame),
+        "sessions": best(lambda: sessions(data.interactions, data.items, codes=data.codes())),
+        "next-item rules": best(lambda: SequentialRules.fit(flat, len(data.items), 5)),
+        "segment lists": best(
+            lambda: training.segment_lists(
+                frame, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded
+            )
+        ),
+    }
+    for part, row in out.items():
+        if isinstance(row, dict):
+            print(f"{part}: {row}", flush=True)
+    return out
+
+
 def sample() -> dict[str, Any]:
     from shopwise_jobs import training
     from shopwise_jobs.dataset import read_catalog, read_event_import, split
@@ -113,16 +160,24 @@ def sample() -> dict[str, Any]:
     return out
 
 
-PARTS = {"ids": ids, "itemknn": itemknn, "sample": sample}
+PARTS: dict[str, Any] = {"ids": ids, "itemknn": itemknn, "sample": sample, "served": served}
+LARGE = REPO_ROOT / ".local" / "cache" / "scale-300000-14d"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default="ids,itemknn,sample", help=f"of: {', '.join(PARTS)}")
-    wanted = [p.strip() for p in parser.parse_args().parts.split(",")]
+    parser.add_argument(
+        "--store", type=Path, default=LARGE if (LARGE / "events.csv").exists() else STORE, help="served's store"
+    )
+    args = parser.parse_args()
+    wanted = [p.strip() for p in args.parts.split(",")]
     if unknown := set(wanted) - set(PARTS):
         parser.error(f"unknown parts {sorted(unknown)}: expected some of {', '.join(PARTS)}")
-    print(json.dumps({part: PARTS[part]() for part in wanted}))
+    if "served" in wanted and not (args.store / "events.csv").exists():
+        parser.error(f"{args.store} holds no events.csv: run make scale (or SCALE_SHOPPERS=...) first")
+    runs: dict[str, Callable[[], Any]] = {**PARTS, "served": lambda: served(args.store)}
+    print(json.dumps({part: runs[part]() for part in wanted}))
     return 0
 
 

@@ -551,6 +551,26 @@ def test_top_k_per_row_breaks_ties_to_the_earlier_entry(k: int) -> None:
         assert kept.data[got].tolist() == [v for _pos, (_c, v) in expected], r
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_top_k_in_blocks_of_rows_on_threads_is_top_k_per_row_of_the_whole(
+    threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next-item rules' cut in blocks of rows, a block a thread: the very matrix the whole's cut gives, ties
+    included, however many threads cut it (and with empty rows and rows shorter than k in the blocks)."""
+    from shopwise_jobs import models
+
+    monkeypatch.setattr(models, "FIT_THREADS", threads)
+    matrix = sparse.random(97, 80, density=0.2, format="csr", random_state=11, dtype=np.float64)
+    matrix.data = np.round(matrix.data * 4) / 4 + 0.25  # ties everywhere
+    matrix.data[matrix.indptr[5] : matrix.indptr[9]] = 0  # empty rows
+    matrix.eliminate_zeros()
+    whole, blocks = models.top_k_per_row(matrix, 6), models.top_k_in_blocks(matrix, 6)
+    assert (np.diff(matrix.indptr) > 6).any() and (np.diff(matrix.indptr) <= 6).any()
+    assert blocks.dtype == whole.dtype == np.float32 and blocks.shape == whole.shape
+    for name in ("indptr", "indices", "data"):
+        assert np.array_equal(getattr(blocks, name), getattr(whole, name)), name
+
+
 def test_affinity_ranks_the_popular_items_of_the_shoppers_categories_and_brands() -> None:
     from shopwise_jobs.models import Affinity
 

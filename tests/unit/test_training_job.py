@@ -432,3 +432,40 @@ def test_the_jobs_own_data_set_build_runs_apart_and_gives_what_the_build_in_this
         "memory: tuning begins",
         "memory: tuning peaked",
     ]
+
+
+def test_the_environment_a_child_inherits_is_set_for_one_spawning_thread_at_a_time() -> None:
+    """threads_for_children sets os.environ, the process's: a sibling thread setting its own counts meanwhile (the
+    served fit's parts side by side) would change them under the first while it spawns, then restore the wrong
+    ones. The second waits until the first is done, and each sees its own count throughout."""
+    import os
+    import threading
+    import time
+
+    from shopwise_jobs.apart import threads_for_children
+
+    seen: dict[str, list[str | None]] = {"first": [], "second": []}
+    inside = threading.Event()
+    before = os.environ.get("OMP_NUM_THREADS")
+
+    def first() -> None:
+        with threads_for_children(1):
+            seen["first"].append(os.environ.get("OMP_NUM_THREADS"))
+            inside.set()
+            time.sleep(0.2)  # the second thread asks meanwhile
+            seen["first"].append(os.environ.get("OMP_NUM_THREADS"))
+
+    def second() -> None:
+        inside.wait()
+        with threads_for_children(3):
+            seen["second"].append(os.environ.get("OMP_NUM_THREADS"))
+            time.sleep(0.4)  # past the first's end, which restores what it found
+            seen["second"].append(os.environ.get("OMP_NUM_THREADS"))
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {"first": ["1", "1"], "second": ["3", "3"]}
+    assert os.environ.get("OMP_NUM_THREADS") == before  # the process's own again
