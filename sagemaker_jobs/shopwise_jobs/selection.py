@@ -341,6 +341,8 @@ def shopwise_candidates(
     """shopwise's model families with their tuning grids. EASE up to EASE_MAX_ITEMS items, iALS beyond (or both
     when ``budget`` is "full" or iALS is ``wanted`` by name). ``budget`` "quick" trims the grids (the demo);
     ``wanted`` keeps only the named families."""
+    if budget not in ("quick", "full"):
+        raise ValueError(f"the grids are quick or full, not {budget!r} (Hyperparameters.budget_for resolves auto)")
     quick = budget == "quick"
     decay = [0.0] if quick else [0.0, 60.0]
     boost = [2.0] if quick else [0.0, 2.0]

@@ -73,13 +73,23 @@ from shopwise_jobs.spark_dataset import copy_snapshot, is_built, read_built
 Log = Callable[[str], None]
 
 
+BUDGETS = ("auto", "full", "quick")
+# budget=auto's last store on the full grids (its interactions): past it, the full grids' tuning and the served fit
+# of what they choose (iALS at 256 factors) would not fit the daily retrain's 2 hours on the largest instance (make
+# scale's --budget full, extrapolated with --envelope-events: README, *The deployed default's tuning*); a job's
+# environment may set it (SHOPWISE_FULL_BUDGET_INTERACTIONS)
+FULL_BUDGET_INTERACTIONS = int(os.environ.get("SHOPWISE_FULL_BUDGET_INTERACTIONS", "100000000"))
+
+
 @dataclass(frozen=True)
 class Hyperparameters:
     top_k: int = 50
     protocol: str = "temporal"  # or leave_last_out
     test_fraction: float = 0.1  # temporal: the newest share of interactions is the test (and again: validation)
     holdout: int = 1  # leave_last_out: items held out per user
-    budget: str = "full"  # quick: one configuration per model family (the demo)
+    # full: every family's grid (39 configurations, 23 fits); quick: one configuration a family (the demo); auto (the
+    # deployed default): full up to FULL_BUDGET_INTERACTIONS interactions, quick past them (``budget_for``)
+    budget: str = "auto"
     models: str = ""  # comma-separated subset of the model families; empty = all that fit the catalog
     metric: str = "ndcg@10"  # what selection maximises on the validation split
     neighbours: int = 100  # similar items kept per item
@@ -105,8 +115,8 @@ class Hyperparameters:
         casts = {"int": int, "float": float, "str": str}
         hp = cls(**{k: casts[str(known[k])](v) for k, v in values.items()})
         hp.kind_weights()  # refuse bad weights before any data is read
-        if hp.budget not in ("quick", "full"):
-            raise ValueError(f"budget must be quick or full, got {hp.budget!r}")
+        if hp.budget not in BUDGETS:
+            raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {hp.budget!r}")
         if hp.consent not in ("required", "assumed"):
             raise ValueError(f"consent must be required or assumed, got {hp.consent!r}")
         wrong = [m for m in hp.model_list() if m not in MODEL_KINDS]
@@ -123,6 +133,13 @@ class Hyperparameters:
         if unknown or any(w < 0 for w in weights.values()):
             raise ValueError(f"weights: kinds are {', '.join(KIND_WEIGHTS)} with weights >= 0; got {self.weights!r}")
         return {**dict.fromkeys(KIND_WEIGHTS, 0.0), **weights}
+
+    def budget_for(self, interactions: int) -> str:
+        """The grids a store of ``interactions`` (the served model's) is tuned with: ``auto`` is full up to
+        FULL_BUDGET_INTERACTIONS and quick past them; quick and full are themselves."""
+        if self.budget != "auto":
+            return self.budget
+        return "full" if interactions <= FULL_BUDGET_INTERACTIONS else "quick"
 
     def model_list(self) -> list[str]:
         return [m.strip() for m in self.models.split(",") if m.strip()]
@@ -348,7 +365,8 @@ def tune(interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters,
     validation = split(test.train, hp.protocol, hp.test_fraction, hp.holdout)
     n_items = len(set(interactions["item_id"]) | set(catalog["item_id"] if len(catalog) else []))
     families = [m for m in hp.model_list() if m != "hybrid"] or None
-    candidates = shopwise_candidates(n_items, len(catalog) > 0, hp.budget, families)
+    # (the training job has resolved auto by the served model's interactions; shopwise evaluate by these)
+    candidates = shopwise_candidates(n_items, len(catalog) > 0, hp.budget_for(len(interactions)), families)
     if not candidates:
         raise ValueError(
             f"none of {hp.model_list()} can run here (EASE needs <= {EASE_MAX_ITEMS} items; content needs a catalog)"
@@ -527,6 +545,12 @@ def fit_and_select(
     if interactions.empty:
         raise ValueError("no interactions of shoppers who granted personalisation: nothing to personalise with")
     log(f"consent: {len(interactions):,} of {len(everyone):,} interactions from shoppers who granted personalisation")
+    if hp.budget == "auto":  # by the served model's interactions: the full grids' cost is its fit's as much as tuning's
+        hp = replace(hp, budget=hp.budget_for(len(interactions)))
+        log(
+            f"budget auto: {hp.budget} grids ({len(interactions):,} interactions; full up to "
+            f"{FULL_BUDGET_INTERACTIONS:,}, SHOPWISE_FULL_BUDGET_INTERACTIONS)"
+        )
     tuning, sampled = shopper_sample(interactions)
     if sampled:
         log(
@@ -588,6 +612,8 @@ def fit_and_select(
         and "content" not in fitted_kinds(chosen.name, chosen.params)
     ):
         apart = Apart(ContentKNN.fit, data.catalog, data.items, hp.neighbours, imports=("faiss",))
+        if APART_FIRST:  # (make scale on few cores: done before the other parts start, none of them slowed by it)
+            log(f"content index apart: {apart.result().seconds:.1f} s, before the other parts (SHOPWISE_APART_FIRST)")
     history = timed("matrix", data.matrix)  # built once: the parts below that read it reuse it
     # the rows served (and every matrix they read): before the parts, so none of them builds a matrix another does
     rows = timed("history", lambda: history_rows(data, chosen.params))
@@ -796,6 +822,12 @@ def every_row_coded(everyone: pd.DataFrame, data: TrainSet) -> CodedInteractions
         ts=np.concatenate([own.ts, rest.ts]),
         n_items=own.n_items,
     )
+
+
+# the served fit waits for its part in a process of its own (the content index) before the others start: make scale
+# sets it, where on 2 cores that process took a core from the parts beside it (item-kNN at 300,000 shoppers 4.1 ->
+# 7.7 s of wall for the same CPU, read as no parallel share at all), which the instance gives it cores of its own
+APART_FIRST = os.environ.get("SHOPWISE_APART_FIRST", "") == "1"
 
 
 def final_side_by_side(cores: int | None = None) -> bool:

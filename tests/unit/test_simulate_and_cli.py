@@ -139,7 +139,32 @@ def test_bad_input_gets_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixt
     assert (
         main(["train", "--events", str(tmp_path / "e.csv"), "--out", str(tmp_path / "m"), "--hp", "budget=huge"]) == 1
     )
-    assert "budget must be quick or full" in capsys.readouterr().err
+    assert "budget must be one of auto, full, quick" in capsys.readouterr().err
+
+
+def test_the_auto_budget_tunes_the_full_grids_up_to_its_size_and_the_quick_ones_past_it(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """budget=auto (the deployed default) by the served model's interactions: at most FULL_BUDGET_INTERACTIONS, every
+    family's grid (item-kNN's 8 configurations, popularity's 3); past it one configuration a family. The job says
+    which, and its metrics record the grids it used."""
+    from shopwise_jobs import training
+    from shopwise_jobs.dataset import read_catalog, read_event_import
+    from shopwise_jobs.training import Hyperparameters, fit_and_select, personal_interactions
+
+    interactions = read_event_import(store / "events.csv").interactions
+    catalog = read_catalog(store / "items.csv")
+    hp = Hyperparameters.parse({"models": "popularity,itemknn"})
+    assert hp.budget == "auto" and Hyperparameters.parse({"budget": "full"}).budget_for(1) == "full"
+    served = len(personal_interactions(interactions, hp))
+    for limit, grids, tried in ((served, "full", {"itemknn": 8, "popularity": 3}), (served - 1, "quick", None)):
+        monkeypatch.setattr(training, "FULL_BUDGET_INTERACTIONS", limit)
+        lines: list[str] = []
+        _model, metrics = fit_and_select(interactions, catalog, hp, "v1", log=lines.append)
+        assert metrics["hyperparameters"]["budget"] == grids
+        assert f"budget auto: {grids} grids ({served:,} interactions; full up to {limit:,}" in "\n".join(lines)
+        counts = {name: len(metrics["models"][name]["tried"]) for name in ("itemknn", "popularity")}
+        assert counts == (tried or {"itemknn": 1, "popularity": 1})
 
 
 def test_a_hybrid_model_survives_the_model_folder(store: Path, tmp_path: Path) -> None:

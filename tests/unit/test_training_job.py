@@ -330,10 +330,12 @@ def test_every_rows_codes_reuse_the_served_sets_and_equal_coding_them_all() -> N
     assert len(personal_interactions(frame, hp)) < len(frame)  # the interleaved frame's rows: some not consented
 
 
-def test_a_large_catalogs_content_index_is_fitted_apart_as_the_job_would_fit_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first", ["", "1"])
+def test_a_large_catalogs_content_index_is_fitted_apart_as_the_job_would_fit_it(tmp_path: Path, first: str) -> None:
     """From the content index's ANN path on (forced here: SHOPWISE_CONTENT_ANN_FROM_ITEMS=0), the served fit runs it
     in a spawned process of its own beside the other parts; the model holds the same neighbours the fit in this
-    process gives, and the job's metrics say it ran apart, with its own time and memory."""
+    process gives, and the job's metrics say it ran apart, with its own time and memory. With SHOPWISE_APART_FIRST
+    (make scale's) the fit waits for it before the other parts, and says so: the same model."""
     import numpy as np
 
     from shopwise_jobs.dataset import read_catalog
@@ -361,13 +363,19 @@ def test_a_large_catalogs_content_index_is_fitted_apart_as_the_job_would_fit_it(
     result = subprocess.run(
         [sys.executable, str(SAGEMAKER_DIR / "train.py"), "--neighbours", "5"],
         env=child_env(
-            {"SM_OPT_ML": str(root), "TRAINING_JOB_NAME": "job-apart", "SHOPWISE_CONTENT_ANN_FROM_ITEMS": "0"}
+            {
+                "SM_OPT_ML": str(root),
+                "TRAINING_JOB_NAME": "job-apart",
+                "SHOPWISE_CONTENT_ANN_FROM_ITEMS": "0",
+                "SHOPWISE_APART_FIRST": first,
+            }
         ),
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert ("before the other parts (SHOPWISE_APART_FIRST)" in result.stdout) is (first == "1")
     metrics = json.loads((root / "model/metrics.json").read_text())
     assert metrics["selected"] in {"popularity", "itemknn"}  # the content index is the served fit's own part
     seconds = metrics["seconds"]
