@@ -654,6 +654,10 @@ def knn_slowdown(row: dict[str, Any]) -> float:
     return max(job_cpu / max(alone_cpu, 0.01), 1.0)
 
 
+# a served-fit part under this many seconds at a size was not fitted there (taken from tuning) or too short to time
+TIMED_S = 0.01
+
+
 def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The served model's fit at the envelope, part by part: each part's growth fitted in what drives it (the
     content index in items, to 1 M; item-kNN in its products; every other part in events, to 2.6 B), and its time on
@@ -670,16 +674,21 @@ def final_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ^1.19, 9.2 hours in one process, where the linear bound gives about 2."""
     cores = os.cpu_count() or 1
     last = rows[-1]["stages"][FINAL]["parts"]
-    apart = set(rows[-1]["stages"][FINAL].get("apart") or [])
+    apart: set[str] = set()  # the parts that ran in a process of their own where last timed
     single = together = work = cpu_total = wall_total = 0.0
     beside: list[float] = []  # each part that ran in a process of its own: its time on the instance
     inside: dict[str, tuple[float, float]] = {}  # each part of the job's process: (on the instance, its core-seconds)
     by_part: dict[str, dict[str, Any]] = {}
-    for part, (wall, cpu) in last.items():
+    for part in last:
         # the sizes that fitted the part: a blend's parts differ from size to size (iALS in the 300,000-shopper
         # store's, not in the 100,000's), and a part the job took from tuning took no time (the content index,
-        # fitted once a job); one size alone is grown linearly
-        timed = [r for r in rows if r["stages"][FINAL]["parts"].get(part, [0.0])[0] > 0] or rows[-1:]
+        # fitted once a job: 0.001-0.005 s, which read as the index's time at 300,000 shoppers put it at nothing at
+        # the envelope); one size alone is grown linearly. Its share in parallel, and whether it ran apart, as the
+        # last of them measured
+        timed = [r for r in rows if r["stages"][FINAL]["parts"].get(part, [0.0])[0] >= TIMED_S] or rows[-1:]
+        wall, cpu = (float(x) for x in timed[-1]["stages"][FINAL]["parts"][part])
+        if part in (timed[-1]["stages"][FINAL].get("apart") or []):
+            apart.add(part)
         sizes, target = driver(timed, part)
         walls = [max(float(r["stages"][FINAL]["parts"][part][0]), 0.01) for r in timed]
         # (never below 0: a part whose time fell was taken from tuning at the larger size — the content index at
