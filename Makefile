@@ -20,7 +20,7 @@ help:
 	@echo "make openapi          write the API document from the HTTP functions' resolvers"
 	@echo "make bench            every benchmark in tests/bench, one after another (~70 min); logs in .local/bench/"
 	@echo "make scale            the offline stages on stores of 10k-300k shoppers, fitted and extrapolated to the envelope"
-	@echo "make scale-full       the training as at the envelope with the full grids (the deployed default's below 100 M)"
+	@echo "make scale-full       the training as at the envelope with the full grids (the deployed default's up to 1 B)"
 	@echo "make install | build | browser | java | lint | typecheck | pytest | clean   the steps the above are made of"
 
 $(BIN)/.installed: pyproject.toml
@@ -95,7 +95,7 @@ scale: install build
 	@mkdir -p .local/bench
 	$(BIN)/python tests/bench/bench_scale.py --shoppers $(SCALE_SHOPPERS) --readme 2>&1 | tee .local/bench/bench_scale.log | tail -n 8
 
-# the deployed default's full grids (budget=auto below 100 M interactions): the training as at the envelope alone,
+# the deployed default's full grids (budget=auto up to 1 B interactions): the training as at the envelope alone,
 # tuned with every family's grid, into its own README block (about 40 minutes for the four sizes here)
 scale-full: install build
 	@mkdir -p .local/bench

@@ -74,11 +74,12 @@ Log = Callable[[str], None]
 
 
 BUDGETS = ("auto", "full", "quick")
-# budget=auto's last store on the full grids (its interactions): past it, the full grids' tuning and the served fit
-# of what they choose (iALS at 256 factors) would not fit the daily retrain's 2 hours on the largest instance (make
-# scale's --budget full, extrapolated with --envelope-events: README, *The deployed default's tuning*); a job's
-# environment may set it (SHOPWISE_FULL_BUDGET_INTERACTIONS)
-FULL_BUDGET_INTERACTIONS = int(os.environ.get("SHOPWISE_FULL_BUDGET_INTERACTIONS", "100000000"))
+# budget=auto's last store on the full grids (its interactions). make scale --budget full: at the envelope (2.6 B
+# events) the full grids' retrain fit takes 1.7 h on the largest instance and holds 944 GB (its 768: tuning's 12
+# workers each holding their own); at 1 B, 0.6 h and 364 GB, within what the quick grids take at the envelope (0.9 h,
+# 578 GB: README, *The deployed default's tuning*, --envelope-events). A job's environment may set it
+# (SHOPWISE_FULL_BUDGET_INTERACTIONS)
+FULL_BUDGET_INTERACTIONS = int(os.environ.get("SHOPWISE_FULL_BUDGET_INTERACTIONS", "1000000000"))
 
 
 @dataclass(frozen=True)
@@ -225,27 +226,12 @@ def segment_lists(
             lambda rows: values[rows],  # a missing value is -1: the table's last slot
         )
         del values
-    referred = (
-        np.flatnonzero((interactions["referrer"].fillna("") != "").to_numpy(dtype=bool))
-        if "referrer" in interactions and "session_id" in interactions
-        else np.zeros(0, dtype=np.int64)
-    )
-    if len(referred):
-        # each session's first referred row (by time, the earlier row first at a tie), sessions in their ids' order:
-        # the referred rows' columns alone (a sort and a group-by of a frame of them was most of the lists' serial
-        # time), sessions without an id (missing or blank) left out
-        referred = referred[np.argsort(coded.ts[referred], kind="stable")]
-        session, session_names = pd.factorize(interactions["session_id"].iloc[referred])
-        firsts, at = np.unique(session, return_index=True)  # each session's first row in time, by its code
-        named = firsts >= 0
-        firsts, at = firsts[named], at[named]
-        keys = np.asarray(session_names, dtype=str)[firsts]
-        in_order = np.argsort(keys, kind="stable")
-        keep = in_order[keys[in_order] != ""]
-        keys = keys[keep]
-        first = interactions["referrer"].iloc[referred[at[keep]]].to_numpy(dtype=str)
+    if "referrer" in interactions and (interactions["referrer"].fillna("") != "").any():
+        referred = interactions[interactions["referrer"].fillna("") != ""]
+        first = referred.sort_values("ts", kind="stable").groupby("session_id")["referrer"].first()
+        first = first[first.index != ""]  # a blank session id is no session
         sources, source_names = pd.factorize(first)
-        session_ids = interactions["session_id"]
+        session_ids, keys = interactions["session_id"], first.index.to_numpy(dtype=str)
         by_value(
             np.append(np.array([segment(f"referrer:{v}") for v in source_names], dtype=np.int64)[sources], -1),
             # a row's session among the referred ones (-1: none), by Arrow's hashing: no Python string per row

@@ -1243,7 +1243,7 @@ def main() -> int:
         plot_growth(rows, fits, OUT / "scale.png")
     if args.readme and table:
         measured = [s for s in STAGES if s not in WITHIN and any(s in r["stages"] for r in rows)]
-        stages = "" if set(measured) >= set(STAGES) - set(WITHIN) else f" --stages '{','.join(measured)}'"
+        stages = "" if set(measured) >= set(STAGES) - set(WITHIN) else f' --stages "{",".join(measured)}"'
         options = ("" if budget == "quick" else f" --budget {budget}") + stages
         write_readme_table(table, rows, int(rows[-1]["days"]), runs, options)
         if budget == "quick":
