@@ -2,6 +2,7 @@
 each extrapolated to the design envelope against its hard limit.
 
     .venv/bin/python tests/bench/bench_scale.py [--shoppers 10000,30000,100000,300000] [--days 14]
+        [--budget quick|full] [--from-log LOG... [--envelope-events N]]
 
 Stores: ``shopwise simulate`` at each size (items growing with shoppers: 1,500 at 10,000 up to 50,000 at 300,000).
 Stages, each in a child process (its wall time, and its peak resident memory from the kernel's accounting):
@@ -41,7 +42,10 @@ Stages, each in a child process (its wall time, and its peak resident memory fro
   user's cost there, grown in the catalog to a million items, times the envelope's 10 M shoppers, and the users a
   transform worker scores a second against the plan's (``USERS_PER_WORKER_S``). The whole transform's row above
   grows in events, which cannot tell the shoppers' number from their histories' length.
-``--stages`` runs some of them (a size's trained model is reused when training is not among them).
+``--stages`` runs some of them (a size's trained model is reused when training is not among them). ``--budget full``
+trains as at the envelope on the full grids (``make scale-full``: the deployed default's up to
+``training.FULL_BUDGET_INTERACTIONS``), its table in a README block of its own; ``--envelope-events`` extrapolates
+a run's log to a store of that many events instead of the envelope.
 Per stage: seconds, peak MB, bytes of memory per event; the growth exponent of time and memory in events (least
 squares on logs); and the extrapolation to the envelope (``ENVELOPE``: 10 M shoppers, 1 M items, 1,000 events/s
 for the training window) against the limits it must fit — the largest SageMaker training instance's memory, and
