@@ -41,7 +41,8 @@ from scipy import sparse
 
 # a row's fixed cost in its entries' (the Gram matrix's symv calls against each entry's dot and axpy): one thread took
 # 1.28 s for the users' half-step above (283,459 rows, 3.6 M entries) and 0.78 s for the items' (50,000 rows, the same
-# entries), so a row costs 2.2 us and an entry 0.19
+# entries), so a row costs 2.2 us and an entry 0.19: 11.5 (``bench_fit.py --ials-split``, which times both: 1.31 and
+# 0.82 s in another run, 10.7; blocks within a few percent of balanced either way)
 ROW_COST_ENTRIES = 11.5
 # implicit's default
 CG_STEPS = 3

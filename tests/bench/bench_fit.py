@@ -20,7 +20,8 @@ the mean similarity of each; the exponents are fitted in items.
 With ``--ials-split PATH`` (a model's ``history.csr``, e.g. ``make scale``'s 300,000-shopper store's
 ``.local/cache/scale-300000-14d/model-envelope/history.csr``) or ``--ials-split USERSxITEMS`` (the store above) it
 times iALS on threads against processes (``shopwise_jobs.als``), in the same process: the users' half-step by
-implicit's own step on one thread and on every core (OpenBLAS's allocator lock shows as CPU time spent waiting), then
+implicit's own step on one thread and on every core (OpenBLAS's allocator lock shows as CPU time spent waiting) and
+the items' on one thread (what ``als.ROW_COST_ENTRIES`` is fitted from), then
 the whole fit (64 factors, regularization 1, alpha 10, 10 iterations) on implicit's threads and in a process per core,
 wall and CPU (children's included), and whether the two fits' item factors are equal.
 
@@ -174,6 +175,14 @@ def ials_split(matrix: sparse.csr_matrix) -> dict[str, Any]:
         best = int(np.argmin(walls))
         row[f"users_half_step_{threads}_threads_s"] = round(walls[best], 3)
         row[f"users_half_step_{threads}_threads_cpu_s"] = round(cpus[best], 3)
+    # the items' half-step on one thread: the same entries over fewer rows, which als.ROW_COST_ENTRIES is fitted from
+    transposed = confidence.T.tocsr()
+    walls = []
+    for _ in range(3):
+        clock = time.perf_counter()
+        _als.least_squares_cg(transposed, items, users, 1.0, num_threads=1, cg_steps=als.CG_STEPS)
+        walls.append(time.perf_counter() - clock)
+    row["items_half_step_1_threads_s"] = round(min(walls), 3)
     fitted = {}
     for mode, threshold in (("threads", 1 << 62), ("processes", 0)):
         als.PROCESSES_FROM_ENTRIES = threshold
