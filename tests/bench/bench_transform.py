@@ -10,6 +10,8 @@ A synthetic store (``shopwise simulate``) is trained with each row-scoring model
     .venv/bin/python tests/bench/bench_transform.py [--shoppers 20000] [--k 50] [--repeats 3]
     .venv/bin/python tests/bench/bench_transform.py --catalogs 1500,20000,200000
     .venv/bin/python tests/bench/bench_transform.py --overlap .local/cache/scale-100000-14d/model
+    .venv/bin/python tests/bench/bench_transform.py --histories .local/cache/scale-300000-14d/model-envelope \
+        --factors 1,13 --baseline
     .venv/bin/python tests/bench/bench_transform.py --workers-memory 4 --models ease --items 12000
 
 ``--overlap MODEL_DIR``: a trained model's first 4,096 shoppers' lists (top 50) over every item and over candidates,
@@ -19,7 +21,10 @@ leaves a model per size under ``.local/cache/``).
 ``--histories MODEL_DIR [--factors 1,4,13]``: the transform's own path over candidates (one core) on a trained
 model, its shoppers' histories made ``factor`` times as long (each row the sum of as many shoppers' rows, drawn at
 random): what a user costs at the envelope's 260 events a shopper (13x the simulated stores' 20), where ``make
-scale`` can only grow a store's whole transform in events.
+scale`` can only grow a store's whole transform in events. With ``--baseline``, each length is also scored with
+the scoring at candidates as it was before (``candidates.gather`` sorting the product's indices, then searching them:
+``gather_by_sorting``; Affinity's scores from its shares row-indexed by pair: ``affinity_by_rows``), the two
+alternated, best of ``--repeats``, and the ratio printed.
 
 ``--workers-memory 4``: the memory of a transform instance's workers, each loading the model (trained on the
 ``--shoppers`` store with the first of ``--models``) and scoring its share of the users, as the model is read now
@@ -192,14 +197,55 @@ def overlap(model_dir: Path, k: int, users: int = 4096) -> dict[str, float]:
     return out
 
 
-def histories(model_dir: Path, k: int, factors: list[int], users: int = 2048, seed: int = 0) -> dict[str, Any]:
+def gather_by_sorting(product: Any, at: Any) -> np.ndarray:
+    """``candidates.gather`` as it was before a dense buffer: the product's indices sorted (``sum_duplicates``), then
+    every wanted position searched in its row-major keys. The baseline of ``--histories --baseline``."""
+
+    def keys(matrix: Any) -> np.ndarray:
+        rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+        return rows * matrix.shape[1] + matrix.indices
+
+    product = product.tocsr()
+    product.sum_duplicates()
+    have, want = keys(product), keys(at)
+    out = np.zeros(len(want), dtype=np.float32)
+    if not len(have):
+        return out
+    pos = np.minimum(np.searchsorted(have, want), len(have) - 1)
+    hit = have[pos] == want
+    out[hit] = product.data[pos[hit]]
+    return out
+
+
+def affinity_by_rows(model: Any, rows: Any, at: Any, user_of: np.ndarray) -> np.ndarray:
+    """``candidates._affinity_at`` as it was: the shoppers' shares row-indexed by pair (pairs x every attribute the
+    shopper has), times the items' rows. The baseline of ``--histories --baseline``."""
+    from shopwise_jobs import candidates
+
+    shares = candidates._affinity(model, rows)[user_of]
+    return np.asarray(shares.multiply(candidates._by_item(model)[at.indices]).sum(axis=1), dtype=np.float32).ravel()
+
+
+def histories(
+    model_dir: Path,
+    k: int,
+    factors: list[int],
+    users: int = 2048,
+    seed: int = 0,
+    baseline: bool = False,
+    repeats: int = 1,
+) -> dict[str, Any]:
     """The transform's path (``user_rows`` over candidates, one core) on a trained model, for shoppers whose
     histories are ``factor`` times as long as the store's: each row the sum of ``factor`` of its shoppers' rows drawn
     at random. Random shoppers' items spread over more of the catalog than one shopper's longer history would (fewer
-    shared neighbours), so the longer rows' cost is an upper bound of a real shopper's with as many events."""
+    shared neighbours), so the longer rows' cost is an upper bound of a real shopper's with as many events.
+    ``baseline``: each length timed with ``gather_by_sorting`` and ``affinity_by_rows`` too (alternated, best of
+    ``repeats``)."""
     import dataclasses
 
     from scipy import sparse
+
+    from shopwise_jobs import candidates
 
     model = TrainedModel.load(model_dir)
     rng = np.random.default_rng(seed)
@@ -215,21 +261,39 @@ def histories(model_dir: Path, k: int, factors: list[int], users: int = 2048, se
         )
         rows = (summed @ model.history).tocsr()
         sized = dataclasses.replace(model, users=model.users[:users], history=rows)
-        started = time.perf_counter()
-        for _row in user_rows(sized, k, candidates_from=0):
-            pass
-        ms = (time.perf_counter() - started) * 1000 / users
+
+        def timed(sized: Any = sized) -> float:
+            started = time.perf_counter()
+            for _row in user_rows(sized, k, candidates_from=0):
+                pass
+            return (time.perf_counter() - started) * 1000 / users
+
+        now: list[float] = []
+        before: list[float] = []
+        current = candidates.gather, candidates._affinity_at
+        for _ in range(repeats if baseline else 1):
+            now.append(timed())
+            if baseline:
+                candidates.gather, candidates._affinity_at = gather_by_sorting, affinity_by_rows
+                try:
+                    before.append(timed())
+                finally:
+                    candidates.gather, candidates._affinity_at = current
+        ms = min(now)
         owned = float(np.diff(rows.indptr).mean())
         out[f"x{factor}"] = {
             "items_a_shopper": round(owned, 1),
             "ms_per_user": round(ms, 3),
             "users_per_s": round(1000 / ms),
         }
-        print(
+        line = (
             f"{model_dir}: histories x{factor:<3} {owned:>6.1f} items a shopper   {ms:7.3f} ms a user   "
-            f"{1000 / ms:>7,.0f} users/s on one core",
-            flush=True,
+            f"{1000 / ms:>7,.0f} users/s on one core"
         )
+        if baseline:
+            out[f"x{factor}"]["before_ms_per_user"] = round(min(before), 3)
+            line += f"   (before: {min(before):.3f} ms, {min(before) / ms:.2f}x)"
+        print(line, flush=True)
     return out
 
 
@@ -318,6 +382,12 @@ def main() -> int:
     )
     parser.add_argument("--factors", default="1,4,13", help="with --histories: each history length's multiple")
     parser.add_argument("--users", type=int, default=2048, help="with --histories: shoppers scored at each length")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="with --histories: also time the scoring at candidates as it was (gather_by_sorting, affinity_by_rows), "
+        "alternated, best of --repeats",
+    )
     parser.add_argument("--workers-memory", type=int, default=0, help="WORKERS: a transform instance's memory")
     args = parser.parse_args()
     if args.overlap:
@@ -325,7 +395,16 @@ def main() -> int:
         return 0
     if args.histories:
         factors = [int(n) for n in args.factors.split(",")]
-        print(json.dumps({"k": args.k, "histories": histories(Path(args.histories), args.k, factors, args.users)}))
+        print(
+            json.dumps(
+                {
+                    "k": args.k,
+                    "histories": histories(
+                        Path(args.histories), args.k, factors, args.users, 0, args.baseline, args.repeats
+                    ),
+                }
+            )
+        )
         return 0
     if args.catalogs:
         owned = [int(n) for n in args.owned.split(",")] if args.owned else None

@@ -1062,6 +1062,42 @@ def test_ranking_over_candidates_keeps_each_rows_best_k_with_ties_to_the_lower_i
     assert sum(len(expected(u)) == k for u in range(users)) > users / 2  # most rows were cut at the k-th
 
 
+def test_gathering_a_products_values_at_candidates_reads_each_position_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """candidates.gather scatters a block of rows into a dense buffer and reads it at the candidates: a product's
+    value at each wanted position (0 where it has none), whatever the order of its indices, a position's duplicate
+    entries summed — in one block, in blocks of a few rows, and a row at a time (the buffer narrower than a row)."""
+    from shopwise_jobs import candidates
+
+    rng = np.random.default_rng(11)
+    users, items = 300, 2000
+    sizes = rng.integers(0, 200, users)
+    sizes[5] = 0  # a row the product has nothing in
+    rows = np.repeat(np.arange(users), sizes)
+    cols = rng.integers(0, items, len(rows))  # repeats: duplicate entries at a position
+    values = rng.random(len(rows)).astype(np.float32)
+    # built from its arrays, so its entries stay as given: each row's indices unsorted, as a sparse product's come,
+    # and repeated (a COO matrix would sum them)
+    product = sparse.csr_matrix((values, cols, np.r_[0, np.cumsum(sizes)]), shape=(users, items))
+    assert not product.has_sorted_indices
+    by_hand: dict[tuple[int, int], float] = {}
+    for r, c, v in zip(rows, cols, values, strict=True):
+        by_hand[(int(r), int(c))] = by_hand.get((int(r), int(c)), 0.0) + float(v)
+    wanted = sparse.random(users, items, density=0.05, format="csr", random_state=4, dtype=np.float32)
+    wanted = wanted + sparse.csr_matrix(  # half of them where the product has an entry
+        (np.ones(len(rows[::2]), dtype=np.float32), (rows[::2], cols[::2])), shape=(users, items)
+    )
+    wanted.sort_indices()
+    want_rows = np.repeat(np.arange(users), np.diff(wanted.indptr))
+    expected = np.array([by_hand.get((int(r), int(c)), 0.0) for r, c in zip(want_rows, wanted.indices, strict=True)])
+    assert (expected > 0).mean() > 0.3 and (expected == 0).mean() > 0.3  # both kinds of position are asked
+    assert any(sum(1 for r, c in zip(rows, cols, strict=True) if (r, c) == key) > 1 for key in list(by_hand)[:500])
+    for cells in (candidates.GATHER_CELLS, 5 * items, items // 2):
+        monkeypatch.setattr(candidates, "GATHER_CELLS", cells)
+        got = candidates.gather(product, wanted)
+        assert np.allclose(got, expected, atol=1e-5), cells
+    assert not candidates.gather(sparse.csr_matrix((users, items), dtype=np.float32), wanted).any()
+
+
 def test_metrics_over_many_users_in_chunks_match_each_users_by_hand() -> None:
     """evaluate looks each user's top k up in the relevant items' sorted keys, never in rows as wide as the catalog:
     over users in several chunks, with seen items, cold items and prices, each metric is the mean of every user's
