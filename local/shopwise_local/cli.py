@@ -922,6 +922,9 @@ def _template(env: str, path: str) -> dict[str, Any]:
     if path:
         raise FileNotFoundError(f"no template at {chosen}")
     print(f"no {chosen.relative_to(REPO_ROOT)}: synthesizing shopwise-{env} (about 10 s) ...", file=sys.stderr)
+    # jsii's end-of-life notice for the machine's Node 20, which the Makefile silences too: in this process it
+    # came out as a dozen lines of bytes on stderr
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     try:
         sys.path.insert(0, str(REPO_ROOT / "cdk"))
         import aws_cdk as cdk

@@ -210,8 +210,8 @@ def test_the_transform_gets_the_instances_the_plan_sizes_for_the_shoppers(
         (line,) = lines(costs.estimate(shape, costs.Load(100, 10, shoppers, 100_000), units, prices), "batch transform")
         instances = int(line.what.split("(")[1].split(" instances")[0])
         found[shoppers] = (instances, line.quantity)
-    # 26 x ml.m5.xlarge score 10 M within prod's 15 minutes at 108 users a second a worker; a million want 3
-    assert found[1_000_000][0] == 3 and found[10_000_000][0] == 26
+    # 17 x ml.m5.xlarge score 10 M within prod's 15 minutes at 170 users a second a worker; a million want 2
+    assert found[1_000_000][0] == 2 and found[10_000_000][0] == 17
     retrains = shape.retrains_per_month
     scoring = [q / retrains - i * assume.transform_startup_hours for i, q in found.values()]
     assert scoring[1] == pytest.approx(10 * scoring[0])  # the instance-hours of scoring follow the shoppers

@@ -64,18 +64,18 @@ def test_instances_are_sized_for_the_users_within_the_budget_and_bounds() -> Non
     workers = config.instance_vcpus(prod.transform_instance_type)
     sizing = prod.transform_sizing()
     assert sizing == {"min_instances": 1, "max_instances": 32, "budget_s": 900}
-    # the envelope's 10 M shoppers: 10 M / (108 users/s x 4 workers x 900 s) = 25.7 -> 26 instances, within budget
+    # the envelope's 10 M shoppers: 10 M / (170 users/s x 4 workers x 900 s) = 16.3 -> 17 instances, within budget
     at_envelope = instances_for(10_000_000, workers, **sizing)
-    assert at_envelope == 26 and plan_seconds(10_000_000, workers, at_envelope) <= 900
+    assert at_envelope == 17 and plan_seconds(10_000_000, workers, at_envelope) <= 900
     assert plan_seconds(10_000_000, workers, at_envelope - 1) > 900  # one fewer would not finish in time
-    # a million shoppers fit three instances; no shoppers still get the fewest the environment allows
-    assert instances_for(1_000_000, workers, **sizing) == 3
+    # a million shoppers fit two instances; no shoppers still get the fewest the environment allows
+    assert instances_for(1_000_000, workers, **sizing) == 2
     assert instances_for(0, workers, **config.environment("local").transform_sizing()) == 2
     # past the most instances, the most (the plan then expects to run over its budget, and says so)
     assert instances_for(100_000_000, workers, **sizing) == 32
     assert plan_seconds(100_000_000, workers, 32) == pytest.approx(100_000_000 / (USERS_PER_WORKER_S * 128))
     # a shorter budget needs more instances for the same users
-    assert instances_for(10_000_000, workers, min_instances=1, max_instances=100, budget_s=600) == 39
+    assert instances_for(10_000_000, workers, min_instances=1, max_instances=100, budget_s=600) == 25
 
 
 @pytest.mark.parametrize(

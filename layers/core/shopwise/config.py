@@ -284,9 +284,9 @@ ENVIRONMENTS: dict[str, EnvironmentConfig] = {
         name="prod",
         stream_shards=4,
         provisioned_concurrency=10,
-        # the transform's share of the daily retrain's 2 hours: 10 M shoppers (the design envelope) need 26
-        # ml.m5.xlarge within 15 minutes at the measured 108 users a second a worker (shopwise.lifecycle.transform),
-        # the instance-hours of 13 for 30 minutes and a start each; a store of a million, 3
+        # the transform's share of the daily retrain's 2 hours: 10 M shoppers (the design envelope) need 17
+        # ml.m5.xlarge within 15 minutes at the measured 170 users a second a worker (shopwise.lifecycle.transform),
+        # the instance-hours of 9 for 30 minutes and a start each; a store of a million, 2
         transform_budget_minutes=15,
         transform_max_instances=32,
         # the envelope's 10 M lists and 2 M item rows staged for the import in 2.5 minutes at 20 (bench_load.py);
