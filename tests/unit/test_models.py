@@ -216,6 +216,44 @@ def test_item_knn_blocks_cover_the_rows_in_order_each_within_the_budget_and_its_
     assert _blocks(np.zeros(3), 1.0) == [(0, 3)] and _blocks(np.zeros(0), 1.0) == []
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_matrices_summed_in_blocks_of_rows_on_threads_are_the_whole_sum(
+    threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """models.summed_matrices holds its sums as blocks of rows, each part cut into them on its thread and each sum
+    added block by block on the threads: the very matrix summing them whole gives (its entries, their order and
+    values), with parts holding duplicates, empty rows and a row holding most entries; and the rules summed from
+    dozens of chunks are the rules summed from one."""
+    from shopwise_jobs import models
+
+    monkeypatch.setattr(models, "FIT_THREADS", threads)
+    rng = np.random.default_rng(3)
+    n = 120
+
+    def matrix(_seed: int) -> sparse.csr_matrix:
+        rows = np.r_[rng.integers(0, n, 400), np.full(600, 7)]  # row 7 holds most entries
+        rows = rows[(rows < 40) | (rows >= 60)]  # rows 40-59 empty
+        cols = rng.integers(0, n, len(rows))
+        return sparse.csr_matrix(
+            (rng.random(len(rows)), cols, np.r_[0, np.cumsum(np.bincount(rows, minlength=n))]), shape=(n, n)
+        )
+
+    parts = [matrix(seed) for seed in range(11)]  # each row's entries unsorted and repeated, as given
+    whole = parts[0].copy()
+    for other in parts[1:]:
+        whole = whole + other
+    whole.sum_duplicates()
+    summed = models.summed_matrices(list(range(len(parts))), lambda i: parts[i], (n, n))
+    assert summed.nnz > n
+    for name in ("indptr", "indices"):
+        assert np.array_equal(getattr(summed, name), getattr(whole, name)), name
+    assert np.allclose(summed.data, whole.data, rtol=1e-12)
+    sessions = [rng.integers(0, 30, rng.integers(1, 12)).tolist() for _ in range(300)]
+    once = SequentialRules.fit(Sessions.of(sessions), n_items=30, window=3, neighbours=4, chunk_rows=10**9).rules
+    chunked = SequentialRules.fit(Sessions.of(sessions), n_items=30, window=3, neighbours=4, chunk_rows=40).rules
+    assert once.nnz and np.array_equal(chunked.indices, once.indices) and np.array_equal(chunked.data, once.data)
+
+
 def test_sequential_rules_sum_one_over_the_distance_of_every_pair_in_a_session() -> None:
     rng = np.random.default_rng(11)
     sessions = [rng.integers(0, 30, rng.integers(1, 12)).tolist() for _ in range(300)]
