@@ -221,8 +221,8 @@ def gather(product: sparse.csr_matrix, at: sparse.csr_matrix) -> np.ndarray:
     """The values of ``product`` at the entries of ``at`` (0 where it has none; a position's entries summed), aligned
     with ``at.data``. A block of rows at a time is scattered into a dense buffer (rows x width, ``GATHER_CELLS``),
     read at ``at``'s positions and cleared: a sparse product's indices come unsorted, and sorting them to search
-    (``sum_duplicates``) was a quarter of a transform user's time with the envelope's histories (2.8x slower than the
-    buffer, ``bench_transform.py --histories``)."""
+    (``sum_duplicates``) was a quarter of a transform user's time with the envelope's histories
+    (``bench_transform.py --histories --baseline`` times the code before)."""
     product, at = product.tocsr(), at.tocsr()
     out = np.zeros(at.nnz, dtype=np.float32)
     users, width = product.shape
