@@ -230,7 +230,7 @@ def test_matrices_summed_in_blocks_of_rows_on_threads_are_the_whole_sum(
     rng = np.random.default_rng(3)
     n = 120
 
-    def matrix(_seed: int) -> sparse.csr_matrix:
+    def matrix() -> sparse.csr_matrix:
         rows = np.r_[rng.integers(0, n, 400), np.full(600, 7)]  # row 7 holds most entries
         rows = rows[(rows < 40) | (rows >= 60)]  # rows 40-59 empty
         cols = rng.integers(0, n, len(rows))
@@ -238,7 +238,7 @@ def test_matrices_summed_in_blocks_of_rows_on_threads_are_the_whole_sum(
             (rng.random(len(rows)), cols, np.r_[0, np.cumsum(np.bincount(rows, minlength=n))]), shape=(n, n)
         )
 
-    parts = [matrix(seed) for seed in range(11)]  # each row's entries unsorted and repeated, as given
+    parts = [matrix() for _ in range(11)]  # each row's entries unsorted and repeated, as given
     whole = parts[0].copy()
     for other in parts[1:]:
         whole = whole + other
@@ -1128,7 +1128,7 @@ def test_gathering_a_products_values_at_candidates_reads_each_position_by_hand(m
     want_rows = np.repeat(np.arange(users), np.diff(wanted.indptr))
     expected = np.array([by_hand.get((int(r), int(c)), 0.0) for r, c in zip(want_rows, wanted.indices, strict=True)])
     assert (expected > 0).mean() > 0.3 and (expected == 0).mean() > 0.3  # both kinds of position are asked
-    assert any(sum(1 for r, c in zip(rows, cols, strict=True) if (r, c) == key) > 1 for key in list(by_hand)[:500])
+    assert len(by_hand) < len(rows)  # some positions hold more than one entry
     for cells in (candidates.GATHER_CELLS, 5 * items, items // 2):
         monkeypatch.setattr(candidates, "GATHER_CELLS", cells)
         got = candidates.gather(product, wanted)

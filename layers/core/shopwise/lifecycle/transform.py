@@ -29,10 +29,11 @@ ITEMS_PER_REQUEST = 20_000  # items whose neighbour and next-item rows a request
 # (the transform's own path over candidates on the model trained as at the envelope, a blend of six parts, each
 # shopper's history as long as the envelope's 260 events, 164 items), grown in items to a million. 108 until the
 # scoring at candidates stopped sorting its products (743a19c): the same path 1.69-1.71x faster in one process
-# (bench_transform.py --histories --baseline), and that stage at 217 a second (4.6 ms a user at a million items;
-# .local/bench/bench_scale.histories-743a19c.log) where its runs before read 75-108. Taken at the old rate's best
-# times 1.55, under the speed-up measured, for the machine's spread. Until 2026-12-04 it was 400, from random single-part models
-# with 20 items a shopper (bench_transform.py --catalogs), which the blend and the envelope's histories outgrow
+# (bench_transform.py --histories --baseline), and that stage alone at 217 a second (4.6 ms a user at a million
+# items; bench_scale.py --stages "transform at the envelope's histories") where its runs before read 75-108. Taken
+# at the old rate's best times 1.55, under the speed-up measured, for the machine's spread. Until 2026-12-04 it was
+# 400, from random single-part models with 20 items a shopper (bench_transform.py --catalogs), which the blend and
+# the envelope's histories outgrow
 USERS_PER_WORKER_S = 170.0
 
 
