@@ -207,23 +207,27 @@ def segment_lists(
     spans = [slice(a, b) for a, b in chunk_bounds(len(interactions), chunk_rows)]
     by_row: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def by_value(segments: np.ndarray, code: Callable[[slice], np.ndarray]) -> None:
+    def by_value(segments: np.ndarray, column: Callable[[np.ndarray], np.ndarray]) -> None:
         """``segments``: each value code's segment (-1: none), with a last slot (-1) for a row without a value;
-        ``code``: the value codes of a chunk's rows (-1: none)."""
+        ``column``: every row's entry of a table indexed by value code (-1, the last slot: none)."""
         used = segments >= 0
         if not used.any():  # every value blank: no segment in this dimension
             return
-        columns, column = np.unique(segments[used], return_inverse=True)
+        columns, column_of_value = np.unique(segments[used], return_inverse=True)
         table = np.full(len(segments), -1, dtype=np.min_scalar_type(-max(len(columns), 1)))
-        table[used] = column
-        with ThreadPoolExecutor(FIT_THREADS) as pool:
-            by_row.append((np.concatenate([table[:0], *pool.map(lambda rows: table[code(rows)], spans)]), columns))
+        table[used] = column_of_value
+        by_row.append((column(table), columns))
 
     if "market" in interactions:
         values, uniques = pd.factorize(interactions["market"])
+
+        def of_market(table: np.ndarray) -> np.ndarray:  # a missing value is -1: the table's last slot
+            with ThreadPoolExecutor(FIT_THREADS) as pool:
+                return np.concatenate([table[:0], *pool.map(lambda rows: table[values[rows]], spans)])
+
         by_value(
             np.array([segment(f"market:{v}") if str(v) != "" else -1 for v in uniques] + [-1], dtype=np.int64),
-            lambda rows: values[rows],  # a missing value is -1: the table's last slot
+            of_market,
         )
         del values
     if "referrer" in interactions and (interactions["referrer"].fillna("") != "").any():
@@ -231,11 +235,12 @@ def segment_lists(
         first = referred.sort_values("ts", kind="stable").groupby("session_id")["referrer"].first()
         first = first[first.index != ""]  # a blank session id is no session
         sources, source_names = pd.factorize(first)
-        session_ids, keys = interactions["session_id"], first.index.to_numpy(dtype=str)
+        session_ids, keys = interactions["session_id"], first.index
         by_value(
             np.append(np.array([segment(f"referrer:{v}") for v in source_names], dtype=np.int64)[sources], -1),
-            # a row's session among the referred ones (-1: none), by Arrow's hashing: no Python string per row
-            lambda rows: codes_in(session_ids.iloc[rows], keys),
+            # a row's session among the referred ones (-1: none), by Arrow's hashing in one call over the column
+            # (no Python string per row, and no NumPy copy of the sessions' ids)
+            lambda table: codes_in(session_ids, keys, through=table),
         )
     if not names:
         return {}

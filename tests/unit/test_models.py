@@ -894,6 +894,12 @@ def test_ids_are_coded_as_pandas_would_code_them(
     assert np.array_equal(codes_in(values, universe), expected)
     assert (codes_in(values, universe)[-3:] == -1).all()
     assert np.array_equal(codes_in(np.array([3, 7]), np.array(["3", "5"])), [0, -1])  # numbers code as their text
+    # a universe as an Arrow-backed index is taken as it is; ``through`` reads each slice's codes through a narrow
+    # table, its last slot for the absent
+    assert np.array_equal(codes_in(values, pd.Index(universe, dtype="str")), expected)
+    table = np.append(np.arange(len(universe)) % 7, -1).astype(np.int8)
+    narrow = codes_in(values, universe, through=table)
+    assert narrow.dtype == np.int8 and np.array_equal(narrow, table[expected]) and (narrow[-3:] == -1).all()
     more = pd.Series(["zz", "u1", "é-ü"], dtype="str")
     assert np.array_equal(
         unique_ids(values.dropna(), more),
