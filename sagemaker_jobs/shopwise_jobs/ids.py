@@ -60,7 +60,7 @@ def codes_in(values: Any, universe: Any, through: np.ndarray | None = None) -> n
 
     Every call hashes the whole universe, so code a column in one call, never chunk by chunk: the segment lists
     coded each chunk's sessions against every referred session, a hash table of them a chunk on every thread (at
-    the envelope some 150 M sessions, 650 chunks, 96 threads at once)."""
+    the envelope some 160 M sessions, 650 chunks, 96 threads at once)."""
     import pyarrow.compute as pc
 
     value_set = _arrow(np.asarray(universe, dtype=str) if isinstance(universe, np.ndarray | list) else universe)

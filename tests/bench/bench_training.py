@@ -11,11 +11,14 @@
   ``make scale``'s 30,000-shopper store (simulated if missing) with ``--hp budget=quick``: both chosen recipes refitted
   on the whole store's training split and scored on its test split (a few minutes).
 - ``served`` (not run by default): the served fit's parts in columns over every event — the sessions, the next-item
-  rules and the segment lists — on a ``make scale`` store (``--store``, default the 300,000-shopper one, else the
-  30,000), each best of 3: wall, CPU and the share of its work in parallel on this machine's cores (what ``make
-  scale`` reads their time on the instance from). Run it with another commit's code on ``PYTHONPATH`` for the
-  figures before a change, and with ``SHOPWISE_FIT_CHUNK_ROWS=65536`` for the envelope's many chunks a thread (85
-  here, where 2 cores cut the store's 5.6 M rows into 2): what their sums cost shows only then.
+  rules, the segment lists and the bestsellers — on a ``make scale`` store (``--store``, default the
+  300,000-shopper one, else the 30,000), each best of 3: wall, CPU and the share of its work in parallel on this
+  machine's cores (what ``make scale`` reads their time on the instance from) — once in the chunks this machine cuts
+  (a chunk a thread: the 300,000-shopper store's 5.6 M rows in 2), and once chunked as at the envelope
+  (``ENVELOPE_CHUNKS_A_THREAD``, 6 a thread), with the ratio: ``make scale``'s stores are 2 chunks at every size, so
+  a cost paid once a chunk (a sum on the calling thread, a table rebuilt for each chunk) shows on no curve, only
+  here. Run it with another commit's code on ``PYTHONPATH`` for the figures before a change;
+  ``SHOPWISE_FIT_CHUNK_ROWS=65536`` sets the first run's chunks (85 here).
 
 Ends with one JSON line.
 """
@@ -38,6 +41,9 @@ import pandas as pd
 from shopwise_local.paths import REPO_ROOT
 
 STORE = REPO_ROOT / ".local" / "cache" / "scale-30000-14d"
+# the envelope's chunks a thread in the served fit's column work: 2.6 B events in chunks of 4 M rows
+# (models.FIT_CHUNK_ROWS) over the training instance's 96 vCPUs
+ENVELOPE_CHUNKS_A_THREAD = round(2.6e9 / (1 << 22) / 96)
 
 
 def ids() -> dict[str, float]:
@@ -87,7 +93,7 @@ def itemknn() -> dict[str, Any]:
 
 
 def served(store: Path) -> dict[str, Any]:
-    from shopwise_jobs import training
+    from shopwise_jobs import models, training
     from shopwise_jobs.apart import cpu_seconds
     from shopwise_jobs.dataset import read_catalog, read_event_import, sessions
     from shopwise_jobs.models import SequentialRules
@@ -111,20 +117,38 @@ def served(store: Path) -> dict[str, Any]:
         return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "parallel_share": round(share, 2)}
 
     flat = sessions(data.interactions, data.items, codes=data.codes())
-    out = {
+
+    def parts() -> dict[str, dict[str, float]]:
+        return {
+            "sessions": best(lambda: sessions(data.interactions, data.items, codes=data.codes())),
+            "next-item rules": best(lambda: SequentialRules.fit(flat, len(data.items), 5)),
+            "segment lists": best(
+                lambda: training.segment_lists(
+                    frame, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded
+                )
+            ),
+            # the job's part "popularity": every row coded (the served set's codes reused), then counted
+            "bestsellers": best(lambda: training.every_row_coded(frame, data).popularity(None, hp.popular_window_days)),
+        }
+
+    own_rows = models.FIT_CHUNK_ROWS
+    envelope_rows = max(1, -(-len(frame) // (ENVELOPE_CHUNKS_A_THREAD * cores)))
+    own = parts()
+    try:
+        models.FIT_CHUNK_ROWS = envelope_rows  # read by models.chunk_bounds at each call
+        enveloped = parts()
+    finally:
+        models.FIT_CHUNK_ROWS = own_rows
+    print(f"{len(frame):,} events on {cores} cores; chunks of at most {own_rows:,} rows, and {envelope_rows:,}")
+    for part, row in own.items():
+        ratio = enveloped[part]["wall_s"] / max(row["wall_s"], 1e-9)
+        print(f"{part}: {row}; chunked as at the envelope {enveloped[part]} ({ratio:.2f}x the wall)", flush=True)
+    return {
         "events": len(frame),
-        "sessions": best(lambda: sessions(data.interactions, data.items, codes=data.codes())),
-        "next-item rules": best(lambda: SequentialRules.fit(flat, len(data.items), 5)),
-        "segment lists": best(
-            lambda: training.segment_lists(
-                frame, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded
-            )
-        ),
+        "chunk_rows": {"own": own_rows, "as at the envelope": envelope_rows},
+        "own chunks": own,
+        "chunked as at the envelope": enveloped,
     }
-    for part, row in out.items():
-        if isinstance(row, dict):
-            print(f"{part}: {row}", flush=True)
-    return out
 
 
 def sample() -> dict[str, Any]:
