@@ -56,7 +56,8 @@ def codes_in(values: Any, universe: Any, through: np.ndarray | None = None) -> n
 
     ``universe``: ids as a NumPy array, or an Arrow-backed pandas index or column (taken as it is, no NumPy strings).
     ``through``: a table each slice's indices are read through before the slices are joined (its last entry for a
-    value not in the universe): a narrow column of every row without their int64 indices all at once.
+    value not in the universe): the column joined is the table's width, and each slice's int64 indices are freed
+    as it finishes (without it the joined int64 column is a second copy of them).
 
     Every call hashes the whole universe, so code a column in one call, never chunk by chunk: the segment lists
     coded each chunk's sessions against every referred session, a hash table of them a chunk on every thread (at
