@@ -54,7 +54,8 @@ def codes_in(values: Any, universe: Any, through: np.ndarray | None = None) -> n
     ``tests/bench/bench_training.py --parts ids``), which re-coded the ids in every part of the fit. In slices
     on threads (``_sliced``).
 
-    ``universe``: ids as a NumPy array, or an Arrow-backed pandas index or column (taken as it is, no NumPy strings).
+    ``universe``: ids as ``_arrow`` takes them — a NumPy array or list, or an Arrow-backed pandas index or column
+    (taken as it is, no NumPy strings).
     ``through``: a table each slice's indices are read through before the slices are joined (its last entry for a
     value not in the universe): the column joined is the table's width, and each slice's int64 indices are freed
     as it finishes (without it the joined int64 column is a second copy of them).
@@ -64,7 +65,7 @@ def codes_in(values: Any, universe: Any, through: np.ndarray | None = None) -> n
     the envelope some 160 M sessions, 650 chunks, 96 threads at once)."""
     import pyarrow.compute as pc
 
-    value_set = _arrow(np.asarray(universe, dtype=str) if isinstance(universe, np.ndarray | list) else universe)
+    value_set = _arrow(universe)
 
     def piece(values_there: Any) -> np.ndarray:
         found = _indices(pc.index_in(values_there, value_set=value_set))

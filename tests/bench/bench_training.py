@@ -139,12 +139,17 @@ def served(store: Path) -> dict[str, Any]:
         enveloped = parts()
     finally:
         models.FIT_CHUNK_ROWS = own_rows
-    print(f"{len(frame):,} events on {cores} cores; chunks of at most {own_rows:,} rows, and {envelope_rows:,}")
+    referred = frame.loc[frame["referrer"].fillna("") != "", "session_id"].nunique() if "referrer" in frame else 0
+    print(
+        f"{len(frame):,} events ({referred:,} referred sessions) on {cores} cores; chunks of at most {own_rows:,} "
+        f"rows, and {envelope_rows:,}"
+    )
     for part, row in own.items():
         ratio = enveloped[part]["wall_s"] / max(row["wall_s"], 1e-9)
         print(f"{part}: {row}; chunked as at the envelope {enveloped[part]} ({ratio:.2f}x the wall)", flush=True)
     return {
         "events": len(frame),
+        "referred sessions": int(referred),
         "chunk_rows": {"own": own_rows, "as at the envelope": envelope_rows},
         "own chunks": own,
         "chunked as at the envelope": enveloped,

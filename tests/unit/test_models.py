@@ -222,8 +222,8 @@ def test_matrices_summed_in_blocks_of_rows_on_threads_are_the_whole_sum(
 ) -> None:
     """models.summed_matrices holds its sums as blocks of rows, each part cut into them on its thread and each sum
     added block by block on the threads: the very matrix summing them whole gives (its entries, their order and
-    values), with parts holding duplicates, empty rows and a row holding most entries; and the rules summed from
-    dozens of chunks are the rules summed from one."""
+    values), with parts holding duplicates, empty rows and a row holding most entries (the rules from dozens of
+    chunks: test_sequential_rules_sum_one_over_the_distance_of_every_pair_in_a_session)."""
     from shopwise_jobs import models
 
     monkeypatch.setattr(models, "FIT_THREADS", threads)
@@ -248,10 +248,6 @@ def test_matrices_summed_in_blocks_of_rows_on_threads_are_the_whole_sum(
     for name in ("indptr", "indices"):
         assert np.array_equal(getattr(summed, name), getattr(whole, name)), name
     assert np.allclose(summed.data, whole.data, rtol=1e-12)
-    sessions = [rng.integers(0, 30, rng.integers(1, 12)).tolist() for _ in range(300)]
-    once = SequentialRules.fit(Sessions.of(sessions), n_items=30, window=3, neighbours=4, chunk_rows=10**9).rules
-    chunked = SequentialRules.fit(Sessions.of(sessions), n_items=30, window=3, neighbours=4, chunk_rows=40).rules
-    assert once.nnz and np.array_equal(chunked.indices, once.indices) and np.array_equal(chunked.data, once.data)
 
 
 def test_sequential_rules_sum_one_over_the_distance_of_every_pair_in_a_session() -> None:
