@@ -116,28 +116,39 @@ class Phases:
 
 def array_bytes(obj: Any, skip: tuple[str, ...] = ("interactions", "catalog")) -> int:
     """The bytes of the NumPy arrays and sparse matrices an object holds (through dataclasses, attributes, dicts,
-    lists and tuples; each array once): what a fit keeps, apart from the allocators' slack that resident memory
-    also counts. Attributes named in ``skip`` (the rows, the catalog: counted on their own) are left out."""
+    lists and tuples): what a fit keeps, apart from the allocators' slack that resident memory also counts. Each
+    byte once: a view (the served rows' codes, a slice of every row's) is memory its base holds. Attributes named in
+    ``skip`` (the rows, the catalog: counted on their own) are left out."""
     from scipy import sparse
 
     seen: set[int] = set()
+    spans: list[tuple[int, int]] = []  # each array's bytes, [first, past the last)
 
-    def walk(o: Any) -> int:
+    def walk(o: Any) -> None:
         if id(o) in seen:
-            return 0
+            return
         seen.add(id(o))
         if isinstance(o, np.ndarray):
-            return int(o.nbytes)
-        if sparse.issparse(o):
-            return sum(
-                walk(getattr(o, name)) for name in ("data", "indices", "indptr", "row", "col") if hasattr(o, name)
-            )
-        if isinstance(o, dict):
-            return sum(walk(v) for v in o.values())
-        if isinstance(o, list | tuple):
-            return sum(walk(v) for v in o)
-        if hasattr(o, "__dict__"):
-            return sum(walk(v) for name, v in vars(o).items() if name not in skip)
-        return 0
+            if o.nbytes:
+                spans.append(np.lib.array_utils.byte_bounds(o))
+        elif sparse.issparse(o):
+            for name in ("data", "indices", "indptr", "row", "col"):
+                if hasattr(o, name):
+                    walk(getattr(o, name))
+        elif isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list | tuple):
+            for v in o:
+                walk(v)
+        elif hasattr(o, "__dict__"):
+            for name, v in vars(o).items():
+                if name not in skip:
+                    walk(v)
 
-    return walk(obj)
+    walk(obj)
+    total, end = 0, 0  # the union of the spans
+    for first, last in sorted(spans):
+        total += max(0, last - max(first, end))
+        end = max(end, last)
+    return total

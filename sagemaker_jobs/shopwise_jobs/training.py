@@ -42,7 +42,6 @@ from shopwise_jobs.models import (
     CodedInteractions,
     ContentKNN,
     ItemKNN,
-    Popularity,
     best,
     chunk_bounds,
     summed_in_threads,
@@ -593,7 +592,14 @@ def fit_and_select(
     # every stretch of the served fit is a part, so the parts add up to its time: its ids (the served set's users
     # and items, read off every row) and the inputs the parts share, built before them, were untimed stretches that
     # make scale's figure for the instance left out
-    data = timed("ids", lambda: served_set(interactions, catalog, hp))
+    everyone = everyone.reset_index(drop=True)
+
+    def ids() -> tuple[TrainSet, CodedInteractions]:
+        served = served_set(interactions, catalog, hp)
+        # every row's codes (the bestsellers and segment lists count from them), the served rows' views of them
+        return served, served.coded_with(everyone)
+
+    data, coded = timed("ids", ids)
     # the content index of a catalog large enough for its ANN path reads the catalog and the item order alone: it
     # runs in a process of its own while the parts below run (shopwise_jobs.apart), unless the model fits it
     apart: Apart[ContentKNN] | None = None
@@ -631,19 +637,14 @@ def fit_and_select(
         data.recent(ITEMKNN_HISTORY)
 
     timed("inputs", inputs)
-    everyone = everyone.reset_index(drop=True)
 
-    def bestsellers() -> tuple[CodedInteractions, Popularity]:
-        coded = every_row_coded(everyone, data)  # the segment lists count from it too
-        return coded, coded.popularity(None, hp.popular_window_days)
-
-    def bestsellers_then_segments(record: Callable[[str, Callable[[], Any]], Any]) -> tuple[Any, Any, Any]:
-        coded, popularity = record("popularity", bestsellers)
+    def bestsellers_then_segments(record: Callable[[str, Callable[[], Any]], Any]) -> tuple[Any, Any]:
+        popularity = record("popularity", lambda: coded.popularity(None, hp.popular_window_days))
         segments = record(
             "segments",
             lambda: segment_lists(everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded),
         )
-        return coded, popularity, segments
+        return popularity, segments
 
     side_by_side = final_side_by_side()
     if side_by_side:
@@ -660,12 +661,12 @@ def fit_and_select(
             futures = {name: pool.submit(clocked, name, fit) for name, fit in tasks.items()}
             chained = pool.submit(bestsellers_then_segments, clocked)
             fitted = {name: future.result() for name, future in futures.items()}
-            coded, popularity, segments = chained.result()
+            popularity, segments = chained.result()
         parts["side by side"] = round(time.perf_counter() - clock, 3)
         cpu["side by side"] = round(cpu_seconds() - used, 3)
     else:
         fitted = {name: timed(name, fit) for name, fit in tasks.items()}
-        coded, popularity, segments = bestsellers_then_segments(timed)
+        popularity, segments = bestsellers_then_segments(timed)
     model_object = (
         blend_of(chosen.params, lambda c: fitted[served_part(c["kind"], c["params"], hp)])
         if chosen.name == "hybrid"
@@ -791,28 +792,6 @@ def fit_and_select(
 # overlap the others' work instead of adding up. Below it, one after another: make scale measures each part alone on
 # 2 cores. SHOPWISE_FINAL_SIDE_BY_SIDE: 1 forces it, 0 forbids it
 FINAL_SIDE_BY_SIDE_FROM_CORES = 16
-
-
-def every_row_coded(everyone: pd.DataFrame, data: TrainSet) -> CodedInteractions:
-    """Every interaction coded for the bestsellers and the segment lists, consented or not. The consented rows are
-    the served set's (``data``), coded once for every part (``TrainSet.coded``); where they are the frame's first
-    rows (``fit_frame``: ``personal_interactions`` slices them off it), only the rows after them are coded here —
-    coding every row's item id and kind from their strings again was a pass over every event on one core."""
-    own = data.coded()
-    ts, n = everyone["ts"].to_numpy(), len(data.interactions)
-    served_ts = data.interactions["ts"].to_numpy()
-    same_start = n and np.shares_memory(ts[:1], served_ts[:1]) and ts.strides == served_ts.strides
-    if not (n <= len(everyone) and same_start):
-        return CodedInteractions.of(everyone, data.items, data.weights)  # not the same rows' memory: all coded
-    if n == len(everyone):
-        return own
-    rest = CodedInteractions.of(everyone.iloc[n:], data.items, data.weights)
-    return CodedInteractions(
-        codes=np.concatenate([own.codes, rest.codes]),
-        weights=np.concatenate([own.weights, rest.weights]),
-        ts=np.concatenate([own.ts, rest.ts]),
-        n_items=own.n_items,
-    )
 
 
 # the served fit waits for its part in a process of its own (the content index) before the others start: make scale

@@ -297,16 +297,18 @@ def test_segment_lists_are_each_segments_windowed_bestsellers_in_any_chunking() 
 
 
 def test_every_rows_codes_reuse_the_served_sets_and_equal_coding_them_all() -> None:
-    """The bestsellers count every interaction, the personal models the consented ones: the consented rows' codes
-    come from the served set (coded once for every part), the rest coded apart, and the whole is what coding every
-    row from its strings gives — the consented rows first (a slice of the frame), interleaved (a copy), or all."""
+    """The bestsellers count every interaction, the personal models the consented ones: every row is coded once,
+    the served set's codes views of its first rows (the consented rows first: a slice of the frame), or, coded
+    already, the rest coded and joined; rows interleaved (a copy) are all coded apart. Each way gives what coding
+    every row from its strings gives, and the served set's own codes what coding its rows gives."""
     import numpy as np
     import pandas as pd
 
-    from shopwise_jobs.dataset import INTERACTION_COLUMNS
+    from shopwise_jobs.dataset import INTERACTION_COLUMNS, codes_in
+    from shopwise_jobs.memory import array_bytes
     from shopwise_jobs.models import CodedInteractions
     from shopwise_jobs.selection import train_set
-    from shopwise_jobs.training import Hyperparameters, every_row_coded, fit_frame, personal_interactions
+    from shopwise_jobs.training import Hyperparameters, fit_frame, personal_interactions
 
     rng = np.random.default_rng(3)
     rows = [
@@ -319,14 +321,28 @@ def test_every_rows_codes_reuse_the_served_sets_and_equal_coding_them_all() -> N
     catalog = pd.DataFrame({"item_id": [f"i{n}" for n in range(25)]})  # i25..i29: touched, in no catalog
     hp = Hyperparameters.parse({})
     for everyone in (fit_frame(frame), frame, frame.assign(consented=True)):
+        everyone = everyone.reset_index(drop=True)  # as the fit passes it
         personal = personal_interactions(everyone, hp)
-        data = train_set(personal, personal.iloc[:0], catalog, hp.kind_weights())
-        got = every_row_coded(everyone.reset_index(drop=True), data)  # as the fit passes it
-        expected = CodedInteractions.of(everyone, data.items, data.weights)
-        for name in ("codes", "weights", "ts"):
-            assert np.array_equal(getattr(got, name), getattr(expected, name)), name
-        shared = np.shares_memory(got.codes, data.coded().codes)
-        assert shared is (len(personal) == len(everyone))  # all consented: the served set's own arrays
+        first = np.shares_memory(everyone["ts"].to_numpy()[:1], personal["ts"].to_numpy()[:1])
+        for coded_before in (False, True):
+            data = train_set(personal, personal.iloc[:0], catalog, hp.kind_weights())
+            if coded_before:
+                data.coded()
+            got = data.coded_with(everyone)
+            expected = CodedInteractions.of(everyone, data.items, data.weights)
+            for name in ("codes", "weights", "ts"):
+                assert np.array_equal(getattr(got, name), getattr(expected, name)), name
+            own = CodedInteractions.of(personal, data.items, data.weights)
+            assert np.array_equal(data.coded().codes, own.codes) and np.array_equal(data.coded().weights, own.weights)
+            assert np.array_equal(data.codes()[1], own.codes)
+            assert np.array_equal(data.codes()[0], codes_in(personal["user_id"], data.users))
+            # one pass where nothing was coded and the served rows come first: the served set's codes are views
+            shared = np.shares_memory(got.codes, data.coded().codes)
+            assert shared is bool(first and (not coded_before or len(personal) == len(everyone)))
+            # what the fit says it holds counts each byte once: the views are every row's arrays' memory
+            whole = sum(a.nbytes for a in (got.codes, got.weights))
+            held = array_bytes([data.coded().codes, data.coded().weights, got.codes, got.weights])
+            assert held == (whole if shared else whole + data.coded().codes.nbytes + data.coded().weights.nbytes)
     assert len(personal_interactions(frame, hp)) < len(frame)  # the interleaved frame's rows: some not consented
 
 
