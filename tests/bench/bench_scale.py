@@ -82,6 +82,7 @@ from shopwise_jobs.training import (
     TUNING_INTERACTIONS,  # the sample tuning stops growing at
     final_side_by_side,  # whether the instance's served fit runs its parts at once
 )
+from shopwise_local.machine import numpy_pages
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = REPO_ROOT / ".local" / "cache"
@@ -971,7 +972,7 @@ def histories_line(rows: list[dict[str, Any]], fit: dict[str, Any]) -> str:
 
 
 PART_NAMES = {
-    "ids": "the served set's ids",
+    "ids": "the served set's ids, every row's codes",
     "matrix": "interaction matrix",
     "inputs": "the parts' shared inputs",
     "model": "the selected model, whole",
@@ -1220,6 +1221,8 @@ def main() -> int:
     if unknown := set(wanted) - set(STAGES):
         parser.error(f"unknown stages {sorted(unknown)}: expected some of {', '.join(STAGES)}")
     os.environ.setdefault("SHOPWISE_HOME", str(REPO_ROOT / ".local" / "scale-home"))
+    if not args.from_log:  # the stages' processes: memory as cheap to touch the first time as an instance's
+        print(numpy_pages(), flush=True)
     # a run's log: a JSON line per size measured, then the table, then the whole result as one JSON line
     rows, runs = logged_rows(args.from_log) if args.from_log else ([], [])
     for shoppers in () if args.from_log else (int(s) for s in args.shoppers.split(",")):
