@@ -90,10 +90,9 @@ class TrainSet:
         count every interaction, consented or not. Where this set's rows are ``everyone``'s first rows (the same
         memory: ``fit_frame`` puts the consented rows first and ``personal_interactions`` slices them off) and
         none is coded yet, every row is coded in one pass and this set's codes are views of its first rows: no row
-        coded twice, nothing copied. Joining this set's codes to the rest's copied 24 bytes an event (62 GB at the
-        envelope's 2.6 B), memory this machine hands out at a tenth of its speed (README, make scale). Coded
-        already, the rows after this set's are coded and joined to its codes; not its first rows, every row is
-        coded apart."""
+        coded twice, nothing copied (joining this set's codes to the rest's copied 24 bytes an event: 62 GB at the
+        envelope's 2.6 B). Coded already, the rows after this set's are coded and joined to its codes; not its
+        first rows, every row is coded apart."""
         n, ts, own_ts = len(self.interactions), everyone["ts"].to_numpy(), self.interactions["ts"].to_numpy()
         if not (0 < n <= len(everyone) and np.shares_memory(ts[:1], own_ts[:1]) and ts.strides == own_ts.strides):
             return CodedInteractions.of(everyone, self.items, self.weights)

@@ -590,7 +590,7 @@ def fit_and_select(
     fit_started = time.perf_counter()
     phases.begin("final fit")
     # every stretch of the served fit is a part, so the parts add up to its time: its ids (the served set's users
-    # and items, read off every row) and the inputs the parts share, built before them, were untimed stretches that
+    # and items, read off every row, and every row's codes) and the inputs the parts share, built before them, were untimed stretches that
     # make scale's figure for the instance left out
     everyone = everyone.reset_index(drop=True)
 
