@@ -241,6 +241,43 @@ def test_the_transform_over_candidates_writes_the_lists_of_the_dense_transform(t
         assert {(p[0], p[2]) for p in a["items"] if p[1]} == {(p[0], p[2]) for p in b["items"] if p[1]}
 
 
+def test_the_bestsellers_are_every_rows_strength_over_a_thousand_plus_the_windows_in_any_chunking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``windowed_popularity``, the definition the segment lists are held to: each item's kind weights summed over
+    every row, times 1e-3, plus over the rows of the last window days (ending at the newest row); rows of items
+    outside ``items`` count for none. Counted in chunks on threads: the same scores whichever chunks, a row or
+    thousands each."""
+    import numpy as np
+    import pandas as pd
+
+    from shopwise_jobs import models
+    from shopwise_jobs.dataset import INTERACTION_COLUMNS
+
+    rng = np.random.default_rng(11)
+    kinds = np.array(["view", "cart", "purchase", "search"])  # a search has no weight
+    frame = pd.DataFrame(
+        [(f"e{n}", f"u{n % 90}", f"i{rng.integers(0, 33)}", kinds[rng.integers(0, 4)],
+          float(rng.integers(0, 40 * 86400)), np.nan, "", "", "") for n in range(2500)],
+        columns=INTERACTION_COLUMNS,
+    )  # fmt: skip
+    frame.loc[0, ["item_id", "kind", "ts"]] = ["i0", "purchase", frame["ts"].max() - 14 * 86400.0]  # the window's edge
+    items = np.array([f"i{n}" for n in range(30)])  # i30..i32: touched, not among the items
+    weights = {"view": 1.0, "cart": 2.0, "purchase": 4.0}
+    strength = frame["kind"].map(weights).fillna(0.0)
+    recent = frame["ts"] >= frame["ts"].max() - 14 * 86400.0
+    by_item = (strength.groupby(frame["item_id"]).sum() * 1e-3).add(
+        strength[recent].groupby(frame["item_id"][recent]).sum(), fill_value=0.0
+    )
+    expected = by_item.reindex(items, fill_value=0.0).to_numpy(dtype=np.float32)
+    assert (expected > 0).sum() == 30
+    for chunk in (1 << 22, 1000, 7, 1):
+        monkeypatch.setattr(models, "FIT_CHUNK_ROWS", chunk)
+        got = models.windowed_popularity(frame, items, weights, 14.0).scores
+        assert np.array_equal(got, expected), chunk
+    assert not models.windowed_popularity(frame.iloc[:0], items, weights, 14.0).scores.any()
+
+
 def test_segment_lists_are_each_segments_windowed_bestsellers_in_any_chunking() -> None:
     """Every level of the category path, the market and the first referrer of the session: each segment's list is
     ``windowed_popularity`` of its own rows (its window ending at its newest row), the definition, whichever chunks
