@@ -13,8 +13,7 @@
 - ``served`` (not run by default): the served fit's parts in columns over every event — the sessions, the next-item
   rules, the segment lists and the bestsellers — on a ``make scale`` store (``--store``, default the
   300,000-shopper one, else the 30,000), each best of 3: wall, CPU and the share of its work in parallel on this
-  machine's cores (what ``make scale`` reads their time on the instance from), and the first run's wall (the job
-  runs each part once, on memory the process has not used yet) — once in the chunks this machine cuts
+  machine's cores (what ``make scale`` reads their time on the instance from) — once in the chunks this machine cuts
   (a chunk a thread: the 300,000-shopper store's 5.6 M rows in 2), and once chunked as at the envelope
   (``ENVELOPE_CHUNKS_A_THREAD``, 6 a thread), with the ratio: ``make scale``'s stores are 2 chunks at every size, so
   a cost paid once a chunk (a sum on the calling thread, a table rebuilt for each chunk) shows on no curve, only
@@ -115,16 +114,10 @@ def served(store: Path) -> dict[str, Any]:
             wall, cpu = time.perf_counter(), cpu_seconds()
             run()
             figures.append((time.perf_counter() - wall, cpu_seconds() - cpu))
-        first = figures[0][0]
         wall, cpu = min(figures)
         speedup = min(max(cpu / wall, 1.0), cores)
         share = (1 - 1 / speedup) / (1 - 1 / cores) if cores > 1 else 0.0
-        return {
-            "wall_s": round(wall, 3),
-            "cpu_s": round(cpu, 3),
-            "parallel_share": round(share, 2),
-            "first_wall_s": round(first, 3),  # the job's reading: one run, on memory this process has not yet used
-        }
+        return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "parallel_share": round(share, 2)}
 
     flat = sessions(data.interactions, data.items, codes=data.codes())
 
