@@ -19,6 +19,13 @@
   a cost paid once a chunk (a sum on the calling thread, a table rebuilt for each chunk) shows on no curve, only
   here. Run it with another commit's code on ``PYTHONPATH`` for the figures before a change;
   ``SHOPWISE_FIT_CHUNK_ROWS=65536`` sets the first run's chunks (85 here).
+- ``first`` (not run by default): the served fit's first stretch in the job's order — the served set's ids and every
+  row's codes, the history matrix, the inputs, the bestsellers, the segment lists — in fresh child processes, as the
+  job runs it once in its own: each part's first call, then the bestsellers and segment lists called again in the same
+  process (memory the process has touched before). Two children with NumPy's transparent huge pages on
+  (``NUMPY_MADVISE_HUGEPAGE=1``) and two off, alternated, on the same store as ``served``: where this machine's
+  balloon reports free pages to its host (``shopwise_local.machine``), a fresh huge page comes back 4 KB at a time and
+  the first calls, not the second, show it. The best of 3 in ``served`` hides it.
 
 Ends with one JSON line.
 """
@@ -28,7 +35,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -159,6 +168,81 @@ def served(store: Path) -> dict[str, Any]:
     }
 
 
+FIRST_REPEATS = 2  # children a setting, alternated
+
+
+def first(store: Path) -> dict[str, Any]:
+    from shopwise_jobs import training
+    from shopwise_jobs.dataset import read_event_import
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=REPO_ROOT / ".local") as tmp:
+        # read once here: each child unpickles the frame, the job's own reading left out of the stretch timed
+        frame_path = Path(tmp) / "frame.pkl"
+        training.fit_frame(read_event_import(store / "events.csv").interactions).to_pickle(frame_path)
+        runs: dict[str, list[dict[str, Any]]] = {"on": [], "off": [], "warm-up": []}
+        # a child first, not counted: the one after a change imports what the stretch reads from cold files
+        for setting, value in [("warm-up", "0")] + [("on", "1"), ("off", "0")] * FIRST_REPEATS:
+            child = subprocess.run(
+                [sys.executable, __file__, "--first-stretch-of", str(frame_path), "--store", str(store)],
+                env={**os.environ, "NUMPY_MADVISE_HUGEPAGE": value},
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            runs[setting].append(json.loads(child.stdout.splitlines()[-1]))
+    del runs["warm-up"]
+    for setting, children in runs.items():
+        parts = {
+            part: {"wall_s": [c[part]["wall_s"] for c in children], "cpu_s": [c[part]["cpu_s"] for c in children]}
+            for part in children[0]
+        }
+        out[f"huge pages {setting}"] = parts
+        for part, figures in parts.items():
+            walls = ", ".join(f"{w:.3f}" for w in figures["wall_s"])
+            print(
+                f"huge pages {setting}, {part}: {walls} s (CPU {', '.join(map(str, figures['cpu_s']))} s)", flush=True
+            )
+    return out
+
+
+def first_stretch(frame_path: Path, store: Path) -> dict[str, dict[str, float]]:
+    """In a child of ``first``: the stretch timed, a part at a time, in the job's order (fit_and_select)."""
+    from shopwise_jobs import training
+    from shopwise_jobs.apart import cpu_seconds
+    from shopwise_jobs.dataset import read_catalog
+    from shopwise_jobs.selection import ITEMKNN_HISTORY
+
+    everyone = pd.read_pickle(frame_path)
+    catalog = read_catalog(store / "items.csv")
+    hp = training.Hyperparameters.parse({"budget": "quick"})
+    personal = training.personal_interactions(everyone, hp)
+    everyone = everyone.reset_index(drop=True)
+    figures: dict[str, dict[str, float]] = {}
+
+    def timed(part: str, run: Callable[[], Any]) -> Any:
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        out = run()
+        figures[part] = {"wall_s": round(time.perf_counter() - wall, 3), "cpu_s": round(cpu_seconds() - cpu, 3)}
+        return out
+
+    def ids() -> Any:
+        served = training.served_set(personal, catalog, hp)
+        return served, served.coded_with(everyone)
+
+    data, coded = timed("ids", ids)
+    timed("matrix", data.matrix)
+    timed("inputs", lambda: (data.codes(), data.recent(ITEMKNN_HISTORY)))
+
+    def segments() -> Any:
+        return training.segment_lists(
+            everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded
+        )
+
+    for call in ("", " again"):
+        timed(f"bestsellers{call}", lambda: coded.popularity(None, hp.popular_window_days))
+        timed(f"segment lists{call}", segments)
+    return figures
+
+
 def sample() -> dict[str, Any]:
     from shopwise_jobs import training
     from shopwise_jobs.dataset import read_catalog, read_event_import, split
@@ -193,7 +277,7 @@ def sample() -> dict[str, Any]:
     return out
 
 
-PARTS: dict[str, Any] = {"ids": ids, "itemknn": itemknn, "sample": sample, "served": served}
+PARTS: dict[str, Any] = {"ids": ids, "itemknn": itemknn, "sample": sample, "served": served, "first": first}
 LARGE = REPO_ROOT / ".local" / "cache" / "scale-300000-14d"
 
 
@@ -203,13 +287,21 @@ def main() -> int:
     parser.add_argument(
         "--store", type=Path, default=LARGE if (LARGE / "events.csv").exists() else STORE, help="served's store"
     )
+    parser.add_argument("--first-stretch-of", type=Path, help=argparse.SUPPRESS)  # a child of ``first``
     args = parser.parse_args()
+    if args.first_stretch_of:
+        print(json.dumps(first_stretch(args.first_stretch_of, args.store)))
+        return 0
     wanted = [p.strip() for p in args.parts.split(",")]
     if unknown := set(wanted) - set(PARTS):
         parser.error(f"unknown parts {sorted(unknown)}: expected some of {', '.join(PARTS)}")
-    if "served" in wanted and not (args.store / "events.csv").exists():
+    if {"served", "first"} & set(wanted) and not (args.store / "events.csv").exists():
         parser.error(f"{args.store} holds no events.csv: run make scale (or SCALE_SHOPPERS=...) first")
-    runs: dict[str, Callable[[], Any]] = {**PARTS, "served": lambda: served(args.store)}
+    runs: dict[str, Callable[[], Any]] = {
+        **PARTS,
+        "served": lambda: served(args.store),
+        "first": lambda: first(args.store),
+    }
     print(PAGES, flush=True)
     print(json.dumps({"pages": PAGES, **{part: runs[part]() for part in wanted}}))
     return 0
