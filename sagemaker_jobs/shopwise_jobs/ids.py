@@ -85,6 +85,43 @@ def unique_ids(*columns: Any) -> np.ndarray:
     return np.sort(np.asarray(merged.to_numpy(zero_copy_only=False), dtype=str))
 
 
+def nonblank(column: Any) -> np.ndarray:
+    """Each row: whether its value is a non-empty string (a missing value is blank), by Arrow in slices on threads
+    (``_sliced``)."""
+    import pyarrow.compute as pc
+
+    def piece(values: Any) -> np.ndarray:
+        filled = pc.fill_null(pc.greater(pc.binary_length(values), 0), False)
+        return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
+
+    return np.concatenate([np.zeros(0, dtype=bool), *_sliced(_arrow(column), piece)])
+
+
+def distinct(column: Any) -> Any:
+    """The distinct values of a column (a missing value left out) in the order they first appear, as an Arrow array:
+    each slice's on threads (``_sliced``), then those in slice order, so a value's first slice names it first.
+    pandas' ``factorize`` gives the same order, on one thread."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    seen = _sliced(_arrow(column), lambda piece: pc.drop_null(pc.unique(piece)))
+    return pc.unique(pa.chunked_array(seen, type=pa.large_string()))
+
+
+def first_of_each(keys: Any, values: Any, rows: np.ndarray) -> tuple[Any, Any]:
+    """Among ``rows`` (row numbers, in the order that decides which is first), each distinct key (a missing key left
+    out) and the value at its first row: two Arrow arrays, the keys in the order ``rows`` first reaches them. Only
+    ``rows``' keys are hashed, and neither column becomes Python or NumPy strings (pandas' sort and group-by of a
+    frame of those rows did both, on one thread)."""
+    import pyarrow.compute as pc
+
+    taken = _arrow(keys).take(rows)
+    encoded = pc.dictionary_encode(taken.combine_chunks() if hasattr(taken, "combine_chunks") else taken)
+    codes = _indices(encoded.indices)  # first-seen order: a key's first row is where its code passes every before it
+    first = np.flatnonzero(codes > np.maximum.accumulate(np.concatenate([[-1], codes[:-1]])))
+    return encoded.dictionary, _arrow(values).take(rows[first])
+
+
 def weights_of(kinds: Any, weights: dict[str, float]) -> np.ndarray:
     """Each row's kind weight (0 for a kind without one, or none): its index among the weighted kinds, looked up by
     Arrow in slices on threads (``_sliced``), the weight taken by index — ``Series.map`` of the strings cost 0.3 s

@@ -903,6 +903,20 @@ def test_ids_are_coded_as_pandas_would_code_them(
     )
     kinds = pd.Series(["view", "purchase", None, "like", "cart", "view"], dtype="str")
     assert weights_of(kinds, {"view": 1.0, "cart": 2.0, "purchase": 4.0}).tolist() == [1.0, 4.0, 0.0, 0.0, 2.0, 1.0]
+    # non-blank rows, distinct values in first-seen order (pandas' factorize's), each key's value at its first row
+    assert np.array_equal(ids.nonblank(values), values.fillna("").to_numpy(str) != "")
+    _codes, uniques = pd.factorize(values)
+    assert ids.distinct(values).to_pylist() == [str(v) for v in uniques]
+    sessions = pd.Series([f"s{n}" for n in rng.integers(0, 900, 5000)] + [None, "s1", ""], dtype="str")
+    rows = rng.permutation(len(values))[:3000]
+    keys, firsts = ids.first_of_each(sessions, values, rows)
+    expected_first = (
+        pd.DataFrame({"key": sessions.to_numpy(object)[rows], "value": values.to_numpy(object)[rows]})
+        .dropna(subset=["key"])
+        .drop_duplicates("key")
+    )
+    assert keys.to_pylist() == expected_first["key"].tolist()
+    assert firsts.to_pylist() == [None if pd.isna(v) else v for v in expected_first["value"]]
 
 
 @pytest.mark.parametrize("threads", [1, 3, 8])

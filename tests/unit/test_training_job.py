@@ -293,7 +293,7 @@ def test_segment_lists_are_each_segments_windowed_bestsellers_in_any_chunking() 
     rng = np.random.default_rng(5)
     paths = ["A>B>C", "A>B>D", "A>E", "F", ""]
     catalog = pd.DataFrame({"item_id": [f"i{n}" for n in range(40)], "category": [paths[n % 5] for n in range(40)]})
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for n in range(3000):
         session = f"s{rng.integers(0, 300)}" if rng.random() < 0.9 else ""
         referrer = ["", "", "", "google", "newsletter"][rng.integers(0, 5)]
@@ -302,6 +302,17 @@ def test_segment_lists_are_each_segments_windowed_bestsellers_in_any_chunking() 
              ["view", "cart", "purchase"][rng.integers(0, 3)], float(rng.integers(0, 60 * 86400)), np.nan, session,
              ["de", "fr", ""][rng.integers(0, 3)], referrer)
         )  # fmt: skip
+    # a session whose two referred rows tie in time: the earlier row's referrer is its first; missing values (a
+    # market, a referrer, a session id) are blank
+    rows += [
+        ("t0", "u1", "i1", "view", 86400.0 * 59, np.nan, "s-tie", "de", "newsletter"),
+        ("t1", "u1", "i2", "view", 86400.0 * 59, np.nan, "s-tie", "de", "google"),
+        ("t2", "u1", "i3", "cart", 86400.0 * 59 + 1, np.nan, "s-tie", "de", ""),
+        ("t3", "u2", "i4", "view", 86400.0 * 10, np.nan, "s7", None, None),
+        ("t4", "u2", "i5", "view", 86400.0 * 3, np.nan, None, "fr", "google"),
+    ]  # fmt: skip
+    # ... and bought one item enough to top its referrer's list: the tie decides which list that is
+    rows += [(f"t{n}", "u1", "i39", "purchase", 86400.0 * 59 + 2, np.nan, "s-tie", "de", "") for n in range(5, 15)]
     data = pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
     items = np.array([f"i{n}" for n in range(40)])
     weights = {"view": 1.0, "cart": 2.0, "purchase": 4.0}
@@ -318,8 +329,9 @@ def test_segment_lists_are_each_segments_windowed_bestsellers_in_any_chunking() 
         expected[f"category:{prefix}"] = listed(data[inside.to_numpy(dtype=bool)])
     for market in ("de", "fr"):
         expected[f"market:{market}"] = listed(data[data["market"] == market])
-    referred = data[data["referrer"] != ""].sort_values("ts", kind="stable")
-    first = referred[referred["session_id"] != ""].groupby("session_id")["referrer"].first()
+    referred = data[data["referrer"].fillna("") != ""].sort_values("ts", kind="stable")
+    first = referred[referred["session_id"].fillna("") != ""].groupby("session_id")["referrer"].first()
+    assert first["s-tie"] == "newsletter"
     for source in ("google", "newsletter"):
         sessions = set(first[first == source].index)
         expected[f"referrer:{source}"] = listed(data[data["session_id"].isin(sessions)])
