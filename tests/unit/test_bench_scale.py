@@ -60,6 +60,29 @@ def test_item_knn_growing_faster_than_its_products_at_the_envelopes_width_keeps_
     assert part["single_hours"] == pytest.approx(3.6 * (target / products[-1]) ** growth / 3600, rel=0.01)
 
 
+def test_the_selected_models_item_knn_grows_as_the_served_one_at_the_envelopes_width_times_their_ratio() -> None:
+    """The blend's own item-kNN counts the same rows as the served one: its job times over the sizes whose blend had
+    it (here the two largest, 9x apart in time for 4x the products) are not its growth; the served item-kNN's at a
+    million columns is, scaled by their ratio in the job at the largest size."""
+    products = [2e6, 8e6, 32e6]
+    rows = sizes(job=[0.05, 0.2, 1.2], native=[0.05, 0.2, 0.9], wide=[0.2, 0.4, 1.0], products=products)
+    rows[1]["stages"][FINAL]["parts"]["model:itemknn"] = [0.3, 0.54]
+    rows[2]["stages"][FINAL]["parts"]["model:itemknn"] = [2.7, 4.86]
+    fitted = final_fit(rows)["by_part"]
+    served, own = fitted["similar"], fitted["model:itemknn"]
+    assert own["growth"] == served["growth"] == 1.0 and own["measured_at"] == served["measured_at"]
+    assert own["single_hours"] == pytest.approx(served["single_hours"] * 2.7 / 1.2, rel=0.02)
+    assert own["walls"] == pytest.approx([w * 2.7 / 1.2 for w in served["walls"]])
+    assert own["parallel_share"] == served["parallel_share"]  # CPU 1.8x its wall in the job, as the served one's
+    line = next(line for line in bench_scale.by_part_table(rows, fitted) if "selected model's itemknn" in line)
+    assert "the served item-kNN's x 2.25, their ratio at 90,000 shoppers" in line and "— (" in line
+    # without the width stage: its own times, fitted (9x the time for 4x the products)
+    for row in rows:
+        del row["stages"][KNN_WIDE]
+    alone = final_fit(rows)["by_part"]["model:itemknn"]
+    assert alone["growth"] == pytest.approx(math.log(9) / math.log(4), abs=0.01) and not alone["scaled"]
+
+
 def test_a_run_without_the_width_stage_extrapolates_the_jobs_own_times_by_their_fitted_growth() -> None:
     rows = sizes(job=[0.05, 0.2, 1.2], native=[0.05, 0.2, 0.9], wide=[0.2, 0.4, 1.0], products=[2e6, 8e6, 32e6])
     for row in rows:
@@ -455,13 +478,11 @@ def test_the_selected_models_parts_grow_by_what_drives_each() -> None:
     assert knn_sizes == products and event_sizes == [r["events"] for r in rows]
     assert knn_target > products[-1] * (event_target / event_sizes[-1])  # the products outgrow the events
     assert fitted["model:itemknn"]["grows_in"] == "products" and fitted["model:ials"]["grows_in"] == "events"
-    for part, target, last in (
-        ("model:itemknn", knn_target, products[-1]),
-        ("model:ials", event_target, event_sizes[-1]),
-    ):
-        sizes_of = knn_sizes if part == "model:itemknn" else event_sizes
-        grown = 1.6 * (target / last) ** bench_scale.exponent(sizes_of, [0.1, 0.4, 1.6]) / 3600
-        assert fitted[part]["single_hours"] == pytest.approx(grown, rel=0.02)
+    # iALS by its fitted growth in events; the item-kNN as the served one (the same times here: its hours too)
+    grown = 1.6 * (event_target / event_sizes[-1]) ** bench_scale.exponent(event_sizes, [0.1, 0.4, 1.6]) / 3600
+    assert fitted["model:ials"]["single_hours"] == pytest.approx(grown, rel=0.02)
+    assert fitted["model:itemknn"]["single_hours"] == fitted["similar"]["single_hours"]
+    assert fitted["similar"]["single_hours"] == pytest.approx(1.6 * knn_target / products[-1] / 3600, rel=0.02)
     table = "\n".join(bench_scale.by_part_table(rows, fitted))
     assert "| the selected model's ials |" in table and "| the selected model's itemknn |" in table
 
