@@ -34,7 +34,7 @@ from shopwise.keys import referrer_source
 from shopwise.privacy.tombstones import Targets
 from shopwise_jobs.feature_snapshot import FeatureSnapshot
 from shopwise_jobs.ids import codes_in, unique_ids, weights_of
-from shopwise_jobs.models import FIT_THREADS, Sessions, chunk_bounds, summed_triples
+from shopwise_jobs.models import FIT_THREADS, Sessions, chunk_bounds, summed_spans
 
 INTERACTION_COLUMNS = ["event_id", "user_id", "item_id", "kind", "ts", "price", "session_id", "market", "referrer"]
 SESSION_GAP_SECONDS = 30 * 60
@@ -332,19 +332,26 @@ def interaction_matrix(
         if codes is not None
         else (codes_in(interactions["user_id"], user_ids), codes_in(interactions["item_id"], item_ids))
     )
-    if half_life_days > 0 and len(interactions):
+    decay = half_life_days > 0 and len(interactions) > 0
+    newest = times = np.zeros(0)
+    if decay:
         # decay from the user's own newest interaction (or from ``now``): what a shopper did last weighs most
-        if ts is None:
-            ts = interactions["ts"].to_numpy(dtype=np.float64)
+        times = interactions["ts"].to_numpy(dtype=np.float64) if ts is None else ts
         if now is None:
             newest = np.full(len(user_ids) + 1, -np.inf)  # the last slot: rows of users outside the index (dropped)
-            np.maximum.at(newest, u, ts)
-            ref: Any = newest[u]
-        else:
-            ref = now
-        w = w * np.power(0.5, (ref - ts) / (half_life_days * 86400.0))
-    keep = (u >= 0) & (i >= 0) & (w > 0)
-    matrix = summed_triples(u[keep], i[keep], w[keep].astype(np.float32), (len(user_ids), len(item_ids)))
+            np.maximum.at(newest, u, times)
+
+    def triples(a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows [a, b)'s kept triples, on the thread that sums them: the decay and the mask over every event were
+        two thirds of a decayed matrix's time, on one core (0.21 of 0.33 s at 300,000 shoppers)."""
+        uu, ii, ww = u[a:b], i[a:b], w[a:b]
+        if decay:
+            ref = newest[uu] if now is None else now
+            ww = ww * np.power(0.5, (ref - times[a:b]) / (half_life_days * 86400.0))
+        keep = (uu >= 0) & (ii >= 0) & (ww > 0)
+        return uu[keep], ii[keep], ww[keep].astype(np.float32)
+
+    matrix = summed_spans(len(u), triples, (len(user_ids), len(item_ids)), np.float32)
     return Matrix(matrix=matrix, users=user_ids, items=item_ids)
 
 

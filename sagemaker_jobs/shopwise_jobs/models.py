@@ -147,12 +147,22 @@ def summed_triples(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape
     the served fit at the envelope, make scale). Each thread's share of the triples becomes a matrix of its own;
     then each block of rows is the sum of those matrices' rows there, a block a thread, and the blocks are stacked.
     Summed in float64 whatever the split (the same matrix on any number of cores), returned in ``values``' dtype."""
-    n = len(rows)
+    return summed_spans(len(rows), lambda a, b: (rows[a:b], cols[a:b], values[a:b]), shape, values.dtype)
+
+
+def summed_spans(
+    n: int,
+    triples: Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    shape: tuple[int, int],
+    dtype: Any,
+) -> sparse.csr_matrix:
+    """``summed_triples`` of the triples ``triples(a, b)`` makes of rows [a, b) of ``n``, each span's on the thread
+    that sums it: what makes them (a mask, a time decay over every event) runs on every core, not before on one."""
     spans = [(a, b) for a, b in chunk_bounds(n, max(-(-n // FIT_THREADS), 1)) if b > a] or [(0, 0)]
 
     def part(span: tuple[int, int]) -> sparse.csr_matrix:
-        a, b = span
-        matrix = sparse.csr_matrix((values[a:b].astype(np.float64), (rows[a:b], cols[a:b])), shape=shape)
+        rows, cols, values = triples(*span)
+        matrix = sparse.csr_matrix((values.astype(np.float64), (rows, cols)), shape=shape)
         matrix.sum_duplicates()
         return matrix
 
@@ -169,7 +179,7 @@ def summed_triples(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape
 
             blocks = list(pool.map(block, itertools.pairwise(cuts)))
             parts = [sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix(shape, dtype=np.float64)]
-    return parts[0].astype(values.dtype)
+    return parts[0].astype(dtype)
 
 
 @dataclass

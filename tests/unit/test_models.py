@@ -944,6 +944,51 @@ def test_the_interaction_matrix_is_summed_alike_on_any_number_of_threads(threads
     assert empty.shape == (5, 3) and empty.nnz == 0
 
 
+@pytest.mark.parametrize("threads", [1, 3, 8])
+@pytest.mark.parametrize("now", [None, 40 * 86400.0])
+def test_a_decayed_matrix_made_span_by_span_is_the_whole_columns_formula(
+    threads: int, now: float | None, monkeypatch
+) -> None:
+    """The decay and the mask run on the threads that sum each span (``models.summed_spans``): the matrix is the one
+    the formula over the whole columns gives — each row's kind weight x 0.5^(age / half-life), its age counted back
+    from its user's newest row (or ``now``), rows of users or items outside the index and of kinds without a weight
+    dropped — on any number of threads, to the last bit."""
+    from scipy import sparse
+
+    from shopwise_jobs import models
+
+    monkeypatch.setattr(models, "FIT_THREADS", threads)
+    rng = np.random.default_rng(9)
+    n = 4000
+    data = frame(
+        [
+            (f"u{rng.integers(0, 60)}", f"i{rng.integers(0, 35)}", ["view", "cart", "purchase", "like"][rng.integers(0, 4)],
+             float(rng.integers(0, 30 * 86400)))
+            for _ in range(n)
+        ]
+    )  # fmt: skip
+    users = np.array(sorted({f"u{k}" for k in range(55)}))  # u55..u59 and i30..i34 outside the index: dropped
+    items = np.array(sorted({f"i{k}" for k in range(30)}))
+    weights = {"view": 1.0, "cart": 2.0, "purchase": 4.0}  # "like": no weight, dropped
+    got = interaction_matrix(data, weights, 3.0, now=now, users=users, items=items).matrix
+    u = pd.Index(users).get_indexer(data["user_id"])
+    i = pd.Index(items).get_indexer(data["item_id"])
+    w = data["kind"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
+    ts = data["ts"].to_numpy(dtype=np.float64)
+    newest = pd.Series(ts).groupby(u).max().reindex(range(len(users))).to_numpy()
+    ref = now if now is not None else newest[np.maximum(u, 0)]
+    w = w * np.power(0.5, (ref - ts) / (3.0 * 86400.0))
+    keep = (u >= 0) & (i >= 0) & (w > 0)
+    expected = sparse.csr_matrix(
+        (w[keep].astype(np.float32).astype(np.float64), (u[keep], i[keep])), shape=(len(users), len(items))
+    )
+    expected.sum_duplicates()
+    assert got.dtype == np.float32 and got.has_canonical_format
+    assert np.array_equal(got.indptr, expected.indptr) and np.array_equal(got.indices, expected.indices)
+    assert np.array_equal(got.data, expected.data.astype(np.float32))
+    assert 0 < got.nnz < len(users) * len(items)
+
+
 def test_only_the_matrix_families_read_a_decayed_matrix() -> None:
     """The served fit builds before its parts (which run at once on the instance) the decayed matrices of the
     families in MATRIX_KINDS, and no others: every family fitted with a half-life of its own reads that matrix if,
