@@ -11,7 +11,8 @@
   ``make scale``'s 30,000-shopper store (simulated if missing) with ``--hp budget=quick``: both chosen recipes refitted
   on the whole store's training split and scored on its test split (a few minutes).
 - ``served`` (not run by default): the served fit's parts in columns over every event — the sessions, the next-item
-  rules, the segment lists and the bestsellers — on a ``make scale`` store (``--store``, default the
+  rules, the segment lists, the bestsellers and a decayed interaction matrix (a half-life of 60 days, what a
+  blend's part with one reads) — on a ``make scale`` store (``--store``, default the
   300,000-shopper one, else the 30,000), each best of 3: wall, CPU and the share of its work in parallel on this
   machine's cores (what ``make scale`` reads their time on the instance from) — once in the chunks this machine cuts
   (a chunk a thread: the 300,000-shopper store's 5.6 M rows in 2), and once chunked as at the envelope
@@ -107,7 +108,7 @@ def itemknn() -> dict[str, Any]:
 def served(store: Path) -> dict[str, Any]:
     from shopwise_jobs import models, training
     from shopwise_jobs.apart import cpu_seconds
-    from shopwise_jobs.dataset import read_catalog, read_event_import, sessions
+    from shopwise_jobs.dataset import interaction_matrix, read_catalog, read_event_import, sessions
     from shopwise_jobs.models import SequentialRules
 
     frame = training.fit_frame(read_event_import(store / "events.csv").interactions)
@@ -129,6 +130,13 @@ def served(store: Path) -> dict[str, Any]:
         return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "parallel_share": round(share, 2)}
 
     flat = sessions(data.interactions, data.items, codes=data.codes())
+    served_rows = data.coded()
+
+    def decayed() -> Any:  # what TrainSet.matrix(60.0) builds, a blend's part with a half-life of 60 days
+        return interaction_matrix(
+            data.interactions, data.weights, 60.0, users=data.users, items=data.items, codes=data.codes(),
+            strengths=served_rows.weights, ts=served_rows.ts,
+        )  # fmt: skip
 
     def parts() -> dict[str, dict[str, float]]:
         return {
@@ -141,6 +149,7 @@ def served(store: Path) -> dict[str, Any]:
             ),
             # the job's part "popularity": every row's codes counted
             "bestsellers": best(lambda: coded.popularity(None, hp.popular_window_days)),
+            "decayed matrix": best(decayed),
         }
 
     own_rows = models.FIT_CHUNK_ROWS
