@@ -76,13 +76,8 @@ def codes_in(values: Any, universe: Any, through: np.ndarray | None = None) -> n
 
 def unique_ids(*columns: Any) -> np.ndarray:
     """The sorted distinct ids of the columns (what ``np.unique`` of their strings gives, without the strings; a
-    missing id left out): each slice's distinct ids on threads (``_sliced``), then theirs."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    distinct = [d for c in columns for d in _sliced(_arrow(c), lambda piece: pc.drop_null(pc.unique(piece)))]
-    merged = pc.unique(pa.chunked_array(distinct, type=pa.large_string()))
-    return np.sort(np.asarray(merged.to_numpy(zero_copy_only=False), dtype=str))
+    missing id left out): ``distinct``'s, sorted."""
+    return np.sort(np.asarray(distinct(*columns).to_numpy(zero_copy_only=False), dtype=str))
 
 
 def nonblank(column: Any) -> np.ndarray:
@@ -97,14 +92,14 @@ def nonblank(column: Any) -> np.ndarray:
     return np.concatenate([np.zeros(0, dtype=bool), *_sliced(_arrow(column), piece)])
 
 
-def distinct(column: Any) -> Any:
-    """The distinct values of a column (a missing value left out) in the order they first appear, as an Arrow array:
-    each slice's on threads (``_sliced``), then those in slice order, so a value's first slice names it first.
-    pandas' ``factorize`` gives the same order, on one thread."""
+def distinct(*columns: Any) -> Any:
+    """The distinct values of the columns (a missing value left out) in the order they first appear, as an Arrow
+    array: each slice's on threads (``_sliced``), then those in slice order, so a value's first slice names it
+    first. For one column pandas' ``factorize`` gives the same order, on one thread."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    seen = _sliced(_arrow(column), lambda piece: pc.drop_null(pc.unique(piece)))
+    seen = [d for c in columns for d in _sliced(_arrow(c), lambda piece: pc.drop_null(pc.unique(piece)))]
     return pc.unique(pa.chunked_array(seen, type=pa.large_string()))
 
 

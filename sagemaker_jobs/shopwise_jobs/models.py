@@ -141,23 +141,19 @@ def summed_matrices(
     return out
 
 
-def summed_triples(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sparse.csr_matrix:
-    """``csr_matrix((values, (rows, cols)), shape)`` with its duplicates summed, built on FIT_THREADS threads where
-    scipy's conversion and ``sum_duplicates`` ran on one core (the interaction matrix over every event: 0.22 h of
-    the served fit at the envelope, make scale). Each thread's share of the triples becomes a matrix of its own;
-    then each block of rows is the sum of those matrices' rows there, a block a thread, and the blocks are stacked.
-    Summed in float64 whatever the split (the same matrix on any number of cores), returned in ``values``' dtype."""
-    return summed_spans(len(rows), lambda a, b: (rows[a:b], cols[a:b], values[a:b]), shape, values.dtype)
-
-
 def summed_spans(
     n: int,
     triples: Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]],
     shape: tuple[int, int],
     dtype: Any,
 ) -> sparse.csr_matrix:
-    """``summed_triples`` of the triples ``triples(a, b)`` makes of rows [a, b) of ``n``, each span's on the thread
-    that sums it: what makes them (a mask, a time decay over every event) runs on every core, not before on one."""
+    """``csr_matrix((values, (rows, cols)), shape)`` with its duplicates summed, of the triples ``triples(a, b)``
+    makes of rows [a, b) of ``n``, built on FIT_THREADS threads where scipy's conversion and ``sum_duplicates`` ran
+    on one core (the interaction matrix over every event: 0.22 h of the served fit at the envelope, make scale).
+    Each span's triples are made on the thread that turns them into a matrix of its own — what makes them (a mask,
+    a time decay over every event) runs on every core, not before on one; then each block of rows is the sum of
+    those matrices' rows there, a block a thread, and the blocks are stacked. Summed in float64 whatever the split
+    (the same matrix on any number of cores), returned in ``dtype``."""
     spans = [(a, b) for a, b in chunk_bounds(n, max(-(-n // FIT_THREADS), 1)) if b > a] or [(0, 0)]
 
     def part(span: tuple[int, int]) -> sparse.csr_matrix:

@@ -218,7 +218,8 @@ def segment_lists(
         by_row.append((column(table), columns))
 
     # both coded by Arrow in slices on threads (ids): pandas' factorize of the markets, and its sort and group-by of
-    # the referred rows, held one thread for a third of the lists' time (0.3 of 0.97 s at 300,000 shoppers)
+    # the referred rows, held the lists to 57% in parallel on 2 cores (75% now: bench_training.py --parts served,
+    # 300,000 shoppers)
     if "market" in interactions:
         markets = distinct(interactions["market"])  # in the order they first appear, as pandas' factorize
         by_value(
@@ -228,7 +229,7 @@ def segment_lists(
     referred = np.flatnonzero(nonblank(interactions["referrer"])) if "referrer" in interactions else np.zeros(0)
     if len(referred):
         # each session's first referred row by time (ties: the earlier row), and its referrer
-        referred = referred[np.argsort(interactions["ts"].to_numpy(dtype=np.float64)[referred], kind="stable")]
+        referred = referred[np.argsort(coded.ts[referred], kind="stable")]
         keys, first = first_of_each(interactions["session_id"], interactions["referrer"], referred)
         named = np.flatnonzero(nonblank(keys))  # a blank session id is no session
         keys, first = keys.take(named), first.take(named)
@@ -597,12 +598,7 @@ def fit_and_select(
     # make scale's figure for the instance left out
     everyone = everyone.reset_index(drop=True)
 
-    def ids() -> tuple[TrainSet, CodedInteractions]:
-        served = served_set(interactions, catalog, hp)
-        # every row's codes (the bestsellers and segment lists count from them), the served rows' views of them
-        return served, served.coded_with(everyone)
-
-    data, coded = timed("ids", ids)
+    data, coded = timed("ids", lambda: served_and_every_row(interactions, everyone, catalog, hp))
     # the content index of a catalog large enough for its ANN path reads the catalog and the item order alone: it
     # runs in a process of its own while the parts below run (shopwise_jobs.apart), unless the model fits it
     apart: Apart[ContentKNN] | None = None
@@ -643,10 +639,7 @@ def fit_and_select(
 
     def bestsellers_then_segments(record: Callable[[str, Callable[[], Any]], Any]) -> tuple[Any, Any]:
         popularity = record("popularity", lambda: coded.popularity(None, hp.popular_window_days))
-        segments = record(
-            "segments",
-            lambda: segment_lists(everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded),
-        )
+        segments = record("segments", lambda: served_segments(everyone, catalog, data, coded, hp))
         return popularity, segments
 
     side_by_side = final_side_by_side()
@@ -860,6 +853,22 @@ def build_data_set(
 def served_set(interactions: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters) -> TrainSet:
     """What the served model is fitted on: every (consented) interaction, no test rows."""
     return train_set(interactions, interactions.iloc[:0], catalog, hp.kind_weights())
+
+
+def served_and_every_row(
+    interactions: pd.DataFrame, everyone: pd.DataFrame, catalog: pd.DataFrame, hp: Hyperparameters
+) -> tuple[TrainSet, CodedInteractions]:
+    """The served fit's first part ("ids"): the served set of the consented ``interactions`` and every row's codes
+    (``everyone``'s: the bestsellers and segment lists count from them), the served rows' views of them."""
+    served = served_set(interactions, catalog, hp)
+    return served, served.coded_with(everyone)
+
+
+def served_segments(
+    everyone: pd.DataFrame, catalog: pd.DataFrame, data: TrainSet, coded: CodedInteractions, hp: Hyperparameters
+) -> dict[str, list[list[Any]]]:
+    """The served fit's segment lists: every row's, over the served set's items (``segment_lists``)."""
+    return segment_lists(everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded)
 
 
 def train_files(

@@ -114,8 +114,8 @@ def served(store: Path) -> dict[str, Any]:
     frame = training.fit_frame(read_event_import(store / "events.csv").interactions)
     catalog = read_catalog(store / "items.csv")
     hp = training.Hyperparameters.parse({"budget": "quick"})
-    data = training.served_set(training.personal_interactions(frame, hp), catalog, hp)
-    coded = data.coded_with(frame)  # as the job's part "ids": every row coded once, the served rows' views of it
+    # as the job's part "ids": every row coded once, the served rows' views of it
+    data, coded = training.served_and_every_row(training.personal_interactions(frame, hp), frame, catalog, hp)
     cores = os.cpu_count() or 1
 
     def best(run: Any) -> dict[str, float]:
@@ -142,11 +142,7 @@ def served(store: Path) -> dict[str, Any]:
         return {
             "sessions": best(lambda: sessions(data.interactions, data.items, codes=data.codes())),
             "next-item rules": best(lambda: SequentialRules.fit(flat, len(data.items), 5)),
-            "segment lists": best(
-                lambda: training.segment_lists(
-                    frame, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded
-                )
-            ),
+            "segment lists": best(lambda: training.served_segments(frame, catalog, data, coded, hp)),
             # the job's part "popularity": every row's codes counted
             "bestsellers": best(lambda: coded.popularity(None, hp.popular_window_days)),
             "decayed matrix": best(decayed),
@@ -233,22 +229,13 @@ def first_stretch(frame_path: Path, store: Path) -> dict[str, dict[str, float]]:
         figures[part] = {"wall_s": round(time.perf_counter() - wall, 3), "cpu_s": round(cpu_seconds() - cpu, 3)}
         return out
 
-    def ids() -> Any:
-        served = training.served_set(personal, catalog, hp)
-        return served, served.coded_with(everyone)
-
-    data, coded = timed("ids", ids)
+    data, coded = timed("ids", lambda: training.served_and_every_row(personal, everyone, catalog, hp))
     timed("matrix", data.matrix)
     timed("inputs", lambda: (data.codes(), data.recent(ITEMKNN_HISTORY)))
 
-    def segments() -> Any:
-        return training.segment_lists(
-            everyone, catalog, data.items, data.weights, hp.popular_window_days, hp.top_k, coded
-        )
-
     for call in ("", " again"):
         timed(f"bestsellers{call}", lambda: coded.popularity(None, hp.popular_window_days))
-        timed(f"segment lists{call}", segments)
+        timed(f"segment lists{call}", lambda: training.served_segments(everyone, catalog, data, coded, hp))
     return figures
 
 

@@ -921,7 +921,7 @@ def test_ids_are_coded_as_pandas_would_code_them(
 
 @pytest.mark.parametrize("threads", [1, 3, 8])
 def test_the_interaction_matrix_is_summed_alike_on_any_number_of_threads(threads: int, monkeypatch) -> None:
-    """``summed_triples`` — each thread's share a matrix, then each block of rows summed over them and stacked —
+    """``summed_spans`` — each thread's share a matrix, then each block of rows summed over them and stacked —
     gives scipy's matrix of the triples with its duplicates summed (in float64, then the values' dtype), whatever
     the threads; rows and columns nobody touched stay empty."""
     from scipy import sparse
@@ -935,12 +935,12 @@ def test_the_interaction_matrix_is_summed_alike_on_any_number_of_threads(threads
     values = rng.choice([1.0, 2.0, 0.37], 3000).astype(np.float32)
     expected = sparse.csr_matrix((values.astype(np.float64), (rows, cols)), shape=(41, 30))
     expected.sum_duplicates()
-    got = models.summed_triples(rows, cols, values, (41, 30))
+    got = models.summed_spans(len(rows), lambda a, b: (rows[a:b], cols[a:b], values[a:b]), (41, 30), np.float32)
     assert got.dtype == np.float32 and got.shape == (41, 30) and got.has_canonical_format
     assert np.array_equal(got.indptr, expected.indptr) and np.array_equal(got.indices, expected.indices)
     assert np.array_equal(got.data, expected.data.astype(np.float32))
     assert got[7].nnz == 0 and got[:, 25:].nnz == 0
-    empty = models.summed_triples(rows[:0], cols[:0], values[:0], (5, 3))
+    empty = models.summed_spans(0, lambda a, b: (rows[a:b], cols[a:b], values[a:b]), (5, 3), np.float32)
     assert empty.shape == (5, 3) and empty.nnz == 0
 
 
